@@ -76,3 +76,12 @@ impl Fetcher {
         unimplemented!()
     }
 }
+
+/// `url` with any password replaced, for logs and messages.
+pub fn redact(url: &Url) -> String {
+    let mut url = url.clone();
+    if url.password().is_some() {
+        let _ = url.set_password(Some("***"));
+    }
+    url.to_string()
+}

@@ -1,6 +1,24 @@
-//! feedhound: watches feeds, stores every story once, flags the ones that mention tracked companies.
+//! feedhound watches news feeds for the companies its user tracks.
+//!
+//! The data flows one way:
+//!
+//! ```text
+//! config ─▶ scheduler ─▶ fetch ─▶ parse ─▶ store (dedup) ─▶ matcher/flag ─▶ notify
+//! ```
+//!
+//! [`config`] turns the TOML file into validated types; [`scheduler`] decides which feeds are due
+//! and drives each through [`fetch`] (HTTP with conditional GET and limits) and [`parse`] (bytes
+//! to normalised entries, text from HTML via [`text`]) into [`store`], the only module that
+//! speaks SQL. [`model`] holds the plain data passed between them. [`cli`] and [`demo`] are the
+//! user-facing commands.
+
+pub mod cli;
+pub mod config;
+pub mod demo;
 pub mod fetch;
 pub mod matcher;
 pub mod model;
 pub mod parse;
+pub mod scheduler;
+pub mod store;
 pub mod text;

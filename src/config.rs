@@ -1,0 +1,711 @@
+//! The configuration file: raw TOML → validated [`Config`].
+//!
+//! This is the only place user input from the config file is checked. Every error names the file,
+//! the line and the key, so a user can fix a broken edit without guessing; everything downstream
+//! takes the typed [`Config`] and trusts it.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+use url::Url;
+
+use crate::matcher::CompanyRule;
+use crate::model::Field;
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the config was read from; relative paths inside it are resolved against its folder.
+    pub source: PathBuf,
+    pub storage: StorageConfig,
+    pub polling: PollingConfig,
+    pub feeds: Vec<FeedConfig>,
+    pub companies: Vec<CompanyConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StorageConfig {
+    /// The SQLite database file, absolute or relative to the config file's folder.
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct PollingConfig {
+    /// Default interval between two polls of a feed.
+    pub interval: Duration,
+    /// Fetches in flight at once, over all feeds.
+    pub concurrency: usize,
+    /// Whole-request deadline (connect, headers, body).
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    /// Largest accepted response body, counted after decompression.
+    pub max_body_size: u64,
+    pub user_agent: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeedConfig {
+    pub url: Url,
+    pub name: Option<String>,
+    /// Overrides `polling.interval` for this feed.
+    pub interval: Option<Duration>,
+    pub tags: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CompanyConfig {
+    pub rule: CompanyRule,
+    /// Free metadata kept in the `companies` table for the user's own queries.
+    pub ticker: Option<String>,
+    pub tags: Vec<String>,
+}
+
+pub const DEFAULT_CONFIG_PATH: &str = "feedhound.toml";
+
+/// The `User-Agent` sent when the config does not set one: names us and our version so
+/// publishers can tell who polls them.
+pub fn default_user_agent() -> String {
+    format!(
+        "feedhound/{} (+https://github.com/feedhound/feedhound)",
+        env!("CARGO_PKG_VERSION")
+    )
+}
+
+/// One problem in the config file, located as precisely as the input allows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigIssue {
+    /// 1-based line, when the problem has a place in the file.
+    pub line: Option<usize>,
+    /// Dotted path of the offending key (`feed[2].url`), when known.
+    pub key: Option<String>,
+    pub message: String,
+}
+
+/// Everything wrong with a config file; `Display` gives one `file:line: key: message` line each.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigError {
+    pub path: PathBuf,
+    pub issues: Vec<ConfigIssue>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, issue) in self.issues.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{}", self.path.display())?;
+            if let Some(line) = issue.line {
+                write!(f, ":{line}")?;
+            }
+            write!(f, ": ")?;
+            if let Some(key) = &issue.key {
+                write!(f, "{key}: ")?;
+            }
+            write!(f, "{}", issue.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// Reads and validates the config file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|err| ConfigError {
+            path: path.to_path_buf(),
+            issues: vec![ConfigIssue {
+                line: None,
+                key: None,
+                message: format!(
+                    "cannot read the config file: {err} (pass --config PATH or set FEEDHOUND_CONFIG)"
+                ),
+            }],
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Validates config text; `path` is used for messages and to resolve relative paths.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let fail = |issues| ConfigError {
+            path: path.to_path_buf(),
+            issues,
+        };
+        let raw: RawConfig = toml::from_str(text).map_err(|err| {
+            fail(vec![ConfigIssue {
+                line: err.span().map(|span| line_of(text, span.start)),
+                key: err.span().and_then(|span| key_at(text, span.start)),
+                message: err.message().trim().to_string(),
+            }])
+        })?;
+        let mut checker = Checker {
+            text,
+            issues: Vec::new(),
+        };
+        let config = checker.validate(raw, path);
+        if checker.issues.is_empty() {
+            Ok(config)
+        } else {
+            Err(fail(checker.issues))
+        }
+    }
+
+    /// The database path, resolved against the config file's folder.
+    pub fn database_path(&self) -> PathBuf {
+        let folder = self.source.parent().unwrap_or(Path::new("."));
+        folder.join(&self.storage.path)
+    }
+
+    pub fn company_rules(&self) -> Vec<CompanyRule> {
+        self.companies.iter().map(|c| c.rule.clone()).collect()
+    }
+
+    /// One line for `feedhound check`.
+    pub fn summary(&self) -> String {
+        format!(
+            "{}: ok — {} feeds, {} companies, database {}, default interval {}, concurrency {}",
+            self.source.display(),
+            self.feeds.len(),
+            self.companies.len(),
+            self.database_path().display(),
+            humantime::format_duration(self.polling.interval),
+            self.polling.concurrency,
+        )
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())]
+        .bytes()
+        .filter(|&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// The dotted key written on the line holding `offset` (`polling.concurrency`), so that serde's
+/// type errors, which only say what was expected, still name the key.
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let offset = offset.min(text.len());
+    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next().unwrap_or("");
+    let (key, _) = line.split_once('=')?;
+    let key = key.trim().trim_matches('"');
+    if key.is_empty() || key.starts_with('#') {
+        return None;
+    }
+    let table = text[..line_start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|header| {
+            header
+                .trim_matches(|c| c == '[' || c == ']')
+                .trim()
+                .to_string()
+        });
+    Some(match table {
+        Some(table) => format!("{table}.{key}"),
+        None => key.to_string(),
+    })
+}
+
+// ---- raw shapes, exactly as written in the file ----
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    storage: RawStorage,
+    #[serde(default)]
+    polling: RawPolling,
+    #[serde(default)]
+    feed: Vec<RawFeed>,
+    #[serde(default)]
+    company: Vec<RawCompany>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawStorage {
+    path: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPolling {
+    interval: Option<Spanned<String>>,
+    concurrency: Option<Spanned<i64>>,
+    timeout: Option<Spanned<String>>,
+    connect_timeout: Option<Spanned<String>>,
+    max_body_size: Option<Spanned<RawSize>>,
+    user_agent: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawSize {
+    Bytes(i64),
+    Text(String),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFeed {
+    url: Spanned<String>,
+    name: Option<String>,
+    interval: Option<Spanned<String>>,
+    #[serde(default)]
+    tags: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCompany {
+    name: Spanned<String>,
+    #[serde(default)]
+    aliases: Vec<Spanned<String>>,
+    #[serde(default)]
+    case_sensitive: bool,
+    #[serde(default)]
+    exclude: Vec<String>,
+    #[serde(default)]
+    require_any: Vec<String>,
+    fields: Option<Spanned<Vec<RawField>>>,
+    ticker: Option<String>,
+    #[serde(default)]
+    tags: Vec<String>,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+enum RawField {
+    Title,
+    Summary,
+    Content,
+}
+
+// ---- validation ----
+
+struct Checker<'a> {
+    text: &'a str,
+    issues: Vec<ConfigIssue>,
+}
+
+const DEFAULT_INTERVAL: Duration = Duration::from_secs(30 * 60);
+// Enough parallelism to hide network latency, few enough not to look like a crawler swarm.
+const DEFAULT_CONCURRENCY: usize = 16;
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+// The largest real feeds (podcasts with years of items) are a few MB; 16 MiB leaves room.
+const DEFAULT_MAX_BODY_SIZE: u64 = 16 * 1024 * 1024;
+
+impl Checker<'_> {
+    fn issue(
+        &mut self,
+        span: Option<Range<usize>>,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) {
+        self.issues.push(ConfigIssue {
+            line: span.map(|s| line_of(self.text, s.start)),
+            key: Some(key.into()),
+            message: message.into(),
+        });
+    }
+
+    fn duration(&mut self, raw: Option<Spanned<String>>, key: &str, default: Duration) -> Duration {
+        let Some(raw) = raw else { return default };
+        match humantime::parse_duration(raw.get_ref().trim()) {
+            Ok(d) if d.is_zero() => {
+                self.issue(Some(raw.span()), key, "must be longer than zero");
+                default
+            }
+            Ok(d) => d,
+            Err(err) => {
+                self.issue(
+                    Some(raw.span()),
+                    key,
+                    format!(
+                        "cannot read {:?} as a duration ({err}); write e.g. \"90s\", \"15m\", \"2h\"",
+                        raw.get_ref()
+                    ),
+                );
+                default
+            }
+        }
+    }
+
+    fn validate(&mut self, raw: RawConfig, path: &Path) -> Config {
+        let storage = StorageConfig {
+            path: match raw.storage.path {
+                Some(p) if p.get_ref().trim().is_empty() => {
+                    self.issue(Some(p.span()), "storage.path", "must not be empty");
+                    PathBuf::from("feedhound.db")
+                }
+                Some(p) => PathBuf::from(p.into_inner()),
+                None => PathBuf::from("feedhound.db"),
+            },
+        };
+        let polling = self.polling(raw.polling);
+        let feeds = self.feeds(raw.feed);
+        let companies = self.companies(raw.company);
+        Config {
+            source: path.to_path_buf(),
+            storage,
+            polling,
+            feeds,
+            companies,
+        }
+    }
+
+    fn polling(&mut self, raw: RawPolling) -> PollingConfig {
+        let interval = self.duration(raw.interval, "polling.interval", DEFAULT_INTERVAL);
+        let timeout = self.duration(raw.timeout, "polling.timeout", DEFAULT_TIMEOUT);
+        let connect_timeout = self.duration(
+            raw.connect_timeout,
+            "polling.connect_timeout",
+            DEFAULT_CONNECT_TIMEOUT,
+        );
+        let concurrency = match raw.concurrency {
+            None => DEFAULT_CONCURRENCY,
+            Some(c) if (1..=1024).contains(c.get_ref()) => *c.get_ref() as usize,
+            Some(c) => {
+                self.issue(
+                    Some(c.span()),
+                    "polling.concurrency",
+                    "must be between 1 and 1024",
+                );
+                DEFAULT_CONCURRENCY
+            }
+        };
+        let max_body_size = match raw.max_body_size {
+            None => DEFAULT_MAX_BODY_SIZE,
+            Some(size) => {
+                let span = size.span();
+                let parsed = match size.into_inner() {
+                    RawSize::Bytes(n) => {
+                        u64::try_from(n).map_err(|_| "must not be negative".to_string())
+                    }
+                    RawSize::Text(t) => t
+                        .trim()
+                        .parse::<bytesize::ByteSize>()
+                        .map(|b| b.as_u64())
+                        .map_err(|err| {
+                            format!("cannot read {t:?} as a size ({err}); write e.g. \"16 MiB\"")
+                        }),
+                };
+                match parsed {
+                    Ok(n) if n >= 1024 => n,
+                    Ok(_) => {
+                        self.issue(
+                            Some(span),
+                            "polling.max_body_size",
+                            "must be at least 1 KiB",
+                        );
+                        DEFAULT_MAX_BODY_SIZE
+                    }
+                    Err(message) => {
+                        self.issue(Some(span), "polling.max_body_size", message);
+                        DEFAULT_MAX_BODY_SIZE
+                    }
+                }
+            }
+        };
+        let user_agent = match raw.user_agent {
+            Some(ua) if ua.get_ref().trim().is_empty() => {
+                self.issue(Some(ua.span()), "polling.user_agent", "must not be empty");
+                default_user_agent()
+            }
+            Some(ua) => ua.into_inner(),
+            None => default_user_agent(),
+        };
+        PollingConfig {
+            interval,
+            concurrency,
+            timeout,
+            connect_timeout,
+            max_body_size,
+            user_agent,
+        }
+    }
+
+    fn feeds(&mut self, raw: Vec<RawFeed>) -> Vec<FeedConfig> {
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        let mut feeds = Vec::with_capacity(raw.len());
+        for (index, feed) in raw.into_iter().enumerate() {
+            let key = format!("feed[{}]", index + 1);
+            let span = feed.url.span();
+            let interval = feed
+                .interval
+                .map(|i| self.duration(Some(i), &format!("{key}.interval"), DEFAULT_INTERVAL));
+            let url = match Url::parse(feed.url.get_ref().trim()) {
+                Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => url,
+                Ok(url) => {
+                    self.issue(
+                        Some(span),
+                        format!("{key}.url"),
+                        format!(
+                            "only http and https feeds can be polled, not {}:",
+                            url.scheme()
+                        ),
+                    );
+                    continue;
+                }
+                Err(err) => {
+                    self.issue(
+                        Some(span),
+                        format!("{key}.url"),
+                        format!("{:?} is not a valid URL ({err})", feed.url.get_ref()),
+                    );
+                    continue;
+                }
+            };
+            if let Some(first) = seen.insert(url.as_str().to_string(), self.line(&span)) {
+                self.issue(
+                    Some(span),
+                    format!("{key}.url"),
+                    format!("{url} is already listed on line {first}; remove one of them"),
+                );
+                continue;
+            }
+            feeds.push(FeedConfig {
+                url,
+                name: feed.name.filter(|n| !n.trim().is_empty()),
+                interval,
+                tags: feed.tags,
+            });
+        }
+        feeds
+    }
+
+    fn line(&self, span: &Range<usize>) -> usize {
+        line_of(self.text, span.start)
+    }
+
+    fn companies(&mut self, raw: Vec<RawCompany>) -> Vec<CompanyConfig> {
+        let mut names: HashMap<String, usize> = HashMap::new();
+        // Alias (lowercased) → company that owns it; a shared alias would make a hit ambiguous.
+        let mut owners: HashMap<String, String> = HashMap::new();
+        let mut companies = Vec::with_capacity(raw.len());
+        for (index, company) in raw.into_iter().enumerate() {
+            let key = format!("company[{}]", index + 1);
+            let name = company.name.get_ref().trim().to_string();
+            if name.is_empty() {
+                self.issue(
+                    Some(company.name.span()),
+                    format!("{key}.name"),
+                    "must not be empty",
+                );
+                continue;
+            }
+            let line = self.line(&company.name.span());
+            if let Some(first) = names.insert(name.to_lowercase(), line) {
+                self.issue(
+                    Some(company.name.span()),
+                    format!("{key}.name"),
+                    format!("company {name:?} is already defined on line {first}"),
+                );
+                continue;
+            }
+            let mut aliases = Vec::new();
+            let mut terms = vec![(name.clone(), company.name.span())];
+            for alias in company.aliases {
+                let text = alias.get_ref().trim().to_string();
+                if text.is_empty() {
+                    self.issue(
+                        Some(alias.span()),
+                        format!("{key}.aliases"),
+                        "an alias must not be empty",
+                    );
+                    continue;
+                }
+                aliases.push(text.clone());
+                terms.push((text, alias.span()));
+            }
+            for (term, span) in terms {
+                let folded = term.to_lowercase();
+                match owners.get(&folded) {
+                    Some(owner) if *owner != name => self.issue(
+                        Some(span),
+                        format!("{key}.aliases"),
+                        format!("{term:?} is already a name or alias of {owner:?}; a name can belong to one company only"),
+                    ),
+                    _ => {
+                        owners.insert(folded, name.clone());
+                    }
+                }
+            }
+            let fields = match company.fields {
+                None => Field::ALL.to_vec(),
+                Some(fields) if fields.get_ref().is_empty() => {
+                    self.issue(
+                        Some(fields.span()),
+                        format!("{key}.fields"),
+                        "must list at least one of \"title\", \"summary\", \"content\" (or be left out for all)",
+                    );
+                    Field::ALL.to_vec()
+                }
+                Some(fields) => {
+                    let mut set: Vec<Field> = fields
+                        .into_inner()
+                        .into_iter()
+                        .map(|f| match f {
+                            RawField::Title => Field::Title,
+                            RawField::Summary => Field::Summary,
+                            RawField::Content => Field::Content,
+                        })
+                        .collect::<HashSet<_>>()
+                        .into_iter()
+                        .collect();
+                    set.sort();
+                    set
+                }
+            };
+            let clean = |words: Vec<String>| -> Vec<String> {
+                words
+                    .into_iter()
+                    .map(|w| w.trim().to_string())
+                    .filter(|w| !w.is_empty())
+                    .collect()
+            };
+            companies.push(CompanyConfig {
+                rule: CompanyRule {
+                    name,
+                    aliases,
+                    case_sensitive: company.case_sensitive,
+                    exclude: clean(company.exclude),
+                    require_any: clean(company.require_any),
+                    fields,
+                },
+                ticker: company.ticker.filter(|t| !t.trim().is_empty()),
+                tags: company.tags,
+            });
+        }
+        companies
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("/etc/feedhound/feedhound.toml"))
+    }
+
+    fn error_text(text: &str) -> String {
+        parse(text)
+            .expect_err("config should be rejected")
+            .to_string()
+    }
+
+    #[test]
+    fn defaults_apply_to_an_empty_file() {
+        let config = parse("").unwrap();
+        assert_eq!(config.polling.interval, Duration::from_secs(1800));
+        assert_eq!(config.polling.concurrency, DEFAULT_CONCURRENCY);
+        assert_eq!(
+            config.database_path(),
+            Path::new("/etc/feedhound/feedhound.db")
+        );
+        assert!(config.polling.user_agent.starts_with("feedhound/"));
+    }
+
+    #[test]
+    fn feeds_and_human_durations_are_read() {
+        let config = parse(
+            "[polling]\ninterval = \"15m\"\nmax_body_size = \"2 MiB\"\n\n[[feed]]\nurl = \"https://example.com/rss\"\nname = \"Example\"\ninterval = \"1h 30m\"\ntags = [\"tech\"]\n",
+        )
+        .unwrap();
+        assert_eq!(config.polling.interval, Duration::from_secs(900));
+        assert_eq!(config.polling.max_body_size, 2 * 1024 * 1024);
+        assert_eq!(config.feeds.len(), 1);
+        assert_eq!(config.feeds[0].interval, Some(Duration::from_secs(5400)));
+        assert_eq!(config.feeds[0].tags, vec!["tech"]);
+    }
+
+    #[test]
+    fn a_typo_in_a_key_names_the_file_line_and_key() {
+        let message = error_text("[polling]\ninterval = \"15m\"\nintervall = \"20m\"\n");
+        assert!(
+            message.starts_with("/etc/feedhound/feedhound.toml:3: "),
+            "{message}"
+        );
+        assert!(message.contains("intervall"), "{message}");
+    }
+
+    #[test]
+    fn a_wrong_type_names_the_line() {
+        let message = error_text("[polling]\n\nconcurrency = \"lots\"\n");
+        assert!(
+            message.contains(":3: polling.concurrency: invalid type"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn non_http_urls_duplicates_and_bad_durations_are_all_reported() {
+        let message = error_text(
+            "[[feed]]\nurl = \"ftp://example.com/feed\"\n[[feed]]\nurl = \"https://a.example/rss\"\n[[feed]]\nurl = \"https://a.example/rss\"\ninterval = \"soon\"\n",
+        );
+        let lines: Vec<&str> = message.lines().collect();
+        assert_eq!(lines.len(), 3, "{message}");
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains(":2: feed[1].url: only http and https")),
+            "{message}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains(":6: feed[3].url:") && l.contains("line 4")),
+            "{message}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains(":7: feed[3].interval: cannot read \"soon\"")),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn company_rules_reject_empty_duplicate_and_shared_names() {
+        let message = error_text(
+            "[[company]]\nname = \"\"\n[[company]]\nname = \"Xiaomi\"\naliases = [\"小米\"]\n[[company]]\nname = \"xiaomi\"\n[[company]]\nname = \"Other\"\naliases = [\"小米\"]\n",
+        );
+        assert!(
+            message.contains(":2: company[1].name: must not be empty"),
+            "{message}"
+        );
+        assert!(
+            message
+                .contains(":7: company[3].name: company \"xiaomi\" is already defined on line 4"),
+            "{message}"
+        );
+        assert!(
+            message.contains(
+                ":10: company[4].aliases: \"小米\" is already a name or alias of \"Xiaomi\""
+            ),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn company_fields_default_to_all() {
+        let config = parse(
+            "[[company]]\nname = \"Apple\"\ncase_sensitive = true\nfields = [\"title\"]\n[[company]]\nname = \"Samsung\"\nticker = \"005930.KS\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.companies[0].rule.fields, vec![Field::Title]);
+        assert!(config.companies[0].rule.case_sensitive);
+        assert_eq!(config.companies[1].rule.fields, Field::ALL.to_vec());
+        assert_eq!(config.companies[1].ticker.as_deref(), Some("005930.KS"));
+    }
+}

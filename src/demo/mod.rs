@@ -1,0 +1,165 @@
+//! `feedhound demo`: the whole pipeline on bundled sample feeds, offline.
+//!
+//! Serves the sample feeds in `src/demo/feeds/` (written for this demo; every story is
+//! invented) on a loopback port with ETag support, writes a config that tracks a few companies,
+//! polls twice into a fresh database — the second poll shows conditional GET and deduplication
+//! at work — and prints what was stored and how to look at it.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::scheduler;
+
+const SAMPLE_FEEDS: &[(&str, &str)] = &[
+    ("harbor-tech.xml", include_str!("feeds/harbor-tech.xml")),
+    (
+        "lantern-markets.xml",
+        include_str!("feeds/lantern-markets.xml"),
+    ),
+    ("circuit-wire.xml", include_str!("feeds/circuit-wire.xml")),
+];
+
+const COMPANIES: &str = r#"
+[[company]]
+name = "Xiaomi"
+aliases = ["Xiaomi Corp", "小米", "Redmi", "POCO"]
+
+[[company]]
+name = "Samsung"
+ticker = "005930.KS"
+
+[[company]]
+name = "Apple"
+case_sensitive = true
+exclude = ["apple pie", "Big Apple", "Apple Records"]
+require_any = ["iPhone", "iPad", "Mac", "Tim Cook", "Cupertino", "App Store"]
+
+[[company]]
+name = "Amazon"
+exclude = ["Amazon rainforest", "Amazon river", "Amazon basin"]
+"#;
+
+/// Counts of what the sample server answered.
+#[derive(Default)]
+struct Served {
+    full: AtomicUsize,
+    not_modified: AtomicUsize,
+}
+
+pub async fn run(dir: Option<PathBuf>, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let dir = match dir {
+        Some(dir) => dir,
+        None => tempfile::Builder::new()
+            .prefix("feedhound-demo-")
+            .tempdir()
+            .context("cannot create a temporary folder for the demo")?
+            .keep(),
+    };
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let server = tiny_http::Server::http("127.0.0.1:0")
+        .map_err(|err| anyhow::anyhow!("cannot start the sample feed server: {err}"))?;
+    let port = server
+        .server_addr()
+        .to_ip()
+        .context("sample server has no IP address")?
+        .port();
+    let served = Arc::new(Served::default());
+    let server = Arc::new(server);
+    let serving = std::thread::spawn({
+        let server = Arc::clone(&server);
+        let served = Arc::clone(&served);
+        move || serve_samples(&server, &served)
+    });
+
+    let config_path = dir.join("feedhound.toml");
+    let mut config_text =
+        String::from("[storage]\npath = \"feedhound.db\"\n\n[polling]\ninterval = \"15m\"\n");
+    for (file, _) in SAMPLE_FEEDS {
+        config_text.push_str(&format!(
+            "\n[[feed]]\nurl = \"http://127.0.0.1:{port}/{file}\"\n"
+        ));
+    }
+    config_text.push_str(COMPANIES);
+    std::fs::write(&config_path, config_text)
+        .with_context(|| format!("cannot write {}", config_path.display()))?;
+    let config = Config::load(&config_path)?;
+    let database = config.database_path();
+    if database.exists() {
+        std::fs::remove_file(&database)
+            .with_context(|| format!("cannot replace {}", database.display()))?;
+    }
+
+    println!(
+        "Serving {} sample feeds on http://127.0.0.1:{port}/",
+        SAMPLE_FEEDS.len()
+    );
+    println!("Config: {}", config_path.display());
+    let first = scheduler::poll_once(&config, shutdown.clone()).await?;
+    println!("First poll:  {first}");
+    let second = scheduler::poll_once(&config, shutdown).await?;
+    println!("Second poll: {second}");
+    println!(
+        "The server sent {} full responses and {} × 304 Not Modified (the second poll sent If-None-Match).",
+        served.full.load(Ordering::Relaxed),
+        served.not_modified.load(Ordering::Relaxed)
+    );
+    server.unblock();
+    let _ = serving.join();
+
+    let store = scheduler::open_store(&config)?;
+    println!("\nStored entries, newest first:");
+    for (feed, title, published) in store.recent_entries(20)? {
+        println!(
+            "  {:<19}  {:<20}  {}",
+            published.unwrap_or_default(),
+            feed,
+            title.unwrap_or_default()
+        );
+    }
+    println!("\nDatabase: {}", database.display());
+    println!("Try:");
+    println!(
+        "  sqlite3 {} \"SELECT f.url, e.title, e.published_at FROM entries e JOIN feeds f ON f.id = e.feed_id ORDER BY e.published_at DESC LIMIT 10\"",
+        database.display()
+    );
+    println!(
+        "  cargo run --release -- --config {} feeds",
+        config_path.display()
+    );
+    Ok(())
+}
+
+/// Answers requests for the sample feeds until the server is unblocked.
+fn serve_samples(server: &tiny_http::Server, served: &Served) {
+    for request in server.incoming_requests() {
+        let name = request.url().trim_start_matches('/');
+        let Some((_, body)) = SAMPLE_FEEDS.iter().find(|(file, _)| *file == name) else {
+            let _ = request
+                .respond(tiny_http::Response::from_string("not found").with_status_code(404));
+            continue;
+        };
+        let etag = format!("\"{}\"", &blake3::hash(body.as_bytes()).to_hex()[..16]);
+        let fresh = request
+            .headers()
+            .iter()
+            .any(|h| h.field.equiv("If-None-Match") && h.value.as_str() == etag);
+        let etag_header =
+            tiny_http::Header::from_bytes("ETag", etag.as_bytes()).expect("valid header");
+        let response = if fresh {
+            served.not_modified.fetch_add(1, Ordering::Relaxed);
+            tiny_http::Response::from_data(Vec::new()).with_status_code(304)
+        } else {
+            served.full.fetch_add(1, Ordering::Relaxed);
+            let content_type =
+                tiny_http::Header::from_bytes("Content-Type", "application/xml; charset=utf-8")
+                    .expect("valid header");
+            tiny_http::Response::from_data(body.as_bytes().to_vec()).with_header(content_type)
+        };
+        let _ = request.respond(response.with_header(etag_header));
+    }
+}

@@ -1,0 +1,366 @@
+//! Deciding which feeds to poll and driving each through fetch → parse → store.
+//!
+//! [`poll_once`] refreshes every active feed once (the `poll` command); [`run`] is the daemon,
+//! which sleeps until the earliest due feed, refreshes what is due and repeats until `shutdown`
+//! is cancelled. Both bound the fetches in flight with a semaphore, parse on tokio's blocking
+//! pool (parsing is CPU work and must not stall the fetches), and hand results to the single
+//! [`StoreWriter`] thread.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+use url::Url;
+
+use crate::config::Config;
+use crate::fetch::{FetchError, FetchSettings, Fetcher, Validators};
+use crate::parse;
+use crate::store::writer::StoreWriter;
+use crate::store::{Applied, DueFeed, FeedResult, FetchState, Store};
+
+/// Totals of one pass over the feeds, printed by `feedhound poll`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PollSummary {
+    pub feeds_ok: usize,
+    pub feeds_not_modified: usize,
+    pub feeds_failed: usize,
+    pub entries_new: usize,
+    pub entries_updated: usize,
+}
+
+impl PollSummary {
+    fn add(&mut self, outcome: &Outcome) {
+        match outcome.kind {
+            OutcomeKind::Ok => self.feeds_ok += 1,
+            OutcomeKind::NotModified => self.feeds_not_modified += 1,
+            OutcomeKind::Failed => self.feeds_failed += 1,
+        }
+        self.entries_new += outcome.applied.new;
+        self.entries_updated += outcome.applied.updated;
+    }
+}
+
+impl std::fmt::Display for PollSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "feeds: {} ok, {} not modified, {} failed; entries: {} new, {} updated",
+            self.feeds_ok,
+            self.feeds_not_modified,
+            self.feeds_failed,
+            self.entries_new,
+            self.entries_updated
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OutcomeKind {
+    Ok,
+    NotModified,
+    Failed,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Outcome {
+    kind: OutcomeKind,
+    applied: Applied,
+}
+
+/// What every feed refresh shares.
+struct Pipeline {
+    fetcher: Fetcher,
+    writer: StoreWriter,
+    default_interval: Duration,
+    /// Per-feed intervals from the config, by feed URL.
+    intervals: std::collections::HashMap<String, Duration>,
+    fetch_slots: Semaphore,
+}
+
+impl Pipeline {
+    fn new(config: &Config, writer: StoreWriter) -> anyhow::Result<Pipeline> {
+        let fetcher = Fetcher::new(FetchSettings {
+            timeout: config.polling.timeout,
+            connect_timeout: config.polling.connect_timeout,
+            max_body_size: config.polling.max_body_size,
+            user_agent: config.polling.user_agent.clone(),
+        })
+        .context("cannot set up the HTTP client")?;
+        Ok(Pipeline {
+            fetcher,
+            writer,
+            default_interval: config.polling.interval,
+            intervals: config
+                .feeds
+                .iter()
+                .filter_map(|f| Some((f.url.as_str().to_string(), f.interval?)))
+                .collect(),
+            fetch_slots: Semaphore::new(config.polling.concurrency),
+        })
+    }
+
+    fn interval_for(&self, feed: &DueFeed) -> Duration {
+        self.intervals
+            .get(&feed.url)
+            .copied()
+            .unwrap_or(self.default_interval)
+    }
+
+    /// Fetches, parses and stores one feed. Failures are recorded on the feed, never returned:
+    /// one bad feed must not stop the others.
+    async fn refresh(
+        &self,
+        feed: DueFeed,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<Option<Outcome>> {
+        let _slot = tokio::select! {
+            slot = self.fetch_slots.acquire() => slot.context("fetch slots closed")?,
+            () = shutdown.cancelled() => return Ok(None),
+        };
+        if shutdown.is_cancelled() {
+            return Ok(None);
+        }
+        let fetched_at = Utc::now();
+        let (status, result) = self.fetch_and_parse(&feed).await;
+        let kind = match &result {
+            FeedResult::NotModified { .. } | FeedResult::Unchanged { .. } => {
+                OutcomeKind::NotModified
+            }
+            FeedResult::Parsed { .. } => OutcomeKind::Ok,
+            FeedResult::Failed { error } => {
+                tracing::warn!(%error, "feed refresh failed");
+                OutcomeKind::Failed
+            }
+        };
+        let errors = if kind == OutcomeKind::Failed {
+            feed.error_count + 1
+        } else {
+            0
+        };
+        let state = FetchState {
+            fetched_at,
+            status,
+            next_poll_at: next_poll_at(fetched_at, self.interval_for(&feed), errors),
+        };
+        let applied = self.writer.apply(feed.id, state, result).await?;
+        tracing::debug!(
+            new = applied.new,
+            updated = applied.updated,
+            "feed refreshed"
+        );
+        Ok(Some(Outcome { kind, applied }))
+    }
+
+    async fn fetch_and_parse(&self, feed: &DueFeed) -> (Option<u16>, FeedResult) {
+        let url = match Url::parse(&feed.url) {
+            Ok(url) => url,
+            Err(err) => return (None, failed(format!("invalid URL: {err}"))),
+        };
+        let validators = Validators {
+            etag: feed.etag.clone(),
+            last_modified: feed.last_modified.clone(),
+        };
+        let fetched = match self.fetcher.fetch(&url, &validators).await {
+            Ok(fetched) => fetched,
+            Err(err) => {
+                let status = match &err {
+                    FetchError::Status { status, .. } => Some(*status),
+                    _ => None,
+                };
+                return (status, failed(err.to_string()));
+            }
+        };
+        let status = Some(fetched.status);
+        let Some(body) = fetched.body else {
+            return (
+                status,
+                FeedResult::NotModified {
+                    etag: fetched.etag,
+                    last_modified: fetched.last_modified,
+                },
+            );
+        };
+        let body_hash = blake3::hash(&body).to_hex().to_string();
+        if feed.body_hash.as_deref() == Some(body_hash.as_str()) {
+            return (
+                status,
+                FeedResult::Unchanged {
+                    etag: fetched.etag,
+                    last_modified: fetched.last_modified,
+                },
+            );
+        }
+        let content_type = fetched.content_type;
+        let base = fetched.final_url;
+        let parsed = tokio::task::spawn_blocking(move || {
+            parse::parse_feed(&body, content_type.as_deref(), &base)
+        })
+        .await;
+        let result = match parsed {
+            Ok(Ok(parsed)) => FeedResult::Parsed {
+                etag: fetched.etag,
+                last_modified: fetched.last_modified,
+                body_hash,
+                feed: parsed,
+            },
+            Ok(Err(err)) => failed(err.to_string()),
+            Err(join_error) => failed(format!("the parser crashed: {join_error}")),
+        };
+        (status, result)
+    }
+}
+
+fn failed(error: String) -> FeedResult {
+    FeedResult::Failed { error }
+}
+
+/// When a feed is due again: its interval after a success; after `errors` consecutive failures,
+/// the interval doubled per failure, capped at a day, so a broken feed is retried ever more
+/// gently but never given up on.
+fn next_poll_at(now: DateTime<Utc>, interval: Duration, errors: u32) -> DateTime<Utc> {
+    const MAX_BACKOFF: Duration = Duration::from_secs(24 * 3600);
+    let wait = if errors == 0 {
+        interval
+    } else {
+        interval
+            .saturating_mul(1 << errors.min(16))
+            .min(MAX_BACKOFF.max(interval))
+    };
+    now + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::days(1))
+}
+
+/// Opens the database and brings its `feeds` table in line with the config.
+pub fn open_store(config: &Config) -> anyhow::Result<Store> {
+    let mut store = Store::open(&config.database_path())?;
+    let sync = store.sync_feeds(&config.feeds)?;
+    if sync.added > 0 || sync.deactivated > 0 {
+        tracing::info!(
+            added = sync.added,
+            deactivated = sync.deactivated,
+            active = sync.active,
+            "feeds synced from the config"
+        );
+    }
+    Ok(store)
+}
+
+/// Refreshes every active feed once, `concurrency` at a time, and returns the totals.
+pub async fn poll_once(
+    config: &Config,
+    shutdown: CancellationToken,
+) -> anyhow::Result<PollSummary> {
+    let store = open_store(config)?;
+    let feeds = store.due_feeds(None)?;
+    let (writer, thread) = StoreWriter::spawn(store)?;
+    let pipeline = Arc::new(Pipeline::new(config, writer)?);
+    let mut tasks = tokio::task::JoinSet::new();
+    for feed in feeds {
+        let pipeline = Arc::clone(&pipeline);
+        let shutdown = shutdown.clone();
+        let span = feed_span(&feed);
+        tasks.spawn(async move { pipeline.refresh(feed, &shutdown).await }.instrument(span));
+    }
+    let mut summary = PollSummary::default();
+    while let Some(joined) = tasks.join_next().await {
+        if let Some(outcome) = joined.context("a feed task panicked")?? {
+            summary.add(&outcome);
+        }
+    }
+    drop(pipeline);
+    thread.join()?;
+    Ok(summary)
+}
+
+/// The daemon: polls each feed when it is due until `shutdown` is cancelled, then lets the
+/// fetches in flight finish (each is bounded by the fetch timeout) and returns.
+pub async fn run(config: &Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let store = open_store(config)?;
+    let (writer, thread) = StoreWriter::spawn(store)?;
+    let pipeline = Arc::new(Pipeline::new(config, writer.clone())?);
+    let tracker = TaskTracker::new();
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<i64>();
+    let mut in_flight: HashSet<i64> = HashSet::new();
+    tracing::info!(feeds = config.feeds.len(), database = %config.database_path().display(), "feedhound is running");
+    loop {
+        let now = Utc::now();
+        let due = writer.call(move |store| store.due_feeds(Some(now))).await?;
+        for feed in due {
+            if !in_flight.insert(feed.id) {
+                continue;
+            }
+            let pipeline = Arc::clone(&pipeline);
+            let shutdown = shutdown.clone();
+            let done = done_tx.clone();
+            let span = feed_span(&feed);
+            let feed_id = feed.id;
+            tracker.spawn(
+                async move {
+                    if let Err(err) = pipeline.refresh(feed, &shutdown).await {
+                        tracing::error!(error = %format!("{err:#}"), "cannot record the feed's result");
+                    }
+                    let _ = done.send(feed_id);
+                }
+                .instrument(span),
+            );
+        }
+        // In-flight feeds are still "due" until recorded; their completion wakes us instead.
+        let busy = in_flight.clone();
+        let next = writer.call(move |store| store.next_due_time(&busy)).await?;
+        let sleep = match next {
+            Some(at) => (at - Utc::now()).to_std().unwrap_or(Duration::ZERO),
+            None => Duration::from_secs(3600),
+        };
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            () = tokio::time::sleep(sleep) => {}
+            Some(feed_id) = done_rx.recv() => {
+                in_flight.remove(&feed_id);
+                while let Ok(feed_id) = done_rx.try_recv() {
+                    in_flight.remove(&feed_id);
+                }
+            }
+        }
+    }
+    tracing::info!(
+        in_flight = in_flight.len(),
+        "shutting down: waiting for fetches in flight"
+    );
+    tracker.close();
+    tracker.wait().await;
+    drop(pipeline);
+    drop(writer);
+    thread.join()?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn feed_span(feed: &DueFeed) -> tracing::Span {
+    let url = Url::parse(&feed.url)
+        .map(|url| crate::fetch::redact(&url))
+        .unwrap_or_default();
+    tracing::info_span!("feed", feed_id = feed.id, feed_url = %url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_per_failure_and_caps_at_a_day() {
+        let now = Utc::now();
+        let hour = Duration::from_secs(3600);
+        assert_eq!(next_poll_at(now, hour, 0) - now, chrono::Duration::hours(1));
+        assert_eq!(next_poll_at(now, hour, 1) - now, chrono::Duration::hours(2));
+        assert_eq!(next_poll_at(now, hour, 3) - now, chrono::Duration::hours(8));
+        assert_eq!(
+            next_poll_at(now, hour, 30) - now,
+            chrono::Duration::hours(24)
+        );
+    }
+}

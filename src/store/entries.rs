@@ -1,0 +1,417 @@
+//! The `entries` table: storing each story once per feed, however the publisher misbehaves.
+//!
+//! An incoming entry is the stored entry with the same `dedup_key` (derived by `parse`). When
+//! there is none, it may still be a stored entry whose guid the publisher changed: an entry with
+//! the same canonical link is taken to be it, unless that link is shared by several items of the
+//! document (feeds that point every item at their home page) or the stored entry is itself still
+//! present in the document under its own key. Only then is the entry new.
+
+use std::collections::HashSet;
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{Store, sql_time};
+use crate::model::{ParsedEntry, ParsedFeed};
+
+/// What happened to one feed in one poll, ready to be recorded.
+#[derive(Debug)]
+pub enum FeedResult {
+    /// 304 Not Modified. The server may send fresh validators; missing ones keep the stored.
+    NotModified {
+        etag: Option<String>,
+        last_modified: Option<String>,
+    },
+    /// 200 with the same body as last time: nothing to parse.
+    Unchanged {
+        etag: Option<String>,
+        last_modified: Option<String>,
+    },
+    /// 200 with a new body, parsed.
+    Parsed {
+        etag: Option<String>,
+        last_modified: Option<String>,
+        body_hash: String,
+        feed: ParsedFeed,
+    },
+    /// Network, HTTP or parse failure; `error` is the message shown to the user.
+    Failed { error: String },
+}
+
+/// When the fetch happened and what comes next, for every kind of result.
+#[derive(Debug, Clone)]
+pub struct FetchState {
+    pub fetched_at: DateTime<Utc>,
+    /// HTTP status of the final response, when there was one.
+    pub status: Option<u16>,
+    pub next_poll_at: DateTime<Utc>,
+}
+
+/// Entry counts of one recorded feed result.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Applied {
+    pub new: usize,
+    pub updated: usize,
+    pub unchanged: usize,
+}
+
+impl Store {
+    /// Records one feed's result in a single transaction.
+    pub fn apply(
+        &mut self,
+        feed_id: i64,
+        state: &FetchState,
+        result: &FeedResult,
+    ) -> anyhow::Result<Applied> {
+        let tx = self.conn.transaction()?;
+        let applied = apply_in(&tx, feed_id, state, result)?;
+        tx.commit()?;
+        Ok(applied)
+    }
+}
+
+impl Store {
+    /// The newest entries as (feed title or URL, entry title, published time), for quick looks.
+    pub fn recent_entries(
+        &self,
+        limit: usize,
+    ) -> anyhow::Result<Vec<(String, Option<String>, Option<String>)>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT coalesce(f.name, f.title, f.url), e.title, e.published_at
+             FROM entries e JOIN feeds f ON f.id = e.feed_id
+             ORDER BY coalesce(e.published_at, e.first_seen_at) DESC LIMIT ?1",
+        )?;
+        let rows = stmt.query_map([limit as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+/// Records one feed's result inside the caller's transaction (the writer batches many).
+pub(super) fn apply_in(
+    tx: &Connection,
+    feed_id: i64,
+    state: &FetchState,
+    result: &FeedResult,
+) -> anyhow::Result<Applied> {
+    let fetched_at = sql_time(state.fetched_at);
+    let next_poll_at = sql_time(state.next_poll_at);
+    match result {
+        FeedResult::NotModified {
+            etag,
+            last_modified,
+        }
+        | FeedResult::Unchanged {
+            etag,
+            last_modified,
+        } => {
+            tx.prepare_cached(
+                "UPDATE feeds SET etag = coalesce(?2, etag), last_modified = coalesce(?3, last_modified),
+                     last_fetch_at = ?4, last_success_at = ?4, last_status = ?5, last_error = NULL,
+                     error_count = 0, next_poll_at = ?6
+                 WHERE id = ?1",
+            )?
+            .execute(params![feed_id, etag, last_modified, fetched_at, state.status, next_poll_at])?;
+            Ok(Applied::default())
+        }
+        FeedResult::Failed { error } => {
+            tx.prepare_cached(
+                "UPDATE feeds SET last_fetch_at = ?2, last_status = ?3, last_error = ?4,
+                     error_count = error_count + 1, next_poll_at = ?5
+                 WHERE id = ?1",
+            )?
+            .execute(params![
+                feed_id,
+                fetched_at,
+                state.status,
+                error,
+                next_poll_at
+            ])?;
+            Ok(Applied::default())
+        }
+        FeedResult::Parsed {
+            etag,
+            last_modified,
+            body_hash,
+            feed,
+        } => {
+            let applied = upsert_entries(tx, feed_id, &fetched_at, feed)?;
+            // Validators are replaced, not merged: they describe this new body.
+            tx.prepare_cached(
+                "UPDATE feeds SET etag = ?2, last_modified = ?3, body_hash = ?4, title = ?5, site_link = ?6,
+                     last_fetch_at = ?7, last_success_at = ?7, last_status = ?8, last_error = NULL,
+                     error_count = 0, next_poll_at = ?9
+                 WHERE id = ?1",
+            )?
+            .execute(params![
+                feed_id,
+                etag,
+                last_modified,
+                body_hash,
+                feed.title,
+                feed.site_link,
+                fetched_at,
+                state.status,
+                next_poll_at
+            ])?;
+            Ok(applied)
+        }
+    }
+}
+
+fn upsert_entries(
+    tx: &Connection,
+    feed_id: i64,
+    now: &str,
+    feed: &ParsedFeed,
+) -> anyhow::Result<Applied> {
+    let keys_in_document: HashSet<&str> =
+        feed.entries.iter().map(|e| e.dedup_key.as_str()).collect();
+    let mut done: HashSet<&str> = HashSet::with_capacity(feed.entries.len());
+    let mut applied = Applied::default();
+    let mut by_key = tx.prepare_cached(
+        "SELECT id, dedup_key, content_hash FROM entries WHERE feed_id = ?1 AND dedup_key = ?2",
+    )?;
+    let mut by_link =
+        tx.prepare_cached("SELECT id, dedup_key, content_hash FROM entries WHERE feed_id = ?1 AND canonical_link = ?2")?;
+    for entry in &feed.entries {
+        // The same item twice in one document (same guid and link): the first one wins.
+        if !done.insert(entry.dedup_key.as_str()) {
+            continue;
+        }
+        let mut stored: Option<(i64, String, String)> = by_key
+            .query_row(params![feed_id, entry.dedup_key], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .optional()?;
+        if stored.is_none()
+            && entry.link_unique_in_doc
+            && let Some(link) = &entry.canonical_link
+        {
+            let candidates = by_link.query_map(params![feed_id, link], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })?;
+            for candidate in candidates {
+                let candidate = candidate?;
+                if !keys_in_document.contains(candidate.1.as_str()) {
+                    stored = Some(candidate);
+                    break;
+                }
+            }
+        }
+        match stored {
+            None => {
+                insert_entry(tx, feed_id, now, entry)?;
+                applied.new += 1;
+            }
+            Some((id, key, hash)) if hash != entry.content_hash || key != entry.dedup_key => {
+                update_entry(tx, id, now, entry)?;
+                if hash != entry.content_hash {
+                    applied.updated += 1;
+                } else {
+                    applied.unchanged += 1;
+                }
+            }
+            Some((id, _, _)) => {
+                tx.prepare_cached("UPDATE entries SET last_seen_at = ?2 WHERE id = ?1")?
+                    .execute(params![id, now])?;
+                applied.unchanged += 1;
+            }
+        }
+    }
+    Ok(applied)
+}
+
+fn insert_entry(tx: &Connection, feed_id: i64, now: &str, e: &ParsedEntry) -> anyhow::Result<i64> {
+    tx.prepare_cached(
+        "INSERT INTO entries (feed_id, dedup_key, guid, link, canonical_link, title, author,
+             published_at, updated_at, summary, content, content_hash, first_seen_at, last_seen_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13)",
+    )?
+    .execute(params![
+        feed_id,
+        e.dedup_key,
+        e.guid,
+        e.link,
+        e.canonical_link,
+        e.title,
+        e.author,
+        e.published_at.map(sql_time),
+        e.updated_at.map(sql_time),
+        e.summary,
+        e.content,
+        e.content_hash,
+        now,
+    ])?;
+    Ok(tx.last_insert_rowid())
+}
+
+fn update_entry(tx: &Connection, id: i64, now: &str, e: &ParsedEntry) -> anyhow::Result<()> {
+    tx.prepare_cached(
+        "UPDATE entries SET dedup_key = ?2, guid = ?3, link = ?4, canonical_link = ?5, title = ?6,
+             author = ?7, published_at = coalesce(?8, published_at), updated_at = ?9, summary = ?10,
+             content = ?11, content_hash = ?12, last_seen_at = ?13
+         WHERE id = ?1",
+    )?
+    .execute(params![
+        id,
+        e.dedup_key,
+        e.guid,
+        e.link,
+        e.canonical_link,
+        e.title,
+        e.author,
+        e.published_at.map(sql_time),
+        e.updated_at.map(sql_time),
+        e.summary,
+        e.content,
+        e.content_hash,
+        now,
+    ])?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::FeedConfig;
+
+    fn entry(key: &str, link: &str, hash: &str) -> ParsedEntry {
+        ParsedEntry {
+            dedup_key: key.into(),
+            guid: key.strip_prefix("g:").map(String::from),
+            link: Some(format!("https://{link}")),
+            canonical_link: Some(link.into()),
+            link_unique_in_doc: true,
+            title: Some(format!("title {key}")),
+            content_hash: hash.into(),
+            ..Default::default()
+        }
+    }
+
+    fn setup() -> (tempfile::TempDir, Store, i64) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("db")).unwrap();
+        store
+            .sync_feeds(&[FeedConfig {
+                url: url::Url::parse("http://a.example/rss").unwrap(),
+                name: None,
+                interval: None,
+                tags: vec![],
+            }])
+            .unwrap();
+        let id = store.due_feeds(None).unwrap()[0].id;
+        (dir, store, id)
+    }
+
+    fn poll(store: &mut Store, feed_id: i64, entries: Vec<ParsedEntry>) -> Applied {
+        let state = FetchState {
+            fetched_at: Utc::now(),
+            status: Some(200),
+            next_poll_at: Utc::now(),
+        };
+        let result = FeedResult::Parsed {
+            etag: None,
+            last_modified: None,
+            body_hash: "b".into(),
+            feed: ParsedFeed {
+                entries,
+                ..Default::default()
+            },
+        };
+        store.apply(feed_id, &state, &result).unwrap()
+    }
+
+    fn count(store: &Store) -> i64 {
+        store
+            .conn
+            .query_row("SELECT count(*) FROM entries", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn a_changed_guid_with_the_same_link_updates_the_stored_entry() {
+        let (_dir, mut store, feed) = setup();
+        poll(&mut store, feed, vec![entry("g:1", "news.example/a", "h1")]);
+        let applied = poll(
+            &mut store,
+            feed,
+            vec![entry("g:new-1", "news.example/a", "h2")],
+        );
+        assert_eq!(
+            applied,
+            Applied {
+                new: 0,
+                updated: 1,
+                unchanged: 0
+            }
+        );
+        assert_eq!(count(&store), 1);
+        let key: String = store
+            .conn
+            .query_row("SELECT dedup_key FROM entries", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(key, "g:new-1");
+    }
+
+    #[test]
+    fn a_link_shared_by_several_items_does_not_merge_them() {
+        let (_dir, mut store, feed) = setup();
+        poll(&mut store, feed, vec![entry("g:1", "news.example", "h1")]);
+        let mut second = entry("g:2", "news.example", "h2");
+        let mut third = entry("g:3", "news.example", "h3");
+        second.link_unique_in_doc = false;
+        third.link_unique_in_doc = false;
+        let applied = poll(&mut store, feed, vec![second, third]);
+        assert_eq!(applied.new, 2);
+        assert_eq!(count(&store), 3);
+    }
+
+    #[test]
+    fn an_entry_still_present_under_its_own_key_is_not_taken_by_a_newcomer() {
+        let (_dir, mut store, feed) = setup();
+        poll(&mut store, feed, vec![entry("g:1", "news.example/a", "h1")]);
+        let applied = poll(
+            &mut store,
+            feed,
+            vec![
+                entry("g:1", "news.example/a", "h1"),
+                entry("g:2", "news.example/a", "h2"),
+            ],
+        );
+        assert_eq!(
+            applied,
+            Applied {
+                new: 1,
+                updated: 0,
+                unchanged: 1
+            }
+        );
+    }
+
+    #[test]
+    fn first_seen_is_kept_when_content_changes() {
+        let (_dir, mut store, feed) = setup();
+        poll(&mut store, feed, vec![entry("g:1", "news.example/a", "h1")]);
+        store
+            .conn
+            .execute(
+                "UPDATE entries SET first_seen_at = '2001-01-01 00:00:00'",
+                [],
+            )
+            .unwrap();
+        let applied = poll(&mut store, feed, vec![entry("g:1", "news.example/a", "h2")]);
+        assert_eq!(applied.updated, 1);
+        let (first, hash): (String, String) = store
+            .conn
+            .query_row("SELECT first_seen_at, content_hash FROM entries", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!(first, "2001-01-01 00:00:00");
+        assert_eq!(hash, "h2");
+    }
+}

@@ -1,0 +1,225 @@
+//! The `feeds` table: configured feeds, synced from the config, and their fetch state.
+
+use chrono::{DateTime, Utc};
+use std::collections::HashSet;
+
+use rusqlite::params;
+use serde::Serialize;
+
+use super::{Store, parse_sql_time, sql_time};
+use crate::config::FeedConfig;
+
+/// What `sync_feeds` changed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SyncReport {
+    pub added: usize,
+    pub deactivated: usize,
+    pub active: usize,
+}
+
+/// An active feed as the poller needs it.
+#[derive(Debug, Clone)]
+pub struct DueFeed {
+    pub id: i64,
+    pub url: String,
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+    pub body_hash: Option<String>,
+    pub error_count: u32,
+    pub next_poll_at: Option<DateTime<Utc>>,
+}
+
+/// A feed's state for `feedhound feeds`.
+#[derive(Debug, Clone, Serialize)]
+pub struct FeedStatus {
+    pub id: i64,
+    pub url: String,
+    pub name: Option<String>,
+    pub title: Option<String>,
+    pub active: bool,
+    pub last_fetch_at: Option<String>,
+    pub last_success_at: Option<String>,
+    pub last_status: Option<u16>,
+    pub last_error: Option<String>,
+    pub error_count: u32,
+    pub next_poll_at: Option<String>,
+    pub entries: i64,
+}
+
+impl Store {
+    /// Makes the `feeds` table match the config: new feeds are added, removed ones marked
+    /// inactive (their entries stay), and name, tags and interval follow the config.
+    pub fn sync_feeds(&mut self, feeds: &[FeedConfig]) -> anyhow::Result<SyncReport> {
+        let tx = self.conn.transaction()?;
+        let was_active: Vec<String> = tx
+            .prepare("SELECT url FROM feeds WHERE active = 1")?
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        let existing: i64 = tx.query_row("SELECT count(*) FROM feeds", [], |r| r.get(0))?;
+        tx.execute("UPDATE feeds SET active = 0 WHERE active = 1", [])?;
+        {
+            let mut upsert = tx.prepare(
+                "INSERT INTO feeds (url, name, tags, interval_secs, active) VALUES (?1, ?2, ?3, ?4, 1)
+                 ON CONFLICT (url) DO UPDATE SET
+                     name = excluded.name, tags = excluded.tags,
+                     interval_secs = excluded.interval_secs, active = 1",
+            )?;
+            for feed in feeds {
+                let tags = serde_json::to_string(&feed.tags)?;
+                upsert.execute(params![
+                    feed.url.as_str(),
+                    feed.name,
+                    tags,
+                    feed.interval.map(|i| i.as_secs() as i64),
+                ])?;
+            }
+        }
+        let total: i64 = tx.query_row("SELECT count(*) FROM feeds", [], |r| r.get(0))?;
+        tx.commit()?;
+        let configured: HashSet<&str> = feeds.iter().map(|f| f.url.as_str()).collect();
+        Ok(SyncReport {
+            added: (total - existing) as usize,
+            deactivated: was_active
+                .iter()
+                .filter(|url| !configured.contains(url.as_str()))
+                .count(),
+            active: feeds.len(),
+        })
+    }
+
+    /// Active feeds whose next poll is at or before `now` (all active feeds when `now` is None),
+    /// earliest first.
+    pub fn due_feeds(&self, now: Option<DateTime<Utc>>) -> anyhow::Result<Vec<DueFeed>> {
+        let cutoff = now.map(sql_time);
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, url, etag, last_modified, body_hash, error_count, next_poll_at FROM feeds
+             WHERE active = 1 AND (?1 IS NULL OR next_poll_at IS NULL OR next_poll_at <= ?1)
+             ORDER BY next_poll_at IS NOT NULL, next_poll_at, id",
+        )?;
+        let rows = stmt.query_map(params![cutoff], |r| {
+            Ok(DueFeed {
+                id: r.get(0)?,
+                url: r.get(1)?,
+                etag: r.get(2)?,
+                last_modified: r.get(3)?,
+                body_hash: r.get(4)?,
+                error_count: r.get(5)?,
+                next_poll_at: r
+                    .get::<_, Option<String>>(6)?
+                    .as_deref()
+                    .and_then(parse_sql_time),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The earliest `next_poll_at` among active feeds not in `skip` (feeds being refreshed right
+    /// now); None when there is no such feed.
+    pub fn next_due_time(&self, skip: &HashSet<i64>) -> anyhow::Result<Option<DateTime<Utc>>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, next_poll_at FROM feeds WHERE active = 1
+             ORDER BY next_poll_at IS NOT NULL, next_poll_at",
+        )?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            if skip.contains(&row.get::<_, i64>(0)?) {
+                continue;
+            }
+            let next: Option<String> = row.get(1)?;
+            return Ok(Some(
+                next.as_deref()
+                    .and_then(parse_sql_time)
+                    .unwrap_or_else(Utc::now),
+            ));
+        }
+        Ok(None)
+    }
+
+    /// Every feed (active first), with its entry count.
+    pub fn feed_statuses(&self) -> anyhow::Result<Vec<FeedStatus>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT f.id, f.url, f.name, f.title, f.active, f.last_fetch_at, f.last_success_at,
+                    f.last_status, f.last_error, f.error_count, f.next_poll_at,
+                    (SELECT count(*) FROM entries e WHERE e.feed_id = f.id)
+             FROM feeds f ORDER BY f.active DESC, f.id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(FeedStatus {
+                id: r.get(0)?,
+                url: r.get(1)?,
+                name: r.get(2)?,
+                title: r.get(3)?,
+                active: r.get(4)?,
+                last_fetch_at: r.get(5)?,
+                last_success_at: r.get(6)?,
+                last_status: r.get(7)?,
+                last_error: r.get(8)?,
+                error_count: r.get(9)?,
+                next_poll_at: r.get(10)?,
+                entries: r.get(11)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use url::Url;
+
+    fn feed(url: &str) -> FeedConfig {
+        FeedConfig {
+            url: Url::parse(url).unwrap(),
+            name: None,
+            interval: None,
+            tags: vec![],
+        }
+    }
+
+    #[test]
+    fn sync_adds_new_feeds_and_deactivates_removed_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("db")).unwrap();
+        let report = store
+            .sync_feeds(&[feed("http://a.example/rss"), feed("http://b.example/rss")])
+            .unwrap();
+        assert_eq!(
+            report,
+            SyncReport {
+                added: 2,
+                deactivated: 0,
+                active: 2
+            }
+        );
+        let report = store
+            .sync_feeds(&[feed("http://b.example/rss"), feed("http://c.example/rss")])
+            .unwrap();
+        assert_eq!(
+            report,
+            SyncReport {
+                added: 1,
+                deactivated: 1,
+                active: 2
+            }
+        );
+        let statuses = store.feed_statuses().unwrap();
+        let a = statuses
+            .iter()
+            .find(|s| s.url == "http://a.example/rss")
+            .unwrap();
+        assert!(!a.active);
+        assert_eq!(store.due_feeds(None).unwrap().len(), 2);
+        // Bringing a feed back reactivates the same row.
+        let report = store.sync_feeds(&[feed("http://a.example/rss")]).unwrap();
+        assert_eq!(
+            report,
+            SyncReport {
+                added: 0,
+                deactivated: 2,
+                active: 1
+            }
+        );
+        assert_eq!(store.due_feeds(None).unwrap()[0].id, a.id);
+    }
+}
