@@ -605,6 +605,32 @@ mod tests {
     }
 
     #[test]
+    fn the_example_config_is_valid_and_documents_the_defaults() {
+        let example = include_str!("../config.example.toml");
+        let config = parse(example).unwrap();
+        let defaults = parse("").unwrap();
+        assert_eq!(config.polling.interval, defaults.polling.interval);
+        assert_eq!(config.polling.concurrency, defaults.polling.concurrency);
+        assert_eq!(config.polling.timeout, defaults.polling.timeout);
+        assert_eq!(
+            config.polling.connect_timeout,
+            defaults.polling.connect_timeout
+        );
+        assert_eq!(config.polling.max_body_size, defaults.polling.max_body_size);
+        assert_eq!(config.storage.path, defaults.storage.path);
+        assert!(
+            example.contains(
+                &defaults
+                    .polling
+                    .user_agent
+                    .replace(env!("CARGO_PKG_VERSION"), "0.1.0")
+            )
+        );
+        assert_eq!(config.feeds.len(), 1);
+        assert_eq!(config.companies.len(), 2);
+    }
+
+    #[test]
     fn defaults_apply_to_an_empty_file() {
         let config = parse("").unwrap();
         assert_eq!(config.polling.interval, Duration::from_secs(1800));

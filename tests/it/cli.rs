@@ -1,0 +1,102 @@
+//! The binary's commands, run as a user would run them.
+
+use crate::helpers::{App, FeedServer, binary, rss};
+
+#[test]
+fn check_reports_a_typo_in_a_key_with_its_line_and_exits_1() {
+    let app = App::new(&[], "\n[polling]\nconcurency = 4\n");
+    let output = app.cli(&["check"]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("feedhound.toml:8: polling.concurency: unknown field `concurency`"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn check_prints_a_one_line_summary_of_a_valid_config() {
+    let app = App::new(&["https://news.example/rss".to_string()], "");
+    let output = app.cli(&["check"]);
+    assert!(output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(stdout.contains("1 feeds"), "{stdout}");
+}
+
+#[test]
+fn a_missing_config_file_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = binary()
+        .current_dir(dir.path())
+        .arg("poll")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("feedhound.toml") && stderr.contains("--config"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn feeds_lists_each_feed_with_its_status_as_json() {
+    let server = FeedServer::start();
+    server.feed("a.xml", rss(&["<guid>1</guid><title>One</title>"]));
+    let app = App::new(&[server.url("a.xml"), server.url("gone.xml")], "");
+    assert!(app.cli(&["poll"]).status.success());
+    let output = app.cli(&["feeds", "--format", "json"]);
+    assert!(output.status.success());
+    let feeds: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let feeds = feeds.as_array().unwrap();
+    assert_eq!(feeds.len(), 2);
+    let ok = feeds
+        .iter()
+        .find(|f| f["url"].as_str().unwrap().ends_with("a.xml"))
+        .unwrap();
+    assert_eq!(
+        (ok["entries"].as_i64(), ok["last_status"].as_i64()),
+        (Some(1), Some(200))
+    );
+    let failing = feeds
+        .iter()
+        .find(|f| f["url"].as_str().unwrap().ends_with("gone.xml"))
+        .unwrap();
+    assert_eq!(failing["last_status"].as_i64(), Some(404));
+    assert!(failing["last_error"].as_str().unwrap().contains("404"));
+    let table = String::from_utf8_lossy(&app.cli(&["feeds"]).stdout).to_string();
+    assert!(table.contains("failing") && table.contains("ok"), "{table}");
+}
+
+#[test]
+fn demo_polls_the_bundled_feeds_twice_without_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = binary()
+        .args(["demo", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("First poll:  feeds: 3 ok, 0 not modified, 0 failed; entries: 12 new"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "Second poll: feeds: 0 ok, 3 not modified, 0 failed; entries: 0 new, 0 updated"
+        ),
+        "{stdout}"
+    );
+    assert!(stdout.contains("3 × 304 Not Modified"), "{stdout}");
+    let db = rusqlite::Connection::open(dir.path().join("feedhound.db")).unwrap();
+    let entries: i64 = db
+        .query_row("SELECT count(*) FROM entries", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(entries, 12);
+}
