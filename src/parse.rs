@@ -86,12 +86,23 @@ pub fn parse_feed(
     if let Some(Root::Element { name, .. }) = &root
         && is_html_root(name)
     {
-        return Err(ParseError::HtmlPage {
-            feed_link: find_feed_link(&document, url),
-        });
+        return match embedded_feed(&document) {
+            Some(feed) => parse_feed(feed.as_bytes(), None, url),
+            None => Err(ParseError::HtmlPage {
+                feed_link: find_feed_link(&document, url),
+            }),
+        };
     }
     let document = repair_dialects(document, root.as_ref());
-    let feed = run_feed_rs(&document, url)?;
+    let feed = match run_feed_rs(&document, url) {
+        Err(ParseError::Invalid(error)) => {
+            let repaired = escape_bare_ampersands(&document)
+                .ok_or_else(|| ParseError::Invalid(error.clone()))?;
+            // If the repair does not help, the first error is the one that explains the document.
+            run_feed_rs(&repaired, url).map_err(|_| ParseError::Invalid(error))?
+        }
+        other => other?,
+    };
     Ok(normalise_feed(feed, &document, url))
 }
 
@@ -491,6 +502,80 @@ fn attributes(tag: &str) -> impl Iterator<Item = (&str, &str, std::ops::Range<us
             };
             return Some((name, value, name_start..at));
         }
+    })
+}
+
+/// The document with every `&` that does not start an entity or character reference written
+/// as `&amp;`, or `None` if there is none. "Fish & Chips" in a title is the most common way a
+/// real feed is not XML; quick-xml rightly rejects it. Only tried after a failed parse, since
+/// it leaves CDATA sections and comments alone (a bare `&` is legal there) but still costs a
+/// pass over the document.
+fn escape_bare_ampersands(document: &str) -> Option<String> {
+    let bytes = document.as_bytes();
+    let mut repaired = String::new();
+    let mut copied = 0;
+    let mut at = 0;
+    while let Some(offset) = memchr::memchr2(b'&', b'<', &bytes[at..]) {
+        let found = at + offset;
+        let rest = &bytes[found..];
+        at = found + 1;
+        if rest[0] == b'<' {
+            let skip_to = if rest.starts_with(b"<![CDATA[") {
+                memchr::memmem::find(rest, b"]]>")
+            } else if rest.starts_with(b"<!--") {
+                memchr::memmem::find(rest, b"-->")
+            } else {
+                None
+            };
+            if let Some(end) = skip_to {
+                at = found + end;
+            }
+            continue;
+        }
+        if !starts_with_reference(&rest[1..]) {
+            repaired.push_str(&document[copied..found]);
+            repaired.push_str("&amp;");
+            copied = found + 1;
+        }
+    }
+    if copied == 0 {
+        return None;
+    }
+    repaired.push_str(&document[copied..]);
+    Some(repaired)
+}
+
+/// Whether `text` (what follows an `&`) is `name;`, `#digits;` or `#xhex;`.
+fn starts_with_reference(text: &[u8]) -> bool {
+    let (body, valid): (&[u8], fn(&u8) -> bool) = match text {
+        [b'#', b'x' | b'X', rest @ ..] => (rest, u8::is_ascii_hexdigit),
+        [b'#', rest @ ..] => (rest, u8::is_ascii_digit),
+        [first, ..] if first.is_ascii_alphabetic() || *first == b'_' => (text, |b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.')
+        }),
+        _ => return false,
+    };
+    let length = body.iter().take_while(|b| valid(b)).count();
+    length > 0 && body.get(length) == Some(&b';')
+}
+
+/// An Atom or RSS document pasted whole into an HTML page (some blog engines serve their
+/// feed wrapped in an XHTML template): the text from its root start tag to its end tag.
+fn embedded_feed(html: &str) -> Option<&str> {
+    [
+        ("<feed", "</feed>"),
+        ("<rss", "</rss>"),
+        ("<rdf:RDF", "</rdf:RDF>"),
+    ]
+    .iter()
+    .find_map(|(open, close)| {
+        let start = memchr::memmem::find(html.as_bytes(), open.as_bytes())?;
+        let after_name = html.as_bytes().get(start + open.len())?;
+        if !after_name.is_ascii_whitespace() && *after_name != b'>' {
+            return None;
+        }
+        let end = memchr::memmem::rfind(html.as_bytes(), close.as_bytes())? + close.len();
+        (end > start).then(|| &html[start..end])
     })
 }
 
@@ -1260,6 +1345,30 @@ mod tests {
             no_feed,
             Err(ParseError::HtmlPage { feed_link: None })
         ));
+    }
+
+    #[test]
+    fn a_feed_wrapped_in_an_html_page_is_parsed() {
+        let page = r#"<?xml version="1.0"?><!DOCTYPE html><html xmlns="http://www.w3.org/1999/xhtml"><body>
+            <feed xmlns="http://www.w3.org/2005/Atom"><title>Wrapped</title><entry><id>1</id></entry></feed>
+            </body></html>"#;
+        let feed = parse(page);
+        assert_eq!(feed.title.as_deref(), Some("Wrapped"));
+        assert_eq!(feed.entries.len(), 1);
+    }
+
+    #[test]
+    fn bare_ampersands_are_tolerated_without_touching_cdata() {
+        let feed = parse(&rss(
+            "<item><guid>1</guid><title>Fish & Chips &amp; more &lt;3 &#38; R&D;</title>\
+             <link><![CDATA[https://example.com/?a=1&b=2]]></link></item>",
+        ));
+        let entry = &feed.entries[0];
+        assert_eq!(
+            entry.title.as_deref(),
+            Some("Fish & Chips & more <3 & R&D;")
+        );
+        assert_eq!(entry.link.as_deref(), Some("https://example.com/?a=1&b=2"));
     }
 
     #[test]
