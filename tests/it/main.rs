@@ -4,4 +4,5 @@
 mod cli;
 mod corpus;
 mod helpers;
+mod parse_corpus;
 mod pipeline;
