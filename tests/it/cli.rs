@@ -4,12 +4,12 @@ use crate::helpers::{App, FeedServer, binary, rss};
 
 #[test]
 fn check_reports_a_typo_in_a_key_with_its_line_and_exits_1() {
-    let app = App::new(&[], "\n[polling]\nconcurency = 4\n");
+    let app = App::new(&[], "\n[[feed]]\nurl = \"https://news.example/rss\"\nintervall = \"5m\"\n");
     let output = app.cli(&["check"]);
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains("feedhound.toml:8: polling.concurency: unknown field `concurency`"),
+        stderr.contains("feedhound.toml:9: feed.intervall: unknown field `intervall`"),
         "{stderr}"
     );
 }

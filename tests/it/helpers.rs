@@ -143,9 +143,12 @@ fn answer(mut request: tiny_http::Request, state: &Mutex<ServerState>) {
         ),
         Some(route) => {
             let etag = etag_of(&route.body);
+            // If-None-Match wins when both are sent (RFC 9110 §13.2.2).
             let fresh = route.validators
-                && (headers.get("if-none-match") == Some(&etag)
-                    || headers.get("if-modified-since").map(String::as_str) == Some(LAST_MODIFIED));
+                && match headers.get("if-none-match") {
+                    Some(tag) => *tag == etag,
+                    None => headers.get("if-modified-since").map(String::as_str) == Some(LAST_MODIFIED),
+                };
             let mut response = if fresh {
                 tiny_http::Response::from_data(Vec::new()).with_status_code(304)
             } else {
