@@ -4,5 +4,6 @@
 mod cli;
 mod corpus;
 mod helpers;
+mod matcher_eval;
 mod parse_corpus;
 mod pipeline;
