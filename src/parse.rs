@@ -670,7 +670,7 @@ fn normalise_feed(feed: feed_rs::model::Feed, document: &str, url: &Url) -> Pars
             *link_counts.entry(canonical).or_default() += 1;
         }
     }
-    let entries = drafts
+    let uniqueness: Vec<(bool, bool)> = drafts
         .iter()
         .map(|draft| {
             let guid_unique = draft
@@ -681,8 +681,14 @@ fn normalise_feed(feed: feed_rs::model::Feed, document: &str, url: &Url) -> Pars
                 .canonical_link
                 .as_deref()
                 .is_some_and(|link| link_counts[link] == 1);
-            draft.finish(guid_unique, link_unique)
+            (guid_unique, link_unique)
         })
+        .collect();
+    drop((guid_counts, link_counts));
+    let entries = drafts
+        .into_iter()
+        .zip(uniqueness)
+        .map(|(draft, (guid_unique, link_unique))| draft.finish(guid_unique, link_unique))
         .collect();
 
     ParsedFeed {
@@ -754,20 +760,20 @@ impl Draft {
         has_something.then_some(draft)
     }
 
-    fn finish(&self, guid_unique: bool, link_unique: bool) -> ParsedEntry {
+    fn finish(self, guid_unique: bool, link_unique: bool) -> ParsedEntry {
         ParsedEntry {
             dedup_key: self.dedup_key(guid_unique, link_unique),
-            guid: self.guid.clone(),
+            content_hash: self.content_hash(),
             link: self.link.as_ref().map(|link| link.to_string()),
-            canonical_link: self.canonical_link.clone(),
             link_unique_in_doc: link_unique,
-            title: self.title.clone(),
-            author: self.author.clone(),
+            guid: self.guid,
+            canonical_link: self.canonical_link,
+            title: self.title,
+            author: self.author,
             published_at: self.published_at,
             updated_at: self.updated_at,
-            summary: self.summary.clone(),
-            content: self.content.clone(),
-            content_hash: self.content_hash(),
+            summary: self.summary,
+            content: self.content,
         }
     }
 
