@@ -5,19 +5,19 @@
 //! Atom / JSON Feed grammar is feed-rs's job; this module owns everything around it that real
 //! feeds need:
 //!
-//! 1. **Bytes → UTF-8** ([`decode_document`]). feed-rs decodes by the XML declaration only,
+//! 1. **Bytes → UTF-8** (`decode_document`). feed-rs decodes by the XML declaration only,
 //!    fails on any invalid byte and panics on UTF-16. We decode every document to UTF-8
 //!    ourselves (BOM, then valid UTF-8, then declaration, then the HTTP charset, then
 //!    windows-1252) and rewrite the declaration so feed-rs sees consistent UTF-8.
-//! 2. **Sniffing and repairs** ([`sniff_root`], [`repair_dialects`]): empty bodies and HTML
+//! 2. **Sniffing and repairs** (`sniff_root`, `repair_dialects`): empty bodies and HTML
 //!    pages are told apart from broken feeds (an HTML page yields its advertised feed link);
 //!    `<rss>` without a version and the Netscape RSS 0.90 namespace are rewritten into forms
 //!    feed-rs accepts.
 //! 3. **feed-rs**, behind `catch_unwind`, with an id generator that invents nothing, so an
 //!    entry's `id` is the publisher's guid or empty.
-//! 4. **Normalisation** ([`normalise_feed`]): text via [`crate::text::html_to_text`], caps
+//! 4. **Normalisation** (`normalise_feed`): text via [`crate::text::html_to_text`], caps
 //!    against absurd input, plausible dates only, canonical links, the content hash and the
-//!    dedup key (see [`dedup_key`]).
+//!    dedup key (see `dedup_key`).
 //!
 //! Entity expansion: quick-xml (under feed-rs) never expands entities declared in a DTD and
 //! never fetches external ones; a reference to one stays in the text as written (`&lol9;`),
