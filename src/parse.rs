@@ -12,7 +12,8 @@
 //! 2. **Sniffing and repairs** (`sniff_root`, `repair_dialects`): empty bodies and HTML
 //!    pages are told apart from broken feeds (an HTML page yields its advertised feed link);
 //!    `<rss>` without a version and the Netscape RSS 0.90 namespace are rewritten into forms
-//!    feed-rs accepts.
+//!    feed-rs accepts; a feed pasted into an XHTML page is cut out of it; and after a failed
+//!    parse, bare `&`s ("Fish & Chips") are escaped and the parse retried once.
 //! 3. **feed-rs**, behind `catch_unwind`, with an id generator that invents nothing, so an
 //!    entry's `id` is the publisher's guid or empty.
 //! 4. **Normalisation** (`normalise_feed`): text via [`crate::text::html_to_text`], caps
