@@ -5,19 +5,20 @@
 //! Atom / JSON Feed grammar is feed-rs's job; this module owns everything around it that real
 //! feeds need:
 //!
-//! 1. **Bytes → UTF-8** ([`decode_document`]). feed-rs decodes by the XML declaration only,
+//! 1. **Bytes → UTF-8** (`decode_document`). feed-rs decodes by the XML declaration only,
 //!    fails on any invalid byte and panics on UTF-16. We decode every document to UTF-8
 //!    ourselves (BOM, then valid UTF-8, then declaration, then the HTTP charset, then
 //!    windows-1252) and rewrite the declaration so feed-rs sees consistent UTF-8.
-//! 2. **Sniffing and repairs** ([`sniff_root`], [`repair_dialects`]): empty bodies and HTML
+//! 2. **Sniffing and repairs** (`sniff_root`, `repair_dialects`): empty bodies and HTML
 //!    pages are told apart from broken feeds (an HTML page yields its advertised feed link);
 //!    `<rss>` without a version and the Netscape RSS 0.90 namespace are rewritten into forms
-//!    feed-rs accepts.
+//!    feed-rs accepts; a feed pasted into an XHTML page is cut out of it; and after a failed
+//!    parse, bare `&`s ("Fish & Chips") are escaped and the parse retried once.
 //! 3. **feed-rs**, behind `catch_unwind`, with an id generator that invents nothing, so an
 //!    entry's `id` is the publisher's guid or empty.
-//! 4. **Normalisation** ([`normalise_feed`]): text via [`crate::text::html_to_text`], caps
+//! 4. **Normalisation** (`normalise_feed`): text via [`crate::text::html_to_text`], caps
 //!    against absurd input, plausible dates only, canonical links, the content hash and the
-//!    dedup key (see [`dedup_key`]).
+//!    dedup key (see `dedup_key`).
 //!
 //! Entity expansion: quick-xml (under feed-rs) never expands entities declared in a DTD and
 //! never fetches external ones; a reference to one stays in the text as written (`&lol9;`),
@@ -670,7 +671,7 @@ fn normalise_feed(feed: feed_rs::model::Feed, document: &str, url: &Url) -> Pars
             *link_counts.entry(canonical).or_default() += 1;
         }
     }
-    let entries = drafts
+    let uniqueness: Vec<(bool, bool)> = drafts
         .iter()
         .map(|draft| {
             let guid_unique = draft
@@ -681,8 +682,14 @@ fn normalise_feed(feed: feed_rs::model::Feed, document: &str, url: &Url) -> Pars
                 .canonical_link
                 .as_deref()
                 .is_some_and(|link| link_counts[link] == 1);
-            draft.finish(guid_unique, link_unique)
+            (guid_unique, link_unique)
         })
+        .collect();
+    drop((guid_counts, link_counts));
+    let entries = drafts
+        .into_iter()
+        .zip(uniqueness)
+        .map(|(draft, (guid_unique, link_unique))| draft.finish(guid_unique, link_unique))
         .collect();
 
     ParsedFeed {
@@ -754,20 +761,20 @@ impl Draft {
         has_something.then_some(draft)
     }
 
-    fn finish(&self, guid_unique: bool, link_unique: bool) -> ParsedEntry {
+    fn finish(self, guid_unique: bool, link_unique: bool) -> ParsedEntry {
         ParsedEntry {
             dedup_key: self.dedup_key(guid_unique, link_unique),
-            guid: self.guid.clone(),
+            content_hash: self.content_hash(),
             link: self.link.as_ref().map(|link| link.to_string()),
-            canonical_link: self.canonical_link.clone(),
             link_unique_in_doc: link_unique,
-            title: self.title.clone(),
-            author: self.author.clone(),
+            guid: self.guid,
+            canonical_link: self.canonical_link,
+            title: self.title,
+            author: self.author,
             published_at: self.published_at,
             updated_at: self.updated_at,
-            summary: self.summary.clone(),
-            content: self.content.clone(),
-            content_hash: self.content_hash(),
+            summary: self.summary,
+            content: self.content,
         }
     }
 

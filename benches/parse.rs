@@ -1,0 +1,97 @@
+//! Cost of `parse_feed` (decode + feed-rs + text extraction + keys + hashes) per entry, and of
+//! `html_to_text` per KB, over a generated RSS feed of 1,000 entries with 1–3 KB of HTML each.
+//!
+//! `cargo bench --bench parse` prints medians of several runs; no external harness.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use feedhound::parse::parse_feed;
+use feedhound::text::html_to_text;
+use url::Url;
+
+const ENTRIES: usize = 1_000;
+const RUNS: usize = 15;
+
+/// One paragraph of news-like HTML (~250 bytes) with the markup real feeds carry.
+const PARAGRAPH: &str = "<p>Xiaomi&#8217;s CEO <a href=\"https://example.com/lei-jun?utm_source=rss\">Lei Jun</a> \
+said on <b>Tuesday</b> that the company&nbsp;would expand in the US market, competing with \
+<i>Samsung</i> &amp; Apple.<br/>Shares rose 3% in Hong Kong.</p>\n";
+
+fn generated_feed() -> String {
+    let mut feed = String::from(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><rss version=\"2.0\" \
+         xmlns:content=\"http://purl.org/rss/1.0/modules/content/\"><channel><title>Bench</title>\
+         <link>https://news.example.com/</link>",
+    );
+    for i in 0..ENTRIES {
+        // 4–12 paragraphs: 1–3 KB of HTML per entry.
+        let body = PARAGRAPH.repeat(4 + i % 9);
+        feed.push_str(&format!(
+            "<item><title>Story {i}: Xiaomi &amp; Samsung</title><link>https://news.example.com/{i}?utm_medium=feed</link>\
+             <guid>https://news.example.com/{i}</guid><pubDate>Tue, 10 Jun 2025 04:00:00 GMT</pubDate>\
+             <description><![CDATA[{}]]></description><content:encoded><![CDATA[{body}]]></content:encoded></item>",
+            PARAGRAPH
+        ));
+    }
+    feed.push_str("</channel></rss>");
+    feed
+}
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+fn main() {
+    let feed = generated_feed();
+    let url = Url::parse("https://news.example.com/feed.xml").unwrap();
+
+    let per_entry = median(
+        (0..RUNS)
+            .map(|_| {
+                let started = Instant::now();
+                let parsed = parse_feed(black_box(feed.as_bytes()), None, &url).unwrap();
+                assert_eq!(parsed.entries.len(), ENTRIES);
+                started.elapsed() / ENTRIES as u32
+            })
+            .collect(),
+    );
+    println!(
+        "parse_feed: {} entries, {:.1} MB document: median {:.1} µs per entry",
+        ENTRIES,
+        feed.len() as f64 / 1e6,
+        per_entry.as_secs_f64() * 1e6
+    );
+
+    // feed-rs alone, for how much of the above is ours.
+    let feed_rs_per_entry = median(
+        (0..RUNS)
+            .map(|_| {
+                let started = Instant::now();
+                let parsed = feed_rs::parser::parse(black_box(feed.as_bytes())).unwrap();
+                assert_eq!(parsed.entries.len(), ENTRIES);
+                started.elapsed() / ENTRIES as u32
+            })
+            .collect(),
+    );
+    println!(
+        "  of which feed-rs alone: median {:.1} µs per entry",
+        feed_rs_per_entry.as_secs_f64() * 1e6
+    );
+
+    let html = PARAGRAPH.repeat(40);
+    let per_kb = median(
+        (0..RUNS * 20)
+            .map(|_| {
+                let started = Instant::now();
+                black_box(html_to_text(black_box(&html)));
+                started.elapsed().div_f64(html.len() as f64 / 1024.0)
+            })
+            .collect(),
+    );
+    println!(
+        "html_to_text: median {:.2} µs per KB of HTML",
+        per_kb.as_secs_f64() * 1e6
+    );
+}
