@@ -12,6 +12,7 @@
 //! Nothing here knows about SQL, parsing or the schedule; the caller gets a [`Fetched`] or a
 //! [`FetchError`] it can branch on.
 
+use std::fmt;
 use std::io;
 use std::time::{Duration, SystemTime};
 
@@ -50,7 +51,9 @@ pub struct Validators {
 }
 
 /// A response we can use: a fresh body, or 304 Not Modified (`body` is `None`).
-#[derive(Debug, Clone)]
+///
+/// `Debug` shows the body's length rather than its bytes, and URLs through [`redact`].
+#[derive(Clone)]
 pub struct Fetched {
     pub status: u16,
     pub body: Option<Vec<u8>>,
@@ -69,6 +72,24 @@ pub struct Fetched {
     /// else `Expires` minus `Date`. `None` when the server says nothing, or says `no-store` /
     /// `no-cache`, which forbid reuse but say nothing about how often the feed changes.
     pub fresh_for: Option<Duration>,
+}
+
+impl fmt::Debug for Fetched {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Fetched")
+            .field("status", &self.status)
+            .field("body_len", &self.body.as_ref().map(Vec::len))
+            .field("content_type", &self.content_type)
+            .field("etag", &self.etag)
+            .field("last_modified", &self.last_modified)
+            .field("final_url", &redact(&self.final_url))
+            .field(
+                "permanent_redirect",
+                &self.permanent_redirect.as_ref().map(redact),
+            )
+            .field("fresh_for", &self.fresh_for)
+            .finish()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -632,6 +653,45 @@ mod tests {
         );
         assert_eq!(request.header("if-none-match"), None);
         assert_eq!(request.header("if-modified-since"), None);
+    }
+
+    #[tokio::test]
+    async fn connections_are_reused_across_fetches() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = Url::parse(&format!("http://{}/", listener.local_addr().unwrap())).unwrap();
+        let accepted = Arc::new(Mutex::new(0));
+        let counter = Arc::clone(&accepted);
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                *counter.lock().unwrap() += 1;
+                // Keep-alive: answer every request that arrives on this connection.
+                thread::spawn(move || {
+                    // One write per response: two small writes would meet Nagle's algorithm
+                    // and delayed ACKs and cost 40 ms each.
+                    let mut response =
+                        format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", FEED.len())
+                            .into_bytes();
+                    response.extend_from_slice(FEED);
+                    while read_head(&stream).is_some() {
+                        if stream.write_all(&response).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        let fetcher = fetcher();
+        let started = Instant::now();
+        for _ in 0..100 {
+            let fetched = fetcher.fetch(&url, &Validators::default()).await.unwrap();
+            assert_eq!(fetched.body.as_deref(), Some(FEED));
+        }
+        println!(
+            "100 sequential fetches over loopback: {:?}",
+            started.elapsed()
+        );
+        assert_eq!(*accepted.lock().unwrap(), 1);
     }
 
     #[tokio::test]
@@ -1294,6 +1354,26 @@ mod tests {
             assert_no_password(&err.to_string());
             assert_no_password(&format!("{err:?}"));
         }
+    }
+
+    #[tokio::test]
+    async fn fetched_debug_shows_the_body_length_and_no_password() {
+        let server = redirect_server(&[("/old", "301 Moved Permanently", "/new")]);
+        let fetched = fetcher()
+            .fetch(
+                &with_credentials(&server.url("/old")),
+                &Validators::default(),
+            )
+            .await
+            .unwrap();
+        // Same-origin redirect: the credentials stay on the URL the caller may store.
+        assert_eq!(fetched.final_url.password(), Some(PASSWORD));
+        let debug = format!("{fetched:?}");
+        assert_no_password(&debug);
+        assert!(
+            debug.contains(&format!("body_len: Some({})", FEED.len())),
+            "{debug}"
+        );
     }
 
     #[test]
