@@ -113,12 +113,12 @@ pub async fn run(dir: Option<PathBuf>, shutdown: CancellationToken) -> anyhow::R
 
     let store = scheduler::open_store(&config)?;
     println!("\nStored entries, newest first:");
-    for (feed, title, published) in store.recent_entries(20)? {
+    for entry in store.recent_entries(20)? {
         println!(
             "  {:<19}  {:<20}  {}",
-            published.unwrap_or_default(),
-            feed,
-            title.unwrap_or_default()
+            entry.published_at.unwrap_or_default(),
+            entry.feed,
+            entry.title.unwrap_or_default()
         );
     }
     println!("\nDatabase: {}", database.display());

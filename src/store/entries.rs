@@ -70,18 +70,30 @@ impl Store {
     }
 }
 
+/// An entry in brief, for quick looks at what was stored.
+#[derive(Debug, Clone)]
+pub struct RecentEntry {
+    /// The feed's configured name, else its declared title, else its URL.
+    pub feed: String,
+    pub title: Option<String>,
+    pub published_at: Option<String>,
+}
+
 impl Store {
-    /// The newest entries as (feed title or URL, entry title, published time), for quick looks.
-    pub fn recent_entries(
-        &self,
-        limit: usize,
-    ) -> anyhow::Result<Vec<(String, Option<String>, Option<String>)>> {
+    /// The newest entries, by publication (or first-seen) time.
+    pub fn recent_entries(&self, limit: usize) -> anyhow::Result<Vec<RecentEntry>> {
         let mut stmt = self.conn.prepare(
             "SELECT coalesce(f.name, f.title, f.url), e.title, e.published_at
              FROM entries e JOIN feeds f ON f.id = e.feed_id
              ORDER BY coalesce(e.published_at, e.first_seen_at) DESC LIMIT ?1",
         )?;
-        let rows = stmt.query_map([limit as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        let rows = stmt.query_map([limit as i64], |r| {
+            Ok(RecentEntry {
+                feed: r.get(0)?,
+                title: r.get(1)?,
+                published_at: r.get(2)?,
+            })
+        })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 }

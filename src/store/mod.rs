@@ -17,7 +17,7 @@ use anyhow::Context;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use rusqlite::Connection;
 
-pub use entries::{Applied, FeedResult, FetchState};
+pub use entries::{Applied, FeedResult, FetchState, RecentEntry};
 pub use feeds::{DueFeed, FeedStatus, SyncReport};
 
 /// Schema files, applied in order; `user_version` counts how many have been applied.

@@ -4,7 +4,10 @@ use crate::helpers::{App, FeedServer, binary, rss};
 
 #[test]
 fn check_reports_a_typo_in_a_key_with_its_line_and_exits_1() {
-    let app = App::new(&[], "\n[[feed]]\nurl = \"https://news.example/rss\"\nintervall = \"5m\"\n");
+    let app = App::new(
+        &[],
+        "\n[[feed]]\nurl = \"https://news.example/rss\"\nintervall = \"5m\"\n",
+    );
     let output = app.cli(&["check"]);
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);

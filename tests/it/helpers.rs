@@ -2,6 +2,8 @@
 //! handle with a fresh config and SQLite file in a temp dir.
 
 use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
@@ -55,10 +57,11 @@ struct ServerState {
     seen: Vec<Seen>,
 }
 
+/// A minimal HTTP/1.1 server: a thread per connection, keep-alive, and each response written
+/// in one `write_all` (split writes cost ~40 ms each through Nagle + delayed ACK).
 pub struct FeedServer {
     base: String,
     state: Arc<Mutex<ServerState>>,
-    server: Arc<tiny_http::Server>,
 }
 
 /// Validators derived from the body, so a changed body gets a new ETag.
@@ -70,23 +73,20 @@ const LAST_MODIFIED: &str = "Mon, 23 Nov 2026 10:00:00 GMT";
 
 impl FeedServer {
     pub fn start() -> FeedServer {
-        let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("bind loopback"));
-        let port = server.server_addr().to_ip().unwrap().port();
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        let port = listener.local_addr().unwrap().port();
         let state = Arc::new(Mutex::new(ServerState::default()));
-        // Several workers, so slow answers on one path do not hold up the others.
-        for _ in 0..8 {
-            let server = Arc::clone(&server);
-            let state = Arc::clone(&state);
-            std::thread::spawn(move || {
-                while let Ok(request) = server.recv() {
-                    answer(request, &state);
-                }
-            });
-        }
+        let accepting = Arc::clone(&state);
+        // The thread ends with the test process; servers are per test and cheap.
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let state = Arc::clone(&accepting);
+                std::thread::spawn(move || serve_connection(stream, &state));
+            }
+        });
         FeedServer {
             base: format!("http://127.0.0.1:{port}"),
             state,
-            server,
         }
     }
 
@@ -115,69 +115,86 @@ impl FeedServer {
     }
 }
 
-impl Drop for FeedServer {
-    fn drop(&mut self) {
-        self.server.unblock();
+/// A parsed request head; the body (when Content-Length says there is one) is read and dropped.
+fn read_request(reader: &mut BufReader<TcpStream>) -> Option<(String, HashMap<String, String>)> {
+    let mut line = String::new();
+    if reader.read_line(&mut line).ok()? == 0 {
+        return None;
+    }
+    let path = line.split_whitespace().nth(1)?.to_string();
+    let mut headers = HashMap::new();
+    loop {
+        let mut header = String::new();
+        if reader.read_line(&mut header).ok()? == 0 {
+            return None;
+        }
+        let header = header.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = header.split_once(':') {
+            headers.insert(name.trim().to_ascii_lowercase(), value.trim().to_string());
+        }
+    }
+    let length: u64 = headers
+        .get("content-length")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(0);
+    std::io::copy(&mut reader.by_ref().take(length), &mut std::io::sink()).ok()?;
+    Some((path, headers))
+}
+
+fn serve_connection(stream: TcpStream, state: &Mutex<ServerState>) {
+    let mut writer = stream.try_clone().expect("clone stream");
+    let mut reader = BufReader::new(stream);
+    while let Some((path, headers)) = read_request(&mut reader) {
+        let route = state.lock().unwrap().routes.get(&path).cloned();
+        let (status, extra, body) = respond(route.as_ref(), &headers);
+        state.lock().unwrap().seen.push(Seen {
+            path,
+            headers: headers.clone(),
+            at: Instant::now(),
+            status,
+        });
+        let mut response = format!("HTTP/1.1 {status} X\r\nContent-Length: {}\r\n", body.len());
+        for (name, value) in extra {
+            response.push_str(&format!("{name}: {value}\r\n"));
+        }
+        response.push_str("\r\n");
+        let mut bytes = response.into_bytes();
+        bytes.extend_from_slice(&body);
+        if writer.write_all(&bytes).is_err()
+            || headers.get("connection").is_some_and(|c| c == "close")
+        {
+            return;
+        }
     }
 }
 
-fn answer(mut request: tiny_http::Request, state: &Mutex<ServerState>) {
-    let path = request.url().to_string();
-    let headers: HashMap<String, String> = request
-        .headers()
-        .iter()
-        .map(|h| {
-            (
-                h.field.as_str().as_str().to_ascii_lowercase(),
-                h.value.as_str().to_string(),
-            )
-        })
-        .collect();
-    let route = state.lock().unwrap().routes.get(&path).cloned();
-    let mut sink = Vec::new();
-    let _ = std::io::Read::read_to_end(request.as_reader(), &mut sink);
-    let (status, response) = match route {
-        None => (
-            404,
-            tiny_http::Response::from_data(b"no such feed".to_vec()).with_status_code(404),
-        ),
-        Some(route) => {
-            let etag = etag_of(&route.body);
-            // If-None-Match wins when both are sent (RFC 9110 §13.2.2).
-            let fresh = route.validators
-                && match headers.get("if-none-match") {
-                    Some(tag) => *tag == etag,
-                    None => headers.get("if-modified-since").map(String::as_str) == Some(LAST_MODIFIED),
-                };
-            let mut response = if fresh {
-                tiny_http::Response::from_data(Vec::new()).with_status_code(304)
-            } else {
-                tiny_http::Response::from_data(route.body.clone())
-                    .with_status_code(route.status)
-                    .with_header(header("Content-Type", &route.content_type))
-            };
-            if route.validators {
-                response = response
-                    .with_header(header("ETag", &etag))
-                    .with_header(header("Last-Modified", LAST_MODIFIED));
-            }
-            for (name, value) in &route.headers {
-                response = response.with_header(header(name, value));
-            }
-            (if fresh { 304 } else { route.status }, response)
-        }
+fn respond(
+    route: Option<&Route>,
+    headers: &HashMap<String, String>,
+) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    let Some(route) = route else {
+        return (404, Vec::new(), b"no such feed".to_vec());
     };
-    state.lock().unwrap().seen.push(Seen {
-        path,
-        headers,
-        at: Instant::now(),
-        status,
-    });
-    let _ = request.respond(response);
-}
-
-fn header(name: &str, value: &str) -> tiny_http::Header {
-    tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("valid header")
+    let etag = etag_of(&route.body);
+    // If-None-Match wins when both are sent (RFC 9110 section 13.2.2).
+    let fresh = route.validators
+        && match headers.get("if-none-match") {
+            Some(tag) => *tag == etag,
+            None => headers.get("if-modified-since").map(String::as_str) == Some(LAST_MODIFIED),
+        };
+    let mut extra = route.headers.clone();
+    if route.validators {
+        extra.push(("ETag".into(), etag));
+        extra.push(("Last-Modified".into(), LAST_MODIFIED.into()));
+    }
+    if fresh {
+        return (304, extra, Vec::new());
+    }
+    extra.push(("Content-Type".into(), route.content_type.clone()));
+    (route.status, extra, route.body.clone())
 }
 
 /// A config file and database in a fresh temp dir.
