@@ -160,6 +160,11 @@ impl Config {
         folder.join(&self.storage.path)
     }
 
+    /// Where alerts go, for the store to queue them.
+    pub fn alert_routes(&self) -> Vec<crate::store::AlertRoute> {
+        Vec::new()
+    }
+
     pub fn company_rules(&self) -> Vec<CompanyRule> {
         self.companies.iter().map(|c| c.rule.clone()).collect()
     }

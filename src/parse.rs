@@ -743,7 +743,11 @@ impl Draft {
                     .or(person.email.as_deref())?;
                 text(name, |t| capped_chars(t, MAX_AUTHOR_CHARS))
             }),
-            published_at: entry.published.filter(|date| is_plausible(date, now)),
+            // Atom entries often carry only <updated>; it is the best publication time they give.
+            published_at: entry
+                .published
+                .filter(|date| is_plausible(date, now))
+                .or(entry.updated.filter(|date| is_plausible(date, now))),
             updated_at: entry.updated.filter(|date| is_plausible(date, now)),
             summary: entry
                 .summary

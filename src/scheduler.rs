@@ -20,6 +20,8 @@ use url::Url;
 
 use crate::config::Config;
 use crate::fetch::{FetchError, FetchSettings, Fetcher, Validators};
+use crate::matcher::{EntryText, Matcher};
+use crate::model::{Mention, ParsedFeed};
 use crate::parse;
 use crate::store::writer::StoreWriter;
 use crate::store::{Applied, DueFeed, FeedResult, FetchState, Store};
@@ -76,6 +78,7 @@ struct Outcome {
 /// What every feed refresh shares.
 struct Pipeline {
     fetcher: Fetcher,
+    matcher: Arc<Matcher>,
     writer: StoreWriter,
     default_interval: Duration,
     /// Per-feed intervals from the config, by feed URL.
@@ -84,7 +87,7 @@ struct Pipeline {
 }
 
 impl Pipeline {
-    fn new(config: &Config, writer: StoreWriter) -> anyhow::Result<Pipeline> {
+    fn new(config: &Config, matcher: Arc<Matcher>, writer: StoreWriter) -> anyhow::Result<Pipeline> {
         let fetcher = Fetcher::new(FetchSettings {
             timeout: config.polling.timeout,
             connect_timeout: config.polling.connect_timeout,
@@ -94,6 +97,7 @@ impl Pipeline {
         .context("cannot set up the HTTP client")?;
         Ok(Pipeline {
             fetcher,
+            matcher,
             writer,
             default_interval: config.polling.interval,
             intervals: config
@@ -198,22 +202,41 @@ impl Pipeline {
         }
         let content_type = fetched.content_type;
         let base = fetched.final_url;
+        let matcher = Arc::clone(&self.matcher);
         let parsed = tokio::task::spawn_blocking(move || {
-            parse::parse_feed(&body, content_type.as_deref(), &base)
+            parse::parse_feed(&body, content_type.as_deref(), &base).map(|feed| {
+                let mentions = match_entries(&matcher, &feed);
+                (feed, mentions)
+            })
         })
         .await;
         let result = match parsed {
-            Ok(Ok(parsed)) => FeedResult::Parsed {
+            Ok(Ok((feed, mentions))) => FeedResult::Parsed {
                 etag: fetched.etag,
                 last_modified: fetched.last_modified,
                 body_hash,
-                feed: parsed,
+                feed,
+                mentions,
             },
             Ok(Err(err)) => failed(err.to_string()),
             Err(join_error) => failed(format!("the parser crashed: {join_error}")),
         };
         (status, result)
     }
+}
+
+/// The companies each entry mentions, in entry order.
+fn match_entries(matcher: &Matcher, feed: &ParsedFeed) -> Vec<Vec<Mention>> {
+    feed.entries
+        .iter()
+        .map(|entry| {
+            matcher.find(&EntryText {
+                title: entry.title.as_deref().unwrap_or_default(),
+                summary: entry.summary.as_deref().unwrap_or_default(),
+                content: entry.content.as_deref().unwrap_or_default(),
+            })
+        })
+        .collect()
 }
 
 fn failed(error: String) -> FeedResult {
@@ -235,12 +258,13 @@ fn next_poll_at(now: DateTime<Utc>, interval: Duration, errors: u32) -> DateTime
     now + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::days(1))
 }
 
-/// Opens the database and brings its `feeds` table in line with the config.
+/// Opens the database and brings its `feeds` and `companies` tables in line with the config.
 pub fn open_store(config: &Config) -> anyhow::Result<Store> {
     let mut store = Store::open(&config.database_path())?;
+    store.sync_companies(&config.companies, config.alert_routes())?;
     let sync = store.sync_feeds(&config.feeds)?;
     if sync.added > 0 || sync.deactivated > 0 {
-        tracing::info!(
+        tracing::debug!(
             added = sync.added,
             deactivated = sync.deactivated,
             active = sync.active,
@@ -250,15 +274,91 @@ pub fn open_store(config: &Config) -> anyhow::Result<Store> {
     Ok(store)
 }
 
+/// Key in the `meta` table: a fingerprint of the company rules the stored mentions were
+/// computed with. When the config's rules differ, stored entries are re-matched.
+const RULES_FINGERPRINT: &str = "company_rules";
+
+fn rules_fingerprint(config: &Config) -> String {
+    blake3::hash(format!("{:?}", config.company_rules()).as_bytes()).to_hex().to_string()
+}
+
+fn build_matcher(config: &Config) -> anyhow::Result<Arc<Matcher>> {
+    let matcher = Matcher::new(&config.company_rules()).context("cannot build the company matcher")?;
+    Ok(Arc::new(matcher))
+}
+
+/// Re-matches every stored entry when the company rules changed since its mentions were
+/// computed (or always, with `force`), in batches, each its own short transaction so that
+/// polling goes on between them. Returns (entries scanned, entries whose mentions changed).
+pub async fn rescan_if_stale(
+    writer: &StoreWriter,
+    matcher: Arc<Matcher>,
+    fingerprint: String,
+    force: bool,
+) -> anyhow::Result<(usize, usize)> {
+    let current = {
+        let fingerprint = fingerprint.clone();
+        writer
+            .call(move |store| Ok(store.meta(RULES_FINGERPRINT)?.is_some_and(|f| f == fingerprint)))
+            .await?
+    };
+    if current && !force {
+        return Ok((0, 0));
+    }
+    // Small enough that one batch's transaction is as brief as a feed's.
+    const BATCH: usize = 500;
+    let (mut scanned, mut changed, mut after) = (0, 0, 0);
+    loop {
+        let texts = writer.call(move |store| store.texts_after(after, BATCH)).await?;
+        let Some(last) = texts.last() else { break };
+        after = last.entry_id;
+        scanned += texts.len();
+        let matcher = Arc::clone(&matcher);
+        let batch = tokio::task::spawn_blocking(move || {
+            texts
+                .into_iter()
+                .map(|t| {
+                    let text = EntryText {
+                        title: &t.title,
+                        summary: &t.summary,
+                        content: &t.content,
+                    };
+                    (t.entry_id, matcher.find(&text))
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        .context("re-matching a batch of entries panicked")?;
+        changed += writer.call(move |store| store.replace_mentions(&batch)).await?;
+    }
+    writer
+        .call(move |store| store.set_meta(RULES_FINGERPRINT, &fingerprint))
+        .await?;
+    if scanned > 0 {
+        tracing::info!(scanned, changed, "stored entries re-matched with the current company rules");
+    }
+    Ok((scanned, changed))
+}
+
+/// `feedhound rescan`: re-matches every stored entry now.
+pub async fn rescan(config: &Config) -> anyhow::Result<(usize, usize)> {
+    let store = open_store(config)?;
+    let (writer, thread) = StoreWriter::spawn(store)?;
+    let matcher = build_matcher(config)?;
+    let counts = rescan_if_stale(&writer, matcher, rules_fingerprint(config), true).await?;
+    drop(writer);
+    thread.join()?;
+    Ok(counts)
+}
+
 /// Refreshes every active feed once, `concurrency` at a time, and returns the totals.
-pub async fn poll_once(
-    config: &Config,
-    shutdown: CancellationToken,
-) -> anyhow::Result<PollSummary> {
+pub async fn poll_once(config: &Config, shutdown: CancellationToken) -> anyhow::Result<PollSummary> {
     let store = open_store(config)?;
     let feeds = store.due_feeds(None)?;
     let (writer, thread) = StoreWriter::spawn(store)?;
-    let pipeline = Arc::new(Pipeline::new(config, writer)?);
+    let matcher = build_matcher(config)?;
+    rescan_if_stale(&writer, Arc::clone(&matcher), rules_fingerprint(config), false).await?;
+    let pipeline = Arc::new(Pipeline::new(config, matcher, writer)?);
     let mut tasks = tokio::task::JoinSet::new();
     for feed in feeds {
         let pipeline = Arc::clone(&pipeline);
@@ -282,8 +382,18 @@ pub async fn poll_once(
 pub async fn run(config: &Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let store = open_store(config)?;
     let (writer, thread) = StoreWriter::spawn(store)?;
-    let pipeline = Arc::new(Pipeline::new(config, writer.clone())?);
+    let matcher = build_matcher(config)?;
+    let pipeline = Arc::new(Pipeline::new(config, Arc::clone(&matcher), writer.clone())?);
     let tracker = TaskTracker::new();
+    {
+        let writer = writer.clone();
+        let fingerprint = rules_fingerprint(config);
+        tracker.spawn(async move {
+            if let Err(err) = rescan_if_stale(&writer, matcher, fingerprint, false).await {
+                tracing::error!(error = %format!("{err:#}"), "re-matching stored entries failed");
+            }
+        });
+    }
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<i64>();
     let mut in_flight: HashSet<i64> = HashSet::new();
     tracing::info!(feeds = config.feeds.len(), database = %config.database_path().display(), "feedhound is running");

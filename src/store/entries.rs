@@ -11,8 +11,9 @@ use std::collections::HashSet;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::flags::{Flagging, assign_story, queue_alerts, write_mentions};
 use super::{Store, sql_time};
-use crate::model::{ParsedEntry, ParsedFeed};
+use crate::model::{Mention, ParsedEntry, ParsedFeed};
 
 /// What happened to one feed in one poll, ready to be recorded.
 #[derive(Debug)]
@@ -27,12 +28,13 @@ pub enum FeedResult {
         etag: Option<String>,
         last_modified: Option<String>,
     },
-    /// 200 with a new body, parsed.
+    /// 200 with a new body, parsed; `mentions[i]` are the companies `feed.entries[i]` mentions.
     Parsed {
         etag: Option<String>,
         last_modified: Option<String>,
         body_hash: String,
         feed: ParsedFeed,
+        mentions: Vec<Vec<Mention>>,
     },
     /// Network, HTTP or parse failure; `error` is the message shown to the user.
     Failed { error: String },
@@ -64,7 +66,7 @@ impl Store {
         result: &FeedResult,
     ) -> anyhow::Result<Applied> {
         let tx = self.conn.transaction()?;
-        let applied = apply_in(&tx, feed_id, state, result)?;
+        let applied = apply_in(&tx, &self.flagging, feed_id, state, result)?;
         tx.commit()?;
         Ok(applied)
     }
@@ -101,6 +103,7 @@ impl Store {
 /// Records one feed's result inside the caller's transaction (the writer batches many).
 pub(super) fn apply_in(
     tx: &Connection,
+    flagging: &Flagging,
     feed_id: i64,
     state: &FetchState,
     result: &FeedResult,
@@ -145,8 +148,9 @@ pub(super) fn apply_in(
             last_modified,
             body_hash,
             feed,
+            mentions,
         } => {
-            let applied = upsert_entries(tx, feed_id, &fetched_at, feed)?;
+            let applied = upsert_entries(tx, flagging, feed_id, state.fetched_at, feed, mentions)?;
             // Validators are replaced, not merged: they describe this new body.
             tx.prepare_cached(
                 "UPDATE feeds SET etag = ?2, last_modified = ?3, body_hash = ?4, title = ?5, site_link = ?6,
@@ -172,43 +176,44 @@ pub(super) fn apply_in(
 
 fn upsert_entries(
     tx: &Connection,
+    flagging: &Flagging,
     feed_id: i64,
-    now: &str,
+    fetched_at: DateTime<Utc>,
     feed: &ParsedFeed,
+    mentions: &[Vec<Mention>],
 ) -> anyhow::Result<Applied> {
-    let keys_in_document: HashSet<&str> =
-        feed.entries.iter().map(|e| e.dedup_key.as_str()).collect();
+    let now = &sql_time(fetched_at);
+    let keys_in_document: HashSet<&str> = feed.entries.iter().map(|e| e.dedup_key.as_str()).collect();
     let mut done: HashSet<&str> = HashSet::with_capacity(feed.entries.len());
     let mut applied = Applied::default();
     let mut by_key = tx.prepare_cached(
-        "SELECT id, dedup_key, content_hash FROM entries WHERE feed_id = ?1 AND dedup_key = ?2",
+        "SELECT id, dedup_key, content_hash, story_id FROM entries WHERE feed_id = ?1 AND dedup_key = ?2",
     )?;
-    let mut by_link =
-        tx.prepare_cached("SELECT id, dedup_key, content_hash FROM entries WHERE feed_id = ?1 AND canonical_link = ?2")?;
-    for entry in &feed.entries {
+    let mut by_link = tx.prepare_cached(
+        "SELECT id, dedup_key, content_hash, story_id FROM entries WHERE feed_id = ?1 AND canonical_link = ?2",
+    )?;
+    let read = |r: &rusqlite::Row<'_>| -> rusqlite::Result<Stored> {
+        Ok(Stored {
+            id: r.get(0)?,
+            key: r.get(1)?,
+            hash: r.get(2)?,
+            story: r.get(3)?,
+        })
+    };
+    for (index, entry) in feed.entries.iter().enumerate() {
         // The same item twice in one document (same guid and link): the first one wins.
         if !done.insert(entry.dedup_key.as_str()) {
             continue;
         }
-        let mut stored: Option<(i64, String, String)> = by_key
-            .query_row(params![feed_id, entry.dedup_key], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })
-            .optional()?;
+        let entry_mentions = mentions.get(index).map(Vec::as_slice).unwrap_or_default();
+        let mut stored: Option<Stored> = by_key.query_row(params![feed_id, entry.dedup_key], read).optional()?;
         if stored.is_none()
             && entry.link_unique_in_doc
             && let Some(link) = &entry.canonical_link
         {
-            let candidates = by_link.query_map(params![feed_id, link], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                ))
-            })?;
-            for candidate in candidates {
+            for candidate in by_link.query_map(params![feed_id, link], read)? {
                 let candidate = candidate?;
-                if !keys_in_document.contains(candidate.1.as_str()) {
+                if !keys_in_document.contains(candidate.key.as_str()) {
                     stored = Some(candidate);
                     break;
                 }
@@ -216,25 +221,44 @@ fn upsert_entries(
         }
         match stored {
             None => {
-                insert_entry(tx, feed_id, now, entry)?;
+                let id = insert_entry(tx, feed_id, now, entry)?;
+                let story = assign_story(tx, id, entry, fetched_at)?;
+                if !entry_mentions.is_empty() {
+                    write_mentions(tx, flagging, id, entry_mentions)?;
+                    queue_alerts(tx, flagging, story, entry_mentions, fetched_at)?;
+                }
                 applied.new += 1;
             }
-            Some((id, key, hash)) if hash != entry.content_hash || key != entry.dedup_key => {
-                update_entry(tx, id, now, entry)?;
-                if hash != entry.content_hash {
-                    applied.updated += 1;
-                } else {
-                    applied.unchanged += 1;
+            Some(stored) if stored.hash != entry.content_hash => {
+                update_entry(tx, stored.id, now, entry)?;
+                // An edit can add or remove a mention: re-match replaces the old ones.
+                write_mentions(tx, flagging, stored.id, entry_mentions)?;
+                if let Some(story) = stored.story {
+                    queue_alerts(tx, flagging, story, entry_mentions, fetched_at)?;
                 }
+                applied.updated += 1;
             }
-            Some((id, _, _)) => {
+            Some(stored) if stored.key != entry.dedup_key => {
+                // Same content under a new guid or link: adopt the new identity.
+                update_entry(tx, stored.id, now, entry)?;
+                applied.unchanged += 1;
+            }
+            Some(stored) => {
                 tx.prepare_cached("UPDATE entries SET last_seen_at = ?2 WHERE id = ?1")?
-                    .execute(params![id, now])?;
+                    .execute(params![stored.id, now])?;
                 applied.unchanged += 1;
             }
         }
     }
     Ok(applied)
+}
+
+/// The stored entry an incoming one was matched to.
+struct Stored {
+    id: i64,
+    key: String,
+    hash: String,
+    story: Option<i64>,
 }
 
 fn insert_entry(tx: &Connection, feed_id: i64, now: &str, e: &ParsedEntry) -> anyhow::Result<i64> {
@@ -333,6 +357,7 @@ mod tests {
                 entries,
                 ..Default::default()
             },
+            mentions: Vec::new(),
         };
         store.apply(feed_id, &state, &result).unwrap()
     }

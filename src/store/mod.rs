@@ -8,6 +8,7 @@
 
 mod entries;
 mod feeds;
+mod flags;
 pub mod writer;
 
 use std::path::{Path, PathBuf};
@@ -19,13 +20,20 @@ use rusqlite::Connection;
 
 pub use entries::{Applied, FeedResult, FetchState, RecentEntry};
 pub use feeds::{DueFeed, FeedStatus, SyncReport};
+pub use flags::{AlertRoute, FlaggedStory, Source, StoredText};
 
 /// Schema files, applied in order; `user_version` counts how many have been applied.
 /// Never edit one that has shipped: add the next number instead.
-const MIGRATIONS: &[(&str, &str)] = &[(
-    "0001_feeds_and_entries",
-    include_str!("../../migrations/0001_feeds_and_entries.sql"),
-)];
+const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "0001_feeds_and_entries",
+        include_str!("../../migrations/0001_feeds_and_entries.sql"),
+    ),
+    (
+        "0002_companies_mentions_stories",
+        include_str!("../../migrations/0002_companies_mentions_stories.sql"),
+    ),
+];
 
 /// How long a write waits for another process's lock before giving up (a user running a long
 /// statement in `sqlite3`, a backup). Long enough to ride out interactive use.
@@ -34,6 +42,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    flagging: flags::Flagging,
 }
 
 impl Store {
@@ -52,6 +61,7 @@ impl Store {
         let mut store = Store {
             conn,
             path: path.to_path_buf(),
+            flagging: flags::Flagging::default(),
         };
         store
             .configure()

@@ -146,7 +146,7 @@ fn write_batch(store: &mut Store, batch: Vec<Job>) {
                 unreachable!("only Apply jobs are batched")
             };
             let savepoint = tx.savepoint()?;
-            let applied = apply_in(&savepoint, feed_id, &state, &result);
+            let applied = apply_in(&savepoint, &store.flagging, feed_id, &state, &result);
             if applied.is_ok() {
                 savepoint.commit()?;
             } // else dropping the savepoint rolls this result back alone

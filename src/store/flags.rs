@@ -1,0 +1,335 @@
+//! Companies, mentions and stories: what turns stored entries into flagged stories.
+//!
+//! Mentions are computed by `matcher` before the write and recorded here in the same
+//! transaction as the entry they belong to. Entries are grouped into stories as they arrive:
+//! the same canonical link anywhere, or the same normalised title within [`TITLE_WINDOW`]. An
+//! alert is queued in `outbox` the first time a story is flagged for a notify target, in that
+//! same transaction, so a crash can never keep a flag and lose its alert.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+use super::{Store, sql_time};
+use crate::config::CompanyConfig;
+use crate::model::{Mention, ParsedEntry};
+
+/// Same-title entries are one story only when seen this close together: wire copy spreads
+/// within hours, while a recurring title ("Morning briefing") comes back days later.
+const TITLE_WINDOW: chrono::Duration = chrono::Duration::hours(48);
+
+/// Which notify targets want alerts for which companies (`None`: every company).
+#[derive(Debug, Clone)]
+pub struct AlertRoute {
+    pub target: String,
+    pub companies: Option<Vec<String>>,
+}
+
+/// What the writer needs to record flags: company ids by name, and alert routes.
+#[derive(Debug, Default)]
+pub(super) struct Flagging {
+    company_ids: HashMap<Arc<str>, i64>,
+    routes: Vec<AlertRoute>,
+}
+
+/// An entry's text, for re-matching.
+#[derive(Debug, Clone)]
+pub struct StoredText {
+    pub entry_id: i64,
+    pub title: String,
+    pub summary: String,
+    pub content: String,
+}
+
+/// A flagged story as `feedhound mentions` prints it.
+#[derive(Debug, Clone, Serialize)]
+pub struct FlaggedStory {
+    pub story_id: i64,
+    pub title: Option<String>,
+    pub link: Option<String>,
+    pub feed: String,
+    pub published_at: Option<String>,
+    pub first_seen_at: String,
+    pub companies: Vec<String>,
+    pub snippet: String,
+    pub sources: Vec<Source>,
+}
+
+/// One entry of a story.
+#[derive(Debug, Clone, Serialize)]
+pub struct Source {
+    pub feed: String,
+    pub title: Option<String>,
+    pub link: Option<String>,
+    pub published_at: Option<String>,
+}
+
+impl Store {
+    /// Makes `companies` match the config (removed ones become inactive; their mentions stay
+    /// but no longer show as flags) and remembers where alerts go.
+    pub fn sync_companies(&mut self, companies: &[CompanyConfig], routes: Vec<AlertRoute>) -> anyhow::Result<()> {
+        let tx = self.conn.transaction()?;
+        tx.execute("UPDATE companies SET active = 0", [])?;
+        {
+            let mut upsert = tx.prepare(
+                "INSERT INTO companies (name, aliases, ticker, tags, active) VALUES (?1, ?2, ?3, ?4, 1)
+                 ON CONFLICT (name) DO UPDATE SET aliases = excluded.aliases, ticker = excluded.ticker,
+                     tags = excluded.tags, active = 1",
+            )?;
+            for company in companies {
+                upsert.execute(params![
+                    company.rule.name,
+                    serde_json::to_string(&company.rule.aliases)?,
+                    company.ticker,
+                    serde_json::to_string(&company.tags)?,
+                ])?;
+            }
+        }
+        let ids = tx
+            .prepare("SELECT name, id FROM companies WHERE active = 1")?
+            .query_map([], |r| Ok((Arc::<str>::from(r.get::<_, String>(0)?), r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        tx.commit()?;
+        self.flagging = Flagging {
+            company_ids: ids,
+            routes,
+        };
+        Ok(())
+    }
+
+    /// A value from the `meta` table.
+    pub fn meta(&self, key: &str) -> anyhow::Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()?)
+    }
+
+    pub fn set_meta(&self, key: &str, value: &str) -> anyhow::Result<()> {
+        self.conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [key, value],
+        )?;
+        Ok(())
+    }
+
+    /// Up to `limit` entries after `after` (by id), for re-matching.
+    pub fn texts_after(&self, after: i64, limit: usize) -> anyhow::Result<Vec<StoredText>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, coalesce(title, ''), coalesce(summary, ''), coalesce(content, '')
+             FROM entries WHERE id > ?1 ORDER BY id LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![after, limit as i64], |r| {
+            Ok(StoredText {
+                entry_id: r.get(0)?,
+                title: r.get(1)?,
+                summary: r.get(2)?,
+                content: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Replaces the mentions of each entry with freshly computed ones, in one transaction.
+    /// A rescan records flags but queues no alerts: a new company must not page the user about
+    /// every old story that names it.
+    pub fn replace_mentions(&mut self, batch: &[(i64, Vec<Mention>)]) -> anyhow::Result<usize> {
+        let tx = self.conn.transaction()?;
+        let mut changed = 0;
+        for (entry_id, mentions) in batch {
+            if write_mentions(&tx, &self.flagging, *entry_id, mentions)? {
+                changed += 1;
+            }
+        }
+        tx.commit()?;
+        Ok(changed)
+    }
+
+    /// Flagged stories, newest first, optionally for one company and since a time.
+    pub fn flagged_stories(
+        &self,
+        company: Option<&str>,
+        since: Option<DateTime<Utc>>,
+        limit: usize,
+    ) -> anyhow::Result<Vec<FlaggedStory>> {
+        let since = since.map(sql_time);
+        // Candidate stories come from the mentions index (and the published index for --since);
+        // the view does the presentation.
+        let mut stmt = self.conn.prepare(
+            "SELECT v.story_id, v.title, v.link, v.feed, v.published_at, v.first_seen_at, v.companies
+             FROM flagged_stories v
+             WHERE v.story_id IN (
+                 SELECT e.story_id FROM mentions m
+                 JOIN entries e ON e.id = m.entry_id
+                 JOIN companies c ON c.id = m.company_id AND c.active = 1
+                 WHERE (?1 IS NULL OR c.name = ?1 COLLATE NOCASE)
+                   AND (?2 IS NULL OR coalesce(e.published_at, e.first_seen_at) >= ?2))
+             ORDER BY coalesce(v.published_at, v.first_seen_at) DESC, v.story_id DESC
+             LIMIT ?3",
+        )?;
+        let rows = stmt
+            .query_map(params![company, since, limit as i64], |r| {
+                Ok(FlaggedStory {
+                    story_id: r.get(0)?,
+                    title: r.get(1)?,
+                    link: r.get(2)?,
+                    feed: r.get(3)?,
+                    published_at: r.get(4)?,
+                    first_seen_at: r.get(5)?,
+                    companies: r
+                        .get::<_, Option<String>>(6)?
+                        .map(|c| c.split(", ").map(String::from).collect())
+                        .unwrap_or_default(),
+                    snippet: String::new(),
+                    sources: Vec::new(),
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter()
+            .map(|mut story| {
+                story.sources = self.story_sources(story.story_id)?;
+                story.snippet = self.story_snippet(story.story_id)?;
+                Ok(story)
+            })
+            .collect()
+    }
+
+    pub(super) fn story_sources(&self, story_id: i64) -> anyhow::Result<Vec<Source>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT coalesce(f.name, f.title, f.url), e.title, e.link, e.published_at
+             FROM entries e JOIN feeds f ON f.id = e.feed_id WHERE e.story_id = ?1 ORDER BY e.id",
+        )?;
+        let rows = stmt.query_map([story_id], |r| {
+            Ok(Source {
+                feed: r.get(0)?,
+                title: r.get(1)?,
+                link: r.get(2)?,
+                published_at: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub(super) fn story_snippet(&self, story_id: i64) -> anyhow::Result<String> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT m.snippet FROM mentions m JOIN entries e ON e.id = m.entry_id
+                 JOIN companies c ON c.id = m.company_id AND c.active = 1
+                 WHERE e.story_id = ?1 ORDER BY e.id, c.id LIMIT 1",
+            )?
+            .query_row([story_id], |r| r.get(0))
+            .optional()?
+            .unwrap_or_default())
+    }
+}
+
+/// Puts a newly stored entry into its story: the story of the same canonical link, else of the
+/// same title seen within [`TITLE_WINDOW`], else a new one.
+pub(super) fn assign_story(conn: &Connection, entry_id: i64, entry: &ParsedEntry, now: DateTime<Utc>) -> anyhow::Result<i64> {
+    let link = entry.canonical_link.as_deref().filter(|_| entry.link_unique_in_doc);
+    let title_key = entry.title.as_deref().and_then(title_key);
+    let mut story: Option<i64> = None;
+    if let Some(link) = link {
+        story = conn
+            .prepare_cached("SELECT id FROM stories WHERE canonical_link = ?1 ORDER BY id LIMIT 1")?
+            .query_row([link], |r| r.get(0))
+            .optional()?;
+    }
+    if story.is_none()
+        && let Some(key) = &title_key
+    {
+        story = conn
+            .prepare_cached("SELECT id FROM stories WHERE title_key = ?1 AND first_seen_at >= ?2 ORDER BY id LIMIT 1")?
+            .query_row(params![key, sql_time(now - TITLE_WINDOW)], |r| r.get(0))
+            .optional()?;
+    }
+    let story = match story {
+        Some(id) => id,
+        None => {
+            conn.prepare_cached("INSERT INTO stories (canonical_link, title_key, first_seen_at) VALUES (?1, ?2, ?3)")?
+                .execute(params![link, title_key, sql_time(now)])?;
+            conn.last_insert_rowid()
+        }
+    };
+    conn.prepare_cached("UPDATE entries SET story_id = ?2 WHERE id = ?1")?
+        .execute(params![entry_id, story])?;
+    Ok(story)
+}
+
+/// A title reduced to lowercase words, or None when it is too short to identify a story
+/// ("Update", "Podcast #12" recur across unrelated items).
+fn title_key(title: &str) -> Option<String> {
+    let key = title
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let words = key.split(' ').count();
+    (words >= 4 || key.chars().count() >= 16).then_some(key)
+}
+
+/// Replaces an entry's mentions; true when they changed.
+pub(super) fn write_mentions(conn: &Connection, flagging: &Flagging, entry_id: i64, mentions: &[Mention]) -> anyhow::Result<bool> {
+    let removed = conn
+        .prepare_cached("DELETE FROM mentions WHERE entry_id = ?1")?
+        .execute([entry_id])?;
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO mentions (entry_id, company_id, fields, count, snippet) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    let mut written = 0;
+    for mention in mentions {
+        // A company removed by a config reload while this entry was in flight.
+        let Some(company_id) = flagging.company_ids.get(&mention.company) else {
+            continue;
+        };
+        let fields = mention.fields.iter().map(|f| f.as_str()).collect::<Vec<_>>().join(",");
+        insert.execute(params![entry_id, company_id, fields, mention.count, mention.snippet])?;
+        written += 1;
+    }
+    Ok(removed > 0 || written > 0)
+}
+
+/// Queues one alert per notify target that wants one of `mentions`' companies, unless that
+/// target already has one for the story.
+pub(super) fn queue_alerts(conn: &Connection, flagging: &Flagging, story_id: i64, mentions: &[Mention], now: DateTime<Utc>) -> anyhow::Result<()> {
+    for route in &flagging.routes {
+        let wanted = match &route.companies {
+            None => !mentions.is_empty(),
+            Some(names) => mentions
+                .iter()
+                .any(|m| names.iter().any(|n| n.eq_ignore_ascii_case(&m.company))),
+        };
+        if !wanted {
+            continue;
+        }
+        let created = sql_time(now);
+        let key = blake3::hash(format!("{}\u{1f}{story_id}\u{1f}{created}", route.target).as_bytes()).to_hex()[..32].to_string();
+        conn.prepare_cached(
+            "INSERT INTO outbox (target, story_id, idempotency_key, created_at, next_attempt_at)
+             VALUES (?1, ?2, ?3, ?4, ?4) ON CONFLICT (target, story_id) DO NOTHING",
+        )?
+        .execute(params![route.target, story_id, key, created])?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_titles_do_not_group_stories() {
+        assert_eq!(title_key("Update"), None);
+        assert_eq!(title_key("Podcast #12"), None);
+        assert_eq!(
+            title_key("Xiaomi's new tablet undercuts rivals in Europe").as_deref(),
+            Some("xiaomi s new tablet undercuts rivals in europe")
+        );
+        assert_eq!(title_key("  XIAOMI’S new tablet — undercuts rivals in Europe!"), title_key("Xiaomi's new tablet undercuts rivals in Europe"));
+    }
+}
