@@ -10,8 +10,12 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
 
+use anyhow::Context;
+
 use crate::config::{Config, DEFAULT_CONFIG_PATH};
-use crate::{demo, scheduler};
+use crate::matcher::{EntryText, Matcher};
+use crate::store::FlaggedStory;
+use crate::{demo, scheduler, text};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -49,6 +53,38 @@ pub enum Command {
     },
     /// Validate the config file and print a one-line summary (exit 1 on errors).
     Check,
+    /// List flagged stories, newest first: each story once, with every feed that carried it.
+    Mentions {
+        /// Only stories mentioning this company (its configured name).
+        #[arg(long)]
+        company: Option<String>,
+        /// Only stories published (or first seen) within this long, e.g. 24h, 7d.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        since: Option<std::time::Duration>,
+        /// At most this many stories.
+        #[arg(long)]
+        limit: Option<usize>,
+        #[arg(long, value_enum, default_value_t = ExportFormat::Table)]
+        format: ExportFormat,
+    },
+    /// Show which companies a text would be flagged for, and why (for tuning rules).
+    TestMatch {
+        /// Only explain this company.
+        #[arg(long)]
+        company: Option<String>,
+        /// Text to treat as the title (the file is the content).
+        #[arg(long)]
+        title: Option<String>,
+        /// A text or HTML file, or - for standard input.
+        file: PathBuf,
+    },
+    /// Re-match every stored entry against the current company rules.
+    Rescan,
+    /// Show the delivery state of alerts per notify target.
+    Alerts {
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
     /// Serve bundled sample feeds on loopback, poll them twice into a fresh database and show
     /// what was stored. Needs no config and no internet.
     Demo {
@@ -62,6 +98,13 @@ pub enum Command {
 pub enum Format {
     Table,
     Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    Table,
+    Json,
+    Csv,
 }
 
 /// Runs the chosen command. Errors are for the caller to print; the exit code says how it went.
@@ -92,6 +135,95 @@ pub async fn execute(cli: Cli, shutdown: CancellationToken) -> anyhow::Result<Ex
             let config = Config::load(&cli.config)?;
             let store = scheduler::open_store(&config)?;
             print_feeds(&store.feed_statuses()?, format)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Mentions {
+            company,
+            since,
+            limit,
+            format,
+        } => {
+            let config = Config::load(&cli.config)?;
+            let store = scheduler::open_store(&config)?;
+            let since = since
+                .map(|d| chrono::Duration::from_std(d).map(|d| chrono::Utc::now() - d))
+                .transpose()
+                .map_err(|_| anyhow::anyhow!("--since is too long"))?;
+            let stories =
+                store.flagged_stories(company.as_deref(), since, limit.unwrap_or(usize::MAX))?;
+            print_stories(&stories, format)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::TestMatch {
+            company,
+            title,
+            file,
+        } => {
+            let config = Config::load(&cli.config)?;
+            let raw = if file.as_os_str() == "-" {
+                std::io::read_to_string(std::io::stdin()).context("cannot read standard input")?
+            } else {
+                std::fs::read_to_string(&file)
+                    .with_context(|| format!("cannot read {}", file.display()))?
+            };
+            let matcher = Matcher::new(&config.company_rules())?;
+            let content = text::html_to_text(&raw);
+            let title = title.map(|t| text::html_to_text(&t)).unwrap_or_default();
+            let explanations = matcher.explain(&EntryText {
+                title: &title,
+                summary: "",
+                content: &content,
+            });
+            let mut out = std::io::stdout().lock();
+            let mut shown = 0;
+            for explanation in &explanations {
+                if company
+                    .as_deref()
+                    .is_some_and(|c| !c.eq_ignore_ascii_case(&explanation.company))
+                {
+                    continue;
+                }
+                writeln!(out, "{explanation}")?;
+                shown += 1;
+            }
+            if shown == 0 {
+                writeln!(out, "no tracked company is named in this text")?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Rescan => {
+            let config = Config::load(&cli.config)?;
+            let (scanned, changed) = scheduler::rescan(&config).await?;
+            println!("re-matched {scanned} entries; mentions changed for {changed}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Alerts { format } => {
+            let config = Config::load(&cli.config)?;
+            let store = scheduler::open_store(&config)?;
+            let status = store.outbox_status()?;
+            let mut out = std::io::stdout().lock();
+            if format == Format::Json {
+                serde_json::to_writer_pretty(&mut out, &status)?;
+                writeln!(out)?;
+            } else {
+                writeln!(
+                    out,
+                    "{:<20}  {:>9}  {:>7}  {:>8}  {:<19}  LAST ERROR",
+                    "TARGET", "DELIVERED", "PENDING", "RETRYING", "NEXT ATTEMPT"
+                )?;
+                for t in &status {
+                    writeln!(
+                        out,
+                        "{:<20}  {:>9}  {:>7}  {:>8}  {:<19}  {}",
+                        t.target,
+                        t.delivered,
+                        t.pending,
+                        t.retrying,
+                        t.next_attempt_at.as_deref().unwrap_or("-"),
+                        t.last_error.as_deref().unwrap_or("")
+                    )?;
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo { dir } => {
@@ -142,6 +274,65 @@ fn print_feeds(feeds: &[crate::store::FeedStatus], format: Format) -> anyhow::Re
         )?;
         if let Some(error) = &feed.last_error {
             writeln!(out, "{:>82}error: {error}", "")?;
+        }
+    }
+    Ok(())
+}
+
+/// `mentions` output. JSON and CSV are a stable interface (see README): fields are only added.
+fn print_stories(stories: &[FlaggedStory], format: ExportFormat) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match format {
+        ExportFormat::Json => {
+            serde_json::to_writer_pretty(&mut out, stories)?;
+            writeln!(out)?;
+        }
+        ExportFormat::Csv => {
+            let mut csv = csv::Writer::from_writer(out);
+            csv.write_record([
+                "published_at",
+                "title",
+                "link",
+                "feed",
+                "companies",
+                "sources",
+                "snippet",
+            ])?;
+            for story in stories {
+                csv.write_record([
+                    story.published_at.as_deref().unwrap_or(""),
+                    story.title.as_deref().unwrap_or(""),
+                    story.link.as_deref().unwrap_or(""),
+                    &story.feed,
+                    &story.companies.join(";"),
+                    &story.sources.len().to_string(),
+                    &story.snippet,
+                ])?;
+            }
+            csv.flush()?;
+        }
+        ExportFormat::Table => {
+            writeln!(
+                out,
+                "{:<19}  {:<24}  {:>7}  TITLE",
+                "PUBLISHED", "COMPANIES", "SOURCES"
+            )?;
+            for story in stories {
+                writeln!(
+                    out,
+                    "{:<19}  {:<24}  {:>7}  {}",
+                    story
+                        .published_at
+                        .as_deref()
+                        .unwrap_or(&story.first_seen_at),
+                    story.companies.join(", "),
+                    story.sources.len(),
+                    story.title.as_deref().unwrap_or("(untitled)")
+                )?;
+                if let Some(link) = &story.link {
+                    writeln!(out, "{:<57}{link}", "")?;
+                }
+            }
         }
     }
     Ok(())

@@ -26,6 +26,7 @@ pub struct Config {
     pub polling: PollingConfig,
     pub feeds: Vec<FeedConfig>,
     pub companies: Vec<CompanyConfig>,
+    pub notify: Vec<NotifyConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -63,6 +64,32 @@ pub struct CompanyConfig {
     /// Free metadata kept in the `companies` table for the user's own queries.
     pub ticker: Option<String>,
     pub tags: Vec<String>,
+}
+
+/// A webhook that receives an alert for each newly flagged story.
+#[derive(Clone)]
+pub struct NotifyConfig {
+    /// Unique label; the outbox records deliveries per target name.
+    pub name: String,
+    pub url: Url,
+    /// Key for the `X-Feedhound-Signature` HMAC-SHA256 header; never logged.
+    pub secret: Option<String>,
+    /// Only stories mentioning one of these companies; every flagged story when None.
+    pub companies: Option<Vec<String>>,
+    /// Wait before the first retry of a failed delivery; doubles per attempt.
+    pub retry_delay: Duration,
+}
+
+impl fmt::Debug for NotifyConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NotifyConfig")
+            .field("name", &self.name)
+            .field("url", &crate::fetch::redact(&self.url))
+            .field("secret", &self.secret.as_ref().map(|_| "***"))
+            .field("companies", &self.companies)
+            .field("retry_delay", &self.retry_delay)
+            .finish()
+    }
 }
 
 pub const DEFAULT_CONFIG_PATH: &str = "feedhound.toml";
@@ -162,7 +189,13 @@ impl Config {
 
     /// Where alerts go, for the store to queue them.
     pub fn alert_routes(&self) -> Vec<crate::store::AlertRoute> {
-        Vec::new()
+        self.notify
+            .iter()
+            .map(|n| crate::store::AlertRoute {
+                target: n.name.clone(),
+                companies: n.companies.clone(),
+            })
+            .collect()
     }
 
     pub fn company_rules(&self) -> Vec<CompanyRule> {
@@ -232,6 +265,18 @@ struct RawConfig {
     feed: Vec<RawFeed>,
     #[serde(default)]
     company: Vec<RawCompany>,
+    #[serde(default)]
+    notify: Vec<RawNotify>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNotify {
+    name: Option<Spanned<String>>,
+    url: Spanned<String>,
+    secret: Option<String>,
+    companies: Option<Vec<Spanned<String>>>,
+    retry_delay: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -308,6 +353,7 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 // The largest real feeds (podcasts with years of items) are a few MB; 16 MiB leaves room.
 const DEFAULT_MAX_BODY_SIZE: u64 = 16 * 1024 * 1024;
+const DEFAULT_RETRY_DELAY: Duration = Duration::from_secs(30);
 
 impl Checker<'_> {
     fn issue(
@@ -359,12 +405,14 @@ impl Checker<'_> {
         let polling = self.polling(raw.polling);
         let feeds = self.feeds(raw.feed);
         let companies = self.companies(raw.company);
+        let notify = self.notify(raw.notify, &companies);
         Config {
             source: path.to_path_buf(),
             storage,
             polling,
             feeds,
             companies,
+            notify,
         }
     }
 
@@ -486,6 +534,77 @@ impl Checker<'_> {
             });
         }
         feeds
+    }
+
+    fn notify(&mut self, raw: Vec<RawNotify>, companies: &[CompanyConfig]) -> Vec<NotifyConfig> {
+        let mut names: HashMap<String, usize> = HashMap::new();
+        let mut targets = Vec::with_capacity(raw.len());
+        for (index, target) in raw.into_iter().enumerate() {
+            let key = format!("notify[{}]", index + 1);
+            let url = match Url::parse(target.url.get_ref().trim()) {
+                Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => url,
+                _ => {
+                    // The URL may carry a token: say what is wrong without echoing it.
+                    self.issue(
+                        Some(target.url.span()),
+                        format!("{key}.url"),
+                        "must be an http or https URL",
+                    );
+                    continue;
+                }
+            };
+            let name = match target.name {
+                Some(name) if name.get_ref().trim().is_empty() => {
+                    self.issue(
+                        Some(name.span()),
+                        format!("{key}.name"),
+                        "must not be empty",
+                    );
+                    continue;
+                }
+                Some(name) => name.into_inner().trim().to_string(),
+                None => format!("webhook-{}", index + 1),
+            };
+            if let Some(first) = names.insert(name.clone(), self.line(&target.url.span())) {
+                self.issue(
+                    Some(target.url.span()),
+                    format!("{key}.name"),
+                    format!("notify target {name:?} is already defined on line {first}; give each a unique name"),
+                );
+                continue;
+            }
+            let retry_delay = self.duration(
+                target.retry_delay,
+                &format!("{key}.retry_delay"),
+                DEFAULT_RETRY_DELAY,
+            );
+            let filter = target.companies.map(|wanted| {
+                wanted
+                    .into_iter()
+                    .filter_map(|company| {
+                        let known = companies
+                            .iter()
+                            .any(|c| c.rule.name.eq_ignore_ascii_case(company.get_ref().trim()));
+                        if !known {
+                            self.issue(
+                                Some(company.span()),
+                                format!("{key}.companies"),
+                                format!("{:?} is not the name of a [[company]]", company.get_ref()),
+                            );
+                        }
+                        known.then(|| company.into_inner().trim().to_string())
+                    })
+                    .collect()
+            });
+            targets.push(NotifyConfig {
+                name,
+                url,
+                secret: target.secret.filter(|s| !s.is_empty()),
+                companies: filter,
+                retry_delay,
+            });
+        }
+        targets
     }
 
     fn line(&self, span: &Range<usize>) -> usize {
@@ -726,6 +845,31 @@ mod tests {
             ),
             "{message}"
         );
+    }
+
+    #[test]
+    fn notify_targets_are_checked_and_secrets_stay_out_of_debug_output() {
+        let message = error_text(
+            "[[company]]\nname = \"Xiaomi\"\n[[notify]]\nurl = \"ftp://hooks.example/x\"\n[[notify]]\nurl = \"https://hooks.example/x\"\ncompanies = [\"Xiaomi\", \"Nokia\"]\n",
+        );
+        assert!(
+            message.contains(":4: notify[1].url: must be an http or https URL"),
+            "{message}"
+        );
+        assert!(
+            message.contains(":7: notify[2].companies: \"Nokia\" is not the name"),
+            "{message}"
+        );
+        let config = parse(
+            "[[notify]]\nname = \"ops\"\nurl = \"https://user:pw@hooks.example/x\"\nsecret = \"s3cret\"\n",
+        )
+        .unwrap();
+        let debug = format!("{config:?}");
+        assert!(
+            !debug.contains("s3cret") && !debug.contains(":pw@"),
+            "{debug}"
+        );
+        assert_eq!(config.alert_routes()[0].target, "ops");
     }
 
     #[test]

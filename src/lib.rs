@@ -18,6 +18,7 @@ pub mod demo;
 pub mod fetch;
 pub mod matcher;
 pub mod model;
+pub mod notify;
 pub mod parse;
 pub mod scheduler;
 pub mod store;

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -22,6 +22,7 @@ use crate::config::Config;
 use crate::fetch::{FetchError, FetchSettings, Fetcher, Validators};
 use crate::matcher::{EntryText, Matcher};
 use crate::model::{Mention, ParsedFeed};
+use crate::notify::{Delivered, Notifier};
 use crate::parse;
 use crate::store::writer::StoreWriter;
 use crate::store::{Applied, DueFeed, FeedResult, FetchState, Store};
@@ -34,6 +35,8 @@ pub struct PollSummary {
     pub feeds_failed: usize,
     pub entries_new: usize,
     pub entries_updated: usize,
+    /// Alerts delivered / failed after the pass (only when `[[notify]]` targets exist).
+    pub alerts: Option<Delivered>,
 }
 
 impl PollSummary {
@@ -58,7 +61,15 @@ impl std::fmt::Display for PollSummary {
             self.feeds_failed,
             self.entries_new,
             self.entries_updated
-        )
+        )?;
+        if let Some(alerts) = self.alerts {
+            write!(
+                f,
+                "; alerts: {} delivered, {} failed",
+                alerts.delivered, alerts.failed
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -78,6 +89,8 @@ struct Outcome {
 /// What every feed refresh shares.
 struct Pipeline {
     fetcher: Fetcher,
+    /// Woken when a refresh stored something, so queued alerts go out at once.
+    new_flags: Arc<Notify>,
     matcher: Arc<Matcher>,
     writer: StoreWriter,
     default_interval: Duration,
@@ -87,7 +100,11 @@ struct Pipeline {
 }
 
 impl Pipeline {
-    fn new(config: &Config, matcher: Arc<Matcher>, writer: StoreWriter) -> anyhow::Result<Pipeline> {
+    fn new(
+        config: &Config,
+        matcher: Arc<Matcher>,
+        writer: StoreWriter,
+    ) -> anyhow::Result<Pipeline> {
         let fetcher = Fetcher::new(FetchSettings {
             timeout: config.polling.timeout,
             connect_timeout: config.polling.connect_timeout,
@@ -97,6 +114,7 @@ impl Pipeline {
         .context("cannot set up the HTTP client")?;
         Ok(Pipeline {
             fetcher,
+            new_flags: Arc::new(Notify::new()),
             matcher,
             writer,
             default_interval: config.polling.interval,
@@ -153,6 +171,9 @@ impl Pipeline {
             next_poll_at: next_poll_at(fetched_at, self.interval_for(&feed), errors),
         };
         let applied = self.writer.apply(feed.id, state, result).await?;
+        if applied.new + applied.updated > 0 {
+            self.new_flags.notify_one();
+        }
         tracing::debug!(
             new = applied.new,
             updated = applied.updated,
@@ -279,11 +300,14 @@ pub fn open_store(config: &Config) -> anyhow::Result<Store> {
 const RULES_FINGERPRINT: &str = "company_rules";
 
 fn rules_fingerprint(config: &Config) -> String {
-    blake3::hash(format!("{:?}", config.company_rules()).as_bytes()).to_hex().to_string()
+    blake3::hash(format!("{:?}", config.company_rules()).as_bytes())
+        .to_hex()
+        .to_string()
 }
 
 fn build_matcher(config: &Config) -> anyhow::Result<Arc<Matcher>> {
-    let matcher = Matcher::new(&config.company_rules()).context("cannot build the company matcher")?;
+    let matcher =
+        Matcher::new(&config.company_rules()).context("cannot build the company matcher")?;
     Ok(Arc::new(matcher))
 }
 
@@ -299,7 +323,11 @@ pub async fn rescan_if_stale(
     let current = {
         let fingerprint = fingerprint.clone();
         writer
-            .call(move |store| Ok(store.meta(RULES_FINGERPRINT)?.is_some_and(|f| f == fingerprint)))
+            .call(move |store| {
+                Ok(store
+                    .meta(RULES_FINGERPRINT)?
+                    .is_some_and(|f| f == fingerprint))
+            })
             .await?
     };
     if current && !force {
@@ -309,7 +337,9 @@ pub async fn rescan_if_stale(
     const BATCH: usize = 500;
     let (mut scanned, mut changed, mut after) = (0, 0, 0);
     loop {
-        let texts = writer.call(move |store| store.texts_after(after, BATCH)).await?;
+        let texts = writer
+            .call(move |store| store.texts_after(after, BATCH))
+            .await?;
         let Some(last) = texts.last() else { break };
         after = last.entry_id;
         scanned += texts.len();
@@ -329,13 +359,19 @@ pub async fn rescan_if_stale(
         })
         .await
         .context("re-matching a batch of entries panicked")?;
-        changed += writer.call(move |store| store.replace_mentions(&batch)).await?;
+        changed += writer
+            .call(move |store| store.replace_mentions(&batch))
+            .await?;
     }
     writer
         .call(move |store| store.set_meta(RULES_FINGERPRINT, &fingerprint))
         .await?;
     if scanned > 0 {
-        tracing::info!(scanned, changed, "stored entries re-matched with the current company rules");
+        tracing::info!(
+            scanned,
+            changed,
+            "stored entries re-matched with the current company rules"
+        );
     }
     Ok((scanned, changed))
 }
@@ -352,12 +388,21 @@ pub async fn rescan(config: &Config) -> anyhow::Result<(usize, usize)> {
 }
 
 /// Refreshes every active feed once, `concurrency` at a time, and returns the totals.
-pub async fn poll_once(config: &Config, shutdown: CancellationToken) -> anyhow::Result<PollSummary> {
+pub async fn poll_once(
+    config: &Config,
+    shutdown: CancellationToken,
+) -> anyhow::Result<PollSummary> {
     let store = open_store(config)?;
     let feeds = store.due_feeds(None)?;
     let (writer, thread) = StoreWriter::spawn(store)?;
     let matcher = build_matcher(config)?;
-    rescan_if_stale(&writer, Arc::clone(&matcher), rules_fingerprint(config), false).await?;
+    rescan_if_stale(
+        &writer,
+        Arc::clone(&matcher),
+        rules_fingerprint(config),
+        false,
+    )
+    .await?;
     let pipeline = Arc::new(Pipeline::new(config, matcher, writer)?);
     let mut tasks = tokio::task::JoinSet::new();
     for feed in feeds {
@@ -372,6 +417,11 @@ pub async fn poll_once(config: &Config, shutdown: CancellationToken) -> anyhow::
             summary.add(&outcome);
         }
     }
+    let notifier = Notifier::new(config, pipeline.writer.clone())?;
+    if notifier.has_targets() {
+        summary.alerts = Some(notifier.deliver_due().await?);
+    }
+    drop(notifier);
     drop(pipeline);
     thread.join()?;
     Ok(summary)
@@ -393,6 +443,10 @@ pub async fn run(config: &Config, shutdown: CancellationToken) -> anyhow::Result
                 tracing::error!(error = %format!("{err:#}"), "re-matching stored entries failed");
             }
         });
+    }
+    let notifier = Notifier::new(config, writer.clone())?;
+    if notifier.has_targets() {
+        tracker.spawn(notifier.run(Arc::clone(&pipeline.new_flags), shutdown.clone()));
     }
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<i64>();
     let mut in_flight: HashSet<i64> = HashSet::new();

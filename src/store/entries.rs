@@ -183,7 +183,8 @@ fn upsert_entries(
     mentions: &[Vec<Mention>],
 ) -> anyhow::Result<Applied> {
     let now = &sql_time(fetched_at);
-    let keys_in_document: HashSet<&str> = feed.entries.iter().map(|e| e.dedup_key.as_str()).collect();
+    let keys_in_document: HashSet<&str> =
+        feed.entries.iter().map(|e| e.dedup_key.as_str()).collect();
     let mut done: HashSet<&str> = HashSet::with_capacity(feed.entries.len());
     let mut applied = Applied::default();
     let mut by_key = tx.prepare_cached(
@@ -206,7 +207,9 @@ fn upsert_entries(
             continue;
         }
         let entry_mentions = mentions.get(index).map(Vec::as_slice).unwrap_or_default();
-        let mut stored: Option<Stored> = by_key.query_row(params![feed_id, entry.dedup_key], read).optional()?;
+        let mut stored: Option<Stored> = by_key
+            .query_row(params![feed_id, entry.dedup_key], read)
+            .optional()?;
         if stored.is_none()
             && entry.link_unique_in_doc
             && let Some(link) = &entry.canonical_link

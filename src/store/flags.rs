@@ -70,7 +70,11 @@ pub struct Source {
 impl Store {
     /// Makes `companies` match the config (removed ones become inactive; their mentions stay
     /// but no longer show as flags) and remembers where alerts go.
-    pub fn sync_companies(&mut self, companies: &[CompanyConfig], routes: Vec<AlertRoute>) -> anyhow::Result<()> {
+    pub fn sync_companies(
+        &mut self,
+        companies: &[CompanyConfig],
+        routes: Vec<AlertRoute>,
+    ) -> anyhow::Result<()> {
         let tx = self.conn.transaction()?;
         tx.execute("UPDATE companies SET active = 0", [])?;
         {
@@ -90,7 +94,9 @@ impl Store {
         }
         let ids = tx
             .prepare("SELECT name, id FROM companies WHERE active = 1")?
-            .query_map([], |r| Ok((Arc::<str>::from(r.get::<_, String>(0)?), r.get(1)?)))?
+            .query_map([], |r| {
+                Ok((Arc::<str>::from(r.get::<_, String>(0)?), r.get(1)?))
+            })?
             .collect::<Result<_, _>>()?;
         tx.commit()?;
         self.flagging = Flagging {
@@ -229,8 +235,16 @@ impl Store {
 
 /// Puts a newly stored entry into its story: the story of the same canonical link, else of the
 /// same title seen within [`TITLE_WINDOW`], else a new one.
-pub(super) fn assign_story(conn: &Connection, entry_id: i64, entry: &ParsedEntry, now: DateTime<Utc>) -> anyhow::Result<i64> {
-    let link = entry.canonical_link.as_deref().filter(|_| entry.link_unique_in_doc);
+pub(super) fn assign_story(
+    conn: &Connection,
+    entry_id: i64,
+    entry: &ParsedEntry,
+    now: DateTime<Utc>,
+) -> anyhow::Result<i64> {
+    let link = entry
+        .canonical_link
+        .as_deref()
+        .filter(|_| entry.link_unique_in_doc);
     let title_key = entry.title.as_deref().and_then(title_key);
     let mut story: Option<i64> = None;
     if let Some(link) = link {
@@ -274,7 +288,12 @@ fn title_key(title: &str) -> Option<String> {
 }
 
 /// Replaces an entry's mentions; true when they changed.
-pub(super) fn write_mentions(conn: &Connection, flagging: &Flagging, entry_id: i64, mentions: &[Mention]) -> anyhow::Result<bool> {
+pub(super) fn write_mentions(
+    conn: &Connection,
+    flagging: &Flagging,
+    entry_id: i64,
+    mentions: &[Mention],
+) -> anyhow::Result<bool> {
     let removed = conn
         .prepare_cached("DELETE FROM mentions WHERE entry_id = ?1")?
         .execute([entry_id])?;
@@ -287,8 +306,19 @@ pub(super) fn write_mentions(conn: &Connection, flagging: &Flagging, entry_id: i
         let Some(company_id) = flagging.company_ids.get(&mention.company) else {
             continue;
         };
-        let fields = mention.fields.iter().map(|f| f.as_str()).collect::<Vec<_>>().join(",");
-        insert.execute(params![entry_id, company_id, fields, mention.count, mention.snippet])?;
+        let fields = mention
+            .fields
+            .iter()
+            .map(|f| f.as_str())
+            .collect::<Vec<_>>()
+            .join(",");
+        insert.execute(params![
+            entry_id,
+            company_id,
+            fields,
+            mention.count,
+            mention.snippet
+        ])?;
         written += 1;
     }
     Ok(removed > 0 || written > 0)
@@ -296,7 +326,13 @@ pub(super) fn write_mentions(conn: &Connection, flagging: &Flagging, entry_id: i
 
 /// Queues one alert per notify target that wants one of `mentions`' companies, unless that
 /// target already has one for the story.
-pub(super) fn queue_alerts(conn: &Connection, flagging: &Flagging, story_id: i64, mentions: &[Mention], now: DateTime<Utc>) -> anyhow::Result<()> {
+pub(super) fn queue_alerts(
+    conn: &Connection,
+    flagging: &Flagging,
+    story_id: i64,
+    mentions: &[Mention],
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
     for route in &flagging.routes {
         let wanted = match &route.companies {
             None => !mentions.is_empty(),
@@ -308,7 +344,10 @@ pub(super) fn queue_alerts(conn: &Connection, flagging: &Flagging, story_id: i64
             continue;
         }
         let created = sql_time(now);
-        let key = blake3::hash(format!("{}\u{1f}{story_id}\u{1f}{created}", route.target).as_bytes()).to_hex()[..32].to_string();
+        let key =
+            blake3::hash(format!("{}\u{1f}{story_id}\u{1f}{created}", route.target).as_bytes())
+                .to_hex()[..32]
+                .to_string();
         conn.prepare_cached(
             "INSERT INTO outbox (target, story_id, idempotency_key, created_at, next_attempt_at)
              VALUES (?1, ?2, ?3, ?4, ?4) ON CONFLICT (target, story_id) DO NOTHING",
@@ -330,6 +369,9 @@ mod tests {
             title_key("Xiaomi's new tablet undercuts rivals in Europe").as_deref(),
             Some("xiaomi s new tablet undercuts rivals in europe")
         );
-        assert_eq!(title_key("  XIAOMI’S new tablet — undercuts rivals in Europe!"), title_key("Xiaomi's new tablet undercuts rivals in Europe"));
+        assert_eq!(
+            title_key("  XIAOMI’S new tablet — undercuts rivals in Europe!"),
+            title_key("Xiaomi's new tablet undercuts rivals in Europe")
+        );
     }
 }

@@ -9,6 +9,7 @@
 mod entries;
 mod feeds;
 mod flags;
+mod outbox;
 pub mod writer;
 
 use std::path::{Path, PathBuf};
@@ -21,6 +22,7 @@ use rusqlite::Connection;
 pub use entries::{Applied, FeedResult, FetchState, RecentEntry};
 pub use feeds::{DueFeed, FeedStatus, SyncReport};
 pub use flags::{AlertRoute, FlaggedStory, Source, StoredText};
+pub use outbox::{AlertCompany, AlertPayload, AlertStory, OutboxStatus, PendingAlert};
 
 /// Schema files, applied in order; `user_version` counts how many have been applied.
 /// Never edit one that has shipped: add the next number instead.

@@ -22,6 +22,10 @@ pub struct Route {
     /// Answer 304 to a matching If-None-Match / If-Modified-Since.
     pub validators: bool,
     pub headers: Vec<(String, String)>,
+    /// Statuses for the next requests, one each, before `status` applies (e.g. [500, 500]).
+    pub first_statuses: Vec<u16>,
+    /// Wait this long before answering (a slow or hanging server).
+    pub delay: Option<std::time::Duration>,
 }
 
 impl Route {
@@ -32,6 +36,18 @@ impl Route {
             content_type: "application/rss+xml; charset=utf-8".into(),
             validators: true,
             headers: Vec::new(),
+            first_statuses: Vec::new(),
+            delay: None,
+        }
+    }
+
+    /// A webhook receiver: answers `status` to every POST.
+    pub fn webhook(status: u16) -> Route {
+        Route {
+            status,
+            content_type: "text/plain".into(),
+            validators: false,
+            ..Route::feed("ok")
         }
     }
 
@@ -49,6 +65,7 @@ pub struct Seen {
     #[allow(dead_code)]
     pub at: Instant,
     pub status: u16,
+    pub body: Vec<u8>,
 }
 
 #[derive(Default)]
@@ -115,8 +132,10 @@ impl FeedServer {
     }
 }
 
-/// A parsed request head; the body (when Content-Length says there is one) is read and dropped.
-fn read_request(reader: &mut BufReader<TcpStream>) -> Option<(String, HashMap<String, String>)> {
+/// A request's path, headers and body (as long as Content-Length says).
+fn read_request(
+    reader: &mut BufReader<TcpStream>,
+) -> Option<(String, HashMap<String, String>, Vec<u8>)> {
     let mut line = String::new();
     if reader.read_line(&mut line).ok()? == 0 {
         return None;
@@ -140,22 +159,37 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> Option<(String, HashMap<St
         .get("content-length")
         .and_then(|l| l.parse().ok())
         .unwrap_or(0);
-    std::io::copy(&mut reader.by_ref().take(length), &mut std::io::sink()).ok()?;
-    Some((path, headers))
+    let mut body = Vec::new();
+    reader.by_ref().take(length).read_to_end(&mut body).ok()?;
+    Some((path, headers, body))
 }
 
 fn serve_connection(stream: TcpStream, state: &Mutex<ServerState>) {
     let mut writer = stream.try_clone().expect("clone stream");
     let mut reader = BufReader::new(stream);
-    while let Some((path, headers)) = read_request(&mut reader) {
-        let route = state.lock().unwrap().routes.get(&path).cloned();
+    while let Some((path, headers, request_body)) = read_request(&mut reader) {
+        let route = {
+            let mut state = state.lock().unwrap();
+            let route = state.routes.get_mut(&path);
+            route.map(|route| {
+                let answer = route.clone();
+                if !route.first_statuses.is_empty() {
+                    route.first_statuses.remove(0);
+                }
+                answer
+            })
+        };
         let (status, extra, body) = respond(route.as_ref(), &headers);
         state.lock().unwrap().seen.push(Seen {
             path,
             headers: headers.clone(),
             at: Instant::now(),
             status,
+            body: request_body,
         });
+        if let Some(delay) = route.as_ref().and_then(|r| r.delay) {
+            std::thread::sleep(delay);
+        }
         let mut response = format!("HTTP/1.1 {status} X\r\nContent-Length: {}\r\n", body.len());
         for (name, value) in extra {
             response.push_str(&format!("{name}: {value}\r\n"));
@@ -194,7 +228,12 @@ fn respond(
         return (304, extra, Vec::new());
     }
     extra.push(("Content-Type".into(), route.content_type.clone()));
-    (route.status, extra, route.body.clone())
+    let status = route
+        .first_statuses
+        .first()
+        .copied()
+        .unwrap_or(route.status);
+    (status, extra, route.body.clone())
 }
 
 /// A config file and database in a fresh temp dir.
@@ -290,4 +329,73 @@ pub fn rss(items: &[&str]) -> String {
     }
     doc.push_str("</channel></rss>\n");
     doc
+}
+
+/// `feedhound run` as a child process.
+pub struct Daemon {
+    pub child: std::process::Child,
+}
+
+impl App {
+    pub fn spawn_daemon(&self) -> Daemon {
+        let child = binary()
+            .arg("--config")
+            .arg(&self.config_path)
+            .arg("run")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start feedhound run");
+        Daemon { child }
+    }
+}
+
+impl Daemon {
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) with the pid of a child we own; no memory is involved.
+        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
+        assert_eq!(rc, 0, "kill failed");
+    }
+
+    /// SIGKILL and reap: the process gets no chance to clean up.
+    pub fn kill_hard(mut self) {
+        self.signal(libc::SIGKILL);
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then wait up to `within` for the exit; returns the exit status and stderr.
+    pub fn stop(mut self, within: std::time::Duration) -> (std::process::ExitStatus, String) {
+        self.signal(libc::SIGTERM);
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                let mut stderr = String::new();
+                if let Some(mut pipe) = self.child.stderr.take() {
+                    let _ = pipe.read_to_string(&mut stderr);
+                }
+                return (status, stderr);
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("feedhound did not exit within {within:?} of SIGTERM");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `condition` every 20 ms until it holds or `within` passes.
+pub fn wait_until(within: std::time::Duration, what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }

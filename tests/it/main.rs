@@ -3,6 +3,7 @@
 
 mod cli;
 mod corpus;
+mod flags;
 mod helpers;
 mod matcher_eval;
 mod parse_corpus;

@@ -1,0 +1,192 @@
+//! The `outbox` table: alerts waiting for delivery, and what happened to each attempt.
+//!
+//! Rows are queued by `flags` in the transaction that flags a story. Delivery is at least once:
+//! a row is marked delivered only after the target answered 2xx, so a crash in between means
+//! one more delivery with the same idempotency key, never a lost alert.
+
+use chrono::{DateTime, Utc};
+use rusqlite::params;
+use serde::Serialize;
+
+use super::flags::Source;
+use super::{Store, sql_time};
+
+/// An alert due for delivery, with what the webhook receives.
+#[derive(Debug, Clone)]
+pub struct PendingAlert {
+    pub id: i64,
+    pub target: String,
+    pub attempts: u32,
+    pub payload: AlertPayload,
+}
+
+/// The JSON body POSTed to a webhook.
+#[derive(Debug, Clone, Serialize)]
+pub struct AlertPayload {
+    /// The same on every attempt: receivers drop repeats with it.
+    pub idempotency_key: String,
+    pub story: AlertStory,
+    pub companies: Vec<AlertCompany>,
+    /// Every entry of the story, in the order they arrived.
+    pub sources: Vec<Source>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AlertStory {
+    pub id: i64,
+    pub title: Option<String>,
+    pub link: Option<String>,
+    pub published_at: Option<String>,
+    pub first_seen_at: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AlertCompany {
+    pub name: String,
+    pub ticker: Option<String>,
+    /// Text around the first mention in the story.
+    pub snippet: String,
+}
+
+/// Delivery state of one target, for `feedhound alerts`.
+#[derive(Debug, Clone, Serialize)]
+pub struct OutboxStatus {
+    pub target: String,
+    pub delivered: i64,
+    pub pending: i64,
+    /// Pending alerts that have failed at least once.
+    pub retrying: i64,
+    pub last_error: Option<String>,
+    pub next_attempt_at: Option<String>,
+}
+
+impl Store {
+    /// Undelivered alerts whose next attempt is due, oldest first.
+    pub fn due_alerts(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> anyhow::Result<Vec<PendingAlert>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT o.id, o.target, o.attempts, o.idempotency_key, s.id, s.first_seen_at
+             FROM outbox o JOIN stories s ON s.id = o.story_id
+             WHERE o.delivered_at IS NULL AND o.next_attempt_at <= ?1
+             ORDER BY o.next_attempt_at, o.id LIMIT ?2",
+        )?;
+        let rows = stmt
+            .query_map(params![sql_time(now), limit as i64], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, u32>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, i64>(4)?,
+                    r.get::<_, String>(5)?,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter()
+            .map(|(id, target, attempts, key, story_id, first_seen_at)| {
+                let sources = self.story_sources(story_id)?;
+                let first = sources.first();
+                Ok(PendingAlert {
+                    id,
+                    target,
+                    attempts,
+                    payload: AlertPayload {
+                        idempotency_key: key,
+                        story: AlertStory {
+                            id: story_id,
+                            title: first.and_then(|s| s.title.clone()),
+                            link: first.and_then(|s| s.link.clone()),
+                            published_at: first.and_then(|s| s.published_at.clone()),
+                            first_seen_at,
+                        },
+                        companies: self.story_companies(story_id)?,
+                        sources,
+                    },
+                })
+            })
+            .collect()
+    }
+
+    fn story_companies(&self, story_id: i64) -> anyhow::Result<Vec<AlertCompany>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT c.name, c.ticker, m.snippet FROM mentions m
+             JOIN entries e ON e.id = m.entry_id
+             JOIN companies c ON c.id = m.company_id AND c.active = 1
+             WHERE e.story_id = ?1 ORDER BY c.id, e.id",
+        )?;
+        let mut companies: Vec<AlertCompany> = Vec::new();
+        for row in stmt.query_map([story_id], |r| {
+            Ok(AlertCompany {
+                name: r.get(0)?,
+                ticker: r.get(1)?,
+                snippet: r.get(2)?,
+            })
+        })? {
+            let company = row?;
+            if !companies.iter().any(|c| c.name == company.name) {
+                companies.push(company);
+            }
+        }
+        Ok(companies)
+    }
+
+    pub fn alert_delivered(&self, id: i64, at: DateTime<Utc>) -> anyhow::Result<()> {
+        self.conn
+            .prepare_cached(
+                "UPDATE outbox SET delivered_at = ?2, attempts = attempts + 1, last_error = NULL WHERE id = ?1",
+            )?
+            .execute(params![id, sql_time(at)])?;
+        Ok(())
+    }
+
+    pub fn alert_failed(
+        &self,
+        id: i64,
+        error: &str,
+        retry_at: DateTime<Utc>,
+    ) -> anyhow::Result<()> {
+        self.conn
+            .prepare_cached(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3 WHERE id = ?1",
+            )?
+            .execute(params![id, error, sql_time(retry_at)])?;
+        Ok(())
+    }
+
+    /// When the next undelivered alert is due, if any.
+    pub fn next_alert_time(&self) -> anyhow::Result<Option<DateTime<Utc>>> {
+        let next: Option<String> = self.conn.query_row(
+            "SELECT min(next_attempt_at) FROM outbox WHERE delivered_at IS NULL",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(next.as_deref().and_then(super::parse_sql_time))
+    }
+
+    pub fn outbox_status(&self) -> anyhow::Result<Vec<OutboxStatus>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT target,
+                    sum(delivered_at IS NOT NULL),
+                    sum(delivered_at IS NULL),
+                    sum(delivered_at IS NULL AND attempts > 0),
+                    (SELECT last_error FROM outbox o2 WHERE o2.target = o.target AND o2.delivered_at IS NULL
+                        AND o2.last_error IS NOT NULL ORDER BY o2.id DESC LIMIT 1),
+                    min(CASE WHEN delivered_at IS NULL THEN next_attempt_at END)
+             FROM outbox o GROUP BY target ORDER BY target",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(OutboxStatus {
+                target: r.get(0)?,
+                delivered: r.get(1)?,
+                pending: r.get(2)?,
+                retrying: r.get(3)?,
+                last_error: r.get(4)?,
+                next_attempt_at: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}

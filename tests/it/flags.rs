@@ -1,0 +1,323 @@
+//! Flagging stories that mention tracked companies, grouping them, and alerting.
+
+use std::time::Duration;
+
+use feedhound::scheduler;
+use tokio_util::sync::CancellationToken;
+
+use crate::helpers::{App, FeedServer, Route, rss, wait_until};
+
+const COMPANIES: &str = r#"
+[[company]]
+name = "Xiaomi"
+aliases = ["Xiaomi Corp", "小米", "Redmi"]
+
+[[company]]
+name = "Samsung"
+
+[[company]]
+name = "Apple"
+case_sensitive = true
+exclude = ["apple pie", "Big Apple", "Apple Records"]
+require_any = ["iPhone", "iPad", "Mac", "Tim Cook", "Cupertino", "App Store"]
+"#;
+
+fn flagged(app: &App) -> Vec<(String, String, i64)> {
+    app.db()
+        .prepare("SELECT title, companies, sources FROM flagged_stories ORDER BY title")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn mentions_survive_html_entities_tags_and_line_breaks_and_traps_are_not_flagged() {
+    let server = FeedServer::start();
+    server.feed(
+        "a.xml",
+        rss(&[
+            "<guid>1</guid><title>Phones</title><description><![CDATA[<p>The <b>Xiaomi</b>&#8217;s tablet and <a href='#'>SAMSUNG</a>'s reply</p>]]></description>",
+            "<guid>2</guid><title>Spun off</title><description>The Xiaomi\n   Corp unit and X&#105;aomi fans</description>",
+            "<guid>3</guid><title>Dessert</title><description>A warm apple pie and the Big Apple skyline</description>",
+            "<guid>4</guid><title>Metadata</title><description>Samsungite metadata and Redmine tickets</description>",
+            "<guid>5</guid><title>小米发布新平板</title><description>中文报道</description>",
+            "<guid>6</guid><title>Apple earnings</title><description>Apple sold more iPhone units</description>",
+        ]),
+    );
+    let app = App::new(&[server.url("a.xml")], COMPANIES);
+    app.poll().await;
+    let rows: Vec<(String, String, String, i64)> = app
+        .db()
+        .prepare(
+            "SELECT e.guid, c.name, m.fields, m.count FROM mentions m JOIN entries e ON e.id = m.entry_id
+             JOIN companies c ON c.id = m.company_id ORDER BY e.guid, c.name",
+        )
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let got: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|(g, c, _, _)| (g.as_str(), c.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("1", "Samsung"),
+            ("1", "Xiaomi"),
+            ("2", "Xiaomi"),
+            ("5", "Xiaomi"),
+            ("6", "Apple")
+        ],
+        "{rows:?}"
+    );
+    let spun_off = rows.iter().find(|(g, ..)| g == "2").unwrap();
+    assert_eq!(
+        (spun_off.2.as_str(), spun_off.3),
+        ("summary", 2),
+        "Xiaomi Corp counts once, Xiaomi once"
+    );
+    let chinese = rows.iter().find(|(g, ..)| g == "5").unwrap();
+    assert_eq!(chinese.2, "title");
+}
+
+#[tokio::test]
+async fn a_story_syndicated_in_three_feeds_is_one_flagged_story_with_three_sources_and_one_alert() {
+    let server = FeedServer::start();
+    let story = |guid: &str, link: &str| {
+        format!(
+            "<guid>{guid}</guid><title>Xiaomi opens a store in Paris</title><link>{link}</link><description>Xiaomi said so.</description>"
+        )
+    };
+    server.feed(
+        "a.xml",
+        rss(&[&story(
+            "a-1",
+            "https://www.news.example/xiaomi-paris/?utm_source=a",
+        )]),
+    );
+    server.feed(
+        "b.xml",
+        rss(&[&story("b-1", "http://news.example/xiaomi-paris#top")]),
+    );
+    server.feed(
+        "c.xml",
+        rss(&[&story("c-1", "https://mirror.example/copy/xiaomi-paris")]),
+    );
+    server.set("hook", Route::webhook(200));
+    let urls = ["a.xml", "b.xml", "c.xml"].map(|p| server.url(p));
+    let notify = format!(
+        "\n[[notify]]\nname = \"ops\"\nurl = \"{}\"\nsecret = \"k3y\"\n",
+        server.url("hook")
+    );
+    let app = App::new(&urls, &format!("{COMPANIES}{notify}"));
+    let summary = app.poll().await;
+    assert_eq!(summary.entries_new, 3);
+    assert_eq!(
+        flagged(&app),
+        [(
+            "Xiaomi opens a store in Paris".to_string(),
+            "Xiaomi".to_string(),
+            3
+        )]
+    );
+    let hooks = server.requests("hook");
+    assert_eq!(hooks.len(), 1, "one story, one alert");
+    let payload: serde_json::Value = serde_json::from_slice(&hooks[0].body).unwrap();
+    assert_eq!(payload["sources"].as_array().unwrap().len(), 3);
+    assert_eq!(payload["companies"][0]["name"], "Xiaomi");
+    assert_eq!(
+        hooks[0].headers["idempotency-key"],
+        payload["idempotency_key"].as_str().unwrap()
+    );
+    let signature = feedhound::notify::signature("k3y", &hooks[0].body);
+    assert_eq!(hooks[0].headers["x-feedhound-signature"], signature);
+    // Polling again sends nothing more.
+    app.poll().await;
+    assert_eq!(server.requests("hook").len(), 1);
+    let json = app.cli(&["mentions", "--format", "json", "--company", "xiaomi"]);
+    let rows: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 1);
+    assert_eq!(rows[0]["sources"].as_array().unwrap().len(), 3);
+    assert!(rows[0]["sources"][0]["link"].as_str().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_that_fails_twice_then_succeeds_gets_the_alert_with_the_same_key_each_time() {
+    let server = FeedServer::start();
+    server.feed(
+        "a.xml",
+        rss(&["<guid>1</guid><title>Samsung ships a phone</title>"]),
+    );
+    server.set(
+        "hook",
+        Route {
+            first_statuses: vec![500, 503],
+            ..Route::webhook(200)
+        },
+    );
+    let notify = format!(
+        "\n[[notify]]\nurl = \"{}\"\nretry_delay = \"50ms\"\n",
+        server.url("hook")
+    );
+    let app = App::new(&[server.url("a.xml")], &format!("{COMPANIES}{notify}"));
+    let config = app.config();
+    let shutdown = CancellationToken::new();
+    let daemon = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move { scheduler::run(&config, shutdown).await }
+    });
+    let hooks = tokio::task::spawn_blocking({
+        let server_requests = move || server.requests("hook");
+        move || {
+            wait_until(Duration::from_secs(20), "the webhook succeeds", || {
+                server_requests().iter().any(|r| r.status == 200)
+            });
+            server_requests()
+        }
+    })
+    .await
+    .unwrap();
+    shutdown.cancel();
+    daemon.await.unwrap().unwrap();
+    assert_eq!(
+        hooks.iter().map(|h| h.status).collect::<Vec<_>>(),
+        [500, 503, 200]
+    );
+    let keys: Vec<&String> = hooks
+        .iter()
+        .map(|h| &h.headers["idempotency-key"])
+        .collect();
+    assert!(keys.iter().all(|k| *k == keys[0]), "{keys:?}");
+    assert_eq!(
+        app.count("SELECT count(*) FROM outbox WHERE delivered_at IS NOT NULL AND attempts = 3"),
+        1
+    );
+}
+
+#[test]
+fn an_alert_queued_before_a_sigkill_is_delivered_after_the_restart() {
+    let server = FeedServer::start();
+    server.feed(
+        "a.xml",
+        rss(&["<guid>1</guid><title>Xiaomi posts results</title>"]),
+    );
+    // The receiver hangs: the daemon is killed while the delivery is in flight.
+    server.set(
+        "hook",
+        Route {
+            delay: Some(Duration::from_secs(30)),
+            ..Route::webhook(200)
+        },
+    );
+    let notify = format!(
+        "\n[[notify]]\nurl = \"{}\"\nretry_delay = \"50ms\"\n",
+        server.url("hook")
+    );
+    let app = App::new(&[server.url("a.xml")], &format!("{COMPANIES}{notify}"));
+    let daemon = app.spawn_daemon();
+    wait_until(Duration::from_secs(20), "the delivery starts", || {
+        !server.requests("hook").is_empty()
+    });
+    daemon.kill_hard();
+    assert_eq!(
+        app.count("SELECT count(*) FROM outbox WHERE delivered_at IS NULL"),
+        1
+    );
+    server.set("hook", Route::webhook(200));
+    let daemon = app.spawn_daemon();
+    wait_until(Duration::from_secs(20), "the alert is delivered", || {
+        server
+            .requests("hook")
+            .iter()
+            .any(|r| r.status == 200 && r.at.elapsed() < Duration::from_secs(25))
+            && app.count("SELECT count(*) FROM outbox WHERE delivered_at IS NOT NULL") == 1
+    });
+    let (status, stderr) = daemon.stop(Duration::from_secs(15));
+    assert!(status.success(), "{stderr}");
+    let hooks = server.requests("hook");
+    let keys: Vec<&String> = hooks
+        .iter()
+        .map(|h| &h.headers["idempotency-key"])
+        .collect();
+    assert!(
+        keys.len() >= 2 && keys.iter().all(|k| *k == keys[0]),
+        "{keys:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_edited_entry_is_rematched_and_loses_stale_mentions() {
+    let server = FeedServer::start();
+    server.feed(
+        "a.xml",
+        rss(&["<guid>1</guid><title>Samsung and Xiaomi</title>"]),
+    );
+    let app = App::new(&[server.url("a.xml")], COMPANIES);
+    app.poll().await;
+    assert_eq!(app.count("SELECT count(*) FROM mentions"), 2);
+    server.feed(
+        "a.xml",
+        rss(&["<guid>1</guid><title>Samsung alone</title>"]),
+    );
+    assert_eq!(app.poll().await.entries_updated, 1);
+    assert_eq!(
+        flagged(&app),
+        [("Samsung alone".to_string(), "Samsung".to_string(), 1)]
+    );
+    assert_eq!(app.count("SELECT count(*) FROM mentions"), 1);
+}
+
+#[tokio::test]
+async fn a_company_added_to_the_config_is_matched_against_stored_entries() {
+    let server = FeedServer::start();
+    server.feed(
+        "a.xml",
+        rss(&[
+            "<guid>1</guid><title>Nokia returns</title>",
+            "<guid>2</guid><title>Samsung news</title>",
+        ]),
+    );
+    let app = App::new(&[server.url("a.xml")], COMPANIES);
+    app.poll().await;
+    assert_eq!(app.count("SELECT count(*) FROM mentions"), 1);
+    app.write_config(
+        &[server.url("a.xml")],
+        &format!("{COMPANIES}\n[[company]]\nname = \"Nokia\"\n"),
+    );
+    let summary = app.poll().await;
+    assert_eq!(
+        summary.feeds_not_modified, 1,
+        "the feed itself did not change: {summary}"
+    );
+    assert_eq!(app.count("SELECT count(*) FROM mentions m JOIN companies c ON c.id = m.company_id WHERE c.name = 'Nokia'"), 1);
+    // Removing a company hides its flags.
+    app.write_config(&[server.url("a.xml")], "");
+    app.poll().await;
+    assert_eq!(app.count("SELECT count(*) FROM flagged_stories"), 0);
+    let output = app.cli(&["rescan"]);
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("re-matched 2 entries"),
+        "{output:?}"
+    );
+}
+
+#[test]
+fn test_match_explains_exclusions_and_missing_context() {
+    let app = App::new(&[], COMPANIES);
+    let file = app.dir.path().join("story.html");
+    std::fs::write(
+        &file,
+        "<p>Apple pie recipes, and Apple's new store.</p><p>Samsung too.</p>",
+    )
+    .unwrap();
+    let output = app.cli(&["test-match", file.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(stdout.contains("Samsung: flagged"), "{stdout}");
+    assert!(stdout.contains("Apple: not flagged"), "{stdout}");
+    assert!(stdout.contains("require_any"), "{stdout}");
+}
