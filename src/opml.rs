@@ -229,8 +229,10 @@ pub fn plan_import(
     // toml_edit guarantees the text, this guards the meaning: never save a config that would not load.
     let reloaded = Config::parse(&updated, config_path)
         .context("internal error: the imported config does not validate; nothing was written")?;
-    if reloaded.feeds.len() != config.feeds.len() + report.added.len() {
-        bail!("internal error: the imported config lost feeds; nothing was written");
+    if reloaded.feeds != [config.feeds, report.added.clone()].concat() {
+        bail!(
+            "internal error: the imported config does not list the expected feeds; nothing was written"
+        );
     }
     Ok((updated, report))
 }
