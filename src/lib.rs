@@ -10,7 +10,7 @@
 //! and drives each through [`fetch`] (HTTP with conditional GET and limits) and [`parse`] (bytes
 //! to normalised entries, text from HTML via [`text`]) into [`store`], the only module that
 //! speaks SQL. [`model`] holds the plain data passed between them. [`cli`] and [`demo`] are the
-//! user-facing commands.
+//! user-facing commands; [`opml`] moves the feed list to and from other readers.
 
 pub mod cli;
 pub mod config;
@@ -19,6 +19,7 @@ pub mod fetch;
 pub mod matcher;
 pub mod model;
 pub mod notify;
+pub mod opml;
 pub mod parse;
 pub mod scheduler;
 pub mod store;
