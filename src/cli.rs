@@ -15,7 +15,7 @@ use anyhow::Context;
 use crate::config::{Config, DEFAULT_CONFIG_PATH};
 use crate::matcher::{EntryText, Matcher};
 use crate::store::FlaggedStory;
-use crate::{demo, scheduler, text};
+use crate::{demo, opml, scheduler, text};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -85,6 +85,9 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+    /// Move the feed list to and from other readers.
+    #[command(subcommand)]
+    Opml(OpmlCommand),
     /// Serve bundled sample feeds on loopback, poll them twice into a fresh database and show
     /// what was stored. Needs no config and no internet.
     Demo {
@@ -92,6 +95,17 @@ pub enum Command {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OpmlCommand {
+    /// Add the feeds of an OPML file to the config file (comments and layout are kept).
+    Import {
+        /// The OPML file, as exported by another reader.
+        file: PathBuf,
+    },
+    /// Print the configured feeds as OPML 2.0.
+    Export,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -224,6 +238,15 @@ pub async fn execute(cli: Cli, shutdown: CancellationToken) -> anyhow::Result<Ex
                     )?;
                 }
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Opml(OpmlCommand::Import { file }) => {
+            let report = opml::import(&cli.config, &opml::read_opml_file(&file)?)?;
+            println!("{report}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Opml(OpmlCommand::Export) => {
+            print!("{}", opml::export(&Config::load(&cli.config)?));
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo { dir } => {

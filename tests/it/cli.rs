@@ -103,3 +103,32 @@ fn demo_polls_the_bundled_feeds_twice_without_duplicates() {
         .unwrap();
     assert_eq!(entries, 12);
 }
+
+#[test]
+fn opml_export_then_import_round_trips_every_feed_through_the_binary() {
+    let urls = [
+        "https://a.example/rss".to_string(),
+        "https://b.example/atom?x=1&y=2".to_string(),
+    ];
+    let source = App::new(&urls, "");
+    let exported = source.cli(&["opml", "export"]);
+    assert!(exported.status.success());
+    let target = App::new(&[], "# my feeds\n");
+    let file = target.dir.path().join("feeds.opml");
+    std::fs::write(&file, &exported.stdout).unwrap();
+    let imported = target.cli(&["opml", "import", file.to_str().unwrap()]);
+    assert!(
+        imported.status.success(),
+        "{}",
+        String::from_utf8_lossy(&imported.stderr)
+    );
+    assert!(String::from_utf8_lossy(&imported.stdout).contains("added 2 feeds"));
+    let config = target.config();
+    let got: Vec<&str> = config.feeds.iter().map(|f| f.url.as_str()).collect();
+    assert_eq!(got, urls);
+    assert!(
+        std::fs::read_to_string(&target.config_path)
+            .unwrap()
+            .contains("# my feeds")
+    );
+}
