@@ -8,12 +8,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use tokio_util::sync::CancellationToken;
 
 use anyhow::Context;
 
 use crate::config::{Config, DEFAULT_CONFIG_PATH};
 use crate::matcher::{EntryText, Matcher};
+use crate::scheduler::Control;
 use crate::store::FlaggedStory;
 use crate::{demo, opml, scheduler, text};
 
@@ -46,10 +46,14 @@ pub enum Command {
     Run,
     /// Poll every active feed once, print a summary and exit.
     Poll,
-    /// Show each feed's state: last fetch, status, error, entries.
+    /// Show each feed's state: last fetch, status, error, entries, next poll and why.
     Feeds {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
+        /// Bring a gone, moved or failing feed back: forget its 410, redirect and errors, and
+        /// poll it at the daemon's next wake-up.
+        #[arg(long, value_name = "URL")]
+        reset: Option<String>,
     },
     /// Validate the config file and print a one-line summary (exit 1 on errors).
     Check,
@@ -122,7 +126,8 @@ pub enum ExportFormat {
 }
 
 /// Runs the chosen command. Errors are for the caller to print; the exit code says how it went.
-pub async fn execute(cli: Cli, shutdown: CancellationToken) -> anyhow::Result<ExitCode> {
+pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
+    let shutdown = control.shutdown.clone();
     match cli.command {
         Command::Check => match Config::load(&cli.config) {
             Ok(config) => {
@@ -142,12 +147,20 @@ pub async fn execute(cli: Cli, shutdown: CancellationToken) -> anyhow::Result<Ex
         }
         Command::Run => {
             let config = Config::load(&cli.config)?;
-            scheduler::run(&config, shutdown).await?;
+            scheduler::run(config, control).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Feeds { format } => {
+        Command::Feeds { format, reset } => {
             let config = Config::load(&cli.config)?;
             let store = scheduler::open_store(&config)?;
+            if let Some(url) = reset {
+                if !store.reset_feed(&url)? {
+                    eprintln!("no feed has the URL {url}");
+                    return Ok(ExitCode::FAILURE);
+                }
+                println!("reset {url}: it is polled at the next opportunity");
+                return Ok(ExitCode::SUCCESS);
+            }
             print_feeds(&store.feed_statuses()?, format)?;
             Ok(ExitCode::SUCCESS)
         }
@@ -265,38 +278,54 @@ fn print_feeds(feeds: &[crate::store::FeedStatus], format: Format) -> anyhow::Re
     }
     writeln!(
         out,
-        "{:>4}  {:<8}  {:>7}  {:<19}  {:>6}  {:<19}  URL / last error",
-        "ID", "STATE", "ENTRIES", "LAST FETCH", "STATUS", "NEXT POLL"
+        "{:>4}  {:<11}  {:>7}  {:<19}  {:>6}  {:<23}  {:<22}  URL",
+        "ID", "STATE", "ENTRIES", "LAST FETCH", "STATUS", "NEXT POLL", "INTERVAL (WHY)"
     )?;
     for feed in feeds {
-        let state = if !feed.active {
-            "inactive"
-        } else if feed.last_fetch_at.is_none() {
-            "new"
-        } else if feed.last_error.is_some() {
-            "failing"
+        let interval = match (feed.interval_secs, &feed.interval_reason) {
+            (Some(secs), Some(reason)) => {
+                format!(
+                    "{} ({reason})",
+                    humantime::format_duration(std::time::Duration::from_secs(secs as u64))
+                )
+            }
+            _ => "-".to_string(),
+        };
+        let next = if feed.state == "inactive" || feed.state == "gone" {
+            "-"
         } else {
-            "ok"
+            feed.next_poll_at
+                .as_deref()
+                .map_or("now", |n| n.get(..19).unwrap_or(n))
         };
         writeln!(
             out,
-            "{:>4}  {:<8}  {:>7}  {:<19}  {:>6}  {:<19}  {}",
+            "{:>4}  {:<11}  {:>7}  {:<19}  {:>6}  {:<23}  {:<22}  {}",
             feed.id,
-            state,
+            feed.state,
             feed.entries,
             feed.last_fetch_at.as_deref().unwrap_or("-"),
             feed.last_status.map_or("-".to_string(), |s| s.to_string()),
-            if feed.active {
-                feed.next_poll_at.as_deref().unwrap_or("now")
-            } else {
-                "-"
-            },
+            next,
+            interval,
             feed.name
                 .as_deref()
                 .map_or(feed.url.clone(), |name| format!("{name} <{}>", feed.url)),
         )?;
+        if let Some(moved_to) = &feed.moved_to {
+            writeln!(
+                out,
+                "      moved permanently to {moved_to}: update the url in the config"
+            )?;
+        }
         if let Some(error) = &feed.last_error {
-            writeln!(out, "{:>82}error: {error}", "")?;
+            writeln!(out, "      error: {error}")?;
+        }
+        if let Some(retry_after) = &feed.retry_after {
+            writeln!(
+                out,
+                "      the server asked not to be polled before {retry_after}"
+            )?;
         }
     }
     Ok(())

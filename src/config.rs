@@ -24,6 +24,7 @@ pub struct Config {
     pub source: PathBuf,
     pub storage: StorageConfig,
     pub polling: PollingConfig,
+    pub daemon: DaemonConfig,
     pub feeds: Vec<FeedConfig>,
     pub companies: Vec<CompanyConfig>,
     pub notify: Vec<NotifyConfig>,
@@ -39,14 +40,30 @@ pub struct StorageConfig {
 pub struct PollingConfig {
     /// Default interval between two polls of a feed.
     pub interval: Duration,
+    /// Floor for every feed's interval: no feed is polled more often, whatever asks for it.
+    pub min_interval: Duration,
+    /// Ceiling for every feed's interval (backoff aside).
+    pub max_interval: Duration,
+    /// Longest wait between retries of a failing feed.
+    pub max_backoff: Duration,
     /// Fetches in flight at once, over all feeds.
     pub concurrency: usize,
+    /// Fetches in flight at once to one host.
+    pub per_host_concurrency: usize,
+    /// Least time between the starts of two requests to one host.
+    pub per_host_delay: Duration,
     /// Whole-request deadline (connect, headers, body).
     pub timeout: Duration,
     pub connect_timeout: Duration,
     /// Largest accepted response body, counted after decompression.
     pub max_body_size: u64,
     pub user_agent: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    /// After SIGTERM/SIGINT, how long fetches in flight may take to finish before they are cancelled.
+    pub shutdown_grace: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -262,6 +279,8 @@ struct RawConfig {
     #[serde(default)]
     polling: RawPolling,
     #[serde(default)]
+    daemon: RawDaemon,
+    #[serde(default)]
     feed: Vec<RawFeed>,
     #[serde(default)]
     company: Vec<RawCompany>,
@@ -289,11 +308,22 @@ struct RawStorage {
 #[serde(deny_unknown_fields)]
 struct RawPolling {
     interval: Option<Spanned<String>>,
+    min_interval: Option<Spanned<String>>,
+    max_interval: Option<Spanned<String>>,
+    max_backoff: Option<Spanned<String>>,
     concurrency: Option<Spanned<i64>>,
+    per_host_concurrency: Option<Spanned<i64>>,
+    per_host_delay: Option<Spanned<String>>,
     timeout: Option<Spanned<String>>,
     connect_timeout: Option<Spanned<String>>,
     max_body_size: Option<Spanned<RawSize>>,
     user_agent: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDaemon {
+    shutdown_grace: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -347,6 +377,14 @@ struct Checker<'a> {
 }
 
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(30 * 60);
+// Polling a publisher more often than every five minutes gains a reader nothing and is what
+// gets pollers' addresses blocked.
+const DEFAULT_MIN_INTERVAL: Duration = Duration::from_secs(5 * 60);
+const DEFAULT_MAX_INTERVAL: Duration = Duration::from_secs(24 * 3600);
+const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(24 * 3600);
+// Two connections per host is what browsers and polite crawlers keep to.
+const DEFAULT_PER_HOST_CONCURRENCY: usize = 2;
+const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 // Enough parallelism to hide network latency, few enough not to look like a crawler swarm.
 const DEFAULT_CONCURRENCY: usize = 16;
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -391,6 +429,17 @@ impl Checker<'_> {
         }
     }
 
+    fn count(&mut self, raw: Option<Spanned<i64>>, key: &str, default: usize) -> usize {
+        match raw {
+            None => default,
+            Some(c) if (1..=1024).contains(c.get_ref()) => *c.get_ref() as usize,
+            Some(c) => {
+                self.issue(Some(c.span()), key, "must be between 1 and 1024");
+                default
+            }
+        }
+    }
+
     fn validate(&mut self, raw: RawConfig, path: &Path) -> Config {
         let storage = StorageConfig {
             path: match raw.storage.path {
@@ -403,6 +452,13 @@ impl Checker<'_> {
             },
         };
         let polling = self.polling(raw.polling);
+        let daemon = DaemonConfig {
+            shutdown_grace: match raw.daemon.shutdown_grace {
+                // Zero is a valid choice here: cancel fetches at once.
+                Some(grace) if grace.get_ref().trim() == "0s" => Duration::ZERO,
+                grace => self.duration(grace, "daemon.shutdown_grace", DEFAULT_SHUTDOWN_GRACE),
+            },
+        };
         let feeds = self.feeds(raw.feed);
         let companies = self.companies(raw.company);
         let notify = self.notify(raw.notify, &companies);
@@ -410,6 +466,7 @@ impl Checker<'_> {
             source: path.to_path_buf(),
             storage,
             polling,
+            daemon,
             feeds,
             companies,
             notify,
@@ -424,18 +481,36 @@ impl Checker<'_> {
             "polling.connect_timeout",
             DEFAULT_CONNECT_TIMEOUT,
         );
-        let concurrency = match raw.concurrency {
-            None => DEFAULT_CONCURRENCY,
-            Some(c) if (1..=1024).contains(c.get_ref()) => *c.get_ref() as usize,
-            Some(c) => {
-                self.issue(
-                    Some(c.span()),
-                    "polling.concurrency",
-                    "must be between 1 and 1024",
-                );
-                DEFAULT_CONCURRENCY
-            }
+        let min_interval = self.duration(
+            raw.min_interval,
+            "polling.min_interval",
+            DEFAULT_MIN_INTERVAL,
+        );
+        let max_span = raw.max_interval.as_ref().map(|m| m.span());
+        let max_interval = self.duration(
+            raw.max_interval,
+            "polling.max_interval",
+            DEFAULT_MAX_INTERVAL,
+        );
+        if max_interval < min_interval {
+            self.issue(
+                max_span,
+                "polling.max_interval",
+                "must not be shorter than polling.min_interval",
+            );
+        }
+        let max_backoff =
+            self.duration(raw.max_backoff, "polling.max_backoff", DEFAULT_MAX_BACKOFF);
+        let per_host_delay = match raw.per_host_delay {
+            Some(delay) if delay.get_ref().trim() == "0s" => Duration::ZERO,
+            delay => self.duration(delay, "polling.per_host_delay", Duration::ZERO),
         };
+        let concurrency = self.count(raw.concurrency, "polling.concurrency", DEFAULT_CONCURRENCY);
+        let per_host_concurrency = self.count(
+            raw.per_host_concurrency,
+            "polling.per_host_concurrency",
+            DEFAULT_PER_HOST_CONCURRENCY,
+        );
         let max_body_size = match raw.max_body_size {
             None => DEFAULT_MAX_BODY_SIZE,
             Some(size) => {
@@ -479,7 +554,12 @@ impl Checker<'_> {
         };
         PollingConfig {
             interval,
+            min_interval,
+            max_interval,
+            max_backoff,
             concurrency,
+            per_host_concurrency,
+            per_host_delay,
             timeout,
             connect_timeout,
             max_body_size,
@@ -735,6 +815,19 @@ mod tests {
         let defaults = parse("").unwrap();
         assert_eq!(config.polling.interval, defaults.polling.interval);
         assert_eq!(config.polling.concurrency, defaults.polling.concurrency);
+        assert_eq!(config.polling.min_interval, defaults.polling.min_interval);
+        assert_eq!(config.polling.max_interval, defaults.polling.max_interval);
+        assert_eq!(config.polling.max_backoff, defaults.polling.max_backoff);
+        assert_eq!(
+            config.polling.per_host_concurrency,
+            defaults.polling.per_host_concurrency
+        );
+        assert_eq!(
+            config.polling.per_host_delay,
+            defaults.polling.per_host_delay
+        );
+        assert_eq!(config.daemon.shutdown_grace, defaults.daemon.shutdown_grace);
+        assert_eq!(config.notify[0].retry_delay, Duration::from_secs(30));
         assert_eq!(config.polling.timeout, defaults.polling.timeout);
         assert_eq!(
             config.polling.connect_timeout,

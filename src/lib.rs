@@ -21,6 +21,7 @@ pub mod model;
 pub mod notify;
 pub mod opml;
 pub mod parse;
+pub mod schedule;
 pub mod scheduler;
 pub mod store;
 pub mod text;

@@ -4,7 +4,10 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use std::sync::Arc;
+
 use feedhound::cli::{Cli, LogFormat, execute};
+use feedhound::scheduler::Control;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
@@ -19,10 +22,13 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async {
-        let shutdown = CancellationToken::new();
-        tokio::spawn(stop_on_signals(shutdown.clone()));
-        match execute(cli, shutdown).await {
+        let control = Control::default();
+        tokio::spawn(stop_on_signals(control.shutdown.clone()));
+        tokio::spawn(reload_on_sighup(Arc::clone(&control.reload)));
+        match execute(cli, control).await {
             Ok(code) => code,
+            // `feedhound mentions | head` closing the pipe early is not an error.
+            Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
             Err(err) => {
                 eprintln!("feedhound: {err:#}");
                 ExitCode::FAILURE
@@ -65,4 +71,24 @@ async fn stop_on_signals(shutdown: CancellationToken) {
         }
     }
     std::process::exit(130);
+}
+
+/// Asks the daemon to reload its config on every SIGHUP.
+async fn reload_on_sighup(reload: Arc<tokio::sync::Notify>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP; config edits are still picked up from the file");
+        return;
+    };
+    while hangup.recv().await.is_some() {
+        reload.notify_one();
+    }
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }

@@ -1,29 +1,37 @@
-//! Deciding which feeds to poll and driving each through fetch → parse → store.
+//! Deciding when to poll which feed, and driving each through fetch → parse → match → store.
 //!
-//! [`poll_once`] refreshes every active feed once (the `poll` command); [`run`] is the daemon,
-//! which sleeps until the earliest due feed, refreshes what is due and repeats until `shutdown`
-//! is cancelled. Both bound the fetches in flight with a semaphore, parse on tokio's blocking
-//! pool (parsing is CPU work and must not stall the fetches), and hand results to the single
+//! [`poll_once`] refreshes every active feed once (the `poll` command). [`run`] is the daemon:
+//! it sleeps until the earliest due feed (no ticking through idle time), refreshes what is due,
+//! reloads the config when the file changes or on SIGHUP, and on shutdown lets fetches in flight
+//! finish within the grace period before cancelling them. When each feed is due again is
+//! decided by [`crate::schedule`]; this module only does the I/O around it.
+//!
+//! Fetches are bounded globally (`concurrency`) and per host (`per_host_concurrency`, with an
+//! optional `per_host_delay` between request starts). Parsing and matching run on tokio's
+//! blocking pool so CPU work never stalls the fetches, and results go to the single
 //! [`StoreWriter`] thread.
 
-use std::collections::HashSet;
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
-use chrono::{DateTime, Utc};
-use tokio::sync::{Notify, Semaphore, mpsc};
+use chrono::Utc;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 use url::Url;
 
 use crate::config::Config;
-use crate::fetch::{FetchError, FetchSettings, Fetcher, Validators};
+use crate::fetch::{FetchError, FetchSettings, Fetcher, Validators, redact};
 use crate::matcher::{EntryText, Matcher};
 use crate::model::{Mention, ParsedFeed};
 use crate::notify::{Delivered, Notifier};
 use crate::parse;
+use crate::schedule::{self, Facts, Policy};
 use crate::store::writer::StoreWriter;
 use crate::store::{Applied, DueFeed, FeedResult, FetchState, Store};
 
@@ -46,8 +54,8 @@ impl PollSummary {
             OutcomeKind::NotModified => self.feeds_not_modified += 1,
             OutcomeKind::Failed => self.feeds_failed += 1,
         }
-        self.entries_new += outcome.applied.new;
-        self.entries_updated += outcome.applied.updated;
+        self.entries_new += outcome.new;
+        self.entries_updated += outcome.updated;
     }
 }
 
@@ -83,20 +91,98 @@ enum OutcomeKind {
 #[derive(Debug, Clone, Copy)]
 struct Outcome {
     kind: OutcomeKind,
-    applied: Applied,
+    new: usize,
+    updated: usize,
 }
 
-/// What every feed refresh shares.
+/// How the daemon is told to stop or to reload; the binary wires these to signals.
+#[derive(Clone, Default)]
+pub struct Control {
+    /// Cancelled on SIGINT/SIGTERM.
+    pub shutdown: CancellationToken,
+    /// Notified on SIGHUP: reload the config now.
+    pub reload: Arc<Notify>,
+}
+
+/// Fetch slots: global and per host, plus per-host spacing of request starts. Shared across
+/// config reloads so a reload never lets more requests through than the limits allow.
+struct Limits {
+    global: Arc<Semaphore>,
+    per_host: usize,
+    per_host_delay: Duration,
+    hosts: Mutex<HashMap<String, (Arc<Semaphore>, Instant)>>,
+}
+
+/// Held while a fetch is in flight.
+struct Slot {
+    _host: OwnedSemaphorePermit,
+    _global: OwnedSemaphorePermit,
+}
+
+impl Limits {
+    fn new(config: &Config) -> Limits {
+        Limits {
+            global: Arc::new(Semaphore::new(config.polling.concurrency)),
+            per_host: config.polling.per_host_concurrency,
+            per_host_delay: config.polling.per_host_delay,
+            hosts: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn matches(&self, config: &Config) -> bool {
+        self.global.available_permits() <= config.polling.concurrency
+            && self.per_host == config.polling.per_host_concurrency
+            && self.per_host_delay == config.polling.per_host_delay
+    }
+
+    /// Waits for a slot for `host`. The host's slot is taken first: waiting on a busy host must
+    /// not hold a global slot that another host could use.
+    async fn acquire(&self, host: &str) -> anyhow::Result<Slot> {
+        let host_slots = {
+            let mut hosts = self.hosts.lock().expect("limits lock");
+            let (slots, _) = hosts
+                .entry(host.to_string())
+                .or_insert_with(|| (Arc::new(Semaphore::new(self.per_host)), Instant::now()));
+            Arc::clone(slots)
+        };
+        let host_permit = host_slots
+            .acquire_owned()
+            .await
+            .context("host slots closed")?;
+        if !self.per_host_delay.is_zero() {
+            let start = {
+                let mut hosts = self.hosts.lock().expect("limits lock");
+                let next_start = &mut hosts.get_mut(host).expect("host entry exists").1;
+                let start = (*next_start).max(Instant::now());
+                *next_start = start + self.per_host_delay;
+                start
+            };
+            tokio::time::sleep_until(start).await;
+        }
+        let global_permit = Arc::clone(&self.global)
+            .acquire_owned()
+            .await
+            .context("fetch slots closed")?;
+        Ok(Slot {
+            _host: host_permit,
+            _global: global_permit,
+        })
+    }
+}
+
+/// What every feed refresh shares; rebuilt on config reload (fetches in flight keep the old).
 struct Pipeline {
     fetcher: Fetcher,
-    /// Woken when a refresh stored something, so queued alerts go out at once.
-    new_flags: Arc<Notify>,
     matcher: Arc<Matcher>,
     writer: StoreWriter,
-    default_interval: Duration,
+    limits: Arc<Limits>,
+    policy: Policy,
     /// Per-feed intervals from the config, by feed URL.
-    intervals: std::collections::HashMap<String, Duration>,
-    fetch_slots: Semaphore,
+    intervals: HashMap<String, Duration>,
+    /// Woken when a refresh stored something, so queued alerts go out at once.
+    new_flags: Arc<Notify>,
+    /// Cancelled when the shutdown grace period is over: fetches in flight are abandoned.
+    hard_stop: CancellationToken,
 }
 
 impl Pipeline {
@@ -104,6 +190,9 @@ impl Pipeline {
         config: &Config,
         matcher: Arc<Matcher>,
         writer: StoreWriter,
+        limits: Arc<Limits>,
+        new_flags: Arc<Notify>,
+        hard_stop: CancellationToken,
     ) -> anyhow::Result<Pipeline> {
         let fetcher = Fetcher::new(FetchSettings {
             timeout: config.polling.timeout,
@@ -114,43 +203,57 @@ impl Pipeline {
         .context("cannot set up the HTTP client")?;
         Ok(Pipeline {
             fetcher,
-            new_flags: Arc::new(Notify::new()),
             matcher,
             writer,
-            default_interval: config.polling.interval,
+            limits,
+            policy: Policy {
+                default_interval: config.polling.interval,
+                min_interval: config.polling.min_interval,
+                max_interval: config.polling.max_interval,
+                max_backoff: config.polling.max_backoff,
+            },
             intervals: config
                 .feeds
                 .iter()
                 .filter_map(|f| Some((f.url.as_str().to_string(), f.interval?)))
                 .collect(),
-            fetch_slots: Semaphore::new(config.polling.concurrency),
+            new_flags,
+            hard_stop,
         })
     }
 
-    fn interval_for(&self, feed: &DueFeed) -> Duration {
-        self.intervals
-            .get(&feed.url)
-            .copied()
-            .unwrap_or(self.default_interval)
-    }
-
     /// Fetches, parses and stores one feed. Failures are recorded on the feed, never returned:
-    /// one bad feed must not stop the others.
+    /// one bad feed must not stop the others. None when shutdown came first.
     async fn refresh(
         &self,
         feed: DueFeed,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<Option<Outcome>> {
+        let url = match Url::parse(&feed.fetch_url) {
+            Ok(url) => url,
+            Err(err) => {
+                tracing::error!(error = %err, "stored feed URL is invalid");
+                return Ok(None);
+            }
+        };
+        let host = format!(
+            "{}:{}",
+            url.host_str().unwrap_or(""),
+            url.port_or_known_default().unwrap_or(0)
+        );
         let _slot = tokio::select! {
-            slot = self.fetch_slots.acquire() => slot.context("fetch slots closed")?,
+            slot = self.limits.acquire(&host) => slot?,
             () = shutdown.cancelled() => return Ok(None),
         };
         if shutdown.is_cancelled() {
             return Ok(None);
         }
         let fetched_at = Utc::now();
-        let (status, result) = self.fetch_and_parse(&feed).await;
-        let kind = match &result {
+        let fetch = tokio::select! {
+            fetch = self.fetch_and_parse(&feed, &url) => fetch,
+            () = self.hard_stop.cancelled() => return Ok(None),
+        };
+        let kind = match &fetch.result {
             FeedResult::NotModified { .. } | FeedResult::Unchanged { .. } => {
                 OutcomeKind::NotModified
             }
@@ -160,89 +263,159 @@ impl Pipeline {
                 OutcomeKind::Failed
             }
         };
-        let errors = if kind == OutcomeKind::Failed {
-            feed.error_count + 1
-        } else {
-            0
+        let facts = Facts {
+            configured: self.intervals.get(&feed.url).copied(),
+            adaptive: fetch.adaptive.or(feed.adaptive),
+            server_hint: fetch.fresh_for.max(fetch.doc_hint.or(feed.doc_hint)),
+            failures: if kind == OutcomeKind::Failed {
+                feed.error_count + 1
+            } else {
+                0
+            },
+            retry_after: fetch.retry_after,
         };
+        let plan = self.policy.plan(&facts, fetched_at, fastrand::f64());
+        let gone = fetch.status == Some(410);
+        if gone {
+            tracing::warn!(
+                "the server says this feed is gone for good (410): it is no longer polled; \
+                 remove it from the config, or run `feedhound feeds --reset URL` to try again"
+            );
+        }
         let state = FetchState {
             fetched_at,
-            status,
-            next_poll_at: next_poll_at(fetched_at, self.interval_for(&feed), errors),
+            status: fetch.status,
+            next_poll_at: (!gone).then_some(plan.next_poll_at),
+            interval: plan.interval,
+            reason: plan.reason.as_str(),
+            adaptive: fetch.adaptive,
+            doc_hint: fetch.doc_hint,
+            permanent_redirect: fetch.permanent_redirect,
+            retry_after: fetch.retry_after,
         };
-        let applied = self.writer.apply(feed.id, state, result).await?;
+        let applied: Applied = self.writer.apply(feed.id, state, fetch.result).await?;
+        if let Some(moved_to) = &applied.moved_to {
+            tracing::warn!(
+                moved_to = %redact_str(moved_to),
+                "the feed has moved permanently (seen on several polls); it is fetched from the new URL now: \
+                 update its url in the config"
+            );
+        }
         if applied.new + applied.updated > 0 {
             self.new_flags.notify_one();
         }
-        tracing::debug!(
-            new = applied.new,
-            updated = applied.updated,
-            "feed refreshed"
-        );
-        Ok(Some(Outcome { kind, applied }))
+        tracing::debug!(new = applied.new, updated = applied.updated, next_poll_at = %plan.next_poll_at, "feed refreshed");
+        Ok(Some(Outcome {
+            kind,
+            new: applied.new,
+            updated: applied.updated,
+        }))
     }
 
-    async fn fetch_and_parse(&self, feed: &DueFeed) -> (Option<u16>, FeedResult) {
-        let url = match Url::parse(&feed.url) {
-            Ok(url) => url,
-            Err(err) => return (None, failed(format!("invalid URL: {err}"))),
-        };
+    async fn fetch_and_parse(&self, feed: &DueFeed, url: &Url) -> Fetch {
         let validators = Validators {
             etag: feed.etag.clone(),
             last_modified: feed.last_modified.clone(),
         };
-        let fetched = match self.fetcher.fetch(&url, &validators).await {
+        let fetched = match self.fetcher.fetch(url, &validators).await {
             Ok(fetched) => fetched,
             Err(err) => {
-                let status = match &err {
-                    FetchError::Status { status, .. } => Some(*status),
-                    _ => None,
+                let (status, retry_after) = match &err {
+                    FetchError::Status {
+                        status,
+                        retry_after,
+                    } => (Some(*status), *retry_after),
+                    _ => (None, None),
                 };
-                return (status, failed(err.to_string()));
+                return Fetch {
+                    status,
+                    retry_after,
+                    ..Fetch::failed(err.to_string())
+                };
             }
         };
-        let status = Some(fetched.status);
+        let mut fetch = Fetch {
+            status: Some(fetched.status),
+            fresh_for: fetched.fresh_for,
+            permanent_redirect: fetched.permanent_redirect.as_ref().map(Url::to_string),
+            ..Fetch::failed(String::new())
+        };
         let Some(body) = fetched.body else {
-            return (
-                status,
-                FeedResult::NotModified {
-                    etag: fetched.etag,
-                    last_modified: fetched.last_modified,
-                },
-            );
+            fetch.result = FeedResult::NotModified {
+                etag: fetched.etag,
+                last_modified: fetched.last_modified,
+            };
+            return fetch;
         };
         let body_hash = blake3::hash(&body).to_hex().to_string();
         if feed.body_hash.as_deref() == Some(body_hash.as_str()) {
-            return (
-                status,
-                FeedResult::Unchanged {
-                    etag: fetched.etag,
-                    last_modified: fetched.last_modified,
-                },
-            );
+            fetch.result = FeedResult::Unchanged {
+                etag: fetched.etag,
+                last_modified: fetched.last_modified,
+            };
+            return fetch;
         }
         let content_type = fetched.content_type;
         let base = fetched.final_url;
         let matcher = Arc::clone(&self.matcher);
+        let max_interval = self.policy.max_interval;
         let parsed = tokio::task::spawn_blocking(move || {
             parse::parse_feed(&body, content_type.as_deref(), &base).map(|feed| {
                 let mentions = match_entries(&matcher, &feed);
-                (feed, mentions)
+                let adaptive = schedule::publishing_interval(&feed, Utc::now(), max_interval);
+                (feed, mentions, adaptive)
             })
         })
         .await;
-        let result = match parsed {
-            Ok(Ok((feed, mentions))) => FeedResult::Parsed {
-                etag: fetched.etag,
-                last_modified: fetched.last_modified,
-                body_hash,
-                feed,
-                mentions,
+        fetch.result = match parsed {
+            Ok(Ok((feed, mentions, adaptive))) => {
+                fetch.adaptive = adaptive;
+                fetch.doc_hint = feed.update_hint;
+                FeedResult::Parsed {
+                    etag: fetched.etag,
+                    last_modified: fetched.last_modified,
+                    body_hash,
+                    feed,
+                    mentions,
+                }
+            }
+            Ok(Err(err)) => FeedResult::Failed {
+                error: err.to_string(),
             },
-            Ok(Err(err)) => failed(err.to_string()),
-            Err(join_error) => failed(format!("the parser crashed: {join_error}")),
+            Err(join_error) => FeedResult::Failed {
+                error: format!("the parser crashed: {join_error}"),
+            },
         };
-        (status, result)
+        if matches!(fetch.result, FeedResult::Failed { .. }) {
+            // A body we cannot read is no evidence of a move.
+            fetch.permanent_redirect = None;
+        }
+        fetch
+    }
+}
+
+/// One fetch's result with what the schedule needs from it.
+struct Fetch {
+    status: Option<u16>,
+    result: FeedResult,
+    fresh_for: Option<Duration>,
+    adaptive: Option<Duration>,
+    doc_hint: Option<Duration>,
+    permanent_redirect: Option<String>,
+    retry_after: Option<chrono::DateTime<Utc>>,
+}
+
+impl Fetch {
+    fn failed(error: String) -> Fetch {
+        Fetch {
+            status: None,
+            result: FeedResult::Failed { error },
+            fresh_for: None,
+            adaptive: None,
+            doc_hint: None,
+            permanent_redirect: None,
+            retry_after: None,
+        }
     }
 }
 
@@ -260,39 +433,29 @@ fn match_entries(matcher: &Matcher, feed: &ParsedFeed) -> Vec<Vec<Mention>> {
         .collect()
 }
 
-fn failed(error: String) -> FeedResult {
-    FeedResult::Failed { error }
-}
-
-/// When a feed is due again: its interval after a success; after `errors` consecutive failures,
-/// the interval doubled per failure, capped at a day, so a broken feed is retried ever more
-/// gently but never given up on.
-fn next_poll_at(now: DateTime<Utc>, interval: Duration, errors: u32) -> DateTime<Utc> {
-    const MAX_BACKOFF: Duration = Duration::from_secs(24 * 3600);
-    let wait = if errors == 0 {
-        interval
-    } else {
-        interval
-            .saturating_mul(1 << errors.min(16))
-            .min(MAX_BACKOFF.max(interval))
-    };
-    now + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::days(1))
+fn redact_str(url: &str) -> String {
+    Url::parse(url).map(|u| redact(&u)).unwrap_or_default()
 }
 
 /// Opens the database and brings its `feeds` and `companies` tables in line with the config.
 pub fn open_store(config: &Config) -> anyhow::Result<Store> {
     let mut store = Store::open(&config.database_path())?;
+    sync_config(&mut store, config)?;
+    Ok(store)
+}
+
+fn sync_config(store: &mut Store, config: &Config) -> anyhow::Result<()> {
     store.sync_companies(&config.companies, config.alert_routes())?;
     let sync = store.sync_feeds(&config.feeds)?;
     if sync.added > 0 || sync.deactivated > 0 {
-        tracing::debug!(
+        tracing::info!(
             added = sync.added,
             deactivated = sync.deactivated,
             active = sync.active,
             "feeds synced from the config"
         );
     }
-    Ok(store)
+    Ok(())
 }
 
 /// Key in the `meta` table: a fingerprint of the company rules the stored mentions were
@@ -387,7 +550,7 @@ pub async fn rescan(config: &Config) -> anyhow::Result<(usize, usize)> {
     Ok(counts)
 }
 
-/// Refreshes every active feed once, `concurrency` at a time, and returns the totals.
+/// Refreshes every active feed once (due or not), `concurrency` at a time, and returns the totals.
 pub async fn poll_once(
     config: &Config,
     shutdown: CancellationToken,
@@ -403,7 +566,14 @@ pub async fn poll_once(
         false,
     )
     .await?;
-    let pipeline = Arc::new(Pipeline::new(config, matcher, writer)?);
+    let pipeline = Arc::new(Pipeline::new(
+        config,
+        matcher,
+        writer.clone(),
+        Arc::new(Limits::new(config)),
+        Arc::new(Notify::new()),
+        CancellationToken::new(),
+    )?);
     let mut tasks = tokio::task::JoinSet::new();
     for feed in feeds {
         let pipeline = Arc::clone(&pipeline);
@@ -417,39 +587,40 @@ pub async fn poll_once(
             summary.add(&outcome);
         }
     }
-    let notifier = Notifier::new(config, pipeline.writer.clone())?;
-    if notifier.has_targets() {
+    drop(pipeline);
+    let notifier = Notifier::new(config, writer.clone())?;
+    if notifier.has_targets() && !shutdown.is_cancelled() {
         summary.alerts = Some(notifier.deliver_due().await?);
     }
     drop(notifier);
-    drop(pipeline);
+    drop(writer);
     thread.join()?;
     Ok(summary)
 }
 
-/// The daemon: polls each feed when it is due until `shutdown` is cancelled, then lets the
-/// fetches in flight finish (each is bounded by the fetch timeout) and returns.
-pub async fn run(config: &Config, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let store = open_store(config)?;
+/// How often the daemon looks at the config file's modification time. Polling a stat() is
+/// cheap and, unlike inotify, survives editors that replace the file and network filesystems.
+const CONFIG_CHECK: Duration = Duration::from_secs(2);
+
+/// The daemon: polls each feed when it is due until `control.shutdown` is cancelled, then lets
+/// fetches in flight finish for up to `shutdown_grace`, cancels the rest, and returns once every
+/// result is committed or dropped whole.
+pub async fn run(config: Config, control: Control) -> anyhow::Result<()> {
+    let mut config = config;
+    let store = open_store(&config)?;
     let (writer, thread) = StoreWriter::spawn(store)?;
-    let matcher = build_matcher(config)?;
-    let pipeline = Arc::new(Pipeline::new(config, Arc::clone(&matcher), writer.clone())?);
     let tracker = TaskTracker::new();
-    {
-        let writer = writer.clone();
-        let fingerprint = rules_fingerprint(config);
-        tracker.spawn(async move {
-            if let Err(err) = rescan_if_stale(&writer, matcher, fingerprint, false).await {
-                tracing::error!(error = %format!("{err:#}"), "re-matching stored entries failed");
-            }
-        });
-    }
-    let notifier = Notifier::new(config, writer.clone())?;
-    if notifier.has_targets() {
-        tracker.spawn(notifier.run(Arc::clone(&pipeline.new_flags), shutdown.clone()));
-    }
+    let hard_stop = CancellationToken::new();
+    let new_flags = Arc::new(Notify::new());
+    let limits = Arc::new(Limits::new(&config));
+    let mut pipeline = start_pipeline(&config, &writer, &tracker, &limits, &new_flags, &hard_stop)?;
+    let notifier = Notifier::new(&config, writer.clone())?;
+    tracker.spawn(notifier.run(Arc::clone(&new_flags), control.shutdown.clone()));
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<i64>();
     let mut in_flight: HashSet<i64> = HashSet::new();
+    let mut config_stamp = file_stamp(&config.source);
+    let mut config_check = tokio::time::interval(CONFIG_CHECK);
+    config_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tracing::info!(feeds = config.feeds.len(), database = %config.database_path().display(), "feedhound is running");
     loop {
         let now = Utc::now();
@@ -459,7 +630,7 @@ pub async fn run(config: &Config, shutdown: CancellationToken) -> anyhow::Result
                 continue;
             }
             let pipeline = Arc::clone(&pipeline);
-            let shutdown = shutdown.clone();
+            let shutdown = control.shutdown.clone();
             let done = done_tx.clone();
             let span = feed_span(&feed);
             let feed_id = feed.id;
@@ -480,8 +651,9 @@ pub async fn run(config: &Config, shutdown: CancellationToken) -> anyhow::Result
             Some(at) => (at - Utc::now()).to_std().unwrap_or(Duration::ZERO),
             None => Duration::from_secs(3600),
         };
+        let mut reload = false;
         tokio::select! {
-            () = shutdown.cancelled() => break,
+            () = control.shutdown.cancelled() => break,
             () = tokio::time::sleep(sleep) => {}
             Some(feed_id) = done_rx.recv() => {
                 in_flight.remove(&feed_id);
@@ -489,14 +661,32 @@ pub async fn run(config: &Config, shutdown: CancellationToken) -> anyhow::Result
                     in_flight.remove(&feed_id);
                 }
             }
+            () = control.reload.notified() => reload = true,
+            _ = config_check.tick() => {
+                let stamp = file_stamp(&config.source);
+                if stamp != config_stamp {
+                    config_stamp = stamp;
+                    reload = true;
+                }
+            }
+        }
+        if reload && let Some(new) = reload_config(&config, &writer).await {
+            pipeline = start_pipeline(&new, &writer, &tracker, &limits, &new_flags, &hard_stop)?;
+            config = new;
         }
     }
+    let grace = config.daemon.shutdown_grace;
     tracing::info!(
         in_flight = in_flight.len(),
-        "shutting down: waiting for fetches in flight"
+        ?grace,
+        "shutting down: letting fetches in flight finish"
     );
     tracker.close();
-    tracker.wait().await;
+    if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+        tracing::warn!("grace period over: cancelling the fetches still in flight");
+        hard_stop.cancel();
+        tracker.wait().await;
+    }
     drop(pipeline);
     drop(writer);
     thread.join()?;
@@ -504,27 +694,80 @@ pub async fn run(config: &Config, shutdown: CancellationToken) -> anyhow::Result
     Ok(())
 }
 
-fn feed_span(feed: &DueFeed) -> tracing::Span {
-    let url = Url::parse(&feed.url)
-        .map(|url| crate::fetch::redact(&url))
-        .unwrap_or_default();
-    tracing::info_span!("feed", feed_id = feed.id, feed_url = %url)
+/// A pipeline for `config`, and a background rescan when its company rules are new to the
+/// database.
+fn start_pipeline(
+    config: &Config,
+    writer: &StoreWriter,
+    tracker: &TaskTracker,
+    limits: &Arc<Limits>,
+    new_flags: &Arc<Notify>,
+    hard_stop: &CancellationToken,
+) -> anyhow::Result<Arc<Pipeline>> {
+    let matcher = build_matcher(config)?;
+    let limits = if limits.matches(config) {
+        Arc::clone(limits)
+    } else {
+        Arc::new(Limits::new(config))
+    };
+    let pipeline = Pipeline::new(
+        config,
+        Arc::clone(&matcher),
+        writer.clone(),
+        limits,
+        Arc::clone(new_flags),
+        hard_stop.clone(),
+    )?;
+    let writer = writer.clone();
+    let fingerprint = rules_fingerprint(config);
+    tracker.spawn(async move {
+        if let Err(err) = rescan_if_stale(&writer, matcher, fingerprint, false).await {
+            tracing::error!(error = %format!("{err:#}"), "re-matching stored entries failed");
+        }
+    });
+    Ok(Arc::new(pipeline))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_per_failure_and_caps_at_a_day() {
-        let now = Utc::now();
-        let hour = Duration::from_secs(3600);
-        assert_eq!(next_poll_at(now, hour, 0) - now, chrono::Duration::hours(1));
-        assert_eq!(next_poll_at(now, hour, 1) - now, chrono::Duration::hours(2));
-        assert_eq!(next_poll_at(now, hour, 3) - now, chrono::Duration::hours(8));
-        assert_eq!(
-            next_poll_at(now, hour, 30) - now,
-            chrono::Duration::hours(24)
-        );
+/// Loads the edited config; on any problem keeps the running one and says why.
+async fn reload_config(current: &Config, writer: &StoreWriter) -> Option<Config> {
+    let new = match Config::load(&current.source) {
+        Ok(new) => new,
+        Err(err) => {
+            tracing::error!(
+                "the edited config is invalid; still running on the last good one:\n{err}"
+            );
+            return None;
+        }
+    };
+    if new.database_path() != current.database_path() {
+        tracing::warn!("storage.path changed: the new database is used only after a restart");
     }
+    let synced = {
+        let new = new.clone();
+        writer.call(move |store| sync_config(store, &new)).await
+    };
+    match synced {
+        Ok(()) => {
+            tracing::info!(
+                feeds = new.feeds.len(),
+                companies = new.companies.len(),
+                "config reloaded"
+            );
+            Some(new)
+        }
+        Err(err) => {
+            tracing::error!(error = %format!("{err:#}"), "cannot apply the reloaded config; keeping the last good one");
+            None
+        }
+    }
+}
+
+/// What tells us a file changed: modification time and size.
+fn file_stamp(path: &PathBuf) -> Option<(SystemTime, u64)> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.len()))
+}
+
+fn feed_span(feed: &DueFeed) -> tracing::Span {
+    tracing::info_span!("feed", feed_id = feed.id, feed_url = %redact_str(&feed.url))
 }

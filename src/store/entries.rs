@@ -7,12 +7,13 @@
 //! present in the document under its own key. Only then is the entry new.
 
 use std::collections::HashSet;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::flags::{Flagging, assign_story, queue_alerts, write_mentions};
-use super::{Store, sql_time};
+use super::{Store, sql_time, sql_time_precise};
 use crate::model::{Mention, ParsedEntry, ParsedFeed};
 
 /// What happened to one feed in one poll, ready to be recorded.
@@ -40,21 +41,52 @@ pub enum FeedResult {
     Failed { error: String },
 }
 
-/// When the fetch happened and what comes next, for every kind of result.
+/// When the fetch happened and what the scheduler planned next, for every kind of result.
 #[derive(Debug, Clone)]
 pub struct FetchState {
     pub fetched_at: DateTime<Utc>,
     /// HTTP status of the final response, when there was one.
     pub status: Option<u16>,
-    pub next_poll_at: DateTime<Utc>,
+    /// None for a feed that is gone (410): it is not polled again until reset.
+    pub next_poll_at: Option<DateTime<Utc>>,
+    /// The interval the next poll was planned with, and why (see `schedule::Reason`).
+    pub interval: Duration,
+    pub reason: &'static str,
+    /// The interval the feed's publishing rate suggests, when this fetch parsed a document.
+    pub adaptive: Option<Duration>,
+    /// The `<ttl>`/`sy:updatePeriod` of the parsed document.
+    pub doc_hint: Option<Duration>,
+    /// The URL every hop of a 301/308 chain led to.
+    pub permanent_redirect: Option<String>,
+    /// `Retry-After` of a 429/503.
+    pub retry_after: Option<DateTime<Utc>>,
 }
 
-/// Entry counts of one recorded feed result.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+impl FetchState {
+    /// A fetch at `fetched_at` with nothing planned or learned (for tests and tools).
+    pub fn at(fetched_at: DateTime<Utc>, status: Option<u16>) -> FetchState {
+        FetchState {
+            fetched_at,
+            status,
+            next_poll_at: Some(fetched_at),
+            interval: Duration::ZERO,
+            reason: "default",
+            adaptive: None,
+            doc_hint: None,
+            permanent_redirect: None,
+            retry_after: None,
+        }
+    }
+}
+
+/// What recording one feed result changed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Applied {
     pub new: usize,
     pub updated: usize,
     pub unchanged: usize,
+    /// Set when this fetch confirmed a permanent redirect: the feed is now fetched from here.
+    pub moved_to: Option<String>,
 }
 
 impl Store {
@@ -108,9 +140,14 @@ pub(super) fn apply_in(
     state: &FetchState,
     result: &FeedResult,
 ) -> anyhow::Result<Applied> {
+    record_fetch(
+        tx,
+        feed_id,
+        state,
+        matches!(result, FeedResult::Failed { .. }),
+    )?;
     let fetched_at = sql_time(state.fetched_at);
-    let next_poll_at = sql_time(state.next_poll_at);
-    match result {
+    let mut applied = match result {
         FeedResult::NotModified {
             etag,
             last_modified,
@@ -121,27 +158,20 @@ pub(super) fn apply_in(
         } => {
             tx.prepare_cached(
                 "UPDATE feeds SET etag = coalesce(?2, etag), last_modified = coalesce(?3, last_modified),
-                     last_fetch_at = ?4, last_success_at = ?4, last_status = ?5, last_error = NULL,
-                     error_count = 0, next_poll_at = ?6
+                     last_success_at = ?4, last_error = NULL, error_count = 0
                  WHERE id = ?1",
             )?
-            .execute(params![feed_id, etag, last_modified, fetched_at, state.status, next_poll_at])?;
-            Ok(Applied::default())
+            .execute(params![feed_id, etag, last_modified, fetched_at])?;
+            Applied::default()
         }
         FeedResult::Failed { error } => {
             tx.prepare_cached(
-                "UPDATE feeds SET last_fetch_at = ?2, last_status = ?3, last_error = ?4,
-                     error_count = error_count + 1, next_poll_at = ?5
+                "UPDATE feeds SET last_error = ?2, error_count = error_count + 1,
+                     gone_at = CASE WHEN ?3 = 410 THEN ?4 ELSE gone_at END
                  WHERE id = ?1",
             )?
-            .execute(params![
-                feed_id,
-                fetched_at,
-                state.status,
-                error,
-                next_poll_at
-            ])?;
-            Ok(Applied::default())
+            .execute(params![feed_id, error, state.status, fetched_at])?;
+            return Ok(Applied::default());
         }
         FeedResult::Parsed {
             etag,
@@ -154,24 +184,70 @@ pub(super) fn apply_in(
             // Validators are replaced, not merged: they describe this new body.
             tx.prepare_cached(
                 "UPDATE feeds SET etag = ?2, last_modified = ?3, body_hash = ?4, title = ?5, site_link = ?6,
-                     last_fetch_at = ?7, last_success_at = ?7, last_status = ?8, last_error = NULL,
-                     error_count = 0, next_poll_at = ?9
+                     last_success_at = ?7, last_error = NULL, error_count = 0
                  WHERE id = ?1",
             )?
-            .execute(params![
-                feed_id,
-                etag,
-                last_modified,
-                body_hash,
-                feed.title,
-                feed.site_link,
-                fetched_at,
-                state.status,
-                next_poll_at
-            ])?;
-            Ok(applied)
+            .execute(params![feed_id, etag, last_modified, body_hash, feed.title, feed.site_link, fetched_at])?;
+            applied
         }
-    }
+    };
+    applied.moved_to = record_redirect(tx, feed_id, state.permanent_redirect.as_deref())?;
+    Ok(applied)
+}
+
+/// The schedule and status columns every fetch updates, whatever its outcome.
+fn record_fetch(
+    tx: &Connection,
+    feed_id: i64,
+    state: &FetchState,
+    failed: bool,
+) -> anyhow::Result<()> {
+    tx.prepare_cached(
+        "UPDATE feeds SET last_fetch_at = ?2, last_status = ?3, next_poll_at = ?4,
+             interval_secs_current = ?5, interval_reason = ?6, retry_after = ?7,
+             adaptive_secs = coalesce(?8, adaptive_secs), doc_hint_secs = coalesce(?9, doc_hint_secs)
+         WHERE id = ?1",
+    )?
+    .execute(params![
+        feed_id,
+        sql_time(state.fetched_at),
+        state.status,
+        state.next_poll_at.map(sql_time_precise),
+        state.interval.as_secs() as i64,
+        state.reason,
+        if failed { state.retry_after.map(sql_time) } else { None },
+        state.adaptive.map(|d| d.as_secs() as i64),
+        state.doc_hint.map(|d| d.as_secs() as i64),
+    ])?;
+    Ok(())
+}
+
+/// How many consecutive polls must see the same 301/308 target before the feed's URL follows
+/// it: one redirect may be a hijack or an accident; three in a row are a move.
+const REDIRECT_CONFIRMATIONS: i64 = 3;
+
+/// Counts a successful fetch's permanent redirect (or its absence); returns the new URL when
+/// this observation confirmed the move.
+fn record_redirect(
+    tx: &Connection,
+    feed_id: i64,
+    target: Option<&str>,
+) -> anyhow::Result<Option<String>> {
+    tx.prepare_cached(
+        "UPDATE feeds SET
+             redirect_seen = CASE WHEN ?2 IS NULL THEN 0
+                                  WHEN redirect_candidate = ?2 THEN redirect_seen + 1 ELSE 1 END,
+             redirect_candidate = ?2
+         WHERE id = ?1",
+    )?
+    .execute(params![feed_id, target])?;
+    Ok(tx
+        .prepare_cached(
+            "UPDATE feeds SET fetch_url = redirect_candidate, redirect_candidate = NULL, redirect_seen = 0
+             WHERE id = ?1 AND redirect_seen >= ?2 RETURNING fetch_url",
+        )?
+        .query_row(params![feed_id, REDIRECT_CONFIRMATIONS], |r| r.get(0))
+        .optional()?)
 }
 
 fn upsert_entries(
@@ -347,11 +423,7 @@ mod tests {
     }
 
     fn poll(store: &mut Store, feed_id: i64, entries: Vec<ParsedEntry>) -> Applied {
-        let state = FetchState {
-            fetched_at: Utc::now(),
-            status: Some(200),
-            next_poll_at: Utc::now(),
-        };
+        let state = FetchState::at(Utc::now(), Some(200));
         let result = FeedResult::Parsed {
             etag: None,
             last_modified: None,
@@ -386,7 +458,8 @@ mod tests {
             Applied {
                 new: 0,
                 updated: 1,
-                unchanged: 0
+                unchanged: 0,
+                moved_to: None
             }
         );
         assert_eq!(count(&store), 1);
@@ -427,7 +500,8 @@ mod tests {
             Applied {
                 new: 1,
                 updated: 0,
-                unchanged: 1
+                unchanged: 1,
+                moved_to: None
             }
         );
     }

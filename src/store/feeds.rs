@@ -6,7 +6,11 @@ use std::collections::HashSet;
 use rusqlite::params;
 use serde::Serialize;
 
-use super::{Store, parse_sql_time, sql_time};
+use super::{Store, parse_sql_time};
+
+fn secs(secs: i64) -> std::time::Duration {
+    std::time::Duration::from_secs(secs.max(0) as u64)
+}
 use crate::config::FeedConfig;
 
 /// What `sync_feeds` changed.
@@ -21,7 +25,14 @@ pub struct SyncReport {
 #[derive(Debug, Clone)]
 pub struct DueFeed {
     pub id: i64,
+    /// The URL in the config: identifies the feed.
     pub url: String,
+    /// Where to fetch it: `url`, or where a confirmed permanent redirect moved it.
+    pub fetch_url: String,
+    /// The publishing-rate interval learned so far.
+    pub adaptive: Option<std::time::Duration>,
+    /// The document's last `<ttl>`/`sy:updatePeriod`.
+    pub doc_hint: Option<std::time::Duration>,
     pub etag: Option<String>,
     pub last_modified: Option<String>,
     pub body_hash: Option<String>,
@@ -29,11 +40,24 @@ pub struct DueFeed {
     pub next_poll_at: Option<DateTime<Utc>>,
 }
 
+/// After this many consecutive failures a feed shows as `dead` (it is still retried, at
+/// `max_backoff`): with the default backoff that is more than a week of failing.
+pub const DEAD_AFTER_FAILURES: u32 = 12;
+
 /// A feed's state for `feedhound feeds`.
 #[derive(Debug, Clone, Serialize)]
 pub struct FeedStatus {
     pub id: i64,
     pub url: String,
+    /// ok, new, backing off, dead, gone, redirected or inactive.
+    pub state: &'static str,
+    /// Where the feed is fetched from when a permanent redirect moved it.
+    pub moved_to: Option<String>,
+    pub interval_secs: Option<i64>,
+    /// config, adaptive, server hint, default, backoff or retry-after.
+    pub interval_reason: Option<String>,
+    pub retry_after: Option<String>,
+    pub gone_at: Option<String>,
     pub name: Option<String>,
     pub title: Option<String>,
     pub active: bool,
@@ -51,7 +75,7 @@ impl Store {
     /// inactive (their entries stay), and name, tags and interval follow the config.
     pub fn sync_feeds(&mut self, feeds: &[FeedConfig]) -> anyhow::Result<SyncReport> {
         let tx = self.conn.transaction()?;
-        let was_active: Vec<String> = tx
+        let was_active: HashSet<String> = tx
             .prepare("SELECT url FROM feeds WHERE active = 1")?
             .query_map([], |r| r.get(0))?
             .collect::<Result<_, _>>()?;
@@ -61,6 +85,10 @@ impl Store {
             let mut upsert = tx.prepare(
                 "INSERT INTO feeds (url, name, tags, interval_secs, active) VALUES (?1, ?2, ?3, ?4, 1)
                  ON CONFLICT (url) DO UPDATE SET
+                     -- Editing a gone feed's entry (or re-adding it) is how a user says: try again.
+                     gone_at = CASE WHEN feeds.name IS excluded.name AND feeds.tags = excluded.tags
+                                         AND feeds.interval_secs IS excluded.interval_secs
+                                         AND ?5 THEN feeds.gone_at ELSE NULL END,
                      name = excluded.name, tags = excluded.tags,
                      interval_secs = excluded.interval_secs, active = 1",
             )?;
@@ -71,6 +99,7 @@ impl Store {
                     feed.name,
                     tags,
                     feed.interval.map(|i| i.as_secs() as i64),
+                    was_active.contains(feed.url.as_str()),
                 ])?;
             }
         }
@@ -87,13 +116,28 @@ impl Store {
         })
     }
 
+    /// Brings a feed back to a clean state: not gone, no redirect, no failures, due now.
+    /// Returns false when no feed has that URL.
+    pub fn reset_feed(&self, url: &str) -> anyhow::Result<bool> {
+        let changed = self.conn.execute(
+            "UPDATE feeds SET gone_at = NULL, fetch_url = NULL, redirect_candidate = NULL, redirect_seen = 0,
+                 error_count = 0, last_error = NULL, retry_after = NULL, next_poll_at = NULL
+             WHERE url = ?1 OR fetch_url = ?1",
+            [url],
+        )?;
+        Ok(changed > 0)
+    }
+
     /// Active feeds whose next poll is at or before `now` (all active feeds when `now` is None),
     /// earliest first.
     pub fn due_feeds(&self, now: Option<DateTime<Utc>>) -> anyhow::Result<Vec<DueFeed>> {
-        let cutoff = now.map(sql_time);
+        let cutoff = now.map(super::sql_time_precise);
         let mut stmt = self.conn.prepare_cached(
-            "SELECT id, url, etag, last_modified, body_hash, error_count, next_poll_at FROM feeds
-             WHERE active = 1 AND (?1 IS NULL OR next_poll_at IS NULL OR next_poll_at <= ?1)
+            "SELECT id, url, etag, last_modified, body_hash, error_count, next_poll_at,
+                    coalesce(fetch_url, url), adaptive_secs, doc_hint_secs
+             FROM feeds
+             WHERE active = 1 AND gone_at IS NULL
+               AND (?1 IS NULL OR next_poll_at IS NULL OR next_poll_at <= ?1)
              ORDER BY next_poll_at IS NOT NULL, next_poll_at, id",
         )?;
         let rows = stmt.query_map(params![cutoff], |r| {
@@ -108,6 +152,9 @@ impl Store {
                     .get::<_, Option<String>>(6)?
                     .as_deref()
                     .and_then(parse_sql_time),
+                fetch_url: r.get(7)?,
+                adaptive: r.get::<_, Option<i64>>(8)?.map(secs),
+                doc_hint: r.get::<_, Option<i64>>(9)?.map(secs),
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -117,7 +164,7 @@ impl Store {
     /// now); None when there is no such feed.
     pub fn next_due_time(&self, skip: &HashSet<i64>) -> anyhow::Result<Option<DateTime<Utc>>> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT id, next_poll_at FROM feeds WHERE active = 1
+            "SELECT id, next_poll_at FROM feeds WHERE active = 1 AND gone_at IS NULL
              ORDER BY next_poll_at IS NOT NULL, next_poll_at",
         )?;
         let mut rows = stmt.query([])?;
@@ -140,21 +187,48 @@ impl Store {
         let mut stmt = self.conn.prepare(
             "SELECT f.id, f.url, f.name, f.title, f.active, f.last_fetch_at, f.last_success_at,
                     f.last_status, f.last_error, f.error_count, f.next_poll_at,
-                    (SELECT count(*) FROM entries e WHERE e.feed_id = f.id)
+                    (SELECT count(*) FROM entries e WHERE e.feed_id = f.id),
+                    f.fetch_url, f.interval_secs_current, f.interval_reason, f.retry_after, f.gone_at
              FROM feeds f ORDER BY f.active DESC, f.id",
         )?;
         let rows = stmt.query_map([], |r| {
+            let active: bool = r.get(4)?;
+            let error_count: u32 = r.get(9)?;
+            let moved_to: Option<String> = r.get(12)?;
+            let gone_at: Option<String> = r.get(16)?;
+            let fetched: Option<String> = r.get(5)?;
+            let state = if !active {
+                "inactive"
+            } else if gone_at.is_some() {
+                "gone"
+            } else if error_count >= DEAD_AFTER_FAILURES {
+                "dead"
+            } else if error_count > 0 {
+                "backing off"
+            } else if fetched.is_none() {
+                "new"
+            } else if moved_to.is_some() {
+                "redirected"
+            } else {
+                "ok"
+            };
             Ok(FeedStatus {
                 id: r.get(0)?,
                 url: r.get(1)?,
+                state,
+                moved_to,
+                interval_secs: r.get(13)?,
+                interval_reason: r.get(14)?,
+                retry_after: r.get(15)?,
+                gone_at,
                 name: r.get(2)?,
                 title: r.get(3)?,
-                active: r.get(4)?,
-                last_fetch_at: r.get(5)?,
+                active,
+                last_fetch_at: fetched,
                 last_success_at: r.get(6)?,
                 last_status: r.get(7)?,
                 last_error: r.get(8)?,
-                error_count: r.get(9)?,
+                error_count,
                 next_poll_at: r.get(10)?,
                 entries: r.get(11)?,
             })

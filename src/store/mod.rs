@@ -35,6 +35,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0002_companies_mentions_stories",
         include_str!("../../migrations/0002_companies_mentions_stories.sql"),
     ),
+    (
+        "0003_polite_scheduling",
+        include_str!("../../migrations/0003_polite_scheduling.sql"),
+    ),
 ];
 
 /// How long a write waits for another process's lock before giving up (a user running a long
@@ -126,8 +130,15 @@ pub(crate) fn sql_time(time: DateTime<Utc>) -> String {
     time.format("%Y-%m-%d %H:%M:%S").to_string()
 }
 
+/// With milliseconds, for schedule times: a feed due in 1.5 s must not be polled after 1 s.
+/// Still sorts and compares correctly against [`sql_time`] text.
+pub(crate) fn sql_time_precise(time: DateTime<Utc>) -> String {
+    time.format("%Y-%m-%d %H:%M:%S%.3f").to_string()
+}
+
+/// Reads either of our formats.
 pub(crate) fn parse_sql_time(text: &str) -> Option<DateTime<Utc>> {
-    NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S")
+    NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f")
         .ok()
         .map(|t| t.and_utc())
 }

@@ -168,7 +168,13 @@ async fn a_webhook_that_fails_twice_then_succeeds_gets_the_alert_with_the_same_k
     let shutdown = CancellationToken::new();
     let daemon = tokio::spawn({
         let shutdown = shutdown.clone();
-        async move { scheduler::run(&config, shutdown).await }
+        async move {
+            let control = scheduler::Control {
+                shutdown,
+                ..Default::default()
+            };
+            scheduler::run(config, control).await
+        }
     });
     let hooks = tokio::task::spawn_blocking({
         let server_requests = move || server.requests("hook");
