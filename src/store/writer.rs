@@ -23,13 +23,15 @@ const QUEUE_DEPTH: usize = 32;
 type Call = Box<dyn FnOnce(&mut Store) + Send>;
 
 enum Job {
-    Apply {
-        feed_id: i64,
-        state: FetchState,
-        result: FeedResult,
-        reply: oneshot::Sender<anyhow::Result<Applied>>,
-    },
+    Apply(Box<ApplyJob>),
     Call(Call),
+}
+
+struct ApplyJob {
+    feed_id: i64,
+    state: FetchState,
+    result: FeedResult,
+    reply: oneshot::Sender<anyhow::Result<Applied>>,
 }
 
 /// Handle to the writer thread; clone it freely. The thread ends when every handle is dropped.
@@ -70,12 +72,12 @@ impl StoreWriter {
         result: FeedResult,
     ) -> anyhow::Result<Applied> {
         let (reply, answer) = oneshot::channel();
-        self.send(Job::Apply {
+        self.send(Job::Apply(Box::new(ApplyJob {
             feed_id,
             state,
             result,
             reply,
-        })
+        })))
         .await?;
         answer.await.context("the database writer stopped")?
     }
@@ -105,17 +107,16 @@ impl StoreWriter {
 fn serve(mut store: Store, mut queue: mpsc::Receiver<Job>) -> Store {
     let mut held_call: Option<Call> = None;
     while let Some(first) = queue.blocking_recv() {
-        let mut batch = Vec::new();
-        match first {
+        let mut batch = match first {
             Job::Call(call) => {
                 call(&mut store);
                 continue;
             }
-            Job::Apply { .. } => batch.push(first),
-        }
+            Job::Apply(job) => vec![*job],
+        };
         while batch.len() < MAX_BATCH {
             match queue.try_recv() {
-                Ok(job @ Job::Apply { .. }) => batch.push(job),
+                Ok(Job::Apply(job)) => batch.push(*job),
                 Ok(Job::Call(call)) => {
                     held_call = Some(call);
                     break;
@@ -131,20 +132,17 @@ fn serve(mut store: Store, mut queue: mpsc::Receiver<Job>) -> Store {
     store
 }
 
-fn write_batch(store: &mut Store, batch: Vec<Job>) {
+fn write_batch(store: &mut Store, batch: Vec<ApplyJob>) {
     let mut replies = Vec::with_capacity(batch.len());
     let outcome = (|| -> anyhow::Result<()> {
         let mut tx = store.conn.transaction()?;
         for job in batch {
-            let Job::Apply {
+            let ApplyJob {
                 feed_id,
                 state,
                 result,
                 reply,
-            } = job
-            else {
-                unreachable!("only Apply jobs are batched")
-            };
+            } = job;
             let savepoint = tx.savepoint()?;
             let applied = apply_in(&savepoint, &store.flagging, feed_id, &state, &result);
             if applied.is_ok() {

@@ -69,7 +69,10 @@ fn feeds_lists_each_feed_with_its_status_as_json() {
     assert_eq!(failing["last_status"].as_i64(), Some(404));
     assert!(failing["last_error"].as_str().unwrap().contains("404"));
     let table = String::from_utf8_lossy(&app.cli(&["feeds"]).stdout).to_string();
-    assert!(table.contains("backing off") && table.contains(" ok "), "{table}");
+    assert!(
+        table.contains("backing off") && table.contains(" ok "),
+        "{table}"
+    );
     assert_eq!(failing["state"], "backing off");
     assert_eq!(ok["state"], "ok");
 }

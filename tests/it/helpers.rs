@@ -72,6 +72,9 @@ pub struct Seen {
 struct ServerState {
     routes: HashMap<String, Route>,
     seen: Vec<Seen>,
+    /// Requests being answered right now, and the most there ever were at once.
+    active: usize,
+    max_active: usize,
 }
 
 /// A minimal HTTP/1.1 server: a thread per connection, keep-alive, and each response written
@@ -90,7 +93,12 @@ const LAST_MODIFIED: &str = "Mon, 23 Nov 2026 10:00:00 GMT";
 
 impl FeedServer {
     pub fn start() -> FeedServer {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        FeedServer::start_on("127.0.0.1")
+    }
+
+    /// A server on another loopback address (127.0.0.2 …): another host to the poller.
+    pub fn start_on(ip: &str) -> FeedServer {
+        let listener = TcpListener::bind((ip, 0)).expect("bind loopback");
         let port = listener.local_addr().unwrap().port();
         let state = Arc::new(Mutex::new(ServerState::default()));
         let accepting = Arc::clone(&state);
@@ -102,7 +110,7 @@ impl FeedServer {
             }
         });
         FeedServer {
-            base: format!("http://127.0.0.1:{port}"),
+            base: format!("http://{ip}:{port}"),
             state,
         }
     }
@@ -118,6 +126,11 @@ impl FeedServer {
 
     pub fn feed(&self, path: &str, body: impl Into<Vec<u8>>) {
         self.set(path, Route::feed(body));
+    }
+
+    /// The most requests this server was answering at the same time.
+    pub fn max_concurrent(&self) -> usize {
+        self.state.lock().unwrap().max_active
     }
 
     pub fn requests(&self, path: &str) -> Vec<Seen> {
@@ -170,6 +183,8 @@ fn serve_connection(stream: TcpStream, state: &Mutex<ServerState>) {
     while let Some((path, headers, request_body)) = read_request(&mut reader) {
         let route = {
             let mut state = state.lock().unwrap();
+            state.active += 1;
+            state.max_active = state.max_active.max(state.active);
             let route = state.routes.get_mut(&path);
             route.map(|route| {
                 let answer = route.clone();
@@ -197,9 +212,9 @@ fn serve_connection(stream: TcpStream, state: &Mutex<ServerState>) {
         response.push_str("\r\n");
         let mut bytes = response.into_bytes();
         bytes.extend_from_slice(&body);
-        if writer.write_all(&bytes).is_err()
-            || headers.get("connection").is_some_and(|c| c == "close")
-        {
+        let written = writer.write_all(&bytes);
+        state.lock().unwrap().active -= 1;
+        if written.is_err() || headers.get("connection").is_some_and(|c| c == "close") {
             return;
         }
     }
@@ -249,6 +264,15 @@ impl App {
         let config_path = dir.path().join("feedhound.toml");
         let app = App { dir, config_path };
         app.write_config(feed_urls, extra);
+        app
+    }
+
+    /// An app whose `[polling]` table also holds `polling` (e.g. `min_interval = "1s"`).
+    pub fn with_polling(feed_urls: &[String], polling: &str, extra: &str) -> App {
+        let app = App::new(feed_urls, extra);
+        let text = std::fs::read_to_string(&app.config_path).unwrap();
+        let text = text.replacen("[polling]\n", &format!("[polling]\n{polling}\n"), 1);
+        std::fs::write(&app.config_path, text).unwrap();
         app
     }
 
