@@ -308,6 +308,14 @@ impl App {
         self.db().query_row(sql, [], |r| r.get(0)).unwrap()
     }
 
+    /// `count`, or None while the database is still being created by another process.
+    pub fn try_count(&self, sql: &str) -> Option<i64> {
+        if !self.db_path().exists() {
+            return None;
+        }
+        self.db().query_row(sql, [], |r| r.get(0)).ok()
+    }
+
     /// Runs the real binary with this app's config.
     pub fn cli(&self, args: &[&str]) -> Output {
         binary()
