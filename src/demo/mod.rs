@@ -121,16 +121,23 @@ pub async fn run(dir: Option<PathBuf>, shutdown: CancellationToken) -> anyhow::R
             entry.title.unwrap_or_default()
         );
     }
+    println!("\nFlagged stories (each story once, however many feeds carried it):");
+    for story in store.flagged_stories(None, None, 20)? {
+        println!(
+            "  {:<17}  {} source(s)  {}",
+            story.companies.join(", "),
+            story.sources.len(),
+            story.title.unwrap_or_default()
+        );
+    }
     println!("\nDatabase: {}", database.display());
     println!("Try:");
     println!(
-        "  sqlite3 {} \"SELECT f.url, e.title, e.published_at FROM entries e JOIN feeds f ON f.id = e.feed_id ORDER BY e.published_at DESC LIMIT 10\"",
+        "  sqlite3 {} \"SELECT published_at, companies, sources, title FROM flagged_stories ORDER BY published_at DESC\"",
         database.display()
     );
-    println!(
-        "  cargo run --release -- --config {} feeds",
-        config_path.display()
-    );
+    println!("  cargo run --release -- --config {} mentions", config_path.display());
+    println!("  cargo run --release -- --config {} feeds", config_path.display());
     Ok(())
 }
 

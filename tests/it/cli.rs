@@ -102,6 +102,9 @@ fn demo_polls_the_bundled_feeds_twice_without_duplicates() {
         "{stdout}"
     );
     assert!(stdout.contains("3 × 304 Not Modified"), "{stdout}");
+    assert!(stdout.contains("Samsung, Xiaomi    3 source(s)  Xiaomi's new tablet"), "{stdout}");
+    assert!(!stdout.contains("source(s)  Weekend baking"), "apple pie is not Apple: {stdout}");
+    assert!(!stdout.contains("source(s)  Amazon rainforest"), "{stdout}");
     let db = rusqlite::Connection::open(dir.path().join("feedhound.db")).unwrap();
     let entries: i64 = db
         .query_row("SELECT count(*) FROM entries", [], |r| r.get(0))
