@@ -15,7 +15,7 @@ use crate::config::{Config, DEFAULT_CONFIG_PATH};
 use crate::matcher::{EntryText, Matcher};
 use crate::scheduler::Control;
 use crate::store::FlaggedStory;
-use crate::{demo, opml, scheduler, text};
+use crate::{demo, fetch, opml, scheduler, text};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -161,7 +161,13 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
                 println!("reset {url}: it is polled at the next opportunity");
                 return Ok(ExitCode::SUCCESS);
             }
-            print_feeds(&store.feed_statuses()?, format)?;
+            let mut feeds = store.feed_statuses()?;
+            for feed in &mut feeds {
+                // Feed URLs may carry credentials; this output gets pasted into tickets.
+                feed.url = redact_str(&feed.url);
+                feed.moved_to = feed.moved_to.as_deref().map(redact_str);
+            }
+            print_feeds(&feeds, format)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Mentions {
@@ -267,6 +273,10 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn redact_str(url: &str) -> String {
+    url::Url::parse(url).map_or_else(|_| url.to_string(), |url| fetch::redact(&url))
 }
 
 fn print_feeds(feeds: &[crate::store::FeedStatus], format: Format) -> anyhow::Result<()> {

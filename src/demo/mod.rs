@@ -136,8 +136,14 @@ pub async fn run(dir: Option<PathBuf>, shutdown: CancellationToken) -> anyhow::R
         "  sqlite3 {} \"SELECT published_at, companies, sources, title FROM flagged_stories ORDER BY published_at DESC\"",
         database.display()
     );
-    println!("  cargo run --release -- --config {} mentions", config_path.display());
-    println!("  cargo run --release -- --config {} feeds", config_path.display());
+    println!(
+        "  cargo run --release -- --config {} mentions",
+        config_path.display()
+    );
+    println!(
+        "  cargo run --release -- --config {} feeds",
+        config_path.display()
+    );
     Ok(())
 }
 

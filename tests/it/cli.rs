@@ -102,8 +102,14 @@ fn demo_polls_the_bundled_feeds_twice_without_duplicates() {
         "{stdout}"
     );
     assert!(stdout.contains("3 × 304 Not Modified"), "{stdout}");
-    assert!(stdout.contains("Samsung, Xiaomi    3 source(s)  Xiaomi's new tablet"), "{stdout}");
-    assert!(!stdout.contains("source(s)  Weekend baking"), "apple pie is not Apple: {stdout}");
+    assert!(
+        stdout.contains("Samsung, Xiaomi    3 source(s)  Xiaomi's new tablet"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("source(s)  Weekend baking"),
+        "apple pie is not Apple: {stdout}"
+    );
     assert!(!stdout.contains("source(s)  Amazon rainforest"), "{stdout}");
     let db = rusqlite::Connection::open(dir.path().join("feedhound.db")).unwrap();
     let entries: i64 = db
@@ -139,4 +145,46 @@ fn opml_export_then_import_round_trips_every_feed_through_the_binary() {
             .unwrap()
             .contains("# my feeds")
     );
+}
+
+#[test]
+fn credentials_in_feed_urls_stay_out_of_logs_errors_and_feeds_output() {
+    let server = FeedServer::start();
+    server.feed("a.xml", rss(&["<guid>1</guid><title>One</title>"]));
+    let secret_url = server
+        .url("a.xml")
+        .replace("http://", "http://reader:hunter2@");
+    let missing_url = server
+        .url("missing.xml")
+        .replace("http://", "http://reader:hunter2@");
+    let app = App::new(&[secret_url, missing_url], "");
+    let output = binary()
+        .env("RUST_LOG", "feedhound=debug")
+        .arg("--config")
+        .arg(&app.config_path)
+        .arg("poll")
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let logs = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        logs.contains("missing.xml"),
+        "the failure is logged: {logs}"
+    );
+    assert!(!logs.contains("hunter2"), "{logs}");
+    let seen = server.requests("a.xml");
+    assert!(
+        seen[0].headers["authorization"].starts_with("Basic "),
+        "credentials are still sent"
+    );
+    for format in ["table", "json"] {
+        let feeds = app.cli(&["feeds", "--format", format]);
+        let text = String::from_utf8_lossy(&feeds.stdout);
+        assert!(
+            text.contains("missing.xml") && !text.contains("hunter2"),
+            "{text}"
+        );
+    }
+    let errors = app.count("SELECT count(*) FROM feeds WHERE last_error LIKE '%hunter2%'");
+    assert_eq!(errors, 0);
 }
