@@ -7,3 +7,4 @@ mod helpers;
 mod matcher_eval;
 mod parse_corpus;
 mod pipeline;
+mod props;
