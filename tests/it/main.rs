@@ -8,4 +8,5 @@ mod helpers;
 mod matcher_eval;
 mod parse_corpus;
 mod pipeline;
+mod props;
 mod schedule;
