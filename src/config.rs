@@ -151,7 +151,12 @@ impl fmt::Display for ConfigError {
             if let Some(key) = &issue.key {
                 write!(f, "{key}: ")?;
             }
-            write!(f, "{}", issue.message)?;
+            // One line per issue: values quoted in messages may hold newlines.
+            write!(
+                f,
+                "{}",
+                issue.message.replace('\r', "\\r").replace('\n', "\\n")
+            )?;
         }
         Ok(())
     }

@@ -786,7 +786,8 @@ impl Draft {
     /// - `g:<guid>` — the publisher's guid, when no other entry of the document shares it;
     /// - `gl:<guid> <canonical link>` — a guid repeated in the document (CMS bugs give every
     ///   item the same guid) still identifies an entry together with its link;
-    /// - `gh:<guid> <text hash>` — a repeated guid and no link;
+    /// - `gh:<guid> <text hash>` — a repeated guid and no link of its own (none, or one shared
+    ///   by other entries: CMSs that reuse one guid often point every item at the home page);
     /// - `l:<canonical link>` — no guid, and a link no other entry of the document uses;
     /// - `h:<text hash>` — no guid and no usable link: the reader-visible text is all we have.
     ///
@@ -796,8 +797,8 @@ impl Draft {
     fn dedup_key(&self, guid_unique: bool, link_unique: bool) -> String {
         match (&self.guid, &self.canonical_link) {
             (Some(guid), _) if guid_unique => format!("g:{guid}"),
-            (Some(guid), Some(link)) => format!("gl:{guid} {link}"),
-            (Some(guid), None) => format!("gh:{guid} {}", self.text_hash()),
+            (Some(guid), Some(link)) if link_unique => format!("gl:{guid} {link}"),
+            (Some(guid), _) => format!("gh:{guid} {}", self.text_hash()),
             (None, Some(link)) if link_unique => format!("l:{link}"),
             (None, _) => format!("h:{}", self.text_hash()),
         }

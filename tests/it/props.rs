@@ -507,10 +507,9 @@ proptest! {
 }
 
 #[test]
-#[ignore = "bug: config errors echo TOML strings with raw newlines, so one issue spans two lines"]
-fn known_bug_a_newline_in_a_toml_string_splits_an_issue_over_two_lines() {
+fn a_newline_in_a_toml_string_does_not_split_an_issue_over_two_lines() {
     // Found by the `config` fuzz target: toml's messages quote the offending value or key
-    // verbatim, and `Config::parse` passes them on unescaped.
+    // verbatim; one issue must stay one line.
     for text in [
         "[[company]]\nname = \"X\"\nfields = [\"a\\nb\"]\n",
         "\"a\\nb\" = 1\n",
@@ -1020,12 +1019,9 @@ proptest! {
 }
 
 #[test]
-#[ignore = "bug: two entries with the same guid and the same link get one dedup key (`gl:`) and collapse into one story"]
-fn known_bug_entries_sharing_guid_and_link_share_a_dedup_key() {
+fn entries_sharing_guid_and_link_keep_distinct_dedup_keys() {
     // A CMS that gives every item the same guid and points every item at the home page: the
-    // `gl:<guid> <link>` key is the same for all of them, so the store keeps only one story.
-    // `dedup_key` falls back on the text hash only when the link is missing, not when the
-    // link is shared (`link_unique_in_doc == false`).
+    // guid and the link together cannot tell the items apart, so the text must.
     let document = r#"<rss version="2.0"><channel><title>T</title>
         <item><guid>same</guid><link>https://example.com/</link><title>one</title></item>
         <item><guid>same</guid><link>https://example.com/</link><title>two</title></item>
