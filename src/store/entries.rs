@@ -223,6 +223,8 @@ fn upsert_entries(
             }
         }
         match stored {
+            // Deleted by retention and still served: not stored again (see `retention`).
+            None if is_tombstoned(tx, feed_id, &entry.dedup_key)? => applied.unchanged += 1,
             None => {
                 let id = insert_entry(tx, feed_id, now, entry)?;
                 let story = assign_story(tx, id, entry, fetched_at)?;
@@ -254,6 +256,11 @@ fn upsert_entries(
         }
     }
     Ok(applied)
+}
+
+fn is_tombstoned(tx: &Connection, feed_id: i64, key: &str) -> rusqlite::Result<bool> {
+    tx.prepare_cached("SELECT 1 FROM tombstones WHERE feed_id = ?1 AND dedup_key = ?2")?
+        .exists(params![feed_id, key])
 }
 
 /// The stored entry an incoming one was matched to.

@@ -1,0 +1,295 @@
+//! Retention: deleting old entries nobody flagged, and handing the space back.
+//!
+//! With `[storage] retain = "180d"`, an entry older than that (by publication time, else the
+//! time we first saw it) that mentions no company is deleted. Flagged entries are the point of
+//! the database and are kept whatever their age. A publisher often keeps serving old items, so
+//! a deleted entry's dedup key stays in `tombstones` and `entries` skips it when it comes back
+//! (otherwise every prune would be undone by the next poll). Stories left without entries go
+//! too; their outbox rows follow by `ON DELETE CASCADE`.
+//!
+//! Space: deleted rows free pages that SQLite reuses for new rows, so the file stops growing
+//! either way. Returning them to the filesystem needs `auto_vacuum = INCREMENTAL`, which
+//! `Store::open` requests on every open but which only takes effect on a new database or after
+//! a full `VACUUM` ([`Store::vacuum`], `feedhound prune --vacuum`, once). After a prune,
+//! `PRAGMA incremental_vacuum` then truncates the file by the pages freed.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rusqlite::{OptionalExtension, params};
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use super::writer::StoreWriter;
+use super::{Store, sql_time};
+
+/// Entries deleted per transaction: each commit stays short (the FTS triggers re-tokenise every
+/// deleted entry) and the WAL small, so a first prune of a years-old database does not build a
+/// transaction of its whole size.
+const BATCH: usize = 2000;
+
+/// How often the daemon prunes; entries age by days, so more often gains nothing.
+pub const PRUNE_EVERY: Duration = Duration::from_secs(24 * 3600);
+
+/// An entry retention deletes: older than `?1` and mentioning no company. `e` is `entries`.
+const DOOMED: &str = "coalesce(e.published_at, e.first_seen_at) < ?1
+     AND NOT EXISTS (SELECT 1 FROM mentions m WHERE m.entry_id = e.id)";
+
+/// What a prune deleted (or, in a dry run, would delete).
+#[derive(Debug, Clone, Serialize)]
+pub struct PruneReport {
+    /// Entries older than this were considered.
+    pub cutoff: DateTime<Utc>,
+    pub dry_run: bool,
+    /// Per feed, most entries first; feeds losing nothing are left out.
+    pub feeds: Vec<PrunedFeed>,
+    pub entries: usize,
+    /// Stories left without entries.
+    pub stories: usize,
+    /// Entries older than the cutoff kept because they mention a company.
+    pub kept_flagged: usize,
+    /// Bytes handed back to the filesystem by the incremental vacuum (0 in a dry run, or when
+    /// the database is not in incremental auto-vacuum mode: see [`PruneReport::auto_vacuum`]).
+    pub freed_bytes: u64,
+    /// Whether the database is in `auto_vacuum = INCREMENTAL` mode.
+    pub auto_vacuum: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PrunedFeed {
+    pub feed_id: i64,
+    /// The feed's configured name, else its declared title, else its URL.
+    pub feed: String,
+    pub entries: usize,
+}
+
+/// Database file size around a full [`Store::vacuum`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct VacuumReport {
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+}
+
+impl Store {
+    /// Deletes entries older than `retain` before `now` that mention no company, remembering
+    /// their keys as tombstones, and the stories they leave empty; then optimises and
+    /// incrementally vacuums. With `dry_run`, only counts.
+    pub fn prune(
+        &mut self,
+        retain: Duration,
+        now: DateTime<Utc>,
+        dry_run: bool,
+    ) -> anyhow::Result<PruneReport> {
+        let cutoff = now
+            - chrono::Duration::from_std(retain)
+                .map_err(|_| anyhow::anyhow!("the retention period is too long"))?;
+        let cutoff_text = sql_time(cutoff);
+        let kept_flagged = self.conn.query_row(
+            "SELECT count(*) FROM entries e WHERE coalesce(e.published_at, e.first_seen_at) < ?1
+                 AND EXISTS (SELECT 1 FROM mentions m WHERE m.entry_id = e.id)",
+            [&cutoff_text],
+            |r| r.get::<_, i64>(0),
+        )? as usize;
+        let auto_vacuum = self.auto_vacuum_incremental()?;
+        let mut report = PruneReport {
+            cutoff,
+            dry_run,
+            feeds: Vec::new(),
+            entries: 0,
+            stories: 0,
+            kept_flagged,
+            freed_bytes: 0,
+            auto_vacuum,
+        };
+        let mut per_feed: BTreeMap<i64, usize> = BTreeMap::new();
+        if dry_run {
+            let mut stmt = self.conn.prepare(&format!(
+                "SELECT e.feed_id, count(*) FROM entries e WHERE {DOOMED} GROUP BY e.feed_id"
+            ))?;
+            for row in stmt.query_map([&cutoff_text], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)? as usize))
+            })? {
+                let (feed, count) = row?;
+                per_feed.insert(feed, count);
+            }
+            // A story goes when every one of its entries goes.
+            report.stories = self.conn.query_row(
+                &format!(
+                    "SELECT count(DISTINCT e.story_id) FROM entries e
+                     WHERE {DOOMED} AND e.story_id IS NOT NULL
+                       AND NOT EXISTS (SELECT 1 FROM entries o WHERE o.story_id = e.story_id
+                           AND (coalesce(o.published_at, o.first_seen_at) >= ?1
+                                OR EXISTS (SELECT 1 FROM mentions m WHERE m.entry_id = o.id)))"
+                ),
+                [&cutoff_text],
+                |r| r.get::<_, i64>(0),
+            )? as usize;
+        } else {
+            loop {
+                let (deleted, stories) = self.prune_batch(&cutoff_text, now, &mut per_feed)?;
+                report.stories += stories;
+                if deleted < BATCH {
+                    break;
+                }
+            }
+        }
+        report.entries = per_feed.values().sum();
+        for (feed_id, entries) in per_feed {
+            let feed = self
+                .conn
+                .query_row(
+                    "SELECT coalesce(name, title, url) FROM feeds WHERE id = ?1",
+                    [feed_id],
+                    |r| r.get(0),
+                )
+                .optional()?
+                .unwrap_or_else(|| format!("feed {feed_id}"));
+            report.feeds.push(PrunedFeed {
+                feed_id,
+                feed,
+                entries,
+            });
+        }
+        report
+            .feeds
+            .sort_by(|a, b| b.entries.cmp(&a.entries).then(a.feed_id.cmp(&b.feed_id)));
+        if !dry_run {
+            // Refreshes the planner's statistics after a large change, as SQLite recommends.
+            self.conn.execute_batch("PRAGMA optimize;")?;
+            if auto_vacuum && report.entries > 0 {
+                report.freed_bytes = self.incremental_vacuum()?;
+            }
+        }
+        Ok(report)
+    }
+
+    /// One transaction of at most [`BATCH`] deletions; returns (entries, stories) deleted.
+    fn prune_batch(
+        &mut self,
+        cutoff: &str,
+        now: DateTime<Utc>,
+        per_feed: &mut BTreeMap<i64, usize>,
+    ) -> anyhow::Result<(usize, usize)> {
+        let tx = self.conn.transaction()?;
+        let doomed: Vec<(i64, i64, Option<i64>)> = tx
+            .prepare(&format!(
+                "SELECT e.id, e.feed_id, e.story_id FROM entries e WHERE {DOOMED} LIMIT ?2"
+            ))?
+            .query_map(params![cutoff, BATCH as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?
+            .collect::<Result<_, _>>()?;
+        let mut stories = Vec::new();
+        {
+            let now = sql_time(now);
+            let mut tombstone = tx.prepare(
+                "INSERT OR IGNORE INTO tombstones (feed_id, dedup_key, pruned_at)
+                 SELECT feed_id, dedup_key, ?2 FROM entries WHERE id = ?1",
+            )?;
+            let mut delete = tx.prepare("DELETE FROM entries WHERE id = ?1")?;
+            for &(id, feed_id, story) in &doomed {
+                tombstone.execute(params![id, now])?;
+                delete.execute([id])?;
+                *per_feed.entry(feed_id).or_default() += 1;
+                stories.extend(story);
+            }
+        }
+        stories.sort_unstable();
+        stories.dedup();
+        let mut stories_deleted = 0;
+        {
+            let mut delete_story = tx.prepare(
+                "DELETE FROM stories WHERE id = ?1
+                   AND NOT EXISTS (SELECT 1 FROM entries WHERE story_id = ?1)",
+            )?;
+            for story in stories {
+                stories_deleted += delete_story.execute([story])?;
+            }
+        }
+        tx.commit()?;
+        Ok((doomed.len(), stories_deleted))
+    }
+
+    fn auto_vacuum_incremental(&self) -> anyhow::Result<bool> {
+        // 0 = none, 1 = full, 2 = incremental.
+        let mode: i64 = self
+            .conn
+            .query_row("PRAGMA auto_vacuum", [], |r| r.get(0))?;
+        Ok(mode == 2)
+    }
+
+    /// Hands every free page back to the filesystem; returns the bytes freed.
+    fn incremental_vacuum(&mut self) -> anyhow::Result<u64> {
+        let free_pages = |store: &Store| -> anyhow::Result<u64> {
+            Ok(store
+                .conn
+                .query_row("PRAGMA freelist_count", [], |r| r.get::<_, i64>(0))?
+                as u64)
+        };
+        let before = free_pages(self)?;
+        self.conn.execute_batch("PRAGMA incremental_vacuum;")?;
+        let after = free_pages(self)?;
+        // In WAL mode the file shrinks when the WAL is checkpointed; do it now rather than at
+        // the next automatic checkpoint. Busy readers only make it partial, which is harmless.
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        Ok(before.saturating_sub(after) * self.page_size()?)
+    }
+
+    fn page_size(&self) -> anyhow::Result<u64> {
+        Ok(self
+            .conn
+            .query_row("PRAGMA page_size", [], |r| r.get::<_, i64>(0))? as u64)
+    }
+
+    fn file_bytes(&self) -> anyhow::Result<u64> {
+        let pages: i64 = self
+            .conn
+            .query_row("PRAGMA page_count", [], |r| r.get(0))?;
+        Ok(pages as u64 * self.page_size()?)
+    }
+
+    /// Rewrites the whole database (`VACUUM`), which also switches an older database to
+    /// incremental auto-vacuum so later prunes return space by themselves. Needs free disk
+    /// space about the size of the database, and blocks every writer while it runs.
+    pub fn vacuum(&mut self) -> anyhow::Result<VacuumReport> {
+        let bytes_before = self.file_bytes()?;
+        self.conn
+            .execute_batch("PRAGMA auto_vacuum = INCREMENTAL; VACUUM;")?;
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        Ok(VacuumReport {
+            bytes_before,
+            bytes_after: self.file_bytes()?,
+        })
+    }
+}
+
+/// The daemon's retention task: prunes now, then every [`PRUNE_EVERY`], until `shutdown`.
+/// A failed prune is logged and retried at the next round; it never stops the daemon.
+pub async fn prune_periodically(
+    writer: StoreWriter,
+    retain: Duration,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let now = Utc::now();
+        match writer.call(move |store| store.prune(retain, now, false)).await {
+            Ok(report) if report.entries > 0 => tracing::info!(
+                entries = report.entries,
+                stories = report.stories,
+                kept_flagged = report.kept_flagged,
+                freed_bytes = report.freed_bytes,
+                cutoff = %sql_time(report.cutoff),
+                "pruned old entries"
+            ),
+            Ok(_) => tracing::debug!("nothing to prune"),
+            Err(err) => tracing::error!(error = %format!("{err:#}"), "pruning old entries failed"),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(PRUNE_EVERY) => {}
+        }
+    }
+}
