@@ -370,7 +370,11 @@ fn print_prune(
         writeln!(out)?;
         return Ok(());
     }
-    let verb = if report.dry_run { "would delete" } else { "deleted" };
+    let verb = if report.dry_run {
+        "would delete"
+    } else {
+        "deleted"
+    };
     writeln!(
         out,
         "{verb} {} entries and {} stories older than {} (kept {} old entries that mention a company)",

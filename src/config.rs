@@ -935,11 +935,12 @@ mod tests {
         let config = parse("").unwrap();
         assert_eq!(config.storage.retain, None);
         assert_eq!(config.server.listen, None);
-        let config = parse(
-            "[storage]\nretain = \"180d\"\n[server]\nlisten = \"0.0.0.0:9187\"\n",
-        )
-        .unwrap();
-        assert_eq!(config.storage.retain, Some(Duration::from_secs(180 * 86400)));
+        let config =
+            parse("[storage]\nretain = \"180d\"\n[server]\nlisten = \"0.0.0.0:9187\"\n").unwrap();
+        assert_eq!(
+            config.storage.retain,
+            Some(Duration::from_secs(180 * 86400))
+        );
         assert_eq!(config.server.listen, Some("0.0.0.0:9187".parse().unwrap()));
     }
 

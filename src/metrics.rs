@@ -148,43 +148,104 @@ impl Metrics {
         let mut out = String::with_capacity(4096);
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
 
-        header(&mut out, "feedhound_fetches_total", "counter", "Feed fetches by outcome and HTTP status class.");
+        header(
+            &mut out,
+            "feedhound_fetches_total",
+            "counter",
+            "Feed fetches by outcome and HTTP status class.",
+        );
         for outcome in FetchOutcome::ALL {
             for (class, name) in STATUS_CLASSES.iter().enumerate() {
                 let value = load(&self.fetches[outcome as usize][class]);
-                let _ = writeln!(out, "feedhound_fetches_total{{outcome=\"{}\",status=\"{name}\"}} {value}", outcome.label());
+                let _ = writeln!(
+                    out,
+                    "feedhound_fetches_total{{outcome=\"{}\",status=\"{name}\"}} {value}",
+                    outcome.label()
+                );
             }
         }
 
-        header(&mut out, "feedhound_fetch_duration_seconds", "histogram", "Time to fetch a feed, from request to recorded result.");
+        header(
+            &mut out,
+            "feedhound_fetch_duration_seconds",
+            "histogram",
+            "Time to fetch a feed, from request to recorded result.",
+        );
         let mut cumulative = 0;
         for (bound, count) in DURATION_BUCKETS.iter().zip(&self.duration_buckets) {
             cumulative += load(count);
-            let _ = writeln!(out, "feedhound_fetch_duration_seconds_bucket{{le=\"{bound}\"}} {cumulative}");
+            let _ = writeln!(
+                out,
+                "feedhound_fetch_duration_seconds_bucket{{le=\"{bound}\"}} {cumulative}"
+            );
         }
         cumulative += load(&self.duration_buckets[DURATION_BUCKETS.len()]);
-        let _ = writeln!(out, "feedhound_fetch_duration_seconds_bucket{{le=\"+Inf\"}} {cumulative}");
+        let _ = writeln!(
+            out,
+            "feedhound_fetch_duration_seconds_bucket{{le=\"+Inf\"}} {cumulative}"
+        );
         let sum = load(&self.duration_micros) as f64 / 1e6;
         let _ = writeln!(out, "feedhound_fetch_duration_seconds_sum {sum}");
         let _ = writeln!(out, "feedhound_fetch_duration_seconds_count {cumulative}");
 
-        header(&mut out, "feedhound_entries_total", "counter", "Entries stored, by change.");
-        let _ = writeln!(out, "feedhound_entries_total{{change=\"new\"}} {}", load(&self.entries_new));
-        let _ = writeln!(out, "feedhound_entries_total{{change=\"updated\"}} {}", load(&self.entries_updated));
+        header(
+            &mut out,
+            "feedhound_entries_total",
+            "counter",
+            "Entries stored, by change.",
+        );
+        let _ = writeln!(
+            out,
+            "feedhound_entries_total{{change=\"new\"}} {}",
+            load(&self.entries_new)
+        );
+        let _ = writeln!(
+            out,
+            "feedhound_entries_total{{change=\"updated\"}} {}",
+            load(&self.entries_updated)
+        );
 
-        header(&mut out, "feedhound_mentions_total", "counter", "Company mentions recorded.");
+        header(
+            &mut out,
+            "feedhound_mentions_total",
+            "counter",
+            "Company mentions recorded.",
+        );
         let _ = writeln!(out, "feedhound_mentions_total {}", load(&self.mentions));
 
         if let Some(age) = self.heartbeat_age() {
-            header(&mut out, "feedhound_scheduler_heartbeat_age_seconds", "gauge", "Seconds since the scheduler last reported alive.");
-            let _ = writeln!(out, "feedhound_scheduler_heartbeat_age_seconds {}", age.as_secs_f64());
+            header(
+                &mut out,
+                "feedhound_scheduler_heartbeat_age_seconds",
+                "gauge",
+                "Seconds since the scheduler last reported alive.",
+            );
+            let _ = writeln!(
+                out,
+                "feedhound_scheduler_heartbeat_age_seconds {}",
+                age.as_secs_f64()
+            );
         }
 
-        header(&mut out, "feedhound_database_gauges_ok", "gauge", "1 when the database answered this scrape in time (the gauges below are present).");
-        let _ = writeln!(out, "feedhound_database_gauges_ok {}", u8::from(gauges.is_some()));
+        header(
+            &mut out,
+            "feedhound_database_gauges_ok",
+            "gauge",
+            "1 when the database answered this scrape in time (the gauges below are present).",
+        );
+        let _ = writeln!(
+            out,
+            "feedhound_database_gauges_ok {}",
+            u8::from(gauges.is_some())
+        );
         let Some(gauges) = gauges else { return out };
 
-        header(&mut out, "feedhound_feeds", "gauge", "Active feeds by state.");
+        header(
+            &mut out,
+            "feedhound_feeds",
+            "gauge",
+            "Active feeds by state.",
+        );
         let count_of = |state: &str| {
             gauges
                 .feeds_by_state
@@ -193,20 +254,42 @@ impl Metrics {
                 .map_or(0, |(_, n)| *n)
         };
         for state in FEED_STATES {
-            let _ = writeln!(out, "feedhound_feeds{{state=\"{state}\"}} {}", count_of(state));
+            let _ = writeln!(
+                out,
+                "feedhound_feeds{{state=\"{state}\"}} {}",
+                count_of(state)
+            );
         }
         for (state, count) in &gauges.feeds_by_state {
             if !FEED_STATES.contains(&state.as_str()) {
-                let _ = writeln!(out, "feedhound_feeds{{state=\"{}\"}} {count}", escape_label(state));
+                let _ = writeln!(
+                    out,
+                    "feedhound_feeds{{state=\"{}\"}} {count}",
+                    escape_label(state)
+                );
             }
         }
 
-        header(&mut out, "feedhound_outbox_pending", "gauge", "Alerts waiting for delivery.");
+        header(
+            &mut out,
+            "feedhound_outbox_pending",
+            "gauge",
+            "Alerts waiting for delivery.",
+        );
         let _ = writeln!(out, "feedhound_outbox_pending {}", gauges.outbox_pending);
 
         if let Some(at) = gauges.last_success_at {
-            header(&mut out, "feedhound_last_success_timestamp_seconds", "gauge", "Unix time of the most recent successful feed fetch.");
-            let _ = writeln!(out, "feedhound_last_success_timestamp_seconds {}", at.timestamp());
+            header(
+                &mut out,
+                "feedhound_last_success_timestamp_seconds",
+                "gauge",
+                "Unix time of the most recent successful feed fetch.",
+            );
+            let _ = writeln!(
+                out,
+                "feedhound_last_success_timestamp_seconds {}",
+                at.timestamp()
+            );
         }
         out
     }
@@ -237,21 +320,52 @@ mod tests {
     fn fetches_are_counted_by_outcome_and_status_class() {
         let metrics = Metrics::new();
         metrics.record_fetch(FetchOutcome::Ok, Some(200), Duration::from_millis(20));
-        metrics.record_fetch(FetchOutcome::NotModified, Some(304), Duration::from_millis(20));
+        metrics.record_fetch(
+            FetchOutcome::NotModified,
+            Some(304),
+            Duration::from_millis(20),
+        );
         metrics.record_fetch(FetchOutcome::Failed, Some(503), Duration::from_millis(20));
         metrics.record_fetch(FetchOutcome::Failed, None, Duration::from_secs(31));
         let text = metrics.render(None);
         let get = |s: &str| line(&text, s).unwrap_or_else(|| panic!("{s} missing in\n{text}"));
-        assert_eq!(get(r#"feedhound_fetches_total{outcome="ok",status="2xx"}"#), "1");
-        assert_eq!(get(r#"feedhound_fetches_total{outcome="not_modified",status="3xx"}"#), "1");
-        assert_eq!(get(r#"feedhound_fetches_total{outcome="failed",status="5xx"}"#), "1");
-        assert_eq!(get(r#"feedhound_fetches_total{outcome="failed",status="none"}"#), "1");
-        assert_eq!(get(r#"feedhound_fetches_total{outcome="ok",status="5xx"}"#), "0");
+        assert_eq!(
+            get(r#"feedhound_fetches_total{outcome="ok",status="2xx"}"#),
+            "1"
+        );
+        assert_eq!(
+            get(r#"feedhound_fetches_total{outcome="not_modified",status="3xx"}"#),
+            "1"
+        );
+        assert_eq!(
+            get(r#"feedhound_fetches_total{outcome="failed",status="5xx"}"#),
+            "1"
+        );
+        assert_eq!(
+            get(r#"feedhound_fetches_total{outcome="failed",status="none"}"#),
+            "1"
+        );
+        assert_eq!(
+            get(r#"feedhound_fetches_total{outcome="ok",status="5xx"}"#),
+            "0"
+        );
         // Cumulative buckets: three fetches under 50 ms, the timed-out one only in 60 and +Inf.
-        assert_eq!(get(r#"feedhound_fetch_duration_seconds_bucket{le="0.05"}"#), "3");
-        assert_eq!(get(r#"feedhound_fetch_duration_seconds_bucket{le="30"}"#), "3");
-        assert_eq!(get(r#"feedhound_fetch_duration_seconds_bucket{le="60"}"#), "4");
-        assert_eq!(get(r#"feedhound_fetch_duration_seconds_bucket{le="+Inf"}"#), "4");
+        assert_eq!(
+            get(r#"feedhound_fetch_duration_seconds_bucket{le="0.05"}"#),
+            "3"
+        );
+        assert_eq!(
+            get(r#"feedhound_fetch_duration_seconds_bucket{le="30"}"#),
+            "3"
+        );
+        assert_eq!(
+            get(r#"feedhound_fetch_duration_seconds_bucket{le="60"}"#),
+            "4"
+        );
+        assert_eq!(
+            get(r#"feedhound_fetch_duration_seconds_bucket{le="+Inf"}"#),
+            "4"
+        );
         assert_eq!(get("feedhound_fetch_duration_seconds_count"), "4");
         assert_eq!(get("feedhound_fetch_duration_seconds_sum"), "31.06");
         assert_eq!(get("feedhound_database_gauges_ok"), "0");
@@ -276,7 +390,10 @@ mod tests {
         };
         let text = metrics.render(Some(&gauges));
         assert_eq!(line(&text, r#"feedhound_feeds{state="ok"}"#), Some("0"));
-        assert_eq!(line(&text, r#"feedhound_feeds{state="backing_off"}"#), Some("0"));
+        assert_eq!(
+            line(&text, r#"feedhound_feeds{state="backing_off"}"#),
+            Some("0")
+        );
         assert_eq!(line(&text, r#"feedhound_feeds{state="dead"}"#), Some("2"));
         assert_eq!(line(&text, "feedhound_outbox_pending"), Some("3"));
     }

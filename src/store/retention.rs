@@ -228,7 +228,12 @@ impl Store {
                 as u64)
         };
         let before = free_pages(self)?;
-        self.conn.execute_batch("PRAGMA incremental_vacuum;")?;
+        // It frees one page per step: run it to the end, not just once as execute() would.
+        let mut stmt = self.conn.prepare("PRAGMA incremental_vacuum")?;
+        let mut steps = stmt.query([])?;
+        while steps.next()?.is_some() {}
+        drop(steps);
+        drop(stmt);
         let after = free_pages(self)?;
         // In WAL mode the file shrinks when the WAL is checkpointed; do it now rather than at
         // the next automatic checkpoint. Busy readers only make it partial, which is harmless.
@@ -244,9 +249,7 @@ impl Store {
     }
 
     fn file_bytes(&self) -> anyhow::Result<u64> {
-        let pages: i64 = self
-            .conn
-            .query_row("PRAGMA page_count", [], |r| r.get(0))?;
+        let pages: i64 = self.conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
         Ok(pages as u64 * self.page_size()?)
     }
 
@@ -275,7 +278,10 @@ pub async fn prune_periodically(
 ) {
     loop {
         let now = Utc::now();
-        match writer.call(move |store| store.prune(retain, now, false)).await {
+        match writer
+            .call(move |store| store.prune(retain, now, false))
+            .await
+        {
             Ok(report) if report.entries > 0 => tracing::info!(
                 entries = report.entries,
                 stories = report.stories,
@@ -291,5 +297,256 @@ pub async fn prune_periodically(
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(PRUNE_EVERY) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::FeedConfig;
+    use crate::model::{ParsedEntry, ParsedFeed};
+    use crate::store::{Applied, FeedResult, FetchState};
+
+    const DAY: Duration = Duration::from_secs(86400);
+
+    fn entry(key: &str, published: Option<&str>) -> ParsedEntry {
+        ParsedEntry {
+            dedup_key: key.into(),
+            title: Some(format!("title {key}")),
+            canonical_link: Some(format!("news.example/{key}")),
+            link_unique_in_doc: true,
+            published_at: published
+                .map(|p| DateTime::parse_from_rfc3339(p).unwrap().with_timezone(&Utc)),
+            content_hash: key.into(),
+            ..Default::default()
+        }
+    }
+
+    fn setup() -> (tempfile::TempDir, Store, i64) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("db")).unwrap();
+        store
+            .sync_feeds(&[FeedConfig {
+                url: url::Url::parse("http://a.example/rss").unwrap(),
+                name: Some("Wire".into()),
+                interval: None,
+                tags: vec![],
+            }])
+            .unwrap();
+        let id = store.due_feeds(None).unwrap()[0].id;
+        (dir, store, id)
+    }
+
+    fn poll(store: &mut Store, feed_id: i64, entries: Vec<ParsedEntry>, body: &str) -> Applied {
+        let state = FetchState {
+            fetched_at: Utc::now(),
+            status: Some(200),
+            next_poll_at: Utc::now(),
+        };
+        let result = FeedResult::Parsed {
+            etag: None,
+            last_modified: None,
+            body_hash: body.into(),
+            feed: ParsedFeed {
+                entries,
+                ..Default::default()
+            },
+            mentions: Vec::new(),
+        };
+        store.apply(feed_id, &state, &result).unwrap()
+    }
+
+    fn count(store: &Store, sql: &str) -> i64 {
+        store.conn.query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+
+    /// Three entries: two published in 2020 (one of them flagged), one today.
+    fn populated() -> (tempfile::TempDir, Store, i64) {
+        let (dir, mut store, feed) = setup();
+        let today = Utc::now().to_rfc3339();
+        poll(
+            &mut store,
+            feed,
+            vec![
+                entry("g:old", Some("2020-01-01T00:00:00Z")),
+                entry("g:old-flagged", Some("2020-01-02T00:00:00Z")),
+                entry("g:new", Some(&today)),
+            ],
+            "b1",
+        );
+        store
+            .conn
+            .execute_batch(
+                "INSERT INTO companies (name) VALUES ('Acme');
+                 INSERT INTO mentions (entry_id, company_id, fields, count, snippet)
+                 SELECT e.id, c.id, 'title', 1, 'Acme' FROM entries e, companies c
+                 WHERE e.dedup_key = 'g:old-flagged';",
+            )
+            .unwrap();
+        (dir, store, feed)
+    }
+
+    #[test]
+    fn a_new_database_is_in_incremental_auto_vacuum_mode() {
+        let (_dir, store, _) = setup();
+        assert!(store.auto_vacuum_incremental().unwrap());
+    }
+
+    #[test]
+    fn vacuum_switches_an_older_database_to_incremental_auto_vacuum() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        // A database whose first table predates the auto_vacuum request.
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute_batch("CREATE TABLE older (x)")
+            .unwrap();
+        let mut store = Store::open(&path).unwrap();
+        assert!(!store.auto_vacuum_incremental().unwrap());
+        store.vacuum().unwrap();
+        assert!(store.auto_vacuum_incremental().unwrap());
+    }
+
+    #[test]
+    fn old_unflagged_entries_and_their_stories_go_and_flagged_ones_stay() {
+        let (_dir, mut store, feed) = populated();
+        let stories_before = count(&store, "SELECT count(*) FROM stories");
+        let report = store.prune(180 * DAY, Utc::now(), false).unwrap();
+        assert_eq!(report.entries, 1);
+        assert_eq!(report.stories, 1);
+        assert_eq!(report.kept_flagged, 1);
+        assert_eq!(
+            report.feeds,
+            vec![PrunedFeed {
+                feed_id: feed,
+                feed: "Wire".into(),
+                entries: 1
+            }]
+        );
+        let mut keys: Vec<String> = store
+            .conn
+            .prepare("SELECT dedup_key FROM entries ORDER BY dedup_key")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        keys.sort();
+        assert_eq!(keys, ["g:new", "g:old-flagged"]);
+        assert_eq!(
+            count(&store, "SELECT count(*) FROM stories"),
+            stories_before - 1
+        );
+        // No story is left pointing at nothing, and no entry at a missing story.
+        assert_eq!(
+            count(
+                &store,
+                "SELECT count(*) FROM stories s WHERE NOT EXISTS (SELECT 1 FROM entries e WHERE e.story_id = s.id)"
+            ),
+            0
+        );
+        assert_eq!(
+            count(&store, "SELECT count(*) FROM pragma_foreign_key_check"),
+            0
+        );
+        assert_eq!(
+            count(
+                &store,
+                "SELECT count(*) FROM tombstones WHERE dedup_key = 'g:old'"
+            ),
+            1
+        );
+        assert_eq!(store.integrity_check().unwrap(), "ok");
+    }
+
+    #[test]
+    fn a_pruned_entry_served_again_is_not_stored_again() {
+        let (_dir, mut store, feed) = populated();
+        store.prune(180 * DAY, Utc::now(), false).unwrap();
+        let applied = poll(
+            &mut store,
+            feed,
+            vec![
+                entry("g:old", Some("2020-01-01T00:00:00Z")),
+                entry("g:new", Some(&Utc::now().to_rfc3339())),
+                entry("g:newer", None),
+            ],
+            "b2",
+        );
+        assert_eq!(
+            applied,
+            Applied {
+                new: 1,
+                updated: 0,
+                unchanged: 2
+            }
+        );
+        assert_eq!(
+            count(
+                &store,
+                "SELECT count(*) FROM entries WHERE dedup_key = 'g:old'"
+            ),
+            0
+        );
+    }
+
+    #[test]
+    fn a_dry_run_counts_what_a_real_run_deletes_and_deletes_nothing() {
+        let (_dir, mut store, _) = populated();
+        let entries_before = count(&store, "SELECT count(*) FROM entries");
+        let dry = store.prune(180 * DAY, Utc::now(), true).unwrap();
+        assert_eq!(
+            count(&store, "SELECT count(*) FROM entries"),
+            entries_before
+        );
+        assert_eq!(count(&store, "SELECT count(*) FROM tombstones"), 0);
+        let real = store.prune(180 * DAY, Utc::now(), false).unwrap();
+        assert_eq!(
+            (dry.entries, dry.stories, dry.kept_flagged, dry.feeds),
+            (real.entries, real.stories, real.kept_flagged, real.feeds)
+        );
+        assert!(dry.dry_run && !real.dry_run);
+    }
+
+    #[test]
+    fn a_story_keeps_its_row_while_another_feed_still_carries_it() {
+        let (_dir, mut store, _) = populated();
+        // Put the new entry into the old entry's story: the story must survive the prune.
+        store
+            .conn
+            .execute_batch(
+                "UPDATE entries SET story_id = (SELECT story_id FROM entries WHERE dedup_key = 'g:old')
+                 WHERE dedup_key = 'g:new'",
+            )
+            .unwrap();
+        let report = store.prune(180 * DAY, Utc::now(), false).unwrap();
+        assert_eq!((report.entries, report.stories), (1, 0));
+        assert_eq!(
+            count(
+                &store,
+                "SELECT count(*) FROM stories s JOIN entries e ON e.story_id = s.id WHERE e.dedup_key = 'g:new'"
+            ),
+            1
+        );
+    }
+
+    #[test]
+    fn many_batches_prune_everything_old_and_free_space() {
+        let (_dir, mut store, feed) = setup();
+        let entries: Vec<ParsedEntry> = (0..BATCH * 2 + 10)
+            .map(|i| {
+                let mut e = entry(&format!("g:{i}"), Some("2020-01-01T00:00:00Z"));
+                e.content = Some("lorem ipsum dolor sit amet ".repeat(40));
+                e
+            })
+            .collect();
+        poll(&mut store, feed, entries, "big");
+        let report = store.prune(180 * DAY, Utc::now(), false).unwrap();
+        assert_eq!(report.entries, BATCH * 2 + 10);
+        assert_eq!(count(&store, "SELECT count(*) FROM entries"), 0);
+        assert_eq!(count(&store, "SELECT count(*) FROM stories"), 0);
+        assert!(report.auto_vacuum);
+        assert!(report.freed_bytes > 1_000_000, "{report:?}");
+        assert_eq!(count(&store, "PRAGMA freelist_count"), 0);
     }
 }

@@ -189,7 +189,11 @@ mod tests {
     #[test]
     fn a_word_of_the_content_is_found_with_a_highlighted_snippet() {
         let (_dir, store) = store_with(&[
-            ("g:1", "Port news", "The harbour crane operators went on strike."),
+            (
+                "g:1",
+                "Port news",
+                "The harbour crane operators went on strike.",
+            ),
             ("g:2", "Weather", "Sunny all week."),
         ]);
         let hits = store.search(&query("crane")).unwrap();

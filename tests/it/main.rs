@@ -8,3 +8,4 @@ mod helpers;
 mod matcher_eval;
 mod parse_corpus;
 mod pipeline;
+mod service;
