@@ -27,7 +27,7 @@ use super::{Store, sql_time};
 /// Entries deleted per transaction: each commit stays short (the FTS triggers re-tokenise every
 /// deleted entry) and the WAL small, so a first prune of a years-old database does not build a
 /// transaction of its whole size.
-const BATCH: usize = 2000;
+const BATCH: usize = 500;
 
 /// How often the daemon prunes; entries age by days, so more often gains nothing.
 pub const PRUNE_EVERY: Duration = Duration::from_secs(24 * 3600);
@@ -71,6 +71,17 @@ pub struct VacuumReport {
     pub bytes_after: u64,
 }
 
+/// A prune in progress. [`Store::prune`] runs one to the end; the daemon runs it a batch per
+/// writer call, so feed results are written between batches (a first prune of a large
+/// database takes tens of seconds, see README).
+struct Pruning {
+    cutoff: String,
+    now: DateTime<Utc>,
+    per_feed: BTreeMap<i64, usize>,
+    report: PruneReport,
+    done: bool,
+}
+
 impl Store {
     /// Deletes entries older than `retain` before `now` that mention no company, remembering
     /// their keys as tombstones, and the stories they leave empty; then optimises and
@@ -81,6 +92,20 @@ impl Store {
         now: DateTime<Utc>,
         dry_run: bool,
     ) -> anyhow::Result<PruneReport> {
+        let mut run = self.prune_begin(retain, now, dry_run)?;
+        while !run.done {
+            self.prune_step(&mut run)?;
+        }
+        self.prune_finish(run)
+    }
+
+    /// Counts what stays (and, for a dry run, everything), deleting nothing yet.
+    fn prune_begin(
+        &mut self,
+        retain: Duration,
+        now: DateTime<Utc>,
+        dry_run: bool,
+    ) -> anyhow::Result<Pruning> {
         let cutoff = now
             - chrono::Duration::from_std(retain)
                 .map_err(|_| anyhow::anyhow!("the retention period is too long"))?;
@@ -91,30 +116,34 @@ impl Store {
             [&cutoff_text],
             |r| r.get::<_, i64>(0),
         )? as usize;
-        let auto_vacuum = self.auto_vacuum_incremental()?;
-        let mut report = PruneReport {
-            cutoff,
-            dry_run,
-            feeds: Vec::new(),
-            entries: 0,
-            stories: 0,
-            kept_flagged,
-            freed_bytes: 0,
-            auto_vacuum,
+        let mut run = Pruning {
+            cutoff: cutoff_text,
+            now,
+            per_feed: BTreeMap::new(),
+            report: PruneReport {
+                cutoff,
+                dry_run,
+                feeds: Vec::new(),
+                entries: 0,
+                stories: 0,
+                kept_flagged,
+                freed_bytes: 0,
+                auto_vacuum: self.auto_vacuum_incremental()?,
+            },
+            done: dry_run,
         };
-        let mut per_feed: BTreeMap<i64, usize> = BTreeMap::new();
         if dry_run {
             let mut stmt = self.conn.prepare(&format!(
                 "SELECT e.feed_id, count(*) FROM entries e WHERE {DOOMED} GROUP BY e.feed_id"
             ))?;
-            for row in stmt.query_map([&cutoff_text], |r| {
+            for row in stmt.query_map([&run.cutoff], |r| {
                 Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)? as usize))
             })? {
                 let (feed, count) = row?;
-                per_feed.insert(feed, count);
+                run.per_feed.insert(feed, count);
             }
             // A story goes when every one of its entries goes.
-            report.stories = self.conn.query_row(
+            run.report.stories = self.conn.query_row(
                 &format!(
                     "SELECT count(DISTINCT e.story_id) FROM entries e
                      WHERE {DOOMED} AND e.story_id IS NOT NULL
@@ -122,20 +151,60 @@ impl Store {
                            AND (coalesce(o.published_at, o.first_seen_at) >= ?1
                                 OR EXISTS (SELECT 1 FROM mentions m WHERE m.entry_id = o.id)))"
                 ),
-                [&cutoff_text],
+                [&run.cutoff],
                 |r| r.get::<_, i64>(0),
             )? as usize;
-        } else {
-            loop {
-                let (deleted, stories) = self.prune_batch(&cutoff_text, now, &mut per_feed)?;
-                report.stories += stories;
-                if deleted < BATCH {
-                    break;
-                }
+        }
+        Ok(run)
+    }
+
+    /// Deletes one batch of at most [`BATCH`] entries in its own transaction.
+    fn prune_step(&mut self, run: &mut Pruning) -> anyhow::Result<()> {
+        let tx = self.conn.transaction()?;
+        let doomed: Vec<(i64, i64, Option<i64>)> = tx
+            .prepare(&format!(
+                "SELECT e.id, e.feed_id, e.story_id FROM entries e WHERE {DOOMED} LIMIT ?2"
+            ))?
+            .query_map(params![run.cutoff, BATCH as i64], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?
+            .collect::<Result<_, _>>()?;
+        let mut stories = Vec::new();
+        {
+            let now = sql_time(run.now);
+            let mut tombstone = tx.prepare(
+                "INSERT OR IGNORE INTO tombstones (feed_id, dedup_key, pruned_at)
+                 SELECT feed_id, dedup_key, ?2 FROM entries WHERE id = ?1",
+            )?;
+            let mut delete = tx.prepare("DELETE FROM entries WHERE id = ?1")?;
+            for &(id, feed_id, story) in &doomed {
+                tombstone.execute(params![id, now])?;
+                delete.execute([id])?;
+                *run.per_feed.entry(feed_id).or_default() += 1;
+                stories.extend(story);
             }
         }
-        report.entries = per_feed.values().sum();
-        for (feed_id, entries) in per_feed {
+        stories.sort_unstable();
+        stories.dedup();
+        {
+            let mut delete_story = tx.prepare(
+                "DELETE FROM stories WHERE id = ?1
+                   AND NOT EXISTS (SELECT 1 FROM entries WHERE story_id = ?1)",
+            )?;
+            for story in stories {
+                run.report.stories += delete_story.execute([story])?;
+            }
+        }
+        tx.commit()?;
+        run.done = doomed.len() < BATCH;
+        Ok(())
+    }
+
+    /// Names the feeds, then optimises and vacuums after a real run.
+    fn prune_finish(&mut self, run: Pruning) -> anyhow::Result<PruneReport> {
+        let mut report = run.report;
+        report.entries = run.per_feed.values().sum();
+        for (feed_id, entries) in run.per_feed {
             let feed = self
                 .conn
                 .query_row(
@@ -154,61 +223,14 @@ impl Store {
         report
             .feeds
             .sort_by(|a, b| b.entries.cmp(&a.entries).then(a.feed_id.cmp(&b.feed_id)));
-        if !dry_run {
+        if !report.dry_run {
             // Refreshes the planner's statistics after a large change, as SQLite recommends.
             self.conn.execute_batch("PRAGMA optimize;")?;
-            if auto_vacuum && report.entries > 0 {
+            if report.auto_vacuum && report.entries > 0 {
                 report.freed_bytes = self.incremental_vacuum()?;
             }
         }
         Ok(report)
-    }
-
-    /// One transaction of at most [`BATCH`] deletions; returns (entries, stories) deleted.
-    fn prune_batch(
-        &mut self,
-        cutoff: &str,
-        now: DateTime<Utc>,
-        per_feed: &mut BTreeMap<i64, usize>,
-    ) -> anyhow::Result<(usize, usize)> {
-        let tx = self.conn.transaction()?;
-        let doomed: Vec<(i64, i64, Option<i64>)> = tx
-            .prepare(&format!(
-                "SELECT e.id, e.feed_id, e.story_id FROM entries e WHERE {DOOMED} LIMIT ?2"
-            ))?
-            .query_map(params![cutoff, BATCH as i64], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })?
-            .collect::<Result<_, _>>()?;
-        let mut stories = Vec::new();
-        {
-            let now = sql_time(now);
-            let mut tombstone = tx.prepare(
-                "INSERT OR IGNORE INTO tombstones (feed_id, dedup_key, pruned_at)
-                 SELECT feed_id, dedup_key, ?2 FROM entries WHERE id = ?1",
-            )?;
-            let mut delete = tx.prepare("DELETE FROM entries WHERE id = ?1")?;
-            for &(id, feed_id, story) in &doomed {
-                tombstone.execute(params![id, now])?;
-                delete.execute([id])?;
-                *per_feed.entry(feed_id).or_default() += 1;
-                stories.extend(story);
-            }
-        }
-        stories.sort_unstable();
-        stories.dedup();
-        let mut stories_deleted = 0;
-        {
-            let mut delete_story = tx.prepare(
-                "DELETE FROM stories WHERE id = ?1
-                   AND NOT EXISTS (SELECT 1 FROM entries WHERE story_id = ?1)",
-            )?;
-            for story in stories {
-                stories_deleted += delete_story.execute([story])?;
-            }
-        }
-        tx.commit()?;
-        Ok((doomed.len(), stories_deleted))
     }
 
     fn auto_vacuum_incremental(&self) -> anyhow::Result<bool> {
@@ -269,6 +291,30 @@ impl Store {
     }
 }
 
+/// One prune, a batch per writer call; None when `shutdown` came first (batches already
+/// committed stay done; the rest waits for the next run).
+async fn prune_through(
+    writer: &StoreWriter,
+    retain: Duration,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Option<PruneReport>> {
+    let now = Utc::now();
+    let mut run = writer
+        .call(move |store| store.prune_begin(retain, now, false))
+        .await?;
+    while !run.done {
+        if shutdown.is_cancelled() {
+            return Ok(None);
+        }
+        run = writer
+            .call(move |store| store.prune_step(&mut run).map(|()| run))
+            .await?;
+    }
+    Ok(Some(
+        writer.call(move |store| store.prune_finish(run)).await?,
+    ))
+}
+
 /// The daemon's retention task: prunes now, then every [`PRUNE_EVERY`], until `shutdown`.
 /// A failed prune is logged and retried at the next round; it never stops the daemon.
 pub async fn prune_periodically(
@@ -277,12 +323,8 @@ pub async fn prune_periodically(
     shutdown: CancellationToken,
 ) {
     loop {
-        let now = Utc::now();
-        match writer
-            .call(move |store| store.prune(retain, now, false))
-            .await
-        {
-            Ok(report) if report.entries > 0 => tracing::info!(
+        match prune_through(&writer, retain, &shutdown).await {
+            Ok(Some(report)) if report.entries > 0 => tracing::info!(
                 entries = report.entries,
                 stories = report.stories,
                 kept_flagged = report.kept_flagged,
@@ -290,7 +332,8 @@ pub async fn prune_periodically(
                 cutoff = %sql_time(report.cutoff),
                 "pruned old entries"
             ),
-            Ok(_) => tracing::debug!("nothing to prune"),
+            Ok(Some(_)) => tracing::debug!("nothing to prune"),
+            Ok(None) => return,
             Err(err) => tracing::error!(error = %format!("{err:#}"), "pruning old entries failed"),
         }
         tokio::select! {
@@ -390,6 +433,45 @@ mod tests {
     fn a_new_database_is_in_incremental_auto_vacuum_mode() {
         let (_dir, store, _) = setup();
         assert!(store.auto_vacuum_incremental().unwrap());
+    }
+
+    #[tokio::test]
+    async fn the_daemon_task_prunes_at_once_in_batches_and_stops_on_shutdown() {
+        let (_dir, mut store, feed) = setup();
+        let old: Vec<ParsedEntry> = (0..BATCH + 5)
+            .map(|i| entry(&format!("g:{i}"), Some("2020-01-01T00:00:00Z")))
+            .collect();
+        poll(&mut store, feed, old, "b");
+        let (writer, thread) = StoreWriter::spawn(store).unwrap();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(prune_periodically(
+            writer.clone(),
+            180 * DAY,
+            shutdown.clone(),
+        ));
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = writer
+                .call(|store| Ok(count(store, "SELECT count(*) FROM entries")))
+                .await
+                .unwrap();
+            if left == 0 {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{left} entries left");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("stops on shutdown")
+            .unwrap();
+        drop(writer);
+        let store = thread.join().unwrap();
+        assert_eq!(
+            count(&store, "SELECT count(*) FROM tombstones"),
+            (BATCH + 5) as i64
+        );
     }
 
     #[test]
