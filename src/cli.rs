@@ -14,7 +14,7 @@ use anyhow::Context;
 use crate::config::{Config, DEFAULT_CONFIG_PATH};
 use crate::matcher::{EntryText, Matcher};
 use crate::scheduler::Control;
-use crate::store::FlaggedStory;
+use crate::store::{FlaggedStory, PruneReport, SearchHit, SearchQuery, VacuumReport};
 use crate::{demo, fetch, opml, scheduler, text};
 
 #[derive(Debug, Parser)]
@@ -84,6 +84,37 @@ pub enum Command {
     },
     /// Re-match every stored entry against the current company rules.
     Rescan,
+    /// Full-text search of stored entries (title, summary, content), newest first.
+    Search {
+        /// FTS5 query: words (all must appear), "exact phrase", OR, NOT, prefix*, NEAR(a b).
+        query: String,
+        /// Only entries mentioning this tracked company (its configured name).
+        #[arg(long)]
+        company: Option<String>,
+        /// Only entries published (or first seen) within this long, e.g. 24h, 7d.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        since: Option<std::time::Duration>,
+        /// At most this many entries.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Delete entries older than `[storage] retain` that mention no company (see README).
+    Prune {
+        /// Only show what would be deleted.
+        #[arg(long)]
+        dry_run: bool,
+        /// Use this retention instead of the config's, e.g. 90d.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        retain: Option<std::time::Duration>,
+        /// Then rewrite the whole database (VACUUM) to give the space back to the filesystem;
+        /// needed once for databases created before retention existed.
+        #[arg(long, conflicts_with = "dry_run")]
+        vacuum: bool,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
     /// Show the delivery state of alerts per notify target.
     Alerts {
         #[arg(long, value_enum, default_value_t = Format::Table)]
@@ -178,10 +209,7 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
         } => {
             let config = Config::load(&cli.config)?;
             let store = scheduler::open_store(&config)?;
-            let since = since
-                .map(|d| chrono::Duration::from_std(d).map(|d| chrono::Utc::now() - d))
-                .transpose()
-                .map_err(|_| anyhow::anyhow!("--since is too long"))?;
+            let since = since_time(since)?;
             let stories =
                 store.flagged_stories(company.as_deref(), since, limit.unwrap_or(usize::MAX))?;
             print_stories(&stories, format)?;
@@ -228,6 +256,43 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
             let config = Config::load(&cli.config)?;
             let (scanned, changed) = scheduler::rescan(&config).await?;
             println!("re-matched {scanned} entries; mentions changed for {changed}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Search {
+            query,
+            company,
+            since,
+            limit,
+            format,
+        } => {
+            let config = Config::load(&cli.config)?;
+            let store = scheduler::open_store(&config)?;
+            let hits = store.search(&SearchQuery {
+                text: query,
+                company,
+                since: since_time(since)?,
+                limit,
+            })?;
+            print_hits(&hits, format)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Prune {
+            dry_run,
+            retain,
+            vacuum,
+            format,
+        } => {
+            let config = Config::load(&cli.config)?;
+            let Some(retain) = retain.or(config.storage.retain) else {
+                anyhow::bail!(
+                    "no retention is set: add `retain = \"180d\"` to [storage] in {}, or pass --retain",
+                    cli.config.display()
+                );
+            };
+            let mut store = scheduler::open_store(&config)?;
+            let report = store.prune(retain, chrono::Utc::now(), dry_run)?;
+            let vacuumed = if vacuum { Some(store.vacuum()?) } else { None };
+            print_prune(&report, vacuumed, format)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Alerts { format } => {
@@ -277,6 +342,91 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
 
 fn redact_str(url: &str) -> String {
     url::Url::parse(url).map_or_else(|_| url.to_string(), |url| fetch::redact(&url))
+}
+
+/// `--since 7d` as the time it names.
+fn since_time(
+    since: Option<std::time::Duration>,
+) -> anyhow::Result<Option<chrono::DateTime<chrono::Utc>>> {
+    since
+        .map(|d| chrono::Duration::from_std(d).map(|d| chrono::Utc::now() - d))
+        .transpose()
+        .map_err(|_| anyhow::anyhow!("--since is too long"))
+}
+
+/// `search` output; JSON fields are only ever added.
+fn print_hits(hits: &[SearchHit], format: Format) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    if format == Format::Json {
+        serde_json::to_writer_pretty(&mut out, hits)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    if hits.is_empty() {
+        writeln!(out, "no entry matches")?;
+    }
+    for hit in hits {
+        writeln!(
+            out,
+            "{}  {}  {}",
+            hit.published_at.as_deref().unwrap_or(&hit.first_seen_at),
+            hit.feed,
+            hit.title.as_deref().unwrap_or("(untitled)")
+        )?;
+        if let Some(link) = &hit.link {
+            writeln!(out, "    {link}")?;
+        }
+        writeln!(out, "    {}", hit.snippet.replace('\n', " "))?;
+    }
+    Ok(())
+}
+
+fn print_prune(
+    report: &PruneReport,
+    vacuumed: Option<VacuumReport>,
+    format: Format,
+) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    if format == Format::Json {
+        let value = serde_json::json!({ "prune": report, "vacuum": vacuumed });
+        serde_json::to_writer_pretty(&mut out, &value)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    let verb = if report.dry_run {
+        "would delete"
+    } else {
+        "deleted"
+    };
+    writeln!(
+        out,
+        "{verb} {} entries and {} stories older than {} (kept {} old entries that mention a company)",
+        report.entries,
+        report.stories,
+        report.cutoff.format("%Y-%m-%d %H:%M:%S"),
+        report.kept_flagged
+    )?;
+    for feed in &report.feeds {
+        writeln!(out, "{:>8}  {}", feed.entries, feed.feed)?;
+    }
+    if !report.dry_run && report.entries > 0 {
+        if report.auto_vacuum {
+            writeln!(out, "freed {} bytes", report.freed_bytes)?;
+        } else if vacuumed.is_none() {
+            writeln!(
+                out,
+                "the space is reused for new entries; run `feedhound prune --vacuum` once to shrink the file"
+            )?;
+        }
+    }
+    if let Some(v) = vacuumed {
+        writeln!(
+            out,
+            "vacuumed: {} -> {} bytes",
+            v.bytes_before, v.bytes_after
+        )?;
+    }
+    Ok(())
 }
 
 fn print_feeds(feeds: &[crate::store::FeedStatus], format: Format) -> anyhow::Result<()> {

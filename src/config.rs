@@ -28,12 +28,22 @@ pub struct Config {
     pub feeds: Vec<FeedConfig>,
     pub companies: Vec<CompanyConfig>,
     pub notify: Vec<NotifyConfig>,
+    pub server: ServerConfig,
 }
 
 #[derive(Debug, Clone)]
 pub struct StorageConfig {
     /// The SQLite database file, absolute or relative to the config file's folder.
     pub path: PathBuf,
+    /// Entries older than this that mention no company are pruned; None keeps everything.
+    pub retain: Option<Duration>,
+}
+
+/// The optional `/metrics` and `/healthz` endpoint.
+#[derive(Debug, Clone, Default)]
+pub struct ServerConfig {
+    /// Where to listen; None (the default) serves nothing.
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Clone)]
@@ -291,6 +301,14 @@ struct RawConfig {
     company: Vec<RawCompany>,
     #[serde(default)]
     notify: Vec<RawNotify>,
+    #[serde(default)]
+    server: RawServer,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -307,6 +325,7 @@ struct RawNotify {
 #[serde(deny_unknown_fields)]
 struct RawStorage {
     path: Option<Spanned<String>>,
+    retain: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -397,6 +416,9 @@ const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 // The largest real feeds (podcasts with years of items) are a few MB; 16 MiB leaves room.
 const DEFAULT_MAX_BODY_SIZE: u64 = 16 * 1024 * 1024;
 const DEFAULT_RETRY_DELAY: Duration = Duration::from_secs(30);
+// Entries age by days; a shorter retention is almost surely "6m" written for six months (it
+// means six minutes) and would delete nearly everything.
+const MIN_RETAIN: Duration = Duration::from_secs(24 * 3600);
 
 impl Checker<'_> {
     fn issue(
@@ -455,7 +477,9 @@ impl Checker<'_> {
                 Some(p) => PathBuf::from(p.into_inner()),
                 None => PathBuf::from("feedhound.db"),
             },
+            retain: self.retain(raw.storage.retain),
         };
+        let server = self.server(raw.server);
         let polling = self.polling(raw.polling);
         let daemon = DaemonConfig {
             shutdown_grace: match raw.daemon.shutdown_grace {
@@ -475,6 +499,40 @@ impl Checker<'_> {
             feeds,
             companies,
             notify,
+            server,
+        }
+    }
+
+    fn retain(&mut self, raw: Option<Spanned<String>>) -> Option<Duration> {
+        let span = raw.as_ref()?.span();
+        let retain = self.duration(raw, "storage.retain", MIN_RETAIN);
+        if retain < MIN_RETAIN {
+            self.issue(
+                Some(span),
+                "storage.retain",
+                "must be at least one day; write e.g. \"180d\" (\"m\" is minutes, months are \"M\")",
+            );
+        }
+        Some(retain)
+    }
+
+    fn server(&mut self, raw: RawServer) -> ServerConfig {
+        let Some(listen) = raw.listen else {
+            return ServerConfig::default();
+        };
+        match listen.get_ref().trim().parse() {
+            Ok(addr) => ServerConfig { listen: Some(addr) },
+            Err(_) => {
+                self.issue(
+                    Some(listen.span()),
+                    "server.listen",
+                    format!(
+                        "cannot read {:?} as an address and port; write e.g. \"127.0.0.1:9187\"",
+                        listen.get_ref()
+                    ),
+                );
+                ServerConfig::default()
+            }
         }
     }
 
@@ -968,6 +1026,33 @@ mod tests {
             "{debug}"
         );
         assert_eq!(config.alert_routes()[0].target, "ops");
+    }
+
+    #[test]
+    fn retention_and_the_server_are_off_unless_configured() {
+        let config = parse("").unwrap();
+        assert_eq!(config.storage.retain, None);
+        assert_eq!(config.server.listen, None);
+        let config =
+            parse("[storage]\nretain = \"180d\"\n[server]\nlisten = \"0.0.0.0:9187\"\n").unwrap();
+        assert_eq!(
+            config.storage.retain,
+            Some(Duration::from_secs(180 * 86400))
+        );
+        assert_eq!(config.server.listen, Some("0.0.0.0:9187".parse().unwrap()));
+    }
+
+    #[test]
+    fn a_retention_in_minutes_and_a_listen_without_port_are_rejected() {
+        let message = error_text("[storage]\nretain = \"6m\"\n[server]\nlisten = \"localhost\"\n");
+        assert!(
+            message.contains(":2: storage.retain: must be at least one day"),
+            "{message}"
+        );
+        assert!(
+            message.contains(":4: server.listen: cannot read \"localhost\""),
+            "{message}"
+        );
     }
 
     #[test]

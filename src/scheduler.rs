@@ -28,12 +28,14 @@ use url::Url;
 use crate::config::Config;
 use crate::fetch::{FetchError, FetchSettings, Fetcher, Validators, redact};
 use crate::matcher::{EntryText, Matcher};
+use crate::metrics::{FetchOutcome, Metrics};
 use crate::model::{Mention, ParsedFeed};
 use crate::notify::{Delivered, Notifier};
 use crate::parse;
 use crate::schedule::{self, Facts, Policy};
 use crate::store::writer::StoreWriter;
 use crate::store::{Applied, DueFeed, FeedResult, FetchState, Store};
+use crate::{server, store};
 
 /// Totals of one pass over the feeds, printed by `feedhound poll`.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -107,6 +109,7 @@ pub struct Control {
 /// Fetch slots: global and per host, plus per-host spacing of request starts. Shared across
 /// config reloads so a reload never lets more requests through than the limits allow.
 struct Limits {
+    concurrency: usize,
     global: Arc<Semaphore>,
     per_host: usize,
     per_host_delay: Duration,
@@ -122,6 +125,7 @@ struct Slot {
 impl Limits {
     fn new(config: &Config) -> Limits {
         Limits {
+            concurrency: config.polling.concurrency,
             global: Arc::new(Semaphore::new(config.polling.concurrency)),
             per_host: config.polling.per_host_concurrency,
             per_host_delay: config.polling.per_host_delay,
@@ -130,7 +134,7 @@ impl Limits {
     }
 
     fn matches(&self, config: &Config) -> bool {
-        self.global.available_permits() <= config.polling.concurrency
+        self.concurrency == config.polling.concurrency
             && self.per_host == config.polling.per_host_concurrency
             && self.per_host_delay == config.polling.per_host_delay
     }
@@ -183,6 +187,7 @@ struct Pipeline {
     new_flags: Arc<Notify>,
     /// Cancelled when the shutdown grace period is over: fetches in flight are abandoned.
     hard_stop: CancellationToken,
+    metrics: Arc<Metrics>,
 }
 
 impl Pipeline {
@@ -193,6 +198,7 @@ impl Pipeline {
         limits: Arc<Limits>,
         new_flags: Arc<Notify>,
         hard_stop: CancellationToken,
+        metrics: Arc<Metrics>,
     ) -> anyhow::Result<Pipeline> {
         let fetcher = Fetcher::new(FetchSettings {
             timeout: config.polling.timeout,
@@ -219,6 +225,7 @@ impl Pipeline {
                 .collect(),
             new_flags,
             hard_stop,
+            metrics,
         })
     }
 
@@ -249,6 +256,7 @@ impl Pipeline {
             return Ok(None);
         }
         let fetched_at = Utc::now();
+        let started = std::time::Instant::now();
         let fetch = tokio::select! {
             fetch = self.fetch_and_parse(&feed, &url) => fetch,
             () = self.hard_stop.cancelled() => return Ok(None),
@@ -293,7 +301,16 @@ impl Pipeline {
             permanent_redirect: fetch.permanent_redirect,
             retry_after: fetch.retry_after,
         };
+        let took = started.elapsed();
         let applied: Applied = self.writer.apply(feed.id, state, fetch.result).await?;
+        let outcome = match kind {
+            OutcomeKind::Ok => FetchOutcome::Ok,
+            OutcomeKind::NotModified => FetchOutcome::NotModified,
+            OutcomeKind::Failed => FetchOutcome::Failed,
+        };
+        self.metrics.record_fetch(outcome, fetch.status, took);
+        self.metrics.record_entries(applied.new, applied.updated);
+        self.metrics.record_mentions(applied.mentions);
         if let Some(moved_to) = &applied.moved_to {
             tracing::warn!(
                 moved_to = %redact_str(moved_to),
@@ -573,6 +590,7 @@ pub async fn poll_once(
         Arc::new(Limits::new(config)),
         Arc::new(Notify::new()),
         CancellationToken::new(),
+        Arc::new(Metrics::new()),
     )?);
     let mut tasks = tokio::task::JoinSet::new();
     for feed in feeds {
@@ -613,9 +631,37 @@ pub async fn run(config: Config, control: Control) -> anyhow::Result<()> {
     let hard_stop = CancellationToken::new();
     let new_flags = Arc::new(Notify::new());
     let limits = Arc::new(Limits::new(&config));
-    let mut pipeline = start_pipeline(&config, &writer, &tracker, &limits, &new_flags, &hard_stop)?;
+    let metrics = Arc::new(Metrics::new());
+    let services = Services {
+        writer: &writer,
+        tracker: &tracker,
+        limits: &limits,
+        new_flags: &new_flags,
+        hard_stop: &hard_stop,
+        metrics: &metrics,
+    };
+    let mut pipeline = services.start_pipeline(&config)?;
     let notifier = Notifier::new(&config, writer.clone())?;
     tracker.spawn(notifier.run(Arc::clone(&new_flags), control.shutdown.clone()));
+    if let Some(retain) = config.storage.retain {
+        tracker.spawn(store::retention::prune_periodically(
+            writer.clone(),
+            retain,
+            control.shutdown.clone(),
+        ));
+    }
+    if let Some(addr) = config.server.listen {
+        let listener = server::bind(addr).await?;
+        let service = server::Service {
+            metrics: Arc::clone(&metrics),
+            writer: writer.clone(),
+            heartbeat_stale_after: 2 * MAX_SLEEP,
+            database_timeout: server::DEFAULT_DATABASE_TIMEOUT,
+        };
+        tracker.spawn(server::run(listener, service, control.shutdown.clone()));
+    }
+    let watchdog = sd_notify::watchdog_enabled();
+    let mut ready = false;
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<i64>();
     let mut in_flight: HashSet<i64> = HashSet::new();
     let mut config_stamp = file_stamp(&config.source);
@@ -647,10 +693,20 @@ pub async fn run(config: Config, control: Control) -> anyhow::Result<()> {
         // In-flight feeds are still "due" until recorded; their completion wakes us instead.
         let busy = in_flight.clone();
         let next = writer.call(move |store| store.next_due_time(&busy)).await?;
-        let sleep = match next {
-            Some(at) => (at - Utc::now()).to_std().unwrap_or(Duration::ZERO),
-            None => Duration::from_secs(3600),
-        };
+        let sleep = next
+            .map(|at| (at - Utc::now()).to_std().unwrap_or(Duration::ZERO))
+            .unwrap_or(MAX_SLEEP)
+            .min(MAX_SLEEP)
+            .min(watchdog.map_or(MAX_SLEEP, |period| period / 2));
+        metrics.heartbeat();
+        if !ready {
+            // systemd Type=notify: the schedule is loaded and the first fetches are on their way.
+            let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+            ready = true;
+        }
+        if watchdog.is_some() {
+            let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+        }
         let mut reload = false;
         tokio::select! {
             () = control.shutdown.cancelled() => break,
@@ -671,10 +727,11 @@ pub async fn run(config: Config, control: Control) -> anyhow::Result<()> {
             }
         }
         if reload && let Some(new) = reload_config(&config, &writer).await {
-            pipeline = start_pipeline(&new, &writer, &tracker, &limits, &new_flags, &hard_stop)?;
+            pipeline = services.start_pipeline(&new)?;
             config = new;
         }
     }
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     let grace = config.daemon.shutdown_grace;
     tracing::info!(
         in_flight = in_flight.len(),
@@ -694,38 +751,48 @@ pub async fn run(config: Config, control: Control) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A pipeline for `config`, and a background rescan when its company rules are new to the
-/// database.
-fn start_pipeline(
-    config: &Config,
-    writer: &StoreWriter,
-    tracker: &TaskTracker,
-    limits: &Arc<Limits>,
-    new_flags: &Arc<Notify>,
-    hard_stop: &CancellationToken,
-) -> anyhow::Result<Arc<Pipeline>> {
-    let matcher = build_matcher(config)?;
-    let limits = if limits.matches(config) {
-        Arc::clone(limits)
-    } else {
-        Arc::new(Limits::new(config))
-    };
-    let pipeline = Pipeline::new(
-        config,
-        Arc::clone(&matcher),
-        writer.clone(),
-        limits,
-        Arc::clone(new_flags),
-        hard_stop.clone(),
-    )?;
-    let writer = writer.clone();
-    let fingerprint = rules_fingerprint(config);
-    tracker.spawn(async move {
-        if let Err(err) = rescan_if_stale(&writer, matcher, fingerprint, false).await {
-            tracing::error!(error = %format!("{err:#}"), "re-matching stored entries failed");
-        }
-    });
-    Ok(Arc::new(pipeline))
+/// The longest the daemon sleeps between turns of its loop even when nothing is due: its
+/// heartbeat (for `/healthz`) must stay fresh.
+const MAX_SLEEP: Duration = Duration::from_secs(60);
+
+/// What the daemon's pipelines share across config reloads.
+struct Services<'a> {
+    writer: &'a StoreWriter,
+    tracker: &'a TaskTracker,
+    limits: &'a Arc<Limits>,
+    new_flags: &'a Arc<Notify>,
+    hard_stop: &'a CancellationToken,
+    metrics: &'a Arc<Metrics>,
+}
+
+impl Services<'_> {
+    /// A pipeline for `config`, and a background rescan when its company rules are new to the
+    /// database.
+    fn start_pipeline(&self, config: &Config) -> anyhow::Result<Arc<Pipeline>> {
+        let matcher = build_matcher(config)?;
+        let limits = if self.limits.matches(config) {
+            Arc::clone(self.limits)
+        } else {
+            Arc::new(Limits::new(config))
+        };
+        let pipeline = Pipeline::new(
+            config,
+            Arc::clone(&matcher),
+            self.writer.clone(),
+            limits,
+            Arc::clone(self.new_flags),
+            self.hard_stop.clone(),
+            Arc::clone(self.metrics),
+        )?;
+        let writer = self.writer.clone();
+        let fingerprint = rules_fingerprint(config);
+        self.tracker.spawn(async move {
+            if let Err(err) = rescan_if_stale(&writer, matcher, fingerprint, false).await {
+                tracing::error!(error = %format!("{err:#}"), "re-matching stored entries failed");
+            }
+        });
+        Ok(Arc::new(pipeline))
+    }
 }
 
 /// Loads the edited config; on any problem keeps the running one and says why.
@@ -739,8 +806,11 @@ async fn reload_config(current: &Config, writer: &StoreWriter) -> Option<Config>
             return None;
         }
     };
-    if new.database_path() != current.database_path() {
-        tracing::warn!("storage.path changed: the new database is used only after a restart");
+    if new.database_path() != current.database_path()
+        || new.storage.retain != current.storage.retain
+        || new.server.listen != current.server.listen
+    {
+        tracing::warn!("storage and server settings changed: they take effect after a restart");
     }
     let synced = {
         let new = new.clone();

@@ -85,6 +85,8 @@ pub struct Applied {
     pub new: usize,
     pub updated: usize,
     pub unchanged: usize,
+    /// Mentions recorded for new and edited entries.
+    pub mentions: usize,
     /// Set when this fetch confirmed a permanent redirect: the feed is now fetched from here.
     pub moved_to: Option<String>,
 }
@@ -299,6 +301,8 @@ fn upsert_entries(
             }
         }
         match stored {
+            // Deleted by retention and still served: not stored again (see `retention`).
+            None if is_tombstoned(tx, feed_id, &entry.dedup_key)? => applied.unchanged += 1,
             None => {
                 let id = insert_entry(tx, feed_id, now, entry)?;
                 let story = assign_story(tx, id, entry, fetched_at)?;
@@ -307,6 +311,7 @@ fn upsert_entries(
                     queue_alerts(tx, flagging, story, entry_mentions, fetched_at)?;
                 }
                 applied.new += 1;
+                applied.mentions += entry_mentions.len();
             }
             Some(stored) if stored.hash != entry.content_hash => {
                 update_entry(tx, stored.id, now, entry)?;
@@ -316,6 +321,7 @@ fn upsert_entries(
                     queue_alerts(tx, flagging, story, entry_mentions, fetched_at)?;
                 }
                 applied.updated += 1;
+                applied.mentions += entry_mentions.len();
             }
             Some(stored) if stored.key != entry.dedup_key => {
                 // Same content under a new guid or link: adopt the new identity.
@@ -330,6 +336,11 @@ fn upsert_entries(
         }
     }
     Ok(applied)
+}
+
+fn is_tombstoned(tx: &Connection, feed_id: i64, key: &str) -> rusqlite::Result<bool> {
+    tx.prepare_cached("SELECT 1 FROM tombstones WHERE feed_id = ?1 AND dedup_key = ?2")?
+        .exists(params![feed_id, key])
 }
 
 /// The stored entry an incoming one was matched to.
@@ -459,6 +470,7 @@ mod tests {
                 new: 0,
                 updated: 1,
                 unchanged: 0,
+                mentions: 0,
                 moved_to: None
             }
         );
@@ -501,6 +513,7 @@ mod tests {
                 new: 1,
                 updated: 0,
                 unchanged: 1,
+                mentions: 0,
                 moved_to: None
             }
         );

@@ -40,9 +40,16 @@ pub struct DueFeed {
     pub next_poll_at: Option<DateTime<Utc>>,
 }
 
-/// After this many consecutive failures a feed shows as `dead` (it is still retried, at
-/// `max_backoff`): with the default backoff that is more than a week of failing.
-pub const DEAD_AFTER_FAILURES: u32 = 12;
+/// A feed's state, as SQL over a `feeds` row: `inactive`, `gone`, `dead`, `backing off`,
+/// `new`, `redirected` or `ok`. After 12 consecutive failures a feed shows as `dead` (it is
+/// still retried, at `max_backoff`): with the default backoff that is more than a week of failing.
+pub(super) const STATE_SQL: &str = "CASE WHEN active = 0 THEN 'inactive'
+     WHEN gone_at IS NOT NULL THEN 'gone'
+     WHEN error_count >= 12 THEN 'dead'
+     WHEN error_count > 0 THEN 'backing off'
+     WHEN last_fetch_at IS NULL THEN 'new'
+     WHEN fetch_url IS NOT NULL THEN 'redirected'
+     ELSE 'ok' END";
 
 /// A feed's state for `feedhound feeds`.
 #[derive(Debug, Clone, Serialize)]
@@ -50,7 +57,7 @@ pub struct FeedStatus {
     pub id: i64,
     pub url: String,
     /// ok, new, backing off, dead, gone, redirected or inactive.
-    pub state: &'static str,
+    pub state: String,
     /// Where the feed is fetched from when a permanent redirect moved it.
     pub moved_to: Option<String>,
     pub interval_secs: Option<i64>,
@@ -184,53 +191,34 @@ impl Store {
 
     /// Every feed (active first), with its entry count.
     pub fn feed_statuses(&self) -> anyhow::Result<Vec<FeedStatus>> {
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.conn.prepare(&format!(
             "SELECT f.id, f.url, f.name, f.title, f.active, f.last_fetch_at, f.last_success_at,
                     f.last_status, f.last_error, f.error_count, f.next_poll_at,
                     (SELECT count(*) FROM entries e WHERE e.feed_id = f.id),
-                    f.fetch_url, f.interval_secs_current, f.interval_reason, f.retry_after, f.gone_at
-             FROM feeds f ORDER BY f.active DESC, f.id",
-        )?;
+                    f.fetch_url, f.interval_secs_current, f.interval_reason, f.retry_after, f.gone_at,
+                    {STATE_SQL}
+             FROM feeds f ORDER BY f.active DESC, f.id"
+        ))?;
         let rows = stmt.query_map([], |r| {
-            let active: bool = r.get(4)?;
-            let error_count: u32 = r.get(9)?;
-            let moved_to: Option<String> = r.get(12)?;
-            let gone_at: Option<String> = r.get(16)?;
-            let fetched: Option<String> = r.get(5)?;
-            let state = if !active {
-                "inactive"
-            } else if gone_at.is_some() {
-                "gone"
-            } else if error_count >= DEAD_AFTER_FAILURES {
-                "dead"
-            } else if error_count > 0 {
-                "backing off"
-            } else if fetched.is_none() {
-                "new"
-            } else if moved_to.is_some() {
-                "redirected"
-            } else {
-                "ok"
-            };
             Ok(FeedStatus {
                 id: r.get(0)?,
                 url: r.get(1)?,
-                state,
-                moved_to,
-                interval_secs: r.get(13)?,
-                interval_reason: r.get(14)?,
-                retry_after: r.get(15)?,
-                gone_at,
                 name: r.get(2)?,
                 title: r.get(3)?,
-                active,
-                last_fetch_at: fetched,
+                active: r.get(4)?,
+                last_fetch_at: r.get(5)?,
                 last_success_at: r.get(6)?,
                 last_status: r.get(7)?,
                 last_error: r.get(8)?,
-                error_count,
+                error_count: r.get(9)?,
                 next_poll_at: r.get(10)?,
                 entries: r.get(11)?,
+                moved_to: r.get(12)?,
+                interval_secs: r.get(13)?,
+                interval_reason: r.get(14)?,
+                retry_after: r.get(15)?,
+                gone_at: r.get(16)?,
+                state: r.get(17)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

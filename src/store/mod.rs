@@ -9,7 +9,10 @@
 mod entries;
 mod feeds;
 mod flags;
+mod health;
 mod outbox;
+pub mod retention;
+mod search;
 pub mod writer;
 
 use std::path::{Path, PathBuf};
@@ -22,7 +25,10 @@ use rusqlite::Connection;
 pub use entries::{Applied, FeedResult, FetchState, RecentEntry};
 pub use feeds::{DueFeed, FeedStatus, SyncReport};
 pub use flags::{AlertRoute, FlaggedStory, Source, StoredText};
+pub use health::ServiceGauges;
 pub use outbox::{AlertCompany, AlertPayload, AlertStory, OutboxStatus, PendingAlert};
+pub use retention::{PruneReport, PrunedFeed, VacuumReport};
+pub use search::{SearchError, SearchHit, SearchQuery};
 
 /// Schema files, applied in order; `user_version` counts how many have been applied.
 /// Never edit one that has shipped: add the next number instead.
@@ -38,6 +44,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0003_polite_scheduling",
         include_str!("../../migrations/0003_polite_scheduling.sql"),
+    ),
+    (
+        "0004_search_and_retention",
+        include_str!("../../migrations/0004_search_and_retention.sql"),
     ),
 ];
 
@@ -82,6 +92,11 @@ impl Store {
 
     fn configure(&self) -> anyhow::Result<()> {
         self.conn.busy_timeout(BUSY_TIMEOUT)?;
+        // Lets retention hand freed pages back to the filesystem. It only takes effect before
+        // the first table is created (a new database) or at the next VACUUM (see
+        // `retention`); on an older database it is a harmless request.
+        self.conn
+            .execute_batch("PRAGMA auto_vacuum = INCREMENTAL;")?;
         // WAL lets readers (sqlite3, Datasette) work while we write; NORMAL sync is durable
         // across process crashes in WAL mode and loses at most the last commits on power loss.
         let mode: String = self

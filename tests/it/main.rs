@@ -10,3 +10,4 @@ mod parse_corpus;
 mod pipeline;
 mod props;
 mod schedule;
+mod service;

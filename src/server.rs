@@ -1,0 +1,188 @@
+//! The optional HTTP endpoint (`[server] listen`): `/metrics` for Prometheus and `/healthz` for
+//! whatever restarts the daemon.
+//!
+//! Built on hyper 1 (already compiled for reqwest's client) with only its HTTP/1 server added:
+//! two read-only routes need no framework. The database is reached through the
+//! [`StoreWriter`], with a deadline: a writer stuck behind a lock is exactly what `/healthz`
+//! must report, and it must never make a scrape hang.
+//!
+//! `/healthz` answers 200 `ok` while both hold: the scheduler's heartbeat is fresh (see
+//! [`Metrics::heartbeat`]) and a write to the database succeeds; otherwise 503 with the reason.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::metrics::Metrics;
+use crate::store::writer::StoreWriter;
+
+/// A client that has not sent its request headers by then is dropped (slow or idle clients
+/// must not pile up connections).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// When health and metrics give up on the database. Scrapers time out after 10 s by default
+/// (Prometheus `scrape_timeout`), so stay well under it.
+pub const DEFAULT_DATABASE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// What the endpoints read and how long they wait.
+#[derive(Clone)]
+pub struct Service {
+    pub metrics: Arc<Metrics>,
+    pub writer: StoreWriter,
+    /// `/healthz` fails once the scheduler's last heartbeat is older than this; about twice
+    /// the longest the scheduler sleeps between turns.
+    pub heartbeat_stale_after: Duration,
+    /// Longest wait for the database per request; the write probe waits half of it for locks.
+    pub database_timeout: Duration,
+}
+
+/// Binds `addr`. Any address the user wrote is accepted, but one reachable from other
+/// machines is worth a warning: the endpoints have no authentication.
+pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    if !addr.ip().is_loopback() {
+        tracing::warn!(%addr, "the metrics and health endpoint listens beyond this machine, without authentication");
+    }
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} (server.listen)"))?;
+    tracing::info!(addr = %listener.local_addr().unwrap_or(addr), "serving /metrics and /healthz");
+    Ok(listener)
+}
+
+/// Serves until `shutdown`, then lets requests in progress finish.
+pub async fn run(listener: TcpListener, service: Service, shutdown: CancellationToken) {
+    let service = Arc::new(service);
+    let connections = TaskTracker::new();
+    loop {
+        let stream = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(err) => {
+                    // Usually out of file descriptors: wait rather than spin.
+                    tracing::warn!(error = %err, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let service = Arc::clone(&service);
+        let shutdown = shutdown.clone();
+        connections.spawn(async move {
+            let handler = hyper::service::service_fn(move |request| {
+                let service = Arc::clone(&service);
+                async move { Ok::<_, Infallible>(service.handle(request).await) }
+            });
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), handler);
+            let mut connection = std::pin::pin!(connection);
+            let result = tokio::select! {
+                result = connection.as_mut() => result,
+                () = shutdown.cancelled() => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(err) = result {
+                tracing::debug!(error = %err, "metrics connection ended with an error");
+            }
+        });
+    }
+    connections.close();
+    connections.wait().await;
+}
+
+impl Service {
+    async fn handle(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
+        if request.method() != Method::GET && request.method() != Method::HEAD {
+            return text(StatusCode::METHOD_NOT_ALLOWED, "only GET\n".into());
+        }
+        match request.uri().path() {
+            "/metrics" => {
+                let mut response = text(StatusCode::OK, self.metrics_text().await);
+                response.headers_mut().insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                );
+                response
+            }
+            "/healthz" => match self.health().await {
+                Ok(()) => text(StatusCode::OK, "ok\n".into()),
+                Err(reason) => text(StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n")),
+            },
+            _ => text(
+                StatusCode::NOT_FOUND,
+                "not found: try /metrics or /healthz\n".into(),
+            ),
+        }
+    }
+
+    async fn metrics_text(&self) -> String {
+        let gauges = tokio::time::timeout(
+            self.database_timeout,
+            self.writer.call(|store| store.service_gauges()),
+        )
+        .await;
+        match gauges {
+            Ok(Ok(gauges)) => self.metrics.render(Some(&gauges)),
+            Ok(Err(err)) => {
+                tracing::warn!(error = %format!("{err:#}"), "cannot read gauges for /metrics");
+                self.metrics.render(None)
+            }
+            Err(_) => self.metrics.render(None),
+        }
+    }
+
+    /// Why the daemon is unhealthy, if it is.
+    async fn health(&self) -> Result<(), String> {
+        match self.metrics.heartbeat_age() {
+            None => return Err("unhealthy: the scheduler has not started".into()),
+            Some(age) if age > self.heartbeat_stale_after => {
+                return Err(format!(
+                    "unhealthy: the scheduler last reported {:.0}s ago (stale after {:.0}s)",
+                    age.as_secs_f64(),
+                    self.heartbeat_stale_after.as_secs_f64()
+                ));
+            }
+            Some(_) => {}
+        }
+        let wait = self.database_timeout / 2;
+        let now = chrono::Utc::now();
+        let probe = tokio::time::timeout(
+            self.database_timeout,
+            self.writer.call(move |store| store.probe_write(wait, now)),
+        )
+        .await;
+        match probe {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(err)) => Err(format!("unhealthy: the database is not writable: {err:#}")),
+            Err(_) => Err(format!(
+                "unhealthy: the database writer did not answer within {:.0}s",
+                self.database_timeout.as_secs_f64()
+            )),
+        }
+    }
+}
+
+fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}

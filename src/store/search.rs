@@ -1,0 +1,221 @@
+//! Full-text search over stored entries, through the FTS5 index of migration 0004.
+//!
+//! The index (`entries_fts`) holds each entry's title, summary and content and is kept in step
+//! with `entries` by triggers, so nothing here writes. A query is FTS5 syntax as the user typed
+//! it (`xiaomi AND "electric car"`, `acqui*`); one SQLite cannot read is a [`SearchError::Query`]
+//! the CLI can explain, never a crash. Hits come newest first, not by rank: this is a news
+//! reader's search, where "what was said lately" beats "what matches best".
+
+use chrono::{DateTime, Utc};
+use rusqlite::params;
+use serde::Serialize;
+
+use super::{Store, sql_time};
+
+/// Marks around matched words in [`SearchHit::snippet`] (Markdown bold: readable in a terminal
+/// and rendered by chat tools a result is pasted into).
+pub const HIGHLIGHT: (&str, &str) = ("**", "**");
+/// Words of context in a snippet; FTS5 allows up to 64.
+const SNIPPET_WORDS: i64 = 16;
+
+/// What to look for.
+#[derive(Debug, Clone)]
+pub struct SearchQuery {
+    /// FTS5 query syntax: words, "phrases", AND/OR/NOT, prefix*, NEAR(...).
+    pub text: String,
+    /// Only entries mentioning this tracked company (its configured name, any case).
+    pub company: Option<String>,
+    /// Only entries published (or first seen) at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    pub limit: usize,
+}
+
+/// One matching entry.
+#[derive(Debug, Clone, Serialize)]
+pub struct SearchHit {
+    pub entry_id: i64,
+    /// The feed's configured name, else its declared title, else its URL.
+    pub feed: String,
+    pub title: Option<String>,
+    pub link: Option<String>,
+    pub published_at: Option<String>,
+    pub first_seen_at: String,
+    /// Text around the best match, matched words between [`HIGHLIGHT`] marks.
+    pub snippet: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SearchError {
+    /// SQLite could not read the query (unbalanced quote, unknown column filter, …).
+    #[error(
+        "cannot read the search query {query:?}: {reason}; put words in double quotes to search for them as written"
+    )]
+    Query { query: String, reason: String },
+    #[error(transparent)]
+    Database(#[from] anyhow::Error),
+}
+
+impl Store {
+    /// Entries matching `query`, newest first.
+    pub fn search(&self, query: &SearchQuery) -> Result<Vec<SearchHit>, SearchError> {
+        if query.text.trim().is_empty() {
+            return Err(SearchError::Query {
+                query: query.text.clone(),
+                reason: "it is empty".into(),
+            });
+        }
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT e.id, coalesce(f.name, f.title, f.url), e.title, e.link, e.published_at,
+                        e.first_seen_at, snippet(entries_fts, -1, ?5, ?6, '…', ?7)
+                 FROM entries_fts
+                 JOIN entries e ON e.id = entries_fts.rowid
+                 JOIN feeds f ON f.id = e.feed_id
+                 WHERE entries_fts MATCH ?1
+                   AND (?2 IS NULL OR coalesce(e.published_at, e.first_seen_at) >= ?2)
+                   AND (?3 IS NULL OR EXISTS (
+                        SELECT 1 FROM mentions m JOIN companies c ON c.id = m.company_id
+                        WHERE m.entry_id = e.id AND c.name = ?3 COLLATE NOCASE))
+                 ORDER BY coalesce(e.published_at, e.first_seen_at) DESC, e.id DESC
+                 LIMIT ?4",
+            )
+            .map_err(anyhow::Error::from)?;
+        let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
+        let rows = stmt
+            .query_map(
+                params![
+                    query.text,
+                    query.since.map(sql_time),
+                    query.company,
+                    limit,
+                    HIGHLIGHT.0,
+                    HIGHLIGHT.1,
+                    SNIPPET_WORDS
+                ],
+                |r| {
+                    Ok(SearchHit {
+                        entry_id: r.get(0)?,
+                        feed: r.get(1)?,
+                        title: r.get(2)?,
+                        link: r.get(3)?,
+                        published_at: r.get(4)?,
+                        first_seen_at: r.get(5)?,
+                        snippet: r.get(6)?,
+                    })
+                },
+            )
+            .map_err(|err| classify(err, &query.text))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(|err| classify(err, &query.text))
+    }
+}
+
+/// The statement itself was prepared, so an SQLITE_ERROR while running it comes from FTS5
+/// reading the MATCH expression: the user's query, not the database.
+fn classify(err: rusqlite::Error, query: &str) -> SearchError {
+    match &err {
+        rusqlite::Error::SqliteFailure(e, message)
+            if e.extended_code == rusqlite::ffi::SQLITE_ERROR && message.is_some() =>
+        {
+            let reason = message.as_deref().unwrap_or_default();
+            SearchError::Query {
+                query: query.to_string(),
+                reason: reason.trim_start_matches("fts5: ").to_string(),
+            }
+        }
+        _ => SearchError::Database(err.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::FeedConfig;
+    use crate::model::{ParsedEntry, ParsedFeed};
+    use crate::store::{FeedResult, FetchState};
+
+    fn store_with(entries: &[(&str, &str, &str)]) -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("db")).unwrap();
+        store
+            .sync_feeds(&[FeedConfig {
+                url: url::Url::parse("http://a.example/rss").unwrap(),
+                name: Some("Wire".into()),
+                interval: None,
+                tags: vec![],
+            }])
+            .unwrap();
+        let feed_id = store.due_feeds(None).unwrap()[0].id;
+        let entries = entries
+            .iter()
+            .map(|(key, title, content)| ParsedEntry {
+                dedup_key: (*key).into(),
+                title: Some((*title).into()),
+                content: Some((*content).into()),
+                content_hash: format!("{title}{content}"),
+                link_unique_in_doc: true,
+                ..Default::default()
+            })
+            .collect();
+        let state = FetchState::at(Utc::now(), Some(200));
+        let result = FeedResult::Parsed {
+            etag: None,
+            last_modified: None,
+            body_hash: "b".into(),
+            feed: ParsedFeed {
+                entries,
+                ..Default::default()
+            },
+            mentions: Vec::new(),
+        };
+        store.apply(feed_id, &state, &result).unwrap();
+        (dir, store)
+    }
+
+    fn query(text: &str) -> SearchQuery {
+        SearchQuery {
+            text: text.into(),
+            company: None,
+            since: None,
+            limit: 10,
+        }
+    }
+
+    #[test]
+    fn a_word_of_the_content_is_found_with_a_highlighted_snippet() {
+        let (_dir, store) = store_with(&[
+            (
+                "g:1",
+                "Port news",
+                "The harbour crane operators went on strike.",
+            ),
+            ("g:2", "Weather", "Sunny all week."),
+        ]);
+        let hits = store.search(&query("crane")).unwrap();
+        assert_eq!(hits.len(), 1);
+        assert_eq!(hits[0].title.as_deref(), Some("Port news"));
+        assert_eq!(hits[0].feed, "Wire");
+        assert!(hits[0].snippet.contains("**crane**"), "{}", hits[0].snippet);
+    }
+
+    #[test]
+    fn accents_and_case_are_folded() {
+        let (_dir, store) = store_with(&[("g:1", "Nestlé results", "Numbers.")]);
+        assert_eq!(store.search(&query("NESTLE")).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_malformed_query_is_a_query_error_not_a_database_error() {
+        let (_dir, store) = store_with(&[("g:1", "t", "c")]);
+        for bad in ["\"unbalanced", "nosuchcolumn: word", "AND", "   "] {
+            match store.search(&query(bad)) {
+                Err(SearchError::Query { query, reason }) => {
+                    assert_eq!(query, bad);
+                    assert!(!reason.is_empty());
+                }
+                other => panic!("{bad:?} gave {other:?}"),
+            }
+        }
+    }
+}

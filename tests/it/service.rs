@@ -1,0 +1,417 @@
+//! Running it like a service: full-text search, retention, and the metrics/health endpoint.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use feedhound::metrics::{FetchOutcome, Metrics};
+use feedhound::server::{self, Service};
+use feedhound::store::writer::StoreWriter;
+use feedhound::store::{SearchQuery, Store};
+use tokio_util::sync::CancellationToken;
+
+use crate::helpers::{App, FeedServer, rss};
+
+fn item(guid: &str, title: &str, body: &str, published: &str) -> String {
+    format!(
+        "<guid isPermaLink=\"false\">{guid}</guid><title>{title}</title><link>https://news.example/{guid}</link><description>{body}</description><pubDate>{published}</pubDate>"
+    )
+}
+
+const RECENT: &str = "Mon, 23 Nov 2026 10:00:00 GMT";
+const OLD: &str = "Wed, 01 Jan 2020 10:00:00 GMT";
+
+fn search(app: &App, text: &str) -> Vec<String> {
+    let store = Store::open(&app.db_path()).unwrap();
+    store
+        .search(&SearchQuery {
+            text: text.into(),
+            company: None,
+            since: None,
+            limit: 10,
+        })
+        .unwrap()
+        .into_iter()
+        .map(|hit| hit.title.unwrap_or_default())
+        .collect()
+}
+
+/// FTS5's own check that the index matches the `entries` table it indexes.
+fn assert_index_in_sync(app: &App) {
+    app.db()
+        .execute(
+            "INSERT INTO entries_fts (entries_fts) VALUES ('integrity-check')",
+            [],
+        )
+        .expect("the search index matches the entries table");
+}
+
+#[tokio::test]
+async fn search_finds_a_word_of_an_entry_body_and_follows_edits_and_deletions() {
+    let server = FeedServer::start();
+    server.feed(
+        "a.xml",
+        rss(&[
+            &item(
+                "a1",
+                "Airships",
+                "A zeppelin landed in the harbour.",
+                RECENT,
+            ),
+            &item("a2", "Weather", "Sunny all week.", RECENT),
+        ]),
+    );
+    let app = App::new(&[server.url("a.xml")], "");
+    assert_eq!(app.poll().await.entries_new, 2);
+    assert_eq!(search(&app, "zeppelin"), ["Airships"]);
+    assert_index_in_sync(&app);
+
+    server.feed(
+        "a.xml",
+        rss(&[
+            &item(
+                "a1",
+                "Airships",
+                "A dirigible landed in the harbour.",
+                RECENT,
+            ),
+            &item("a2", "Weather", "Sunny all week.", RECENT),
+        ]),
+    );
+    assert_eq!(app.poll().await.entries_updated, 1);
+    assert!(search(&app, "zeppelin").is_empty());
+    assert_eq!(search(&app, "dirigible"), ["Airships"]);
+    assert_index_in_sync(&app);
+
+    app.db()
+        .execute("DELETE FROM entries WHERE guid = 'a1'", [])
+        .unwrap();
+    assert!(search(&app, "dirigible").is_empty());
+    assert_eq!(search(&app, "sunny"), ["Weather"]);
+    assert_index_in_sync(&app);
+}
+
+#[tokio::test]
+async fn search_command_prints_json_hits_and_explains_a_malformed_query() {
+    let server = FeedServer::start();
+    server.feed(
+        "a.xml",
+        rss(&[
+            &item(
+                "a1",
+                "Older",
+                "Harbour cranes idle.",
+                "Sun, 22 Nov 2026 10:00:00 GMT",
+            ),
+            &item("a2", "Newer", "Harbour cranes busy again.", RECENT),
+        ]),
+    );
+    let app = App::new(&[server.url("a.xml")], "");
+    app.poll().await;
+    let output = app.cli(&["search", "cranes", "--format", "json"]);
+    assert!(output.status.success(), "{output:?}");
+    let hits: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let titles: Vec<&str> = hits
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(titles, ["Newer", "Older"], "newest first");
+    assert!(
+        hits[0]["snippet"].as_str().unwrap().contains("**cranes**"),
+        "{hits}"
+    );
+    assert_eq!(hits[0]["link"], "https://news.example/a2");
+
+    let output = app.cli(&["search", "\"unbalanced"]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("cannot read the search query"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[tokio::test]
+async fn prune_deletes_old_unflagged_entries_keeps_flagged_ones_and_does_not_store_them_again() {
+    let server = FeedServer::start();
+    let old_plain = item("old", "Old news", "Nothing to see.", OLD);
+    let old_flagged = item("flagged", "Acme history", "Acme was founded.", OLD);
+    let recent = item("recent", "Today", "Fresh.", RECENT);
+    server.feed("a.xml", rss(&[&old_plain, &old_flagged, &recent]));
+    let app = App::new(&[server.url("a.xml")], "\n[[company]]\nname = \"Acme\"\n");
+    // `[storage]` is written by the helper; retention goes into it.
+    let text = std::fs::read_to_string(&app.config_path)
+        .unwrap()
+        .replace("[storage]\n", "[storage]\nretain = \"180d\"\n");
+    std::fs::write(&app.config_path, text).unwrap();
+    assert_eq!(app.poll().await.entries_new, 3);
+
+    let dry = app.cli(&["prune", "--dry-run"]);
+    assert!(dry.status.success(), "{dry:?}");
+    let printed = String::from_utf8_lossy(&dry.stdout);
+    assert!(
+        printed.starts_with("would delete 1 entries and 1 stories"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("kept 1 old entries that mention a company"),
+        "{printed}"
+    );
+    assert_eq!(app.count("SELECT count(*) FROM entries"), 3);
+
+    let real = app.cli(&["prune", "--format", "json"]);
+    assert!(real.status.success(), "{real:?}");
+    let report: serde_json::Value = serde_json::from_slice(&real.stdout).unwrap();
+    assert_eq!(report["prune"]["entries"], 1);
+    assert_eq!(report["prune"]["feeds"][0]["entries"], 1);
+    let guids = |app: &App| -> Vec<String> {
+        app.db()
+            .prepare("SELECT guid FROM entries ORDER BY guid")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    assert_eq!(guids(&app), ["flagged", "recent"]);
+
+    // The publisher still serves the old item, next to a new one: only the new one is stored.
+    let newest = item("newest", "Tomorrow", "Fresher.", RECENT);
+    server.feed("a.xml", rss(&[&old_plain, &old_flagged, &recent, &newest]));
+    let summary = app.poll().await;
+    assert_eq!(
+        (summary.entries_new, summary.entries_updated),
+        (1, 0),
+        "{summary}"
+    );
+    assert_eq!(guids(&app), ["flagged", "newest", "recent"]);
+    assert_index_in_sync(&app);
+}
+
+/// A running endpoint over a fresh database; stopped by `stop`.
+struct Endpoint {
+    base: String,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+    writer_thread: feedhound::store::writer::WriterThread,
+}
+
+impl Endpoint {
+    async fn start(app: &App, heartbeat_stale_after: Duration) -> Endpoint {
+        let store = feedhound::scheduler::open_store(&app.config()).unwrap();
+        let (writer, writer_thread) = StoreWriter::spawn(store).unwrap();
+        let listener = server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let metrics = Arc::new(Metrics::new());
+        let shutdown = CancellationToken::new();
+        let service = Service {
+            metrics: Arc::clone(&metrics),
+            writer,
+            heartbeat_stale_after,
+            database_timeout: Duration::from_secs(2),
+        };
+        let task = tokio::spawn(server::run(listener, service, shutdown.clone()));
+        Endpoint {
+            base,
+            metrics,
+            shutdown,
+            task,
+            writer_thread,
+        }
+    }
+
+    async fn get(&self, path: &str) -> (u16, String) {
+        let response = reqwest::get(format!("{}{path}", self.base)).await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.text().await.unwrap())
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(5), self.task)
+            .await
+            .expect("the server stops on shutdown")
+            .unwrap();
+        self.writer_thread.join().unwrap();
+    }
+}
+
+/// Parses the Prometheus text format strictly: every sample belongs to a family declared by
+/// a `# TYPE` line before it, and parses as `name{label="value",...} number`.
+fn parse_exposition(text: &str) -> HashMap<String, f64> {
+    let mut types: HashMap<String, String> = HashMap::new();
+    let mut samples = HashMap::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').expect("TYPE name kind");
+            assert!(["counter", "gauge", "histogram"].contains(&kind), "{line}");
+            assert!(
+                types.insert(name.into(), kind.into()).is_none(),
+                "{name} declared twice"
+            );
+            continue;
+        }
+        if line.starts_with("# HELP ") {
+            continue;
+        }
+        assert!(
+            !line.starts_with('#') && !line.is_empty(),
+            "unexpected line {line:?}"
+        );
+        let (series, value) = line.rsplit_once(' ').expect("series value");
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value in {line:?}"));
+        let name = series.split('{').next().unwrap();
+        let labels = &series[name.len()..];
+        if !labels.is_empty() {
+            let inner = labels
+                .strip_prefix('{')
+                .and_then(|l| l.strip_suffix('}'))
+                .unwrap_or_else(|| panic!("bad labels in {line:?}"));
+            for pair in inner.split(',') {
+                let (key, quoted) = pair.split_once('=').expect("label=value");
+                assert!(
+                    key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+                    "{line}"
+                );
+                assert!(
+                    quoted.len() >= 2 && quoted.starts_with('"') && quoted.ends_with('"'),
+                    "{line}"
+                );
+            }
+        }
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|suffix| {
+                name.strip_suffix(suffix)
+                    .filter(|base| types.get(*base).is_some_and(|k| k == "histogram"))
+            })
+            .unwrap_or(name);
+        assert!(types.contains_key(family), "{name} has no TYPE before it");
+        assert!(
+            samples.insert(series.to_string(), value).is_none(),
+            "{series} twice"
+        );
+    }
+    samples
+}
+
+#[tokio::test]
+async fn metrics_report_recorded_activity_and_database_gauges() {
+    let server = FeedServer::start();
+    server.feed("ok.xml", rss(&[&item("a1", "One", "Body.", RECENT)]));
+    let app = App::new(&[server.url("ok.xml"), server.url("missing.xml")], "");
+    let summary = app.poll().await;
+    assert_eq!((summary.feeds_ok, summary.feeds_failed), (1, 1));
+    let endpoint = Endpoint::start(&app, Duration::from_secs(60)).await;
+    let metrics = &endpoint.metrics;
+    metrics.record_fetch(FetchOutcome::Ok, Some(200), Duration::from_millis(30));
+    metrics.record_fetch(FetchOutcome::Ok, Some(200), Duration::from_millis(700));
+    metrics.record_fetch(
+        FetchOutcome::NotModified,
+        Some(304),
+        Duration::from_millis(10),
+    );
+    metrics.record_fetch(FetchOutcome::Failed, Some(404), Duration::from_millis(10));
+    metrics.record_fetch(FetchOutcome::Failed, None, Duration::from_secs(45));
+    metrics.record_entries(5, 2);
+    metrics.record_entries(1, 0);
+    metrics.record_mentions(3);
+
+    let (status, text) = endpoint.get("/metrics").await;
+    assert_eq!(status, 200);
+    let samples = parse_exposition(&text);
+    let get = |series: &str| {
+        *samples
+            .get(series)
+            .unwrap_or_else(|| panic!("{series} missing in\n{text}"))
+    };
+    assert_eq!(
+        get(r#"feedhound_fetches_total{outcome="ok",status="2xx"}"#),
+        2.0
+    );
+    assert_eq!(
+        get(r#"feedhound_fetches_total{outcome="not_modified",status="3xx"}"#),
+        1.0
+    );
+    assert_eq!(
+        get(r#"feedhound_fetches_total{outcome="failed",status="4xx"}"#),
+        1.0
+    );
+    assert_eq!(
+        get(r#"feedhound_fetches_total{outcome="failed",status="none"}"#),
+        1.0
+    );
+    assert_eq!(
+        get(r#"feedhound_fetches_total{outcome="failed",status="5xx"}"#),
+        0.0
+    );
+    assert_eq!(
+        get(r#"feedhound_fetch_duration_seconds_bucket{le="0.05"}"#),
+        3.0
+    );
+    assert_eq!(
+        get(r#"feedhound_fetch_duration_seconds_bucket{le="1"}"#),
+        4.0
+    );
+    assert_eq!(
+        get(r#"feedhound_fetch_duration_seconds_bucket{le="30"}"#),
+        4.0
+    );
+    assert_eq!(
+        get(r#"feedhound_fetch_duration_seconds_bucket{le="+Inf"}"#),
+        5.0
+    );
+    assert_eq!(get("feedhound_fetch_duration_seconds_count"), 5.0);
+    assert!((get("feedhound_fetch_duration_seconds_sum") - 45.75).abs() < 1e-9);
+    assert_eq!(get(r#"feedhound_entries_total{change="new"}"#), 6.0);
+    assert_eq!(get(r#"feedhound_entries_total{change="updated"}"#), 2.0);
+    assert_eq!(get("feedhound_mentions_total"), 3.0);
+    // From the database: the poll above left one feed ok and the 404 one backing off.
+    assert_eq!(get("feedhound_database_gauges_ok"), 1.0);
+    assert_eq!(get(r#"feedhound_feeds{state="ok"}"#), 1.0);
+    assert_eq!(get(r#"feedhound_feeds{state="backing_off"}"#), 1.0);
+    assert_eq!(get("feedhound_outbox_pending"), 0.0);
+    let last_success = get("feedhound_last_success_timestamp_seconds");
+    let now = chrono::Utc::now().timestamp() as f64;
+    assert!(
+        (now - 120.0..=now + 1.0).contains(&last_success),
+        "{last_success} vs {now}"
+    );
+
+    let (status, _) = endpoint.get("/nope").await;
+    assert_eq!(status, 404);
+    endpoint.stop().await;
+}
+
+#[tokio::test]
+async fn healthz_needs_a_fresh_heartbeat_and_a_writable_database() {
+    let app = App::new(&[], "");
+    let endpoint = Endpoint::start(&app, Duration::from_millis(500)).await;
+    let (status, body) = endpoint.get("/healthz").await;
+    assert_eq!(status, 503);
+    assert!(body.contains("has not started"), "{body}");
+
+    endpoint.metrics.heartbeat();
+    assert_eq!(endpoint.get("/healthz").await, (200, "ok\n".to_string()));
+
+    // Another process holds the write lock: chmod would not stop root, a lock stops anyone.
+    let other = app.db();
+    other.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    endpoint.metrics.heartbeat();
+    let (status, body) = endpoint.get("/healthz").await;
+    assert_eq!(status, 503);
+    assert!(body.contains("database is not writable"), "{body}");
+    assert!(body.contains("locked"), "{body}");
+    other.execute_batch("ROLLBACK").unwrap();
+    endpoint.metrics.heartbeat();
+    assert_eq!(endpoint.get("/healthz").await.0, 200);
+
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let (status, body) = endpoint.get("/healthz").await;
+    assert_eq!(status, 503);
+    assert!(body.contains("scheduler last reported"), "{body}");
+    endpoint.stop().await;
+}
