@@ -10,7 +10,7 @@ use feedhound::store::writer::StoreWriter;
 use feedhound::store::{SearchQuery, Store};
 use tokio_util::sync::CancellationToken;
 
-use crate::helpers::{App, FeedServer, rss};
+use crate::helpers::{App, FeedServer, rss, wait_until};
 
 fn item(guid: &str, title: &str, body: &str, published: &str) -> String {
     format!(
@@ -414,4 +414,62 @@ async fn healthz_needs_a_fresh_heartbeat_and_a_writable_database() {
     assert_eq!(status, 503);
     assert!(body.contains("scheduler last reported"), "{body}");
     endpoint.stop().await;
+}
+
+#[test]
+fn the_daemons_metrics_count_a_real_poll() {
+    let server = FeedServer::start();
+    server.feed(
+        "a.xml",
+        rss(&[
+            "<guid>1</guid><title>Samsung ships</title>",
+            "<guid>2</guid><title>Weather</title>",
+        ]),
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let app = App::new(
+        &[server.url("a.xml"), server.url("missing.xml")],
+        &format!("\n[server]\nlisten = \"127.0.0.1:{port}\"\n\n[[company]]\nname = \"Samsung\"\n"),
+    );
+    let daemon = app.spawn_daemon();
+    wait_until(Duration::from_secs(10), "both feeds were fetched", || {
+        app.try_count("SELECT count(*) FROM feeds WHERE last_fetch_at IS NOT NULL") == Some(2)
+    });
+    let scrape = || -> Option<String> {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+        std::io::Write::write_all(
+            &mut stream,
+            b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .ok()?;
+        let mut response = String::new();
+        std::io::Read::read_to_string(&mut stream, &mut response).ok()?;
+        Some(response.split_once("\r\n\r\n")?.1.to_string())
+    };
+    let mut samples = HashMap::new();
+    wait_until(
+        Duration::from_secs(10),
+        "the metrics show both fetches",
+        || {
+            samples = scrape()
+                .map(|body| parse_exposition(&body))
+                .unwrap_or_default();
+            samples.get(r#"feedhound_fetches_total{outcome="failed",status="4xx"}"#) == Some(&1.0)
+        },
+    );
+    let (status, stderr) = daemon.stop(Duration::from_secs(10));
+    assert!(status.success(), "{stderr}");
+    assert_eq!(
+        samples[r#"feedhound_fetches_total{outcome="ok",status="2xx"}"#],
+        1.0
+    );
+    assert_eq!(samples[r#"feedhound_entries_total{change="new"}"#], 2.0);
+    assert_eq!(samples["feedhound_mentions_total"], 1.0);
+    assert_eq!(samples["feedhound_fetch_duration_seconds_count"], 2.0);
+    assert_eq!(samples[r#"feedhound_feeds{state="ok"}"#], 1.0);
+    assert_eq!(samples[r#"feedhound_feeds{state="backing_off"}"#], 1.0);
 }
