@@ -403,7 +403,7 @@ fn update_entry(tx: &Connection, id: i64, now: &str, e: &ParsedEntry) -> anyhow:
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::FeedConfig;
+    use crate::store::testing::{store_document, store_with_one_feed};
 
     fn entry(key: &str, link: &str, hash: &str) -> ParsedEntry {
         ParsedEntry {
@@ -419,33 +419,11 @@ mod tests {
     }
 
     fn setup() -> (tempfile::TempDir, Store, i64) {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = Store::open(&dir.path().join("db")).unwrap();
-        store
-            .sync_feeds(&[FeedConfig {
-                url: url::Url::parse("http://a.example/rss").unwrap(),
-                name: None,
-                interval: None,
-                tags: vec![],
-            }])
-            .unwrap();
-        let id = store.due_feeds(None).unwrap()[0].id;
-        (dir, store, id)
+        store_with_one_feed()
     }
 
     fn poll(store: &mut Store, feed_id: i64, entries: Vec<ParsedEntry>) -> Applied {
-        let state = FetchState::at(Utc::now(), Some(200));
-        let result = FeedResult::Parsed {
-            etag: None,
-            last_modified: None,
-            body_hash: "b".into(),
-            feed: ParsedFeed {
-                entries,
-                ..Default::default()
-            },
-            mentions: Vec::new(),
-        };
-        store.apply(feed_id, &state, &result).unwrap()
+        store_document(store, feed_id, entries, "b")
     }
 
     fn count(store: &Store) -> i64 {

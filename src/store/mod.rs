@@ -13,6 +13,8 @@ mod health;
 mod outbox;
 pub mod retention;
 mod search;
+#[cfg(test)]
+mod testing;
 pub mod writer;
 
 use std::path::{Path, PathBuf};

@@ -346,9 +346,9 @@ pub async fn prune_periodically(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::FeedConfig;
-    use crate::model::{ParsedEntry, ParsedFeed};
-    use crate::store::{Applied, FeedResult, FetchState};
+    use crate::model::ParsedEntry;
+    use crate::store::Applied;
+    use crate::store::testing::{store_document, store_with_one_feed};
 
     const DAY: Duration = Duration::from_secs(86400);
 
@@ -366,33 +366,11 @@ mod tests {
     }
 
     fn setup() -> (tempfile::TempDir, Store, i64) {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = Store::open(&dir.path().join("db")).unwrap();
-        store
-            .sync_feeds(&[FeedConfig {
-                url: url::Url::parse("http://a.example/rss").unwrap(),
-                name: Some("Wire".into()),
-                interval: None,
-                tags: vec![],
-            }])
-            .unwrap();
-        let id = store.due_feeds(None).unwrap()[0].id;
-        (dir, store, id)
+        store_with_one_feed()
     }
 
     fn poll(store: &mut Store, feed_id: i64, entries: Vec<ParsedEntry>, body: &str) -> Applied {
-        let state = FetchState::at(Utc::now(), Some(200));
-        let result = FeedResult::Parsed {
-            etag: None,
-            last_modified: None,
-            body_hash: body.into(),
-            feed: ParsedFeed {
-                entries,
-                ..Default::default()
-            },
-            mentions: Vec::new(),
-        };
-        store.apply(feed_id, &state, &result).unwrap()
+        store_document(store, feed_id, entries, body)
     }
 
     fn count(store: &Store, sql: &str) -> i64 {

@@ -131,22 +131,11 @@ fn classify(err: rusqlite::Error, query: &str) -> SearchError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::FeedConfig;
-    use crate::model::{ParsedEntry, ParsedFeed};
-    use crate::store::{FeedResult, FetchState};
+    use crate::model::ParsedEntry;
+    use crate::store::testing::{store_document, store_with_one_feed};
 
     fn store_with(entries: &[(&str, &str, &str)]) -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = Store::open(&dir.path().join("db")).unwrap();
-        store
-            .sync_feeds(&[FeedConfig {
-                url: url::Url::parse("http://a.example/rss").unwrap(),
-                name: Some("Wire".into()),
-                interval: None,
-                tags: vec![],
-            }])
-            .unwrap();
-        let feed_id = store.due_feeds(None).unwrap()[0].id;
+        let (dir, mut store, feed_id) = store_with_one_feed();
         let entries = entries
             .iter()
             .map(|(key, title, content)| ParsedEntry {
@@ -158,18 +147,7 @@ mod tests {
                 ..Default::default()
             })
             .collect();
-        let state = FetchState::at(Utc::now(), Some(200));
-        let result = FeedResult::Parsed {
-            etag: None,
-            last_modified: None,
-            body_hash: "b".into(),
-            feed: ParsedFeed {
-                entries,
-                ..Default::default()
-            },
-            mentions: Vec::new(),
-        };
-        store.apply(feed_id, &state, &result).unwrap();
+        store_document(&mut store, feed_id, entries, "b");
         (dir, store)
     }
 
