@@ -5,6 +5,7 @@ mod cli;
 mod corpus;
 mod flags;
 mod helpers;
+mod hostile;
 mod matcher_eval;
 mod parse_corpus;
 mod pipeline;
