@@ -3,6 +3,7 @@
 
 mod cli;
 mod corpus;
+mod crash;
 mod flags;
 mod helpers;
 mod hostile;
