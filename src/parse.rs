@@ -7,8 +7,8 @@
 //!
 //! 1. **Bytes → UTF-8** (`decode_document`). feed-rs decodes by the XML declaration only,
 //!    fails on any invalid byte and panics on UTF-16. We decode every document to UTF-8
-//!    ourselves (BOM, then valid UTF-8, then declaration, then the HTTP charset, then
-//!    windows-1252) and rewrite the declaration so feed-rs sees consistent UTF-8.
+//!    ourselves (BOM, then valid UTF-8, then declaration, then the HTTP charset, then a
+//!    guess from the bytes) and rewrite the declaration so feed-rs sees consistent UTF-8.
 //! 2. **Sniffing and repairs** (`sniff_root`, `repair_dialects`): empty bodies and HTML
 //!    pages are told apart from broken feeds (an HTML page yields its advertised feed link);
 //!    `<rss>` without a version and the Netscape RSS 0.90 namespace are rewritten into forms
@@ -41,13 +41,21 @@ pub enum ParseError {
     #[error("the document is empty")]
     Empty,
     /// An HTML page where a feed was expected; `feed_link` is the page's
-    /// `<link rel="alternate">` feed, when it has one.
-    #[error("this is an HTML page, not a feed")]
+    /// `<link rel="alternate">` feed, when it has one. The message names it: it is the URL the
+    /// user most likely meant to configure.
+    #[error("{}", html_page_text(.feed_link.as_deref()))]
     HtmlPage { feed_link: Option<String> },
     #[error("not a valid feed: {0}")]
     Invalid(String),
     #[error("the feed parser crashed on this document: {0}")]
     Panicked(String),
+}
+
+fn html_page_text(feed_link: Option<&str>) -> String {
+    match feed_link {
+        Some(link) => format!("this is an HTML page; its feed may be at {link}"),
+        None => "this is an HTML page, not a feed, and it links to no feed".to_owned(),
+    }
 }
 
 /// Longest title kept, in characters; real titles are far below, this only stops a broken
@@ -174,7 +182,8 @@ fn is_blank(body: &[u8]) -> bool {
 /// (a document that validates as UTF-8 is UTF-8 whatever its declaration says — a Latin-1 or
 /// CJK text almost never does, and feeds re-encoded by their CMS keep stale declarations);
 /// the declared encoding; the `charset` of the Content-Type; UTF-8 if the document is mostly
-/// UTF-8 with a few bad bytes; else windows-1252, the web's default for undeclared 8-bit text.
+/// UTF-8 with a few bad bytes; else the legacy encoding its bytes look like (windows-1252 for
+/// Western text, the web's old default for undeclared 8-bit text).
 fn decode_document<'a>(body: &'a [u8], content_type: Option<&str>) -> Cow<'a, str> {
     if let Some((encoding, bom_length)) = Encoding::for_bom(body) {
         let (text, _) = encoding.decode_without_bom_handling(&body[bom_length..]);
@@ -201,13 +210,33 @@ fn decode_document<'a>(body: &'a [u8], content_type: Option<&str>) -> Cow<'a, st
                 .and_then(charset_of)
                 .and_then(|label| usable(label.as_bytes()))
         })
-        .unwrap_or(if mostly_utf8(body) {
-            UTF_8
-        } else {
-            WINDOWS_1252
+        .unwrap_or_else(|| {
+            if mostly_utf8(body) {
+                UTF_8
+            } else {
+                guess_legacy_encoding(body)
+            }
         });
     let (text, _) = encoding.decode_without_bom_handling(body);
     with_utf8_declaration(text)
+}
+
+/// The legacy encoding of an undeclared 8-bit document, as browsers guess it: chardetng
+/// (Firefox's detector) scores the byte patterns of every legacy Web encoding, so GBK,
+/// Shift_JIS or windows-1251 text is read as such instead of as windows-1252 mojibake. It still
+/// answers windows-1252 for Western text, the old default; it is never asked about UTF-8,
+/// which the caller has ruled out. A few stray bytes (an "ï" in English text) are no evidence
+/// for any detector — one byte is as good a Latvian letter as a French one — so below
+/// `MIN_EVIDENCE` non-ASCII bytes the web default stands.
+fn guess_legacy_encoding(body: &[u8]) -> &'static Encoding {
+    /// About a short sentence of non-Latin text, or two of Chinese.
+    const MIN_EVIDENCE: usize = 16;
+    if body.iter().filter(|b| !b.is_ascii()).count() < MIN_EVIDENCE {
+        return WINDOWS_1252;
+    }
+    let mut detector = chardetng::EncodingDetector::new(chardetng::Iso2022JpDetection::Deny);
+    detector.feed(body, true);
+    detector.guess(None, chardetng::Utf8Detection::Deny)
 }
 
 /// NUL is not allowed anywhere in XML, and quick-xml rejects the whole document for one
@@ -1348,7 +1377,11 @@ mod tests {
                 assert_eq!(
                     feed_link.as_deref(),
                     Some("https://news.example.com/feed/?a=1&b=2")
-                )
+                );
+                assert_eq!(
+                    ParseError::HtmlPage { feed_link }.to_string(),
+                    "this is an HTML page; its feed may be at https://news.example.com/feed/?a=1&b=2"
+                );
             }
             other => panic!("{other:?}"),
         }

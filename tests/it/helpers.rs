@@ -26,7 +26,13 @@ pub struct Route {
     pub first_statuses: Vec<u16>,
     /// Wait this long before answering (a slow or hanging server).
     pub delay: Option<std::time::Duration>,
+    /// Answers by hand: the handler gets the connection right after the request head was read
+    /// and writes whatever it likes (or nothing); the connection closes when it returns.
+    pub raw: Option<RawHandler>,
 }
+
+/// A route that misbehaves below HTTP: stalls, trickles, lies about lengths, resets.
+pub type RawHandler = Arc<dyn Fn(TcpStream) + Send + Sync>;
 
 impl Route {
     pub fn feed(body: impl Into<Vec<u8>>) -> Route {
@@ -38,6 +44,15 @@ impl Route {
             headers: Vec::new(),
             first_statuses: Vec::new(),
             delay: None,
+            raw: None,
+        }
+    }
+
+    /// A route answered by `handler` on the raw connection.
+    pub fn raw(handler: impl Fn(TcpStream) + Send + Sync + 'static) -> Route {
+        Route {
+            raw: Some(Arc::new(handler)),
+            ..Route::feed("")
         }
     }
 
@@ -128,6 +143,11 @@ impl FeedServer {
         self.set(path, Route::feed(body));
     }
 
+    /// Every request this server has seen, on any path.
+    pub fn all_requests(&self) -> Vec<Seen> {
+        self.state.lock().unwrap().seen.clone()
+    }
+
     /// The most requests this server was answering at the same time.
     pub fn max_concurrent(&self) -> usize {
         self.state.lock().unwrap().max_active
@@ -194,6 +214,21 @@ fn serve_connection(stream: TcpStream, state: &Mutex<ServerState>) {
                 answer
             })
         };
+        if let Some(handler) = route.as_ref().and_then(|r| r.raw.clone()) {
+            {
+                let mut state = state.lock().unwrap();
+                state.seen.push(Seen {
+                    path,
+                    headers,
+                    at: Instant::now(),
+                    status: 0,
+                    body: request_body,
+                });
+                state.active -= 1;
+            }
+            handler(writer);
+            return;
+        }
         let (status, extra, body) = respond(route.as_ref(), &headers);
         state.lock().unwrap().seen.push(Seen {
             path,

@@ -3,8 +3,10 @@
 
 mod cli;
 mod corpus;
+mod crash;
 mod flags;
 mod helpers;
+mod hostile;
 mod matcher_eval;
 mod parse_corpus;
 mod pipeline;
