@@ -33,6 +33,8 @@ pub struct Config {
 
 #[derive(Debug, Clone)]
 pub struct StorageConfig {
+    /// How long a write waits for a lock another process holds (a user's `sqlite3` session).
+    pub busy_timeout: Duration,
     /// The SQLite database file, absolute or relative to the config file's folder.
     pub path: PathBuf,
     /// Entries older than this that mention no company are pruned; None keeps everything.
@@ -324,6 +326,7 @@ struct RawNotify {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawStorage {
+    busy_timeout: Option<Spanned<String>>,
     path: Option<Spanned<String>>,
     retain: Option<Spanned<String>>,
 }
@@ -478,6 +481,11 @@ impl Checker<'_> {
                 None => PathBuf::from("feedhound.db"),
             },
             retain: self.retain(raw.storage.retain),
+            busy_timeout: self.duration(
+                raw.storage.busy_timeout,
+                "storage.busy_timeout",
+                crate::store::BUSY_TIMEOUT,
+            ),
         };
         let server = self.server(raw.server);
         let polling = self.polling(raw.polling);
@@ -898,6 +906,7 @@ mod tests {
         );
         assert_eq!(config.polling.max_body_size, defaults.polling.max_body_size);
         assert_eq!(config.storage.path, defaults.storage.path);
+        assert_eq!(config.storage.busy_timeout, defaults.storage.busy_timeout);
         assert!(
             example.contains(
                 &defaults

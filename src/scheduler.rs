@@ -456,7 +456,7 @@ fn redact_str(url: &str) -> String {
 
 /// Opens the database and brings its `feeds` and `companies` tables in line with the config.
 pub fn open_store(config: &Config) -> anyhow::Result<Store> {
-    let mut store = Store::open(&config.database_path())?;
+    let mut store = Store::open_with(&config.database_path(), config.storage.busy_timeout)?;
     sync_config(&mut store, config)?;
     Ok(store)
 }

@@ -99,7 +99,7 @@ impl Store {
         state: &FetchState,
         result: &FeedResult,
     ) -> anyhow::Result<Applied> {
-        let tx = self.conn.transaction()?;
+        let tx = super::write_transaction(&mut self.conn)?;
         let applied = apply_in(&tx, &self.flagging, feed_id, state, result)?;
         tx.commit()?;
         Ok(applied)

@@ -81,7 +81,7 @@ impl Store {
     /// Makes the `feeds` table match the config: new feeds are added, removed ones marked
     /// inactive (their entries stay), and name, tags and interval follow the config.
     pub fn sync_feeds(&mut self, feeds: &[FeedConfig]) -> anyhow::Result<SyncReport> {
-        let tx = self.conn.transaction()?;
+        let tx = super::write_transaction(&mut self.conn)?;
         let was_active: HashSet<String> = tx
             .prepare("SELECT url FROM feeds WHERE active = 1")?
             .query_map([], |r| r.get(0))?

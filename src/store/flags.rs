@@ -75,7 +75,7 @@ impl Store {
         companies: &[CompanyConfig],
         routes: Vec<AlertRoute>,
     ) -> anyhow::Result<()> {
-        let tx = self.conn.transaction()?;
+        let tx = super::write_transaction(&mut self.conn)?;
         tx.execute("UPDATE companies SET active = 0", [])?;
         {
             let mut upsert = tx.prepare(
@@ -143,7 +143,7 @@ impl Store {
     /// A rescan records flags but queues no alerts: a new company must not page the user about
     /// every old story that names it.
     pub fn replace_mentions(&mut self, batch: &[(i64, Vec<Mention>)]) -> anyhow::Result<usize> {
-        let tx = self.conn.transaction()?;
+        let tx = super::write_transaction(&mut self.conn)?;
         let mut changed = 0;
         for (entry_id, mentions) in batch {
             if write_mentions(&tx, &self.flagging, *entry_id, mentions)? {

@@ -54,8 +54,9 @@ const MIGRATIONS: &[(&str, &str)] = &[
 ];
 
 /// How long a write waits for another process's lock before giving up (a user running a long
-/// statement in `sqlite3`, a backup). Long enough to ride out interactive use.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+/// statement in `sqlite3`, a backup), unless `[storage] busy_timeout` says otherwise. Long
+/// enough to ride out interactive use.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub struct Store {
     conn: Connection,
@@ -66,6 +67,11 @@ pub struct Store {
 impl Store {
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
     pub fn open(path: &Path) -> anyhow::Result<Store> {
+        Store::open_with(path, BUSY_TIMEOUT)
+    }
+
+    /// [`Store::open`], waiting up to `busy_timeout` for locks other processes hold.
+    pub fn open_with(path: &Path, busy_timeout: Duration) -> anyhow::Result<Store> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).with_context(|| {
                 format!(
@@ -82,9 +88,17 @@ impl Store {
             flagging: flags::Flagging::default(),
         };
         store
-            .configure()
+            .configure(busy_timeout)
             .and_then(|()| store.migrate())
-            .with_context(|| format!("cannot prepare the database {}", path.display()))?;
+            .map_err(|err| {
+                let hint = storage_hint(&err)
+                    .map(|h| format!(" ({h})"))
+                    .unwrap_or_default();
+                err.context(format!(
+                    "cannot prepare the database {}{hint}",
+                    path.display()
+                ))
+            })?;
         Ok(store)
     }
 
@@ -92,8 +106,8 @@ impl Store {
         &self.path
     }
 
-    fn configure(&self) -> anyhow::Result<()> {
-        self.conn.busy_timeout(BUSY_TIMEOUT)?;
+    fn configure(&self, busy_timeout: Duration) -> anyhow::Result<()> {
+        self.conn.busy_timeout(busy_timeout)?;
         // Lets retention hand freed pages back to the filesystem. It only takes effect before
         // the first table is created (a new database) or at the next VACUUM (see
         // `retention`); on an older database it is a harmless request.
@@ -116,7 +130,12 @@ impl Store {
     }
 
     fn migrate(&mut self) -> anyhow::Result<()> {
-        let tx = self.conn.transaction()?;
+        // Up to date (the usual case): nothing to lock, nothing to write.
+        if self.schema_version()? == MIGRATIONS.len() {
+            return Ok(());
+        }
+        let tx = write_transaction(&mut self.conn)?;
+        // Read again under the lock: another process may have migrated meanwhile.
         let applied: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         let applied = usize::try_from(applied).unwrap_or(usize::MAX);
         if applied > MIGRATIONS.len() {
@@ -134,11 +153,52 @@ impl Store {
         Ok(())
     }
 
+    fn schema_version(&self) -> anyhow::Result<usize> {
+        let version: i64 = self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        Ok(usize::try_from(version).unwrap_or(usize::MAX))
+    }
+
     /// Result of `PRAGMA integrity_check`: "ok" for a healthy database.
     pub fn integrity_check(&self) -> anyhow::Result<String> {
         Ok(self
             .conn
             .query_row("PRAGMA integrity_check", [], |r| r.get(0))?)
+    }
+}
+
+/// Begins a transaction that takes the write lock at once. A deferred transaction that reads
+/// first and writes later cannot wait for a lock held by another process (SQLite skips the busy
+/// handler on that upgrade, to avoid deadlock) and fails at once with "database is locked";
+/// taking the lock up front lets `busy_timeout` ride out a user's `sqlite3` session.
+pub(crate) fn write_transaction(
+    conn: &mut Connection,
+) -> rusqlite::Result<rusqlite::Transaction<'_>> {
+    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+}
+
+/// A plain-words reading of storage failures SQLite reports tersely ("disk I/O error",
+/// "unable to open database file"), to add to the error naming the database.
+pub fn storage_hint(err: &anyhow::Error) -> Option<&'static str> {
+    use rusqlite::ErrorCode;
+    let code = err
+        .chain()
+        .find_map(|cause| match cause.downcast_ref::<rusqlite::Error>() {
+            Some(rusqlite::Error::SqliteFailure(failure, _)) => Some(failure.code),
+            _ => None,
+        })?;
+    match code {
+        ErrorCode::DiskFull | ErrorCode::SystemIoFailure => Some(
+            "the disk holding the database may be full or failing; feedhound retries once there is space",
+        ),
+        ErrorCode::ReadOnly | ErrorCode::CannotOpen | ErrorCode::PermissionDenied => Some(
+            "the database or its folder is not writable (read-only file system or permissions?)",
+        ),
+        ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => {
+            Some("another process held the database lock longer than [storage] busy_timeout")
+        }
+        _ => None,
     }
 }
 

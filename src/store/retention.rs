@@ -160,7 +160,7 @@ impl Store {
 
     /// Deletes one batch of at most [`BATCH`] entries in its own transaction.
     fn prune_step(&mut self, run: &mut Pruning) -> anyhow::Result<()> {
-        let tx = self.conn.transaction()?;
+        let tx = super::write_transaction(&mut self.conn)?;
         let doomed: Vec<(i64, i64, Option<i64>)> = tx
             .prepare(&format!(
                 "SELECT e.id, e.feed_id, e.story_id FROM entries e WHERE {DOOMED} LIMIT ?2"

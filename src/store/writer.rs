@@ -135,7 +135,7 @@ fn serve(mut store: Store, mut queue: mpsc::Receiver<Job>) -> Store {
 fn write_batch(store: &mut Store, batch: Vec<ApplyJob>) {
     let mut replies = Vec::with_capacity(batch.len());
     let outcome = (|| -> anyhow::Result<()> {
-        let mut tx = store.conn.transaction()?;
+        let mut tx = super::write_transaction(&mut store.conn)?;
         for job in batch {
             let ApplyJob {
                 feed_id,
@@ -161,7 +161,10 @@ fn write_batch(store: &mut Store, batch: Vec<ApplyJob>) {
             }
         }
         Err(err) => {
-            let message = format!("{err:#}");
+            let hint = super::storage_hint(&err)
+                .map(|h| format!(" ({h})"))
+                .unwrap_or_default();
+            let message = format!("{err:#}{hint}");
             tracing::error!(error = %message, database = %store.path().display(), "writing a batch of feed results failed");
             for (reply, _) in replies {
                 let _ = reply.send(Err(anyhow::anyhow!(

@@ -246,9 +246,6 @@ async fn a_long_read_transaction_elsewhere_never_stops_polling() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: the store's deferred transactions read before they write, and SQLite never \
-            calls the busy handler to upgrade a read transaction, so a write lock held \
-            elsewhere fails at once with `database is locked`; BEGIN IMMEDIATE fixes it"]
 async fn a_write_lock_held_elsewhere_for_two_seconds_makes_the_poll_wait_not_fail() {
     let server = FeedServer::start();
     server.feed("a.xml", numbered_feed(3));
@@ -278,14 +275,14 @@ async fn a_write_lock_held_elsewhere_for_two_seconds_makes_the_poll_wait_not_fai
     );
 }
 
-/// Needs 30 s (the store's busy timeout, a constant): see the report for the knob that would
-/// make it quick.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "slow: holds the write lock past the store's 30 s busy timeout"]
 async fn a_write_lock_held_past_the_busy_timeout_fails_with_the_database_path() {
     let server = FeedServer::start();
     server.feed("a.xml", numbered_feed(3));
     let app = App::new(&[server.url("a.xml")], "");
+    let config = std::fs::read_to_string(&app.config_path).unwrap();
+    let config = config.replace("[storage]\n", "[storage]\nbusy_timeout = \"1s\"\n");
+    std::fs::write(&app.config_path, config).unwrap();
     app.poll().await;
     let locker = app.db();
     locker.execute_batch("BEGIN IMMEDIATE").unwrap();
