@@ -309,11 +309,11 @@ fn document(feed: usize, generation: usize, entries: usize) -> (Vec<u8>, usize) 
         mentions += usize::from(s.company.is_some());
         let link = format!("https://site{feed}.example.com/2026/story-{seq}.html?utm_medium=feed");
         if atom {
-            let _ = write!(
+            let _ = writeln!(
                 doc,
                 "<entry><title type=\"html\">{}</title><link rel=\"alternate\" href=\"{}\"/>\
                  <id>urn:bench:{feed}:{seq}</id><updated>{}</updated>\
-                 <summary type=\"html\">{}</summary><content type=\"html\">{}</content></entry>\n",
+                 <summary type=\"html\">{}</summary><content type=\"html\">{}</content></entry>",
                 xml_escaped(&s.title),
                 xml_escaped(&link),
                 date(seq, true),
@@ -321,11 +321,11 @@ fn document(feed: usize, generation: usize, entries: usize) -> (Vec<u8>, usize) 
                 xml_escaped(&s.content_html)
             );
         } else {
-            let _ = write!(
+            let _ = writeln!(
                 doc,
                 "<item><title>{}</title><link>{}</link><guid isPermaLink=\"false\">bench-{feed}-{seq}</guid>\
                  <pubDate>{}</pubDate><description><![CDATA[{}]]></description>\
-                 <content:encoded><![CDATA[{}]]></content:encoded></item>\n",
+                 <content:encoded><![CDATA[{}]]></content:encoded></item>",
                 xml_escaped(&s.title),
                 xml_escaped(&link),
                 date(seq, false),
@@ -490,6 +490,10 @@ fn summary_numbers(line: &str) -> [usize; 5] {
         .unwrap_or_else(|_| panic!("unexpected poll summary: {line:?}"))
 }
 
+#[expect(
+    clippy::zombie_processes,
+    reason = "the child is reaped with wait4, which also returns its rusage"
+)]
 fn poll(binary: &Path, config: &Path) -> Measured {
     let started = Instant::now();
     let mut child = Command::new(binary)
