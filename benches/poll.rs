@@ -1,0 +1,791 @@
+//! End to end: the real `feedhound poll` binary against a generated corpus served on loopback.
+//!
+//! `cargo bench --bench poll` generates N feeds × M entries (70% RSS 2.0, 30% Atom 1.0, news-like
+//! HTML of 1–3 KB per entry, a tracked company named in about 28% of entries), serves them from
+//! a raw-TCP server inside this process (ETag → 304, gzip), and runs the release binary built by
+//! cargo for, in each run, a fresh database:
+//!
+//! - **cold**: empty database, every feed answers 200;
+//! - **warm**: the same again, every feed answers 304;
+//! - **incremental**: every tenth feed has published 5 new entries (and dropped its 5 oldest).
+//!
+//! For each poll it prints the median (min–max) over the runs of wall time, CPU user+sys of the
+//! child (`wait4`), its peak RSS, entries per second and CPU seconds per 1000 entries; the poll's
+//! own summary line is checked against what the corpus holds, so a fast wrong answer fails.
+//! Finally it starts `feedhound run` on the last database (nothing due) and reads the idle
+//! daemon's resident memory.
+//!
+//! Environment: `FEEDHOUND_BENCH_FEEDS` (default 1000), `FEEDHOUND_BENCH_ENTRIES` (50),
+//! `FEEDHOUND_BENCH_RUNS` (3), `FEEDHOUND_BENCH_CONCURRENCY` (8), `FEEDHOUND_BENCH_GZIP` (1),
+//! `FEEDHOUND_BENCH_IDLE_SECS` (3; 0 skips the daemon), `FEEDHOUND_BIN` (default: the binary
+//! cargo built alongside this bench). The default takes about a minute on 2 cores.
+
+use std::fmt::Write as _;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use flate2::Compression;
+use flate2::write::GzEncoder;
+
+/// Tracked companies: names a news feed about technology and markets would carry.
+const COMPANIES: &[&str] = &[
+    "Apple",
+    "Samsung",
+    "Nvidia",
+    "Xiaomi",
+    "Alphabet",
+    "Microsoft",
+    "Amazon",
+    "Meta",
+    "Intel",
+    "AMD",
+    "Qualcomm",
+    "Huawei",
+    "Sony",
+    "Tesla",
+    "Toyota",
+    "Siemens",
+    "SAP",
+    "Oracle",
+    "IBM",
+    "Cisco",
+    "Adobe",
+    "Netflix",
+    "Spotify",
+    "Uber",
+    "Airbnb",
+    "Alibaba",
+    "Tencent",
+    "Baidu",
+    "ByteDance",
+    "Lenovo",
+    "Dell",
+    "HP",
+    "Nokia",
+    "Ericsson",
+    "Philips",
+    "Bosch",
+    "Arm",
+    "TSMC",
+    "Infineon",
+    "Shopify",
+];
+/// Share of entries naming a company, in percent (the shared corpus has ~28%).
+const MENTION_PERCENT: u64 = 28;
+/// Phrases that contain a company name without meaning it, so the matcher's rules are exercised.
+const TRAPS: &[&str] = &[
+    "metadata standards",
+    "at arm's length",
+    "an apple pie recipe",
+    "uber-competitive pricing",
+];
+const WORDS: &[&str] = &[
+    "market",
+    "shares",
+    "analysts",
+    "quarter",
+    "revenue",
+    "growth",
+    "chip",
+    "supply",
+    "demand",
+    "investors",
+    "forecast",
+    "regulators",
+    "launch",
+    "device",
+    "cloud",
+    "software",
+    "factory",
+    "Europe",
+    "Asia",
+    "percent",
+    "billion",
+    "report",
+    "deal",
+    "price",
+    "customers",
+    "rivals",
+    "strategy",
+    "earnings",
+    "data",
+    "network",
+    "battery",
+    "display",
+    "security",
+    "pilot",
+];
+/// Entries a changed feed gains (and loses from its tail) between polls.
+const NEW_PER_CHANGE: usize = 5;
+/// One feed in this many changes for the incremental poll.
+const CHANGE_EVERY: usize = 10;
+
+struct Settings {
+    feeds: usize,
+    entries: usize,
+    runs: usize,
+    concurrency: usize,
+    gzip: bool,
+    idle_secs: u64,
+    binary: PathBuf,
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    match std::env::var(name) {
+        Ok(text) => text
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={text} is not a valid value")),
+        Err(_) => default,
+    }
+}
+
+impl Settings {
+    fn from_env() -> Settings {
+        Settings {
+            feeds: env_or("FEEDHOUND_BENCH_FEEDS", 1000),
+            entries: env_or("FEEDHOUND_BENCH_ENTRIES", 50),
+            runs: env_or("FEEDHOUND_BENCH_RUNS", 3),
+            concurrency: env_or("FEEDHOUND_BENCH_CONCURRENCY", 8),
+            gzip: env_or("FEEDHOUND_BENCH_GZIP", 1u8) != 0,
+            idle_secs: env_or("FEEDHOUND_BENCH_IDLE_SECS", 3),
+            binary: std::env::var_os("FEEDHOUND_BIN")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_feedhound"))),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The corpus
+
+/// splitmix64: a deterministic stream per (feed, entry) without a dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn new(feed: usize, entry: usize) -> Rng {
+        Rng(((feed as u64) << 32 | entry as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xfeed)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    fn word(&mut self) -> &'static str {
+        WORDS[self.below(WORDS.len())]
+    }
+}
+
+/// One entry's text; `company` is the name it mentions, if any.
+struct Story {
+    title: String,
+    summary_html: String,
+    content_html: String,
+    company: Option<&'static str>,
+}
+
+fn story(feed: usize, seq: usize) -> Story {
+    let mut rng = Rng::new(feed, seq);
+    let company =
+        (rng.below(100) < MENTION_PERCENT as usize).then(|| COMPANIES[rng.below(COMPANIES.len())]);
+    let mut title = format!(
+        "{} {} {} as {}",
+        capitalised(rng.word()),
+        rng.word(),
+        rng.word(),
+        rng.word()
+    );
+    if let Some(name) = company.filter(|_| rng.below(2) == 0) {
+        title = format!("{name} {title}");
+    }
+    let mut content_html = String::with_capacity(2048);
+    let paragraphs = 3 + rng.below(8); // ~250 bytes each: 1–3 KB of HTML
+    let mention_at = rng.below(paragraphs);
+    for p in 0..paragraphs {
+        content_html.push_str("<p>");
+        for w in 0..24 {
+            if w > 0 {
+                content_html.push(' ');
+            }
+            match rng.below(40) {
+                0 => {
+                    let _ = write!(
+                        content_html,
+                        "<a href=\"https://example.com/{}?utm_source=rss\">{}</a>",
+                        rng.next() % 10_000,
+                        rng.word()
+                    );
+                }
+                1 => content_html.push_str("<b>&#8220;important&#8221;</b>"),
+                2 => content_html.push_str("R&amp;D"),
+                3 => content_html.push_str("Zürich&nbsp;office"),
+                4 => content_html.push_str(TRAPS[rng.below(TRAPS.len())]),
+                _ => content_html.push_str(rng.word()),
+            }
+        }
+        if p == mention_at
+            && let Some(name) = company
+        {
+            let _ = write!(content_html, ", said a spokesperson for {name}");
+        }
+        content_html.push_str(".</p>\n");
+    }
+    let summary_html = content_html[..content_html.find("</p>").unwrap() + 4].to_string();
+    Story {
+        title,
+        summary_html,
+        content_html,
+        company,
+    }
+}
+
+fn capitalised(word: &str) -> String {
+    let mut chars = word.chars();
+    chars
+        .next()
+        .map(|c| c.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
+}
+
+fn is_atom(feed: usize) -> bool {
+    feed % 10 >= 7
+}
+
+/// Hours before a fixed, past instant, so dates are plausible yet the document is deterministic.
+fn date(seq: usize, atom: bool) -> String {
+    let base = chrono::DateTime::parse_from_rfc3339("2026-11-01T00:00:00Z").unwrap();
+    let at = base - chrono::Duration::hours(10_000 - seq as i64);
+    if atom {
+        at.to_rfc3339()
+    } else {
+        at.to_rfc2822()
+    }
+}
+
+fn xml_escaped(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// The document of `feed` at `generation`: entries `generation * NEW_PER_CHANGE ..` onwards.
+fn document(feed: usize, generation: usize, entries: usize) -> (Vec<u8>, usize) {
+    let atom = is_atom(feed);
+    let first = generation * NEW_PER_CHANGE;
+    let mut doc = String::with_capacity(entries * 3000);
+    let mut mentions = 0;
+    if atom {
+        let _ = write!(
+            doc,
+            "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<feed xmlns=\"http://www.w3.org/2005/Atom\">\
+             <title>Bench site {feed}</title><id>urn:bench:{feed}</id>\
+             <link rel=\"alternate\" href=\"https://site{feed}.example.com/\"/><updated>{}</updated>\n",
+            date(first + entries, true)
+        );
+    } else {
+        let _ = write!(
+            doc,
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<rss version=\"2.0\" \
+             xmlns:content=\"http://purl.org/rss/1.0/modules/content/\"><channel>\
+             <title>Bench site {feed}</title><link>https://site{feed}.example.com/</link>\
+             <description>Generated</description>\n"
+        );
+    }
+    // Newest first, as feeds publish them.
+    for seq in (first..first + entries).rev() {
+        let s = story(feed, seq);
+        mentions += usize::from(s.company.is_some());
+        let link = format!("https://site{feed}.example.com/2026/story-{seq}.html?utm_medium=feed");
+        if atom {
+            let _ = writeln!(
+                doc,
+                "<entry><title type=\"html\">{}</title><link rel=\"alternate\" href=\"{}\"/>\
+                 <id>urn:bench:{feed}:{seq}</id><updated>{}</updated>\
+                 <summary type=\"html\">{}</summary><content type=\"html\">{}</content></entry>",
+                xml_escaped(&s.title),
+                xml_escaped(&link),
+                date(seq, true),
+                xml_escaped(&s.summary_html),
+                xml_escaped(&s.content_html)
+            );
+        } else {
+            let _ = writeln!(
+                doc,
+                "<item><title>{}</title><link>{}</link><guid isPermaLink=\"false\">bench-{feed}-{seq}</guid>\
+                 <pubDate>{}</pubDate><description><![CDATA[{}]]></description>\
+                 <content:encoded><![CDATA[{}]]></content:encoded></item>",
+                xml_escaped(&s.title),
+                xml_escaped(&link),
+                date(seq, false),
+                s.summary_html,
+                s.content_html
+            );
+        }
+    }
+    doc.push_str(if atom {
+        "</feed>\n"
+    } else {
+        "</channel></rss>\n"
+    });
+    (doc.into_bytes(), mentions)
+}
+
+/// A served document with its validators.
+struct Served {
+    body: Vec<u8>,
+    gzipped: Option<Vec<u8>>,
+    etag: String,
+}
+
+fn served(feed: usize, generation: usize, entries: usize, gzip: bool) -> (Served, usize) {
+    let (body, mentions) = document(feed, generation, entries);
+    let gzipped = gzip.then(|| {
+        let mut encoder = GzEncoder::new(Vec::new(), Compression::new(6));
+        encoder.write_all(&body).unwrap();
+        encoder.finish().unwrap()
+    });
+    let etag = format!("\"{feed}-{generation}\"");
+    (
+        Served {
+            body,
+            gzipped,
+            etag,
+        },
+        mentions,
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+// The server
+
+#[derive(Default)]
+struct Counters {
+    ok: AtomicUsize,
+    not_modified: AtomicUsize,
+    bytes: AtomicUsize,
+}
+
+struct Site {
+    docs: RwLock<Vec<Arc<Served>>>,
+    counters: Counters,
+}
+
+/// Serves `/f/{index}` on 127.0.0.1, a thread per connection, until the process ends.
+fn serve(site: Arc<Site>) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let site = Arc::clone(&site);
+            std::thread::spawn(move || {
+                let _ = handle(stream, &site);
+            });
+        }
+    });
+    port
+}
+
+fn handle(mut stream: TcpStream, site: &Site) -> std::io::Result<()> {
+    stream.set_nodelay(true)?;
+    let mut buffer = Vec::with_capacity(4096);
+    let mut chunk = [0u8; 4096];
+    loop {
+        let end = loop {
+            if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+                break end + 4;
+            }
+            let read = stream.read(&mut chunk)?;
+            if read == 0 {
+                return Ok(());
+            }
+            buffer.extend_from_slice(&chunk[..read]);
+        };
+        let head = String::from_utf8_lossy(&buffer[..end]).into_owned();
+        buffer.drain(..end);
+        let path = head.split(' ').nth(1).unwrap_or("");
+        let header = |name: &str| {
+            head.lines().find_map(|line| {
+                let (key, value) = line.split_once(':')?;
+                key.trim()
+                    .eq_ignore_ascii_case(name)
+                    .then(|| value.trim().to_string())
+            })
+        };
+        let doc = path
+            .strip_prefix("/f/")
+            .and_then(|i| i.parse::<usize>().ok())
+            .and_then(|i| site.docs.read().unwrap().get(i).cloned());
+        // Headers and body leave in ONE write: a second small write would wait for the
+        // client's delayed ACK (Nagle), 40 ms per response.
+        let mut response = Vec::new();
+        match doc {
+            None => {
+                response.extend_from_slice(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+            }
+            Some(doc) if header("if-none-match").as_deref() == Some(doc.etag.as_str()) => {
+                site.counters.not_modified.fetch_add(1, Ordering::Relaxed);
+                let _ = write!(
+                    response,
+                    "HTTP/1.1 304 Not Modified\r\nETag: {}\r\n\r\n",
+                    doc.etag
+                );
+            }
+            Some(doc) => {
+                site.counters.ok.fetch_add(1, Ordering::Relaxed);
+                let accepts_gzip = header("accept-encoding").is_some_and(|v| v.contains("gzip"));
+                let (body, encoding) = match &doc.gzipped {
+                    Some(gz) if accepts_gzip => (gz, "Content-Encoding: gzip\r\n"),
+                    _ => (&doc.body, ""),
+                };
+                site.counters.bytes.fetch_add(body.len(), Ordering::Relaxed);
+                let _ = write!(
+                    response,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/xml; charset=utf-8\r\nETag: {}\r\n\
+                     {encoding}Content-Length: {}\r\n\r\n",
+                    doc.etag,
+                    body.len()
+                );
+                response.extend_from_slice(body);
+            }
+        }
+        stream.write_all(&response)?;
+        if header("connection").is_some_and(|v| v.eq_ignore_ascii_case("close")) {
+            return Ok(());
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running the binary
+
+/// What one poll cost and what it reported.
+#[derive(Debug, Clone, Copy, Default)]
+struct Measured {
+    wall: f64,
+    cpu: f64,
+    max_rss_mb: f64,
+    summary: [usize; 5],
+}
+
+/// `feeds: A ok, B not modified, C failed; entries: D new, E updated` → [A, B, C, D, E].
+fn summary_numbers(line: &str) -> [usize; 5] {
+    let numbers: Vec<usize> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    numbers
+        .try_into()
+        .unwrap_or_else(|_| panic!("unexpected poll summary: {line:?}"))
+}
+
+#[expect(
+    clippy::zombie_processes,
+    reason = "the child is reaped with wait4, which also returns its rusage"
+)]
+fn poll(binary: &Path, config: &Path) -> Measured {
+    let started = Instant::now();
+    let mut child = Command::new(binary)
+        .arg("--config")
+        .arg(config)
+        .arg("poll")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("cannot start feedhound");
+    // Peak RSS from the child's own VmHWM, sampled until it exits: wait4's ru_maxrss would
+    // include this process's memory (the corpus), which the child inherits at spawn.
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let done = Arc::clone(&done);
+        let status_path = format!("/proc/{}/status", child.id());
+        std::thread::spawn(move || {
+            let mut peak_kb = 0f64;
+            while !done.load(Ordering::Relaxed) {
+                if let Some(kb) = std::fs::read_to_string(&status_path)
+                    .ok()
+                    .and_then(|status| status_field_kb(&status, "VmHWM:"))
+                {
+                    peak_kb = peak_kb.max(kb);
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            peak_kb
+        })
+    };
+    let mut stdout = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    done.store(true, Ordering::Relaxed);
+    let peak_kb = sampler.join().unwrap();
+    // wait4 rather than Child::wait: it also returns the child's own rusage.
+    let mut status = 0;
+    // SAFETY: a zeroed rusage is a valid value, and wait4 only writes through the two
+    // pointers, which point at live locals.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
+    let wall = started.elapsed().as_secs_f64();
+    assert_eq!(pid, child.id() as libc::pid_t, "wait4 failed");
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "feedhound poll failed: {stdout}"
+    );
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    Measured {
+        wall,
+        cpu: seconds(usage.ru_utime) + seconds(usage.ru_stime),
+        max_rss_mb: peak_kb / 1024.0,
+        summary: summary_numbers(stdout.trim()),
+    }
+}
+
+/// A `kB` field of /proc/PID/status.
+fn status_field_kb(status: &str, name: &str) -> Option<f64> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(name))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// Resident memory of `feedhound run` once it has settled with nothing due: (VmRSS, VmHWM) in MB.
+fn idle_daemon_memory(binary: &Path, config: &Path, settle: Duration) -> (f64, f64) {
+    let mut child = Command::new(binary)
+        .arg("--config")
+        .arg(config)
+        .arg("run")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("cannot start feedhound run");
+    std::thread::sleep(settle);
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+    let field = |name: &str| status_field_kb(&status, name).unwrap_or(f64::NAN) / 1024.0;
+    let memory = (field("VmRSS:"), field("VmHWM:"));
+    // SAFETY: plain syscall on the pid of the child we started and have not reaped yet.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let exited = child.wait().unwrap();
+    assert!(
+        exited.success(),
+        "feedhound run did not stop cleanly on SIGTERM: {exited}"
+    );
+    memory
+}
+
+fn write_config(dir: &Path, port: u16, settings: &Settings) -> PathBuf {
+    let mut text = format!(
+        "[storage]\npath = \"bench.db\"\n\n[polling]\nconcurrency = {}\ntimeout = \"60s\"\n\n",
+        settings.concurrency
+    );
+    for feed in 0..settings.feeds {
+        let _ = writeln!(text, "[[feed]]\nurl = \"http://127.0.0.1:{port}/f/{feed}\"");
+    }
+    for name in COMPANIES {
+        let _ = writeln!(
+            text,
+            "[[company]]\nname = \"{name}\"\ncase_sensitive = true"
+        );
+    }
+    let path = dir.join("feedhound.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+// ---------------------------------------------------------------------------------------------
+// Figures
+
+fn median(mut values: Vec<f64>) -> (f64, f64, f64) {
+    values.sort_by(f64::total_cmp);
+    (
+        values[values.len() / 2],
+        values[0],
+        values[values.len() - 1],
+    )
+}
+
+fn report(phase: &str, runs: &[Measured], entries_parsed: usize, entries_new: usize) {
+    let (wall, wall_min, wall_max) = median(runs.iter().map(|m| m.wall).collect());
+    let (cpu, cpu_min, cpu_max) = median(runs.iter().map(|m| m.cpu).collect());
+    let (rss, _, rss_max) = median(runs.iter().map(|m| m.max_rss_mb).collect());
+    let per_thousand = |cpu: f64| {
+        if entries_parsed == 0 {
+            "n/a".to_string()
+        } else {
+            format!("{:.4}", cpu / entries_parsed as f64 * 1000.0)
+        }
+    };
+    println!(
+        "{phase:<12} wall {wall:7.3} s ({wall_min:.3}–{wall_max:.3})  CPU {cpu:7.3} s ({cpu_min:.3}–{cpu_max:.3})  \
+         peak RSS {rss:6.1} MB (max {rss_max:.1})  {:>9} entries/s  CPU s/1000 entries parsed {}  ({entries_parsed} parsed, {entries_new} new)",
+        if entries_parsed == 0 {
+            "n/a".to_string()
+        } else {
+            format!("{:.0}", entries_parsed as f64 / wall)
+        },
+        per_thousand(cpu),
+    );
+}
+
+fn main() {
+    let settings = Settings::from_env();
+    assert!(
+        settings.binary.exists(),
+        "no feedhound binary at {} (set FEEDHOUND_BIN)",
+        settings.binary.display()
+    );
+    let (n, m) = (settings.feeds, settings.entries);
+    assert!(
+        m >= NEW_PER_CHANGE,
+        "FEEDHOUND_BENCH_ENTRIES must be at least {NEW_PER_CHANGE}"
+    );
+
+    let started = Instant::now();
+    let (base, mentions): (Vec<Arc<Served>>, usize) = (0..n)
+        .map(|feed| {
+            let (doc, mentions) = served(feed, 0, m, settings.gzip);
+            (Arc::new(doc), mentions)
+        })
+        .fold(
+            (Vec::with_capacity(n), 0),
+            |(mut docs, total), (doc, mentions)| {
+                docs.push(doc);
+                (docs, total + mentions)
+            },
+        );
+    let changed: Vec<usize> = (0..n).step_by(CHANGE_EVERY).collect();
+    let next: Vec<Arc<Served>> = changed
+        .iter()
+        .map(|&feed| Arc::new(served(feed, 1, m, settings.gzip).0))
+        .collect();
+    let xml_bytes: usize = base.iter().map(|d| d.body.len()).sum();
+    let wire_bytes: usize = base
+        .iter()
+        .map(|d| d.gzipped.as_ref().map_or(d.body.len(), Vec::len))
+        .sum();
+    println!(
+        "corpus: {n} feeds × {m} entries = {} entries, {:.1} MB of XML ({:.1} MB on the wire{}), \
+         {mentions} entries ({:.1}%) name a company; generated in {:.1} s",
+        n * m,
+        xml_bytes as f64 / 1e6,
+        wire_bytes as f64 / 1e6,
+        if settings.gzip { ", gzip" } else { "" },
+        mentions as f64 * 100.0 / (n * m) as f64,
+        started.elapsed().as_secs_f64()
+    );
+    println!(
+        "binary: {}; concurrency {}; {} runs; machine: {} CPUs",
+        settings.binary.display(),
+        settings.concurrency,
+        settings.runs,
+        std::thread::available_parallelism().map_or(0, |p| p.get())
+    );
+
+    let site = Arc::new(Site {
+        docs: RwLock::new(base.clone()),
+        counters: Counters::default(),
+    });
+    let port = serve(Arc::clone(&site));
+
+    let (mut cold, mut warm, mut incremental) = (Vec::new(), Vec::new(), Vec::new());
+    let mut db_bytes = Vec::new();
+    let mut last_dir = None;
+    for _ in 0..settings.runs {
+        *site.docs.write().unwrap() = base.clone();
+        let dir = tempfile::tempdir().unwrap();
+        let config = write_config(dir.path(), port, &settings);
+
+        let measured = poll(&settings.binary, &config);
+        assert_eq!(
+            measured.summary,
+            [n, 0, 0, n * m, 0],
+            "cold poll stored the wrong thing"
+        );
+        cold.push(measured);
+        let db = dir.path().join("bench.db");
+        let wal = dir.path().join("bench.db-wal");
+        db_bytes.push(
+            std::fs::metadata(&db).map_or(0, |m| m.len())
+                + std::fs::metadata(&wal).map_or(0, |m| m.len()),
+        );
+
+        let measured = poll(&settings.binary, &config);
+        assert_eq!(
+            measured.summary,
+            [0, n, 0, 0, 0],
+            "warm poll was not all 304"
+        );
+        warm.push(measured);
+
+        {
+            let mut docs = site.docs.write().unwrap();
+            for (&feed, doc) in changed.iter().zip(&next) {
+                docs[feed] = Arc::clone(doc);
+            }
+        }
+        let measured = poll(&settings.binary, &config);
+        let expected = [
+            changed.len(),
+            n - changed.len(),
+            0,
+            changed.len() * NEW_PER_CHANGE,
+            0,
+        ];
+        assert_eq!(
+            measured.summary, expected,
+            "incremental poll stored the wrong thing"
+        );
+        incremental.push(measured);
+        last_dir = Some(dir);
+    }
+
+    println!("median (min–max) of {} runs:", settings.runs);
+    report("cold", &cold, n * m, n * m);
+    report("warm (304)", &warm, 0, 0);
+    report(
+        "incremental",
+        &incremental,
+        changed.len() * m,
+        changed.len() * NEW_PER_CHANGE,
+    );
+    let (db, _, _) = median(db_bytes.iter().map(|&b| b as f64).collect());
+    println!(
+        "database after the cold poll: {:.1} MB, {:.0} bytes per entry (XML: {:.0} bytes per entry)",
+        db / 1e6,
+        db / (n * m) as f64,
+        xml_bytes as f64 / (n * m) as f64
+    );
+    println!(
+        "server: {} responses 200, {} responses 304, {:.1} MB sent",
+        site.counters.ok.load(Ordering::Relaxed),
+        site.counters.not_modified.load(Ordering::Relaxed),
+        site.counters.bytes.load(Ordering::Relaxed) as f64 / 1e6
+    );
+    if settings.idle_secs > 0
+        && let Some(dir) = &last_dir
+    {
+        let config = dir.path().join("feedhound.toml");
+        let (rss, hwm) = idle_daemon_memory(
+            &settings.binary,
+            &config,
+            Duration::from_secs(settings.idle_secs),
+        );
+        println!(
+            "idle daemon (`feedhound run`, {n} feeds, nothing due, after {} s): RSS {rss:.1} MB (peak {hwm:.1} MB)",
+            settings.idle_secs
+        );
+    }
+}
