@@ -76,20 +76,6 @@ const MENTION_PERCENT: usize = 28;
 const SINCE_DAYS: i64 = 7;
 /// How far back the large database's entries reach.
 const HISTORY_DAYS: i64 = 365;
-/// The query that `Store::flagged_stories` runs (src/store/flags.rs), for its plan only; keep
-/// it in step when that SQL changes.
-const FLAGGED_STORIES_SQL: &str =
-    "SELECT v.story_id, v.title, v.link, v.feed, v.published_at, v.first_seen_at, v.companies
-     FROM flagged_stories v
-     WHERE v.story_id IN (
-         SELECT e.story_id FROM mentions m
-         JOIN entries e ON e.id = m.entry_id
-         JOIN companies c ON c.id = m.company_id AND c.active = 1
-         WHERE (?1 IS NULL OR c.name = ?1 COLLATE NOCASE)
-           AND (?2 IS NULL OR coalesce(e.published_at, e.first_seen_at) >= ?2))
-     ORDER BY coalesce(v.published_at, v.first_seen_at) DESC, v.story_id DESC
-     LIMIT ?3";
-
 fn env_or(name: &str, default: usize) -> usize {
     std::env::var(name).map_or(default, |v| {
         v.parse()
@@ -471,65 +457,19 @@ fn bench_mentions_query(entries: usize, feeds: usize, text_bytes: usize) {
         );
     }
 
-    let company = "Nvidia";
-    let since = Utc::now() - chrono::Duration::days(SINCE_DAYS);
-    let since_text = since.format("%Y-%m-%d %H:%M:%S").to_string();
-    println!(
-        "  EXPLAIN QUERY PLAN of flagged_stories(Some({company:?}), since {SINCE_DAYS} days):"
-    );
-    let mut plan = conn
-        .prepare(&format!("EXPLAIN QUERY PLAN {FLAGGED_STORIES_SQL}"))
-        .unwrap();
-    for row in plan
-        .query_map(params![company, since_text, 50], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, String>(3)?,
-            ))
-        })
-        .unwrap()
-    {
-        let (id, parent, detail) = row.unwrap();
-        println!("    {id:>3} {parent:>3}  {detail}");
-    }
-    drop(plan);
-    // The same candidates with the company resolved to its id first, so mentions_by_company
-    // (company_id, entry_id) is searched instead of scanned: a proposal for flags.rs, timed here.
-    let proposed = "SELECT e.story_id FROM mentions m JOIN entries e ON e.id = m.entry_id
-         WHERE m.company_id = (SELECT id FROM companies WHERE name = ?1 COLLATE NOCASE AND active = 1)
-           AND coalesce(e.published_at, e.first_seen_at) >= ?2";
-    let current = "SELECT e.story_id FROM mentions m
-         JOIN entries e ON e.id = m.entry_id
-         JOIN companies c ON c.id = m.company_id AND c.active = 1
-         WHERE (?1 IS NULL OR c.name = ?1 COLLATE NOCASE)
-           AND (?2 IS NULL OR coalesce(e.published_at, e.first_seen_at) >= ?2)";
-    for (label, sql) in [
-        ("current candidate subquery", current),
-        ("proposed (company id first)", proposed),
-    ] {
-        let mut stmt = conn.prepare(sql).unwrap();
-        let mut run = || {
-            let started = Instant::now();
-            let n = stmt
-                .query_map(params![company, since_text], |r| r.get::<_, Option<i64>>(0))
-                .unwrap()
-                .count();
-            (started.elapsed(), n)
-        };
-        let _ = run();
-        let mut times: Vec<(Duration, usize)> = (0..9).map(|_| run()).collect();
-        times.sort();
-        println!(
-            "  {label:<30} {:>6} candidate rows, median of 9 {:7.2} ms",
-            times[4].1,
-            times[4].0.as_secs_f64() * 1e3
-        );
-    }
     drop(by_object);
     drop(conn);
 
     let store = Store::open(&path).unwrap();
+    let company = "Nvidia";
+    let since = Utc::now() - chrono::Duration::days(SINCE_DAYS);
+    println!("  EXPLAIN QUERY PLAN of flagged_stories(Some(\"Nvidia\"), since {SINCE_DAYS} days):");
+    for step in store
+        .flagged_stories_plan(Some("Nvidia"), Some(since))
+        .unwrap()
+    {
+        println!("    {step}");
+    }
     let query = |company: Option<&str>, since: Option<DateTime<Utc>>, limit: usize| {
         let started = Instant::now();
         let stories = store.flagged_stories(company, since, limit).unwrap();

@@ -12,7 +12,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::flags::{Flagging, assign_story, queue_alerts, write_mentions};
+use super::flags::{Flagging, queue_alerts, story_for, write_mentions};
 use super::{Store, sql_time, sql_time_precise};
 use crate::model::{Mention, ParsedEntry, ParsedFeed};
 
@@ -304,8 +304,8 @@ fn upsert_entries(
             // Deleted by retention and still served: not stored again (see `retention`).
             None if is_tombstoned(tx, feed_id, &entry.dedup_key)? => applied.unchanged += 1,
             None => {
-                let id = insert_entry(tx, feed_id, now, entry)?;
-                let story = assign_story(tx, id, entry, fetched_at)?;
+                let story = story_for(tx, entry, fetched_at)?;
+                let id = insert_entry(tx, feed_id, now, entry, story)?;
                 if !entry_mentions.is_empty() {
                     write_mentions(tx, flagging, id, entry_mentions)?;
                     queue_alerts(tx, flagging, story, entry_mentions, fetched_at)?;
@@ -351,11 +351,17 @@ struct Stored {
     story: Option<i64>,
 }
 
-fn insert_entry(tx: &Connection, feed_id: i64, now: &str, e: &ParsedEntry) -> anyhow::Result<i64> {
+fn insert_entry(
+    tx: &Connection,
+    feed_id: i64,
+    now: &str,
+    e: &ParsedEntry,
+    story: i64,
+) -> anyhow::Result<i64> {
     tx.prepare_cached(
         "INSERT INTO entries (feed_id, dedup_key, guid, link, canonical_link, title, author,
-             published_at, updated_at, summary, content, content_hash, first_seen_at, last_seen_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13)",
+             published_at, updated_at, summary, content, content_hash, first_seen_at, last_seen_at, story_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13, ?14)",
     )?
     .execute(params![
         feed_id,
@@ -371,6 +377,7 @@ fn insert_entry(tx: &Connection, feed_id: i64, now: &str, e: &ParsedEntry) -> an
         e.content,
         e.content_hash,
         now,
+        story,
     ])?;
     Ok(tx.last_insert_rowid())
 }

@@ -162,22 +162,12 @@ impl Store {
         limit: usize,
     ) -> anyhow::Result<Vec<FlaggedStory>> {
         let since = since.map(sql_time);
-        // Candidate stories come from the mentions index (and the published index for --since);
-        // the view does the presentation.
-        let mut stmt = self.conn.prepare(
-            "SELECT v.story_id, v.title, v.link, v.feed, v.published_at, v.first_seen_at, v.companies
-             FROM flagged_stories v
-             WHERE v.story_id IN (
-                 SELECT e.story_id FROM mentions m
-                 JOIN entries e ON e.id = m.entry_id
-                 JOIN companies c ON c.id = m.company_id AND c.active = 1
-                 WHERE (?1 IS NULL OR c.name = ?1 COLLATE NOCASE)
-                   AND (?2 IS NULL OR coalesce(e.published_at, e.first_seen_at) >= ?2))
-             ORDER BY coalesce(v.published_at, v.first_seen_at) DESC, v.story_id DESC
-             LIMIT ?3",
-        )?;
+        let company_id = self.company_id(company)?;
+        let mut stmt = self
+            .conn
+            .prepare(&flagged_stories_sql(company_id.is_some(), since.is_some()))?;
         let rows = stmt
-            .query_map(params![company, since, limit as i64], |r| {
+            .query_map(params![company_id, since, limit as i64], |r| {
                 Ok(FlaggedStory {
                     story_id: r.get(0)?,
                     title: r.get(1)?,
@@ -201,6 +191,42 @@ impl Store {
                 Ok(story)
             })
             .collect()
+    }
+
+    /// `EXPLAIN QUERY PLAN` of what [`Store::flagged_stories`] runs, one line per step: to
+    /// check that it seeks an index (the benchmark prints it).
+    pub fn flagged_stories_plan(
+        &self,
+        company: Option<&str>,
+        since: Option<DateTime<Utc>>,
+    ) -> anyhow::Result<Vec<String>> {
+        let since = since.map(sql_time);
+        let company_id = self.company_id(company)?;
+        let sql = format!(
+            "EXPLAIN QUERY PLAN {}",
+            flagged_stories_sql(company_id.is_some(), since.is_some())
+        );
+        let mut stmt = self.conn.prepare(&sql)?;
+        let rows = stmt.query_map(params![company_id, since, 50], |r| r.get::<_, String>(3))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn company_id(&self, company: Option<&str>) -> anyhow::Result<Option<i64>> {
+        let Some(name) = company else { return Ok(None) };
+        let id = self
+            .conn
+            .query_row(
+                "SELECT id FROM companies WHERE name = ?1 COLLATE NOCASE AND active = 1",
+                [name],
+                |r| r.get(0),
+            )
+            .optional()?
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "no tracked company is named {name:?} (see [[company]] in the config)"
+                )
+            })?;
+        Ok(Some(id))
     }
 
     pub(super) fn story_sources(&self, story_id: i64) -> anyhow::Result<Vec<Source>> {
@@ -233,11 +259,42 @@ impl Store {
     }
 }
 
-/// Puts a newly stored entry into its story: the story of the same canonical link, else of the
-/// same title seen within [`TITLE_WINDOW`], else a new one.
-pub(super) fn assign_story(
+/// The query behind [`Store::flagged_stories`]; parameters: ?1 company id, ?2 since, ?3 limit.
+/// Candidate stories come from an index that can seek (a company's mentions, or the entries of
+/// the period); the view then presents only those stories.
+fn flagged_stories_sql(by_company: bool, since: bool) -> String {
+    let candidates = match (by_company, since) {
+        (true, _) => {
+            "SELECT e.story_id FROM mentions m JOIN entries e ON e.id = m.entry_id
+             WHERE m.company_id = ?1 AND (?2 IS NULL OR coalesce(e.published_at, e.first_seen_at) >= ?2)"
+        }
+        (false, true) => {
+            "SELECT e.story_id FROM entries e
+             WHERE ?1 IS NULL AND coalesce(e.published_at, e.first_seen_at) >= ?2
+               AND EXISTS (SELECT 1 FROM mentions m JOIN companies c ON c.id = m.company_id AND c.active = 1
+                           WHERE m.entry_id = e.id)"
+        }
+        (false, false) => {
+            "SELECT e.story_id FROM mentions m
+             JOIN companies c ON c.id = m.company_id AND c.active = 1
+             JOIN entries e ON e.id = m.entry_id
+             WHERE ?1 IS NULL AND ?2 IS NULL"
+        }
+    };
+    format!(
+        "SELECT v.story_id, v.title, v.link, v.feed, v.published_at, v.first_seen_at, v.companies
+         FROM flagged_stories v
+         WHERE v.story_id IN ({candidates})
+         ORDER BY coalesce(v.published_at, v.first_seen_at) DESC, v.story_id DESC
+         LIMIT ?3"
+    )
+}
+
+/// The story a new entry belongs to: the story of the same canonical link, else of the same
+/// title seen within [`TITLE_WINDOW`], else a new one. Found before the entry is inserted, so
+/// the entry's row (kilobytes of text) is written once, not written and then rewritten.
+pub(super) fn story_for(
     conn: &Connection,
-    entry_id: i64,
     entry: &ParsedEntry,
     now: DateTime<Utc>,
 ) -> anyhow::Result<i64> {
@@ -261,17 +318,14 @@ pub(super) fn assign_story(
             .query_row(params![key, sql_time(now - TITLE_WINDOW)], |r| r.get(0))
             .optional()?;
     }
-    let story = match story {
-        Some(id) => id,
+    match story {
+        Some(id) => Ok(id),
         None => {
             conn.prepare_cached("INSERT INTO stories (canonical_link, title_key, first_seen_at) VALUES (?1, ?2, ?3)")?
                 .execute(params![link, title_key, sql_time(now)])?;
-            conn.last_insert_rowid()
+            Ok(conn.last_insert_rowid())
         }
-    };
-    conn.prepare_cached("UPDATE entries SET story_id = ?2 WHERE id = ?1")?
-        .execute(params![entry_id, story])?;
-    Ok(story)
+    }
 }
 
 /// A title reduced to lowercase words, or None when it is too short to identify a story
