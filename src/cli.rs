@@ -14,7 +14,7 @@ use anyhow::Context;
 use crate::config::{Config, DEFAULT_CONFIG_PATH};
 use crate::matcher::{EntryText, Matcher};
 use crate::scheduler::Control;
-use crate::store::{FlaggedStory, PruneReport, SearchHit, SearchQuery, VacuumReport};
+use crate::store::{FlaggedStory, PruneReport, SearchHit, SearchQuery, Store, VacuumReport};
 use crate::{demo, fetch, opml, scheduler, text};
 
 #[derive(Debug, Parser)]
@@ -183,7 +183,7 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
         }
         Command::Feeds { format, reset } => {
             let config = Config::load(&cli.config)?;
-            let store = scheduler::open_store(&config)?;
+            let store = open_for_reading(&config)?;
             if let Some(url) = reset {
                 if !store.reset_feed(&url)? {
                     eprintln!("no feed has the URL {url}");
@@ -208,7 +208,7 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
             format,
         } => {
             let config = Config::load(&cli.config)?;
-            let store = scheduler::open_store(&config)?;
+            let store = open_for_reading(&config)?;
             let since = since_time(since)?;
             let stories =
                 store.flagged_stories(company.as_deref(), since, limit.unwrap_or(usize::MAX))?;
@@ -266,7 +266,7 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
             format,
         } => {
             let config = Config::load(&cli.config)?;
-            let store = scheduler::open_store(&config)?;
+            let store = open_for_reading(&config)?;
             let hits = store.search(&SearchQuery {
                 text: query,
                 company,
@@ -297,7 +297,7 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
         }
         Command::Alerts { format } => {
             let config = Config::load(&cli.config)?;
-            let store = scheduler::open_store(&config)?;
+            let store = open_for_reading(&config)?;
             let status = store.outbox_status()?;
             let mut out = std::io::stdout().lock();
             if format == Format::Json {
@@ -338,6 +338,12 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The database as it is, without syncing it to this config: a `feeds` or `mentions` run with
+/// another (or a half-edited) config must not deactivate feeds under the running daemon.
+fn open_for_reading(config: &Config) -> anyhow::Result<Store> {
+    Store::open_with(&config.database_path(), config.storage.busy_timeout)
 }
 
 fn redact_str(url: &str) -> String {

@@ -85,6 +85,9 @@ const SNIPPET_CHARS: usize = 120;
 /// The compiled rules of all companies.
 pub struct Matcher {
     automaton: AhoCorasick,
+    /// No hit spans more original-text bytes than this, so only hits starting this close
+    /// before another can contain it (keeps resolving linear in the number of hits).
+    max_hit_len: usize,
     /// Meanings of pattern `p` are `meanings[meaning_starts[p]..meaning_starts[p + 1]]`.
     meaning_starts: Vec<usize>,
     meanings: Vec<Meaning>,
@@ -204,8 +207,12 @@ impl Matcher {
         }
         meaning_starts.push(meanings.len());
 
+        // Lowercasing changes a character's length by at most a factor of 3 in UTF-8 (e.g. 'ı'
+        // ↔ 'I'); 4 leaves room.
+        let max_hit_len = automaton.max_pattern_len() * 4;
         Ok(Matcher {
             automaton,
+            max_hit_len,
             meaning_starts,
             meanings,
             companies,
@@ -390,9 +397,8 @@ impl Matcher {
             if role(&hit) != Role::Name || hit.status != Status::Kept {
                 continue;
             }
-            let exclusion = hits
-                .iter()
-                .take_while(|x| x.field < hit.field || x.field == hit.field && x.start <= hit.start)
+            let exclusion = self
+                .earlier_within_reach(hits, i)
                 .chain(same_start_tail(hits, i))
                 .find(|x| {
                     x.company == hit.company
@@ -415,17 +421,29 @@ impl Matcher {
                 matches!(x.status, Status::Kept | Status::InsideLonger { .. })
                     && role(x) == Role::Name
             };
-            let longer = hits[..i].iter().enumerate().find(|&(j, x)| {
+            // Every earlier hit comes before `i` in the sort, so "same company, spelled alike"
+            // counts once: the first of them.
+            let longer = self.earlier_within_reach(hits, i).find(|x| {
                 passed(x)
                     && x.contains(&hit)
-                    && ((x.start, x.end) != (hit.start, hit.end)
-                        // Two aliases of one company spelled alike in the text: count once.
-                        || x.company == hit.company && j < i)
+                    && ((x.start, x.end) != (hit.start, hit.end) || x.company == hit.company)
             });
-            if let Some((_, x)) = longer {
+            if let Some(x) = longer {
                 hits[i].status = Status::InsideLonger { by: x.meaning };
             }
         }
+    }
+}
+
+impl Matcher {
+    /// Hits sorted before `i` (same field) that start close enough to contain it, nearest first.
+    fn earlier_within_reach<'h>(&self, hits: &'h [Hit], i: usize) -> impl Iterator<Item = &'h Hit> {
+        let hit = hits[i];
+        let reach = hit.end.saturating_sub(self.max_hit_len);
+        hits[..i]
+            .iter()
+            .rev()
+            .take_while(move |x| x.field == hit.field && x.start >= reach)
     }
 }
 

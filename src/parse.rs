@@ -644,7 +644,10 @@ fn find_feed_link(html: &str, page_url: &Url) -> Option<String> {
             && let Some(href) = attribute(tag, "href")
         {
             let href = html_escape::decode_html_entities(href.trim());
-            if let Ok(feed) = page_url.join(&href) {
+            if let Ok(mut feed) = page_url.join(&href) {
+                // The page URL may carry the user's credentials; the message must not.
+                let _ = feed.set_username("");
+                let _ = feed.set_password(None);
                 return Some(feed.to_string());
             }
         }
@@ -846,7 +849,8 @@ impl Draft {
 
     fn content_hash(&self) -> String {
         let mut hasher = blake3::Hasher::new();
-        let link = self.link.as_ref().map(Url::as_str);
+        // The canonical link: rotating `utm_*` values are not an edit.
+        let link = self.canonical_link.as_deref();
         for field in [
             self.title.as_deref(),
             link,

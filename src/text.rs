@@ -24,6 +24,9 @@
 pub fn html_to_text(html: &str) -> String {
     let mut out = TextSink::with_capacity(html.len());
     let bytes = html.as_bytes();
+    // Past the last `>` no `<` can start markup: knowing that up front keeps a document full of
+    // unclosed `<a` linear instead of scanning to the end once per `<`.
+    let last_gt = memchr::memrchr(b'>', bytes);
     let mut i = 0;
     while i < bytes.len() {
         match CLASS[bytes[i] as usize] {
@@ -54,7 +57,8 @@ pub fn html_to_text(html: &str) -> String {
                 i += c.len_utf8();
             }
             Class::Amp => i = decode_entity(html, i, &mut out),
-            Class::Lt => i = skip_markup(html, i, &mut out),
+            Class::Lt if last_gt.is_some_and(|gt| gt > i) => i = skip_markup(html, i, &mut out),
+            Class::Lt => i = literal_lt(&mut out, i),
         }
     }
     out.finish()
@@ -288,11 +292,17 @@ fn tag_name(bytes: &[u8], start: usize) -> (&[u8], usize) {
     (&bytes[start..end], end)
 }
 
+/// How far past the first `>` a quoted attribute value may run (`title="a > b"`) before the
+/// first `>` is taken as the end anyway: bounds the work an unbalanced quote can cause.
+const MAX_QUOTED_RUN: usize = 4096;
+
 /// Index of the `>` closing a tag whose attributes start at `start`, honouring quoted
 /// attribute values (`title="a > b"`). If quotes are unbalanced, the first `>` will do.
 fn tag_end(bytes: &[u8], start: usize) -> Option<usize> {
+    let first = start + memchr::memchr(b'>', &bytes[start..])?;
+    let limit = (first + MAX_QUOTED_RUN).min(bytes.len());
     let mut quote = None;
-    for (offset, &b) in bytes[start..].iter().enumerate() {
+    for (offset, &b) in bytes[start..limit].iter().enumerate() {
         match (quote, b) {
             (None, b'>') => return Some(start + offset),
             (None, b'"' | b'\'') => quote = Some(b),
@@ -300,7 +310,7 @@ fn tag_end(bytes: &[u8], start: usize) -> Option<usize> {
             _ => {}
         }
     }
-    memchr::memchr(b'>', &bytes[start..]).map(|offset| start + offset)
+    Some(first)
 }
 
 fn find(bytes: &[u8], start: usize, needle: &[u8]) -> Option<usize> {
@@ -400,6 +410,14 @@ fn is_block(name: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn unclosed_tags_are_kept_as_text() {
+        // 20,000 `<a` with no `>` anywhere (each used to scan to the end: 400 M steps).
+        let html = "<a x".repeat(20_000);
+        assert_eq!(super::html_to_text(&html), html);
+        assert_eq!(super::html_to_text("<b>bold</b> <a x"), "bold <a x");
+    }
+
     use super::html_to_text;
 
     #[test]

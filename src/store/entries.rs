@@ -324,8 +324,13 @@ fn upsert_entries(
                 applied.mentions += entry_mentions.len();
             }
             Some(stored) if stored.key != entry.dedup_key => {
-                // Same content under a new guid or link: adopt the new identity.
-                update_entry(tx, stored.id, now, entry)?;
+                // Same content under a new guid or link: adopt the new identity, and leave the
+                // text (and its search index) alone.
+                tx.prepare_cached(
+                    "UPDATE entries SET dedup_key = ?2, guid = ?3, link = ?4, canonical_link = ?5, last_seen_at = ?6
+                     WHERE id = ?1",
+                )?
+                .execute(params![stored.id, entry.dedup_key, entry.guid, entry.link, entry.canonical_link, now])?;
                 applied.unchanged += 1;
             }
             Some(stored) => {

@@ -167,22 +167,25 @@ impl Store {
             .conn
             .prepare(&flagged_stories_sql(company_id.is_some(), since.is_some()))?;
         let rows = stmt
-            .query_map(params![company_id, since, limit as i64], |r| {
-                Ok(FlaggedStory {
-                    story_id: r.get(0)?,
-                    title: r.get(1)?,
-                    link: r.get(2)?,
-                    feed: r.get(3)?,
-                    published_at: r.get(4)?,
-                    first_seen_at: r.get(5)?,
-                    companies: r
-                        .get::<_, Option<String>>(6)?
-                        .map(|c| c.split(", ").map(String::from).collect())
-                        .unwrap_or_default(),
-                    snippet: String::new(),
-                    sources: Vec::new(),
-                })
-            })?
+            .query_map(
+                params![company_id, since, i64::try_from(limit).unwrap_or(i64::MAX)],
+                |r| {
+                    Ok(FlaggedStory {
+                        story_id: r.get(0)?,
+                        title: r.get(1)?,
+                        link: r.get(2)?,
+                        feed: r.get(3)?,
+                        published_at: r.get(4)?,
+                        first_seen_at: r.get(5)?,
+                        companies: r
+                            .get::<_, Option<String>>(6)?
+                            .map(|c| c.split(", ").map(String::from).collect())
+                            .unwrap_or_default(),
+                        snippet: String::new(),
+                        sources: Vec::new(),
+                    })
+                },
+            )?
             .collect::<Result<Vec<_>, _>>()?;
         rows.into_iter()
             .map(|mut story| {
@@ -387,10 +390,15 @@ pub(super) fn queue_alerts(
     mentions: &[Mention],
     now: DateTime<Utc>,
 ) -> anyhow::Result<()> {
+    // A company removed by a reload while this entry was in flight has no mention row: no alert.
+    let tracked: Vec<&Mention> = mentions
+        .iter()
+        .filter(|m| flagging.company_ids.contains_key(&m.company))
+        .collect();
     for route in &flagging.routes {
         let wanted = match &route.companies {
-            None => !mentions.is_empty(),
-            Some(names) => mentions
+            None => !tracked.is_empty(),
+            Some(names) => tracked
                 .iter()
                 .any(|m| names.iter().any(|n| n.eq_ignore_ascii_case(&m.company))),
         };

@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::{BUSY_TIMEOUT, Store, parse_sql_time, sql_time};
+use super::{Store, parse_sql_time, sql_time};
 
 /// Database-derived gauges for `/metrics`.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -62,7 +62,7 @@ impl Store {
              ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             [sql_time(now)],
         );
-        self.conn.busy_timeout(BUSY_TIMEOUT)?;
+        self.conn.busy_timeout(self.busy_timeout)?;
         written?;
         Ok(())
     }

@@ -61,6 +61,8 @@ pub const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    /// As configured; the health probe shortens it for one statement and puts it back.
+    busy_timeout: Duration,
     flagging: flags::Flagging,
 }
 
@@ -85,6 +87,7 @@ impl Store {
         let mut store = Store {
             conn,
             path: path.to_path_buf(),
+            busy_timeout,
             flagging: flags::Flagging::default(),
         };
         store
