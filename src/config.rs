@@ -620,6 +620,14 @@ impl Checker<'_> {
                 self.issue(Some(ua.span()), "polling.user_agent", "must not be empty");
                 default_user_agent()
             }
+            Some(ua) if reqwest::header::HeaderValue::from_str(ua.get_ref()).is_err() => {
+                self.issue(
+                    Some(ua.span()),
+                    "polling.user_agent",
+                    "must be printable text on one line (it is sent as an HTTP header)",
+                );
+                default_user_agent()
+            }
             Some(ua) => ua.into_inner(),
             None => default_user_agent(),
         };

@@ -67,19 +67,20 @@ impl Notifier {
         !self.targets.is_empty()
     }
 
+    /// Alerts of targets no longer configured stay queued until the target comes back.
+    fn target_names(&self) -> Vec<String> {
+        self.targets.keys().cloned().collect()
+    }
+
     /// Attempts every alert that is due now, once.
     pub async fn deliver_due(&self) -> anyhow::Result<Delivered> {
         let mut totals = Delivered::default();
         loop {
-            let due = self
+            let targets = self.target_names();
+            let due: Vec<PendingAlert> = self
                 .writer
-                .call(|store| store.due_alerts(Utc::now(), BATCH))
+                .call(move |store| store.due_alerts(Utc::now(), &targets, BATCH))
                 .await?;
-            // Alerts for targets no longer configured wait for the target to come back.
-            let due: Vec<PendingAlert> = due
-                .into_iter()
-                .filter(|a| self.targets.contains_key(&a.target))
-                .collect();
             if due.is_empty() {
                 return Ok(totals);
             }
@@ -143,12 +144,18 @@ impl Notifier {
     /// queued) or when the next retry is due.
     pub async fn run(self, wake: Arc<Notify>, shutdown: CancellationToken) {
         loop {
-            if let Err(err) = self.deliver_due().await {
+            // Cancelling a POST in flight is safe: the alert stays queued and is sent again.
+            let round = tokio::select! {
+                round = self.deliver_due() => round,
+                () = shutdown.cancelled() => return,
+            };
+            if let Err(err) = round {
                 tracing::error!(error = %format!("{err:#}"), "alert delivery round failed");
             }
+            let targets = self.target_names();
             let next = self
                 .writer
-                .call(|store| store.next_alert_time())
+                .call(move |store| store.next_alert_time(&targets))
                 .await
                 .ok()
                 .flatten();

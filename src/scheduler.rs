@@ -499,6 +499,7 @@ pub async fn rescan_if_stale(
     matcher: Arc<Matcher>,
     fingerprint: String,
     force: bool,
+    stop: &CancellationToken,
 ) -> anyhow::Result<(usize, usize)> {
     let current = {
         let fingerprint = fingerprint.clone();
@@ -517,6 +518,10 @@ pub async fn rescan_if_stale(
     const BATCH: usize = 500;
     let (mut scanned, mut changed, mut after) = (0, 0, 0);
     loop {
+        if stop.is_cancelled() {
+            // Stopped midway: the rules stay marked stale, so the next start rescans.
+            return Ok((scanned, changed));
+        }
         let texts = writer
             .call(move |store| store.texts_after(after, BATCH))
             .await?;
@@ -561,7 +566,14 @@ pub async fn rescan(config: &Config) -> anyhow::Result<(usize, usize)> {
     let store = open_store(config)?;
     let (writer, thread) = StoreWriter::spawn(store)?;
     let matcher = build_matcher(config)?;
-    let counts = rescan_if_stale(&writer, matcher, rules_fingerprint(config), true).await?;
+    let counts = rescan_if_stale(
+        &writer,
+        matcher,
+        rules_fingerprint(config),
+        true,
+        &CancellationToken::new(),
+    )
+    .await?;
     drop(writer);
     thread.join()?;
     Ok(counts)
@@ -581,6 +593,7 @@ pub async fn poll_once(
         Arc::clone(&matcher),
         rules_fingerprint(config),
         false,
+        &shutdown,
     )
     .await?;
     let pipeline = Arc::new(Pipeline::new(
@@ -639,10 +652,10 @@ pub async fn run(config: Config, control: Control) -> anyhow::Result<()> {
         new_flags: &new_flags,
         hard_stop: &hard_stop,
         metrics: &metrics,
+        shutdown: &control.shutdown,
     };
-    let mut pipeline = services.start_pipeline(&config)?;
-    let notifier = Notifier::new(&config, writer.clone())?;
-    tracker.spawn(notifier.run(Arc::clone(&new_flags), control.shutdown.clone()));
+    let mut pipeline = services.pipeline(&config)?;
+    let mut background = services.start_background(&config)?;
     if let Some(retain) = config.storage.retain {
         tracker.spawn(store::retention::prune_periodically(
             writer.clone(),
@@ -662,17 +675,21 @@ pub async fn run(config: Config, control: Control) -> anyhow::Result<()> {
     }
     let watchdog = sd_notify::watchdog_enabled();
     let mut ready = false;
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<i64>();
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(i64, bool)>();
     let mut in_flight: HashSet<i64> = HashSet::new();
+    // Feeds whose last refresh could not record its schedule (the database refused the write):
+    // not retried before this, so a full disk does not turn into a fetch loop.
+    let mut held: HashMap<i64, Instant> = HashMap::new();
     let mut config_stamp = file_stamp(&config.source);
     let mut config_check = tokio::time::interval(CONFIG_CHECK);
     config_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tracing::info!(feeds = config.feeds.len(), database = %config.database_path().display(), "feedhound is running");
     loop {
         let now = Utc::now();
+        held.retain(|_, until| *until > Instant::now());
         let due = writer.call(move |store| store.due_feeds(Some(now))).await?;
         for feed in due {
-            if !in_flight.insert(feed.id) {
+            if held.contains_key(&feed.id) || !in_flight.insert(feed.id) {
                 continue;
             }
             let pipeline = Arc::clone(&pipeline);
@@ -682,20 +699,29 @@ pub async fn run(config: Config, control: Control) -> anyhow::Result<()> {
             let feed_id = feed.id;
             tracker.spawn(
                 async move {
-                    if let Err(err) = pipeline.refresh(feed, &shutdown).await {
-                        tracing::error!(error = %format!("{err:#}"), "cannot record the feed's result");
-                    }
-                    let _ = done.send(feed_id);
+                    let recorded = match pipeline.refresh(feed, &shutdown).await {
+                        Ok(outcome) => outcome.is_some() || shutdown.is_cancelled(),
+                        Err(err) => {
+                            tracing::error!(error = %format!("{err:#}"), "cannot record the feed's result");
+                            false
+                        }
+                    };
+                    let _ = done.send((feed_id, recorded));
                 }
                 .instrument(span),
             );
         }
         // In-flight feeds are still "due" until recorded; their completion wakes us instead.
-        let busy = in_flight.clone();
-        let next = writer.call(move |store| store.next_due_time(&busy)).await?;
+        let skip: HashSet<i64> = in_flight.iter().chain(held.keys()).copied().collect();
+        let next = writer.call(move |store| store.next_due_time(&skip)).await?;
+        let until_release = held
+            .values()
+            .min()
+            .map(|until| until.saturating_duration_since(Instant::now()));
         let sleep = next
             .map(|at| (at - Utc::now()).to_std().unwrap_or(Duration::ZERO))
             .unwrap_or(MAX_SLEEP)
+            .min(until_release.unwrap_or(MAX_SLEEP))
             .min(MAX_SLEEP)
             .min(watchdog.map_or(MAX_SLEEP, |period| period / 2));
         metrics.heartbeat();
@@ -711,10 +737,16 @@ pub async fn run(config: Config, control: Control) -> anyhow::Result<()> {
         tokio::select! {
             () = control.shutdown.cancelled() => break,
             () = tokio::time::sleep(sleep) => {}
-            Some(feed_id) = done_rx.recv() => {
-                in_flight.remove(&feed_id);
-                while let Ok(feed_id) = done_rx.try_recv() {
+            Some(first) = done_rx.recv() => {
+                let mut finished = vec![first];
+                while let Ok(more) = done_rx.try_recv() {
+                    finished.push(more);
+                }
+                for (feed_id, recorded) in finished {
                     in_flight.remove(&feed_id);
+                    if !recorded {
+                        held.insert(feed_id, Instant::now() + config.polling.min_interval);
+                    }
                 }
             }
             () = control.reload.notified() => reload = true,
@@ -726,9 +758,29 @@ pub async fn run(config: Config, control: Control) -> anyhow::Result<()> {
                 }
             }
         }
-        if reload && let Some(new) = reload_config(&config, &writer).await {
-            pipeline = services.start_pipeline(&new)?;
-            config = new;
+        if reload && let Some(new) = reload_config(&config).await {
+            // Build everything before syncing: a config that cannot run must not be half applied.
+            match services.pipeline(&new) {
+                Ok(rebuilt) => match sync_reloaded(&new, &writer).await {
+                    Ok(()) => {
+                        pipeline = rebuilt;
+                        background.cancel();
+                        background = services.start_background(&new)?;
+                        tracing::info!(
+                            feeds = new.feeds.len(),
+                            companies = new.companies.len(),
+                            "config reloaded"
+                        );
+                        config = new;
+                    }
+                    Err(err) => {
+                        tracing::error!(error = %format!("{err:#}"), "cannot apply the reloaded config; keeping the last good one")
+                    }
+                },
+                Err(err) => {
+                    tracing::error!(error = %format!("{err:#}"), "cannot use the reloaded config; keeping the last good one")
+                }
+            }
         }
     }
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
@@ -763,40 +815,55 @@ struct Services<'a> {
     new_flags: &'a Arc<Notify>,
     hard_stop: &'a CancellationToken,
     metrics: &'a Arc<Metrics>,
+    shutdown: &'a CancellationToken,
 }
 
 impl Services<'_> {
-    /// A pipeline for `config`, and a background rescan when its company rules are new to the
-    /// database.
-    fn start_pipeline(&self, config: &Config) -> anyhow::Result<Arc<Pipeline>> {
-        let matcher = build_matcher(config)?;
+    /// A pipeline for `config`.
+    fn pipeline(&self, config: &Config) -> anyhow::Result<Arc<Pipeline>> {
         let limits = if self.limits.matches(config) {
             Arc::clone(self.limits)
         } else {
+            // Fetches in flight keep their permits on the old limits until they finish.
             Arc::new(Limits::new(config))
         };
         let pipeline = Pipeline::new(
             config,
-            Arc::clone(&matcher),
+            build_matcher(config)?,
             self.writer.clone(),
             limits,
             Arc::clone(self.new_flags),
             self.hard_stop.clone(),
             Arc::clone(self.metrics),
         )?;
+        Ok(Arc::new(pipeline))
+    }
+
+    /// The work that follows the config in the background: alert delivery to its targets, and
+    /// a rescan when its company rules are new to the database. Cancel the token to stop both
+    /// (a rescan stops between batches, leaving the rules marked stale).
+    fn start_background(&self, config: &Config) -> anyhow::Result<CancellationToken> {
+        let stop = self.shutdown.child_token();
+        let notifier = Notifier::new(config, self.writer.clone())?;
+        self.tracker
+            .spawn(notifier.run(Arc::clone(self.new_flags), stop.clone()));
         let writer = self.writer.clone();
+        let matcher = build_matcher(config)?;
         let fingerprint = rules_fingerprint(config);
+        let rescan_stop = stop.clone();
         self.tracker.spawn(async move {
-            if let Err(err) = rescan_if_stale(&writer, matcher, fingerprint, false).await {
+            if let Err(err) =
+                rescan_if_stale(&writer, matcher, fingerprint, false, &rescan_stop).await
+            {
                 tracing::error!(error = %format!("{err:#}"), "re-matching stored entries failed");
             }
         });
-        Ok(Arc::new(pipeline))
+        Ok(stop)
     }
 }
 
-/// Loads the edited config; on any problem keeps the running one and says why.
-async fn reload_config(current: &Config, writer: &StoreWriter) -> Option<Config> {
+/// Loads the edited config; None (with the reason logged) when it is invalid.
+async fn reload_config(current: &Config) -> Option<Config> {
     let new = match Config::load(&current.source) {
         Ok(new) => new,
         Err(err) => {
@@ -812,24 +879,12 @@ async fn reload_config(current: &Config, writer: &StoreWriter) -> Option<Config>
     {
         tracing::warn!("storage and server settings changed: they take effect after a restart");
     }
-    let synced = {
-        let new = new.clone();
-        writer.call(move |store| sync_config(store, &new)).await
-    };
-    match synced {
-        Ok(()) => {
-            tracing::info!(
-                feeds = new.feeds.len(),
-                companies = new.companies.len(),
-                "config reloaded"
-            );
-            Some(new)
-        }
-        Err(err) => {
-            tracing::error!(error = %format!("{err:#}"), "cannot apply the reloaded config; keeping the last good one");
-            None
-        }
-    }
+    Some(new)
+}
+
+async fn sync_reloaded(new: &Config, writer: &StoreWriter) -> anyhow::Result<()> {
+    let new = new.clone();
+    writer.call(move |store| sync_config(store, &new)).await
 }
 
 /// What tells us a file changed: modification time and size.

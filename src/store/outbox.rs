@@ -61,29 +61,35 @@ pub struct OutboxStatus {
 }
 
 impl Store {
-    /// Undelivered alerts whose next attempt is due, oldest first.
+    /// Undelivered alerts for `targets` whose next attempt is due, oldest first. Alerts of
+    /// targets no longer configured wait (`outbox_status` lists them).
     pub fn due_alerts(
         &self,
         now: DateTime<Utc>,
+        targets: &[String],
         limit: usize,
     ) -> anyhow::Result<Vec<PendingAlert>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT o.id, o.target, o.attempts, o.idempotency_key, s.id, s.first_seen_at
              FROM outbox o JOIN stories s ON s.id = o.story_id
              WHERE o.delivered_at IS NULL AND o.next_attempt_at <= ?1
+               AND o.target IN (SELECT value FROM json_each(?3))
              ORDER BY o.next_attempt_at, o.id LIMIT ?2",
         )?;
         let rows = stmt
-            .query_map(params![sql_time(now), limit as i64], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, u32>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, i64>(4)?,
-                    r.get::<_, String>(5)?,
-                ))
-            })?
+            .query_map(
+                params![sql_time(now), limit as i64, serde_json::to_string(targets)?],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, u32>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, i64>(4)?,
+                        r.get::<_, String>(5)?,
+                    ))
+                },
+            )?
             .collect::<Result<Vec<_>, _>>()?;
         rows.into_iter()
             .map(|(id, target, attempts, key, story_id, first_seen_at)| {
@@ -156,11 +162,12 @@ impl Store {
         Ok(())
     }
 
-    /// When the next undelivered alert is due, if any.
-    pub fn next_alert_time(&self) -> anyhow::Result<Option<DateTime<Utc>>> {
+    /// When the next undelivered alert for `targets` is due, if any.
+    pub fn next_alert_time(&self, targets: &[String]) -> anyhow::Result<Option<DateTime<Utc>>> {
         let next: Option<String> = self.conn.query_row(
-            "SELECT min(next_attempt_at) FROM outbox WHERE delivered_at IS NULL",
-            [],
+            "SELECT min(next_attempt_at) FROM outbox
+             WHERE delivered_at IS NULL AND target IN (SELECT value FROM json_each(?1))",
+            [serde_json::to_string(targets)?],
             |r| r.get(0),
         )?;
         Ok(next.as_deref().and_then(super::parse_sql_time))

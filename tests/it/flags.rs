@@ -328,3 +328,34 @@ fn test_match_explains_exclusions_and_missing_context() {
     assert!(stdout.contains("Apple: not flagged"), "{stdout}");
     assert!(stdout.contains("require_any"), "{stdout}");
 }
+
+#[test]
+fn a_notify_target_added_by_a_config_edit_receives_alerts_without_a_restart() {
+    let server = FeedServer::start();
+    server.feed("a.xml", rss(&["<guid>1</guid><title>Weather</title>"]));
+    server.feed(
+        "b.xml",
+        rss(&["<guid>2</guid><title>Samsung opens a lab</title>"]),
+    );
+    server.set("hook", Route::webhook(200));
+    let app = App::new(&[server.url("a.xml")], COMPANIES);
+    let daemon = app.spawn_daemon();
+    wait_until(Duration::from_secs(10), "a is polled", || {
+        !server.requests("a.xml").is_empty()
+    });
+    let notify = format!("\n[[notify]]\nurl = \"{}\"\n", server.url("hook"));
+    app.write_config(
+        &[server.url("a.xml"), server.url("b.xml")],
+        &format!("{COMPANIES}{notify}"),
+    );
+    wait_until(
+        Duration::from_secs(15),
+        "the new target gets the alert",
+        || !server.requests("hook").is_empty(),
+    );
+    let (status, stderr) = daemon.stop(Duration::from_secs(10));
+    assert!(status.success(), "{stderr}");
+    let payload: serde_json::Value =
+        serde_json::from_slice(&server.requests("hook")[0].body).unwrap();
+    assert_eq!(payload["companies"][0]["name"], "Samsung");
+}
