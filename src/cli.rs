@@ -195,8 +195,8 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
             let mut feeds = store.feed_statuses()?;
             for feed in &mut feeds {
                 // Feed URLs may carry credentials; this output gets pasted into tickets.
-                feed.url = redact_str(&feed.url);
-                feed.moved_to = feed.moved_to.as_deref().map(redact_str);
+                feed.url = fetch::redact_str(&feed.url);
+                feed.moved_to = feed.moved_to.as_deref().map(fetch::redact_str);
             }
             print_feeds(&feeds, format)?;
             Ok(ExitCode::SUCCESS)
@@ -344,10 +344,6 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
 /// another (or a half-edited) config must not deactivate feeds under the running daemon.
 fn open_for_reading(config: &Config) -> anyhow::Result<Store> {
     Store::open_with(&config.database_path(), config.storage.busy_timeout)
-}
-
-fn redact_str(url: &str) -> String {
-    url::Url::parse(url).map_or_else(|_| url.to_string(), |url| fetch::redact(&url))
 }
 
 /// `--since 7d` as the time it names.

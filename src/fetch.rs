@@ -140,6 +140,12 @@ fn retry_text(retry_after: &Option<DateTime<Utc>>) -> String {
 /// The URL as it may be logged or shown: a password (or a lone user name, which is usually a
 /// token) becomes `***`, and so do the values of query parameters named like secrets
 /// (`token`, `api_key`, `secret`, `password`, `sig`, …).
+/// [`redact`] for a URL kept as text; text that is not a URL is shown as "(invalid URL)", since
+/// it could hold anything.
+pub fn redact_str(url: &str) -> String {
+    Url::parse(url).map_or_else(|_| "(invalid URL)".to_string(), |url| redact(&url))
+}
+
 pub fn redact(url: &Url) -> String {
     let mut shown = url.clone();
     // These setters fail only for URLs that cannot carry credentials, which have none to hide.

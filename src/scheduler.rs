@@ -26,7 +26,7 @@ use tracing::Instrument;
 use url::Url;
 
 use crate::config::Config;
-use crate::fetch::{FetchError, FetchSettings, Fetcher, Validators, redact};
+use crate::fetch::{FetchError, FetchSettings, Fetcher, Validators, redact_str};
 use crate::matcher::{EntryText, Matcher};
 use crate::metrics::{FetchOutcome, Metrics};
 use crate::model::{Mention, ParsedFeed};
@@ -107,7 +107,8 @@ pub struct Control {
 }
 
 /// Fetch slots: global and per host, plus per-host spacing of request starts. Shared across
-/// config reloads so a reload never lets more requests through than the limits allow.
+/// config reloads that keep the same limits; when a reload changes them, fetches in flight
+/// finish under the old ones.
 struct Limits {
     concurrency: usize,
     global: Arc<Semaphore>,
@@ -153,6 +154,12 @@ impl Limits {
             .acquire_owned()
             .await
             .context("host slots closed")?;
+        let global_permit = Arc::clone(&self.global)
+            .acquire_owned()
+            .await
+            .context("fetch slots closed")?;
+        // Spacing is reserved only now, right before the request: reserved earlier, two
+        // requests queued for a global slot could start back to back.
         if !self.per_host_delay.is_zero() {
             let start = {
                 let mut hosts = self.hosts.lock().expect("limits lock");
@@ -163,10 +170,6 @@ impl Limits {
             };
             tokio::time::sleep_until(start).await;
         }
-        let global_permit = Arc::clone(&self.global)
-            .acquire_owned()
-            .await
-            .context("fetch slots closed")?;
         Ok(Slot {
             _host: host_permit,
             _global: global_permit,
@@ -448,10 +451,6 @@ fn match_entries(matcher: &Matcher, feed: &ParsedFeed) -> Vec<Vec<Mention>> {
             })
         })
         .collect()
-}
-
-fn redact_str(url: &str) -> String {
-    Url::parse(url).map(|u| redact(&u)).unwrap_or_default()
 }
 
 /// Opens the database and brings its `feeds` and `companies` tables in line with the config.

@@ -37,7 +37,6 @@ pub struct DueFeed {
     pub last_modified: Option<String>,
     pub body_hash: Option<String>,
     pub error_count: u32,
-    pub next_poll_at: Option<DateTime<Utc>>,
 }
 
 /// A feed's state, as SQL over a `feeds` row: `inactive`, `gone`, `dead`, `backing off`,
@@ -140,7 +139,7 @@ impl Store {
     pub fn due_feeds(&self, now: Option<DateTime<Utc>>) -> anyhow::Result<Vec<DueFeed>> {
         let cutoff = now.map(super::sql_time_precise);
         let mut stmt = self.conn.prepare_cached(
-            "SELECT id, url, etag, last_modified, body_hash, error_count, next_poll_at,
+            "SELECT id, url, etag, last_modified, body_hash, error_count,
                     coalesce(fetch_url, url), adaptive_secs, doc_hint_secs
              FROM feeds
              WHERE active = 1 AND gone_at IS NULL
@@ -155,13 +154,9 @@ impl Store {
                 last_modified: r.get(3)?,
                 body_hash: r.get(4)?,
                 error_count: r.get(5)?,
-                next_poll_at: r
-                    .get::<_, Option<String>>(6)?
-                    .as_deref()
-                    .and_then(parse_sql_time),
-                fetch_url: r.get(7)?,
-                adaptive: r.get::<_, Option<i64>>(8)?.map(secs),
-                doc_hint: r.get::<_, Option<i64>>(9)?.map(secs),
+                fetch_url: r.get(6)?,
+                adaptive: r.get::<_, Option<i64>>(7)?.map(secs),
+                doc_hint: r.get::<_, Option<i64>>(8)?.map(secs),
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

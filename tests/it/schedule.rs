@@ -434,3 +434,28 @@ fn a_config_edit_is_picked_up_without_a_restart_and_a_broken_edit_keeps_the_old_
         "a was not polled again: it is not due"
     );
 }
+
+#[tokio::test]
+async fn per_host_delay_spaces_request_starts_to_one_host() {
+    let server = FeedServer::start();
+    for i in 0..3 {
+        server.feed(&format!("f{i}.xml"), feed());
+    }
+    let urls: Vec<String> = (0..3).map(|i| server.url(&format!("f{i}.xml"))).collect();
+    let app = App::with_polling(
+        &urls,
+        "per_host_delay = \"300ms\"\nper_host_concurrency = 3",
+        "",
+    );
+    app.poll().await;
+    let mut starts: Vec<Instant> = (0..3)
+        .map(|i| server.requests(&format!("f{i}.xml"))[0].at)
+        .collect();
+    starts.sort();
+    for gap in starts.windows(2).map(|w| w[1] - w[0]) {
+        assert!(
+            gap >= Duration::from_millis(280),
+            "requests to one host {gap:?} apart"
+        );
+    }
+}
