@@ -473,3 +473,43 @@ fn the_daemons_metrics_count_a_real_poll() {
     assert_eq!(samples[r#"feedhound_feeds{state="ok"}"#], 1.0);
     assert_eq!(samples[r#"feedhound_feeds{state="backing_off"}"#], 1.0);
 }
+
+#[test]
+fn the_daemon_tells_systemd_it_is_ready_and_pings_the_watchdog() {
+    use std::os::unix::net::UnixDatagram;
+    let server = FeedServer::start();
+    server.feed("a.xml", rss(&["<guid>1</guid><title>One</title>"]));
+    let app = App::new(&[server.url("a.xml")], "");
+    let socket_path = app.dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let child = crate::helpers::binary()
+        .arg("--config")
+        .arg(&app.config_path)
+        .arg("run")
+        .env("NOTIFY_SOCKET", &socket_path)
+        .env("WATCHDOG_USEC", "1000000")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let daemon = crate::helpers::Daemon { child };
+    let mut messages = Vec::new();
+    let mut buffer = [0u8; 512];
+    while !(messages.iter().any(|m: &String| m.contains("READY=1"))
+        && messages.iter().filter(|m| m.contains("WATCHDOG=1")).count() >= 2)
+    {
+        let n = socket
+            .recv(&mut buffer)
+            .expect("a notification within 10 s");
+        messages.push(String::from_utf8_lossy(&buffer[..n]).to_string());
+    }
+    let (status, _) = daemon.stop(Duration::from_secs(10));
+    assert!(status.success());
+    assert!(
+        messages[0].contains("READY=1"),
+        "READY comes first: {messages:?}"
+    );
+}
