@@ -177,10 +177,7 @@ impl Store {
                         feed: r.get(3)?,
                         published_at: r.get(4)?,
                         first_seen_at: r.get(5)?,
-                        companies: r
-                            .get::<_, Option<String>>(6)?
-                            .map(|c| c.split(", ").map(String::from).collect())
-                            .unwrap_or_default(),
+                        companies: Vec::new(),
                         snippet: String::new(),
                         sources: Vec::new(),
                     })
@@ -191,6 +188,8 @@ impl Store {
             .map(|mut story| {
                 story.sources = self.story_sources(story.story_id)?;
                 story.snippet = self.story_snippet(story.story_id)?;
+                // Read apart, not split from the view's list: a name may contain ", ".
+                story.companies = self.story_company_names(story.story_id)?;
                 Ok(story)
             })
             .collect()
@@ -248,6 +247,17 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    fn story_company_names(&self, story_id: i64) -> anyhow::Result<Vec<String>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT DISTINCT c.name FROM entries e
+             JOIN mentions m ON m.entry_id = e.id
+             JOIN companies c ON c.id = m.company_id AND c.active = 1
+             WHERE e.story_id = ?1 ORDER BY c.name",
+        )?;
+        let names = stmt.query_map([story_id], |r| r.get(0))?;
+        Ok(names.collect::<Result<_, _>>()?)
+    }
+
     pub(super) fn story_snippet(&self, story_id: i64) -> anyhow::Result<String> {
         Ok(self
             .conn
@@ -285,7 +295,7 @@ fn flagged_stories_sql(by_company: bool, since: bool) -> String {
         }
     };
     format!(
-        "SELECT v.story_id, v.title, v.link, v.feed, v.published_at, v.first_seen_at, v.companies
+        "SELECT v.story_id, v.title, v.link, v.feed, v.published_at, v.first_seen_at
          FROM flagged_stories v
          WHERE v.story_id IN ({candidates})
          ORDER BY coalesce(v.published_at, v.first_seen_at) DESC, v.story_id DESC

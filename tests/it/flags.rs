@@ -359,3 +359,23 @@ fn a_notify_target_added_by_a_config_edit_receives_alerts_without_a_restart() {
         serde_json::from_slice(&server.requests("hook")[0].body).unwrap();
     assert_eq!(payload["companies"][0]["name"], "Samsung");
 }
+
+#[tokio::test]
+async fn a_company_name_with_a_comma_stays_one_company_in_mentions_output() {
+    let server = FeedServer::start();
+    server.feed(
+        "a.xml",
+        rss(&["<guid>1</guid><title>Acme, Inc. and Samsung sign a deal</title>"]),
+    );
+    let app = App::new(
+        &[server.url("a.xml")],
+        "\n[[company]]\nname = \"Acme, Inc.\"\n\n[[company]]\nname = \"Samsung\"\n",
+    );
+    app.poll().await;
+    let output = app.cli(&["mentions", "--format", "json"]);
+    let rows: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        rows[0]["companies"],
+        serde_json::json!(["Acme, Inc.", "Samsung"])
+    );
+}
