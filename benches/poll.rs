@@ -20,6 +20,9 @@
 //! `FEEDHOUND_BENCH_IDLE_SECS` (3; 0 skips the daemon), `FEEDHOUND_BIN` (default: the binary
 //! cargo built alongside this bench). The default takes about a minute on 2 cores.
 
+#[path = "common/mod.rs"]
+mod common;
+use common::COMPANIES;
 use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -32,49 +35,6 @@ use std::time::{Duration, Instant};
 use flate2::Compression;
 use flate2::write::GzEncoder;
 
-/// Tracked companies: names a news feed about technology and markets would carry.
-const COMPANIES: &[&str] = &[
-    "Apple",
-    "Samsung",
-    "Nvidia",
-    "Xiaomi",
-    "Alphabet",
-    "Microsoft",
-    "Amazon",
-    "Meta",
-    "Intel",
-    "AMD",
-    "Qualcomm",
-    "Huawei",
-    "Sony",
-    "Tesla",
-    "Toyota",
-    "Siemens",
-    "SAP",
-    "Oracle",
-    "IBM",
-    "Cisco",
-    "Adobe",
-    "Netflix",
-    "Spotify",
-    "Uber",
-    "Airbnb",
-    "Alibaba",
-    "Tencent",
-    "Baidu",
-    "ByteDance",
-    "Lenovo",
-    "Dell",
-    "HP",
-    "Nokia",
-    "Ericsson",
-    "Philips",
-    "Bosch",
-    "Arm",
-    "TSMC",
-    "Infineon",
-    "Shopify",
-];
 /// Share of entries naming a company, in percent (the shared corpus has ~28%).
 const MENTION_PERCENT: u64 = 28;
 /// Phrases that contain a company name without meaning it, so the matcher's rules are exercised.

@@ -15,6 +15,9 @@
 //! `FEEDHOUND_BENCH_DB_ENTRIES` (1000000; 0 skips part 3), `FEEDHOUND_BENCH_TEXT_BYTES` (1200:
 //! plain text per stored entry, about what the shared 1000 × 50 corpus yields).
 
+#[path = "common/mod.rs"]
+mod common;
+use common::COMPANIES;
 use std::hint::black_box;
 use std::path::Path;
 use std::sync::Arc;
@@ -28,48 +31,6 @@ use feedhound::store::writer::StoreWriter;
 use feedhound::store::{FeedResult, FetchState, Store};
 use rusqlite::{Connection, params};
 
-const COMPANIES: &[&str] = &[
-    "Apple",
-    "Samsung",
-    "Nvidia",
-    "Xiaomi",
-    "Alphabet",
-    "Microsoft",
-    "Amazon",
-    "Meta",
-    "Intel",
-    "AMD",
-    "Qualcomm",
-    "Huawei",
-    "Sony",
-    "Tesla",
-    "Toyota",
-    "Siemens",
-    "SAP",
-    "Oracle",
-    "IBM",
-    "Cisco",
-    "Adobe",
-    "Netflix",
-    "Spotify",
-    "Uber",
-    "Airbnb",
-    "Alibaba",
-    "Tencent",
-    "Baidu",
-    "ByteDance",
-    "Lenovo",
-    "Dell",
-    "HP",
-    "Nokia",
-    "Ericsson",
-    "Philips",
-    "Bosch",
-    "Arm",
-    "TSMC",
-    "Infineon",
-    "Shopify",
-];
 /// Entries naming a company, in percent (as in the shared corpus).
 const MENTION_PERCENT: usize = 28;
 /// The `mentions --since` window of the goal.
