@@ -52,9 +52,9 @@ pub struct PollSummary {
 impl PollSummary {
     fn add(&mut self, outcome: &Outcome) {
         match outcome.kind {
-            OutcomeKind::Ok => self.feeds_ok += 1,
-            OutcomeKind::NotModified => self.feeds_not_modified += 1,
-            OutcomeKind::Failed => self.feeds_failed += 1,
+            FetchOutcome::Ok => self.feeds_ok += 1,
+            FetchOutcome::NotModified => self.feeds_not_modified += 1,
+            FetchOutcome::Failed => self.feeds_failed += 1,
         }
         self.entries_new += outcome.new;
         self.entries_updated += outcome.updated;
@@ -83,16 +83,9 @@ impl std::fmt::Display for PollSummary {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum OutcomeKind {
-    Ok,
-    NotModified,
-    Failed,
-}
-
 #[derive(Debug, Clone, Copy)]
 struct Outcome {
-    kind: OutcomeKind,
+    kind: FetchOutcome,
     new: usize,
     updated: usize,
 }
@@ -266,19 +259,19 @@ impl Pipeline {
         };
         let kind = match &fetch.result {
             FeedResult::NotModified { .. } | FeedResult::Unchanged { .. } => {
-                OutcomeKind::NotModified
+                FetchOutcome::NotModified
             }
-            FeedResult::Parsed { .. } => OutcomeKind::Ok,
+            FeedResult::Parsed { .. } => FetchOutcome::Ok,
             FeedResult::Failed { error } => {
                 tracing::warn!(%error, "feed refresh failed");
-                OutcomeKind::Failed
+                FetchOutcome::Failed
             }
         };
         let facts = Facts {
             configured: self.intervals.get(&feed.url).copied(),
             adaptive: fetch.adaptive.or(feed.adaptive),
             server_hint: fetch.fresh_for.max(fetch.doc_hint.or(feed.doc_hint)),
-            failures: if kind == OutcomeKind::Failed {
+            failures: if kind == FetchOutcome::Failed {
                 feed.error_count + 1
             } else {
                 0
@@ -306,12 +299,7 @@ impl Pipeline {
         };
         let took = started.elapsed();
         let applied: Applied = self.writer.apply(feed.id, state, fetch.result).await?;
-        let outcome = match kind {
-            OutcomeKind::Ok => FetchOutcome::Ok,
-            OutcomeKind::NotModified => FetchOutcome::NotModified,
-            OutcomeKind::Failed => FetchOutcome::Failed,
-        };
-        self.metrics.record_fetch(outcome, fetch.status, took);
+        self.metrics.record_fetch(kind, fetch.status, took);
         self.metrics.record_entries(applied.new, applied.updated);
         self.metrics.record_mentions(applied.mentions);
         if let Some(moved_to) = &applied.moved_to {
