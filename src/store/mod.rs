@@ -51,6 +51,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0004_search_and_retention",
         include_str!("../../migrations/0004_search_and_retention.sql"),
     ),
+    (
+        "0005_fts_merge",
+        include_str!("../../migrations/0005_fts_merge.sql"),
+    ),
 ];
 
 /// How long a write waits for another process's lock before giving up (a user running a long
