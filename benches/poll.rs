@@ -22,7 +22,7 @@
 
 #[path = "common/mod.rs"]
 mod common;
-use common::COMPANIES;
+use common::{COMPANIES, env_or};
 use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -93,15 +93,6 @@ struct Settings {
     gzip: bool,
     idle_secs: u64,
     binary: PathBuf,
-}
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    match std::env::var(name) {
-        Ok(text) => text
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={text} is not a valid value")),
-        Err(_) => default,
-    }
 }
 
 impl Settings {

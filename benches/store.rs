@@ -17,7 +17,7 @@
 
 #[path = "common/mod.rs"]
 mod common;
-use common::COMPANIES;
+use common::{COMPANIES, env_or};
 use std::hint::black_box;
 use std::path::Path;
 use std::sync::Arc;
@@ -37,12 +37,6 @@ const MENTION_PERCENT: usize = 28;
 const SINCE_DAYS: i64 = 7;
 /// How far back the large database's entries reach.
 const HISTORY_DAYS: i64 = 365;
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name).map_or(default, |v| {
-        v.parse()
-            .unwrap_or_else(|_| panic!("{name}={v} is not a number"))
-    })
-}
 
 /// Deterministic filler text of about `bytes` bytes, different per `seed`.
 fn text(seed: usize, bytes: usize) -> String {

@@ -43,3 +43,13 @@ pub const COMPANIES: &[&str] = &[
     "Infineon",
     "Shopify",
 ];
+
+/// A setting from the environment, or `default`; a value that does not parse stops the bench.
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    match std::env::var(name) {
+        Ok(text) => text
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={text} is not a valid value")),
+        Err(_) => default,
+    }
+}
