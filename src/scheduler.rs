@@ -26,7 +26,7 @@ use tracing::Instrument;
 use url::Url;
 
 use crate::config::Config;
-use crate::fetch::{FetchError, FetchSettings, Fetcher, Validators, redact_str};
+use crate::fetch::{FetchError, FetchSettings, Fetched, Fetcher, Validators, redact_str};
 use crate::matcher::{EntryText, Matcher};
 use crate::metrics::{FetchOutcome, Metrics};
 use crate::model::{Mention, ParsedFeed};
@@ -342,26 +342,45 @@ impl Pipeline {
                 };
             }
         };
-        let mut fetch = Fetch {
-            status: Some(fetched.status),
-            fresh_for: fetched.fresh_for,
-            permanent_redirect: fetched.permanent_redirect.as_ref().map(Url::to_string),
-            ..Fetch::failed(String::new())
-        };
+        let status = Some(fetched.status);
+        let fresh_for = fetched.fresh_for;
+        let moved_to = fetched.permanent_redirect.as_ref().map(Url::to_string);
+        let (result, adaptive, doc_hint) = self.read_body(feed, fetched).await;
+        // A body we cannot read is no evidence of a move.
+        let permanent_redirect = moved_to.filter(|_| !matches!(result, FeedResult::Failed { .. }));
+        Fetch {
+            status,
+            result,
+            fresh_for,
+            adaptive,
+            doc_hint,
+            permanent_redirect,
+            retry_after: None,
+        }
+    }
+
+    /// What a response's body means for the feed: not modified, unchanged, or parsed and
+    /// matched (on the blocking pool), with the publishing-rate interval and the document's
+    /// update hint when it was parsed.
+    async fn read_body(
+        &self,
+        feed: &DueFeed,
+        fetched: Fetched,
+    ) -> (FeedResult, Option<Duration>, Option<Duration>) {
         let Some(body) = fetched.body else {
-            fetch.result = FeedResult::NotModified {
+            let result = FeedResult::NotModified {
                 etag: fetched.etag,
                 last_modified: fetched.last_modified,
             };
-            return fetch;
+            return (result, None, None);
         };
         let body_hash = blake3::hash(&body).to_hex().to_string();
         if feed.body_hash.as_deref() == Some(body_hash.as_str()) {
-            fetch.result = FeedResult::Unchanged {
+            let result = FeedResult::Unchanged {
                 etag: fetched.etag,
                 last_modified: fetched.last_modified,
             };
-            return fetch;
+            return (result, None, None);
         }
         let content_type = fetched.content_type;
         let base = fetched.final_url;
@@ -375,30 +394,30 @@ impl Pipeline {
             })
         })
         .await;
-        fetch.result = match parsed {
+        match parsed {
             Ok(Ok((feed, mentions, adaptive))) => {
-                fetch.adaptive = adaptive;
-                fetch.doc_hint = feed.update_hint;
-                FeedResult::Parsed {
+                let doc_hint = feed.update_hint;
+                let result = FeedResult::Parsed {
                     etag: fetched.etag,
                     last_modified: fetched.last_modified,
                     body_hash,
                     feed,
                     mentions,
-                }
+                };
+                (result, adaptive, doc_hint)
             }
-            Ok(Err(err)) => FeedResult::Failed {
-                error: err.to_string(),
-            },
-            Err(join_error) => FeedResult::Failed {
-                error: format!("the parser crashed: {join_error}"),
-            },
-        };
-        if matches!(fetch.result, FeedResult::Failed { .. }) {
-            // A body we cannot read is no evidence of a move.
-            fetch.permanent_redirect = None;
+            Ok(Err(err)) => (
+                FeedResult::Failed {
+                    error: err.to_string(),
+                },
+                None,
+                None,
+            ),
+            Err(join_error) => {
+                let error = format!("the parser crashed: {join_error}");
+                (FeedResult::Failed { error }, None, None)
+            }
         }
-        fetch
     }
 }
 
@@ -745,7 +764,7 @@ pub async fn run(config: Config, control: Control) -> anyhow::Result<()> {
                 }
             }
         }
-        if reload && let Some(new) = reload_config(&config).await {
+        if reload && let Some(new) = reload_config(&config) {
             // Build everything before syncing: a config that cannot run must not be half applied.
             match services.pipeline(&new) {
                 Ok(rebuilt) => match sync_reloaded(&new, &writer).await {
@@ -850,7 +869,7 @@ impl Services<'_> {
 }
 
 /// Loads the edited config; None (with the reason logged) when it is invalid.
-async fn reload_config(current: &Config) -> Option<Config> {
+fn reload_config(current: &Config) -> Option<Config> {
     let new = match Config::load(&current.source) {
         Ok(new) => new,
         Err(err) => {
