@@ -244,7 +244,7 @@ impl Pipeline {
             url.host_str().unwrap_or(""),
             url.port_or_known_default().unwrap_or(0)
         );
-        let _slot = tokio::select! {
+        let slot = tokio::select! {
             slot = self.limits.acquire(&host) => slot?,
             () = shutdown.cancelled() => return Ok(None),
         };
@@ -298,7 +298,11 @@ impl Pipeline {
             retry_after: fetch.retry_after,
         };
         let took = started.elapsed();
-        let applied: Applied = self.writer.apply(feed.id, state, fetch.result).await?;
+        let receipt = self.writer.submit(feed.id, state, fetch.result).await?;
+        // The next fetch need not wait for this commit: the writer's bounded queue, not the
+        // fetch slots, limits how many results wait for the database.
+        drop(slot);
+        let applied: Applied = receipt.committed().await?;
         self.metrics.record_fetch(kind, fetch.status, took);
         self.metrics.record_entries(applied.new, applied.updated);
         self.metrics.record_mentions(applied.mentions);

@@ -1,7 +1,9 @@
 //! Full-text search over stored entries, through the FTS5 index of migration 0004.
 //!
-//! The index (`entries_fts`) holds each entry's title, summary and content and is kept in step
-//! with `entries` by triggers, so nothing here writes. A query is FTS5 syntax as the user typed
+//! The index (`entries_fts`) holds each entry's title, summary and content. Triggers queue new
+//! and edited entries in `search_queue` and every write transaction that records feed results
+//! ends with [`index_queued`], so the index is in step with `entries` at each commit (migration
+//! 0006 says why it is not indexed row by row). A query is FTS5 syntax as the user typed
 //! it (`xiaomi AND "electric car"`, `acqui*`); one SQLite cannot read is a [`SearchError::Query`]
 //! the CLI can explain, never a crash. Hits come newest first, not by rank: this is a news
 //! reader's search, where "what was said lately" beats "what matches best".
@@ -11,6 +13,20 @@ use rusqlite::params;
 use serde::Serialize;
 
 use super::{Store, sql_time};
+
+/// Indexes every queued entry with its current text and empties the queue; one statement, so
+/// FTS5 writes the terms of the whole transaction as one segment.
+pub(super) fn index_queued(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO entries_fts (rowid, title, summary, content)
+         SELECT e.id, e.title, e.summary, e.content
+         FROM search_queue q JOIN entries e ON e.id = q.entry_id",
+    )?
+    .execute([])?;
+    conn.prepare_cached("DELETE FROM search_queue")?
+        .execute([])?;
+    Ok(())
+}
 
 /// Marks around matched words in [`SearchHit::snippet`] (Markdown bold: readable in a terminal
 /// and rendered by chat tools a result is pasted into).
@@ -195,5 +211,69 @@ mod tests {
                 other => panic!("{bad:?} gave {other:?}"),
             }
         }
+    }
+
+    fn index_is_in_step(store: &Store) {
+        store
+            .conn
+            .execute(
+                "INSERT INTO entries_fts (entries_fts) VALUES ('integrity-check')",
+                [],
+            )
+            .expect("the search index matches the entries table");
+        let queued: i64 = store
+            .conn
+            .query_row("SELECT count(*) FROM search_queue", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(queued, 0, "nothing is left queued after a write");
+    }
+
+    #[test]
+    fn an_entry_written_by_another_program_is_indexed_by_the_next_write() {
+        let (_dir, mut store) = store_with(&[("g:1", "Port news", "Cranes.")]);
+        let feed_id: i64 = store
+            .conn
+            .query_row("SELECT id FROM feeds", [], |r| r.get(0))
+            .unwrap();
+        store
+            .conn
+            .execute(
+                "INSERT INTO entries (feed_id, dedup_key, title, content_hash, first_seen_at, last_seen_at)
+                 VALUES (?1, 'manual', 'Ferries added by hand', 'x', '2026-01-01 00:00:00', '2026-01-01 00:00:00')",
+                [feed_id],
+            )
+            .unwrap();
+        assert!(store.search(&query("ferries")).unwrap().is_empty());
+        crate::store::testing::store_document(&mut store, feed_id, Vec::new(), "c");
+        assert_eq!(store.search(&query("ferries")).unwrap().len(), 1);
+        index_is_in_step(&store);
+    }
+
+    #[test]
+    fn entries_edited_or_deleted_before_they_were_indexed_leave_the_index_whole() {
+        let (_dir, mut store) = store_with(&[("g:1", "Port news", "Cranes.")]);
+        let tx = crate::store::write_transaction(&mut store.conn).unwrap();
+        tx.execute_batch(
+            "INSERT INTO entries (feed_id, dedup_key, title, content_hash, first_seen_at, last_seen_at)
+                 SELECT id, 'a', 'Tugboats', 'x', '2026-01-01 00:00:00', '2026-01-01 00:00:00' FROM feeds;
+             INSERT INTO entries (feed_id, dedup_key, title, content_hash, first_seen_at, last_seen_at)
+                 SELECT id, 'b', 'Barges', 'x', '2026-01-01 00:00:00', '2026-01-01 00:00:00' FROM feeds;
+             UPDATE entries SET title = 'Lighthouses' WHERE dedup_key = 'a';
+             DELETE FROM entries WHERE dedup_key = 'b';
+             UPDATE entries SET content = 'Dredgers.' WHERE dedup_key = 'g:1';",
+        )
+        .unwrap();
+        index_queued(&tx).unwrap();
+        tx.commit().unwrap();
+        for (word, hits) in [
+            ("tugboats", 0),
+            ("lighthouses", 1),
+            ("barges", 0),
+            ("cranes", 0),
+            ("dredgers", 1),
+        ] {
+            assert_eq!(store.search(&query(word)).unwrap().len(), hits, "{word}");
+        }
+        index_is_in_step(&store);
     }
 }

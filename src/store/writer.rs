@@ -3,8 +3,9 @@
 //! SQLite allows one writer at a time and rusqlite is blocking, so one thread owns the
 //! connection and async tasks send it work. Feed results that queue up while a transaction is
 //! being written are committed together in the next one: a commit (an fsync of the WAL) per
-//! feed would make the disk, not the CPU, the limit of a cold poll. Each result gets its own
-//! savepoint, so one that fails rolls back alone and the others of the batch still commit.
+//! feed would make the disk, not the CPU, the limit of a cold poll. A batch that fails is
+//! written again with a savepoint per result, so one that fails rolls back alone and the others
+//! of the batch still commit.
 
 use std::thread::JoinHandle;
 
@@ -40,6 +41,16 @@ pub struct StoreWriter {
     jobs: mpsc::Sender<Job>,
 }
 
+/// A queued feed result; see [`StoreWriter::submit`].
+pub struct Receipt(oneshot::Receiver<anyhow::Result<Applied>>);
+
+impl Receipt {
+    /// What recording the result changed, once it is committed.
+    pub async fn committed(self) -> anyhow::Result<Applied> {
+        self.0.await.context("the database writer stopped")?
+    }
+}
+
 /// Joins the writer thread; obtained with [`StoreWriter::spawn`].
 pub struct WriterThread {
     handle: JoinHandle<Store>,
@@ -71,6 +82,18 @@ impl StoreWriter {
         state: FetchState,
         result: FeedResult,
     ) -> anyhow::Result<Applied> {
+        self.submit(feed_id, state, result).await?.committed().await
+    }
+
+    /// Queues one feed's result, waiting only for room in the queue; the receipt resolves once
+    /// it is committed. A fetcher that lets go of its fetch slot between the two keeps the
+    /// network busy while the writer works, and the writer gets fuller batches.
+    pub async fn submit(
+        &self,
+        feed_id: i64,
+        state: FetchState,
+        result: FeedResult,
+    ) -> anyhow::Result<Receipt> {
         let (reply, answer) = oneshot::channel();
         self.send(Job::Apply(Box::new(ApplyJob {
             feed_id,
@@ -79,7 +102,7 @@ impl StoreWriter {
             reply,
         })))
         .await?;
-        answer.await.context("the database writer stopped")?
+        Ok(Receipt(answer))
     }
 
     /// Runs `f` on the writer thread, after the work queued before it.
@@ -133,31 +156,19 @@ fn serve(mut store: Store, mut queue: mpsc::Receiver<Job>) -> Store {
 }
 
 fn write_batch(store: &mut Store, batch: Vec<ApplyJob>) {
-    let mut replies = Vec::with_capacity(batch.len());
-    let outcome = (|| -> anyhow::Result<()> {
-        let mut tx = super::write_transaction(&mut store.conn)?;
-        for job in batch {
-            let ApplyJob {
-                feed_id,
-                state,
-                result,
-                reply,
-            } = job;
-            let savepoint = tx.savepoint()?;
-            let applied = apply_in(&savepoint, &store.flagging, feed_id, &state, &result);
-            if applied.is_ok() {
-                savepoint.commit()?;
-            } // else dropping the savepoint rolls this result back alone
-            replies.push((reply, applied));
-        }
-        tx.commit()?;
-        Ok(())
-    })();
+    // First the whole batch in one transaction without savepoints: opening a savepoint makes
+    // the full-text index flush its pending terms into a new segment, and a segment per feed
+    // costs more in merging than all the rest of the indexing. Only when a result fails is the
+    // batch written again with a savepoint per result, so that one rolls back alone.
+    let outcome = match write_all(store, &batch) {
+        Ok(applied) => Ok(applied),
+        Err(_) => write_each(store, &batch),
+    };
     // Nothing is acknowledged before the commit: a caller told "stored" can rely on it.
     match outcome {
-        Ok(()) => {
-            for (reply, applied) in replies {
-                let _ = reply.send(applied);
+        Ok(applied) => {
+            for (job, applied) in batch.into_iter().zip(applied) {
+                let _ = job.reply.send(applied);
             }
         }
         Err(err) => {
@@ -166,12 +177,147 @@ fn write_batch(store: &mut Store, batch: Vec<ApplyJob>) {
                 .unwrap_or_default();
             let message = format!("{err:#}{hint}");
             tracing::error!(error = %message, database = %store.path().display(), "writing a batch of feed results failed");
-            for (reply, _) in replies {
-                let _ = reply.send(Err(anyhow::anyhow!(
+            for job in batch {
+                let _ = job.reply.send(Err(anyhow::anyhow!(
                     "cannot write to the database {}: {message}",
                     store.path().display()
                 )));
             }
         }
+    }
+}
+
+type Outcomes = Vec<anyhow::Result<Applied>>;
+
+/// Every result in one transaction; any failure rolls back all of them.
+fn write_all(store: &mut Store, batch: &[ApplyJob]) -> anyhow::Result<Outcomes> {
+    let tx = super::write_transaction(&mut store.conn)?;
+    let mut applied = Vec::with_capacity(batch.len());
+    for job in batch {
+        applied.push(Ok(apply_in(
+            &tx,
+            &store.flagging,
+            job.feed_id,
+            &job.state,
+            &job.result,
+        )?));
+    }
+    super::search::index_queued(&tx)?;
+    tx.commit()?;
+    Ok(applied)
+}
+
+/// Every result in its own savepoint of one transaction: a failed one rolls back alone.
+fn write_each(store: &mut Store, batch: &[ApplyJob]) -> anyhow::Result<Outcomes> {
+    let mut tx = super::write_transaction(&mut store.conn)?;
+    let mut applied = Vec::with_capacity(batch.len());
+    for job in batch {
+        let savepoint = tx.savepoint()?;
+        let outcome = apply_in(
+            &savepoint,
+            &store.flagging,
+            job.feed_id,
+            &job.state,
+            &job.result,
+        );
+        if outcome.is_ok() {
+            savepoint.commit()?;
+        } // else dropping the savepoint rolls this result back alone
+        applied.push(outcome);
+    }
+    super::search::index_queued(&tx)?;
+    tx.commit()?;
+    Ok(applied)
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+
+    use super::*;
+    use crate::model::{ParsedEntry, ParsedFeed};
+    use crate::store::testing::store_with_one_feed;
+
+    fn document(key: &str, title: &str) -> FeedResult {
+        FeedResult::Parsed {
+            etag: None,
+            last_modified: None,
+            body_hash: key.into(),
+            feed: ParsedFeed {
+                entries: vec![ParsedEntry {
+                    dedup_key: key.into(),
+                    title: Some(title.into()),
+                    content_hash: key.into(),
+                    link_unique_in_doc: true,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+            mentions: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failing_result_rolls_back_alone_and_its_batch_mates_are_stored_and_indexed() {
+        let (_dir, store, feed_id) = store_with_one_feed();
+        let (writer, thread) = StoreWriter::spawn(store).unwrap();
+        // Hold the writer until all three results are queued, so they form one batch.
+        let (release, hold) = std::sync::mpsc::channel::<()>();
+        let (started, writer_busy) = oneshot::channel();
+        let held = {
+            let writer = writer.clone();
+            tokio::spawn(async move {
+                writer
+                    .call(move |_| {
+                        let _ = started.send(());
+                        hold.recv().unwrap();
+                        Ok(())
+                    })
+                    .await
+            })
+        };
+        writer_busy.await.unwrap();
+        let state = FetchState::at(Utc::now(), Some(200));
+        let first = writer
+            .submit(feed_id, state.clone(), document("g:1", "Harbour cranes"))
+            .await
+            .unwrap();
+        // No such feed: its entry's foreign key fails.
+        let bad = writer
+            .submit(9_999, state.clone(), document("g:2", "Orphan"))
+            .await
+            .unwrap();
+        let second = writer
+            .submit(feed_id, state, document("g:3", "Harbour ferries"))
+            .await
+            .unwrap();
+        release.send(()).unwrap();
+        held.await.unwrap().unwrap();
+        assert_eq!(first.committed().await.unwrap().new, 1);
+        assert!(bad.committed().await.is_err());
+        assert_eq!(second.committed().await.unwrap().new, 1);
+        drop(writer);
+        let store = thread.join().unwrap();
+        let titles: Vec<String> = store
+            .conn
+            .prepare("SELECT e.title FROM entries_fts f JOIN entries e ON e.id = f.rowid WHERE entries_fts MATCH 'harbour' ORDER BY e.id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(titles, ["Harbour cranes", "Harbour ferries"]);
+        let entries: i64 = store
+            .conn
+            .query_row("SELECT count(*) FROM entries", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(entries, 2);
+        store
+            .conn
+            .execute(
+                "INSERT INTO entries_fts (entries_fts) VALUES ('integrity-check')",
+                [],
+            )
+            .unwrap();
     }
 }
