@@ -1,8 +1,8 @@
 //! Full-text search over stored entries, through the FTS5 index of migration 0004.
 //!
 //! The index (`entries_fts`) holds each entry's title, summary and content. Triggers queue new
-//! and edited entries in `search_queue` and every write transaction that records feed results
-//! ends with [`index_queued`], so the index is in step with `entries` at each commit (migration
+//! and edited entries in `search_queue`, and every transaction that records feed results ends
+//! with [`index_queued`], so the index is in step with `entries` at each such commit (migration
 //! 0006 says why it is not indexed row by row). A query is FTS5 syntax as the user typed
 //! it (`xiaomi AND "electric car"`, `acqui*`); one SQLite cannot read is a [`SearchError::Query`]
 //! the CLI can explain, never a crash. Hits come newest first, not by rank: this is a news
@@ -14,13 +14,15 @@ use serde::Serialize;
 
 use super::{Store, sql_time};
 
-/// Indexes every queued entry with its current text and empties the queue; one statement, so
-/// FTS5 writes the terms of the whole transaction as one segment.
+/// Indexes every queued entry with its current text and empties the queue. One statement, in
+/// rowid order: FTS5 starts a new segment whenever the rowid goes backwards, and otherwise only
+/// when its 8 MiB of pending terms are full (migration 0006).
 pub(super) fn index_queued(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "INSERT INTO entries_fts (rowid, title, summary, content)
          SELECT e.id, e.title, e.summary, e.content
-         FROM search_queue q JOIN entries e ON e.id = q.entry_id",
+         FROM search_queue q CROSS JOIN entries e ON e.id = q.entry_id
+         ORDER BY q.entry_id",
     )?
     .execute([])?;
     conn.prepare_cached("DELETE FROM search_queue")?
@@ -217,7 +219,7 @@ mod tests {
         store
             .conn
             .execute(
-                "INSERT INTO entries_fts (entries_fts) VALUES ('integrity-check')",
+                "INSERT INTO entries_fts (entries_fts, rank) VALUES ('integrity-check', 1)",
                 [],
             )
             .expect("the search index matches the entries table");

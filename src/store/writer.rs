@@ -3,9 +3,8 @@
 //! SQLite allows one writer at a time and rusqlite is blocking, so one thread owns the
 //! connection and async tasks send it work. Feed results that queue up while a transaction is
 //! being written are committed together in the next one: a commit (an fsync of the WAL) per
-//! feed would make the disk, not the CPU, the limit of a cold poll. A batch that fails is
-//! written again with a savepoint per result, so one that fails rolls back alone and the others
-//! of the batch still commit.
+//! feed would make the disk, not the CPU, the limit of a cold poll. Each result gets its own
+//! savepoint, so one that fails rolls back alone and the others of the batch still commit.
 
 use std::thread::JoinHandle;
 
@@ -17,8 +16,8 @@ use super::{Applied, FeedResult, FetchState, Store};
 
 /// Results committed in one transaction at most; bounds the time other work waits.
 const MAX_BATCH: usize = 64;
-/// Results waiting for the writer; the poll's fetchers pause when it is full, which bounds the
-/// memory held by parsed documents.
+/// Results waiting for the writer; the poll's fetchers pause when it is full. With the batch
+/// being written and the fetches in flight, this bounds the parsed documents held in memory.
 const QUEUE_DEPTH: usize = 32;
 
 type Call = Box<dyn FnOnce(&mut Store) + Send>;
@@ -41,7 +40,8 @@ pub struct StoreWriter {
     jobs: mpsc::Sender<Job>,
 }
 
-/// A queued feed result; see [`StoreWriter::submit`].
+/// A queued feed result; see [`StoreWriter::submit`]. Dropping it does not cancel the write.
+#[must_use = "a receipt tells whether the result was stored"]
 pub struct Receipt(oneshot::Receiver<anyhow::Result<Applied>>);
 
 impl Receipt {
@@ -156,19 +156,45 @@ fn serve(mut store: Store, mut queue: mpsc::Receiver<Job>) -> Store {
 }
 
 fn write_batch(store: &mut Store, batch: Vec<ApplyJob>) {
-    // First the whole batch in one transaction without savepoints: opening a savepoint makes
-    // the full-text index flush its pending terms into a new segment, and a segment per feed
-    // costs more in merging than all the rest of the indexing. Only when a result fails is the
-    // batch written again with a savepoint per result, so that one rolls back alone.
-    let outcome = match write_all(store, &batch) {
-        Ok(applied) => Ok(applied),
-        Err(_) => write_each(store, &batch),
-    };
+    let mut replies = Vec::with_capacity(batch.len());
+    let outcome = (|| -> anyhow::Result<()> {
+        let mut tx = super::write_transaction(&mut store.conn)?;
+        let mut jobs = batch.into_iter();
+        while let Some(job) = jobs.next() {
+            let ApplyJob {
+                feed_id,
+                state,
+                result,
+                reply,
+            } = job;
+            let savepoint = tx.savepoint()?;
+            let applied = apply_in(&savepoint, &store.flagging, feed_id, &state, &result);
+            if applied.is_ok() {
+                savepoint.commit()?;
+            } else {
+                drop(savepoint); // rolls this result back alone
+            }
+            // A full disk or an I/O error can make SQLite roll back the whole transaction; the
+            // results after it must not be written outside one, and none of the batch is stored.
+            if tx.is_autocommit() {
+                let cause = applied
+                    .err()
+                    .unwrap_or_else(|| anyhow::anyhow!("no error given"));
+                replies.push((reply, Ok(Applied::default())));
+                replies.extend(jobs.map(|job| (job.reply, Ok(Applied::default()))));
+                return Err(cause.context("SQLite rolled the whole batch back"));
+            }
+            replies.push((reply, applied));
+        }
+        super::search::index_queued(&tx)?;
+        tx.commit()?;
+        Ok(())
+    })();
     // Nothing is acknowledged before the commit: a caller told "stored" can rely on it.
     match outcome {
-        Ok(applied) => {
-            for (job, applied) in batch.into_iter().zip(applied) {
-                let _ = job.reply.send(applied);
+        Ok(()) => {
+            for (reply, applied) in replies {
+                let _ = reply.send(applied);
             }
         }
         Err(err) => {
@@ -177,57 +203,14 @@ fn write_batch(store: &mut Store, batch: Vec<ApplyJob>) {
                 .unwrap_or_default();
             let message = format!("{err:#}{hint}");
             tracing::error!(error = %message, database = %store.path().display(), "writing a batch of feed results failed");
-            for job in batch {
-                let _ = job.reply.send(Err(anyhow::anyhow!(
+            for (reply, _) in replies {
+                let _ = reply.send(Err(anyhow::anyhow!(
                     "cannot write to the database {}: {message}",
                     store.path().display()
                 )));
             }
         }
     }
-}
-
-type Outcomes = Vec<anyhow::Result<Applied>>;
-
-/// Every result in one transaction; any failure rolls back all of them.
-fn write_all(store: &mut Store, batch: &[ApplyJob]) -> anyhow::Result<Outcomes> {
-    let tx = super::write_transaction(&mut store.conn)?;
-    let mut applied = Vec::with_capacity(batch.len());
-    for job in batch {
-        applied.push(Ok(apply_in(
-            &tx,
-            &store.flagging,
-            job.feed_id,
-            &job.state,
-            &job.result,
-        )?));
-    }
-    super::search::index_queued(&tx)?;
-    tx.commit()?;
-    Ok(applied)
-}
-
-/// Every result in its own savepoint of one transaction: a failed one rolls back alone.
-fn write_each(store: &mut Store, batch: &[ApplyJob]) -> anyhow::Result<Outcomes> {
-    let mut tx = super::write_transaction(&mut store.conn)?;
-    let mut applied = Vec::with_capacity(batch.len());
-    for job in batch {
-        let savepoint = tx.savepoint()?;
-        let outcome = apply_in(
-            &savepoint,
-            &store.flagging,
-            job.feed_id,
-            &job.state,
-            &job.result,
-        );
-        if outcome.is_ok() {
-            savepoint.commit()?;
-        } // else dropping the savepoint rolls this result back alone
-        applied.push(outcome);
-    }
-    super::search::index_queued(&tx)?;
-    tx.commit()?;
-    Ok(applied)
 }
 
 #[cfg(test)]
@@ -312,10 +295,18 @@ mod tests {
             .query_row("SELECT count(*) FROM entries", [], |r| r.get(0))
             .unwrap();
         assert_eq!(entries, 2);
+        let stories: i64 = store
+            .conn
+            .query_row("SELECT count(*) FROM stories", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(
+            stories, 2,
+            "the failed result's story is rolled back with it"
+        );
         store
             .conn
             .execute(
-                "INSERT INTO entries_fts (entries_fts) VALUES ('integrity-check')",
+                "INSERT INTO entries_fts (entries_fts, rank) VALUES ('integrity-check', 1)",
                 [],
             )
             .unwrap();
