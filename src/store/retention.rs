@@ -549,6 +549,19 @@ mod tests {
     }
 
     #[test]
+    fn a_feed_pruned_down_to_nothing_does_not_store_its_old_entries_again() {
+        let (_dir, mut store, feed) = setup();
+        let old = || vec![entry("g:old", Some("2020-01-01T00:00:00Z"))];
+        poll(&mut store, feed, old(), "b1");
+        store.prune(180 * DAY, Utc::now(), false).unwrap();
+        assert_eq!(count(&store, "SELECT count(*) FROM entries"), 0);
+        // No entry left for the feed: only its tombstones tell this is not a first document.
+        let applied = poll(&mut store, feed, old(), "b2");
+        assert_eq!((applied.new, applied.unchanged), (0, 1));
+        assert_eq!(count(&store, "SELECT count(*) FROM entries"), 0);
+    }
+
+    #[test]
     fn a_dry_run_counts_what_a_real_run_deletes_and_deletes_nothing() {
         let (_dir, mut store, _) = populated();
         let entries_before = count(&store, "SELECT count(*) FROM entries");
