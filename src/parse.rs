@@ -105,8 +105,11 @@ pub fn parse_feed(
     let document = repair_dialects(document, root.as_ref());
     let feed = match run_feed_rs(&document, url) {
         Err(ParseError::Invalid(error)) => {
-            let repaired = escape_bare_ampersands(&document)
-                .ok_or_else(|| ParseError::Invalid(error.clone()))?;
+            let repaired = match root {
+                Some(Root::Json) => repair_json_version(&document),
+                _ => escape_bare_ampersands(&document),
+            }
+            .ok_or_else(|| ParseError::Invalid(error.clone()))?;
             // If the repair does not help, the first error is the one that explains the document.
             run_feed_rs(&repaired, url).map_err(|_| ParseError::Invalid(error))?
         }
@@ -450,6 +453,29 @@ fn repair_dialects<'a>(document: Cow<'a, str>, root: Option<&Root>) -> Cow<'a, s
         return Cow::Owned(document.replace(RSS_090_NAMESPACE, RSS_10_NAMESPACE));
     }
     document
+}
+
+/// A JSON Feed whose `version` is missing or a bare number (`"1.0"`, as several generators
+/// write it) instead of the spec's URL: feed-rs refuses those, though the rest of the document
+/// reads as version 1. Other documents are left alone (None).
+fn repair_json_version(document: &str) -> Option<String> {
+    let mut feed: serde_json::Value = serde_json::from_str(document).ok()?;
+    let object = feed.as_object_mut()?;
+    let bare = match object.get("version") {
+        None => true,
+        Some(serde_json::Value::String(version)) => {
+            matches!(version.trim(), "" | "1" | "1.0" | "1.1")
+        }
+        Some(_) => false,
+    };
+    if !bare {
+        return None;
+    }
+    object.insert(
+        "version".into(),
+        serde_json::Value::String("https://jsonfeed.org/version/1.1".into()),
+    );
+    serde_json::to_string(&feed).ok()
 }
 
 /// The value of attribute `wanted` (case-insensitive name) in a start tag, undecoded.
@@ -1352,6 +1378,23 @@ mod tests {
         assert_eq!(feed.entries[0].dedup_key, "g:1");
         assert_eq!(feed.entries[0].content.as_deref(), Some("Hi"));
         assert_eq!(feed.entries[1].link, None);
+    }
+
+    #[test]
+    fn a_json_feed_with_a_bare_version_number_or_none_is_read_as_version_1() {
+        for version in [r#""version":"1.0","#, r#""version":"1","#, ""] {
+            let feed = parse(&format!(
+                r#"{{{version}"title":"J","items":[{{"id":"1","title":"One","content_text":"Hi"}}]}}"#
+            ));
+            assert_eq!(feed.entries.len(), 1, "{version}");
+            assert_eq!(feed.entries[0].title.as_deref(), Some("One"));
+        }
+        // Not a JSON Feed version we know: still refused, with feed-rs's own reason.
+        let refused = parse_feed(br#"{"version":"7.2","title":"J","items":[]}"#, None, &url());
+        assert!(
+            matches!(&refused, Err(ParseError::Invalid(reason)) if reason.contains("7.2")),
+            "{refused:?}"
+        );
     }
 
     #[test]
