@@ -59,6 +59,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0006_search_queue",
         include_str!("../../migrations/0006_search_queue.sql"),
     ),
+    (
+        "0007_story_companies",
+        include_str!("../../migrations/0007_story_companies.sql"),
+    ),
 ];
 
 /// How long a write waits for another process's lock before giving up (a user running a long

@@ -379,3 +379,72 @@ async fn a_company_name_with_a_comma_stays_one_company_in_mentions_output() {
         serde_json::json!(["Acme, Inc.", "Samsung"])
     );
 }
+
+/// README's "What mentioned Xiaomi this week" query, as printed there.
+fn readme_query_for_one_company() -> String {
+    let readme = include_str!("../../README.md");
+    let start = readme
+        .find("-- What mentioned Xiaomi this week")
+        .expect("README keeps the query");
+    let end = start + readme[start..].find(';').expect("the query ends with ;");
+    readme[start..end].to_string()
+}
+
+#[tokio::test]
+async fn the_readme_query_filters_stories_by_an_exact_company_name() {
+    let now = chrono::Utc::now().to_rfc2822();
+    let item = |guid: &str, title: &str, published: &str| {
+        format!(
+            "<guid>{guid}</guid><title>{title}</title><link>https://news.example/{guid}</link><pubDate>{published}</pubDate>"
+        )
+    };
+    let server = FeedServer::start();
+    server.feed(
+        "a.xml",
+        rss(&[
+            &item("1", "Meta opens a research lab in Paris", &now),
+            &item("2", "Metaplanet buys more bitcoin", &now),
+            &item("3", "Meta and Xiaomi sign a headset deal", &now),
+            &item(
+                "4",
+                "Meta results for the year",
+                "Wed, 01 Jan 2020 10:00:00 GMT",
+            ),
+        ]),
+    );
+    let companies = r#"
+[[company]]
+name = "Meta"
+case_sensitive = true
+
+[[company]]
+name = "Metaplanet"
+
+[[company]]
+name = "Xiaomi"
+"#;
+    let app = App::new(&[server.url("a.xml")], companies);
+    app.poll().await;
+    let titles = |company: &str| -> Vec<String> {
+        let mut titles: Vec<String> = app
+            .db()
+            .prepare(&readme_query_for_one_company().replace("'Xiaomi'", &format!("'{company}'")))
+            .unwrap()
+            .query_map([], |r| r.get(1))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        titles.sort();
+        titles
+    };
+    // "Metaplanet" contains "Meta", which a LIKE over the companies list would also pick.
+    assert_eq!(
+        titles("Meta"),
+        [
+            "Meta and Xiaomi sign a headset deal",
+            "Meta opens a research lab in Paris"
+        ]
+    );
+    assert_eq!(titles("Metaplanet"), ["Metaplanet buys more bitcoin"]);
+    assert_eq!(titles("Xiaomi"), ["Meta and Xiaomi sign a headset deal"]);
+}
