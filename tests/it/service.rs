@@ -18,7 +18,11 @@ fn item(guid: &str, title: &str, body: &str, published: &str) -> String {
     )
 }
 
-const RECENT: &str = "Mon, 23 Nov 2026 10:00:00 GMT";
+/// A publication date `days` before now: recent for `--since` and `retain`, whenever it runs.
+fn days_ago(days: i64) -> String {
+    (chrono::Utc::now() - chrono::Duration::days(days)).to_rfc2822()
+}
+
 const OLD: &str = "Wed, 01 Jan 2020 10:00:00 GMT";
 
 fn search(app: &App, text: &str) -> Vec<String> {
@@ -57,9 +61,9 @@ async fn search_finds_a_word_of_an_entry_body_and_follows_edits_and_deletions() 
                 "a1",
                 "Airships",
                 "A zeppelin landed in the harbour.",
-                RECENT,
+                &days_ago(1),
             ),
-            &item("a2", "Weather", "Sunny all week.", RECENT),
+            &item("a2", "Weather", "Sunny all week.", &days_ago(1)),
         ]),
     );
     let app = App::new(&[server.url("a.xml")], "");
@@ -74,9 +78,9 @@ async fn search_finds_a_word_of_an_entry_body_and_follows_edits_and_deletions() 
                 "a1",
                 "Airships",
                 "A dirigible landed in the harbour.",
-                RECENT,
+                &days_ago(1),
             ),
-            &item("a2", "Weather", "Sunny all week.", RECENT),
+            &item("a2", "Weather", "Sunny all week.", &days_ago(1)),
         ]),
     );
     assert_eq!(app.poll().await.entries_updated, 1);
@@ -98,13 +102,8 @@ async fn search_command_prints_json_hits_and_explains_a_malformed_query() {
     server.feed(
         "a.xml",
         rss(&[
-            &item(
-                "a1",
-                "Older",
-                "Harbour cranes idle.",
-                "Sun, 22 Nov 2026 10:00:00 GMT",
-            ),
-            &item("a2", "Newer", "Harbour cranes busy again.", RECENT),
+            &item("a1", "Older", "Harbour cranes idle.", &days_ago(2)),
+            &item("a2", "Newer", "Harbour cranes busy again.", &days_ago(1)),
         ]),
     );
     let app = App::new(&[server.url("a.xml")], "");
@@ -137,7 +136,7 @@ async fn prune_deletes_old_unflagged_entries_keeps_flagged_ones_and_does_not_sto
     let server = FeedServer::start();
     let old_plain = item("old", "Old news", "Nothing to see.", OLD);
     let old_flagged = item("flagged", "Acme history", "Acme was founded.", OLD);
-    let recent = item("recent", "Today", "Fresh.", RECENT);
+    let recent = item("recent", "Today", "Fresh.", &days_ago(1));
     server.feed("a.xml", rss(&[&old_plain, &old_flagged, &recent]));
     let app = App::new(&[server.url("a.xml")], "\n[[company]]\nname = \"Acme\"\n");
     // `[storage]` is written by the helper; retention goes into it.
@@ -177,7 +176,7 @@ async fn prune_deletes_old_unflagged_entries_keeps_flagged_ones_and_does_not_sto
     assert_eq!(guids(&app), ["flagged", "recent"]);
 
     // The publisher still serves the old item, next to a new one: only the new one is stored.
-    let newest = item("newest", "Tomorrow", "Fresher.", RECENT);
+    let newest = item("newest", "Tomorrow", "Fresher.", &days_ago(1));
     server.feed("a.xml", rss(&[&old_plain, &old_flagged, &recent, &newest]));
     let summary = app.poll().await;
     assert_eq!(
@@ -302,7 +301,7 @@ fn parse_exposition(text: &str) -> HashMap<String, f64> {
 #[tokio::test]
 async fn metrics_report_recorded_activity_and_database_gauges() {
     let server = FeedServer::start();
-    server.feed("ok.xml", rss(&[&item("a1", "One", "Body.", RECENT)]));
+    server.feed("ok.xml", rss(&[&item("a1", "One", "Body.", &days_ago(1))]));
     let app = App::new(&[server.url("ok.xml"), server.url("missing.xml")], "");
     let summary = app.poll().await;
     assert_eq!((summary.feeds_ok, summary.feeds_failed), (1, 1));
