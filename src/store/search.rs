@@ -1,10 +1,9 @@
 //! Full-text search over stored entries, through the FTS5 index of migration 0004.
 //!
 //! The index (`entries_fts`) holds each entry's title, summary and content. Triggers queue new
-//! and edited entries in `search_queue` (migration 0006 says why they are not indexed row by
-//! row), and [`index_queued`] indexes them. The database writer (`store::writer`) calls it when
-//! it has nothing else to do and before it stops, so the index trails the stored entries only
-//! while a burst of them is being written. A query is FTS5 syntax as the user typed
+//! and edited entries in `search_queue`, and every transaction that records feed results ends
+//! with [`index_queued`], so the index is in step with `entries` at each such commit (migration
+//! 0006 says why it is not indexed row by row). A query is FTS5 syntax as the user typed
 //! it (`xiaomi AND "electric car"`, `acqui*`); one SQLite cannot read is a [`SearchError::Query`]
 //! the CLI can explain, never a crash. Hits come newest first, not by rank: this is a news
 //! reader's search, where "what was said lately" beats "what matches best".
@@ -15,39 +14,20 @@ use serde::Serialize;
 
 use super::{Store, sql_time};
 
-/// Indexes the oldest `limit` queued entries with their current text and takes them off the
-/// queue; returns how many it took. One statement in rowid order: FTS5 starts a new segment
-/// whenever the rowid goes backwards, and otherwise only when its 8 MiB of pending terms are
-/// full (migration 0006).
-pub(super) fn index_queued(conn: &rusqlite::Connection, limit: i64) -> rusqlite::Result<usize> {
-    let upto: Option<i64> = conn
-        .prepare_cached(
-            "SELECT max(entry_id) FROM (SELECT entry_id FROM search_queue ORDER BY entry_id LIMIT ?1)",
-        )?
-        .query_row([limit], |r| r.get(0))?;
-    let Some(upto) = upto else {
-        return Ok(0);
-    };
+/// Indexes every queued entry with its current text and empties the queue. One statement, in
+/// rowid order: FTS5 starts a new segment whenever the rowid goes backwards, and otherwise only
+/// when its 8 MiB of pending terms are full (migration 0006).
+pub(super) fn index_queued(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "INSERT INTO entries_fts (rowid, title, summary, content)
          SELECT e.id, e.title, e.summary, e.content
          FROM search_queue q CROSS JOIN entries e ON e.id = q.entry_id
-         WHERE q.entry_id <= ?1
          ORDER BY q.entry_id",
     )?
-    .execute([upto])?;
-    conn.prepare_cached("DELETE FROM search_queue WHERE entry_id <= ?1")?
-        .execute([upto])
-}
-
-impl Store {
-    /// Indexes up to `limit` queued entries in a transaction of their own; true when more wait.
-    pub(super) fn index_some_queued(&mut self, limit: i64) -> rusqlite::Result<bool> {
-        let tx = super::write_transaction(&mut self.conn)?;
-        let taken = index_queued(&tx, limit)?;
-        tx.commit()?;
-        Ok(i64::try_from(taken).is_ok_and(|taken| taken >= limit))
-    }
+    .execute([])?;
+    conn.prepare_cached("DELETE FROM search_queue")?
+        .execute([])?;
+    Ok(())
 }
 
 /// Marks around matched words in [`SearchHit::snippet`] (Markdown bold: readable in a terminal
@@ -285,7 +265,7 @@ mod tests {
              UPDATE entries SET content = 'Dredgers.' WHERE dedup_key = 'g:1';",
         )
         .unwrap();
-        index_queued(&tx, i64::MAX).unwrap();
+        index_queued(&tx).unwrap();
         tx.commit().unwrap();
         for (word, hits) in [
             ("tugboats", 0),

@@ -6,11 +6,6 @@
 //! feed would make the disk, not the CPU, the limit of a cold poll. A result that fails rolls
 //! back alone: its batch is then written again with a savepoint per result, and the others of
 //! the batch still commit.
-//!
-//! New entries are indexed for search when the writer has nothing else to do, a chunk per
-//! transaction, and before the thread ends. Flags and alerts are committed without waiting for
-//! the search index, which is a fifth of a cold poll's work; under a burst of new entries
-//! `feedhound search` may lag by seconds, never by more than the burst.
 
 use std::thread::JoinHandle;
 
@@ -22,10 +17,6 @@ use super::{Applied, FeedResult, FetchState, Store};
 
 /// Results committed in one transaction at most; bounds the time other work waits.
 const MAX_BATCH: usize = 64;
-/// Entries indexed for search per transaction when the writer is idle: about 60 ms of work for
-/// news-sized entries, so a batch or a health probe that arrives meanwhile waits about that
-/// long at most. Fewer, larger chunks make fewer FTS segments to merge (2,000: 3% slower cold).
-const INDEX_CHUNK: i64 = 4_000;
 /// Results waiting for the writer; the poll's fetchers pause when it is full. With the batch
 /// being written and the fetches in flight, this bounds the parsed documents held in memory.
 const QUEUE_DEPTH: usize = 32;
@@ -139,21 +130,7 @@ impl StoreWriter {
 
 fn serve(mut store: Store, mut queue: mpsc::Receiver<Job>) -> Store {
     let mut held_call: Option<Call> = None;
-    // Entries may wait in the search queue from before: a crash, another program's insert.
-    let mut search_behind = true;
-    loop {
-        let first = match queue.try_recv() {
-            Ok(job) => job,
-            Err(mpsc::error::TryRecvError::Empty) if search_behind => {
-                search_behind = index_chunk(&mut store);
-                continue;
-            }
-            Err(mpsc::error::TryRecvError::Empty) => match queue.blocking_recv() {
-                Some(job) => job,
-                None => break,
-            },
-            Err(mpsc::error::TryRecvError::Disconnected) => break,
-        };
+    while let Some(first) = queue.blocking_recv() {
         let mut batch = match first {
             Job::Call(call) => {
                 call(&mut store);
@@ -172,30 +149,11 @@ fn serve(mut store: Store, mut queue: mpsc::Receiver<Job>) -> Store {
             }
         }
         write_batch(&mut store, batch);
-        search_behind = true;
         if let Some(call) = held_call.take() {
             call(&mut store);
         }
     }
-    // Whoever opens the database next (a `feedhound search` after a `poll`) finds it indexed.
-    while index_chunk(&mut store) {}
     store
-}
-
-/// Indexes one chunk of queued entries; true when more wait. A failure is logged and left for
-/// the next idle moment after a write: the entries stay queued, nothing is lost.
-fn index_chunk(store: &mut Store) -> bool {
-    match store.index_some_queued(INDEX_CHUNK) {
-        Ok(more) => more,
-        Err(err) => {
-            let err = anyhow::Error::from(err);
-            let hint = super::storage_hint(&err)
-                .map(|h| format!(" ({h})"))
-                .unwrap_or_default();
-            tracing::warn!(error = %format!("{err:#}{hint}"), database = %store.path().display(), "indexing new entries for search failed; they stay queued and are retried after the next write");
-            false
-        }
-    }
 }
 
 fn write_batch(store: &mut Store, batch: Vec<ApplyJob>) {
@@ -257,6 +215,7 @@ fn write_all(store: &mut Store, batch: &[ApplyJob]) -> Result<Outcomes, BatchFai
             Err(err) => return Err(BatchFailure::Storage(err)),
         }
     }
+    super::search::index_queued(&tx).map_err(storage)?;
     tx.commit().map_err(storage)?;
     Ok(applied)
 }
@@ -289,6 +248,7 @@ fn write_each(store: &mut Store, batch: &[ApplyJob]) -> anyhow::Result<Outcomes>
             }
         }
     }
+    super::search::index_queued(&tx)?;
     tx.commit()?;
     Ok(applied)
 }
@@ -383,93 +343,6 @@ mod tests {
             stories, 2,
             "the failed result's story is rolled back with it"
         );
-        store
-            .conn
-            .execute(
-                "INSERT INTO entries_fts (entries_fts, rank) VALUES ('integrity-check', 1)",
-                [],
-            )
-            .unwrap();
-    }
-
-    /// Entries as another program would insert them: queued for search by the trigger only.
-    fn insert_by_hand(store: &Store, feed_id: i64, count: i64, title: &str) {
-        store
-            .conn
-            .execute(
-                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?2)
-                 INSERT INTO entries (feed_id, dedup_key, title, content_hash, first_seen_at, last_seen_at)
-                 SELECT ?1, 'hand:' || i, ?3 || ' ' || i, 'x', '2026-01-01 00:00:00', '2026-01-01 00:00:00' FROM n",
-                rusqlite::params![feed_id, count, title],
-            )
-            .unwrap();
-    }
-
-    fn queued(store: &Store) -> i64 {
-        store
-            .conn
-            .query_row("SELECT count(*) FROM search_queue", [], |r| r.get(0))
-            .unwrap()
-    }
-
-    fn search_hits(store: &Store, text: &str) -> usize {
-        store
-            .search(&crate::store::SearchQuery {
-                text: text.into(),
-                company: None,
-                since: None,
-                limit: 10_000,
-            })
-            .unwrap()
-            .len()
-    }
-
-    #[tokio::test]
-    async fn queued_entries_are_indexed_while_the_writer_has_nothing_else_to_do() {
-        let (_dir, store, feed_id) = store_with_one_feed();
-        insert_by_hand(&store, feed_id, 3, "Lighthouse");
-        assert_eq!(search_hits(&store, "lighthouse"), 0);
-        let (writer, thread) = StoreWriter::spawn(store).unwrap();
-        // No write, no stop: only the writer's idle time can index them.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        loop {
-            let hits = writer
-                .call(|store| Ok(search_hits(store, "lighthouse")))
-                .await
-                .unwrap();
-            if hits == 3 {
-                break;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "an idle writer left queued entries unindexed for 20 s ({hits} of 3 found)"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-        drop(writer);
-        let store = thread.join().unwrap();
-        assert_eq!(queued(&store), 0);
-    }
-
-    #[tokio::test]
-    async fn a_stopping_writer_indexes_everything_queued_chunk_by_chunk() {
-        let (_dir, store, feed_id) = store_with_one_feed();
-        let count = 2 * INDEX_CHUNK + 7;
-        insert_by_hand(&store, feed_id, count, "Dredger");
-        let (writer, thread) = StoreWriter::spawn(store).unwrap();
-        let applied = writer
-            .apply(
-                feed_id,
-                FetchState::at(Utc::now(), Some(200)),
-                document("g:1", "Dredger from the feed"),
-            )
-            .await
-            .unwrap();
-        assert_eq!(applied.new, 1);
-        drop(writer);
-        let store = thread.join().unwrap();
-        assert_eq!(queued(&store), 0);
-        assert_eq!(search_hits(&store, "dredger"), count as usize + 1);
         store
             .conn
             .execute(
