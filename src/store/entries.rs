@@ -272,9 +272,10 @@ fn upsert_entries(
     let mut by_link = tx.prepare_cached(
         "SELECT id, dedup_key, content_hash, story_id FROM entries WHERE feed_id = ?1 AND canonical_link = ?2",
     )?;
-    // A feed's first document: nothing stored to match against, so each entry is one insert
-    // rather than three lookups and an insert (a cold poll's writer: about 6% less work).
-    let nothing_stored: bool = tx
+    // A feed's first document has nothing stored to match against: each entry is then one
+    // insert, not three lookups and an insert (a cold poll of 100 harness feeds under
+    // callgrind: 1.7% fewer instructions for the whole process).
+    let first_document: bool = tx
         .prepare_cached(
             "SELECT NOT EXISTS (SELECT 1 FROM entries WHERE feed_id = ?1)
                 AND NOT EXISTS (SELECT 1 FROM tombstones WHERE feed_id = ?1)",
@@ -288,38 +289,43 @@ fn upsert_entries(
             story: r.get(3)?,
         })
     };
-    for (index, entry) in feed.entries.iter().enumerate() {
-        // The same item twice in one document (same guid and link): the first one wins.
-        if !done.insert(entry.dedup_key.as_str()) {
-            continue;
+    let mut find = |entry: &ParsedEntry| -> anyhow::Result<Found> {
+        if first_document {
+            return Ok(Found::Nothing);
         }
-        let entry_mentions = mentions.get(index).map(Vec::as_slice).unwrap_or_default();
-        let mut stored: Option<Stored> = if nothing_stored {
-            None
-        } else {
-            by_key
-                .query_row(params![feed_id, entry.dedup_key], read)
-                .optional()?
-        };
-        if stored.is_none()
-            && !nothing_stored
-            && entry.link_unique_in_doc
+        if let Some(stored) = by_key
+            .query_row(params![feed_id, entry.dedup_key], read)
+            .optional()?
+        {
+            return Ok(Found::Stored(stored));
+        }
+        if entry.link_unique_in_doc
             && let Some(link) = &entry.canonical_link
         {
             for candidate in by_link.query_map(params![feed_id, link], read)? {
                 let candidate = candidate?;
                 if !keys_in_document.contains(candidate.key.as_str()) {
-                    stored = Some(candidate);
-                    break;
+                    return Ok(Found::Stored(candidate));
                 }
             }
         }
-        match stored {
+        Ok(if is_tombstoned(tx, feed_id, &entry.dedup_key)? {
+            Found::Tombstoned
+        } else {
+            Found::Nothing
+        })
+    };
+    for (index, entry) in feed.entries.iter().enumerate() {
+        // The same item twice in one document (same guid and link): the first one wins. In a
+        // first document this is the only guard against storing it twice.
+        if !done.insert(entry.dedup_key.as_str()) {
+            continue;
+        }
+        let entry_mentions = mentions.get(index).map(Vec::as_slice).unwrap_or_default();
+        match find(entry)? {
             // Deleted by retention and still served: not stored again (see `retention`).
-            None if !nothing_stored && is_tombstoned(tx, feed_id, &entry.dedup_key)? => {
-                applied.unchanged += 1
-            }
-            None => {
+            Found::Tombstoned => applied.unchanged += 1,
+            Found::Nothing => {
                 let story = story_for(tx, entry, fetched_at)?;
                 let id = insert_entry(tx, feed_id, now, entry, story)?;
                 if !entry_mentions.is_empty() {
@@ -329,7 +335,7 @@ fn upsert_entries(
                 applied.new += 1;
                 applied.mentions += entry_mentions.len();
             }
-            Some(stored) if stored.hash != entry.content_hash => {
+            Found::Stored(stored) if stored.hash != entry.content_hash => {
                 update_entry(tx, stored.id, now, entry)?;
                 // An edit can add or remove a mention: re-match replaces the old ones.
                 write_mentions(tx, flagging, stored.id, entry_mentions)?;
@@ -339,7 +345,7 @@ fn upsert_entries(
                 applied.updated += 1;
                 applied.mentions += entry_mentions.len();
             }
-            Some(stored) if stored.key != entry.dedup_key => {
+            Found::Stored(stored) if stored.key != entry.dedup_key => {
                 // Same content under a new guid or link: adopt the new identity, and leave the
                 // text (and its search index) alone.
                 tx.prepare_cached(
@@ -349,7 +355,7 @@ fn upsert_entries(
                 .execute(params![stored.id, entry.dedup_key, entry.guid, entry.link, entry.canonical_link, now])?;
                 applied.unchanged += 1;
             }
-            Some(stored) => {
+            Found::Stored(stored) => {
                 tx.prepare_cached("UPDATE entries SET last_seen_at = ?2 WHERE id = ?1")?
                     .execute(params![stored.id, now])?;
                 applied.unchanged += 1;
@@ -362,6 +368,14 @@ fn upsert_entries(
 fn is_tombstoned(tx: &Connection, feed_id: i64, key: &str) -> rusqlite::Result<bool> {
     tx.prepare_cached("SELECT 1 FROM tombstones WHERE feed_id = ?1 AND dedup_key = ?2")?
         .exists(params![feed_id, key])
+}
+
+/// What an incoming entry corresponds to in the database.
+enum Found {
+    Stored(Stored),
+    /// Pruned by retention: not to be stored again.
+    Tombstoned,
+    Nothing,
 }
 
 /// The stored entry an incoming one was matched to.
@@ -486,6 +500,33 @@ mod tests {
             .query_row("SELECT dedup_key FROM entries", [], |r| r.get(0))
             .unwrap();
         assert_eq!(key, "g:new-1");
+    }
+
+    #[test]
+    fn a_first_document_repeating_an_item_stores_it_once() {
+        let (_dir, mut store, feed) = setup();
+        let applied = poll(
+            &mut store,
+            feed,
+            vec![
+                entry("g:1", "news.example/a", "h1"),
+                entry("g:1", "news.example/a", "h1"),
+            ],
+        );
+        assert_eq!((applied.new, applied.unchanged), (1, 0));
+        assert_eq!(count(&store), 1);
+    }
+
+    #[test]
+    fn a_first_document_with_two_items_sharing_a_link_stores_both() {
+        let (_dir, mut store, feed) = setup();
+        let mut first = entry("g:1", "news.example", "h1");
+        let mut second = entry("g:2", "news.example", "h2");
+        first.link_unique_in_doc = false;
+        second.link_unique_in_doc = false;
+        let applied = poll(&mut store, feed, vec![first, second]);
+        assert_eq!(applied.new, 2);
+        assert_eq!(count(&store), 2);
     }
 
     #[test]
