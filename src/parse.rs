@@ -104,12 +104,14 @@ pub fn parse_feed(
     }
     let document = repair_dialects(document, root.as_ref());
     let feed = match run_feed_rs(&document, url) {
+        Err(ParseError::Invalid(error)) if matches!(root, Some(Root::Json)) => {
+            let repaired = repair_json_version(&document).ok_or(ParseError::Invalid(error))?;
+            // The version is fixed now: whatever else is wrong is the error to report.
+            run_feed_rs(&repaired, url)?
+        }
         Err(ParseError::Invalid(error)) => {
-            let repaired = match root {
-                Some(Root::Json) => repair_json_version(&document),
-                _ => escape_bare_ampersands(&document),
-            }
-            .ok_or_else(|| ParseError::Invalid(error.clone()))?;
+            let repaired = escape_bare_ampersands(&document)
+                .ok_or_else(|| ParseError::Invalid(error.clone()))?;
             // If the repair does not help, the first error is the one that explains the document.
             run_feed_rs(&repaired, url).map_err(|_| ParseError::Invalid(error))?
         }
@@ -455,26 +457,26 @@ fn repair_dialects<'a>(document: Cow<'a, str>, root: Option<&Root>) -> Cow<'a, s
     document
 }
 
-/// A JSON Feed whose `version` is missing or a bare number (`"1.0"`, as several generators
-/// write it) instead of the spec's URL: feed-rs refuses those, though the rest of the document
-/// reads as version 1. Other documents are left alone (None).
+/// A JSON Feed whose `version` feed-rs refuses although the rest reads as version 1: missing,
+/// a bare number (`"1.0"`, `1.1`, as several generators write it) or the spec's URL with
+/// `http:`. Other documents are left alone (None).
 fn repair_json_version(document: &str) -> Option<String> {
+    const V1: &str = "https://jsonfeed.org/version/1";
+    const V1_1: &str = "https://jsonfeed.org/version/1.1";
     let mut feed: serde_json::Value = serde_json::from_str(document).ok()?;
     let object = feed.as_object_mut()?;
-    let bare = match object.get("version") {
-        None => true,
-        Some(serde_json::Value::String(version)) => {
-            matches!(version.trim(), "" | "1" | "1.0" | "1.1")
-        }
-        Some(_) => false,
+    let written = match object.get("version") {
+        None => String::new(),
+        Some(serde_json::Value::String(version)) => version.trim().to_owned(),
+        Some(serde_json::Value::Number(version)) => version.to_string(),
+        Some(_) => return None,
     };
-    if !bare {
-        return None;
-    }
-    object.insert(
-        "version".into(),
-        serde_json::Value::String("https://jsonfeed.org/version/1.1".into()),
-    );
+    let url = match written.as_str() {
+        "" | "1" | "1.0" | "http://jsonfeed.org/version/1" => V1,
+        "1.1" | "http://jsonfeed.org/version/1.1" => V1_1,
+        _ => return None,
+    };
+    object.insert("version".into(), serde_json::Value::String(url.into()));
     serde_json::to_string(&feed).ok()
 }
 
@@ -1382,18 +1384,37 @@ mod tests {
 
     #[test]
     fn a_json_feed_with_a_bare_version_number_or_none_is_read_as_version_1() {
-        for version in [r#""version":"1.0","#, r#""version":"1","#, ""] {
+        for version in [
+            r#""version":"1.0","#,
+            r#""version":" 1.1 ","#,
+            r#""version":"1","#,
+            r#""version":"","#,
+            r#""version":1.0,"#,
+            r#""version":1,"#,
+            r#""version":"http://jsonfeed.org/version/1","#,
+            "",
+        ] {
             let feed = parse(&format!(
                 r#"{{{version}"title":"J","items":[{{"id":"1","title":"One","content_text":"Hi"}}]}}"#
             ));
             assert_eq!(feed.entries.len(), 1, "{version}");
             assert_eq!(feed.entries[0].title.as_deref(), Some("One"));
         }
-        // Not a JSON Feed version we know: still refused, with feed-rs's own reason.
+    }
+
+    #[test]
+    fn a_json_feed_the_version_repair_cannot_save_reports_what_is_wrong() {
+        // A version we do not know is still refused, with feed-rs's reason.
         let refused = parse_feed(br#"{"version":"7.2","title":"J","items":[]}"#, None, &url());
         assert!(
             matches!(&refused, Err(ParseError::Invalid(reason)) if reason.contains("7.2")),
             "{refused:?}"
+        );
+        // With the version repaired, the error names what else is missing.
+        let untitled = parse_feed(br#"{"version":"1.0","items":[]}"#, None, &url());
+        assert!(
+            matches!(&untitled, Err(ParseError::Invalid(reason)) if reason.contains("title")),
+            "{untitled:?}"
         );
     }
 
