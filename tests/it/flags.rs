@@ -405,6 +405,7 @@ async fn the_readme_query_filters_stories_by_an_exact_company_name() {
             &item("1", "Meta opens a research lab in Paris", &now),
             &item("2", "Metaplanet buys more bitcoin", &now),
             &item("3", "Meta and Xiaomi sign a headset deal", &now),
+            // Outside the query's week.
             &item(
                 "4",
                 "Meta results for the year",
@@ -412,10 +413,14 @@ async fn the_readme_query_filters_stories_by_an_exact_company_name() {
             ),
         ]),
     );
+    // A second source of story 3 that also names Meta: still one row for the story.
+    server.feed(
+        "b.xml",
+        rss(&[&item("3", "Meta and Xiaomi sign a headset deal", &now)]),
+    );
     let companies = r#"
 [[company]]
 name = "Meta"
-case_sensitive = true
 
 [[company]]
 name = "Metaplanet"
@@ -423,8 +428,12 @@ name = "Metaplanet"
 [[company]]
 name = "Xiaomi"
 "#;
-    let app = App::new(&[server.url("a.xml")], companies);
+    let app = App::new(&[server.url("a.xml"), server.url("b.xml")], companies);
     app.poll().await;
+    assert_eq!(
+        app.count("SELECT sources FROM flagged_stories WHERE link = 'https://news.example/3'"),
+        2
+    );
     let titles = |company: &str| -> Vec<String> {
         let mut titles: Vec<String> = app
             .db()
@@ -438,13 +447,12 @@ name = "Xiaomi"
         titles
     };
     // "Metaplanet" contains "Meta", which a LIKE over the companies list would also pick.
-    assert_eq!(
-        titles("Meta"),
-        [
-            "Meta and Xiaomi sign a headset deal",
-            "Meta opens a research lab in Paris"
-        ]
-    );
+    let meta = [
+        "Meta and Xiaomi sign a headset deal",
+        "Meta opens a research lab in Paris",
+    ];
+    assert_eq!(titles("Meta"), meta);
+    assert_eq!(titles("meta"), meta, "the name is compared without case");
     assert_eq!(titles("Metaplanet"), ["Metaplanet buys more bitcoin"]);
     assert_eq!(titles("Xiaomi"), ["Meta and Xiaomi sign a headset deal"]);
 }
