@@ -9,7 +9,8 @@
 //! 3. `Store::flagged_stories(Some(company), since 7 days, 50)` on a database of
 //!    `FEEDHOUND_BENCH_DB_ENTRIES` entries (default 1,000,000), filled with direct SQL in one
 //!    transaction; its query plan (`EXPLAIN QUERY PLAN`), and the database size per entry, by
-//!    table and index (SQLite's `dbstat`).
+//!    table and index (SQLite's `dbstat`); then README's one-company SQL query
+//!    (`story_companies`) on the same database, with its plan.
 //!
 //! Environment: `FEEDHOUND_BENCH_FEEDS` (1000), `FEEDHOUND_BENCH_ENTRIES` (50),
 //! `FEEDHOUND_BENCH_DB_ENTRIES` (1000000; 0 skips part 3), `FEEDHOUND_BENCH_TEXT_BYTES` (1200:
@@ -470,6 +471,45 @@ fn bench_mentions_query(entries: usize, feeds: usize, text_bytes: usize) {
             times[4].as_secs_f64() * 1e3
         );
     }
+    drop(store);
+    readme_query(&path, company);
+}
+
+/// README's "What mentioned Xiaomi this week" query, as a user runs it in `sqlite3`, for
+/// `company`: its plan and time.
+fn readme_query(path: &Path, company: &str) {
+    let readme = include_str!("../README.md");
+    let start = readme
+        .find("-- What mentioned Xiaomi this week")
+        .expect("README keeps the query");
+    let end = start + readme[start..].find(';').expect("the query ends with ;");
+    let sql = readme[start..end].replace("'Xiaomi'", &format!("'{company}'"));
+    let conn = Connection::open(path).unwrap();
+    println!(
+        "  EXPLAIN QUERY PLAN of README's one-company query (story_companies), for {company}:"
+    );
+    let mut plan = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+    for detail in plan.query_map([], |r| r.get::<_, String>(3)).unwrap() {
+        println!("    {}", detail.unwrap());
+    }
+    let run = || {
+        let started = Instant::now();
+        let rows = conn
+            .prepare(&sql)
+            .unwrap()
+            .query_map([], |_| Ok(()))
+            .unwrap()
+            .count();
+        (started.elapsed(), rows)
+    };
+    let (first, rows) = run();
+    let mut times: Vec<Duration> = (0..9).map(|_| run().0).collect();
+    times.sort();
+    println!(
+        "  README query, {company}, this week {rows:>5} stories: first {:7.2} ms, median of 9 {:7.2} ms",
+        first.as_secs_f64() * 1e3,
+        times[4].as_secs_f64() * 1e3
+    );
 }
 
 fn main() {
