@@ -204,7 +204,7 @@ impl Config {
             }])
         })?;
         let mut checker = Checker {
-            text,
+            lines: LineIndex::new(text),
             issues: Vec::new(),
         };
         let config = checker.validate(raw, path);
@@ -398,9 +398,28 @@ enum RawField {
 
 // ---- validation ----
 
-struct Checker<'a> {
-    text: &'a str,
+struct Checker {
+    lines: LineIndex,
     issues: Vec<ConfigIssue>,
+}
+
+/// Where each line of the config starts, so that naming the line of a value is a binary search,
+/// not a count of the newlines before it (which made validating 10,000 feeds take 2 s).
+struct LineIndex(Vec<usize>);
+
+impl LineIndex {
+    fn new(text: &str) -> LineIndex {
+        LineIndex(
+            std::iter::once(0)
+                .chain(memchr::memchr_iter(b'\n', text.as_bytes()).map(|newline| newline + 1))
+                .collect(),
+        )
+    }
+
+    /// The 1-based line holding byte `offset`.
+    fn line_of(&self, offset: usize) -> usize {
+        self.0.partition_point(|&start| start <= offset)
+    }
 }
 
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(30 * 60);
@@ -423,7 +442,7 @@ const DEFAULT_RETRY_DELAY: Duration = Duration::from_secs(30);
 // means six minutes) and would delete nearly everything.
 const MIN_RETAIN: Duration = Duration::from_secs(24 * 3600);
 
-impl Checker<'_> {
+impl Checker {
     fn issue(
         &mut self,
         span: Option<Range<usize>>,
@@ -431,7 +450,7 @@ impl Checker<'_> {
         message: impl Into<String>,
     ) {
         self.issues.push(ConfigIssue {
-            line: span.map(|s| line_of(self.text, s.start)),
+            line: span.map(|s| self.lines.line_of(s.start)),
             key: Some(key.into()),
             message: message.into(),
         });
@@ -767,7 +786,7 @@ impl Checker<'_> {
     }
 
     fn line(&self, span: &Range<usize>) -> usize {
-        line_of(self.text, span.start)
+        self.lines.line_of(span.start)
     }
 
     fn companies(&mut self, raw: Vec<RawCompany>) -> Vec<CompanyConfig> {
@@ -937,6 +956,20 @@ mod tests {
             Path::new("/etc/feedhound/feedhound.db")
         );
         assert!(config.polling.user_agent.starts_with("feedhound/"));
+    }
+
+    #[test]
+    fn the_line_index_names_the_same_line_as_counting_newlines() {
+        let text = "a = 1\n\n[polling]\ninterval = \"5m\"\r\n# end\n";
+        let lines = LineIndex::new(text);
+        for offset in 0..=text.len() + 3 {
+            assert_eq!(
+                lines.line_of(offset),
+                line_of(text, offset),
+                "offset {offset}"
+            );
+        }
+        assert_eq!(LineIndex::new("").line_of(0), 1);
     }
 
     #[test]
