@@ -251,6 +251,19 @@ impl Pipeline {
         if shutdown.is_cancelled() {
             return Ok(None);
         }
+        // Boxed: every due feed's task exists from the start, and one waiting for its slot then
+        // holds a pointer rather than room for the fetch's whole state (a task's future: 2.9 KB
+        // before, 1.0 KB now; 10,000 feeds due at once).
+        Box::pin(self.refresh_in_slot(feed, url, slot)).await
+    }
+
+    /// [`Pipeline::refresh`] once its fetch slot is held.
+    async fn refresh_in_slot(
+        &self,
+        feed: DueFeed,
+        url: Url,
+        slot: Slot,
+    ) -> anyhow::Result<Option<Outcome>> {
         let fetched_at = Utc::now();
         let started = std::time::Instant::now();
         let fetch = tokio::select! {
