@@ -101,7 +101,7 @@ impl Store {
     ) -> anyhow::Result<Applied> {
         let tx = super::write_transaction(&mut self.conn)?;
         let applied = apply_in(&tx, &self.flagging, feed_id, state, result)?;
-        super::search::index_queued(&tx)?;
+        super::search::index_pending(&tx)?;
         tx.commit()?;
         Ok(applied)
     }

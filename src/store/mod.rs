@@ -63,6 +63,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0007_story_companies",
         include_str!("../../migrations/0007_story_companies.sql"),
     ),
+    (
+        "0008_search_mark",
+        include_str!("../../migrations/0008_search_mark.sql"),
+    ),
 ];
 
 /// How long a write waits for another process's lock before giving up (a user running a long

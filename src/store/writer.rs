@@ -215,7 +215,7 @@ fn write_all(store: &mut Store, batch: &[ApplyJob]) -> Result<Outcomes, BatchFai
             Err(err) => return Err(BatchFailure::Storage(err)),
         }
     }
-    super::search::index_queued(&tx).map_err(storage)?;
+    super::search::index_pending(&tx).map_err(storage)?;
     tx.commit().map_err(storage)?;
     Ok(applied)
 }
@@ -248,7 +248,7 @@ fn write_each(store: &mut Store, batch: &[ApplyJob]) -> anyhow::Result<Outcomes>
             }
         }
     }
-    super::search::index_queued(&tx)?;
+    super::search::index_pending(&tx)?;
     tx.commit()?;
     Ok(applied)
 }
