@@ -100,6 +100,9 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+    /// Rebuild the full-text search index from the stored entries (when a poll reports it
+    /// damaged).
+    Reindex,
     /// Delete entries older than `[storage] retain` that mention no company (see README).
     Prune {
         /// Only show what would be deleted.
@@ -274,6 +277,13 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
                 limit,
             })?;
             print_hits(&hits, format)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Reindex => {
+            let config = Config::load(&cli.config)?;
+            let mut store = Store::open_with(&config.database_path(), config.storage.busy_timeout)?;
+            let indexed = store.rebuild_search_index()?;
+            println!("search index rebuilt: {indexed} entries");
             Ok(ExitCode::SUCCESS)
         }
         Command::Prune {

@@ -278,6 +278,14 @@ impl Metrics {
         );
         let _ = writeln!(out, "feedhound_outbox_pending {}", gauges.outbox_pending);
 
+        header(
+            &mut out,
+            "feedhound_search_backlog",
+            "gauge",
+            "Stored entries not yet searchable; stays above zero while the search index is damaged.",
+        );
+        let _ = writeln!(out, "feedhound_search_backlog {}", gauges.search_backlog);
+
         if let Some(at) = gauges.last_success_at {
             header(
                 &mut out,
@@ -386,6 +394,7 @@ mod tests {
         let gauges = ServiceGauges {
             feeds_by_state: vec![("dead".into(), 2)],
             outbox_pending: 3,
+            search_backlog: 4,
             last_success_at: None,
         };
         let text = metrics.render(Some(&gauges));
@@ -396,5 +405,6 @@ mod tests {
         );
         assert_eq!(line(&text, r#"feedhound_feeds{state="dead"}"#), Some("2"));
         assert_eq!(line(&text, "feedhound_outbox_pending"), Some("3"));
+        assert_eq!(line(&text, "feedhound_search_backlog"), Some("4"));
     }
 }

@@ -99,9 +99,9 @@ impl Store {
         state: &FetchState,
         result: &FeedResult,
     ) -> anyhow::Result<Applied> {
-        let tx = super::write_transaction(&mut self.conn)?;
+        let mut tx = super::write_transaction(&mut self.conn)?;
         let applied = apply_in(&tx, &self.flagging, feed_id, state, result)?;
-        super::search::index_pending(&tx)?;
+        super::search::index_pending_or_defer(&mut tx)?;
         tx.commit()?;
         Ok(applied)
     }

@@ -15,6 +15,8 @@ pub struct ServiceGauges {
     pub feeds_by_state: Vec<(String, i64)>,
     /// Alerts not yet delivered.
     pub outbox_pending: i64,
+    /// Entries not searchable yet: zero after every write, unless the search index is damaged.
+    pub search_backlog: i64,
     /// The most recent successful fetch of any feed.
     pub last_success_at: Option<DateTime<Utc>>,
 }
@@ -37,6 +39,13 @@ impl Store {
             [],
             |r| r.get(0),
         )?;
+        let search_backlog = self.conn.query_row(
+            "SELECT (SELECT count(*) FROM entries
+                     WHERE id > (SELECT indexed_through FROM search_state))
+                  + (SELECT count(*) FROM search_queue)",
+            [],
+            |r| r.get(0),
+        )?;
         let last_success_at = self
             .conn
             .query_row("SELECT max(last_success_at) FROM feeds", [], |r| {
@@ -47,6 +56,7 @@ impl Store {
         Ok(ServiceGauges {
             feeds_by_state,
             outbox_pending,
+            search_backlog,
             last_success_at,
         })
     }

@@ -43,6 +43,43 @@ pub(super) fn index_pending(conn: &rusqlite::Connection) -> rusqlite::Result<()>
     Ok(())
 }
 
+/// [`index_pending`], unless the index cannot take the entries: a damaged search index must not
+/// stop feed results from being stored. The indexing then rolls back alone (the entries stay
+/// pending, above the mark or queued) and the error says how to rebuild the index. A full disk or
+/// a lock is the caller's to handle, as for any other write.
+pub(super) fn index_pending_or_defer(tx: &mut rusqlite::Transaction<'_>) -> anyhow::Result<()> {
+    let savepoint = tx.savepoint()?;
+    let err = match index_pending(&savepoint) {
+        Ok(()) => return Ok(savepoint.commit()?),
+        Err(err) => anyhow::Error::from(err),
+    };
+    if super::storage_hint(&err).is_some() {
+        return Err(err);
+    }
+    drop(savepoint); // rolls the indexing back, keeps the entries
+    tracing::error!(
+        error = %format!("{err:#}"),
+        "the search index is damaged: new entries are stored but not searchable until `feedhound reindex` rebuilds it"
+    );
+    Ok(())
+}
+
+impl Store {
+    /// Rebuilds the search index from the stored entries (after it was reported damaged); returns
+    /// how many entries it holds.
+    pub fn rebuild_search_index(&mut self) -> anyhow::Result<i64> {
+        let tx = super::write_transaction(&mut self.conn)?;
+        tx.execute_batch(
+            "INSERT INTO entries_fts (entries_fts) VALUES ('rebuild');
+             DELETE FROM search_queue;
+             UPDATE search_state SET indexed_through = (SELECT coalesce(max(id), 0) FROM entries);",
+        )?;
+        let indexed = tx.query_row("SELECT count(*) FROM entries", [], |r| r.get(0))?;
+        tx.commit()?;
+        Ok(indexed)
+    }
+}
+
 /// Marks around matched words in [`SearchHit::snippet`] (Markdown bold: readable in a terminal
 /// and rendered by chat tools a result is pasted into).
 pub const HIGHLIGHT: (&str, &str) = ("**", "**");
@@ -336,6 +373,46 @@ mod tests {
         let mut store = Store::open(&path).unwrap();
         crate::store::testing::store_document(&mut store, 1, Vec::new(), "c");
         assert_eq!(store.search(&query("tugboats")).unwrap().len(), 1);
+        assert_eq!(store.search(&query("barges")).unwrap().len(), 1);
+        index_is_in_step(&store);
+    }
+
+    #[test]
+    fn a_damaged_index_leaves_new_entries_stored_and_counted_until_rebuilt() {
+        let (_dir, mut store) = store_with(&[("g:1", "Port news", "Cranes.")]);
+        let feed_id: i64 = store
+            .conn
+            .query_row("SELECT id FROM feeds", [], |r| r.get(0))
+            .unwrap();
+        store
+            .conn
+            .execute(
+                "UPDATE entries_fts_data SET block = x'ffffffff' WHERE id = 10",
+                [],
+            )
+            .unwrap();
+        let entry = |key: &str, title: &str| ParsedEntry {
+            dedup_key: key.into(),
+            title: Some(title.into()),
+            content_hash: title.into(),
+            link_unique_in_doc: true,
+            ..Default::default()
+        };
+        store_document(
+            &mut store,
+            feed_id,
+            vec![entry("g:2", "Ferries"), entry("g:3", "Barges")],
+            "c",
+        );
+        let stored: i64 = store
+            .conn
+            .query_row("SELECT count(*) FROM entries", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(stored, 3);
+        assert_eq!(store.service_gauges().unwrap().search_backlog, 2);
+
+        assert_eq!(store.rebuild_search_index().unwrap(), 3);
+        assert_eq!(store.service_gauges().unwrap().search_backlog, 0);
         assert_eq!(store.search(&query("barges")).unwrap().len(), 1);
         index_is_in_step(&store);
     }

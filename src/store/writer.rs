@@ -204,7 +204,7 @@ enum BatchFailure {
 /// Every result in one transaction; any failure rolls back all of them.
 fn write_all(store: &mut Store, batch: &[ApplyJob]) -> Result<Outcomes, BatchFailure> {
     let storage = |err: rusqlite::Error| BatchFailure::Storage(err.into());
-    let tx = super::write_transaction(&mut store.conn).map_err(storage)?;
+    let mut tx = super::write_transaction(&mut store.conn).map_err(storage)?;
     let mut applied = Vec::with_capacity(batch.len());
     for job in batch {
         match apply_in(&tx, &store.flagging, job.feed_id, &job.state, &job.result) {
@@ -215,7 +215,7 @@ fn write_all(store: &mut Store, batch: &[ApplyJob]) -> Result<Outcomes, BatchFai
             Err(err) => return Err(BatchFailure::Storage(err)),
         }
     }
-    super::search::index_pending(&tx).map_err(storage)?;
+    super::search::index_pending_or_defer(&mut tx).map_err(BatchFailure::Storage)?;
     tx.commit().map_err(storage)?;
     Ok(applied)
 }
@@ -248,7 +248,7 @@ fn write_each(store: &mut Store, batch: &[ApplyJob]) -> anyhow::Result<Outcomes>
             }
         }
     }
-    super::search::index_pending(&tx)?;
+    super::search::index_pending_or_defer(&mut tx)?;
     tx.commit()?;
     Ok(applied)
 }

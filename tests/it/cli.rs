@@ -188,3 +188,54 @@ fn credentials_in_feed_urls_stay_out_of_logs_errors_and_feeds_output() {
     let errors = app.count("SELECT count(*) FROM feeds WHERE last_error LIKE '%hunter2%'");
     assert_eq!(errors, 0);
 }
+
+#[test]
+fn a_damaged_search_index_does_not_stop_polling_and_reindex_repairs_it() {
+    let server = FeedServer::start();
+    server.feed(
+        "a.xml",
+        rss(&["<guid>1</guid><title>Tugboat strike</title>"]),
+    );
+    let app = App::new(&[server.url("a.xml")], "");
+    assert!(app.cli(&["poll"]).status.success());
+    // Garble the index's structure record (FTS5 keeps it as row 10 of its data table).
+    app.db()
+        .execute(
+            "UPDATE entries_fts_data SET block = x'ffffffff' WHERE id = 10",
+            [],
+        )
+        .unwrap();
+    server.feed(
+        "a.xml",
+        rss(&[
+            "<guid>1</guid><title>Tugboat strike</title>",
+            "<guid>2</guid><title>Ferry delays</title>",
+        ]),
+    );
+
+    let poll = app.cli(&["poll"]);
+    let stderr = String::from_utf8_lossy(&poll.stderr);
+    assert!(poll.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("search index is damaged") && stderr.contains("feedhound reindex"),
+        "{stderr}"
+    );
+    assert_eq!(app.count("SELECT count(*) FROM entries"), 2);
+
+    let reindex = app.cli(&["reindex"]);
+    assert!(reindex.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&reindex.stdout).trim(),
+        "search index rebuilt: 2 entries"
+    );
+    let found = app.cli(&["search", "ferry", "--format", "json"]);
+    let hits: serde_json::Value = serde_json::from_slice(&found.stdout).unwrap();
+    assert_eq!(hits.as_array().unwrap().len(), 1, "{hits}");
+    assert_eq!(hits[0]["title"], "Ferry delays");
+    app.db()
+        .execute(
+            "INSERT INTO entries_fts (entries_fts, rank) VALUES ('integrity-check', 1)",
+            [],
+        )
+        .expect("the rebuilt index matches the entries");
+}
