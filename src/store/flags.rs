@@ -249,10 +249,7 @@ impl Store {
 
     fn story_company_names(&self, story_id: i64) -> anyhow::Result<Vec<String>> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT DISTINCT c.name FROM entries e
-             JOIN mentions m ON m.entry_id = e.id
-             JOIN companies c ON c.id = m.company_id AND c.active = 1
-             WHERE e.story_id = ?1 ORDER BY c.name",
+            "SELECT company FROM story_companies WHERE story_id = ?1 ORDER BY company",
         )?;
         let names = stmt.query_map([story_id], |r| r.get(0))?;
         Ok(names.collect::<Result<_, _>>()?)
