@@ -46,7 +46,9 @@ pub(super) fn index_pending(conn: &rusqlite::Connection) -> rusqlite::Result<()>
 /// [`index_pending`], unless the index cannot take the entries: a damaged search index must not
 /// stop feed results from being stored. The indexing then rolls back alone (the entries stay
 /// pending, above the mark or queued) and the error says how to rebuild the index. A full disk or
-/// a lock is the caller's to handle, as for any other write.
+/// a lock is the caller's to handle, as for any other write. The savepoint this takes makes
+/// SQLite copy each reused page FTS5 writes into a sub-journal, so the writer's batches index
+/// without it and come here only after a failure.
 pub(super) fn index_pending_or_defer(tx: &mut rusqlite::Transaction<'_>) -> anyhow::Result<()> {
     let savepoint = tx.savepoint()?;
     let err = match index_pending(&savepoint) {
@@ -346,16 +348,16 @@ mod tests {
     fn entries_still_queued_by_an_older_schema_are_indexed_after_the_upgrade() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("old.db");
-        let up_to_search_queue = super::super::MIGRATIONS
+        let before_the_mark = super::super::MIGRATIONS
             .iter()
             .position(|(name, _)| *name == "0008_search_mark")
             .unwrap();
         {
             let conn = rusqlite::Connection::open(&path).unwrap();
-            for (_, sql) in &super::super::MIGRATIONS[..up_to_search_queue] {
+            for (_, sql) in &super::super::MIGRATIONS[..before_the_mark] {
                 conn.execute_batch(sql).unwrap();
             }
-            conn.pragma_update(None, "user_version", up_to_search_queue as i64)
+            conn.pragma_update(None, "user_version", before_the_mark as i64)
                 .unwrap();
             // Written by hand with the old triggers: one indexed, one left queued.
             conn.execute_batch(
