@@ -16,17 +16,24 @@
 -- edited (ids at or below the mark).
 --
 -- Deleting the entries with the largest ids would let SQLite hand their ids out again; the delete
--- trigger lowers the mark to the largest remaining id, so a reused id is above the mark too.
--- Rebuilding the index by hand must set all three in one transaction:
+-- trigger lowers the mark to the largest remaining id, so a reused id is above the mark too. An
+-- entry inserted by hand with an id of its own at or below the mark is not indexed: let SQLite
+-- choose the id, or rebuild the index afterwards.
+--
+-- When the index cannot take writes (damaged), feedhound sets `damaged`: from then on nothing
+-- touches the index, so feed results are still stored, until `feedhound reindex` rebuilds it.
+-- Rebuilding the index by hand must reset the state in the same transaction:
 --     BEGIN;
 --     INSERT INTO entries_fts (entries_fts) VALUES ('rebuild');
 --     DELETE FROM search_queue;
---     UPDATE search_state SET indexed_through = (SELECT coalesce(max(id), 0) FROM entries);
+--     UPDATE search_state SET damaged = 0,
+--         indexed_through = (SELECT coalesce(max(id), 0) FROM entries);
 --     COMMIT;
 
 CREATE TABLE search_state (
     id              INTEGER PRIMARY KEY CHECK (id = 1),   -- one row
-    indexed_through INTEGER NOT NULL                      -- see above
+    indexed_through INTEGER NOT NULL,                     -- see above
+    damaged         INTEGER NOT NULL DEFAULT 0            -- 1: the index is set aside, see above
 );
 
 -- Every entry is indexed or queued at this point (0006): the queued ones stay queued.
@@ -39,7 +46,7 @@ DROP TRIGGER entries_search_delete;
 -- An indexed entry has its old text removed and is queued; one above the mark or already queued
 -- is indexed with its current text anyway.
 CREATE TRIGGER entries_search_update AFTER UPDATE OF title, summary, content ON entries
-WHEN old.id <= (SELECT indexed_through FROM search_state)
+WHEN old.id <= (SELECT indexed_through FROM search_state WHERE NOT damaged)
  AND NOT EXISTS (SELECT 1 FROM search_queue WHERE entry_id = old.id) BEGIN
     INSERT INTO entries_fts (entries_fts, rowid, title, summary, content)
         VALUES ('delete', old.id, old.title, old.summary, old.content);
@@ -49,7 +56,7 @@ END;
 CREATE TRIGGER entries_search_delete AFTER DELETE ON entries BEGIN
     INSERT INTO entries_fts (entries_fts, rowid, title, summary, content)
         SELECT 'delete', old.id, old.title, old.summary, old.content
-        WHERE old.id <= (SELECT indexed_through FROM search_state)
+        WHERE old.id <= (SELECT indexed_through FROM search_state WHERE NOT damaged)
           AND NOT EXISTS (SELECT 1 FROM search_queue WHERE entry_id = old.id);
     DELETE FROM search_queue WHERE entry_id = old.id;
     UPDATE search_state SET indexed_through = (SELECT coalesce(max(id), 0) FROM entries)

@@ -282,9 +282,20 @@ impl Metrics {
             &mut out,
             "feedhound_search_backlog",
             "gauge",
-            "Stored entries not yet searchable; stays above zero while the search index is damaged.",
+            "New and edited entries not indexed for search yet.",
         );
         let _ = writeln!(out, "feedhound_search_backlog {}", gauges.search_backlog);
+        header(
+            &mut out,
+            "feedhound_search_index_damaged",
+            "gauge",
+            "1 while the search index is set aside as damaged (run feedhound reindex).",
+        );
+        let _ = writeln!(
+            out,
+            "feedhound_search_index_damaged {}",
+            u8::from(gauges.search_index_damaged)
+        );
 
         if let Some(at) = gauges.last_success_at {
             header(
@@ -395,6 +406,7 @@ mod tests {
             feeds_by_state: vec![("dead".into(), 2)],
             outbox_pending: 3,
             search_backlog: 4,
+            search_index_damaged: true,
             last_success_at: None,
         };
         let text = metrics.render(Some(&gauges));
@@ -406,5 +418,6 @@ mod tests {
         assert_eq!(line(&text, r#"feedhound_feeds{state="dead"}"#), Some("2"));
         assert_eq!(line(&text, "feedhound_outbox_pending"), Some("3"));
         assert_eq!(line(&text, "feedhound_search_backlog"), Some("4"));
+        assert_eq!(line(&text, "feedhound_search_index_damaged"), Some("1"));
     }
 }

@@ -92,16 +92,34 @@ pub struct Applied {
 }
 
 impl Store {
-    /// Records one feed's result in a single transaction.
+    /// Records one feed's result in a single transaction (setting a damaged search index aside,
+    /// as the writer thread does).
     pub fn apply(
         &mut self,
         feed_id: i64,
         state: &FetchState,
         result: &FeedResult,
     ) -> anyhow::Result<Applied> {
-        let mut tx = super::write_transaction(&mut self.conn)?;
+        match self.apply_once(feed_id, state, result) {
+            Err(err)
+                if super::storage_hint(&err).is_none()
+                    && self.set_aside_search_index_if_damaged(&err)? =>
+            {
+                self.apply_once(feed_id, state, result)
+            }
+            done => done,
+        }
+    }
+
+    fn apply_once(
+        &mut self,
+        feed_id: i64,
+        state: &FetchState,
+        result: &FeedResult,
+    ) -> anyhow::Result<Applied> {
+        let tx = super::write_transaction(&mut self.conn)?;
         let applied = apply_in(&tx, &self.flagging, feed_id, state, result)?;
-        super::search::index_pending_or_defer(&mut tx)?;
+        super::search::index_pending(&tx)?;
         tx.commit()?;
         Ok(applied)
     }

@@ -15,8 +15,11 @@ pub struct ServiceGauges {
     pub feeds_by_state: Vec<(String, i64)>,
     /// Alerts not yet delivered.
     pub outbox_pending: i64,
-    /// Entries not searchable yet: zero after every write, unless the search index is damaged.
+    /// New and edited entries not indexed yet: zero after every write of feed results while the
+    /// search index is in use.
     pub search_backlog: i64,
+    /// The search index was found damaged and is set aside until `feedhound reindex`.
+    pub search_index_damaged: bool,
     /// The most recent successful fetch of any feed.
     pub last_success_at: Option<DateTime<Utc>>,
 }
@@ -39,12 +42,12 @@ impl Store {
             [],
             |r| r.get(0),
         )?;
-        let search_backlog = self.conn.query_row(
-            "SELECT (SELECT count(*) FROM entries
-                     WHERE id > (SELECT indexed_through FROM search_state))
-                  + (SELECT count(*) FROM search_queue)",
+        let (search_backlog, search_index_damaged) = self.conn.query_row(
+            "SELECT (SELECT count(*) FROM entries WHERE id > indexed_through)
+                  + (SELECT count(*) FROM search_queue), damaged
+             FROM search_state",
             [],
-            |r| r.get(0),
+            |r| Ok((r.get(0)?, r.get(1)?)),
         )?;
         let last_success_at = self
             .conn
@@ -57,6 +60,7 @@ impl Store {
             feeds_by_state,
             outbox_pending,
             search_backlog,
+            search_index_damaged,
             last_success_at,
         })
     }

@@ -16,65 +16,92 @@ use serde::Serialize;
 use super::{Store, sql_time};
 
 /// Indexes every edited (queued) and every new entry with its current text, empties the queue
-/// and moves the mark past the newest entry. Queued ids lie at or below the mark and new ones
-/// above it, so the rows reach FTS5 in rowid order: it starts a new segment whenever the rowid
-/// goes backwards, and otherwise only when its 8 MiB of pending terms are full (migration 0006).
+/// and moves the mark past the newest entry; does nothing while the index is set aside as
+/// damaged (migration 0008). One statement in rowid order (queued ids lie at or below the mark,
+/// new ones above it): FTS5 starts a new segment at every statement that opens a statement
+/// journal and whenever the rowid goes backwards, otherwise only when its 8 MiB of pending terms
+/// are full (migration 0006).
 pub(super) fn index_pending(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
+    let set_aside: bool = conn
+        .prepare_cached("SELECT damaged FROM search_state")?
+        .query_row([], |r| r.get(0))?;
+    if set_aside {
+        return Ok(());
+    }
     conn.prepare_cached(
         "INSERT INTO entries_fts (rowid, title, summary, content)
          SELECT e.id, e.title, e.summary, e.content
          FROM search_queue q CROSS JOIN entries e ON e.id = q.entry_id
-         ORDER BY q.entry_id",
+         UNION ALL
+         SELECT id, title, summary, content FROM entries
+         WHERE id > (SELECT indexed_through FROM search_state)
+         ORDER BY 1",
     )?
     .execute([])?;
     conn.prepare_cached("DELETE FROM search_queue")?
         .execute([])?;
     conn.prepare_cached(
-        "INSERT INTO entries_fts (rowid, title, summary, content)
-         SELECT id, title, summary, content FROM entries
-         WHERE id > (SELECT indexed_through FROM search_state)
-         ORDER BY id",
-    )?
-    .execute([])?;
-    conn.prepare_cached(
         "UPDATE search_state SET indexed_through = (SELECT coalesce(max(id), 0) FROM entries)",
     )?
     .execute([])?;
-    Ok(())
-}
-
-/// [`index_pending`], unless the index cannot take the entries: a damaged search index must not
-/// stop feed results from being stored. The indexing then rolls back alone (the entries stay
-/// pending, above the mark or queued) and the error says how to rebuild the index. A full disk or
-/// a lock is the caller's to handle, as for any other write. The savepoint this takes makes
-/// SQLite copy each reused page FTS5 writes into a sub-journal, so the writer's batches index
-/// without it and come here only after a failure.
-pub(super) fn index_pending_or_defer(tx: &mut rusqlite::Transaction<'_>) -> anyhow::Result<()> {
-    let savepoint = tx.savepoint()?;
-    let err = match index_pending(&savepoint) {
-        Ok(()) => return Ok(savepoint.commit()?),
-        Err(err) => anyhow::Error::from(err),
-    };
-    if super::storage_hint(&err).is_some() {
-        return Err(err);
-    }
-    drop(savepoint); // rolls the indexing back, keeps the entries
-    tracing::error!(
-        error = %format!("{err:#}"),
-        "the search index is damaged: new entries are stored but not searchable until `feedhound reindex` rebuilds it"
-    );
+    // FTS5 writes what it gathered at the latest when the transaction commits. Writing it here
+    // makes a damaged index fail this call, which callers can tell apart, not the commit.
+    conn.prepare_cached("INSERT INTO entries_fts (entries_fts) VALUES ('flush')")?
+        .execute([])?;
     Ok(())
 }
 
 impl Store {
-    /// Rebuilds the search index from the stored entries (after it was reported damaged); returns
-    /// how many entries it holds.
+    /// Called after a write failed on its own (not the disk, not a lock). When the search index
+    /// is what refuses writes, sets it aside (migration 0008), so that feed results are stored
+    /// without it until `feedhound reindex`, and returns true: the write is worth trying again.
+    pub(super) fn set_aside_search_index_if_damaged(
+        &mut self,
+        failure: &anyhow::Error,
+    ) -> anyhow::Result<bool> {
+        if !self.search_index_refuses_writes() {
+            return Ok(false);
+        }
+        self.conn
+            .execute("UPDATE search_state SET damaged = 1", [])?;
+        tracing::error!(
+            error = %format!("{failure:#}"),
+            "the search index is damaged and set aside: feed results are still stored, and new entries become searchable once `feedhound reindex` rebuilds it"
+        );
+        Ok(true)
+    }
+
+    /// Whether the index fails a test row, written out and rolled back. False when the index is
+    /// already set aside, or when the test cannot run for a reason of its own (a lock, the disk).
+    fn search_index_refuses_writes(&mut self) -> bool {
+        let probe = |conn: &mut rusqlite::Connection| -> anyhow::Result<()> {
+            let tx = super::write_transaction(conn)?;
+            let set_aside: bool =
+                tx.query_row("SELECT damaged FROM search_state", [], |r| r.get(0))?;
+            if !set_aside {
+                tx.execute_batch(
+                    "INSERT INTO entries_fts (rowid, title, summary, content)
+                         SELECT coalesce(max(id), 0) + 1, 'probe', '', '' FROM entries;
+                     INSERT INTO entries_fts (entries_fts) VALUES ('flush');",
+                )?;
+            }
+            Ok(()) // dropping the transaction rolls the test row back
+        };
+        match probe(&mut self.conn) {
+            Ok(()) => false,
+            Err(err) => super::storage_hint(&err).is_none(),
+        }
+    }
+
+    /// Rebuilds the search index from the stored entries (after it was set aside as damaged);
+    /// returns how many entries it holds.
     pub fn rebuild_search_index(&mut self) -> anyhow::Result<i64> {
         let tx = super::write_transaction(&mut self.conn)?;
         tx.execute_batch(
             "INSERT INTO entries_fts (entries_fts) VALUES ('rebuild');
              DELETE FROM search_queue;
-             UPDATE search_state SET indexed_through = (SELECT coalesce(max(id), 0) FROM entries);",
+             UPDATE search_state SET damaged = 0,
+                 indexed_through = (SELECT coalesce(max(id), 0) FROM entries);",
         )?;
         let indexed = tx.query_row("SELECT count(*) FROM entries", [], |r| r.get(0))?;
         tx.commit()?;
@@ -280,6 +307,20 @@ mod tests {
             .query_row("SELECT count(*) FROM search_queue", [], |r| r.get(0))
             .unwrap();
         assert_eq!(queued, 0, "nothing is left queued after a write");
+        let (above_the_mark, damaged): (i64, bool) = store
+            .conn
+            .query_row(
+                "SELECT (SELECT count(*) FROM entries WHERE id > indexed_through), damaged
+                 FROM search_state",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(
+            (above_the_mark, damaged),
+            (0, false),
+            "every entry is indexed"
+        );
     }
 
     #[test]
@@ -380,7 +421,7 @@ mod tests {
     }
 
     #[test]
-    fn a_damaged_index_leaves_new_entries_stored_and_counted_until_rebuilt() {
+    fn a_damaged_index_is_set_aside_and_edits_and_new_entries_are_stored_until_rebuilt() {
         let (_dir, mut store) = store_with(&[("g:1", "Port news", "Cranes.")]);
         let feed_id: i64 = store
             .conn
@@ -400,22 +441,33 @@ mod tests {
             link_unique_in_doc: true,
             ..Default::default()
         };
+        let applied = store_document(
+            &mut store,
+            feed_id,
+            vec![entry("g:1", "Port strike"), entry("g:2", "Barges")],
+            "c",
+        );
+        assert_eq!((applied.new, applied.updated), (1, 1));
+        let gauges = store.service_gauges().unwrap();
+        assert!(gauges.search_index_damaged);
+        assert_eq!(gauges.search_backlog, 1, "the new entry waits");
+        // Set aside, the index is left alone: the next write goes through without it.
         store_document(
             &mut store,
             feed_id,
-            vec![entry("g:2", "Ferries"), entry("g:3", "Barges")],
-            "c",
+            vec![entry("g:1", "Port strike ends"), entry("g:2", "Barges")],
+            "d",
         );
-        let stored: i64 = store
-            .conn
-            .query_row("SELECT count(*) FROM entries", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(stored, 3);
-        assert_eq!(store.service_gauges().unwrap().search_backlog, 2);
 
-        assert_eq!(store.rebuild_search_index().unwrap(), 3);
-        assert_eq!(store.service_gauges().unwrap().search_backlog, 0);
+        assert_eq!(store.rebuild_search_index().unwrap(), 2);
+        let gauges = store.service_gauges().unwrap();
+        assert_eq!(
+            (gauges.search_backlog, gauges.search_index_damaged),
+            (0, false)
+        );
         assert_eq!(store.search(&query("barges")).unwrap().len(), 1);
+        assert_eq!(store.search(&query("ends")).unwrap().len(), 1);
+        assert!(store.search(&query("news")).unwrap().is_empty());
         index_is_in_step(&store);
     }
 

@@ -163,14 +163,7 @@ fn write_batch(store: &mut Store, batch: Vec<ApplyJob>) {
     // per result, so that one rolls back alone and the others still commit.
     let outcome = match write_all(store, &batch) {
         Ok(applied) => Ok(applied),
-        Err(BatchFailure::OneResult(err)) => {
-            tracing::debug!(error = %format!("{err:#}"), "a feed result failed; writing its batch again one result at a time");
-            write_each(store, &batch)
-        }
-        Err(BatchFailure::SearchIndex(err)) => {
-            tracing::debug!(error = %format!("{err:#}"), "indexing a batch failed; writing it again with the indexing set apart");
-            write_each(store, &batch)
-        }
+        Err(BatchFailure::OneResult(err)) => write_after_failure(store, &batch, err),
         Err(BatchFailure::Storage(err)) => Err(err),
     };
     // Nothing is acknowledged before the commit: a caller told "stored" can rely on it.
@@ -199,10 +192,9 @@ fn write_batch(store: &mut Store, batch: Vec<ApplyJob>) {
 type Outcomes = Vec<anyhow::Result<Applied>>;
 
 enum BatchFailure {
-    /// One result could not be recorded (a constraint, a bug): the others can be, without it.
+    /// One result could not be recorded (a constraint, a bug), or the search index could not
+    /// take the batch: the results can be stored without the failing one, or without the index.
     OneResult(anyhow::Error),
-    /// The search index could not take the batch (damaged): the results can be stored anyway.
-    SearchIndex(anyhow::Error),
     /// The database refused the transaction (lock, full disk, I/O): retrying now cannot help.
     Storage(anyhow::Error),
 }
@@ -221,17 +213,36 @@ fn write_all(store: &mut Store, batch: &[ApplyJob]) -> Result<Outcomes, BatchFai
             Err(err) => return Err(BatchFailure::Storage(err)),
         }
     }
-    // Not in a savepoint, which would copy every reused page FTS5 writes into a sub-journal
-    // (about 12 MB more memory in a cold poll): a failure takes the careful path instead.
-    super::search::index_pending(&tx).map_err(|err| {
-        let err = anyhow::Error::from(err);
-        match super::storage_hint(&err) {
-            Some(_) => BatchFailure::Storage(err),
-            None => BatchFailure::SearchIndex(err),
-        }
+    let finish = || -> anyhow::Result<()> {
+        super::search::index_pending(&tx)?;
+        Ok(tx.commit()?)
+    };
+    finish().map_err(|err| match super::storage_hint(&err) {
+        Some(_) => BatchFailure::Storage(err),
+        None => BatchFailure::OneResult(err),
     })?;
-    tx.commit().map_err(storage)?;
     Ok(applied)
+}
+
+/// After a batch failed on its own (not the disk, not a lock). When the search index is what
+/// refuses writes, it is set aside and the batch is written again whole; otherwise, or when that
+/// fails too, result by result, so that only a failing result is lost.
+fn write_after_failure(
+    store: &mut Store,
+    batch: &[ApplyJob],
+    err: anyhow::Error,
+) -> anyhow::Result<Outcomes> {
+    let err = if store.set_aside_search_index_if_damaged(&err)? {
+        match write_all(store, batch) {
+            Ok(applied) => return Ok(applied),
+            Err(BatchFailure::Storage(err)) => return Err(err),
+            Err(BatchFailure::OneResult(err)) => err,
+        }
+    } else {
+        err
+    };
+    tracing::debug!(error = %format!("{err:#}"), "a feed result failed; writing its batch again one result at a time");
+    write_each(store, batch)
 }
 
 /// Every result in its own savepoint of one transaction: a failed one rolls back alone.
@@ -262,7 +273,7 @@ fn write_each(store: &mut Store, batch: &[ApplyJob]) -> anyhow::Result<Outcomes>
             }
         }
     }
-    super::search::index_pending_or_defer(&mut tx)?;
+    super::search::index_pending(&tx)?;
     tx.commit()?;
     Ok(applied)
 }
