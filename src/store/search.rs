@@ -294,6 +294,25 @@ mod tests {
         }
     }
 
+    fn the_feed(store: &Store) -> i64 {
+        store
+            .conn
+            .query_row("SELECT id FROM feeds", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    /// As a user's sqlite3 session would, letting SQLite choose the id.
+    fn insert_by_hand(store: &Store, feed_id: i64, key: &str, title: &str) {
+        store
+            .conn
+            .execute(
+                "INSERT INTO entries (feed_id, dedup_key, title, content_hash, first_seen_at, last_seen_at)
+                 VALUES (?1, ?2, ?3, 'x', '2026-01-01 00:00:00', '2026-01-01 00:00:00')",
+                params![feed_id, key, title],
+            )
+            .unwrap();
+    }
+
     fn index_is_in_step(store: &Store) {
         store
             .conn
@@ -326,18 +345,8 @@ mod tests {
     #[test]
     fn an_entry_written_by_another_program_is_indexed_by_the_next_write() {
         let (_dir, mut store) = store_with(&[("g:1", "Port news", "Cranes.")]);
-        let feed_id: i64 = store
-            .conn
-            .query_row("SELECT id FROM feeds", [], |r| r.get(0))
-            .unwrap();
-        store
-            .conn
-            .execute(
-                "INSERT INTO entries (feed_id, dedup_key, title, content_hash, first_seen_at, last_seen_at)
-                 VALUES (?1, 'manual', 'Ferries added by hand', 'x', '2026-01-01 00:00:00', '2026-01-01 00:00:00')",
-                [feed_id],
-            )
-            .unwrap();
+        let feed_id = the_feed(&store);
+        insert_by_hand(&store, feed_id, "manual", "Ferries added by hand");
         assert!(store.search(&query("ferries")).unwrap().is_empty());
         crate::store::testing::store_document(&mut store, feed_id, Vec::new(), "c");
         assert_eq!(store.search(&query("ferries")).unwrap().len(), 1);
@@ -350,10 +359,7 @@ mod tests {
             ("g:1", "Port news", "Cranes."),
             ("g:2", "Ferries", "Boats."),
         ]);
-        let feed_id: i64 = store
-            .conn
-            .query_row("SELECT id FROM feeds", [], |r| r.get(0))
-            .unwrap();
+        let feed_id = the_feed(&store);
         let newest: i64 = store
             .conn
             .query_row("SELECT max(id) FROM entries", [], |r| r.get(0))
@@ -362,14 +368,7 @@ mod tests {
             .conn
             .execute("DELETE FROM entries WHERE id = ?1", [newest])
             .unwrap();
-        store
-            .conn
-            .execute(
-                "INSERT INTO entries (feed_id, dedup_key, title, content_hash, first_seen_at, last_seen_at)
-                 VALUES (?1, 'manual', 'Hovercraft', 'x', '2026-01-01 00:00:00', '2026-01-01 00:00:00')",
-                [feed_id],
-            )
-            .unwrap();
+        insert_by_hand(&store, feed_id, "manual", "Hovercraft");
         let reused: i64 = store
             .conn
             .query_row(
@@ -423,10 +422,7 @@ mod tests {
     #[test]
     fn a_damaged_index_is_set_aside_and_edits_and_new_entries_are_stored_until_rebuilt() {
         let (_dir, mut store) = store_with(&[("g:1", "Port news", "Cranes.")]);
-        let feed_id: i64 = store
-            .conn
-            .query_row("SELECT id FROM feeds", [], |r| r.get(0))
-            .unwrap();
+        let feed_id = the_feed(&store);
         store
             .conn
             .execute(
