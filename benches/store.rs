@@ -376,15 +376,9 @@ fn fill_large_db(path: &Path, feeds: usize, total: usize, text_bytes: usize) {
             }
         }
     }
-    // Index every entry in one go, as `feedhound reindex` does.
-    tx.execute_batch(
-        "INSERT INTO entries_fts (entries_fts) VALUES ('rebuild');
-         DELETE FROM search_queue;
-         UPDATE search_state SET damaged = 0,
-             indexed_through = (SELECT coalesce(max(id), 0) FROM entries);",
-    )
-    .unwrap();
     tx.commit().unwrap();
+    // Index every entry in one go, as `feedhound reindex` does.
+    Store::open(path).unwrap().rebuild_search_index().unwrap();
     conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
         .unwrap();
 }
