@@ -28,16 +28,20 @@ pub(super) fn index_pending(conn: &rusqlite::Connection) -> rusqlite::Result<()>
     if set_aside {
         return Ok(());
     }
-    conn.prepare_cached(
-        "INSERT INTO entries_fts (rowid, title, summary, content)
-         SELECT e.id, e.title, e.summary, e.content
-         FROM search_queue q CROSS JOIN entries e ON e.id = q.entry_id
-         UNION ALL
-         SELECT id, title, summary, content FROM entries
-         WHERE id > (SELECT indexed_through FROM search_state)
-         ORDER BY 1",
-    )?
-    .execute([])?;
+    let indexed = conn
+        .prepare_cached(
+            "INSERT INTO entries_fts (rowid, title, summary, content)
+             SELECT e.id, e.title, e.summary, e.content
+             FROM search_queue q CROSS JOIN entries e ON e.id = q.entry_id
+             UNION ALL
+             SELECT id, title, summary, content FROM entries
+             WHERE id > (SELECT indexed_through FROM search_state)
+             ORDER BY 1",
+        )?
+        .execute([])?;
+    if indexed == 0 {
+        return Ok(()); // most batches of a warm poll: nothing to write
+    }
     conn.prepare_cached("DELETE FROM search_queue")?
         .execute([])?;
     conn.prepare_cached(
