@@ -421,7 +421,19 @@ fn print_prune(
     for feed in &report.feeds {
         writeln!(out, "{:>8}  {}", feed.entries, feed.feed)?;
     }
-    if !report.dry_run && report.entries > 0 {
+    if report.tombstones_forgotten > 0 {
+        let verb = if report.dry_run {
+            "would forget"
+        } else {
+            "forgot"
+        };
+        writeln!(
+            out,
+            "{verb} the keys of {} deleted entries that their feeds no longer serve",
+            report.tombstones_forgotten
+        )?;
+    }
+    if !report.dry_run && (report.entries > 0 || report.tombstones_forgotten > 0) {
         if report.auto_vacuum {
             writeln!(out, "freed {} bytes", report.freed_bytes)?;
         } else if vacuumed.is_none() {

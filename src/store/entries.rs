@@ -205,7 +205,7 @@ pub(super) fn apply_in(
             // Validators are replaced, not merged: they describe this new body.
             tx.prepare_cached(
                 "UPDATE feeds SET etag = ?2, last_modified = ?3, body_hash = ?4, title = ?5, site_link = ?6,
-                     last_success_at = ?7, last_error = NULL, error_count = 0
+                     last_success_at = ?7, document_at = ?7, last_error = NULL, error_count = 0
                  WHERE id = ?1",
             )?
             .execute(params![feed_id, etag, last_modified, body_hash, feed.title, feed.site_link, fetched_at])?;
@@ -327,11 +327,13 @@ fn upsert_entries(
                 }
             }
         }
-        Ok(if is_tombstoned(tx, feed_id, &entry.dedup_key)? {
-            Found::Tombstoned
-        } else {
-            Found::Nothing
-        })
+        Ok(
+            if still_served_tombstone(tx, feed_id, &entry.dedup_key, now)? {
+                Found::Tombstoned
+            } else {
+                Found::Nothing
+            },
+        )
     };
     for (index, entry) in feed.entries.iter().enumerate() {
         // The same item twice in one document (same guid and link): the first one wins. In a
@@ -383,9 +385,20 @@ fn upsert_entries(
     Ok(applied)
 }
 
-fn is_tombstoned(tx: &Connection, feed_id: i64, key: &str) -> rusqlite::Result<bool> {
-    tx.prepare_cached("SELECT 1 FROM tombstones WHERE feed_id = ?1 AND dedup_key = ?2")?
-        .exists(params![feed_id, key])
+/// Whether `key` was pruned by retention; if so, records that the feed still serves it, which
+/// keeps the tombstone from being forgotten (see `retention`).
+fn still_served_tombstone(
+    tx: &Connection,
+    feed_id: i64,
+    key: &str,
+    served_at: &str,
+) -> rusqlite::Result<bool> {
+    Ok(tx
+        .prepare_cached(
+            "UPDATE tombstones SET last_served_at = ?3 WHERE feed_id = ?1 AND dedup_key = ?2",
+        )?
+        .execute(params![feed_id, key, served_at])?
+        > 0)
 }
 
 /// What an incoming entry corresponds to in the database.

@@ -67,6 +67,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0008_search_mark",
         include_str!("../../migrations/0008_search_mark.sql"),
     ),
+    (
+        "0009_tombstone_expiry",
+        include_str!("../../migrations/0009_tombstone_expiry.sql"),
+    ),
 ];
 
 /// How long a write waits for another process's lock before giving up (a user running a long

@@ -7,6 +7,11 @@
 //! (otherwise every prune would be undone by the next poll). Stories left without entries go
 //! too; their outbox rows follow by `ON DELETE CASCADE`.
 //!
+//! Tombstones do not pile up forever: each records when a parsed document last carried its key
+//! (`entries` refreshes it), and a prune forgets those whose feed has not served them for
+//! `retain` and has since sent a newer document without them (migration 0009). A feed that
+//! answered 304 all that time keeps its tombstones, since its document may still hold them.
+//!
 //! Space: deleted rows free pages that SQLite reuses for new rows, so the file stops growing
 //! either way. Returning them to the filesystem needs `auto_vacuum = INCREMENTAL`, which
 //! `Store::open` requests on every open but which only takes effect on a new database or after
@@ -29,12 +34,25 @@ use super::{Store, sql_time};
 /// transaction of its whole size.
 const BATCH: usize = 500;
 
+/// Tombstones forgotten per transaction: small rows with no triggers, so more per commit.
+const TOMBSTONE_BATCH: usize = 5000;
+
 /// How often the daemon prunes; entries age by days, so more often gains nothing.
 pub const PRUNE_EVERY: Duration = Duration::from_secs(24 * 3600);
 
 /// An entry retention deletes: older than `?1` and mentioning no company. `e` is `entries`.
 const DOOMED: &str = "coalesce(e.published_at, e.first_seen_at) < ?1
      AND NOT EXISTS (SELECT 1 FROM mentions m WHERE m.entry_id = e.id)";
+
+/// A key whose feed no longer serves it, so its tombstone can go (or need not be written): not
+/// served since the cutoff `?1`, and the feed has parsed a newer document since. `last_served`
+/// and `feed_id` are the columns to read them from.
+fn no_longer_served(last_served: &str, feed_id: &str) -> String {
+    format!(
+        "{last_served} < ?1
+         AND {last_served} < (SELECT f.document_at FROM feeds f WHERE f.id = {feed_id})"
+    )
+}
 
 /// What a prune deleted (or, in a dry run, would delete).
 #[derive(Debug, Clone, Serialize)]
@@ -49,6 +67,8 @@ pub struct PruneReport {
     pub stories: usize,
     /// Entries older than the cutoff kept because they mention a company.
     pub kept_flagged: usize,
+    /// Tombstones of entries their feeds stopped serving more than `retain` ago.
+    pub tombstones_forgotten: usize,
     /// Bytes handed back to the filesystem by the incremental vacuum (0 in a dry run, or when
     /// the database is not in incremental auto-vacuum mode: see [`PruneReport::auto_vacuum`]).
     pub freed_bytes: u64,
@@ -79,7 +99,22 @@ struct Pruning {
     now: DateTime<Utc>,
     per_feed: BTreeMap<i64, usize>,
     report: PruneReport,
-    done: bool,
+    stage: Stage,
+}
+
+enum Stage {
+    Entries,
+    /// Forgetting tombstones, in key order from after this key.
+    Tombstones {
+        after: (i64, String),
+    },
+    Done,
+}
+
+impl Pruning {
+    fn done(&self) -> bool {
+        matches!(self.stage, Stage::Done)
+    }
 }
 
 impl Store {
@@ -93,7 +128,7 @@ impl Store {
         dry_run: bool,
     ) -> anyhow::Result<PruneReport> {
         let mut run = self.prune_begin(retain, now, dry_run)?;
-        while !run.done {
+        while !run.done() {
             self.prune_step(&mut run)?;
         }
         self.prune_finish(run)
@@ -127,10 +162,11 @@ impl Store {
                 entries: 0,
                 stories: 0,
                 kept_flagged,
+                tombstones_forgotten: 0,
                 freed_bytes: 0,
                 auto_vacuum: self.auto_vacuum_incremental()?,
             },
-            done: dry_run,
+            stage: if dry_run { Stage::Done } else { Stage::Entries },
         };
         if dry_run {
             let mut stmt = self.conn.prepare(&format!(
@@ -154,12 +190,31 @@ impl Store {
                 [&run.cutoff],
                 |r| r.get::<_, i64>(0),
             )? as usize;
+            // Tombstones written by this prune are of keys still served, so only those that
+            // exist now can be forgotten.
+            run.report.tombstones_forgotten = self.conn.query_row(
+                &format!(
+                    "SELECT count(*) FROM tombstones t WHERE {}",
+                    no_longer_served("t.last_served_at", "t.feed_id")
+                ),
+                [&run.cutoff],
+                |r| r.get::<_, i64>(0),
+            )? as usize;
         }
         Ok(run)
     }
 
-    /// Deletes one batch of at most [`BATCH`] entries in its own transaction.
+    /// Runs one batch, in its own transaction: entries first, then tombstones.
     fn prune_step(&mut self, run: &mut Pruning) -> anyhow::Result<()> {
+        match &run.stage {
+            Stage::Entries => self.delete_entries(run),
+            Stage::Tombstones { .. } => self.forget_tombstones(run),
+            Stage::Done => Ok(()),
+        }
+    }
+
+    /// Deletes at most [`BATCH`] entries.
+    fn delete_entries(&mut self, run: &mut Pruning) -> anyhow::Result<()> {
         let tx = super::write_transaction(&mut self.conn)?;
         let doomed: Vec<(i64, i64, Option<i64>)> = tx
             .prepare(&format!(
@@ -172,13 +227,16 @@ impl Store {
         let mut stories = Vec::new();
         {
             let now = sql_time(run.now);
-            let mut tombstone = tx.prepare(
-                "INSERT OR IGNORE INTO tombstones (feed_id, dedup_key, pruned_at)
-                 SELECT feed_id, dedup_key, ?2 FROM entries WHERE id = ?1",
-            )?;
+            // An entry its feed stopped serving long ago needs no tombstone at all.
+            let mut tombstone = tx.prepare(&format!(
+                "INSERT OR IGNORE INTO tombstones (feed_id, dedup_key, pruned_at, last_served_at)
+                 SELECT e.feed_id, e.dedup_key, ?3, e.last_seen_at FROM entries e
+                 WHERE e.id = ?2 AND NOT ({})",
+                no_longer_served("e.last_seen_at", "e.feed_id")
+            ))?;
             let mut delete = tx.prepare("DELETE FROM entries WHERE id = ?1")?;
             for &(id, feed_id, story) in &doomed {
-                tombstone.execute(params![id, now])?;
+                tombstone.execute(params![run.cutoff, id, now])?;
                 delete.execute([id])?;
                 *run.per_feed.entry(feed_id).or_default() += 1;
                 stories.extend(story);
@@ -196,7 +254,47 @@ impl Store {
             }
         }
         tx.commit()?;
-        run.done = doomed.len() < BATCH;
+        if doomed.len() < BATCH {
+            run.stage = Stage::Tombstones {
+                after: (i64::MIN, String::new()),
+            };
+        }
+        Ok(())
+    }
+
+    /// Forgets at most [`TOMBSTONE_BATCH`] tombstones of keys their feeds no longer serve.
+    fn forget_tombstones(&mut self, run: &mut Pruning) -> anyhow::Result<()> {
+        let Stage::Tombstones { after } = &run.stage else {
+            return Ok(());
+        };
+        let tx = super::write_transaction(&mut self.conn)?;
+        // Key order, resuming after the last batch: each batch reads only rows it has not seen.
+        let mut keys: Vec<(i64, String)> = tx
+            .prepare(&format!(
+                "SELECT t.feed_id, t.dedup_key FROM tombstones t
+                 WHERE (t.feed_id, t.dedup_key) > (?2, ?3) AND {}
+                 ORDER BY t.feed_id, t.dedup_key LIMIT ?4",
+                no_longer_served("t.last_served_at", "t.feed_id")
+            ))?
+            .query_map(
+                params![run.cutoff, after.0, after.1, TOMBSTONE_BATCH as i64],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?
+            .collect::<Result<_, _>>()?;
+        {
+            let mut forget =
+                tx.prepare("DELETE FROM tombstones WHERE feed_id = ?1 AND dedup_key = ?2")?;
+            for (feed_id, key) in &keys {
+                forget.execute(params![feed_id, key])?;
+            }
+        }
+        tx.commit()?;
+        run.report.tombstones_forgotten += keys.len();
+        let full = keys.len() == TOMBSTONE_BATCH;
+        run.stage = match keys.pop() {
+            Some(last) if full => Stage::Tombstones { after: last },
+            _ => Stage::Done,
+        };
         Ok(())
     }
 
@@ -226,7 +324,7 @@ impl Store {
         if !report.dry_run {
             // Refreshes the planner's statistics after a large change, as SQLite recommends.
             self.conn.execute_batch("PRAGMA optimize;")?;
-            if report.auto_vacuum && report.entries > 0 {
+            if report.auto_vacuum && (report.entries > 0 || report.tombstones_forgotten > 0) {
                 report.freed_bytes = self.incremental_vacuum()?;
             }
         }
@@ -302,7 +400,7 @@ async fn prune_through(
     let mut run = writer
         .call(move |store| store.prune_begin(retain, now, false))
         .await?;
-    while !run.done {
+    while !run.done() {
         if shutdown.is_cancelled() {
             return Ok(None);
         }
@@ -324,14 +422,17 @@ pub async fn prune_periodically(
 ) {
     loop {
         match prune_through(&writer, retain, &shutdown).await {
-            Ok(Some(report)) if report.entries > 0 => tracing::info!(
-                entries = report.entries,
-                stories = report.stories,
-                kept_flagged = report.kept_flagged,
-                freed_bytes = report.freed_bytes,
-                cutoff = %sql_time(report.cutoff),
-                "pruned old entries"
-            ),
+            Ok(Some(report)) if report.entries > 0 || report.tombstones_forgotten > 0 => {
+                tracing::info!(
+                    entries = report.entries,
+                    stories = report.stories,
+                    kept_flagged = report.kept_flagged,
+                    tombstones_forgotten = report.tombstones_forgotten,
+                    freed_bytes = report.freed_bytes,
+                    cutoff = %sql_time(report.cutoff),
+                    "pruned old entries"
+                )
+            }
             Ok(Some(_)) => tracing::debug!("nothing to prune"),
             Ok(None) => return,
             Err(err) => tracing::error!(error = %format!("{err:#}"), "pruning old entries failed"),
@@ -348,7 +449,8 @@ mod tests {
     use super::*;
     use crate::model::ParsedEntry;
     use crate::store::Applied;
-    use crate::store::testing::{store_document, store_with_one_feed};
+    use crate::store::testing::{store_document, store_document_at, store_with_one_feed};
+    use crate::store::{FeedResult, FetchState};
 
     const DAY: Duration = Duration::from_secs(86400);
 
@@ -619,5 +721,191 @@ mod tests {
         assert!(report.auto_vacuum);
         assert!(report.freed_bytes > 1_000_000, "{report:?}");
         assert_eq!(count(&store, "PRAGMA freelist_count"), 0);
+    }
+
+    /// `n` days before `now`.
+    fn days_before(now: DateTime<Utc>, n: i64) -> DateTime<Utc> {
+        now - chrono::Duration::days(n)
+    }
+
+    fn last_served(store: &Store, key: &str) -> String {
+        store
+            .conn
+            .query_row(
+                "SELECT last_served_at FROM tombstones WHERE dedup_key = ?1",
+                [key],
+                |r| r.get(0),
+            )
+            .unwrap()
+    }
+
+    /// A feed served `g:old` (published 2020) and `g:current` 300 days before `now`, and a prune
+    /// with a 30-day retention 250 days before `now` deleted `g:old`, leaving its tombstone.
+    fn pruned_300_days_ago() -> (tempfile::TempDir, Store, i64, DateTime<Utc>) {
+        let (dir, mut store, feed) = setup();
+        let now = Utc::now();
+        store_document_at(&mut store, feed, both(now), "b1", days_before(now, 300));
+        let report = store.prune(30 * DAY, days_before(now, 250), false).unwrap();
+        assert_eq!((report.entries, report.tombstones_forgotten), (1, 0));
+        assert_eq!(
+            last_served(&store, "g:old"),
+            sql_time(days_before(now, 300))
+        );
+        (dir, store, feed, now)
+    }
+
+    fn both(now: DateTime<Utc>) -> Vec<ParsedEntry> {
+        vec![entry("g:old", Some("2020-01-01T00:00:00Z")), current(now)]
+    }
+
+    fn current(now: DateTime<Utc>) -> ParsedEntry {
+        entry("g:current", Some(&now.to_rfc3339()))
+    }
+
+    #[test]
+    fn a_tombstone_is_forgotten_once_its_feed_stopped_serving_it_for_the_retention_period() {
+        let (_dir, mut store, feed, now) = pruned_300_days_ago();
+        // 200 days ago the publisher dropped the old item from its document.
+        store_document_at(
+            &mut store,
+            feed,
+            vec![current(now)],
+            "b2",
+            days_before(now, 200),
+        );
+        let dry = store.prune(180 * DAY, now, true).unwrap();
+        assert_eq!(dry.tombstones_forgotten, 1);
+        assert_eq!(count(&store, "SELECT count(*) FROM tombstones"), 1);
+        let real = store.prune(180 * DAY, now, false).unwrap();
+        assert_eq!((real.entries, real.tombstones_forgotten), (0, 1));
+        assert_eq!(count(&store, "SELECT count(*) FROM tombstones"), 0);
+        // The price of forgetting: should the publisher serve it again, it is new again.
+        let applied = store_document(&mut store, feed, both(now), "b3");
+        assert_eq!((applied.new, applied.unchanged), (1, 1));
+    }
+
+    #[test]
+    fn a_tombstone_its_feed_still_serves_is_refreshed_and_kept() {
+        let (_dir, mut store, feed, now) = pruned_300_days_ago();
+        let applied = store_document_at(&mut store, feed, both(now), "b2", days_before(now, 10));
+        assert_eq!((applied.new, applied.unchanged), (0, 2));
+        assert_eq!(last_served(&store, "g:old"), sql_time(days_before(now, 10)));
+        let report = store.prune(180 * DAY, now, false).unwrap();
+        assert_eq!(report.tombstones_forgotten, 0);
+        assert_eq!(count(&store, "SELECT count(*) FROM tombstones"), 1);
+    }
+
+    #[test]
+    fn a_feed_that_sent_no_newer_document_keeps_its_tombstones() {
+        let (_dir, mut store, feed, now) = pruned_300_days_ago();
+        // 304s ever since: the document, which still carries the old item, was never re-read.
+        let not_modified = FeedResult::NotModified {
+            etag: None,
+            last_modified: None,
+        };
+        store
+            .apply(
+                feed,
+                &FetchState::at(days_before(now, 1), Some(304)),
+                &not_modified,
+            )
+            .unwrap();
+        let report = store.prune(180 * DAY, now, false).unwrap();
+        assert_eq!(report.tombstones_forgotten, 0);
+        let applied = store_document(&mut store, feed, both(now), "b2");
+        assert_eq!((applied.new, applied.unchanged), (0, 2));
+    }
+
+    #[test]
+    fn an_entry_its_feed_stopped_serving_long_ago_is_deleted_without_a_tombstone() {
+        let (_dir, mut store, feed) = setup();
+        let now = Utc::now();
+        store_document_at(&mut store, feed, both(now), "b1", days_before(now, 300));
+        store_document_at(
+            &mut store,
+            feed,
+            vec![current(now)],
+            "b2",
+            days_before(now, 200),
+        );
+        let report = store.prune(180 * DAY, now, false).unwrap();
+        assert_eq!((report.entries, report.tombstones_forgotten), (1, 0));
+        assert_eq!(count(&store, "SELECT count(*) FROM tombstones"), 0);
+    }
+
+    #[test]
+    fn tombstones_are_forgotten_in_batches_and_the_ones_still_served_stay() {
+        let (_dir, mut store, feed) = setup();
+        let now = Utc::now();
+        let (old, recent) = (
+            sql_time(days_before(now, 300)),
+            sql_time(days_before(now, 1)),
+        );
+        // 12,001 tombstones, every third one still served yesterday; the feed's latest
+        // document came yesterday.
+        store
+            .conn
+            .execute(
+                "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 12000)
+                 INSERT INTO tombstones (feed_id, dedup_key, pruned_at, last_served_at)
+                 SELECT ?1, printf('g:%05d', i), ?2, CASE WHEN i % 3 = 0 THEN ?3 ELSE ?2 END FROM n",
+                params![feed, old, recent],
+            )
+            .unwrap();
+        store
+            .conn
+            .execute("UPDATE feeds SET document_at = ?1", [&recent])
+            .unwrap();
+        let report = store.prune(180 * DAY, now, false).unwrap();
+        const { assert!(8000 > TOMBSTONE_BATCH, "the test needs more than one batch") };
+        assert_eq!(report.tombstones_forgotten, 8000);
+        assert_eq!(
+            count(
+                &store,
+                "SELECT count(*) FROM tombstones WHERE CAST(substr(dedup_key, 3) AS INTEGER) % 3 = 0"
+            ),
+            4001
+        );
+        assert_eq!(count(&store, "SELECT count(*) FROM tombstones"), 4001);
+    }
+
+    #[test]
+    fn tombstones_from_before_the_upgrade_wait_for_their_feeds_next_document() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        let before = super::super::MIGRATIONS
+            .iter()
+            .position(|(name, _)| *name == "0009_tombstone_expiry")
+            .unwrap();
+        let now = Utc::now();
+        {
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            for (_, sql) in &super::super::MIGRATIONS[..before] {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.pragma_update(None, "user_version", before as i64)
+                .unwrap();
+            conn.execute(
+                "INSERT INTO feeds (url) VALUES ('http://127.0.0.1/old.xml')",
+                [],
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO tombstones (feed_id, dedup_key, pruned_at) VALUES (1, 'g:old', ?1)",
+                [sql_time(days_before(now, 300))],
+            )
+            .unwrap();
+        }
+        let mut store = Store::open(&path).unwrap();
+        assert_eq!(
+            last_served(&store, "g:old"),
+            sql_time(days_before(now, 300))
+        );
+        // Nothing says whether the feed still serves it until a document is read.
+        let report = store.prune(180 * DAY, now, false).unwrap();
+        assert_eq!(report.tombstones_forgotten, 0);
+        store_document_at(&mut store, 1, Vec::new(), "new", days_before(now, 1));
+        let report = store.prune(180 * DAY, now, false).unwrap();
+        assert_eq!(report.tombstones_forgotten, 1);
     }
 }

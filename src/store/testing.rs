@@ -1,7 +1,7 @@
 //! Shared set-up for the store's unit tests: a fresh database with one feed, and a way to
 //! record a parsed document for it.
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
 use super::{Applied, FeedResult, FetchState, Store};
 use crate::config::FeedConfig;
@@ -30,7 +30,18 @@ pub(crate) fn store_document(
     entries: Vec<ParsedEntry>,
     body_hash: &str,
 ) -> Applied {
-    let state = FetchState::at(Utc::now(), Some(200));
+    store_document_at(store, feed_id, entries, body_hash, Utc::now())
+}
+
+/// [`store_document`], fetched at `fetched_at`.
+pub(crate) fn store_document_at(
+    store: &mut Store,
+    feed_id: i64,
+    entries: Vec<ParsedEntry>,
+    body_hash: &str,
+    fetched_at: DateTime<Utc>,
+) -> Applied {
+    let state = FetchState::at(fetched_at, Some(200));
     let result = FeedResult::Parsed {
         etag: None,
         last_modified: None,

@@ -133,7 +133,7 @@ async fn search_command_prints_json_hits_and_explains_a_malformed_query() {
 }
 
 #[tokio::test]
-async fn prune_deletes_old_unflagged_entries_keeps_flagged_ones_and_does_not_store_them_again() {
+async fn prune_deletes_old_unflagged_entries_skips_them_while_served_and_then_forgets_their_keys() {
     let server = FeedServer::start();
     let old_plain = item("old", "Old news", "Nothing to see.", OLD);
     let old_flagged = item("flagged", "Acme history", "Acme was founded.", OLD);
@@ -187,6 +187,25 @@ async fn prune_deletes_old_unflagged_entries_keeps_flagged_ones_and_does_not_sto
     );
     assert_eq!(guids(&app), ["flagged", "newest", "recent"]);
     assert_index_in_sync(&app);
+
+    // The publisher drops the old item; once that is longer ago than `retain` (aged here by
+    // hand), a prune forgets its key.
+    server.feed("a.xml", rss(&[&old_flagged, &recent, &newest]));
+    app.poll().await;
+    app.db()
+        .execute(
+            "UPDATE tombstones SET last_served_at = datetime('now', '-200 days')",
+            [],
+        )
+        .unwrap();
+    let forget = app.cli(&["prune"]);
+    assert!(forget.status.success(), "{forget:?}");
+    let printed = String::from_utf8_lossy(&forget.stdout);
+    assert!(
+        printed.contains("forgot the keys of 1 deleted entries that their feeds no longer serve"),
+        "{printed}"
+    );
+    assert_eq!(app.count("SELECT count(*) FROM tombstones"), 0);
 }
 
 /// A running endpoint over a fresh database; stopped by `stop`.
