@@ -71,6 +71,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0009_tombstone_expiry",
         include_str!("../../migrations/0009_tombstone_expiry.sql"),
     ),
+    (
+        "0010_story_aliases",
+        include_str!("../../migrations/0010_story_aliases.sql"),
+    ),
 ];
 
 /// How long a write waits for another process's lock before giving up (a user running a long

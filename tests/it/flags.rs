@@ -145,6 +145,53 @@ async fn a_story_syndicated_in_three_feeds_is_one_flagged_story_with_three_sourc
     assert!(rows[0]["sources"][0]["link"].as_str().is_some());
 }
 
+#[tokio::test]
+async fn a_copy_linked_like_one_source_and_titled_like_none_still_joins_the_story() {
+    let server = FeedServer::start();
+    let item = |guid: &str, link: &str, title: &str| {
+        format!(
+            "<guid>{guid}</guid><title>{title}</title><link>{link}</link><description>Xiaomi said so.</description>"
+        )
+    };
+    let wire = item(
+        "a-1",
+        "https://wire.example/xiaomi-paris",
+        "Xiaomi opens a store in Paris",
+    );
+    let paper = item(
+        "b-1",
+        "https://paper.example/b7",
+        "Xiaomi opens a store in Paris",
+    );
+    let aggregator = item(
+        "c-1",
+        "https://paper.example/b7?utm_source=agg",
+        "Xiaomi opens Paris store | The Paper",
+    );
+    for path in ["a.xml", "b.xml", "c.xml"] {
+        server.feed(path, rss(&[]));
+    }
+    server.set("hook", Route::webhook(200));
+    let urls = ["a.xml", "b.xml", "c.xml"].map(|p| server.url(p));
+    let notify = format!("\n[[notify]]\nurl = \"{}\"\n", server.url("hook"));
+    let app = App::new(&urls, &format!("{COMPANIES}{notify}"));
+    // One copy per poll, so they reach the store in this order: the paper's copy joins the
+    // wire's story by title; the aggregator's, by the paper's link alone.
+    for (path, copy) in [("a.xml", &wire), ("b.xml", &paper), ("c.xml", &aggregator)] {
+        server.feed(path, rss(&[copy]));
+        assert_eq!(app.poll().await.entries_new, 1);
+    }
+    assert_eq!(
+        flagged(&app),
+        [(
+            "Xiaomi opens a store in Paris".to_string(),
+            "Xiaomi".to_string(),
+            3
+        )]
+    );
+    assert_eq!(server.requests("hook").len(), 1, "one story, one alert");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_webhook_that_fails_twice_then_succeeds_gets_the_alert_with_the_same_key_each_time() {
     let server = FeedServer::start();
