@@ -389,8 +389,7 @@ fn story_by_title(
 ) -> rusqlite::Result<Option<FoundStory>> {
     conn.prepare_cached(
         "SELECT id, canonical_link, title_key FROM stories WHERE id = coalesce(
-             (SELECT id FROM stories WHERE title_key = ?1 AND first_seen_at >= ?2
-              ORDER BY id LIMIT 1),
+             (SELECT min(id) FROM stories WHERE title_key = ?1 AND first_seen_at >= ?2),
              (SELECT story_id FROM story_aliases WHERE kind = 'title' AND key = ?1 AND seen_at >= ?2
               ORDER BY story_id LIMIT 1))",
     )?
