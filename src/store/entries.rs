@@ -12,7 +12,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::flags::{Flagging, queue_alerts, story_for, write_mentions};
+use super::flags::{Flagging, insert_mentions, queue_alerts, story_for, write_mentions};
 use super::{Store, sql_time, sql_time_precise};
 use crate::model::{Mention, ParsedEntry, ParsedFeed};
 
@@ -349,7 +349,7 @@ fn upsert_entries(
                 let story = story_for(tx, entry, fetched_at)?;
                 let id = insert_entry(tx, feed_id, now, entry, story)?;
                 if !entry_mentions.is_empty() {
-                    write_mentions(tx, flagging, id, entry_mentions)?;
+                    insert_mentions(tx, flagging, id, entry_mentions)?;
                     queue_alerts(tx, flagging, story, entry_mentions, fetched_at)?;
                 }
                 applied.new += 1;

@@ -420,6 +420,18 @@ pub(super) fn write_mentions(
     let removed = conn
         .prepare_cached("DELETE FROM mentions WHERE entry_id = ?1")?
         .execute([entry_id])?;
+    let written = insert_mentions(conn, flagging, entry_id, mentions)?;
+    Ok(removed > 0 || written > 0)
+}
+
+/// Records the mentions of an entry that has none yet (a new one: skipping the DELETE of
+/// [`write_mentions`] saves SQLite a temporary table per flagged entry); returns how many.
+pub(super) fn insert_mentions(
+    conn: &Connection,
+    flagging: &Flagging,
+    entry_id: i64,
+    mentions: &[Mention],
+) -> anyhow::Result<usize> {
     let mut insert = conn.prepare_cached(
         "INSERT INTO mentions (entry_id, company_id, fields, count, snippet) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;
@@ -444,7 +456,7 @@ pub(super) fn write_mentions(
         ])?;
         written += 1;
     }
-    Ok(removed > 0 || written > 0)
+    Ok(written)
 }
 
 /// Queues one alert per notify target that wants one of `mentions`' companies, unless that
