@@ -7,10 +7,10 @@
 //! (otherwise every prune would be undone by the next poll). Stories left without entries go
 //! too; their outbox rows follow by `ON DELETE CASCADE`.
 //!
-//! Tombstones do not pile up forever: each records when a parsed document last carried its key
-//! (`entries` refreshes it), and a prune forgets those whose feed has not served them for
-//! `retain` and has since sent a newer document without them (migration 0009). A feed that
-//! answered 304 all that time keeps its tombstones, since its document may still hold them.
+//! Tombstones do not pile up forever: each new document of a feed marks the tombstones whose
+//! keys it lacks as absent (and clears the mark of those it carries again, see `entries`), and
+//! a prune forgets those absent since before the cutoff (migration 0009). A feed that answered
+//! 304 all that time parsed nothing, so its tombstones keep their state.
 //!
 //! Space: deleted rows free pages that SQLite reuses for new rows, so the file stops growing
 //! either way. Returning them to the filesystem needs `auto_vacuum = INCREMENTAL`, which
@@ -44,15 +44,8 @@ pub const PRUNE_EVERY: Duration = Duration::from_secs(24 * 3600);
 const DOOMED: &str = "coalesce(e.published_at, e.first_seen_at) < ?1
      AND NOT EXISTS (SELECT 1 FROM mentions m WHERE m.entry_id = e.id)";
 
-/// A key whose feed no longer serves it, so its tombstone can go (or need not be written): not
-/// served since the cutoff `?1`, and the feed has parsed a newer document since. `last_served`
-/// and `feed_id` are the columns to read them from.
-fn no_longer_served(last_served: &str, feed_id: &str) -> String {
-    format!(
-        "{last_served} < ?1
-         AND {last_served} < (SELECT f.document_at FROM feeds f WHERE f.id = {feed_id})"
-    )
-}
+/// A tombstone whose key every document of its feed since the cutoff `?1` has lacked.
+const FORGOTTEN: &str = "absent_since < ?1";
 
 /// What a prune deleted (or, in a dry run, would delete).
 #[derive(Debug, Clone, Serialize)]
@@ -67,7 +60,7 @@ pub struct PruneReport {
     pub stories: usize,
     /// Entries older than the cutoff kept because they mention a company.
     pub kept_flagged: usize,
-    /// Tombstones of entries their feeds stopped serving more than `retain` ago.
+    /// Tombstones of entries their feeds have not served since the cutoff.
     pub tombstones_forgotten: usize,
     /// Bytes handed back to the filesystem by the incremental vacuum (0 in a dry run, or when
     /// the database is not in incremental auto-vacuum mode: see [`PruneReport::auto_vacuum`]).
@@ -104,10 +97,7 @@ struct Pruning {
 
 enum Stage {
     Entries,
-    /// Forgetting tombstones, in key order from after this key.
-    Tombstones {
-        after: (i64, String),
-    },
+    Tombstones,
     Done,
 }
 
@@ -190,13 +180,9 @@ impl Store {
                 [&run.cutoff],
                 |r| r.get::<_, i64>(0),
             )? as usize;
-            // Tombstones written by this prune are of keys still served, so only those that
-            // exist now can be forgotten.
+            // Tombstones this prune writes are not marked absent yet: only existing ones go.
             run.report.tombstones_forgotten = self.conn.query_row(
-                &format!(
-                    "SELECT count(*) FROM tombstones t WHERE {}",
-                    no_longer_served("t.last_served_at", "t.feed_id")
-                ),
+                &format!("SELECT count(*) FROM tombstones WHERE {FORGOTTEN}"),
                 [&run.cutoff],
                 |r| r.get::<_, i64>(0),
             )? as usize;
@@ -208,7 +194,7 @@ impl Store {
     fn prune_step(&mut self, run: &mut Pruning) -> anyhow::Result<()> {
         match &run.stage {
             Stage::Entries => self.delete_entries(run),
-            Stage::Tombstones { .. } => self.forget_tombstones(run),
+            Stage::Tombstones => self.forget_tombstones(run),
             Stage::Done => Ok(()),
         }
     }
@@ -227,16 +213,16 @@ impl Store {
         let mut stories = Vec::new();
         {
             let now = sql_time(run.now);
-            // An entry its feed stopped serving long ago needs no tombstone at all.
-            let mut tombstone = tx.prepare(&format!(
-                "INSERT OR IGNORE INTO tombstones (feed_id, dedup_key, pruned_at, last_served_at)
-                 SELECT e.feed_id, e.dedup_key, ?3, e.last_seen_at FROM entries e
-                 WHERE e.id = ?2 AND NOT ({})",
-                no_longer_served("e.last_seen_at", "e.feed_id")
-            ))?;
+            // Not marked absent: whether the feed still serves the key, its next document tells.
+            // A tombstone already there for the key (the entry took it back over) starts again.
+            let mut tombstone = tx.prepare(
+                "INSERT INTO tombstones (feed_id, dedup_key, pruned_at)
+                 SELECT feed_id, dedup_key, ?2 FROM entries WHERE id = ?1
+                 ON CONFLICT (feed_id, dedup_key) DO UPDATE SET absent_since = NULL",
+            )?;
             let mut delete = tx.prepare("DELETE FROM entries WHERE id = ?1")?;
             for &(id, feed_id, story) in &doomed {
-                tombstone.execute(params![run.cutoff, id, now])?;
+                tombstone.execute(params![id, now])?;
                 delete.execute([id])?;
                 *run.per_feed.entry(feed_id).or_default() += 1;
                 stories.extend(story);
@@ -255,46 +241,26 @@ impl Store {
         }
         tx.commit()?;
         if doomed.len() < BATCH {
-            run.stage = Stage::Tombstones {
-                after: (i64::MIN, String::new()),
-            };
+            run.stage = Stage::Tombstones;
         }
         Ok(())
     }
 
     /// Forgets at most [`TOMBSTONE_BATCH`] tombstones of keys their feeds no longer serve.
     fn forget_tombstones(&mut self, run: &mut Pruning) -> anyhow::Result<()> {
-        let Stage::Tombstones { after } = &run.stage else {
-            return Ok(());
-        };
         let tx = super::write_transaction(&mut self.conn)?;
-        // Key order, resuming after the last batch: each batch reads only rows it has not seen.
-        let mut keys: Vec<(i64, String)> = tx
+        // `tombstones_by_absence` finds them without reading the tombstones still served.
+        let forgotten = tx
             .prepare(&format!(
-                "SELECT t.feed_id, t.dedup_key FROM tombstones t
-                 WHERE (t.feed_id, t.dedup_key) > (?2, ?3) AND {}
-                 ORDER BY t.feed_id, t.dedup_key LIMIT ?4",
-                no_longer_served("t.last_served_at", "t.feed_id")
+                "DELETE FROM tombstones WHERE (feed_id, dedup_key) IN
+                     (SELECT feed_id, dedup_key FROM tombstones WHERE {FORGOTTEN} LIMIT ?2)"
             ))?
-            .query_map(
-                params![run.cutoff, after.0, after.1, TOMBSTONE_BATCH as i64],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )?
-            .collect::<Result<_, _>>()?;
-        {
-            let mut forget =
-                tx.prepare("DELETE FROM tombstones WHERE feed_id = ?1 AND dedup_key = ?2")?;
-            for (feed_id, key) in &keys {
-                forget.execute(params![feed_id, key])?;
-            }
-        }
+            .execute(params![run.cutoff, TOMBSTONE_BATCH as i64])?;
         tx.commit()?;
-        run.report.tombstones_forgotten += keys.len();
-        let full = keys.len() == TOMBSTONE_BATCH;
-        run.stage = match keys.pop() {
-            Some(last) if full => Stage::Tombstones { after: last },
-            _ => Stage::Done,
-        };
+        run.report.tombstones_forgotten += forgotten;
+        if forgotten < TOMBSTONE_BATCH {
+            run.stage = Stage::Done;
+        }
         Ok(())
     }
 
@@ -430,7 +396,7 @@ pub async fn prune_periodically(
                     tombstones_forgotten = report.tombstones_forgotten,
                     freed_bytes = report.freed_bytes,
                     cutoff = %sql_time(report.cutoff),
-                    "pruned old entries"
+                    "pruned"
                 )
             }
             Ok(Some(_)) => tracing::debug!("nothing to prune"),
@@ -728,11 +694,11 @@ mod tests {
         now - chrono::Duration::days(n)
     }
 
-    fn last_served(store: &Store, key: &str) -> String {
+    fn absent_since(store: &Store, key: &str) -> Option<String> {
         store
             .conn
             .query_row(
-                "SELECT last_served_at FROM tombstones WHERE dedup_key = ?1",
+                "SELECT absent_since FROM tombstones WHERE dedup_key = ?1",
                 [key],
                 |r| r.get(0),
             )
@@ -747,10 +713,7 @@ mod tests {
         store_document_at(&mut store, feed, both(now), "b1", days_before(now, 300));
         let report = store.prune(30 * DAY, days_before(now, 250), false).unwrap();
         assert_eq!((report.entries, report.tombstones_forgotten), (1, 0));
-        assert_eq!(
-            last_served(&store, "g:old"),
-            sql_time(days_before(now, 300))
-        );
+        assert_eq!(absent_since(&store, "g:old"), None);
         (dir, store, feed, now)
     }
 
@@ -763,7 +726,7 @@ mod tests {
     }
 
     #[test]
-    fn a_tombstone_is_forgotten_once_its_feed_stopped_serving_it_for_the_retention_period() {
+    fn a_tombstone_is_forgotten_once_every_document_for_the_retention_period_lacked_it() {
         let (_dir, mut store, feed, now) = pruned_300_days_ago();
         // 200 days ago the publisher dropped the old item from its document.
         store_document_at(
@@ -772,6 +735,10 @@ mod tests {
             vec![current(now)],
             "b2",
             days_before(now, 200),
+        );
+        assert_eq!(
+            absent_since(&store, "g:old"),
+            Some(sql_time(days_before(now, 200)))
         );
         let dry = store.prune(180 * DAY, now, true).unwrap();
         assert_eq!(dry.tombstones_forgotten, 1);
@@ -785,18 +752,26 @@ mod tests {
     }
 
     #[test]
-    fn a_tombstone_its_feed_still_serves_is_refreshed_and_kept() {
+    fn one_short_document_forgets_nothing_once_a_full_one_carries_the_key_again() {
         let (_dir, mut store, feed, now) = pruned_300_days_ago();
-        let applied = store_document_at(&mut store, feed, both(now), "b2", days_before(now, 10));
+        // A truncated document 200 days ago, then the full one again.
+        store_document_at(
+            &mut store,
+            feed,
+            vec![current(now)],
+            "short",
+            days_before(now, 200),
+        );
+        let applied = store_document_at(&mut store, feed, both(now), "full", days_before(now, 5));
         assert_eq!((applied.new, applied.unchanged), (0, 2));
-        assert_eq!(last_served(&store, "g:old"), sql_time(days_before(now, 10)));
+        assert_eq!(absent_since(&store, "g:old"), None);
         let report = store.prune(180 * DAY, now, false).unwrap();
         assert_eq!(report.tombstones_forgotten, 0);
         assert_eq!(count(&store, "SELECT count(*) FROM tombstones"), 1);
     }
 
     #[test]
-    fn a_feed_that_sent_no_newer_document_keeps_its_tombstones() {
+    fn a_feed_that_sent_no_new_document_keeps_its_tombstones() {
         let (_dir, mut store, feed, now) = pruned_300_days_ago();
         // 304s ever since: the document, which still carries the old item, was never re-read.
         let not_modified = FeedResult::NotModified {
@@ -810,6 +785,7 @@ mod tests {
                 &not_modified,
             )
             .unwrap();
+        assert_eq!(absent_since(&store, "g:old"), None);
         let report = store.prune(180 * DAY, now, false).unwrap();
         assert_eq!(report.tombstones_forgotten, 0);
         let applied = store_document(&mut store, feed, both(now), "b2");
@@ -817,44 +793,39 @@ mod tests {
     }
 
     #[test]
-    fn an_entry_its_feed_stopped_serving_long_ago_is_deleted_without_a_tombstone() {
+    fn pruning_an_entry_again_clears_its_old_tombstone_s_absence() {
         let (_dir, mut store, feed) = setup();
         let now = Utc::now();
-        store_document_at(&mut store, feed, both(now), "b1", days_before(now, 300));
-        store_document_at(
-            &mut store,
-            feed,
-            vec![current(now)],
-            "b2",
-            days_before(now, 200),
-        );
+        store_document(&mut store, feed, both(now), "b1");
+        // A tombstone for the key from long ago, marked absent then; the entry has since taken
+        // the key back over (as a stored entry adopts a publisher's changed guid).
+        store
+            .conn
+            .execute(
+                "INSERT INTO tombstones (feed_id, dedup_key, pruned_at, absent_since)
+                 VALUES (?1, 'g:old', ?2, ?2)",
+                params![feed, sql_time(days_before(now, 300))],
+            )
+            .unwrap();
         let report = store.prune(180 * DAY, now, false).unwrap();
         assert_eq!((report.entries, report.tombstones_forgotten), (1, 0));
-        assert_eq!(count(&store, "SELECT count(*) FROM tombstones"), 0);
+        assert_eq!(absent_since(&store, "g:old"), None);
     }
 
     #[test]
-    fn tombstones_are_forgotten_in_batches_and_the_ones_still_served_stay() {
+    fn many_absent_tombstones_are_forgotten_and_the_ones_still_served_stay() {
         let (_dir, mut store, feed) = setup();
         let now = Utc::now();
-        let (old, recent) = (
-            sql_time(days_before(now, 300)),
-            sql_time(days_before(now, 1)),
-        );
-        // 12,001 tombstones, every third one still served yesterday; the feed's latest
-        // document came yesterday.
+        // 12,001 tombstones; every third one still served, the rest absent for 300 days.
         store
             .conn
             .execute(
                 "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 12000)
-                 INSERT INTO tombstones (feed_id, dedup_key, pruned_at, last_served_at)
-                 SELECT ?1, printf('g:%05d', i), ?2, CASE WHEN i % 3 = 0 THEN ?3 ELSE ?2 END FROM n",
-                params![feed, old, recent],
+                 INSERT INTO tombstones (feed_id, dedup_key, pruned_at, absent_since)
+                 SELECT ?1, printf('g:%05d', i), ?2, CASE WHEN i % 3 = 0 THEN NULL ELSE ?2 END
+                 FROM n",
+                params![feed, sql_time(days_before(now, 300))],
             )
-            .unwrap();
-        store
-            .conn
-            .execute("UPDATE feeds SET document_at = ?1", [&recent])
             .unwrap();
         let report = store.prune(180 * DAY, now, false).unwrap();
         const { assert!(8000 > TOMBSTONE_BATCH, "the test needs more than one batch") };
@@ -870,7 +841,7 @@ mod tests {
     }
 
     #[test]
-    fn tombstones_from_before_the_upgrade_wait_for_their_feeds_next_document() {
+    fn tombstones_from_before_the_upgrade_count_as_still_served() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("old.db");
         let before = super::super::MIGRATIONS
@@ -897,14 +868,11 @@ mod tests {
             .unwrap();
         }
         let mut store = Store::open(&path).unwrap();
-        assert_eq!(
-            last_served(&store, "g:old"),
-            sql_time(days_before(now, 300))
-        );
-        // Nothing says whether the feed still serves it until a document is read.
+        assert_eq!(absent_since(&store, "g:old"), None);
         let report = store.prune(180 * DAY, now, false).unwrap();
         assert_eq!(report.tombstones_forgotten, 0);
-        store_document_at(&mut store, 1, Vec::new(), "new", days_before(now, 1));
+        // A document without the key starts the count.
+        store_document_at(&mut store, 1, Vec::new(), "new", days_before(now, 200));
         let report = store.prune(180 * DAY, now, false).unwrap();
         assert_eq!(report.tombstones_forgotten, 1);
     }

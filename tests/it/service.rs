@@ -188,19 +188,33 @@ async fn prune_deletes_old_unflagged_entries_skips_them_while_served_and_then_fo
     assert_eq!(guids(&app), ["flagged", "newest", "recent"]);
     assert_index_in_sync(&app);
 
-    // The publisher drops the old item; once that is longer ago than `retain` (aged here by
-    // hand), a prune forgets its key.
-    server.feed("a.xml", rss(&[&old_flagged, &recent, &newest]));
+    // Its key is forgotten only when the feed's documents have lacked it for `retain`. The
+    // marks a poll sets are aged by hand (200 days back) before each prune.
+    let age_and_prune = |app: &App| -> String {
+        app.db()
+            .execute(
+                "UPDATE tombstones SET absent_since = datetime('now', '-200 days')
+                 WHERE absent_since IS NOT NULL",
+                [],
+            )
+            .unwrap();
+        let prune = app.cli(&["prune"]);
+        assert!(prune.status.success(), "{prune:?}");
+        String::from_utf8_lossy(&prune.stdout).into_owned()
+    };
+    let without_old = rss(&[&old_flagged, &recent, &newest]);
+    // A document lacking it once, then the full one again: nothing is forgotten.
+    server.feed("a.xml", without_old.clone());
     app.poll().await;
-    app.db()
-        .execute(
-            "UPDATE tombstones SET last_served_at = datetime('now', '-200 days')",
-            [],
-        )
-        .unwrap();
-    let forget = app.cli(&["prune"]);
-    assert!(forget.status.success(), "{forget:?}");
-    let printed = String::from_utf8_lossy(&forget.stdout);
+    server.feed("a.xml", rss(&[&old_plain, &old_flagged, &recent, &newest]));
+    app.poll().await;
+    let printed = age_and_prune(&app);
+    assert!(!printed.contains("forgot"), "{printed}");
+    assert_eq!(app.count("SELECT count(*) FROM tombstones"), 1);
+    // Dropped for good.
+    server.feed("a.xml", without_old);
+    app.poll().await;
+    let printed = age_and_prune(&app);
     assert!(
         printed.contains("forgot the keys of 1 deleted entries that their feeds no longer serve"),
         "{printed}"
