@@ -3,8 +3,8 @@
 //! Mentions are computed by `matcher` before the write and recorded here in the same
 //! transaction as the entry they belong to. Entries are grouped into stories as they arrive:
 //! the same canonical link anywhere, or the same normalised title within [`TITLE_WINDOW`], as
-//! any entry of the story already had (`story_aliases` holds the links and titles a story's
-//! later entries brought). An alert is queued in `outbox` the first time a story is flagged for a notify target, in that
+//! any entry of the story already had (`story_titles` holds the titles of entries that joined
+//! by link). An alert is queued in `outbox` the first time a story is flagged for a notify target, in that
 //! same transaction, so a crash can never keep a flag and lose its alert.
 
 use std::collections::HashMap;
@@ -301,9 +301,10 @@ fn flagged_stories_sql(by_company: bool, since: bool) -> String {
     )
 }
 
-/// The story a new entry belongs to: the story with the same canonical link, else with the same
-/// title seen within [`TITLE_WINDOW`], else a new one. Found before the entry is inserted, so
-/// the entry's row (kilobytes of text) is written once, not written and then rewritten.
+/// The story a new entry belongs to: the story with an entry of the same canonical link, else
+/// with an entry of the same title seen within [`TITLE_WINDOW`], else a new one. Found before the
+/// entry is inserted, so the entry's row (kilobytes of text) is written once, not written and
+/// then rewritten.
 pub(super) fn story_for(
     conn: &Connection,
     entry: &ParsedEntry,
@@ -314,87 +315,77 @@ pub(super) fn story_for(
         .as_deref()
         .filter(|_| entry.link_unique_in_doc);
     let title_key = entry.title.as_deref().and_then(title_key);
-    let mut found = match link {
-        Some(link) => story_by_link(conn, link)?,
-        None => None,
-    };
-    let joined_by_link = found.is_some();
-    if found.is_none()
-        && let Some(key) = &title_key
+    if let Some(story) = link
+        .map(|link| story_by_link(conn, link))
+        .transpose()?
+        .flatten()
     {
-        found = story_by_title(conn, key, &sql_time(now - TITLE_WINDOW))?;
+        // Joined by link under another title: later copies with this title belong here too.
+        // (An entry that joins by title needs no such record: its row holds its link.)
+        if let Some(key) = &title_key
+            && Some(key) != story.title_key.as_ref()
+        {
+            conn.prepare_cached(
+                "INSERT OR IGNORE INTO story_titles (title_key, story_id, seen_at) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![key, story.id, sql_time(now)])?;
+        }
+        return Ok(story.id);
     }
-    let Some(story) = found else {
-        conn.prepare_cached(
-            "INSERT INTO stories (canonical_link, title_key, first_seen_at) VALUES (?1, ?2, ?3)",
-        )?
-        .execute(params![link, title_key, sql_time(now)])?;
-        return Ok(conn.last_insert_rowid());
-    };
-    // Whichever key the entry joined by, its other key leads later entries here too.
-    let (kind, key, own) = if joined_by_link {
-        ("title", title_key.as_deref(), story.title_key.as_deref())
-    } else {
-        ("link", link, story.canonical_link.as_deref())
-    };
-    if let Some(key) = key
-        && Some(key) != own
+    if let Some(key) = &title_key
+        && let Some(story) = story_by_title(conn, key, &sql_time(now - TITLE_WINDOW))?
     {
-        conn.prepare_cached(
-            "INSERT OR IGNORE INTO story_aliases (kind, key, story_id, seen_at) VALUES (?1, ?2, ?3, ?4)",
-        )?
-        .execute(params![kind, key, story.id, sql_time(now)])?;
+        return Ok(story);
     }
-    Ok(story.id)
+    conn.prepare_cached(
+        "INSERT INTO stories (canonical_link, title_key, first_seen_at) VALUES (?1, ?2, ?3)",
+    )?
+    .execute(params![link, title_key, sql_time(now)])?;
+    Ok(conn.last_insert_rowid())
 }
 
-/// A stored story and its own (first entry's) keys.
+/// A stored story, with the title key of its first entry.
 struct FoundStory {
     id: i64,
-    canonical_link: Option<String>,
     title_key: Option<String>,
 }
 
-impl FoundStory {
-    fn read(row: &rusqlite::Row<'_>) -> rusqlite::Result<FoundStory> {
-        Ok(FoundStory {
-            id: row.get(0)?,
-            canonical_link: row.get(1)?,
-            title_key: row.get(2)?,
-        })
-    }
-}
+// The lookups below are one statement each: COALESCE runs its second query only when the first
+// finds nothing, where two statements cost more, and a UNION ALL sorts in a temporary b-tree.
 
-// The lookups below are one statement each: COALESCE only runs its second query when the first
-// finds nothing, where two statements, or a UNION ALL (sorted in a temporary b-tree), cost up to
-// 12% more instructions in a cold poll of syndicated news.
-
-/// The first story whose own link is `link`, else the first whose later entries brought it.
+/// The first story whose first entry had `link`, else the first story with an entry of that link.
+/// An entry sharing its link with another entry of its feed is left out: such links are a
+/// feed's home page given for every item, not a story's.
 fn story_by_link(conn: &Connection, link: &str) -> rusqlite::Result<Option<FoundStory>> {
     conn.prepare_cached(
-        "SELECT id, canonical_link, title_key FROM stories WHERE id = coalesce(
+        "SELECT id, title_key FROM stories WHERE id = coalesce(
              (SELECT id FROM stories WHERE canonical_link = ?1 ORDER BY id LIMIT 1),
-             (SELECT story_id FROM story_aliases WHERE kind = 'link' AND key = ?1
-              ORDER BY story_id LIMIT 1))",
+             (SELECT min(e.story_id) FROM entries e WHERE e.canonical_link = ?1
+                AND NOT EXISTS (SELECT 1 FROM entries o WHERE o.canonical_link = ?1
+                                   AND o.feed_id = e.feed_id AND o.id <> e.id)))",
     )?
-    .query_row([link], FoundStory::read)
+    .query_row([link], |r| {
+        Ok(FoundStory {
+            id: r.get(0)?,
+            title_key: r.get(1)?,
+        })
+    })
     .optional()
 }
 
-/// As [`story_by_link`], for a title key seen since `window_start`.
+/// The first story first seen since `window_start` under title key `key`, else the first that
+/// an entry joined under it since then.
 fn story_by_title(
     conn: &Connection,
     key: &str,
     window_start: &str,
-) -> rusqlite::Result<Option<FoundStory>> {
+) -> rusqlite::Result<Option<i64>> {
     conn.prepare_cached(
-        "SELECT id, canonical_link, title_key FROM stories WHERE id = coalesce(
+        "SELECT coalesce(
              (SELECT min(id) FROM stories WHERE title_key = ?1 AND first_seen_at >= ?2),
-             (SELECT story_id FROM story_aliases WHERE kind = 'title' AND key = ?1 AND seen_at >= ?2
-              ORDER BY story_id LIMIT 1))",
+             (SELECT min(story_id) FROM story_titles WHERE title_key = ?1 AND seen_at >= ?2))",
     )?
-    .query_row(params![key, window_start], FoundStory::read)
-    .optional()
+    .query_row(params![key, window_start], |r| r.get(0))
 }
 
 /// A title reduced to lowercase words, or None when it is too short to identify a story
@@ -500,77 +491,156 @@ pub(super) fn queue_alerts(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::testing::store_with_one_feed;
+    use crate::store::testing::{store_document_at, store_with_feeds};
 
-    fn arriving(link: &str, title: &str) -> ParsedEntry {
+    fn arriving(key: &str, link: &str, title: &str) -> ParsedEntry {
         ParsedEntry {
+            dedup_key: key.into(),
             canonical_link: Some(link.into()),
             link_unique_in_doc: true,
             title: Some(title.into()),
+            content_hash: key.into(),
             ..Default::default()
         }
     }
 
     const HEADLINE: &str = "Xiaomi opens a flagship store in Paris";
 
+    /// Stores `entry` as `feed`'s document at `at` and returns the story it joined.
+    fn story_of(store: &mut Store, feed: i64, entry: ParsedEntry, at: DateTime<Utc>) -> i64 {
+        let key = entry.dedup_key.clone();
+        store_document_at(store, feed, vec![entry], &key, at);
+        store
+            .conn
+            .query_row(
+                "SELECT story_id FROM entries WHERE dedup_key = ?1",
+                [&key],
+                |r| r.get(0),
+            )
+            .unwrap()
+    }
+
     #[test]
-    fn a_later_entry_finds_the_story_by_a_link_only_a_title_match_brought() {
-        let (_dir, store, _) = store_with_one_feed();
+    fn a_later_entry_finds_the_story_by_the_link_of_an_entry_that_joined_by_title() {
+        let (_dir, mut store, feeds) = store_with_feeds(&["wire", "paper", "aggregator"]);
         let now = Utc::now();
-        let story = |entry| story_for(&store.conn, &entry, now).unwrap();
-        let first = story(arriving("wire.example/a1", HEADLINE));
-        let by_title = story(arriving("paper.example/b7", HEADLINE));
-        let by_second_link = story(arriving(
-            "paper.example/b7",
-            "Xiaomi opens Paris store | The Paper",
-        ));
-        assert_eq!((by_title, by_second_link), (first, first));
-        let unrelated = story(arriving(
-            "paper.example/b8",
-            "Samsung cuts prices across Europe",
-        ));
+        let first = story_of(
+            &mut store,
+            feeds[0],
+            arriving("a", "wire.example/a1", HEADLINE),
+            now,
+        );
+        let by_title = story_of(
+            &mut store,
+            feeds[1],
+            arriving("b", "paper.example/b7", HEADLINE),
+            now,
+        );
+        let by_its_link = story_of(
+            &mut store,
+            feeds[2],
+            arriving(
+                "c",
+                "paper.example/b7",
+                "Xiaomi opens Paris store | The Paper",
+            ),
+            now,
+        );
+        assert_eq!((by_title, by_its_link), (first, first));
+        let unrelated = story_of(
+            &mut store,
+            feeds[2],
+            arriving("d", "paper.example/b8", "Samsung cuts prices across Europe"),
+            now,
+        );
         assert_ne!(unrelated, first);
     }
 
     #[test]
-    fn a_later_entry_finds_the_story_by_a_title_only_a_link_match_brought_within_the_window() {
-        let (_dir, store, _) = store_with_one_feed();
+    fn a_link_every_item_of_a_feed_shares_does_not_group_stories() {
+        let (_dir, mut store, feeds) = store_with_feeds(&["home-page linker", "other"]);
         let now = Utc::now();
-        let story_at = |entry, at| story_for(&store.conn, &entry, at).unwrap();
-        let rewritten = "Xiaomi picks Paris for its first European flagship";
-        let first = story_at(arriving("wire.example/a1", HEADLINE), now);
-        let by_link = story_at(arriving("wire.example/a1", rewritten), now);
-        let by_second_title = story_at(arriving("blog.example/c3", rewritten), now);
-        assert_eq!((by_link, by_second_title), (first, first));
-        // A title alias groups only within the window, as a story's own title does.
-        let days_later = story_at(
-            arriving("blog.example/c4", rewritten),
-            now + TITLE_WINDOW + chrono::Duration::hours(1),
+        let home = "lazy.example/";
+        // A document whose items all point at the feed's home page.
+        let shared = |key: &str, title: &str| ParsedEntry {
+            link_unique_in_doc: false,
+            ..arriving(key, home, title)
+        };
+        store_document_at(
+            &mut store,
+            feeds[0],
+            vec![
+                shared("a", "Samsung cuts prices across Europe"),
+                shared("b", HEADLINE),
+            ],
+            "doc",
+            now,
         );
-        assert_ne!(days_later, first);
+        // Another feed's only item linking there is a story of its own.
+        let elsewhere = story_of(
+            &mut store,
+            feeds[1],
+            arriving("c", home, "Apple ships a new iPad in Cupertino"),
+            now,
+        );
+        let stories: i64 = store
+            .conn
+            .query_row("SELECT count(DISTINCT story_id) FROM entries", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(
+            stories, 3,
+            "story {elsewhere} joined a home-page-linked one"
+        );
     }
 
     #[test]
-    fn a_story_s_own_keys_are_not_repeated_as_aliases_and_go_with_the_story() {
-        let (_dir, store, _) = store_with_one_feed();
+    fn a_later_entry_finds_the_story_by_the_title_of_an_entry_that_joined_by_link_within_the_window()
+     {
+        let (_dir, mut store, feeds) = store_with_feeds(&["wire", "paper", "blog"]);
         let now = Utc::now();
-        let story = |entry| story_for(&store.conn, &entry, now).unwrap();
-        let aliases = || -> i64 {
+        let rewritten = "Xiaomi picks Paris for its first European flagship";
+        let first = story_of(
+            &mut store,
+            feeds[0],
+            arriving("a", "wire.example/a1", HEADLINE),
+            now,
+        );
+        let by_link = story_of(
+            &mut store,
+            feeds[1],
+            arriving("b", "wire.example/a1", rewritten),
+            now,
+        );
+        let by_its_title = story_of(
+            &mut store,
+            feeds[2],
+            arriving("c", "blog.example/c3", rewritten),
+            now,
+        );
+        assert_eq!((by_link, by_its_title), (first, first));
+        // That title groups only within the window, as a story's own title does.
+        let days_later = story_of(
+            &mut store,
+            feeds[2],
+            arriving("d", "blog.example/c4", rewritten),
+            now + TITLE_WINDOW + chrono::Duration::hours(1),
+        );
+        assert_ne!(days_later, first);
+        // Recorded once, and gone with its story.
+        let titles = |store: &Store| -> i64 {
             store
                 .conn
-                .query_row("SELECT count(*) FROM story_aliases", [], |r| r.get(0))
+                .query_row("SELECT count(*) FROM story_titles", [], |r| r.get(0))
                 .unwrap()
         };
-        let first = story(arriving("wire.example/a1", HEADLINE));
-        story(arriving("wire.example/a1", HEADLINE));
-        assert_eq!(aliases(), 0);
-        story(arriving("paper.example/b7", HEADLINE));
-        assert_eq!(aliases(), 1);
+        assert_eq!(titles(&store), 1);
         store
             .conn
-            .execute("DELETE FROM stories WHERE id = ?1", [first])
+            .execute_batch("DELETE FROM entries; DELETE FROM stories;")
             .unwrap();
-        assert_eq!(aliases(), 0);
+        assert_eq!(titles(&store), 0);
     }
 
     #[test]

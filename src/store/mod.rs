@@ -72,8 +72,8 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../../migrations/0009_tombstone_expiry.sql"),
     ),
     (
-        "0010_story_aliases",
-        include_str!("../../migrations/0010_story_aliases.sql"),
+        "0010_story_lookups",
+        include_str!("../../migrations/0010_story_lookups.sql"),
     ),
 ];
 

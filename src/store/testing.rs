@@ -9,18 +9,31 @@ use crate::model::{ParsedEntry, ParsedFeed};
 
 /// A store in a temp dir with one feed named "Wire"; returns the feed's id.
 pub(crate) fn store_with_one_feed() -> (tempfile::TempDir, Store, i64) {
+    let (dir, store, ids) = store_with_feeds(&["Wire"]);
+    (dir, store, ids[0])
+}
+
+/// A store in a temp dir with a feed per name; returns their ids in that order.
+pub(crate) fn store_with_feeds(names: &[&str]) -> (tempfile::TempDir, Store, Vec<i64>) {
     let dir = tempfile::tempdir().unwrap();
     let mut store = Store::open(&dir.path().join("db")).unwrap();
-    store
-        .sync_feeds(&[FeedConfig {
-            url: url::Url::parse("http://a.example/rss").unwrap(),
-            name: Some("Wire".into()),
+    let feeds: Vec<FeedConfig> = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| FeedConfig {
+            url: url::Url::parse(&format!("http://{i}.example/rss")).unwrap(),
+            name: Some((*name).into()),
             interval: None,
             tags: vec![],
-        }])
-        .unwrap();
-    let id = store.due_feeds(None).unwrap()[0].id;
-    (dir, store, id)
+        })
+        .collect();
+    store.sync_feeds(&feeds).unwrap();
+    let due = store.due_feeds(None).unwrap();
+    let ids = feeds
+        .iter()
+        .map(|feed| due.iter().find(|f| f.url == feed.url.as_str()).unwrap().id)
+        .collect();
+    (dir, store, ids)
 }
 
 /// Records a 200 whose document holds `entries` (no mentions).
