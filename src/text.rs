@@ -33,8 +33,21 @@ pub fn html_to_text(html: &str) -> String {
             Class::Plain => {
                 let start = i;
                 i += 1;
-                while i < bytes.len() && CLASS[bytes[i] as usize] == Class::Plain {
-                    i += 1;
+                loop {
+                    while i < bytes.len() && CLASS[bytes[i] as usize] == Class::Plain {
+                        i += 1;
+                    }
+                    // One space between two visible characters is already collapsed: it stays
+                    // in the run, so prose is copied a sentence at a time, not a word at a time.
+                    if bytes.get(i) == Some(&b' ')
+                        && bytes
+                            .get(i + 1)
+                            .is_some_and(|&next| CLASS[next as usize] == Class::Plain)
+                    {
+                        i += 2;
+                    } else {
+                        break;
+                    }
                 }
                 // Runs stop only at ASCII bytes or at the lead byte of a character, so the slice
                 // is on character boundaries.
