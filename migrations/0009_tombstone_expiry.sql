@@ -11,4 +11,6 @@
 -- NULL: the key was in the feed's latest document, or no document has been parsed since the
 -- tombstone was written (existing tombstones start so: a full retention period of grace).
 ALTER TABLE tombstones ADD COLUMN absent_since TEXT;
+-- The prune's lookup, and each new document's: it marks only the feed's unmarked tombstones.
 CREATE INDEX tombstones_by_absence ON tombstones (absent_since) WHERE absent_since IS NOT NULL;
+CREATE INDEX tombstones_served ON tombstones (feed_id, dedup_key) WHERE absent_since IS NULL;

@@ -492,6 +492,18 @@ mod tests {
     }
 
     #[test]
+    fn a_single_space_inside_prose_is_kept_whatever_follows_it() {
+        assert_eq!(html_to_text("a b&amp;c d"), "a b&c d");
+        assert_eq!(html_to_text("a b<br>c d"), "a b c d");
+        assert_eq!(html_to_text("a b<b>c</b> d"), "a bc d");
+        assert_eq!(html_to_text("a \u{a0}b c"), "a b c");
+        assert_eq!(html_to_text("a  b c \t d "), "a b c d");
+        assert_eq!(html_to_text("été à Zürich 小米 ok"), "été à Zürich 小米 ok");
+        assert_eq!(html_to_text("a \u{2003}b"), "a b");
+        assert_eq!(html_to_text("a \u{00a9} b"), "a \u{00a9} b");
+    }
+
+    #[test]
     fn whitespace_including_nbsp_collapses_and_is_trimmed() {
         assert_eq!(
             html_to_text("  \n\t one \r\n\n two&nbsp;&nbsp;three\u{a0}four\u{3000}five  "),

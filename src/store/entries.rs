@@ -368,10 +368,11 @@ fn upsert_entries(
                 // Same content under a new guid or link: adopt the new identity, and leave the
                 // text (and its search index) alone.
                 tx.prepare_cached(
-                    "UPDATE entries SET dedup_key = ?2, guid = ?3, link = ?4, canonical_link = ?5, last_seen_at = ?6
+                    "UPDATE entries SET dedup_key = ?2, guid = ?3, link = ?4, canonical_link = ?5, link_shared = ?6,
+                         last_seen_at = ?7
                      WHERE id = ?1",
                 )?
-                .execute(params![stored.id, entry.dedup_key, entry.guid, entry.link, entry.canonical_link, now])?;
+                .execute(params![stored.id, entry.dedup_key, entry.guid, entry.link, entry.canonical_link, link_shared(entry), now])?;
                 applied.unchanged += 1;
             }
             Found::Stored(stored) => {
@@ -433,6 +434,12 @@ struct Stored {
     story: Option<i64>,
 }
 
+/// `entries.link_shared`: 1 when other items of the document had the same link, which then
+/// names no story (migration 0010).
+fn link_shared(e: &ParsedEntry) -> Option<i64> {
+    (e.canonical_link.is_some() && !e.link_unique_in_doc).then_some(1)
+}
+
 fn insert_entry(
     tx: &Connection,
     feed_id: i64,
@@ -441,9 +448,9 @@ fn insert_entry(
     story: i64,
 ) -> anyhow::Result<i64> {
     tx.prepare_cached(
-        "INSERT INTO entries (feed_id, dedup_key, guid, link, canonical_link, title, author,
+        "INSERT INTO entries (feed_id, dedup_key, guid, link, canonical_link, link_shared, title, author,
              published_at, updated_at, summary, content, content_hash, first_seen_at, last_seen_at, story_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13, ?14)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14, ?15)",
     )?
     .execute(params![
         feed_id,
@@ -451,6 +458,7 @@ fn insert_entry(
         e.guid,
         e.link,
         e.canonical_link,
+        link_shared(e),
         e.title,
         e.author,
         e.published_at.map(sql_time),
@@ -466,9 +474,9 @@ fn insert_entry(
 
 fn update_entry(tx: &Connection, id: i64, now: &str, e: &ParsedEntry) -> anyhow::Result<()> {
     tx.prepare_cached(
-        "UPDATE entries SET dedup_key = ?2, guid = ?3, link = ?4, canonical_link = ?5, title = ?6,
-             author = ?7, published_at = coalesce(?8, published_at), updated_at = ?9, summary = ?10,
-             content = ?11, content_hash = ?12, last_seen_at = ?13
+        "UPDATE entries SET dedup_key = ?2, guid = ?3, link = ?4, canonical_link = ?5, link_shared = ?6,
+             title = ?7, author = ?8, published_at = coalesce(?9, published_at), updated_at = ?10,
+             summary = ?11, content = ?12, content_hash = ?13, last_seen_at = ?14
          WHERE id = ?1",
     )?
     .execute(params![
@@ -477,6 +485,7 @@ fn update_entry(tx: &Connection, id: i64, now: &str, e: &ParsedEntry) -> anyhow:
         e.guid,
         e.link,
         e.canonical_link,
+        link_shared(e),
         e.title,
         e.author,
         e.published_at.map(sql_time),

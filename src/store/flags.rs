@@ -354,15 +354,13 @@ struct FoundStory {
 // finds nothing, where two statements cost more, and a UNION ALL sorts in a temporary b-tree.
 
 /// The first story whose first entry had `link`, else the first story with an entry of that link.
-/// An entry sharing its link with another entry of its feed is left out: such links are a
-/// feed's home page given for every item, not a story's.
+/// Entries whose document gave the same link to other items too (`link_shared`: a feed's home
+/// page for every item) are left out, as such a link never makes a story's own link.
 fn story_by_link(conn: &Connection, link: &str) -> rusqlite::Result<Option<FoundStory>> {
     conn.prepare_cached(
         "SELECT id, title_key FROM stories WHERE id = coalesce(
              (SELECT id FROM stories WHERE canonical_link = ?1 ORDER BY id LIMIT 1),
-             (SELECT min(e.story_id) FROM entries e WHERE e.canonical_link = ?1
-                AND NOT EXISTS (SELECT 1 FROM entries o WHERE o.canonical_link = ?1
-                                   AND o.feed_id = e.feed_id AND o.id <> e.id)))",
+             (SELECT min(story_id) FROM entries WHERE canonical_link = ?1 AND link_shared IS NULL))",
     )?
     .query_row([link], |r| {
         Ok(FoundStory {
@@ -417,6 +415,8 @@ pub(super) fn write_mentions(
 
 /// Records the mentions of an entry that has none yet (a new one: skipping the DELETE of
 /// [`write_mentions`] saves SQLite a temporary table per flagged entry); returns how many.
+/// REPLACE, because a row deleted by hand with foreign keys off can leave mentions behind
+/// under an id SQLite hands out again.
 pub(super) fn insert_mentions(
     conn: &Connection,
     flagging: &Flagging,
@@ -424,7 +424,8 @@ pub(super) fn insert_mentions(
     mentions: &[Mention],
 ) -> anyhow::Result<usize> {
     let mut insert = conn.prepare_cached(
-        "INSERT INTO mentions (entry_id, company_id, fields, count, snippet) VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT OR REPLACE INTO mentions (entry_id, company_id, fields, count, snippet)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;
     let mut written = 0;
     for mention in mentions {
@@ -576,7 +577,12 @@ mod tests {
             "doc",
             now,
         );
-        // Another feed's only item linking there is a story of its own.
+        // Even with one of them gone (retention keeps only entries that mention a company),
+        // another feed's only item linking there is a story of its own.
+        store
+            .conn
+            .execute("DELETE FROM entries WHERE dedup_key = 'a'", [])
+            .unwrap();
         let elsewhere = story_of(
             &mut store,
             feeds[1],
@@ -590,7 +596,7 @@ mod tests {
             })
             .unwrap();
         assert_eq!(
-            stories, 3,
+            stories, 2,
             "story {elsewhere} joined a home-page-linked one"
         );
     }
@@ -628,7 +634,7 @@ mod tests {
             now + TITLE_WINDOW + chrono::Duration::hours(1),
         );
         assert_ne!(days_later, first);
-        // Recorded once, and gone with its story.
+        // Recorded once, and gone with its story when retention deletes it.
         let titles = |store: &Store| -> i64 {
             store
                 .conn
@@ -636,11 +642,49 @@ mod tests {
                 .unwrap()
         };
         assert_eq!(titles(&store), 1);
-        store
-            .conn
-            .execute_batch("DELETE FROM entries; DELETE FROM stories;")
+        let year = std::time::Duration::from_secs(365 * 86400);
+        let report = store
+            .prune(year, now + chrono::Duration::days(800), false)
             .unwrap();
+        assert_eq!(report.entries, 4);
         assert_eq!(titles(&store), 0);
+    }
+
+    #[test]
+    fn the_upgrade_marks_links_that_entries_of_one_feed_share() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        let before = super::super::MIGRATIONS
+            .iter()
+            .position(|(name, _)| *name == "0010_story_lookups")
+            .unwrap();
+        {
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            for (_, sql) in &super::super::MIGRATIONS[..before] {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.pragma_update(None, "user_version", before as i64)
+                .unwrap();
+            conn.execute_batch(
+                "INSERT INTO feeds (id, url) VALUES (1, 'http://127.0.0.1/a.xml'), (2, 'http://127.0.0.1/b.xml');
+                 INSERT INTO entries (feed_id, dedup_key, canonical_link, content_hash, first_seen_at, last_seen_at)
+                 VALUES (1, 'a1', 'lazy.example/', 'x', '2026-01-01 00:00:00', '2026-01-01 00:00:00'),
+                        (1, 'a2', 'lazy.example/', 'x', '2026-01-01 00:00:00', '2026-01-01 00:00:00'),
+                        (1, 'a3', 'lazy.example/own', 'x', '2026-01-01 00:00:00', '2026-01-01 00:00:00'),
+                        (2, 'b1', 'lazy.example/own', 'x', '2026-01-01 00:00:00', '2026-01-01 00:00:00');",
+            )
+            .unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        let shared: Vec<String> = store
+            .conn
+            .prepare("SELECT dedup_key FROM entries WHERE link_shared = 1 ORDER BY dedup_key")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(shared, ["a1", "a2"]);
     }
 
     #[test]

@@ -180,9 +180,15 @@ impl Store {
                 [&run.cutoff],
                 |r| r.get::<_, i64>(0),
             )? as usize;
-            // Tombstones this prune writes are not marked absent yet: only existing ones go.
+            // Tombstones this prune writes are not marked absent yet, and one it writes again
+            // (its key held by an entry it deletes) loses its mark: only the rest go.
             run.report.tombstones_forgotten = self.conn.query_row(
-                &format!("SELECT count(*) FROM tombstones WHERE {FORGOTTEN}"),
+                &format!(
+                    "SELECT count(*) FROM tombstones t WHERE t.{FORGOTTEN}
+                       AND NOT EXISTS (SELECT 1 FROM entries e
+                                       WHERE e.feed_id = t.feed_id AND e.dedup_key = t.dedup_key
+                                         AND {DOOMED})"
+                ),
                 [&run.cutoff],
                 |r| r.get::<_, i64>(0),
             )? as usize;
@@ -214,11 +220,13 @@ impl Store {
         {
             let now = sql_time(run.now);
             // Not marked absent: whether the feed still serves the key, its next document tells.
-            // A tombstone already there for the key (the entry took it back over) starts again.
+            // A tombstone already there for the key (the entry took the key back over, as when a
+            // publisher reverts a changed guid) starts again.
             let mut tombstone = tx.prepare(
                 "INSERT INTO tombstones (feed_id, dedup_key, pruned_at)
                  SELECT feed_id, dedup_key, ?2 FROM entries WHERE id = ?1
-                 ON CONFLICT (feed_id, dedup_key) DO UPDATE SET absent_since = NULL",
+                 ON CONFLICT (feed_id, dedup_key)
+                     DO UPDATE SET pruned_at = excluded.pruned_at, absent_since = NULL",
             )?;
             let mut delete = tx.prepare("DELETE FROM entries WHERE id = ?1")?;
             for &(id, feed_id, story) in &doomed {
