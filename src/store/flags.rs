@@ -654,17 +654,8 @@ mod tests {
     fn the_upgrade_marks_links_that_entries_of_one_feed_share() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("old.db");
-        let before = super::super::MIGRATIONS
-            .iter()
-            .position(|(name, _)| *name == "0010_story_lookups")
-            .unwrap();
         {
-            let conn = rusqlite::Connection::open(&path).unwrap();
-            for (_, sql) in &super::super::MIGRATIONS[..before] {
-                conn.execute_batch(sql).unwrap();
-            }
-            conn.pragma_update(None, "user_version", before as i64)
-                .unwrap();
+            let conn = crate::store::testing::database_before(&path, "0010_story_lookups");
             conn.execute_batch(
                 "INSERT INTO feeds (id, url) VALUES (1, 'http://127.0.0.1/a.xml'), (2, 'http://127.0.0.1/b.xml');
                  INSERT INTO entries (feed_id, dedup_key, canonical_link, content_hash, first_seen_at, last_seen_at)

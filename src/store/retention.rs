@@ -852,18 +852,9 @@ mod tests {
     fn tombstones_from_before_the_upgrade_count_as_still_served() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("old.db");
-        let before = super::super::MIGRATIONS
-            .iter()
-            .position(|(name, _)| *name == "0009_tombstone_expiry")
-            .unwrap();
         let now = Utc::now();
         {
-            let conn = rusqlite::Connection::open(&path).unwrap();
-            for (_, sql) in &super::super::MIGRATIONS[..before] {
-                conn.execute_batch(sql).unwrap();
-            }
-            conn.pragma_update(None, "user_version", before as i64)
-                .unwrap();
+            let conn = crate::store::testing::database_before(&path, "0009_tombstone_expiry");
             conn.execute(
                 "INSERT INTO feeds (url) VALUES ('http://127.0.0.1/old.xml')",
                 [],

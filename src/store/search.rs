@@ -392,17 +392,8 @@ mod tests {
     fn entries_still_queued_by_an_older_schema_are_indexed_after_the_upgrade() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("old.db");
-        let before_the_mark = super::super::MIGRATIONS
-            .iter()
-            .position(|(name, _)| *name == "0008_search_mark")
-            .unwrap();
         {
-            let conn = rusqlite::Connection::open(&path).unwrap();
-            for (_, sql) in &super::super::MIGRATIONS[..before_the_mark] {
-                conn.execute_batch(sql).unwrap();
-            }
-            conn.pragma_update(None, "user_version", before_the_mark as i64)
-                .unwrap();
+            let conn = crate::store::testing::database_before(&path, "0008_search_mark");
             // Written by hand with the old triggers: one indexed, one left queued.
             conn.execute_batch(
                 "INSERT INTO feeds (url) VALUES ('http://127.0.0.1/old.xml');

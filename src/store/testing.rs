@@ -36,6 +36,22 @@ pub(crate) fn store_with_feeds(names: &[&str]) -> (tempfile::TempDir, Store, Vec
     (dir, store, ids)
 }
 
+/// A database at `path` with the migrations before `migration` applied, as an older feedhound
+/// left it; `Store::open` then upgrades it.
+pub(crate) fn database_before(path: &std::path::Path, migration: &str) -> rusqlite::Connection {
+    let applied = super::MIGRATIONS
+        .iter()
+        .position(|(name, _)| *name == migration)
+        .unwrap();
+    let conn = rusqlite::Connection::open(path).unwrap();
+    for (_, sql) in &super::MIGRATIONS[..applied] {
+        conn.execute_batch(sql).unwrap();
+    }
+    conn.pragma_update(None, "user_version", applied as i64)
+        .unwrap();
+    conn
+}
+
 /// Records a 200 whose document holds `entries` (no mentions).
 pub(crate) fn store_document(
     store: &mut Store,
