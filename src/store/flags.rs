@@ -4,8 +4,8 @@
 //! transaction as the entry they belong to. Entries are grouped into stories as they arrive:
 //! the same canonical link anywhere, or the same normalised title within [`TITLE_WINDOW`], as
 //! any entry of the story already had (`story_titles` holds the titles of entries that joined
-//! by link). An alert is queued in `outbox` the first time a story is flagged for a notify target, in that
-//! same transaction, so a crash can never keep a flag and lose its alert.
+//! by link). An alert is queued in `outbox` the first time a story is flagged for a notify
+//! target, in that same transaction, so a crash can never keep a flag and lose its alert.
 
 use std::collections::HashMap;
 use std::sync::Arc;
