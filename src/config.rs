@@ -160,15 +160,12 @@ impl fmt::Display for ConfigError {
                 write!(f, ":{line}")?;
             }
             write!(f, ": ")?;
+            // One line per issue: quoted keys, and values quoted in messages, may hold newlines.
+            let one_line = |text: &str| text.replace('\r', "\\r").replace('\n', "\\n");
             if let Some(key) = &issue.key {
-                write!(f, "{key}: ")?;
+                write!(f, "{}: ", one_line(key))?;
             }
-            // One line per issue: values quoted in messages may hold newlines.
-            write!(
-                f,
-                "{}",
-                issue.message.replace('\r', "\\r").replace('\n', "\\n")
-            )?;
+            write!(f, "{}", one_line(&issue.message))?;
         }
         Ok(())
     }
@@ -196,18 +193,31 @@ impl Config {
             path: path.to_path_buf(),
             issues,
         };
-        let raw: RawConfig = toml::from_str(text).map_err(|err| {
+        let syntax_error = |err: toml::de::Error| {
             fail(vec![ConfigIssue {
                 line: err.span().map(|span| line_of(text, span.start)),
                 key: err.span().and_then(|span| key_at(text, span.start)),
                 message: err.message().trim().to_string(),
             }])
-        })?;
+        };
+        // Unknown keys are collected, not fatal at the first: each typo gets its own message,
+        // next to every other problem of the file.
+        let mut unknown_keys = Vec::new();
+        let raw: RawConfig = serde_ignored::deserialize(
+            toml::Deserializer::parse(text).map_err(syntax_error)?,
+            |key| unknown_keys.push(key.to_string()),
+        )
+        .map_err(syntax_error)?;
         let mut checker = Checker {
             lines: LineIndex::new(text),
             issues: Vec::new(),
         };
+        checker.unknown_keys(text, &unknown_keys);
         let config = checker.validate(raw, path);
+        // In the file's order, as a compiler lists errors; issues without a line last.
+        checker
+            .issues
+            .sort_by_key(|issue| issue.line.unwrap_or(usize::MAX));
         if checker.issues.is_empty() {
             Ok(config)
         } else {
@@ -286,10 +296,71 @@ fn key_at(text: &str, offset: usize) -> Option<String> {
     })
 }
 
+/// Where the key at `path` (`feed.3.intervall`: tables, array indexes, then the key) is written.
+fn key_span(item: &toml_edit::Item, path: &[&str]) -> Option<Range<usize>> {
+    match path {
+        [] => None,
+        [key] => item.as_table_like()?.key(key)?.span(),
+        [step, rest @ ..] => match step.parse::<usize>() {
+            Ok(index) => key_span_in_table(item.as_array_of_tables()?.get(index)?, rest),
+            Err(_) => key_span(item.as_table_like()?.get(step)?, rest),
+        },
+    }
+}
+
+fn key_span_in_table(table: &toml_edit::Table, path: &[&str]) -> Option<Range<usize>> {
+    match path {
+        [key] => table.key(key)?.span(),
+        [step, rest @ ..] => key_span(table.get(step)?, rest),
+        [] => None,
+    }
+}
+
+/// The keys serde reads for struct `T` (what `deny_unknown_fields` would have listed): serde
+/// hands them to `deserialize_struct`, where this deserializer stops with them.
+fn keys_of<T: serde::de::DeserializeOwned>() -> &'static [&'static str] {
+    #[derive(Debug)]
+    struct Keys(&'static [&'static str]);
+    impl fmt::Display for Keys {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "{:?}", self.0)
+        }
+    }
+    impl std::error::Error for Keys {}
+    impl serde::de::Error for Keys {
+        fn custom<M: fmt::Display>(_: M) -> Self {
+            Keys(&[])
+        }
+    }
+    struct Probe;
+    impl<'de> serde::Deserializer<'de> for Probe {
+        type Error = Keys;
+        fn deserialize_any<V: serde::de::Visitor<'de>>(self, _: V) -> Result<V::Value, Keys> {
+            Err(Keys(&[]))
+        }
+        fn deserialize_struct<V: serde::de::Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Keys> {
+            Err(Keys(fields))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+            option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
+            ignored_any
+        }
+    }
+    match T::deserialize(Probe) {
+        Err(Keys(keys)) => keys,
+        Ok(_) => &[],
+    }
+}
+
 // ---- raw shapes, exactly as written in the file ----
 
 #[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
 struct RawConfig {
     #[serde(default)]
     storage: RawStorage,
@@ -308,13 +379,11 @@ struct RawConfig {
 }
 
 #[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
 struct RawServer {
     listen: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawNotify {
     name: Option<Spanned<String>>,
     url: Spanned<String>,
@@ -324,7 +393,6 @@ struct RawNotify {
 }
 
 #[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
 struct RawStorage {
     busy_timeout: Option<Spanned<String>>,
     path: Option<Spanned<String>>,
@@ -332,7 +400,6 @@ struct RawStorage {
 }
 
 #[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
 struct RawPolling {
     interval: Option<Spanned<String>>,
     min_interval: Option<Spanned<String>>,
@@ -348,7 +415,6 @@ struct RawPolling {
 }
 
 #[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
 struct RawDaemon {
     shutdown_grace: Option<Spanned<String>>,
 }
@@ -361,7 +427,6 @@ enum RawSize {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawFeed {
     url: Spanned<String>,
     name: Option<String>,
@@ -371,7 +436,6 @@ struct RawFeed {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawCompany {
     name: Spanned<String>,
     #[serde(default)]
@@ -454,6 +518,56 @@ impl Checker {
             key: Some(key.into()),
             message: message.into(),
         });
+    }
+
+    /// One issue per key serde ignored (`feed.3.intervall`), at the key's line, with the keys its
+    /// table takes.
+    fn unknown_keys(&mut self, text: &str, paths: &[String]) {
+        if paths.is_empty() {
+            return;
+        }
+        let document = toml_edit::Document::parse(text).ok();
+        for path in paths {
+            let segments: Vec<&str> = path.split('.').collect();
+            let span = document
+                .as_ref()
+                .and_then(|doc| key_span(doc.as_item(), &segments));
+            let (table, key) = match segments.as_slice() {
+                [key] => (None, *key),
+                [table, .., key] => (Some(*table), *key),
+                [] => continue,
+            };
+            let known = match table {
+                None => keys_of::<RawConfig>(),
+                Some("storage") => keys_of::<RawStorage>(),
+                Some("polling") => keys_of::<RawPolling>(),
+                Some("daemon") => keys_of::<RawDaemon>(),
+                Some("server") => keys_of::<RawServer>(),
+                Some("feed") => keys_of::<RawFeed>(),
+                Some("company") => keys_of::<RawCompany>(),
+                Some("notify") => keys_of::<RawNotify>(),
+                Some(_) => &[],
+            };
+            let expected = known
+                .iter()
+                .map(|k| format!("`{k}`"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            // As the other messages name keys: `feed[2].url` for the second [[feed]].
+            let mut shown = String::new();
+            for segment in &segments {
+                match segment.parse::<usize>() {
+                    Ok(index) => shown.push_str(&format!("[{}]", index + 1)),
+                    Err(_) if shown.is_empty() => shown.push_str(segment),
+                    Err(_) => shown.push_str(&format!(".{segment}")),
+                }
+            }
+            self.issue(
+                span,
+                shown,
+                format!("unknown key `{key}`, expected one of {expected}"),
+            );
+        }
     }
 
     fn duration(&mut self, raw: Option<Spanned<String>>, key: &str, default: Duration) -> Duration {
@@ -904,6 +1018,29 @@ mod tests {
         parse(text)
             .expect_err("config should be rejected")
             .to_string()
+    }
+
+    #[test]
+    fn every_unknown_key_is_reported_in_one_pass_wherever_it_is_written() {
+        let text = "feed = [{ url = \"https://news.example/rss\", intervall = \"1h\" }]\n\
+                    retry = 3\n\
+                    [polling]\nconcurency = 4\n\
+                    [[company]]\nname = \"Acme\"\nalias = [\"ACME\"]\n\
+                    [[notify]]\nurl = \"http://127.0.0.1:9/hook\"\nsecrett = \"k\"\n";
+        let message = error_text(text);
+        let lines: Vec<&str> = message.lines().collect();
+        let expected = [
+            "feedhound.toml:2: retry: unknown key `retry`, expected one of `storage`, ",
+            "feedhound.toml:4: polling.concurency: unknown key `concurency`",
+            "feedhound.toml:7: company[1].alias: unknown key `alias`, expected one of `name`, `aliases`",
+            "feedhound.toml:10: notify[1].secrett: unknown key `secrett`",
+            // A key inside an inline table has no line to point at; its name still says where.
+            "feedhound.toml: feed[1].intervall: unknown key `intervall`",
+        ];
+        assert_eq!(lines.len(), expected.len(), "{message}");
+        for (line, expected) in lines.iter().zip(expected) {
+            assert!(line.contains(expected), "{line:?} lacks {expected:?}");
+        }
     }
 
     #[test]

@@ -3,18 +3,33 @@
 use crate::helpers::{App, FeedServer, binary, rss};
 
 #[test]
-fn check_reports_a_typo_in_a_key_with_its_line_and_exits_1() {
+fn check_reports_every_typo_in_a_key_with_its_line_and_exits_1() {
     let app = App::new(
         &[],
-        "\n[[feed]]\nurl = \"https://news.example/rss\"\nintervall = \"5m\"\n",
+        "\n[[feed]]\nurl = \"https://news.example/rss\"\nintervall = \"5m\"\n\
+         \n[[feed]]\nurl = \"https://other.example/rss\"\ninterval = \"soon\"\ntag = [\"x\"]\n\
+         \n[daemon]\nshutdown_grace = \"5s\"\ngrace = \"1s\"\n",
     );
     let output = app.cli(&["check"]);
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("feedhound.toml:9: feed.intervall: unknown field `intervall`"),
-        "{stderr}"
-    );
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("feedhound.toml:"))
+        .collect();
+    let expected = [
+        "feedhound.toml:9: feed[1].intervall: unknown key `intervall`, expected one of `url`, `name`, `interval`, `tags`",
+        "feedhound.toml:13: feed[2].interval:",
+        "feedhound.toml:14: feed[2].tag: unknown key `tag`",
+        "feedhound.toml:18: daemon.grace: unknown key `grace`, expected one of `shutdown_grace`",
+    ];
+    assert_eq!(lines.len(), expected.len(), "{stderr}");
+    for (line, expected) in lines.iter().zip(expected) {
+        assert!(
+            line.contains(expected),
+            "{line:?} lacks {expected:?} in:\n{stderr}"
+        );
+    }
 }
 
 #[test]

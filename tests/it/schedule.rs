@@ -424,7 +424,7 @@ fn a_config_edit_is_picked_up_without_a_restart_and_a_broken_edit_keeps_the_old_
     let (status, stderr) = daemon.stop(Duration::from_secs(10));
     assert!(status.success(), "{stderr}");
     assert!(
-        stderr.contains(&format!("feedhound.toml:{broken_line}: feed.intervall")),
+        stderr.contains(&format!("feedhound.toml:{broken_line}: feed[2].intervall")),
         "{stderr}"
     );
     assert_eq!(app.count("SELECT count(*) FROM feeds WHERE active = 1"), 2);
