@@ -160,8 +160,19 @@ impl fmt::Display for ConfigError {
                 write!(f, ":{line}")?;
             }
             write!(f, ": ")?;
-            // One line per issue: quoted keys, and values quoted in messages, may hold newlines.
-            let one_line = |text: &str| text.replace('\r', "\\r").replace('\n', "\\n");
+            // One line per issue: quoted keys, and values quoted in messages, may hold newlines
+            // (or any control character, which a terminal would act on).
+            let one_line = |text: &str| -> String {
+                text.chars()
+                    .map(|c| {
+                        if c.is_control() {
+                            c.escape_default().to_string()
+                        } else {
+                            c.to_string()
+                        }
+                    })
+                    .collect()
+            };
             if let Some(key) = &issue.key {
                 write!(f, "{}: ", one_line(key))?;
             }
@@ -193,35 +204,39 @@ impl Config {
             path: path.to_path_buf(),
             issues,
         };
-        let syntax_error = |err: toml::de::Error| {
-            fail(vec![ConfigIssue {
-                line: err.span().map(|span| line_of(text, span.start)),
-                key: err.span().and_then(|span| key_at(text, span.start)),
-                message: err.message().trim().to_string(),
-            }])
+        let toml_issue = |err: toml::de::Error| ConfigIssue {
+            line: err.span().map(|span| line_of(text, span.start)),
+            key: err.span().and_then(|span| key_at(text, span.start)),
+            message: err.message().trim().to_string(),
         };
+        let deserializer =
+            toml::Deserializer::parse(text).map_err(|err| fail(vec![toml_issue(err)]))?;
         // Unknown keys are collected, not fatal at the first: each typo gets its own message,
         // next to every other problem of the file.
         let mut unknown_keys = Vec::new();
-        let raw: RawConfig = serde_ignored::deserialize(
-            toml::Deserializer::parse(text).map_err(syntax_error)?,
-            |key| unknown_keys.push(key.to_string()),
-        )
-        .map_err(syntax_error)?;
+        let raw: Result<RawConfig, _> =
+            serde_ignored::deserialize(deserializer, |path| unknown_keys.push(KeyPath::of(&path)));
         let mut checker = Checker {
             lines: LineIndex::new(text),
             issues: Vec::new(),
         };
         checker.unknown_keys(text, &unknown_keys);
-        let config = checker.validate(raw, path);
+        let config = match raw {
+            Ok(raw) => Some(checker.validate(raw, path)),
+            // A wrong type or a missing key stops serde there; the typos met before it (a
+            // misspelled required key is both) are still worth reporting with it.
+            Err(err) => {
+                checker.issues.push(toml_issue(err));
+                None
+            }
+        };
         // In the file's order, as a compiler lists errors; issues without a line last.
         checker
             .issues
             .sort_by_key(|issue| issue.line.unwrap_or(usize::MAX));
-        if checker.issues.is_empty() {
-            Ok(config)
-        } else {
-            Err(fail(checker.issues))
+        match config {
+            Some(config) if checker.issues.is_empty() => Ok(config),
+            _ => Err(fail(checker.issues)),
         }
     }
 
@@ -296,23 +311,80 @@ fn key_at(text: &str, offset: usize) -> Option<String> {
     })
 }
 
-/// Where the key at `path` (`feed.3.intervall`: tables, array indexes, then the key) is written.
-fn key_span(item: &toml_edit::Item, path: &[&str]) -> Option<Range<usize>> {
-    match path {
-        [] => None,
-        [key] => item.as_table_like()?.key(key)?.span(),
-        [step, rest @ ..] => match step.parse::<usize>() {
-            Ok(index) => key_span_in_table(item.as_array_of_tables()?.get(index)?, rest),
-            Err(_) => key_span(item.as_table_like()?.get(step)?, rest),
-        },
+/// Where serde_ignored found an unknown key: the keys and array indexes leading to it.
+struct KeyPath(Vec<Step>);
+
+enum Step {
+    Key(String),
+    Index(usize),
+}
+
+impl KeyPath {
+    fn of(path: &serde_ignored::Path<'_>) -> KeyPath {
+        fn walk(path: &serde_ignored::Path<'_>, steps: &mut Vec<Step>) {
+            use serde_ignored::Path;
+            match path {
+                Path::Root => {}
+                Path::Seq { parent, index } => {
+                    walk(parent, steps);
+                    steps.push(Step::Index(*index));
+                }
+                Path::Map { parent, key } => {
+                    walk(parent, steps);
+                    steps.push(Step::Key(key.clone()));
+                }
+                Path::Some { parent }
+                | Path::NewtypeStruct { parent }
+                | Path::NewtypeVariant { parent } => walk(parent, steps),
+            }
+        }
+        let mut steps = Vec::new();
+        walk(path, &mut steps);
+        KeyPath(steps)
     }
 }
 
-fn key_span_in_table(table: &toml_edit::Table, path: &[&str]) -> Option<Range<usize>> {
+/// As the other messages name keys: `feed[2].url` for the second [[feed]]; a key that is not
+/// bare TOML is quoted.
+impl fmt::Display for KeyPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, step) in self.0.iter().enumerate() {
+            match step {
+                Step::Index(index) => write!(f, "[{}]", index + 1)?,
+                Step::Key(key) => {
+                    if i > 0 {
+                        write!(f, ".")?;
+                    }
+                    let bare = !key.is_empty()
+                        && key
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+                    if bare {
+                        write!(f, "{key}")?;
+                    } else {
+                        write!(f, "{key:?}")?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Where the key at `path` is written in `table`; inline tables and arrays of them included.
+fn key_span(table: &dyn toml_edit::TableLike, path: &[Step]) -> Option<Range<usize>> {
     match path {
-        [key] => table.key(key)?.span(),
-        [step, rest @ ..] => key_span(table.get(step)?, rest),
-        [] => None,
+        [Step::Key(key)] => table.key(key)?.span(),
+        [Step::Key(key), Step::Index(index), rest @ ..] => {
+            let item = table.get(key)?;
+            let element: &dyn toml_edit::TableLike = match item.as_array_of_tables() {
+                Some(tables) => tables.get(*index)?,
+                None => item.as_array()?.get(*index)?.as_inline_table()?,
+            };
+            key_span(element, rest)
+        }
+        [Step::Key(key), rest @ ..] => key_span(table.get(key)?.as_table_like()?, rest),
+        _ => None,
     }
 }
 
@@ -520,23 +592,23 @@ impl Checker {
         });
     }
 
-    /// One issue per key serde ignored (`feed.3.intervall`), at the key's line, with the keys its
-    /// table takes.
-    fn unknown_keys(&mut self, text: &str, paths: &[String]) {
+    /// One issue per key serde ignored, at the key's line, with the keys its table takes.
+    fn unknown_keys(&mut self, text: &str, paths: &[KeyPath]) {
         if paths.is_empty() {
             return;
         }
         let document = toml_edit::Document::parse(text).ok();
         for path in paths {
-            let segments: Vec<&str> = path.split('.').collect();
+            let Some((Step::Key(key), parents)) = path.0.split_last() else {
+                continue;
+            };
             let span = document
                 .as_ref()
-                .and_then(|doc| key_span(doc.as_item(), &segments));
-            let (table, key) = match segments.as_slice() {
-                [key] => (None, *key),
-                [table, .., key] => (Some(*table), *key),
-                [] => continue,
-            };
+                .and_then(|doc| key_span(doc.as_table(), &path.0));
+            let table = parents.iter().rev().find_map(|step| match step {
+                Step::Key(name) => Some(name.as_str()),
+                Step::Index(_) => None,
+            });
             let known = match table {
                 None => keys_of::<RawConfig>(),
                 Some("storage") => keys_of::<RawStorage>(),
@@ -548,25 +620,12 @@ impl Checker {
                 Some("notify") => keys_of::<RawNotify>(),
                 Some(_) => &[],
             };
-            let expected = known
-                .iter()
-                .map(|k| format!("`{k}`"))
-                .collect::<Vec<_>>()
-                .join(", ");
-            // As the other messages name keys: `feed[2].url` for the second [[feed]].
-            let mut shown = String::new();
-            for segment in &segments {
-                match segment.parse::<usize>() {
-                    Ok(index) => shown.push_str(&format!("[{}]", index + 1)),
-                    Err(_) if shown.is_empty() => shown.push_str(segment),
-                    Err(_) => shown.push_str(&format!(".{segment}")),
-                }
+            let mut message = format!("unknown key `{key}`");
+            if !known.is_empty() {
+                let expected: Vec<String> = known.iter().map(|k| format!("`{k}`")).collect();
+                message.push_str(&format!(", expected one of {}", expected.join(", ")));
             }
-            self.issue(
-                span,
-                shown,
-                format!("unknown key `{key}`, expected one of {expected}"),
-            );
+            self.issue(span, path.to_string(), message);
         }
     }
 
@@ -1021,6 +1080,44 @@ mod tests {
     }
 
     #[test]
+    fn unknown_keys_in_dotted_inline_and_sub_tables_and_quoted_keys_are_located() {
+        let text = "polling.concurency = 4\n\
+                    storage = { retian = \"1d\" }\n\
+                    \"a.b\" = 1\n\
+                    [daemon.sub]\nx = 1\n";
+        let message = error_text(text);
+        let lines: Vec<&str> = message.lines().collect();
+        let expected = [
+            "feedhound.toml:1: polling.concurency: unknown key `concurency`",
+            "feedhound.toml:2: storage.retian: unknown key `retian`, expected one of `busy_timeout`, `path`, `retain`",
+            "feedhound.toml:3: \"a.b\": unknown key `a.b`, expected one of `storage`, ",
+            "feedhound.toml:4: daemon.sub: unknown key `sub`, expected one of `shutdown_grace`",
+        ];
+        assert_eq!(lines.len(), expected.len(), "{message}");
+        for (line, expected) in lines.iter().zip(expected) {
+            assert!(line.contains(expected), "{line:?} lacks {expected:?}");
+        }
+    }
+
+    #[test]
+    fn a_misspelled_required_key_is_named_next_to_the_missing_one() {
+        // serde stops at the missing key; the typo it met on the way is reported with it.
+        let message = error_text("[[feed]]\nurll = \"https://news.example/rss\"\n");
+        let lines: Vec<&str> = message.lines().collect();
+        assert_eq!(lines.len(), 2, "{message}");
+        assert!(
+            lines[0].ends_with("feedhound.toml:1: missing field `url`"),
+            "{message}"
+        );
+        assert!(
+            lines[1].ends_with(
+                "feedhound.toml:2: feed[1].urll: unknown key `urll`, expected one of `url`, `name`, `interval`, `tags`"
+            ),
+            "{message}"
+        );
+    }
+
+    #[test]
     fn every_unknown_key_is_reported_in_one_pass_wherever_it_is_written() {
         let text = "feed = [{ url = \"https://news.example/rss\", intervall = \"1h\" }]\n\
                     retry = 3\n\
@@ -1030,12 +1127,11 @@ mod tests {
         let message = error_text(text);
         let lines: Vec<&str> = message.lines().collect();
         let expected = [
-            "feedhound.toml:2: retry: unknown key `retry`, expected one of `storage`, ",
-            "feedhound.toml:4: polling.concurency: unknown key `concurency`",
-            "feedhound.toml:7: company[1].alias: unknown key `alias`, expected one of `name`, `aliases`",
-            "feedhound.toml:10: notify[1].secrett: unknown key `secrett`",
-            // A key inside an inline table has no line to point at; its name still says where.
-            "feedhound.toml: feed[1].intervall: unknown key `intervall`",
+            "feedhound.toml:1: feed[1].intervall: unknown key `intervall`, expected one of `url`, `name`, `interval`, `tags`",
+            "feedhound.toml:2: retry: unknown key `retry`, expected one of `storage`, `polling`, `daemon`, `feed`, `company`, `notify`, `server`",
+            "feedhound.toml:4: polling.concurency: unknown key `concurency`, expected one of `interval`, ",
+            "feedhound.toml:7: company[1].alias: unknown key `alias`, expected one of `name`, `aliases`, ",
+            "feedhound.toml:10: notify[1].secrett: unknown key `secrett`, expected one of `name`, `url`, `secret`, `companies`, `retry_delay`",
         ];
         assert_eq!(lines.len(), expected.len(), "{message}");
         for (line, expected) in lines.iter().zip(expected) {
