@@ -1079,6 +1079,15 @@ mod tests {
             .to_string()
     }
 
+    /// One line of `message` per `expected` fragment, each containing its fragment.
+    fn assert_lines_contain(message: &str, expected: &[&str]) {
+        let lines: Vec<&str> = message.lines().collect();
+        assert_eq!(lines.len(), expected.len(), "{message}");
+        for (line, expected) in lines.iter().zip(expected) {
+            assert!(line.contains(expected), "{line:?} lacks {expected:?}");
+        }
+    }
+
     #[test]
     fn unknown_keys_in_dotted_inline_and_sub_tables_and_quoted_keys_are_located() {
         let text = "polling.concurency = 4\n\
@@ -1086,17 +1095,13 @@ mod tests {
                     \"a.b\" = 1\n\
                     [daemon.sub]\nx = 1\n";
         let message = error_text(text);
-        let lines: Vec<&str> = message.lines().collect();
         let expected = [
             "feedhound.toml:1: polling.concurency: unknown key `concurency`",
             "feedhound.toml:2: storage.retian: unknown key `retian`, expected one of `busy_timeout`, `path`, `retain`",
             "feedhound.toml:3: \"a.b\": unknown key `a.b`, expected one of `storage`, ",
             "feedhound.toml:4: daemon.sub: unknown key `sub`, expected one of `shutdown_grace`",
         ];
-        assert_eq!(lines.len(), expected.len(), "{message}");
-        for (line, expected) in lines.iter().zip(expected) {
-            assert!(line.contains(expected), "{line:?} lacks {expected:?}");
-        }
+        assert_lines_contain(&message, &expected);
     }
 
     #[test]
@@ -1125,7 +1130,6 @@ mod tests {
                     [[company]]\nname = \"Acme\"\nalias = [\"ACME\"]\n\
                     [[notify]]\nurl = \"http://127.0.0.1:9/hook\"\nsecrett = \"k\"\n";
         let message = error_text(text);
-        let lines: Vec<&str> = message.lines().collect();
         let expected = [
             "feedhound.toml:1: feed[1].intervall: unknown key `intervall`, expected one of `url`, `name`, `interval`, `tags`",
             "feedhound.toml:2: retry: unknown key `retry`, expected one of `storage`, `polling`, `daemon`, `feed`, `company`, `notify`, `server`",
@@ -1133,10 +1137,7 @@ mod tests {
             "feedhound.toml:7: company[1].alias: unknown key `alias`, expected one of `name`, `aliases`, ",
             "feedhound.toml:10: notify[1].secrett: unknown key `secrett`, expected one of `name`, `url`, `secret`, `companies`, `retry_delay`",
         ];
-        assert_eq!(lines.len(), expected.len(), "{message}");
-        for (line, expected) in lines.iter().zip(expected) {
-            assert!(line.contains(expected), "{line:?} lacks {expected:?}");
-        }
+        assert_lines_contain(&message, &expected);
     }
 
     #[test]

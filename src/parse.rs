@@ -716,7 +716,8 @@ fn run_feed_rs(document: &str, url: &Url) -> Result<feed_rs::model::Feed, ParseE
 /// parsers: 3% of a cold poll's instructions. It is private to feed-rs, so the rare date the
 /// standard parsers refuse reaches it through a one-item document (several times the cost).
 fn read_timestamp(text: &str) -> Option<DateTime<Utc>> {
-    read_standard_timestamp(text.trim()).or_else(|| read_timestamp_leniently(text.trim()))
+    let text = text.trim();
+    read_standard_timestamp(text).or_else(|| read_timestamp_leniently(text))
 }
 
 /// RFC 2822 or RFC 3339; also RFC 2822 with the zone written `UTC`, which chrono refuses but
