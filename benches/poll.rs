@@ -15,10 +15,20 @@
 //! Finally it starts `feedhound run` on the last database (nothing due) and reads the idle
 //! daemon's resident memory.
 //!
+//! With `FEEDHOUND_BENCH_SCALE_TO=K` (K larger than the feed count N), each run ends with a cold
+//! poll of K feeds (the same N first, then more of the same kind) into another fresh database, and
+//! the bench prints the CPU cost per entry at K over the cost at N: one ratio per run, from two
+//! polls about a second apart, so a machine that is slower for a minute skews both sides alike (a
+//! slowdown inside one poll still shows). The K documents are generated once at the start and
+//! held in memory (about 1.5 GB for K = 10,000). Before each cold poll the bench flushes the
+//! page cache to disk (`sync`), so the previous poll's writes are not paid for inside it.
+//!
 //! Environment: `FEEDHOUND_BENCH_FEEDS` (default 1000), `FEEDHOUND_BENCH_ENTRIES` (50),
 //! `FEEDHOUND_BENCH_RUNS` (3), `FEEDHOUND_BENCH_CONCURRENCY` (8), `FEEDHOUND_BENCH_GZIP` (1),
-//! `FEEDHOUND_BENCH_IDLE_SECS` (3; 0 skips the daemon), `FEEDHOUND_BIN` (default: the binary
-//! cargo built alongside this bench). The default takes about a minute on 2 cores.
+//! `FEEDHOUND_BENCH_IDLE_SECS` (3; 0 skips the daemon), `FEEDHOUND_BENCH_SCALE_TO` (off),
+//! `FEEDHOUND_BIN` (default: the binary cargo built alongside this bench). The default takes
+//! about a minute on 2 cores; `FEEDHOUND_BENCH_SCALE_TO=10000` adds about 25 s to generate the
+//! documents and 35 s per run.
 
 #[path = "common/mod.rs"]
 mod common;
@@ -92,6 +102,8 @@ struct Settings {
     concurrency: usize,
     gzip: bool,
     idle_secs: u64,
+    /// Also cold-poll this many feeds in each run (0: no scale comparison).
+    scale_to: usize,
     binary: PathBuf,
 }
 
@@ -104,6 +116,7 @@ impl Settings {
             concurrency: env_or("FEEDHOUND_BENCH_CONCURRENCY", 8),
             gzip: env_or("FEEDHOUND_BENCH_GZIP", 1u8) != 0,
             idle_secs: env_or("FEEDHOUND_BENCH_IDLE_SECS", 3),
+            scale_to: env_or("FEEDHOUND_BENCH_SCALE_TO", 0),
             binary: std::env::var_os("FEEDHOUND_BIN")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_feedhound"))),
@@ -328,6 +341,13 @@ struct Counters {
     bytes: AtomicUsize,
 }
 
+impl Counters {
+    /// Responses 200, responses 304, bytes sent.
+    fn read(&self) -> [usize; 3] {
+        [&self.ok, &self.not_modified, &self.bytes].map(|c| c.load(Ordering::Relaxed))
+    }
+}
+
 struct Site {
     docs: RwLock<Vec<Arc<Served>>>,
     counters: Counters,
@@ -537,12 +557,32 @@ fn idle_daemon_memory(binary: &Path, config: &Path, settle: Duration) -> (f64, f
     memory
 }
 
-fn write_config(dir: &Path, port: u16, settings: &Settings) -> PathBuf {
+/// A cold poll of the first `feeds` feeds into a fresh database in a new temporary folder,
+/// which holds the config too.
+fn cold_poll(
+    settings: &Settings,
+    port: u16,
+    feeds: usize,
+) -> (tempfile::TempDir, PathBuf, Measured) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), port, feeds, settings);
+    // SAFETY: sync(2) takes no arguments and cannot fail.
+    unsafe { libc::sync() };
+    let measured = poll(&settings.binary, &config);
+    assert_eq!(
+        measured.summary,
+        [feeds, 0, 0, feeds * settings.entries, 0],
+        "cold poll of {feeds} feeds stored the wrong thing"
+    );
+    (dir, config, measured)
+}
+
+fn write_config(dir: &Path, port: u16, feeds: usize, settings: &Settings) -> PathBuf {
     let mut text = format!(
         "[storage]\npath = \"bench.db\"\n\n[polling]\nconcurrency = {}\ntimeout = \"60s\"\n\n",
         settings.concurrency
     );
-    for feed in 0..settings.feeds {
+    for feed in 0..feeds {
         let _ = writeln!(text, "[[feed]]\nurl = \"http://127.0.0.1:{port}/f/{feed}\"");
     }
     for name in COMPANIES {
@@ -603,27 +643,28 @@ fn main() {
         m >= NEW_PER_CHANGE,
         "FEEDHOUND_BENCH_ENTRIES must be at least {NEW_PER_CHANGE}"
     );
+    let scale_to = settings.scale_to;
+    assert!(
+        scale_to == 0 || scale_to > n,
+        "FEEDHOUND_BENCH_SCALE_TO must be larger than FEEDHOUND_BENCH_FEEDS"
+    );
 
     let started = Instant::now();
-    let (base, mentions): (Vec<Arc<Served>>, usize) = (0..n)
+    let (mut base, mentions_per_feed): (Vec<Arc<Served>>, Vec<usize>) = (0..n)
         .map(|feed| {
             let (doc, mentions) = served(feed, 0, m, settings.gzip);
             (Arc::new(doc), mentions)
         })
-        .fold(
-            (Vec::with_capacity(n), 0),
-            |(mut docs, total), (doc, mentions)| {
-                docs.push(doc);
-                (docs, total + mentions)
-            },
-        );
+        .unzip();
+    let mentions: usize = mentions_per_feed.iter().sum();
+    let generated_in = started.elapsed();
     let changed: Vec<usize> = (0..n).step_by(CHANGE_EVERY).collect();
     let next: Vec<Arc<Served>> = changed
         .iter()
         .map(|&feed| Arc::new(served(feed, 1, m, settings.gzip).0))
         .collect();
-    let xml_bytes: usize = base.iter().map(|d| d.body.len()).sum();
-    let wire_bytes: usize = base
+    let xml_bytes: usize = base[..n].iter().map(|d| d.body.len()).sum();
+    let wire_bytes: usize = base[..n]
         .iter()
         .map(|d| d.gzipped.as_ref().map_or(d.body.len(), Vec::len))
         .sum();
@@ -635,8 +676,18 @@ fn main() {
         wire_bytes as f64 / 1e6,
         if settings.gzip { ", gzip" } else { "" },
         mentions as f64 * 100.0 / (n * m) as f64,
-        started.elapsed().as_secs_f64()
+        generated_in.as_secs_f64()
     );
+    if scale_to > 0 {
+        // The site serves every feed the larger poll lists; the first n are the corpus above.
+        let started = Instant::now();
+        base.extend((n..scale_to).map(|feed| Arc::new(served(feed, 0, m, settings.gzip).0)));
+        println!(
+            "scale poll: {scale_to} feeds × {m} entries (the {n} above and {} more of the same kind); generated in {:.1} s",
+            scale_to - n,
+            started.elapsed().as_secs_f64()
+        );
+    }
     println!(
         "binary: {}; concurrency {}; {} runs; machine: {} CPUs",
         settings.binary.display(),
@@ -652,19 +703,13 @@ fn main() {
     let port = serve(Arc::clone(&site));
 
     let (mut cold, mut warm, mut incremental) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut cold_scaled, mut scale_ratios) = (Vec::new(), Vec::new());
+    let mut scale_traffic = [0; 3];
     let mut db_bytes = Vec::new();
     let mut last_dir = None;
     for _ in 0..settings.runs {
         *site.docs.write().unwrap() = base.clone();
-        let dir = tempfile::tempdir().unwrap();
-        let config = write_config(dir.path(), port, &settings);
-
-        let measured = poll(&settings.binary, &config);
-        assert_eq!(
-            measured.summary,
-            [n, 0, 0, n * m, 0],
-            "cold poll stored the wrong thing"
-        );
+        let (dir, config, measured) = cold_poll(&settings, port, n);
         cold.push(measured);
         let db = dir.path().join("bench.db");
         let wal = dir.path().join("bench.db-wal");
@@ -701,10 +746,40 @@ fn main() {
         );
         incremental.push(measured);
         last_dir = Some(dir);
+
+        if scale_to > 0 {
+            *site.docs.write().unwrap() = base.clone();
+            let before = site.counters.read();
+            let (scaled_dir, _, scaled) = cold_poll(&settings, port, scale_to);
+            drop(scaled_dir);
+            let after = site.counters.read();
+            for (total, (a, b)) in scale_traffic.iter_mut().zip(after.iter().zip(before)) {
+                *total += a - b;
+            }
+            let cost_per_entry =
+                |measured: &Measured, feeds: usize| measured.cpu / (feeds * m) as f64;
+            let small = cold.last().expect("this run's cold poll");
+            scale_ratios.push(cost_per_entry(&scaled, scale_to) / cost_per_entry(small, n));
+            cold_scaled.push(scaled);
+        }
     }
 
     println!("median (min–max) of {} runs:", settings.runs);
-    report("cold", &cold, n * m, n * m);
+    report(&format!("cold {n}"), &cold, n * m, n * m);
+    if scale_to > 0 {
+        report(
+            &format!("cold {scale_to}"),
+            &cold_scaled,
+            scale_to * m,
+            scale_to * m,
+        );
+        let (ratio, low, high) = median(scale_ratios.clone());
+        let each: Vec<String> = scale_ratios.iter().map(|r| format!("{r:.3}")).collect();
+        println!(
+            "CPU per entry, {scale_to} feeds over {n} (ratio within each run): median {ratio:.3} ({low:.3}–{high:.3}; runs: {})",
+            each.join(", ")
+        );
+    }
     report("warm (304)", &warm, 0, 0);
     report(
         "incremental",
@@ -719,11 +794,21 @@ fn main() {
         db / (n * m) as f64,
         xml_bytes as f64 / (n * m) as f64
     );
+    let [ok, not_modified, bytes] = site.counters.read();
     println!(
-        "server: {} responses 200, {} responses 304, {:.1} MB sent",
-        site.counters.ok.load(Ordering::Relaxed),
-        site.counters.not_modified.load(Ordering::Relaxed),
-        site.counters.bytes.load(Ordering::Relaxed) as f64 / 1e6
+        "server: {} responses 200, {} responses 304, {:.1} MB sent{}",
+        ok - scale_traffic[0],
+        not_modified - scale_traffic[1],
+        (bytes - scale_traffic[2]) as f64 / 1e6,
+        if scale_to > 0 {
+            format!(
+                " (and {} responses, {:.1} MB for the {scale_to}-feed polls)",
+                scale_traffic[0] + scale_traffic[1],
+                scale_traffic[2] as f64 / 1e6
+            )
+        } else {
+            String::new()
+        }
     );
     if settings.idle_secs > 0
         && let Some(dir) = &last_dir
