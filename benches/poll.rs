@@ -20,8 +20,8 @@
 //! the bench prints the CPU cost per entry at K over the cost at N: one ratio per run, from two
 //! polls about a second apart, so a machine that is slower for a minute skews both sides alike (a
 //! slowdown inside one poll still shows). The K documents are generated once at the start and
-//! held in memory (about 1.5 GB for K = 10,000). Before each cold poll the bench flushes the
-//! page cache to disk (`sync`), so the previous poll's writes are not paid for inside it.
+//! held in memory (about 1.5 GB for K = 10,000). Before each cold poll the bench writes dirty
+//! pages out to disk (`sync`), so the previous poll's writeback is not paid for inside it.
 //!
 //! Environment: `FEEDHOUND_BENCH_FEEDS` (default 1000), `FEEDHOUND_BENCH_ENTRIES` (50),
 //! `FEEDHOUND_BENCH_RUNS` (3), `FEEDHOUND_BENCH_CONCURRENCY` (8), `FEEDHOUND_BENCH_GZIP` (1),
@@ -663,8 +663,8 @@ fn main() {
         .iter()
         .map(|&feed| Arc::new(served(feed, 1, m, settings.gzip).0))
         .collect();
-    let xml_bytes: usize = base[..n].iter().map(|d| d.body.len()).sum();
-    let wire_bytes: usize = base[..n]
+    let xml_bytes: usize = base.iter().map(|d| d.body.len()).sum();
+    let wire_bytes: usize = base
         .iter()
         .map(|d| d.gzipped.as_ref().map_or(d.body.len(), Vec::len))
         .sum();
