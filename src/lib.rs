@@ -8,7 +8,8 @@
 //!
 //! [`config`] turns the TOML file into validated types; [`scheduler`] decides which feeds are due
 //! and drives each through [`fetch`] (HTTP with conditional GET and limits) and [`parse`] (bytes
-//! to normalised entries, text from HTML via [`text`]) into [`store`], the only module that
+//! to normalised entries, text from HTML via [`text`]; run on the threads of [`parse_pool`]) into
+//! [`store`], the only module that
 //! speaks SQL. [`model`] holds the plain data passed between them. [`cli`] and [`demo`] are the
 //! user-facing commands; [`opml`] moves the feed list to and from other readers.
 
@@ -22,6 +23,7 @@ pub mod model;
 pub mod notify;
 pub mod opml;
 pub mod parse;
+pub mod parse_pool;
 pub mod schedule;
 pub mod scheduler;
 pub mod server;

@@ -7,9 +7,9 @@
 //! decided by [`crate::schedule`]; this module only does the I/O around it.
 //!
 //! Fetches are bounded globally (`concurrency`) and per host (`per_host_concurrency`, with an
-//! optional `per_host_delay` between request starts). Parsing and matching run on tokio's
-//! blocking pool so CPU work never stalls the fetches, and results go to the single
-//! [`StoreWriter`] thread.
+//! optional `per_host_delay` between request starts). Parsing and matching run on the
+//! [`ParsePool`]'s low-priority threads so CPU work never stalls the fetches or the writer, and
+//! results go to the single [`StoreWriter`] thread.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -32,6 +32,7 @@ use crate::metrics::{FetchOutcome, Metrics};
 use crate::model::{Mention, ParsedFeed};
 use crate::notify::{Delivered, Notifier};
 use crate::parse;
+use crate::parse_pool::ParsePool;
 use crate::schedule::{self, Facts, Policy};
 use crate::store::writer::StoreWriter;
 use crate::store::{Applied, DueFeed, FeedResult, FetchState, Store};
@@ -173,6 +174,7 @@ impl Limits {
 /// What every feed refresh shares; rebuilt on config reload (fetches in flight keep the old).
 struct Pipeline {
     fetcher: Fetcher,
+    parsers: ParsePool,
     matcher: Arc<Matcher>,
     writer: StoreWriter,
     limits: Arc<Limits>,
@@ -205,6 +207,7 @@ impl Pipeline {
         .context("cannot set up the HTTP client")?;
         Ok(Pipeline {
             fetcher,
+            parsers: ParsePool::new()?,
             matcher,
             writer,
             limits,
@@ -403,14 +406,16 @@ impl Pipeline {
         let base = fetched.final_url;
         let matcher = Arc::clone(&self.matcher);
         let max_interval = self.policy.max_interval;
-        let parsed = tokio::task::spawn_blocking(move || {
-            parse::parse_feed(&body, content_type.as_deref(), &base).map(|feed| {
-                let mentions = match_entries(&matcher, &feed);
-                let adaptive = schedule::publishing_interval(&feed, Utc::now(), max_interval);
-                (feed, mentions, adaptive)
+        let parsed = self
+            .parsers
+            .run(move || {
+                parse::parse_feed(&body, content_type.as_deref(), &base).map(|feed| {
+                    let mentions = match_entries(&matcher, &feed);
+                    let adaptive = schedule::publishing_interval(&feed, Utc::now(), max_interval);
+                    (feed, mentions, adaptive)
+                })
             })
-        })
-        .await;
+            .await;
         match parsed {
             Ok(Ok((feed, mentions, adaptive))) => {
                 let doc_hint = feed.update_hint;
@@ -430,8 +435,8 @@ impl Pipeline {
                 None,
                 None,
             ),
-            Err(join_error) => {
-                let error = format!("the parser crashed: {join_error}");
+            Err(crashed) => {
+                let error = format!("the parser crashed: {crashed}");
                 (FeedResult::Failed { error }, None, None)
             }
         }
