@@ -9,9 +9,9 @@
 //! [`config`] turns the TOML file into validated types; [`scheduler`] decides which feeds are due
 //! and drives each through [`fetch`] (HTTP with conditional GET and limits) and [`parse`] (bytes
 //! to normalised entries, text from HTML via [`text`]; run on the threads of [`parse_pool`]) into
-//! [`store`], the only module that
-//! speaks SQL. [`model`] holds the plain data passed between them. [`cli`] and [`demo`] are the
-//! user-facing commands; [`opml`] moves the feed list to and from other readers.
+//! [`store`], the only module that speaks SQL. [`model`] holds the plain data passed between
+//! them. [`cli`] and [`demo`] are the user-facing commands; [`opml`] moves the feed list to and
+//! from other readers.
 
 pub mod cli;
 pub mod config;
