@@ -32,7 +32,7 @@ use crate::metrics::{FetchOutcome, Metrics};
 use crate::model::{Mention, ParsedFeed};
 use crate::notify::{Delivered, Notifier};
 use crate::parse;
-use crate::parse_pool::ParsePool;
+use crate::parse_pool::{ParsePool, PoolError};
 use crate::schedule::{self, Facts, Policy};
 use crate::store::writer::StoreWriter;
 use crate::store::{Applied, DueFeed, FeedResult, FetchState, Store};
@@ -380,7 +380,7 @@ impl Pipeline {
     }
 
     /// What a response's body means for the feed: not modified, unchanged, or parsed and
-    /// matched (on the blocking pool), with the publishing-rate interval and the document's
+    /// matched (on the parse pool), with the publishing-rate interval and the document's
     /// update hint when it was parsed.
     async fn read_body(
         &self,
@@ -435,8 +435,15 @@ impl Pipeline {
                 None,
                 None,
             ),
-            Err(crashed) => {
-                let error = format!("the parser crashed: {crashed}");
+            Err(PoolError::Crashed(why)) => {
+                let error = format!("the parser crashed: {why}");
+                (FeedResult::Failed { error }, None, None)
+            }
+            Err(PoolError::TooSlow(after)) => {
+                let error = format!(
+                    "parsing the document took over {} s and was abandoned (is it huge or malformed?); the next refresh tries again",
+                    after.as_secs()
+                );
                 (FeedResult::Failed { error }, None, None)
             }
         }
