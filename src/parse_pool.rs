@@ -10,55 +10,64 @@
 //! low-priority thread that has finished its work is slow to say so: the pool grew to 28
 //! threads, and the allocator's per-thread arenas with it (+14 MB peak memory).
 //!
-//! A document that parses very slowly (or never finishes, were a parser bug to allow it) must not
-//! take the pool with it. When a caller has waited [`Patience::lend_after`] for its answer, the
-//! pool lends one more thread, which serves the queue until it has been idle for a while, so the
-//! other feeds keep being parsed; at most as many lent threads as regular ones. When a caller has
-//! waited [`Patience::give_up_after`], it stops waiting and its feed records the error: the
-//! thread cannot be stopped from outside and runs on, at the lowest priority.
+//! A document that parses very slowly, or never finishes (were a parser bug to allow it), must
+//! not take the pool with it. When a caller has waited [`Patience::lend_after`] for its answer,
+//! the pool lends one more thread, which serves the queue until it has been idle for
+//! [`Patience::lent_idle`]: the other feeds keep being parsed. At most as many threads are lent
+//! at once as the pool has of its own. When a caller has waited [`Patience::give_up_after`], it
+//! stops waiting and its feed records the error. A thread cannot be stopped from outside, so a
+//! stuck one runs on in the background; the pool remembers the document and refuses it
+//! from then on, so that retries cannot pile stuck threads up until none is left.
 
+use std::collections::{HashSet, VecDeque};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio::sync::oneshot;
 
 type Job = Box<dyn FnOnce() + Send>;
 
-/// How long a lent thread waits for another job before it ends.
-const LENT_THREAD_IDLE: Duration = Duration::from_secs(2);
-
-/// Runs closures on the pool's threads; the threads end when the pool is dropped.
+/// Runs closures on the pool's threads. When the pool is dropped its idle threads end, and busy
+/// ones end after their job.
 pub struct ParsePool {
-    jobs: mpsc::Sender<Job>,
     shared: Arc<Shared>,
     patience: Patience,
+    /// Documents (by the caller's key) whose caller gave up on them.
+    gave_up_on: Mutex<HashSet<String>>,
 }
 
 struct Shared {
-    queue: Mutex<mpsc::Receiver<Job>>,
-    lent_threads: AtomicUsize,
+    queue: Mutex<Queue>,
+    work_ready: Condvar,
     max_lent_threads: usize,
 }
 
-/// How long a caller waits before the pool lends a thread, and before it gives up.
+struct Queue {
+    jobs: VecDeque<Job>,
+    lent_threads: usize,
+    closed: bool,
+}
+
+/// How long a caller waits before the pool lends a thread and before it gives up, and how long a
+/// lent thread waits for more work.
 #[derive(Debug, Clone, Copy)]
 pub struct Patience {
     pub lend_after: Duration,
     pub give_up_after: Duration,
+    pub lent_idle: Duration,
 }
 
 impl Default for Patience {
-    /// A document at the default size cap (16 MiB, 6,850 entries) is parsed and stored in half a
-    /// second here (a cold `feedhound poll` of it, in all); these
-    /// leave room for larger caps and for a busy machine, where parsing runs at the lowest
-    /// priority.
+    /// A cold `feedhound poll` of one 16 MiB document (the default `max_body_size`; 6,850
+    /// entries) takes half a second on the benchmark machine, parsing and storing included.
+    /// These leave room for larger caps and for a busy machine, where parsing runs last.
     fn default() -> Patience {
         Patience {
             lend_after: Duration::from_secs(5),
             give_up_after: Duration::from_secs(60),
+            lent_idle: Duration::from_secs(2),
         }
     }
 }
@@ -69,8 +78,12 @@ pub enum PoolError {
     /// The work panicked, or the pool's threads are gone.
     #[error("{0}")]
     Crashed(String),
+    /// No answer within [`Patience::give_up_after`] (counted from when the work was queued).
     #[error("no result after {} s", .0.as_secs())]
     TooSlow(Duration),
+    /// The caller gave up on this document before; it was not run again.
+    #[error("no result after {} s on an earlier try", .0.as_secs())]
+    GaveUpBefore(Duration),
 }
 
 impl ParsePool {
@@ -80,21 +93,24 @@ impl ParsePool {
         ParsePool::with_threads(threads, Patience::default())
     }
 
-    /// A pool of `threads` regular threads (at least one) that waits as `patience` says.
+    /// A pool of `threads` threads of its own (at least one) that waits as `patience` says.
     pub fn with_threads(threads: usize, patience: Patience) -> anyhow::Result<ParsePool> {
-        let (jobs, queue) = mpsc::channel::<Job>();
+        let threads = threads.max(1);
         let shared = Arc::new(Shared {
-            queue: Mutex::new(queue),
-            lent_threads: AtomicUsize::new(0),
-            max_lent_threads: threads.max(1),
+            queue: Mutex::new(Queue {
+                jobs: VecDeque::new(),
+                lent_threads: 0,
+                closed: false,
+            }),
+            work_ready: Condvar::new(),
+            max_lent_threads: threads,
         });
-        for _ in 0..threads.max(1) {
+        for _ in 0..threads {
             let shared = Arc::clone(&shared);
             std::thread::Builder::new()
                 .name("feedhound-parse".into())
                 .spawn(move || {
                     lower_priority();
-                    // The lock is held while waiting for the next job, not while it runs.
                     while let Some(job) = shared.next_job(None) {
                         job();
                     }
@@ -102,41 +118,50 @@ impl ParsePool {
                 .context("cannot start a parsing thread")?;
         }
         Ok(ParsePool {
-            jobs,
             shared,
             patience,
+            gave_up_on: Mutex::new(HashSet::new()),
         })
     }
 
-    /// Runs `work` on a pool thread and returns its result; a panic in it is an error, and so is
-    /// waiting longer than [`Patience::give_up_after`].
-    pub async fn run<R, F>(&self, work: F) -> Result<R, PoolError>
+    /// Runs `work` on a pool thread and returns its result. `document` names the input (its
+    /// hash, say): after a caller gave up on a document, the pool refuses it without running it.
+    /// A panic in `work` is an error, and so is no answer within [`Patience::give_up_after`].
+    pub async fn run<R, F>(&self, document: &str, work: F) -> Result<R, PoolError>
     where
         F: FnOnce() -> R + Send + 'static,
         R: Send + 'static,
     {
-        let (reply, mut answer) = oneshot::channel();
-        let job: Job = Box::new(move || {
-            let _ = reply.send(catch_unwind(AssertUnwindSafe(work)));
-        });
-        if self.jobs.send(job).is_err() {
-            return Err(PoolError::Crashed(
-                "the parsing threads have stopped".into(),
-            ));
-        }
         let Patience {
             lend_after,
             give_up_after,
+            ..
         } = self.patience;
-        let answer = match tokio::time::timeout(lend_after, &mut answer).await {
-            Ok(answer) => answer,
-            Err(_) => {
-                self.lend_a_thread();
-                let rest = give_up_after.saturating_sub(lend_after);
-                tokio::time::timeout(rest, answer)
-                    .await
-                    .map_err(|_| PoolError::TooSlow(give_up_after))?
+        if self
+            .gave_up_on
+            .lock()
+            .is_ok_and(|set| set.contains(document))
+        {
+            return Err(PoolError::GaveUpBefore(give_up_after));
+        }
+        let (reply, mut answer) = oneshot::channel();
+        self.shared.push(Box::new(move || {
+            // The caller gave up while this waited in the queue: nobody wants the result.
+            if reply.is_closed() {
+                return;
             }
+            let _ = reply.send(catch_unwind(AssertUnwindSafe(work)));
+        }))?;
+        let mut waited = tokio::time::timeout(lend_after.min(give_up_after), &mut answer).await;
+        if waited.is_err() && lend_after < give_up_after {
+            self.lend_a_thread();
+            waited = tokio::time::timeout(give_up_after - lend_after, &mut answer).await;
+        }
+        let Ok(answer) = waited else {
+            if let Ok(mut set) = self.gave_up_on.lock() {
+                set.insert(document.to_owned());
+            }
+            return Err(PoolError::TooSlow(give_up_after));
         };
         match answer {
             Ok(Ok(result)) => Ok(result),
@@ -145,48 +170,87 @@ impl ParsePool {
         }
     }
 
-    /// Starts a thread that serves the queue until it has been idle for [`LENT_THREAD_IDLE`],
-    /// unless as many are already running as the pool has regular threads.
+    /// Starts a thread that serves the queue until it has been idle for
+    /// [`Patience::lent_idle`], unless as many are lent already as the pool has of its own.
     fn lend_a_thread(&self) {
         let shared = &self.shared;
-        let counted = shared
-            .lent_threads
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-                (n < shared.max_lent_threads).then_some(n + 1)
-            });
-        if counted.is_err() {
-            return;
+        match shared.queue.lock() {
+            Ok(mut queue) if queue.lent_threads < shared.max_lent_threads => {
+                queue.lent_threads += 1;
+            }
+            _ => return,
         }
         let lent = Arc::clone(shared);
+        let idle = self.patience.lent_idle;
         let started = std::thread::Builder::new()
             .name("feedhound-parse".into())
             .spawn(move || {
                 lower_priority();
-                while let Some(job) = lent.next_job(Some(LENT_THREAD_IDLE)) {
+                while let Some(job) = lent.next_job(Some(idle)) {
                     job();
                 }
-                lent.lent_threads.fetch_sub(1, Ordering::SeqCst);
             });
         match started {
             Ok(_) => tracing::warn!(
-                "a document has been parsing for over {} s; lending the parser one more thread",
+                "a document has waited {} s for the parser; lending it one more thread",
                 self.patience.lend_after.as_secs()
             ),
             Err(error) => {
-                shared.lent_threads.fetch_sub(1, Ordering::SeqCst);
+                if let Ok(mut queue) = shared.queue.lock() {
+                    queue.lent_threads -= 1;
+                }
                 tracing::warn!(%error, "cannot start a parsing thread to stand in for a slow one");
             }
         }
     }
+
+    #[cfg(test)]
+    fn lent_threads(&self) -> usize {
+        self.shared.queue.lock().unwrap().lent_threads
+    }
+}
+
+impl Drop for ParsePool {
+    fn drop(&mut self) {
+        if let Ok(mut queue) = self.shared.queue.lock() {
+            queue.closed = true;
+        }
+        self.shared.work_ready.notify_all();
+    }
 }
 
 impl Shared {
-    /// The next job, or None when the pool is gone or, with `idle_limit`, none came in time.
-    fn next_job(&self, idle_limit: Option<Duration>) -> Option<Job> {
-        let queue = self.queue.lock().ok()?;
-        match idle_limit {
-            None => queue.recv().ok(),
-            Some(limit) => queue.recv_timeout(limit).ok(),
+    fn push(&self, job: Job) -> Result<(), PoolError> {
+        self.queue
+            .lock()
+            .map_err(|_| PoolError::Crashed("the parsing threads have stopped".into()))?
+            .jobs
+            .push_back(job);
+        self.work_ready.notify_one();
+        Ok(())
+    }
+
+    /// The next job; None when the pool is gone or, for a lent thread (`lent_idle` given), when
+    /// none came within that time. A lent thread is uncounted under the same lock that decides
+    /// it ends, so the pool never counts one that will take no more work.
+    fn next_job(&self, lent_idle: Option<Duration>) -> Option<Job> {
+        let deadline = lent_idle.map(|idle| Instant::now() + idle);
+        let mut queue = self.queue.lock().ok()?;
+        loop {
+            if let Some(job) = queue.jobs.pop_front() {
+                return Some(job);
+            }
+            let now = Instant::now();
+            if queue.closed || deadline.is_some_and(|deadline| now >= deadline) {
+                if deadline.is_some() {
+                    queue.lent_threads -= 1;
+                }
+                return None;
+            }
+            queue = match deadline {
+                None => self.work_ready.wait(queue).ok()?,
+                Some(deadline) => self.work_ready.wait_timeout(queue, deadline - now).ok()?.0,
+            };
         }
     }
 }
@@ -233,72 +297,131 @@ fn under_syscall_filter() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::mpsc;
 
     #[tokio::test]
     async fn returns_the_result_of_the_work() {
         let pool = ParsePool::new().unwrap();
-        assert_eq!(pool.run(|| 6 * 7).await.unwrap(), 42);
+        assert_eq!(pool.run("doc", || 6 * 7).await.unwrap(), 42);
     }
 
     #[tokio::test]
     async fn a_panic_is_an_error_and_the_pool_keeps_working() {
         let pool = ParsePool::new().unwrap();
         let crashed = pool
-            .run(|| -> u32 { panic!("malformed beyond repair") })
+            .run("doc", || -> u32 { panic!("malformed beyond repair") })
             .await
             .unwrap_err();
         assert!(matches!(crashed, PoolError::Crashed(_)));
         assert_eq!(crashed.to_string(), "malformed beyond repair");
         // Every thread still takes work: more jobs than threads, all answered.
         for n in 0..16 {
-            assert_eq!(pool.run(move || n + 1).await.unwrap(), n + 1);
+            assert_eq!(pool.run("doc", move || n + 1).await.unwrap(), n + 1);
         }
     }
 
-    /// Work that runs until `release` is sent (or dropped).
-    fn stuck_until(release: mpsc::Receiver<()>) -> impl FnOnce() -> &'static str + Send {
-        move || {
-            let _ = release.recv();
-            "released"
-        }
-    }
-
-    fn impatient(give_up_after: Duration) -> Patience {
+    fn patience(lend_after: Duration, give_up_after: Duration) -> Patience {
         Patience {
-            lend_after: Duration::from_millis(50),
+            lend_after,
             give_up_after,
+            lent_idle: Duration::from_millis(100),
+        }
+    }
+
+    /// Queues work on `pool` that runs until `release` is sent (or dropped), and returns once
+    /// a thread has started it.
+    async fn stuck(
+        pool: &Arc<ParsePool>,
+        document: &'static str,
+        release: mpsc::Receiver<()>,
+    ) -> tokio::task::JoinHandle<Result<&'static str, PoolError>> {
+        let (started, has_started) = oneshot::channel();
+        let pool = Arc::clone(pool);
+        let caller = tokio::spawn(async move {
+            pool.run(document, move || {
+                let _ = started.send(());
+                let _ = release.recv();
+                "released"
+            })
+            .await
+        });
+        has_started.await.expect("the stuck work starts");
+        caller
+    }
+
+    async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !check() {
+            assert!(Instant::now() < deadline, "never: {what}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 
     #[tokio::test]
-    async fn a_stuck_document_does_not_stop_the_others() {
-        let pool =
-            Arc::new(ParsePool::with_threads(1, impatient(Duration::from_secs(60))).unwrap());
-        let (release, stuck) = mpsc::channel();
-        let slow = tokio::spawn({
-            let pool = Arc::clone(&pool);
-            async move { pool.run(stuck_until(stuck)).await }
-        });
-        // The only regular thread is stuck; these are answered by the thread the pool lends.
+    async fn a_stuck_document_does_not_stop_the_others_and_the_lent_thread_ends() {
+        let one_thread = patience(Duration::from_millis(50), Duration::from_secs(60));
+        let pool = Arc::new(ParsePool::with_threads(1, one_thread).unwrap());
+        let (release, held) = mpsc::channel();
+        let slow = stuck(&pool, "slow", held).await;
+        // The pool's only thread is stuck: these are answered by the thread it lends.
         for n in 0..4 {
-            let answered = tokio::time::timeout(Duration::from_secs(20), pool.run(move || n * 2))
-                .await
-                .expect("a job queued behind a stuck one is answered");
+            let answered =
+                tokio::time::timeout(Duration::from_secs(20), pool.run("quick", move || n * 2))
+                    .await
+                    .expect("work queued behind a stuck document is answered");
             assert_eq!(answered.unwrap(), n * 2);
         }
+        assert_eq!(pool.lent_threads(), 1);
         release.send(()).unwrap();
         assert_eq!(slow.await.unwrap().unwrap(), "released");
+        eventually("the lent thread ends once idle", || {
+            pool.lent_threads() == 0
+        })
+        .await;
     }
 
     #[tokio::test]
-    async fn the_caller_gives_up_on_work_that_does_not_end() {
-        let pool = ParsePool::with_threads(1, impatient(Duration::from_millis(200))).unwrap();
-        let (release, stuck) = mpsc::channel::<()>();
-        let error = pool.run(stuck_until(stuck)).await.unwrap_err();
-        assert!(matches!(error, PoolError::TooSlow(d) if d == Duration::from_millis(200)));
+    async fn no_more_threads_are_lent_than_the_pool_has() {
+        let one_thread = patience(Duration::from_millis(50), Duration::from_millis(500));
+        let pool = Arc::new(ParsePool::with_threads(1, one_thread).unwrap());
+        let (release_first, held_first) = mpsc::channel();
+        let (release_second, held_second) = mpsc::channel();
+        let first = stuck(&pool, "first", held_first).await;
+        // Taken by the lent thread, which gets stuck too.
+        let second = stuck(&pool, "second", held_second).await;
+        assert_eq!(pool.lent_threads(), 1);
+        let third = pool.run("third", || ()).await.unwrap_err();
+        assert!(matches!(third, PoolError::TooSlow(_)), "{third:?}");
+        assert_eq!(pool.lent_threads(), 1);
+        drop((release_first, release_second));
+        assert!(matches!(first.await.unwrap(), Err(PoolError::TooSlow(_))));
+        assert!(matches!(second.await.unwrap(), Err(PoolError::TooSlow(_))));
+    }
+
+    #[tokio::test]
+    async fn the_caller_gives_up_and_the_document_is_refused_from_then_on() {
+        // No lending here: the pool's one thread stays stuck until released.
+        let never_lend = patience(Duration::from_secs(60), Duration::from_secs(1));
+        let pool = Arc::new(ParsePool::with_threads(1, never_lend).unwrap());
+        let (release, held) = mpsc::channel::<()>();
+        let slow = stuck(&pool, "slow", held).await;
+        let queued_ran = Arc::new(AtomicBool::new(false));
+        let ran = Arc::clone(&queued_ran);
+        let queued = pool.run("queued", move || ran.store(true, Ordering::SeqCst));
+        assert!(matches!(queued.await, Err(PoolError::TooSlow(d)) if d == Duration::from_secs(1)));
+        assert!(matches!(slow.await.unwrap(), Err(PoolError::TooSlow(_))));
+
+        let again = pool.run("slow", || "parsed").await.unwrap_err();
+        assert!(matches!(again, PoolError::GaveUpBefore(_)), "{again:?}");
+
         drop(release);
-        // The pool still answers once the work has ended.
-        assert_eq!(pool.run(|| 7).await.unwrap(), 7);
+        // Queued after the abandoned work, so answered only once the thread has passed it.
+        assert_eq!(pool.run("other", || "parsed").await.unwrap(), "parsed");
+        assert!(
+            !queued_ran.load(Ordering::SeqCst),
+            "work whose caller gave up is skipped"
+        );
     }
 
     #[cfg(target_os = "linux")]
@@ -308,7 +431,7 @@ mod tests {
         // getpriority(PRIO_PROCESS, 0) reads the calling thread's nice value on Linux.
         let nice = || unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
         let here = nice();
-        let there = pool.run(nice).await.unwrap();
+        let there = pool.run("doc", nice).await.unwrap();
         if under_syscall_filter() {
             assert_eq!(there, here, "under a syscall filter the priority stays");
         } else {

@@ -408,7 +408,7 @@ impl Pipeline {
         let max_interval = self.policy.max_interval;
         let parsed = self
             .parsers
-            .run(move || {
+            .run(&body_hash, move || {
                 parse::parse_feed(&body, content_type.as_deref(), &base).map(|feed| {
                     let mentions = match_entries(&matcher, &feed);
                     let adaptive = schedule::publishing_interval(&feed, Utc::now(), max_interval);
@@ -441,7 +441,14 @@ impl Pipeline {
             }
             Err(PoolError::TooSlow(after)) => {
                 let error = format!(
-                    "parsing the document took over {} s and was abandoned (is it huge or malformed?); the next refresh tries again",
+                    "no parse result after {} s, so feedhound skips this document until it changes (is it huge or malformed?)",
+                    after.as_secs()
+                );
+                (FeedResult::Failed { error }, None, None)
+            }
+            Err(PoolError::GaveUpBefore(after)) => {
+                let error = format!(
+                    "skipped: this document gave no parse result within {} s on an earlier try; it is parsed again when it changes",
                     after.as_secs()
                 );
                 (FeedResult::Failed { error }, None, None)
