@@ -79,10 +79,16 @@ pub enum PoolError {
     #[error("{0}")]
     Crashed(String),
     /// No answer within [`Patience::give_up_after`] (counted from when the work was queued).
-    #[error("no result after {} s", .0.as_secs())]
+    #[error(
+        "no parse result after {} s, so feedhound skips this document until it changes (is it huge or malformed?)",
+        .0.as_secs()
+    )]
     TooSlow(Duration),
     /// The caller gave up on this document before; it was not run again.
-    #[error("no result after {} s on an earlier try", .0.as_secs())]
+    #[error(
+        "skipped: this document gave no parse result within {} s on an earlier try; it is parsed again when it changes",
+        .0.as_secs()
+    )]
     GaveUpBefore(Duration),
 }
 

@@ -439,18 +439,8 @@ impl Pipeline {
                 let error = format!("the parser crashed: {why}");
                 (FeedResult::Failed { error }, None, None)
             }
-            Err(PoolError::TooSlow(after)) => {
-                let error = format!(
-                    "no parse result after {} s, so feedhound skips this document until it changes (is it huge or malformed?)",
-                    after.as_secs()
-                );
-                (FeedResult::Failed { error }, None, None)
-            }
-            Err(PoolError::GaveUpBefore(after)) => {
-                let error = format!(
-                    "skipped: this document gave no parse result within {} s on an earlier try; it is parsed again when it changes",
-                    after.as_secs()
-                );
+            Err(slow @ (PoolError::TooSlow(_) | PoolError::GaveUpBefore(_))) => {
+                let error = slow.to_string();
                 (FeedResult::Failed { error }, None, None)
             }
         }
