@@ -174,7 +174,9 @@ impl Limits {
 /// What every feed refresh shares; rebuilt on config reload (fetches in flight keep the old).
 struct Pipeline {
     fetcher: Fetcher,
-    parsers: ParsePool,
+    /// Shared by every pipeline of a daemon: a reload keeps its threads, and the documents it
+    /// gave up on stay refused.
+    parsers: Arc<ParsePool>,
     matcher: Arc<Matcher>,
     writer: StoreWriter,
     limits: Arc<Limits>,
@@ -189,9 +191,11 @@ struct Pipeline {
 }
 
 impl Pipeline {
+    #[allow(clippy::too_many_arguments)]
     fn new(
         config: &Config,
         matcher: Arc<Matcher>,
+        parsers: Arc<ParsePool>,
         writer: StoreWriter,
         limits: Arc<Limits>,
         new_flags: Arc<Notify>,
@@ -207,7 +211,7 @@ impl Pipeline {
         .context("cannot set up the HTTP client")?;
         Ok(Pipeline {
             fetcher,
-            parsers: ParsePool::new()?,
+            parsers,
             matcher,
             writer,
             limits,
@@ -631,6 +635,7 @@ pub async fn poll_once(
     let pipeline = Arc::new(Pipeline::new(
         config,
         matcher,
+        Arc::new(ParsePool::new()?),
         writer.clone(),
         Arc::new(Limits::new(config)),
         Arc::new(Notify::new()),
@@ -677,8 +682,10 @@ pub async fn run(config: Config, control: Control) -> anyhow::Result<()> {
     let new_flags = Arc::new(Notify::new());
     let limits = Arc::new(Limits::new(&config));
     let metrics = Arc::new(Metrics::new());
+    let parsers = Arc::new(ParsePool::new()?);
     let services = Services {
         writer: &writer,
+        parsers: &parsers,
         tracker: &tracker,
         limits: &limits,
         new_flags: &new_flags,
@@ -842,6 +849,7 @@ const MAX_SLEEP: Duration = Duration::from_secs(60);
 /// What the daemon's pipelines share across config reloads.
 struct Services<'a> {
     writer: &'a StoreWriter,
+    parsers: &'a Arc<ParsePool>,
     tracker: &'a TaskTracker,
     limits: &'a Arc<Limits>,
     new_flags: &'a Arc<Notify>,
@@ -862,6 +870,7 @@ impl Services<'_> {
         let pipeline = Pipeline::new(
             config,
             build_matcher(config)?,
+            Arc::clone(self.parsers),
             self.writer.clone(),
             limits,
             Arc::clone(self.new_flags),

@@ -424,6 +424,19 @@ impl Daemon {
         assert_eq!(rc, 0, "kill failed");
     }
 
+    /// Ids of the process's threads that carry `name` (Linux: read from /proc).
+    pub fn thread_ids(&self, name: &str) -> std::collections::BTreeSet<u32> {
+        let tasks = format!("/proc/{}/task", self.child.id());
+        std::fs::read_dir(&tasks)
+            .unwrap_or_else(|err| panic!("{tasks}: {err}"))
+            .filter_map(|task| {
+                let task = task.ok()?;
+                let comm = std::fs::read_to_string(task.path().join("comm")).ok()?;
+                (comm.trim_end() == name).then(|| task.file_name().to_str()?.parse().ok())?
+            })
+            .collect()
+    }
+
     /// SIGKILL and reap: the process gets no chance to clean up.
     pub fn kill_hard(mut self) {
         self.signal(libc::SIGKILL);

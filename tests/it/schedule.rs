@@ -435,6 +435,30 @@ fn a_config_edit_is_picked_up_without_a_restart_and_a_broken_edit_keeps_the_old_
     );
 }
 
+#[test]
+fn a_reload_keeps_the_parsing_threads() {
+    // The threads remember the documents they gave up on (too slow to parse); a reload that
+    // started new ones would forget them, and pay for new threads on every config edit.
+    let server = FeedServer::start();
+    server.feed("a.xml", feed());
+    server.feed("b.xml", feed());
+    let app = App::new(&[server.url("a.xml")], "");
+    let daemon = app.spawn_daemon();
+    wait_until(Duration::from_secs(10), "a is polled", || {
+        !server.requests("a.xml").is_empty()
+    });
+    let before = daemon.thread_ids("feedhound-parse");
+    assert!(!before.is_empty(), "no parsing threads found");
+    app.write_config(&[server.url("a.xml"), server.url("b.xml")], "");
+    daemon.signal(libc::SIGHUP);
+    wait_until(Duration::from_secs(5), "b is polled after SIGHUP", || {
+        !server.requests("b.xml").is_empty()
+    });
+    assert_eq!(daemon.thread_ids("feedhound-parse"), before);
+    let (status, stderr) = daemon.stop(Duration::from_secs(10));
+    assert!(status.success(), "{stderr}");
+}
+
 #[tokio::test]
 async fn per_host_delay_spaces_request_starts_to_one_host() {
     let server = FeedServer::start();
