@@ -171,7 +171,8 @@ impl Limits {
     }
 }
 
-/// What every feed refresh shares; rebuilt on config reload (fetches in flight keep the old).
+/// What every feed refresh shares; rebuilt on config reload (fetches in flight keep the old),
+/// except the parse pool, which the daemon keeps.
 struct Pipeline {
     fetcher: Fetcher,
     /// Shared by every pipeline of a daemon: a reload keeps its threads, and the documents it
@@ -836,6 +837,7 @@ pub async fn run(config: Config, control: Control) -> anyhow::Result<()> {
         tracker.wait().await;
     }
     drop(pipeline);
+    drop(parsers);
     drop(writer);
     thread.join()?;
     tracing::info!("stopped");

@@ -424,7 +424,8 @@ impl Daemon {
         assert_eq!(rc, 0, "kill failed");
     }
 
-    /// Ids of the process's threads that carry `name` (Linux: read from /proc).
+    /// Ids of the process's threads that carry `name`, read from /proc.
+    #[cfg(target_os = "linux")]
     pub fn thread_ids(&self, name: &str) -> std::collections::BTreeSet<u32> {
         let tasks = format!("/proc/{}/task", self.child.id());
         std::fs::read_dir(&tasks)
