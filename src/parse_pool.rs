@@ -112,16 +112,7 @@ impl ParsePool {
             max_lent_threads: threads,
         });
         for _ in 0..threads {
-            let shared = Arc::clone(&shared);
-            std::thread::Builder::new()
-                .name("feedhound-parse".into())
-                .spawn(move || {
-                    lower_priority();
-                    while let Some(job) = shared.next_job(None) {
-                        job();
-                    }
-                })
-                .context("cannot start a parsing thread")?;
+            start_thread(Arc::clone(&shared), None).context("cannot start a parsing thread")?;
         }
         Ok(ParsePool {
             shared,
@@ -186,17 +177,7 @@ impl ParsePool {
             }
             _ => return,
         }
-        let lent = Arc::clone(shared);
-        let idle = self.patience.lent_idle;
-        let started = std::thread::Builder::new()
-            .name("feedhound-parse".into())
-            .spawn(move || {
-                lower_priority();
-                while let Some(job) = lent.next_job(Some(idle)) {
-                    job();
-                }
-            });
-        match started {
+        match start_thread(Arc::clone(shared), Some(self.patience.lent_idle)) {
             Ok(_) => tracing::warn!(
                 "a document has waited {} s for the parser; lending it one more thread",
                 self.patience.lend_after.as_secs()
@@ -259,6 +240,20 @@ impl Shared {
             };
         }
     }
+}
+
+/// A thread that serves the queue at a lower priority: for good when `lent_idle` is None, else
+/// until it has waited that long for work (see [`Shared::next_job`]).
+fn start_thread(shared: Arc<Shared>, lent_idle: Option<Duration>) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("feedhound-parse".into())
+        .spawn(move || {
+            lower_priority();
+            while let Some(job) = shared.next_job(lent_idle) {
+                job();
+            }
+        })
+        .map(drop)
 }
 
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
