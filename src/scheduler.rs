@@ -171,19 +171,13 @@ impl Limits {
     }
 }
 
-/// What every feed refresh shares; rebuilt on config reload (fetches in flight keep the old),
-/// except the parse pool, which the daemon keeps.
-struct Pipeline {
-    fetcher: Fetcher,
-    /// Shared by every pipeline of a daemon: a reload keeps its threads, and the documents it
-    /// gave up on stay refused.
+/// The parts of a pipeline that do not depend on the config: a daemon builds them once and
+/// every pipeline it builds on reload shares them.
+#[derive(Clone)]
+struct Shared {
+    /// A reload keeps its threads, and the documents it gave up on stay refused.
     parsers: Arc<ParsePool>,
-    matcher: Arc<Matcher>,
     writer: StoreWriter,
-    limits: Arc<Limits>,
-    policy: Policy,
-    /// Per-feed intervals from the config, by feed URL.
-    intervals: HashMap<String, Duration>,
     /// Woken when a refresh stored something, so queued alerts go out at once.
     new_flags: Arc<Notify>,
     /// Cancelled when the shutdown grace period is over: fetches in flight are abandoned.
@@ -191,17 +185,36 @@ struct Pipeline {
     metrics: Arc<Metrics>,
 }
 
+impl Shared {
+    fn new(writer: StoreWriter) -> anyhow::Result<Shared> {
+        Ok(Shared {
+            parsers: Arc::new(ParsePool::new()?),
+            writer,
+            new_flags: Arc::new(Notify::new()),
+            hard_stop: CancellationToken::new(),
+            metrics: Arc::new(Metrics::new()),
+        })
+    }
+}
+
+/// What every feed refresh shares; rebuilt on config reload (fetches in flight keep the old),
+/// except the `Shared` parts, which the daemon keeps.
+struct Pipeline {
+    fetcher: Fetcher,
+    matcher: Arc<Matcher>,
+    limits: Arc<Limits>,
+    policy: Policy,
+    /// Per-feed intervals from the config, by feed URL.
+    intervals: HashMap<String, Duration>,
+    shared: Shared,
+}
+
 impl Pipeline {
-    #[allow(clippy::too_many_arguments)]
     fn new(
         config: &Config,
         matcher: Arc<Matcher>,
-        parsers: Arc<ParsePool>,
-        writer: StoreWriter,
         limits: Arc<Limits>,
-        new_flags: Arc<Notify>,
-        hard_stop: CancellationToken,
-        metrics: Arc<Metrics>,
+        shared: Shared,
     ) -> anyhow::Result<Pipeline> {
         let fetcher = Fetcher::new(FetchSettings {
             timeout: config.polling.timeout,
@@ -212,9 +225,7 @@ impl Pipeline {
         .context("cannot set up the HTTP client")?;
         Ok(Pipeline {
             fetcher,
-            parsers,
             matcher,
-            writer,
             limits,
             policy: Policy {
                 default_interval: config.polling.interval,
@@ -227,9 +238,7 @@ impl Pipeline {
                 .iter()
                 .filter_map(|f| Some((f.url.as_str().to_string(), f.interval?)))
                 .collect(),
-            new_flags,
-            hard_stop,
-            metrics,
+            shared,
         })
     }
 
@@ -276,7 +285,7 @@ impl Pipeline {
         let started = std::time::Instant::now();
         let fetch = tokio::select! {
             fetch = self.fetch_and_parse(&feed, &url) => fetch,
-            () = self.hard_stop.cancelled() => return Ok(None),
+            () = self.shared.hard_stop.cancelled() => return Ok(None),
         };
         let kind = match &fetch.result {
             FeedResult::NotModified { .. } | FeedResult::Unchanged { .. } => {
@@ -319,14 +328,19 @@ impl Pipeline {
             retry_after: fetch.retry_after,
         };
         let took = started.elapsed();
-        let receipt = self.writer.submit(feed.id, state, fetch.result).await?;
+        let receipt = self
+            .shared
+            .writer
+            .submit(feed.id, state, fetch.result)
+            .await?;
         // The next fetch need not wait for this commit: the writer's bounded queue, not the
         // fetch slots, limits how many results wait for the database.
         drop(slot);
         let applied: Applied = receipt.committed().await?;
-        self.metrics.record_fetch(kind, fetch.status, took);
-        self.metrics.record_entries(applied.new, applied.updated);
-        self.metrics.record_mentions(applied.mentions);
+        let metrics = &self.shared.metrics;
+        metrics.record_fetch(kind, fetch.status, took);
+        metrics.record_entries(applied.new, applied.updated);
+        metrics.record_mentions(applied.mentions);
         if let Some(moved_to) = &applied.moved_to {
             tracing::warn!(
                 moved_to = %redact_str(moved_to),
@@ -335,7 +349,7 @@ impl Pipeline {
             );
         }
         if applied.new + applied.updated > 0 {
-            self.new_flags.notify_one();
+            self.shared.new_flags.notify_one();
         }
         tracing::debug!(new = applied.new, updated = applied.updated, next_poll_at = %plan.next_poll_at, "feed refreshed");
         Ok(Some(Outcome {
@@ -412,6 +426,7 @@ impl Pipeline {
         let matcher = Arc::clone(&self.matcher);
         let max_interval = self.policy.max_interval;
         let parsed = self
+            .shared
             .parsers
             .run(&body_hash, move || {
                 parse::parse_feed(&body, content_type.as_deref(), &base).map(|feed| {
@@ -636,12 +651,8 @@ pub async fn poll_once(
     let pipeline = Arc::new(Pipeline::new(
         config,
         matcher,
-        Arc::new(ParsePool::new()?),
-        writer.clone(),
         Arc::new(Limits::new(config)),
-        Arc::new(Notify::new()),
-        CancellationToken::new(),
-        Arc::new(Metrics::new()),
+        Shared::new(writer.clone())?,
     )?);
     let mut tasks = tokio::task::JoinSet::new();
     for feed in feeds {
@@ -679,19 +690,13 @@ pub async fn run(config: Config, control: Control) -> anyhow::Result<()> {
     let store = open_store(&config)?;
     let (writer, thread) = StoreWriter::spawn(store)?;
     let tracker = TaskTracker::new();
-    let hard_stop = CancellationToken::new();
-    let new_flags = Arc::new(Notify::new());
     let limits = Arc::new(Limits::new(&config));
-    let metrics = Arc::new(Metrics::new());
-    let parsers = Arc::new(ParsePool::new()?);
+    let shared = Shared::new(writer)?;
+    let (writer, metrics) = (&shared.writer, &shared.metrics);
     let services = Services {
-        writer: &writer,
-        parsers: &parsers,
+        shared: &shared,
         tracker: &tracker,
         limits: &limits,
-        new_flags: &new_flags,
-        hard_stop: &hard_stop,
-        metrics: &metrics,
         shutdown: &control.shutdown,
     };
     let mut pipeline = services.pipeline(&config)?;
@@ -706,7 +711,7 @@ pub async fn run(config: Config, control: Control) -> anyhow::Result<()> {
     if let Some(addr) = config.server.listen {
         let listener = server::bind(addr).await?;
         let service = server::Service {
-            metrics: Arc::clone(&metrics),
+            metrics: Arc::clone(metrics),
             writer: writer.clone(),
             heartbeat_stale_after: 2 * MAX_SLEEP,
             database_timeout: server::DEFAULT_DATABASE_TIMEOUT,
@@ -801,7 +806,7 @@ pub async fn run(config: Config, control: Control) -> anyhow::Result<()> {
         if reload && let Some(new) = reload_config(&config) {
             // Build everything before syncing: a config that cannot run must not be half applied.
             match services.pipeline(&new) {
-                Ok(rebuilt) => match sync_reloaded(&new, &writer).await {
+                Ok(rebuilt) => match sync_reloaded(&new, writer).await {
                     Ok(()) => {
                         pipeline = rebuilt;
                         background.cancel();
@@ -833,12 +838,11 @@ pub async fn run(config: Config, control: Control) -> anyhow::Result<()> {
     tracker.close();
     if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
         tracing::warn!("grace period over: cancelling the fetches still in flight");
-        hard_stop.cancel();
+        shared.hard_stop.cancel();
         tracker.wait().await;
     }
     drop(pipeline);
-    drop(parsers);
-    drop(writer);
+    drop(shared);
     thread.join()?;
     tracing::info!("stopped");
     Ok(())
@@ -850,13 +854,9 @@ const MAX_SLEEP: Duration = Duration::from_secs(60);
 
 /// What the daemon's pipelines share across config reloads.
 struct Services<'a> {
-    writer: &'a StoreWriter,
-    parsers: &'a Arc<ParsePool>,
+    shared: &'a Shared,
     tracker: &'a TaskTracker,
     limits: &'a Arc<Limits>,
-    new_flags: &'a Arc<Notify>,
-    hard_stop: &'a CancellationToken,
-    metrics: &'a Arc<Metrics>,
     shutdown: &'a CancellationToken,
 }
 
@@ -869,16 +869,7 @@ impl Services<'_> {
             // Fetches in flight keep their permits on the old limits until they finish.
             Arc::new(Limits::new(config))
         };
-        let pipeline = Pipeline::new(
-            config,
-            build_matcher(config)?,
-            Arc::clone(self.parsers),
-            self.writer.clone(),
-            limits,
-            Arc::clone(self.new_flags),
-            self.hard_stop.clone(),
-            Arc::clone(self.metrics),
-        )?;
+        let pipeline = Pipeline::new(config, build_matcher(config)?, limits, self.shared.clone())?;
         Ok(Arc::new(pipeline))
     }
 
@@ -887,10 +878,10 @@ impl Services<'_> {
     /// (a rescan stops between batches, leaving the rules marked stale).
     fn start_background(&self, config: &Config) -> anyhow::Result<CancellationToken> {
         let stop = self.shutdown.child_token();
-        let notifier = Notifier::new(config, self.writer.clone())?;
+        let notifier = Notifier::new(config, self.shared.writer.clone())?;
         self.tracker
-            .spawn(notifier.run(Arc::clone(self.new_flags), stop.clone()));
-        let writer = self.writer.clone();
+            .spawn(notifier.run(Arc::clone(&self.shared.new_flags), stop.clone()));
+        let writer = self.shared.writer.clone();
         let matcher = build_matcher(config)?;
         let fingerprint = rules_fingerprint(config);
         let rescan_stop = stop.clone();
