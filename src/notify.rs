@@ -44,7 +44,12 @@ pub struct Notifier {
 }
 
 impl Notifier {
-    pub fn new(config: &Config, writer: StoreWriter) -> anyhow::Result<Notifier> {
+    /// None when the config names no target: there is nothing to deliver, and an HTTP client
+    /// costs milliseconds to build (it loads the system's root certificates).
+    pub fn new(config: &Config, writer: StoreWriter) -> anyhow::Result<Option<Notifier>> {
+        if config.notify.is_empty() {
+            return Ok(None);
+        }
         let client = reqwest::Client::builder()
             .user_agent(&config.polling.user_agent)
             .timeout(DELIVERY_TIMEOUT)
@@ -52,7 +57,7 @@ impl Notifier {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .context("cannot set up the HTTP client for alerts")?;
-        Ok(Notifier {
+        Ok(Some(Notifier {
             client,
             targets: config
                 .notify
@@ -60,11 +65,7 @@ impl Notifier {
                 .map(|t| (t.name.clone(), t.clone()))
                 .collect(),
             writer,
-        })
-    }
-
-    pub fn has_targets(&self) -> bool {
-        !self.targets.is_empty()
+        }))
     }
 
     /// Alerts of targets no longer configured stay queued until the target comes back.

@@ -668,11 +668,11 @@ pub async fn poll_once(
         }
     }
     drop(pipeline);
-    let notifier = Notifier::new(config, writer.clone())?;
-    if notifier.has_targets() && !shutdown.is_cancelled() {
+    if let Some(notifier) = Notifier::new(config, writer.clone())?
+        && !shutdown.is_cancelled()
+    {
         summary.alerts = Some(notifier.deliver_due().await?);
     }
-    drop(notifier);
     drop(writer);
     thread.join()?;
     Ok(summary)
@@ -878,9 +878,10 @@ impl Services<'_> {
     /// (a rescan stops between batches, leaving the rules marked stale).
     fn start_background(&self, config: &Config) -> anyhow::Result<CancellationToken> {
         let stop = self.shutdown.child_token();
-        let notifier = Notifier::new(config, self.shared.writer.clone())?;
-        self.tracker
-            .spawn(notifier.run(Arc::clone(&self.shared.new_flags), stop.clone()));
+        if let Some(notifier) = Notifier::new(config, self.shared.writer.clone())? {
+            self.tracker
+                .spawn(notifier.run(Arc::clone(&self.shared.new_flags), stop.clone()));
+        }
         let writer = self.shared.writer.clone();
         let matcher = build_matcher(config)?;
         let fingerprint = rules_fingerprint(config);
