@@ -80,6 +80,9 @@ pub fn parse_feed(
     content_type: Option<&str>,
     url: &Url,
 ) -> Result<ParsedFeed, ParseError> {
+    // The feed URL may carry the user's credentials (https://user:token@host/feed.xml). Links
+    // resolved against it would keep them, and links are stored, printed and sent to webhooks.
+    let url = &without_credentials(url);
     if is_blank(body) {
         return Err(ParseError::Empty);
     }
@@ -118,6 +121,14 @@ pub fn parse_feed(
         other => other?,
     };
     Ok(normalise_feed(feed, &document, url))
+}
+
+fn without_credentials(url: &Url) -> Url {
+    let mut url = url.clone();
+    // These setters fail only for URLs that cannot carry credentials.
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    url
 }
 
 /// The canonical form of a story link (see `ParsedEntry::canonical_link`).
@@ -578,15 +589,20 @@ fn escape_bare_ampersands(document: &str) -> Option<String> {
         let rest = &bytes[found..];
         at = found + 1;
         if rest[0] == b'<' {
-            let skip_to = if rest.starts_with(b"<![CDATA[") {
-                memchr::memmem::find(rest, b"]]>")
+            let terminator: Option<&[u8]> = if rest.starts_with(b"<![CDATA[") {
+                Some(b"]]>")
             } else if rest.starts_with(b"<!--") {
-                memchr::memmem::find(rest, b"-->")
+                Some(b"-->")
             } else {
                 None
             };
-            if let Some(end) = skip_to {
-                at = found + end;
+            if let Some(terminator) = terminator {
+                match memchr::memmem::find(rest, terminator) {
+                    Some(end) => at = found + end,
+                    // Unterminated, so it runs to the end of the document. Searching again from
+                    // the next `<` would make a body of `<!--<!--<!--…` quadratic.
+                    None => break,
+                }
             }
             continue;
         }
@@ -658,6 +674,9 @@ fn find_feed_link(html: &str, page_url: &Url) -> Option<String> {
         }
         let end = memchr::memchr(b'>', &bytes[at..]).map_or(bytes.len(), |end| at + end + 1);
         let tag = &html[at..end];
+        // The next tag starts after this one ends: from the next `<` instead, a page of
+        // `<link <link <link …` would read the same attributes again for each.
+        from = end;
         let rel_is_alternate = attribute(tag, "rel").is_some_and(|rel| {
             rel.split_ascii_whitespace()
                 .any(|token| token.eq_ignore_ascii_case("alternate"))
@@ -672,11 +691,9 @@ fn find_feed_link(html: &str, page_url: &Url) -> Option<String> {
             && let Some(href) = attribute(tag, "href")
         {
             let href = html_escape::decode_html_entities(href.trim());
-            if let Ok(mut feed) = page_url.join(&href) {
-                // The page URL may carry the user's credentials; the message must not.
-                let _ = feed.set_username("");
-                let _ = feed.set_password(None);
-                return Some(feed.to_string());
+            if let Ok(feed) = page_url.join(&href) {
+                // The href itself may name credentials; the message must not show them.
+                return Some(without_credentials(&feed).to_string());
             }
         }
     }
@@ -1562,6 +1579,55 @@ mod tests {
             Some("Fish & Chips & more <3 & R&D;")
         );
         assert_eq!(entry.link.as_deref(), Some("https://example.com/?a=1&b=2"));
+    }
+
+    #[test]
+    fn unterminated_comments_and_cdata_end_the_ampersand_repair() {
+        // 40,000 openers and no terminator: each used to search to the end (8 G bytes read).
+        for opener in ["<!--", "<![CDATA["] {
+            let body = format!("<rss>&{}", opener.repeat(40_000));
+            assert!(matches!(
+                parse_feed(body.as_bytes(), None, &url()),
+                Err(ParseError::Invalid(_))
+            ));
+        }
+        let repaired = escape_bare_ampersands("<t>A & B<!-- C & D").unwrap();
+        assert_eq!(repaired, "<t>A &amp; B<!-- C & D");
+    }
+
+    #[test]
+    fn link_tags_of_an_html_page_are_read_once_each() {
+        // 50,000 `<link ` that never close, then with one `>` at the very end: each tag used
+        // to be read to the end of the page, once per `<link`.
+        for end in ["", ">"] {
+            let page = format!("<html>{}{end}", "<link rel=x ".repeat(50_000));
+            assert!(matches!(
+                parse_feed(page.as_bytes(), None, &url()),
+                Err(ParseError::HtmlPage { feed_link: None })
+            ));
+        }
+    }
+
+    #[test]
+    fn credentials_in_the_feed_url_stay_out_of_resolved_links() {
+        let with_credentials =
+            Url::parse("https://reader:s3cret@news.example.com/feeds/main.xml").unwrap();
+        let document = r#"<rss version="2.0"><channel><title>T</title><link>/</link>
+            <item><guid>1</guid><link>/stories/1</link></item></channel></rss>"#;
+        let feed = parse_feed(document.as_bytes(), None, &with_credentials).unwrap();
+        assert_eq!(feed.site_link.as_deref(), Some("https://news.example.com/"));
+        assert_eq!(
+            feed.entries[0].link.as_deref(),
+            Some("https://news.example.com/stories/1")
+        );
+        let page = r#"<html><head><link rel="alternate" type="application/rss+xml" href="rss.xml"></head></html>"#;
+        match parse_feed(page.as_bytes(), None, &with_credentials) {
+            Err(ParseError::HtmlPage { feed_link }) => assert_eq!(
+                feed_link.as_deref(),
+                Some("https://news.example.com/feeds/rss.xml")
+            ),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
