@@ -288,7 +288,8 @@ fn upsert_entries(
         "SELECT id, dedup_key, content_hash, story_id FROM entries WHERE feed_id = ?1 AND dedup_key = ?2",
     )?;
     let mut by_link = tx.prepare_cached(
-        "SELECT id, dedup_key, content_hash, story_id FROM entries WHERE feed_id = ?1 AND canonical_link = ?2",
+        "SELECT id, dedup_key, content_hash, story_id, link_shared FROM entries
+         WHERE feed_id = ?1 AND canonical_link = ?2",
     )?;
     // A feed's first document has nothing stored to match against: each entry is then one
     // insert, not three lookups and an insert (a cold poll of 100 harness feeds under
@@ -321,11 +322,28 @@ fn upsert_entries(
         if entry.link_unique_in_doc
             && let Some(link) = &entry.canonical_link
         {
-            for candidate in by_link.query_map(params![feed_id, link], read)? {
-                let candidate = candidate?;
-                if !keys_in_document.contains(candidate.key.as_str()) {
+            // Stored entries with this link under an identity the document no longer uses. One
+            // with the same text is this entry under a new key; else one whose link was its own
+            // is this entry edited. A link that several items shared (a home page) does not say
+            // which of them this is: taking the first would overwrite another item with this one.
+            let mut edited = None;
+            let candidates = by_link.query_map(params![feed_id, link], |r| {
+                Ok((read(r)?, r.get::<_, Option<i64>>(4)?.is_some()))
+            })?;
+            for candidate in candidates {
+                let (candidate, link_was_shared) = candidate?;
+                if keys_in_document.contains(candidate.key.as_str()) {
+                    continue;
+                }
+                if candidate.hash == entry.content_hash {
                     return Ok(Found::Stored(candidate));
                 }
+                if !link_was_shared && edited.is_none() {
+                    edited = Some(candidate);
+                }
+            }
+            if let Some(stored) = edited {
+                return Ok(Found::Stored(stored));
             }
         }
         Ok(if is_tombstoned(tx, feed_id, &entry.dedup_key)? {

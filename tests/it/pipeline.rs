@@ -142,6 +142,39 @@ async fn items_without_guid_are_not_duplicated_across_polls_or_restarts() {
 }
 
 #[tokio::test]
+async fn an_item_whose_shared_link_becomes_its_own_does_not_overwrite_another() {
+    // No guids; A and B both point at the home page, so the link identifies neither. When A
+    // leaves the document, B's link is its own and B's key changes: it must find its own row,
+    // not A's (found first by link), and A must stay as it was.
+    let server = FeedServer::start();
+    let home = |title: &str| {
+        format!(
+            "<title>{title}</title><link>https://news.example/</link><description>Body of {title}.</description>"
+        )
+    };
+    let own = "<title>C</title><link>https://news.example/c</link>";
+    server.set("a.xml", changing_body(&[&home("A"), &home("B"), own], 0));
+    let app = App::new(&[server.url("a.xml")], "");
+    assert_eq!(app.poll().await.entries_new, 3);
+    server.set("a.xml", changing_body(&[&home("B"), own], 1));
+    let second = app.poll().await;
+    assert_eq!(
+        (second.feeds_ok, second.entries_new, second.entries_updated),
+        (1, 0, 0),
+        "{second}"
+    );
+    let titles: Vec<String> = app
+        .db()
+        .prepare("SELECT title FROM entries ORDER BY title")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(titles, ["A", "B", "C"]);
+}
+
+#[tokio::test]
 async fn repeated_guids_within_a_document_keep_distinct_items() {
     let server = FeedServer::start();
     let same_guid = |link: &str, title: &str| {
