@@ -555,6 +555,9 @@ fn fold_into(text: &str, folded: &mut String, shifts: &mut Vec<Shift>) {
         let mut chars = 1;
         if c.is_whitespace() {
             out.push(b' ');
+        } else if is_apostrophe(c) {
+            // Publishing tools curl apostrophes ("McDonald’s"); a name is written either way.
+            out.push(b'\'');
         } else {
             let lowercase = c.to_lowercase();
             chars = lowercase.len();
@@ -633,17 +636,25 @@ fn original_offset(shifts: &[Shift], folded: usize) -> Option<usize> {
     }
 }
 
-/// Exact-case comparison that treats any whitespace as equal to any other.
+/// Exact-case comparison that treats any whitespace as equal to any other, and any apostrophe.
 fn same_spelling(found: &str, configured: &str) -> bool {
     let mut a = found.chars();
     let mut b = configured.chars();
     loop {
         match (a.next(), b.next()) {
             (None, None) => return true,
-            (Some(x), Some(y)) if x == y || x.is_whitespace() && y.is_whitespace() => {}
+            (Some(x), Some(y))
+                if x == y
+                    || x.is_whitespace() && y.is_whitespace()
+                    || is_apostrophe(x) && is_apostrophe(y) => {}
             _ => return false,
         }
     }
+}
+
+/// The straight apostrophe, the typographic one (U+2019) and the modifier letter (U+02BC).
+fn is_apostrophe(c: char) -> bool {
+    matches!(c, '\'' | '\u{2019}' | '\u{02BC}')
 }
 
 fn on_word_boundaries(text: &str, start: usize, end: usize, meaning: &Meaning) -> bool {
@@ -656,7 +667,8 @@ fn on_word_boundaries(text: &str, start: usize, end: usize, meaning: &Meaning) -
 /// Letters, digits, `_` and combining marks glue onto a word ("metadata", "Meta_x", "Metá");
 /// apostrophes, hyphens and punctuation do not ("Samsung's", "Xiaomi-backed", "(Xiaomi)").
 fn continues_word(c: char) -> bool {
-    c.is_alphanumeric() || c == '_' || c.script() == Script::Inherited
+    // U+02BC is a letter to Unicode, but an apostrophe to whoever typed it.
+    (c.is_alphanumeric() && !is_apostrophe(c)) || c == '_' || c.script() == Script::Inherited
 }
 
 /// Scripts written without spaces between words, where a name is found inside longer runs of
@@ -977,6 +989,18 @@ mod tests {
         let samsung = [rule("Samsung")];
         assert_eq!(hit_count(&samsung, "Samsung's phone"), 1);
         assert_eq!(hit_count(&samsung, "Samsung’s phone"), 1);
+        assert_eq!(hit_count(&samsung, "Samsungʼs phone"), 1);
+    }
+
+    #[test]
+    fn a_name_with_an_apostrophe_matches_any_apostrophe() {
+        for name in ["McDonald's", "McDonald’s"] {
+            let rules = [rule(name)];
+            for text in ["McDonald's menu", "McDonald’s menu", "MCDONALDʼS MENU"] {
+                assert_eq!(hit_count(&rules, text), 1, "{name} in {text}");
+            }
+            assert_eq!(hit_count(&rules, "McDonald s menu"), 0, "{name}");
+        }
     }
 
     #[test]

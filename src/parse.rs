@@ -108,8 +108,8 @@ pub fn parse_feed(
     let document = repair_dialects(document, root.as_ref());
     let feed = match run_feed_rs(&document, url) {
         Err(ParseError::Invalid(error)) if matches!(root, Some(Root::Json)) => {
-            let repaired = repair_json_version(&document).ok_or(ParseError::Invalid(error))?;
-            // The version is fixed now: whatever else is wrong is the error to report.
+            let repaired = repair_json_feed(&document).ok_or(ParseError::Invalid(error))?;
+            // What could be repaired is: whatever else is wrong is the error to report.
             run_feed_rs(&repaired, url)?
         }
         Err(ParseError::Invalid(error)) => {
@@ -468,26 +468,43 @@ fn repair_dialects<'a>(document: Cow<'a, str>, root: Option<&Root>) -> Cow<'a, s
     document
 }
 
-/// A JSON Feed whose `version` feed-rs refuses although the rest reads as version 1: missing,
-/// a bare number (`"1.0"`, `1.1`, as several generators write it) or the spec's URL with
-/// `http:`. Other documents are left alone (None).
-fn repair_json_version(document: &str) -> Option<String> {
+/// A JSON Feed that feed-rs refuses, with what it can be forgiven repaired; None when there is
+/// nothing to repair. Forgiven: a `version` missing, a bare number (`"1.0"`, `1.1`, as several
+/// generators write it) or the spec's URL with `http:`; and item ids written as numbers, which
+/// the spec tells readers to take as strings.
+fn repair_json_feed(document: &str) -> Option<String> {
+    use serde_json::Value;
     const V1: &str = "https://jsonfeed.org/version/1";
     const V1_1: &str = "https://jsonfeed.org/version/1.1";
-    let mut feed: serde_json::Value = serde_json::from_str(document).ok()?;
+    let mut feed: Value = serde_json::from_str(document).ok()?;
     let object = feed.as_object_mut()?;
     let written = match object.get("version") {
-        None => String::new(),
-        Some(serde_json::Value::String(version)) => version.trim().to_owned(),
-        Some(serde_json::Value::Number(version)) => version.to_string(),
-        Some(_) => return None,
+        None => Some(String::new()),
+        Some(Value::String(version)) => Some(version.trim().to_owned()),
+        Some(Value::Number(version)) => Some(version.to_string()),
+        Some(_) => None,
     };
-    let url = match written.as_str() {
-        "" | "1" | "1.0" | "http://jsonfeed.org/version/1" => V1,
-        "1.1" | "http://jsonfeed.org/version/1.1" => V1_1,
-        _ => return None,
+    let version = match written.as_deref() {
+        Some("" | "1" | "1.0" | "http://jsonfeed.org/version/1") => Some(V1),
+        Some("1.1" | "http://jsonfeed.org/version/1.1") => Some(V1_1),
+        _ => None,
     };
-    object.insert("version".into(), serde_json::Value::String(url.into()));
+    let mut repaired = false;
+    if let Some(version) = version {
+        object.insert("version".into(), Value::String(version.into()));
+        repaired = true;
+    }
+    if let Some(Value::Array(items)) = object.get_mut("items") {
+        for id in items.iter_mut().filter_map(|item| item.get_mut("id")) {
+            if id.is_number() {
+                *id = Value::String(id.to_string());
+                repaired = true;
+            }
+        }
+    }
+    if !repaired {
+        return None;
+    }
     serde_json::to_string(&feed).ok()
 }
 
@@ -1497,6 +1514,16 @@ mod tests {
             assert_eq!(feed.entries.len(), 1, "{version}");
             assert_eq!(feed.entries[0].title.as_deref(), Some("One"));
         }
+    }
+
+    #[test]
+    fn json_feed_item_ids_written_as_numbers_are_read_as_strings() {
+        let feed = parse(
+            r#"{"version":"https://jsonfeed.org/version/1.1","title":"J","items":[
+               {"id":123,"title":"One","content_text":"Hi"},{"id":"124","title":"Two"}]}"#,
+        );
+        let keys: Vec<&str> = feed.entries.iter().map(|e| e.dedup_key.as_str()).collect();
+        assert_eq!(keys, ["g:123", "g:124"]);
     }
 
     #[test]
