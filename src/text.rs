@@ -21,6 +21,7 @@
 /// - Any Unicode whitespace (including no-break spaces) and control characters become a
 ///   single space; NUL bytes disappear; the result is trimmed.
 /// - A `<` that does not start a tag (`a < b`, `<3`) is kept as text.
+/// - Soft hyphens, zero-width spaces and word joiners, written or as entities, are dropped.
 pub fn html_to_text(html: &str) -> String {
     let mut out = TextSink::with_capacity(html.len());
     let bytes = html.as_bytes();
@@ -111,6 +112,11 @@ impl TextSink {
     }
 
     fn push_char(&mut self, c: char) {
+        // Invisible hints for line breaking (a soft hyphen, a zero-width space, a word joiner):
+        // kept, they would split the name they sit in ("Sam&shy;sung") for matching and search.
+        if matches!(c, '\u{AD}' | '\u{200B}' | '\u{2060}') {
+            return;
+        }
         if c.is_whitespace() || c.is_control() {
             if c != '\0' {
                 self.space();
@@ -432,6 +438,20 @@ mod tests {
     }
 
     use super::html_to_text;
+
+    #[test]
+    fn invisible_break_hints_do_not_split_words() {
+        for html in [
+            "Sam&shy;sung",
+            "Sam\u{AD}sung",
+            "Sam&#8203;sung",
+            "Sam\u{200B}sung",
+            "Sam&NoBreak;sung",
+        ] {
+            assert_eq!(html_to_text(html), "Samsung", "{html}");
+        }
+        assert_eq!(html_to_text("a &shy; b"), "a b");
+    }
 
     #[test]
     fn tags_are_dropped_and_inline_tags_do_not_split_words() {
