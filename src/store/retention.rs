@@ -330,9 +330,11 @@ impl Store {
         drop(stmt);
         let after = free_pages(self)?;
         // In WAL mode the file shrinks when the WAL is checkpointed; do it now rather than at
-        // the next automatic checkpoint. Busy readers only make it partial, which is harmless.
+        // the next automatic checkpoint. PASSIVE: TRUNCATE would wait up to busy_timeout for
+        // any reader (a Datasette session) and hold every feed's write meanwhile; a busy reader
+        // only makes a passive one partial, and the next checkpoint finishes the job.
         self.conn
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
         Ok(before.saturating_sub(after) * self.page_size()?)
     }
 
