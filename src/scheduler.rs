@@ -35,7 +35,9 @@ use crate::parse;
 use crate::parse_pool::{ParsePool, PoolError};
 use crate::schedule::{self, Facts, Policy};
 use crate::store::writer::StoreWriter;
-use crate::store::{Applied, DueFeed, FeedResult, FetchState, Store};
+use crate::store::{
+    Applied, DueFeed, FeedResult, FetchState, REMATCH_PENDING, RULES_FINGERPRINT, Rematched, Store,
+};
 use crate::{server, store};
 
 /// Totals of one pass over the feeds, printed by `feedhound poll`.
@@ -527,10 +529,6 @@ fn sync_config(store: &mut Store, config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Key in the `meta` table: a fingerprint of the company rules the stored mentions were
-/// computed with. When the config's rules differ, stored entries are re-matched.
-const RULES_FINGERPRINT: &str = "company_rules";
-
 fn rules_fingerprint(config: &Config) -> String {
     blake3::hash(format!("{:?}", config.company_rules()).as_bytes())
         .to_hex()
@@ -543,6 +541,24 @@ fn build_matcher(config: &Config) -> anyhow::Result<Arc<Matcher>> {
     Ok(Arc::new(matcher))
 }
 
+/// Records that the stored mentions are not those of the rules with `fingerprint`, unless they
+/// are; true when a re-match is due. The mark stays until a re-match finishes, so one stopped
+/// midway is redone even if the rules change back, and retention waits for it.
+async fn mark_if_rules_changed(writer: &StoreWriter, fingerprint: &str) -> anyhow::Result<bool> {
+    let fingerprint = fingerprint.to_owned();
+    writer
+        .call(move |store| {
+            let current = store
+                .meta(RULES_FINGERPRINT)?
+                .is_some_and(|f| f == fingerprint);
+            if !current {
+                store.set_meta(RULES_FINGERPRINT, REMATCH_PENDING)?;
+            }
+            Ok(!current)
+        })
+        .await
+}
+
 /// Re-matches every stored entry when the company rules changed since its mentions were
 /// computed (or always, with `force`), in batches, each its own short transaction so that
 /// polling goes on between them. Returns (entries scanned, entries whose mentions changed).
@@ -553,17 +569,7 @@ pub async fn rescan_if_stale(
     force: bool,
     stop: &CancellationToken,
 ) -> anyhow::Result<(usize, usize)> {
-    let current = {
-        let fingerprint = fingerprint.clone();
-        writer
-            .call(move |store| {
-                Ok(store
-                    .meta(RULES_FINGERPRINT)?
-                    .is_some_and(|f| f == fingerprint))
-            })
-            .await?
-    };
-    if current && !force {
+    if !mark_if_rules_changed(writer, &fingerprint).await? && !force {
         return Ok((0, 0));
     }
     // Small enough that one batch's transaction is as brief as a feed's.
@@ -590,7 +596,11 @@ pub async fn rescan_if_stale(
                         summary: &t.summary,
                         content: &t.content,
                     };
-                    (t.entry_id, matcher.find(&text))
+                    Rematched {
+                        mentions: matcher.find(&text),
+                        entry_id: t.entry_id,
+                        content_hash: t.content_hash,
+                    }
                 })
                 .collect::<Vec<_>>()
         })
@@ -700,6 +710,8 @@ pub async fn run(config: Config, control: Control) -> anyhow::Result<()> {
         shutdown: &control.shutdown,
     };
     let mut pipeline = services.pipeline(&config)?;
+    // Before retention starts: it must see that new rules are waiting to be applied.
+    mark_if_rules_changed(writer, &rules_fingerprint(&config)).await?;
     let mut background = services.start_background(&config)?;
     if let Some(retain) = config.storage.retain {
         tracker.spawn(store::retention::prune_periodically(
@@ -930,4 +942,48 @@ fn file_stamp(path: &PathBuf) -> Option<(SystemTime, u64)> {
 
 fn feed_span(feed: &DueFeed) -> tracing::Span {
     tracing::info_span!("feed", feed_id = feed.id, feed_url = %redact_str(&feed.url))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ParsedEntry;
+    use crate::store::testing::{store_document, store_with_one_feed};
+
+    #[tokio::test]
+    async fn a_rescan_stopped_midway_is_redone_even_when_the_rules_change_back() {
+        let (_dir, mut store, feed) = store_with_one_feed();
+        let entry = ParsedEntry {
+            dedup_key: "g:1".into(),
+            title: Some("Xiaomi opens a store".into()),
+            content_hash: "h".into(),
+            ..Default::default()
+        };
+        store_document(&mut store, feed, vec![entry], "doc");
+        store.set_meta(RULES_FINGERPRINT, "first rules").unwrap();
+        let (writer, thread) = StoreWriter::spawn(store).unwrap();
+        let matcher = Arc::new(Matcher::new(&[]).unwrap());
+        let (go, stopped) = (CancellationToken::new(), CancellationToken::new());
+        stopped.cancel();
+        let rescan = |fingerprint: &str, stop| {
+            rescan_if_stale(
+                &writer,
+                Arc::clone(&matcher),
+                fingerprint.into(),
+                false,
+                stop,
+            )
+        };
+        // New rules, and a shutdown before the first batch is written.
+        assert_eq!(rescan("second rules", &stopped).await.unwrap(), (0, 0));
+        // Back to the first rules: what was stored may be partly the second rules' work.
+        assert_eq!(rescan("first rules", &go).await.unwrap().0, 1);
+        assert_eq!(
+            rescan("first rules", &go).await.unwrap().0,
+            0,
+            "done once the re-match finished"
+        );
+        drop(writer);
+        thread.join().unwrap();
+    }
 }

@@ -36,10 +36,27 @@ pub(super) struct Flagging {
     routes: Vec<AlertRoute>,
 }
 
+/// Key in the `meta` table: a fingerprint of the company rules the stored mentions were
+/// computed with, or [`REMATCH_PENDING`]. When the config's rules differ, stored entries are
+/// re-matched.
+pub const RULES_FINGERPRINT: &str = "company_rules";
+/// The value of [`RULES_FINGERPRINT`] from the moment a re-match is due until one finishes: a
+/// re-match stopped midway leaves mentions of two sets of rules, which no fingerprint names.
+pub const REMATCH_PENDING: &str = "";
+
+/// An entry's mentions computed anew, for the text whose hash is `content_hash`.
+pub struct Rematched {
+    pub entry_id: i64,
+    pub content_hash: String,
+    pub mentions: Vec<Mention>,
+}
+
 /// An entry's text, for re-matching.
 #[derive(Debug, Clone)]
 pub struct StoredText {
     pub entry_id: i64,
+    /// As read: the re-matched mentions are written only if the text is still this one.
+    pub content_hash: String,
     pub title: String,
     pub summary: String,
     pub content: String,
@@ -126,15 +143,16 @@ impl Store {
     /// Up to `limit` entries after `after` (by id), for re-matching.
     pub fn texts_after(&self, after: i64, limit: usize) -> anyhow::Result<Vec<StoredText>> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT id, coalesce(title, ''), coalesce(summary, ''), coalesce(content, '')
+            "SELECT id, content_hash, coalesce(title, ''), coalesce(summary, ''), coalesce(content, '')
              FROM entries WHERE id > ?1 ORDER BY id LIMIT ?2",
         )?;
         let rows = stmt.query_map(params![after, limit as i64], |r| {
             Ok(StoredText {
                 entry_id: r.get(0)?,
-                title: r.get(1)?,
-                summary: r.get(2)?,
-                content: r.get(3)?,
+                content_hash: r.get(1)?,
+                title: r.get(2)?,
+                summary: r.get(3)?,
+                content: r.get(4)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -142,17 +160,36 @@ impl Store {
 
     /// Replaces the mentions of each entry with freshly computed ones, in one transaction.
     /// A rescan records flags but queues no alerts: a new company must not page the user about
-    /// every old story that names it.
-    pub fn replace_mentions(&mut self, batch: &[(i64, Vec<Mention>)]) -> anyhow::Result<usize> {
+    /// every old story that names it. Entries edited (a poll re-matched them already) or
+    /// deleted (retention) since their text was read are left alone.
+    pub fn replace_mentions(&mut self, batch: &[Rematched]) -> anyhow::Result<usize> {
         let tx = super::write_transaction(&mut self.conn)?;
         let mut changed = 0;
-        for (entry_id, mentions) in batch {
-            if write_mentions(&tx, &self.flagging, *entry_id, mentions)? {
-                changed += 1;
+        {
+            let mut hash_now =
+                tx.prepare_cached("SELECT content_hash FROM entries WHERE id = ?1")?;
+            for entry in batch {
+                let current: Option<String> = hash_now
+                    .query_row([entry.entry_id], |r| r.get(0))
+                    .optional()?;
+                if current.as_deref() == Some(entry.content_hash.as_str())
+                    && write_mentions(&tx, &self.flagging, entry.entry_id, &entry.mentions)?
+                {
+                    changed += 1;
+                }
             }
         }
         tx.commit()?;
         Ok(changed)
+    }
+
+    /// Whether stored mentions may be from other company rules than the config's: set when a
+    /// re-match is due, cleared when one finishes. Retention waits meanwhile, since an entry
+    /// without mentions now may be flagged by the new rules.
+    pub fn rematch_pending(&self) -> anyhow::Result<bool> {
+        Ok(self
+            .meta(RULES_FINGERPRINT)?
+            .is_some_and(|f| f == REMATCH_PENDING))
     }
 
     /// Flagged stories, newest first, optionally for one company and since a time.
@@ -519,6 +556,64 @@ mod tests {
                 |r| r.get(0),
             )
             .unwrap()
+    }
+
+    #[test]
+    fn a_rematch_leaves_entries_edited_or_deleted_since_it_read_them() {
+        let (_dir, mut store, feeds) = store_with_feeds(&["Wire"]);
+        let company = crate::matcher::CompanyRule {
+            name: "Xiaomi".into(),
+            aliases: vec![],
+            case_sensitive: false,
+            exclude: vec![],
+            require_any: vec![],
+            fields: vec![],
+        };
+        store
+            .sync_companies(
+                &[CompanyConfig {
+                    rule: company,
+                    ticker: None,
+                    tags: vec![],
+                }],
+                vec![],
+            )
+            .unwrap();
+        let entries =
+            ["a", "b", "c"].map(|key| arriving(key, &format!("news.example/{key}"), HEADLINE));
+        store_document_at(&mut store, feeds[0], entries.to_vec(), "doc", Utc::now());
+        let texts = store.texts_after(0, 10).unwrap();
+        // While the re-match works: a poll edits "b", retention deletes "c".
+        store
+            .conn
+            .execute_batch(
+                "UPDATE entries SET content_hash = 'edited' WHERE dedup_key = 'b';
+                 DELETE FROM entries WHERE dedup_key = 'c';",
+            )
+            .unwrap();
+        let batch: Vec<Rematched> = texts
+            .into_iter()
+            .map(|t| Rematched {
+                entry_id: t.entry_id,
+                content_hash: t.content_hash,
+                mentions: vec![Mention {
+                    company: "Xiaomi".into(),
+                    fields: vec![crate::model::Field::Title],
+                    count: 1,
+                    snippet: HEADLINE.into(),
+                }],
+            })
+            .collect();
+        assert_eq!(store.replace_mentions(&batch).unwrap(), 1);
+        let flagged: Vec<String> = store
+            .conn
+            .prepare("SELECT e.dedup_key FROM mentions m JOIN entries e ON e.id = m.entry_id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(flagged, ["a"]);
     }
 
     #[test]

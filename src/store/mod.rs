@@ -14,7 +14,7 @@ mod outbox;
 pub mod retention;
 mod search;
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 pub mod writer;
 
 use std::path::{Path, PathBuf};
@@ -26,7 +26,9 @@ use rusqlite::Connection;
 
 pub use entries::{Applied, FeedResult, FetchState, RecentEntry};
 pub use feeds::{DueFeed, FeedStatus, SyncReport};
-pub use flags::{AlertRoute, FlaggedStory, Source, StoredText};
+pub use flags::{
+    AlertRoute, FlaggedStory, REMATCH_PENDING, RULES_FINGERPRINT, Rematched, Source, StoredText,
+};
 pub use health::ServiceGauges;
 pub use outbox::{AlertCompany, AlertPayload, AlertStory, OutboxStatus, PendingAlert};
 pub use retention::{PruneReport, PrunedFeed, VacuumReport};

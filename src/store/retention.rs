@@ -389,6 +389,9 @@ async fn prune_through(
     ))
 }
 
+/// How often retention looks again while stored entries wait to be re-matched.
+const REMATCH_WAIT: Duration = Duration::from_secs(1);
+
 /// The daemon's retention task: prunes now, then every [`PRUNE_EVERY`], until `shutdown`.
 /// A failed prune is logged and retried at the next round; it never stops the daemon.
 pub async fn prune_periodically(
@@ -397,6 +400,22 @@ pub async fn prune_periodically(
     shutdown: CancellationToken,
 ) {
     loop {
+        match writer.call(|store| store.rematch_pending()).await {
+            Ok(false) => {}
+            pending => {
+                if let Err(err) = pending {
+                    tracing::error!(error = %format!("{err:#}"), "cannot read whether a re-match is due");
+                }
+                // An entry without mentions now may be flagged by the new company rules.
+                tracing::info!(
+                    "retention waits until stored entries are re-matched with the current company rules"
+                );
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(REMATCH_WAIT) => continue,
+                }
+            }
+        }
         match prune_through(&writer, retain, &shutdown).await {
             Ok(Some(report)) if report.entries > 0 || report.tombstones_forgotten > 0 => {
                 tracing::info!(
@@ -524,6 +543,46 @@ mod tests {
             count(&store, "SELECT count(*) FROM tombstones"),
             (BATCH + 5) as i64
         );
+    }
+
+    #[tokio::test]
+    async fn the_daemon_task_waits_while_a_rematch_is_pending() {
+        let (_dir, mut store, feed) = setup();
+        let old = vec![entry("g:old", Some("2020-01-01T00:00:00Z"))];
+        poll(&mut store, feed, old, "b");
+        store
+            .set_meta(
+                crate::store::RULES_FINGERPRINT,
+                crate::store::REMATCH_PENDING,
+            )
+            .unwrap();
+        let (writer, thread) = StoreWriter::spawn(store).unwrap();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(prune_periodically(
+            writer.clone(),
+            180 * DAY,
+            shutdown.clone(),
+        ));
+        let entries = || writer.call(|store| Ok(count(store, "SELECT count(*) FROM entries")));
+        // Two of its looks at the mark (a second apart): the unflagged old entry stays.
+        tokio::time::sleep(REMATCH_WAIT * 2 + Duration::from_millis(200)).await;
+        assert_eq!(entries().await.unwrap(), 1);
+        writer
+            .call(|store| store.set_meta(crate::store::RULES_FINGERPRINT, "rules"))
+            .await
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while entries().await.unwrap() > 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "not pruned after the re-match"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        shutdown.cancel();
+        task.await.unwrap();
+        drop(writer);
+        thread.join().unwrap();
     }
 
     #[test]
