@@ -400,23 +400,19 @@ pub async fn prune_periodically(
     shutdown: CancellationToken,
 ) {
     loop {
-        match writer.call(|store| store.rematch_pending()).await {
-            Ok(false) => {}
-            pending => {
-                if let Err(err) = pending {
-                    tracing::error!(error = %format!("{err:#}"), "cannot read whether a re-match is due");
-                }
-                // An entry without mentions now may be flagged by the new company rules.
-                tracing::info!(
-                    "retention waits until stored entries are re-matched with the current company rules"
-                );
+        let round = match writer.call(|store| store.rematch_pending()).await {
+            // An entry without mentions now may be flagged by the new company rules.
+            Ok(true) => {
+                tracing::debug!("retention waits for the re-match of stored entries");
                 tokio::select! {
                     () = shutdown.cancelled() => return,
                     () = tokio::time::sleep(REMATCH_WAIT) => continue,
                 }
             }
-        }
-        match prune_through(&writer, retain, &shutdown).await {
+            Ok(false) => prune_through(&writer, retain, &shutdown).await,
+            Err(err) => Err(err),
+        };
+        match round {
             Ok(Some(report)) if report.entries > 0 || report.tombstones_forgotten > 0 => {
                 tracing::info!(
                     entries = report.entries,
