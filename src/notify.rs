@@ -5,6 +5,10 @@
 //! HMAC of the body. Anything but a 2xx answer is a failure, retried after `retry_delay`
 //! doubling per attempt up to [`MAX_RETRY_DELAY`]. Alerts are never dropped: the outbox row stays
 //! until a delivery succeeds, across restarts and crashes.
+//!
+//! Targets are independent: each round serves them concurrently, and a target found down (no
+//! answer, or 429/502/503/504) has its other due alerts moved to the failed one's retry time, so a
+//! dead webhook costs one timeout per retry, not one per queued alert.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,6 +16,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::Utc;
+use futures_util::future::join_all;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 use tokio::sync::Notify;
@@ -29,6 +34,27 @@ const MAX_RETRY_DELAY: Duration = Duration::from_secs(3600);
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(15);
 /// Alerts handled per round; bounds the memory of payloads in flight.
 const BATCH: usize = 50;
+
+/// Why one POST failed: whether the target is down (its other alerts would fail too) or only
+/// this alert was refused.
+#[derive(Debug, thiserror::Error)]
+enum DeliveryError {
+    /// No answer: connection refused or reset, timeout.
+    #[error("{0}")]
+    Unreachable(String),
+    /// The target says it cannot take requests now (429, 502, 503, 504).
+    #[error("{0}")]
+    Unavailable(String),
+    /// Any other answer; a 400 or 500 may be about this payload alone.
+    #[error("{0}")]
+    Refused(String),
+}
+
+impl DeliveryError {
+    fn target_down(&self) -> bool {
+        !matches!(self, DeliveryError::Refused(_))
+    }
+}
 
 /// Totals of one delivery round.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -68,46 +94,75 @@ impl Notifier {
         }))
     }
 
-    /// Alerts of targets no longer configured stay queued until the target comes back.
-    fn target_names(&self) -> Vec<String> {
-        self.targets.keys().cloned().collect()
+    /// Attempts every alert that is due now, once. Targets are served side by side, so one
+    /// that hangs until [`DELIVERY_TIMEOUT`] delays only its own alerts. Alerts of targets no
+    /// longer configured stay queued until the target comes back.
+    pub async fn deliver_due(&self) -> anyhow::Result<Delivered> {
+        let rounds = self
+            .targets
+            .values()
+            .map(|target| self.deliver_due_to(target));
+        let mut totals = Delivered::default();
+        for round in join_all(rounds).await {
+            let round = round?;
+            totals.delivered += round.delivered;
+            totals.failed += round.failed;
+        }
+        Ok(totals)
     }
 
-    /// Attempts every alert that is due now, once.
-    pub async fn deliver_due(&self) -> anyhow::Result<Delivered> {
+    /// One target's due alerts, oldest first.
+    async fn deliver_due_to(&self, target: &NotifyConfig) -> anyhow::Result<Delivered> {
         let mut totals = Delivered::default();
+        let name = vec![target.name.clone()];
         loop {
-            let targets = self.target_names();
+            let names = name.clone();
             let due: Vec<PendingAlert> = self
                 .writer
-                .call(move |store| store.due_alerts(Utc::now(), &targets, BATCH))
+                .call(move |store| store.due_alerts(Utc::now(), &names, BATCH))
                 .await?;
             if due.is_empty() {
                 return Ok(totals);
             }
             let before = totals;
             for alert in due {
-                let target = &self.targets[&alert.target];
+                let id = alert.id;
                 match self.post(target, &alert).await {
                     Ok(()) => {
-                        let id = alert.id;
                         self.writer
                             .call(move |store| store.alert_delivered(id, Utc::now()))
                             .await?;
                         tracing::info!(target = %target.name, story = alert.payload.story.id, "alert delivered");
                         totals.delivered += 1;
                     }
-                    Err(error) => {
+                    Err(failure) => {
                         let delay = retry_delay(target.retry_delay, alert.attempts);
                         let retry_at = Utc::now()
                             + chrono::Duration::from_std(delay)
                                 .unwrap_or(chrono::Duration::hours(1));
+                        let target_down = failure.target_down();
+                        let error = failure.to_string();
                         tracing::warn!(target = %target.name, story = alert.payload.story.id, %error, retry_in = ?delay, "alert delivery failed");
-                        let id = alert.id;
-                        self.writer
-                            .call(move |store| store.alert_failed(id, &error, retry_at))
+                        let name = target.name.clone();
+                        let deferred = self
+                            .writer
+                            .call(move |store| {
+                                store.alert_failed(id, &error, retry_at)?;
+                                if target_down {
+                                    store.defer_alerts(&name, retry_at)
+                                } else {
+                                    Ok(0)
+                                }
+                            })
                             .await?;
                         totals.failed += 1;
+                        if target_down {
+                            // Each of its other alerts would wait for the same answer in turn.
+                            if deferred > 0 {
+                                tracing::info!(target = %target.name, deferred, retry_in = ?delay, "target is down; its other due alerts wait for the retry");
+                            }
+                            return Ok(totals);
+                        }
                     }
                 }
             }
@@ -118,9 +173,9 @@ impl Notifier {
         }
     }
 
-    async fn post(&self, target: &NotifyConfig, alert: &PendingAlert) -> Result<(), String> {
+    async fn post(&self, target: &NotifyConfig, alert: &PendingAlert) -> Result<(), DeliveryError> {
         let body = serde_json::to_vec(&alert.payload)
-            .map_err(|e| format!("cannot encode the alert: {e}"))?;
+            .map_err(|e| DeliveryError::Refused(format!("cannot encode the alert: {e}")))?;
         let mut request = self
             .client
             .post(target.url.clone())
@@ -131,32 +186,57 @@ impl Notifier {
         }
         let response = request.body(body).send().await.map_err(|e| {
             // reqwest's message names the URL, which may carry a token.
-            format!("cannot reach {}: {}", redact(&target.url), e.without_url())
+            DeliveryError::Unreachable(format!(
+                "cannot reach {}: {}",
+                redact(&target.url),
+                e.without_url()
+            ))
         })?;
         let status = response.status();
-        if status.is_success() {
-            Ok(())
-        } else {
-            Err(format!("{} answered HTTP {status}", redact(&target.url)))
+        let message = || format!("{} answered HTTP {status}", redact(&target.url));
+        match status.as_u16() {
+            200..=299 => Ok(()),
+            429 | 502..=504 => Err(DeliveryError::Unavailable(message())),
+            _ => Err(DeliveryError::Refused(message())),
         }
     }
 
     /// Delivers due alerts until `shutdown`, waking when `wake` is notified (new alerts were
-    /// queued) or when the next retry is due.
+    /// queued) or when the next retry is due. Each target has a loop of its own, so a POST that
+    /// hangs holds back nothing but its target.
     pub async fn run(self, wake: Arc<Notify>, shutdown: CancellationToken) {
-        loop {
-            // Cancelling a POST in flight is safe: the alert stays queued and is sent again.
-            let round = tokio::select! {
-                round = self.deliver_due() => round,
-                () = shutdown.cancelled() => return,
-            };
-            if let Err(err) = round {
-                tracing::error!(error = %format!("{err:#}"), "alert delivery round failed");
+        let target_wakes: Vec<Notify> = self.targets.values().map(|_| Notify::new()).collect();
+        let fan_out = async {
+            loop {
+                wake.notified().await;
+                for target_wake in &target_wakes {
+                    target_wake.notify_one();
+                }
             }
-            let targets = self.target_names();
+        };
+        let loops = join_all(
+            self.targets
+                .values()
+                .zip(&target_wakes)
+                .map(|(target, target_wake)| self.run_target(target, target_wake)),
+        );
+        // Cancelling a POST in flight is safe: the alert stays queued and is sent again.
+        tokio::select! {
+            () = shutdown.cancelled() => {}
+            () = fan_out => {}
+            _ = loops => {}
+        }
+    }
+
+    async fn run_target(&self, target: &NotifyConfig, wake: &Notify) {
+        loop {
+            if let Err(err) = self.deliver_due_to(target).await {
+                tracing::error!(target = %target.name, error = %format!("{err:#}"), "alert delivery round failed");
+            }
+            let name = vec![target.name.clone()];
             let next = self
                 .writer
-                .call(move |store| store.next_alert_time(&targets))
+                .call(move |store| store.next_alert_time(&name))
                 .await
                 .ok()
                 .flatten();
@@ -165,7 +245,6 @@ impl Notifier {
                 .unwrap_or(MAX_RETRY_DELAY)
                 .max(Duration::from_millis(20));
             tokio::select! {
-                () = shutdown.cancelled() => return,
                 () = wake.notified() => {}
                 () = tokio::time::sleep(sleep) => {}
             }

@@ -162,6 +162,19 @@ impl Store {
         Ok(())
     }
 
+    /// Moves `target`'s undelivered alerts due before `until` to `until`, without counting an
+    /// attempt: the target is down, and they would only queue behind the alert that found out.
+    /// Returns how many moved.
+    pub fn defer_alerts(&self, target: &str, until: DateTime<Utc>) -> anyhow::Result<usize> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "UPDATE outbox SET next_attempt_at = ?2
+                 WHERE target = ?1 AND delivered_at IS NULL AND next_attempt_at < ?2",
+            )?
+            .execute(params![target, sql_time(until)])?)
+    }
+
     /// When the next undelivered alert for `targets` is due, if any.
     pub fn next_alert_time(&self, targets: &[String]) -> anyhow::Result<Option<DateTime<Utc>>> {
         let next: Option<String> = self.conn.query_row(

@@ -1,7 +1,10 @@
 //! Flagging stories that mention tracked companies, grouping them, and alerting.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
+use feedhound::notify::Delivered;
 use feedhound::scheduler;
 use tokio_util::sync::CancellationToken;
 
@@ -248,6 +251,214 @@ async fn a_webhook_that_fails_twice_then_succeeds_gets_the_alert_with_the_same_k
     assert_eq!(
         app.count("SELECT count(*) FROM outbox WHERE delivered_at IS NOT NULL AND attempts = 3"),
         1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_that_hangs_holds_back_neither_other_targets_nor_queues_its_own_alerts_behind_it()
+{
+    let feeds = FeedServer::start();
+    feeds.feed(
+        "a.xml",
+        rss(&[
+            "<guid>1</guid><title>Samsung ships a phone</title>",
+            "<guid>2</guid><title>Xiaomi posts results</title>",
+        ]),
+    );
+    let working = Arc::new(FeedServer::start());
+    working.set("hook", Route::webhook(200));
+    // The broken target holds each request open until the working one has both alerts (or
+    // 10 s pass), then closes the connection without an answer.
+    let broken = FeedServer::start();
+    let others_arrived_meanwhile = Arc::new(AtomicBool::new(false));
+    broken.set(
+        "hook",
+        Route::raw({
+            let working = Arc::clone(&working);
+            let flag = Arc::clone(&others_arrived_meanwhile);
+            move |connection| {
+                let held = Instant::now();
+                while held.elapsed() < Duration::from_secs(10) {
+                    if working.requests("hook").len() == 2 {
+                        flag.store(true, Ordering::SeqCst);
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                drop(connection);
+            }
+        }),
+    );
+    // The broken target comes first: serial delivery would send it the oldest alert first.
+    let notify = format!(
+        "\n[[notify]]\nname = \"broken\"\nurl = \"{}\"\nretry_delay = \"1h\"\n\
+         \n[[notify]]\nname = \"working\"\nurl = \"{}\"\n",
+        broken.url("hook"),
+        working.url("hook")
+    );
+    let app = App::new(&[feeds.url("a.xml")], &format!("{COMPANIES}{notify}"));
+
+    let summary = app.poll().await;
+    assert!(
+        others_arrived_meanwhile.load(Ordering::SeqCst),
+        "the working target got its alerts only after the broken one gave up"
+    );
+    assert_eq!(
+        summary.alerts,
+        Some(Delivered {
+            delivered: 2,
+            failed: 1
+        })
+    );
+    assert_eq!(
+        broken.requests("hook").len(),
+        1,
+        "the second alert was sent to a target that had just failed to answer"
+    );
+    // Both wait for the failed alert's retry; only the one that was sent counts an attempt.
+    assert_eq!(
+        app.count(
+            "SELECT count(*) FROM outbox WHERE target = 'broken' AND delivered_at IS NULL
+             AND next_attempt_at > datetime('now', '+50 minutes')"
+        ),
+        2
+    );
+    assert_eq!(
+        app.count("SELECT count(DISTINCT next_attempt_at) FROM outbox WHERE target = 'broken'"),
+        1
+    );
+    assert_eq!(
+        app.count("SELECT sum(attempts) FROM outbox WHERE target = 'broken'"),
+        1
+    );
+    let error: String = app
+        .db()
+        .query_row(
+            "SELECT last_error FROM outbox WHERE target = 'broken' AND attempts = 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(error.starts_with("cannot reach"), "{error}");
+
+    let again = app.poll().await;
+    assert_eq!(again.alerts, Some(Delivered::default()));
+    assert_eq!(broken.requests("hook").len(), 1, "the deferral holds");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_delivers_a_new_alert_to_one_target_while_another_target_hangs() {
+    let feeds = FeedServer::start();
+    feeds.feed(
+        "a.xml",
+        rss(&["<guid>1</guid><title>Samsung ships a phone</title>"]),
+    );
+    let working = Arc::new(FeedServer::start());
+    working.set("hook", Route::webhook(200));
+    // Holds the first story's alert until the working target has the second story's too.
+    let broken = FeedServer::start();
+    let second_arrived_meanwhile = Arc::new(AtomicBool::new(false));
+    broken.set(
+        "hook",
+        Route::raw({
+            let working = Arc::clone(&working);
+            let flag = Arc::clone(&second_arrived_meanwhile);
+            move |connection| {
+                let held = Instant::now();
+                while held.elapsed() < Duration::from_secs(12) {
+                    if working.requests("hook").len() == 2 {
+                        flag.store(true, Ordering::SeqCst);
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                drop(connection);
+            }
+        }),
+    );
+    let notify = format!(
+        "\n[[notify]]\nname = \"broken\"\nurl = \"{}\"\nretry_delay = \"1h\"\n\
+         \n[[notify]]\nname = \"working\"\nurl = \"{}\"\n",
+        broken.url("hook"),
+        working.url("hook")
+    );
+    let app = App::with_polling(
+        &[feeds.url("a.xml")],
+        "interval = \"300ms\"\nmin_interval = \"300ms\"",
+        &format!("{COMPANIES}{notify}"),
+    );
+    let config = app.config();
+    let shutdown = CancellationToken::new();
+    let daemon = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            let control = scheduler::Control {
+                shutdown,
+                ..Default::default()
+            };
+            scheduler::run(config, control).await
+        }
+    });
+    let second_story = rss(&[
+        "<guid>1</guid><title>Samsung ships a phone</title>",
+        "<guid>2</guid><title>Xiaomi posts results</title>",
+    ]);
+    tokio::task::spawn_blocking(move || {
+        wait_until(Duration::from_secs(20), "the first alerts are sent", || {
+            working.requests("hook").len() == 1 && broken.requests("hook").len() == 1
+        });
+        feeds.feed("a.xml", second_story);
+        wait_until(Duration::from_secs(20), "the second story's alert", || {
+            working.requests("hook").len() == 2
+        });
+    })
+    .await
+    .unwrap();
+    shutdown.cancel();
+    daemon.await.unwrap().unwrap();
+    assert!(
+        second_arrived_meanwhile.load(Ordering::SeqCst),
+        "the new alert waited for the hanging target's POST to end"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_the_target_refuses_does_not_hold_back_the_next_one() {
+    let server = FeedServer::start();
+    server.feed(
+        "a.xml",
+        rss(&[
+            "<guid>1</guid><title>Samsung ships a phone</title>",
+            "<guid>2</guid><title>Xiaomi posts results</title>",
+        ]),
+    );
+    server.set(
+        "hook",
+        Route {
+            first_statuses: vec![422],
+            ..Route::webhook(200)
+        },
+    );
+    let notify = format!(
+        "\n[[notify]]\nurl = \"{}\"\nretry_delay = \"1h\"\n",
+        server.url("hook")
+    );
+    let app = App::new(&[server.url("a.xml")], &format!("{COMPANIES}{notify}"));
+    let summary = app.poll().await;
+    assert_eq!(
+        server
+            .requests("hook")
+            .iter()
+            .map(|h| h.status)
+            .collect::<Vec<_>>(),
+        [422, 200]
+    );
+    assert_eq!(
+        summary.alerts,
+        Some(Delivered {
+            delivered: 1,
+            failed: 1
+        })
     );
 }
 
