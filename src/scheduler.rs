@@ -46,6 +46,8 @@ pub struct PollSummary {
     pub feeds_ok: usize,
     pub feeds_not_modified: usize,
     pub feeds_failed: usize,
+    /// Left out because their server asked not to be polled yet (`Retry-After`).
+    pub feeds_waiting: usize,
     pub entries_new: usize,
     pub entries_updated: usize,
     /// Alerts delivered / failed after the pass (only when `[[notify]]` targets exist).
@@ -68,12 +70,16 @@ impl std::fmt::Display for PollSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "feeds: {} ok, {} not modified, {} failed; entries: {} new, {} updated",
-            self.feeds_ok,
-            self.feeds_not_modified,
-            self.feeds_failed,
-            self.entries_new,
-            self.entries_updated
+            "feeds: {} ok, {} not modified, {} failed",
+            self.feeds_ok, self.feeds_not_modified, self.feeds_failed,
+        )?;
+        if self.feeds_waiting > 0 {
+            write!(f, ", {} waiting (Retry-After)", self.feeds_waiting)?;
+        }
+        write!(
+            f,
+            "; entries: {} new, {} updated",
+            self.entries_new, self.entries_updated
         )?;
         if let Some(alerts) = self.alerts {
             write!(
@@ -647,7 +653,19 @@ pub async fn poll_once(
     shutdown: CancellationToken,
 ) -> anyhow::Result<PollSummary> {
     let store = open_store(config)?;
-    let feeds = store.due_feeds(None)?;
+    let mut summary = PollSummary::default();
+    let mut feeds = store.due_feeds(None)?;
+    // A cron job running `poll` every few minutes must not hammer a server that asked for a
+    // pause; the daemon honours the same request through the feed's next poll time.
+    let waiting = store.feeds_asked_to_wait(Utc::now())?;
+    feeds.retain(|feed| match waiting.iter().find(|(id, _)| *id == feed.id) {
+        Some((_, until)) => {
+            tracing::info!(feed = %redact_str(&feed.url), until = %until, "skipped: the server asked not to be polled before then (Retry-After)");
+            summary.feeds_waiting += 1;
+            false
+        }
+        None => true,
+    });
     let (writer, thread) = StoreWriter::spawn(store)?;
     let matcher = build_matcher(config)?;
     rescan_if_stale(
@@ -671,7 +689,6 @@ pub async fn poll_once(
         let span = feed_span(&feed);
         tasks.spawn(async move { pipeline.refresh(feed, &shutdown).await }.instrument(span));
     }
-    let mut summary = PollSummary::default();
     while let Some(joined) = tasks.join_next().await {
         if let Some(outcome) = joined.context("a feed task panicked")?? {
             summary.add(&outcome);

@@ -162,6 +162,31 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Active feeds whose server asked (`Retry-After`) not to be polled before a time after `now`,
+    /// and when, where the schedule took the request (it ignores absurd ones): a pass over every
+    /// feed (`feedhound poll`) leaves them out.
+    pub fn feeds_asked_to_wait(
+        &self,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Vec<(i64, DateTime<Utc>)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, retry_after FROM feeds
+             WHERE active = 1 AND gone_at IS NULL
+               AND retry_after > ?1 AND next_poll_at >= retry_after",
+        )?;
+        let rows = stmt.query_map([super::sql_time_precise(now)], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+        })?;
+        let mut waiting = Vec::new();
+        for row in rows {
+            let (id, until) = row?;
+            if let Some(until) = parse_sql_time(&until) {
+                waiting.push((id, until));
+            }
+        }
+        Ok(waiting)
+    }
+
     /// The earliest `next_poll_at` among active feeds not in `skip` (feeds being refreshed right
     /// now); None when there is no such feed.
     pub fn next_due_time(&self, skip: &HashSet<i64>) -> anyhow::Result<Option<DateTime<Utc>>> {

@@ -100,6 +100,51 @@ async fn retry_after_on_429_and_503_holds_back_that_feed_only() {
     );
 }
 
+#[test]
+fn feedhound_poll_leaves_out_a_feed_whose_server_asked_to_wait_but_not_for_a_year() {
+    let server = FeedServer::start();
+    let mut limited = Route::feed("slow down");
+    limited.status = 429;
+    limited.validators = false;
+    limited.headers.push(("Retry-After".into(), "3600".into()));
+    server.set("limited.xml", limited);
+    // Longer than the schedule believes (7 days): treated as a plain failure.
+    let mut absurd = Route::feed("come back next year");
+    absurd.status = 503;
+    absurd.validators = false;
+    absurd
+        .headers
+        .push(("Retry-After".into(), (400 * 86_400).to_string()));
+    server.set("absurd.xml", absurd);
+    server.set("fine.xml", Route::feed(feed()));
+    let urls = ["limited.xml", "absurd.xml", "fine.xml"].map(|p| server.url(p));
+    let app = App::new(&urls, "");
+
+    let first = app.cli(&["poll"]);
+    assert!(first.status.success());
+    let first = String::from_utf8_lossy(&first.stdout);
+    assert!(
+        first.contains("feeds: 1 ok, 0 not modified, 2 failed; entries: 1 new"),
+        "{first}"
+    );
+    let second = app.cli(&["poll"]);
+    assert!(second.status.success());
+    let second = String::from_utf8_lossy(&second.stdout);
+    assert!(
+        second.contains(
+            "feeds: 0 ok, 1 not modified, 1 failed, 1 waiting (Retry-After); entries: 0 new"
+        ),
+        "{second}"
+    );
+    assert_eq!(
+        server.requests("limited.xml").len(),
+        1,
+        "asked to wait an hour"
+    );
+    assert_eq!(server.requests("absurd.xml").len(), 2);
+    assert_eq!(server.requests("fine.xml").len(), 2);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backoff_grows_caps_and_one_success_resets_it() {
     let server = FeedServer::start();
