@@ -14,10 +14,12 @@
 //! not take the pool with it. When a caller has waited [`Patience::lend_after`] for its answer,
 //! the pool lends one more thread, which serves the queue until it has been idle for
 //! [`Patience::lent_idle`]: the other feeds keep being parsed. At most as many threads are lent
-//! at once as the pool has of its own. When a caller has waited [`Patience::give_up_after`], it
-//! stops waiting and its feed records the error. A thread cannot be stopped from outside, so a
-//! stuck one runs on in the background; the pool remembers the document and refuses it
-//! from then on, so that retries cannot pile stuck threads up until none is left.
+//! at once as the pool has of its own. When a document has been parsing for
+//! [`Patience::give_up_after`], its caller stops waiting and its feed records the error. A thread
+//! cannot be stopped from outside, so a stuck one runs on in the background; the pool remembers
+//! the document and refuses it from then on, so that retries cannot pile stuck threads up until
+//! none is left. A document that waited as long for a thread (every one stuck) is not to blame:
+//! it is taken out of the queue, with its body, and tried again at its feed's next poll.
 
 use std::collections::{HashSet, VecDeque};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -45,7 +47,9 @@ struct Shared {
 }
 
 struct Queue {
-    jobs: VecDeque<Job>,
+    /// With the id [`Shared::withdraw`] finds them by.
+    jobs: VecDeque<(u64, Job)>,
+    next_id: u64,
     lent_threads: usize,
     closed: bool,
 }
@@ -78,12 +82,18 @@ pub enum PoolError {
     /// The work panicked, or the pool's threads are gone.
     #[error("{0}")]
     Crashed(String),
-    /// No answer within [`Patience::give_up_after`] (counted from when the work was queued).
+    /// No answer within [`Patience::give_up_after`] of the work starting.
     #[error(
         "no parse result after {} s, so feedhound skips this document until it changes (is it huge or malformed?)",
         .0.as_secs()
     )]
     TooSlow(Duration),
+    /// No thread took the work within [`Patience::give_up_after`]; it was withdrawn unrun.
+    #[error(
+        "no parsing thread was free for {} s (another document may be stuck); tried again at the next poll",
+        .0.as_secs()
+    )]
+    NoThread(Duration),
     /// The caller gave up on this document before; it was not run again.
     #[error(
         "skipped: this document gave no parse result within {} s on an earlier try; it is parsed again when it changes",
@@ -105,6 +115,7 @@ impl ParsePool {
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue {
                 jobs: VecDeque::new(),
+                next_id: 0,
                 lent_threads: 0,
                 closed: false,
             }),
@@ -142,28 +153,54 @@ impl ParsePool {
             return Err(PoolError::GaveUpBefore(give_up_after));
         }
         let (reply, mut answer) = oneshot::channel();
-        self.shared.push(Box::new(move || {
+        let (started, mut has_started) = oneshot::channel();
+        let job = self.shared.push(Box::new(move || {
             // The caller gave up while this waited in the queue: nobody wants the result.
             if reply.is_closed() {
                 return;
             }
+            let _ = started.send(());
             let _ = reply.send(catch_unwind(AssertUnwindSafe(work)));
         }))?;
-        let mut waited = tokio::time::timeout(lend_after.min(give_up_after), &mut answer).await;
-        if waited.is_err() && lend_after < give_up_after {
-            self.lend_a_thread();
-            waited = tokio::time::timeout(give_up_after - lend_after, &mut answer).await;
-        }
-        let Ok(answer) = waited else {
-            if let Ok(mut set) = self.gave_up_on.lock() {
-                set.insert(document.to_owned());
+        let lend_at = tokio::time::Instant::now() + lend_after;
+        let mut lent = false;
+        // Waiting for a thread: a stuck document ahead in the queue is not this one's fault.
+        let no_thread_by = tokio::time::Instant::now() + give_up_after;
+        loop {
+            tokio::select! {
+                // An error too: the job was dropped unrun, and `answer` says why below.
+                _ = &mut has_started => break,
+                () = tokio::time::sleep_until(lend_at), if !lent => {
+                    self.lend_a_thread();
+                    lent = true;
+                }
+                () = tokio::time::sleep_until(no_thread_by) => {
+                    self.shared.withdraw(job);
+                    return Err(PoolError::NoThread(give_up_after));
+                }
             }
-            return Err(PoolError::TooSlow(give_up_after));
-        };
-        match answer {
-            Ok(Ok(result)) => Ok(result),
-            Ok(Err(panic)) => Err(PoolError::Crashed(panic_message(panic.as_ref()))),
-            Err(_) => Err(PoolError::Crashed("a parsing thread stopped".into())),
+        }
+        let no_answer_by = tokio::time::Instant::now() + give_up_after;
+        loop {
+            tokio::select! {
+                answer = &mut answer => {
+                    return match answer {
+                        Ok(Ok(result)) => Ok(result),
+                        Ok(Err(panic)) => Err(PoolError::Crashed(panic_message(panic.as_ref()))),
+                        Err(_) => Err(PoolError::Crashed("a parsing thread stopped".into())),
+                    };
+                }
+                () = tokio::time::sleep_until(lend_at), if !lent => {
+                    self.lend_a_thread();
+                    lent = true;
+                }
+                () = tokio::time::sleep_until(no_answer_by) => {
+                    if let Ok(mut set) = self.gave_up_on.lock() {
+                        set.insert(document.to_owned());
+                    }
+                    return Err(PoolError::TooSlow(give_up_after));
+                }
+            }
         }
     }
 
@@ -207,14 +244,25 @@ impl Drop for ParsePool {
 }
 
 impl Shared {
-    fn push(&self, job: Job) -> Result<(), PoolError> {
-        self.queue
+    /// Queues `job`; returns its id.
+    fn push(&self, job: Job) -> Result<u64, PoolError> {
+        let mut queue = self
+            .queue
             .lock()
-            .map_err(|_| PoolError::Crashed("the parsing threads have stopped".into()))?
-            .jobs
-            .push_back(job);
+            .map_err(|_| PoolError::Crashed("the parsing threads have stopped".into()))?;
+        let id = queue.next_id;
+        queue.next_id += 1;
+        queue.jobs.push_back((id, job));
+        drop(queue);
         self.work_ready.notify_one();
-        Ok(())
+        Ok(id)
+    }
+
+    /// Drops job `id` if no thread has taken it yet.
+    fn withdraw(&self, id: u64) {
+        if let Ok(mut queue) = self.queue.lock() {
+            queue.jobs.retain(|(queued, _)| *queued != id);
+        }
     }
 
     /// The next job; None when the pool is gone or, for a lent thread (`lent_idle` given), when
@@ -224,7 +272,7 @@ impl Shared {
         let deadline = lent_idle.map(|idle| Instant::now() + idle);
         let mut queue = self.queue.lock().ok()?;
         loop {
-            if let Some(job) = queue.jobs.pop_front() {
+            if let Some((_, job)) = queue.jobs.pop_front() {
                 return Some(job);
             }
             let now = Instant::now();
@@ -393,7 +441,7 @@ mod tests {
         let second = stuck(&pool, "second", held_second).await;
         assert_eq!(pool.lent_threads(), 1);
         let third = pool.run("third", || ()).await.unwrap_err();
-        assert!(matches!(third, PoolError::TooSlow(_)), "{third:?}");
+        assert!(matches!(third, PoolError::NoThread(_)), "{third:?}");
         assert_eq!(pool.lent_threads(), 1);
         drop((release_first, release_second));
         assert!(matches!(first.await.unwrap(), Err(PoolError::TooSlow(_))));
@@ -410,19 +458,43 @@ mod tests {
         let queued_ran = Arc::new(AtomicBool::new(false));
         let ran = Arc::clone(&queued_ran);
         let queued = pool.run("queued", move || ran.store(true, Ordering::SeqCst));
-        assert!(matches!(queued.await, Err(PoolError::TooSlow(d)) if d == Duration::from_secs(1)));
+        assert!(matches!(queued.await, Err(PoolError::NoThread(d)) if d == Duration::from_secs(1)));
         assert!(matches!(slow.await.unwrap(), Err(PoolError::TooSlow(_))));
 
         let again = pool.run("slow", || "parsed").await.unwrap_err();
         assert!(matches!(again, PoolError::GaveUpBefore(_)), "{again:?}");
 
         drop(release);
-        // Queued after the abandoned work, so answered only once the thread has passed it.
         assert_eq!(pool.run("other", || "parsed").await.unwrap(), "parsed");
         assert!(
             !queued_ran.load(Ordering::SeqCst),
-            "work whose caller gave up is skipped"
+            "work whose caller gave up is withdrawn"
         );
+        // It never ran, so it was not the document's fault: it is taken again.
+        assert_eq!(pool.run("queued", || "parsed").await.unwrap(), "parsed");
+    }
+
+    #[tokio::test]
+    async fn the_time_limit_counts_from_when_parsing_starts_not_from_the_queue() {
+        let never_lend = patience(Duration::from_secs(60), Duration::from_secs(2));
+        let pool = Arc::new(ParsePool::with_threads(1, never_lend).unwrap());
+        let (release, held) = mpsc::channel();
+        let slow = stuck(&pool, "slow", held).await;
+        // Waits 1.5 s for the thread, then parses for 1 s: 2.5 s in all, 1 s of it parsing.
+        let patient = tokio::spawn({
+            let pool = Arc::clone(&pool);
+            async move {
+                pool.run("patient", || {
+                    std::thread::sleep(Duration::from_secs(1));
+                    "parsed"
+                })
+                .await
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        release.send(()).unwrap();
+        assert_eq!(slow.await.unwrap().unwrap(), "released");
+        assert_eq!(patient.await.unwrap().unwrap(), "parsed");
     }
 
     #[cfg(target_os = "linux")]

@@ -467,7 +467,10 @@ impl Pipeline {
                 let error = format!("the parser crashed: {why}");
                 (FeedResult::Failed { error }, None, None)
             }
-            Err(slow @ (PoolError::TooSlow(_) | PoolError::GaveUpBefore(_))) => {
+            Err(
+                slow
+                @ (PoolError::TooSlow(_) | PoolError::NoThread(_) | PoolError::GaveUpBefore(_)),
+            ) => {
                 let error = slow.to_string();
                 (FeedResult::Failed { error }, None, None)
             }
