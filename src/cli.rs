@@ -257,7 +257,7 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
         }
         Command::Rescan => {
             let config = Config::load(&cli.config)?;
-            let (scanned, changed) = scheduler::rescan(&config).await?;
+            let (scanned, changed) = scheduler::rescan(&config, true).await?;
             println!("re-matched {scanned} entries; mentions changed for {changed}");
             Ok(ExitCode::SUCCESS)
         }
@@ -299,6 +299,20 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
                     cli.config.display()
                 );
             };
+            // An entry the changed company rules flag must not be deleted as unflagged.
+            if dry_run {
+                let store = open_for_reading(&config)?;
+                if scheduler::rules_are_stale(&store, &config)? {
+                    eprintln!(
+                        "note: stored entries were matched with other company rules; entries the current rules flag may be listed (run `feedhound rescan` first)"
+                    );
+                }
+            } else {
+                let (scanned, _) = scheduler::rescan(&config, false).await?;
+                if scanned > 0 {
+                    eprintln!("re-matched {scanned} entries with the changed company rules first");
+                }
+            }
             let mut store = scheduler::open_store(&config)?;
             let report = store.prune(retain, chrono::Utc::now(), dry_run)?;
             let vacuumed = if vacuum { Some(store.vacuum()?) } else { None };

@@ -632,8 +632,15 @@ pub async fn rescan_if_stale(
     Ok((scanned, changed))
 }
 
-/// `feedhound rescan`: re-matches every stored entry now.
-pub async fn rescan(config: &Config) -> anyhow::Result<(usize, usize)> {
+/// Whether stored mentions were computed with other company rules than `config`'s, or a
+/// re-match with them has not finished.
+pub fn rules_are_stale(store: &Store, config: &Config) -> anyhow::Result<bool> {
+    Ok(store.meta(RULES_FINGERPRINT)? != Some(rules_fingerprint(config)))
+}
+
+/// `feedhound rescan`: re-matches every stored entry now; unless `force`, only when the
+/// company rules changed since the stored mentions were computed.
+pub async fn rescan(config: &Config, force: bool) -> anyhow::Result<(usize, usize)> {
     let store = open_store(config)?;
     let (writer, thread) = StoreWriter::spawn(store)?;
     let matcher = build_matcher(config)?;
@@ -641,7 +648,7 @@ pub async fn rescan(config: &Config) -> anyhow::Result<(usize, usize)> {
         &writer,
         matcher,
         rules_fingerprint(config),
-        true,
+        force,
         &CancellationToken::new(),
     )
     .await?;

@@ -273,6 +273,56 @@ impl Endpoint {
 
 /// Parses the Prometheus text format strictly: every sample belongs to a family declared by
 /// a `# TYPE` line before it, and parses as `name{label="value",...} number`.
+#[tokio::test]
+async fn prune_by_hand_rematches_changed_company_rules_before_deleting() {
+    let server = FeedServer::start();
+    server.feed(
+        "a.xml",
+        rss(&[&item("old", "Globex history", "Globex was founded.", OLD)]),
+    );
+    let urls = [server.url("a.xml")];
+    let configure = |app: &App, companies: &str| {
+        app.write_config(&urls, companies);
+        let text = std::fs::read_to_string(&app.config_path)
+            .unwrap()
+            .replace("[storage]\n", "[storage]\nretain = \"180d\"\n");
+        std::fs::write(&app.config_path, text).unwrap();
+    };
+    let acme = "\n[[company]]\nname = \"Acme\"\n";
+    let app = App::new(&urls, "");
+    configure(&app, acme);
+    assert_eq!(app.poll().await.entries_new, 1);
+    // Globex becomes tracked: the old entry is now flagged, though no mention is stored yet.
+    configure(&app, &format!("{acme}\n[[company]]\nname = \"Globex\"\n"));
+
+    let dry = app.cli(&["prune", "--dry-run"]);
+    assert!(dry.status.success(), "{dry:?}");
+    let warning = String::from_utf8_lossy(&dry.stderr);
+    assert!(
+        warning.contains("matched with other company rules"),
+        "{warning}"
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM mentions"),
+        0,
+        "a dry run writes nothing"
+    );
+
+    let real = app.cli(&["prune", "--format", "json"]);
+    assert!(real.status.success(), "{real:?}");
+    let said = String::from_utf8_lossy(&real.stderr);
+    assert!(said.contains("re-matched 1 entries"), "{said}");
+    let report: serde_json::Value = serde_json::from_slice(&real.stdout).unwrap();
+    assert_eq!(report["prune"]["entries"], 0, "{report}");
+    assert_eq!(
+        app.count(
+            "SELECT count(*) FROM entries e JOIN mentions m ON m.entry_id = e.id
+             JOIN companies c ON c.id = m.company_id WHERE c.name = 'Globex'"
+        ),
+        1
+    );
+}
+
 fn parse_exposition(text: &str) -> HashMap<String, f64> {
     let mut types: HashMap<String, String> = HashMap::new();
     let mut samples = HashMap::new();
