@@ -257,7 +257,7 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
         }
         Command::Rescan => {
             let config = Config::load(&cli.config)?;
-            let (scanned, changed) = scheduler::rescan(&config, true).await?;
+            let (scanned, changed) = scheduler::rescan(&config).await?;
             println!("re-matched {scanned} entries; mentions changed for {changed}");
             Ok(ExitCode::SUCCESS)
         }
@@ -308,7 +308,12 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
                     );
                 }
             } else {
-                let (scanned, _) = scheduler::rescan(&config, false).await?;
+                let (scanned, _) = scheduler::rematch_if_rules_changed(&config, &shutdown).await?;
+                if shutdown.is_cancelled() {
+                    anyhow::bail!(
+                        "interrupted while re-matching entries with the changed company rules; nothing was pruned"
+                    );
+                }
                 if scanned > 0 {
                     eprintln!("re-matched {scanned} entries with the changed company rules first");
                 }

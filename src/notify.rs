@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use futures_util::future::join_all;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
@@ -35,25 +35,13 @@ const DELIVERY_TIMEOUT: Duration = Duration::from_secs(15);
 /// Alerts handled per round; bounds the memory of payloads in flight.
 const BATCH: usize = 50;
 
-/// Why one POST failed: whether the target is down (its other alerts would fail too) or only
-/// this alert was refused.
-#[derive(Debug, thiserror::Error)]
-enum DeliveryError {
-    /// No answer: connection refused or reset, timeout.
-    #[error("{0}")]
-    Unreachable(String),
-    /// The target says it cannot take requests now (429, 502, 503, 504).
-    #[error("{0}")]
-    Unavailable(String),
-    /// Any other answer; a 400 or 500 may be about this payload alone.
-    #[error("{0}")]
-    Refused(String),
-}
-
-impl DeliveryError {
-    fn target_down(&self) -> bool {
-        !matches!(self, DeliveryError::Refused(_))
-    }
+/// Why one POST failed.
+#[derive(Debug)]
+struct DeliveryFailure {
+    /// No answer (connection refused or reset, timeout), or 429/502/503/504: the target's other
+    /// alerts would fail too. Any other answer (a 400, a 500) may be about this payload alone.
+    target_down: bool,
+    message: String,
 }
 
 /// Totals of one delivery round.
@@ -94,9 +82,10 @@ impl Notifier {
         }))
     }
 
-    /// Attempts every alert that is due now, once. Targets are served side by side, so one
-    /// that hangs until [`DELIVERY_TIMEOUT`] delays only its own alerts. Alerts of targets no
-    /// longer configured stay queued until the target comes back.
+    /// Attempts the alerts that are due now, once each; a target found down has its remaining
+    /// ones deferred. Targets are served side by side, so one that hangs until
+    /// [`DELIVERY_TIMEOUT`] delays only its own alerts. Alerts of targets no longer configured
+    /// stay queued until the target comes back.
     pub async fn deliver_due(&self) -> anyhow::Result<Delivered> {
         let rounds = self
             .targets
@@ -104,78 +93,87 @@ impl Notifier {
             .map(|target| self.deliver_due_to(target));
         let mut totals = Delivered::default();
         for round in join_all(rounds).await {
-            let round = round?;
+            let (round, _) = round?;
             totals.delivered += round.delivered;
             totals.failed += round.failed;
         }
         Ok(totals)
     }
 
-    /// One target's due alerts, oldest first.
-    async fn deliver_due_to(&self, target: &NotifyConfig) -> anyhow::Result<Delivered> {
+    /// One target's due alerts, oldest first. When the target is found down, stops and returns
+    /// when to try it again.
+    async fn deliver_due_to(
+        &self,
+        target: &NotifyConfig,
+    ) -> anyhow::Result<(Delivered, Option<DateTime<Utc>>)> {
         let mut totals = Delivered::default();
-        let name = vec![target.name.clone()];
+        let only_this = vec![target.name.clone()];
         loop {
-            let names = name.clone();
+            let names = only_this.clone();
             let due: Vec<PendingAlert> = self
                 .writer
                 .call(move |store| store.due_alerts(Utc::now(), &names, BATCH))
                 .await?;
             if due.is_empty() {
-                return Ok(totals);
+                return Ok((totals, None));
             }
             let before = totals;
             for alert in due {
                 let id = alert.id;
-                match self.post(target, &alert).await {
-                    Ok(()) => {
-                        self.writer
-                            .call(move |store| store.alert_delivered(id, Utc::now()))
-                            .await?;
-                        tracing::info!(target = %target.name, story = alert.payload.story.id, "alert delivered");
-                        totals.delivered += 1;
-                    }
-                    Err(failure) => {
-                        let delay = retry_delay(target.retry_delay, alert.attempts);
-                        let retry_at = Utc::now()
-                            + chrono::Duration::from_std(delay)
-                                .unwrap_or(chrono::Duration::hours(1));
-                        let target_down = failure.target_down();
-                        let error = failure.to_string();
-                        tracing::warn!(target = %target.name, story = alert.payload.story.id, %error, retry_in = ?delay, "alert delivery failed");
-                        let name = target.name.clone();
-                        let deferred = self
-                            .writer
-                            .call(move |store| {
-                                store.alert_failed(id, &error, retry_at)?;
-                                if target_down {
-                                    store.defer_alerts(&name, retry_at)
-                                } else {
-                                    Ok(0)
-                                }
-                            })
-                            .await?;
-                        totals.failed += 1;
+                let Err(failure) = self.post(target, &alert).await else {
+                    self.writer
+                        .call(move |store| store.alert_delivered(id, Utc::now()))
+                        .await?;
+                    tracing::info!(target = %target.name, story = alert.payload.story.id, "alert delivered");
+                    totals.delivered += 1;
+                    continue;
+                };
+                totals.failed += 1;
+                let delay = retry_delay(target.retry_delay, alert.attempts);
+                let retry_at = Utc::now() + to_chrono(delay);
+                let DeliveryFailure {
+                    target_down,
+                    message,
+                } = failure;
+                tracing::warn!(target = %target.name, story = alert.payload.story.id, error = %message, retry_in = ?delay, "alert delivery failed");
+                let name = target.name.clone();
+                let deferred = self
+                    .writer
+                    .call(move |store| {
+                        store.alert_failed(id, &message, retry_at)?;
                         if target_down {
-                            // Each of its other alerts would wait for the same answer in turn.
-                            if deferred > 0 {
-                                tracing::info!(target = %target.name, deferred, retry_in = ?delay, "target is down; its other due alerts wait for the retry");
-                            }
-                            return Ok(totals);
+                            store.defer_alerts(&name, retry_at)
+                        } else {
+                            Ok(0)
                         }
+                    })
+                    .await?;
+                if target_down {
+                    // Each of its other alerts would wait for the same answer in turn.
+                    if deferred > 0 {
+                        tracing::info!(target = %target.name, deferred, retry_in = ?delay, "target is down; its other due alerts wait for the retry");
                     }
+                    return Ok((totals, Some(retry_at)));
                 }
             }
             // Failed alerts are not due again in this round; stop once a round made no progress.
             if totals.delivered == before.delivered {
-                return Ok(totals);
+                return Ok((totals, None));
             }
         }
     }
 
-    async fn post(&self, target: &NotifyConfig, alert: &PendingAlert) -> Result<(), DeliveryError> {
+    async fn post(
+        &self,
+        target: &NotifyConfig,
+        alert: &PendingAlert,
+    ) -> Result<(), DeliveryFailure> {
+        let failure = |target_down, message| DeliveryFailure {
+            target_down,
+            message,
+        };
         let body = serde_json::to_vec(&alert.payload)
-            .map_err(|e| DeliveryError::Refused(format!("cannot encode the alert: {e}")))?;
+            .map_err(|e| failure(false, format!("cannot encode the alert: {e}")))?;
         let mut request = self
             .client
             .post(target.url.clone())
@@ -186,19 +184,18 @@ impl Notifier {
         }
         let response = request.body(body).send().await.map_err(|e| {
             // reqwest's message names the URL, which may carry a token.
-            DeliveryError::Unreachable(format!(
-                "cannot reach {}: {}",
-                redact(&target.url),
-                e.without_url()
-            ))
+            let message = format!("cannot reach {}: {}", redact(&target.url), e.without_url());
+            failure(true, message)
         })?;
         let status = response.status();
-        let message = || format!("{} answered HTTP {status}", redact(&target.url));
-        match status.as_u16() {
-            200..=299 => Ok(()),
-            429 | 502..=504 => Err(DeliveryError::Unavailable(message())),
-            _ => Err(DeliveryError::Refused(message())),
+        if status.is_success() {
+            return Ok(());
         }
+        let target_down = matches!(status.as_u16(), 429 | 502..=504);
+        Err(failure(
+            target_down,
+            format!("{} answered HTTP {status}", redact(&target.url)),
+        ))
     }
 
     /// Delivers due alerts until `shutdown`, waking when `wake` is notified (new alerts were
@@ -229,9 +226,18 @@ impl Notifier {
     }
 
     async fn run_target(&self, target: &NotifyConfig, wake: &Notify) {
+        // Set while the target is down (or the database failed): new alerts wait too, so the
+        // backoff of a dead webhook keeps growing however many alerts arrive.
+        let mut paused_until: Option<DateTime<Utc>> = None;
         loop {
-            if let Err(err) = self.deliver_due_to(target).await {
-                tracing::error!(target = %target.name, error = %format!("{err:#}"), "alert delivery round failed");
+            if paused_until.is_none_or(|until| until <= Utc::now()) {
+                paused_until = match self.deliver_due_to(target).await {
+                    Ok((_, down_until)) => down_until,
+                    Err(err) => {
+                        tracing::error!(target = %target.name, error = %format!("{err:#}"), "alert delivery round failed");
+                        Some(Utc::now() + to_chrono(target.retry_delay))
+                    }
+                };
             }
             let name = vec![target.name.clone()];
             let next = self
@@ -240,7 +246,11 @@ impl Notifier {
                 .await
                 .ok()
                 .flatten();
-            let sleep = next
+            let wake_at = match (next, paused_until) {
+                (Some(next), Some(until)) => Some(next.max(until)),
+                (next, _) => next,
+            };
+            let sleep = wake_at
                 .map(|at| (at - Utc::now()).to_std().unwrap_or(Duration::ZERO))
                 .unwrap_or(MAX_RETRY_DELAY)
                 .max(Duration::from_millis(20));
@@ -250,6 +260,10 @@ impl Notifier {
             }
         }
     }
+}
+
+fn to_chrono(delay: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::hours(1))
 }
 
 /// The wait before attempt number `attempts + 1`: doubling from `first`, capped.

@@ -18,8 +18,9 @@
 //! [`Patience::give_up_after`], its caller stops waiting and its feed records the error. A thread
 //! cannot be stopped from outside, so a stuck one runs on in the background; the pool remembers
 //! the document and refuses it from then on, so that retries cannot pile stuck threads up until
-//! none is left. A document that waited as long for a thread (every one stuck) is not to blame:
-//! it is taken out of the queue, with its body, and tried again at its feed's next poll.
+//! none is left. A document that waited as long for a thread (every one stuck) is not refused
+//! later, as it never ran: it is taken out of the queue, with its body, and its feed's poll
+//! fails like any other (the feed backs off) and is tried again at its next poll.
 
 use std::collections::{HashSet, VecDeque};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -168,6 +169,7 @@ impl ParsePool {
         let no_thread_by = tokio::time::Instant::now() + give_up_after;
         loop {
             tokio::select! {
+                biased;
                 // An error too: the job was dropped unrun, and `answer` says why below.
                 _ = &mut has_started => break,
                 () = tokio::time::sleep_until(lend_at), if !lent => {
@@ -175,8 +177,11 @@ impl ParsePool {
                     lent = true;
                 }
                 () = tokio::time::sleep_until(no_thread_by) => {
-                    self.shared.withdraw(job);
-                    return Err(PoolError::NoThread(give_up_after));
+                    if self.shared.withdraw(job) {
+                        return Err(PoolError::NoThread(give_up_after));
+                    }
+                    // A thread took it meanwhile: it is starting, wait for it as for any other.
+                    break;
                 }
             }
         }
@@ -258,11 +263,14 @@ impl Shared {
         Ok(id)
     }
 
-    /// Drops job `id` if no thread has taken it yet.
-    fn withdraw(&self, id: u64) {
-        if let Ok(mut queue) = self.queue.lock() {
-            queue.jobs.retain(|(queued, _)| *queued != id);
-        }
+    /// Drops job `id` if no thread has taken it yet; false if one has.
+    fn withdraw(&self, id: u64) -> bool {
+        let Ok(mut queue) = self.queue.lock() else {
+            return false;
+        };
+        let before = queue.jobs.len();
+        queue.jobs.retain(|(queued, _)| *queued != id);
+        queue.jobs.len() < before
     }
 
     /// The next job; None when the pool is gone or, for a lent thread (`lent_idle` given), when
@@ -476,22 +484,22 @@ mod tests {
 
     #[tokio::test]
     async fn the_time_limit_counts_from_when_parsing_starts_not_from_the_queue() {
-        let never_lend = patience(Duration::from_secs(60), Duration::from_secs(2));
+        let never_lend = patience(Duration::from_secs(60), Duration::from_secs(6));
         let pool = Arc::new(ParsePool::with_threads(1, never_lend).unwrap());
         let (release, held) = mpsc::channel();
         let slow = stuck(&pool, "slow", held).await;
-        // Waits 1.5 s for the thread, then parses for 1 s: 2.5 s in all, 1 s of it parsing.
+        // Waits 3 s for the thread, then parses for 4 s: 7 s in all, 4 s of it parsing.
         let patient = tokio::spawn({
             let pool = Arc::clone(&pool);
             async move {
                 pool.run("patient", || {
-                    std::thread::sleep(Duration::from_secs(1));
+                    std::thread::sleep(Duration::from_secs(4));
                     "parsed"
                 })
                 .await
             }
         });
-        tokio::time::sleep(Duration::from_millis(1500)).await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
         release.send(()).unwrap();
         assert_eq!(slow.await.unwrap().unwrap(), "released");
         assert_eq!(patient.await.unwrap().unwrap(), "parsed");

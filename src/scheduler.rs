@@ -638,20 +638,30 @@ pub fn rules_are_stale(store: &Store, config: &Config) -> anyhow::Result<bool> {
     Ok(store.meta(RULES_FINGERPRINT)? != Some(rules_fingerprint(config)))
 }
 
-/// `feedhound rescan`: re-matches every stored entry now; unless `force`, only when the
-/// company rules changed since the stored mentions were computed.
-pub async fn rescan(config: &Config, force: bool) -> anyhow::Result<(usize, usize)> {
+/// `feedhound rescan`: re-matches every stored entry now.
+pub async fn rescan(config: &Config) -> anyhow::Result<(usize, usize)> {
+    rescan_with(config, true, &CancellationToken::new()).await
+}
+
+/// Re-matches every stored entry if the company rules changed since the stored mentions were
+/// computed (or a re-match was cut short), until `stop`. Afterwards, [`rules_are_stale`] says
+/// whether it finished.
+pub async fn rematch_if_rules_changed(
+    config: &Config,
+    stop: &CancellationToken,
+) -> anyhow::Result<(usize, usize)> {
+    rescan_with(config, false, stop).await
+}
+
+async fn rescan_with(
+    config: &Config,
+    force: bool,
+    stop: &CancellationToken,
+) -> anyhow::Result<(usize, usize)> {
     let store = open_store(config)?;
     let (writer, thread) = StoreWriter::spawn(store)?;
     let matcher = build_matcher(config)?;
-    let counts = rescan_if_stale(
-        &writer,
-        matcher,
-        rules_fingerprint(config),
-        force,
-        &CancellationToken::new(),
-    )
-    .await?;
+    let counts = rescan_if_stale(&writer, matcher, rules_fingerprint(config), force, stop).await?;
     drop(writer);
     thread.join()?;
     Ok(counts)
@@ -667,10 +677,10 @@ pub async fn poll_once(
     let mut feeds = store.due_feeds(None)?;
     // A cron job running `poll` every few minutes must not hammer a server that asked for a
     // pause; the daemon honours the same request through the feed's next poll time.
-    let waiting = store.feeds_asked_to_wait(Utc::now())?;
-    feeds.retain(|feed| match waiting.iter().find(|(id, _)| *id == feed.id) {
-        Some((_, until)) => {
-            tracing::info!(feed = %redact_str(&feed.url), until = %until, "skipped: the server asked not to be polled before then (Retry-After)");
+    let waiting: HashMap<i64, _> = store.feeds_asked_to_wait(Utc::now())?.into_iter().collect();
+    feeds.retain(|feed| match waiting.get(&feed.id) {
+        Some(until) => {
+            tracing::info!(feed_id = feed.id, feed_url = %redact_str(&feed.url), until = %until, "skipped: the server asked not to be polled before then (Retry-After)");
             summary.feeds_waiting += 1;
             false
         }

@@ -61,8 +61,10 @@ pub struct OutboxStatus {
 }
 
 impl Store {
-    /// Undelivered alerts for `targets` whose next attempt is due, oldest first. Alerts of
-    /// targets no longer configured wait (`outbox_status` lists them).
+    /// Undelivered alerts for `targets` whose next attempt is due: those tried most often first
+    /// (when a target comes back from being down, the alert that found it down is the one to
+    /// try, and its backoff is the one that keeps growing while it stays down), then oldest
+    /// first. Alerts of targets no longer configured wait (`outbox_status` lists them).
     pub fn due_alerts(
         &self,
         now: DateTime<Utc>,
@@ -74,7 +76,7 @@ impl Store {
              FROM outbox o JOIN stories s ON s.id = o.story_id
              WHERE o.delivered_at IS NULL AND o.next_attempt_at <= ?1
                AND o.target IN (SELECT value FROM json_each(?3))
-             ORDER BY o.next_attempt_at, o.id LIMIT ?2",
+             ORDER BY o.attempts DESC, o.next_attempt_at, o.id LIMIT ?2",
         )?;
         let rows = stmt
             .query_map(

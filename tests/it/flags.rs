@@ -403,7 +403,13 @@ async fn the_daemon_delivers_a_new_alert_to_one_target_while_another_target_hang
         "<guid>1</guid><title>Samsung ships a phone</title>",
         "<guid>2</guid><title>Xiaomi posts results</title>",
     ]);
-    tokio::task::spawn_blocking(move || {
+    let third_story = rss(&[
+        "<guid>1</guid><title>Samsung ships a phone</title>",
+        "<guid>2</guid><title>Xiaomi posts results</title>",
+        "<guid>3</guid><title>Samsung opens a plant</title>",
+    ]);
+    let db_path = app.db_path();
+    let broken_requests = tokio::task::spawn_blocking(move || {
         wait_until(Duration::from_secs(20), "the first alerts are sent", || {
             working.requests("hook").len() == 1 && broken.requests("hook").len() == 1
         });
@@ -411,6 +417,26 @@ async fn the_daemon_delivers_a_new_alert_to_one_target_while_another_target_hang
         wait_until(Duration::from_secs(20), "the second story's alert", || {
             working.requests("hook").len() == 2
         });
+        let db = rusqlite::Connection::open(&db_path).unwrap();
+        wait_until(
+            Duration::from_secs(20),
+            "the broken target's failure is recorded",
+            || {
+                db.query_row(
+                    "SELECT count(*) FROM outbox WHERE target = 'broken' AND attempts = 1",
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )
+                .is_ok_and(|n| n == 1)
+            },
+        );
+        // While it is down, a new alert waits for its retry too, rather than being tried at once.
+        feeds.feed("a.xml", third_story);
+        wait_until(Duration::from_secs(20), "the third story's alert", || {
+            working.requests("hook").len() == 3
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        broken.requests("hook").len()
     })
     .await
     .unwrap();
@@ -420,6 +446,84 @@ async fn the_daemon_delivers_a_new_alert_to_one_target_while_another_target_hang
         second_arrived_meanwhile.load(Ordering::SeqCst),
         "the new alert waited for the hanging target's POST to end"
     );
+    assert_eq!(
+        broken_requests, 1,
+        "a target found down was tried again before its retry"
+    );
+    assert_eq!(
+        app.count(
+            "SELECT count(*) FROM outbox WHERE target = 'broken' AND delivered_at IS NULL
+             AND next_attempt_at > datetime('now', '+50 minutes')"
+        ),
+        2,
+        "the second story's alert waits for the retry; the third is held by the pause alone"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_back_from_being_down_gets_the_alert_that_found_it_down_first() {
+    let server = FeedServer::start();
+    server.feed(
+        "a.xml",
+        rss(&["<guid>1</guid><title>Samsung ships a phone</title>"]),
+    );
+    server.set(
+        "hook",
+        Route {
+            first_statuses: vec![503],
+            ..Route::webhook(200)
+        },
+    );
+    let notify = format!(
+        "\n[[notify]]\nurl = \"{}\"\nretry_delay = \"2s\"\n",
+        server.url("hook")
+    );
+    let app = App::with_polling(
+        &[server.url("a.xml")],
+        "interval = \"300ms\"\nmin_interval = \"300ms\"",
+        &format!("{COMPANIES}{notify}"),
+    );
+    let config = app.config();
+    let shutdown = CancellationToken::new();
+    let daemon = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            let control = scheduler::Control {
+                shutdown,
+                ..Default::default()
+            };
+            scheduler::run(config, control).await
+        }
+    });
+    // A second story flagged while the target is down: its alert is due before the retry of
+    // the one that failed, but that one goes first, so its backoff is the one that grows.
+    let second_story = rss(&[
+        "<guid>1</guid><title>Samsung ships a phone</title>",
+        "<guid>2</guid><title>Xiaomi posts results</title>",
+    ]);
+    let hooks = tokio::task::spawn_blocking(move || {
+        wait_until(Duration::from_secs(20), "the first attempt", || {
+            !server.requests("hook").is_empty()
+        });
+        server.feed("a.xml", second_story);
+        wait_until(Duration::from_secs(20), "both alerts delivered", || {
+            server.requests("hook").len() == 3
+        });
+        server.requests("hook")
+    })
+    .await
+    .unwrap();
+    shutdown.cancel();
+    daemon.await.unwrap().unwrap();
+    let sent: Vec<(u16, &str)> = hooks
+        .iter()
+        .map(|h| (h.status, h.headers["idempotency-key"].as_str()))
+        .collect();
+    let first_key = sent[0].1;
+    assert_eq!(sent[0].0, 503);
+    assert_eq!(sent[1], (200, first_key), "{sent:?}");
+    assert_eq!(sent[2].0, 200);
+    assert_ne!(sent[2].1, first_key);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -271,8 +271,6 @@ impl Endpoint {
     }
 }
 
-/// Parses the Prometheus text format strictly: every sample belongs to a family declared by
-/// a `# TYPE` line before it, and parses as `name{label="value",...} number`.
 #[tokio::test]
 async fn prune_by_hand_rematches_changed_company_rules_before_deleting() {
     let server = FeedServer::start();
@@ -323,6 +321,8 @@ async fn prune_by_hand_rematches_changed_company_rules_before_deleting() {
     );
 }
 
+/// Parses the Prometheus text format strictly: every sample belongs to a family declared by
+/// a `# TYPE` line before it, and parses as `name{label="value",...} number`.
 fn parse_exposition(text: &str) -> HashMap<String, f64> {
     let mut types: HashMap<String, String> = HashMap::new();
     let mut samples = HashMap::new();
