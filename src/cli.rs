@@ -309,9 +309,9 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
                 }
             } else {
                 let (scanned, _) = scheduler::rematch_if_rules_changed(&config, &shutdown).await?;
-                if shutdown.is_cancelled() {
+                if scheduler::rules_are_stale(&open_for_reading(&config)?, &config)? {
                     anyhow::bail!(
-                        "interrupted while re-matching entries with the changed company rules; nothing was pruned"
+                        "stored entries are not yet matched with the current company rules (interrupted, or a daemon runs with other rules); nothing was pruned"
                     );
                 }
                 if scanned > 0 {

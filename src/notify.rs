@@ -6,12 +6,15 @@
 //! doubling per attempt up to [`MAX_RETRY_DELAY`]. Alerts are never dropped: the outbox row stays
 //! until a delivery succeeds, across restarts and crashes.
 //!
-//! Targets are independent: each round serves them concurrently, and a target found down (no
-//! answer, or 429/502/503/504) has its other due alerts moved to the failed one's retry time, so a
-//! dead webhook costs one timeout per retry, not one per queued alert.
+//! Targets are independent: each has a delivery loop of its own. A target found down (no answer,
+//! or 429/502/503/504) is paused, for `retry_delay` doubling with each round in a row that finds
+//! it down, so a dead webhook costs one timeout per pause, not one per queued alert. The pause is
+//! kept in memory: after a restart or a config reload the target is tried once more. Any other
+//! answer proves the target is up; a refused alert only waits for its own retry, so an alert the
+//! receiver chokes on never holds the others back for long.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -55,6 +58,15 @@ pub struct Notifier {
     client: reqwest::Client,
     targets: HashMap<String, NotifyConfig>,
     writer: StoreWriter,
+    /// Targets found down, by name.
+    pauses: Mutex<HashMap<String, Pause>>,
+}
+
+/// A target found down: how many delivery rounds in a row found it so, and until when it rests.
+#[derive(Debug, Clone, Copy)]
+struct Pause {
+    down_rounds: u32,
+    until: DateTime<Utc>,
 }
 
 impl Notifier {
@@ -79,13 +91,40 @@ impl Notifier {
                 .map(|t| (t.name.clone(), t.clone()))
                 .collect(),
             writer,
+            pauses: Mutex::new(HashMap::new()),
         }))
     }
 
-    /// Attempts the alerts that are due now, once each; a target found down has its remaining
-    /// ones deferred. Targets are served side by side, so one that hangs until
-    /// [`DELIVERY_TIMEOUT`] delays only its own alerts. Alerts of targets no longer configured
-    /// stay queued until the target comes back.
+    /// When `target` may be tried again, if it is resting now.
+    fn paused_until(&self, target: &str) -> Option<DateTime<Utc>> {
+        let pauses = self.pauses.lock().unwrap_or_else(|e| e.into_inner());
+        pauses
+            .get(target)
+            .map(|pause| pause.until)
+            .filter(|until| *until > Utc::now())
+    }
+
+    /// Rests `target` for `retry_delay` doubled per round in a row that found it down.
+    fn pause(&self, target: &NotifyConfig) -> Duration {
+        let mut pauses = self.pauses.lock().unwrap_or_else(|e| e.into_inner());
+        let down_rounds = pauses.get(&target.name).map_or(0, |p| p.down_rounds) + 1;
+        let rest = retry_delay(target.retry_delay, down_rounds - 1);
+        let until = Utc::now() + to_chrono(rest);
+        pauses.insert(target.name.clone(), Pause { down_rounds, until });
+        rest
+    }
+
+    fn target_is_up(&self, target: &str) {
+        self.pauses
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(target);
+    }
+
+    /// Attempts the alerts that are due now, once each, except for targets resting after being
+    /// found down. Targets are served side by side, so one that hangs until [`DELIVERY_TIMEOUT`]
+    /// delays only its own alerts. Alerts of targets no longer configured stay queued until the
+    /// target comes back.
     pub async fn deliver_due(&self) -> anyhow::Result<Delivered> {
         let rounds = self
             .targets
@@ -93,20 +132,19 @@ impl Notifier {
             .map(|target| self.deliver_due_to(target));
         let mut totals = Delivered::default();
         for round in join_all(rounds).await {
-            let (round, _) = round?;
+            let round = round?;
             totals.delivered += round.delivered;
             totals.failed += round.failed;
         }
         Ok(totals)
     }
 
-    /// One target's due alerts, oldest first. When the target is found down, stops and returns
-    /// when to try it again.
-    async fn deliver_due_to(
-        &self,
-        target: &NotifyConfig,
-    ) -> anyhow::Result<(Delivered, Option<DateTime<Utc>>)> {
+    /// One target's due alerts, oldest first, until it is found down.
+    async fn deliver_due_to(&self, target: &NotifyConfig) -> anyhow::Result<Delivered> {
         let mut totals = Delivered::default();
+        if self.paused_until(&target.name).is_some() {
+            return Ok(totals);
+        }
         let only_this = vec![target.name.clone()];
         loop {
             let names = only_this.clone();
@@ -115,12 +153,13 @@ impl Notifier {
                 .call(move |store| store.due_alerts(Utc::now(), &names, BATCH))
                 .await?;
             if due.is_empty() {
-                return Ok((totals, None));
+                return Ok(totals);
             }
             let before = totals;
             for alert in due {
                 let id = alert.id;
                 let Err(failure) = self.post(target, &alert).await else {
+                    self.target_is_up(&target.name);
                     self.writer
                         .call(move |store| store.alert_delivered(id, Utc::now()))
                         .await?;
@@ -136,29 +175,21 @@ impl Notifier {
                     message,
                 } = failure;
                 tracing::warn!(target = %target.name, story = alert.payload.story.id, error = %message, retry_in = ?delay, "alert delivery failed");
-                let name = target.name.clone();
-                let deferred = self
-                    .writer
-                    .call(move |store| {
-                        store.alert_failed(id, &message, retry_at)?;
-                        if target_down {
-                            store.defer_alerts(&name, retry_at)
-                        } else {
-                            Ok(0)
-                        }
-                    })
+                self.writer
+                    .call(move |store| store.alert_failed(id, &message, retry_at))
                     .await?;
-                if target_down {
-                    // Each of its other alerts would wait for the same answer in turn.
-                    if deferred > 0 {
-                        tracing::info!(target = %target.name, deferred, retry_in = ?delay, "target is down; its other due alerts wait for the retry");
-                    }
-                    return Ok((totals, Some(retry_at)));
+                if !target_down {
+                    self.target_is_up(&target.name);
+                    continue;
                 }
+                // Each of its other alerts would wait for the same answer in turn.
+                let rest = self.pause(target);
+                tracing::info!(target = %target.name, rest = ?rest, "target is down; its alerts wait until it has rested");
+                return Ok(totals);
             }
             // Failed alerts are not due again in this round; stop once a round made no progress.
             if totals.delivered == before.delivered {
-                return Ok((totals, None));
+                return Ok(totals);
             }
         }
     }
@@ -226,18 +257,10 @@ impl Notifier {
     }
 
     async fn run_target(&self, target: &NotifyConfig, wake: &Notify) {
-        // Set while the target is down (or the database failed): new alerts wait too, so the
-        // backoff of a dead webhook keeps growing however many alerts arrive.
-        let mut paused_until: Option<DateTime<Utc>> = None;
         loop {
-            if paused_until.is_none_or(|until| until <= Utc::now()) {
-                paused_until = match self.deliver_due_to(target).await {
-                    Ok((_, down_until)) => down_until,
-                    Err(err) => {
-                        tracing::error!(target = %target.name, error = %format!("{err:#}"), "alert delivery round failed");
-                        Some(Utc::now() + to_chrono(target.retry_delay))
-                    }
-                };
+            if let Err(err) = self.deliver_due_to(target).await {
+                tracing::error!(target = %target.name, error = %format!("{err:#}"), "alert delivery round failed");
+                self.pause(target);
             }
             let name = vec![target.name.clone()];
             let next = self
@@ -246,9 +269,10 @@ impl Notifier {
                 .await
                 .ok()
                 .flatten();
-            let wake_at = match (next, paused_until) {
+            // Alerts queued while the target rests wait with the rest: a wake-up does not end it.
+            let wake_at = match (next, self.paused_until(&target.name)) {
                 (Some(next), Some(until)) => Some(next.max(until)),
-                (next, _) => next,
+                (next, until) => next.or(until),
             };
             let sleep = wake_at
                 .map(|at| (at - Utc::now()).to_std().unwrap_or(Duration::ZERO))

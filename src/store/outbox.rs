@@ -61,10 +61,8 @@ pub struct OutboxStatus {
 }
 
 impl Store {
-    /// Undelivered alerts for `targets` whose next attempt is due: those tried most often first
-    /// (when a target comes back from being down, the alert that found it down is the one to
-    /// try, and its backoff is the one that keeps growing while it stays down), then oldest
-    /// first. Alerts of targets no longer configured wait (`outbox_status` lists them).
+    /// Undelivered alerts for `targets` whose next attempt is due, oldest first. Alerts of
+    /// targets no longer configured wait (`outbox_status` lists them).
     pub fn due_alerts(
         &self,
         now: DateTime<Utc>,
@@ -76,7 +74,7 @@ impl Store {
              FROM outbox o JOIN stories s ON s.id = o.story_id
              WHERE o.delivered_at IS NULL AND o.next_attempt_at <= ?1
                AND o.target IN (SELECT value FROM json_each(?3))
-             ORDER BY o.attempts DESC, o.next_attempt_at, o.id LIMIT ?2",
+             ORDER BY o.next_attempt_at, o.id LIMIT ?2",
         )?;
         let rows = stmt
             .query_map(
@@ -162,19 +160,6 @@ impl Store {
             )?
             .execute(params![id, error, sql_time(retry_at)])?;
         Ok(())
-    }
-
-    /// Moves `target`'s undelivered alerts due before `until` to `until`, without counting an
-    /// attempt: the target is down, and they would only queue behind the alert that found out.
-    /// Returns how many moved.
-    pub fn defer_alerts(&self, target: &str, until: DateTime<Utc>) -> anyhow::Result<usize> {
-        Ok(self
-            .conn
-            .prepare_cached(
-                "UPDATE outbox SET next_attempt_at = ?2
-                 WHERE target = ?1 AND delivered_at IS NULL AND next_attempt_at < ?2",
-            )?
-            .execute(params![target, sql_time(until)])?)
     }
 
     /// When the next undelivered alert for `targets` is due, if any.

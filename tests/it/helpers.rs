@@ -26,6 +26,8 @@ pub struct Route {
     pub first_statuses: Vec<u16>,
     /// Wait this long before answering (a slow or hanging server).
     pub delay: Option<std::time::Duration>,
+    /// Answer this status instead to a request whose body contains the text.
+    pub status_for_body: Option<(String, u16)>,
     /// Answers by hand: the handler gets the connection right after the request head was read
     /// and writes whatever it likes (or nothing); the connection closes when it returns.
     pub raw: Option<RawHandler>,
@@ -44,6 +46,7 @@ impl Route {
             headers: Vec::new(),
             first_statuses: Vec::new(),
             delay: None,
+            status_for_body: None,
             raw: None,
         }
     }
@@ -229,7 +232,12 @@ fn serve_connection(stream: TcpStream, state: &Mutex<ServerState>) {
             handler(writer);
             return;
         }
-        let (status, extra, body) = respond(route.as_ref(), &headers);
+        let (mut status, extra, body) = respond(route.as_ref(), &headers);
+        if let Some((text, special)) = route.as_ref().and_then(|r| r.status_for_body.as_ref())
+            && String::from_utf8_lossy(&request_body).contains(text.as_str())
+        {
+            status = *special;
+        }
         state.lock().unwrap().seen.push(Seen {
             path,
             headers: headers.clone(),
