@@ -35,6 +35,41 @@ fn flagged(app: &App) -> Vec<(String, String, i64)> {
         .unwrap()
 }
 
+/// Runs the daemon in this process until the returned token is cancelled.
+fn run_daemon(
+    app: &App,
+) -> (
+    CancellationToken,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+) {
+    let control = scheduler::Control::default();
+    let daemon = tokio::spawn(scheduler::run(app.config(), control.clone()));
+    (control.shutdown, daemon)
+}
+
+/// A webhook that never answers: it holds each request until `working` has received `alerts`
+/// (then sets `seen`) or `at_most` passes, and closes the connection.
+fn hold_until_delivered(
+    working: &Arc<FeedServer>,
+    alerts: usize,
+    at_most: Duration,
+    seen: &Arc<AtomicBool>,
+) -> Route {
+    let working = Arc::clone(working);
+    let seen = Arc::clone(seen);
+    Route::raw(move |connection| {
+        let held = Instant::now();
+        while held.elapsed() < at_most {
+            if working.requests("hook").len() == alerts {
+                seen.store(true, Ordering::SeqCst);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        drop(connection);
+    })
+}
+
 #[tokio::test]
 async fn mentions_survive_html_entities_tags_and_line_breaks_and_traps_are_not_flagged() {
     let server = FeedServer::start();
@@ -214,18 +249,7 @@ async fn a_webhook_that_fails_twice_then_succeeds_gets_the_alert_with_the_same_k
         server.url("hook")
     );
     let app = App::new(&[server.url("a.xml")], &format!("{COMPANIES}{notify}"));
-    let config = app.config();
-    let shutdown = CancellationToken::new();
-    let daemon = tokio::spawn({
-        let shutdown = shutdown.clone();
-        async move {
-            let control = scheduler::Control {
-                shutdown,
-                ..Default::default()
-            };
-            scheduler::run(config, control).await
-        }
-    });
+    let (shutdown, daemon) = run_daemon(&app);
     let hooks = tokio::task::spawn_blocking({
         let server_requests = move || server.requests("hook");
         move || {
@@ -273,21 +297,12 @@ async fn a_target_that_hangs_holds_back_neither_other_targets_nor_queues_its_own
     let others_arrived_meanwhile = Arc::new(AtomicBool::new(false));
     broken.set(
         "hook",
-        Route::raw({
-            let working = Arc::clone(&working);
-            let flag = Arc::clone(&others_arrived_meanwhile);
-            move |connection| {
-                let held = Instant::now();
-                while held.elapsed() < Duration::from_secs(10) {
-                    if working.requests("hook").len() == 2 {
-                        flag.store(true, Ordering::SeqCst);
-                        break;
-                    }
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                drop(connection);
-            }
-        }),
+        hold_until_delivered(
+            &working,
+            2,
+            Duration::from_secs(10),
+            &others_arrived_meanwhile,
+        ),
     );
     // The broken target comes first: serial delivery would send it the oldest alert first.
     let notify = format!(
@@ -353,21 +368,12 @@ async fn the_daemon_delivers_a_new_alert_to_one_target_while_another_target_hang
     let second_arrived_meanwhile = Arc::new(AtomicBool::new(false));
     broken.set(
         "hook",
-        Route::raw({
-            let working = Arc::clone(&working);
-            let flag = Arc::clone(&second_arrived_meanwhile);
-            move |connection| {
-                let held = Instant::now();
-                while held.elapsed() < Duration::from_secs(12) {
-                    if working.requests("hook").len() == 2 {
-                        flag.store(true, Ordering::SeqCst);
-                        break;
-                    }
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                drop(connection);
-            }
-        }),
+        hold_until_delivered(
+            &working,
+            2,
+            Duration::from_secs(12),
+            &second_arrived_meanwhile,
+        ),
     );
     let notify = format!(
         "\n[[notify]]\nname = \"broken\"\nurl = \"{}\"\nretry_delay = \"1h\"\n\
@@ -380,18 +386,7 @@ async fn the_daemon_delivers_a_new_alert_to_one_target_while_another_target_hang
         "interval = \"300ms\"\nmin_interval = \"300ms\"",
         &format!("{COMPANIES}{notify}"),
     );
-    let config = app.config();
-    let shutdown = CancellationToken::new();
-    let daemon = tokio::spawn({
-        let shutdown = shutdown.clone();
-        async move {
-            let control = scheduler::Control {
-                shutdown,
-                ..Default::default()
-            };
-            scheduler::run(config, control).await
-        }
-    });
+    let (shutdown, daemon) = run_daemon(&app);
     let second_story = rss(&[
         "<guid>1</guid><title>Samsung ships a phone</title>",
         "<guid>2</guid><title>Xiaomi posts results</title>",
@@ -474,18 +469,7 @@ async fn an_alert_the_target_chokes_on_does_not_block_the_others() {
         "interval = \"300ms\"\nmin_interval = \"300ms\"",
         &format!("{COMPANIES}{notify}"),
     );
-    let config = app.config();
-    let shutdown = CancellationToken::new();
-    let daemon = tokio::spawn({
-        let shutdown = shutdown.clone();
-        async move {
-            let control = scheduler::Control {
-                shutdown,
-                ..Default::default()
-            };
-            scheduler::run(config, control).await
-        }
-    });
+    let (shutdown, daemon) = run_daemon(&app);
     let second_story = rss(&[
         "<guid>1</guid><title>Samsung ships a phone</title>",
         "<guid>2</guid><title>Xiaomi posts results</title>",
