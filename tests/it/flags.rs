@@ -47,27 +47,40 @@ fn run_daemon(
     (control.shutdown, daemon)
 }
 
-/// A webhook that never answers: it holds each request until `working` has received `alerts`
-/// (then sets `seen`) or `at_most` passes, and closes the connection.
-fn hold_until_delivered(
-    working: &Arc<FeedServer>,
-    alerts: usize,
+/// Two webhook targets, "broken" listed first (retry_delay 1h) and "working": the broken one
+/// holds each request until the working one has two alerts (which sets the flag) or `at_most`
+/// passes. Returns both servers, the flag, and their `[[notify]]` tables.
+fn broken_and_working_targets(
     at_most: Duration,
-    seen: &Arc<AtomicBool>,
-) -> Route {
-    let working = Arc::clone(working);
-    let seen = Arc::clone(seen);
-    Route::raw(move |connection| {
-        let held = Instant::now();
-        while held.elapsed() < at_most {
-            if working.requests("hook").len() == alerts {
-                seen.store(true, Ordering::SeqCst);
-                break;
+) -> (Arc<FeedServer>, FeedServer, Arc<AtomicBool>, String) {
+    let working = Arc::new(FeedServer::start());
+    working.set("hook", Route::webhook(200));
+    let broken = FeedServer::start();
+    let seen = Arc::new(AtomicBool::new(false));
+    broken.set(
+        "hook",
+        Route::raw({
+            let (working, seen) = (Arc::clone(&working), Arc::clone(&seen));
+            move |connection| {
+                let held = Instant::now();
+                while held.elapsed() < at_most {
+                    if working.requests("hook").len() == 2 {
+                        seen.store(true, Ordering::SeqCst);
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                drop(connection); // closed without an answer
             }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        drop(connection);
-    })
+        }),
+    );
+    let notify = format!(
+        "\n[[notify]]\nname = \"broken\"\nurl = \"{}\"\nretry_delay = \"1h\"\n\
+         \n[[notify]]\nname = \"working\"\nurl = \"{}\"\n",
+        broken.url("hook"),
+        working.url("hook")
+    );
+    (working, broken, seen, notify)
 }
 
 #[tokio::test]
@@ -289,28 +302,9 @@ async fn a_target_that_hangs_holds_back_neither_other_targets_nor_queues_its_own
             "<guid>2</guid><title>Xiaomi posts results</title>",
         ]),
     );
-    let working = Arc::new(FeedServer::start());
-    working.set("hook", Route::webhook(200));
-    // The broken target holds each request open until the working one has both alerts (or
-    // 10 s pass), then closes the connection without an answer.
-    let broken = FeedServer::start();
-    let others_arrived_meanwhile = Arc::new(AtomicBool::new(false));
-    broken.set(
-        "hook",
-        hold_until_delivered(
-            &working,
-            2,
-            Duration::from_secs(10),
-            &others_arrived_meanwhile,
-        ),
-    );
     // The broken target comes first: serial delivery would send it the oldest alert first.
-    let notify = format!(
-        "\n[[notify]]\nname = \"broken\"\nurl = \"{}\"\nretry_delay = \"1h\"\n\
-         \n[[notify]]\nname = \"working\"\nurl = \"{}\"\n",
-        broken.url("hook"),
-        working.url("hook")
-    );
+    let (_working, broken, others_arrived_meanwhile, notify) =
+        broken_and_working_targets(Duration::from_secs(10));
     let app = App::new(&[feeds.url("a.xml")], &format!("{COMPANIES}{notify}"));
 
     let summary = app.poll().await;
@@ -361,26 +355,9 @@ async fn the_daemon_delivers_a_new_alert_to_one_target_while_another_target_hang
         "a.xml",
         rss(&["<guid>1</guid><title>Samsung ships a phone</title>"]),
     );
-    let working = Arc::new(FeedServer::start());
-    working.set("hook", Route::webhook(200));
     // Holds the first story's alert until the working target has the second story's too.
-    let broken = FeedServer::start();
-    let second_arrived_meanwhile = Arc::new(AtomicBool::new(false));
-    broken.set(
-        "hook",
-        hold_until_delivered(
-            &working,
-            2,
-            Duration::from_secs(12),
-            &second_arrived_meanwhile,
-        ),
-    );
-    let notify = format!(
-        "\n[[notify]]\nname = \"broken\"\nurl = \"{}\"\nretry_delay = \"1h\"\n\
-         \n[[notify]]\nname = \"working\"\nurl = \"{}\"\n",
-        broken.url("hook"),
-        working.url("hook")
-    );
+    let (working, broken, second_arrived_meanwhile, notify) =
+        broken_and_working_targets(Duration::from_secs(12));
     let app = App::with_polling(
         &[feeds.url("a.xml")],
         "interval = \"300ms\"\nmin_interval = \"300ms\"",
