@@ -165,29 +165,13 @@ impl ParsePool {
         }))?;
         let lend_at = tokio::time::Instant::now() + lend_after;
         let mut lent = false;
-        // Waiting for a thread: a stuck document ahead in the queue is not this one's fault.
-        let no_thread_by = tokio::time::Instant::now() + give_up_after;
+        // The limit runs first for the wait for a thread, then again from the start of the
+        // work: a stuck document ahead in the queue is not this one's fault.
+        let mut started = false;
+        let mut deadline = tokio::time::Instant::now() + give_up_after;
         loop {
             tokio::select! {
                 biased;
-                // An error too: the job was dropped unrun, and `answer` says why below.
-                _ = &mut has_started => break,
-                () = tokio::time::sleep_until(lend_at), if !lent => {
-                    self.lend_a_thread();
-                    lent = true;
-                }
-                () = tokio::time::sleep_until(no_thread_by) => {
-                    if self.shared.withdraw(job) {
-                        return Err(PoolError::NoThread(give_up_after));
-                    }
-                    // A thread took it meanwhile: it is starting, wait for it as for any other.
-                    break;
-                }
-            }
-        }
-        let no_answer_by = tokio::time::Instant::now() + give_up_after;
-        loop {
-            tokio::select! {
                 answer = &mut answer => {
                     return match answer {
                         Ok(Ok(result)) => Ok(result),
@@ -195,15 +179,28 @@ impl ParsePool {
                         Err(_) => Err(PoolError::Crashed("a parsing thread stopped".into())),
                     };
                 }
+                // An error means the job was dropped unrun; `answer` then says why.
+                _ = &mut has_started, if !started => {
+                    started = true;
+                    deadline = tokio::time::Instant::now() + give_up_after;
+                }
                 () = tokio::time::sleep_until(lend_at), if !lent => {
                     self.lend_a_thread();
                     lent = true;
                 }
-                () = tokio::time::sleep_until(no_answer_by) => {
-                    if let Ok(mut set) = self.gave_up_on.lock() {
-                        set.insert(document.to_owned());
+                () = tokio::time::sleep_until(deadline) => {
+                    if started {
+                        if let Ok(mut set) = self.gave_up_on.lock() {
+                            set.insert(document.to_owned());
+                        }
+                        return Err(PoolError::TooSlow(give_up_after));
                     }
-                    return Err(PoolError::TooSlow(give_up_after));
+                    if self.shared.withdraw(job) {
+                        return Err(PoolError::NoThread(give_up_after));
+                    }
+                    // A thread took it meanwhile: it is starting; wait for it as for any other.
+                    started = true;
+                    deadline = tokio::time::Instant::now() + give_up_after;
                 }
             }
         }
