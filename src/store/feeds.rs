@@ -78,7 +78,8 @@ pub struct FeedStatus {
 
 impl Store {
     /// Makes the `feeds` table match the config: new feeds are added, removed ones marked
-    /// inactive (their entries stay), and name, tags and interval follow the config.
+    /// inactive (their entries stay, their tombstones start to age), and name, tags and
+    /// interval follow the config.
     pub fn sync_feeds(&mut self, feeds: &[FeedConfig]) -> anyhow::Result<SyncReport> {
         let tx = super::write_transaction(&mut self.conn)?;
         let was_active: HashSet<String> = tx
@@ -109,6 +110,15 @@ impl Store {
                 ])?;
             }
         }
+        // A feed no longer polled serves nothing: its tombstones are absent from now on, and a
+        // prune forgets them after the retention period. A feed added back clears the marks of
+        // the keys it still serves with its next document.
+        tx.execute(
+            "UPDATE tombstones SET absent_since = datetime('now')
+             WHERE absent_since IS NULL
+               AND feed_id IN (SELECT id FROM feeds WHERE active = 0 OR gone_at IS NOT NULL)",
+            [],
+        )?;
         let total: i64 = tx.query_row("SELECT count(*) FROM feeds", [], |r| r.get(0))?;
         tx.commit()?;
         let configured: HashSet<&str> = feeds.iter().map(|f| f.url.as_str()).collect();

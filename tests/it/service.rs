@@ -222,6 +222,57 @@ async fn prune_deletes_old_unflagged_entries_skips_them_while_served_and_then_fo
     assert_eq!(app.count("SELECT count(*) FROM tombstones"), 0);
 }
 
+#[tokio::test]
+async fn the_tombstones_of_a_feed_removed_from_the_config_are_forgotten_after_the_retention_period()
+{
+    let server = FeedServer::start();
+    let (kept, dropped) = (server.url("kept.xml"), server.url("dropped.xml"));
+    server.feed("kept.xml", rss(&[&item("k", "Kept", "Old.", OLD)]));
+    server.feed("dropped.xml", rss(&[&item("d", "Dropped", "Old.", OLD)]));
+    let retain = "[storage]\nretain = \"180d\"\n";
+    let configure = |app: &App, feeds: &[String]| {
+        app.write_config(feeds, "");
+        let text = std::fs::read_to_string(&app.config_path).unwrap();
+        std::fs::write(&app.config_path, text.replace("[storage]\n", retain)).unwrap();
+    };
+    let app = App::new(&[], "");
+    configure(&app, &[kept.clone(), dropped.clone()]);
+    app.poll().await;
+    let prune = |app: &App| {
+        let pruned = app.cli(&["prune"]);
+        assert!(pruned.status.success(), "{pruned:?}");
+        String::from_utf8_lossy(&pruned.stdout).into_owned()
+    };
+    prune(&app);
+    assert_eq!(app.count("SELECT count(*) FROM tombstones"), 2);
+
+    // Both are a year past the retention period; only the removed feed's key may go. The kept
+    // feed still serves its old item, so its tombstone has no mark to age.
+    configure(&app, std::slice::from_ref(&kept));
+    app.poll().await;
+    app.db()
+        .execute(
+            "UPDATE tombstones SET absent_since = datetime('now', '-365 days')
+             WHERE absent_since IS NOT NULL",
+            [],
+        )
+        .unwrap();
+    let printed = prune(&app);
+    assert!(
+        printed.contains("forgot the keys of 1 deleted entries"),
+        "{printed}"
+    );
+    let left: String = app
+        .db()
+        .query_row(
+            "SELECT f.url FROM tombstones t JOIN feeds f ON f.id = t.feed_id",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(left, kept);
+}
+
 /// A running endpoint over a fresh database; stopped by `stop`.
 struct Endpoint {
     base: String,
