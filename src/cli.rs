@@ -339,14 +339,19 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
                     "TARGET", "DELIVERED", "PENDING", "RETRYING", "NEXT ATTEMPT"
                 )?;
                 for t in &status {
+                    // A resting target's alerts wait for the rest to end, whatever their own time.
+                    let next_attempt = match (&t.next_attempt_at, &t.resting_until) {
+                        (Some(next), Some(rest)) => Some(next.max(rest)),
+                        (next, _) => next.as_ref(),
+                    };
                     writeln!(
                         out,
-                        "{:<20}  {:>9}  {:>7}  {:>8}  {:<19}  {}",
+                        "{:<20}  {:>9}  {:>7}  {:>8}  {:<19.19}  {}",
                         t.target,
                         t.delivered,
                         t.pending,
                         t.retrying,
-                        t.next_attempt_at.as_deref().unwrap_or("-"),
+                        next_attempt.map_or("-", String::as_str),
                         t.last_error.as_deref().unwrap_or("")
                     )?;
                 }

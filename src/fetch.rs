@@ -416,7 +416,7 @@ fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
 }
 
 /// `Retry-After` is either delta-seconds or an HTTP-date (RFC 9110 §10.2.3).
-fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+pub(crate) fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
     let value = value.trim();
     if let Ok(seconds) = value.parse::<u64>() {
         let delta = TimeDelta::try_seconds(i64::try_from(seconds).ok()?)?;

@@ -7,11 +7,12 @@
 //! until a delivery succeeds, across restarts and crashes.
 //!
 //! Targets are independent: each has a delivery loop of its own. A target found down (no answer,
-//! or 429/502/503/504) is paused, for `retry_delay` doubling with each round in a row that finds
-//! it down, so a dead webhook costs one timeout per pause, not one per queued alert. The pause is
-//! kept in memory: after a restart or a config reload the target is tried once more. Any other
-//! answer proves the target is up; a refused alert only waits for its own retry, so an alert the
-//! receiver chokes on never holds the others back for long.
+//! or 429/502/503/504) rests, for `retry_delay` doubling with each round in a row that finds it
+//! down (or as long as its Retry-After asks, up to [`MAX_RETRY_DELAY`]), so a dead webhook costs
+//! one timeout per rest, not one per queued alert. Rests are recorded in the database, so a
+//! restart, a config reload or the next `feedhound poll` does not knock on a dead target again
+//! before its time. Any other answer proves the target is up; a refused alert only waits for its
+//! own retry, so an alert the receiver chokes on never holds the others back for long.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -26,9 +27,9 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, NotifyConfig};
-use crate::fetch::redact;
-use crate::store::PendingAlert;
+use crate::fetch::{parse_retry_after, redact};
 use crate::store::writer::StoreWriter;
+use crate::store::{PendingAlert, TargetRest};
 
 /// Longest wait between two attempts: a target that was down for a day gets its alerts
 /// within the hour after it comes back.
@@ -44,6 +45,8 @@ struct DeliveryFailure {
     /// No answer (connection refused or reset, timeout), or 429/502/503/504: the target's other
     /// alerts would fail too. Any other answer (a 400, a 500) may be about this payload alone.
     target_down: bool,
+    /// When a 429 or 503 said to come back (`Retry-After`).
+    retry_after: Option<DateTime<Utc>>,
     message: String,
 }
 
@@ -58,15 +61,9 @@ pub struct Notifier {
     client: reqwest::Client,
     targets: HashMap<String, NotifyConfig>,
     writer: StoreWriter,
-    /// Targets found down, by name.
-    pauses: Mutex<HashMap<String, Pause>>,
-}
-
-/// A target found down: how many delivery rounds in a row found it so, and until when it rests.
-#[derive(Debug, Clone, Copy)]
-struct Pause {
-    down_rounds: u32,
-    until: DateTime<Utc>,
+    /// Targets found down, by name: the database's `alert_target_rests`, read once per
+    /// [`Notifier::run`] or [`Notifier::deliver_due`] and written through on every change.
+    rests: Mutex<HashMap<String, TargetRest>>,
 }
 
 impl Notifier {
@@ -91,58 +88,114 @@ impl Notifier {
                 .map(|t| (t.name.clone(), t.clone()))
                 .collect(),
             writer,
-            pauses: Mutex::new(HashMap::new()),
+            rests: Mutex::new(HashMap::new()),
         }))
     }
 
+    /// Takes up the rests recorded by earlier runs. If the database cannot say, every target
+    /// is tried once more, as after a fresh start.
+    async fn recall_rests(&self) {
+        match self.writer.call(|store| store.target_rests()).await {
+            Ok(rests) => *self.lock_rests() = rests,
+            Err(err) => {
+                tracing::warn!(error = %format!("{err:#}"), "cannot read which alert targets are resting")
+            }
+        }
+    }
+
+    fn lock_rests(&self) -> std::sync::MutexGuard<'_, HashMap<String, TargetRest>> {
+        self.rests.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// When `target` may be tried again, if it is resting now.
-    fn paused_until(&self, target: &str) -> Option<DateTime<Utc>> {
-        let pauses = self.pauses.lock().unwrap_or_else(|e| e.into_inner());
-        pauses
+    fn resting_until(&self, target: &str) -> Option<DateTime<Utc>> {
+        self.lock_rests()
             .get(target)
-            .map(|pause| pause.until)
+            .map(|rest| rest.until)
             .filter(|until| *until > Utc::now())
     }
 
-    /// Rests `target` for `retry_delay` doubled per round in a row that found it down.
-    fn pause(&self, target: &NotifyConfig) -> Duration {
-        let mut pauses = self.pauses.lock().unwrap_or_else(|e| e.into_inner());
-        let down_rounds = pauses.get(&target.name).map_or(0, |p| p.down_rounds) + 1;
-        let rest = retry_delay(target.retry_delay, down_rounds - 1);
-        let until = Utc::now() + to_chrono(rest);
-        pauses.insert(target.name.clone(), Pause { down_rounds, until });
+    /// Rests `target` for `retry_delay` doubled per round in a row that found it down, or until
+    /// `asked` (its Retry-After) if that is later; neither beyond [`MAX_RETRY_DELAY`].
+    fn rest(&self, target: &NotifyConfig, asked: Option<DateTime<Utc>>) -> TargetRest {
+        let mut rests = self.lock_rests();
+        let down_rounds = rests.get(&target.name).map_or(0, |r| r.down_rounds) + 1;
+        let now = Utc::now();
+        let doubled = now + to_chrono(retry_delay(target.retry_delay, down_rounds - 1));
+        let longest = now + to_chrono(MAX_RETRY_DELAY.max(target.retry_delay));
+        let until = asked.map_or(doubled, |asked| asked.max(doubled).min(longest));
+        let rest = TargetRest { down_rounds, until };
+        rests.insert(target.name.clone(), rest);
         rest
     }
 
-    fn target_is_up(&self, target: &str) {
-        self.pauses
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(target);
+    /// Rests `target` (see [`Notifier::rest`]) and records it, so that the next run keeps to it.
+    async fn rest_and_record(
+        &self,
+        target: &NotifyConfig,
+        asked: Option<DateTime<Utc>>,
+        reason: String,
+    ) -> TargetRest {
+        let rest = self.rest(target, asked);
+        let name = target.name.clone();
+        if let Err(err) = self
+            .writer
+            .call(move |store| store.rest_target(&name, rest, &reason))
+            .await
+        {
+            tracing::warn!(target = %target.name, error = %format!("{err:#}"), "cannot record that the alert target rests; a restart will try it at once");
+        }
+        rest
+    }
+
+    async fn target_is_up(&self, target: &str) -> anyhow::Result<()> {
+        if self.lock_rests().remove(target).is_none() {
+            return Ok(());
+        }
+        let name = target.to_owned();
+        self.writer
+            .call(move |store| store.target_answered(&name))
+            .await
     }
 
     /// Attempts the alerts that are due now, once each, except for targets resting after being
     /// found down. Targets are served side by side, so one that hangs until [`DELIVERY_TIMEOUT`]
     /// delays only its own alerts. Alerts of targets no longer configured stay queued until the
-    /// target comes back.
+    /// target comes back. A target whose round fails on the database does not keep the others'
+    /// rounds from finishing; the first such error is returned once they have.
     pub async fn deliver_due(&self) -> anyhow::Result<Delivered> {
-        let rounds = self
-            .targets
-            .values()
-            .map(|target| self.deliver_due_to(target));
+        self.recall_rests().await;
+        let rounds = self.targets.values().map(|target| async move {
+            let round = self.deliver_due_to(target).await;
+            round.with_context(|| format!("cannot deliver the alerts for {}", target.name))
+        });
         let mut totals = Delivered::default();
+        let mut first_error = None;
         for round in join_all(rounds).await {
-            let round = round?;
-            totals.delivered += round.delivered;
-            totals.failed += round.failed;
+            match round {
+                Ok(round) => {
+                    totals.delivered += round.delivered;
+                    totals.failed += round.failed;
+                }
+                Err(err) => {
+                    tracing::error!(error = %format!("{err:#}"), "alert delivery round failed");
+                    first_error.get_or_insert(err);
+                }
+            }
         }
-        Ok(totals)
+        match first_error {
+            None => Ok(totals),
+            Some(err) => Err(err.context(format!(
+                "{} alerts were delivered, {} failed, before this error",
+                totals.delivered, totals.failed
+            ))),
+        }
     }
 
     /// One target's due alerts, oldest first, until it is found down.
     async fn deliver_due_to(&self, target: &NotifyConfig) -> anyhow::Result<Delivered> {
         let mut totals = Delivered::default();
-        if self.paused_until(&target.name).is_some() {
+        if self.resting_until(&target.name).is_some() {
             return Ok(totals);
         }
         let only_this = vec![target.name.clone()];
@@ -159,7 +212,7 @@ impl Notifier {
             for alert in due {
                 let id = alert.id;
                 let Err(failure) = self.post(target, &alert).await else {
-                    self.target_is_up(&target.name);
+                    self.target_is_up(&target.name).await?;
                     self.writer
                         .call(move |store| store.alert_delivered(id, Utc::now()))
                         .await?;
@@ -172,19 +225,21 @@ impl Notifier {
                 let retry_at = Utc::now() + to_chrono(delay);
                 let DeliveryFailure {
                     target_down,
+                    retry_after,
                     message,
                 } = failure;
                 tracing::warn!(target = %target.name, story = alert.payload.story.id, error = %message, retry_in = ?delay, "alert delivery failed");
+                let reason = message.clone();
                 self.writer
                     .call(move |store| store.alert_failed(id, &message, retry_at))
                     .await?;
                 if !target_down {
-                    self.target_is_up(&target.name);
+                    self.target_is_up(&target.name).await?;
                     continue;
                 }
                 // Each of its other alerts would wait for the same answer in turn.
-                let rest = self.pause(target);
-                tracing::info!(target = %target.name, rest = ?rest, "target is down; its alerts wait until it has rested");
+                let rest = self.rest_and_record(target, retry_after, reason).await;
+                tracing::info!(target = %target.name, until = %rest.until, "target is down; its alerts wait until it has rested");
                 return Ok(totals);
             }
             // Failed alerts are not due again in this round; stop once a round made no progress.
@@ -201,6 +256,7 @@ impl Notifier {
     ) -> Result<(), DeliveryFailure> {
         let failure = |target_down, message| DeliveryFailure {
             target_down,
+            retry_after: None,
             message,
         };
         let body = serde_json::to_vec(&alert.payload)
@@ -223,16 +279,25 @@ impl Notifier {
             return Ok(());
         }
         let target_down = matches!(status.as_u16(), 429 | 502..=504);
-        Err(failure(
-            target_down,
-            format!("{} answered HTTP {status}", redact(&target.url)),
-        ))
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| parse_retry_after(value, Utc::now()));
+        Err(DeliveryFailure {
+            retry_after: retry_after.filter(|_| target_down),
+            ..failure(
+                target_down,
+                format!("{} answered HTTP {status}", redact(&target.url)),
+            )
+        })
     }
 
     /// Delivers due alerts until `shutdown`, waking when `wake` is notified (new alerts were
     /// queued) or when the next retry is due. Each target has a loop of its own, so a POST that
     /// hangs holds back nothing but its target.
     pub async fn run(self, wake: Arc<Notify>, shutdown: CancellationToken) {
+        self.recall_rests().await;
         let target_wakes: Vec<Notify> = self.targets.values().map(|_| Notify::new()).collect();
         let fan_out = async {
             loop {
@@ -260,7 +325,8 @@ impl Notifier {
         loop {
             if let Err(err) = self.deliver_due_to(target).await {
                 tracing::error!(target = %target.name, error = %format!("{err:#}"), "alert delivery round failed");
-                self.pause(target);
+                // Not recorded: the database just failed, and the next round must not spin.
+                self.rest(target, None);
             }
             let name = vec![target.name.clone()];
             let next = self
@@ -270,7 +336,7 @@ impl Notifier {
                 .ok()
                 .flatten();
             // Alerts queued while the target rests wait with the rest: a wake-up does not end it.
-            let wake_at = match (next, self.paused_until(&target.name)) {
+            let wake_at = match (next, self.resting_until(&target.name)) {
                 (Some(next), Some(until)) => Some(next.max(until)),
                 (next, until) => next.or(until),
             };

@@ -30,7 +30,7 @@ pub use flags::{
     AlertRoute, FlaggedStory, REMATCH_PENDING, RULES_FINGERPRINT, Rematched, Source, StoredText,
 };
 pub use health::ServiceGauges;
-pub use outbox::{AlertCompany, AlertPayload, AlertStory, OutboxStatus, PendingAlert};
+pub use outbox::{AlertCompany, AlertPayload, AlertStory, OutboxStatus, PendingAlert, TargetRest};
 pub use retention::{PruneReport, PrunedFeed, VacuumReport};
 pub use search::{SearchError, SearchHit, SearchQuery};
 
@@ -76,6 +76,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0010_story_lookups",
         include_str!("../../migrations/0010_story_lookups.sql"),
+    ),
+    (
+        "0011_alert_target_rests",
+        include_str!("../../migrations/0011_alert_target_rests.sql"),
     ),
 ];
 

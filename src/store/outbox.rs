@@ -4,12 +4,14 @@
 //! a row is marked delivered only after the target answered 2xx, so a crash in between means
 //! one more delivery with the same idempotency key, never a lost alert.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use rusqlite::params;
 use serde::Serialize;
 
 use super::flags::Source;
-use super::{Store, sql_time};
+use super::{Store, sql_time, sql_time_precise};
 
 /// An alert due for delivery, with what the webhook receives.
 #[derive(Debug, Clone)]
@@ -58,6 +60,16 @@ pub struct OutboxStatus {
     pub retrying: i64,
     pub last_error: Option<String>,
     pub next_attempt_at: Option<String>,
+    /// Until when the target rests after a round found it down: no alert is sent before.
+    pub resting_until: Option<String>,
+}
+
+/// A target that delivery rounds found down, resting before it is tried again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TargetRest {
+    /// Rounds in a row that found it down; each doubles the next rest.
+    pub down_rounds: u32,
+    pub until: DateTime<Utc>,
 }
 
 impl Store {
@@ -173,6 +185,55 @@ impl Store {
         Ok(next.as_deref().and_then(super::parse_sql_time))
     }
 
+    /// Every target's rest as last recorded, including rests that are over (the count of
+    /// rounds that found it down goes on until it answers).
+    pub fn target_rests(&self) -> anyhow::Result<HashMap<String, TargetRest>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT target, down_rounds, rest_until FROM alert_target_rests")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, u32>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })?;
+        let mut rests = HashMap::new();
+        for row in rows {
+            let (target, down_rounds, until) = row?;
+            // A time this code did not write is no reason to hold alerts back.
+            if let Some(until) = super::parse_sql_time(&until) {
+                rests.insert(target, TargetRest { down_rounds, until });
+            }
+        }
+        Ok(rests)
+    }
+
+    pub fn rest_target(&self, target: &str, rest: TargetRest, reason: &str) -> anyhow::Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO alert_target_rests (target, down_rounds, rest_until, reason)
+                 VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (target) DO UPDATE SET down_rounds = excluded.down_rounds,
+                     rest_until = excluded.rest_until, reason = excluded.reason",
+            )?
+            .execute(params![
+                target,
+                rest.down_rounds,
+                sql_time_precise(rest.until),
+                reason
+            ])?;
+        Ok(())
+    }
+
+    /// `target` answered: it is up, and its next failure starts a fresh count of rests.
+    pub fn target_answered(&self, target: &str) -> anyhow::Result<()> {
+        self.conn
+            .prepare_cached("DELETE FROM alert_target_rests WHERE target = ?1")?
+            .execute([target])?;
+        Ok(())
+    }
+
     pub fn outbox_status(&self) -> anyhow::Result<Vec<OutboxStatus>> {
         let mut stmt = self.conn.prepare(
             "SELECT target,
@@ -181,10 +242,12 @@ impl Store {
                     sum(delivered_at IS NULL AND attempts > 0),
                     (SELECT last_error FROM outbox o2 WHERE o2.target = o.target AND o2.delivered_at IS NULL
                         AND o2.last_error IS NOT NULL ORDER BY o2.id DESC LIMIT 1),
-                    min(CASE WHEN delivered_at IS NULL THEN next_attempt_at END)
+                    min(CASE WHEN delivered_at IS NULL THEN next_attempt_at END),
+                    (SELECT rest_until FROM alert_target_rests r
+                        WHERE r.target = o.target AND r.rest_until > ?1)
              FROM outbox o GROUP BY target ORDER BY target",
         )?;
-        let rows = stmt.query_map([], |r| {
+        let rows = stmt.query_map([sql_time(Utc::now())], |r| {
             Ok(OutboxStatus {
                 target: r.get(0)?,
                 delivered: r.get(1)?,
@@ -192,6 +255,7 @@ impl Store {
                 retrying: r.get(3)?,
                 last_error: r.get(4)?,
                 next_attempt_at: r.get(5)?,
+                resting_until: r.get(6)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

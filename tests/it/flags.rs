@@ -517,6 +517,78 @@ async fn an_alert_the_target_refuses_does_not_hold_back_the_next_one() {
     );
 }
 
+#[tokio::test]
+async fn a_target_found_down_rests_across_polls_for_as_long_as_its_retry_after_asks() {
+    let server = FeedServer::start();
+    server.feed(
+        "a.xml",
+        rss(&["<guid>1</guid><title>Samsung ships a phone</title>"]),
+    );
+    server.set(
+        "hook",
+        Route {
+            first_statuses: vec![503],
+            headers: vec![("Retry-After".into(), "5".into())],
+            ..Route::webhook(200)
+        },
+    );
+    let notify = format!(
+        "\n[[notify]]\nname = \"desk\"\nurl = \"{}\"\nretry_delay = \"1s\"\n",
+        server.url("hook")
+    );
+    let app = App::new(&[server.url("a.xml")], &format!("{COMPANIES}{notify}"));
+    let statuses = || {
+        server
+            .requests("hook")
+            .iter()
+            .map(|h| h.status)
+            .collect::<Vec<_>>()
+    };
+
+    app.poll().await;
+    let answered = Instant::now();
+    assert_eq!(statuses(), [503]);
+
+    // Each `feedhound poll` is a new process: the rest must come from the database.
+    server.feed(
+        "a.xml",
+        rss(&[
+            "<guid>1</guid><title>Samsung ships a phone</title>",
+            "<guid>2</guid><title>Xiaomi posts results</title>",
+        ]),
+    );
+    let resting = app.poll().await;
+    assert_eq!(
+        statuses(),
+        [503],
+        "a new alert does not wake a resting target"
+    );
+    assert_eq!(resting.alerts, Some(Delivered::default()));
+    let listed = app.cli(&["alerts", "--format", "json"]);
+    let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert!(
+        listed[0]["resting_until"].is_string(),
+        "`feedhound alerts` shows the rest: {listed}"
+    );
+
+    // Past `retry_delay`, which alone would have ended the rest, but not past Retry-After.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    app.poll().await;
+    assert_eq!(statuses(), [503], "Retry-After outlasts retry_delay");
+
+    tokio::time::sleep(Duration::from_secs(5).saturating_sub(answered.elapsed())).await;
+    let after = app.poll().await;
+    assert_eq!(statuses(), [503, 200, 200]);
+    assert_eq!(
+        after.alerts,
+        Some(Delivered {
+            delivered: 2,
+            failed: 0
+        })
+    );
+    assert_eq!(app.count("SELECT count(*) FROM alert_target_rests"), 0);
+}
+
 #[test]
 fn an_alert_queued_before_a_sigkill_is_delivered_after_the_restart() {
     let server = FeedServer::start();
