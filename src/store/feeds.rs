@@ -99,24 +99,33 @@ impl Store {
                      name = excluded.name, tags = excluded.tags,
                      interval_secs = excluded.interval_secs, active = 1",
             )?;
+            let mut unmark = tx.prepare(
+                "UPDATE tombstones SET absent_since = NULL
+                 WHERE feed_id = (SELECT id FROM feeds WHERE url = ?1) AND absent_since IS NOT NULL",
+            )?;
             for feed in feeds {
                 let tags = serde_json::to_string(&feed.tags)?;
+                let active_before = was_active.contains(feed.url.as_str());
                 upsert.execute(params![
                     feed.url.as_str(),
                     feed.name,
                     tags,
                     feed.interval.map(|i| i.as_secs() as i64),
-                    was_active.contains(feed.url.as_str()),
+                    active_before,
                 ])?;
+                if !active_before {
+                    unmark.execute([feed.url.as_str()])?;
+                }
             }
         }
-        // A feed no longer polled serves nothing: its tombstones are absent from now on, and a
-        // prune forgets them after the retention period. A feed added back clears the marks of
-        // the keys it still serves with its next document.
+        // A feed removed from the config serves nothing: its tombstones are absent from now on,
+        // and a prune forgets them after the retention period (one it writes later is marked
+        // as it is written). A feed added back starts again from unmarked tombstones, as if no
+        // document had been parsed since they were written: it may answer 304 for a long time,
+        // and only a parsed document can tell which keys it still serves.
         tx.execute(
             "UPDATE tombstones SET absent_since = datetime('now')
-             WHERE absent_since IS NULL
-               AND feed_id IN (SELECT id FROM feeds WHERE active = 0 OR gone_at IS NOT NULL)",
+             WHERE absent_since IS NULL AND feed_id IN (SELECT id FROM feeds WHERE active = 0)",
             [],
         )?;
         let total: i64 = tx.query_row("SELECT count(*) FROM feeds", [], |r| r.get(0))?;

@@ -219,14 +219,16 @@ impl Store {
         let mut stories = Vec::new();
         {
             let now = sql_time(run.now);
-            // Not marked absent: whether the feed still serves the key, its next document tells.
+            // Not marked absent: whether the feed still serves the key, its next document tells;
+            // unless the feed was removed from the config, which serves nothing (`sync_feeds`).
             // A tombstone already there for the key (the entry took the key back over, as when a
             // publisher reverts a changed guid) starts again.
             let mut tombstone = tx.prepare(
-                "INSERT INTO tombstones (feed_id, dedup_key, pruned_at)
-                 SELECT feed_id, dedup_key, ?2 FROM entries WHERE id = ?1
+                "INSERT INTO tombstones (feed_id, dedup_key, pruned_at, absent_since)
+                 SELECT e.feed_id, e.dedup_key, ?2, CASE WHEN f.active = 0 THEN ?2 END
+                 FROM entries e JOIN feeds f ON f.id = e.feed_id WHERE e.id = ?1
                  ON CONFLICT (feed_id, dedup_key)
-                     DO UPDATE SET pruned_at = excluded.pruned_at, absent_since = NULL",
+                     DO UPDATE SET pruned_at = excluded.pruned_at, absent_since = excluded.absent_since",
             )?;
             let mut delete = tx.prepare("DELETE FROM entries WHERE id = ?1")?;
             for &(id, feed_id, story) in &doomed {

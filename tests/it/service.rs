@@ -223,33 +223,52 @@ async fn prune_deletes_old_unflagged_entries_skips_them_while_served_and_then_fo
 }
 
 #[tokio::test]
-async fn the_tombstones_of_a_feed_removed_from_the_config_are_forgotten_after_the_retention_period()
-{
+async fn the_tombstones_of_a_feed_removed_from_the_config_are_forgotten_unless_it_comes_back() {
     let server = FeedServer::start();
-    let (kept, dropped) = (server.url("kept.xml"), server.url("dropped.xml"));
-    server.feed("kept.xml", rss(&[&item("k", "Kept", "Old.", OLD)]));
-    server.feed("dropped.xml", rss(&[&item("d", "Dropped", "Old.", OLD)]));
-    let retain = "[storage]\nretain = \"180d\"\n";
-    let configure = |app: &App, feeds: &[String]| {
-        app.write_config(feeds, "");
-        let text = std::fs::read_to_string(&app.config_path).unwrap();
-        std::fs::write(&app.config_path, text.replace("[storage]\n", retain)).unwrap();
-    };
+    let url = |name: &str| server.url(&format!("{name}.xml"));
+    for name in ["kept", "removed", "readded"] {
+        server.feed(
+            &format!("{name}.xml"),
+            rss(&[&item(name, name, "Old.", OLD)]),
+        );
+    }
+    // Two years old: outlives a first prune that keeps 1000 days, not the second.
+    server.feed(
+        "late.xml",
+        rss(&[&item("late", "late", "Old.", &days_ago(730))]),
+    );
     let app = App::new(&[], "");
-    configure(&app, &[kept.clone(), dropped.clone()]);
-    app.poll().await;
-    let prune = |app: &App| {
-        let pruned = app.cli(&["prune"]);
+    let configure = |feeds: &[&str]| {
+        let urls: Vec<String> = feeds.iter().map(|name| url(name)).collect();
+        app.write_config(&urls, "");
+        let text = std::fs::read_to_string(&app.config_path).unwrap();
+        let text = text.replace("[storage]\n", "[storage]\nretain = \"180d\"\n");
+        std::fs::write(&app.config_path, text).unwrap();
+    };
+    let prune = |args: &[&str]| {
+        let pruned = app.cli(&[&["prune"], args].concat());
         assert!(pruned.status.success(), "{pruned:?}");
         String::from_utf8_lossy(&pruned.stdout).into_owned()
     };
-    prune(&app);
-    assert_eq!(app.count("SELECT count(*) FROM tombstones"), 2);
-
-    // Both are a year past the retention period; only the removed feed's key may go. The kept
-    // feed still serves its old item, so its tombstone has no mark to age.
-    configure(&app, std::slice::from_ref(&kept));
+    configure(&["kept", "removed", "readded", "late"]);
     app.poll().await;
+    prune(&["--retain", "1000d"]);
+    assert_eq!(app.count("SELECT count(*) FROM tombstones"), 3);
+
+    // Removed with a tombstone, or removed and then pruned: both are absent from now on.
+    configure(&["kept"]);
+    app.poll().await;
+    prune(&[]);
+    assert_eq!(
+        app.count("SELECT count(*) FROM tombstones WHERE absent_since IS NOT NULL"),
+        3,
+        "removed, readded and late are marked; kept still serves its key"
+    );
+    // Added back, and its document unchanged: nothing tells which keys it still serves.
+    configure(&["kept", "readded"]);
+    app.poll().await;
+
+    // Every mark a year past the retention period.
     app.db()
         .execute(
             "UPDATE tombstones SET absent_since = datetime('now', '-365 days')
@@ -257,20 +276,21 @@ async fn the_tombstones_of_a_feed_removed_from_the_config_are_forgotten_after_th
             [],
         )
         .unwrap();
-    let printed = prune(&app);
+    let printed = prune(&[]);
     assert!(
-        printed.contains("forgot the keys of 1 deleted entries"),
+        printed.contains("forgot the keys of 2 deleted entries"),
         "{printed}"
     );
-    let left: String = app
+    let mut left: Vec<String> = app
         .db()
-        .query_row(
-            "SELECT f.url FROM tombstones t JOIN feeds f ON f.id = t.feed_id",
-            [],
-            |r| r.get(0),
-        )
+        .prepare("SELECT f.url FROM tombstones t JOIN feeds f ON f.id = t.feed_id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
         .unwrap();
-    assert_eq!(left, kept);
+    left.sort();
+    assert_eq!(left, [url("kept"), url("readded")]);
 }
 
 /// A running endpoint over a fresh database; stopped by `stop`.
