@@ -339,11 +339,6 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
                     "TARGET", "DELIVERED", "PENDING", "RETRYING", "NEXT ATTEMPT"
                 )?;
                 for t in &status {
-                    // A resting target's alerts wait for the rest to end, whatever their own time.
-                    let next_attempt = match (&t.next_attempt_at, &t.resting_until) {
-                        (Some(next), Some(rest)) => Some(next.max(rest)),
-                        (next, _) => next.as_ref(),
-                    };
                     writeln!(
                         out,
                         "{:<20}  {:>9}  {:>7}  {:>8}  {:<19.19}  {}",
@@ -351,7 +346,7 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
                         t.delivered,
                         t.pending,
                         t.retrying,
-                        next_attempt.map_or("-", String::as_str),
+                        t.next_attempt().unwrap_or("-"),
                         t.last_error.as_deref().unwrap_or("")
                     )?;
                 }

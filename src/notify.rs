@@ -8,14 +8,15 @@
 //!
 //! Targets are independent: each has a delivery loop of its own. A target found down (no answer,
 //! or 429/502/503/504) rests, for `retry_delay` doubling with each round in a row that finds it
-//! down (or as long as its Retry-After asks, up to [`MAX_RETRY_DELAY`]), so a dead webhook costs
-//! one timeout per rest, not one per queued alert. Rests are recorded in the database, so a
-//! restart, a config reload or the next `feedhound poll` does not knock on a dead target again
-//! before its time. Any other answer proves the target is up; a refused alert only waits for its
-//! own retry, so an alert the receiver chokes on never holds the others back for long.
+//! down (or as long as a 429's or 503's Retry-After asks, up to [`MAX_RETRY_DELAY`]), so a dead
+//! webhook costs one timeout per rest, not one per queued alert. Rests live in the database, read
+//! at the start of every round, so a restart, a config reload or the next `feedhound poll` keeps
+//! to them; a rest belongs to the URL found down, so fixing the URL ends it. Any other answer
+//! proves the target is up; a refused alert only waits for its own retry, so an alert the
+//! receiver chokes on never holds the others back for long.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -61,9 +62,6 @@ pub struct Notifier {
     client: reqwest::Client,
     targets: HashMap<String, NotifyConfig>,
     writer: StoreWriter,
-    /// Targets found down, by name: the database's `alert_target_rests`, read once per
-    /// [`Notifier::run`] or [`Notifier::deliver_due`] and written through on every change.
-    rests: Mutex<HashMap<String, TargetRest>>,
 }
 
 impl Notifier {
@@ -88,74 +86,59 @@ impl Notifier {
                 .map(|t| (t.name.clone(), t.clone()))
                 .collect(),
             writer,
-            rests: Mutex::new(HashMap::new()),
         }))
     }
 
-    /// Takes up the rests recorded by earlier runs. If the database cannot say, every target
-    /// is tried once more, as after a fresh start.
-    async fn recall_rests(&self) {
-        match self.writer.call(|store| store.target_rests()).await {
-            Ok(rests) => *self.lock_rests() = rests,
-            Err(err) => {
-                tracing::warn!(error = %format!("{err:#}"), "cannot read which alert targets are resting")
-            }
-        }
-    }
-
-    fn lock_rests(&self) -> std::sync::MutexGuard<'_, HashMap<String, TargetRest>> {
-        self.rests.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// When `target` may be tried again, if it is resting now.
-    fn resting_until(&self, target: &str) -> Option<DateTime<Utc>> {
-        self.lock_rests()
-            .get(target)
-            .map(|rest| rest.until)
-            .filter(|until| *until > Utc::now())
-    }
-
-    /// Rests `target` for `retry_delay` doubled per round in a row that found it down, or until
-    /// `asked` (its Retry-After) if that is later; neither beyond [`MAX_RETRY_DELAY`].
-    fn rest(&self, target: &NotifyConfig, asked: Option<DateTime<Utc>>) -> TargetRest {
-        let mut rests = self.lock_rests();
-        let down_rounds = rests.get(&target.name).map_or(0, |r| r.down_rounds) + 1;
+    async fn resting_until(&self, target: &NotifyConfig) -> anyhow::Result<Option<DateTime<Utc>>> {
+        let name = target.name.clone();
+        let rest = self
+            .writer
+            .call(move |store| store.target_rest(&name))
+            .await?;
         let now = Utc::now();
-        let doubled = now + to_chrono(retry_delay(target.retry_delay, down_rounds - 1));
-        let longest = now + to_chrono(MAX_RETRY_DELAY.max(target.retry_delay));
-        let until = asked.map_or(doubled, |asked| asked.max(doubled).min(longest));
-        let rest = TargetRest { down_rounds, until };
-        rests.insert(target.name.clone(), rest);
-        rest
+        Ok(rest
+            .filter(|rest| rest.url_key == url_key(target) && rest.until > now)
+            .map(|rest| rest.until))
     }
 
-    /// Rests `target` (see [`Notifier::rest`]) and records it, so that the next run keeps to it.
-    async fn rest_and_record(
+    /// Rests `target`, found down once more, and records why.
+    async fn rest(
         &self,
         target: &NotifyConfig,
         asked: Option<DateTime<Utc>>,
         reason: String,
-    ) -> TargetRest {
-        let rest = self.rest(target, asked);
-        let name = target.name.clone();
-        if let Err(err) = self
-            .writer
-            .call(move |store| store.rest_target(&name, rest, &reason))
+    ) -> anyhow::Result<TargetRest> {
+        let (name, url_key, first) = (target.name.clone(), url_key(target), target.retry_delay);
+        self.writer
+            .call(move |store| {
+                let rounds_before = store
+                    .target_rest(&name)?
+                    .filter(|rest| rest.url_key == url_key)
+                    .map_or(0, |rest| rest.down_rounds);
+                let down_rounds = rounds_before + 1;
+                let rest = TargetRest {
+                    until: rest_until(first, down_rounds, asked, Utc::now()),
+                    url_key,
+                    down_rounds,
+                };
+                store.rest_target(&name, &rest, &reason)?;
+                Ok(rest)
+            })
             .await
-        {
-            tracing::warn!(target = %target.name, error = %format!("{err:#}"), "cannot record that the alert target rests; a restart will try it at once");
-        }
-        rest
     }
 
-    async fn target_is_up(&self, target: &str) -> anyhow::Result<()> {
-        if self.lock_rests().remove(target).is_none() {
+    /// `target` answered: it is up. Once per round (`answered`), whatever the round started from.
+    async fn target_answered(&self, target: &str, answered: &mut bool) -> anyhow::Result<()> {
+        if *answered {
             return Ok(());
         }
         let name = target.to_owned();
         self.writer
             .call(move |store| store.target_answered(&name))
-            .await
+            .await?;
+        *answered = true;
+        Ok(())
     }
 
     /// Attempts the alerts that are due now, once each, except for targets resting after being
@@ -164,22 +147,21 @@ impl Notifier {
     /// target comes back. A target whose round fails on the database does not keep the others'
     /// rounds from finishing; the first such error is returned once they have.
     pub async fn deliver_due(&self) -> anyhow::Result<Delivered> {
-        self.recall_rests().await;
         let rounds = self.targets.values().map(|target| async move {
             let round = self.deliver_due_to(target).await;
             round.with_context(|| format!("cannot deliver the alerts for {}", target.name))
         });
         let mut totals = Delivered::default();
-        let mut first_error = None;
+        let mut first_error: Option<anyhow::Error> = None;
         for round in join_all(rounds).await {
             match round {
                 Ok(round) => {
                     totals.delivered += round.delivered;
                     totals.failed += round.failed;
                 }
+                Err(err) if first_error.is_none() => first_error = Some(err),
                 Err(err) => {
-                    tracing::error!(error = %format!("{err:#}"), "alert delivery round failed");
-                    first_error.get_or_insert(err);
+                    tracing::error!(error = %format!("{err:#}"), "alert delivery round failed")
                 }
             }
         }
@@ -195,9 +177,10 @@ impl Notifier {
     /// One target's due alerts, oldest first, until it is found down.
     async fn deliver_due_to(&self, target: &NotifyConfig) -> anyhow::Result<Delivered> {
         let mut totals = Delivered::default();
-        if self.resting_until(&target.name).is_some() {
+        if self.resting_until(target).await?.is_some() {
             return Ok(totals);
         }
+        let mut answered = false;
         let only_this = vec![target.name.clone()];
         loop {
             let names = only_this.clone();
@@ -212,12 +195,12 @@ impl Notifier {
             for alert in due {
                 let id = alert.id;
                 let Err(failure) = self.post(target, &alert).await else {
-                    self.target_is_up(&target.name).await?;
                     self.writer
                         .call(move |store| store.alert_delivered(id, Utc::now()))
                         .await?;
                     tracing::info!(target = %target.name, story = alert.payload.story.id, "alert delivered");
                     totals.delivered += 1;
+                    self.target_answered(&target.name, &mut answered).await?;
                     continue;
                 };
                 totals.failed += 1;
@@ -234,11 +217,11 @@ impl Notifier {
                     .call(move |store| store.alert_failed(id, &message, retry_at))
                     .await?;
                 if !target_down {
-                    self.target_is_up(&target.name).await?;
+                    self.target_answered(&target.name, &mut answered).await?;
                     continue;
                 }
                 // Each of its other alerts would wait for the same answer in turn.
-                let rest = self.rest_and_record(target, retry_after, reason).await;
+                let rest = self.rest(target, retry_after, reason).await?;
                 tracing::info!(target = %target.name, until = %rest.until, "target is down; its alerts wait until it has rested");
                 return Ok(totals);
             }
@@ -285,7 +268,8 @@ impl Notifier {
             .and_then(|value| value.to_str().ok())
             .and_then(|value| parse_retry_after(value, Utc::now()));
         Err(DeliveryFailure {
-            retry_after: retry_after.filter(|_| target_down),
+            // The two statuses RFC 9110 gives it to.
+            retry_after: retry_after.filter(|_| matches!(status.as_u16(), 429 | 503)),
             ..failure(
                 target_down,
                 format!("{} answered HTTP {status}", redact(&target.url)),
@@ -297,7 +281,6 @@ impl Notifier {
     /// queued) or when the next retry is due. Each target has a loop of its own, so a POST that
     /// hangs holds back nothing but its target.
     pub async fn run(self, wake: Arc<Notify>, shutdown: CancellationToken) {
-        self.recall_rests().await;
         let target_wakes: Vec<Notify> = self.targets.values().map(|_| Notify::new()).collect();
         let fan_out = async {
             loop {
@@ -322,34 +305,65 @@ impl Notifier {
     }
 
     async fn run_target(&self, target: &NotifyConfig, wake: &Notify) {
+        let mut failed_rounds = 0;
         loop {
-            if let Err(err) = self.deliver_due_to(target).await {
-                tracing::error!(target = %target.name, error = %format!("{err:#}"), "alert delivery round failed");
-                // Not recorded: the database just failed, and the next round must not spin.
-                self.rest(target, None);
-            }
-            let name = vec![target.name.clone()];
-            let next = self
-                .writer
-                .call(move |store| store.next_alert_time(&name))
-                .await
-                .ok()
-                .flatten();
-            // Alerts queued while the target rests wait with the rest: a wake-up does not end it.
-            let wake_at = match (next, self.resting_until(&target.name)) {
-                (Some(next), Some(until)) => Some(next.max(until)),
-                (next, until) => next.or(until),
+            let sleep = match self.round_then_next_wake(target).await {
+                Ok(wake_at) => {
+                    failed_rounds = 0;
+                    wake_at
+                        .map(|at| (at - Utc::now()).to_std().unwrap_or(Duration::ZERO))
+                        .unwrap_or(MAX_RETRY_DELAY)
+                }
+                Err(err) => {
+                    tracing::error!(target = %target.name, error = %format!("{err:#}"), "alert delivery round failed");
+                    // The database failed, not the target: wait without recording a rest.
+                    failed_rounds += 1;
+                    retry_delay(target.retry_delay, failed_rounds - 1)
+                }
             };
-            let sleep = wake_at
-                .map(|at| (at - Utc::now()).to_std().unwrap_or(Duration::ZERO))
-                .unwrap_or(MAX_RETRY_DELAY)
-                .max(Duration::from_millis(20));
             tokio::select! {
                 () = wake.notified() => {}
-                () = tokio::time::sleep(sleep) => {}
+                () = tokio::time::sleep(sleep.max(Duration::from_millis(20))) => {}
             }
         }
     }
+
+    /// Delivers what is due to `target`; then when its next alert is due, or its rest ends if
+    /// that is later (alerts queued meanwhile wait with the rest: a wake-up does not end it).
+    async fn round_then_next_wake(
+        &self,
+        target: &NotifyConfig,
+    ) -> anyhow::Result<Option<DateTime<Utc>>> {
+        self.deliver_due_to(target).await?;
+        let name = vec![target.name.clone()];
+        let next = self
+            .writer
+            .call(move |store| store.next_alert_time(&name))
+            .await?;
+        Ok(match (next, self.resting_until(target).await?) {
+            (Some(next), Some(until)) => Some(next.max(until)),
+            (next, until) => next.or(until),
+        })
+    }
+}
+
+/// Which URL a rest belongs to, without writing the URL (and the secret it may hold) down.
+fn url_key(target: &NotifyConfig) -> String {
+    blake3::hash(target.url.as_str().as_bytes()).to_hex()[..32].to_owned()
+}
+
+/// The end of a rest for a target found down `down_rounds` times in a row: `retry_delay`
+/// (`first`) doubled per earlier round, or `asked` by its Retry-After if later; at most
+/// [`longest_wait`] from `now`.
+fn rest_until(
+    first: Duration,
+    down_rounds: u32,
+    asked: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> DateTime<Utc> {
+    let doubled = now + to_chrono(retry_delay(first, down_rounds.saturating_sub(1)));
+    let longest = now + to_chrono(longest_wait(first));
+    asked.map_or(doubled, |asked| asked.max(doubled).min(longest))
 }
 
 fn to_chrono(delay: Duration) -> chrono::Duration {
@@ -360,7 +374,12 @@ fn to_chrono(delay: Duration) -> chrono::Duration {
 fn retry_delay(first: Duration, attempts: u32) -> Duration {
     first
         .saturating_mul(1 << attempts.min(20))
-        .min(MAX_RETRY_DELAY.max(first))
+        .min(longest_wait(first))
+}
+
+/// The cap on any wait: [`MAX_RETRY_DELAY`], unless the target's own `retry_delay` is longer.
+fn longest_wait(first: Duration) -> Duration {
+    MAX_RETRY_DELAY.max(first)
 }
 
 /// `sha256=<hex HMAC-SHA256 of body>`, as GitHub-style webhook receivers expect.
@@ -383,6 +402,26 @@ mod tests {
         assert_eq!(retry_delay(first, 0), Duration::from_secs(30));
         assert_eq!(retry_delay(first, 2), Duration::from_secs(120));
         assert_eq!(retry_delay(first, 30), MAX_RETRY_DELAY);
+    }
+
+    #[test]
+    fn a_rest_doubles_per_round_and_takes_a_longer_retry_after_up_to_the_cap() {
+        let now = Utc::now();
+        let first = Duration::from_secs(30);
+        let at = |secs| now + chrono::Duration::seconds(secs);
+        assert_eq!(rest_until(first, 1, None, now), at(30));
+        assert_eq!(rest_until(first, 3, None, now), at(120));
+        assert_eq!(rest_until(first, 1, Some(at(600)), now), at(600));
+        assert_eq!(
+            rest_until(first, 3, Some(at(60)), now),
+            at(120),
+            "shorter: ignored"
+        );
+        assert_eq!(
+            rest_until(first, 1, Some(at(86_400)), now),
+            at(3600),
+            "capped"
+        );
     }
 
     #[test]

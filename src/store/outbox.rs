@@ -4,10 +4,8 @@
 //! a row is marked delivered only after the target answered 2xx, so a crash in between means
 //! one more delivery with the same idempotency key, never a lost alert.
 
-use std::collections::HashMap;
-
 use chrono::{DateTime, Utc};
-use rusqlite::params;
+use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
 use super::flags::Source;
@@ -64,9 +62,22 @@ pub struct OutboxStatus {
     pub resting_until: Option<String>,
 }
 
+impl OutboxStatus {
+    /// When the target's next alert is tried: its own time, or the end of the target's rest if
+    /// that is later.
+    pub fn next_attempt(&self) -> Option<&str> {
+        match (&self.next_attempt_at, &self.resting_until) {
+            (Some(next), Some(rest)) => Some(next.max(rest)),
+            (next, _) => next.as_deref(),
+        }
+    }
+}
+
 /// A target that delivery rounds found down, resting before it is tried again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TargetRest {
+    /// Which URL was found down (a hash: webhook URLs hold secrets).
+    pub url_key: String,
     /// Rounds in a row that found it down; each doubles the next rest.
     pub down_rounds: u32,
     pub until: DateTime<Utc>,
@@ -185,40 +196,45 @@ impl Store {
         Ok(next.as_deref().and_then(super::parse_sql_time))
     }
 
-    /// Every target's rest as last recorded, including rests that are over (the count of
-    /// rounds that found it down goes on until it answers).
-    pub fn target_rests(&self) -> anyhow::Result<HashMap<String, TargetRest>> {
-        let mut stmt = self
+    /// `target`'s rest as last recorded, also when it is over (the count of rounds that found
+    /// it down goes on until it answers).
+    pub fn target_rest(&self, target: &str) -> anyhow::Result<Option<TargetRest>> {
+        let row = self
             .conn
-            .prepare("SELECT target, down_rounds, rest_until FROM alert_target_rests")?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, u32>(1)?,
-                r.get::<_, String>(2)?,
-            ))
-        })?;
-        let mut rests = HashMap::new();
-        for row in rows {
-            let (target, down_rounds, until) = row?;
-            // A time this code did not write is no reason to hold alerts back.
-            if let Some(until) = super::parse_sql_time(&until) {
-                rests.insert(target, TargetRest { down_rounds, until });
-            }
-        }
-        Ok(rests)
+            .prepare_cached(
+                "SELECT url_key, down_rounds, rest_until FROM alert_target_rests WHERE target = ?1",
+            )?
+            .query_row([target], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, u32>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })
+            .optional()?;
+        // A time this code did not write is no reason to hold alerts back.
+        Ok(row.and_then(|(url_key, down_rounds, until)| {
+            let until = super::parse_sql_time(&until)?;
+            Some(TargetRest {
+                url_key,
+                down_rounds,
+                until,
+            })
+        }))
     }
 
-    pub fn rest_target(&self, target: &str, rest: TargetRest, reason: &str) -> anyhow::Result<()> {
+    pub fn rest_target(&self, target: &str, rest: &TargetRest, reason: &str) -> anyhow::Result<()> {
         self.conn
             .prepare_cached(
-                "INSERT INTO alert_target_rests (target, down_rounds, rest_until, reason)
-                 VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (target) DO UPDATE SET down_rounds = excluded.down_rounds,
-                     rest_until = excluded.rest_until, reason = excluded.reason",
+                "INSERT INTO alert_target_rests (target, url_key, down_rounds, rest_until, reason)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (target) DO UPDATE SET url_key = excluded.url_key,
+                     down_rounds = excluded.down_rounds, rest_until = excluded.rest_until,
+                     reason = excluded.reason",
             )?
             .execute(params![
                 target,
+                rest.url_key,
                 rest.down_rounds,
                 sql_time_precise(rest.until),
                 reason
@@ -247,7 +263,7 @@ impl Store {
                         WHERE r.target = o.target AND r.rest_until > ?1)
              FROM outbox o GROUP BY target ORDER BY target",
         )?;
-        let rows = stmt.query_map([sql_time(Utc::now())], |r| {
+        let rows = stmt.query_map([sql_time_precise(Utc::now())], |r| {
             Ok(OutboxStatus {
                 target: r.get(0)?,
                 delivered: r.get(1)?,

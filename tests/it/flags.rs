@@ -518,7 +518,8 @@ async fn an_alert_the_target_refuses_does_not_hold_back_the_next_one() {
 }
 
 #[tokio::test]
-async fn a_target_found_down_rests_across_polls_for_as_long_as_its_retry_after_asks() {
+async fn a_target_found_down_rests_across_polls_as_long_as_its_retry_after_asks_until_its_url_changes()
+ {
     let server = FeedServer::start();
     server.feed(
         "a.xml",
@@ -527,29 +528,31 @@ async fn a_target_found_down_rests_across_polls_for_as_long_as_its_retry_after_a
     server.set(
         "hook",
         Route {
-            first_statuses: vec![503],
-            headers: vec![("Retry-After".into(), "5".into())],
-            ..Route::webhook(200)
+            headers: vec![("Retry-After".into(), "60".into())],
+            ..Route::webhook(503)
         },
     );
-    let notify = format!(
-        "\n[[notify]]\nname = \"desk\"\nurl = \"{}\"\nretry_delay = \"1s\"\n",
-        server.url("hook")
-    );
-    let app = App::new(&[server.url("a.xml")], &format!("{COMPANIES}{notify}"));
-    let statuses = || {
-        server
-            .requests("hook")
-            .iter()
-            .map(|h| h.status)
-            .collect::<Vec<_>>()
+    server.set("fixed-hook", Route::webhook(200));
+    let notify = |path: &str| {
+        format!(
+            "{COMPANIES}\n[[notify]]\nname = \"desk\"\nurl = \"{}\"\nretry_delay = \"1s\"\n",
+            server.url(path)
+        )
     };
+    let app = App::new(&[server.url("a.xml")], &notify("hook"));
 
     app.poll().await;
-    let answered = Instant::now();
-    assert_eq!(statuses(), [503]);
+    assert_eq!(server.requests("hook").len(), 1);
+    assert_eq!(
+        app.count(
+            "SELECT count(*) FROM alert_target_rests
+             WHERE rest_until > datetime('now', '+50 seconds')"
+        ),
+        1,
+        "the rest lasts as long as Retry-After asked, not the 1 s of retry_delay"
+    );
 
-    // Each `feedhound poll` is a new process: the rest must come from the database.
+    // Each poll delivers with a Notifier of its own: the rest must come from the database.
     server.feed(
         "a.xml",
         rss(&[
@@ -559,8 +562,8 @@ async fn a_target_found_down_rests_across_polls_for_as_long_as_its_retry_after_a
     );
     let resting = app.poll().await;
     assert_eq!(
-        statuses(),
-        [503],
+        server.requests("hook").len(),
+        1,
         "a new alert does not wake a resting target"
     );
     assert_eq!(resting.alerts, Some(Delivered::default()));
@@ -571,16 +574,23 @@ async fn a_target_found_down_rests_across_polls_for_as_long_as_its_retry_after_a
         "`feedhound alerts` shows the rest: {listed}"
     );
 
-    // Past `retry_delay`, which alone would have ended the rest, but not past Retry-After.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    app.poll().await;
-    assert_eq!(statuses(), [503], "Retry-After outlasts retry_delay");
-
-    tokio::time::sleep(Duration::from_secs(5).saturating_sub(answered.elapsed())).await;
-    let after = app.poll().await;
-    assert_eq!(statuses(), [503, 200, 200]);
+    // The first alert's own retry (1 s) is made due now; the rest is not over.
+    app.db()
+        .execute(
+            "UPDATE outbox SET next_attempt_at = datetime('now', '-1 second')",
+            [],
+        )
+        .unwrap();
+    app.write_config(&[server.url("a.xml")], &notify("fixed-hook"));
+    let fixed = app.poll().await;
+    assert_eq!(server.requests("hook").len(), 1);
     assert_eq!(
-        after.alerts,
+        server.requests("fixed-hook").len(),
+        2,
+        "a fixed URL is tried at once"
+    );
+    assert_eq!(
+        fixed.alerts,
         Some(Delivered {
             delivered: 2,
             failed: 0
