@@ -8,12 +8,12 @@
 //!
 //! Targets are independent: each has a delivery loop of its own. A target found down (no answer,
 //! or 429/502/503/504) rests, for `retry_delay` doubling with each round in a row that finds it
-//! down (or as long as a 429's or 503's Retry-After asks, up to [`MAX_RETRY_DELAY`]), so a dead
-//! webhook costs one timeout per rest, not one per queued alert. Rests live in the database, read
-//! at the start of every round, so a restart, a config reload or the next `feedhound poll` keeps
-//! to them; a rest belongs to the URL found down, so fixing the URL ends it. Any other answer
-//! proves the target is up; a refused alert only waits for its own retry, so an alert the
-//! receiver chokes on never holds the others back for long.
+//! down, or as long as a 429's or 503's Retry-After asks (either capped by [`longest_wait`]), so
+//! a dead webhook costs one timeout per rest, not one per queued alert. Rests live in the
+//! database, read at the start of every round, so a restart, a config reload or the next
+//! `feedhound poll` keeps to them; a rest belongs to the URL found down, so fixing the URL ends
+//! it. Any other answer proves the target is up; a refused alert only waits for its own retry,
+//! so an alert the receiver chokes on never holds the others back for long.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -112,30 +112,25 @@ impl Notifier {
         let (name, url_key, first) = (target.name.clone(), url_key(target), target.retry_delay);
         self.writer
             .call(move |store| {
-                let rounds_before = store
-                    .target_rest(&name)?
-                    .filter(|rest| rest.url_key == url_key)
-                    .map_or(0, |rest| rest.down_rounds);
-                let down_rounds = rounds_before + 1;
-                let rest = TargetRest {
-                    until: rest_until(first, down_rounds, asked, Utc::now()),
-                    url_key,
-                    down_rounds,
-                };
-                store.rest_target(&name, &rest, &reason)?;
-                Ok(rest)
+                store.rest_target(&name, &url_key, &reason, |down_rounds| {
+                    rest_until(first, down_rounds, asked, Utc::now())
+                })
             })
             .await
     }
 
-    /// `target` answered: it is up. Once per round (`answered`), whatever the round started from.
-    async fn target_answered(&self, target: &str, answered: &mut bool) -> anyhow::Result<()> {
+    /// `target` answered: it is up. Once per round (`answered`).
+    async fn target_answered(
+        &self,
+        target: &NotifyConfig,
+        answered: &mut bool,
+    ) -> anyhow::Result<()> {
         if *answered {
             return Ok(());
         }
-        let name = target.to_owned();
+        let (name, url_key) = (target.name.clone(), url_key(target));
         self.writer
-            .call(move |store| store.target_answered(&name))
+            .call(move |store| store.target_answered(&name, &url_key, Utc::now()))
             .await?;
         *answered = true;
         Ok(())
@@ -145,7 +140,8 @@ impl Notifier {
     /// found down. Targets are served side by side, so one that hangs until [`DELIVERY_TIMEOUT`]
     /// delays only its own alerts. Alerts of targets no longer configured stay queued until the
     /// target comes back. A target whose round fails on the database does not keep the others'
-    /// rounds from finishing; the first such error is returned once they have.
+    /// rounds from finishing; the first such error is returned once they have, with the other
+    /// targets' totals.
     pub async fn deliver_due(&self) -> anyhow::Result<Delivered> {
         let rounds = self.targets.values().map(|target| async move {
             let round = self.deliver_due_to(target).await;
@@ -168,7 +164,7 @@ impl Notifier {
         match first_error {
             None => Ok(totals),
             Some(err) => Err(err.context(format!(
-                "{} alerts were delivered, {} failed, before this error",
+                "alerts for the other targets: {} delivered, {} failed",
                 totals.delivered, totals.failed
             ))),
         }
@@ -200,7 +196,7 @@ impl Notifier {
                         .await?;
                     tracing::info!(target = %target.name, story = alert.payload.story.id, "alert delivered");
                     totals.delivered += 1;
-                    self.target_answered(&target.name, &mut answered).await?;
+                    self.target_answered(target, &mut answered).await?;
                     continue;
                 };
                 totals.failed += 1;
@@ -217,7 +213,7 @@ impl Notifier {
                     .call(move |store| store.alert_failed(id, &message, retry_at))
                     .await?;
                 if !target_down {
-                    self.target_answered(&target.name, &mut answered).await?;
+                    self.target_answered(target, &mut answered).await?;
                     continue;
                 }
                 // Each of its other alerts would wait for the same answer in turn.
@@ -268,7 +264,8 @@ impl Notifier {
             .and_then(|value| value.to_str().ok())
             .and_then(|value| parse_retry_after(value, Utc::now()));
         Err(DeliveryFailure {
-            // The two statuses RFC 9110 gives it to.
+            // The statuses that carry it (RFC 9110 for 503, RFC 6585 for 429); behind a 502 or
+            // 504 it is a proxy's, not the receiver's.
             retry_after: retry_after.filter(|_| matches!(status.as_u16(), 429 | 503)),
             ..failure(
                 target_down,
@@ -305,7 +302,7 @@ impl Notifier {
     }
 
     async fn run_target(&self, target: &NotifyConfig, wake: &Notify) {
-        let mut failed_rounds = 0;
+        let mut failed_rounds: u32 = 0;
         loop {
             let sleep = match self.round_then_next_wake(target).await {
                 Ok(wake_at) => {
@@ -316,8 +313,9 @@ impl Notifier {
                 }
                 Err(err) => {
                     tracing::error!(target = %target.name, error = %format!("{err:#}"), "alert delivery round failed");
-                    // The database failed, not the target: wait without recording a rest.
-                    failed_rounds += 1;
+                    // The database failed, not the target: wait without recording a rest (a new
+                    // alert still wakes the loop early, as it would an idle one).
+                    failed_rounds = u32::saturating_add(failed_rounds, 1);
                     retry_delay(target.retry_delay, failed_rounds - 1)
                 }
             };
@@ -348,7 +346,7 @@ impl Notifier {
 }
 
 /// Which URL a rest belongs to, without writing the URL (and the secret it may hold) down.
-fn url_key(target: &NotifyConfig) -> String {
+pub fn url_key(target: &NotifyConfig) -> String {
     blake3::hash(target.url.as_str().as_bytes()).to_hex()[..32].to_owned()
 }
 

@@ -4,6 +4,8 @@
 //! a row is marked delivered only after the target answered 2xx, so a crash in between means
 //! one more delivery with the same idempotency key, never a lost alert.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
@@ -74,7 +76,7 @@ impl OutboxStatus {
 }
 
 /// A target that delivery rounds found down, resting before it is tried again.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct TargetRest {
     /// Which URL was found down (a hash: webhook URLs hold secrets).
     pub url_key: String,
@@ -199,58 +201,71 @@ impl Store {
     /// `target`'s rest as last recorded, also when it is over (the count of rounds that found
     /// it down goes on until it answers).
     pub fn target_rest(&self, target: &str) -> anyhow::Result<Option<TargetRest>> {
-        let row = self
-            .conn
-            .prepare_cached(
-                "SELECT url_key, down_rounds, rest_until FROM alert_target_rests WHERE target = ?1",
-            )?
-            .query_row([target], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, u32>(1)?,
-                    r.get::<_, String>(2)?,
-                ))
-            })
-            .optional()?;
-        // A time this code did not write is no reason to hold alerts back.
-        Ok(row.and_then(|(url_key, down_rounds, until)| {
-            let until = super::parse_sql_time(&until)?;
-            Some(TargetRest {
-                url_key,
-                down_rounds,
-                until,
-            })
-        }))
+        read_target_rest(&self.conn, target)
     }
 
-    pub fn rest_target(&self, target: &str, rest: &TargetRest, reason: &str) -> anyhow::Result<()> {
+    /// Records that a round found `target` (at the URL `url_key` names) down once more, in one
+    /// transaction with reading how many rounds before it did: `until` gets that count and says
+    /// when the rest ends.
+    pub fn rest_target(
+        &mut self,
+        target: &str,
+        url_key: &str,
+        reason: &str,
+        until: impl FnOnce(u32) -> DateTime<Utc>,
+    ) -> anyhow::Result<TargetRest> {
+        let tx = super::write_transaction(&mut self.conn)?;
+        let rounds_before = read_target_rest(&tx, target)?
+            .filter(|rest| rest.url_key == url_key)
+            .map_or(0, |rest| rest.down_rounds);
+        let down_rounds = rounds_before.saturating_add(1);
+        let rest = TargetRest {
+            url_key: url_key.to_owned(),
+            down_rounds,
+            until: until(down_rounds),
+        };
+        tx.prepare_cached(
+            "INSERT INTO alert_target_rests (target, url_key, down_rounds, rest_until, reason)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (target) DO UPDATE SET url_key = excluded.url_key,
+                 down_rounds = excluded.down_rounds, rest_until = excluded.rest_until,
+                 reason = excluded.reason",
+        )?
+        .execute(params![
+            target,
+            url_key,
+            down_rounds,
+            sql_time_precise(rest.until),
+            reason
+        ])?;
+        tx.commit()?;
+        Ok(rest)
+    }
+
+    /// `target` answered at the URL `url_key` names: it is up. A rest still running for that URL
+    /// was written by someone else after this round began (a round never starts while one
+    /// runs), and stays.
+    pub fn target_answered(
+        &self,
+        target: &str,
+        url_key: &str,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<()> {
         self.conn
             .prepare_cached(
-                "INSERT INTO alert_target_rests (target, url_key, down_rounds, rest_until, reason)
-                 VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (target) DO UPDATE SET url_key = excluded.url_key,
-                     down_rounds = excluded.down_rounds, rest_until = excluded.rest_until,
-                     reason = excluded.reason",
+                "DELETE FROM alert_target_rests
+                 WHERE target = ?1 AND (url_key <> ?2 OR rest_until <= ?3)",
             )?
-            .execute(params![
-                target,
-                rest.url_key,
-                rest.down_rounds,
-                sql_time_precise(rest.until),
-                reason
-            ])?;
+            .execute(params![target, url_key, sql_time_precise(now)])?;
         Ok(())
     }
 
-    /// `target` answered: it is up, and its next failure starts a fresh count of rests.
-    pub fn target_answered(&self, target: &str) -> anyhow::Result<()> {
-        self.conn
-            .prepare_cached("DELETE FROM alert_target_rests WHERE target = ?1")?
-            .execute([target])?;
-        Ok(())
-    }
-
-    pub fn outbox_status(&self) -> anyhow::Result<Vec<OutboxStatus>> {
+    /// Delivery state per target; a target's rest shows only if `url_keys` (target name → key
+    /// of its configured URL) says it is for the URL configured now.
+    pub fn outbox_status(
+        &self,
+        url_keys: &HashMap<String, String>,
+    ) -> anyhow::Result<Vec<OutboxStatus>> {
         let mut stmt = self.conn.prepare(
             "SELECT target,
                     sum(delivered_at IS NOT NULL),
@@ -260,20 +275,103 @@ impl Store {
                         AND o2.last_error IS NOT NULL ORDER BY o2.id DESC LIMIT 1),
                     min(CASE WHEN delivered_at IS NULL THEN next_attempt_at END),
                     (SELECT rest_until FROM alert_target_rests r
-                        WHERE r.target = o.target AND r.rest_until > ?1)
+                        WHERE r.target = o.target AND r.rest_until > ?1
+                          AND r.url_key = (SELECT value FROM json_each(?2) WHERE key = o.target))
              FROM outbox o GROUP BY target ORDER BY target",
         )?;
-        let rows = stmt.query_map([sql_time_precise(Utc::now())], |r| {
-            Ok(OutboxStatus {
-                target: r.get(0)?,
-                delivered: r.get(1)?,
-                pending: r.get(2)?,
-                retrying: r.get(3)?,
-                last_error: r.get(4)?,
-                next_attempt_at: r.get(5)?,
-                resting_until: r.get(6)?,
-            })
-        })?;
+        let rows = stmt.query_map(
+            params![
+                sql_time_precise(Utc::now()),
+                serde_json::to_string(url_keys)?
+            ],
+            |r| {
+                Ok(OutboxStatus {
+                    target: r.get(0)?,
+                    delivered: r.get(1)?,
+                    pending: r.get(2)?,
+                    retrying: r.get(3)?,
+                    last_error: r.get(4)?,
+                    next_attempt_at: r.get(5)?,
+                    resting_until: r.get(6)?,
+                })
+            },
+        )?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+fn read_target_rest(
+    conn: &rusqlite::Connection,
+    target: &str,
+) -> anyhow::Result<Option<TargetRest>> {
+    use rusqlite::types::Value;
+    let row = conn
+        .prepare_cached(
+            "SELECT url_key, down_rounds, rest_until FROM alert_target_rests WHERE target = ?1",
+        )?
+        .query_row([target], |r| {
+            Ok((
+                r.get::<_, Value>(0)?,
+                r.get::<_, Value>(1)?,
+                r.get::<_, Value>(2)?,
+            ))
+        })
+        .optional()?;
+    // Values this code did not write (a hand edit) are no reason to hold alerts back, nor to
+    // fail every round: such a row is no rest, and the next one found down replaces it.
+    Ok(match row {
+        Some((Value::Text(url_key), Value::Integer(down_rounds), Value::Text(until))) => {
+            super::parse_sql_time(&until).map(|until| TargetRest {
+                url_key,
+                down_rounds: u32::try_from(down_rounds).unwrap_or(0),
+                until,
+            })
+        }
+        _ => None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Duration;
+
+    use super::*;
+    use crate::store::testing::store_with_one_feed;
+
+    #[test]
+    fn an_answer_clears_a_rest_for_another_url_or_one_that_is_over_but_not_one_still_running() {
+        let (_dir, mut store, _) = store_with_one_feed();
+        let now = Utc::now();
+        let rest_for = |store: &mut Store, url_key: &str, ends: DateTime<Utc>| {
+            store
+                .rest_target("desk", url_key, "HTTP 503", |_| ends)
+                .unwrap();
+        };
+        let resting = |store: &Store| store.target_rest("desk").unwrap().is_some();
+
+        // Written by another process after this round began, for the URL that answered.
+        rest_for(&mut store, "k1", now + Duration::minutes(5));
+        store.target_answered("desk", "k1", now).unwrap();
+        assert!(resting(&store), "a rest still running stays");
+
+        store.target_answered("desk", "k2", now).unwrap();
+        assert!(!resting(&store), "a rest for another URL goes");
+
+        rest_for(&mut store, "k1", now - Duration::seconds(1));
+        store.target_answered("desk", "k1", now).unwrap();
+        assert!(!resting(&store), "a rest that is over goes");
+    }
+
+    #[test]
+    fn rounds_found_down_are_counted_per_url() {
+        let (_dir, mut store, _) = store_with_one_feed();
+        let ends = Utc::now();
+        let mut rest = |url_key: &str| {
+            store
+                .rest_target("desk", url_key, "timeout", |_| ends)
+                .unwrap()
+                .down_rounds
+        };
+        assert_eq!([rest("k1"), rest("k1"), rest("k2")], [1, 2, 1]);
     }
 }

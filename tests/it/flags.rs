@@ -582,6 +582,12 @@ async fn a_target_found_down_rests_across_polls_as_long_as_its_retry_after_asks_
         )
         .unwrap();
     app.write_config(&[server.url("a.xml")], &notify("fixed-hook"));
+    let listed = app.cli(&["alerts", "--format", "json"]);
+    let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert!(
+        listed[0]["resting_until"].is_null(),
+        "the rest was for the old URL: {listed}"
+    );
     let fixed = app.poll().await;
     assert_eq!(server.requests("hook").len(), 1);
     assert_eq!(
@@ -597,6 +603,54 @@ async fn a_target_found_down_rests_across_polls_as_long_as_its_retry_after_asks_
         })
     );
     assert_eq!(app.count("SELECT count(*) FROM alert_target_rests"), 0);
+}
+
+#[tokio::test]
+async fn a_rest_ends_by_time_and_the_next_round_found_down_doubles_it_whatever_a_proxy_says() {
+    let server = FeedServer::start();
+    server.feed(
+        "a.xml",
+        rss(&["<guid>1</guid><title>Samsung ships a phone</title>"]),
+    );
+    // A 502's Retry-After is the proxy's: the receiver behind it said nothing.
+    server.set(
+        "hook",
+        Route {
+            headers: vec![("Retry-After".into(), "3000".into())],
+            ..Route::webhook(502)
+        },
+    );
+    let notify = format!(
+        "\n[[notify]]\nurl = \"{}\"\nretry_delay = \"60s\"\n",
+        server.url("hook")
+    );
+    let app = App::new(&[server.url("a.xml")], &format!("{COMPANIES}{notify}"));
+    let rest_is = |rounds: i64, from_secs: i64, to_secs: i64| {
+        let sql = format!(
+            "SELECT count(*) FROM alert_target_rests WHERE down_rounds = {rounds}
+               AND rest_until > datetime('now', '+{from_secs} seconds')
+               AND rest_until < datetime('now', '+{to_secs} seconds')"
+        );
+        app.count(&sql) == 1
+    };
+
+    app.poll().await;
+    assert_eq!(server.requests("hook").len(), 1);
+    assert!(rest_is(1, 50, 70), "retry_delay, not the proxy's 3000 s");
+
+    // The rest is over and the alert due again: one more request, and the rest doubles.
+    app.db()
+        .execute_batch(
+            "UPDATE alert_target_rests SET rest_until = datetime('now', '-1 second');
+             UPDATE outbox SET next_attempt_at = datetime('now', '-1 second');",
+        )
+        .unwrap();
+    app.poll().await;
+    assert_eq!(server.requests("hook").len(), 2);
+    assert!(
+        rest_is(2, 110, 130),
+        "a second round found down doubles the rest"
+    );
 }
 
 #[test]
