@@ -517,9 +517,9 @@ async fn an_alert_the_target_refuses_does_not_hold_back_the_next_one() {
     );
 }
 
-#[tokio::test]
-async fn a_target_found_down_rests_across_polls_as_long_as_its_retry_after_asks_until_its_url_changes()
- {
+/// A server with one flagged story at `a.xml` and a webhook at `hook` that answers `status`
+/// with `Retry-After: <retry_after>`.
+fn story_and_hook_answering(status: u16, retry_after: &str) -> FeedServer {
     let server = FeedServer::start();
     server.feed(
         "a.xml",
@@ -528,10 +528,17 @@ async fn a_target_found_down_rests_across_polls_as_long_as_its_retry_after_asks_
     server.set(
         "hook",
         Route {
-            headers: vec![("Retry-After".into(), "60".into())],
-            ..Route::webhook(503)
+            headers: vec![("Retry-After".into(), retry_after.into())],
+            ..Route::webhook(status)
         },
     );
+    server
+}
+
+#[tokio::test]
+async fn a_target_found_down_rests_across_polls_as_long_as_its_retry_after_asks_until_its_url_changes()
+ {
+    let server = story_and_hook_answering(503, "60");
     server.set("fixed-hook", Route::webhook(200));
     let notify = |path: &str| {
         format!(
@@ -607,19 +614,8 @@ async fn a_target_found_down_rests_across_polls_as_long_as_its_retry_after_asks_
 
 #[tokio::test]
 async fn a_rest_ends_by_time_and_the_next_round_found_down_doubles_it_whatever_a_proxy_says() {
-    let server = FeedServer::start();
-    server.feed(
-        "a.xml",
-        rss(&["<guid>1</guid><title>Samsung ships a phone</title>"]),
-    );
     // A 502's Retry-After is the proxy's: the receiver behind it said nothing.
-    server.set(
-        "hook",
-        Route {
-            headers: vec![("Retry-After".into(), "3000".into())],
-            ..Route::webhook(502)
-        },
-    );
+    let server = story_and_hook_answering(502, "3000");
     let notify = format!(
         "\n[[notify]]\nurl = \"{}\"\nretry_delay = \"60s\"\n",
         server.url("hook")
