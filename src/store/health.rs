@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::{Store, parse_sql_time, sql_time};
+use super::{Store, parse_sql_time, sql_time, sql_time_precise};
 
 /// Database-derived gauges for `/metrics`.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -15,6 +15,8 @@ pub struct ServiceGauges {
     pub feeds_by_state: Vec<(String, i64)>,
     /// Alerts not yet delivered.
     pub outbox_pending: i64,
+    /// Notify targets resting after a delivery round found them down (a dead webhook).
+    pub alert_targets_resting: i64,
     /// New and edited entries not indexed yet: zero after every write of feed results while the
     /// search index is in use.
     pub search_backlog: i64,
@@ -42,6 +44,11 @@ impl Store {
             [],
             |r| r.get(0),
         )?;
+        let alert_targets_resting = self.conn.query_row(
+            "SELECT count(*) FROM alert_target_rests WHERE rest_until > ?1",
+            [sql_time_precise(Utc::now())],
+            |r| r.get(0),
+        )?;
         let (search_backlog, search_index_damaged) = self.conn.query_row(
             "SELECT (SELECT count(*) FROM entries WHERE id > indexed_through)
                   + (SELECT count(*) FROM search_queue), damaged
@@ -59,6 +66,7 @@ impl Store {
         Ok(ServiceGauges {
             feeds_by_state,
             outbox_pending,
+            alert_targets_resting,
             search_backlog,
             search_index_damaged,
             last_success_at,
@@ -85,6 +93,21 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resting_alert_targets_are_counted_while_their_rest_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("db")).unwrap();
+        let now = Utc::now();
+        for (target, ends) in [("down", 60), ("rested", -1)] {
+            store
+                .rest_target(target, "key", "timeout", |_| {
+                    now + chrono::Duration::seconds(ends)
+                })
+                .unwrap();
+        }
+        assert_eq!(store.service_gauges().unwrap().alert_targets_resting, 1);
+    }
 
     #[test]
     fn the_write_probe_fails_fast_while_another_connection_holds_the_write_lock() {

@@ -529,6 +529,7 @@ async fn metrics_report_recorded_activity_and_database_gauges() {
     assert_eq!(get(r#"feedhound_feeds{state="ok"}"#), 1.0);
     assert_eq!(get(r#"feedhound_feeds{state="backing_off"}"#), 1.0);
     assert_eq!(get("feedhound_outbox_pending"), 0.0);
+    assert_eq!(get("feedhound_alert_targets_resting"), 0.0);
     assert_eq!(get("feedhound_search_backlog"), 0.0);
     assert_eq!(get("feedhound_search_index_damaged"), 0.0);
     let last_success = get("feedhound_last_success_timestamp_seconds");
