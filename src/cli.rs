@@ -318,7 +318,12 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
                     eprintln!("re-matched {scanned} entries with the changed company rules first");
                 }
             }
-            let mut store = scheduler::open_store(&config)?;
+            // A dry run writes nothing, not even the config's feeds (see `open_for_reading`).
+            let mut store = if dry_run {
+                open_for_reading(&config)?
+            } else {
+                scheduler::open_store(&config)?
+            };
             let report = store.prune(retain, chrono::Utc::now(), dry_run)?;
             let vacuumed = if vacuum { Some(store.vacuum()?) } else { None };
             print_prune(&report, vacuumed, format)?;

@@ -293,6 +293,29 @@ async fn the_tombstones_of_a_feed_removed_from_the_config_are_forgotten_unless_i
     assert_eq!(left, [url("kept"), url("readded")]);
 }
 
+#[tokio::test]
+async fn a_dry_run_prune_writes_nothing_even_with_a_config_that_lacks_feeds() {
+    let server = FeedServer::start();
+    let feeds = [server.url("a.xml"), server.url("b.xml")];
+    for name in ["a.xml", "b.xml"] {
+        server.feed(name, rss(&[&item(name, name, "Old.", OLD)]));
+    }
+    let app = App::new(&feeds, "");
+    app.poll().await;
+    app.write_config(&feeds[..1], "");
+    let dry = app.cli(&["prune", "--dry-run", "--retain", "180d"]);
+    assert!(dry.status.success(), "{dry:?}");
+    assert!(
+        String::from_utf8_lossy(&dry.stdout).starts_with("would delete 2 entries"),
+        "{dry:?}"
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM feeds WHERE active = 1"),
+        2,
+        "the config's feed list is not applied by a dry run"
+    );
+}
+
 /// A running endpoint over a fresh database; stopped by `stop`.
 struct Endpoint {
     base: String,
@@ -529,7 +552,7 @@ async fn metrics_report_recorded_activity_and_database_gauges() {
     assert_eq!(get(r#"feedhound_feeds{state="ok"}"#), 1.0);
     assert_eq!(get(r#"feedhound_feeds{state="backing_off"}"#), 1.0);
     assert_eq!(get("feedhound_outbox_pending"), 0.0);
-    assert_eq!(get("feedhound_alert_targets_resting"), 0.0);
+    assert_eq!(get("feedhound_alert_targets_down"), 0.0);
     assert_eq!(get("feedhound_search_backlog"), 0.0);
     assert_eq!(get("feedhound_search_index_damaged"), 0.0);
     let last_success = get("feedhound_last_success_timestamp_seconds");
