@@ -420,6 +420,14 @@ fn mark_tombstone_absence(
     keys_in_document: &HashSet<&str>,
     now: &str,
 ) -> anyhow::Result<()> {
+    // A document fetched before its feed was removed from the config, and stored after, says
+    // nothing: a removed feed's tombstones age from its removal (`sync_feeds`).
+    let active: bool = tx
+        .prepare_cached("SELECT active FROM feeds WHERE id = ?1")?
+        .query_row([feed_id], |r| r.get(0))?;
+    if !active {
+        return Ok(());
+    }
     let keys = serde_json::to_string(keys_in_document)?;
     tx.prepare_cached(
         "UPDATE tombstones SET absent_since = NULL
@@ -547,6 +555,34 @@ mod tests {
             .conn
             .query_row("SELECT count(*) FROM entries", [], |r| r.get(0))
             .unwrap()
+    }
+
+    #[test]
+    fn a_document_stored_after_its_feed_was_removed_leaves_the_tombstone_marks_alone() {
+        let (_dir, mut store, feed_id) = setup();
+        store
+            .conn
+            .execute(
+                "INSERT INTO tombstones (feed_id, dedup_key, pruned_at) VALUES (?1, 'g:old', '2026-01-01 00:00:00')",
+                [feed_id],
+            )
+            .unwrap();
+        store.sync_feeds(&[]).unwrap();
+        let marked = |store: &Store| -> bool {
+            store
+                .conn
+                .query_row("SELECT absent_since IS NOT NULL FROM tombstones", [], |r| {
+                    r.get(0)
+                })
+                .unwrap()
+        };
+        assert!(
+            marked(&store),
+            "removed from the config: absent from now on"
+        );
+        // Fetched before the removal, it still carries the key.
+        poll(&mut store, feed_id, vec![entry("g:old", "a/1", "h1")]);
+        assert!(marked(&store));
     }
 
     #[test]
