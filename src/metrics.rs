@@ -279,14 +279,14 @@ impl Metrics {
         let _ = writeln!(out, "feedhound_outbox_pending {}", gauges.outbox_pending);
         header(
             &mut out,
-            "feedhound_alert_targets_resting",
+            "feedhound_alert_targets_down",
             "gauge",
-            "Notify targets resting after a delivery round found them down.",
+            "Notify targets that were down on their last try and have not answered since.",
         );
         let _ = writeln!(
             out,
-            "feedhound_alert_targets_resting {}",
-            gauges.alert_targets_resting
+            "feedhound_alert_targets_down {}",
+            gauges.alert_targets_down
         );
 
         header(
@@ -416,7 +416,7 @@ mod tests {
         let gauges = ServiceGauges {
             feeds_by_state: vec![("dead".into(), 2)],
             outbox_pending: 3,
-            alert_targets_resting: 1,
+            alert_targets_down: 1,
             search_backlog: 4,
             search_index_damaged: true,
             last_success_at: None,
@@ -429,7 +429,7 @@ mod tests {
         );
         assert_eq!(line(&text, r#"feedhound_feeds{state="dead"}"#), Some("2"));
         assert_eq!(line(&text, "feedhound_outbox_pending"), Some("3"));
-        assert_eq!(line(&text, "feedhound_alert_targets_resting"), Some("1"));
+        assert_eq!(line(&text, "feedhound_alert_targets_down"), Some("1"));
         assert_eq!(line(&text, "feedhound_search_backlog"), Some("4"));
         assert_eq!(line(&text, "feedhound_search_index_damaged"), Some("1"));
     }

@@ -517,7 +517,8 @@ fn match_entries(matcher: &Matcher, feed: &ParsedFeed) -> Vec<Vec<Mention>> {
         .collect()
 }
 
-/// Opens the database and brings its `feeds` and `companies` tables in line with the config.
+/// Opens the database and brings its `feeds`, `companies` and `alert_target_rests` tables in
+/// line with the config.
 pub fn open_store(config: &Config) -> anyhow::Result<Store> {
     let mut store = Store::open_with(&config.database_path(), config.storage.busy_timeout)?;
     sync_config(&mut store, config)?;
@@ -526,6 +527,12 @@ pub fn open_store(config: &Config) -> anyhow::Result<Store> {
 
 fn sync_config(store: &mut Store, config: &Config) -> anyhow::Result<()> {
     store.sync_companies(&config.companies, config.alert_routes())?;
+    let alert_urls = config
+        .notify
+        .iter()
+        .map(|target| (target.name.clone(), crate::notify::url_key(target)))
+        .collect();
+    store.forget_rests_except(&alert_urls)?;
     let sync = store.sync_feeds(&config.feeds)?;
     if sync.added > 0 || sync.deactivated > 0 {
         tracing::info!(

@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::{Store, parse_sql_time, sql_time, sql_time_precise};
+use super::{Store, parse_sql_time, sql_time};
 
 /// Database-derived gauges for `/metrics`.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -15,8 +15,9 @@ pub struct ServiceGauges {
     pub feeds_by_state: Vec<(String, i64)>,
     /// Alerts not yet delivered.
     pub outbox_pending: i64,
-    /// Notify targets resting after a delivery round found them down (a dead webhook).
-    pub alert_targets_resting: i64,
+    /// Notify targets that were down on their last try (no answer, or 429/502/503/504): the
+    /// count stays up through their rests until they answer.
+    pub alert_targets_down: i64,
     /// New and edited entries not indexed yet: zero after every write of feed results while the
     /// search index is in use.
     pub search_backlog: i64,
@@ -44,11 +45,10 @@ impl Store {
             [],
             |r| r.get(0),
         )?;
-        let alert_targets_resting = self.conn.query_row(
-            "SELECT count(*) FROM alert_target_rests WHERE rest_until > ?1",
-            [sql_time_precise(Utc::now())],
-            |r| r.get(0),
-        )?;
+        // Rows of targets no longer configured go at each config sync.
+        let alert_targets_down =
+            self.conn
+                .query_row("SELECT count(*) FROM alert_target_rests", [], |r| r.get(0))?;
         let (search_backlog, search_index_damaged) = self.conn.query_row(
             "SELECT (SELECT count(*) FROM entries WHERE id > indexed_through)
                   + (SELECT count(*) FROM search_queue), damaged
@@ -66,7 +66,7 @@ impl Store {
         Ok(ServiceGauges {
             feeds_by_state,
             outbox_pending,
-            alert_targets_resting,
+            alert_targets_down,
             search_backlog,
             search_index_damaged,
             last_success_at,
@@ -95,18 +95,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn resting_alert_targets_are_counted_while_their_rest_runs() {
+    fn alert_targets_count_as_down_until_they_answer_or_leave_the_config() {
         let dir = tempfile::tempdir().unwrap();
         let mut store = Store::open(&dir.path().join("db")).unwrap();
         let now = Utc::now();
-        for (target, ends) in [("down", 60), ("rested", -1)] {
+        let down = |store: &Store| store.service_gauges().unwrap().alert_targets_down;
+        for target in ["desk", "pager", "old"] {
+            // Rests already over: the targets have not answered since.
             store
                 .rest_target(target, "key", "timeout", |_| {
-                    now + chrono::Duration::seconds(ends)
+                    now - chrono::Duration::seconds(1)
                 })
                 .unwrap();
         }
-        assert_eq!(store.service_gauges().unwrap().alert_targets_resting, 1);
+        assert_eq!(down(&store), 3);
+        store.target_answered("desk", "key", now).unwrap();
+        assert_eq!(down(&store), 2);
+        let configured = [("pager", "new key"), ("desk", "key")]
+            .map(|(name, key)| (name.to_owned(), key.to_owned()))
+            .into();
+        store.forget_rests_except(&configured).unwrap();
+        assert_eq!(down(&store), 0, "pager's URL was fixed and old was removed");
     }
 
     #[test]

@@ -260,6 +260,18 @@ impl Store {
         Ok(())
     }
 
+    /// Forgets the rests of targets no longer configured, or configured with another URL than
+    /// the one found down (`url_keys`: target name → key of its configured URL), so that the
+    /// table holds exactly the configured targets that were down on their last try.
+    pub fn forget_rests_except(&self, url_keys: &HashMap<String, String>) -> anyhow::Result<()> {
+        self.conn.execute(
+            "DELETE FROM alert_target_rests
+             WHERE url_key IS NOT (SELECT value FROM json_each(?1) WHERE key = target)",
+            [serde_json::to_string(url_keys)?],
+        )?;
+        Ok(())
+    }
+
     /// Delivery state per target; a target's rest shows only if `url_keys` (target name → key
     /// of its configured URL) says it is for the URL configured now.
     pub fn outbox_status(
