@@ -332,12 +332,7 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
         Command::Alerts { format } => {
             let config = Config::load(&cli.config)?;
             let store = open_for_reading(&config)?;
-            let url_keys = config
-                .notify
-                .iter()
-                .map(|target| (target.name.clone(), crate::notify::url_key(target)))
-                .collect();
-            let status = store.outbox_status(&url_keys)?;
+            let status = store.outbox_status(&crate::notify::url_keys(&config))?;
             let mut out = std::io::stdout().lock();
             if format == Format::Json {
                 serde_json::to_writer_pretty(&mut out, &status)?;

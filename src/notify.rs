@@ -346,8 +346,17 @@ impl Notifier {
 }
 
 /// Which URL a rest belongs to, without writing the URL (and the secret it may hold) down.
-pub fn url_key(target: &NotifyConfig) -> String {
+fn url_key(target: &NotifyConfig) -> String {
     blake3::hash(target.url.as_str().as_bytes()).to_hex()[..32].to_owned()
+}
+
+/// Each configured target's name and the key of its URL, as the store's rests are matched by.
+pub fn url_keys(config: &Config) -> HashMap<String, String> {
+    config
+        .notify
+        .iter()
+        .map(|target| (target.name.clone(), url_key(target)))
+        .collect()
 }
 
 /// The end of a rest for a target found down `down_rounds` times in a row: `retry_delay`

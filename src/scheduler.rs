@@ -527,12 +527,7 @@ pub fn open_store(config: &Config) -> anyhow::Result<Store> {
 
 fn sync_config(store: &mut Store, config: &Config) -> anyhow::Result<()> {
     store.sync_companies(&config.companies, config.alert_routes())?;
-    let alert_urls = config
-        .notify
-        .iter()
-        .map(|target| (target.name.clone(), crate::notify::url_key(target)))
-        .collect();
-    store.forget_rests_except(&alert_urls)?;
+    store.forget_rests_except(&crate::notify::url_keys(config))?;
     let sync = store.sync_feeds(&config.feeds)?;
     if sync.added > 0 || sync.deactivated > 0 {
         tracing::info!(
