@@ -11,10 +11,11 @@
 //! to normalised entries, text from HTML via [`text`]; run on the threads of [`parse_pool`]) into
 //! [`store`], the only module that speaks SQL. [`model`] holds the plain data passed between
 //! them. [`cli`] and [`demo`] are the user-facing commands; [`opml`] moves the feed list to and
-//! from other readers.
+//! from other readers; [`daemon_lock`] keeps a database to one daemon and its config.
 
 pub mod cli;
 pub mod config;
+pub mod daemon_lock;
 pub mod demo;
 pub mod fetch;
 pub mod matcher;

@@ -26,6 +26,7 @@ use tracing::Instrument;
 use url::Url;
 
 use crate::config::Config;
+use crate::daemon_lock::{self, DaemonLock};
 use crate::fetch::{FetchError, FetchSettings, Fetched, Fetcher, Validators, redact_str};
 use crate::matcher::{EntryText, Matcher};
 use crate::metrics::{FetchOutcome, Metrics};
@@ -517,10 +518,12 @@ fn match_entries(matcher: &Matcher, feed: &ParsedFeed) -> Vec<Vec<Mention>> {
         .collect()
 }
 
-/// Opens the database and brings its `feeds`, `companies` and `alert_target_rests` tables in
-/// line with the config.
+/// Opens the database for a command and brings its `feeds`, `companies` and
+/// `alert_target_rests` tables in line with the config, unless a daemon runs on the database with
+/// another config file (see [`daemon_lock`]).
 pub fn open_store(config: &Config) -> anyhow::Result<Store> {
     let mut store = Store::open_with(&config.database_path(), config.storage.busy_timeout)?;
+    daemon_lock::refuse_beside_other_daemon(&config.database_path(), &config.source)?;
     sync_config(&mut store, config)?;
     Ok(store)
 }
@@ -736,7 +739,10 @@ const CONFIG_CHECK: Duration = Duration::from_secs(2);
 /// result is committed or dropped whole.
 pub async fn run(config: Config, control: Control) -> anyhow::Result<()> {
     let mut config = config;
-    let store = open_store(&config)?;
+    let mut store = Store::open_with(&config.database_path(), config.storage.busy_timeout)?;
+    // Taken before the sync: a second daemon must not replace the first one's feeds.
+    let _lock = DaemonLock::acquire(&config.database_path(), &config.source)?;
+    sync_config(&mut store, &config)?;
     let (writer, thread) = StoreWriter::spawn(store)?;
     let tracker = TaskTracker::new();
     let limits = Arc::new(Limits::new(&config));

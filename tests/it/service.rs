@@ -694,3 +694,125 @@ fn the_daemon_tells_systemd_it_is_ready_and_pings_the_watchdog() {
         "READY comes first: {messages:?}"
     );
 }
+
+/// The pid written into the database's daemon lock file, once one is.
+fn lock_holder_pid(app: &App) -> Option<u32> {
+    let lock = feedhound::daemon_lock::lock_path(&app.db_path());
+    let holder: serde_json::Value = serde_json::from_slice(&std::fs::read(lock).ok()?).ok()?;
+    holder["pid"].as_u64().map(|pid| pid as u32)
+}
+
+fn wait_for_lock(app: &App, daemon: &crate::helpers::Daemon) {
+    let pid = daemon.child.id();
+    wait_until(Duration::from_secs(10), "the daemon holds the lock", || {
+        lock_holder_pid(app) == Some(pid)
+    });
+}
+
+#[test]
+fn a_second_daemon_on_the_same_database_refuses_to_start_and_a_killed_one_leaves_no_lock() {
+    let server = FeedServer::start();
+    server.feed("a.xml", rss(&["<guid>1</guid><title>One</title>"]));
+    let app = App::new(&[server.url("a.xml")], "");
+    let first = app.spawn_daemon();
+    wait_for_lock(&app, &first);
+
+    let mut second = app.spawn_daemon();
+    wait_until(Duration::from_secs(10), "the second daemon exits", || {
+        second.child.try_wait().unwrap().is_some()
+    });
+    let status = second.child.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut second.child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("a feedhound daemon (pid {}", first.child.id()))
+            && stderr.contains("stop it first"),
+        "{stderr}"
+    );
+    assert_eq!(lock_holder_pid(&app), Some(first.child.id()));
+
+    // SIGKILL gives no chance to clean up; the kernel still lets go of the lock.
+    first.kill_hard();
+    let third = app.spawn_daemon();
+    wait_for_lock(&app, &third);
+    let (status, stderr) = third.stop(Duration::from_secs(10));
+    assert!(status.success(), "{stderr}");
+}
+
+#[test]
+fn a_poll_with_another_config_is_refused_beside_the_daemon_and_its_own_config_is_not() {
+    let server = FeedServer::start();
+    server.feed("a.xml", rss(&["<guid>1</guid><title>One</title>"]));
+    server.feed("b.xml", rss(&["<guid>2</guid><title>Two</title>"]));
+    let app = App::new(&[server.url("a.xml")], "");
+    let other = app.dir.path().join("other.toml");
+    std::fs::write(
+        &other,
+        format!(
+            "[storage]\npath = \"feedhound.db\"\n\n[[feed]]\nurl = \"{}\"\n",
+            server.url("b.xml")
+        ),
+    )
+    .unwrap();
+    let poll_with = |config: &std::path::Path| {
+        crate::helpers::binary()
+            .arg("--config")
+            .arg(config)
+            .arg("poll")
+            .output()
+            .unwrap()
+    };
+    let daemon = app.spawn_daemon();
+    wait_for_lock(&app, &daemon);
+
+    for command in [
+        ["poll"].as_slice(),
+        &["rescan"],
+        &["prune", "--retain", "1d"],
+    ] {
+        let refused = crate::helpers::binary()
+            .arg("--config")
+            .arg(&other)
+            .args(command)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(!refused.status.success(), "{command:?}: {stderr}");
+        let daemons_config = std::fs::canonicalize(&app.config_path).unwrap();
+        assert!(
+            stderr.contains(&format!(
+                "run it with --config {}",
+                daemons_config.display()
+            )),
+            "{command:?}: {stderr}"
+        );
+    }
+    assert!(server.requests("b.xml").is_empty());
+    assert_eq!(
+        app.count("SELECT count(*) FROM feeds WHERE active = 1 AND url LIKE '%/a.xml'"),
+        1,
+        "the daemon's feed stays active"
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM feeds WHERE url LIKE '%/b.xml'"),
+        0
+    );
+
+    let beside = poll_with(&app.config_path);
+    assert!(
+        beside.status.success(),
+        "{}",
+        String::from_utf8_lossy(&beside.stderr)
+    );
+
+    let (status, stderr) = daemon.stop(Duration::from_secs(10));
+    assert!(status.success(), "{stderr}");
+    let after = poll_with(&other);
+    assert!(
+        after.status.success(),
+        "{}",
+        String::from_utf8_lossy(&after.stderr)
+    );
+    assert_eq!(server.requests("b.xml").len(), 1);
+}
