@@ -175,6 +175,53 @@ async fn an_item_whose_shared_link_becomes_its_own_does_not_overwrite_another() 
 }
 
 #[tokio::test]
+async fn an_item_whose_own_link_becomes_shared_is_not_stored_again() {
+    // No guids. A live blog's first update is alone with its link, so the link identifies it;
+    // once a second update points at the same page (or at another #fragment of it, which the
+    // canonical link drops), neither link identifies its item any more and both are keyed by
+    // their text. The first update must find its row, not be stored a second time.
+    let server = FeedServer::start();
+    let update = |link: &str, title: &str| {
+        format!(
+            "<title>{title}</title><link>https://news.example/{link}</link><description>{title}, as it happened.</description>"
+        )
+    };
+    for (first, second) in [("live", "live"), ("changelog#v1", "changelog#v2")] {
+        let path = format!("{}.xml", first.replace('#', "-"));
+        server.set(&path, changing_body(&[&update(first, "Update 1")], 0));
+        let app = App::new(&[server.url(&path)], "");
+        assert_eq!(app.poll().await.entries_new, 1);
+        server.set(
+            &path,
+            changing_body(
+                &[&update(second, "Update 2"), &update(first, "Update 1")],
+                1,
+            ),
+        );
+        let later = app.poll().await;
+        assert_eq!(
+            (later.entries_new, later.entries_updated),
+            (1, 0),
+            "{first}: {later}"
+        );
+        assert_eq!(
+            app.count("SELECT count(*) FROM entries WHERE title = 'Update 1'"),
+            1,
+            "{first}"
+        );
+        // And it stays one row when the link is its own again.
+        server.set(&path, changing_body(&[&update(first, "Update 1")], 2));
+        let again = app.poll().await;
+        assert_eq!(
+            (again.entries_new, again.entries_updated),
+            (0, 0),
+            "{first}: {again}"
+        );
+        assert_eq!(app.count("SELECT count(*) FROM entries"), 2, "{first}");
+    }
+}
+
+#[tokio::test]
 async fn repeated_guids_within_a_document_keep_distinct_items() {
     let server = FeedServer::start();
     let same_guid = |link: &str, title: &str| {
