@@ -9,13 +9,16 @@
 //! So the daemon holds an exclusive advisory lock (`flock`) on `<database>.lock` while it runs,
 //! and writes its pid and config path into the file. The kernel drops the lock when the process
 //! ends, however it ends, so a crash never leaves a stale lock behind (a pid file alone would).
-//! Commands that sync the config look at the lock and refuse to run beside a daemon that uses
-//! another config file; beside one that uses the same file they go ahead, as a cron `poll`
-//! always could.
+//! Commands that sync the config hold a shared lock on the same file while they sync, and refuse
+//! to run beside a daemon that uses another config file; beside one that uses the same file they
+//! go ahead, as a cron `poll` always could. A daemon that starts while such a command syncs waits
+//! for it. Where the filesystem cannot lock (some network and FUSE mounts), both sides warn and go
+//! on unguarded, as before this lock existed.
 
 use std::fs::{File, OpenOptions, TryLockError};
-use std::io::Write;
+use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
@@ -23,19 +26,35 @@ use serde::{Deserialize, Serialize};
 /// Held by the daemon for as long as it runs; dropping it releases the lock.
 #[derive(Debug)]
 pub struct DaemonLock {
-    _file: File,
+    _file: Option<File>,
 }
 
-/// What the daemon writes into its lock file, for the error messages of the others.
-#[derive(Debug, Serialize, Deserialize)]
+/// Held by a command while it syncs its config; dropping it lets a waiting daemon start.
+#[derive(Debug)]
+pub struct SyncGuard {
+    _file: Option<File>,
+}
+
+/// What the daemon writes into its lock file, for the checks and messages of the others.
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
 struct Holder {
     pid: u32,
     config: String,
 }
 
-/// The lock file beside `database` (`feedhound.db` → `feedhound.db.lock`).
+/// How long a starting daemon waits for commands that are syncing their config, and how long a
+/// command waits for a starting daemon to say who it is, before giving up.
+const SETTLE: Duration = Duration::from_secs(10);
+
+/// The lock file beside `database` (`feedhound.db` → `feedhound.db.lock`), by its real path, so
+/// that every spelling of the database (a relative path, a symlink) meets at one lock.
 pub fn lock_path(database: &Path) -> PathBuf {
-    let mut name = database.as_os_str().to_owned();
+    let real = match (database.parent(), database.file_name()) {
+        _ if database.exists() => canonical(database),
+        (Some(parent), Some(name)) => canonical(parent).join(name),
+        _ => canonical(database),
+    };
+    let mut name = real.into_os_string();
     name.push(".lock");
     PathBuf::from(name)
 }
@@ -44,86 +63,177 @@ impl DaemonLock {
     /// Takes the lock on `database` for this process, recording `config` as the file it runs
     /// with, or says which daemon already holds it.
     pub fn acquire(database: &Path, config: &Path) -> anyhow::Result<DaemonLock> {
+        if let Some(parent) = database.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).with_context(|| {
+                format!(
+                    "cannot create the folder for the database {}",
+                    parent.display()
+                )
+            })?;
+        }
         let path = lock_path(database);
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .with_context(|| format!("cannot open the lock file {}", path.display()))?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => anyhow::bail!(
-                "{}; stop it first, or give this daemon its own [storage] path",
-                running(&path, database)
-            ),
-            Err(TryLockError::Error(err)) => {
-                return Err(err).with_context(|| format!("cannot lock {}", path.display()));
+        let (mut file, writable) = open_for_locking(&path)?;
+        let deadline = Instant::now() + SETTLE;
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(TryLockError::WouldBlock) => {}
+                Err(TryLockError::Error(err)) if cannot_lock_here(&err) => {
+                    tracing::warn!(lock = %path.display(), error = %err, "this filesystem cannot lock files: nothing stops a second daemon on this database");
+                    return Ok(DaemonLock { _file: None });
+                }
+                Err(TryLockError::Error(err)) => {
+                    return Err(err).with_context(|| format!("cannot lock {}", path.display()));
+                }
             }
+            // A shared lock alongside the holders means they are only commands syncing their
+            // config, which take moments: wait for them. An exclusive holder is a daemon.
+            let only_commands =
+                File::open(&path).is_ok_and(|probe| probe.try_lock_shared().is_ok());
+            if !only_commands || Instant::now() > deadline {
+                anyhow::bail!(
+                    "{}; stop it first, or give this daemon its own [storage] path",
+                    running(read_holder(&path).as_ref(), &path, database)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
         let holder = Holder {
             pid: std::process::id(),
-            config: display_path(config),
+            config: canonical(config).to_string_lossy().into_owned(),
         };
-        file.set_len(0)
-            .and_then(|()| file.write_all(&serde_json::to_vec(&holder)?))
-            .with_context(|| format!("cannot write to the lock file {}", path.display()))?;
-        Ok(DaemonLock { _file: file })
+        if writable {
+            file.set_len(0)
+                .and_then(|()| file.write_all(&serde_json::to_vec(&holder)?))
+                .with_context(|| format!("cannot write to the lock file {}", path.display()))?;
+        } else {
+            tracing::warn!(lock = %path.display(), "the lock file belongs to another user: it is locked, but cannot say which daemon holds it (chown it to this daemon's user)");
+        }
+        Ok(DaemonLock { _file: Some(file) })
     }
 }
 
 /// Errs when a daemon runs on `database` with a config file other than `config`: a command
-/// syncing `config` would replace that daemon's feeds and companies with this file's.
-pub fn refuse_beside_other_daemon(database: &Path, config: &Path) -> anyhow::Result<()> {
+/// syncing `config` would replace that daemon's feeds and companies with this file's. Hold the
+/// guard until the sync is committed, so that no daemon starts in between.
+pub fn refuse_beside_other_daemon(database: &Path, config: &Path) -> anyhow::Result<SyncGuard> {
     let path = lock_path(database);
     let file = match File::open(&path) {
         Ok(file) => file,
         // No daemon has ever run on this database.
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(err) if err.kind() == ErrorKind::NotFound => return Ok(SyncGuard { _file: None }),
         Err(err) => {
             return Err(err)
                 .with_context(|| format!("cannot open the lock file {}", path.display()));
         }
     };
-    match file.try_lock_shared() {
-        // Nobody holds it: no daemon runs. Dropping the file lets go of the shared lock.
-        Ok(()) => return Ok(()),
-        Err(TryLockError::WouldBlock) => {}
-        Err(TryLockError::Error(err)) => {
-            return Err(err).with_context(|| format!("cannot read the lock {}", path.display()));
+    let ours = canonical(config).to_string_lossy().into_owned();
+    let deadline = Instant::now() + SETTLE;
+    loop {
+        match file.try_lock_shared() {
+            // No daemon holds it; keeping the shared lock holds off one that would start now.
+            Ok(()) => return Ok(SyncGuard { _file: Some(file) }),
+            Err(TryLockError::WouldBlock) => {}
+            Err(TryLockError::Error(err)) if cannot_lock_here(&err) => {
+                tracing::warn!(lock = %path.display(), error = %err, "this filesystem cannot lock files: a running daemon would not be noticed");
+                return Ok(SyncGuard { _file: None });
+            }
+            Err(TryLockError::Error(err)) => {
+                return Err(err)
+                    .with_context(|| format!("cannot test the lock {}", path.display()));
+            }
         }
-    }
-    let ours = display_path(config);
-    match read_holder(&path) {
-        Some(holder) if holder.config == ours => Ok(()),
-        Some(holder) => anyhow::bail!(
-            "{}: this command would replace its feeds and companies with those of {ours}; run it \
-             with --config {}, or stop the daemon first",
-            running(&path, database),
-            holder.config
-        ),
-        None => anyhow::bail!(
-            "{}: this command would replace its feeds and companies with those of {ours}; stop \
-             the daemon first",
-            running(&path, database)
-        ),
+        let holder = read_holder(&path);
+        if holder.as_ref().is_some_and(|h| h.config == ours) {
+            return Ok(SyncGuard { _file: None });
+        }
+        // A daemon that has just taken the lock writes who it is right after; until then the
+        // file is empty or names the previous daemon.
+        if Instant::now() > deadline || holder.as_ref().is_some_and(|h| is_alive(h.pid)) {
+            let running = running(holder.as_ref(), &path, database);
+            anyhow::bail!(match holder {
+                Some(holder) => format!(
+                    "{running}: this command would replace its feeds and companies with those of \
+                     {ours}; run it with --config {}, or stop the daemon first",
+                    holder.config
+                ),
+                None => format!(
+                    "{running}: this command would replace its feeds and companies with those of \
+                     {ours}; stop the daemon first"
+                ),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
-/// "a feedhound daemon (pid N, config C) is running on D", with what the lock file tells.
-fn running(lock: &Path, database: &Path) -> String {
-    match read_holder(lock) {
+/// Errs when any daemon holds the lock on `database` (for commands that replace the database).
+pub fn refuse_beside_any_daemon(database: &Path) -> anyhow::Result<()> {
+    let path = lock_path(database);
+    let Ok(file) = File::open(&path) else {
+        return Ok(());
+    };
+    if let Err(TryLockError::WouldBlock) = file.try_lock_shared() {
+        anyhow::bail!(
+            "{}: stop it first, or choose another folder",
+            running(read_holder(&path).as_ref(), &path, database)
+        );
+    }
+    Ok(())
+}
+
+/// The lock file for reading and writing, or for reading only when it belongs to another user
+/// (a daemon once started by hand as root): `flock` works on either.
+fn open_for_locking(path: &Path) -> anyhow::Result<(File, bool)> {
+    let opened = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path);
+    match opened {
+        Ok(file) => Ok((file, true)),
+        Err(err) if err.kind() == ErrorKind::PermissionDenied => File::open(path)
+            .map(|file| (file, false))
+            .with_context(|| format!("cannot open the lock file {}", path.display())),
+        Err(err) => {
+            Err(err).with_context(|| format!("cannot open the lock file {}", path.display()))
+        }
+    }
+}
+
+/// `flock` refused for the filesystem's sake (NFS without lockd, some FUSE mounts).
+fn cannot_lock_here(err: &std::io::Error) -> bool {
+    err.kind() == ErrorKind::Unsupported
+        || matches!(err.raw_os_error(), Some(libc::ENOLCK | libc::EOPNOTSUPP))
+}
+
+fn is_alive(pid: u32) -> bool {
+    // Signal 0 checks for the process without touching it; EPERM means it exists as another
+    // user. 0 would name our own process group.
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    if pid <= 0 {
+        return false;
+    }
+    // SAFETY: kill(2) with signal 0 sends nothing and involves no memory.
+    let found = unsafe { libc::kill(pid, 0) } == 0;
+    found || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+/// "a feedhound daemon (pid N, config C) is running on the database D".
+fn running(holder: Option<&Holder>, lock: &Path, database: &Path) -> String {
+    match holder {
         Some(holder) => format!(
             "a feedhound daemon (pid {}, config {}) is running on the database {}",
             holder.pid,
             holder.config,
-            display_path(database)
+            database.display()
         ),
-        // Between taking the lock and writing to it, or written by something else.
         None => format!(
             "a feedhound daemon is running on the database {} (its lock file {} does not say which)",
-            display_path(database),
+            database.display(),
             lock.display()
         ),
     }
@@ -133,12 +243,12 @@ fn read_holder(lock: &Path) -> Option<Holder> {
     serde_json::from_slice(&std::fs::read(lock).ok()?).ok()
 }
 
-/// The absolute path, so that `feedhound.toml` and `/etc/feedhound/feedhound.toml` compare equal.
-fn display_path(path: &Path) -> String {
+/// The absolute path with symlinks resolved, so that `feedhound.toml` and
+/// `/etc/feedhound/feedhound.toml` are one file; the absolute path if it cannot be resolved.
+fn canonical(path: &Path) -> PathBuf {
     std::fs::canonicalize(path)
+        .or_else(|_| std::path::absolute(path))
         .unwrap_or_else(|_| path.to_path_buf())
-        .to_string_lossy()
-        .into_owned()
 }
 
 #[cfg(test)]
@@ -171,7 +281,7 @@ mod tests {
     }
 
     #[test]
-    fn a_command_may_run_beside_a_daemon_with_the_same_config_file_only() {
+    fn a_command_may_sync_beside_a_daemon_with_the_same_config_file_only() {
         let dir = tempfile::tempdir().unwrap();
         let (database, ours, other) = paths(dir.path());
         refuse_beside_other_daemon(&database, &other).expect("no daemon ever ran");
@@ -184,24 +294,70 @@ mod tests {
             refuse_beside_other_daemon(&database, &other).unwrap_err()
         );
         assert!(
-            message.contains("this command would replace") && message.contains("--config"),
+            message.contains("this command would replace")
+                && message.contains(&format!("--config {}", canonical(&ours).display())),
             "{message}"
         );
-        assert!(message.contains(&display_path(&ours)), "{message}");
         drop(lock);
         refuse_beside_other_daemon(&database, &other).expect("the daemon is gone");
     }
 
     #[test]
-    fn a_lock_without_a_readable_holder_still_keeps_commands_out() {
+    fn a_daemon_starting_while_a_command_syncs_waits_for_it() {
         let dir = tempfile::tempdir().unwrap();
-        let (database, _, other) = paths(dir.path());
-        let file = File::create(lock_path(&database)).unwrap();
+        let (database, ours, other) = paths(dir.path());
+        std::fs::write(lock_path(&database), "").unwrap();
+        let syncing = refuse_beside_other_daemon(&database, &other).unwrap();
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            drop(syncing);
+        });
+        let started = Instant::now();
+        let lock = DaemonLock::acquire(&database, &ours).expect("the daemon waits, then starts");
+        assert!(started.elapsed() >= Duration::from_millis(250));
+        release.join().unwrap();
+        let holder = read_holder(&lock_path(&database)).unwrap();
+        assert_eq!(holder.pid, std::process::id());
+        drop(lock);
+    }
+
+    #[test]
+    fn a_command_waits_for_a_starting_daemon_to_say_who_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let (database, ours, _) = paths(dir.path());
+        let lock = lock_path(&database);
+        // A daemon between taking the lock and writing to it: the file still names its
+        // predecessor, with another config, long gone (no pid reaches 2^31 - 1 on Linux).
+        std::fs::write(&lock, r#"{"pid":2147483647,"config":"/gone.toml"}"#).unwrap();
+        let mut file = OpenOptions::new().write(true).open(&lock).unwrap();
         file.lock().unwrap();
-        let message = format!(
-            "{:#}",
-            refuse_beside_other_daemon(&database, &other).unwrap_err()
-        );
-        assert!(message.contains("does not say which"), "{message}");
+        let config = canonical(&ours).to_string_lossy().into_owned();
+        let daemon = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            let holder = Holder {
+                pid: std::process::id(),
+                config,
+            };
+            file.set_len(0).unwrap();
+            file.write_all(&serde_json::to_vec(&holder).unwrap())
+                .unwrap();
+            file
+        });
+        let started = Instant::now();
+        refuse_beside_other_daemon(&database, &ours).expect("the same config, once it is said");
+        assert!(started.elapsed() >= Duration::from_millis(250));
+        drop(daemon.join().unwrap());
+    }
+
+    #[test]
+    fn the_lock_path_is_the_same_for_every_spelling_of_the_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let (database, _, _) = paths(dir.path());
+        let spelled = dir.path().join(".").join("feedhound.db");
+        assert_eq!(lock_path(&database), lock_path(&spelled));
+        std::fs::write(&database, "").unwrap();
+        let link = dir.path().join("link.db");
+        std::os::unix::fs::symlink(&database, &link).unwrap();
+        assert_eq!(lock_path(&link), lock_path(&database));
     }
 }

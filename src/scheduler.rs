@@ -522,8 +522,10 @@ fn match_entries(matcher: &Matcher, feed: &ParsedFeed) -> Vec<Vec<Mention>> {
 /// `alert_target_rests` tables in line with the config, unless a daemon runs on the database with
 /// another config file (see [`daemon_lock`]).
 pub fn open_store(config: &Config) -> anyhow::Result<Store> {
+    // Before the database is created or migrated, and held until the sync is committed.
+    let _syncing =
+        daemon_lock::refuse_beside_other_daemon(&config.database_path(), &config.source)?;
     let mut store = Store::open_with(&config.database_path(), config.storage.busy_timeout)?;
-    daemon_lock::refuse_beside_other_daemon(&config.database_path(), &config.source)?;
     sync_config(&mut store, config)?;
     Ok(store)
 }
@@ -739,9 +741,9 @@ const CONFIG_CHECK: Duration = Duration::from_secs(2);
 /// result is committed or dropped whole.
 pub async fn run(config: Config, control: Control) -> anyhow::Result<()> {
     let mut config = config;
-    let mut store = Store::open_with(&config.database_path(), config.storage.busy_timeout)?;
-    // Taken before the sync: a second daemon must not replace the first one's feeds.
+    // Before the database is migrated or synced: a second daemon must not touch the first's.
     let _lock = DaemonLock::acquire(&config.database_path(), &config.source)?;
+    let mut store = Store::open_with(&config.database_path(), config.storage.busy_timeout)?;
     sync_config(&mut store, &config)?;
     let (writer, thread) = StoreWriter::spawn(store)?;
     let tracker = TaskTracker::new();

@@ -44,6 +44,9 @@ name = "Amazon"
 exclude = ["Amazon rainforest", "Amazon river", "Amazon basin"]
 "#;
 
+/// The demo database's file name, in the demo's folder.
+const DATABASE: &str = "feedhound.db";
+
 /// Counts of what the sample server answered.
 #[derive(Default)]
 struct Served {
@@ -61,6 +64,8 @@ pub async fn run(dir: Option<PathBuf>, shutdown: CancellationToken) -> anyhow::R
             .keep(),
     };
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    // The demo replaces the folder's config and database: not under a daemon that uses them.
+    crate::daemon_lock::refuse_beside_any_daemon(&dir.join(DATABASE))?;
     let server = tiny_http::Server::http("127.0.0.1:0")
         .map_err(|err| anyhow::anyhow!("cannot start the sample feed server: {err}"))?;
     let port = server
@@ -78,7 +83,7 @@ pub async fn run(dir: Option<PathBuf>, shutdown: CancellationToken) -> anyhow::R
 
     let config_path = dir.join("feedhound.toml");
     let mut config_text =
-        String::from("[storage]\npath = \"feedhound.db\"\n\n[polling]\ninterval = \"15m\"\n");
+        format!("[storage]\npath = \"{DATABASE}\"\n\n[polling]\ninterval = \"15m\"\n");
     for (file, _) in SAMPLE_FEEDS {
         config_text.push_str(&format!(
             "\n[[feed]]\nurl = \"http://127.0.0.1:{port}/{file}\"\n"
@@ -89,9 +94,15 @@ pub async fn run(dir: Option<PathBuf>, shutdown: CancellationToken) -> anyhow::R
         .with_context(|| format!("cannot write {}", config_path.display()))?;
     let config = Config::load(&config_path)?;
     let database = config.database_path();
-    if database.exists() {
-        std::fs::remove_file(&database)
-            .with_context(|| format!("cannot replace {}", database.display()))?;
+    // A stale WAL beside a new database file would be replayed into it.
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = database.clone().into_os_string();
+        file.push(suffix);
+        let file = PathBuf::from(file);
+        if file.exists() {
+            std::fs::remove_file(&file)
+                .with_context(|| format!("cannot replace {}", file.display()))?;
+        }
     }
 
     println!(

@@ -702,47 +702,18 @@ fn lock_holder_pid(app: &App) -> Option<u32> {
     holder["pid"].as_u64().map(|pid| pid as u32)
 }
 
+/// Until `daemon` holds the lock and has synced its config (it locks first).
 fn wait_for_lock(app: &App, daemon: &crate::helpers::Daemon) {
     let pid = daemon.child.id();
     wait_until(Duration::from_secs(10), "the daemon holds the lock", || {
         lock_holder_pid(app) == Some(pid)
+            && app.try_count("SELECT count(*) FROM feeds WHERE active = 1") == Some(1)
     });
 }
 
-#[test]
-fn a_second_daemon_on_the_same_database_refuses_to_start_and_a_killed_one_leaves_no_lock() {
-    let server = FeedServer::start();
-    server.feed("a.xml", rss(&["<guid>1</guid><title>One</title>"]));
-    let app = App::new(&[server.url("a.xml")], "");
-    let first = app.spawn_daemon();
-    wait_for_lock(&app, &first);
-
-    let mut second = app.spawn_daemon();
-    wait_until(Duration::from_secs(10), "the second daemon exits", || {
-        second.child.try_wait().unwrap().is_some()
-    });
-    let status = second.child.wait().unwrap();
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut second.child.stderr.take().unwrap(), &mut stderr).unwrap();
-    assert!(!status.success(), "{stderr}");
-    assert!(
-        stderr.contains(&format!("a feedhound daemon (pid {}", first.child.id()))
-            && stderr.contains("stop it first"),
-        "{stderr}"
-    );
-    assert_eq!(lock_holder_pid(&app), Some(first.child.id()));
-
-    // SIGKILL gives no chance to clean up; the kernel still lets go of the lock.
-    first.kill_hard();
-    let third = app.spawn_daemon();
-    wait_for_lock(&app, &third);
-    let (status, stderr) = third.stop(Duration::from_secs(10));
-    assert!(status.success(), "{stderr}");
-}
-
-#[test]
-fn a_poll_with_another_config_is_refused_beside_the_daemon_and_its_own_config_is_not() {
-    let server = FeedServer::start();
+/// An app serving a.xml (in its config) and b.xml, and `other.toml` in its folder: the same
+/// database, b.xml only.
+fn app_and_other_config(server: &FeedServer) -> (App, std::path::PathBuf) {
     server.feed("a.xml", rss(&["<guid>1</guid><title>One</title>"]));
     server.feed("b.xml", rss(&["<guid>2</guid><title>Two</title>"]));
     let app = App::new(&[server.url("a.xml")], "");
@@ -755,40 +726,20 @@ fn a_poll_with_another_config_is_refused_beside_the_daemon_and_its_own_config_is
         ),
     )
     .unwrap();
-    let poll_with = |config: &std::path::Path| {
-        crate::helpers::binary()
-            .arg("--config")
-            .arg(config)
-            .arg("poll")
-            .output()
-            .unwrap()
-    };
-    let daemon = app.spawn_daemon();
-    wait_for_lock(&app, &daemon);
+    (app, other)
+}
 
-    for command in [
-        ["poll"].as_slice(),
-        &["rescan"],
-        &["prune", "--retain", "1d"],
-    ] {
-        let refused = crate::helpers::binary()
-            .arg("--config")
-            .arg(&other)
-            .args(command)
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&refused.stderr);
-        assert!(!refused.status.success(), "{command:?}: {stderr}");
-        let daemons_config = std::fs::canonicalize(&app.config_path).unwrap();
-        assert!(
-            stderr.contains(&format!(
-                "run it with --config {}",
-                daemons_config.display()
-            )),
-            "{command:?}: {stderr}"
-        );
-    }
-    assert!(server.requests("b.xml").is_empty());
+fn run_with(config: &std::path::Path, args: &[&str]) -> std::process::Output {
+    crate::helpers::binary()
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// The daemon's feed a.xml is active and b.xml (from `other.toml`) unknown.
+fn assert_only_the_daemons_feed(app: &App) {
     assert_eq!(
         app.count("SELECT count(*) FROM feeds WHERE active = 1 AND url LIKE '%/a.xml'"),
         1,
@@ -798,8 +749,92 @@ fn a_poll_with_another_config_is_refused_beside_the_daemon_and_its_own_config_is
         app.count("SELECT count(*) FROM feeds WHERE url LIKE '%/b.xml'"),
         0
     );
+}
 
-    let beside = poll_with(&app.config_path);
+#[test]
+fn a_second_daemon_on_the_same_database_refuses_to_start_and_a_killed_one_leaves_no_lock() {
+    let server = FeedServer::start();
+    let (app, other) = app_and_other_config(&server);
+    let first = app.spawn_daemon();
+    wait_for_lock(&app, &first);
+
+    // `output()` would wait forever for a second daemon that started anyway: the timeout of
+    // `wait_until` is the test's bound.
+    let mut second = crate::helpers::binary()
+        .arg("--config")
+        .arg(&other)
+        .arg("run")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut status = None;
+    wait_until(Duration::from_secs(10), "the second daemon exits", || {
+        status = second.try_wait().unwrap();
+        status.is_some()
+    });
+    let stderr = std::io::read_to_string(second.stderr.take().unwrap()).unwrap();
+    assert!(!status.unwrap().success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("a feedhound daemon (pid {}", first.child.id()))
+            && stderr.contains("stop it first"),
+        "{stderr}"
+    );
+    assert_eq!(lock_holder_pid(&app), Some(first.child.id()));
+    assert_only_the_daemons_feed(&app);
+    assert!(server.requests("b.xml").is_empty());
+
+    // The demo writes its own config and database into the folder it is given.
+    let config_before = std::fs::read_to_string(&app.config_path).unwrap();
+    let demo = crate::helpers::binary()
+        .arg("demo")
+        .arg("--dir")
+        .arg(app.dir.path())
+        .output()
+        .unwrap();
+    assert!(!demo.status.success());
+    assert!(String::from_utf8_lossy(&demo.stderr).contains("choose another folder"));
+    assert_eq!(
+        std::fs::read_to_string(&app.config_path).unwrap(),
+        config_before
+    );
+
+    // SIGKILL gives no chance to clean up; the kernel still lets go of the lock.
+    first.kill_hard();
+    let third = app.spawn_daemon();
+    wait_for_lock(&app, &third);
+    let (status, stderr) = third.stop(Duration::from_secs(10));
+    assert!(status.success(), "{stderr}");
+}
+
+#[test]
+fn a_command_syncing_another_config_is_refused_beside_the_daemon_and_its_own_config_is_not() {
+    let server = FeedServer::start();
+    let (app, other) = app_and_other_config(&server);
+    let daemon = app.spawn_daemon();
+    wait_for_lock(&app, &daemon);
+    let daemons_config = std::fs::canonicalize(&app.config_path).unwrap();
+
+    for command in [
+        ["poll"].as_slice(),
+        &["rescan"],
+        &["prune", "--retain", "1d"],
+    ] {
+        let refused = run_with(&other, command);
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(!refused.status.success(), "{command:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "run it with --config {}",
+                daemons_config.display()
+            )),
+            "{command:?}: {stderr}"
+        );
+    }
+    assert!(server.requests("b.xml").is_empty());
+    assert_only_the_daemons_feed(&app);
+
+    let beside = run_with(&app.config_path, &["poll"]);
     assert!(
         beside.status.success(),
         "{}",
@@ -808,7 +843,7 @@ fn a_poll_with_another_config_is_refused_beside_the_daemon_and_its_own_config_is
 
     let (status, stderr) = daemon.stop(Duration::from_secs(10));
     assert!(status.success(), "{stderr}");
-    let after = poll_with(&other);
+    let after = run_with(&other, &["poll"]);
     assert!(
         after.status.success(),
         "{}",
