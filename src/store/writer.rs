@@ -213,8 +213,9 @@ fn write_all(store: &mut Store, batch: &[ApplyJob]) -> Result<Outcomes, BatchFai
             Err(err) => return Err(BatchFailure::Storage(err)),
         }
     }
+    let stored = stored_count(&applied);
     let finish = || -> anyhow::Result<()> {
-        super::search::index_pending(&tx)?;
+        super::search::index_pending(&tx, stored)?;
         Ok(tx.commit()?)
     };
     finish().map_err(|err| match super::storage_hint(&err) {
@@ -273,9 +274,14 @@ fn write_each(store: &mut Store, batch: &[ApplyJob]) -> anyhow::Result<Outcomes>
             }
         }
     }
-    super::search::index_pending(&tx)?;
+    super::search::index_pending(&tx, stored_count(&applied))?;
     tx.commit()?;
     Ok(applied)
+}
+
+/// New entries the results of a batch stored.
+fn stored_count(applied: &Outcomes) -> usize {
+    applied.iter().flatten().map(|a| a.new).sum()
 }
 
 #[cfg(test)]
