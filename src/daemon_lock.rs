@@ -63,14 +63,7 @@ impl DaemonLock {
     /// Takes the lock on `database` for this process, recording `config` as the file it runs
     /// with, or says which daemon already holds it.
     pub fn acquire(database: &Path, config: &Path) -> anyhow::Result<DaemonLock> {
-        if let Some(parent) = database.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).with_context(|| {
-                format!(
-                    "cannot create the folder for the database {}",
-                    parent.display()
-                )
-            })?;
-        }
+        crate::store::create_database_folder(database)?;
         let path = lock_path(database);
         let (mut file, writable) = open_for_locking(&path)?;
         let deadline = Instant::now() + SETTLE;

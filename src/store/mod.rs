@@ -88,6 +88,19 @@ const MIGRATIONS: &[(&str, &str)] = &[
 /// enough to ride out interactive use.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Creates the folder the database at `path` goes in, if it is missing.
+pub fn create_database_folder(path: &Path) -> anyhow::Result<()> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).with_context(|| {
+            format!(
+                "cannot create the folder for the database {}",
+                parent.display()
+            )
+        })?;
+    }
+    Ok(())
+}
+
 pub struct Store {
     conn: Connection,
     path: PathBuf,
@@ -104,14 +117,7 @@ impl Store {
 
     /// [`Store::open`], waiting up to `busy_timeout` for locks other processes hold.
     pub fn open_with(path: &Path, busy_timeout: Duration) -> anyhow::Result<Store> {
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).with_context(|| {
-                format!(
-                    "cannot create the folder for the database {}",
-                    parent.display()
-                )
-            })?;
-        }
+        create_database_folder(path)?;
         let conn = Connection::open(path)
             .with_context(|| format!("cannot open the database {}", path.display()))?;
         let mut store = Store {
