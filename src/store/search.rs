@@ -41,31 +41,35 @@ fn index_pending_at_most(conn: &rusqlite::Connection, new: usize) -> rusqlite::R
     if set_aside {
         return Ok(0);
     }
+    // The slice's last id first, so that the insert reads a plain rowid range: a LIMIT in it
+    // would sort the text of every new entry before FTS5 sees it.
     let new = i64::try_from(new).unwrap_or(i64::MAX);
+    let (mark, through): (i64, i64) = conn
+        .prepare_cached(
+            "SELECT indexed_through,
+                    coalesce((SELECT max(id) FROM (SELECT id FROM entries WHERE id > indexed_through
+                                                   ORDER BY id LIMIT ?1)),
+                             indexed_through)
+             FROM search_state",
+        )?
+        .query_row([new], |r| Ok((r.get(0)?, r.get(1)?)))?;
     let indexed = conn
         .prepare_cached(
             "INSERT INTO entries_fts (rowid, title, summary, content)
              SELECT e.id, e.title, e.summary, e.content
              FROM search_queue q CROSS JOIN entries e ON e.id = q.entry_id
              UNION ALL
-             SELECT * FROM (SELECT id, title, summary, content FROM entries
-                            WHERE id > (SELECT indexed_through FROM search_state)
-                            ORDER BY id LIMIT ?1)
+             SELECT id, title, summary, content FROM entries WHERE id > ?1 AND id <= ?2
              ORDER BY 1",
         )?
-        .execute([new])?;
+        .execute([mark, through])?;
     if indexed == 0 {
         return Ok(0); // most batches of a warm poll: nothing to write
     }
     conn.prepare_cached("DELETE FROM search_queue")?
         .execute([])?;
-    conn.prepare_cached(
-        "UPDATE search_state SET indexed_through = coalesce(
-             (SELECT max(id) FROM (SELECT id FROM entries WHERE id > indexed_through
-                                   ORDER BY id LIMIT ?1)),
-             indexed_through)",
-    )?
-    .execute([new])?;
+    conn.prepare_cached("UPDATE search_state SET indexed_through = ?1")?
+        .execute([through])?;
     // FTS5 writes what it gathered at the latest when the transaction commits. Writing it here
     // makes a damaged index fail this call, which callers can tell apart, not the commit.
     conn.prepare_cached("INSERT INTO entries_fts (entries_fts) VALUES ('flush')")?
@@ -125,11 +129,11 @@ impl Store {
     }
 
     /// [`Store::rebuild_search_index`] with slices of `slice` entries, calling `between` after
-    /// each committed slice (tests write from another connection there).
+    /// each committed slice (tests write there, as a daemon would).
     fn rebuild_search_index_in_slices(
         &mut self,
         slice: usize,
-        mut between: impl FnMut(&Store) -> anyhow::Result<()>,
+        mut between: impl FnMut(&mut Store) -> anyhow::Result<()>,
     ) -> anyhow::Result<i64> {
         let tx = super::write_transaction(&mut self.conn)?;
         tx.execute_batch(
@@ -147,9 +151,19 @@ impl Store {
             }
             between(self)?;
         }
-        Ok(self
-            .conn
-            .query_row("SELECT count(*) FROM entries", [], |r| r.get(0))?)
+        // Nothing indexed also means "set aside": a daemon's write may have found the index
+        // damaged again meanwhile.
+        let (entries, damaged): (i64, bool) = self.conn.query_row(
+            "SELECT (SELECT count(*) FROM entries), damaged FROM search_state",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        anyhow::ensure!(
+            !damaged,
+            "the search index was set aside again while it was rebuilt: the database may be \
+             failing; check the log and run `feedhound reindex` again"
+        );
+        Ok(entries)
     }
 }
 
@@ -505,16 +519,14 @@ mod tests {
     #[test]
     fn a_rebuild_refills_the_index_in_slices_and_other_writers_go_on_between_them() {
         let words = ["anchor", "buoy", "cargo", "dock", "ensign"];
-        let entries: Vec<(String, String)> = words
+        let keys: Vec<String> = (0..words.len()).map(|i| format!("g:{i}")).collect();
+        let entries: Vec<(&str, &str, &str)> = keys
             .iter()
-            .enumerate()
-            .map(|(i, word)| (format!("g:{i}"), word.to_string()))
-            .collect();
-        let entries: Vec<(&str, &str, &str)> = entries
-            .iter()
-            .map(|(key, word)| (key.as_str(), word.as_str(), "at sea"))
+            .zip(words)
+            .map(|(key, word)| (key.as_str(), word, "at sea"))
             .collect();
         let (_dir, mut store) = store_with(&entries);
+        let feed_id = the_feed(&store);
         // Another process, giving up at once on a lock: it only gets in between slices.
         let other = rusqlite::Connection::open(store.path()).unwrap();
         other.busy_timeout(std::time::Duration::ZERO).unwrap();
@@ -523,21 +535,45 @@ mod tests {
             .rebuild_search_index_in_slices(2, |store| {
                 slices += 1;
                 let searchable = store.search(&query("sea")).unwrap().len();
-                assert_eq!(searchable, (2 * slices).min(5), "slice {slices}");
+                assert_eq!(searchable, 2 * slices, "slice {slices}");
                 if slices == 1 {
-                    other.execute(
-                        "INSERT INTO entries (feed_id, dedup_key, title, content_hash, first_seen_at, last_seen_at)
-                         SELECT id, 'g:late', 'Foghorn', 'x', '2026-01-01 00:00:00', '2026-01-01 00:00:00' FROM feeds",
-                        [],
+                    // Ids 1 and 2 are indexed: an edit of one below the mark, a delete of one
+                    // above it, a new entry by hand.
+                    other.execute_batch(
+                        "UPDATE entries SET title = 'Anchorage' WHERE dedup_key = 'g:0';
+                         DELETE FROM entries WHERE dedup_key = 'g:4';
+                         INSERT INTO entries (feed_id, dedup_key, title, content_hash, first_seen_at, last_seen_at)
+                         SELECT id, 'g:late', 'Foghorn', 'x', '2026-01-01 00:00:00', '2026-01-01 00:00:00' FROM feeds;",
                     )?;
+                } else {
+                    // A daemon storing feed results indexes its own entry and what is left.
+                    let lighthouse = ParsedEntry {
+                        dedup_key: "g:new".into(),
+                        title: Some("Lighthouse".into()),
+                        content_hash: "Lighthouse".into(),
+                        link_unique_in_doc: true,
+                        ..Default::default()
+                    };
+                    store_document(store, feed_id, vec![lighthouse], "c");
                 }
                 Ok(())
             })
             .unwrap();
         assert_eq!(indexed, 6);
-        assert_eq!(slices, 3, "5 entries and 1 written meanwhile, 2 a slice");
-        for word in words.iter().chain(&["foghorn"]) {
-            assert_eq!(store.search(&query(word)).unwrap().len(), 1, "{word}");
+        assert_eq!(
+            slices, 2,
+            "the write between slices 2 and 3 left nothing to index"
+        );
+        for (word, hits) in [
+            ("anchorage", 1),
+            ("anchor", 0),
+            ("buoy", 1),
+            ("dock", 1),
+            ("ensign", 0),
+            ("foghorn", 1),
+            ("lighthouse", 1),
+        ] {
+            assert_eq!(store.search(&query(word)).unwrap().len(), hits, "{word}");
         }
         index_is_in_step(&store);
     }
