@@ -93,6 +93,7 @@ fn entry(feed: usize, seq: usize, text_bytes: usize, edition: usize) -> ParsedEn
         guid: Some(format!("bench-{feed}-{seq}")),
         canonical_link: Some(link.trim_start_matches("https://").to_string()),
         link_unique_in_doc: true,
+        key_with_own_link: None,
         content_hash: content_hash(&title, &link, &summary, &content),
         link: Some(link),
         title: Some(title),

@@ -38,6 +38,10 @@ pub struct ParsedEntry {
     /// False when several entries of this document share `canonical_link` (feeds that point
     /// every item at their home page); such a link must not be used to identify the entry.
     pub link_unique_in_doc: bool,
+    /// When the link is shared (above) and that changes the key: the key the entry would have
+    /// if the link were its own. It was, if the entry was stored while alone with its link (a
+    /// live blog's first update); the store finds that row by it.
+    pub key_with_own_link: Option<String>,
     pub title: Option<String>,
     pub author: Option<String>,
     pub published_at: Option<DateTime<Utc>>,

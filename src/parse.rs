@@ -894,8 +894,13 @@ impl Draft {
     }
 
     fn finish(self, guid_unique: bool, link_unique: bool) -> ParsedEntry {
+        let dedup_key = self.dedup_key(guid_unique, link_unique);
+        let key_with_own_link = (!link_unique)
+            .then(|| self.dedup_key(guid_unique, true))
+            .filter(|own| *own != dedup_key);
         ParsedEntry {
-            dedup_key: self.dedup_key(guid_unique, link_unique),
+            dedup_key,
+            key_with_own_link,
             content_hash: self.content_hash(),
             link: self.link.as_ref().map(|link| link.to_string()),
             link_unique_in_doc: link_unique,

@@ -222,6 +222,65 @@ async fn an_item_whose_own_link_becomes_shared_is_not_stored_again() {
 }
 
 #[tokio::test]
+async fn a_link_becoming_shared_neither_merges_items_with_guids_of_their_own_nor_repeats_one_without()
+ {
+    let server = FeedServer::start();
+    let item = |guid: &str, link: &str, text: &str| {
+        format!(
+            "<guid isPermaLink=\"false\">{guid}</guid><title>{text}</title><link>https://status.example/{link}</link><description>{text}</description>"
+        )
+    };
+    // Own guids, one status page, the same text: each guid is an item, whatever the link does.
+    let all_clear = "All systems operational";
+    server.set("own.xml", changing_body(&[&item("s1", "", all_clear)], 0));
+    // One guid repeated (a CMS bug): the link told the items apart, until it was shared too.
+    let dup = |link: &str, text: &str| item("dup", link, text);
+    server.set(
+        "dup.xml",
+        changing_body(
+            &[
+                &dup("a", "Outage in Frankfurt"),
+                &dup("b", "Outage in Lyon"),
+            ],
+            0,
+        ),
+    );
+    let app = App::new(&[server.url("own.xml"), server.url("dup.xml")], "");
+    assert_eq!(app.poll().await.entries_new, 3);
+
+    server.set(
+        "own.xml",
+        changing_body(&[&item("s2", "", all_clear), &item("s3", "", all_clear)], 1),
+    );
+    server.set(
+        "dup.xml",
+        changing_body(
+            &[
+                &dup("a", "Frankfurt recovered"),
+                &dup("a", "Outage in Frankfurt"),
+                &dup("b", "Outage in Lyon"),
+            ],
+            1,
+        ),
+    );
+    let later = app.poll().await;
+    assert_eq!(
+        (later.entries_new, later.entries_updated),
+        (3, 0),
+        "{later}"
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM entries WHERE title = 'All systems operational'"),
+        3
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM entries WHERE title = 'Outage in Frankfurt'"),
+        1
+    );
+    assert_eq!(app.count("SELECT count(*) FROM entries"), 6);
+}
+
+#[tokio::test]
 async fn repeated_guids_within_a_document_keep_distinct_items() {
     let server = FeedServer::start();
     let same_guid = |link: &str, title: &str| {
