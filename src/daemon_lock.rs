@@ -42,8 +42,7 @@ struct Holder {
     config: String,
 }
 
-/// How long a starting daemon waits for commands that are syncing their config, and how long a
-/// command waits for a starting daemon to say who it is, before giving up.
+/// How long a command waits for a daemon that has just taken the lock to say who it is.
 const SETTLE: Duration = Duration::from_secs(10);
 
 /// The lock file beside `database` (`feedhound.db` → `feedhound.db.lock`), by its real path, so
@@ -61,12 +60,23 @@ pub fn lock_path(database: &Path) -> PathBuf {
 
 impl DaemonLock {
     /// Takes the lock on `database` for this process, recording `config` as the file it runs
-    /// with, or says which daemon already holds it.
+    /// with, or says which daemon already holds it. Waits while commands hold it to sync their
+    /// config.
     pub fn acquire(database: &Path, config: &Path) -> anyhow::Result<DaemonLock> {
         crate::store::create_database_folder(database)?;
         let path = lock_path(database);
-        let (mut file, writable) = open_for_locking(&path)?;
-        let deadline = Instant::now() + SETTLE;
+        let mut file = open_lock_file(&path).map_err(|err| {
+            let hint = if err.kind() == ErrorKind::PermissionDenied {
+                " (it belongs to another user: chown it to the daemon's user)"
+            } else {
+                ""
+            };
+            anyhow::Error::new(err).context(format!(
+                "cannot open the lock file {}{hint}",
+                path.display()
+            ))
+        })?;
+        let mut waiting = false;
         loop {
             match file.try_lock() {
                 Ok(()) => break,
@@ -79,15 +89,20 @@ impl DaemonLock {
                     return Err(err).with_context(|| format!("cannot lock {}", path.display()));
                 }
             }
-            // A shared lock alongside the holders means they are only commands syncing their
-            // config, which take moments: wait for them. An exclusive holder is a daemon.
+            // A shared lock alongside the holders means they are only commands, which migrate
+            // the database and sync their config: wait for them, however long that takes. An
+            // exclusive holder is a daemon.
             let only_commands =
                 File::open(&path).is_ok_and(|probe| probe.try_lock_shared().is_ok());
-            if !only_commands || Instant::now() > deadline {
+            if !only_commands {
                 anyhow::bail!(
                     "{}; stop it first, or give this daemon its own [storage] path",
                     running(read_holder(&path).as_ref(), &path, database)
                 );
+            }
+            if !waiting {
+                tracing::info!(database = %database.display(), "waiting for a feedhound command to finish writing its config to the database");
+                waiting = true;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -95,13 +110,9 @@ impl DaemonLock {
             pid: std::process::id(),
             config: canonical(config).to_string_lossy().into_owned(),
         };
-        if writable {
-            file.set_len(0)
-                .and_then(|()| file.write_all(&serde_json::to_vec(&holder)?))
-                .with_context(|| format!("cannot write to the lock file {}", path.display()))?;
-        } else {
-            tracing::warn!(lock = %path.display(), "the lock file belongs to another user: it is locked, but cannot say which daemon holds it (chown it to this daemon's user)");
-        }
+        file.set_len(0)
+            .and_then(|()| file.write_all(&serde_json::to_vec(&holder)?))
+            .with_context(|| format!("cannot write to the lock file {}", path.display()))?;
         Ok(DaemonLock { _file: Some(file) })
     }
 }
@@ -110,39 +121,30 @@ impl DaemonLock {
 /// syncing `config` would replace that daemon's feeds and companies with this file's. Hold the
 /// guard until the sync is committed, so that no daemon starts in between.
 pub fn refuse_beside_other_daemon(database: &Path, config: &Path) -> anyhow::Result<SyncGuard> {
-    let path = lock_path(database);
-    let file = match File::open(&path) {
-        Ok(file) => file,
-        // No daemon has ever run on this database.
-        Err(err) if err.kind() == ErrorKind::NotFound => return Ok(SyncGuard { _file: None }),
-        Err(err) => {
-            return Err(err)
-                .with_context(|| format!("cannot open the lock file {}", path.display()));
-        }
-    };
+    refuse_beside_other_daemon_within(database, config, SETTLE)
+}
+
+fn refuse_beside_other_daemon_within(
+    database: &Path,
+    config: &Path,
+    settle: Duration,
+) -> anyhow::Result<SyncGuard> {
     let ours = canonical(config).to_string_lossy().into_owned();
-    let deadline = Instant::now() + SETTLE;
+    let deadline = Instant::now() + settle;
+    let (path, file) = open_for_command(database)?;
     loop {
-        match file.try_lock_shared() {
-            // No daemon holds it; keeping the shared lock holds off one that would start now.
-            Ok(()) => return Ok(SyncGuard { _file: Some(file) }),
-            Err(TryLockError::WouldBlock) => {}
-            Err(TryLockError::Error(err)) if cannot_lock_here(&err) => {
-                tracing::warn!(lock = %path.display(), error = %err, "this filesystem cannot lock files: a running daemon would not be noticed");
-                return Ok(SyncGuard { _file: None });
-            }
-            Err(TryLockError::Error(err)) => {
-                return Err(err)
-                    .with_context(|| format!("cannot test the lock {}", path.display()));
-            }
+        match try_shared(&path, &file)? {
+            Some(true) => return Ok(SyncGuard { _file: Some(file) }),
+            None => return Ok(SyncGuard { _file: None }),
+            Some(false) => {}
         }
-        let holder = read_holder(&path);
+        // A daemon that has just taken the lock writes who it is right after; until then the
+        // file is empty or names its predecessor, which is no longer running.
+        let holder = read_holder(&path).filter(|h| is_alive(h.pid));
         if holder.as_ref().is_some_and(|h| h.config == ours) {
             return Ok(SyncGuard { _file: None });
         }
-        // A daemon that has just taken the lock writes who it is right after; until then the
-        // file is empty or names the previous daemon.
-        if Instant::now() > deadline || holder.as_ref().is_some_and(|h| is_alive(h.pid)) {
+        if holder.is_some() || Instant::now() > deadline {
             let running = running(holder.as_ref(), &path, database);
             anyhow::bail!(match holder {
                 Some(holder) => format!(
@@ -160,39 +162,61 @@ pub fn refuse_beside_other_daemon(database: &Path, config: &Path) -> anyhow::Res
     }
 }
 
-/// Errs when any daemon holds the lock on `database` (for commands that replace the database).
-pub fn refuse_beside_any_daemon(database: &Path) -> anyhow::Result<()> {
-    let path = lock_path(database);
-    let Ok(file) = File::open(&path) else {
-        return Ok(());
-    };
-    if let Err(TryLockError::WouldBlock) = file.try_lock_shared() {
-        anyhow::bail!(
+/// Errs when any daemon holds the lock on `database`; the guard keeps one from starting (for
+/// commands that replace the database).
+pub fn refuse_beside_any_daemon(database: &Path) -> anyhow::Result<SyncGuard> {
+    let (path, file) = open_for_command(database)?;
+    match try_shared(&path, &file)? {
+        Some(true) => Ok(SyncGuard { _file: Some(file) }),
+        None => Ok(SyncGuard { _file: None }),
+        Some(false) => anyhow::bail!(
             "{}: stop it first, or choose another folder",
             running(read_holder(&path).as_ref(), &path, database)
-        );
+        ),
     }
-    Ok(())
 }
 
-/// The lock file for reading and writing, or for reading only when it belongs to another user
-/// (a daemon once started by hand as root): `flock` works on either.
-fn open_for_locking(path: &Path) -> anyhow::Result<(File, bool)> {
-    let opened = OpenOptions::new()
+/// The lock file of `database` for a command, created if missing (so that a daemon starting for
+/// the first time meets the command's lock too); read-only when it belongs to another user,
+/// since a shared lock needs no more.
+fn open_for_command(database: &Path) -> anyhow::Result<(PathBuf, File)> {
+    crate::store::create_database_folder(database)?;
+    let path = lock_path(database);
+    let file = match open_lock_file(&path) {
+        Ok(file) => file,
+        Err(err) if err.kind() == ErrorKind::PermissionDenied => File::open(&path)
+            .with_context(|| format!("cannot open the lock file {}", path.display()))?,
+        Err(err) => {
+            return Err(err)
+                .with_context(|| format!("cannot open the lock file {}", path.display()));
+        }
+    };
+    Ok((path, file))
+}
+
+/// Some(true): shared lock taken; Some(false): a daemon holds it; None: this filesystem cannot
+/// lock (warned).
+fn try_shared(path: &Path, file: &File) -> anyhow::Result<Option<bool>> {
+    match file.try_lock_shared() {
+        Ok(()) => Ok(Some(true)),
+        Err(TryLockError::WouldBlock) => Ok(Some(false)),
+        Err(TryLockError::Error(err)) if cannot_lock_here(&err) => {
+            tracing::warn!(lock = %path.display(), error = %err, "this filesystem cannot lock files: a running daemon would not be noticed");
+            Ok(None)
+        }
+        Err(TryLockError::Error(err)) => {
+            Err(err).with_context(|| format!("cannot test the lock {}", path.display()))
+        }
+    }
+}
+
+fn open_lock_file(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
-        .open(path);
-    match opened {
-        Ok(file) => Ok((file, true)),
-        Err(err) if err.kind() == ErrorKind::PermissionDenied => File::open(path)
-            .map(|file| (file, false))
-            .with_context(|| format!("cannot open the lock file {}", path.display())),
-        Err(err) => {
-            Err(err).with_context(|| format!("cannot open the lock file {}", path.display()))
-        }
-    }
+        .open(path)
 }
 
 /// `flock` refused for the filesystem's sake (NFS without lockd, some FUSE mounts).
@@ -340,6 +364,27 @@ mod tests {
         refuse_beside_other_daemon(&database, &ours).expect("the same config, once it is said");
         assert!(started.elapsed() >= Duration::from_millis(250));
         drop(daemon.join().unwrap());
+    }
+
+    #[test]
+    fn a_record_naming_the_same_config_is_not_trusted_once_its_daemon_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let (database, ours, _) = paths(dir.path());
+        let lock = lock_path(&database);
+        // Locked by a daemon that has not written its name yet, over a record of a predecessor
+        // that ran with this command's config: the new one may run with any other.
+        let config = canonical(&ours).to_string_lossy().into_owned();
+        let record = serde_json::to_vec(&Holder {
+            pid: 2_147_483_647,
+            config,
+        })
+        .unwrap();
+        std::fs::write(&lock, record).unwrap();
+        let file = File::open(&lock).unwrap();
+        file.lock().unwrap();
+        let err = refuse_beside_other_daemon_within(&database, &ours, Duration::from_millis(200))
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("does not say which"), "{err:#}");
     }
 
     #[test]
