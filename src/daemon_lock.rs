@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
 
 /// Held by the daemon for as long as it runs; dropping it releases the lock.
 #[derive(Debug)]
@@ -58,24 +59,21 @@ pub fn lock_path(database: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// How long a starting daemon waits for commands that sync their config (a migration of a large
+/// database included) before it gives up, so that a service manager can retry it.
+const COMMANDS_WAIT: Duration = Duration::from_secs(60);
+
 impl DaemonLock {
     /// Takes the lock on `database` for this process, recording `config` as the file it runs
-    /// with, or says which daemon already holds it. Waits while commands hold it to sync their
-    /// config.
-    pub fn acquire(database: &Path, config: &Path) -> anyhow::Result<DaemonLock> {
-        crate::store::create_database_folder(database)?;
-        let path = lock_path(database);
-        let mut file = open_lock_file(&path).map_err(|err| {
-            let hint = if err.kind() == ErrorKind::PermissionDenied {
-                " (it belongs to another user: chown it to the daemon's user)"
-            } else {
-                ""
-            };
-            anyhow::Error::new(err).context(format!(
-                "cannot open the lock file {}{hint}",
-                path.display()
-            ))
-        })?;
+    /// with, or says which daemon already holds it. Waits (up to a minute, or until `stop`) while
+    /// commands hold it to sync their config.
+    pub fn acquire(
+        database: &Path,
+        config: &Path,
+        stop: &CancellationToken,
+    ) -> anyhow::Result<DaemonLock> {
+        let (path, mut file, writable) = open_for_locking(database)?;
+        let deadline = Instant::now() + COMMANDS_WAIT;
         let mut waiting = false;
         loop {
             match file.try_lock() {
@@ -90,8 +88,7 @@ impl DaemonLock {
                 }
             }
             // A shared lock alongside the holders means they are only commands, which migrate
-            // the database and sync their config: wait for them, however long that takes. An
-            // exclusive holder is a daemon.
+            // the database and sync their config: wait for them. An exclusive holder is a daemon.
             let only_commands =
                 File::open(&path).is_ok_and(|probe| probe.try_lock_shared().is_ok());
             if !only_commands {
@@ -100,19 +97,36 @@ impl DaemonLock {
                     running(read_holder(&path).as_ref(), &path, database)
                 );
             }
+            anyhow::ensure!(
+                !stop.is_cancelled(),
+                "stopped while waiting for feedhound commands to finish writing their config to the database {}",
+                database.display()
+            );
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "feedhound commands (poll, rescan or prune) have been writing their config to the database {} for {} s; start the daemon when they are done",
+                database.display(),
+                COMMANDS_WAIT.as_secs()
+            );
             if !waiting {
                 tracing::info!(database = %database.display(), "waiting for a feedhound command to finish writing its config to the database");
                 waiting = true;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        let holder = Holder {
-            pid: std::process::id(),
-            config: canonical(config).to_string_lossy().into_owned(),
-        };
-        file.set_len(0)
-            .and_then(|()| file.write_all(&serde_json::to_vec(&holder)?))
-            .with_context(|| format!("cannot write to the lock file {}", path.display()))?;
+        if writable {
+            let holder = Holder {
+                pid: std::process::id(),
+                config: canonical(config).to_string_lossy().into_owned(),
+            };
+            file.set_len(0)
+                .and_then(|()| file.write_all(&serde_json::to_vec(&holder)?))
+                .with_context(|| format!("cannot write to the lock file {}", path.display()))?;
+        } else {
+            // Locked all the same (flock needs no write access); commands beside it cannot tell
+            // which config it runs with, so they refuse, and say so.
+            tracing::warn!(lock = %path.display(), "the lock file belongs to another user, so it cannot say which daemon holds it: chown it to this daemon's user");
+        }
         Ok(DaemonLock { _file: Some(file) })
     }
 }
@@ -131,7 +145,7 @@ fn refuse_beside_other_daemon_within(
 ) -> anyhow::Result<SyncGuard> {
     let ours = canonical(config).to_string_lossy().into_owned();
     let deadline = Instant::now() + settle;
-    let (path, file) = open_for_command(database)?;
+    let (path, file, _) = open_for_locking(database)?;
     loop {
         match try_shared(&path, &file)? {
             Some(true) => return Ok(SyncGuard { _file: Some(file) }),
@@ -165,7 +179,7 @@ fn refuse_beside_other_daemon_within(
 /// Errs when any daemon holds the lock on `database`; the guard keeps one from starting (for
 /// commands that replace the database).
 pub fn refuse_beside_any_daemon(database: &Path) -> anyhow::Result<SyncGuard> {
-    let (path, file) = open_for_command(database)?;
+    let (path, file, _) = open_for_locking(database)?;
     match try_shared(&path, &file)? {
         Some(true) => Ok(SyncGuard { _file: Some(file) }),
         None => Ok(SyncGuard { _file: None }),
@@ -176,22 +190,50 @@ pub fn refuse_beside_any_daemon(database: &Path) -> anyhow::Result<SyncGuard> {
     }
 }
 
-/// The lock file of `database` for a command, created if missing (so that a daemon starting for
-/// the first time meets the command's lock too); read-only when it belongs to another user,
-/// since a shared lock needs no more.
-fn open_for_command(database: &Path) -> anyhow::Result<(PathBuf, File)> {
+/// The lock file of `database`, created if missing (so that a daemon starting for the first time
+/// meets a command's lock too), and whether it could be opened for writing: `flock` works on a
+/// file opened read-only, which is all a process of another user gets.
+fn open_for_locking(database: &Path) -> anyhow::Result<(PathBuf, File, bool)> {
     crate::store::create_database_folder(database)?;
     let path = lock_path(database);
-    let file = match open_lock_file(&path) {
-        Ok(file) => file,
-        Err(err) if err.kind() == ErrorKind::PermissionDenied => File::open(&path)
-            .with_context(|| format!("cannot open the lock file {}", path.display()))?,
-        Err(err) => {
-            return Err(err)
-                .with_context(|| format!("cannot open the lock file {}", path.display()));
+    let cannot_open = || format!("cannot open the lock file {}", path.display());
+    let created = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path);
+    match created {
+        Ok(file) => {
+            give_to_folder_owner(&path, &file)?;
+            return Ok((path, file, true));
         }
-    };
-    Ok((path, file))
+        Err(err) if err.kind() == ErrorKind::AlreadyExists => {}
+        Err(err) => return Err(err).with_context(cannot_open),
+    }
+    match OpenOptions::new().read(true).write(true).open(&path) {
+        Ok(file) => Ok((path, file, true)),
+        Err(err) if err.kind() == ErrorKind::PermissionDenied => {
+            let file = File::open(&path).with_context(cannot_open)?;
+            Ok((path, file, false))
+        }
+        Err(err) => Err(err).with_context(cannot_open),
+    }
+}
+
+/// A lock file that root creates (a cron `poll` before the service's first start) belongs to
+/// whoever owns the database's folder, as SQLite does with its `-wal` and `-shm` files: else the
+/// service's own user could not write it.
+fn give_to_folder_owner(path: &Path, file: &File) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid(2) takes no arguments and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return Ok(());
+    }
+    let folder = path.parent().unwrap_or(Path::new("."));
+    let owner = std::fs::metadata(folder)
+        .with_context(|| format!("cannot read the owner of {}", folder.display()))?;
+    std::os::unix::fs::fchown(file, Some(owner.uid()), Some(owner.gid()))
+        .with_context(|| format!("cannot give {} to the owner of its folder", path.display()))
 }
 
 /// Some(true): shared lock taken; Some(false): a daemon holds it; None: this filesystem cannot
@@ -208,15 +250,6 @@ fn try_shared(path: &Path, file: &File) -> anyhow::Result<Option<bool>> {
             Err(err).with_context(|| format!("cannot test the lock {}", path.display()))
         }
     }
-}
-
-fn open_lock_file(path: &Path) -> std::io::Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
 }
 
 /// `flock` refused for the filesystem's sake (NFS without lockd, some FUSE mounts).
@@ -270,6 +303,9 @@ fn canonical(path: &Path) -> PathBuf {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
     use super::*;
 
     fn paths(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
@@ -284,8 +320,8 @@ mod tests {
     fn the_lock_is_held_once_and_free_again_when_dropped() {
         let dir = tempfile::tempdir().unwrap();
         let (database, config, _) = paths(dir.path());
-        let lock = DaemonLock::acquire(&database, &config).unwrap();
-        let err = DaemonLock::acquire(&database, &config).unwrap_err();
+        let lock = DaemonLock::acquire(&database, &config, &CancellationToken::new()).unwrap();
+        let err = DaemonLock::acquire(&database, &config, &CancellationToken::new()).unwrap_err();
         let message = format!("{err:#}");
         assert!(
             message.contains(&format!("pid {}", std::process::id()))
@@ -294,7 +330,8 @@ mod tests {
             "{message}"
         );
         drop(lock);
-        DaemonLock::acquire(&database, &config).expect("free once the holder let go");
+        DaemonLock::acquire(&database, &config, &CancellationToken::new())
+            .expect("free once the holder let go");
     }
 
     #[test]
@@ -302,7 +339,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (database, ours, other) = paths(dir.path());
         refuse_beside_other_daemon(&database, &other).expect("no daemon ever ran");
-        let lock = DaemonLock::acquire(&database, &ours).unwrap();
+        let lock = DaemonLock::acquire(&database, &ours, &CancellationToken::new()).unwrap();
         // Another spelling of the same file is the same file.
         let relative = dir.path().join(".").join("feedhound.toml");
         refuse_beside_other_daemon(&database, &relative).expect("same config");
@@ -325,17 +362,36 @@ mod tests {
         let (database, ours, other) = paths(dir.path());
         std::fs::write(lock_path(&database), "").unwrap();
         let syncing = refuse_beside_other_daemon(&database, &other).unwrap();
-        let release = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(300));
-            drop(syncing);
+        let released = Arc::new(AtomicBool::new(false));
+        let release = std::thread::spawn({
+            let released = Arc::clone(&released);
+            move || {
+                std::thread::sleep(Duration::from_millis(300));
+                released.store(true, Ordering::SeqCst);
+                drop(syncing);
+            }
         });
-        let started = Instant::now();
-        let lock = DaemonLock::acquire(&database, &ours).expect("the daemon waits, then starts");
-        assert!(started.elapsed() >= Duration::from_millis(250));
+        let lock = DaemonLock::acquire(&database, &ours, &CancellationToken::new())
+            .expect("the daemon waits, then starts");
+        assert!(released.load(Ordering::SeqCst), "it waited for the command");
         release.join().unwrap();
         let holder = read_holder(&lock_path(&database)).unwrap();
         assert_eq!(holder.pid, std::process::id());
         drop(lock);
+    }
+
+    #[test]
+    fn a_daemon_waiting_for_a_command_stops_when_told_to() {
+        let dir = tempfile::tempdir().unwrap();
+        let (database, ours, other) = paths(dir.path());
+        let _syncing = refuse_beside_other_daemon(&database, &other).unwrap();
+        let stop = CancellationToken::new();
+        stop.cancel();
+        let err = DaemonLock::acquire(&database, &ours, &stop).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("stopped while waiting"),
+            "{err:#}"
+        );
     }
 
     #[test]
@@ -360,9 +416,8 @@ mod tests {
                 .unwrap();
             file
         });
-        let started = Instant::now();
+        // Before the record is written, the command can only refuse or wait: it waits.
         refuse_beside_other_daemon(&database, &ours).expect("the same config, once it is said");
-        assert!(started.elapsed() >= Duration::from_millis(250));
         drop(daemon.join().unwrap());
     }
 

@@ -742,7 +742,7 @@ const CONFIG_CHECK: Duration = Duration::from_secs(2);
 pub async fn run(config: Config, control: Control) -> anyhow::Result<()> {
     let mut config = config;
     // Before the database is migrated or synced: a second daemon must not touch the first's.
-    let _lock = DaemonLock::acquire(&config.database_path(), &config.source)?;
+    let _lock = DaemonLock::acquire(&config.database_path(), &config.source, &control.shutdown)?;
     let mut store = Store::open_with(&config.database_path(), config.storage.busy_timeout)?;
     sync_config(&mut store, &config)?;
     let (writer, thread) = StoreWriter::spawn(store)?;
