@@ -37,7 +37,7 @@ pub struct SyncGuard {
 }
 
 /// What the daemon writes into its lock file, for the checks and messages of the others.
-#[derive(Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 struct Holder {
     pid: u32,
     config: String,
