@@ -171,6 +171,24 @@ pub fn canonical_link(link: &Url) -> String {
     canonical
 }
 
+/// The part of a link's `#fragment` that can tell items apart: a live blog or changelog that
+/// serves only its latest update links each one to its own anchor of one page, and for a feed
+/// without guids that anchor is all that distinguishes the updates. Empty fragments, text
+/// directives (`#:~:text=`) and tracking fragments (`#xtor=RSS-3`, `#utm_source=…`) name no item.
+/// Takes the link as text (`Url`'s serialisation), since the store compares stored links too.
+pub fn identity_fragment(link: &str) -> Option<&str> {
+    let (_, fragment) = link.split_once('#')?;
+    // AT Internet's `xtor` is common in fragments. It is not in `is_tracking_param`, since
+    // dropping it from links' queries now would change the keys of entries already stored.
+    let names_no_item = fragment.is_empty()
+        || fragment.starts_with(":~:")
+        || is_tracking_param(fragment)
+        || fragment
+            .get(..5)
+            .is_some_and(|key| key.eq_ignore_ascii_case("xtor="));
+    (!names_no_item).then_some(fragment)
+}
+
 /// Query parameters that only say where a click came from. Sources: the Google Analytics /
 /// Matomo / HubSpot / Mailchimp / Webtrekk documentation and the lists kept by ClearURLs.
 fn is_tracking_param(pair: &str) -> bool {
@@ -921,7 +939,9 @@ impl Draft {
     ///   item the same guid) still identifies an entry together with its link;
     /// - `gh:<guid> <text hash>` — a repeated guid and no link of its own (none, or one shared
     ///   by other entries: CMSs that reuse one guid often point every item at the home page);
-    /// - `l:<canonical link>` — no guid, and a link no other entry of the document uses;
+    /// - `l:<canonical link>[#fragment]` — no guid, and a link no other entry of the document
+    ///   uses; with its [`identity_fragment`], since that may be all that tells this item from
+    ///   the one the feed served before it;
     /// - `h:<text hash>` — no guid and no usable link: the reader-visible text is all we have.
     ///
     /// The prefixes keep the kinds from colliding (a guid that happens to equal a link).
@@ -932,7 +952,16 @@ impl Draft {
             (Some(guid), _) if guid_unique => format!("g:{guid}"),
             (Some(guid), Some(link)) if link_unique => format!("gl:{guid} {link}"),
             (Some(guid), _) => format!("gh:{guid} {}", self.text_hash()),
-            (None, Some(link)) if link_unique => format!("l:{link}"),
+            (None, Some(link)) if link_unique => {
+                match self
+                    .link
+                    .as_ref()
+                    .and_then(|l| identity_fragment(l.as_str()))
+                {
+                    Some(fragment) => format!("l:{link}#{fragment}"),
+                    None => format!("l:{link}"),
+                }
+            }
             (None, _) => format!("h:{}", self.text_hash()),
         }
     }
@@ -1173,7 +1202,7 @@ mod tests {
     #[test]
     fn an_entry_without_guid_gets_no_invented_guid_and_is_keyed_by_its_link() {
         let feed = parse(&rss(
-            "<item><title>a</title><link>http://example.com/a#c</link></item>",
+            "<item><title>a</title><link>http://www.example.com/a/</link></item>",
         ));
         assert_eq!(feed.entries[0].guid, None);
         assert_eq!(feed.entries[0].dedup_key, "l:example.com/a");
@@ -1231,6 +1260,30 @@ mod tests {
         assert!(feed.entries.iter().all(|e| !e.link_unique_in_doc));
         assert!(keys(&feed).iter().all(|k| k.starts_with("h:")));
         assert_ne!(keys(&feed)[0], keys(&feed)[1]);
+    }
+
+    #[test]
+    fn a_link_key_keeps_a_fragment_that_can_name_an_item_and_drops_one_that_cannot() {
+        let key = |link: &str| {
+            let feed = parse(&rss(&format!(
+                "<item><title>t</title><link>{link}</link></item>"
+            )));
+            feed.entries[0].dedup_key.clone()
+        };
+        assert_eq!(
+            key("https://www.example.com/live/?utm_source=rss#update-2"),
+            "l:example.com/live#update-2"
+        );
+        for link in [
+            "https://example.com/live#",
+            "https://example.com/live#xtor=RSS-3",
+            "https://example.com/live#utm_medium=feed",
+            "https://example.com/live#:~:text=Outage",
+        ] {
+            assert_eq!(key(link), "l:example.com/live", "{link}");
+        }
+        assert_eq!(identity_fragment("https://example.com/a#b#c"), Some("b#c"));
+        assert_eq!(identity_fragment("https://example.com/a"), None);
     }
 
     #[test]

@@ -15,6 +15,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::flags::{Flagging, insert_mentions, queue_alerts, story_for, write_mentions};
 use super::{Store, sql_time, sql_time_precise};
 use crate::model::{Mention, ParsedEntry, ParsedFeed};
+use crate::parse::identity_fragment;
 
 /// What happened to one feed in one poll, ready to be recorded.
 #[derive(Debug)]
@@ -288,7 +289,7 @@ fn upsert_entries(
         "SELECT id, dedup_key, content_hash, story_id FROM entries WHERE feed_id = ?1 AND dedup_key = ?2",
     )?;
     let mut by_link = tx.prepare_cached(
-        "SELECT id, dedup_key, content_hash, story_id, link_shared FROM entries
+        "SELECT id, dedup_key, content_hash, story_id, link_shared, link FROM entries
          WHERE feed_id = ?1 AND canonical_link = ?2",
     )?;
     // A feed's first document has nothing stored to match against: each entry is then one
@@ -324,21 +325,27 @@ fn upsert_entries(
         {
             // Stored entries with this link under an identity the document no longer uses. One
             // with the same text is this entry under a new key; else one whose link was its own
-            // is this entry edited. A link that several items shared (a home page) does not say
-            // which of them this is: taking the first would overwrite another item with this one.
+            // and pointed at the same #fragment is this entry edited. A link that several items
+            // shared (a home page) does not say which of them this is, nor does another
+            // fragment of the page (a live blog's previous update): taking it would overwrite
+            // another item with this one.
+            let fragment = entry.link.as_deref().and_then(identity_fragment);
             let mut edited = None;
             let candidates = by_link.query_map(params![feed_id, link], |r| {
-                Ok((read(r)?, r.get::<_, Option<i64>>(4)?.is_some()))
+                let own_link = r.get::<_, Option<i64>>(4)?.is_none();
+                let same_fragment =
+                    r.get_ref(5)?.as_str_or_null()?.and_then(identity_fragment) == fragment;
+                Ok((read(r)?, own_link && same_fragment))
             })?;
             for candidate in candidates {
-                let (candidate, link_was_shared) = candidate?;
+                let (candidate, may_be_this_edited) = candidate?;
                 if keys_in_document.contains(candidate.key.as_str()) {
                     continue;
                 }
                 if candidate.hash == entry.content_hash {
                     return Ok(Found::Stored(candidate));
                 }
-                if !link_was_shared && edited.is_none() {
+                if may_be_this_edited && edited.is_none() {
                     edited = Some(candidate);
                 }
             }
@@ -686,6 +693,61 @@ mod tests {
                 moved_to: None
             }
         );
+    }
+
+    #[test]
+    fn an_entry_keyed_before_fragments_counted_is_found_edited_only_at_its_own_fragment() {
+        // Stored by a version whose `l:` keys left the #fragment out.
+        let (_dir, mut store, feed) = setup();
+        let update = |key: &str, fragment: &str, hash: &str| ParsedEntry {
+            link: Some(format!("https://status.example/incidents#{fragment}")),
+            ..entry(key, "status.example/incidents", hash)
+        };
+        poll(
+            &mut store,
+            feed,
+            vec![update("l:status.example/incidents", "u1", "h1")],
+        );
+        let key = |store: &Store| -> String {
+            store
+                .conn
+                .query_row("SELECT dedup_key FROM entries WHERE id = 1", [], |r| {
+                    r.get(0)
+                })
+                .unwrap()
+        };
+
+        let served_again = poll(
+            &mut store,
+            feed,
+            vec![update("l:status.example/incidents#u1", "u1", "h1")],
+        );
+        assert_eq!((served_again.new, served_again.unchanged), (0, 1));
+        assert_eq!(key(&store), "l:status.example/incidents#u1");
+
+        // Stored under the old key again, then served edited: the same fragment, an edit.
+        store
+            .conn
+            .execute(
+                "UPDATE entries SET dedup_key = 'l:status.example/incidents'",
+                [],
+            )
+            .unwrap();
+        let edited = poll(
+            &mut store,
+            feed,
+            vec![update("l:status.example/incidents#u1", "u1", "h2")],
+        );
+        assert_eq!((edited.new, edited.updated), (0, 1));
+
+        // The next update alone in the feed, at another fragment: another item.
+        let next = poll(
+            &mut store,
+            feed,
+            vec![update("l:status.example/incidents#u2", "u2", "h3")],
+        );
+        assert_eq!((next.new, next.updated), (1, 0));
+        assert_eq!(count(&store), 2);
     }
 
     #[test]

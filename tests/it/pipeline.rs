@@ -222,6 +222,62 @@ async fn an_item_whose_own_link_becomes_shared_is_not_stored_again() {
 }
 
 #[tokio::test]
+async fn a_feed_serving_only_its_latest_update_keeps_each_fragment_as_its_own_item() {
+    // No guids, one item per document, each update a #fragment of the same page: the link is
+    // always the item's own, and the fragment is all that tells one update from the next.
+    let server = FeedServer::start();
+    let update = |fragment: &str, text: &str| {
+        format!(
+            "<title>{text}</title><link>https://status.example/incidents{fragment}</link><description>{text}.</description>"
+        )
+    };
+    let serve = |fragment: &str, text: &str, poll: usize| {
+        server.set("live.xml", changing_body(&[&update(fragment, text)], poll));
+    };
+    serve("#update-1", "Investigating", 0);
+    let app = App::new(&[server.url("live.xml")], "");
+    assert_eq!(app.poll().await.entries_new, 1);
+
+    serve("#update-2", "Identified", 1);
+    let second = app.poll().await;
+    assert_eq!(
+        (second.entries_new, second.entries_updated),
+        (1, 0),
+        "{second}"
+    );
+    // The same update edited is still an edit, and a tracking fragment names no update.
+    serve("#update-2", "Identified: a faulty switch", 2);
+    let edited = app.poll().await;
+    assert_eq!(
+        (edited.entries_new, edited.entries_updated),
+        (0, 1),
+        "{edited}"
+    );
+    serve("#xtor=RSS-3", "Resolved", 3);
+    assert_eq!(app.poll().await.entries_new, 1);
+    serve("#xtor=RSS-4", "Resolved", 4);
+    let rotated = app.poll().await;
+    assert_eq!(
+        (rotated.entries_new, rotated.entries_updated),
+        (0, 0),
+        "{rotated}"
+    );
+
+    let titles: Vec<String> = app
+        .db()
+        .prepare("SELECT title FROM entries ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        titles,
+        ["Investigating", "Identified: a faulty switch", "Resolved"]
+    );
+}
+
+#[tokio::test]
 async fn a_link_becoming_shared_neither_merges_items_with_guids_of_their_own_nor_repeats_one_without()
  {
     let server = FeedServer::start();
