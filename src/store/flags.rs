@@ -436,7 +436,10 @@ fn title_key(title: &str) -> Option<String> {
     (words >= 4 || key.chars().count() >= 16).then_some(key)
 }
 
-/// Replaces an entry's mentions; true when they changed.
+/// Replaces an entry's mentions of the companies the config tracks; true when they changed.
+/// Mentions of removed (inactive) companies stay, hidden from flags: retention keeps the entries
+/// they flagged, and putting the company back in the config shows them again (its re-match then
+/// brings them up to date).
 pub(super) fn write_mentions(
     conn: &Connection,
     flagging: &Flagging,
@@ -444,7 +447,11 @@ pub(super) fn write_mentions(
     mentions: &[Mention],
 ) -> anyhow::Result<bool> {
     let removed = conn
-        .prepare_cached("DELETE FROM mentions WHERE entry_id = ?1")?
+        .prepare_cached(
+            // Per mention row, not `IN (SELECT …)`, which would list every company per call.
+            "DELETE FROM mentions WHERE entry_id = ?1
+                 AND (SELECT active FROM companies c WHERE c.id = mentions.company_id) = 1",
+        )?
         .execute([entry_id])?;
     let written = insert_mentions(conn, flagging, entry_id, mentions)?;
     Ok(removed > 0 || written > 0)

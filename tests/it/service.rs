@@ -133,6 +133,53 @@ async fn search_command_prints_json_hits_and_explains_a_malformed_query() {
 }
 
 #[tokio::test]
+async fn a_company_taken_out_of_the_config_keeps_its_old_entries_through_a_prune_and_flags_them_again_when_back()
+ {
+    let server = FeedServer::start();
+    server.feed(
+        "a.xml",
+        rss(&[
+            &item("acme", "Acme history", "Acme was founded.", OLD),
+            &item("globex", "Globex history", "Globex was founded.", OLD),
+        ]),
+    );
+    let companies = |names: &[&str]| -> String {
+        names
+            .iter()
+            .map(|name| format!("\n[[company]]\nname = \"{name}\"\n"))
+            .collect()
+    };
+    let with_retention = |app: &App, feeds: &[String], names: &[&str]| {
+        app.write_config(feeds, &companies(names));
+        let text = std::fs::read_to_string(&app.config_path)
+            .unwrap()
+            .replace("[storage]\n", "[storage]\nretain = \"180d\"\n");
+        std::fs::write(&app.config_path, text).unwrap();
+    };
+    let feeds = [server.url("a.xml")];
+    let app = App::new(&feeds, "");
+    with_retention(&app, &feeds, &["Acme", "Globex"]);
+    assert_eq!(app.poll().await.entries_new, 2);
+
+    // Globex is taken out for a while; a prune by hand re-matches with the new rules first.
+    with_retention(&app, &feeds, &["Acme"]);
+    let prune = app.cli(&["prune", "--format", "json"]);
+    assert!(prune.status.success(), "{prune:?}");
+    let report: serde_json::Value = serde_json::from_slice(&prune.stdout).unwrap();
+    assert_eq!(report["prune"]["entries"], 0, "{report}");
+    assert_eq!(app.count("SELECT count(*) FROM entries"), 2);
+    assert_eq!(app.count("SELECT count(*) FROM story_companies"), 1);
+
+    // Back in the config: the next poll syncs the companies and re-matches.
+    with_retention(&app, &feeds, &["Acme", "Globex"]);
+    app.poll().await;
+    let mentions = app.cli(&["mentions", "--company", "Globex", "--format", "json"]);
+    assert!(mentions.status.success(), "{mentions:?}");
+    let flagged: serde_json::Value = serde_json::from_slice(&mentions.stdout).unwrap();
+    assert_eq!(flagged[0]["title"], "Globex history", "{flagged}");
+}
+
+#[tokio::test]
 async fn prune_deletes_old_unflagged_entries_skips_them_while_served_and_then_forgets_their_keys() {
     let server = FeedServer::start();
     let old_plain = item("old", "Old news", "Nothing to see.", OLD);
