@@ -19,8 +19,9 @@
 //! cannot be stopped from outside, so a stuck one runs on in the background; the pool remembers
 //! the document and refuses it from then on, so that retries cannot pile stuck threads up until
 //! none is left. A document that waited as long for a thread (every one stuck) is not refused
-//! later, as it never ran: it is taken out of the queue, with its body, and its feed's poll
-//! fails like any other (the feed backs off) and is tried again at its next poll.
+//! later, as it never ran: it is taken out of the queue, with its body, and its feed's poll is
+//! recorded as deferred rather than failed (the feed did nothing wrong, so it does not back off)
+//! and is tried again at its next poll.
 
 use std::collections::{HashSet, VecDeque};
 use std::panic::{AssertUnwindSafe, catch_unwind};

@@ -301,7 +301,7 @@ impl Pipeline {
                 FetchOutcome::NotModified
             }
             FeedResult::Parsed { .. } => FetchOutcome::Ok,
-            FeedResult::Failed { error } => {
+            FeedResult::Failed { error } | FeedResult::Deferred { error } => {
                 tracing::warn!(%error, "feed refresh failed");
                 FetchOutcome::Failed
             }
@@ -310,10 +310,10 @@ impl Pipeline {
             configured: self.intervals.get(&feed.url).copied(),
             adaptive: fetch.adaptive.or(feed.adaptive),
             server_hint: fetch.fresh_for.max(fetch.doc_hint.or(feed.doc_hint)),
-            failures: if kind == FetchOutcome::Failed {
-                feed.error_count + 1
-            } else {
-                0
+            failures: match fetch.result {
+                FeedResult::Failed { .. } => feed.error_count + 1,
+                FeedResult::Deferred { .. } => feed.error_count,
+                _ => 0,
             },
             retry_after: fetch.retry_after,
         };
@@ -395,7 +395,12 @@ impl Pipeline {
         let moved_to = fetched.permanent_redirect.as_ref().map(Url::to_string);
         let (result, adaptive, doc_hint) = self.read_body(feed, fetched).await;
         // A body we cannot read is no evidence of a move.
-        let permanent_redirect = moved_to.filter(|_| !matches!(result, FeedResult::Failed { .. }));
+        let permanent_redirect = moved_to.filter(|_| {
+            !matches!(
+                result,
+                FeedResult::Failed { .. } | FeedResult::Deferred { .. }
+            )
+        });
         Fetch {
             status,
             result,
@@ -468,12 +473,14 @@ impl Pipeline {
                 let error = format!("the parser crashed: {why}");
                 (FeedResult::Failed { error }, None, None)
             }
-            Err(
-                slow
-                @ (PoolError::TooSlow(_) | PoolError::NoThread(_) | PoolError::GaveUpBefore(_)),
-            ) => {
+            Err(slow @ (PoolError::TooSlow(_) | PoolError::GaveUpBefore(_))) => {
                 let error = slow.to_string();
                 (FeedResult::Failed { error }, None, None)
+            }
+            // Other documents hold every thread: nothing this feed did.
+            Err(busy @ PoolError::NoThread(_)) => {
+                let error = busy.to_string();
+                (FeedResult::Deferred { error }, None, None)
             }
         }
     }

@@ -40,6 +40,10 @@ pub enum FeedResult {
     },
     /// Network, HTTP or parse failure; `error` is the message shown to the user.
     Failed { error: String },
+    /// Fetched, but not processed for a reason of feedhound's own (every parsing thread held by
+    /// stuck documents). Not the feed's failure: its error count, and so its backoff, and its
+    /// validators stay; `error` becomes its last error, and its next poll tries again.
+    Deferred { error: String },
 }
 
 /// When the fetch happened and what the scheduler planned next, for every kind of result.
@@ -193,6 +197,11 @@ pub(super) fn apply_in(
                  WHERE id = ?1",
             )?
             .execute(params![feed_id, error, state.status, fetched_at])?;
+            return Ok(Applied::default());
+        }
+        FeedResult::Deferred { error } => {
+            tx.prepare_cached("UPDATE feeds SET last_error = ?2 WHERE id = ?1")?
+                .execute(params![feed_id, error])?;
             return Ok(Applied::default());
         }
         FeedResult::Parsed {
@@ -692,6 +701,41 @@ mod tests {
                 mentions: 0,
                 moved_to: None
             }
+        );
+    }
+
+    #[test]
+    fn a_deferred_fetch_is_shown_but_not_counted_against_the_feed() {
+        let (_dir, mut store, feed) = setup();
+        poll(&mut store, feed, vec![entry("g:1", "news.example/a", "h1")]);
+        let row = |store: &Store| -> (i64, Option<String>, Option<String>) {
+            store
+                .conn
+                .query_row(
+                    "SELECT error_count, last_error, body_hash FROM feeds WHERE id = ?1",
+                    [feed],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
+                .unwrap()
+        };
+        let state = FetchState::at(Utc::now(), Some(200));
+        let failed = FeedResult::Failed {
+            error: "not a feed".into(),
+        };
+        store.apply(feed, &state, &failed).unwrap();
+        assert_eq!(row(&store).0, 1);
+
+        let deferred = FeedResult::Deferred {
+            error: "no parsing thread was free".into(),
+        };
+        store.apply(feed, &state, &deferred).unwrap();
+        assert_eq!(
+            row(&store),
+            (
+                1,
+                Some("no parsing thread was free".into()),
+                Some("b".into())
+            )
         );
     }
 
