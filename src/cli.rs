@@ -14,7 +14,9 @@ use anyhow::Context;
 use crate::config::{Config, DEFAULT_CONFIG_PATH};
 use crate::matcher::{EntryText, Matcher};
 use crate::scheduler::Control;
-use crate::store::{FlaggedStory, PruneReport, SearchHit, SearchQuery, Store, VacuumReport};
+use crate::store::{
+    FeedRef, FlaggedStory, PruneReport, SearchHit, SearchQuery, Store, VacuumReport,
+};
 use crate::{demo, fetch, opml, scheduler, text};
 
 #[derive(Debug, Parser)]
@@ -45,14 +47,20 @@ pub enum Command {
     /// Run the daemon: poll every feed when it is due until SIGINT or SIGTERM.
     Run,
     /// Poll every active feed once, print a summary and exit.
-    Poll,
+    Poll {
+        /// Only the feeds whose next poll time has come (their interval, backoff and the
+        /// server's Retry-After, as the daemon keeps them): for a cron job run every few minutes.
+        #[arg(long)]
+        due: bool,
+    },
     /// Show each feed's state: last fetch, status, error, entries, next poll and why.
     Feeds {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
         /// Bring a gone, moved or failing feed back: forget its 410, redirect and errors, and
-        /// poll it at the daemon's next wake-up.
-        #[arg(long, value_name = "URL")]
+        /// poll it at the daemon's next wake-up. The feed is named by its ID (first column of
+        /// `feeds`) or its URL.
+        #[arg(long, value_name = "ID|URL")]
         reset: Option<String>,
     },
     /// Validate the config file and print a one-line summary (exit 1 on errors).
@@ -173,9 +181,13 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::FAILURE)
             }
         },
-        Command::Poll => {
+        Command::Poll { due } => {
             let config = Config::load(&cli.config)?;
-            let summary = scheduler::poll_once(&config, shutdown).await?;
+            let summary = if due {
+                scheduler::poll_due(&config, shutdown).await?
+            } else {
+                scheduler::poll_once(&config, shutdown).await?
+            };
             println!("{summary}");
             Ok(ExitCode::SUCCESS)
         }
@@ -187,12 +199,25 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
         Command::Feeds { format, reset } => {
             let config = Config::load(&cli.config)?;
             let store = open_for_reading(&config)?;
-            if let Some(url) = reset {
-                if !store.reset_feed(&url)? {
-                    eprintln!("no feed has the URL {url}");
+            if let Some(feed) = reset {
+                let Some(target) = feed_ref(&feed) else {
+                    eprintln!(
+                        "--reset takes a feed's ID (the first column of `feedhound feeds`) or its URL; {feed:?} is neither"
+                    );
+                    return Ok(ExitCode::FAILURE);
+                };
+                if !store.reset_feed(&target)? {
+                    eprintln!(
+                        "no feed has the {} {feed}; `feedhound feeds` lists them",
+                        if matches!(target, FeedRef::Id(_)) {
+                            "ID"
+                        } else {
+                            "URL"
+                        }
+                    );
                     return Ok(ExitCode::FAILURE);
                 }
-                println!("reset {url}: it is polled at the next opportunity");
+                println!("reset {feed}: it is polled at the next opportunity");
                 return Ok(ExitCode::SUCCESS);
             }
             let mut feeds = store.feed_statuses()?;
@@ -376,6 +401,16 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
 
 /// The database as it is, without syncing it to this config: a `feeds` or `mentions` run with
 /// another (or a half-edited) config must not deactivate feeds under the running daemon.
+/// `feeds --reset`'s argument: an ID, or a URL, parsed as the config's are (the config's
+/// `HTTP://Example.com` is stored as `http://example.com/`, and is found by either spelling).
+fn feed_ref(arg: &str) -> Option<FeedRef> {
+    let arg = arg.trim();
+    match arg.parse::<i64>() {
+        Ok(id) => Some(FeedRef::Id(id)),
+        Err(_) => url::Url::parse(arg).ok().map(FeedRef::Url),
+    }
+}
+
 fn open_for_reading(config: &Config) -> anyhow::Result<Store> {
     Store::open_with(&config.database_path(), config.storage.busy_timeout)
 }

@@ -49,6 +49,8 @@ pub struct PollSummary {
     pub feeds_failed: usize,
     /// Left out because their server asked not to be polled yet (`Retry-After`).
     pub feeds_waiting: usize,
+    /// Left out by `poll --due`: their next poll time has not come.
+    pub feeds_not_due: usize,
     pub entries_new: usize,
     pub entries_updated: usize,
     /// Alerts delivered / failed after the pass (only when `[[notify]]` targets exist).
@@ -76,6 +78,9 @@ impl std::fmt::Display for PollSummary {
         )?;
         if self.feeds_waiting > 0 {
             write!(f, ", {} waiting (Retry-After)", self.feeds_waiting)?;
+        }
+        if self.feeds_not_due > 0 {
+            write!(f, ", {} not due yet", self.feeds_not_due)?;
         }
         write!(
             f,
@@ -541,9 +546,10 @@ fn sync_config(store: &mut Store, config: &Config) -> anyhow::Result<()> {
     store.sync_companies(&config.companies, config.alert_routes())?;
     store.forget_rests_except(&crate::notify::url_keys(config))?;
     let sync = store.sync_feeds(&config.feeds)?;
-    if sync.added > 0 || sync.deactivated > 0 {
+    if sync.added > 0 || sync.moved > 0 || sync.deactivated > 0 {
         tracing::info!(
             added = sync.added,
+            moved = sync.moved,
             deactivated = sync.deactivated,
             active = sync.active,
             "feeds synced from the config"
@@ -686,9 +692,28 @@ pub async fn poll_once(
     config: &Config,
     shutdown: CancellationToken,
 ) -> anyhow::Result<PollSummary> {
+    poll_feeds(config, shutdown, false).await
+}
+
+/// [`poll_once`] for the feeds whose next poll time has come: the schedule the daemon keeps
+/// (intervals, backoff, `Retry-After`), for a cron job that runs `poll --due` every few minutes.
+pub async fn poll_due(config: &Config, shutdown: CancellationToken) -> anyhow::Result<PollSummary> {
+    poll_feeds(config, shutdown, true).await
+}
+
+async fn poll_feeds(
+    config: &Config,
+    shutdown: CancellationToken,
+    only_due: bool,
+) -> anyhow::Result<PollSummary> {
     let store = open_store(config)?;
     let mut summary = PollSummary::default();
     let mut feeds = store.due_feeds(None)?;
+    if only_due {
+        let active = feeds.len();
+        feeds = store.due_feeds(Some(Utc::now()))?;
+        summary.feeds_not_due = active.saturating_sub(feeds.len());
+    }
     // A cron job running `poll` every few minutes must not hammer a server that asked for a
     // pause; the daemon honours the same request through the feed's next poll time.
     let waiting: HashMap<i64, _> = store.feeds_asked_to_wait(Utc::now())?.into_iter().collect();

@@ -7,16 +7,27 @@ use rusqlite::params;
 use serde::Serialize;
 
 use super::{Store, parse_sql_time};
+use crate::config::FeedConfig;
+use crate::fetch::redact_str;
 
 fn secs(secs: i64) -> std::time::Duration {
     std::time::Duration::from_secs(secs.max(0) as u64)
 }
-use crate::config::FeedConfig;
+
+/// A feed as the user names it on the command line: by the id `feeds` lists, or by its URL (the
+/// one in the config, or the one a permanent redirect moved it to).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FeedRef {
+    Id(i64),
+    Url(url::Url),
+}
 
 /// What `sync_feeds` changed.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct SyncReport {
     pub added: usize,
+    /// Feeds the config now names by the URL they moved to (see `follow_moved_feeds`).
+    pub moved: usize,
     pub deactivated: usize,
     pub active: usize,
 }
@@ -87,6 +98,7 @@ impl Store {
             .query_map([], |r| r.get(0))?
             .collect::<Result<_, _>>()?;
         let existing: i64 = tx.query_row("SELECT count(*) FROM feeds", [], |r| r.get(0))?;
+        let moved_from = follow_moved_feeds(&tx, feeds)?;
         tx.execute("UPDATE feeds SET active = 0 WHERE active = 1", [])?;
         {
             let mut upsert = tx.prepare(
@@ -133,23 +145,27 @@ impl Store {
         let configured: HashSet<&str> = feeds.iter().map(|f| f.url.as_str()).collect();
         Ok(SyncReport {
             added: (total - existing) as usize,
+            moved: moved_from.len(),
             deactivated: was_active
                 .iter()
-                .filter(|url| !configured.contains(url.as_str()))
+                .filter(|url| !configured.contains(url.as_str()) && !moved_from.contains(*url))
                 .count(),
             active: feeds.len(),
         })
     }
 
     /// Brings a feed back to a clean state: not gone, no redirect, no failures, due now.
-    /// Returns false when no feed has that URL.
-    pub fn reset_feed(&self, url: &str) -> anyhow::Result<bool> {
-        let changed = self.conn.execute(
-            "UPDATE feeds SET gone_at = NULL, fetch_url = NULL, redirect_candidate = NULL, redirect_seen = 0,
-                 error_count = 0, last_error = NULL, retry_after = NULL, next_poll_at = NULL
-             WHERE url = ?1 OR fetch_url = ?1",
-            [url],
-        )?;
+    /// Returns false when no feed is `feed`.
+    pub fn reset_feed(&self, feed: &FeedRef) -> anyhow::Result<bool> {
+        let reset = "UPDATE feeds SET gone_at = NULL, fetch_url = NULL, redirect_candidate = NULL, redirect_seen = 0,
+                 error_count = 0, last_error = NULL, retry_after = NULL, next_poll_at = NULL";
+        let changed = match feed {
+            FeedRef::Id(id) => self.conn.execute(&format!("{reset} WHERE id = ?1"), [id])?,
+            FeedRef::Url(url) => self.conn.execute(
+                &format!("{reset} WHERE url = ?1 OR fetch_url = ?1"),
+                [url.as_str()],
+            )?,
+        };
         Ok(changed > 0)
     }
 
@@ -264,9 +280,58 @@ impl Store {
     }
 }
 
+/// A config URL that no feed has yet, where a feed that left the config moved: the URL its
+/// permanent redirect was confirmed to (the config was updated as `feeds` advises), or its own
+/// with the other of http and https. That feed takes the new URL, keeping its entries, validators
+/// and schedule; otherwise the same stories would be stored a second time under a new feed.
+/// Only a single such feed is taken: two candidates leave the choice to nobody. Returns the URLs
+/// the feeds that moved had.
+fn follow_moved_feeds(
+    tx: &rusqlite::Transaction<'_>,
+    feeds: &[FeedConfig],
+) -> anyhow::Result<HashSet<String>> {
+    let configured: HashSet<&str> = feeds.iter().map(|f| f.url.as_str()).collect();
+    let mut moved_from = HashSet::new();
+    let mut known = tx.prepare("SELECT 1 FROM feeds WHERE url = ?1")?;
+    let mut candidates =
+        tx.prepare("SELECT id, url FROM feeds WHERE fetch_url = ?1 OR url = ?2")?;
+    let mut take = tx.prepare(
+        "UPDATE feeds SET url = ?2, fetch_url = NULL, redirect_candidate = NULL, redirect_seen = 0
+         WHERE id = ?1",
+    )?;
+    for feed in feeds {
+        let url = feed.url.as_str();
+        if known.exists([url])? {
+            continue;
+        }
+        let other_scheme =
+            |from: &str, to: &str| url.strip_prefix(from).map(|rest| format!("{to}{rest}"));
+        let swapped =
+            other_scheme("http://", "https://").or_else(|| other_scheme("https://", "http://"));
+        let left: Vec<(i64, String)> = candidates
+            .query_map(params![url, swapped], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<Vec<(i64, String)>, _>>()?
+            .into_iter()
+            .filter(|(_, old)| !configured.contains(old.as_str()))
+            .collect();
+        if let [(id, old)] = left.as_slice() {
+            take.execute(params![id, url])?;
+            tracing::info!(
+                feed_id = id,
+                from = %redact_str(old),
+                to = %redact_str(url),
+                "the config names this feed by its new URL: it keeps its entries and schedule"
+            );
+            moved_from.insert(old.clone());
+        }
+    }
+    Ok(moved_from)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rusqlite::OptionalExtension;
     use url::Url;
 
     fn feed(url: &str) -> FeedConfig {
@@ -289,6 +354,7 @@ mod tests {
             report,
             SyncReport {
                 added: 2,
+                moved: 0,
                 deactivated: 0,
                 active: 2
             }
@@ -300,6 +366,7 @@ mod tests {
             report,
             SyncReport {
                 added: 1,
+                moved: 0,
                 deactivated: 1,
                 active: 2
             }
@@ -317,10 +384,71 @@ mod tests {
             report,
             SyncReport {
                 added: 0,
+                moved: 0,
                 deactivated: 2,
                 active: 1
             }
         );
         assert_eq!(store.due_feeds(None).unwrap()[0].id, a.id);
+    }
+
+    #[test]
+    fn a_feed_named_by_the_url_it_moved_to_stays_the_same_feed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("db")).unwrap();
+        let id = |store: &Store, url: &str| -> Option<i64> {
+            store
+                .conn
+                .query_row("SELECT id FROM feeds WHERE url = ?1", [url], |r| r.get(0))
+                .optional()
+                .unwrap()
+        };
+        store
+            .sync_feeds(&[feed("http://a.example/rss"), feed("http://b.example/rss")])
+            .unwrap();
+        let (a, b) = (
+            id(&store, "http://a.example/rss").unwrap(),
+            id(&store, "http://b.example/rss").unwrap(),
+        );
+        store
+            .conn
+            .execute(
+                "UPDATE feeds SET fetch_url = 'https://b.example/feed' WHERE id = ?1",
+                [b],
+            )
+            .unwrap();
+
+        // http → https, and the URL a confirmed redirect led to.
+        let report = store
+            .sync_feeds(&[
+                feed("https://a.example/rss"),
+                feed("https://b.example/feed"),
+            ])
+            .unwrap();
+        assert_eq!(
+            report,
+            SyncReport {
+                added: 0,
+                moved: 2,
+                deactivated: 0,
+                active: 2
+            }
+        );
+        assert_eq!(id(&store, "https://a.example/rss"), Some(a));
+        assert_eq!(id(&store, "https://b.example/feed"), Some(b));
+        let fetch_url: Option<String> = store
+            .conn
+            .query_row("SELECT fetch_url FROM feeds WHERE id = ?1", [b], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(fetch_url, None);
+
+        // A feed still in the config is not taken, whatever its scheme.
+        let report = store
+            .sync_feeds(&[feed("https://a.example/rss"), feed("http://a.example/rss")])
+            .unwrap();
+        assert_eq!((report.added, report.moved), (1, 0));
+        assert_eq!(id(&store, "https://a.example/rss"), Some(a));
     }
 }

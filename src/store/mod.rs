@@ -25,7 +25,7 @@ use chrono::{DateTime, Datelike, NaiveDateTime, Timelike, Utc};
 use rusqlite::Connection;
 
 pub use entries::{Applied, FeedResult, FetchState, RecentEntry};
-pub use feeds::{DueFeed, FeedStatus, SyncReport};
+pub use feeds::{DueFeed, FeedRef, FeedStatus, SyncReport};
 pub use flags::{
     AlertRoute, FlaggedStory, REMATCH_PENDING, RULES_FINGERPRINT, Rematched, Source, StoredText,
 };

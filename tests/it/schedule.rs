@@ -309,6 +309,100 @@ async fn a_410_stops_polling_until_the_feed_is_reset() {
     assert_eq!(app.count("SELECT count(*) FROM entries"), 1);
 }
 
+#[tokio::test]
+async fn a_config_updated_to_a_moved_feeds_new_url_keeps_the_feed_and_stores_nothing_twice() {
+    let server = FeedServer::start();
+    server.set("old.xml", redirect(301, "/new.xml"));
+    server.feed("new.xml", feed());
+    let app = App::new(&[server.url("old.xml")], "");
+    for _ in 0..3 {
+        app.poll().await;
+    }
+    assert_eq!(
+        app.count("SELECT count(*) FROM feeds WHERE fetch_url IS NOT NULL"),
+        1
+    );
+
+    // As `feeds` advises: the config now names the new URL.
+    app.write_config(&[server.url("new.xml")], "");
+    let summary = app.poll().await;
+    assert_eq!(summary.entries_new, 0, "{summary}");
+    assert_eq!(app.count("SELECT count(*) FROM feeds"), 1);
+    assert_eq!(app.count("SELECT count(*) FROM entries"), 1);
+    let table = String::from_utf8_lossy(&app.cli(&["feeds"]).stdout).to_string();
+    assert!(!table.contains("redirected"), "{table}");
+}
+
+#[tokio::test]
+async fn poll_due_keeps_the_schedule_and_the_backoff_that_a_plain_poll_ignores() {
+    let server = FeedServer::start();
+    server.feed("ok.xml", feed());
+    let mut failing = Route::feed("down");
+    failing.status = 500;
+    server.set("down.xml", failing);
+    let app = App::new(&[server.url("ok.xml"), server.url("down.xml")], "");
+    app.poll().await;
+    let requests = |path: &str| server.requests(path).len();
+    assert_eq!((requests("ok.xml"), requests("down.xml")), (1, 1));
+
+    // Right after: one feed waits for its interval, the other backs off. Neither is due.
+    let due = app.cli(&["poll", "--due"]);
+    assert!(due.status.success(), "{due:?}");
+    let printed = String::from_utf8_lossy(&due.stdout);
+    assert!(printed.contains("2 not due yet"), "{printed}");
+    assert_eq!((requests("ok.xml"), requests("down.xml")), (1, 1));
+
+    // The working feed's time comes; the failing one is still backing off.
+    app.db()
+        .execute(
+            "UPDATE feeds SET next_poll_at = '2000-01-01 00:00:00' WHERE url LIKE '%ok.xml'",
+            [],
+        )
+        .unwrap();
+    let due = app.cli(&["poll", "--due"]);
+    assert!(due.status.success(), "{due:?}");
+    assert_eq!((requests("ok.xml"), requests("down.xml")), (2, 1));
+
+    // A plain poll polls everything.
+    assert!(app.cli(&["poll"]).status.success());
+    assert_eq!((requests("ok.xml"), requests("down.xml")), (3, 2));
+}
+
+#[tokio::test]
+async fn feeds_reset_finds_a_feed_by_its_id_or_by_its_url_spelled_another_way() {
+    let server = FeedServer::start();
+    let mut failing = Route::feed("down");
+    failing.status = 500;
+    server.set("down.xml", failing);
+    let app = App::new(&[server.url("down.xml")], "");
+    let errors = || app.count("SELECT error_count FROM feeds");
+    app.poll().await;
+    assert_eq!(errors(), 1);
+
+    // Written as the user might type it; the config loader stored `http://127.0.0.1:…/down.xml`.
+    let shouted = server.url("down.xml").replacen("http://", "HTTP://", 1);
+    let reset = app.cli(&["feeds", "--reset", &format!(" {shouted} ")]);
+    assert!(reset.status.success(), "{reset:?}");
+    assert_eq!(errors(), 0);
+
+    app.poll().await;
+    let id = app.count("SELECT id FROM feeds").to_string();
+    let reset = app.cli(&["feeds", "--reset", &id]);
+    assert!(reset.status.success(), "{reset:?}");
+    assert_eq!(errors(), 0);
+
+    let unknown = app.cli(&["feeds", "--reset", "4242"]);
+    assert!(!unknown.status.success());
+    let said = String::from_utf8_lossy(&unknown.stderr);
+    assert!(said.contains("no feed has the ID 4242"), "{said}");
+    let neither = app.cli(&["feeds", "--reset", "down.xml"]);
+    assert!(!neither.status.success());
+    assert!(
+        String::from_utf8_lossy(&neither.stderr).contains("is neither"),
+        "{neither:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_host_concurrency_is_never_exceeded_while_other_hosts_proceed() {
     let busy = FeedServer::start_on("127.0.0.1");
