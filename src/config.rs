@@ -107,6 +107,8 @@ pub struct NotifyConfig {
     pub companies: Option<Vec<String>>,
     /// Wait before the first retry of a failed delivery; doubles per attempt.
     pub retry_delay: Duration,
+    /// Also alert on what a feed serves the first time it is parsed (its backlog).
+    pub backlog: bool,
 }
 
 impl fmt::Debug for NotifyConfig {
@@ -117,6 +119,7 @@ impl fmt::Debug for NotifyConfig {
             .field("secret", &self.secret.as_ref().map(|_| "***"))
             .field("companies", &self.companies)
             .field("retry_delay", &self.retry_delay)
+            .field("backlog", &self.backlog)
             .finish()
     }
 }
@@ -253,6 +256,7 @@ impl Config {
             .map(|n| crate::store::AlertRoute {
                 target: n.name.clone(),
                 companies: n.companies.clone(),
+                backlog: n.backlog,
             })
             .collect()
     }
@@ -462,6 +466,8 @@ struct RawNotify {
     secret: Option<String>,
     companies: Option<Vec<Spanned<String>>>,
     retry_delay: Option<Spanned<String>>,
+    #[serde(default)]
+    backlog: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -953,6 +959,7 @@ impl Checker {
                 secret: target.secret.filter(|s| !s.is_empty()),
                 companies: filter,
                 retry_delay,
+                backlog: target.backlog,
             });
         }
         targets
@@ -1135,7 +1142,7 @@ mod tests {
             "feedhound.toml:2: retry: unknown key `retry`, expected one of `storage`, `polling`, `daemon`, `feed`, `company`, `notify`, `server`",
             "feedhound.toml:4: polling.concurency: unknown key `concurency`, expected one of `interval`, ",
             "feedhound.toml:7: company[1].alias: unknown key `alias`, expected one of `name`, `aliases`, ",
-            "feedhound.toml:10: notify[1].secrett: unknown key `secrett`, expected one of `name`, `url`, `secret`, `companies`, `retry_delay`",
+            "feedhound.toml:10: notify[1].secrett: unknown key `secrett`, expected one of `name`, `url`, `secret`, `companies`, `retry_delay`, `backlog`",
         ];
         assert_lines_contain(&message, &expected);
     }

@@ -27,6 +27,8 @@ const TITLE_WINDOW: chrono::Duration = chrono::Duration::hours(48);
 pub struct AlertRoute {
     pub target: String,
     pub companies: Option<Vec<String>>,
+    /// Alerts for the stories of a feed's first parsed document too (see `queue_alerts`).
+    pub backlog: bool,
 }
 
 /// What the writer needs to record flags: company ids by name, and alert routes.
@@ -496,20 +498,28 @@ pub(super) fn insert_mentions(
 }
 
 /// Queues one alert per notify target that wants one of `mentions`' companies, unless that
-/// target already has one for the story.
+/// target already has one for the story. Stories from a feed's first parsed document
+/// (`from_backlog`) alert only targets that ask for them: that document is what the feed
+/// published before feedhound watched it (days or weeks of items), and a newly added feed, like
+/// a newly added company, must not page the user about every old story it names.
 pub(super) fn queue_alerts(
     conn: &Connection,
     flagging: &Flagging,
     story_id: i64,
     mentions: &[Mention],
     now: DateTime<Utc>,
+    from_backlog: bool,
 ) -> anyhow::Result<()> {
     // A company removed by a reload while this entry was in flight has no mention row: no alert.
     let tracked: Vec<&Mention> = mentions
         .iter()
         .filter(|m| flagging.company_ids.contains_key(&m.company))
         .collect();
-    for route in &flagging.routes {
+    for route in flagging
+        .routes
+        .iter()
+        .filter(|r| r.backlog || !from_backlog)
+    {
         let wanted = match &route.companies {
             None => !tracked.is_empty(),
             Some(names) => tracked

@@ -74,7 +74,7 @@ fn sigkill_at_random_moments_loses_nothing_and_stores_nothing_twice() {
         &urls,
         "interval = \"200ms\"\nmin_interval = \"200ms\"",
         &format!(
-            "\n[[company]]\nname = \"Xiaomi\"\n\n[[notify]]\nname = \"hook\"\nurl = \"{}\"\nretry_delay = \"100ms\"\n",
+            "\n[[company]]\nname = \"Xiaomi\"\n\n[[notify]]\nbacklog = true\nname = \"hook\"\nurl = \"{}\"\nretry_delay = \"100ms\"\n",
             server.url("hook")
         ),
     );

@@ -75,8 +75,8 @@ fn broken_and_working_targets(
         }),
     );
     let notify = format!(
-        "\n[[notify]]\nname = \"broken\"\nurl = \"{}\"\nretry_delay = \"1h\"\n\
-         \n[[notify]]\nname = \"working\"\nurl = \"{}\"\n",
+        "\n[[notify]]\nbacklog = true\nname = \"broken\"\nurl = \"{}\"\nretry_delay = \"1h\"\n\
+         \n[[notify]]\nbacklog = true\nname = \"working\"\nurl = \"{}\"\n",
         broken.url("hook"),
         working.url("hook")
     );
@@ -161,7 +161,7 @@ async fn a_story_syndicated_in_three_feeds_is_one_flagged_story_with_three_sourc
     server.set("hook", Route::webhook(200));
     let urls = ["a.xml", "b.xml", "c.xml"].map(|p| server.url(p));
     let notify = format!(
-        "\n[[notify]]\nname = \"ops\"\nurl = \"{}\"\nsecret = \"k3y\"\n",
+        "\n[[notify]]\nbacklog = true\nname = \"ops\"\nurl = \"{}\"\nsecret = \"k3y\"\n",
         server.url("hook")
     );
     let app = App::new(&urls, &format!("{COMPANIES}{notify}"));
@@ -194,6 +194,47 @@ async fn a_story_syndicated_in_three_feeds_is_one_flagged_story_with_three_sourc
     assert_eq!(rows.as_array().unwrap().len(), 1);
     assert_eq!(rows[0]["sources"].as_array().unwrap().len(), 3);
     assert!(rows[0]["sources"][0]["link"].as_str().is_some());
+}
+
+#[tokio::test]
+async fn a_new_feeds_backlog_is_flagged_but_alerts_only_the_targets_that_ask_for_it() {
+    let server = FeedServer::start();
+    let story = |guid: &str, title: &str| {
+        format!(
+            "<guid>{guid}</guid><title>{title}</title><description>Xiaomi said so.</description>"
+        )
+    };
+    let old = story("old", "Xiaomi opened a store last month");
+    server.feed("a.xml", rss(&[&old]));
+    server.set("quiet", Route::webhook(200));
+    server.set("digest", Route::webhook(200));
+    let notify = format!(
+        "\n[[notify]]\nname = \"quiet\"\nurl = \"{}\"\n\n[[notify]]\nname = \"digest\"\nurl = \"{}\"\nbacklog = true\n",
+        server.url("quiet"),
+        server.url("digest")
+    );
+    let app = App::new(&[server.url("a.xml")], &format!("{COMPANIES}{notify}"));
+    let sent = || {
+        (
+            server.requests("quiet").len(),
+            server.requests("digest").len(),
+        )
+    };
+
+    // The first document is what the feed published before it was watched: flagged, and sent
+    // only where the backlog was asked for.
+    assert_eq!(app.poll().await.entries_new, 1);
+    assert_eq!(flagged(&app).len(), 1);
+    assert_eq!(sent(), (0, 1));
+
+    // From then on, new stories go everywhere.
+    let new = story("new", "Xiaomi opens a store today");
+    server.feed("a.xml", rss(&[&new, &old]));
+    assert_eq!(app.poll().await.entries_new, 1);
+    assert_eq!(sent(), (1, 2));
+    let alerted: serde_json::Value =
+        serde_json::from_slice(&server.requests("quiet")[0].body).unwrap();
+    assert_eq!(alerted["story"]["title"], "Xiaomi opens a store today");
 }
 
 #[tokio::test]
@@ -258,7 +299,7 @@ async fn a_webhook_that_fails_twice_then_succeeds_gets_the_alert_with_the_same_k
         },
     );
     let notify = format!(
-        "\n[[notify]]\nurl = \"{}\"\nretry_delay = \"50ms\"\n",
+        "\n[[notify]]\nbacklog = true\nurl = \"{}\"\nretry_delay = \"50ms\"\n",
         server.url("hook")
     );
     let app = App::new(&[server.url("a.xml")], &format!("{COMPANIES}{notify}"));
@@ -438,7 +479,7 @@ async fn an_alert_the_target_chokes_on_does_not_block_the_others() {
         },
     );
     let notify = format!(
-        "\n[[notify]]\nurl = \"{}\"\nretry_delay = \"200ms\"\n",
+        "\n[[notify]]\nbacklog = true\nurl = \"{}\"\nretry_delay = \"200ms\"\n",
         server.url("hook")
     );
     let app = App::with_polling(
@@ -495,7 +536,7 @@ async fn an_alert_the_target_refuses_does_not_hold_back_the_next_one() {
         },
     );
     let notify = format!(
-        "\n[[notify]]\nurl = \"{}\"\nretry_delay = \"1h\"\n",
+        "\n[[notify]]\nbacklog = true\nurl = \"{}\"\nretry_delay = \"1h\"\n",
         server.url("hook")
     );
     let app = App::new(&[server.url("a.xml")], &format!("{COMPANIES}{notify}"));
@@ -542,7 +583,7 @@ async fn a_target_found_down_rests_across_polls_as_long_as_its_retry_after_asks_
     server.set("fixed-hook", Route::webhook(200));
     let notify = |path: &str| {
         format!(
-            "{COMPANIES}\n[[notify]]\nname = \"desk\"\nurl = \"{}\"\nretry_delay = \"1s\"\n",
+            "{COMPANIES}\n[[notify]]\nbacklog = true\nname = \"desk\"\nurl = \"{}\"\nretry_delay = \"1s\"\n",
             server.url(path)
         )
     };
@@ -617,7 +658,7 @@ async fn a_rest_ends_by_time_and_the_next_round_found_down_doubles_it_whatever_a
     // A 502's Retry-After is the proxy's: the receiver behind it said nothing.
     let server = story_and_hook_answering(502, "3000");
     let notify = format!(
-        "\n[[notify]]\nurl = \"{}\"\nretry_delay = \"60s\"\n",
+        "\n[[notify]]\nbacklog = true\nurl = \"{}\"\nretry_delay = \"60s\"\n",
         server.url("hook")
     );
     let app = App::new(&[server.url("a.xml")], &format!("{COMPANIES}{notify}"));
@@ -665,7 +706,7 @@ fn an_alert_queued_before_a_sigkill_is_delivered_after_the_restart() {
         },
     );
     let notify = format!(
-        "\n[[notify]]\nurl = \"{}\"\nretry_delay = \"50ms\"\n",
+        "\n[[notify]]\nbacklog = true\nurl = \"{}\"\nretry_delay = \"50ms\"\n",
         server.url("hook")
     );
     let app = App::new(&[server.url("a.xml")], &format!("{COMPANIES}{notify}"));
@@ -788,7 +829,10 @@ fn a_notify_target_added_by_a_config_edit_receives_alerts_without_a_restart() {
     wait_until(Duration::from_secs(10), "a is polled", || {
         !server.requests("a.xml").is_empty()
     });
-    let notify = format!("\n[[notify]]\nurl = \"{}\"\n", server.url("hook"));
+    let notify = format!(
+        "\n[[notify]]\nbacklog = true\nurl = \"{}\"\n",
+        server.url("hook")
+    );
     app.write_config(
         &[server.url("a.xml"), server.url("b.xml")],
         &format!("{COMPANIES}{notify}"),
