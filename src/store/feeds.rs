@@ -291,30 +291,42 @@ fn follow_moved_feeds(
     feeds: &[FeedConfig],
 ) -> anyhow::Result<HashSet<String>> {
     let configured: HashSet<&str> = feeds.iter().map(|f| f.url.as_str()).collect();
+    // One pass over the table, not a query per configured URL: the first sync of 10,000 feeds
+    // would otherwise scan the table 10,000 times (`fetch_url` has no index).
+    let mut stored = HashSet::new();
+    let mut departed: Vec<(i64, String, Option<String>)> = Vec::new();
+    for row in tx
+        .prepare("SELECT id, url, fetch_url FROM feeds")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+    {
+        let (id, url, fetch_url): (i64, String, Option<String>) = row?;
+        if !configured.contains(url.as_str()) {
+            departed.push((id, url.clone(), fetch_url));
+        }
+        stored.insert(url);
+    }
     let mut moved_from = HashSet::new();
-    let mut known = tx.prepare("SELECT 1 FROM feeds WHERE url = ?1")?;
-    let mut candidates =
-        tx.prepare("SELECT id, url FROM feeds WHERE fetch_url = ?1 OR url = ?2")?;
+    if departed.is_empty() {
+        return Ok(moved_from);
+    }
     let mut take = tx.prepare(
         "UPDATE feeds SET url = ?2, fetch_url = NULL, redirect_candidate = NULL, redirect_seen = 0
          WHERE id = ?1",
     )?;
-    for feed in feeds {
-        let url = feed.url.as_str();
-        if known.exists([url])? {
-            continue;
-        }
+    let unknown = feeds
+        .iter()
+        .map(|f| f.url.as_str())
+        .filter(|url| !stored.contains(*url));
+    for url in unknown {
         let other_scheme =
             |from: &str, to: &str| url.strip_prefix(from).map(|rest| format!("{to}{rest}"));
         let swapped =
             other_scheme("http://", "https://").or_else(|| other_scheme("https://", "http://"));
-        let left: Vec<(i64, String)> = candidates
-            .query_map(params![url, swapped], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<Result<Vec<(i64, String)>, _>>()?
-            .into_iter()
-            .filter(|(_, old)| !configured.contains(old.as_str()))
-            .collect();
-        if let [(id, old)] = left.as_slice() {
+        let mut candidates = departed.iter().filter(|(_, old, fetch_url)| {
+            !moved_from.contains(old)
+                && (fetch_url.as_deref() == Some(url) || swapped.as_deref() == Some(old))
+        });
+        if let (Some((id, old, _)), None) = (candidates.next(), candidates.next()) {
             take.execute(params![id, url])?;
             tracing::info!(
                 feed_id = id,
