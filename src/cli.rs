@@ -399,8 +399,6 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// The database as it is, without syncing it to this config: a `feeds` or `mentions` run with
-/// another (or a half-edited) config must not deactivate feeds under the running daemon.
 /// `feeds --reset`'s argument: an ID, or a URL, parsed as the config's are (the config's
 /// `HTTP://Example.com` is stored as `http://example.com/`, and is found by either spelling).
 fn feed_ref(arg: &str) -> Option<FeedRef> {
@@ -411,6 +409,8 @@ fn feed_ref(arg: &str) -> Option<FeedRef> {
     }
 }
 
+/// The database as it is, without syncing it to this config: a `feeds` or `mentions` run with
+/// another (or a half-edited) config must not deactivate feeds under the running daemon.
 fn open_for_reading(config: &Config) -> anyhow::Result<Store> {
     Store::open_with(&config.database_path(), config.storage.busy_timeout)
 }

@@ -22,13 +22,16 @@ pub enum FetchOutcome {
     NotModified,
     /// Network, HTTP or parse failure.
     Failed,
+    /// Fetched but not parsed for a reason of feedhound's own (no parsing thread was free).
+    Deferred,
 }
 
 impl FetchOutcome {
-    const ALL: [FetchOutcome; 3] = [
+    const ALL: [FetchOutcome; 4] = [
         FetchOutcome::Ok,
         FetchOutcome::NotModified,
         FetchOutcome::Failed,
+        FetchOutcome::Deferred,
     ];
 
     fn label(self) -> &'static str {
@@ -36,6 +39,7 @@ impl FetchOutcome {
             FetchOutcome::Ok => "ok",
             FetchOutcome::NotModified => "not_modified",
             FetchOutcome::Failed => "failed",
+            FetchOutcome::Deferred => "deferred",
         }
     }
 }

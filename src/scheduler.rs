@@ -49,6 +49,8 @@ pub struct PollSummary {
     pub feeds_failed: usize,
     /// Left out because their server asked not to be polled yet (`Retry-After`).
     pub feeds_waiting: usize,
+    /// Fetched, but no parsing thread was free (not counted as the feeds' failures).
+    pub feeds_deferred: usize,
     /// Left out by `poll --due`: their next poll time has not come.
     pub feeds_not_due: usize,
     pub entries_new: usize,
@@ -63,6 +65,7 @@ impl PollSummary {
             FetchOutcome::Ok => self.feeds_ok += 1,
             FetchOutcome::NotModified => self.feeds_not_modified += 1,
             FetchOutcome::Failed => self.feeds_failed += 1,
+            FetchOutcome::Deferred => self.feeds_deferred += 1,
         }
         self.entries_new += outcome.new;
         self.entries_updated += outcome.updated;
@@ -76,6 +79,13 @@ impl std::fmt::Display for PollSummary {
             "feeds: {} ok, {} not modified, {} failed",
             self.feeds_ok, self.feeds_not_modified, self.feeds_failed,
         )?;
+        if self.feeds_deferred > 0 {
+            write!(
+                f,
+                ", {} deferred (no parsing thread free)",
+                self.feeds_deferred
+            )?;
+        }
         if self.feeds_waiting > 0 {
             write!(f, ", {} waiting (Retry-After)", self.feeds_waiting)?;
         }
@@ -306,20 +316,20 @@ impl Pipeline {
                 FetchOutcome::NotModified
             }
             FeedResult::Parsed { .. } => FetchOutcome::Ok,
-            FeedResult::Failed { error } | FeedResult::Deferred { error } => {
+            FeedResult::Failed { error } => {
                 tracing::warn!(%error, "feed refresh failed");
                 FetchOutcome::Failed
+            }
+            FeedResult::Deferred { error } => {
+                tracing::warn!(%error, "feed refresh deferred to its next poll");
+                FetchOutcome::Deferred
             }
         };
         let facts = Facts {
             configured: self.intervals.get(&feed.url).copied(),
             adaptive: fetch.adaptive.or(feed.adaptive),
             server_hint: fetch.fresh_for.max(fetch.doc_hint.or(feed.doc_hint)),
-            failures: match fetch.result {
-                FeedResult::Failed { .. } => feed.error_count + 1,
-                FeedResult::Deferred { .. } => feed.error_count,
-                _ => 0,
-            },
+            failures: failures_after(&fetch.result, feed.error_count),
             retry_after: fetch.retry_after,
         };
         let plan = self.policy.plan(&facts, fetched_at, fastrand::f64());
@@ -488,6 +498,18 @@ impl Pipeline {
                 (FeedResult::Deferred { error }, None, None)
             }
         }
+    }
+}
+
+/// The consecutive failures a feed's next poll is planned with: a failure adds one, a deferral
+/// (feedhound's doing, not the feed's) leaves the count as it was, anything else clears it.
+fn failures_after(result: &FeedResult, before: u32) -> u32 {
+    match result {
+        FeedResult::Failed { .. } => before + 1,
+        FeedResult::Deferred { .. } => before,
+        FeedResult::NotModified { .. }
+        | FeedResult::Unchanged { .. }
+        | FeedResult::Parsed { .. } => 0,
     }
 }
 
@@ -1028,6 +1050,24 @@ mod tests {
     use super::*;
     use crate::model::ParsedEntry;
     use crate::store::testing::{store_document, store_with_one_feed};
+
+    #[test]
+    fn a_deferred_fetch_neither_adds_to_the_feeds_failures_nor_clears_them() {
+        let deferred = FeedResult::Deferred {
+            error: "no parsing thread was free".into(),
+        };
+        let failed = FeedResult::Failed {
+            error: "HTTP 500".into(),
+        };
+        let not_modified = FeedResult::NotModified {
+            etag: None,
+            last_modified: None,
+        };
+        assert_eq!(failures_after(&deferred, 0), 0);
+        assert_eq!(failures_after(&deferred, 3), 3);
+        assert_eq!(failures_after(&failed, 3), 4);
+        assert_eq!(failures_after(&not_modified, 3), 0);
+    }
 
     #[tokio::test]
     async fn a_rescan_stopped_midway_is_redone_even_when_the_rules_change_back() {

@@ -12,7 +12,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::flags::{Flagging, insert_mentions, queue_alerts, story_for, write_mentions};
+use super::flags::{Flagging, insert_mentions, queue_alerts, rewrite_edited_mentions, story_for};
 use super::{Store, sql_time, sql_time_precise};
 use crate::model::{Mention, ParsedEntry, ParsedFeed};
 use crate::parse::identity_fragment;
@@ -375,6 +375,28 @@ fn upsert_entries(
             {
                 return Ok(Found::Stored(stored));
             }
+            // Stored before `l:` keys carried the fragment: under the key without it, by a row
+            // that pointed at the same fragment.
+            let fragment = entry.link.as_deref().and_then(identity_fragment);
+            if let Some(fragment) = fragment
+                && let Some(old_key) = own_key
+                    .strip_suffix(fragment)
+                    .and_then(|key| key.strip_suffix('#'))
+                    .filter(|key| key.starts_with("l:") && !keys_in_document.contains(key))
+                && let Some((stored, link)) = tx
+                    .prepare_cached(
+                        "SELECT id, dedup_key, content_hash, story_id, link FROM entries
+                         WHERE feed_id = ?1 AND dedup_key = ?2",
+                    )?
+                    .query_row(params![feed_id, old_key], |r| {
+                        Ok((read(r)?, r.get::<_, Option<String>>(4)?))
+                    })
+                    .optional()?
+                && stored.hash == entry.content_hash
+                && link.as_deref().and_then(identity_fragment) == Some(fragment)
+            {
+                return Ok(Found::Stored(stored));
+            }
         }
         Ok(if is_tombstoned(tx, feed_id, &entry.dedup_key)? {
             Found::Tombstoned
@@ -404,11 +426,14 @@ fn upsert_entries(
             }
             Found::Stored(stored) if stored.hash != entry.content_hash => {
                 update_entry(tx, stored.id, now, entry)?;
-                // An edit can add or remove a mention: re-match replaces the old ones.
-                write_mentions(tx, flagging, stored.id, entry_mentions)?;
-                if let Some(story) = stored.story {
-                    queue_alerts(tx, flagging, story, entry_mentions, fetched_at, backlog)?;
-                }
+                rewrite_edited_mentions(
+                    tx,
+                    flagging,
+                    stored.id,
+                    stored.story,
+                    entry_mentions,
+                    fetched_at,
+                )?;
                 applied.updated += 1;
                 applied.mentions += entry_mentions.len();
             }
@@ -793,6 +818,33 @@ mod tests {
             vec![update("l:status.example/incidents#u2", "u2", "h3")],
         );
         assert_eq!((next.new, next.updated), (1, 0));
+        assert_eq!(count(&store), 2);
+    }
+
+    #[test]
+    fn an_entry_keyed_before_fragments_counted_is_found_when_its_link_becomes_shared() {
+        let (_dir, mut store, feed) = setup();
+        let update = |fragment: &str, hash: &str| ParsedEntry {
+            link: Some(format!("https://status.example/incidents#{fragment}")),
+            link_unique_in_doc: false,
+            key_with_own_link: Some(format!("l:status.example/incidents#{fragment}")),
+            ..entry(&format!("h:{hash}"), "status.example/incidents", hash)
+        };
+        // Stored by a version whose `l:` keys left the #fragment out, alone with its link.
+        let old = ParsedEntry {
+            dedup_key: "l:status.example/incidents".into(),
+            link_unique_in_doc: true,
+            key_with_own_link: None,
+            ..update("u1", "h1")
+        };
+        poll(&mut store, feed, vec![old]);
+
+        let applied = poll(
+            &mut store,
+            feed,
+            vec![update("u2", "h2"), update("u1", "h1")],
+        );
+        assert_eq!((applied.new, applied.unchanged), (1, 1));
         assert_eq!(count(&store), 2);
     }
 

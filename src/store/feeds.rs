@@ -1,7 +1,7 @@
 //! The `feeds` table: configured feeds, synced from the config, and their fetch state.
 
 use chrono::{DateTime, Utc};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use rusqlite::params;
 use serde::Serialize;
@@ -57,7 +57,7 @@ pub(super) const STATE_SQL: &str = "CASE WHEN active = 0 THEN 'inactive'
      WHEN gone_at IS NOT NULL THEN 'gone'
      WHEN error_count >= 12 THEN 'dead'
      WHEN error_count > 0 THEN 'backing off'
-     WHEN last_fetch_at IS NULL THEN 'new'
+     WHEN last_success_at IS NULL THEN 'new'
      WHEN fetch_url IS NOT NULL THEN 'redirected'
      ELSE 'ok' END";
 
@@ -98,7 +98,7 @@ impl Store {
             .query_map([], |r| r.get(0))?
             .collect::<Result<_, _>>()?;
         let existing: i64 = tx.query_row("SELECT count(*) FROM feeds", [], |r| r.get(0))?;
-        let moved_from = follow_moved_feeds(&tx, feeds)?;
+        let moved = follow_moved_feeds(&tx, feeds)?;
         tx.execute("UPDATE feeds SET active = 0 WHERE active = 1", [])?;
         {
             let mut upsert = tx.prepare(
@@ -108,6 +108,9 @@ impl Store {
                      gone_at = CASE WHEN feeds.name IS excluded.name AND feeds.tags = excluded.tags
                                          AND feeds.interval_secs IS excluded.interval_secs
                                          AND ?5 THEN feeds.gone_at ELSE NULL END,
+                     -- Put back after a time out of the config, its next document holds what it
+                     -- published meanwhile: a backlog, as a new feed's first one (no alerts).
+                     body_hash = CASE WHEN ?5 THEN feeds.body_hash ELSE NULL END,
                      name = excluded.name, tags = excluded.tags,
                      interval_secs = excluded.interval_secs, active = 1",
             )?;
@@ -117,16 +120,18 @@ impl Store {
             )?;
             for feed in feeds {
                 let tags = serde_json::to_string(&feed.tags)?;
-                let active_before = was_active.contains(feed.url.as_str());
+                let url = feed.url.as_str();
+                let active_before = was_active.contains(url)
+                    || moved.get(url).is_some_and(|old| was_active.contains(old));
                 upsert.execute(params![
-                    feed.url.as_str(),
+                    url,
                     feed.name,
                     tags,
                     feed.interval.map(|i| i.as_secs() as i64),
                     active_before,
                 ])?;
                 if !active_before {
-                    unmark.execute([feed.url.as_str()])?;
+                    unmark.execute([url])?;
                 }
             }
         }
@@ -145,10 +150,12 @@ impl Store {
         let configured: HashSet<&str> = feeds.iter().map(|f| f.url.as_str()).collect();
         Ok(SyncReport {
             added: (total - existing) as usize,
-            moved: moved_from.len(),
+            moved: moved.len(),
             deactivated: was_active
                 .iter()
-                .filter(|url| !configured.contains(url.as_str()) && !moved_from.contains(*url))
+                .filter(|url| {
+                    !configured.contains(url.as_str()) && !moved.values().any(|old| old == *url)
+                })
                 .count(),
             active: feeds.len(),
         })
@@ -284,12 +291,12 @@ impl Store {
 /// permanent redirect was confirmed to (the config was updated as `feeds` advises), or its own
 /// with the other of http and https. That feed takes the new URL, keeping its entries, validators
 /// and schedule; otherwise the same stories would be stored a second time under a new feed.
-/// Only a single such feed is taken: two candidates leave the choice to nobody. Returns the URLs
-/// the feeds that moved had.
+/// Only a single such feed is taken: two candidates leave the choice to nobody. Returns the old
+/// URL of each feed that moved, by its new one.
 fn follow_moved_feeds(
     tx: &rusqlite::Transaction<'_>,
     feeds: &[FeedConfig],
-) -> anyhow::Result<HashSet<String>> {
+) -> anyhow::Result<HashMap<String, String>> {
     let configured: HashSet<&str> = feeds.iter().map(|f| f.url.as_str()).collect();
     // One pass over the table, not a query per configured URL: the first sync of 10,000 feeds
     // would otherwise scan the table 10,000 times (`fetch_url` has no index).
@@ -305,12 +312,16 @@ fn follow_moved_feeds(
         }
         stored.insert(url);
     }
-    let mut moved_from = HashSet::new();
+    let mut moved: HashMap<String, String> = HashMap::new();
     if departed.is_empty() {
-        return Ok(moved_from);
+        return Ok(moved);
     }
+    // A redirect confirmed to somewhere else stays (an http → https edit of a feed that moved).
     let mut take = tx.prepare(
-        "UPDATE feeds SET url = ?2, fetch_url = NULL, redirect_candidate = NULL, redirect_seen = 0
+        "UPDATE feeds SET url = ?2,
+             fetch_url = CASE WHEN fetch_url = ?2 THEN NULL ELSE fetch_url END,
+             redirect_candidate = CASE WHEN fetch_url = ?2 THEN NULL ELSE redirect_candidate END,
+             redirect_seen = CASE WHEN fetch_url = ?2 THEN 0 ELSE redirect_seen END
          WHERE id = ?1",
     )?;
     let unknown = feeds
@@ -323,7 +334,7 @@ fn follow_moved_feeds(
         let swapped =
             other_scheme("http://", "https://").or_else(|| other_scheme("https://", "http://"));
         let mut candidates = departed.iter().filter(|(_, old, fetch_url)| {
-            !moved_from.contains(old)
+            !moved.values().any(|taken| taken == old)
                 && (fetch_url.as_deref() == Some(url) || swapped.as_deref() == Some(old))
         });
         if let (Some((id, old, _)), None) = (candidates.next(), candidates.next()) {
@@ -334,10 +345,10 @@ fn follow_moved_feeds(
                 to = %redact_str(url),
                 "the config names this feed by its new URL: it keeps its entries and schedule"
             );
-            moved_from.insert(old.clone());
+            moved.insert(url.to_owned(), old.clone());
         }
     }
-    Ok(moved_from)
+    Ok(moved)
 }
 
 #[cfg(test)]
@@ -424,10 +435,11 @@ mod tests {
         );
         store
             .conn
-            .execute(
-                "UPDATE feeds SET fetch_url = 'https://b.example/feed' WHERE id = ?1",
-                [b],
-            )
+            .execute_batch(&format!(
+                "UPDATE feeds SET body_hash = 'parsed before';
+                 UPDATE feeds SET fetch_url = 'https://b.example/feed' WHERE id = {b};
+                 UPDATE feeds SET fetch_url = 'https://c.example/rss' WHERE id = {a};"
+            ))
             .unwrap();
 
         // http → https, and the URL a confirmed redirect led to.
@@ -448,13 +460,27 @@ mod tests {
         );
         assert_eq!(id(&store, "https://a.example/rss"), Some(a));
         assert_eq!(id(&store, "https://b.example/feed"), Some(b));
-        let fetch_url: Option<String> = store
-            .conn
-            .query_row("SELECT fetch_url FROM feeds WHERE id = ?1", [b], |r| {
-                r.get(0)
-            })
-            .unwrap();
-        assert_eq!(fetch_url, None);
+        let column = |store: &Store, column: &str, id: i64| -> Option<String> {
+            store
+                .conn
+                .query_row(
+                    &format!("SELECT {column} FROM feeds WHERE id = ?1"),
+                    [id],
+                    |r| r.get(0),
+                )
+                .unwrap()
+        };
+        // Fetched where it moved to, now its own URL; a's move elsewhere stays confirmed.
+        assert_eq!(column(&store, "fetch_url", b), None);
+        assert_eq!(
+            column(&store, "fetch_url", a).as_deref(),
+            Some("https://c.example/rss")
+        );
+        // Still the same feed, not a new one with a backlog to come.
+        assert_eq!(
+            column(&store, "body_hash", b).as_deref(),
+            Some("parsed before")
+        );
 
         // A feed still in the config is not taken, whatever its scheme.
         let report = store
@@ -462,5 +488,17 @@ mod tests {
             .unwrap();
         assert_eq!((report.added, report.moved), (1, 0));
         assert_eq!(id(&store, "https://a.example/rss"), Some(a));
+
+        // Out of the config and back: what it serves next is a backlog again.
+        store.sync_feeds(&[feed("https://a.example/rss")]).unwrap();
+        assert!(column(&store, "body_hash", b).is_some());
+        store
+            .sync_feeds(&[
+                feed("https://a.example/rss"),
+                feed("https://b.example/feed"),
+            ])
+            .unwrap();
+        assert_eq!(column(&store, "body_hash", b), None);
+        assert!(column(&store, "body_hash", a).is_some());
     }
 }

@@ -7,7 +7,7 @@
 //! by link). An alert is queued in `outbox` the first time a story is flagged for a notify
 //! target, in that same transaction, so a crash can never keep a flag and lose its alert.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -438,10 +438,10 @@ fn title_key(title: &str) -> Option<String> {
     (words >= 4 || key.chars().count() >= 16).then_some(key)
 }
 
-/// Replaces an entry's mentions of the companies the config tracks; true when they changed.
-/// Mentions of removed (inactive) companies stay, hidden from flags: retention keeps the entries
-/// they flagged, and putting the company back in the config shows them again (its re-match then
-/// brings them up to date).
+/// Replaces the mentions of an entry whose text is unchanged (a re-match with new rules) for the
+/// companies the config tracks; true when they changed. Mentions of removed (inactive)
+/// companies stay, hidden from flags: retention keeps the entries they flagged, and putting the
+/// company back in the config shows them again (its re-match then brings them up to date).
 pub(super) fn write_mentions(
     conn: &Connection,
     flagging: &Flagging,
@@ -457,6 +457,43 @@ pub(super) fn write_mentions(
         .execute([entry_id])?;
     let written = insert_mentions(conn, flagging, entry_id, mentions)?;
     Ok(removed > 0 || written > 0)
+}
+
+/// Replaces every mention of an entry the publisher edited (a removed company's too: nothing can
+/// tell whether the new text still names it), and queues alerts for the companies it names now
+/// and did not before. A company it named already was alerted then, or held back as backlog
+/// (see [`queue_alerts`]): an edit of an old story must not page about it now.
+pub(super) fn rewrite_edited_mentions(
+    conn: &Connection,
+    flagging: &Flagging,
+    entry_id: i64,
+    story_id: Option<i64>,
+    mentions: &[Mention],
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    let before: HashSet<i64> = conn
+        .prepare_cached("SELECT company_id FROM mentions WHERE entry_id = ?1")?
+        .query_map([entry_id], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    conn.prepare_cached("DELETE FROM mentions WHERE entry_id = ?1")?
+        .execute([entry_id])?;
+    insert_mentions(conn, flagging, entry_id, mentions)?;
+    let newly_named: Vec<Mention> = mentions
+        .iter()
+        .filter(|m| {
+            flagging
+                .company_ids
+                .get(&m.company)
+                .is_some_and(|id| !before.contains(id))
+        })
+        .cloned()
+        .collect();
+    if let Some(story) = story_id
+        && !newly_named.is_empty()
+    {
+        queue_alerts(conn, flagging, story, &newly_named, now, false)?;
+    }
+    Ok(())
 }
 
 /// Records the mentions of an entry that has none yet (a new one: skipping the DELETE of

@@ -226,10 +226,15 @@ async fn a_new_feeds_backlog_is_flagged_but_alerts_only_the_targets_that_ask_for
     assert_eq!(app.poll().await.entries_new, 1);
     assert_eq!(flagged(&app).len(), 1);
     assert_eq!(sent(), (0, 1));
+    // An edit of that old story does not page about it either.
+    let edited = story("old", "Xiaomi opened a store last month, in Paris");
+    server.feed("a.xml", rss(&[&edited]));
+    assert_eq!(app.poll().await.entries_updated, 1);
+    assert_eq!(sent(), (0, 1));
 
     // From then on, new stories go everywhere.
     let new = story("new", "Xiaomi opens a store today");
-    server.feed("a.xml", rss(&[&new, &old]));
+    server.feed("a.xml", rss(&[&new, &edited]));
     assert_eq!(app.poll().await.entries_new, 1);
     assert_eq!(sent(), (1, 2));
     let alerted: serde_json::Value =

@@ -255,11 +255,12 @@ async fn a_feed_serving_only_its_latest_update_keeps_each_fragment_as_its_own_it
     );
     serve("#xtor=RSS-3", "Resolved", 3);
     assert_eq!(app.poll().await.entries_new, 1);
-    serve("#xtor=RSS-4", "Resolved", 4);
+    // Were the tracking fragment an identity, this would be a new item, not an edit.
+    serve("#xtor=RSS-4", "Resolved: all clear", 4);
     let rotated = app.poll().await;
     assert_eq!(
         (rotated.entries_new, rotated.entries_updated),
-        (0, 0),
+        (0, 1),
         "{rotated}"
     );
 
@@ -273,7 +274,11 @@ async fn a_feed_serving_only_its_latest_update_keeps_each_fragment_as_its_own_it
         .unwrap();
     assert_eq!(
         titles,
-        ["Investigating", "Identified: a faulty switch", "Resolved"]
+        [
+            "Investigating",
+            "Identified: a faulty switch",
+            "Resolved: all clear"
+        ]
     );
 }
 
