@@ -14,6 +14,14 @@ fn secs(secs: i64) -> std::time::Duration {
     std::time::Duration::from_secs(secs.max(0) as u64)
 }
 
+/// A `feeds` row as `sync_feeds` reads it, once, before changing anything.
+struct StoredFeed {
+    id: i64,
+    url: String,
+    fetch_url: Option<String>,
+    active: bool,
+}
+
 /// A feed as the user names it on the command line: by the id `feeds` lists, or by its URL (the
 /// one in the config, or the one a permanent redirect moved it to).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,12 +101,24 @@ impl Store {
     /// interval follow the config.
     pub fn sync_feeds(&mut self, feeds: &[FeedConfig]) -> anyhow::Result<SyncReport> {
         let tx = super::write_transaction(&mut self.conn)?;
-        let was_active: HashSet<String> = tx
-            .prepare("SELECT url FROM feeds WHERE active = 1")?
-            .query_map([], |r| r.get(0))?
+        let configured: HashSet<&str> = feeds.iter().map(|f| f.url.as_str()).collect();
+        let stored: Vec<StoredFeed> = tx
+            .prepare("SELECT id, url, fetch_url, active FROM feeds")?
+            .query_map([], |r| {
+                Ok(StoredFeed {
+                    id: r.get(0)?,
+                    url: r.get(1)?,
+                    fetch_url: r.get(2)?,
+                    active: r.get(3)?,
+                })
+            })?
             .collect::<Result<_, _>>()?;
-        let existing: i64 = tx.query_row("SELECT count(*) FROM feeds", [], |r| r.get(0))?;
-        let moved = follow_moved_feeds(&tx, feeds)?;
+        let was_active: HashSet<&str> = stored
+            .iter()
+            .filter(|f| f.active)
+            .map(|f| f.url.as_str())
+            .collect();
+        let moved = follow_moved_feeds(&tx, feeds, &configured, &stored)?;
         tx.execute("UPDATE feeds SET active = 0 WHERE active = 1", [])?;
         {
             let mut upsert = tx.prepare(
@@ -122,7 +142,9 @@ impl Store {
                 let tags = serde_json::to_string(&feed.tags)?;
                 let url = feed.url.as_str();
                 let active_before = was_active.contains(url)
-                    || moved.get(url).is_some_and(|old| was_active.contains(old));
+                    || moved
+                        .get(url)
+                        .is_some_and(|old| was_active.contains(old.as_str()));
                 upsert.execute(params![
                     url,
                     feed.name,
@@ -147,15 +169,12 @@ impl Store {
         )?;
         let total: i64 = tx.query_row("SELECT count(*) FROM feeds", [], |r| r.get(0))?;
         tx.commit()?;
-        let configured: HashSet<&str> = feeds.iter().map(|f| f.url.as_str()).collect();
         Ok(SyncReport {
-            added: (total - existing) as usize,
+            added: (total as usize).saturating_sub(stored.len()),
             moved: moved.len(),
             deactivated: was_active
                 .iter()
-                .filter(|url| {
-                    !configured.contains(url.as_str()) && !moved.values().any(|old| old == *url)
-                })
+                .filter(|url| !configured.contains(*url) && !moved.values().any(|old| old == *url))
                 .count(),
             active: feeds.len(),
         })
@@ -293,25 +312,19 @@ impl Store {
 /// and schedule; otherwise the same stories would be stored a second time under a new feed.
 /// Only a single such feed is taken: two candidates leave the choice to nobody. Returns the old
 /// URL of each feed that moved, by its new one.
+///
+/// Matched in memory against the rows `sync_feeds` read once: a query per configured URL would
+/// scan the table each time on a first sync of 10,000 feeds (`fetch_url` has no index).
 fn follow_moved_feeds(
     tx: &rusqlite::Transaction<'_>,
     feeds: &[FeedConfig],
+    configured: &HashSet<&str>,
+    stored: &[StoredFeed],
 ) -> anyhow::Result<HashMap<String, String>> {
-    let configured: HashSet<&str> = feeds.iter().map(|f| f.url.as_str()).collect();
-    // One pass over the table, not a query per configured URL: the first sync of 10,000 feeds
-    // would otherwise scan the table 10,000 times (`fetch_url` has no index).
-    let mut stored = HashSet::new();
-    let mut departed: Vec<(i64, String, Option<String>)> = Vec::new();
-    for row in tx
-        .prepare("SELECT id, url, fetch_url FROM feeds")?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-    {
-        let (id, url, fetch_url): (i64, String, Option<String>) = row?;
-        if !configured.contains(url.as_str()) {
-            departed.push((id, url.clone(), fetch_url));
-        }
-        stored.insert(url);
-    }
+    let departed: Vec<&StoredFeed> = stored
+        .iter()
+        .filter(|f| !configured.contains(f.url.as_str()))
+        .collect();
     let mut moved: HashMap<String, String> = HashMap::new();
     if departed.is_empty() {
         return Ok(moved);
@@ -324,20 +337,23 @@ fn follow_moved_feeds(
              redirect_seen = CASE WHEN fetch_url = ?2 THEN 0 ELSE redirect_seen END
          WHERE id = ?1",
     )?;
+    let known: HashSet<&str> = stored.iter().map(|f| f.url.as_str()).collect();
     let unknown = feeds
         .iter()
         .map(|f| f.url.as_str())
-        .filter(|url| !stored.contains(*url));
+        .filter(|url| !known.contains(url));
     for url in unknown {
         let other_scheme =
             |from: &str, to: &str| url.strip_prefix(from).map(|rest| format!("{to}{rest}"));
         let swapped =
             other_scheme("http://", "https://").or_else(|| other_scheme("https://", "http://"));
-        let mut candidates = departed.iter().filter(|(_, old, fetch_url)| {
-            !moved.values().any(|taken| taken == old)
-                && (fetch_url.as_deref() == Some(url) || swapped.as_deref() == Some(old))
+        let mut candidates = departed.iter().filter(|f| {
+            !moved.values().any(|taken| *taken == f.url)
+                && (f.fetch_url.as_deref() == Some(url) || swapped.as_deref() == Some(&f.url))
         });
-        if let (Some((id, old, _)), None) = (candidates.next(), candidates.next()) {
+        if let (Some(StoredFeed { id, url: old, .. }), None) =
+            (candidates.next(), candidates.next())
+        {
             take.execute(params![id, url])?;
             tracing::info!(
                 feed_id = id,
