@@ -108,9 +108,14 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
-    /// Rebuild the full-text search index from the stored entries (when a poll reports it
+    /// Rebuild the full-text search index from the stored entries (when feedhound reports it
     /// damaged).
-    Reindex,
+    Reindex {
+        /// Only add the entries the index lacks (new or edited since the daemon or a search last
+        /// brought it up to date), as after one-shot polls.
+        #[arg(long)]
+        pending: bool,
+    },
     /// Delete entries older than `[storage] retain` that mention no company (see README).
     Prune {
         /// Only show what would be deleted.
@@ -294,7 +299,7 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
             format,
         } => {
             let config = Config::load(&cli.config)?;
-            let store = open_for_reading(&config)?;
+            let mut store = open_for_reading(&config)?;
             let hits = store.search(&SearchQuery {
                 text: query,
                 company,
@@ -304,11 +309,20 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
             print_hits(&hits, format)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Reindex => {
+        Command::Reindex { pending } => {
             let config = Config::load(&cli.config)?;
             let mut store = Store::open_with(&config.database_path(), config.storage.busy_timeout)?;
-            let indexed = store.rebuild_search_index()?;
-            println!("search index rebuilt: {indexed} entries");
+            if pending {
+                let indexed = store.catch_up_search_index()?;
+                anyhow::ensure!(
+                    !store.service_gauges()?.search_index_damaged,
+                    "the search index is damaged and set aside: run `feedhound reindex` to rebuild it"
+                );
+                println!("search index up to date: {indexed} entries added");
+            } else {
+                let indexed = store.rebuild_search_index()?;
+                println!("search index rebuilt: {indexed} entries");
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Prune {

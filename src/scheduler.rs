@@ -35,7 +35,7 @@ use crate::notify::{Delivered, Notifier};
 use crate::parse;
 use crate::parse_pool::{ParsePool, PoolError};
 use crate::schedule::{self, Facts, Policy};
-use crate::store::writer::StoreWriter;
+use crate::store::writer::{IdleIndexing, StoreWriter};
 use crate::store::{
     Applied, DueFeed, FeedResult, FetchState, REMATCH_PENDING, RULES_FINGERPRINT, Rematched, Store,
 };
@@ -701,7 +701,7 @@ async fn rescan_with(
     stop: &CancellationToken,
 ) -> anyhow::Result<(usize, usize)> {
     let store = open_store(config)?;
-    let (writer, thread) = StoreWriter::spawn(store)?;
+    let (writer, thread) = StoreWriter::spawn(store, IdleIndexing::Off)?;
     let matcher = build_matcher(config)?;
     let counts = rescan_if_stale(&writer, matcher, rules_fingerprint(config), force, stop).await?;
     drop(writer);
@@ -747,7 +747,7 @@ async fn poll_feeds(
         }
         None => true,
     });
-    let (writer, thread) = StoreWriter::spawn(store)?;
+    let (writer, thread) = StoreWriter::spawn(store, IdleIndexing::Off)?;
     let matcher = build_matcher(config)?;
     rescan_if_stale(
         &writer,
@@ -799,7 +799,7 @@ pub async fn run(config: Config, control: Control) -> anyhow::Result<()> {
     let _lock = DaemonLock::acquire(&config.database_path(), &config.source, &control.shutdown)?;
     let mut store = Store::open_with(&config.database_path(), config.storage.busy_timeout)?;
     sync_config(&mut store, &config)?;
-    let (writer, thread) = StoreWriter::spawn(store)?;
+    let (writer, thread) = StoreWriter::spawn(store, IdleIndexing::On)?;
     let tracker = TaskTracker::new();
     let limits = Arc::new(Limits::new(&config));
     let shared = Shared::new(writer)?;
@@ -1080,7 +1080,7 @@ mod tests {
         };
         store_document(&mut store, feed, vec![entry], "doc");
         store.set_meta(RULES_FINGERPRINT, "first rules").unwrap();
-        let (writer, thread) = StoreWriter::spawn(store).unwrap();
+        let (writer, thread) = StoreWriter::spawn(store, IdleIndexing::Off).unwrap();
         let matcher = Arc::new(Matcher::new(&[]).unwrap());
         let (go, stopped) = (CancellationToken::new(), CancellationToken::new());
         stopped.cancel();

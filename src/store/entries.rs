@@ -124,7 +124,6 @@ impl Store {
     ) -> anyhow::Result<Applied> {
         let tx = super::write_transaction(&mut self.conn)?;
         let applied = apply_in(&tx, &self.flagging, feed_id, state, result)?;
-        super::search::index_pending(&tx, applied.new)?;
         tx.commit()?;
         Ok(applied)
     }

@@ -511,7 +511,8 @@ mod tests {
             .map(|i| entry(&format!("g:{i}"), Some("2020-01-01T00:00:00Z")))
             .collect();
         poll(&mut store, feed, old, "b");
-        let (writer, thread) = StoreWriter::spawn(store).unwrap();
+        let (writer, thread) =
+            StoreWriter::spawn(store, crate::store::writer::IdleIndexing::Off).unwrap();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(prune_periodically(
             writer.clone(),
@@ -554,7 +555,8 @@ mod tests {
                 crate::store::REMATCH_PENDING,
             )
             .unwrap();
-        let (writer, thread) = StoreWriter::spawn(store).unwrap();
+        let (writer, thread) =
+            StoreWriter::spawn(store, crate::store::writer::IdleIndexing::Off).unwrap();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(prune_periodically(
             writer.clone(),

@@ -1,39 +1,37 @@
 //! Full-text search over stored entries, through the FTS5 index of migration 0004.
 //!
-//! The index (`entries_fts`) holds each entry's title, summary and content. Every transaction
-//! that records feed results ends with [`index_pending`]: it indexes the entries above
+//! The index (`entries_fts`) holds each entry's title, summary and content. Writing feed
+//! results does not wait for it: indexing was a third of the writer's work, and a poll's job is
+//! to store and flag stories. The index catches up afterwards, in slices of
+//! [`INDEX_SLICE`] entries, each its own transaction: the daemon's writer thread does it
+//! whenever it has no feed results to write, and [`Store::search`] (so `feedhound search`) and
+//! `feedhound reindex --pending` do it before they answer. What it lacks is the entries above
 //! `search_state.indexed_through` (new ones) and those a trigger queued in `search_queue`
-//! (edited ones), so the index is in step with `entries` at each such commit (migrations 0006
-//! and 0008 say why it is not indexed row by row). A query is FTS5 syntax as the user typed
-//! it (`xiaomi AND "electric car"`, `acqui*`); one SQLite cannot read is a [`SearchError::Query`]
-//! the CLI can explain, never a crash. Hits come newest first, not by rank: this is a news
-//! reader's search, where "what was said lately" beats "what matches best".
+//! (edited ones; migrations 0006 and 0008 say why it is not indexed row by row). A query is
+//! FTS5 syntax as the user typed it (`xiaomi AND "electric car"`, `acqui*`); one SQLite cannot
+//! read is a [`SearchError::Query`] the CLI can explain, never a crash. Hits come newest first,
+//! not by rank: this is a news reader's search, where "what was said lately" beats "what
+//! matches best".
 
+use anyhow::Context;
 use chrono::{DateTime, Utc};
 use rusqlite::params;
 use serde::Serialize;
 
 use super::{Store, sql_time};
 
-/// Entries above the mark one write indexes at most, beyond those it stored itself. The bound
-/// matters after `reindex` empties the index: then each write (of `reindex` itself, or of a
-/// daemon polling meanwhile) indexes the next slice instead of the whole database under one
-/// lock (about 15 s per million entries on the benchmark machine).
-const MAX_INDEXED_PER_WRITE: usize = 5_000;
+/// New entries one transaction of the catch-up indexes at most (besides every edited one), so
+/// that feed results arriving meanwhile wait for one slice, not for the whole backlog (the
+/// whole database after `reindex`: about 15 s per million entries on the benchmark machine).
+pub(super) const INDEX_SLICE: usize = 5_000;
 
-/// Indexes every edited (queued) entry and the new ones above the mark, oldest first, at most
-/// [`MAX_INDEXED_PER_WRITE`] of them or the `stored` entries this write added if more, with
-/// their current text; empties the queue and moves the mark past the last one indexed. So a
-/// write's own entries are searchable once it commits, unless a rebuild's backlog is ahead of
-/// them. Does nothing while the index is set aside as damaged (migration 0008). One statement in
-/// rowid order (queued ids lie at or below the mark, new ones above it): FTS5 starts a new
-/// segment at every statement that opens a statement journal and whenever the rowid goes
-/// backwards, otherwise only when its 8 MiB of pending terms are full (migration 0006).
-pub(super) fn index_pending(conn: &rusqlite::Connection, stored: usize) -> rusqlite::Result<()> {
-    index_pending_at_most(conn, stored.max(MAX_INDEXED_PER_WRITE)).map(drop)
-}
-
-/// [`index_pending`] with at most `new` entries above the mark; returns how many it indexed.
+/// Indexes every edited (queued) entry and at most `new` entries above the mark, oldest first,
+/// with their current text; empties the queue, moves the mark past the last one indexed and
+/// returns how many it indexed. Does nothing while the index is set aside as damaged
+/// (migration 0008). One statement in rowid order (queued ids lie at or below the mark, new
+/// ones above it): FTS5 starts a new segment at every statement that opens a statement journal
+/// and whenever the rowid goes backwards, otherwise only when its 8 MiB of pending terms are
+/// full (migration 0006).
 fn index_pending_at_most(conn: &rusqlite::Connection, new: usize) -> rusqlite::Result<usize> {
     let set_aside: bool = conn
         .prepare_cached("SELECT damaged FROM search_state")?
@@ -64,7 +62,7 @@ fn index_pending_at_most(conn: &rusqlite::Connection, new: usize) -> rusqlite::R
         )?
         .execute([mark, through])?;
     if indexed == 0 {
-        return Ok(0); // most batches of a warm poll: nothing to write
+        return Ok(0); // the index lacks nothing
     }
     conn.prepare_cached("DELETE FROM search_queue")?
         .execute([])?;
@@ -119,13 +117,51 @@ impl Store {
         }
     }
 
+    /// One slice of the catch-up (see the module docs) in its own transaction; returns how many
+    /// entries it indexed, 0 once the index lacks nothing. An index that refuses the writes is
+    /// set aside as damaged (logged; `feedhound reindex` rebuilds it), and then this returns 0
+    /// as well: feed results and searches go on without it.
+    pub fn index_search_slice(&mut self) -> anyhow::Result<usize> {
+        self.index_slice_of(INDEX_SLICE)
+    }
+
+    fn index_slice_of(&mut self, slice: usize) -> anyhow::Result<usize> {
+        let attempt = |conn: &mut rusqlite::Connection| -> anyhow::Result<usize> {
+            let tx = super::write_transaction(conn)?;
+            let indexed = index_pending_at_most(&tx, slice)?;
+            tx.commit()?;
+            Ok(indexed)
+        };
+        match attempt(&mut self.conn) {
+            Err(err)
+                if super::storage_hint(&err).is_none()
+                    && self.set_aside_search_index_if_damaged(&err)? =>
+            {
+                Ok(0)
+            }
+            done => done,
+        }
+    }
+
+    /// Brings the search index up to date, slice by slice; returns how many entries it indexed.
+    pub fn catch_up_search_index(&mut self) -> anyhow::Result<usize> {
+        let mut indexed = 0;
+        loop {
+            match self.index_search_slice()? {
+                0 => return Ok(indexed),
+                slice => indexed += slice,
+            }
+        }
+    }
+
     /// Rebuilds the search index from the stored entries (after it was set aside as damaged);
     /// returns how many entries it holds. The index is emptied in one transaction and refilled
-    /// in slices of [`MAX_INDEXED_PER_WRITE`] entries, each its own transaction, so a running
-    /// daemon's writes go on in between (and index slices of their own). Searches miss the
-    /// entries not yet indexed meanwhile; a rebuild cut short is finished by later writes.
+    /// in slices of [`INDEX_SLICE`] entries, each its own transaction, so a running daemon's
+    /// writes go on in between (and its idle catch-up indexes slices of its own). Searches miss
+    /// the entries not yet indexed meanwhile; a rebuild cut short is finished by the next
+    /// catch-up.
     pub fn rebuild_search_index(&mut self) -> anyhow::Result<i64> {
-        self.rebuild_search_index_in_slices(MAX_INDEXED_PER_WRITE, |_| Ok(()))
+        self.rebuild_search_index_in_slices(INDEX_SLICE, |_| Ok(()))
     }
 
     /// [`Store::rebuild_search_index`] with slices of `slice` entries, calling `between` after
@@ -142,13 +178,7 @@ impl Store {
              UPDATE search_state SET damaged = 0, indexed_through = 0;",
         )?;
         tx.commit()?;
-        loop {
-            let tx = super::write_transaction(&mut self.conn)?;
-            let indexed = index_pending_at_most(&tx, slice)?;
-            tx.commit()?;
-            if indexed == 0 {
-                break;
-            }
+        while self.index_slice_of(slice)? > 0 {
             between(self)?;
         }
         // Nothing indexed also means "set aside": a daemon's write may have found the index
@@ -211,8 +241,16 @@ pub enum SearchError {
 }
 
 impl Store {
-    /// Entries matching `query`, newest first.
-    pub fn search(&self, query: &SearchQuery) -> Result<Vec<SearchHit>, SearchError> {
+    /// Entries matching `query`, newest first, once the index has caught up with every entry
+    /// stored so far.
+    pub fn search(&mut self, query: &SearchQuery) -> Result<Vec<SearchHit>, SearchError> {
+        self.catch_up_search_index()
+            .context("cannot bring the search index up to date")?;
+        self.search_indexed(query)
+    }
+
+    /// [`Store::search`] over what the index holds now.
+    fn search_indexed(&self, query: &SearchQuery) -> Result<Vec<SearchHit>, SearchError> {
         if query.text.trim().is_empty() {
             return Err(SearchError::Query {
                 query: query.text.clone(),
@@ -289,6 +327,7 @@ mod tests {
     use crate::model::ParsedEntry;
     use crate::store::testing::{store_document, store_with_one_feed};
 
+    /// A store holding `entries` (key, title, content), its index up to date.
     fn store_with(entries: &[(&str, &str, &str)]) -> (tempfile::TempDir, Store) {
         let (dir, mut store, feed_id) = store_with_one_feed();
         let entries = entries
@@ -303,6 +342,7 @@ mod tests {
             })
             .collect();
         store_document(&mut store, feed_id, entries, "b");
+        store.catch_up_search_index().unwrap();
         (dir, store)
     }
 
@@ -317,7 +357,7 @@ mod tests {
 
     #[test]
     fn a_word_of_the_content_is_found_with_a_highlighted_snippet() {
-        let (_dir, store) = store_with(&[
+        let (_dir, mut store) = store_with(&[
             (
                 "g:1",
                 "Port news",
@@ -334,13 +374,13 @@ mod tests {
 
     #[test]
     fn accents_and_case_are_folded() {
-        let (_dir, store) = store_with(&[("g:1", "Nestlé results", "Numbers.")]);
+        let (_dir, mut store) = store_with(&[("g:1", "Nestlé results", "Numbers.")]);
         assert_eq!(store.search(&query("NESTLE")).unwrap().len(), 1);
     }
 
     #[test]
     fn a_malformed_query_is_a_query_error_not_a_database_error() {
-        let (_dir, store) = store_with(&[("g:1", "t", "c")]);
+        let (_dir, mut store) = store_with(&[("g:1", "t", "c")]);
         for bad in ["\"unbalanced", "nosuchcolumn: word", "AND", "   "] {
             match store.search(&query(bad)) {
                 Err(SearchError::Query { query, reason }) => {
@@ -383,7 +423,7 @@ mod tests {
             .conn
             .query_row("SELECT count(*) FROM search_queue", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(queued, 0, "nothing is left queued after a write");
+        assert_eq!(queued, 0, "nothing is left queued after a catch-up");
         let (above_the_mark, damaged): (i64, bool) = store
             .conn
             .query_row(
@@ -401,12 +441,11 @@ mod tests {
     }
 
     #[test]
-    fn an_entry_written_by_another_program_is_indexed_by_the_next_write() {
+    fn an_entry_written_by_another_program_is_found_by_the_next_search() {
         let (_dir, mut store) = store_with(&[("g:1", "Port news", "Cranes.")]);
         let feed_id = the_feed(&store);
         insert_by_hand(&store, feed_id, "manual", "Ferries added by hand");
-        assert!(store.search(&query("ferries")).unwrap().is_empty());
-        crate::store::testing::store_document(&mut store, feed_id, Vec::new(), "c");
+        assert!(store.search_indexed(&query("ferries")).unwrap().is_empty());
         assert_eq!(store.search(&query("ferries")).unwrap().len(), 1);
         index_is_in_step(&store);
     }
@@ -436,7 +475,6 @@ mod tests {
             )
             .unwrap();
         assert_eq!(reused, newest, "SQLite hands the deleted id out again");
-        crate::store::testing::store_document(&mut store, feed_id, Vec::new(), "c");
         assert_eq!(store.search(&query("hovercraft")).unwrap().len(), 1);
         assert!(store.search(&query("ferries")).unwrap().is_empty());
         index_is_in_step(&store);
@@ -462,7 +500,6 @@ mod tests {
             .unwrap();
         }
         let mut store = Store::open(&path).unwrap();
-        crate::store::testing::store_document(&mut store, 1, Vec::new(), "c");
         assert_eq!(store.search(&query("tugboats")).unwrap().len(), 1);
         assert_eq!(store.search(&query("barges")).unwrap().len(), 1);
         index_is_in_step(&store);
@@ -494,7 +531,12 @@ mod tests {
         );
         assert_eq!((applied.new, applied.updated), (1, 1));
         let gauges = store.service_gauges().unwrap();
-        assert!(gauges.search_index_damaged);
+        assert!(gauges.search_index_damaged, "the edit found it damaged");
+        assert_eq!(
+            store.index_search_slice().unwrap(),
+            0,
+            "set aside: left alone"
+        );
         assert_eq!(gauges.search_backlog, 1, "the new entry waits");
         // Set aside, the index is left alone: the next write goes through without it.
         store_document(
@@ -534,7 +576,7 @@ mod tests {
         let indexed = store
             .rebuild_search_index_in_slices(2, |store| {
                 slices += 1;
-                let searchable = store.search(&query("sea")).unwrap().len();
+                let searchable = store.search_indexed(&query("sea")).unwrap().len();
                 assert_eq!(searchable, 2 * slices, "slice {slices}");
                 if slices == 1 {
                     // Ids 1 and 2 are indexed: an edit of one below the mark, a delete of one
@@ -543,13 +585,13 @@ mod tests {
                         "UPDATE entries SET title = 'Anchorage' WHERE dedup_key = 'g:0';
                          DELETE FROM entries WHERE dedup_key = 'g:4';
                          INSERT INTO entries (feed_id, dedup_key, title, content_hash, first_seen_at, last_seen_at)
-                         SELECT id, 'g:late', 'Foghorn', 'x', '2026-01-01 00:00:00', '2026-01-01 00:00:00' FROM feeds;",
+                         SELECT id, 'g:late', 'Foghorn at sea', 'x', '2026-01-01 00:00:00', '2026-01-01 00:00:00' FROM feeds;",
                     )?;
-                } else {
-                    // A daemon storing feed results indexes its own entry and what is left.
+                } else if slices == 2 {
+                    // A daemon storing feed results: the rebuild's next slice indexes them.
                     let lighthouse = ParsedEntry {
                         dedup_key: "g:new".into(),
-                        title: Some("Lighthouse".into()),
+                        title: Some("Lighthouse at sea".into()),
                         content_hash: "Lighthouse".into(),
                         link_unique_in_doc: true,
                         ..Default::default()
@@ -561,8 +603,8 @@ mod tests {
             .unwrap();
         assert_eq!(indexed, 6);
         assert_eq!(
-            slices, 2,
-            "the write between slices 2 and 3 left nothing to index"
+            slices, 3,
+            "the entries written in between took one more slice"
         );
         for (word, hits) in [
             ("anchorage", 1),
@@ -592,7 +634,7 @@ mod tests {
              UPDATE entries SET content = 'Dredgers.' WHERE dedup_key = 'g:1';",
         )
         .unwrap();
-        index_pending(&tx, 0).unwrap();
+        index_pending_at_most(&tx, INDEX_SLICE).unwrap();
         tx.commit().unwrap();
         for (word, hits) in [
             ("tugboats", 0),

@@ -5,7 +5,8 @@
 //! being written are committed together in the next one: a commit (an fsync of the WAL) per
 //! feed would make the disk, not the CPU, the limit of a cold poll. A result that fails rolls
 //! back alone: its batch is then written again with a savepoint per result, and the others of
-//! the batch still commit.
+//! the batch still commit. In the daemon, the thread also brings the search index up to date
+//! whenever no work is queued, a slice at a time ([`super::search`]).
 
 use std::thread::JoinHandle;
 
@@ -33,6 +34,15 @@ struct ApplyJob {
     state: FetchState,
     result: FeedResult,
     reply: oneshot::Sender<anyhow::Result<Applied>>,
+}
+
+/// Whether the writer thread works off the search index's backlog while it has nothing else to
+/// do. A one-shot command does not: its run ends with its writes, and the index catches up at
+/// the next search or in the daemon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdleIndexing {
+    On,
+    Off,
 }
 
 /// Handle to the writer thread; clone it freely. The thread ends when every handle is dropped.
@@ -67,11 +77,14 @@ impl WriterThread {
 }
 
 impl StoreWriter {
-    pub fn spawn(store: Store) -> anyhow::Result<(StoreWriter, WriterThread)> {
+    pub fn spawn(
+        store: Store,
+        indexing: IdleIndexing,
+    ) -> anyhow::Result<(StoreWriter, WriterThread)> {
         let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
         let handle = std::thread::Builder::new()
             .name("feedhound-db".into())
-            .spawn(move || serve(store, queue))
+            .spawn(move || serve(store, queue, indexing))
             .context("cannot start the database writer thread")?;
         Ok((StoreWriter { jobs }, WriterThread { handle }))
     }
@@ -128,9 +141,25 @@ impl StoreWriter {
     }
 }
 
-fn serve(mut store: Store, mut queue: mpsc::Receiver<Job>) -> Store {
+fn serve(mut store: Store, mut queue: mpsc::Receiver<Job>, indexing: IdleIndexing) -> Store {
     let mut held_call: Option<Call> = None;
-    while let Some(first) = queue.blocking_recv() {
+    // Whether the index may lack something: at start (a backlog from one-shot polls) and after
+    // any work, since a call may have written entries too.
+    let mut index_behind = indexing == IdleIndexing::On;
+    loop {
+        let first = match queue.try_recv() {
+            Ok(job) => job,
+            Err(mpsc::error::TryRecvError::Disconnected) => break,
+            Err(mpsc::error::TryRecvError::Empty) if index_behind => {
+                index_behind = index_a_slice(&mut store);
+                continue;
+            }
+            Err(mpsc::error::TryRecvError::Empty) => match queue.blocking_recv() {
+                Some(job) => job,
+                None => break,
+            },
+        };
+        index_behind = indexing == IdleIndexing::On;
         let mut batch = match first {
             Job::Call(call) => {
                 call(&mut store);
@@ -154,6 +183,18 @@ fn serve(mut store: Store, mut queue: mpsc::Receiver<Job>) -> Store {
         }
     }
     store
+}
+
+/// One slice of the search index's catch-up; returns whether there may be more to index. A
+/// failure (a lock held by another program, the disk) is logged and left until the next write.
+fn index_a_slice(store: &mut Store) -> bool {
+    match store.index_search_slice() {
+        Ok(indexed) => indexed > 0,
+        Err(err) => {
+            tracing::warn!(error = %format!("{err:#}"), "could not bring the search index up to date; trying again after the next write");
+            false
+        }
+    }
 }
 
 fn write_batch(store: &mut Store, batch: Vec<ApplyJob>) {
@@ -213,14 +254,14 @@ fn write_all(store: &mut Store, batch: &[ApplyJob]) -> Result<Outcomes, BatchFai
             Err(err) => return Err(BatchFailure::Storage(err)),
         }
     }
-    let stored = stored_count(&applied);
-    let finish = || -> anyhow::Result<()> {
-        super::search::index_pending(&tx, stored)?;
-        Ok(tx.commit()?)
-    };
-    finish().map_err(|err| match super::storage_hint(&err) {
-        Some(_) => BatchFailure::Storage(err),
-        None => BatchFailure::OneResult(err),
+    // An edit or a delete still writes to the search index (the triggers of migration 0008),
+    // and FTS5 writes its part at the commit: a damaged index fails the commit, not the disk.
+    tx.commit().map_err(|err| {
+        let err = anyhow::Error::from(err);
+        match super::storage_hint(&err) {
+            Some(_) => BatchFailure::Storage(err),
+            None => BatchFailure::OneResult(err),
+        }
     })?;
     Ok(applied)
 }
@@ -274,14 +315,8 @@ fn write_each(store: &mut Store, batch: &[ApplyJob]) -> anyhow::Result<Outcomes>
             }
         }
     }
-    super::search::index_pending(&tx, stored_count(&applied))?;
     tx.commit()?;
     Ok(applied)
-}
-
-/// New entries the results of a batch stored.
-fn stored_count(applied: &Outcomes) -> usize {
-    applied.iter().flatten().map(|a| a.new).sum()
 }
 
 #[cfg(test)]
@@ -312,9 +347,9 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_failing_result_rolls_back_alone_and_its_batch_mates_are_stored_and_indexed() {
+    async fn a_failing_result_rolls_back_alone_and_its_batch_mates_are_stored() {
         let (_dir, store, feed_id) = store_with_one_feed();
-        let (writer, thread) = StoreWriter::spawn(store).unwrap();
+        let (writer, thread) = StoreWriter::spawn(store, IdleIndexing::Off).unwrap();
         // Hold the writer until all three results are queued, so they form one batch.
         let (release, hold) = std::sync::mpsc::channel::<()>();
         let (started, writer_busy) = oneshot::channel();
@@ -351,7 +386,8 @@ mod tests {
         assert!(bad.committed().await.is_err());
         assert_eq!(second.committed().await.unwrap().new, 1);
         drop(writer);
-        let store = thread.join().unwrap();
+        let mut store = thread.join().unwrap();
+        store.catch_up_search_index().unwrap();
         let titles: Vec<String> = store
             .conn
             .prepare("SELECT e.title FROM entries_fts f JOIN entries e ON e.id = f.rowid WHERE entries_fts MATCH 'harbour' ORDER BY e.id")
@@ -381,5 +417,41 @@ mod tests {
                 [],
             )
             .unwrap();
+    }
+
+    /// The search backlog as the writer thread sees it, between two of its jobs.
+    async fn backlog(writer: &StoreWriter) -> i64 {
+        writer
+            .call(|store| Ok(store.service_gauges()?.search_backlog))
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_daemons_writer_indexes_new_entries_once_it_is_idle_and_a_one_shot_writer_does_not()
+    {
+        for indexing in [IdleIndexing::Off, IdleIndexing::On] {
+            let (_dir, store, feed_id) = store_with_one_feed();
+            let (writer, thread) = StoreWriter::spawn(store, indexing).unwrap();
+            let state = FetchState::at(Utc::now(), Some(200));
+            let applied = writer
+                .apply(feed_id, state, document("g:1", "Harbour cranes"))
+                .await
+                .unwrap();
+            assert_eq!(applied.new, 1);
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            let mut waiting = backlog(&writer).await;
+            while waiting > 0 && std::time::Instant::now() < deadline {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                waiting = backlog(&writer).await;
+            }
+            let expected = match indexing {
+                IdleIndexing::On => 0,
+                IdleIndexing::Off => 1,
+            };
+            assert_eq!(waiting, expected, "{indexing:?}");
+            drop(writer);
+            thread.join().unwrap();
+        }
     }
 }

@@ -213,6 +213,11 @@ fn a_damaged_search_index_does_not_stop_polling_and_reindex_repairs_it() {
     );
     let app = App::new(&[server.url("a.xml")], "");
     assert!(app.cli(&["poll"]).status.success());
+    let indexed = app.cli(&["reindex", "--pending"]);
+    assert_eq!(
+        String::from_utf8_lossy(&indexed.stdout).trim(),
+        "search index up to date: 1 entries added"
+    );
     // Garble the index's structure record (FTS5 keeps it as row 10 of its data table).
     app.db()
         .execute(

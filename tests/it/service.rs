@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use feedhound::metrics::{FetchOutcome, Metrics};
 use feedhound::server::{self, Service};
-use feedhound::store::writer::StoreWriter;
+use feedhound::store::writer::{IdleIndexing, StoreWriter};
 use feedhound::store::{SearchQuery, Store};
 use tokio_util::sync::CancellationToken;
 
@@ -27,7 +27,7 @@ fn days_ago(days: i64) -> String {
 const OLD: &str = "Wed, 01 Jan 2020 10:00:00 GMT";
 
 fn search(app: &App, text: &str) -> Vec<String> {
-    let store = Store::open(&app.db_path()).unwrap();
+    let mut store = Store::open(&app.db_path()).unwrap();
     store
         .search(&SearchQuery {
             text: text.into(),
@@ -41,9 +41,13 @@ fn search(app: &App, text: &str) -> Vec<String> {
         .collect()
 }
 
-/// FTS5's own check that the index matches the `entries` table it indexes (rank 1: compare
-/// with the external content table, not only the index's own structure).
+/// FTS5's own check that the index, once caught up, matches the `entries` table it indexes
+/// (rank 1: compare with the external content table, not only the index's own structure).
 fn assert_index_in_sync(app: &App) {
+    Store::open(&app.db_path())
+        .unwrap()
+        .catch_up_search_index()
+        .unwrap();
     app.db()
         .execute(
             "INSERT INTO entries_fts (entries_fts, rank) VALUES ('integrity-check', 1)",
@@ -375,7 +379,7 @@ struct Endpoint {
 impl Endpoint {
     async fn start(app: &App, heartbeat_stale_after: Duration) -> Endpoint {
         let store = feedhound::scheduler::open_store(&app.config()).unwrap();
-        let (writer, writer_thread) = StoreWriter::spawn(store).unwrap();
+        let (writer, writer_thread) = StoreWriter::spawn(store, IdleIndexing::Off).unwrap();
         let listener = server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let metrics = Arc::new(Metrics::new());
@@ -600,7 +604,8 @@ async fn metrics_report_recorded_activity_and_database_gauges() {
     assert_eq!(get(r#"feedhound_feeds{state="backing_off"}"#), 1.0);
     assert_eq!(get("feedhound_outbox_pending"), 0.0);
     assert_eq!(get("feedhound_alert_targets_down"), 0.0);
-    assert_eq!(get("feedhound_search_backlog"), 0.0);
+    // The one-shot poll above left its new entry for the search index to take in later.
+    assert_eq!(get("feedhound_search_backlog"), 1.0);
     assert_eq!(get("feedhound_search_index_damaged"), 0.0);
     let last_success = get("feedhound_last_success_timestamp_seconds");
     let now = chrono::Utc::now().timestamp() as f64;
@@ -642,6 +647,49 @@ async fn healthz_needs_a_fresh_heartbeat_and_a_writable_database() {
     assert_eq!(status, 503);
     assert!(body.contains("scheduler last reported"), "{body}");
     endpoint.stop().await;
+}
+
+#[test]
+fn a_one_shot_poll_leaves_the_search_index_behind_and_the_daemon_brings_it_up_to_date() {
+    let server = FeedServer::start();
+    server.feed(
+        "a.xml",
+        rss(&["<guid>1</guid><title>Tugboat strike</title>"]),
+    );
+    let app = App::new(&[server.url("a.xml")], "");
+    let not_indexed =
+        "SELECT count(*) FROM entries e, search_state s WHERE e.id > s.indexed_through";
+    let indexed = |word: &str| {
+        app.count(&format!(
+            "SELECT count(*) FROM entries_fts WHERE entries_fts MATCH '{word}'"
+        ))
+    };
+    assert!(app.cli(&["poll"]).status.success());
+    assert_eq!(
+        app.count(not_indexed),
+        1,
+        "the poll stored without indexing"
+    );
+    assert_eq!(indexed("tugboat"), 0);
+
+    // A feed new to the config: the daemon fetches it at once (the first is not due again yet).
+    server.feed("b.xml", rss(&["<guid>1</guid><title>Ferry delays</title>"]));
+    app.write_config(&[server.url("a.xml"), server.url("b.xml")], "");
+    let daemon = app.spawn_daemon();
+    wait_until(
+        Duration::from_secs(10),
+        "the daemon stored the new feed's entry",
+        || app.try_count("SELECT count(*) FROM entries") == Some(2),
+    );
+    wait_until(
+        Duration::from_secs(10),
+        "the daemon indexed both entries, with no search asking",
+        || app.try_count(not_indexed) == Some(0),
+    );
+    let (status, stderr) = daemon.stop(Duration::from_secs(10));
+    assert!(status.success(), "{stderr}");
+    assert_eq!((indexed("tugboat"), indexed("ferry")), (1, 1));
+    assert_index_in_sync(&app);
 }
 
 #[test]
