@@ -727,7 +727,7 @@ fn main() {
         let (measured, stdout) = timed(&settings.binary, &config, &["reindex", "--pending"]);
         assert_eq!(
             stdout.trim(),
-            format!("search index up to date: {} entries added", n * m),
+            format!("search index up to date; entries added: {}", n * m),
             "the catch-up did not index the cold poll's entries"
         );
         catch_up.push(measured);

@@ -315,10 +315,10 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
             if pending {
                 let indexed = store.catch_up_search_index()?;
                 anyhow::ensure!(
-                    !store.service_gauges()?.search_index_damaged,
+                    !store.search_index_is_set_aside()?,
                     "the search index is damaged and set aside: run `feedhound reindex` to rebuild it"
                 );
-                println!("search index up to date: {indexed} entries added");
+                println!("search index up to date; entries added: {indexed}");
             } else {
                 let indexed = store.rebuild_search_index()?;
                 println!("search index rebuilt: {indexed} entries");

@@ -7,13 +7,13 @@
 //! whenever it has no feed results to write, and [`Store::search`] (so `feedhound search`) and
 //! `feedhound reindex --pending` do it before they answer. What it lacks is the entries above
 //! `search_state.indexed_through` (new ones) and those a trigger queued in `search_queue`
-//! (edited ones; migrations 0006 and 0008 say why it is not indexed row by row). A query is
+//! (edited ones; migrations 0006 and 0008 say why it is not indexed row by row, from the time
+//! when the catch-up still ran at the end of each write of feed results). A query is
 //! FTS5 syntax as the user typed it (`xiaomi AND "electric car"`, `acqui*`); one SQLite cannot
 //! read is a [`SearchError::Query`] the CLI can explain, never a crash. Hits come newest first,
 //! not by rank: this is a news reader's search, where "what was said lately" beats "what
 //! matches best".
 
-use anyhow::Context;
 use chrono::{DateTime, Utc};
 use rusqlite::params;
 use serde::Serialize;
@@ -23,7 +23,10 @@ use super::{Store, sql_time};
 /// New entries one transaction of the catch-up indexes at most (besides every edited one), so
 /// that feed results arriving meanwhile wait for one slice, not for the whole backlog (the
 /// whole database after `reindex`: about 15 s per million entries on the benchmark machine).
-pub(super) const INDEX_SLICE: usize = 5_000;
+const INDEX_SLICE: usize = 5_000;
+/// How long a search waits for another connection's write lock to index the newest entries
+/// before it answers from the index as it is (a running daemon indexes them once it is idle).
+const SEARCH_CATCH_UP_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Indexes every edited (queued) entry and at most `new` entries above the mark, oldest first,
 /// with their current text; empties the queue, moves the mark past the last one indexed and
@@ -126,6 +129,10 @@ impl Store {
     }
 
     fn index_slice_of(&mut self, slice: usize) -> anyhow::Result<usize> {
+        // A read first: with nothing to index, no write lock is taken.
+        if !self.search_index_is_behind()? {
+            return Ok(0);
+        }
         let attempt = |conn: &mut rusqlite::Connection| -> anyhow::Result<usize> {
             let tx = super::write_transaction(conn)?;
             let indexed = index_pending_at_most(&tx, slice)?;
@@ -141,6 +148,25 @@ impl Store {
             }
             done => done,
         }
+    }
+
+    /// Whether the index lacks a new or edited entry; false while it is set aside.
+    fn search_index_is_behind(&self) -> rusqlite::Result<bool> {
+        self.conn
+            .prepare_cached(
+                "SELECT NOT damaged
+                        AND (EXISTS (SELECT 1 FROM entries WHERE id > indexed_through)
+                             OR EXISTS (SELECT 1 FROM search_queue))
+                 FROM search_state",
+            )?
+            .query_row([], |r| r.get(0))
+    }
+
+    /// Whether the index is set aside as damaged (until `feedhound reindex`).
+    pub fn search_index_is_set_aside(&self) -> rusqlite::Result<bool> {
+        self.conn
+            .prepare_cached("SELECT damaged FROM search_state")?
+            .query_row([], |r| r.get(0))
     }
 
     /// Brings the search index up to date, slice by slice; returns how many entries it indexed.
@@ -183,17 +209,14 @@ impl Store {
         }
         // Nothing indexed also means "set aside": a daemon's write may have found the index
         // damaged again meanwhile.
-        let (entries, damaged): (i64, bool) = self.conn.query_row(
-            "SELECT (SELECT count(*) FROM entries), damaged FROM search_state",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
         anyhow::ensure!(
-            !damaged,
+            !self.search_index_is_set_aside()?,
             "the search index was set aside again while it was rebuilt: the database may be \
              failing; check the log and run `feedhound reindex` again"
         );
-        Ok(entries)
+        Ok(self
+            .conn
+            .query_row("SELECT count(*) FROM entries", [], |r| r.get(0))?)
     }
 }
 
@@ -242,21 +265,48 @@ pub enum SearchError {
 
 impl Store {
     /// Entries matching `query`, newest first, once the index has caught up with every entry
-    /// stored so far.
+    /// stored so far. When another connection holds the write lock for longer than
+    /// [`SEARCH_CATCH_UP_WAIT`] (a daemon in the middle of a poll), or the index is set aside as
+    /// damaged, it answers from the index as it is and logs a warning saying what is missing.
     pub fn search(&mut self, query: &SearchQuery) -> Result<Vec<SearchHit>, SearchError> {
-        self.catch_up_search_index()
-            .context("cannot bring the search index up to date")?;
-        self.search_indexed(query)
-    }
-
-    /// [`Store::search`] over what the index holds now.
-    fn search_indexed(&self, query: &SearchQuery) -> Result<Vec<SearchHit>, SearchError> {
         if query.text.trim().is_empty() {
             return Err(SearchError::Query {
                 query: query.text.clone(),
                 reason: "it is empty".into(),
             });
         }
+        self.conn
+            .busy_timeout(SEARCH_CATCH_UP_WAIT)
+            .map_err(anyhow::Error::from)?;
+        let caught_up = self.catch_up_search_index();
+        self.conn
+            .busy_timeout(self.busy_timeout)
+            .map_err(anyhow::Error::from)?;
+        match caught_up {
+            Ok(_) => {}
+            Err(err) if super::storage_hint(&err).is_some() => tracing::warn!(
+                error = %format!("{err:#}"),
+                "could not add the newest entries to the search index: these results miss them (a running daemon adds them once it is idle)"
+            ),
+            Err(err) => {
+                return Err(err
+                    .context("cannot bring the search index up to date")
+                    .into());
+            }
+        }
+        if self
+            .search_index_is_set_aside()
+            .map_err(anyhow::Error::from)?
+        {
+            tracing::warn!(
+                "the search index is set aside as damaged: these results miss the entries stored since; run `feedhound reindex`"
+            );
+        }
+        self.search_indexed(query)
+    }
+
+    /// [`Store::search`] over what the index holds now.
+    fn search_indexed(&self, query: &SearchQuery) -> Result<Vec<SearchHit>, SearchError> {
         let mut stmt = self
             .conn
             .prepare_cached(
@@ -555,6 +605,66 @@ mod tests {
         assert_eq!(store.search(&query("barges")).unwrap().len(), 1);
         assert_eq!(store.search(&query("ends")).unwrap().len(), 1);
         assert!(store.search(&query("news")).unwrap().is_empty());
+        index_is_in_step(&store);
+    }
+
+    #[test]
+    fn the_catch_up_finds_a_damaged_index_and_sets_it_aside_when_only_new_entries_arrive() {
+        let (_dir, store) = store_with(&[("g:1", "Port news", "Cranes.")]);
+        let feed_id = the_feed(&store);
+        let path = store.path().to_owned();
+        drop(store);
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute(
+                "UPDATE entries_fts_data SET block = x'ffffffff' WHERE id = 10",
+                [],
+            )
+            .unwrap();
+        let mut store = Store::open(&path).unwrap();
+        let barges = ParsedEntry {
+            dedup_key: "g:2".into(),
+            title: Some("Barges".into()),
+            content_hash: "Barges".into(),
+            link_unique_in_doc: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            store_document(&mut store, feed_id, vec![barges], "c").new,
+            1
+        );
+        assert!(
+            !store.search_index_is_set_aside().unwrap(),
+            "a new entry alone does not touch it"
+        );
+
+        assert_eq!(store.index_search_slice().unwrap(), 0);
+        assert!(store.search_index_is_set_aside().unwrap());
+        assert!(
+            store.search(&query("barges")).unwrap().is_empty(),
+            "answered from the set-aside index, without an error"
+        );
+        assert_eq!(store.rebuild_search_index().unwrap(), 2);
+        assert_eq!(store.search(&query("barges")).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_search_while_another_program_holds_the_write_lock_answers_from_the_index_as_it_is() {
+        let (_dir, mut store) = store_with(&[("g:1", "Port news", "Cranes.")]);
+        let feed_id = the_feed(&store);
+        insert_by_hand(&store, feed_id, "manual", "Port ferries");
+        let other = rusqlite::Connection::open(store.path()).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+
+        let hits = store.search(&query("port")).unwrap();
+        assert_eq!(hits.len(), 1, "the indexed entry only");
+        assert!(
+            !store.search_index_is_set_aside().unwrap(),
+            "a lock is not damage"
+        );
+
+        other.execute_batch("ROLLBACK").unwrap();
+        assert_eq!(store.search(&query("port")).unwrap().len(), 2);
         index_is_in_step(&store);
     }
 

@@ -216,7 +216,7 @@ fn a_damaged_search_index_does_not_stop_polling_and_reindex_repairs_it() {
     let indexed = app.cli(&["reindex", "--pending"]);
     assert_eq!(
         String::from_utf8_lossy(&indexed.stdout).trim(),
-        "search index up to date: 1 entries added"
+        "search index up to date; entries added: 1"
     );
     // Garble the index's structure record (FTS5 keeps it as row 10 of its data table).
     app.db()
