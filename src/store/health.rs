@@ -78,14 +78,13 @@ impl Store {
     /// answers promptly. A real write, not just a lock: it also catches a read-only file system
     /// or a full disk.
     pub fn probe_write(&mut self, wait: Duration, now: DateTime<Utc>) -> anyhow::Result<()> {
-        self.conn.busy_timeout(wait)?;
-        let written = self.conn.execute(
-            "INSERT INTO meta (key, value) VALUES ('health_probe_at', ?1)
-             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            [sql_time(now)],
-        );
-        self.conn.busy_timeout(self.busy_timeout)?;
-        written?;
+        self.waiting_at_most(wait, |store| {
+            store.conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('health_probe_at', ?1)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                [sql_time(now)],
+            )
+        })??;
         Ok(())
     }
 }

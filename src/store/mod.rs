@@ -145,6 +145,20 @@ impl Store {
         &self.path
     }
 
+    /// Runs `work` waiting at most `wait` for another connection's lock, instead of the
+    /// configured busy timeout, which is put back afterwards: for work that has something better
+    /// to do than wait (a health check, a search that can answer from the index as it is).
+    fn waiting_at_most<T>(
+        &mut self,
+        wait: Duration,
+        work: impl FnOnce(&mut Store) -> T,
+    ) -> rusqlite::Result<T> {
+        self.conn.busy_timeout(wait)?;
+        let done = work(self);
+        self.conn.busy_timeout(self.busy_timeout)?;
+        Ok(done)
+    }
+
     fn configure(&self, busy_timeout: Duration) -> anyhow::Result<()> {
         self.conn.busy_timeout(busy_timeout)?;
         // Lets retention hand freed pages back to the filesystem. It only takes effect before

@@ -275,12 +275,8 @@ impl Store {
                 reason: "it is empty".into(),
             });
         }
-        self.conn
-            .busy_timeout(SEARCH_CATCH_UP_WAIT)
-            .map_err(anyhow::Error::from)?;
-        let caught_up = self.catch_up_search_index();
-        self.conn
-            .busy_timeout(self.busy_timeout)
+        let caught_up = self
+            .waiting_at_most(SEARCH_CATCH_UP_WAIT, Store::catch_up_search_index)
             .map_err(anyhow::Error::from)?;
         match caught_up {
             Ok(_) => {}

@@ -143,9 +143,10 @@ impl StoreWriter {
 
 fn serve(mut store: Store, mut queue: mpsc::Receiver<Job>, indexing: IdleIndexing) -> Store {
     let mut held_call: Option<Call> = None;
+    let idle_indexing = indexing == IdleIndexing::On;
     // Whether the index may lack something: at start (a backlog from one-shot polls) and after
     // feed results, the only writes that add or edit entries. Checking costs a read, no lock.
-    let mut index_behind = indexing == IdleIndexing::On;
+    let mut index_behind = idle_indexing;
     loop {
         let first = match queue.try_recv() {
             Ok(job) => job,
@@ -177,7 +178,7 @@ fn serve(mut store: Store, mut queue: mpsc::Receiver<Job>, indexing: IdleIndexin
             }
         }
         write_batch(&mut store, batch);
-        index_behind = indexing == IdleIndexing::On;
+        index_behind = idle_indexing;
         if let Some(call) = held_call.take() {
             call(&mut store);
         }
