@@ -305,6 +305,9 @@ impl Pipeline {
         url: Url,
         slot: Slot,
     ) -> anyhow::Result<Option<Outcome>> {
+        // The writer keeps its transaction open for this result rather than committing without
+        // it (see `store::writer`).
+        let coming = self.shared.writer.announce();
         let fetched_at = Utc::now();
         let started = std::time::Instant::now();
         let fetch = tokio::select! {
@@ -352,6 +355,10 @@ impl Pipeline {
             retry_after: fetch.retry_after,
         };
         let took = started.elapsed();
+        // Withdrawn before the result is queued, not after: a writer that finds neither commits
+        // at once, where the other order could leave it waiting out its window for a result
+        // it has already written.
+        drop(coming);
         let receipt = self
             .shared
             .writer

@@ -1,14 +1,19 @@
 //! A [`Store`] on its own thread, fed through a bounded queue.
 //!
 //! SQLite allows one writer at a time and rusqlite is blocking, so one thread owns the
-//! connection and async tasks send it work. Feed results that queue up while a transaction is
-//! being written are committed together in the next one: a commit (an fsync of the WAL) per
-//! feed would make the disk, not the CPU, the limit of a cold poll. A result that fails rolls
-//! back alone: its batch is then written again with a savepoint per result, and the others of
-//! the batch still commit. In the daemon, the thread also brings the search index up to date
-//! whenever no work is queued, a slice at a time ([`super::search`]).
+//! connection and async tasks send it work. Feed results go into a transaction as they arrive,
+//! and it stays open while more are on their way (fetches announce theirs), for at most
+//! [`GROUP_WINDOW`] or [`MAX_GROUP`] results. Each commit writes every page it changed to the
+//! WAL again, and new entries land all over the indexes: committing per feed, or per handful
+//! of feeds, would write the same index pages to disk hundreds of times in a cold poll. A result
+//! that fails rolls back alone: its group is then written again with a savepoint per result,
+//! and the others still commit. In the daemon, the thread also brings the search index up to
+//! date whenever no work is queued, a slice at a time ([`super::search`]).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio::sync::{mpsc, oneshot};
@@ -16,10 +21,13 @@ use tokio::sync::{mpsc, oneshot};
 use super::entries::apply_in;
 use super::{Applied, FeedResult, FetchState, Store};
 
-/// Results committed in one transaction at most; bounds the time other work waits.
-const MAX_BATCH: usize = 64;
-/// Results waiting for the writer; the poll's fetchers pause when it is full. With the batch
-/// being written and the fetches in flight, this bounds the parsed documents held in memory.
+/// Results committed in one transaction at most; with [`QUEUE_DEPTH`], bounds the parsed
+/// documents held in memory.
+const MAX_GROUP: usize = 64;
+/// How long a transaction waits for announced results before it commits: what the results
+/// already in it wait for their acknowledgement, at most.
+const GROUP_WINDOW: Duration = Duration::from_millis(200);
+/// Results waiting for the writer; the poll's fetchers pause when it is full.
 const QUEUE_DEPTH: usize = 32;
 
 type Call = Box<dyn FnOnce(&mut Store) + Send>;
@@ -49,6 +57,17 @@ pub enum IdleIndexing {
 #[derive(Clone)]
 pub struct StoreWriter {
     jobs: mpsc::Sender<Job>,
+    announced: Arc<AtomicUsize>,
+}
+
+/// A result on its way to the writer, from [`StoreWriter::announce`]; drop it just before the
+/// result is submitted, or as soon as it is known there will be none.
+pub struct Announcement(Arc<AtomicUsize>);
+
+impl Drop for Announcement {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Release);
+    }
 }
 
 /// A queued feed result; see [`StoreWriter::submit`]. Dropping it does not cancel the write.
@@ -82,11 +101,28 @@ impl StoreWriter {
         indexing: IdleIndexing,
     ) -> anyhow::Result<(StoreWriter, WriterThread)> {
         let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
+        let announced = Arc::new(AtomicUsize::new(0));
+        let inbox = Inbox {
+            queue,
+            announced: announced.clone(),
+            clock: tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .context("cannot start the database writer's timer")?,
+        };
         let handle = std::thread::Builder::new()
             .name("feedhound-db".into())
-            .spawn(move || serve(store, queue, indexing))
+            .spawn(move || serve(store, inbox, indexing))
             .context("cannot start the database writer thread")?;
-        Ok((StoreWriter { jobs }, WriterThread { handle }))
+        Ok((StoreWriter { jobs, announced }, WriterThread { handle }))
+    }
+
+    /// Tells the writer a result will follow soon (a fetch has begun), so that it keeps its
+    /// transaction open for it rather than committing without it. Results not announced are
+    /// committed as soon as nothing else is queued.
+    pub fn announce(&self) -> Announcement {
+        self.announced.fetch_add(1, Ordering::Release);
+        Announcement(self.announced.clone())
     }
 
     /// Records one feed's result; resolves once it is committed.
@@ -141,46 +177,73 @@ impl StoreWriter {
     }
 }
 
-fn serve(mut store: Store, mut queue: mpsc::Receiver<Job>, indexing: IdleIndexing) -> Store {
-    let mut held_call: Option<Call> = None;
+/// The writer's end of the queue.
+struct Inbox {
+    queue: mpsc::Receiver<Job>,
+    /// Results announced and not yet submitted.
+    announced: Arc<AtomicUsize>,
+    /// Drives the timeout while a transaction waits for announced results.
+    clock: tokio::runtime::Runtime,
+}
+
+enum Next {
+    Result(ApplyJob),
+    Call(Call),
+    /// Nothing queued, and nothing announced, or not in time.
+    Nothing,
+}
+
+impl Inbox {
+    /// The next job for an open transaction, waiting at most until `deadline`, and only when
+    /// a result has been announced.
+    fn next_before(&mut self, deadline: Instant) -> Next {
+        let job = match self.queue.try_recv() {
+            Ok(job) => Some(job),
+            Err(_) if self.announced.load(Ordering::Acquire) == 0 => None,
+            Err(_) => {
+                let left = deadline.saturating_duration_since(Instant::now());
+                let queue = &mut self.queue;
+                self.clock
+                    .block_on(async { tokio::time::timeout(left, queue.recv()).await })
+                    .ok()
+                    .flatten()
+            }
+        };
+        match job {
+            Some(Job::Apply(job)) => Next::Result(*job),
+            Some(Job::Call(call)) => Next::Call(call),
+            None => Next::Nothing,
+        }
+    }
+}
+
+fn serve(mut store: Store, mut inbox: Inbox, indexing: IdleIndexing) -> Store {
     let idle_indexing = indexing == IdleIndexing::On;
     // Whether the index may lack something: at start (a backlog from one-shot polls) and after
     // feed results, the only writes that add or edit entries. Checking costs a read, no lock.
     let mut index_behind = idle_indexing;
     loop {
-        let first = match queue.try_recv() {
+        let first = match inbox.queue.try_recv() {
             Ok(job) => job,
             Err(mpsc::error::TryRecvError::Disconnected) => break,
             Err(mpsc::error::TryRecvError::Empty) if index_behind => {
                 index_behind = index_a_slice(&mut store);
                 continue;
             }
-            Err(mpsc::error::TryRecvError::Empty) => match queue.blocking_recv() {
+            Err(mpsc::error::TryRecvError::Empty) => match inbox.queue.blocking_recv() {
                 Some(job) => job,
                 None => break,
             },
         };
-        let mut batch = match first {
-            Job::Call(call) => {
-                call(&mut store);
-                continue;
-            }
-            Job::Apply(job) => vec![*job],
-        };
-        while batch.len() < MAX_BATCH {
-            match queue.try_recv() {
-                Ok(Job::Apply(job)) => batch.push(*job),
-                Ok(Job::Call(call)) => {
-                    held_call = Some(call);
-                    break;
+        match first {
+            Job::Call(call) => call(&mut store),
+            Job::Apply(job) => {
+                let held_call = write_group(&mut store, &mut inbox, *job);
+                index_behind = idle_indexing;
+                if let Some(call) = held_call {
+                    call(&mut store);
                 }
-                Err(_) => break,
             }
-        }
-        write_batch(&mut store, batch);
-        index_behind = idle_indexing;
-        if let Some(call) = held_call.take() {
-            call(&mut store);
         }
     }
     store
@@ -199,20 +262,24 @@ fn index_a_slice(store: &mut Store) -> bool {
     }
 }
 
-fn write_batch(store: &mut Store, batch: Vec<ApplyJob>) {
-    // First the whole batch without savepoints: inside a savepoint SQLite copies every page a
-    // result changes into a sub-journal first (about 6% of a cold poll). Only when one result
-    // fails on its own (not the disk, not a lock) is the batch written again with a savepoint
-    // per result, so that one rolls back alone and the others still commit.
-    let outcome = match write_all(store, &batch) {
+/// Writes `first` and the results that follow it in one transaction, and answers each. Returns
+/// a call that arrived meanwhile: it runs after the commit.
+fn write_group(store: &mut Store, inbox: &mut Inbox, first: ApplyJob) -> Option<Call> {
+    let mut group = vec![first];
+    let mut held_call = None;
+    // First without savepoints: inside a savepoint SQLite copies every page a result changes
+    // into a sub-journal first (about 6% of a cold poll). Only when one result fails on its own
+    // (not the disk, not a lock) is the group written again with a savepoint per result, so
+    // that one rolls back alone and the others still commit.
+    let outcome = match write_arriving(store, inbox, &mut group, &mut held_call) {
         Ok(applied) => Ok(applied),
-        Err(BatchFailure::OneResult(err)) => write_after_failure(store, &batch, err),
+        Err(BatchFailure::OneResult(err)) => write_after_failure(store, &group, err),
         Err(BatchFailure::Storage(err)) => Err(err),
     };
     // Nothing is acknowledged before the commit: a caller told "stored" can rely on it.
     match outcome {
         Ok(applied) => {
-            for (job, applied) in batch.into_iter().zip(applied) {
+            for (job, applied) in group.into_iter().zip(applied) {
                 let _ = job.reply.send(applied);
             }
         }
@@ -222,7 +289,7 @@ fn write_batch(store: &mut Store, batch: Vec<ApplyJob>) {
                 .unwrap_or_default();
             let message = format!("{err:#}{hint}");
             tracing::error!(error = %message, database = %store.path().display(), "writing a batch of feed results failed");
-            for job in batch {
+            for job in group {
                 let _ = job.reply.send(Err(anyhow::anyhow!(
                     "cannot write to the database {}: {message}",
                     store.path().display()
@@ -230,6 +297,7 @@ fn write_batch(store: &mut Store, batch: Vec<ApplyJob>) {
             }
         }
     }
+    held_call
 }
 
 type Outcomes = Vec<anyhow::Result<Applied>>;
@@ -242,20 +310,65 @@ enum BatchFailure {
     Storage(anyhow::Error),
 }
 
-/// Every result in one transaction; any failure rolls back all of them.
-fn write_all(store: &mut Store, batch: &[ApplyJob]) -> Result<Outcomes, BatchFailure> {
-    let storage = |err: rusqlite::Error| BatchFailure::Storage(err.into());
-    let tx = super::write_transaction(&mut store.conn).map_err(storage)?;
-    let mut applied = Vec::with_capacity(batch.len());
-    for job in batch {
-        match apply_in(&tx, &store.flagging, job.feed_id, &job.state, &job.result) {
-            Ok(outcome) => applied.push(Ok(outcome)),
-            Err(err) if super::storage_hint(&err).is_none() && !tx.is_autocommit() => {
-                return Err(BatchFailure::OneResult(err));
+/// Every result of `group`, and those that arrive while it is open, in one transaction; any
+/// failure rolls back all of them. `group` holds every result written, for a second attempt.
+fn write_arriving(
+    store: &mut Store,
+    inbox: &mut Inbox,
+    group: &mut Vec<ApplyJob>,
+    held_call: &mut Option<Call>,
+) -> Result<Outcomes, BatchFailure> {
+    let deadline = Instant::now() + GROUP_WINDOW;
+    let tx = begin(&mut store.conn)?;
+    let mut applied = Vec::with_capacity(MAX_GROUP);
+    loop {
+        applied.push(Ok(write_one(&tx, &store.flagging, &group[applied.len()])?));
+        if group.len() == MAX_GROUP {
+            break;
+        }
+        match inbox.next_before(deadline) {
+            Next::Result(job) => group.push(job),
+            Next::Call(call) => {
+                *held_call = Some(call);
+                break;
             }
-            Err(err) => return Err(BatchFailure::Storage(err)),
+            Next::Nothing => break,
         }
     }
+    commit(tx)?;
+    Ok(applied)
+}
+
+/// Every result in one transaction; any failure rolls back all of them.
+fn write_all(store: &mut Store, batch: &[ApplyJob]) -> Result<Outcomes, BatchFailure> {
+    let tx = begin(&mut store.conn)?;
+    let applied = batch
+        .iter()
+        .map(|job| write_one(&tx, &store.flagging, job).map(Ok))
+        .collect::<Result<_, BatchFailure>>()?;
+    commit(tx)?;
+    Ok(applied)
+}
+
+fn begin(conn: &mut rusqlite::Connection) -> Result<rusqlite::Transaction<'_>, BatchFailure> {
+    super::write_transaction(conn).map_err(|err| BatchFailure::Storage(err.into()))
+}
+
+fn write_one(
+    tx: &rusqlite::Transaction<'_>,
+    flagging: &super::flags::Flagging,
+    job: &ApplyJob,
+) -> Result<Applied, BatchFailure> {
+    apply_in(tx, flagging, job.feed_id, &job.state, &job.result).map_err(|err| {
+        if super::storage_hint(&err).is_none() && !tx.is_autocommit() {
+            BatchFailure::OneResult(err)
+        } else {
+            BatchFailure::Storage(err)
+        }
+    })
+}
+
+fn commit(tx: rusqlite::Transaction<'_>) -> Result<(), BatchFailure> {
     // An edit or a delete still writes to the search index (the triggers of migration 0008),
     // and FTS5 writes its part at the commit: a damaged index fails the commit, not the disk.
     tx.commit().map_err(|err| {
@@ -264,8 +377,7 @@ fn write_all(store: &mut Store, batch: &[ApplyJob]) -> Result<Outcomes, BatchFai
             Some(_) => BatchFailure::Storage(err),
             None => BatchFailure::OneResult(err),
         }
-    })?;
-    Ok(applied)
+    })
 }
 
 /// After a batch failed on its own (not the disk, not a lock). When the search index is what
@@ -419,6 +531,74 @@ mod tests {
                 [],
             )
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_result_waits_for_an_announced_one_at_most_the_window_then_commits_alone() {
+        let (_dir, store, feed_id) = store_with_one_feed();
+        let (writer, thread) = StoreWriter::spawn(store, IdleIndexing::Off).unwrap();
+        let never_submitted = writer.announce();
+        let started = Instant::now();
+        let applied = writer
+            .apply(
+                feed_id,
+                FetchState::at(Utc::now(), Some(200)),
+                document("g:1", "Harbour cranes"),
+            )
+            .await
+            .unwrap();
+        assert!(
+            started.elapsed() >= GROUP_WINDOW,
+            "committed after {:?}, without waiting for the announced result",
+            started.elapsed()
+        );
+        assert_eq!(applied.new, 1);
+        drop(never_submitted);
+        drop(writer);
+        let store = thread.join().unwrap();
+        let entries: i64 = store
+            .conn
+            .query_row("SELECT count(*) FROM entries", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(entries, 1);
+    }
+
+    #[tokio::test]
+    async fn a_result_failing_in_a_transaction_kept_open_for_it_rolls_back_alone() {
+        let (_dir, store, feed_id) = store_with_one_feed();
+        let (writer, thread) = StoreWriter::spawn(store, IdleIndexing::Off).unwrap();
+        let state = FetchState::at(Utc::now(), Some(200));
+        let bad_coming = writer.announce();
+        let second_coming = writer.announce();
+        let first = writer
+            .submit(feed_id, state.clone(), document("g:1", "Harbour cranes"))
+            .await
+            .unwrap();
+        drop(bad_coming);
+        // No such feed: its entry's foreign key fails.
+        let bad = writer
+            .submit(9_999, state.clone(), document("g:2", "Orphan"))
+            .await
+            .unwrap();
+        drop(second_coming);
+        let second = writer
+            .submit(feed_id, state, document("g:3", "Harbour ferries"))
+            .await
+            .unwrap();
+        assert_eq!(first.committed().await.unwrap().new, 1);
+        assert!(bad.committed().await.is_err());
+        assert_eq!(second.committed().await.unwrap().new, 1);
+        drop(writer);
+        let store = thread.join().unwrap();
+        let keys: Vec<String> = store
+            .conn
+            .prepare("SELECT dedup_key FROM entries ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(keys, ["g:1", "g:3"]);
     }
 
     /// The search backlog as the writer thread sees it, between two of its jobs.
