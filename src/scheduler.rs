@@ -35,7 +35,7 @@ use crate::notify::{Delivered, Notifier};
 use crate::parse;
 use crate::parse_pool::{ParsePool, PoolError};
 use crate::schedule::{self, Facts, Policy};
-use crate::store::writer::{IdleIndexing, StoreWriter};
+use crate::store::writer::{Announcement, IdleIndexing, StoreWriter};
 use crate::store::{
     Applied, DueFeed, FeedResult, FetchState, REMATCH_PENDING, RULES_FINGERPRINT, Rematched, Store,
 };
@@ -305,9 +305,6 @@ impl Pipeline {
         url: Url,
         slot: Slot,
     ) -> anyhow::Result<Option<Outcome>> {
-        // The writer keeps its transaction open for this result rather than committing without
-        // it (see `store::writer`).
-        let coming = self.shared.writer.announce();
         let fetched_at = Utc::now();
         let started = std::time::Instant::now();
         let fetch = tokio::select! {
@@ -355,15 +352,15 @@ impl Pipeline {
             retry_after: fetch.retry_after,
         };
         let took = started.elapsed();
-        // Withdrawn before the result is queued, not after: a writer that finds neither commits
-        // at once, where the other order could leave it waiting out its window for a result
-        // it has already written.
-        drop(coming);
-        let receipt = self
-            .shared
-            .writer
-            .submit(feed.id, state, fetch.result)
-            .await?;
+        let receipt = match fetch.announced {
+            Some(announcement) => announcement.submit(feed.id, state, fetch.result).await?,
+            None => {
+                self.shared
+                    .writer
+                    .submit(feed.id, state, fetch.result)
+                    .await?
+            }
+        };
         // The next fetch need not wait for this commit: the writer's bounded queue, not the
         // fetch slots, limits how many results wait for the database.
         drop(slot);
@@ -412,6 +409,9 @@ impl Pipeline {
                 };
             }
         };
+        // Downloaded: the result is a parse away, and the writer may keep its transaction open
+        // for it (see `store::writer`).
+        let announced = self.shared.writer.announce();
         let status = Some(fetched.status);
         let fresh_for = fetched.fresh_for;
         let moved_to = fetched.permanent_redirect.as_ref().map(Url::to_string);
@@ -431,6 +431,7 @@ impl Pipeline {
             doc_hint,
             permanent_redirect,
             retry_after: None,
+            announced: Some(announced),
         }
     }
 
@@ -529,6 +530,8 @@ struct Fetch {
     doc_hint: Option<Duration>,
     permanent_redirect: Option<String>,
     retry_after: Option<chrono::DateTime<Utc>>,
+    /// Held from the download until the result is submitted.
+    announced: Option<Announcement>,
 }
 
 impl Fetch {
@@ -541,6 +544,7 @@ impl Fetch {
             doc_hint: None,
             permanent_redirect: None,
             retry_after: None,
+            announced: None,
         }
     }
 }

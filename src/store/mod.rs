@@ -164,7 +164,8 @@ impl Store {
 
     fn configure(&self, busy_timeout: Duration) -> anyhow::Result<()> {
         self.conn.busy_timeout(busy_timeout)?;
-        // Only a new database takes it (before its first table); an older one keeps its size.
+        // Only a new database takes it (before its first table); an older one keeps its size,
+        // even through `prune --vacuum`, since VACUUM cannot change it in WAL mode.
         // At SQLite's default of 4 KiB, most pages of `entries` hold one row of about 2.3 KB
         // and a third of the file is empty space; at 16 KiB a page holds about seven.
         self.conn.execute_batch("PRAGMA page_size = 16384;")?;
@@ -194,11 +195,8 @@ impl Store {
              PRAGMA journal_size_limit = 67108864;",
         )?;
         let page_size: i64 = self.conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
-        self.conn.pragma_update(
-            None,
-            "wal_autocheckpoint",
-            WAL_CHECKPOINT_BYTES / page_size.max(512),
-        )?;
+        self.conn
+            .pragma_update(None, "wal_autocheckpoint", WAL_CHECKPOINT_BYTES / page_size)?;
         // Keep each statement's plan: with STAT4 in the bundled SQLite, parameters would
         // otherwise trigger a re-plan of the hot lookups on every call.
         self.conn.set_db_config(
@@ -353,7 +351,7 @@ mod tests {
 
     #[test]
     fn a_new_database_gets_16_kib_pages_an_older_one_keeps_its_own_and_both_checkpoint_every_64_mib()
-    {
+     {
         let pragma = |store: &Store, name: &str| -> i64 {
             store
                 .conn
@@ -366,7 +364,10 @@ mod tests {
         assert_eq!(pragma(&new, "wal_autocheckpoint"), 4096);
 
         let old_path = dir.path().join("old.db");
-        drop(testing::database_before(&old_path, "0011_alert_target_rests"));
+        drop(testing::database_before(
+            &old_path,
+            "0011_alert_target_rests",
+        ));
         let old = Store::open(&old_path).unwrap();
         assert_eq!(pragma(&old, "page_size"), 4096, "SQLite's default then");
         assert_eq!(pragma(&old, "wal_autocheckpoint"), 16384);

@@ -1,14 +1,17 @@
 //! A [`Store`] on its own thread, fed through a bounded queue.
 //!
 //! SQLite allows one writer at a time and rusqlite is blocking, so one thread owns the
-//! connection and async tasks send it work. Feed results go into a transaction as they arrive,
-//! and it stays open while more are on their way (fetches announce theirs), for at most
-//! [`GROUP_WINDOW`] or [`MAX_GROUP`] results. Each commit writes every page it changed to the
-//! WAL again, and new entries land all over the indexes: committing per feed, or per handful
-//! of feeds, would write the same index pages to disk hundreds of times in a cold poll. A result
-//! that fails rolls back alone: its group is then written again with a savepoint per result,
-//! and the others still commit. In the daemon, the thread also brings the search index up to
-//! date whenever no work is queued, a slice at a time ([`super::search`]).
+//! connection and async tasks send it work. Feed results go into one transaction as they
+//! arrive, and it stays open while more are about to follow: a refresh announces its result
+//! once the document is downloaded, while it is parsed and matched. A transaction closes at
+//! the latest [`GROUP_WINDOW`] after its first result was written, or at [`MAX_GROUP`]
+//! results. Each commit writes every page it changed to the WAL again, and new entries land all
+//! over the indexes: committing per feed, or per handful of feeds, would write the same index
+//! pages hundreds of times in a cold poll. A result that fails rolls back alone: its group is
+//! then written again with a savepoint per result, and the others still commit. Calls (reads,
+//! alert bookkeeping) that arrive meanwhile run after the commit, in order. In the daemon, the
+//! thread also brings the search index up to date whenever no work is queued, a slice at a time
+//! ([`super::search`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,16 +19,16 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::entries::apply_in;
 use super::{Applied, FeedResult, FetchState, Store};
 
-/// Results committed in one transaction at most; with [`QUEUE_DEPTH`], bounds the parsed
-/// documents held in memory.
+/// Results committed in one transaction at most. With [`QUEUE_DEPTH`] it bounds the parsed
+/// documents held in memory, and it bounds the results a failing disk turns away at once.
 const MAX_GROUP: usize = 64;
-/// How long a transaction waits for announced results before it commits: what the results
-/// already in it wait for their acknowledgement, at most.
+/// How long a transaction stays open for more results after its first is written; what a
+/// result (and a call queued behind it) waits for the commit, beyond the writing itself.
 const GROUP_WINDOW: Duration = Duration::from_millis(200);
 /// Results waiting for the writer; the poll's fetchers pause when it is full.
 const QUEUE_DEPTH: usize = 32;
@@ -57,16 +60,46 @@ pub enum IdleIndexing {
 #[derive(Clone)]
 pub struct StoreWriter {
     jobs: mpsc::Sender<Job>,
-    announced: Arc<AtomicUsize>,
+    announcements: Arc<Announcements>,
 }
 
-/// A result on its way to the writer, from [`StoreWriter::announce`]; drop it just before the
-/// result is submitted, or as soon as it is known there will be none.
-pub struct Announcement(Arc<AtomicUsize>);
+/// Results announced and not yet submitted, and a wake-up for the writer when none are left.
+#[derive(Default)]
+struct Announcements {
+    pending: AtomicUsize,
+    none_left: Notify,
+}
+
+/// A result on its way to the writer, from [`StoreWriter::announce`]. Submitting it through
+/// [`Announcement::submit`] withdraws it; so does dropping it, when there will be no result.
+#[must_use = "the writer keeps its transaction open while an announcement is alive"]
+pub struct Announcement {
+    writer: StoreWriter,
+}
+
+impl Announcement {
+    /// [`StoreWriter::submit`] for the announced result.
+    pub async fn submit(
+        self,
+        feed_id: i64,
+        state: FetchState,
+        result: FeedResult,
+    ) -> anyhow::Result<Receipt> {
+        let writer = self.writer.clone();
+        // Withdrawn before the result is queued: a writer that finds neither commits at once,
+        // where the other order could leave it waiting out its window for a result it has
+        // already written.
+        drop(self);
+        writer.submit(feed_id, state, result).await
+    }
+}
 
 impl Drop for Announcement {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Release);
+        let announcements = &self.writer.announcements;
+        if announcements.pending.fetch_sub(1, Ordering::Relaxed) == 1 {
+            announcements.none_left.notify_one();
+        }
     }
 }
 
@@ -100,29 +133,42 @@ impl StoreWriter {
         store: Store,
         indexing: IdleIndexing,
     ) -> anyhow::Result<(StoreWriter, WriterThread)> {
-        let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
-        let announced = Arc::new(AtomicUsize::new(0));
-        let inbox = Inbox {
-            queue,
-            announced: announced.clone(),
-            clock: tokio::runtime::Builder::new_current_thread()
-                .enable_time()
-                .build()
-                .context("cannot start the database writer's timer")?,
-        };
-        let handle = std::thread::Builder::new()
-            .name("feedhound-db".into())
-            .spawn(move || serve(store, inbox, indexing))
-            .context("cannot start the database writer thread")?;
-        Ok((StoreWriter { jobs, announced }, WriterThread { handle }))
+        StoreWriter::spawn_with_window(store, indexing, GROUP_WINDOW)
     }
 
-    /// Tells the writer a result will follow soon (a fetch has begun), so that it keeps its
-    /// transaction open for it rather than committing without it. Results not announced are
-    /// committed as soon as nothing else is queued.
+    fn spawn_with_window(
+        store: Store,
+        indexing: IdleIndexing,
+        window: Duration,
+    ) -> anyhow::Result<(StoreWriter, WriterThread)> {
+        let (jobs, queue) = mpsc::channel(QUEUE_DEPTH);
+        let announcements = Arc::new(Announcements::default());
+        let seen_by_writer = announcements.clone();
+        let handle = std::thread::Builder::new()
+            .name("feedhound-db".into())
+            .spawn(move || {
+                let inbox = Inbox::new(queue, seen_by_writer, window);
+                serve(store, inbox, indexing)
+            })
+            .context("cannot start the database writer thread")?;
+        Ok((
+            StoreWriter {
+                jobs,
+                announcements,
+            },
+            WriterThread { handle },
+        ))
+    }
+
+    /// Tells the writer a result will follow soon, so that it keeps its transaction open for
+    /// it rather than committing without it. Announce only what is a moment away (a document
+    /// being parsed), not a download: the open transaction holds the write lock. Results not
+    /// announced are committed as soon as nothing else is queued.
     pub fn announce(&self) -> Announcement {
-        self.announced.fetch_add(1, Ordering::Release);
-        Announcement(self.announced.clone())
+        self.announcements.pending.fetch_add(1, Ordering::Relaxed);
+        Announcement {
+            writer: self.clone(),
+        }
     }
 
     /// Records one feed's result; resolves once it is committed.
@@ -180,39 +226,72 @@ impl StoreWriter {
 /// The writer's end of the queue.
 struct Inbox {
     queue: mpsc::Receiver<Job>,
-    /// Results announced and not yet submitted.
-    announced: Arc<AtomicUsize>,
-    /// Drives the timeout while a transaction waits for announced results.
-    clock: tokio::runtime::Runtime,
-}
-
-enum Next {
-    Result(ApplyJob),
-    Call(Call),
-    /// Nothing queued, and nothing announced, or not in time.
-    Nothing,
+    announcements: Arc<Announcements>,
+    window: Duration,
+    /// Drives the waits for announced results; without one (it could not be built) the writer
+    /// commits whenever its queue is empty.
+    timer: Option<tokio::runtime::Runtime>,
+    /// Calls that arrived while a transaction was open; run after its commit.
+    held_calls: Vec<Call>,
 }
 
 impl Inbox {
-    /// The next job for an open transaction, waiting at most until `deadline`, and only when
-    /// a result has been announced.
-    fn next_before(&mut self, deadline: Instant) -> Next {
-        let job = match self.queue.try_recv() {
-            Ok(job) => Some(job),
-            Err(_) if self.announced.load(Ordering::Acquire) == 0 => None,
-            Err(_) => {
-                let left = deadline.saturating_duration_since(Instant::now());
-                let queue = &mut self.queue;
-                self.clock
-                    .block_on(async { tokio::time::timeout(left, queue.recv()).await })
-                    .ok()
-                    .flatten()
+    fn new(
+        queue: mpsc::Receiver<Job>,
+        announcements: Arc<Announcements>,
+        window: Duration,
+    ) -> Inbox {
+        let timer = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .inspect_err(|err| {
+                tracing::warn!(error = %err, "the database writer commits each batch of feed results on its own: its timer could not be set up");
+            })
+            .ok();
+        Inbox {
+            queue,
+            announcements,
+            window,
+            timer,
+            held_calls: Vec::new(),
+        }
+    }
+
+    /// The next result for a transaction open until `deadline`: one already queued, or one
+    /// that arrives in time while results are announced. Calls met on the way are held.
+    fn next_result_before(&mut self, deadline: Instant) -> Option<ApplyJob> {
+        loop {
+            if Instant::now() >= deadline {
+                return None;
             }
-        };
-        match job {
-            Some(Job::Apply(job)) => Next::Result(*job),
-            Some(Job::Call(call)) => Next::Call(call),
-            None => Next::Nothing,
+            let job = match self.queue.try_recv() {
+                Ok(job) => job,
+                Err(mpsc::error::TryRecvError::Disconnected) => return None,
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    if self.announcements.pending.load(Ordering::Relaxed) == 0 {
+                        return None;
+                    }
+                    let timer = self.timer.as_ref()?;
+                    let (queue, announcements) = (&mut self.queue, &self.announcements);
+                    let arrived = timer.block_on(async {
+                        tokio::select! {
+                            job = queue.recv() => Some(job),
+                            // Looked at again above: the last announcement may be gone.
+                            () = announcements.none_left.notified() => None,
+                            () = tokio::time::sleep_until(deadline.into()) => Some(None),
+                        }
+                    });
+                    match arrived {
+                        Some(Some(job)) => job,
+                        Some(None) => return None,
+                        None => continue,
+                    }
+                }
+            };
+            match job {
+                Job::Apply(job) => return Some(*job),
+                Job::Call(call) => self.held_calls.push(call),
+            }
         }
     }
 }
@@ -238,9 +317,9 @@ fn serve(mut store: Store, mut inbox: Inbox, indexing: IdleIndexing) -> Store {
         match first {
             Job::Call(call) => call(&mut store),
             Job::Apply(job) => {
-                let held_call = write_group(&mut store, &mut inbox, *job);
+                write_group(&mut store, &mut inbox, *job);
                 index_behind = idle_indexing;
-                if let Some(call) = held_call {
+                for call in inbox.held_calls.drain(..) {
                     call(&mut store);
                 }
             }
@@ -262,18 +341,23 @@ fn index_a_slice(store: &mut Store) -> bool {
     }
 }
 
-/// Writes `first` and the results that follow it in one transaction, and answers each. Returns
-/// a call that arrived meanwhile: it runs after the commit.
-fn write_group(store: &mut Store, inbox: &mut Inbox, first: ApplyJob) -> Option<Call> {
+/// Writes `first` and the results that follow it in one transaction, and answers each.
+fn write_group(store: &mut Store, inbox: &mut Inbox, first: ApplyJob) {
     let mut group = vec![first];
-    let mut held_call = None;
+    let mut deadline = None;
+    let window = inbox.window;
+    let arriving = || {
+        // From the first result written, not from the wait for the lock.
+        let deadline = *deadline.get_or_insert_with(|| Instant::now() + window);
+        inbox.next_result_before(deadline)
+    };
     // First without savepoints: inside a savepoint SQLite copies every page a result changes
     // into a sub-journal first (about 6% of a cold poll). Only when one result fails on its own
     // (not the disk, not a lock) is the group written again with a savepoint per result, so
     // that one rolls back alone and the others still commit.
-    let outcome = match write_arriving(store, inbox, &mut group, &mut held_call) {
+    let outcome = match write_together(store, &mut group, arriving) {
         Ok(applied) => Ok(applied),
-        Err(BatchFailure::OneResult(err)) => write_after_failure(store, &group, err),
+        Err(BatchFailure::OneResult(err)) => write_after_failure(store, &mut group, err),
         Err(BatchFailure::Storage(err)) => Err(err),
     };
     // Nothing is acknowledged before the commit: a caller told "stored" can rely on it.
@@ -297,7 +381,6 @@ fn write_group(store: &mut Store, inbox: &mut Inbox, first: ApplyJob) -> Option<
             }
         }
     }
-    held_call
 }
 
 type Outcomes = Vec<anyhow::Result<Applied>>;
@@ -310,42 +393,28 @@ enum BatchFailure {
     Storage(anyhow::Error),
 }
 
-/// Every result of `group`, and those that arrive while it is open, in one transaction; any
-/// failure rolls back all of them. `group` holds every result written, for a second attempt.
-fn write_arriving(
+/// Every result of `group`, and those `arriving` adds to it (up to [`MAX_GROUP`]), in one
+/// transaction; any failure rolls back all of them, and `group` then holds every result
+/// written, for a second attempt.
+fn write_together(
     store: &mut Store,
-    inbox: &mut Inbox,
     group: &mut Vec<ApplyJob>,
-    held_call: &mut Option<Call>,
+    mut arriving: impl FnMut() -> Option<ApplyJob>,
 ) -> Result<Outcomes, BatchFailure> {
-    let deadline = Instant::now() + GROUP_WINDOW;
     let tx = begin(&mut store.conn)?;
-    let mut applied = Vec::with_capacity(MAX_GROUP);
+    let mut applied = Vec::with_capacity(group.len());
     loop {
-        applied.push(Ok(write_one(&tx, &store.flagging, &group[applied.len()])?));
-        if group.len() == MAX_GROUP {
+        while let Some(job) = group.get(applied.len()) {
+            applied.push(Ok(write_one(&tx, &store.flagging, job)?));
+        }
+        if group.len() >= MAX_GROUP {
             break;
         }
-        match inbox.next_before(deadline) {
-            Next::Result(job) => group.push(job),
-            Next::Call(call) => {
-                *held_call = Some(call);
-                break;
-            }
-            Next::Nothing => break,
+        match arriving() {
+            Some(job) => group.push(job),
+            None => break,
         }
     }
-    commit(tx)?;
-    Ok(applied)
-}
-
-/// Every result in one transaction; any failure rolls back all of them.
-fn write_all(store: &mut Store, batch: &[ApplyJob]) -> Result<Outcomes, BatchFailure> {
-    let tx = begin(&mut store.conn)?;
-    let applied = batch
-        .iter()
-        .map(|job| write_one(&tx, &store.flagging, job).map(Ok))
-        .collect::<Result<_, BatchFailure>>()?;
     commit(tx)?;
     Ok(applied)
 }
@@ -385,11 +454,11 @@ fn commit(tx: rusqlite::Transaction<'_>) -> Result<(), BatchFailure> {
 /// fails too, result by result, so that only a failing result is lost.
 fn write_after_failure(
     store: &mut Store,
-    batch: &[ApplyJob],
+    batch: &mut Vec<ApplyJob>,
     err: anyhow::Error,
 ) -> anyhow::Result<Outcomes> {
     let err = if store.set_aside_search_index_if_damaged(&err)? {
-        match write_all(store, batch) {
+        match write_together(store, batch, || None) {
             Ok(applied) => return Ok(applied),
             Err(BatchFailure::Storage(err)) => return Err(err),
             Err(BatchFailure::OneResult(err)) => err,
@@ -563,10 +632,115 @@ mod tests {
         assert_eq!(entries, 1);
     }
 
+    /// A window no test waits out: what must happen sooner shows that something else ended the
+    /// transaction.
+    const LONG_WINDOW: Duration = Duration::from_secs(120);
+    const PATIENCE: Duration = Duration::from_secs(30);
+
+    fn entries_in(dir: &tempfile::TempDir) -> i64 {
+        rusqlite::Connection::open(dir.path().join("db"))
+            .unwrap()
+            .query_row("SELECT count(*) FROM entries", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn with_nothing_announced_a_result_commits_at_once_and_withdrawing_the_last_announcement_commits_the_open_transaction()
+     {
+        let (dir, store, feed_id) = store_with_one_feed();
+        let (writer, _thread) =
+            StoreWriter::spawn_with_window(store, IdleIndexing::Off, LONG_WINDOW).unwrap();
+        let state = FetchState::at(Utc::now(), Some(200));
+        let unannounced = writer.apply(feed_id, state.clone(), document("g:1", "Cranes"));
+        let applied = tokio::time::timeout(PATIENCE, unannounced)
+            .await
+            .expect("nothing was announced: no reason to wait")
+            .unwrap();
+        assert_eq!(applied.new, 1);
+
+        let never_submitted = writer.announce();
+        let receipt = writer
+            .submit(feed_id, state, document("g:2", "Ferries"))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(entries_in(&dir), 1, "held open for the announced result");
+        drop(never_submitted);
+        let applied = tokio::time::timeout(PATIENCE, receipt.committed())
+            .await
+            .expect("the last announcement was withdrawn: the writer must commit")
+            .unwrap();
+        assert_eq!(applied.new, 1);
+        assert_eq!(entries_in(&dir), 2);
+    }
+
+    #[tokio::test]
+    async fn a_call_that_arrives_while_a_transaction_is_open_runs_after_its_commit() {
+        let (dir, store, feed_id) = store_with_one_feed();
+        let (writer, _thread) =
+            StoreWriter::spawn_with_window(store, IdleIndexing::Off, LONG_WINDOW).unwrap();
+        let coming = writer.announce();
+        let receipt = writer
+            .submit(
+                feed_id,
+                FetchState::at(Utc::now(), Some(200)),
+                document("g:1", "Cranes"),
+            )
+            .await
+            .unwrap();
+        let call = {
+            let writer = writer.clone();
+            tokio::spawn(async move {
+                writer
+                    .call(|store| {
+                        Ok(store
+                            .conn
+                            .query_row("SELECT count(*) FROM entries", [], |r| {
+                                r.get::<_, i64>(0)
+                            })?)
+                    })
+                    .await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!call.is_finished(), "ran inside the open transaction");
+        assert_eq!(entries_in(&dir), 0);
+        drop(coming);
+        let seen = tokio::time::timeout(PATIENCE, call)
+            .await
+            .expect("the call runs once the transaction is committed")
+            .unwrap()
+            .unwrap();
+        assert_eq!(seen, 1, "the call sees the results committed before it");
+        assert_eq!(receipt.committed().await.unwrap().new, 1);
+    }
+
+    #[tokio::test]
+    async fn a_transaction_commits_at_its_size_limit_though_more_is_announced() {
+        let (dir, store, feed_id) = store_with_one_feed();
+        let (writer, _thread) =
+            StoreWriter::spawn_with_window(store, IdleIndexing::Off, LONG_WINDOW).unwrap();
+        let _coming = writer.announce();
+        let state = FetchState::at(Utc::now(), Some(200));
+        let mut receipts = Vec::new();
+        for n in 0..MAX_GROUP {
+            let result = document(&format!("g:{n}"), &format!("Story {n}"));
+            receipts.push(writer.submit(feed_id, state.clone(), result).await.unwrap());
+        }
+        for receipt in receipts {
+            tokio::time::timeout(PATIENCE, receipt.committed())
+                .await
+                .expect("a full transaction is committed without waiting")
+                .unwrap();
+        }
+        assert_eq!(entries_in(&dir), MAX_GROUP as i64);
+    }
+
     #[tokio::test]
     async fn a_result_failing_in_a_transaction_kept_open_for_it_rolls_back_alone() {
-        let (_dir, store, feed_id) = store_with_one_feed();
-        let (writer, thread) = StoreWriter::spawn(store, IdleIndexing::Off).unwrap();
+        let (dir, store, feed_id) = store_with_one_feed();
+        let (writer, thread) =
+            StoreWriter::spawn_with_window(store, IdleIndexing::Off, LONG_WINDOW).unwrap();
         let state = FetchState::at(Utc::now(), Some(200));
         let bad_coming = writer.announce();
         let second_coming = writer.announce();
@@ -574,14 +748,14 @@ mod tests {
             .submit(feed_id, state.clone(), document("g:1", "Harbour cranes"))
             .await
             .unwrap();
-        drop(bad_coming);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(entries_in(&dir), 0, "held open for the announced results");
         // No such feed: its entry's foreign key fails.
-        let bad = writer
+        let bad = bad_coming
             .submit(9_999, state.clone(), document("g:2", "Orphan"))
             .await
             .unwrap();
-        drop(second_coming);
-        let second = writer
+        let second = second_coming
             .submit(feed_id, state, document("g:3", "Harbour ferries"))
             .await
             .unwrap();
