@@ -148,9 +148,9 @@ fn refuse_beside_other_daemon_within(
     let (path, file, _) = open_for_locking(database)?;
     loop {
         match try_shared(&path, &file)? {
-            Some(true) => return Ok(SyncGuard { _file: Some(file) }),
-            None => return Ok(SyncGuard { _file: None }),
-            Some(false) => {}
+            SharedTry::Taken => return Ok(SyncGuard { _file: Some(file) }),
+            SharedTry::Unsupported => return Ok(SyncGuard { _file: None }),
+            SharedTry::HeldByDaemon => {}
         }
         // A daemon that has just taken the lock writes who it is right after; until then the
         // file is empty or names its predecessor, which is no longer running.
@@ -181,9 +181,9 @@ fn refuse_beside_other_daemon_within(
 pub fn refuse_beside_any_daemon(database: &Path) -> anyhow::Result<SyncGuard> {
     let (path, file, _) = open_for_locking(database)?;
     match try_shared(&path, &file)? {
-        Some(true) => Ok(SyncGuard { _file: Some(file) }),
-        None => Ok(SyncGuard { _file: None }),
-        Some(false) => anyhow::bail!(
+        SharedTry::Taken => Ok(SyncGuard { _file: Some(file) }),
+        SharedTry::Unsupported => Ok(SyncGuard { _file: None }),
+        SharedTry::HeldByDaemon => anyhow::bail!(
             "{}: stop it first, or choose another folder",
             running(read_holder(&path).as_ref(), &path, database)
         ),
@@ -236,15 +236,21 @@ fn give_to_folder_owner(path: &Path, file: &File) -> anyhow::Result<()> {
         .with_context(|| format!("cannot give {} to the owner of its folder", path.display()))
 }
 
-/// Some(true): shared lock taken; Some(false): a daemon holds it; None: this filesystem cannot
-/// lock (warned).
-fn try_shared(path: &Path, file: &File) -> anyhow::Result<Option<bool>> {
+/// What a command's try for a shared lock found.
+enum SharedTry {
+    Taken,
+    HeldByDaemon,
+    /// This filesystem cannot lock (warned).
+    Unsupported,
+}
+
+fn try_shared(path: &Path, file: &File) -> anyhow::Result<SharedTry> {
     match file.try_lock_shared() {
-        Ok(()) => Ok(Some(true)),
-        Err(TryLockError::WouldBlock) => Ok(Some(false)),
+        Ok(()) => Ok(SharedTry::Taken),
+        Err(TryLockError::WouldBlock) => Ok(SharedTry::HeldByDaemon),
         Err(TryLockError::Error(err)) if cannot_lock_here(&err) => {
             tracing::warn!(lock = %path.display(), error = %err, "this filesystem cannot lock files: a running daemon would not be noticed");
-            Ok(None)
+            Ok(SharedTry::Unsupported)
         }
         Err(TryLockError::Error(err)) => {
             Err(err).with_context(|| format!("cannot test the lock {}", path.display()))

@@ -106,10 +106,7 @@ impl Store {
         result: &FeedResult,
     ) -> anyhow::Result<Applied> {
         match self.apply_once(feed_id, state, result) {
-            Err(err)
-                if super::storage_hint(&err).is_none()
-                    && self.set_aside_search_index_if_damaged(&err)? =>
-            {
+            Err(err) if self.set_aside_search_index_if_damaged(&err)? => {
                 self.apply_once(feed_id, state, result)
             }
             done => done,

@@ -79,14 +79,15 @@ fn index_pending_at_most(conn: &rusqlite::Connection, new: usize) -> rusqlite::R
 }
 
 impl Store {
-    /// Called after a write failed on its own (not the disk, not a lock). When the search index
-    /// is what refuses writes, sets it aside (migration 0008), so that feed results are stored
-    /// without it until `feedhound reindex`, and returns true: the write is worth trying again.
+    /// Called after a write failed. Unless it failed for the disk or a lock, and when the search
+    /// index is what refuses writes, sets it aside (migration 0008), so that feed results are
+    /// stored without it until `feedhound reindex`, and returns true: the write is worth trying
+    /// again.
     pub(super) fn set_aside_search_index_if_damaged(
         &mut self,
         failure: &anyhow::Error,
     ) -> anyhow::Result<bool> {
-        if !self.search_index_refuses_writes() {
+        if super::storage_hint(failure).is_some() || !self.search_index_refuses_writes() {
             return Ok(false);
         }
         self.conn
@@ -140,12 +141,7 @@ impl Store {
             Ok(indexed)
         };
         match attempt(&mut self.conn) {
-            Err(err)
-                if super::storage_hint(&err).is_none()
-                    && self.set_aside_search_index_if_damaged(&err)? =>
-            {
-                Ok(0)
-            }
+            Err(err) if self.set_aside_search_index_if_damaged(&err)? => Ok(0),
             done => done,
         }
     }

@@ -183,7 +183,7 @@ impl StoreWriter {
 
     /// Queues one feed's result, waiting only for room in the queue; the receipt resolves once
     /// it is committed. A fetcher that lets go of its fetch slot between the two keeps the
-    /// network busy while the writer works, and the writer gets fuller batches.
+    /// network busy while the writer works.
     pub async fn submit(
         &self,
         feed_id: i64,
@@ -245,7 +245,7 @@ impl Inbox {
             .enable_time()
             .build()
             .inspect_err(|err| {
-                tracing::warn!(error = %err, "the database writer commits each batch of feed results on its own: its timer could not be set up");
+                tracing::warn!(error = %err, "the database writer commits feed results without waiting for announced ones: its timer could not be set up");
             })
             .ok();
         Inbox {
@@ -273,18 +273,18 @@ impl Inbox {
                     }
                     let timer = self.timer.as_ref()?;
                     let (queue, announcements) = (&mut self.queue, &self.announcements);
-                    let arrived = timer.block_on(async {
+                    let woke = timer.block_on(async {
                         tokio::select! {
-                            job = queue.recv() => Some(job),
-                            // Looked at again above: the last announcement may be gone.
-                            () = announcements.none_left.notified() => None,
-                            () = tokio::time::sleep_until(deadline.into()) => Some(None),
+                            job = queue.recv() => job.map_or(Woke::Closed, Woke::Arrived),
+                            () = announcements.none_left.notified() => Woke::NoneAnnounced,
+                            () = tokio::time::sleep_until(deadline.into()) => Woke::TimeUp,
                         }
                     });
-                    match arrived {
-                        Some(Some(job)) => job,
-                        Some(None) => return None,
-                        None => continue,
+                    match woke {
+                        Woke::Arrived(job) => job,
+                        Woke::Closed | Woke::TimeUp => return None,
+                        // Looked at again above, with the queue: a result may be in it.
+                        Woke::NoneAnnounced => continue,
                     }
                 }
             };
@@ -294,6 +294,14 @@ impl Inbox {
             }
         }
     }
+}
+
+/// Why a wait for an announced result ended.
+enum Woke {
+    Arrived(Job),
+    Closed,
+    NoneAnnounced,
+    TimeUp,
 }
 
 fn serve(mut store: Store, mut inbox: Inbox, indexing: IdleIndexing) -> Store {
@@ -372,7 +380,7 @@ fn write_group(store: &mut Store, inbox: &mut Inbox, first: ApplyJob) {
                 .map(|h| format!(" ({h})"))
                 .unwrap_or_default();
             let message = format!("{err:#}{hint}");
-            tracing::error!(error = %message, database = %store.path().display(), "writing a batch of feed results failed");
+            tracing::error!(error = %message, database = %store.path().display(), "writing a group of feed results failed");
             for job in group {
                 let _ = job.reply.send(Err(anyhow::anyhow!(
                     "cannot write to the database {}: {message}",
@@ -387,7 +395,7 @@ type Outcomes = Vec<anyhow::Result<Applied>>;
 
 enum BatchFailure {
     /// One result could not be recorded (a constraint, a bug), or the search index could not
-    /// take the batch: the results can be stored without the failing one, or without the index.
+    /// take the group: the results can be stored without the failing one, or without the index.
     OneResult(anyhow::Error),
     /// The database refused the transaction (lock, full disk, I/O): retrying now cannot help.
     Storage(anyhow::Error),
@@ -449,16 +457,16 @@ fn commit(tx: rusqlite::Transaction<'_>) -> Result<(), BatchFailure> {
     })
 }
 
-/// After a batch failed on its own (not the disk, not a lock). When the search index is what
-/// refuses writes, it is set aside and the batch is written again whole; otherwise, or when that
+/// After a group failed on its own (not the disk, not a lock). When the search index is what
+/// refuses writes, it is set aside and the group is written again whole; otherwise, or when that
 /// fails too, result by result, so that only a failing result is lost.
 fn write_after_failure(
     store: &mut Store,
-    batch: &mut Vec<ApplyJob>,
+    group: &mut Vec<ApplyJob>,
     err: anyhow::Error,
 ) -> anyhow::Result<Outcomes> {
     let err = if store.set_aside_search_index_if_damaged(&err)? {
-        match write_together(store, batch, || None) {
+        match write_together(store, group, || None) {
             Ok(applied) => return Ok(applied),
             Err(BatchFailure::Storage(err)) => return Err(err),
             Err(BatchFailure::OneResult(err)) => err,
@@ -466,15 +474,15 @@ fn write_after_failure(
     } else {
         err
     };
-    tracing::debug!(error = %format!("{err:#}"), "a feed result failed; writing its batch again one result at a time");
-    write_each(store, batch)
+    tracing::debug!(error = %format!("{err:#}"), "a feed result failed; writing its group again one result at a time");
+    write_each(store, group)
 }
 
 /// Every result in its own savepoint of one transaction: a failed one rolls back alone.
-fn write_each(store: &mut Store, batch: &[ApplyJob]) -> anyhow::Result<Outcomes> {
+fn write_each(store: &mut Store, group: &[ApplyJob]) -> anyhow::Result<Outcomes> {
     let mut tx = super::write_transaction(&mut store.conn)?;
-    let mut applied = Vec::with_capacity(batch.len());
-    for job in batch {
+    let mut applied = Vec::with_capacity(group.len());
+    for job in group {
         let savepoint = tx.savepoint()?;
         match apply_in(
             &savepoint,
@@ -492,7 +500,7 @@ fn write_each(store: &mut Store, batch: &[ApplyJob]) -> anyhow::Result<Outcomes>
                 // A full disk or an I/O error can make SQLite roll back the whole transaction;
                 // the results after it must not be written outside one.
                 if tx.is_autocommit() {
-                    return Err(err.context("SQLite rolled the whole batch back"));
+                    return Err(err.context("SQLite rolled the whole group back"));
                 }
                 applied.push(Err(err));
             }
