@@ -81,6 +81,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0011_alert_target_rests",
         include_str!("../../migrations/0011_alert_target_rests.sql"),
     ),
+    (
+        "0012_drop_published_index",
+        include_str!("../../migrations/0012_drop_published_index.sql"),
+    ),
 ];
 
 /// How long a write waits for another process's lock before giving up (a user running a long
@@ -372,6 +376,32 @@ mod tests {
         assert_eq!(pragma(&old, "page_size"), 4096, "SQLite's default then");
         assert_eq!(pragma(&old, "wal_autocheckpoint"), 16384);
         assert_eq!(old.integrity_check().unwrap(), "ok");
+    }
+
+    #[test]
+    fn filters_by_age_seek_entries_by_age_the_one_index_over_publication_dates_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("feedhound.db");
+        drop(testing::database_before(&path, "0012_drop_published_index"));
+        let store = Store::open(&path).unwrap();
+        let indexes_naming_published: Vec<String> = store
+            .conn
+            .prepare(
+                "SELECT name FROM sqlite_master WHERE type = 'index' AND sql LIKE '%published_at%'",
+            )
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(indexes_naming_published, ["entries_by_age"]);
+        let plan = store
+            .flagged_stories_plan(None, Some(Utc::now() - chrono::Duration::days(7)))
+            .unwrap();
+        assert!(
+            plan.iter().any(|step| step.contains("entries_by_age")),
+            "{plan:#?}"
+        );
     }
 
     #[test]
