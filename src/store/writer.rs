@@ -805,17 +805,17 @@ mod tests {
             assert_eq!(applied.new, 1);
             match indexing {
                 IdleIndexing::Off => {
-                    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                    tokio::time::sleep(Duration::from_millis(300)).await;
                     assert_eq!(backlog(&writer).await, 1, "left for a later catch-up");
                 }
                 IdleIndexing::On => {
-                    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+                    let deadline = Instant::now() + Duration::from_secs(10);
                     while backlog(&writer).await > 0 {
                         assert!(
-                            std::time::Instant::now() < deadline,
+                            Instant::now() < deadline,
                             "the idle writer did not index the new entry"
                         );
-                        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                        tokio::time::sleep(Duration::from_millis(20)).await;
                     }
                 }
             }
