@@ -50,9 +50,60 @@ pub struct ParsedEntry {
     pub summary: Option<String>,
     /// Plain text of the full content.
     pub content: Option<String>,
-    /// Hash of everything a reader sees (title, link, summary, content); a change means the
-    /// publisher edited the entry.
+    /// [`content_hash`] of everything a reader sees (title, canonical link, summary, content);
+    /// a change means the publisher edited the entry. Compare a stored one with
+    /// [`ParsedEntry::has_content_hash`].
     pub content_hash: String,
+}
+
+impl ParsedEntry {
+    /// Whether `stored`, a `content_hash` as the database holds it, is this entry's text.
+    /// Entries stored before the hash became xxh3 carry a blake3 hash (64 hex digits); those
+    /// are compared by computing that one too, so that an upgrade does not count every stored
+    /// entry as edited. Such a hash is replaced only when the entry is edited: rewriting it
+    /// would make a running re-match (`flags`) take the entry for edited and skip it.
+    pub fn has_content_hash(&self, stored: &str) -> bool {
+        stored == self.content_hash
+            || (stored.len() == BLAKE3_HEX_LEN
+                && stored == blake3_content_hash(self.hashed_fields()))
+    }
+
+    fn hashed_fields(&self) -> [Option<&str>; 4] {
+        [
+            self.title.as_deref(),
+            self.canonical_link.as_deref(),
+            self.summary.as_deref(),
+            self.content.as_deref(),
+        ]
+    }
+}
+
+/// 32 hex digits of xxh3-128 over an entry's title, canonical link, summary and content. The
+/// canonical link, so that rotating `utm_*` values are not an edit. Not cryptographic: it tells
+/// an edit from a re-serve, and a publisher who wanted to hide an edit from us could simply not
+/// publish it; accidental collisions need about 2^64 versions of one entry.
+pub fn content_hash(fields: [Option<&str>; 4]) -> String {
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    for field in fields {
+        // A unit separator cannot occur in the cleaned text, so fields cannot run into each
+        // other ("ab"+"c" vs "a"+"bc").
+        hasher.update(field.unwrap_or_default().as_bytes());
+        hasher.update(b"\x1f");
+    }
+    format!("{:032x}", hasher.digest128())
+}
+
+const BLAKE3_HEX_LEN: usize = 64;
+
+/// The content hash as it was computed before xxh3 (blake3 over the same fields), kept to
+/// recognise entries stored then.
+fn blake3_content_hash(fields: [Option<&str>; 4]) -> String {
+    let mut hasher = blake3::Hasher::new();
+    for field in fields {
+        hasher.update(field.unwrap_or_default().as_bytes());
+        hasher.update(b"\x1f");
+    }
+    hasher.finalize().to_hex().to_string()
 }
 
 /// The text fields of an entry a company can be mentioned in.

@@ -978,21 +978,12 @@ impl Draft {
     }
 
     fn content_hash(&self) -> String {
-        let mut hasher = blake3::Hasher::new();
-        // The canonical link: rotating `utm_*` values are not an edit.
-        let link = self.canonical_link.as_deref();
-        for field in [
+        crate::model::content_hash([
             self.title.as_deref(),
-            link,
+            self.canonical_link.as_deref(),
             self.summary.as_deref(),
             self.content.as_deref(),
-        ] {
-            // A unit separator cannot occur in the cleaned text, so fields cannot run into
-            // each other ("ab"+"c" vs "a"+"bc").
-            hasher.update(field.unwrap_or_default().as_bytes());
-            hasher.update(b"\x1f");
-        }
-        hasher.finalize().to_hex().to_string()
+        ])
     }
 }
 
@@ -1196,7 +1187,7 @@ mod tests {
             entry.published_at.unwrap().to_rfc3339(),
             "2025-06-10T04:00:00+00:00"
         );
-        assert_eq!(entry.content_hash.len(), 64);
+        assert_eq!(entry.content_hash.len(), 32);
     }
 
     #[test]

@@ -349,7 +349,7 @@ fn upsert_entries(
                 if keys_in_document.contains(candidate.key.as_str()) {
                     continue;
                 }
-                if candidate.hash == entry.content_hash {
+                if entry.has_content_hash(&candidate.hash) {
                     return Ok(Found::Stored(candidate));
                 }
                 if may_be_this_edited && edited.is_none() {
@@ -367,7 +367,7 @@ fn upsert_entries(
                 && let Some(stored) = by_key
                     .query_row(params![feed_id, own_key], read)
                     .optional()?
-                && stored.hash == entry.content_hash
+                && entry.has_content_hash(&stored.hash)
             {
                 return Ok(Found::Stored(stored));
             }
@@ -388,7 +388,7 @@ fn upsert_entries(
                         Ok((read(r)?, r.get::<_, Option<String>>(4)?))
                     })
                     .optional()?
-                && stored.hash == entry.content_hash
+                && entry.has_content_hash(&stored.hash)
                 && link.as_deref().and_then(identity_fragment) == Some(fragment)
             {
                 return Ok(Found::Stored(stored));
@@ -420,7 +420,7 @@ fn upsert_entries(
                 applied.new += 1;
                 applied.mentions += entry_mentions.len();
             }
-            Found::Stored(stored) if stored.hash != entry.content_hash => {
+            Found::Stored(stored) if !entry.has_content_hash(&stored.hash) => {
                 update_entry(tx, stored.id, now, entry)?;
                 rewrite_edited_mentions(
                     tx,
@@ -634,6 +634,62 @@ mod tests {
         // Fetched before the removal, it still carries the key.
         poll(&mut store, feed_id, vec![entry("g:old", "a/1", "h1")]);
         assert!(marked(&store));
+    }
+
+    /// An entry as parse makes it, with the hash of its text.
+    fn hashed(key: &str, link: &str, title: &str) -> ParsedEntry {
+        let mut e = entry(key, link, "");
+        e.title = Some(title.into());
+        e.content_hash = crate::model::content_hash([
+            e.title.as_deref(),
+            e.canonical_link.as_deref(),
+            e.summary.as_deref(),
+            e.content.as_deref(),
+        ]);
+        e
+    }
+
+    /// The hash feedhound stored before xxh3: blake3 over the same fields.
+    fn blake3_hash_of(e: &ParsedEntry) -> String {
+        let mut hasher = blake3::Hasher::new();
+        for field in [&e.title, &e.canonical_link, &e.summary, &e.content] {
+            hasher.update(field.as_deref().unwrap_or_default().as_bytes());
+            hasher.update(b"\x1f");
+        }
+        hasher.finalize().to_hex().to_string()
+    }
+
+    #[test]
+    fn entries_stored_under_the_older_blake3_hash_are_not_taken_for_edited() {
+        let (_dir, mut store, feed) = setup();
+        let served = hashed("g:1", "news.example/a", "Nvidia ships");
+        let mut stored_then = served.clone();
+        stored_then.content_hash = blake3_hash_of(&served);
+        poll(&mut store, feed, vec![stored_then.clone()]);
+        let stored_hash = |store: &Store| -> String {
+            store
+                .conn
+                .query_row("SELECT content_hash FROM entries", [], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!(stored_hash(&store).len(), 64);
+
+        let applied = poll(&mut store, feed, vec![served.clone()]);
+        assert_eq!((applied.unchanged, applied.updated, applied.new), (1, 0, 0));
+        // Same text under a new guid: found by its link and its (older) hash, not a new entry.
+        let applied = poll(
+            &mut store,
+            feed,
+            vec![hashed("g:2", "news.example/a", "Nvidia ships")],
+        );
+        assert_eq!((applied.unchanged, applied.updated, applied.new), (1, 0, 0));
+        assert_eq!(count(&store), 1);
+
+        let edited = hashed("g:2", "news.example/a", "Nvidia ships late");
+        let applied = poll(&mut store, feed, vec![edited.clone()]);
+        assert_eq!(applied.updated, 1);
+        assert_eq!(stored_hash(&store), edited.content_hash);
+        assert_eq!(edited.content_hash.len(), 32);
     }
 
     #[test]

@@ -851,7 +851,7 @@ fn assert_output_invariants(feed: &ParsedFeed) -> Result<(), TestCaseError> {
     }
     for entry in &feed.entries {
         prop_assert!(!entry.dedup_key.is_empty());
-        prop_assert_eq!(entry.content_hash.len(), 64);
+        prop_assert_eq!(entry.content_hash.len(), 32);
         prop_assert!(
             entry
                 .title
