@@ -872,7 +872,11 @@ impl Draft {
         .filter(|g| !g.is_empty());
         let link = pick_link(&entry.links, base);
         let text = |html: &str, cap: fn(String) -> String| {
-            Some(cap(html_to_text(html))).filter(|t| !t.is_empty())
+            let mut text = cap(html_to_text(html));
+            // Sized for the HTML, and held until the writer commits the entry (shrinking
+            // in place does not copy).
+            text.shrink_to_fit();
+            Some(text).filter(|t| !t.is_empty())
         };
         let draft = Draft {
             canonical_link: link.as_ref().map(canonical_link),
