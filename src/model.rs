@@ -60,15 +60,15 @@ impl ParsedEntry {
     /// Whether `stored`, a `content_hash` as the database holds it, is this entry's text.
     /// Entries stored before the hash became xxh3 carry a blake3 hash (64 hex digits); those
     /// are compared by computing that one too, so that an upgrade does not count every stored
-    /// entry as edited. Such a hash is replaced only when the entry is edited: rewriting it
-    /// would make a running re-match (`flags`) take the entry for edited and skip it.
+    /// entry as edited.
     pub fn has_content_hash(&self, stored: &str) -> bool {
         stored == self.content_hash
             || (stored.len() == BLAKE3_HEX_LEN
                 && stored == blake3_content_hash(self.hashed_fields()))
     }
 
-    fn hashed_fields(&self) -> [Option<&str>; 4] {
+    /// What [`content_hash`] covers.
+    pub fn hashed_fields(&self) -> [Option<&str>; 4] {
         [
             self.title.as_deref(),
             self.canonical_link.as_deref(),
@@ -84,13 +84,17 @@ impl ParsedEntry {
 /// publish it; accidental collisions need about 2^64 versions of one entry.
 pub fn content_hash(fields: [Option<&str>; 4]) -> String {
     let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    feed_fields(fields, |bytes| hasher.update(bytes));
+    format!("{:032x}", hasher.digest128())
+}
+
+fn feed_fields(fields: [Option<&str>; 4], mut update: impl FnMut(&[u8])) {
     for field in fields {
         // A unit separator cannot occur in the cleaned text, so fields cannot run into each
         // other ("ab"+"c" vs "a"+"bc").
-        hasher.update(field.unwrap_or_default().as_bytes());
-        hasher.update(b"\x1f");
+        update(field.unwrap_or_default().as_bytes());
+        update(b"\x1f");
     }
-    format!("{:032x}", hasher.digest128())
 }
 
 const BLAKE3_HEX_LEN: usize = 64;
@@ -99,10 +103,9 @@ const BLAKE3_HEX_LEN: usize = 64;
 /// recognise entries stored then.
 fn blake3_content_hash(fields: [Option<&str>; 4]) -> String {
     let mut hasher = blake3::Hasher::new();
-    for field in fields {
-        hasher.update(field.unwrap_or_default().as_bytes());
-        hasher.update(b"\x1f");
-    }
+    feed_fields(fields, |bytes| {
+        hasher.update(bytes);
+    });
     hasher.finalize().to_hex().to_string()
 }
 

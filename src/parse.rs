@@ -920,10 +920,9 @@ impl Draft {
         let key_with_own_link = (!link_unique)
             .then(|| self.dedup_key(guid_unique, true))
             .filter(|own| *own != dedup_key);
-        ParsedEntry {
+        let mut entry = ParsedEntry {
             dedup_key,
             key_with_own_link,
-            content_hash: self.content_hash(),
             link: self.link.as_ref().map(|link| link.to_string()),
             link_unique_in_doc: link_unique,
             guid: self.guid,
@@ -934,7 +933,10 @@ impl Draft {
             updated_at: self.updated_at,
             summary: self.summary,
             content: self.content,
-        }
+            content_hash: String::new(),
+        };
+        entry.content_hash = crate::model::content_hash(entry.hashed_fields());
+        entry
     }
 
     /// Identity within the feed, stable across polls:
@@ -979,15 +981,6 @@ impl Draft {
             hasher.update(b"\x1f");
         }
         hasher.finalize().to_hex()[..32].to_owned()
-    }
-
-    fn content_hash(&self) -> String {
-        crate::model::content_hash([
-            self.title.as_deref(),
-            self.canonical_link.as_deref(),
-            self.summary.as_deref(),
-            self.content.as_deref(),
-        ])
     }
 }
 

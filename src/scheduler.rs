@@ -361,8 +361,8 @@ impl Pipeline {
                     .await?
             }
         };
-        // The next fetch need not wait for this commit: the writer's bounded queue, not the
-        // fetch slots, limits how many results wait for the database.
+        // The next fetch need not wait for this commit: the writer's budget of held text, not
+        // the fetch slots, limits how many results wait for the database.
         drop(slot);
         let applied: Applied = receipt.committed().await?;
         let metrics = &self.shared.metrics;

@@ -444,6 +444,18 @@ fn upsert_entries(
                 .execute(params![stored.id, entry.dedup_key, entry.guid, entry.link, entry.canonical_link, link_shared(entry), now])?;
                 applied.unchanged += 1;
             }
+            // Same text, stored under an earlier version's blake3 hash maybe: that one is
+            // replaced, so that later polls compare one hash. Not while a re-match runs: it
+            // leaves alone entries whose hash changed since it read them, taking them for edited.
+            Found::Stored(stored)
+                if stored.hash != entry.content_hash && !super::flags::rematch_pending_in(tx)? =>
+            {
+                tx.prepare_cached(
+                    "UPDATE entries SET last_seen_at = ?2, content_hash = ?3 WHERE id = ?1",
+                )?
+                .execute(params![stored.id, now, entry.content_hash])?;
+                applied.unchanged += 1;
+            }
             Found::Stored(stored) => {
                 tx.prepare_cached("UPDATE entries SET last_seen_at = ?2 WHERE id = ?1")?
                     .execute(params![stored.id, now])?;
@@ -640,27 +652,22 @@ mod tests {
     fn hashed(key: &str, link: &str, title: &str) -> ParsedEntry {
         let mut e = entry(key, link, "");
         e.title = Some(title.into());
-        e.content_hash = crate::model::content_hash([
-            e.title.as_deref(),
-            e.canonical_link.as_deref(),
-            e.summary.as_deref(),
-            e.content.as_deref(),
-        ]);
+        e.content_hash = crate::model::content_hash(e.hashed_fields());
         e
     }
 
     /// The hash feedhound stored before xxh3: blake3 over the same fields.
     fn blake3_hash_of(e: &ParsedEntry) -> String {
         let mut hasher = blake3::Hasher::new();
-        for field in [&e.title, &e.canonical_link, &e.summary, &e.content] {
-            hasher.update(field.as_deref().unwrap_or_default().as_bytes());
+        for field in e.hashed_fields() {
+            hasher.update(field.unwrap_or_default().as_bytes());
             hasher.update(b"\x1f");
         }
         hasher.finalize().to_hex().to_string()
     }
 
     #[test]
-    fn entries_stored_under_the_older_blake3_hash_are_not_taken_for_edited() {
+    fn entries_stored_under_the_older_blake3_hash_are_not_taken_for_edited_and_get_the_new_one() {
         let (_dir, mut store, feed) = setup();
         let served = hashed("g:1", "news.example/a", "Nvidia ships");
         let mut stored_then = served.clone();
@@ -672,24 +679,37 @@ mod tests {
                 .query_row("SELECT content_hash FROM entries", [], |r| r.get(0))
                 .unwrap()
         };
-        assert_eq!(stored_hash(&store).len(), 64);
+        assert_eq!(stored_hash(&store), stored_then.content_hash);
 
-        let applied = poll(&mut store, feed, vec![served.clone()]);
-        assert_eq!((applied.unchanged, applied.updated, applied.new), (1, 0, 0));
-        // Same text under a new guid: found by its link and its (older) hash, not a new entry.
-        let applied = poll(
-            &mut store,
-            feed,
-            vec![hashed("g:2", "news.example/a", "Nvidia ships")],
-        );
+        // Same text under a new guid: found by its link and its older hash, not a new entry.
+        let moved = hashed("g:2", "news.example/a", "Nvidia ships");
+        let applied = poll(&mut store, feed, vec![moved.clone()]);
         assert_eq!((applied.unchanged, applied.updated, applied.new), (1, 0, 0));
         assert_eq!(count(&store), 1);
+
+        // A re-match skips entries whose hash changed since it read them: kept meanwhile.
+        store
+            .set_meta(
+                crate::store::flags::RULES_FINGERPRINT,
+                crate::store::flags::REMATCH_PENDING,
+            )
+            .unwrap();
+        let applied = poll(&mut store, feed, vec![moved.clone()]);
+        assert_eq!((applied.unchanged, applied.updated, applied.new), (1, 0, 0));
+        assert_eq!(stored_hash(&store), stored_then.content_hash);
+
+        store
+            .set_meta(crate::store::flags::RULES_FINGERPRINT, "rules of now")
+            .unwrap();
+        let applied = poll(&mut store, feed, vec![moved.clone()]);
+        assert_eq!((applied.unchanged, applied.updated, applied.new), (1, 0, 0));
+        assert_eq!(stored_hash(&store), moved.content_hash);
+        assert_eq!(moved.content_hash.len(), 32);
 
         let edited = hashed("g:2", "news.example/a", "Nvidia ships late");
         let applied = poll(&mut store, feed, vec![edited.clone()]);
         assert_eq!(applied.updated, 1);
         assert_eq!(stored_hash(&store), edited.content_hash);
-        assert_eq!(edited.content_hash.len(), 32);
     }
 
     #[test]

@@ -46,6 +46,18 @@ pub const RULES_FINGERPRINT: &str = "company_rules";
 /// re-match stopped midway leaves mentions of two sets of rules, which no fingerprint names.
 pub const REMATCH_PENDING: &str = "";
 
+/// [`Store::rematch_pending`], inside a transaction.
+pub(super) fn rematch_pending_in(conn: &Connection) -> rusqlite::Result<bool> {
+    let fingerprint: Option<String> = conn
+        .query_row(
+            "SELECT value FROM meta WHERE key = ?1",
+            [RULES_FINGERPRINT],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(fingerprint.is_some_and(|f| f == REMATCH_PENDING))
+}
+
 /// An entry's mentions computed anew, for the text whose hash is `content_hash`.
 pub struct Rematched {
     pub entry_id: i64,
@@ -189,9 +201,7 @@ impl Store {
     /// re-match is due, cleared when one finishes. Retention waits meanwhile, since an entry
     /// without mentions now may be flagged by the new rules.
     pub fn rematch_pending(&self) -> anyhow::Result<bool> {
-        Ok(self
-            .meta(RULES_FINGERPRINT)?
-            .is_some_and(|f| f == REMATCH_PENDING))
+        Ok(rematch_pending_in(&self.conn)?)
     }
 
     /// Flagged stories, newest first, optionally for one company and since a time.

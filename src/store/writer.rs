@@ -33,13 +33,16 @@ const GROUP_WINDOW: Duration = Duration::from_millis(200);
 /// Parsed documents held for the writer, queued or in its open transaction, in bytes of text
 /// (see [`held_bytes`]); the poll's fetchers pause when it is full. It is what lets parsing go
 /// on while the writer is held up by a checkpoint (about 0.1 s per 64 MiB of WAL, fsyncs
-/// included). A queue of 32 results (about 9 MiB here, with the 64 of an open transaction) left
-/// the parsers idle at every checkpoint; 16 MiB takes 4–6% off a cold poll of 1,000 feeds for
-/// 4 MB more peak memory, and 24 MiB no more time but 16 MB more at 10,000 feeds, where the
-/// writer sets the pace and the budget is always full. A count alone would not bound memory:
-/// one document may hold 50 entries or 5,000.
+/// included). With a queue of 32 results (about 9 MiB of the harness corpus's documents, with
+/// the 64 of an open transaction) the parsers sat idle at every checkpoint. 16 MiB takes 4–6%
+/// off a cold poll of 1,000 feeds, for 4 MB more peak memory there and 10 MB more at 10,000
+/// feeds (87 MB), where the writer sets the pace and the budget stays full; 24 MiB saved no more
+/// time and took 26 MB more at 10,000 feeds. A count alone would not bound memory: one document
+/// may hold 50 entries or 5,000.
 const HELD_BYTES: usize = 16 << 20;
-/// Jobs waiting for the writer, results and calls; in a poll [`HELD_BYTES`] binds first.
+/// Jobs waiting for the writer, results and calls. The budget above holds about 160 of the
+/// harness corpus's 50-entry documents, so this binds only for small documents (10 MB of 256
+/// documents of 20 entries), where it keeps the count of waiting tasks bounded too.
 const QUEUE_DEPTH: usize = 256;
 
 type Call = Box<dyn FnOnce(&mut Store) + Send>;
@@ -196,8 +199,8 @@ impl StoreWriter {
         self.submit(feed_id, state, result).await?.committed().await
     }
 
-    /// Queues one feed's result, waiting only for room in the queue; the receipt resolves once
-    /// it is committed. A fetcher that lets go of its fetch slot between the two keeps the
+    /// Queues one feed's result, waiting only for room (see [`HELD_BYTES`]); the receipt
+    /// resolves once it is committed. A fetcher that lets go of its fetch slot between the two keeps the
     /// network busy while the writer works.
     pub async fn submit(
         &self,
@@ -681,13 +684,14 @@ mod tests {
             })
         };
         writer_busy.await.unwrap();
-        let large = |key: &str| {
+        let sized = |key: &str, bytes: usize| {
             let mut result = document(key, "Harbour cranes");
             if let FeedResult::Parsed { feed, .. } = &mut result {
-                feed.entries[0].content = Some("crane ".repeat(HELD_BYTES * 2 / 5 / 6));
+                feed.entries[0].content = Some("crane ".repeat(bytes / 6));
             }
             result
         };
+        let large = move |key: &str| sized(key, HELD_BYTES * 2 / 5);
         let state = FetchState::at(Utc::now(), Some(200));
         let mut receipts = Vec::new();
         for key in ["g:1", "g:2"] {
@@ -710,6 +714,10 @@ mod tests {
         for receipt in receipts {
             assert_eq!(receipt.committed().await.unwrap().new, 1);
         }
+        // Larger than the whole budget: it waits for nothing held, not forever.
+        let oversized = writer.apply(feed_id, state, sized("g:4", HELD_BYTES + (1 << 20)));
+        let applied = tokio::time::timeout(PATIENCE, oversized).await;
+        assert_eq!(applied.expect("stored alone").unwrap().new, 1);
         drop(writer);
         thread.join().unwrap();
     }
