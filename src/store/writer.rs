@@ -592,11 +592,14 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_failing_result_rolls_back_alone_and_its_batch_mates_are_stored() {
-        let (_dir, store, feed_id) = store_with_one_feed();
-        let (writer, thread) = StoreWriter::spawn(store, IdleIndexing::Off).unwrap();
-        // Hold the writer until all three results are queued, so they form one batch.
+    /// Keeps the writer thread in a call until `release` is sent to; returns once the call runs,
+    /// with the task that waits for it.
+    async fn hold_writer(
+        writer: &StoreWriter,
+    ) -> (
+        std::sync::mpsc::Sender<()>,
+        tokio::task::JoinHandle<anyhow::Result<()>>,
+    ) {
         let (release, hold) = std::sync::mpsc::channel::<()>();
         let (started, writer_busy) = oneshot::channel();
         let held = {
@@ -612,6 +615,15 @@ mod tests {
             })
         };
         writer_busy.await.unwrap();
+        (release, held)
+    }
+
+    #[tokio::test]
+    async fn a_failing_result_rolls_back_alone_and_its_batch_mates_are_stored() {
+        let (_dir, store, feed_id) = store_with_one_feed();
+        let (writer, thread) = StoreWriter::spawn(store, IdleIndexing::Off).unwrap();
+        // Hold the writer until all three results are queued, so they form one batch.
+        let (release, held) = hold_writer(&writer).await;
         let state = FetchState::at(Utc::now(), Some(200));
         let first = writer
             .submit(feed_id, state.clone(), document("g:1", "Harbour cranes"))
@@ -669,21 +681,7 @@ mod tests {
     async fn results_wait_for_room_when_the_text_held_for_the_writer_would_pass_its_budget() {
         let (_dir, store, feed_id) = store_with_one_feed();
         let (writer, thread) = StoreWriter::spawn(store, IdleIndexing::Off).unwrap();
-        let (release, hold) = std::sync::mpsc::channel::<()>();
-        let (started, writer_busy) = oneshot::channel();
-        let held = {
-            let writer = writer.clone();
-            tokio::spawn(async move {
-                writer
-                    .call(move |_| {
-                        let _ = started.send(());
-                        hold.recv().unwrap();
-                        Ok(())
-                    })
-                    .await
-            })
-        };
-        writer_busy.await.unwrap();
+        let (release, held) = hold_writer(&writer).await;
         let sized = |key: &str, bytes: usize| {
             let mut result = document(key, "Harbour cranes");
             if let FeedResult::Parsed { feed, .. } = &mut result {
