@@ -1,4 +1,5 @@
-//! Plain data that flows between the pipeline stages.
+//! Plain data that flows between the pipeline stages, and the content hash that tells an edited
+//! entry from one served again (computed by `parse`, compared by `store`).
 //!
 //! `parse` produces [`ParsedFeed`]s, `matcher` produces [`Mention`]s, and `store` consumes both.
 //! Keeping these types here, free of any I/O, is what lets `fetch`, `parse` and `matcher` stay

@@ -873,8 +873,8 @@ impl Draft {
         let link = pick_link(&entry.links, base);
         let text = |html: &str, cap: fn(String) -> String| {
             let mut text = cap(html_to_text(html));
-            // Sized for the HTML, and held until the writer commits the entry (shrinking
-            // in place does not copy).
+            // Sized for the HTML, and held until the writer commits the entry (glibc
+            // shrinks an allocation in place, without copying).
             text.shrink_to_fit();
             Some(text).filter(|t| !t.is_empty())
         };
