@@ -92,8 +92,12 @@ const MIGRATIONS: &[(&str, &str)] = &[
 /// enough to ride out interactive use.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// WAL written between automatic checkpoints (SQLite counts them in pages).
-const WAL_CHECKPOINT_BYTES: i64 = 64 << 20;
+/// WAL written between automatic checkpoints (SQLite counts them in pages). The last one runs
+/// when the database is closed, at the end of a one-shot poll and after everything else: 32 MiB
+/// rather than 64 halves that wait, and the ones before it no longer hold up the poll (see the
+/// writer's budget of held text). Harness corpus, 6 runs each: 1.155 s against 1.200 s; 10,000
+/// feeds in `bench poll`: 22.8 CPU s against 23.6 (2 runs each).
+const WAL_CHECKPOINT_BYTES: i64 = 32 << 20;
 
 /// Creates the folder the database at `path` goes in, if it is missing.
 pub fn create_database_folder(path: &Path) -> anyhow::Result<()> {
@@ -186,7 +190,7 @@ impl Store {
         if !mode.eq_ignore_ascii_case("wal") {
             tracing::warn!(journal_mode = %mode, "could not switch the database to WAL mode");
         }
-        // Statement and savepoint journals in memory, not temp files; checkpoints every 64 MiB
+        // Statement and savepoint journals in memory, not temp files; checkpoints every 32 MiB
         // of WAL rather than every 1,000 pages, so a cold poll of thousands of feeds is not
         // paced by checkpoint fsyncs (the WAL file is trimmed back afterwards); a 16 MiB page
         // cache rather than 2 MiB, so a batch of new entries is not spilled to the WAL and read
@@ -354,7 +358,7 @@ mod tests {
     }
 
     #[test]
-    fn a_new_database_gets_16_kib_pages_an_older_one_keeps_its_own_and_both_checkpoint_every_64_mib()
+    fn a_new_database_gets_16_kib_pages_an_older_one_keeps_its_own_and_both_checkpoint_every_32_mib()
      {
         let pragma = |store: &Store, name: &str| -> i64 {
             store
@@ -365,7 +369,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let new = Store::open(&dir.path().join("new.db")).unwrap();
         assert_eq!(pragma(&new, "page_size"), 16384);
-        assert_eq!(pragma(&new, "wal_autocheckpoint"), 4096);
+        assert_eq!(pragma(&new, "wal_autocheckpoint"), 2048);
 
         let old_path = dir.path().join("old.db");
         drop(testing::database_before(
@@ -374,7 +378,7 @@ mod tests {
         ));
         let old = Store::open(&old_path).unwrap();
         assert_eq!(pragma(&old, "page_size"), 4096, "SQLite's default then");
-        assert_eq!(pragma(&old, "wal_autocheckpoint"), 16384);
+        assert_eq!(pragma(&old, "wal_autocheckpoint"), 8192);
         assert_eq!(old.integrity_check().unwrap(), "ok");
     }
 

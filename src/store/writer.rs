@@ -33,7 +33,7 @@ const GROUP_WINDOW: Duration = Duration::from_millis(200);
 /// Parsed documents held for the writer, queued or in its open transaction, in bytes of text
 /// (see [`held_bytes`]); the poll's fetchers pause when it is full. It is what lets parsing go
 /// on while the writer is held up by a checkpoint (about 0.1 s per 64 MiB of WAL, fsyncs
-/// included). With a queue of 32 results (about 9 MiB of the harness corpus's documents, with
+/// included; see `WAL_CHECKPOINT_BYTES` for how often). With a queue of 32 results (about 9 MiB of the harness corpus's documents, with
 /// the 64 of an open transaction) the parsers sat idle at every checkpoint. 16 MiB takes 4–6%
 /// off a cold poll of 1,000 feeds, for 4 MB more peak memory there and 10 MB more at 10,000
 /// feeds (87 MB), where the writer sets the pace and the budget stays full; 24 MiB saved no more
