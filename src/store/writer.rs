@@ -33,12 +33,12 @@ const GROUP_WINDOW: Duration = Duration::from_millis(200);
 /// Parsed documents held for the writer, queued or in its open transaction, in bytes of text
 /// (see [`held_bytes`]); the poll's fetchers pause when it is full. It is what lets parsing go
 /// on while the writer is held up by a checkpoint (about 0.1 s per 64 MiB of WAL, fsyncs
-/// included; see `WAL_CHECKPOINT_BYTES` for how often). With a queue of 32 results (about 9 MiB of the harness corpus's documents, with
-/// the 64 of an open transaction) the parsers sat idle at every checkpoint. 16 MiB takes 4–6%
-/// off a cold poll of 1,000 feeds, for 4 MB more peak memory there and 10 MB more at 10,000
-/// feeds (87 MB), where the writer sets the pace and the budget stays full; 24 MiB saved no more
-/// time and took 26 MB more at 10,000 feeds. A count alone would not bound memory: one document
-/// may hold 50 entries or 5,000.
+/// included; `WAL_CHECKPOINT_BYTES` says how often). With a queue of 32 results (about 9 MiB of
+/// the harness corpus's documents, with the 64 of an open transaction) the parsers sat idle at
+/// every checkpoint. 16 MiB takes 4–6% off a cold poll of 1,000 feeds, for 4 MB more peak
+/// memory there and 10 MB more at 10,000 feeds (87 MB), where the writer sets the pace and the
+/// budget stays full; 24 MiB saved no more time and took 16 MB more at 10,000 feeds (103 MB).
+/// A count alone would not bound memory: one document may hold 50 entries or 5,000.
 const HELD_BYTES: usize = 16 << 20;
 /// Jobs waiting for the writer, results and calls. The budget above holds about 160 of the
 /// harness corpus's 50-entry documents, so this binds only for small documents (10 MB of 256
