@@ -200,8 +200,8 @@ impl StoreWriter {
     }
 
     /// Queues one feed's result, waiting only for room (see [`HELD_BYTES`]); the receipt
-    /// resolves once it is committed. A fetcher that lets go of its fetch slot between the two keeps the
-    /// network busy while the writer works.
+    /// resolves once it is committed. A fetcher that lets go of its fetch slot between the two
+    /// keeps the network busy while the writer works.
     pub async fn submit(
         &self,
         feed_id: i64,
