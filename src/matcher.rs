@@ -39,11 +39,13 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
-use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use anyhow::Context as _;
 use unicode_script::{Script, UnicodeScript};
 
 use crate::model::{Field, Mention};
+
+mod scan;
+use scan::Patterns;
 
 /// One tracked company's rule, already validated by `config`
 /// (non-empty unique names, no alias shared by two companies).
@@ -84,7 +86,7 @@ const SNIPPET_CHARS: usize = 120;
 
 /// The compiled rules of all companies.
 pub struct Matcher {
-    automaton: AhoCorasick,
+    automaton: Patterns,
     /// No hit spans more original-text bytes than this, so only hits starting this close
     /// before another can contain it (keeps resolving linear in the number of hits).
     max_hit_len: usize,
@@ -183,21 +185,8 @@ impl Matcher {
 
         let mut patterns: Vec<(String, usize)> = pattern_ids.into_iter().collect();
         patterns.sort_unstable_by_key(|&(_, id)| id);
-        let build = |kind| {
-            AhoCorasick::builder()
-                // Overlapping search needs standard semantics; see the module header for why we
-                // want every occurrence rather than leftmost-longest.
-                .match_kind(MatchKind::Standard)
-                .kind(kind)
-                .build(patterns.iter().map(|(p, _)| p))
-        };
-        // A full DFA keeps the cost per byte flat as companies are added (one table lookup per
-        // byte, where the default NFA for large sets chases pointers): measured by
-        // `benches/matcher.rs`, 10,000 names cost ~1.2x 10 names instead of ~1.8x. It takes more
-        // memory (see `memory_usage`), so fall back to the automatic choice if it cannot be built.
-        let automaton = build(Some(AhoCorasickKind::DFA))
-            .or_else(|_| build(None))
-            .context("building the company name automaton")?;
+        let patterns: Vec<String> = patterns.into_iter().map(|(p, _)| p).collect();
+        let automaton = Patterns::new(&patterns).context("building the company name automaton")?;
 
         let mut meaning_starts = Vec::with_capacity(grouped.len() + 1);
         let mut meanings = Vec::new();
@@ -347,16 +336,17 @@ impl Matcher {
                 continue;
             }
             fold_into(original, folded, shifts);
-            for found in self.automaton.find_overlapping_iter(folded.as_str()) {
-                let Some((start, end)) = to_original(shifts, found.range()) else {
-                    continue; // starts or ends inside one character's lowercase expansion
-                };
-                let pattern = found.pattern().as_usize();
-                let range = self.meaning_starts[pattern]..self.meaning_starts[pattern + 1];
-                for (offset, meaning) in self.meanings[range.clone()].iter().enumerate() {
-                    let company = &self.companies[meaning.company];
-                    let status =
-                        if meaning.role != Role::Context && !company.searches[field_index(field)] {
+            self.automaton
+                .for_each_occurrence(folded, |pattern, folded_range| {
+                    let Some((start, end)) = to_original(shifts, folded_range) else {
+                        return; // starts or ends inside one character's lowercase expansion
+                    };
+                    let range = self.meaning_starts[pattern]..self.meaning_starts[pattern + 1];
+                    for (offset, meaning) in self.meanings[range.clone()].iter().enumerate() {
+                        let company = &self.companies[meaning.company];
+                        let status = if meaning.role != Role::Context
+                            && !company.searches[field_index(field)]
+                        {
                             Status::FieldNotSearched
                         } else if meaning.exact_case
                             && !same_spelling(&original[start..end], &meaning.phrase)
@@ -367,20 +357,20 @@ impl Matcher {
                         } else {
                             Status::Kept
                         };
-                    let keep =
-                        status == Status::Kept || keep_rejected && meaning.role == Role::Name;
-                    if keep {
-                        hits.push(Hit {
-                            company: meaning.company,
-                            meaning: range.start + offset,
-                            field,
-                            start,
-                            end,
-                            status,
-                        });
+                        let keep =
+                            status == Status::Kept || keep_rejected && meaning.role == Role::Name;
+                        if keep {
+                            hits.push(Hit {
+                                company: meaning.company,
+                                meaning: range.start + offset,
+                                field,
+                                start,
+                                end,
+                                status,
+                            });
+                        }
                     }
-                }
-            }
+                });
         }
         self.resolve(hits);
         hits.sort_unstable_by_key(|h| (h.company, h.field, h.start, h.end, h.meaning));
