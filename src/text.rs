@@ -32,27 +32,11 @@ pub fn html_to_text(html: &str) -> String {
     while i < bytes.len() {
         match CLASS[bytes[i] as usize] {
             Class::Plain => {
-                let start = i;
-                i += 1;
-                loop {
-                    while i < bytes.len() && CLASS[bytes[i] as usize] == Class::Plain {
-                        i += 1;
-                    }
-                    // One space between two visible characters is already collapsed: it stays
-                    // in the run, so prose is copied a sentence at a time, not a word at a time.
-                    if bytes.get(i) == Some(&b' ')
-                        && bytes
-                            .get(i + 1)
-                            .is_some_and(|&next| CLASS[next as usize] == Class::Plain)
-                    {
-                        i += 2;
-                    } else {
-                        break;
-                    }
-                }
+                let end = plain_run_end(bytes, i + 1);
                 // Runs stop only at ASCII bytes or at the lead byte of a character, so the slice
                 // is on character boundaries.
-                out.push_str(&html[start..i]);
+                out.push_str(&html[i..end]);
+                i = end;
             }
             Class::Space => {
                 out.space();
@@ -76,6 +60,55 @@ pub fn html_to_text(html: &str) -> String {
         }
     }
     out.finish()
+}
+
+/// Where the run of text that reaches `from` ends: visible characters, and single spaces between
+/// two of them, are copied as they are, so prose is copied a paragraph at a time.
+///
+/// ASCII is looked at a word (8 bytes) at a time: a byte-at-a-time scan of the same runs was 6%
+/// of a cold poll's CPU.
+fn plain_run_end(bytes: &[u8], mut i: usize) -> usize {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = ONES * 0x80;
+    // Exact per-byte tests, for words whose bytes are all below 0x80: no carry crosses a byte.
+    let equal = |word: u64, byte: u8| {
+        let diff = word ^ (ONES * u64::from(byte));
+        !(((diff & !HIGH) + !HIGH) | diff) & HIGH
+    };
+    let below = |word: u64, byte: u8| !(word + ONES * u64::from(0x80 - byte)) & HIGH;
+    loop {
+        if let Some(window) = bytes.get(i..i + 8) {
+            let word = u64::from_le_bytes(window.try_into().expect("8 bytes"));
+            if word & HIGH == 0 {
+                let space = equal(word, b' ');
+                let other =
+                    below(word, b' ') | equal(word, b'&') | equal(word, b'<') | equal(word, 0x7f);
+                let next_is_not_plain = bytes
+                    .get(i + 8)
+                    .is_none_or(|&next| CLASS[next as usize] != Class::Plain);
+                let followed_by_not_plain =
+                    ((other | space) >> 8) | (u64::from(next_is_not_plain) << 63);
+                let stop = other | (space & followed_by_not_plain);
+                if stop != 0 {
+                    return i + (stop.trailing_zeros() / 8) as usize;
+                }
+                i += 8;
+                continue;
+            }
+        }
+        // A byte at a time: past the last full word, or a word with a multi-byte character.
+        let continues = match bytes.get(i) {
+            Some(&b) if CLASS[b as usize] == Class::Plain => true,
+            Some(b' ') => bytes
+                .get(i + 1)
+                .is_some_and(|&next| CLASS[next as usize] == Class::Plain),
+            _ => false,
+        };
+        if !continues {
+            return i;
+        }
+        i += 1;
+    }
 }
 
 /// Output buffer that turns runs of whitespace into one space, emitted only before the next
@@ -429,6 +462,62 @@ fn is_block(name: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::{CLASS, Class, plain_run_end};
+
+    /// The byte-at-a-time scan that `plain_run_end` replaced.
+    fn run_end_one_byte_at_a_time(bytes: &[u8], mut i: usize) -> usize {
+        let plain = |i: usize| {
+            bytes
+                .get(i)
+                .is_some_and(|&b| CLASS[b as usize] == Class::Plain)
+        };
+        loop {
+            while plain(i) {
+                i += 1;
+            }
+            if bytes.get(i) == Some(&b' ') && plain(i + 1) {
+                i += 2;
+            } else {
+                return i;
+            }
+        }
+    }
+
+    #[test]
+    fn runs_read_a_word_at_a_time_end_where_a_byte_at_a_time_scan_ends() {
+        // Every byte the word-at-a-time test tells apart, near each other and at every offset
+        // within a word, including a multi-byte character that may (U+00A0) or may not (é) be
+        // whitespace and runs that reach the end of the text.
+        let pieces = [
+            "a", "b", "Z", "0", "~", "!", " ", "  ", "&", "<", ">", "\t", "\n", "\0", "\u{7f}",
+            "\u{1f}", "é", "\u{a0}", "€", "quick", "fox ",
+        ];
+        let mut seed = 0x9e37_79b9_u32;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            seed as usize
+        };
+        for _ in 0..2_000 {
+            let mut text = String::new();
+            for _ in 0..next() % 40 {
+                text.push_str(pieces[next() % pieces.len()]);
+            }
+            let bytes = text.as_bytes();
+            for from in 1..=bytes.len() {
+                if CLASS[bytes[from - 1] as usize] != Class::Plain {
+                    continue; // runs start after a visible byte
+                }
+                assert_eq!(
+                    plain_run_end(bytes, from),
+                    run_end_one_byte_at_a_time(bytes, from),
+                    "{text:?} from {from}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn unclosed_tags_are_kept_as_text() {
         // 20,000 `<a` with no `>` anywhere (each used to scan to the end: 400 M steps).
