@@ -479,7 +479,9 @@ enum Status {
 /// Per-thread buffers reused across entries, so that `find` allocates only its result.
 #[derive(Default)]
 struct Scratch {
-    folded: String,
+    /// Valid UTF-8, kept as bytes: the automaton reads bytes, and checking it again would cost
+    /// a pass over every field.
+    folded: Vec<u8>,
     /// Where folding changed offsets (see [`Shift`]); empty when it kept every offset.
     shifts: Vec<Shift>,
     hits: Vec<Hit>,
@@ -503,9 +505,9 @@ fn normalize_whitespace(phrase: &str) -> String {
 }
 
 fn fold(phrase: &str) -> String {
-    let (mut folded, mut shifts) = (String::new(), Vec::new());
+    let (mut folded, mut shifts) = (Vec::new(), Vec::new());
     fold_into(phrase, &mut folded, &mut shifts);
-    folded
+    String::from_utf8(folded).expect("folding keeps UTF-8 valid")
 }
 
 /// Where folded offsets stop matching original ones. From `folded` on (up to the next shift),
@@ -523,12 +525,11 @@ struct Shift {
 /// Lowercases `text` into `folded` with Unicode rules, every whitespace character becoming a
 /// space, and records in `shifts` where offsets change. Most text needs no shift at all: ASCII
 /// and most accented letters keep their length when lowercased.
-fn fold_into(text: &str, folded: &mut String, shifts: &mut Vec<Shift>) {
+fn fold_into(text: &str, out: &mut Vec<u8>, shifts: &mut Vec<Shift>) {
     shifts.clear();
     // Built as bytes: ASCII runs are copied and folded in place, a loop the compiler
-    // vectorises. Pushing `char`s into the String one at a time was a tenth of a cold poll's CPU;
+    // vectorises. Pushing `char`s into a String one at a time was a tenth of a cold poll's CPU;
     // a map entry per byte, rather than per shift, 0.9% of its instructions.
-    let mut out = std::mem::take(folded).into_bytes();
     out.clear();
     let bytes = text.as_bytes();
     let mut at = 0;
@@ -576,7 +577,6 @@ fn fold_into(text: &str, folded: &mut String, shifts: &mut Vec<Shift>) {
         }
         at += width;
     }
-    *folded = String::from_utf8(out).expect("folding keeps UTF-8 valid");
 }
 
 /// How many bytes at the start of `bytes` are ASCII. Checked 32 bytes at a time first (std's
@@ -828,9 +828,9 @@ mod tests {
 
     #[test]
     fn folding_mixed_text_lowercases_and_maps_offsets_back() {
-        let (mut folded, mut shifts) = (String::new(), Vec::new());
+        let (mut folded, mut shifts) = (Vec::new(), Vec::new());
         fold_into("Zü\tİΣ\x0BAB", &mut folded, &mut shifts);
-        assert_eq!(folded, "zü i\u{307}σ ab");
+        assert_eq!(folded, "zü i\u{307}σ ab".as_bytes());
         // 'İ' (2 bytes) lowercases to two characters (3 bytes): a hit may start at it or after
         // it, not inside it. 'ü' and 'Σ' keep their length and need no shift.
         assert_eq!(
@@ -857,7 +857,7 @@ mod tests {
             [Some(0), Some(3), Some(4), None, Some(6), Some(8), Some(11)]
         );
         fold_into("Plain\tASCII", &mut folded, &mut shifts);
-        assert_eq!(folded, "plain ascii");
+        assert_eq!(folded, b"plain ascii");
         assert!(shifts.is_empty(), "ASCII text keeps its offsets");
     }
 
@@ -890,8 +890,9 @@ mod tests {
             fn shifts_map_every_character_boundary_like_a_map_of_each_byte(
                 text in "[a-zA-Z' \t\u{0B}\u{A0}\u{3000}İıΣσςßẞÅÉéŉǅΐ\u{212A}\u{307}\u{2019}\u{2BC}小米삼성]{0,40}"
             ) {
-                let (mut folded, mut shifts) = (String::new(), Vec::new());
+                let (mut folded, mut shifts) = (Vec::new(), Vec::new());
                 fold_into(&text, &mut folded, &mut shifts);
+                let folded = String::from_utf8(folded).expect("folding keeps UTF-8 valid");
                 let (expected_folded, origin) = origin_of_each_byte(&text);
                 prop_assert_eq!(&folded, &expected_folded);
                 let at = |i: usize| origin.get(i).copied().unwrap_or(text.len());

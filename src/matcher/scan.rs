@@ -68,11 +68,11 @@ impl Patterns {
     /// overlapping ones included, in no particular order.
     pub(super) fn for_each_occurrence(
         &self,
-        haystack: &str,
+        haystack: &[u8],
         mut report: impl FnMut(usize, Range<usize>),
     ) {
         match self {
-            Patterns::Dfa(dfa) => walk_in_stretches(dfa, haystack.as_bytes(), &mut report),
+            Patterns::Dfa(dfa) => walk_in_stretches(dfa, haystack, &mut report),
             Patterns::Other(automaton) => {
                 for found in automaton.find_overlapping_iter(haystack) {
                     report(found.pattern().as_usize(), found.range());
@@ -169,7 +169,7 @@ mod tests {
         let compiled = Patterns::new(patterns).unwrap();
         assert!(matches!(compiled, Patterns::Dfa(_)));
         let mut found = Vec::new();
-        compiled.for_each_occurrence(haystack, |p, r| found.push((p, r)));
+        compiled.for_each_occurrence(haystack.as_bytes(), |p, r| found.push((p, r)));
         found.sort_by_key(|(p, r)| (r.start, r.end, *p));
         found
     }
