@@ -1,5 +1,6 @@
-//! Cost of `parse_feed` (decode + feed-rs + text extraction + keys + hashes) per entry, and of
-//! `html_to_text` per KB, over a generated RSS feed of 1,000 entries with 1–3 KB of HTML each.
+//! Cost of `parse_feed` (decode + feed-rs + text extraction + keys + hashes) per entry, over a
+//! generated RSS feed of 1,000 entries with 1–3 KB of HTML each, and of `html_to_text` per KB
+//! of English and of Chinese and Russian HTML (where most bytes belong to multi-byte characters).
 //!
 //! `cargo bench --bench parse` prints medians of several runs; no external harness.
 
@@ -17,6 +18,11 @@ const RUNS: usize = 15;
 const PARAGRAPH: &str = "<p>Xiaomi&#8217;s CEO <a href=\"https://example.com/lei-jun?utm_source=rss\">Lei Jun</a> \
 said on <b>Tuesday</b> that the company&nbsp;would expand in the US market, competing with \
 <i>Samsung</i> &amp; Apple.<br/>Shares rose 3% in Hong Kong.</p>\n";
+
+/// The same kind of paragraph in Chinese and Russian.
+const NON_LATIN_PARAGRAPH: &str = "<p>小米集团首席执行官<a href=\"https://example.com/lei-jun\">雷军</a>周二表示，\
+公司将扩大在美国市场的业务，与<b>三星</b>和苹果竞争。Генеральный директор Xiaomi Лэй Цзюнь \
+заявил во&nbsp;вторник, что компания расширит присутствие на рынке США.</p>\n";
 
 fn generated_feed() -> String {
     let mut feed = String::from(
@@ -80,18 +86,23 @@ fn main() {
         feed_rs_per_entry.as_secs_f64() * 1e6
     );
 
-    let html = PARAGRAPH.repeat(40);
-    let per_kb = median(
-        (0..RUNS * 20)
-            .map(|_| {
-                let started = Instant::now();
-                black_box(html_to_text(black_box(&html)));
-                started.elapsed().div_f64(html.len() as f64 / 1024.0)
-            })
-            .collect(),
-    );
-    println!(
-        "html_to_text: median {:.2} µs per KB of HTML",
-        per_kb.as_secs_f64() * 1e6
-    );
+    for (text, paragraph) in [
+        ("English", PARAGRAPH),
+        ("Chinese and Russian", NON_LATIN_PARAGRAPH),
+    ] {
+        let html = paragraph.repeat(40);
+        let per_kb = median(
+            (0..RUNS * 20)
+                .map(|_| {
+                    let started = Instant::now();
+                    black_box(html_to_text(black_box(&html)));
+                    started.elapsed().div_f64(html.len() as f64 / 1024.0)
+                })
+                .collect(),
+        );
+        println!(
+            "html_to_text, {text}: median {:.2} µs per KB of HTML",
+            per_kb.as_secs_f64() * 1e6
+        );
+    }
 }
