@@ -978,8 +978,20 @@ mod tests {
         assert_eq!(hit_count(&meta, "The metadata of the Metaverse"), 0);
         assert_eq!(hit_count(&meta, "Meta_platforms and Metá"), 0);
         assert_eq!(hit_count(&meta, "Ameta"), 0);
+        assert_eq!(hit_count(&meta, "Meta3 and 3Meta"), 0);
         assert_eq!(hit_count(&meta, "Meta said"), 1);
         assert_eq!(hit_count(&meta, "said Meta"), 1);
+    }
+
+    #[test]
+    fn ascii_neighbours_are_judged_as_the_unicode_rules_would() {
+        for c in (0..=0x7f_u8).map(char::from) {
+            let by_unicode = (c.is_alphanumeric() && !is_apostrophe(c))
+                || c == '_'
+                || c.script() == Script::Inherited;
+            assert_eq!(continues_word(c), by_unicode, "{c:?}");
+            assert!(!is_spaceless_script(c), "{c:?}");
+        }
     }
 
     #[test]

@@ -12,7 +12,7 @@
 
 use std::ops::Range;
 
-use aho_corasick::automaton::Automaton as _;
+use aho_corasick::automaton::{Automaton as _, StateID};
 use aho_corasick::dfa::DFA;
 use aho_corasick::{AhoCorasick, Anchored, MatchKind};
 
@@ -24,7 +24,7 @@ const SPLIT_FROM: usize = 256;
 pub(super) enum Patterns {
     /// A full DFA keeps the cost per byte flat as companies are added (one table lookup per byte,
     /// where the NFA for large sets chases pointers): measured by `benches/matcher.rs`, 10,000
-    /// names cost ~1.2× 10 names instead of ~1.8×.
+    /// names cost 1.15× 10 names (1.8× with the NFA, session 15).
     Dfa(Box<DFA>),
     /// When the DFA cannot be built (too many states for its IDs), the automatic choice.
     Other(AhoCorasick),
@@ -43,10 +43,16 @@ impl Patterns {
             .build(patterns);
         match dfa {
             Ok(dfa) => Ok(Patterns::Dfa(Box::new(dfa))),
-            Err(_) => AhoCorasick::builder()
-                .match_kind(MatchKind::Standard)
-                .build(patterns)
-                .map(Patterns::Other),
+            Err(error) => {
+                tracing::warn!(
+                    %error,
+                    "the company names do not fit a DFA; matching uses a slower automaton"
+                );
+                AhoCorasick::builder()
+                    .match_kind(MatchKind::Standard)
+                    .build(patterns)
+                    .map(Patterns::Other)
+            }
         }
     }
 
@@ -83,10 +89,16 @@ impl Patterns {
 }
 
 /// How many stretches of a field are walked at once. Measured on the harness corpus's
-/// descriptions (2 KB on average, 40 names and 10,000 alike): one walk 0.66 GB/s, two 1.26,
-/// three 1.8, four 2.2 to 2.35, six no faster, eight slower (the states no longer fit in
-/// registers).
+/// descriptions (2 KB on average), with 40 names and with 10,000 at the same speed: one walk
+/// 0.66 GB/s, two 1.26, three 1.8, four 2.2 to 2.35, six no faster, eight slower (the states no
+/// longer fit in registers).
 const WALKS: usize = 4;
+
+/// A field is split only when each stretch is at least this many warm-ups long. The warm-up
+/// bytes at the end of each stretch are walked one chain at a time after the common loop, so a
+/// stretch of twice the warm-up costs the time of 2.5 stretches, not 4. (A long exclusion phrase
+/// raises the warm-up, and with it the length from which fields are split.)
+const MIN_STRETCH_IN_WARM_UPS: usize = 2;
 
 fn walk_in_stretches(dfa: &DFA, haystack: &[u8], report: &mut impl FnMut(usize, Range<usize>)) {
     let start = dfa
@@ -99,20 +111,15 @@ fn walk_in_stretches(dfa: &DFA, haystack: &[u8], report: &mut impl FnMut(usize, 
         }
     };
     let warm_up = dfa.max_pattern_len();
-    if haystack.len() < SPLIT_FROM.max(4 * WALKS * warm_up) {
-        let mut state = start;
-        for (at, &byte) in haystack.iter().enumerate() {
-            state = dfa.next_state(Anchored::No, state, byte);
-            if dfa.is_match(state) {
-                emit(state, at + 1);
-            }
-        }
+    if haystack.len() < SPLIT_FROM.max(WALKS * MIN_STRETCH_IN_WARM_UPS * warm_up) {
+        walk(dfa, start, haystack, 0..haystack.len(), &mut emit);
         return;
     }
     // Walk `k` reports the occurrences ending in `(k * stretch, (k + 1) * stretch]` (the last
     // one up to the end), and reads from `warm_up` bytes before that.
     let stretch = haystack.len() / WALKS;
-    let from: [usize; WALKS] = std::array::from_fn(|k| (k * stretch).saturating_sub(warm_up));
+    let from: [usize; WALKS] =
+        std::array::from_fn(|k| if k == 0 { 0 } else { k * stretch - warm_up });
     let mut states = [start; WALKS];
     for step in 0..stretch {
         for (state, &from) in states.iter_mut().zip(&from) {
@@ -136,13 +143,22 @@ fn walk_in_stretches(dfa: &DFA, haystack: &[u8], report: &mut impl FnMut(usize, 
         } else {
             (k + 1) * stretch
         };
-        let mut state = states[k];
-        let tail_from = from[k] + stretch;
-        for (at, &byte) in haystack[..end].iter().enumerate().skip(tail_from) {
-            state = dfa.next_state(Anchored::No, state, byte);
-            if dfa.is_match(state) {
-                emit(state, at + 1);
-            }
+        walk(dfa, states[k], haystack, from[k] + stretch..end, &mut emit);
+    }
+}
+
+/// Walks `haystack[range]` from `state`, one byte after the other.
+fn walk(
+    dfa: &DFA,
+    mut state: StateID,
+    haystack: &[u8],
+    range: Range<usize>,
+    emit: &mut impl FnMut(StateID, usize),
+) {
+    for at in range {
+        state = dfa.next_state(Anchored::No, state, haystack[at]);
+        if dfa.is_match(state) {
+            emit(state, at + 1);
         }
     }
 }
