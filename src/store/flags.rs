@@ -660,7 +660,7 @@ mod tests {
     fn mentions_left_behind_under_a_reused_entry_id_are_overwritten_not_an_error() {
         let (_dir, mut store, feeds) = store_with_feeds(&["Wire"]);
         track_xiaomi(&mut store);
-        let store_flagged = |store: &mut Store, key: &str, snippet: &str| {
+        let store_flagged = |store: &mut Store, key: &str, mention: Mention| {
             let result = super::super::FeedResult::Parsed {
                 etag: None,
                 last_modified: None,
@@ -669,7 +669,7 @@ mod tests {
                     entries: vec![arriving(key, &format!("news.example/{key}"), HEADLINE)],
                     ..Default::default()
                 },
-                mentions: vec![vec![xiaomi_in_title(snippet)]],
+                mentions: vec![vec![mention]],
             };
             let state = super::super::FetchState::at(Utc::now(), Some(200));
             store.apply(feeds[0], &state, &result).unwrap();
@@ -680,7 +680,17 @@ mod tests {
                 })
                 .unwrap()
         };
-        let first = store_flagged(&mut store, "a", "first");
+        let mentions = |store: &Store| -> Vec<(i64, String, i64, String)> {
+            store
+                .conn
+                .prepare("SELECT entry_id, fields, count, snippet FROM mentions")
+                .unwrap()
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        };
+        let first = store_flagged(&mut store, "a", xiaomi_in_title("first"));
         // Deleted by hand with foreign keys off: its mention stays, and SQLite gives the next
         // entry the same id.
         store
@@ -691,20 +701,21 @@ mod tests {
                  PRAGMA foreign_keys = ON;",
             )
             .unwrap();
-        let second = store_flagged(&mut store, "b", "second");
+        assert_eq!(mentions(&store).len(), 1, "the mention outlived its entry");
+        let in_both = Mention {
+            fields: vec![crate::model::Field::Title, crate::model::Field::Summary],
+            count: 3,
+            ..xiaomi_in_title("second")
+        };
+        let second = store_flagged(&mut store, "b", in_both);
         assert_eq!(
             second, first,
             "the id is reused, so the old mention is in the way"
         );
-        let snippets: Vec<(i64, String)> = store
-            .conn
-            .prepare("SELECT entry_id, snippet FROM mentions")
-            .unwrap()
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-        assert_eq!(snippets, [(second, "second".to_string())]);
+        assert_eq!(
+            mentions(&store),
+            [(second, "title,summary".to_string(), 3, "second".to_string())]
+        );
     }
 
     #[test]
