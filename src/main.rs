@@ -11,22 +11,30 @@ use feedhound::scheduler::Control;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
-/// Worker threads of the async runtime: one fewer than the cores, at least one. The runtime
-/// only moves bytes (HTTP, TLS, gzip); documents are parsed on the parse pool and every write
-/// runs on the store's writer thread, which needs a core to itself during a poll. On two cores a
-/// second worker only added wake-ups between the two: a cold poll of the harness corpus took
-/// 1.085 s with two and 1.040 s with one (6 alternating runs; 12% fewer context switches).
-fn runtime_workers() -> usize {
-    std::thread::available_parallelism().map_or(1, |cores| cores.get().saturating_sub(1).max(1))
+/// Worker threads of the async runtime: one fewer than the cores, at least one, unless
+/// `TOKIO_WORKER_THREADS` says otherwise. The runtime moves bytes (HTTP, TLS, gzip and brotli,
+/// a hash of each body); documents are parsed on the parse pool and every write runs on the
+/// store's writer thread, which needs a core to itself during a poll. On two cores a second
+/// worker only added wake-ups between the two: a cold poll of the harness corpus took 1.040 s
+/// with one and 1.085 s with two, and 1.025 s against 1.055 s in a second series (6 alternating
+/// runs each; 12% fewer context switches). Machines with more cores were not measured.
+fn runtime_workers() -> Option<usize> {
+    if std::env::var_os("TOKIO_WORKER_THREADS").is_some() {
+        return None;
+    }
+    std::thread::available_parallelism()
+        .ok()
+        .map(|cores| cores.get().saturating_sub(1).max(1))
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(runtime_workers())
-        .enable_all()
-        .build();
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(workers) = runtime_workers() {
+        runtime.worker_threads(workers);
+    }
+    let runtime = runtime.enable_all().build();
     let runtime = match runtime {
         Ok(runtime) => runtime,
         Err(err) => {
