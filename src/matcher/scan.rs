@@ -16,8 +16,8 @@ use aho_corasick::automaton::{Automaton as _, StateID};
 use aho_corasick::dfa::DFA;
 use aho_corasick::{AhoCorasick, Anchored, MatchKind};
 
-/// Below this many bytes a field is walked in one piece (titles, most summaries): the warm-ups
-/// would cost more than the overlap saves.
+/// Below this many bytes a field is walked in one piece: titles, where four walks would save a
+/// few nanoseconds at most. Not tuned; the fields that matter are the kilobytes of a summary.
 const SPLIT_FROM: usize = 256;
 
 /// Every pattern of every company, compiled for overlapping search.
