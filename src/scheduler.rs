@@ -999,8 +999,8 @@ impl Services<'_> {
 
     /// The work that follows the config in the background: alert delivery to its targets, and
     /// a rescan when its company rules are new to the database, with `pipeline`'s matcher (built
-    /// once: with 10,000 names that takes about 50 ms). Cancel the token to stop both (a rescan stops
-    /// between batches, leaving the rules marked stale).
+    /// once: with 10,000 names that takes about 50 ms). Cancel the token to stop both (a rescan
+    /// stops between batches, leaving the rules marked stale).
     fn start_background(
         &self,
         config: &Config,
