@@ -78,11 +78,7 @@ fn plain_run_end(bytes: &[u8], from: usize) -> usize {
         !(((diff & !HIGH) + !HIGH) | diff) & HIGH
     };
     let below = |word: u64, byte: u8| !(word + ONES * u64::from(0x80 - byte)) & HIGH;
-    let plain = |at: usize| {
-        bytes
-            .get(at)
-            .is_some_and(|&b| CLASS[b as usize] == Class::Plain)
-    };
+    let plain = |at: usize| is_plain_at(bytes, at);
     let mut i = from;
     loop {
         if let Some(window) = bytes.get(i..i + 8) {
@@ -111,6 +107,13 @@ fn plain_run_end(bytes: &[u8], from: usize) -> usize {
             return i;
         }
     }
+}
+
+/// Whether `bytes[at]` exists and is of [`Class::Plain`].
+fn is_plain_at(bytes: &[u8], at: usize) -> bool {
+    bytes
+        .get(at)
+        .is_some_and(|&b| CLASS[b as usize] == Class::Plain)
 }
 
 /// Output buffer that turns runs of whitespace into one space, emitted only before the next
@@ -464,15 +467,11 @@ fn is_block(name: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{CLASS, Class, html_to_text, plain_run_end};
+    use super::{CLASS, Class, html_to_text, is_plain_at, plain_run_end};
 
     /// The byte-at-a-time scan that `plain_run_end` replaced.
     fn run_end_one_byte_at_a_time(bytes: &[u8], mut i: usize) -> usize {
-        let plain = |i: usize| {
-            bytes
-                .get(i)
-                .is_some_and(|&b| CLASS[b as usize] == Class::Plain)
-        };
+        let plain = |i: usize| is_plain_at(bytes, i);
         loop {
             while plain(i) {
                 i += 1;
