@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::flags::{Flagging, insert_mentions, queue_alerts, rewrite_edited_mentions, story_for};
+use super::titles::RecentTitles;
 use super::{Store, sql_time, sql_time_precise};
 use crate::model::{Mention, ParsedEntry, ParsedFeed};
 use crate::parse::identity_fragment;
@@ -120,7 +121,14 @@ impl Store {
         result: &FeedResult,
     ) -> anyhow::Result<Applied> {
         let tx = super::write_transaction(&mut self.conn)?;
-        let applied = apply_in(&tx, &self.flagging, feed_id, state, result)?;
+        let applied = apply_in(
+            &tx,
+            &self.flagging,
+            &mut self.titles,
+            feed_id,
+            state,
+            result,
+        )?;
         tx.commit()?;
         Ok(applied)
     }
@@ -158,6 +166,7 @@ impl Store {
 pub(super) fn apply_in(
     tx: &Connection,
     flagging: &Flagging,
+    titles: &mut RecentTitles,
     feed_id: i64,
     state: &FetchState,
     result: &FeedResult,
@@ -207,7 +216,15 @@ pub(super) fn apply_in(
             feed,
             mentions,
         } => {
-            let applied = upsert_entries(tx, flagging, feed_id, state.fetched_at, feed, mentions)?;
+            let applied = upsert_entries(
+                tx,
+                flagging,
+                titles,
+                feed_id,
+                state.fetched_at,
+                feed,
+                mentions,
+            )?;
             // Validators are replaced, not merged: they describe this new body.
             tx.prepare_cached(
                 "UPDATE feeds SET etag = ?2, last_modified = ?3, body_hash = ?4, title = ?5, site_link = ?6,
@@ -280,11 +297,13 @@ fn record_redirect(
 fn upsert_entries(
     tx: &Connection,
     flagging: &Flagging,
+    titles: &mut RecentTitles,
     feed_id: i64,
     fetched_at: DateTime<Utc>,
     feed: &ParsedFeed,
     mentions: &[Vec<Mention>],
 ) -> anyhow::Result<Applied> {
+    titles.catch_up(tx, fetched_at)?;
     let now = &sql_time(fetched_at);
     let keys_in_document: HashSet<&str> =
         feed.entries.iter().map(|e| e.dedup_key.as_str()).collect();
@@ -411,7 +430,7 @@ fn upsert_entries(
             // Deleted by retention and still served: not stored again (see `retention`).
             Found::Tombstoned => applied.unchanged += 1,
             Found::Nothing => {
-                let story = story_for(tx, entry, fetched_at)?;
+                let story = story_for(tx, titles, entry, fetched_at)?;
                 let id = insert_entry(tx, feed_id, now, entry, story)?;
                 if !entry_mentions.is_empty() {
                     insert_mentions(tx, flagging, id, entry_mentions)?;

@@ -14,13 +14,10 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
+use super::titles::{RecentTitles, TITLE_WINDOW};
 use super::{Store, sql_time};
 use crate::config::CompanyConfig;
 use crate::model::{Mention, ParsedEntry};
-
-/// Same-title entries are one story only when seen this close together: wire copy spreads
-/// within hours, while a recurring title ("Morning briefing") comes back days later.
-const TITLE_WINDOW: chrono::Duration = chrono::Duration::hours(48);
 
 /// Which notify targets want alerts for which companies (`None`: every company).
 #[derive(Debug, Clone)]
@@ -356,6 +353,7 @@ fn flagged_stories_sql(by_company: bool, since: bool) -> String {
 /// then rewritten.
 pub(super) fn story_for(
     conn: &Connection,
+    titles: &mut RecentTitles,
     entry: &ParsedEntry,
     now: DateTime<Utc>,
 ) -> anyhow::Result<i64> {
@@ -381,16 +379,24 @@ pub(super) fn story_for(
         }
         return Ok(story.id);
     }
-    if let Some(key) = &title_key
-        && let Some(story) = story_by_title(conn, key, &sql_time(now - TITLE_WINDOW))?
-    {
-        return Ok(story);
+    if let Some(key) = &title_key {
+        let window_start = sql_time(now - TITLE_WINDOW);
+        if let Some(story) = titles.story(conn, key, &window_start)? {
+            return Ok(story);
+        }
+        if let Some(story) = story_by_joined_title(conn, key, &window_start)? {
+            return Ok(story);
+        }
     }
     conn.prepare_cached(
         "INSERT INTO stories (canonical_link, title_key, first_seen_at) VALUES (?1, ?2, ?3)",
     )?
     .execute(params![link, title_key, sql_time(now)])?;
-    Ok(conn.last_insert_rowid())
+    let story = conn.last_insert_rowid();
+    if let Some(key) = &title_key {
+        titles.record(key, story);
+    }
+    Ok(story)
 }
 
 /// A stored story, with the title key of its first entry.
@@ -399,8 +405,8 @@ struct FoundStory {
     title_key: Option<String>,
 }
 
-// The lookups below are one statement each: COALESCE runs its second query only when the first
-// finds nothing, where two statements cost more, and a UNION ALL sorts in a temporary b-tree.
+// The link lookup is one statement: COALESCE runs its second query only when the first finds
+// nothing, where two statements cost more, and a UNION ALL sorts in a temporary b-tree.
 
 /// The first story whose first entry had `link`, else the first story with an entry of that link.
 /// Entries whose document gave the same link to other items too (`link_shared`: a feed's home
@@ -420,17 +426,15 @@ fn story_by_link(conn: &Connection, link: &str) -> rusqlite::Result<Option<Found
     .optional()
 }
 
-/// The first story first seen since `window_start` under title key `key`, else the first that
-/// an entry joined under it since then.
-fn story_by_title(
+/// The first story that an entry joined by link under title key `key` since `window_start`
+/// (a story's own title is found through [`RecentTitles`]).
+fn story_by_joined_title(
     conn: &Connection,
     key: &str,
     window_start: &str,
 ) -> rusqlite::Result<Option<i64>> {
     conn.prepare_cached(
-        "SELECT coalesce(
-             (SELECT min(id) FROM stories WHERE title_key = ?1 AND first_seen_at >= ?2),
-             (SELECT min(story_id) FROM story_titles WHERE title_key = ?1 AND seen_at >= ?2))",
+        "SELECT min(story_id) FROM story_titles WHERE title_key = ?1 AND seen_at >= ?2",
     )?
     .query_row(params![key, window_start], |r| r.get(0))
 }
@@ -788,6 +792,27 @@ mod tests {
             now,
         );
         assert_ne!(unrelated, first);
+    }
+
+    #[test]
+    fn a_story_stored_before_a_restart_is_found_by_its_title() {
+        let (_dir, mut store, feeds) = store_with_feeds(&["wire", "paper"]);
+        let now = Utc::now();
+        let first = story_of(
+            &mut store,
+            feeds[0],
+            arriving("a", "wire.example/a1", HEADLINE),
+            now,
+        );
+        let mut reopened = Store::open(store.path()).unwrap();
+        drop(store);
+        let copy = story_of(
+            &mut reopened,
+            feeds[1],
+            arriving("b", "paper.example/b7", HEADLINE),
+            now + chrono::Duration::hours(1),
+        );
+        assert_eq!(copy, first);
     }
 
     #[test]

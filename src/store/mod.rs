@@ -15,6 +15,7 @@ pub mod retention;
 mod search;
 #[cfg(test)]
 pub(crate) mod testing;
+mod titles;
 pub mod writer;
 
 use std::path::{Path, PathBuf};
@@ -85,6 +86,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0012_drop_published_index",
         include_str!("../../migrations/0012_drop_published_index.sql"),
     ),
+    (
+        "0013_titles_in_memory",
+        include_str!("../../migrations/0013_titles_in_memory.sql"),
+    ),
 ];
 
 /// How long a write waits for another process's lock before giving up (a user running a long
@@ -118,6 +123,7 @@ pub struct Store {
     /// As configured; the health probe shortens it for one statement and puts it back.
     busy_timeout: Duration,
     flagging: flags::Flagging,
+    titles: titles::RecentTitles,
 }
 
 impl Store {
@@ -136,6 +142,7 @@ impl Store {
             path: path.to_path_buf(),
             busy_timeout,
             flagging: flags::Flagging::default(),
+            titles: titles::RecentTitles::default(),
         };
         store
             .configure(busy_timeout)

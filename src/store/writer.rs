@@ -468,7 +468,7 @@ fn write_together(
     let mut applied = Vec::with_capacity(group.len());
     loop {
         while let Some(job) = group.get(applied.len()) {
-            applied.push(Ok(write_one(&tx, &store.flagging, job)?));
+            applied.push(Ok(write_one(&tx, &store.flagging, &mut store.titles, job)?));
         }
         if group.len() >= MAX_GROUP {
             break;
@@ -489,9 +489,10 @@ fn begin(conn: &mut rusqlite::Connection) -> Result<rusqlite::Transaction<'_>, B
 fn write_one(
     tx: &rusqlite::Transaction<'_>,
     flagging: &super::flags::Flagging,
+    titles: &mut super::titles::RecentTitles,
     job: &ApplyJob,
 ) -> Result<Applied, BatchFailure> {
-    apply_in(tx, flagging, job.feed_id, &job.state, &job.result).map_err(|err| {
+    apply_in(tx, flagging, titles, job.feed_id, &job.state, &job.result).map_err(|err| {
         if super::storage_hint(&err).is_none() && !tx.is_autocommit() {
             BatchFailure::OneResult(err)
         } else {
@@ -542,6 +543,7 @@ fn write_each(store: &mut Store, group: &[ApplyJob]) -> anyhow::Result<Outcomes>
         match apply_in(
             &savepoint,
             &store.flagging,
+            &mut store.titles,
             job.feed_id,
             &job.state,
             &job.result,
