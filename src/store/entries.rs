@@ -303,7 +303,7 @@ fn upsert_entries(
     feed: &ParsedFeed,
     mentions: &[Vec<Mention>],
 ) -> anyhow::Result<Applied> {
-    titles.catch_up(tx, fetched_at)?;
+    let mut titles = titles.catch_up(tx, fetched_at)?;
     let now = &sql_time(fetched_at);
     let keys_in_document: HashSet<&str> =
         feed.entries.iter().map(|e| e.dedup_key.as_str()).collect();
@@ -430,7 +430,7 @@ fn upsert_entries(
             // Deleted by retention and still served: not stored again (see `retention`).
             Found::Tombstoned => applied.unchanged += 1,
             Found::Nothing => {
-                let story = story_for(tx, titles, entry, fetched_at)?;
+                let story = story_for(tx, &mut titles, entry, fetched_at)?;
                 let id = insert_entry(tx, feed_id, now, entry, story)?;
                 if !entry_mentions.is_empty() {
                     insert_mentions(tx, flagging, id, entry_mentions)?;

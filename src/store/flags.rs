@@ -2,10 +2,11 @@
 //!
 //! Mentions are computed by `matcher` before the write and recorded here in the same
 //! transaction as the entry they belong to. Entries are grouped into stories as they arrive:
-//! the same canonical link anywhere, or the same normalised title within [`TITLE_WINDOW`], as
-//! any entry of the story already had (`story_titles` holds the titles of entries that joined
-//! by link). An alert is queued in `outbox` the first time a story is flagged for a notify
-//! target, in that same transaction, so a crash can never keep a flag and lose its alert.
+//! the same canonical link anywhere, or the same normalised title within
+//! [`TITLE_WINDOW`](super::titles::TITLE_WINDOW), as any entry of the story already had
+//! (`story_titles` holds the titles of entries that joined by link; `titles` finds them). An
+//! alert is queued in `outbox` the first time a story is flagged for a notify target, in that
+//! same transaction, so a crash can never keep a flag and lose its alert.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
-use super::titles::{RecentTitles, TITLE_WINDOW};
+use super::titles::TitleLookup;
 use super::{Store, sql_time};
 use crate::config::CompanyConfig;
 use crate::model::{Mention, ParsedEntry};
@@ -348,12 +349,12 @@ fn flagged_stories_sql(by_company: bool, since: bool) -> String {
 }
 
 /// The story a new entry belongs to: the story with an entry of the same canonical link, else
-/// with an entry of the same title seen within [`TITLE_WINDOW`], else a new one. Found before the
-/// entry is inserted, so the entry's row (kilobytes of text) is written once, not written and
-/// then rewritten.
+/// with an entry of the same title seen within [`TITLE_WINDOW`](super::titles::TITLE_WINDOW),
+/// else a new one. Found before the entry is inserted, so the entry's row (kilobytes of text)
+/// is written once, not written and then rewritten.
 pub(super) fn story_for(
     conn: &Connection,
-    titles: &mut RecentTitles,
+    titles: &mut TitleLookup<'_>,
     entry: &ParsedEntry,
     now: DateTime<Utc>,
 ) -> anyhow::Result<i64> {
@@ -379,14 +380,10 @@ pub(super) fn story_for(
         }
         return Ok(story.id);
     }
-    if let Some(key) = &title_key {
-        let window_start = sql_time(now - TITLE_WINDOW);
-        if let Some(story) = titles.story(conn, key, &window_start)? {
-            return Ok(story);
-        }
-        if let Some(story) = story_by_joined_title(conn, key, &window_start)? {
-            return Ok(story);
-        }
+    if let Some(key) = &title_key
+        && let Some(story) = titles.story(conn, key)?
+    {
+        return Ok(story);
     }
     conn.prepare_cached(
         "INSERT INTO stories (canonical_link, title_key, first_seen_at) VALUES (?1, ?2, ?3)",
@@ -424,19 +421,6 @@ fn story_by_link(conn: &Connection, link: &str) -> rusqlite::Result<Option<Found
         })
     })
     .optional()
-}
-
-/// The first story that an entry joined by link under title key `key` since `window_start`
-/// (a story's own title is found through [`RecentTitles`]).
-fn story_by_joined_title(
-    conn: &Connection,
-    key: &str,
-    window_start: &str,
-) -> rusqlite::Result<Option<i64>> {
-    conn.prepare_cached(
-        "SELECT min(story_id) FROM story_titles WHERE title_key = ?1 AND seen_at >= ?2",
-    )?
-    .query_row(params![key, window_start], |r| r.get(0))
 }
 
 /// A title reduced to lowercase words, or None when it is too short to identify a story
@@ -602,6 +586,7 @@ pub(super) fn queue_alerts(
 mod tests {
     use super::*;
     use crate::store::testing::{store_document_at, store_with_feeds};
+    use crate::store::titles::TITLE_WINDOW;
 
     fn arriving(key: &str, link: &str, title: &str) -> ParsedEntry {
         ParsedEntry {
@@ -811,6 +796,33 @@ mod tests {
             feeds[1],
             arriving("b", "paper.example/b7", HEADLINE),
             now + chrono::Duration::hours(1),
+        );
+        assert_eq!(copy, first);
+    }
+
+    #[test]
+    fn a_story_another_process_stored_is_found_by_its_title_at_the_next_write() {
+        let (_dir, mut daemon, feeds) = store_with_feeds(&["wire", "paper", "blog"]);
+        let now = Utc::now();
+        // The daemon's map is filled by its first write.
+        story_of(
+            &mut daemon,
+            feeds[2],
+            arriving("z", "blog.example/z", "Samsung cuts prices across Europe"),
+            now,
+        );
+        let mut cron_poll = Store::open(daemon.path()).unwrap();
+        let first = story_of(
+            &mut cron_poll,
+            feeds[0],
+            arriving("a", "wire.example/a1", HEADLINE),
+            now,
+        );
+        let copy = story_of(
+            &mut daemon,
+            feeds[1],
+            arriving("b", "paper.example/b7", HEADLINE),
+            now,
         );
         assert_eq!(copy, first);
     }
