@@ -129,7 +129,7 @@ impl Store {
             state,
             result,
         )?;
-        tx.commit()?;
+        tx.commit().inspect_err(|_| self.titles.forget())?;
         Ok(applied)
     }
 }
@@ -162,8 +162,24 @@ impl Store {
     }
 }
 
-/// Records one feed's result inside the caller's transaction (the writer batches many).
+/// Records one feed's result inside the caller's transaction (the writer batches many). When
+/// it fails, the caller rolls its writes back, stories included, so `titles` forgets them too.
 pub(super) fn apply_in(
+    tx: &Connection,
+    flagging: &Flagging,
+    titles: &mut RecentTitles,
+    feed_id: i64,
+    state: &FetchState,
+    result: &FeedResult,
+) -> anyhow::Result<Applied> {
+    let applied = apply_result(tx, flagging, titles, feed_id, state, result);
+    if applied.is_err() {
+        titles.forget();
+    }
+    applied
+}
+
+fn apply_result(
     tx: &Connection,
     flagging: &Flagging,
     titles: &mut RecentTitles,

@@ -585,6 +585,7 @@ pub(super) fn queue_alerts(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::FeedResult;
     use crate::store::testing::{store_document_at, store_with_feeds};
     use crate::store::titles::TITLE_WINDOW;
 
@@ -823,6 +824,52 @@ mod tests {
             feeds[1],
             arriving("b", "paper.example/b7", HEADLINE),
             now,
+        );
+        assert_eq!(copy, first);
+    }
+
+    #[test]
+    fn a_story_recorded_by_a_result_that_rolled_back_hides_no_other() {
+        let (_dir, mut store, feeds) = store_with_feeds(&["wire", "paper"]);
+        let now = Utc::now();
+        let edge = now - TITLE_WINDOW - chrono::Duration::minutes(2);
+        let first = story_of(
+            &mut store,
+            feeds[0],
+            arriving("a", "wire.example/a1", HEADLINE),
+            edge,
+        );
+        // Past `first`'s window, so it makes a story of its own; then its entry is refused and
+        // the result rolls back, story and all.
+        store
+            .conn
+            .execute_batch(
+                "CREATE TEMP TRIGGER refuse_b BEFORE INSERT ON main.entries WHEN NEW.dedup_key = 'b'
+                 BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;",
+            )
+            .unwrap();
+        let failing = FeedResult::Parsed {
+            etag: None,
+            last_modified: None,
+            body_hash: "orphan".into(),
+            feed: crate::model::ParsedFeed {
+                entries: vec![arriving("b", "orphan.example/b1", HEADLINE)],
+                ..Default::default()
+            },
+            mentions: Vec::new(),
+        };
+        let at_now = crate::store::FetchState::at(now, Some(200));
+        let refused = store.apply(feeds[1], &at_now, &failing).unwrap_err();
+        assert!(
+            format!("{refused:#}").contains("refused by the test"),
+            "{refused:#}"
+        );
+        // A copy fetched a little earlier, written after: `first` is in its window.
+        let copy = story_of(
+            &mut store,
+            feeds[1],
+            arriving("c", "paper.example/c7", HEADLINE),
+            now - chrono::Duration::minutes(5),
         );
         assert_eq!(copy, first);
     }

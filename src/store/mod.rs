@@ -90,6 +90,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0013_titles_in_memory",
         include_str!("../../migrations/0013_titles_in_memory.sql"),
     ),
+    (
+        "0014_stories_by_first_seen",
+        include_str!("../../migrations/0014_stories_by_first_seen.sql"),
+    ),
 ];
 
 /// How long a write waits for another process's lock before giving up (a user running a long

@@ -5,23 +5,31 @@
 //! An SQL index on `stories.title_key` (dropped by migration 0013) was the writer's largest cost
 //! at scale: title keys arrive in no order, so every commit rewrote most of its leaf pages. A cold
 //! poll of 10,000 feeds (500,000 stories) wrote 24 MB of WAL for it per commit of 64 feeds and
-//! read it back through a page cache too small to hold it. Without it that poll takes 9.9 to
-//! 11.0 s instead of 16.4 s, and writes 3.5 GB instead of 9.1 GB (`cargo bench --bench poll`
-//! with `FEEDHOUND_BENCH_SCALE_TO=10000`, medians of 3 runs in two series).
+//! read it back through a page cache too small to hold it. Without it that poll took 9.9 to
+//! 11.4 s instead of 16.3 s, and wrote 3.5 GB instead of 9.1 GB (`cargo bench --bench poll`
+//! with `FEEDHOUND_BENCH_SCALE_TO=10000`, medians of 3 runs, three series; see
+//! `bench/RESULTS.md`).
 //!
-//! The map holds a hash of each recent story's title key and the story's id (about 20 to 40
-//! bytes a story, for at most two windows and a margin of stories). It is filled from
-//! `stories` (through `stories_by_first_seen`, which new stories only ever append to) when a
-//! result first needs it, and filled again:
+//! The map holds, per title key of a recent story, a hash of the key and the id of the newest
+//! story under it (about 20 to 40 bytes a story, for at most two windows and a margin of
+//! stories). It is filled from `stories` (through `stories_by_first_seen`, where new stories land
+//! at or near the end) when a result first needs it, and filled again:
 //! - when another connection has committed since this one last looked (`PRAGMA data_version`):
 //!   a cron `poll` beside the daemon, an edit in `sqlite3`;
 //! - a window after the last fill, which drops the stories that have left it;
 //! - when a result's window starts before what the map holds. Results are written in the order
 //!   they finish, not in the order of their fetch times, so a later one may look further back;
-//!   each fill reaches [`FILL_MARGIN`] further back than its own result's window, so this is rare.
+//!   each fill reaches [`FILL_MARGIN`] further back than its own result's window, so this is rare;
+//! - after a result fails or a commit does: the rollback takes back the stories it recorded, and
+//!   a recorded story may have replaced an older one under its title that a result fetched
+//!   earlier still needs.
 //!
-//! Every hit is checked against the story's row, so a story since deleted (retention), rolled
-//! back, or out of the result's window is not found.
+//! Every hit is checked against the story's row, so a story since deleted (retention) or out of
+//! the result's window is not found.
+//!
+//! One difference from the SQL it replaces, which took the oldest story: when two stories under
+//! one title are both in a result's window, this finds the newer. That takes two processes
+//! racing, or a title back just after its window while fetch times arrive out of order.
 //!
 //! `story_titles` keeps its SQL index, in title order too: only an entry that joins a story by
 //! link under a title the story lacks adds a row, a small share of entries, so few of its pages
@@ -43,8 +51,8 @@ pub(super) const TITLE_WINDOW: chrono::Duration = chrono::Duration::hours(48);
 /// started up to this long before the fill's do not need another.
 const FILL_MARGIN: chrono::Duration = chrono::Duration::hours(1);
 
-/// The stories a fill reads, oldest first: when a title came back after its window, the newer
-/// story is the one kept.
+/// The stories a fill reads, oldest first, so that the newest story under a title is the one
+/// kept.
 const FILL: &str = "SELECT id, title_key FROM stories
     WHERE first_seen_at >= ?1 AND title_key IS NOT NULL ORDER BY first_seen_at, id";
 
@@ -109,6 +117,12 @@ impl RecentTitles {
         self.filled_at = Some(now);
         self.data_version = data_version;
         Ok(())
+    }
+
+    /// Drops what the map holds, so the next result fills it again: for after a rollback, which
+    /// takes back stories the map has recorded, and with them what they replaced in it.
+    pub(super) fn forget(&mut self) {
+        self.complete_from = None;
     }
 
     #[cfg(test)]
@@ -236,8 +250,9 @@ mod tests {
     fn a_title_that_came_back_after_its_window_finds_the_newer_story() {
         let (_dir, conn) = database();
         let now = Utc::now();
-        // Past the window, but inside the fill's margin.
-        insert(
+        // Past the window of a result fetched at `now`, inside that of one fetched 45 minutes
+        // earlier (the newer story is in both).
+        let older = insert(
             &conn,
             "morning briefing",
             now - TITLE_WINDOW - Duration::minutes(30),
@@ -247,6 +262,30 @@ mod tests {
         assert_eq!(
             found(&mut titles, &conn, "morning briefing", now),
             Some(newer)
+        );
+        let earlier = now - Duration::minutes(45);
+        assert_eq!(
+            found(&mut titles, &conn, "morning briefing", earlier),
+            Some(newer),
+            "not {older}"
+        );
+    }
+
+    #[test]
+    fn a_result_fetched_within_the_margin_before_the_fill_finds_a_story_from_the_margin() {
+        let (_dir, conn) = database();
+        let now = Utc::now();
+        let story = insert(
+            &conn,
+            "wire headline",
+            now - TITLE_WINDOW - Duration::minutes(30),
+        );
+        let mut titles = RecentTitles::default();
+        assert_eq!(found(&mut titles, &conn, "wire headline", now), None);
+        let earlier = now - Duration::minutes(45);
+        assert_eq!(
+            found(&mut titles, &conn, "wire headline", earlier),
+            Some(story)
         );
     }
 
@@ -269,8 +308,9 @@ mod tests {
         );
         // And a story past a later result's window is not found, though the map holds it.
         let later = now + TITLE_WINDOW + Duration::minutes(1);
-        assert!(titles.stories.values().any(|&id| id == other));
-        assert_eq!(found(&mut titles, &conn, "another headline", later), None);
+        let lookup = titles.catch_up(&conn, later).unwrap();
+        assert!(lookup.titles.stories.values().any(|&id| id == other));
+        assert_eq!(lookup.story(&conn, "another headline").unwrap(), None);
     }
 
     #[test]

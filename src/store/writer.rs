@@ -478,7 +478,7 @@ fn write_together(
             None => break,
         }
     }
-    commit(tx)?;
+    commit(tx).inspect_err(|_| store.titles.forget())?;
     Ok(applied)
 }
 
@@ -563,7 +563,7 @@ fn write_each(store: &mut Store, group: &[ApplyJob]) -> anyhow::Result<Outcomes>
             }
         }
     }
-    tx.commit()?;
+    tx.commit().inspect_err(|_| store.titles.forget())?;
     Ok(applied)
 }
 
