@@ -319,7 +319,7 @@ fn upsert_entries(
     feed: &ParsedFeed,
     mentions: &[Vec<Mention>],
 ) -> anyhow::Result<Applied> {
-    let mut titles = titles.catch_up(tx, fetched_at)?;
+    let mut titles = titles.for_result(fetched_at);
     let now = &sql_time(fetched_at);
     let keys_in_document: HashSet<&str> =
         feed.entries.iter().map(|e| e.dedup_key.as_str()).collect();

@@ -71,14 +71,21 @@ pub(super) struct RecentTitles {
 }
 
 impl RecentTitles {
-    /// Brings the map up to date for a result fetched at `now`, and returns the lookups for
-    /// it. Call it inside the writer's transaction: from BEGIN IMMEDIATE to the commit no other
-    /// connection can write, so the map stays up to date for the whole result.
-    pub(super) fn catch_up(
-        &mut self,
-        conn: &Connection,
-        now: DateTime<Utc>,
-    ) -> rusqlite::Result<TitleLookup<'_>> {
+    /// The lookups for a result fetched at `now`, to use inside the writer's transaction: from
+    /// BEGIN IMMEDIATE to the commit no other connection can write, so the map, brought up to
+    /// date at the first lookup, stays so for the whole result. A result without new entries
+    /// (most of them) never looks up, and costs no fill.
+    pub(super) fn for_result(&mut self, now: DateTime<Utc>) -> TitleLookup<'_> {
+        TitleLookup {
+            titles: self,
+            now,
+            window_start: sql_time(now - TITLE_WINDOW),
+            caught_up: false,
+        }
+    }
+
+    /// Brings the map up to date for a result fetched at `now`.
+    fn catch_up(&mut self, conn: &Connection, now: DateTime<Utc>) -> rusqlite::Result<()> {
         let data_version: i64 = conn
             .prepare_cached("PRAGMA data_version")?
             .query_row([], |r| r.get(0))?;
@@ -92,10 +99,7 @@ impl RecentTitles {
         if !up_to_date {
             self.fill(conn, now, data_version)?;
         }
-        Ok(TitleLookup {
-            titles: self,
-            window_start,
-        })
+        Ok(())
     }
 
     fn fill(
@@ -131,16 +135,22 @@ impl RecentTitles {
     }
 }
 
-/// The title lookups for one result, once [`RecentTitles::catch_up`] has run for it.
+/// The title lookups for one result (see [`RecentTitles::for_result`]).
 pub(super) struct TitleLookup<'a> {
     titles: &'a mut RecentTitles,
+    now: DateTime<Utc>,
     window_start: String,
+    caught_up: bool,
 }
 
 impl TitleLookup<'_> {
     /// The story first seen under title key `key` within the window, else the first story that
     /// an entry joined by link under that title within it.
-    pub(super) fn story(&self, conn: &Connection, key: &str) -> rusqlite::Result<Option<i64>> {
+    pub(super) fn story(&mut self, conn: &Connection, key: &str) -> rusqlite::Result<Option<i64>> {
+        if !self.caught_up {
+            self.titles.catch_up(conn, self.now)?;
+            self.caught_up = true;
+        }
         let recent = self.titles.stories.get(&self.titles.hasher.hash_one(key));
         if let Some(&id) = recent
             && is_story_in_window(conn, id, key, &self.window_start)?
@@ -153,10 +163,13 @@ impl TitleLookup<'_> {
         .query_row(params![key, self.window_start], |r| r.get(0))
     }
 
-    /// Records a story just created under title key `key`.
+    /// Records a story just created under title key `key`. Before the first lookup there is
+    /// nothing to do: the map is filled at that lookup, from `stories`, which hold it by then.
     pub(super) fn record(&mut self, key: &str, story: i64) {
-        let hash = self.titles.hasher.hash_one(key);
-        self.titles.stories.insert(hash, story);
+        if self.caught_up {
+            let hash = self.titles.hasher.hash_one(key);
+            self.titles.stories.insert(hash, story);
+        }
     }
 }
 
@@ -208,11 +221,7 @@ mod tests {
         key: &str,
         now: DateTime<Utc>,
     ) -> Option<i64> {
-        titles
-            .catch_up(conn, now)
-            .unwrap()
-            .story(conn, key)
-            .unwrap()
+        titles.for_result(now).story(conn, key).unwrap()
     }
 
     #[test]
@@ -290,11 +299,23 @@ mod tests {
     }
 
     #[test]
+    fn a_result_that_looks_nothing_up_fills_nothing() {
+        let (_dir, conn) = database();
+        let now = Utc::now();
+        let story = insert(&conn, "wire headline", now);
+        let mut titles = RecentTitles::default();
+        titles.for_result(now).record("wire headline", story);
+        assert_eq!(titles.len(), 0);
+        assert!(titles.complete_from.is_none());
+    }
+
+    #[test]
     fn a_hit_is_checked_against_the_row() {
         let (_dir, conn) = database();
         let now = Utc::now();
         let mut titles = RecentTitles::default();
-        let mut lookup = titles.catch_up(&conn, now).unwrap();
+        let mut lookup = titles.for_result(now);
+        assert_eq!(lookup.story(&conn, "rolled back headline").unwrap(), None);
         // Recorded, then rolled back or deleted: the id is gone, or reused for another title.
         lookup.record("rolled back headline", 1);
         assert_eq!(lookup.story(&conn, "rolled back headline").unwrap(), None);
@@ -308,9 +329,9 @@ mod tests {
         );
         // And a story past a later result's window is not found, though the map holds it.
         let later = now + TITLE_WINDOW + Duration::minutes(1);
-        let lookup = titles.catch_up(&conn, later).unwrap();
-        assert!(lookup.titles.stories.values().any(|&id| id == other));
+        let mut lookup = titles.for_result(later);
         assert_eq!(lookup.story(&conn, "another headline").unwrap(), None);
+        assert!(titles.stories.values().any(|&id| id == other));
     }
 
     #[test]
@@ -322,7 +343,7 @@ mod tests {
             let tx = conn
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
                 .unwrap();
-            let story = titles.catch_up(&tx, now).unwrap().story(&tx, key).unwrap();
+            let story = titles.for_result(now).story(&tx, key).unwrap();
             tx.commit().unwrap();
             story
         };
@@ -374,10 +395,8 @@ mod tests {
         let start = Utc::now();
         let mut titles = RecentTitles::default();
         let story = insert(&conn, "monday headline", start);
-        titles
-            .catch_up(&conn, start)
-            .unwrap()
-            .record("monday headline", story);
+        let mut lookup = titles.for_result(start);
+        assert_eq!(lookup.story(&conn, "monday headline").unwrap(), Some(story));
         titles
             .catch_up(&conn, start + TITLE_WINDOW - Duration::minutes(1))
             .unwrap();
