@@ -61,10 +61,9 @@ const FILL: &str = "SELECT id, title_key FROM stories
 pub(super) struct RecentTitles {
     hasher: RandomState,
     stories: HashMap<u64, i64>,
-    /// Every story first seen at or after this time (SQL text) is in `stories`; `None` until
-    /// the first fill.
-    complete_from: Option<String>,
-    /// The time of the result that last filled the map.
+    /// The time of the result that last filled the map (`None` until the first fill, and after
+    /// [`RecentTitles::forget`]): every story first seen since [`FILL_MARGIN`] before its
+    /// window is in `stories`.
     filled_at: Option<DateTime<Utc>>,
     /// The connection's `PRAGMA data_version` at the last fill.
     data_version: i64,
@@ -84,18 +83,16 @@ impl RecentTitles {
         }
     }
 
-    /// Brings the map up to date for a result fetched at `now`.
+    /// Brings the map up to date for a result fetched at `now`: its window must start within
+    /// what the last fill read, and that fill be less than a window old.
     fn catch_up(&mut self, conn: &Connection, now: DateTime<Utc>) -> rusqlite::Result<()> {
         let data_version: i64 = conn
             .prepare_cached("PRAGMA data_version")?
             .query_row([], |r| r.get(0))?;
-        let window_start = sql_time(now - TITLE_WINDOW);
         let up_to_date = data_version == self.data_version
             && self
-                .complete_from
-                .as_ref()
-                .is_some_and(|from| *from <= window_start)
-            && self.filled_at.is_some_and(|at| now - at < TITLE_WINDOW);
+                .filled_at
+                .is_some_and(|at| now >= at - FILL_MARGIN && now - at < TITLE_WINDOW);
         if !up_to_date {
             self.fill(conn, now, data_version)?;
         }
@@ -108,16 +105,14 @@ impl RecentTitles {
         now: DateTime<Utc>,
         data_version: i64,
     ) -> rusqlite::Result<()> {
-        let from = sql_time(now - TITLE_WINDOW - FILL_MARGIN);
         let mut stories = HashMap::new();
         let mut stmt = conn.prepare_cached(FILL)?;
-        let mut rows = stmt.query([&from])?;
+        let mut rows = stmt.query([sql_time(now - TITLE_WINDOW - FILL_MARGIN)])?;
         while let Some(row) = rows.next()? {
             let key: String = row.get(1)?;
             stories.insert(self.hasher.hash_one(key), row.get(0)?);
         }
         self.stories = stories;
-        self.complete_from = Some(from);
         self.filled_at = Some(now);
         self.data_version = data_version;
         Ok(())
@@ -126,7 +121,7 @@ impl RecentTitles {
     /// Drops what the map holds, so the next result fills it again: for after a rollback, which
     /// takes back stories the map has recorded, and with them what they replaced in it.
     pub(super) fn forget(&mut self) {
-        self.complete_from = None;
+        self.filled_at = None;
     }
 
     #[cfg(test)]
@@ -306,7 +301,7 @@ mod tests {
         let mut titles = RecentTitles::default();
         titles.for_result(now).record("wire headline", story);
         assert_eq!(titles.len(), 0);
-        assert!(titles.complete_from.is_none());
+        assert!(titles.filled_at.is_none());
     }
 
     #[test]
