@@ -15,7 +15,7 @@
 //!    feed-rs accepts; a feed pasted into an XHTML page is cut out of it; and after a failed
 //!    parse, bare `&`s ("Fish & Chips") are escaped and the parse retried once.
 //! 3. **Reading** (`read_document`), behind `catch_unwind`: RSS 2.0 of the usual shape by
-//!    [`rss2`], a direct reader that gives exactly feed-rs's reading in a fraction of its time;
+//!    [`direct`], a direct reader that gives exactly feed-rs's reading in a fraction of its time;
 //!    everything else by feed-rs, with an id generator that invents nothing, so an entry's
 //!    `id` is the publisher's guid or empty. Both produce the `FeedFields` normalisation reads.
 //! 4. **Normalisation** (`normalise_feed`): text via [`crate::text::html_to_text`], caps
@@ -38,7 +38,7 @@ use url::Url;
 use crate::model::{ParsedEntry, ParsedFeed};
 use crate::text::html_to_text;
 
-mod rss2;
+mod direct;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ParseError {
@@ -743,13 +743,13 @@ fn find_feed_link(html: &str, page_url: &Url) -> Option<String> {
 // 3. feed-rs
 // ---------------------------------------------------------------------------------------------
 
-/// Reads a prepared document: the direct RSS 2.0 reader ([`rss2`]) when the document is within
+/// Reads a prepared document: the direct RSS 2.0 reader ([`direct`]) when the document is within
 /// the shape it knows, feed-rs otherwise.
 fn read_document(document: &str, url: &Url) -> Result<FeedFields, ParseError> {
     // feed-rs (through quick-xml) has asserted on inputs it did not expect; one bad document
     // must cost one feed's poll, never the daemon.
     let read = catch_unwind(AssertUnwindSafe(|| {
-        rss2::read(document, url).map_or_else(|| run_feed_rs(document, url), Ok)
+        direct::read(document, url).map_or_else(|| run_feed_rs(document, url), Ok)
     }));
     match read {
         Ok(read) => read,
