@@ -1,5 +1,5 @@
-//! A direct reader for RSS 2.0 and Atom 1.0 documents of the usual shape: one pass of quick-xml
-//! over the decoded text, producing the [`FeedFields`] feed-rs would.
+//! A direct reader for RSS 2.0 and Atom 1.0 documents of the usual shape: quick-xml over the
+//! decoded text, events straight into the [`FeedFields`] feed-rs would produce.
 //!
 //! Why it exists: feed-rs builds an owned element (name, attributes, base URL) for every
 //! element it meets and reads through a buffered decoder that validates the UTF-8 we already
@@ -51,13 +51,13 @@ enum Namespace {
     Content,
     DublinCore,
     /// iTunes, Podcast Index, Media RSS: see the module header.
-    GiveUp,
+    Unreplicated,
     Other,
 }
 
 impl Namespace {
-    /// An unprefixed element, or one whose prefix is undeclared, is in feed-rs's default
-    /// namespace for the document's format.
+    /// An element in no namespace (unprefixed with no default namespace declared, or with an
+    /// undeclared prefix) is in feed-rs's default namespace for the document's format.
     fn of(resolved: ResolveResult<'_>, default: Namespace) -> Namespace {
         let ResolveResult::Bound(namespace) = resolved else {
             return default;
@@ -69,7 +69,7 @@ impl Namespace {
             "http://purl.org/dc/elements/1.1/" => Namespace::DublinCore,
             "http://search.yahoo.com/mrss/"
             | "http://www.itunes.com/dtds/podcast-1.0.dtd"
-            | "https://podcastindex.org/namespace/1.0" => Namespace::GiveUp,
+            | "https://podcastindex.org/namespace/1.0" => Namespace::Unreplicated,
             _ => Namespace::Other,
         }
     }
@@ -97,13 +97,18 @@ pub(super) fn read(document: &str, url: &Url) -> Option<FeedFields> {
     config.expand_empty_elements = true;
     config.trim_markup_names_in_closing_tags = true;
     config.trim_text(false);
-    let reader = DirectReader {
+    // feed-rs keeps a stack of `xml:base`s, one per element that has one, and fails the whole
+    // document on a malformed one, even in an element nobody reads. Replicating that for the
+    // root alone covers the feeds that use it; a plain count tells whether any other exists
+    // (an article that mentions `xml:base` costs one feed-rs reading, nothing worse).
+    let xml_bases = memchr::memmem::find_iter(document.as_bytes(), b"xml:base").count();
+    DirectReader {
         xml,
         base: Cow::Borrowed(url),
         default_namespace: Namespace::Other,
-    };
-    let xml_bases = memchr::memmem::find_iter(document.as_bytes(), b"xml:base").count();
-    reader.feed(xml_bases).ok()
+    }
+    .feed(xml_bases)
+    .ok()
 }
 
 struct DirectReader<'d, 'u> {
@@ -121,6 +126,9 @@ impl<'d> DirectReader<'d, '_> {
             return Ok(match event {
                 Event::Start(start) => Node::Start(namespace, start),
                 Event::End(_) => Node::End,
+                // feed-rs drops empty character data: `<guid><![CDATA[]]></guid>` has no text.
+                Event::Text(text) if text.is_empty() => continue,
+                Event::CData(text) if text.is_empty() => continue,
                 Event::Text(text) => Node::Text(text.into_inner()),
                 Event::CData(text) => Node::Text(text.into_inner()),
                 Event::GeneralRef(reference) => match reference.resolve_char_ref()? {
@@ -265,12 +273,7 @@ impl<'d> DirectReader<'d, '_> {
     }
 
     fn atom_feed(&mut self) -> Reading<FeedFields> {
-        let mut feed = FeedFields {
-            title: None,
-            links: Vec::new(),
-            ttl_minutes: None,
-            entries: Vec::new(),
-        };
+        let mut feed = FeedFields::default();
         loop {
             let (namespace, element) = match self.node()? {
                 Node::Start(namespace, element) => (namespace, element),
@@ -293,16 +296,7 @@ impl<'d> DirectReader<'d, '_> {
     }
 
     fn atom_entry(&mut self) -> Reading<EntryFields> {
-        let mut entry = EntryFields {
-            id: String::new(),
-            title: None,
-            links: Vec::new(),
-            authors: Vec::new(),
-            published: None,
-            updated: None,
-            summary: None,
-            content: None,
-        };
+        let mut entry = EntryFields::default();
         loop {
             let (namespace, element) = match self.node()? {
                 Node::Start(namespace, element) => (namespace, element),
@@ -345,7 +339,7 @@ impl<'d> DirectReader<'d, '_> {
                     entry.content = Some(self.atom_text(&element)?);
                 }
                 (Namespace::Atom, "rights") => self.skip_atom_text(&element)?,
-                (Namespace::GiveUp, _) => return Err(GiveUp),
+                (Namespace::Unreplicated, _) => return Err(GiveUp),
                 _ => self.skip()?,
             }
         }
@@ -388,12 +382,7 @@ impl<'d> DirectReader<'d, '_> {
     }
 
     fn channel(&mut self) -> Reading<FeedFields> {
-        let mut feed = FeedFields {
-            title: None,
-            links: Vec::new(),
-            ttl_minutes: None,
-            entries: Vec::new(),
-        };
+        let mut feed = FeedFields::default();
         loop {
             let (namespace, element) = match self.node()? {
                 Node::Start(namespace, element) => (namespace, element),
@@ -420,23 +409,14 @@ impl<'d> DirectReader<'d, '_> {
                     }
                 }
                 (Namespace::Rss, "item") => feed.entries.push(self.item()?),
-                (Namespace::GiveUp, _) => return Err(GiveUp),
+                (Namespace::Unreplicated, _) => return Err(GiveUp),
                 _ => self.skip()?,
             }
         }
     }
 
     fn item(&mut self) -> Reading<EntryFields> {
-        let mut entry = EntryFields {
-            id: String::new(),
-            title: None,
-            links: Vec::new(),
-            authors: Vec::new(),
-            published: None,
-            updated: None,
-            summary: None,
-            content: None,
-        };
+        let mut entry = EntryFields::default();
         loop {
             let (namespace, element) = match self.node()? {
                 Node::Start(namespace, element) => (namespace, element),
@@ -479,7 +459,7 @@ impl<'d> DirectReader<'d, '_> {
                         .filter(|body| !body.is_empty())
                         .map(Cow::into_owned);
                 }
-                (Namespace::GiveUp, _) => return Err(GiveUp),
+                (Namespace::Unreplicated, _) => return Err(GiveUp),
                 _ => self.skip()?,
             }
         }
@@ -663,6 +643,9 @@ mod tests {
             "<unknown xmlns=\"urn:other\"><item><title>hidden</title></item></unknown>",
             "<x:item xmlns:x=\"urn:other\"><title>not an item</title></x:item><item><y:title>undeclared prefix</y:title></item>",
             "<item><r:title xmlns:r=\"http://purl.org/rss/1.0/\">RSS 1.0 namespace</r:title></item>",
+            "<item><title>A</title><link><![CDATA[]]></link><guid>g1</guid><guid><![CDATA[]]></guid>\
+             <description><![CDATA[]]></description></item>",
+            "<link><![CDATA[]]></link><item><pubDate><![CDATA[]]>Tue, 10 Jun 2025 04:00:00 GMT</pubDate></item>",
         ];
         for (i, body) in cases.iter().enumerate() {
             let document = channel(NAMESPACES, body);
@@ -683,6 +666,9 @@ mod tests {
             "<entry><author><name> </name><email>ann@example.com</email></author>\
              <author><name>Bob</name><uri>https://bob.example</uri></author><author><email/></author></entry>",
             "<entry><author><x:name xmlns:x=\"urn:x\">Any namespace</x:name></author><rights>r</rights></entry>",
+            "<entry><id>1</id><id><![CDATA[]]></id><updated>2025-06-01T00:00:00Z</updated><updated/>\
+             <published>2025-06-01T00:00:00Z</published><published><![CDATA[]]></published>\
+             <author><name>Ann</name><name><![CDATA[]]></name></author></entry>",
         ];
         for (i, body) in atom_cases.iter().enumerate() {
             let document = atom(body);
@@ -694,6 +680,20 @@ mod tests {
         let based = "<feed xmlns=\"http://www.w3.org/2005/Atom\" xml:base=\"/base/\">\
             <entry><link href=\"story\"/></entry></feed>";
         assert!(read_as_feed_rs_reads(based, &url(), "xml:base on the root"));
+        let unjoinable = "<feed xmlns=\"http://www.w3.org/2005/Atom\" xml:base=\"//[bad/\">\
+            <entry><link href=\"story\"/></entry></feed>";
+        assert!(read_as_feed_rs_reads(
+            unjoinable,
+            &url(),
+            "a root xml:base that cannot be joined"
+        ));
+        let not_atom =
+            "<feed xmlns=\"urn:not-atom\"><title>T</title><entry><title>x</title></entry></feed>";
+        assert!(read_as_feed_rs_reads(
+            not_atom,
+            &url(),
+            "a feed root outside Atom's namespace"
+        ));
 
         let default_namespace = "<rss version=\"2.0\" xmlns=\"urn:not-rss\"><channel><title>T</title>\
             <item><title>Unknown namespace</title></item></channel></rss>";
@@ -712,7 +712,7 @@ mod tests {
     }
 
     #[test]
-    fn documents_it_does_not_replicate_are_left_to_feed_rs() {
+    fn documents_it_does_not_replicate_are_not_read_here() {
         let cases = [
             channel(
                 NAMESPACES,
@@ -744,6 +744,7 @@ mod tests {
             atom("<entry><title type=\"xhtml\"><div>x</div></title></entry>"),
             atom("<entry><title type=\"text/plain\">x</title></entry>"),
             atom("<entry><title><b>markup first</b></title></entry>"),
+            atom("<entry><title><![CDATA[]]><b>markup after empty CDATA</b></title></entry>"),
             atom("<entry><content src=\"https://x.example/a\"/></entry>"),
             atom("<entry><content type=\"application/xml\">x</content></entry>"),
             atom("<entry><rights type=\"image/png\">x</rights></entry>"),
