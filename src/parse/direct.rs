@@ -170,6 +170,18 @@ impl<'d> DirectReader<'d, '_> {
         Ok(())
     }
 
+    /// The next child element of the element whose start was read last, skipping character
+    /// data between children; `None` at the element's end.
+    fn next_child(&mut self) -> Reading<Option<(Namespace, BytesStart<'d>)>> {
+        loop {
+            match self.node()? {
+                Node::Start(namespace, element) => return Ok(Some((namespace, element))),
+                Node::End => return Ok(None),
+                Node::Text(_) => {}
+            }
+        }
+    }
+
     /// The element's text as feed-rs's `child_as_text` reads it: the character data before
     /// its first child element or its end, `None` when there is none. The rest of the element
     /// is consumed.
@@ -259,27 +271,19 @@ impl<'d> DirectReader<'d, '_> {
             }
             _ => return Err(GiveUp),
         }
-        loop {
-            match self.node()? {
-                Node::Start(_, element) if local_name(&element) == "channel" => {
-                    return self.channel();
-                }
-                Node::Start(..) => self.skip()?,
-                // No channel: feed-rs reports that.
-                Node::End => return Err(GiveUp),
-                Node::Text(_) => {}
+        while let Some((_, element)) = self.next_child()? {
+            if local_name(&element) == "channel" {
+                return self.channel();
             }
+            self.skip()?;
         }
+        // No channel: feed-rs reports that.
+        Err(GiveUp)
     }
 
     fn atom_feed(&mut self) -> Reading<FeedFields> {
         let mut feed = FeedFields::default();
-        loop {
-            let (namespace, element) = match self.node()? {
-                Node::Start(namespace, element) => (namespace, element),
-                Node::End => return Ok(feed),
-                Node::Text(_) => continue,
-            };
+        while let Some((namespace, element)) = self.next_child()? {
             match (namespace, local_name(&element)) {
                 (Namespace::Atom, "title") => feed.title = Some(self.atom_text(&element)?),
                 (Namespace::Atom, "link") => {
@@ -293,16 +297,12 @@ impl<'d> DirectReader<'d, '_> {
                 _ => self.skip()?,
             }
         }
+        Ok(feed)
     }
 
     fn atom_entry(&mut self) -> Reading<EntryFields> {
         let mut entry = EntryFields::default();
-        loop {
-            let (namespace, element) = match self.node()? {
-                Node::Start(namespace, element) => (namespace, element),
-                Node::End => return Ok(entry),
-                Node::Text(_) => continue,
-            };
+        while let Some((namespace, element)) = self.next_child()? {
             match (namespace, local_name(&element)) {
                 (Namespace::Atom, "id") => {
                     if let Some(id) = self.text()? {
@@ -343,18 +343,14 @@ impl<'d> DirectReader<'d, '_> {
                 _ => self.skip()?,
             }
         }
+        Ok(entry)
     }
 
     /// An Atom person's name, or e-mail address when the name is blank, as feed-rs's
     /// `handle_person` reads them (children matched by name in any namespace).
     fn atom_person(&mut self) -> Reading<Option<String>> {
         let (mut name, mut email) = (None, None);
-        loop {
-            let element = match self.node()? {
-                Node::Start(_, element) => element,
-                Node::End => break,
-                Node::Text(_) => continue,
-            };
+        while let Some((_, element)) = self.next_child()? {
             match local_name(&element) {
                 "name" => {
                     if let Some(text) = self.text()? {
@@ -383,12 +379,7 @@ impl<'d> DirectReader<'d, '_> {
 
     fn channel(&mut self) -> Reading<FeedFields> {
         let mut feed = FeedFields::default();
-        loop {
-            let (namespace, element) = match self.node()? {
-                Node::Start(namespace, element) => (namespace, element),
-                Node::End => return Ok(feed),
-                Node::Text(_) => continue,
-            };
+        while let Some((namespace, element)) = self.next_child()? {
             match (namespace, local_name(&element)) {
                 (Namespace::Rss, "title") => feed.title = self.text()?.map(trimmed),
                 (Namespace::Rss, "link") => {
@@ -413,16 +404,12 @@ impl<'d> DirectReader<'d, '_> {
                 _ => self.skip()?,
             }
         }
+        Ok(feed)
     }
 
     fn item(&mut self) -> Reading<EntryFields> {
         let mut entry = EntryFields::default();
-        loop {
-            let (namespace, element) = match self.node()? {
-                Node::Start(namespace, element) => (namespace, element),
-                Node::End => break,
-                Node::Text(_) => continue,
-            };
+        while let Some((namespace, element)) = self.next_child()? {
             match (namespace, local_name(&element)) {
                 (Namespace::Rss, "title") => entry.title = self.text()?.map(trimmed),
                 (Namespace::Rss, "link") => {
