@@ -740,7 +740,7 @@ fn find_feed_link(html: &str, page_url: &Url) -> Option<String> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// 3. feed-rs
+// 3. Reading
 // ---------------------------------------------------------------------------------------------
 
 /// Reads a prepared document: the direct reader ([`direct`]) when the document is within

@@ -182,10 +182,10 @@ impl<'d> DirectReader<'d, '_> {
         }
     }
 
-    /// The element's text as feed-rs's `child_as_text` reads it: the character data before
-    /// its first child element or its end, `None` when there is none. The rest of the element
-    /// is consumed.
-    fn text(&mut self) -> Reading<Option<Cow<'d, str>>> {
+    /// The character data before the element's first child element or its end (`None` when
+    /// there is none), and whether a child element followed it. The rest of the element is
+    /// consumed.
+    fn leading_text(&mut self) -> Reading<(Option<Cow<'d, str>>, bool)> {
         let mut text: Option<Cow<'d, str>> = None;
         loop {
             match self.node()? {
@@ -193,14 +193,19 @@ impl<'d> DirectReader<'d, '_> {
                     Some(text) => text.to_mut().push_str(&piece),
                     None => text = Some(piece),
                 },
-                Node::End => return Ok(text),
+                Node::End => return Ok((text, false)),
                 Node::Start(..) => {
                     self.skip()?;
                     self.skip()?;
-                    return Ok(text);
+                    return Ok((text, true));
                 }
             }
         }
+    }
+
+    /// The element's text as feed-rs's `child_as_text` reads it.
+    fn text(&mut self) -> Reading<Option<Cow<'d, str>>> {
+        Ok(self.leading_text()?.0)
     }
 
     /// The text of an Atom text construct, as feed-rs's `handle_text` reads it: like
@@ -212,24 +217,11 @@ impl<'d> DirectReader<'d, '_> {
         ) {
             return Err(GiveUp);
         }
-        let mut text: Option<Cow<'d, str>> = None;
-        loop {
-            match self.node()? {
-                Node::Text(piece) => match &mut text {
-                    Some(text) => text.to_mut().push_str(&piece),
-                    None => text = Some(piece),
-                },
-                Node::End => break,
-                // feed-rs would write the markup out as text.
-                Node::Start(..) if text.is_none() => return Err(GiveUp),
-                Node::Start(..) => {
-                    self.skip()?;
-                    self.skip()?;
-                    break;
-                }
-            }
+        match self.leading_text()? {
+            // feed-rs would write the markup out as text.
+            (None, true) => Err(GiveUp),
+            (text, _) => Ok(text.map(trimmed).unwrap_or_default()),
         }
-        Ok(text.map(trimmed).unwrap_or_default())
     }
 
     /// An Atom text construct whose value is not needed, checked for what feed-rs refuses.
