@@ -10,9 +10,11 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{CachedStatement, Connection, OptionalExtension, params};
 
-use super::flags::{Flagging, insert_mentions, queue_alerts, rewrite_edited_mentions, story_for};
+use super::flags::{
+    Flagging, StoryStatements, insert_mentions, queue_alerts, rewrite_edited_mentions,
+};
 use super::titles::RecentTitles;
 use super::{Store, sql_time, sql_time_precise};
 use crate::model::{Mention, ParsedEntry, ParsedFeed};
@@ -435,6 +437,8 @@ fn upsert_entries(
             Found::Nothing
         })
     };
+    // Prepared at the first new entry: most results of a running daemon have none.
+    let mut new_entry_statements = None;
     for (index, entry) in feed.entries.iter().enumerate() {
         // The same item twice in one document (same guid and link): the first one wins. In a
         // first document this is the only guard against storing it twice.
@@ -446,8 +450,12 @@ fn upsert_entries(
             // Deleted by retention and still served: not stored again (see `retention`).
             Found::Tombstoned => applied.unchanged += 1,
             Found::Nothing => {
-                let story = story_for(tx, &mut titles, entry, fetched_at)?;
-                let id = insert_entry(tx, feed_id, now, entry, story)?;
+                let statements = match &mut new_entry_statements {
+                    Some(statements) => statements,
+                    None => new_entry_statements.insert(NewEntryStatements::new(tx)?),
+                };
+                let story = statements.story.story_for(&mut titles, entry, fetched_at)?;
+                let id = statements.insert_entry(tx, feed_id, now, entry, story)?;
                 if !entry_mentions.is_empty() {
                     insert_mentions(tx, flagging, id, entry_mentions)?;
                     queue_alerts(tx, flagging, story, entry_mentions, fetched_at, backlog)?;
@@ -564,36 +572,51 @@ fn link_shared(e: &ParsedEntry) -> Option<i64> {
     (e.canonical_link.is_some() && !e.link_unique_in_doc).then_some(1)
 }
 
-fn insert_entry(
-    tx: &Connection,
-    feed_id: i64,
-    now: &str,
-    e: &ParsedEntry,
-    story: i64,
-) -> anyhow::Result<i64> {
-    tx.prepare_cached(
-        "INSERT INTO entries (feed_id, dedup_key, guid, link, canonical_link, link_shared, title, author,
-             published_at, updated_at, summary, content, content_hash, first_seen_at, last_seen_at, story_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14, ?15)",
-    )?
-    .execute(params![
-        feed_id,
-        e.dedup_key,
-        e.guid,
-        e.link,
-        e.canonical_link,
-        link_shared(e),
-        e.title,
-        e.author,
-        e.published_at.map(sql_time),
-        e.updated_at.map(sql_time),
-        e.summary,
-        e.content,
-        e.content_hash,
-        now,
-        story,
-    ])?;
-    Ok(tx.last_insert_rowid())
+/// What each new entry of a result runs, prepared once for the result (see [`StoryStatements`]).
+struct NewEntryStatements<'tx> {
+    story: StoryStatements<'tx>,
+    insert_entry: CachedStatement<'tx>,
+}
+
+impl<'tx> NewEntryStatements<'tx> {
+    fn new(tx: &'tx Connection) -> rusqlite::Result<NewEntryStatements<'tx>> {
+        Ok(NewEntryStatements {
+            story: StoryStatements::new(tx)?,
+            insert_entry: tx.prepare_cached(
+                "INSERT INTO entries (feed_id, dedup_key, guid, link, canonical_link, link_shared, title, author,
+                     published_at, updated_at, summary, content, content_hash, first_seen_at, last_seen_at, story_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14, ?15)",
+            )?,
+        })
+    }
+
+    fn insert_entry(
+        &mut self,
+        tx: &Connection,
+        feed_id: i64,
+        now: &str,
+        e: &ParsedEntry,
+        story: i64,
+    ) -> anyhow::Result<i64> {
+        self.insert_entry.execute(params![
+            feed_id,
+            e.dedup_key,
+            e.guid,
+            e.link,
+            e.canonical_link,
+            link_shared(e),
+            e.title,
+            e.author,
+            e.published_at.map(sql_time),
+            e.updated_at.map(sql_time),
+            e.summary,
+            e.content,
+            e.content_hash,
+            now,
+            story,
+        ])?;
+        Ok(tx.last_insert_rowid())
+    }
 }
 
 fn update_entry(tx: &Connection, id: i64, now: &str, e: &ParsedEntry) -> anyhow::Result<()> {

@@ -12,7 +12,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{CachedStatement, Connection, OptionalExtension, params};
 use serde::Serialize;
 
 use super::titles::TitleLookup;
@@ -348,79 +348,103 @@ fn flagged_stories_sql(by_company: bool, since: bool) -> String {
     )
 }
 
-/// The story a new entry belongs to: the story with an entry of the same canonical link, else
-/// with an entry of the same title seen within [`TITLE_WINDOW`](super::titles::TITLE_WINDOW),
-/// else a new one. Found before the entry is inserted, so the entry's row (kilobytes of text)
-/// is written once, not written and then rewritten.
-pub(super) fn story_for(
-    conn: &Connection,
-    titles: &mut TitleLookup<'_>,
-    entry: &ParsedEntry,
-    now: DateTime<Utc>,
-) -> anyhow::Result<i64> {
-    let link = entry
-        .canonical_link
-        .as_deref()
-        .filter(|_| entry.link_unique_in_doc);
-    let title_key = entry.title.as_deref().and_then(title_key);
-    if let Some(story) = link
-        .map(|link| story_by_link(conn, link))
-        .transpose()?
-        .flatten()
-    {
-        // Joined by link under another title: later copies with this title belong here too.
-        // (An entry that joins by title needs no such record: its row holds its link.)
-        if let Some(key) = &title_key
-            && Some(key) != story.title_key.as_ref()
+/// The statements that find or make the story of each new entry of a result, prepared once for
+/// the result: looking each up in the connection's statement cache for every entry hashed its
+/// SQL text every time (about 2% of a cold poll's instructions, with `insert_entry`'s).
+pub(super) struct StoryStatements<'conn> {
+    conn: &'conn Connection,
+    by_link: CachedStatement<'conn>,
+    insert: CachedStatement<'conn>,
+}
+
+impl<'conn> StoryStatements<'conn> {
+    pub(super) fn new(conn: &'conn Connection) -> rusqlite::Result<StoryStatements<'conn>> {
+        // The link lookup is one statement: COALESCE runs its second query only when the first
+        // finds nothing, where two statements cost more, and a UNION ALL sorts in a temporary
+        // b-tree.
+        let by_link = conn.prepare_cached(
+            "SELECT id, title_key FROM stories WHERE id = coalesce(
+                 (SELECT id FROM stories WHERE canonical_link = ?1 ORDER BY id LIMIT 1),
+                 (SELECT min(story_id) FROM entries WHERE canonical_link = ?1 AND link_shared IS NULL))",
+        )?;
+        let insert = conn.prepare_cached(
+            "INSERT INTO stories (canonical_link, title_key, first_seen_at) VALUES (?1, ?2, ?3)",
+        )?;
+        Ok(StoryStatements {
+            conn,
+            by_link,
+            insert,
+        })
+    }
+
+    /// The story a new entry belongs to: the story with an entry of the same canonical link,
+    /// else with an entry of the same title seen within
+    /// [`TITLE_WINDOW`](super::titles::TITLE_WINDOW), else a new one. Found before the entry is
+    /// inserted, so the entry's row (kilobytes of text) is written once, not written and then
+    /// rewritten.
+    pub(super) fn story_for(
+        &mut self,
+        titles: &mut TitleLookup<'_>,
+        entry: &ParsedEntry,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<i64> {
+        let link = entry
+            .canonical_link
+            .as_deref()
+            .filter(|_| entry.link_unique_in_doc);
+        let title_key = entry.title.as_deref().and_then(title_key);
+        if let Some(story) = link
+            .map(|link| self.story_by_link(link))
+            .transpose()?
+            .flatten()
         {
-            conn.prepare_cached(
-                "INSERT OR IGNORE INTO story_titles (title_key, story_id, seen_at) VALUES (?1, ?2, ?3)",
-            )?
-            .execute(params![key, story.id, sql_time(now)])?;
+            // Joined by link under another title: later copies with this title belong here too.
+            // (An entry that joins by title needs no such record: its row holds its link.)
+            if let Some(key) = &title_key
+                && Some(key) != story.title_key.as_ref()
+            {
+                self.conn
+                    .prepare_cached(
+                        "INSERT OR IGNORE INTO story_titles (title_key, story_id, seen_at) VALUES (?1, ?2, ?3)",
+                    )?
+                    .execute(params![key, story.id, sql_time(now)])?;
+            }
+            return Ok(story.id);
         }
-        return Ok(story.id);
+        if let Some(key) = &title_key
+            && let Some(story) = titles.story(self.conn, key)?
+        {
+            return Ok(story);
+        }
+        self.insert
+            .execute(params![link, title_key, sql_time(now)])?;
+        let story = self.conn.last_insert_rowid();
+        if let Some(key) = &title_key {
+            titles.record(key, story);
+        }
+        Ok(story)
     }
-    if let Some(key) = &title_key
-        && let Some(story) = titles.story(conn, key)?
-    {
-        return Ok(story);
+
+    /// The first story whose first entry had `link`, else the first story with an entry of that
+    /// link. Entries whose document gave the same link to other items too (`link_shared`: a
+    /// feed's home page for every item) are left out, as such a link never makes a story's own
+    /// link.
+    fn story_by_link(&mut self, link: &str) -> rusqlite::Result<Option<FoundStory>> {
+        self.by_link
+            .query_row([link], |r| {
+                Ok(FoundStory {
+                    id: r.get(0)?,
+                    title_key: r.get(1)?,
+                })
+            })
+            .optional()
     }
-    conn.prepare_cached(
-        "INSERT INTO stories (canonical_link, title_key, first_seen_at) VALUES (?1, ?2, ?3)",
-    )?
-    .execute(params![link, title_key, sql_time(now)])?;
-    let story = conn.last_insert_rowid();
-    if let Some(key) = &title_key {
-        titles.record(key, story);
-    }
-    Ok(story)
 }
 
 /// A stored story, with the title key of its first entry.
 struct FoundStory {
     id: i64,
     title_key: Option<String>,
-}
-
-// The link lookup is one statement: COALESCE runs its second query only when the first finds
-// nothing, where two statements cost more, and a UNION ALL sorts in a temporary b-tree.
-
-/// The first story whose first entry had `link`, else the first story with an entry of that link.
-/// Entries whose document gave the same link to other items too (`link_shared`: a feed's home
-/// page for every item) are left out, as such a link never makes a story's own link.
-fn story_by_link(conn: &Connection, link: &str) -> rusqlite::Result<Option<FoundStory>> {
-    conn.prepare_cached(
-        "SELECT id, title_key FROM stories WHERE id = coalesce(
-             (SELECT id FROM stories WHERE canonical_link = ?1 ORDER BY id LIMIT 1),
-             (SELECT min(story_id) FROM entries WHERE canonical_link = ?1 AND link_shared IS NULL))",
-    )?
-    .query_row([link], |r| {
-        Ok(FoundStory {
-            id: r.get(0)?,
-            title_key: r.get(1)?,
-        })
-    })
-    .optional()
 }
 
 /// A title reduced to lowercase words, or None when it is too short to identify a story
