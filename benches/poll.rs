@@ -30,6 +30,8 @@
 //! Environment: `FEEDHOUND_BENCH_FEEDS` (default 1000), `FEEDHOUND_BENCH_ENTRIES` (50),
 //! `FEEDHOUND_BENCH_RUNS` (3), `FEEDHOUND_BENCH_CONCURRENCY` (8), `FEEDHOUND_BENCH_GZIP` (1),
 //! `FEEDHOUND_BENCH_IDLE_SECS` (3; 0 skips the daemon), `FEEDHOUND_BENCH_SCALE_TO` (off),
+//! `FEEDHOUND_BENCH_PREFAULT_MIB` (0: memory the bench writes to and frees before each cold
+//! poll, for virtual machines that hand freed memory back to their host; see [`prefault`]),
 //! `FEEDHOUND_BIN` (default: the binary cargo built alongside this bench). The default takes
 //! about a minute on 2 cores; `FEEDHOUND_BENCH_SCALE_TO=10000` adds about 25 s to generate the
 //! documents and 35 s per run.
@@ -108,6 +110,8 @@ struct Settings {
     idle_secs: u64,
     /// Also cold-poll this many feeds in each run (0: no scale comparison).
     scale_to: usize,
+    /// Memory to write to and free just before each cold poll, in MiB (0: none).
+    prefault_mib: usize,
     binary: PathBuf,
 }
 
@@ -121,6 +125,7 @@ impl Settings {
             gzip: env_or("FEEDHOUND_BENCH_GZIP", 1u8) != 0,
             idle_secs: env_or("FEEDHOUND_BENCH_IDLE_SECS", 3),
             scale_to: env_or("FEEDHOUND_BENCH_SCALE_TO", 0),
+            prefault_mib: env_or("FEEDHOUND_BENCH_PREFAULT_MIB", 0),
             binary: std::env::var_os("FEEDHOUND_BIN")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_feedhound"))),
@@ -580,6 +585,7 @@ fn cold_poll(
     let config = write_config(dir.path(), port, feeds, settings);
     // SAFETY: sync(2) takes no arguments and cannot fail.
     unsafe { libc::sync() };
+    prefault(settings.prefault_mib);
     let measured = poll(&settings.binary, &config);
     assert_eq!(
         measured.summary,
@@ -587,6 +593,25 @@ fn cold_poll(
         "cold poll of {feeds} feeds stored the wrong thing"
     );
     (dir, config, measured)
+}
+
+/// Writes one byte to every page of `mib` MiB of fresh memory, then frees it, so the pages the
+/// poll's page cache takes next are ones the hypervisor backs already. On a virtual machine that
+/// hands freed guest memory back to its host (`virtio_balloon` free page reporting), the first
+/// write to such a page costs a fault in the host, charged as system time to whatever wrote it:
+/// in a cold poll, the kernel copying database pages into the page cache. A poll of 1,000 feeds
+/// finds enough recently freed memory and hardly pays it; one of 10,000 feeds grows the page
+/// cache by gigabytes and pays it throughout (session 29 on this project's VM: 1.2 of its 15.3
+/// CPU seconds; `bench/RESULTS.md`). Prefaulting before both puts them on the same footing.
+fn prefault(mib: usize) {
+    if mib == 0 {
+        return;
+    }
+    let mut memory = vec![0u8; mib << 20];
+    for page in memory.chunks_mut(4096) {
+        page[0] = 1;
+    }
+    std::hint::black_box(&memory);
 }
 
 fn write_config(dir: &Path, port: u16, feeds: usize, settings: &Settings) -> PathBuf {
@@ -785,6 +810,12 @@ fn main() {
     }
 
     println!("median (min–max) of {} runs:", settings.runs);
+    if settings.prefault_mib > 0 {
+        println!(
+            "({} MiB of memory written to and freed before each cold poll)",
+            settings.prefault_mib
+        );
+    }
     report(&format!("cold {n}"), &cold, n * m, n * m);
     if scale_to > 0 {
         report(
