@@ -455,7 +455,7 @@ fn upsert_entries(
                     None => new_entry_statements.insert(NewEntryStatements::new(tx)?),
                 };
                 let story = statements.story.story_for(&mut titles, entry, fetched_at)?;
-                let id = statements.insert_entry(tx, feed_id, now, entry, story)?;
+                let id = statements.insert_entry(feed_id, now, entry, story)?;
                 if !entry_mentions.is_empty() {
                     insert_mentions(tx, flagging, id, entry_mentions)?;
                     queue_alerts(tx, flagging, story, entry_mentions, fetched_at, backlog)?;
@@ -592,13 +592,12 @@ impl<'tx> NewEntryStatements<'tx> {
 
     fn insert_entry(
         &mut self,
-        tx: &Connection,
         feed_id: i64,
         now: &str,
         e: &ParsedEntry,
         story: i64,
     ) -> anyhow::Result<i64> {
-        self.insert_entry.execute(params![
+        Ok(self.insert_entry.insert(params![
             feed_id,
             e.dedup_key,
             e.guid,
@@ -614,8 +613,7 @@ impl<'tx> NewEntryStatements<'tx> {
             e.content_hash,
             now,
             story,
-        ])?;
-        Ok(tx.last_insert_rowid())
+        ])?)
     }
 }
 

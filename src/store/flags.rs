@@ -416,9 +416,9 @@ impl<'conn> StoryStatements<'conn> {
         {
             return Ok(story);
         }
-        self.insert
-            .execute(params![link, title_key, sql_time(now)])?;
-        let story = self.conn.last_insert_rowid();
+        let story = self
+            .insert
+            .insert(params![link, title_key, sql_time(now)])?;
         if let Some(key) = &title_key {
             titles.record(key, story);
         }
