@@ -14,8 +14,9 @@
 //! cold poll's entries, and reports the database size with the index.
 //!
 //! For each poll it prints the median (min–max) over the runs of wall time, CPU user+sys of the
-//! child (`wait4`), its peak RSS, entries per second and CPU seconds per 1000 entries; the poll's
-//! own summary line is checked against what the corpus holds, so a fast wrong answer fails.
+//! child (`wait4`), its peak RSS, entries per second, CPU seconds per 1000 entries and the bytes
+//! it read and wrote per entry (`/proc/PID/io`, sockets included); the poll's own summary line
+//! is checked against what the corpus holds, so a fast wrong answer fails.
 //! Finally it starts `feedhound run` on the last database (nothing due) and reads the idle
 //! daemon's resident memory.
 //!
@@ -456,6 +457,8 @@ struct Measured {
     wall: f64,
     cpu: f64,
     max_rss_mb: f64,
+    bytes_read: f64,
+    bytes_written: f64,
     summary: [usize; 5],
 }
 
@@ -520,6 +523,7 @@ fn timed(binary: &Path, config: &Path, args: &[&str]) -> (Measured, String) {
         .unwrap();
     done.store(true, Ordering::Relaxed);
     let peak_kb = sampler.join().unwrap();
+    let (bytes_read, bytes_written) = io_of_exited(child.id());
     // wait4 rather than Child::wait: it also returns the child's own rusage.
     let mut status = 0;
     // SAFETY: a zeroed rusage is a valid value, and wait4 only writes through the two
@@ -537,9 +541,33 @@ fn timed(binary: &Path, config: &Path, args: &[&str]) -> (Measured, String) {
         wall,
         cpu: seconds(usage.ru_utime) + seconds(usage.ru_stime),
         max_rss_mb: peak_kb / 1024.0,
+        bytes_read,
+        bytes_written,
         summary: [0; 5],
     };
     (measured, stdout)
+}
+
+/// The `rchar` and `wchar` of /proc/PID/io once the child has exited, before it is reaped:
+/// bytes through read and write calls, the database's and the HTTP bodies' alike. Per entry they
+/// show how often the writer reads and writes a page again: what grows from 1,000 feeds to 10,000
+/// (`bench/RESULTS.md`, session 30).
+fn io_of_exited(pid: u32) -> (f64, f64) {
+    // SAFETY: a zeroed siginfo_t is a valid value; waitid only writes through the pointer, which
+    // points at a live local. WNOWAIT leaves the child unreaped for wait4.
+    let waited = unsafe {
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        libc::waitid(libc::P_PID, pid, &mut info, libc::WEXITED | libc::WNOWAIT)
+    };
+    assert_eq!(waited, 0, "waitid failed");
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap_or_default();
+    let field = |name: &str| {
+        io.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+    };
+    (field("rchar:"), field("wchar:"))
 }
 
 /// A `kB` field of /proc/PID/status.
@@ -649,6 +677,14 @@ fn report(phase: &str, runs: &[Measured], entries_parsed: usize, entries_new: us
     let (wall, wall_min, wall_max) = median(runs.iter().map(|m| m.wall).collect());
     let (cpu, cpu_min, cpu_max) = median(runs.iter().map(|m| m.cpu).collect());
     let (rss, _, rss_max) = median(runs.iter().map(|m| m.max_rss_mb).collect());
+    let (read, _, _) = median(runs.iter().map(|m| m.bytes_read).collect());
+    let (written, _, _) = median(runs.iter().map(|m| m.bytes_written).collect());
+    let io_per_entry = if entries_parsed == 0 {
+        "n/a".to_string()
+    } else {
+        let kb = |bytes: f64| bytes / entries_parsed as f64 / 1000.0;
+        format!("{:.1}/{:.1} KB", kb(read), kb(written))
+    };
     let per_thousand = |cpu: f64| {
         if entries_parsed == 0 {
             "n/a".to_string()
@@ -658,7 +694,8 @@ fn report(phase: &str, runs: &[Measured], entries_parsed: usize, entries_new: us
     };
     println!(
         "{phase:<14} wall {wall:7.3} s ({wall_min:.3}–{wall_max:.3})  CPU {cpu:7.3} s ({cpu_min:.3}–{cpu_max:.3})  \
-         peak RSS {rss:6.1} MB (max {rss_max:.1})  {:>9} entries/s  CPU s/1000 entries parsed {}  ({entries_parsed} parsed, {entries_new} new)",
+         peak RSS {rss:6.1} MB (max {rss_max:.1})  {:>9} entries/s  CPU s/1000 entries parsed {}  \
+         read/written per entry parsed {io_per_entry}  ({entries_parsed} parsed, {entries_new} new)",
         if entries_parsed == 0 {
             "n/a".to_string()
         } else {
