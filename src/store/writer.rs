@@ -549,7 +549,8 @@ fn write_each(store: &mut Store, group: &[ApplyJob]) -> anyhow::Result<Outcomes>
             &job.result,
         ) {
             Ok(outcome) => {
-                savepoint.commit()?;
+                // Failing, it ends the call, and the transaction rolls back.
+                savepoint.commit().inspect_err(|_| store.titles.forget())?;
                 applied.push(Ok(outcome));
             }
             Err(err) => {
