@@ -431,6 +431,8 @@ fn write_group(store: &mut Store, inbox: &mut Inbox, first: ApplyJob) {
             }
         }
         Err(err) => {
+            // The whole transaction rolled back, with the stories the map had recorded.
+            store.titles.forget();
             let hint = super::storage_hint(&err)
                 .map(|h| format!(" ({h})"))
                 .unwrap_or_default();
@@ -550,7 +552,7 @@ fn write_each(store: &mut Store, group: &[ApplyJob]) -> anyhow::Result<Outcomes>
         ) {
             Ok(outcome) => {
                 // Failing, it ends the call, and the transaction rolls back.
-                savepoint.commit().inspect_err(|_| store.titles.forget())?;
+                savepoint.commit()?;
                 applied.push(Ok(outcome));
             }
             Err(err) => {
@@ -564,7 +566,7 @@ fn write_each(store: &mut Store, group: &[ApplyJob]) -> anyhow::Result<Outcomes>
             }
         }
     }
-    tx.commit().inspect_err(|_| store.titles.forget())?;
+    tx.commit()?;
     Ok(applied)
 }
 
