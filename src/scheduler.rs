@@ -35,7 +35,7 @@ use crate::notify::{Delivered, Notifier};
 use crate::parse;
 use crate::parse_pool::{ParsePool, PoolError};
 use crate::schedule::{self, Facts, Policy};
-use crate::store::writer::{Announcement, IdleIndexing, StoreWriter};
+use crate::store::writer::{Announcement, IdleIndexing, ResultRefused, StoreWriter};
 use crate::store::{
     Applied, DueFeed, FeedResult, FetchState, REMATCH_PENDING, RULES_FINGERPRINT, Rematched, Store,
 };
@@ -266,8 +266,10 @@ impl Pipeline {
         })
     }
 
-    /// Fetches, parses and stores one feed. Failures are recorded on the feed, never returned:
-    /// one bad feed must not stop the others. None when shutdown came first.
+    /// Fetches, parses and stores one feed. What goes wrong with the feed is recorded on it,
+    /// not returned: one bad feed must not stop the others. An error is the database's: a
+    /// [`ResultRefused`] for this result alone, or the writer failing as a whole. None when
+    /// shutdown came first.
     async fn refresh(
         &self,
         feed: DueFeed,
@@ -779,7 +781,23 @@ async fn poll_feeds(
         let pipeline = Arc::clone(&pipeline);
         let shutdown = shutdown.clone();
         let span = feed_span(&feed);
-        tasks.spawn(async move { pipeline.refresh(feed, &shutdown).await }.instrument(span));
+        tasks.spawn(
+            async move {
+                match pipeline.refresh(feed, &shutdown).await {
+                    // The other feeds' results are stored; the poll goes on, as the daemon does.
+                    Err(err) if err.downcast_ref::<ResultRefused>().is_some() => {
+                        tracing::error!(error = %format!("{err:#}"), "cannot record the feed's result");
+                        Ok(Some(Outcome {
+                            kind: FetchOutcome::Failed,
+                            new: 0,
+                            updated: 0,
+                        }))
+                    }
+                    other => other,
+                }
+            }
+            .instrument(span),
+        );
     }
     while let Some(joined) = tasks.join_next().await {
         if let Some(outcome) = joined.context("a feed task panicked")?? {

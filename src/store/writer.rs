@@ -120,6 +120,13 @@ impl Drop for Announcement {
     }
 }
 
+/// What a [`Receipt`] holds, as context of the cause, when the database refused this result
+/// alone (a constraint, a bug): it was rolled back and the rest of its transaction committed,
+/// so the caller can go on with other feeds. Any other error is the writer's or the disk's.
+#[derive(Debug, thiserror::Error)]
+#[error("the database refused this feed's result (the other results were stored)")]
+pub struct ResultRefused;
+
 /// A queued feed result; see [`StoreWriter::submit`]. Dropping it does not cancel the write.
 #[must_use = "a receipt tells whether the result was stored"]
 pub struct Receipt(oneshot::Receiver<anyhow::Result<Applied>>);
@@ -562,7 +569,7 @@ fn write_each(store: &mut Store, group: &[ApplyJob]) -> anyhow::Result<Outcomes>
                 if tx.is_autocommit() {
                     return Err(err.context("SQLite rolled the whole group back"));
                 }
-                applied.push(Err(err));
+                applied.push(Err(err.context(ResultRefused)));
             }
         }
     }

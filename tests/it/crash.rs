@@ -301,6 +301,82 @@ async fn a_write_lock_held_past_the_busy_timeout_fails_with_the_database_path() 
     assert_eq!(app.poll().await.feeds_failed, 0);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_the_database_refuses_fails_its_feed_alone_and_the_poll_still_sends_alerts() {
+    let server = FeedServer::start();
+    server.set("hook", Route::webhook(200));
+    let item = |feed: &str, n: usize, title: &str| {
+        format!(
+            "<title>{title}</title><link>https://news.example/{feed}/{n}</link><guid>{feed}-{n}</guid>"
+        )
+    };
+    server.feed("good.xml", rss(&[&item("good", 1, "A quiet day")]));
+    server.feed(
+        "refused.xml",
+        rss(&[&item("refused", 1, "Another quiet day")]),
+    );
+    let app = App::new(
+        &[server.url("good.xml"), server.url("refused.xml")],
+        &format!(
+            "\n[[company]]\nname = \"Xiaomi\"\n\n[[notify]]\nname = \"hook\"\nurl = \"{}\"\n",
+            server.url("hook")
+        ),
+    );
+    assert_eq!(app.poll().await.feeds_ok, 2);
+    // A constraint the schema does not have stands in for any result SQLite turns down alone.
+    app.db()
+        .execute_batch(
+            "CREATE TRIGGER refuse BEFORE INSERT ON entries WHEN NEW.title = 'Refused story'
+             BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;",
+        )
+        .unwrap();
+    server.feed(
+        "good.xml",
+        rss(&[
+            &item("good", 2, "Xiaomi opens a store"),
+            &item("good", 1, "A quiet day"),
+        ]),
+    );
+    server.feed(
+        "refused.xml",
+        rss(&[
+            &item("refused", 2, "Refused story"),
+            &item("refused", 1, "Another quiet day"),
+        ]),
+    );
+
+    let summary = scheduler::poll_once(&app.config(), CancellationToken::new())
+        .await
+        .expect("one refused result does not fail the poll");
+    assert_eq!(
+        (summary.feeds_ok, summary.feeds_failed),
+        (1, 1),
+        "{summary}"
+    );
+    assert_eq!(summary.entries_new, 1, "{summary}");
+    assert_eq!(
+        app.count("SELECT count(*) FROM entries WHERE title = 'Xiaomi opens a store'"),
+        1
+    );
+    assert_eq!(app.count("SELECT count(*) FROM entries"), 3);
+    let alerts = server.requests("hook");
+    assert_eq!(alerts.len(), 1, "the poll went on to deliver the new flag");
+    assert!(
+        String::from_utf8_lossy(&alerts[0].body).contains("Xiaomi opens a store"),
+        "{:?}",
+        String::from_utf8_lossy(&alerts[0].body)
+    );
+    // Rolled back with its entries, the refused feed's fetch is not recorded: the next poll
+    // fetches it again in full and stores it once the database takes it.
+    app.db().execute_batch("DROP TRIGGER refuse").unwrap();
+    let summary = app.poll().await;
+    assert_eq!(summary.entries_new, 1, "{summary}");
+    assert_eq!(
+        app.count("SELECT count(*) FROM entries WHERE title = 'Refused story'"),
+        1
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Full and read-only disks
 // ---------------------------------------------------------------------------------------------
