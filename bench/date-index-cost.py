@@ -37,16 +37,13 @@ def published(feed: int, seq: int, dates: str) -> str:
 def counters() -> tuple[float, float, float, float]:
     """User and system CPU seconds, and MB read and written through system calls, so far."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    io = dict(l.split(": ") for l in open("/proc/self/io").read().splitlines())
+    with open("/proc/self/io") as proc:
+        io = dict(line.split(": ") for line in proc.read().splitlines())
     return usage.ru_utime, usage.ru_stime, int(io["rchar"]) / 1e6, int(io["wchar"]) / 1e6
 
 
 def run(dates: str, directory: str) -> list[tuple[float, ...]]:
-    path = os.path.join(directory, f"{dates}.db")
-    for suffix in ("", "-wal", "-shm"):
-        if os.path.exists(path + suffix):
-            os.remove(path + suffix)
-    db = sqlite3.connect(path, isolation_level=None)
+    db = sqlite3.connect(os.path.join(directory, f"{dates}.db"), isolation_level=None)
     for pragma in ("page_size = 16384", "journal_mode = WAL", "synchronous = NORMAL",
                    "cache_size = -16384", "wal_autocheckpoint = 2048"):
         db.execute(f"PRAGMA {pragma}")
