@@ -1,7 +1,8 @@
 //! End to end: the real `feedhound poll` binary against a generated corpus served on loopback.
 //!
 //! `cargo bench --bench poll` generates N feeds × M entries (70% RSS 2.0, 30% Atom 1.0, news-like
-//! HTML of 1–3 KB per entry, a tracked company named in about 28% of entries), serves them from
+//! HTML of 1–3 KB per entry, a tracked company named in about 28% of entries, 2% of entries
+//! copies of an earlier feed's entry under its headline, which join its story), serves them from
 //! a raw-TCP server inside this process (ETag → 304, gzip), and runs the release binary built by
 //! cargo for, in each run, a fresh database:
 //!
@@ -55,6 +56,11 @@ use flate2::write::GzEncoder;
 
 /// Share of entries naming a company, in percent (the shared corpus has ~28%).
 const MENTION_PERCENT: u64 = 28;
+/// Share of entries that carry another feed's story under its headline (wire copy), in percent.
+/// A fixed share, so that a corpus of 10,000 feeds has as many story joins per entry as one of
+/// 1,000: with four-word headlines drawn at random, 12.5% of 500,000 entries met an earlier one
+/// by chance against 1.3% of 50,000, and the larger poll did other work per entry.
+const SYNDICATED_PERCENT: usize = 2;
 /// Phrases that contain a company name without meaning it, so the matcher's rules are exercised.
 const TRAPS: &[&str] = &[
     "metadata standards",
@@ -173,18 +179,7 @@ struct Story {
 
 fn story(feed: usize, seq: usize) -> Story {
     let mut rng = Rng::new(feed, seq);
-    let company =
-        (rng.below(100) < MENTION_PERCENT as usize).then(|| COMPANIES[rng.below(COMPANIES.len())]);
-    let mut title = format!(
-        "{} {} {} as {}",
-        capitalised(rng.word()),
-        rng.word(),
-        rng.word(),
-        rng.word()
-    );
-    if let Some(name) = company.filter(|_| rng.below(2) == 0) {
-        title = format!("{name} {title}");
-    }
+    let (company, title) = subject(feed, seq, &mut rng);
     let mut content_html = String::with_capacity(2048);
     let paragraphs = 3 + rng.below(8); // ~250 bytes each: 1–3 KB of HTML
     let mention_at = rng.below(paragraphs);
@@ -223,6 +218,32 @@ fn story(feed: usize, seq: usize) -> Story {
         summary_html,
         content_html,
         company,
+    }
+}
+
+/// What an entry is about: the company it names, if any, and its headline of six words (34^6 of
+/// them, so that 500,000 entries hardly ever meet by chance), with the company's name before it in
+/// half of the entries that name one. In [`SYNDICATED_PERCENT`] of entries, both are those of the
+/// entry at the same place in an earlier feed, whose story such an entry joins.
+fn subject(feed: usize, seq: usize, rng: &mut Rng) -> (Option<&'static str>, String) {
+    if feed > 0 && rng.below(100) < SYNDICATED_PERCENT {
+        let original = rng.below(feed);
+        return subject(original, seq, &mut Rng::new(original, seq));
+    }
+    let company =
+        (rng.below(100) < MENTION_PERCENT as usize).then(|| COMPANIES[rng.below(COMPANIES.len())]);
+    let title = format!(
+        "{} {} {} as {} {} {}",
+        capitalised(rng.word()),
+        rng.word(),
+        rng.word(),
+        rng.word(),
+        rng.word(),
+        rng.word()
+    );
+    match company.filter(|_| rng.below(2) == 0) {
+        Some(name) => (company, format!("{name} {title}")),
+        None => (company, title),
     }
 }
 
@@ -628,6 +649,24 @@ fn cold_poll(
     (dir, config, measured)
 }
 
+/// The share of a cold poll's entries that joined another entry's story, from the database it
+/// left: syndicated copies by design (see [`SYNDICATED_PERCENT`]), headlines met by chance too.
+fn joined_share(dir: &Path) -> f64 {
+    let db = rusqlite::Connection::open_with_flags(
+        dir.join("bench.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let (entries, stories): (f64, f64) = db
+        .query_row(
+            "SELECT (SELECT count(*) FROM entries), (SELECT count(*) FROM stories)",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .unwrap();
+    (entries - stories) / entries
+}
+
 /// Writes one byte to every page of `mib` MiB of fresh memory, then frees it, so the pages the
 /// poll's page cache takes next are ones the hypervisor backs already. On a virtual machine that
 /// hands freed guest memory back to its host (`virtio_balloon` free page reporting), the first
@@ -787,10 +826,12 @@ fn main() {
     let mut scale_traffic = [0; 3];
     let mut db_bytes = Vec::new();
     let mut last_dir = None;
+    let mut joined = Vec::new();
     for _ in 0..settings.runs {
         *site.docs.write().unwrap() = base.clone();
         let (dir, config, measured) = cold_poll(&settings, port, n);
         cold.push(measured);
+        joined = vec![(n, joined_share(dir.path()))];
         let (measured, stdout) = timed(&settings.binary, &config, &["reindex", "--pending"]);
         assert_eq!(
             stdout.trim(),
@@ -838,6 +879,7 @@ fn main() {
             *site.docs.write().unwrap() = base.clone();
             let before = site.counters.read();
             let (scaled_dir, _, scaled) = cold_poll(&settings, port, scale_to);
+            joined.push((scale_to, joined_share(scaled_dir.path())));
             drop(scaled_dir);
             let after = site.counters.read();
             for (total, (a, b)) in scale_traffic.iter_mut().zip(after.iter().zip(before)) {
@@ -877,6 +919,14 @@ fn main() {
             );
         }
     }
+    let joined: Vec<String> = joined
+        .iter()
+        .map(|(feeds, share)| format!("{:.1}% at {feeds} feeds", share * 100.0))
+        .collect();
+    println!(
+        "entries that joined an earlier entry's story (last run): {}",
+        joined.join(", ")
+    );
     report("index catch-up", &catch_up, n * m, 0);
     report("warm (304)", &warm, 0, 0);
     report(
