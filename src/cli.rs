@@ -121,8 +121,8 @@ pub enum Command {
         /// Only show what would be deleted.
         #[arg(long)]
         dry_run: bool,
-        /// Use this retention instead of the config's, e.g. 90d.
-        #[arg(long, value_parser = humantime::parse_duration)]
+        /// Use this retention instead of the config's, e.g. 90d (at least a day).
+        #[arg(long, value_parser = crate::config::parse_retain)]
         retain: Option<std::time::Duration>,
         /// Then rewrite the whole database (VACUUM) to give the space back to the filesystem;
         /// needed once for databases created before retention existed.
@@ -434,9 +434,13 @@ fn since_time(
     since: Option<std::time::Duration>,
 ) -> anyhow::Result<Option<chrono::DateTime<chrono::Utc>>> {
     since
-        .map(|d| chrono::Duration::from_std(d).map(|d| chrono::Utc::now() - d))
+        .map(|d| {
+            chrono::Duration::from_std(d)
+                .ok()
+                .and_then(|d| chrono::Utc::now().checked_sub_signed(d))
+                .ok_or_else(|| anyhow::anyhow!("--since is too long"))
+        })
         .transpose()
-        .map_err(|_| anyhow::anyhow!("--since is too long"))
 }
 
 /// `search` output; JSON fields are only ever added.

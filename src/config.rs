@@ -583,6 +583,24 @@ const DEFAULT_RETRY_DELAY: Duration = Duration::from_secs(30);
 // Entries age by days; a shorter retention is almost surely "6m" written for six months (it
 // means six minutes) and would delete nearly everything.
 const MIN_RETAIN: Duration = Duration::from_secs(24 * 3600);
+const SHORT_RETAIN: &str =
+    "must be at least one day; write e.g. \"180d\" (\"m\" is minutes, months are \"M\")";
+// No setting means more than a century; longer ones would overflow the dates computed from them.
+const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+// SQLite takes its busy timeout in milliseconds, as a C int.
+const MAX_BUSY_TIMEOUT: Duration = Duration::from_millis(i32::MAX as u64);
+
+/// Reads `prune --retain`, held to the same floor as `[storage] retain`.
+pub fn parse_retain(text: &str) -> Result<Duration, String> {
+    let retain = humantime::parse_duration(text.trim()).map_err(|err| err.to_string())?;
+    if retain < MIN_RETAIN {
+        return Err(SHORT_RETAIN.to_string());
+    }
+    if retain > MAX_DURATION {
+        return Err("must be at most 100 years".to_string());
+    }
+    Ok(retain)
+}
 
 impl Checker {
     fn issue(
@@ -642,6 +660,10 @@ impl Checker {
                 self.issue(Some(raw.span()), key, "must be longer than zero");
                 default
             }
+            Ok(d) if d > MAX_DURATION => {
+                self.issue(Some(raw.span()), key, "must be at most 100 years");
+                default
+            }
             Ok(d) => d,
             Err(err) => {
                 self.issue(
@@ -679,11 +701,7 @@ impl Checker {
                 None => PathBuf::from("feedhound.db"),
             },
             retain: self.retain(raw.storage.retain),
-            busy_timeout: self.duration(
-                raw.storage.busy_timeout,
-                "storage.busy_timeout",
-                crate::store::BUSY_TIMEOUT,
-            ),
+            busy_timeout: self.busy_timeout(raw.storage.busy_timeout),
         };
         let server = self.server(raw.server);
         let polling = self.polling(raw.polling);
@@ -713,13 +731,23 @@ impl Checker {
         let span = raw.as_ref()?.span();
         let retain = self.duration(raw, "storage.retain", MIN_RETAIN);
         if retain < MIN_RETAIN {
-            self.issue(
-                Some(span),
-                "storage.retain",
-                "must be at least one day; write e.g. \"180d\" (\"m\" is minutes, months are \"M\")",
-            );
+            self.issue(Some(span), "storage.retain", SHORT_RETAIN);
         }
         Some(retain)
+    }
+
+    fn busy_timeout(&mut self, raw: Option<Spanned<String>>) -> Duration {
+        let span = raw.as_ref().map(|r| r.span());
+        let timeout = self.duration(raw, "storage.busy_timeout", crate::store::BUSY_TIMEOUT);
+        if timeout > MAX_BUSY_TIMEOUT {
+            self.issue(
+                span,
+                "storage.busy_timeout",
+                "must be at most 24 days (SQLite counts it in milliseconds); a few seconds is usual",
+            );
+            return crate::store::BUSY_TIMEOUT;
+        }
+        timeout
     }
 
     fn server(&mut self, raw: RawServer) -> ServerConfig {
@@ -1344,6 +1372,33 @@ mod tests {
             message.contains(":4: server.listen: cannot read \"localhost\""),
             "{message}"
         );
+    }
+
+    #[test]
+    fn durations_beyond_what_sqlite_or_dates_can_hold_are_rejected_not_panicked_on_later() {
+        let message = error_text(
+            "[storage]\nbusy_timeout = \"25d\"\n[polling]\nmax_interval = \"300000y\"\n",
+        );
+        assert_lines_contain(
+            &message,
+            &[
+                ":2: storage.busy_timeout: must be at most 24 days",
+                ":4: polling.max_interval: must be at most 100 years",
+            ],
+        );
+        let config = parse("[storage]\nbusy_timeout = \"24d\"\n").unwrap();
+        assert_eq!(config.storage.busy_timeout, Duration::from_secs(24 * 86400));
+    }
+
+    #[test]
+    fn prune_retain_on_the_command_line_has_the_config_floor() {
+        assert!(parse_retain("6m").unwrap_err().contains("at least one day"));
+        assert!(
+            parse_retain("300000y")
+                .unwrap_err()
+                .contains("at most 100 years")
+        );
+        assert_eq!(parse_retain("90d"), Ok(Duration::from_secs(90 * 86400)));
     }
 
     #[test]

@@ -49,10 +49,10 @@ const SETTLE: Duration = Duration::from_secs(10);
 /// The lock file beside `database` (`feedhound.db` → `feedhound.db.lock`), by its real path, so
 /// that every spelling of the database (a relative path, a symlink) meets at one lock.
 pub fn lock_path(database: &Path) -> PathBuf {
-    let real = match (database.parent(), database.file_name()) {
+    let real = match database.file_name() {
         _ if database.exists() => canonical(database),
-        (Some(parent), Some(name)) => canonical(parent).join(name),
-        _ => canonical(database),
+        Some(name) => canonical(folder_of(database)).join(name),
+        None => canonical(database),
     };
     let mut name = real.into_os_string();
     name.push(".lock");
@@ -229,7 +229,7 @@ fn give_to_folder_owner(path: &Path, file: &File) -> anyhow::Result<()> {
     if unsafe { libc::geteuid() } != 0 {
         return Ok(());
     }
-    let folder = path.parent().unwrap_or(Path::new("."));
+    let folder = folder_of(path);
     let owner = std::fs::metadata(folder)
         .with_context(|| format!("cannot read the owner of {}", folder.display()))?;
     std::os::unix::fs::fchown(file, Some(owner.uid()), Some(owner.gid()))
@@ -301,6 +301,13 @@ fn read_holder(lock: &Path) -> Option<Holder> {
 
 /// The absolute path with symlinks resolved, so that `feedhound.toml` and
 /// `/etc/feedhound/feedhound.toml` are one file; the absolute path if it cannot be resolved.
+/// The folder holding `path`: `.` for a bare file name, whose parent is the empty path.
+fn folder_of(path: &Path) -> &Path {
+    path.parent()
+        .filter(|folder| !folder.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
 fn canonical(path: &Path) -> PathBuf {
     std::fs::canonicalize(path)
         .or_else(|_| std::path::absolute(path))

@@ -270,9 +270,13 @@ fn replace_file(path: &Path, contents: &str) -> std::io::Result<()> {
         .prefix(".feedhound-import-")
         .tempfile_in(folder)?;
     temp.write_all(contents.as_bytes())?;
-    // The temporary file is created private (0600); keep the original's permissions instead.
+    // The temporary file is created private (0600) and owned by whoever runs this; keep the
+    // original's permissions instead, and as root its owner too: a config that root edits for
+    // the service's user must stay readable by that user.
     if let Ok(metadata) = std::fs::metadata(path) {
         temp.as_file().set_permissions(metadata.permissions())?;
+        #[cfg(unix)]
+        keep_owner(temp.as_file(), &metadata)?;
     }
     temp.as_file().sync_all()?;
     temp.persist(path).map_err(|err| err.error)?;
@@ -280,6 +284,16 @@ fn replace_file(path: &Path, contents: &str) -> std::io::Result<()> {
     #[cfg(unix)]
     std::fs::File::open(folder)?.sync_all()?;
     Ok(())
+}
+
+#[cfg(unix)]
+fn keep_owner(file: &std::fs::File, original: &std::fs::Metadata) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid(2) takes no arguments and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return Ok(());
+    }
+    std::os::unix::fs::fchown(file, Some(original.uid()), Some(original.gid()))
 }
 
 /// Reads an OPML file into text, honouring a byte order mark or the encoding its XML declaration
@@ -782,6 +796,27 @@ aliases = ["小米"]
         import(&path, READER_EXPORT).unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o640);
+    }
+
+    /// As root, editing a service user's config must leave it theirs. Skipped (with a message)
+    /// when not run as root, which cannot give a file away.
+    #[cfg(unix)]
+    #[test]
+    fn import_as_root_keeps_the_config_file_owner() {
+        use std::os::unix::fs::MetadataExt;
+        // SAFETY: geteuid(2) takes no arguments and cannot fail.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("SKIPPED: only root can give the config file to another user");
+            return;
+        }
+        let folder = tempfile::tempdir().unwrap();
+        let path = folder.path().join("feedhound.toml");
+        std::fs::write(&path, COMMENTED_CONFIG).unwrap();
+        let (service_uid, service_gid) = (65534, 65534);
+        std::os::unix::fs::chown(&path, Some(service_uid), Some(service_gid)).unwrap();
+        import(&path, READER_EXPORT).unwrap();
+        let metadata = std::fs::metadata(&path).unwrap();
+        assert_eq!((metadata.uid(), metadata.gid()), (service_uid, service_gid));
     }
 
     #[test]

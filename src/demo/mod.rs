@@ -5,7 +5,7 @@
 //! polls twice into a fresh database — the second poll shows conditional GET and deduplication
 //! at work — and prints what was stored and how to look at it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -47,6 +47,29 @@ exclude = ["Amazon rainforest", "Amazon river", "Amazon basin"]
 /// The demo database's file name, in the demo's folder.
 const DATABASE: &str = "feedhound.db";
 
+/// The first line of the config the demo writes: a folder whose config starts otherwise is the
+/// user's, and the demo leaves it (and its database) alone.
+const CONFIG_MARK: &str =
+    "# Written by `feedhound demo`, which replaces this file and feedhound.db when run again.";
+
+/// The demo replaces `feedhound.toml` and `feedhound.db` in its folder: only its own, never a
+/// config or database of the user's that happen to have these (the usual) names.
+fn refuse_a_users_folder(dir: &Path) -> anyhow::Result<()> {
+    let config = dir.join("feedhound.toml");
+    let users = match std::fs::read_to_string(&config) {
+        Ok(text) => !text.starts_with(CONFIG_MARK),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => dir.join(DATABASE).exists(),
+        Err(err) => return Err(err).with_context(|| format!("cannot read {}", config.display())),
+    };
+    if users {
+        anyhow::bail!(
+            "{} holds a feedhound.toml or feedhound.db that the demo did not write, and the demo would replace them; choose another folder with --dir (or leave it out for a temporary one)",
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
 /// Counts of what the sample server answered.
 #[derive(Default)]
 struct Served {
@@ -66,6 +89,7 @@ pub async fn run(dir: Option<PathBuf>, shutdown: CancellationToken) -> anyhow::R
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     // The demo replaces the folder's config and database: not under a daemon that uses them.
     let _no_daemon = crate::daemon_lock::refuse_beside_any_daemon(&dir.join(DATABASE))?;
+    refuse_a_users_folder(&dir)?;
     let server = tiny_http::Server::http("127.0.0.1:0")
         .map_err(|err| anyhow::anyhow!("cannot start the sample feed server: {err}"))?;
     let port = server
@@ -82,8 +106,9 @@ pub async fn run(dir: Option<PathBuf>, shutdown: CancellationToken) -> anyhow::R
     });
 
     let config_path = dir.join("feedhound.toml");
-    let mut config_text =
-        format!("[storage]\npath = \"{DATABASE}\"\n\n[polling]\ninterval = \"15m\"\n");
+    let mut config_text = format!(
+        "{CONFIG_MARK}\n[storage]\npath = \"{DATABASE}\"\n\n[polling]\ninterval = \"15m\"\n"
+    );
     for (file, _) in SAMPLE_FEEDS {
         config_text.push_str(&format!(
             "\n[[feed]]\nurl = \"http://127.0.0.1:{port}/{file}\"\n"

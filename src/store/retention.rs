@@ -131,9 +131,10 @@ impl Store {
         now: DateTime<Utc>,
         dry_run: bool,
     ) -> anyhow::Result<Pruning> {
-        let cutoff = now
-            - chrono::Duration::from_std(retain)
-                .map_err(|_| anyhow::anyhow!("the retention period is too long"))?;
+        let cutoff = chrono::Duration::from_std(retain)
+            .ok()
+            .and_then(|retain| now.checked_sub_signed(retain))
+            .ok_or_else(|| anyhow::anyhow!("the retention period is too long"))?;
         let cutoff_text = sql_time(cutoff);
         let kept_flagged = self.conn.query_row(
             "SELECT count(*) FROM entries e WHERE coalesce(e.published_at, e.first_seen_at) < ?1

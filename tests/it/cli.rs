@@ -58,6 +58,54 @@ fn a_missing_config_file_is_a_clear_error() {
     );
 }
 
+/// Getting Started's flow: the config and the database named without a folder, in the current
+/// one. As root (a container), the lock file is given to the folder's owner, whose folder was the
+/// empty path here and could not be read before.
+#[test]
+fn a_config_and_database_named_without_a_folder_poll_from_the_current_folder() {
+    let server = FeedServer::start();
+    server.feed("a.xml", rss(&["<guid>1</guid><title>One</title>"]));
+    let app = App::new(&[server.url("a.xml")], "");
+    let output = binary()
+        .current_dir(app.dir.path())
+        .args(["--config", "feedhound.toml", "poll"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(app.count("SELECT count(*) FROM entries"), 1);
+    assert!(app.dir.path().join("feedhound.db.lock").exists());
+}
+
+/// Too long a `--since` or `--retain` is an error that says which, not a panic (exit 101), and
+/// `--retain 6m` (six minutes, not months) deletes nothing.
+#[test]
+fn out_of_range_durations_on_the_command_line_are_errors() {
+    let server = FeedServer::start();
+    server.feed("a.xml", rss(&["<guid>1</guid><title>One</title>"]));
+    let app = App::new(&[server.url("a.xml")], "");
+    assert!(app.cli(&["poll"]).status.success());
+    let cases: [(&[&str], i32, &str); 3] = [
+        (
+            &["mentions", "--since", "300000y"],
+            1,
+            "--since is too long",
+        ),
+        (&["prune", "--retain", "300000y"], 2, "at most 100 years"),
+        (&["prune", "--retain", "6m"], 2, "at least one day"),
+    ];
+    for (args, code, message) in cases {
+        let output = app.cli(args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(code), "{args:?}: {stderr}");
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+    }
+    assert_eq!(app.count("SELECT count(*) FROM entries"), 1);
+}
+
 #[test]
 fn feeds_lists_each_feed_with_its_status_as_json() {
     let server = FeedServer::start();
@@ -90,6 +138,39 @@ fn feeds_lists_each_feed_with_its_status_as_json() {
     );
     assert_eq!(failing["state"], "backing off");
     assert_eq!(ok["state"], "ok");
+}
+
+/// Getting Started names the user's own files `feedhound.toml` and `feedhound.db`: `demo --dir .`
+/// there must not replace them. Its own folder it runs in again.
+#[test]
+fn demo_leaves_a_folder_with_the_users_config_or_database_alone() {
+    let server = FeedServer::start();
+    server.feed("a.xml", rss(&["<guid>1</guid><title>One</title>"]));
+    let app = App::new(&[server.url("a.xml")], "");
+    assert!(app.cli(&["poll"]).status.success());
+    let config_before = std::fs::read_to_string(&app.config_path).unwrap();
+    let demo = |dir: &std::path::Path| binary().args(["demo", "--dir"]).arg(dir).output().unwrap();
+    let refused = demo(app.dir.path());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("choose another folder"), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(&app.config_path).unwrap(),
+        config_before
+    );
+    assert_eq!(app.count("SELECT count(*) FROM entries"), 1);
+
+    // A database without a config is the user's too.
+    std::fs::remove_file(&app.config_path).unwrap();
+    assert_eq!(demo(app.dir.path()).status.code(), Some(1));
+    assert_eq!(app.count("SELECT count(*) FROM entries"), 1);
+
+    let demo_dir = tempfile::tempdir().unwrap();
+    assert!(demo(demo_dir.path()).status.success());
+    assert!(
+        demo(demo_dir.path()).status.success(),
+        "the demo's own folder"
+    );
 }
 
 #[test]
