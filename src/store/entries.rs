@@ -454,7 +454,9 @@ fn upsert_entries(
                     Some(statements) => statements,
                     None => new_entry_statements.insert(NewEntryStatements::new(tx)?),
                 };
-                let story = statements.story.story_for(&mut titles, entry, fetched_at)?;
+                let story = statements
+                    .story
+                    .story_for(&mut titles, feed_id, entry, fetched_at)?;
                 let id = statements.insert_entry(feed_id, now, entry, story)?;
                 if !entry_mentions.is_empty() {
                     insert_mentions(tx, flagging, id, entry_mentions)?;

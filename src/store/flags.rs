@@ -377,14 +377,19 @@ impl<'conn> StoryStatements<'conn> {
         })
     }
 
-    /// The story a new entry belongs to: the story with an entry of the same canonical link,
-    /// else with an entry of the same title seen within
-    /// [`TITLE_WINDOW`](super::titles::TITLE_WINDOW), else a new one. Found before the entry is
-    /// inserted, so the entry's row (kilobytes of text) is written once, not written and then
-    /// rewritten.
+    /// The story a new entry of feed `feed_id` belongs to: the story with an entry of the same
+    /// canonical link, else with an entry of the same title seen within
+    /// [`TITLE_WINDOW`](super::titles::TITLE_WINDOW) and none from this feed, else a new one.
+    /// Found before the entry is inserted, so the entry's row (kilobytes of text) is written
+    /// once, not written and then rewritten.
+    ///
+    /// A title joins copies from other feeds only: within one feed, an item with its own key and
+    /// link under a title the feed used the day before is that feed's next "Morning briefing",
+    /// not a copy, and joining it would hide it and its alert.
     pub(super) fn story_for(
         &mut self,
         titles: &mut TitleLookup<'_>,
+        feed_id: i64,
         entry: &ParsedEntry,
         now: DateTime<Utc>,
     ) -> anyhow::Result<i64> {
@@ -413,6 +418,7 @@ impl<'conn> StoryStatements<'conn> {
         }
         if let Some(key) = &title_key
             && let Some(story) = titles.story(self.conn, key)?
+            && !self.has_entry_of_feed(story, feed_id)?
         {
             return Ok(story);
         }
@@ -423,6 +429,14 @@ impl<'conn> StoryStatements<'conn> {
             titles.record(key, story);
         }
         Ok(story)
+    }
+
+    fn has_entry_of_feed(&self, story: i64, feed_id: i64) -> rusqlite::Result<bool> {
+        self.conn
+            .prepare_cached("SELECT 1 FROM entries WHERE story_id = ?1 AND feed_id = ?2 LIMIT 1")?
+            .query_row(params![story, feed_id], |_| Ok(()))
+            .optional()
+            .map(|found| found.is_some())
     }
 
     /// The first story whose first entry had `link`, else the first story with an entry of that
@@ -802,6 +816,34 @@ mod tests {
             now,
         );
         assert_ne!(unrelated, first);
+    }
+
+    #[test]
+    fn a_feeds_next_item_under_a_title_it_used_yesterday_is_a_story_of_its_own() {
+        let (_dir, mut store, feeds) = store_with_feeds(&["desk", "wire"]);
+        let now = Utc::now();
+        let briefing = "Morning market briefing for investors";
+        let monday = story_of(
+            &mut store,
+            feeds[0],
+            arriving("d1", "desk.example/11/25/briefing", briefing),
+            now,
+        );
+        let tuesday = story_of(
+            &mut store,
+            feeds[0],
+            arriving("d2", "desk.example/11/26/briefing", briefing),
+            now + chrono::Duration::hours(24),
+        );
+        assert_ne!(tuesday, monday);
+        // Another feed's copy still joins by title: the newest story under it.
+        let copy = story_of(
+            &mut store,
+            feeds[1],
+            arriving("w1", "wire.example/w1", briefing),
+            now + chrono::Duration::hours(25),
+        );
+        assert_eq!(copy, tuesday);
     }
 
     #[test]
