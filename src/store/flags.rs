@@ -498,7 +498,9 @@ pub(super) fn write_mentions(
 /// Replaces every mention of an entry the publisher edited (a removed company's too: nothing can
 /// tell whether the new text still names it), and queues alerts for the companies it names now
 /// and did not before. A company it named already was alerted then, or held back as backlog
-/// (see [`queue_alerts`]): an edit of an old story must not page about it now.
+/// (see [`queue_alerts`]): an edit of an old story must not page about it now. Only targets
+/// without an alert for the story get one: the outbox holds one per story and target, so a
+/// target that wants every company hears nothing of the new one (README says so).
 pub(super) fn rewrite_edited_mentions(
     conn: &Connection,
     flagging: &Flagging,
