@@ -299,8 +299,6 @@ fn read_holder(lock: &Path) -> Option<Holder> {
     serde_json::from_slice(&std::fs::read(lock).ok()?).ok()
 }
 
-/// The absolute path with symlinks resolved, so that `feedhound.toml` and
-/// `/etc/feedhound/feedhound.toml` are one file; the absolute path if it cannot be resolved.
 /// The folder holding `path`: `.` for a bare file name, whose parent is the empty path.
 fn folder_of(path: &Path) -> &Path {
     path.parent()
@@ -308,6 +306,8 @@ fn folder_of(path: &Path) -> &Path {
         .unwrap_or(Path::new("."))
 }
 
+/// The absolute path with symlinks resolved, so that `feedhound.toml` and
+/// `/etc/feedhound/feedhound.toml` are one file; the absolute path if it cannot be resolved.
 fn canonical(path: &Path) -> PathBuf {
     std::fs::canonicalize(path)
         .or_else(|_| std::path::absolute(path))
