@@ -587,6 +587,7 @@ const SHORT_RETAIN: &str =
     "must be at least one day; write e.g. \"180d\" (\"m\" is minutes, months are \"M\")";
 // No setting means more than a century; longer ones would overflow the dates computed from them.
 const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+const LONG_DURATION: &str = "must be at most 100 years";
 // SQLite takes its busy timeout in milliseconds, as a C int.
 const MAX_BUSY_TIMEOUT: Duration = Duration::from_millis(i32::MAX as u64);
 
@@ -597,7 +598,7 @@ pub fn parse_retain(text: &str) -> Result<Duration, String> {
         return Err(SHORT_RETAIN.to_string());
     }
     if retain > MAX_DURATION {
-        return Err("must be at most 100 years".to_string());
+        return Err(LONG_DURATION.to_string());
     }
     Ok(retain)
 }
@@ -661,7 +662,7 @@ impl Checker {
                 default
             }
             Ok(d) if d > MAX_DURATION => {
-                self.issue(Some(raw.span()), key, "must be at most 100 years");
+                self.issue(Some(raw.span()), key, LONG_DURATION);
                 default
             }
             Ok(d) => d,
