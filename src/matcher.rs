@@ -31,8 +31,9 @@
 //!   Finally a company with `require_any` words counts only if one of them occurs, as a whole word,
 //!   in any field of the entry.
 //!
-//! Case folding is `char::to_lowercase` plus final sigma → sigma; full case folding ("ß" = "ss")
-//! is not attempted.
+//! Case folding is `char::to_lowercase` plus final sigma → sigma, on text and patterns composed
+//! to NFC (an accent typed as a combining mark matches the precomposed letter); full case folding
+//! ("ß" = "ss") is not attempted.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -40,6 +41,11 @@ use std::fmt;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use icu_normalizer::ComposingNormalizerBorrowed;
+use icu_normalizer::properties::{
+    CanonicalCombiningClassMapBorrowed, CanonicalCompositionBorrowed,
+    CanonicalDecompositionBorrowed, Decomposed,
+};
 use unicode_script::{Script, UnicodeScript};
 
 use crate::model::{Field, Mention};
@@ -79,6 +85,11 @@ impl<'a> EntryText<'a> {
         }
     }
 }
+
+/// Which way of matching stored mentions were found by. A change that can find other mentions
+/// in the same text bumps it, and the daemon then re-matches stored entries as it does when the
+/// rules change. 2: text and patterns composed to NFC.
+pub const REVISION: u32 = 2;
 
 /// Target length of [`Mention::snippet`] in characters, "…" excluded: about two lines of a
 /// notification, enough to judge whether the hit is the company.
@@ -147,7 +158,7 @@ impl Matcher {
                 .chain(rule.exclude.iter().map(|p| (p, Role::Exclusion)))
                 .chain(rule.require_any.iter().map(|p| (p, Role::Context)));
             for (raw, role) in roles {
-                let phrase = normalize_whitespace(raw);
+                let phrase = NFC.normalize(&normalize_whitespace(raw)).into_owned();
                 let (Some(first), Some(last)) = (phrase.chars().next(), phrase.chars().last())
                 else {
                     continue;
@@ -349,7 +360,10 @@ impl Matcher {
                         {
                             Status::FieldNotSearched
                         } else if meaning.exact_case
-                            && !same_spelling(&original[start..end], &meaning.phrase)
+                            && !same_spelling(
+                                &NFC.normalize(&original[start..end]),
+                                &meaning.phrase,
+                            )
                         {
                             Status::CaseDiffers
                         } else if !on_word_boundaries(original, start, end, meaning) {
@@ -512,19 +526,30 @@ fn fold(phrase: &str) -> String {
 
 /// Where folded offsets stop matching original ones. From `folded` on (up to the next shift),
 /// folded text is the original text from `original` on, byte for byte in length; or, when
-/// `one_char`, the lowercase of the one character at `original`, whose length differs (or which
-/// lowercases to several characters: 'İ' is "i" and a combining dot), so no hit may start or end
-/// inside it.
+/// `indivisible`, the folded form of one unit of the original at `original`: a character whose
+/// lowercase has another length ('İ' is "i" and a combining dot), or a character with the
+/// combining marks that NFC composes with it ("e" and U+0301 are "é"). No hit may start or end
+/// inside such a unit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Shift {
     folded: usize,
     original: usize,
-    one_char: bool,
+    indivisible: bool,
 }
 
-/// Lowercases `text` into `folded` with Unicode rules, every whitespace character becoming a
-/// space, and records in `shifts` where offsets change. Most text needs no shift at all: ASCII
-/// and most accented letters keep their length when lowercased.
+/// Composes text to NFC as it is folded, so a name matches whether a publisher's tools wrote
+/// "é" as one character or as "e" and a combining accent (macOS file names, some CMSs).
+const NFC: ComposingNormalizerBorrowed<'static> = ComposingNormalizerBorrowed::new_nfc();
+const COMBINING_CLASS: CanonicalCombiningClassMapBorrowed<'static> =
+    CanonicalCombiningClassMapBorrowed::new();
+const COMPOSITION: CanonicalCompositionBorrowed<'static> = CanonicalCompositionBorrowed::new();
+const DECOMPOSITION: CanonicalDecompositionBorrowed<'static> =
+    CanonicalDecompositionBorrowed::new();
+
+/// Lowercases `text` into `folded` with Unicode rules, in NFC, every whitespace character
+/// becoming a space, and records in `shifts` where offsets change. Most text needs no shift at
+/// all: ASCII and most accented letters keep their length when lowercased, and NFC changes
+/// nothing in text already written composed.
 fn fold_into(text: &str, out: &mut Vec<u8>, shifts: &mut Vec<Shift>) {
     shifts.clear();
     // Built as bytes: ASCII runs are copied and folded in place, a loop the compiler
@@ -533,32 +558,35 @@ fn fold_into(text: &str, out: &mut Vec<u8>, shifts: &mut Vec<Shift>) {
     out.clear();
     let bytes = text.as_bytes();
     let mut at = 0;
+    // Where the last character (or composed unit) starts, in `text` and in `out`: a combining
+    // mark after it composes with it.
+    let mut last_unit = (0, 0);
     loop {
         let run = ascii_prefix_len(&bytes[at..]);
         let from = out.len();
         out.extend_from_slice(&bytes[at..at + run]);
         fold_ascii(&mut out[from..]);
         at += run;
+        if run > 0 {
+            last_unit = (at - 1, out.len() - 1);
+        }
         let Some(c) = text[at..].chars().next() else {
             break;
         };
-        let start = out.len();
-        let mut chars = 1;
-        if c.is_whitespace() {
-            out.push(b' ');
-        } else if is_apostrophe(c) {
-            // Publishing tools curl apostrophes ("McDonald’s"); a name is written either way.
-            out.push(b'\'');
-        } else {
-            let lowercase = c.to_lowercase();
-            chars = lowercase.len();
-            for lower in lowercase {
-                // Final sigma folds like sigma, so "ΣΑΜΣΩΝ" and "σαμσων" meet.
-                let lower = if lower == 'ς' { 'σ' } else { lower };
-                out.extend_from_slice(lower.encode_utf8(&mut [0; 4]).as_bytes());
-            }
-        }
         let width = c.len_utf8();
+        let unit_start = match nfc_joins(text[..at].chars().next_back(), c) {
+            NfcJoin::No => None,
+            NfcJoin::WithPrevious => Some(last_unit),
+            NfcJoin::FromHere => Some((at, out.len())),
+        };
+        if let Some(unit_start) = unit_start {
+            let end = fold_composed(text, unit_start, at + width, out, shifts);
+            last_unit = unit_start;
+            at = end;
+            continue;
+        }
+        let start = out.len();
+        let chars = fold_char(c, out);
         if chars != 1 || out.len() - start != width {
             // A shift that would be followed at once by this one is not needed.
             if shifts.last().is_some_and(|s| s.folded == start) {
@@ -567,16 +595,111 @@ fn fold_into(text: &str, out: &mut Vec<u8>, shifts: &mut Vec<Shift>) {
             shifts.push(Shift {
                 folded: start,
                 original: at,
-                one_char: true,
+                indivisible: true,
             });
             shifts.push(Shift {
                 folded: out.len(),
                 original: at + width,
-                one_char: false,
+                indivisible: false,
             });
         }
+        last_unit = (at, start);
         at += width;
     }
+}
+
+/// Appends the folded form of `c` to `out`; returns how many characters that is.
+fn fold_char(c: char, out: &mut Vec<u8>) -> usize {
+    if c.is_whitespace() {
+        out.push(b' ');
+        return 1;
+    }
+    if is_apostrophe(c) {
+        // Publishing tools curl apostrophes ("McDonald’s"); a name is written either way.
+        out.push(b'\'');
+        return 1;
+    }
+    let lowercase = c.to_lowercase();
+    let chars = lowercase.len();
+    for lower in lowercase {
+        // Final sigma folds like sigma, so "ΣΑΜΣΩΝ" and "σαμσων" meet.
+        let lower = if lower == 'ς' { 'σ' } else { lower };
+        out.extend_from_slice(lower.encode_utf8(&mut [0; 4]).as_bytes());
+    }
+    chars
+}
+
+enum NfcJoin {
+    /// NFC keeps `c` as it is.
+    No,
+    /// `c` is a combining mark, or composes with the character before it.
+    WithPrevious,
+    /// NFC replaces `c` itself (the ohm sign by omega).
+    FromHere,
+}
+
+fn nfc_joins(previous: Option<char>, c: char) -> NfcJoin {
+    // Below U+0300 every character is a starter that NFC keeps and that composes with nothing
+    // before it; that is all of Latin-1 and the Latin extensions.
+    if c < '\u{300}' {
+        return NfcJoin::No;
+    }
+    if COMBINING_CLASS.get_u8(c) != 0
+        || previous.is_some_and(|p| COMPOSITION.compose(p, c).is_some())
+    {
+        return NfcJoin::WithPrevious;
+    }
+    let kept = match DECOMPOSITION.decompose(c) {
+        Decomposed::Default => true,
+        Decomposed::Singleton(_) => false,
+        // Composition exclusions decompose but never come back (U+0958 stays two characters).
+        Decomposed::Expansion(first, second) => COMPOSITION.compose(first, second) == Some(c),
+    };
+    if kept { NfcJoin::No } else { NfcJoin::FromHere }
+}
+
+/// Folds the unit of `text` that NFC changes, starting at `start` (in `text`, and in `out`
+/// where that start was folded already when it is the character before a combining mark) and
+/// running at least to `end`: on through every further combining mark or character that
+/// composes with it. The unit becomes one indivisible shift; returns where it ends.
+fn fold_composed(
+    text: &str,
+    (start, out_start): (usize, usize),
+    mut end: usize,
+    out: &mut Vec<u8>,
+    shifts: &mut Vec<Shift>,
+) -> usize {
+    while let Some(next) = text[end..].chars().next() {
+        let joins = next >= '\u{300}'
+            && (COMBINING_CLASS.get_u8(next) != 0
+                || NFC
+                    .normalize(&text[start..end])
+                    .chars()
+                    .next_back()
+                    .is_some_and(|last| COMPOSITION.compose(last, next).is_some()));
+        if !joins {
+            break;
+        }
+        end += next.len_utf8();
+    }
+    out.truncate(out_start);
+    while shifts.last().is_some_and(|s| s.folded >= out_start) {
+        shifts.pop();
+    }
+    shifts.push(Shift {
+        folded: out_start,
+        original: start,
+        indivisible: true,
+    });
+    for c in NFC.normalize(&text[start..end]).chars() {
+        fold_char(c, out);
+    }
+    shifts.push(Shift {
+        folded: out.len(),
+        original: end,
+        indivisible: false,
+    });
+    end
 }
 
 /// How many bytes at the start of `bytes` are ASCII. Checked 32 bytes at a time first (std's
@@ -619,7 +742,7 @@ fn original_offset(shifts: &[Shift], folded: usize) -> Option<usize> {
     let Some(shift) = shifts[..shifts.partition_point(|s| s.folded <= folded)].last() else {
         return Some(folded);
     };
-    if shift.one_char {
+    if shift.indivisible {
         (folded == shift.folded).then_some(shift.original)
     } else {
         Some(shift.original + (folded - shift.folded))
@@ -839,12 +962,12 @@ mod tests {
                 Shift {
                     folded: 4,
                     original: 4,
-                    one_char: true
+                    indivisible: true
                 },
                 Shift {
                     folded: 7,
                     original: 6,
-                    one_char: false
+                    indivisible: false
                 },
             ]
         );
@@ -861,12 +984,28 @@ mod tests {
         assert!(shifts.is_empty(), "ASCII text keeps its offsets");
     }
 
-    /// The map the shifts replaced, as the reference: for every folded byte, the original offset
-    /// of the character it came from.
+    #[test]
+    fn decomposed_hangul_folds_to_its_syllable() {
+        // The trailing consonant composes with the syllable its two jamo make, not with a jamo.
+        assert_eq!(
+            fold("\u{1109}\u{1161}\u{11B7}\u{1109}\u{1165}\u{11BC}"),
+            "삼성"
+        );
+        assert_eq!(
+            hit_count(
+                &[rule("삼성")],
+                "\u{1109}\u{1161}\u{11B7}\u{1109}\u{1165}\u{11BC} said"
+            ),
+            1
+        );
+    }
+
+    /// The reference for folding: NFC of the whole text, folded character by character, and for
+    /// every folded byte the original offset of the stretch it came from, which no hit may split.
+    /// A stretch ends before a starter (combining class 0) where cutting the text does not change
+    /// its NFC: a combining mark, or a Hangul vowel after its consonant, stays with what precedes.
     fn origin_of_each_byte(text: &str) -> (String, Vec<usize>) {
-        let (mut folded, mut origin) = (String::new(), Vec::new());
-        for (at, c) in text.char_indices() {
-            let from = folded.len();
+        let fold_one = |c: char, folded: &mut String| {
             if c.is_whitespace() {
                 folded.push(' ');
             } else if is_apostrophe(c) {
@@ -876,8 +1015,32 @@ mod tests {
                     folded.push(if lower == 'ς' { 'σ' } else { lower });
                 }
             }
+        };
+        let whole = NFC.normalize(text);
+        let mut starts: Vec<usize> = text
+            .char_indices()
+            .filter(|&(at, c)| {
+                let (before, after) = text.split_at(at);
+                at == 0
+                    || COMBINING_CLASS.get_u8(c) == 0
+                        && NFC.normalize(before) + NFC.normalize(after) == whole
+            })
+            .map(|(at, _)| at)
+            .collect();
+        starts.push(text.len());
+        let (mut folded, mut origin, mut composed) = (String::new(), Vec::new(), String::new());
+        for stretch in starts.windows(2).map(|w| &text[w[0]..w[1]]) {
+            let at = stretch.as_ptr() as usize - text.as_ptr() as usize;
+            let normal = NFC.normalize(stretch);
+            composed.push_str(&normal);
+            let from = folded.len();
+            normal.chars().for_each(|c| fold_one(c, &mut folded));
             origin.resize(origin.len() + folded.len() - from, at);
         }
+        assert_eq!(
+            composed, whole,
+            "NFC stretch by stretch is NFC of the whole"
+        );
         (folded, origin)
     }
 
@@ -888,7 +1051,7 @@ mod tests {
         proptest! {
             #[test]
             fn shifts_map_every_character_boundary_like_a_map_of_each_byte(
-                text in "[a-zA-Z' \t\u{0B}\u{A0}\u{3000}İıΣσςßẞÅÉéŉǅΐ\u{212A}\u{307}\u{2019}\u{2BC}小米삼성]{0,40}"
+                text in "[a-zA-Z' \t\u{0B}\u{A0}\u{3000}İıΣσςßẞÅÉéŉǅΐ\u{212A}\u{212B}\u{300}\u{301}\u{307}\u{323}\u{2019}\u{2BC}小米삼성가\u{1100}\u{1161}\u{11A8}]{0,40}"
             ) {
                 let (mut folded, mut shifts) = (Vec::new(), Vec::new());
                 fold_into(&text, &mut folded, &mut shifts);
@@ -1040,6 +1203,36 @@ mod tests {
         }];
         assert_eq!(hit_count(&arm, "an arm and ARM"), 0);
         assert_eq!(hit_count(&arm, "Arm Holdings and an arm"), 1);
+    }
+
+    #[test]
+    fn accents_match_whether_written_composed_or_decomposed() {
+        let composed = "Nestl\u{e9}";
+        let decomposed = "Nestle\u{301}";
+        for name in [composed, decomposed] {
+            for case_sensitive in [false, true] {
+                let rules = [CompanyRule {
+                    case_sensitive,
+                    ..rule(name)
+                }];
+                for text in [composed, decomposed] {
+                    let story = format!("Shares of {text}\u{2019}s rivals fell");
+                    let mentions = Matcher::new(&rules).unwrap().find(&content(&story));
+                    assert_eq!(mentions.len(), 1, "{name:?} in {story:?}");
+                    assert_eq!(
+                        mentions[0].snippet, story,
+                        "the snippet keeps the text as written"
+                    );
+                }
+            }
+        }
+        // The accent is part of the word: a name without it does not match.
+        assert_eq!(hit_count(&[rule("Nestle")], "Nestle\u{301} said"), 0);
+        // The ohm sign is omega in NFC.
+        assert_eq!(
+            hit_count(&[rule("\u{3a9}mega Labs")], "\u{2126}MEGA LABS said"),
+            1
+        );
     }
 
     #[test]

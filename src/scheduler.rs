@@ -594,9 +594,12 @@ fn sync_config(store: &mut Store, config: &Config) -> anyhow::Result<()> {
 }
 
 fn rules_fingerprint(config: &Config) -> String {
-    blake3::hash(format!("{:?}", config.company_rules()).as_bytes())
-        .to_hex()
-        .to_string()
+    let rules = format!(
+        "matcher revision {}: {:?}",
+        crate::matcher::REVISION,
+        config.company_rules()
+    );
+    blake3::hash(rules.as_bytes()).to_hex().to_string()
 }
 
 fn build_matcher(config: &Config) -> anyhow::Result<Arc<Matcher>> {
