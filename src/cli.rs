@@ -67,7 +67,7 @@ pub enum Command {
     Check,
     /// List flagged stories, newest first: each story once, with every feed that carried it.
     Mentions {
-        /// Only stories mentioning this company (its configured name).
+        /// Only stories mentioning this company (its name or an alias).
         #[arg(long)]
         company: Option<String>,
         /// Only stories published (or first seen) within this long, e.g. 24h, 7d.
@@ -81,12 +81,16 @@ pub enum Command {
     },
     /// Show which companies a text would be flagged for, and why (for tuning rules).
     TestMatch {
-        /// Only explain this company.
+        /// Only explain this company (its name or an alias).
         #[arg(long)]
         company: Option<String>,
-        /// Text to treat as the title (the file is the content).
+        /// Text to treat as the title (added to the file's field).
         #[arg(long)]
         title: Option<String>,
+        /// The entry field the file's text stands for: a company limited to some `fields`
+        /// is only looked for there.
+        #[arg(long, value_enum, default_value_t = TextField::Content)]
+        field: TextField,
         /// A text or HTML file, or - for standard input.
         file: PathBuf,
     },
@@ -96,7 +100,7 @@ pub enum Command {
     Search {
         /// FTS5 query: words (all must appear), "exact phrase", OR, NOT, prefix*, NEAR(a b).
         query: String,
-        /// Only entries mentioning this tracked company (its configured name).
+        /// Only entries mentioning this tracked company (its name or an alias).
         #[arg(long)]
         company: Option<String>,
         /// Only entries published (or first seen) within this long, e.g. 24h, 7d.
@@ -163,6 +167,14 @@ pub enum OpmlCommand {
 pub enum Format {
     Table,
     Json,
+}
+
+/// An entry field, as `test-match --field` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TextField {
+    Title,
+    Summary,
+    Content,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -241,19 +253,21 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
             format,
         } => {
             let config = Config::load(&cli.config)?;
+            let company = company.map(|c| config.company_named(&c)).transpose()?;
             let store = open_for_reading(&config)?;
             let since = since_time(since)?;
-            let stories =
-                store.flagged_stories(company.as_deref(), since, limit.unwrap_or(usize::MAX))?;
+            let stories = store.flagged_stories(company, since, limit.unwrap_or(usize::MAX))?;
             print_stories(&stories, format)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::TestMatch {
             company,
             title,
+            field,
             file,
         } => {
             let config = Config::load(&cli.config)?;
+            let company = company.map(|c| config.company_named(&c)).transpose()?;
             let raw = if file.as_os_str() == "-" {
                 std::io::read_to_string(std::io::stdin()).context("cannot read standard input")?
             } else {
@@ -261,20 +275,25 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
                     .with_context(|| format!("cannot read {}", file.display()))?
             };
             let matcher = Matcher::new(&config.company_rules())?;
-            let content = text::html_to_text(&raw);
+            let text = text::html_to_text(&raw);
             let title = title.map(|t| text::html_to_text(&t)).unwrap_or_default();
-            let explanations = matcher.explain(&EntryText {
+            let mut entry = EntryText {
                 title: &title,
-                summary: "",
-                content: &content,
-            });
+                ..EntryText::default()
+            };
+            match field {
+                TextField::Title if title.is_empty() => entry.title = &text,
+                TextField::Title => {
+                    anyhow::bail!("--title and --field title both give the title; use one of them")
+                }
+                TextField::Summary => entry.summary = &text,
+                TextField::Content => entry.content = &text,
+            }
+            let explanations = matcher.explain(&entry);
             let mut out = std::io::stdout().lock();
             let mut shown = 0;
             for explanation in &explanations {
-                if company
-                    .as_deref()
-                    .is_some_and(|c| !c.eq_ignore_ascii_case(&explanation.company))
-                {
+                if company.is_some_and(|c| c != &*explanation.company) {
                     continue;
                 }
                 writeln!(out, "{explanation}")?;
@@ -299,6 +318,9 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
             format,
         } => {
             let config = Config::load(&cli.config)?;
+            let company = company
+                .map(|c| config.company_named(&c).map(str::to_owned))
+                .transpose()?;
             let mut store = open_for_reading(&config)?;
             let hits = store.search(&SearchQuery {
                 text: query,

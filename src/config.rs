@@ -261,6 +261,37 @@ impl Config {
             .collect()
     }
 
+    /// The configured name of the company that `name` names (its name or one of its aliases, in
+    /// any case), for the command line's `--company`; an error listing the names when none does.
+    pub fn company_named(&self, name: &str) -> anyhow::Result<&str> {
+        let wanted = name.trim().to_lowercase();
+        self.companies
+            .iter()
+            .map(|c| &c.rule)
+            .find(|rule| {
+                std::iter::once(&rule.name)
+                    .chain(&rule.aliases)
+                    .any(|n| n.to_lowercase() == wanted)
+            })
+            .map(|rule| rule.name.as_str())
+            .ok_or_else(|| {
+                let names: Vec<&str> = self
+                    .companies
+                    .iter()
+                    .map(|c| c.rule.name.as_str())
+                    .collect();
+                anyhow::anyhow!(
+                    "no company in {} is named {name:?}; its companies are: {}",
+                    self.source.display(),
+                    if names.is_empty() {
+                        "none".to_string()
+                    } else {
+                        names.join(", ")
+                    }
+                )
+            })
+    }
+
     pub fn company_rules(&self) -> Vec<CompanyRule> {
         self.companies.iter().map(|c| c.rule.clone()).collect()
     }

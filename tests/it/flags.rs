@@ -194,6 +194,60 @@ async fn a_story_syndicated_in_three_feeds_is_one_flagged_story_with_three_sourc
     assert_eq!(rows.as_array().unwrap().len(), 1);
     assert_eq!(rows[0]["sources"].as_array().unwrap().len(), 3);
     assert!(rows[0]["sources"][0]["link"].as_str().is_some());
+    let by_alias = app.cli(&["mentions", "--format", "json", "--company", "小米"]);
+    assert_eq!(by_alias.stdout, json.stdout, "an alias names its company");
+}
+
+#[test]
+fn company_filters_take_an_alias_and_refuse_a_name_the_config_lacks() {
+    let app = App::new(&[], COMPANIES);
+    let file = app.dir.path().join("story.txt");
+    std::fs::write(&file, "小米 and Samsung sign a patent deal").unwrap();
+    let file = file.to_str().unwrap();
+    let output = app.cli(&["test-match", "--company", "xiaomi corp", file]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    assert!(stdout.contains("Xiaomi: flagged"), "{stdout}");
+    assert!(
+        !stdout.contains("Samsung"),
+        "only the company asked for: {stdout}"
+    );
+    for args in [
+        &["test-match", "--company", "Samsong", file][..],
+        &["mentions", "--company", "Samsong"],
+        &["search", "deal", "--company", "Samsong"],
+    ] {
+        let output = app.cli(args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {output:?}");
+        assert!(
+            stderr.contains("is named \"Samsong\"; its companies are: Xiaomi, Samsung, Apple"),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn test_match_reads_its_text_as_the_field_asked_for() {
+    let companies = format!("{COMPANIES}\n[[company]]\nname = \"Nokia\"\nfields = [\"summary\"]\n");
+    let app = App::new(&[], &companies);
+    let file = app.dir.path().join("story.txt");
+    std::fs::write(&file, "Nokia and Samsung sign a patent deal").unwrap();
+    let file = file.to_str().unwrap();
+    let explain = |field: &str| {
+        let output = app.cli(&["test-match", "--field", field, file]);
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let as_content = explain("content");
+    assert!(as_content.contains("Nokia: not flagged"), "{as_content}");
+    assert!(as_content.contains("field not searched"), "{as_content}");
+    let as_summary = explain("summary");
+    assert!(as_summary.contains("Nokia: flagged"), "{as_summary}");
+    assert!(as_summary.contains("Samsung: flagged"), "{as_summary}");
+    let as_title = explain("title");
+    assert!(as_title.contains("Nokia: not flagged"), "{as_title}");
+    assert!(as_title.contains("title @10: \"Samsung\""), "{as_title}");
 }
 
 #[tokio::test]
