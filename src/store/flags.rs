@@ -5,8 +5,9 @@
 //! the same canonical link anywhere, or the same normalised title within
 //! [`TITLE_WINDOW`](super::titles::TITLE_WINDOW), as any entry of the story already had
 //! (`story_titles` holds the titles of entries that joined by link; `titles` finds them). An
-//! alert is queued in `outbox` the first time a story is flagged for a notify target, in that
-//! same transaction, so a crash can never keep a flag and lose its alert.
+//! alert is queued in `outbox` the first time a story is flagged for a notify target, and when an
+//! edit names a company the story did not, in that same transaction, so a crash can never keep a
+//! flag and lose its alert.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -496,11 +497,10 @@ pub(super) fn write_mentions(
 }
 
 /// Replaces every mention of an entry the publisher edited (a removed company's too: nothing can
-/// tell whether the new text still names it), and queues alerts for the companies it names now
-/// and did not before. A company it named already was alerted then, or held back as backlog
-/// (see [`queue_alerts`]): an edit of an old story must not page about it now. Only targets
-/// without an alert for the story get one: the outbox holds one per story and target, so a
-/// target that wants every company hears nothing of the new one (README says so).
+/// tell whether the new text still names it), and queues alerts for the companies the story
+/// names now and did not before (see [`queue_edit_alerts`]). A company the story named already
+/// was alerted then, or held back as backlog (see [`queue_alerts`]): an edit of an old story
+/// must not page about it now.
 pub(super) fn rewrite_edited_mentions(
     conn: &Connection,
     flagging: &Flagging,
@@ -509,29 +509,35 @@ pub(super) fn rewrite_edited_mentions(
     mentions: &[Mention],
     now: DateTime<Utc>,
 ) -> anyhow::Result<()> {
-    let before: HashSet<i64> = conn
-        .prepare_cached("SELECT company_id FROM mentions WHERE entry_id = ?1")?
-        .query_map([entry_id], |r| r.get(0))?
-        .collect::<Result<_, _>>()?;
+    let named_before = match story_id {
+        Some(story) => story_company_ids(conn, story)?,
+        None => HashSet::new(),
+    };
     conn.prepare_cached("DELETE FROM mentions WHERE entry_id = ?1")?
         .execute([entry_id])?;
     insert_mentions(conn, flagging, entry_id, mentions)?;
-    let newly_named: Vec<Mention> = mentions
+    let newly_named: Vec<(i64, &Mention)> = mentions
         .iter()
-        .filter(|m| {
-            flagging
-                .company_ids
-                .get(&m.company)
-                .is_some_and(|id| !before.contains(id))
-        })
-        .cloned()
+        .filter_map(|m| Some((*flagging.company_ids.get(&m.company)?, m)))
+        .filter(|(id, _)| !named_before.contains(id))
         .collect();
     if let Some(story) = story_id
         && !newly_named.is_empty()
     {
-        queue_alerts(conn, flagging, story, &newly_named, now, false)?;
+        queue_edit_alerts(conn, flagging, story, &newly_named, now)?;
     }
     Ok(())
+}
+
+/// The companies any entry of the story mentions.
+fn story_company_ids(conn: &Connection, story_id: i64) -> anyhow::Result<HashSet<i64>> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT DISTINCT m.company_id FROM entries e JOIN mentions m ON m.entry_id = e.id
+             WHERE e.story_id = ?1",
+        )?
+        .query_map([story_id], |r| r.get(0))?
+        .collect::<Result<_, _>>()?)
 }
 
 /// Records the mentions of an entry that has none yet (a new one: skipping the DELETE of
@@ -599,27 +605,84 @@ pub(super) fn queue_alerts(
         .iter()
         .filter(|r| r.backlog || !from_backlog)
     {
-        let wanted = match &route.companies {
-            None => !tracked.is_empty(),
-            Some(names) => tracked
-                .iter()
-                .any(|m| names.iter().any(|n| n.eq_ignore_ascii_case(&m.company))),
-        };
-        if !wanted {
-            continue;
+        if tracked.iter().any(|m| route.wants(&m.company)) {
+            queue_first_alert(conn, &route.target, story_id, now)?;
         }
-        let created = sql_time(now);
-        let key =
-            blake3::hash(format!("{}\u{1f}{story_id}\u{1f}{created}", route.target).as_bytes())
-                .to_hex()[..32]
-                .to_string();
-        conn.prepare_cached(
-            "INSERT INTO outbox (target, story_id, idempotency_key, created_at, next_attempt_at)
-             VALUES (?1, ?2, ?3, ?4, ?4) ON CONFLICT (target, story_id) DO NOTHING",
-        )?
-        .execute(params![route.target, story_id, key, created])?;
     }
     Ok(())
+}
+
+/// Queues the alerts for companies an edit named in a story that did not name them: a target
+/// that has not had the story yet gets its first alert for it; one that has gets an alert per
+/// newly named company it wants, at most once per company, whatever later edits do.
+fn queue_edit_alerts(
+    conn: &Connection,
+    flagging: &Flagging,
+    story_id: i64,
+    newly_named: &[(i64, &Mention)],
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    for route in &flagging.routes {
+        let wanted = newly_named.iter().filter(|(_, m)| route.wants(&m.company));
+        let alerted: bool = conn
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM outbox
+                                WHERE target = ?1 AND story_id = ?2 AND company_id IS NULL)",
+            )?
+            .query_row(params![route.target, story_id], |r| r.get(0))?;
+        if !alerted {
+            if wanted.count() > 0 {
+                queue_first_alert(conn, &route.target, story_id, now)?;
+            }
+            continue;
+        }
+        for &(company_id, _) in wanted {
+            let created = sql_time(now);
+            let key = alert_key(&format!(
+                "{}\u{1f}{story_id}\u{1f}{created}\u{1f}{company_id}",
+                route.target
+            ));
+            conn.prepare_cached(
+                "INSERT INTO outbox (target, story_id, idempotency_key, created_at, next_attempt_at,
+                                     company_id)
+                 VALUES (?1, ?2, ?3, ?4, ?4, ?5)
+                 ON CONFLICT (target, story_id, company_id) WHERE company_id IS NOT NULL DO NOTHING",
+            )?
+            .execute(params![route.target, story_id, key, created, company_id])?;
+        }
+    }
+    Ok(())
+}
+
+/// Queues the story's first alert to `target`, unless it has one.
+fn queue_first_alert(
+    conn: &Connection,
+    target: &str,
+    story_id: i64,
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    let created = sql_time(now);
+    let key = alert_key(&format!("{target}\u{1f}{story_id}\u{1f}{created}"));
+    conn.prepare_cached(
+        "INSERT INTO outbox (target, story_id, idempotency_key, created_at, next_attempt_at)
+         VALUES (?1, ?2, ?3, ?4, ?4)
+         ON CONFLICT (target, story_id) WHERE company_id IS NULL DO NOTHING",
+    )?
+    .execute(params![target, story_id, key, created])?;
+    Ok(())
+}
+
+/// An alert's idempotency key: the same on every attempt, different for every alert.
+fn alert_key(parts: &str) -> String {
+    blake3::hash(parts.as_bytes()).to_hex()[..32].to_string()
+}
+
+impl AlertRoute {
+    fn wants(&self, company: &str) -> bool {
+        self.companies
+            .as_ref()
+            .is_none_or(|names| names.iter().any(|n| n.eq_ignore_ascii_case(company)))
+    }
 }
 
 #[cfg(test)]

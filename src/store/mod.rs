@@ -94,6 +94,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0014_stories_by_first_seen",
         include_str!("../../migrations/0014_stories_by_first_seen.sql"),
     ),
+    (
+        "0015_edit_alerts",
+        include_str!("../../migrations/0015_edit_alerts.sql"),
+    ),
 ];
 
 /// How long a write waits for another process's lock before giving up (a user running a long

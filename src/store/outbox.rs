@@ -28,6 +28,10 @@ pub struct AlertPayload {
     /// The same on every attempt: receivers drop repeats with it.
     pub idempotency_key: String,
     pub story: AlertStory,
+    /// Set when the alert is for an edit: the company it named in a story the target had an
+    /// alert for already.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub newly_named: Option<String>,
     pub companies: Vec<AlertCompany>,
     /// Every entry of the story, in the order they arrived.
     pub sources: Vec<Source>,
@@ -95,8 +99,9 @@ impl Store {
         limit: usize,
     ) -> anyhow::Result<Vec<PendingAlert>> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT o.id, o.target, o.attempts, o.idempotency_key, s.id, s.first_seen_at
+            "SELECT o.id, o.target, o.attempts, o.idempotency_key, s.id, s.first_seen_at, c.name
              FROM outbox o JOIN stories s ON s.id = o.story_id
+             LEFT JOIN companies c ON c.id = o.company_id
              WHERE o.delivered_at IS NULL AND o.next_attempt_at <= ?1
                AND o.target IN (SELECT value FROM json_each(?3))
              ORDER BY o.next_attempt_at, o.id LIMIT ?2",
@@ -112,32 +117,36 @@ impl Store {
                         r.get::<_, String>(3)?,
                         r.get::<_, i64>(4)?,
                         r.get::<_, String>(5)?,
+                        r.get::<_, Option<String>>(6)?,
                     ))
                 },
             )?
             .collect::<Result<Vec<_>, _>>()?;
         rows.into_iter()
-            .map(|(id, target, attempts, key, story_id, first_seen_at)| {
-                let sources = self.story_sources(story_id)?;
-                let first = sources.first();
-                Ok(PendingAlert {
-                    id,
-                    target,
-                    attempts,
-                    payload: AlertPayload {
-                        idempotency_key: key,
-                        story: AlertStory {
-                            id: story_id,
-                            title: first.and_then(|s| s.title.clone()),
-                            link: first.and_then(|s| s.link.clone()),
-                            published_at: first.and_then(|s| s.published_at.clone()),
-                            first_seen_at,
+            .map(
+                |(id, target, attempts, key, story_id, first_seen_at, newly_named)| {
+                    let sources = self.story_sources(story_id)?;
+                    let first = sources.first();
+                    Ok(PendingAlert {
+                        id,
+                        target,
+                        attempts,
+                        payload: AlertPayload {
+                            idempotency_key: key,
+                            story: AlertStory {
+                                id: story_id,
+                                title: first.and_then(|s| s.title.clone()),
+                                link: first.and_then(|s| s.link.clone()),
+                                published_at: first.and_then(|s| s.published_at.clone()),
+                                first_seen_at,
+                            },
+                            newly_named,
+                            companies: self.story_companies(story_id)?,
+                            sources,
                         },
-                        companies: self.story_companies(story_id)?,
-                        sources,
-                    },
-                })
-            })
+                    })
+                },
+            )
             .collect()
     }
 
@@ -349,6 +358,45 @@ mod tests {
 
     use super::*;
     use crate::store::testing::store_with_one_feed;
+
+    #[test]
+    fn the_edit_alerts_migration_keeps_queued_and_delivered_alerts_and_one_first_alert_per_story() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("feedhound.db");
+        let old = crate::store::testing::database_before(&path, "0015_edit_alerts");
+        old.execute_batch(
+            "INSERT INTO feeds (id, url) VALUES (1, 'http://127.0.0.1/a.xml');
+             INSERT INTO stories (id, first_seen_at) VALUES (7, '2026-11-20T10:00:00Z');
+             INSERT INTO entries (feed_id, dedup_key, story_id, content_hash, first_seen_at, last_seen_at)
+                 VALUES (1, 'a', 7, 'h', '2026-11-20T10:00:00Z', '2026-11-20T10:00:00Z');
+             INSERT INTO outbox (id, target, story_id, idempotency_key, created_at, attempts,
+                                 next_attempt_at, delivered_at, last_error)
+                 VALUES (3, 'desk', 7, 'k-desk', '2026-11-20T10:00:00Z', 2,
+                         '2026-11-20T10:05:00Z', NULL, 'HTTP 500'),
+                        (4, 'log', 7, 'k-log', '2026-11-20T10:00:00Z', 1,
+                         '2026-11-20T10:00:00Z', '2026-11-20T10:00:01Z', NULL);",
+        )
+        .unwrap();
+        drop(old);
+        let store = Store::open(&path).unwrap();
+        let due = store
+            .due_alerts(Utc::now(), &["desk".into(), "log".into()], 10)
+            .unwrap();
+        assert_eq!(due.len(), 1, "the delivered alert stays delivered");
+        assert_eq!((due[0].id, due[0].attempts), (3, 2));
+        assert_eq!(due[0].payload.idempotency_key, "k-desk");
+        assert_eq!(due[0].payload.newly_named, None);
+        let second_first_alert = store.conn.execute(
+            "INSERT INTO outbox (target, story_id, idempotency_key, created_at, next_attempt_at)
+             VALUES ('desk', 7, 'k2', '2026-11-21T10:00:00Z', '2026-11-21T10:00:00Z')",
+            [],
+        );
+        assert!(
+            second_first_alert.is_err(),
+            "one first alert per target and story"
+        );
+        assert_eq!(store.integrity_check().unwrap(), "ok");
+    }
 
     #[test]
     fn an_answer_clears_a_rest_for_another_url_or_one_that_is_over_but_not_one_still_running() {

@@ -297,6 +297,102 @@ async fn a_new_feeds_backlog_is_flagged_but_alerts_only_the_targets_that_ask_for
 }
 
 #[tokio::test]
+async fn an_edit_naming_a_new_company_alerts_the_targets_that_want_it_once() {
+    let server = FeedServer::start();
+    let story = |title: &str| format!("<guid>lab</guid><title>{title}</title>");
+    server.feed("a.xml", rss(&["<guid>w</guid><title>Weather</title>"]));
+    let mut notify = String::new();
+    for (name, companies) in [("all", ""), ("samsung", "Samsung"), ("xiaomi", "Xiaomi")] {
+        server.set(name, Route::webhook(200));
+        notify += &format!(
+            "\n[[notify]]\nname = \"{name}\"\nurl = \"{}\"\n",
+            server.url(name)
+        );
+        if !companies.is_empty() {
+            notify += &format!("companies = [\"{companies}\"]\n");
+        }
+    }
+    let app = App::new(&[server.url("a.xml")], &format!("{COMPANIES}{notify}"));
+    let alerts = |target: &str| -> Vec<serde_json::Value> {
+        server
+            .requests(target)
+            .iter()
+            .map(|r| serde_json::from_slice(&r.body).unwrap())
+            .collect()
+    };
+    let sent = || ["all", "samsung", "xiaomi"].map(|t| alerts(t).len());
+    app.poll().await;
+
+    server.feed("a.xml", rss(&[&story("Samsung opens a lab")]));
+    app.poll().await;
+    assert_eq!(sent(), [1, 1, 0]);
+    let first = &alerts("all")[0];
+    assert!(first.get("newly_named").is_none(), "{first}");
+
+    // The edit names Xiaomi: the target that wants every company hears of it, and so does the
+    // one that wants Xiaomi, for which it is the story's first alert.
+    server.feed("a.xml", rss(&[&story("Samsung opens a lab with Xiaomi")]));
+    assert_eq!(app.poll().await.entries_updated, 1);
+    assert_eq!(sent(), [2, 1, 1]);
+    let edit = &alerts("all")[1];
+    assert_eq!(edit["newly_named"], "Xiaomi", "{edit}");
+    assert_eq!(edit["story"]["id"], first["story"]["id"]);
+    assert_ne!(edit["idempotency_key"], first["idempotency_key"]);
+    let names: Vec<&str> = edit["companies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Xiaomi", "Samsung"], "{edit}");
+    assert!(alerts("xiaomi")[0].get("newly_named").is_none());
+
+    // An edit that changes other words, or drops Xiaomi and names it again, sends nothing more
+    // to a target that had an alert about Xiaomi for the story.
+    for title in [
+        "Samsung opens a big lab with Xiaomi",
+        "Samsung opens a lab",
+        "Samsung and Xiaomi open a lab",
+    ] {
+        server.feed("a.xml", rss(&[&story(title)]));
+        assert_eq!(app.poll().await.entries_updated, 1, "{title}");
+        assert_eq!(sent()[..2], [2, 1], "{title}");
+    }
+}
+
+#[tokio::test]
+async fn an_edit_naming_a_company_another_copy_of_the_story_named_alerts_nobody() {
+    let server = FeedServer::start();
+    let copy = |title: &str| {
+        format!("<guid>lab</guid><link>https://news.example/lab</link><title>{title}</title>")
+    };
+    server.feed("a.xml", rss(&["<guid>w</guid><title>Weather</title>"]));
+    server.feed("b.xml", rss(&["<guid>w</guid><title>Traffic</title>"]));
+    server.set("hook", Route::webhook(200));
+    let notify = format!("\n[[notify]]\nurl = \"{}\"\n", server.url("hook"));
+    let app = App::new(
+        &[server.url("a.xml"), server.url("b.xml")],
+        &format!("{COMPANIES}{notify}"),
+    );
+    app.poll().await;
+    server.feed("a.xml", rss(&[&copy("Samsung opens a lab")]));
+    server.feed("b.xml", rss(&[&copy("Samsung and Xiaomi open a lab")]));
+    app.poll().await;
+    assert_eq!(
+        app.count("SELECT count(DISTINCT story_id) FROM entries WHERE guid = 'lab'"),
+        1
+    );
+    assert_eq!(server.requests("hook").len(), 1);
+    server.feed("a.xml", rss(&[&copy("Samsung opens a lab with Xiaomi")]));
+    assert_eq!(app.poll().await.entries_updated, 1);
+    assert_eq!(
+        server.requests("hook").len(),
+        1,
+        "the story named Xiaomi already, through the other copy"
+    );
+}
+
+#[tokio::test]
 async fn a_copy_linked_like_one_source_and_titled_like_none_still_joins_the_story() {
     let server = FeedServer::start();
     let item = |guid: &str, link: &str, title: &str| {
