@@ -35,6 +35,7 @@
 //! to NFC (an accent typed as a combining mark matches the precomposed letter); full case folding
 //! ("ß" = "ss") is not attempted.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
@@ -360,10 +361,7 @@ impl Matcher {
                         {
                             Status::FieldNotSearched
                         } else if meaning.exact_case
-                            && !same_spelling(
-                                &NFC.normalize(&original[start..end]),
-                                &meaning.phrase,
-                            )
+                            && !same_spelling(&original[start..end], &meaning.phrase)
                         {
                             Status::CaseDiffers
                         } else if !on_word_boundaries(original, start, end, meaning) {
@@ -638,10 +636,19 @@ enum NfcJoin {
     FromHere,
 }
 
+/// Characters NFC keeps and never joins to the one before: curly quotes, dashes and the other
+/// general punctuation, CJK ideographs, Hangul syllables. The common ones above U+0300 in news
+/// text, taken without a table lookup (a test checks the ranges against the tables).
+const NFC_INERT: [std::ops::RangeInclusive<char>; 3] = [
+    '\u{2002}'..='\u{206F}',
+    '\u{4E00}'..='\u{9FFF}',
+    '\u{AC00}'..='\u{D7A3}',
+];
+
 fn nfc_joins(previous: Option<char>, c: char) -> NfcJoin {
     // Below U+0300 every character is a starter that NFC keeps and that composes with nothing
     // before it; that is all of Latin-1 and the Latin extensions.
-    if c < '\u{300}' {
+    if c < '\u{300}' || NFC_INERT.iter().any(|range| range.contains(&c)) {
         return NfcJoin::No;
     }
     if COMBINING_CLASS.get_u8(c) != 0
@@ -749,8 +756,15 @@ fn original_offset(shifts: &[Shift], folded: usize) -> Option<usize> {
     }
 }
 
-/// Exact-case comparison that treats any whitespace as equal to any other, and any apostrophe.
+/// Exact-case comparison that treats any whitespace as equal to any other, and any apostrophe;
+/// `found` is composed to NFC, as `configured` is already.
 fn same_spelling(found: &str, configured: &str) -> bool {
+    // ASCII is NFC already; the normaliser costs more than the comparison.
+    let found = if found.is_ascii() {
+        Cow::Borrowed(found)
+    } else {
+        NFC.normalize(found)
+    };
     let mut a = found.chars();
     let mut b = configured.chars();
     loop {
@@ -982,6 +996,27 @@ mod tests {
         fold_into("Plain\tASCII", &mut folded, &mut shifts);
         assert_eq!(folded, b"plain ascii");
         assert!(shifts.is_empty(), "ASCII text keeps its offsets");
+    }
+
+    #[test]
+    fn the_characters_taken_as_nfc_inert_are_so_by_the_tables() {
+        let inert = |c: &char| NFC_INERT.iter().any(|range| range.contains(c));
+        let all_chars = || (0..=0x10FFFF).filter_map(char::from_u32);
+        for c in all_chars().filter(inert) {
+            assert_eq!(COMBINING_CLASS.get_u8(c), 0, "{c:?}");
+            let kept = match DECOMPOSITION.decompose(c) {
+                Decomposed::Default => true,
+                Decomposed::Singleton(_) => false,
+                Decomposed::Expansion(a, b) => COMPOSITION.compose(a, b) == Some(c),
+            };
+            assert!(kept, "NFC changes {c:?}");
+        }
+        // What composes with a character before it is the second half of some decomposition.
+        for c in all_chars() {
+            if let Decomposed::Expansion(_, second) = DECOMPOSITION.decompose(c) {
+                assert!(!inert(&second), "{second:?} composes into {c:?}");
+            }
+        }
     }
 
     #[test]
