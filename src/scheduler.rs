@@ -1106,6 +1106,21 @@ mod tests {
         assert_eq!(failures_after(&not_modified, 3), 0);
     }
 
+    #[test]
+    fn stored_mentions_of_an_older_matcher_are_stale_under_the_same_rules() {
+        let config = Config::parse(
+            "[[company]]\nname = \"Nestlé\"\n",
+            std::path::Path::new("feedhound.toml"),
+        )
+        .unwrap();
+        // What databases matched before matcher revision 2 (NFC) hold.
+        let before_nfc = blake3::hash(format!("{:?}", config.company_rules()).as_bytes())
+            .to_hex()
+            .to_string();
+        assert_ne!(rules_fingerprint(&config), before_nfc);
+        assert_eq!(rules_fingerprint(&config), rules_fingerprint(&config));
+    }
+
     #[tokio::test]
     async fn a_rescan_stopped_midway_is_redone_even_when_the_rules_change_back() {
         let (_dir, mut store, feed) = store_with_one_feed();
