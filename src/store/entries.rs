@@ -13,7 +13,8 @@ use chrono::{DateTime, Utc};
 use rusqlite::{CachedStatement, Connection, OptionalExtension, params};
 
 use super::flags::{
-    Flagging, StoryStatements, insert_mentions, queue_alerts, rewrite_edited_mentions,
+    Flagging, StoryFor, StoryStatements, insert_mentions, newly_named, queue_alerts,
+    rewrite_edited_mentions, story_company_ids,
 };
 use super::titles::RecentTitles;
 use super::{Store, sql_time, sql_time_precise};
@@ -457,10 +458,26 @@ fn upsert_entries(
                 let story = statements
                     .story
                     .story_for(&mut titles, feed_id, entry, fetched_at)?;
-                let id = statements.insert_entry(feed_id, now, entry, story)?;
+                let id = statements.insert_entry(feed_id, now, entry, story.id())?;
                 if !entry_mentions.is_empty() {
+                    // A copy joining a story may name a company the story did not.
+                    let named_before = match story {
+                        StoryFor::New(_) => None,
+                        StoryFor::Joined(story) => Some(story_company_ids(tx, story)?),
+                    };
                     insert_mentions(tx, flagging, id, entry_mentions)?;
-                    queue_alerts(tx, flagging, story, entry_mentions, fetched_at, backlog)?;
+                    let newly_named = named_before
+                        .map(|before| newly_named(flagging, entry_mentions, &before))
+                        .unwrap_or_default();
+                    queue_alerts(
+                        tx,
+                        flagging,
+                        story.id(),
+                        entry_mentions,
+                        &newly_named,
+                        fetched_at,
+                        backlog,
+                    )?;
                 }
                 applied.new += 1;
                 applied.mentions += entry_mentions.len();
@@ -474,6 +491,7 @@ fn upsert_entries(
                     stored.story,
                     entry_mentions,
                     fetched_at,
+                    backlog,
                 )?;
                 applied.updated += 1;
                 applied.mentions += entry_mentions.len();

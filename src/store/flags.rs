@@ -6,8 +6,8 @@
 //! [`TITLE_WINDOW`](super::titles::TITLE_WINDOW), as any entry of the story already had
 //! (`story_titles` holds the titles of entries that joined by link; `titles` finds them). An
 //! alert is queued in `outbox` the first time a story is flagged for a notify target, and when an
-//! edit names a company the story did not, in that same transaction, so a crash can never keep a
-//! flag and lose its alert.
+//! edit or a new copy names a company the story did not, in that same transaction, so a crash
+//! can never keep a flag and lose its alert.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -393,7 +393,7 @@ impl<'conn> StoryStatements<'conn> {
         feed_id: i64,
         entry: &ParsedEntry,
         now: DateTime<Utc>,
-    ) -> anyhow::Result<i64> {
+    ) -> anyhow::Result<StoryFor> {
         let link = entry
             .canonical_link
             .as_deref()
@@ -415,13 +415,13 @@ impl<'conn> StoryStatements<'conn> {
                     )?
                     .execute(params![key, story.id, sql_time(now)])?;
             }
-            return Ok(story.id);
+            return Ok(StoryFor::Joined(story.id));
         }
         if let Some(key) = &title_key
             && let Some(story) = titles.story(self.conn, key)?
             && !self.has_entry_of_feed(story, feed_id)?
         {
-            return Ok(story);
+            return Ok(StoryFor::Joined(story));
         }
         let story = self
             .insert
@@ -429,7 +429,7 @@ impl<'conn> StoryStatements<'conn> {
         if let Some(key) = &title_key {
             titles.record(key, story);
         }
-        Ok(story)
+        Ok(StoryFor::New(story))
     }
 
     fn has_entry_of_feed(&self, story: i64, feed_id: i64) -> rusqlite::Result<bool> {
@@ -453,6 +453,23 @@ impl<'conn> StoryStatements<'conn> {
                 })
             })
             .optional()
+    }
+}
+
+/// The story a new entry belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum StoryFor {
+    /// Created for this entry.
+    New(i64),
+    /// An earlier entry's story, which may have named companies and alerted targets already.
+    Joined(i64),
+}
+
+impl StoryFor {
+    pub(super) fn id(self) -> i64 {
+        match self {
+            StoryFor::New(id) | StoryFor::Joined(id) => id,
+        }
     }
 }
 
@@ -498,9 +515,8 @@ pub(super) fn write_mentions(
 
 /// Replaces every mention of an entry the publisher edited (a removed company's too: nothing can
 /// tell whether the new text still names it), and queues alerts for the companies the story
-/// names now and did not before (see [`queue_edit_alerts`]). A company the story named already
-/// was alerted then, or held back as backlog (see [`queue_alerts`]): an edit of an old story
-/// must not page about it now.
+/// names now and did not before. A company the story named already was alerted then, or held
+/// back as backlog (see [`queue_alerts`]): an edit of an old story must not page about it now.
 pub(super) fn rewrite_edited_mentions(
     conn: &Connection,
     flagging: &Flagging,
@@ -508,6 +524,7 @@ pub(super) fn rewrite_edited_mentions(
     story_id: Option<i64>,
     mentions: &[Mention],
     now: DateTime<Utc>,
+    from_backlog: bool,
 ) -> anyhow::Result<()> {
     let named_before = match story_id {
         Some(story) => story_company_ids(conn, story)?,
@@ -516,21 +533,39 @@ pub(super) fn rewrite_edited_mentions(
     conn.prepare_cached("DELETE FROM mentions WHERE entry_id = ?1")?
         .execute([entry_id])?;
     insert_mentions(conn, flagging, entry_id, mentions)?;
-    let newly_named: Vec<(i64, &Mention)> = mentions
-        .iter()
-        .filter_map(|m| Some((*flagging.company_ids.get(&m.company)?, m)))
-        .filter(|(id, _)| !named_before.contains(id))
-        .collect();
+    let newly_named = newly_named(flagging, mentions, &named_before);
     if let Some(story) = story_id
         && !newly_named.is_empty()
     {
-        queue_edit_alerts(conn, flagging, story, &newly_named, now)?;
+        let first: Vec<Mention> = newly_named.iter().map(|(_, m)| (*m).clone()).collect();
+        queue_alerts(
+            conn,
+            flagging,
+            story,
+            &first,
+            &newly_named,
+            now,
+            from_backlog,
+        )?;
     }
     Ok(())
 }
 
+/// The tracked companies of `mentions` that are not in `named_before`, with their ids.
+pub(super) fn newly_named<'m>(
+    flagging: &Flagging,
+    mentions: &'m [Mention],
+    named_before: &HashSet<i64>,
+) -> Vec<(i64, &'m Mention)> {
+    mentions
+        .iter()
+        .filter_map(|m| Some((*flagging.company_ids.get(&m.company)?, m)))
+        .filter(|(id, _)| !named_before.contains(id))
+        .collect()
+}
+
 /// The companies any entry of the story mentions.
-fn story_company_ids(conn: &Connection, story_id: i64) -> anyhow::Result<HashSet<i64>> {
+pub(super) fn story_company_ids(conn: &Connection, story_id: i64) -> anyhow::Result<HashSet<i64>> {
     Ok(conn
         .prepare_cached(
             "SELECT DISTINCT m.company_id FROM entries e JOIN mentions m ON m.entry_id = e.id
@@ -582,58 +617,53 @@ pub(super) fn insert_mentions(
     Ok(written)
 }
 
-/// Queues one alert per notify target that wants one of `mentions`' companies, unless that
-/// target already has one for the story. Stories from a feed's first parsed document
-/// (`from_backlog`) alert only targets that ask for them: that document is what the feed
-/// published before feedhound watched it (days or weeks of items), and a newly added feed, like
-/// a newly added company, must not page the user about every old story it names.
+/// Queues the alerts an entry's mentions call for. A target that wants one of the companies in
+/// `first` gets the story's first alert, unless it has one. A target whose first alert for the
+/// story went out already gets one alert per company of `newly_named` (companies the story did
+/// not name before this entry, or this edit) that it wants, at most once per company whatever
+/// later edits do; an undelivered first alert will name them itself, as its payload is read
+/// when it is sent.
+///
+/// Entries from a feed's first parsed document (`from_backlog`) alert only targets that ask for
+/// them: that document is what the feed published before feedhound watched it (days or weeks
+/// of items), and a newly added feed, like a newly added company, must not page the user about
+/// every old story it names.
 pub(super) fn queue_alerts(
     conn: &Connection,
     flagging: &Flagging,
     story_id: i64,
-    mentions: &[Mention],
+    first: &[Mention],
+    newly_named: &[(i64, &Mention)],
     now: DateTime<Utc>,
     from_backlog: bool,
 ) -> anyhow::Result<()> {
-    // A company removed by a reload while this entry was in flight has no mention row: no alert.
-    let tracked: Vec<&Mention> = mentions
-        .iter()
-        .filter(|m| flagging.company_ids.contains_key(&m.company))
-        .collect();
     for route in flagging
         .routes
         .iter()
         .filter(|r| r.backlog || !from_backlog)
     {
-        if tracked.iter().any(|m| route.wants(&m.company)) {
+        // A company removed by a reload while this entry was in flight has no id: no alert.
+        if first
+            .iter()
+            .any(|m| flagging.company_ids.contains_key(&m.company) && route.wants(&m.company))
+        {
             queue_first_alert(conn, &route.target, story_id, now)?;
         }
-    }
-    Ok(())
-}
-
-/// Queues the alerts for companies an edit named in a story that did not name them: a target
-/// that has not had the story yet gets its first alert for it; one that has gets an alert per
-/// newly named company it wants, at most once per company, whatever later edits do.
-fn queue_edit_alerts(
-    conn: &Connection,
-    flagging: &Flagging,
-    story_id: i64,
-    newly_named: &[(i64, &Mention)],
-    now: DateTime<Utc>,
-) -> anyhow::Result<()> {
-    for route in &flagging.routes {
-        let wanted = newly_named.iter().filter(|(_, m)| route.wants(&m.company));
-        let alerted: bool = conn
+        let mut wanted = newly_named
+            .iter()
+            .filter(|(_, m)| route.wants(&m.company))
+            .peekable();
+        if wanted.peek().is_none() {
+            continue;
+        }
+        let first_alert_sent: bool = conn
             .prepare_cached(
                 "SELECT EXISTS (SELECT 1 FROM outbox
-                                WHERE target = ?1 AND story_id = ?2 AND company_id IS NULL)",
+                                WHERE target = ?1 AND story_id = ?2 AND company_id IS NULL
+                                  AND delivered_at IS NOT NULL)",
             )?
             .query_row(params![route.target, story_id], |r| r.get(0))?;
-        if !alerted {
-            if wanted.count() > 0 {
-                queue_first_alert(conn, &route.target, story_id, now)?;
-            }
+        if !first_alert_sent {
             continue;
         }
         for &(company_id, _) in wanted {
