@@ -14,7 +14,7 @@ use serde::Deserialize;
 use toml::Spanned;
 use url::Url;
 
-use crate::matcher::CompanyRule;
+use crate::matcher::{CompanyRule, comparable_name};
 use crate::model::Field;
 
 /// The validated configuration.
@@ -264,14 +264,14 @@ impl Config {
     /// The configured name of the company that `name` names (its name or one of its aliases, in
     /// any case), for the command line's `--company`; an error listing the names when none does.
     pub fn company_named(&self, name: &str) -> anyhow::Result<&str> {
-        let wanted = name.trim().to_lowercase();
+        let wanted = comparable_name(name);
         self.companies
             .iter()
             .map(|c| &c.rule)
             .find(|rule| {
                 std::iter::once(&rule.name)
                     .chain(&rule.aliases)
-                    .any(|n| n.to_lowercase() == wanted)
+                    .any(|n| comparable_name(n) == wanted)
             })
             .map(|rule| rule.name.as_str())
             .ok_or_else(|| {
@@ -1031,7 +1031,8 @@ impl Checker {
 
     fn companies(&mut self, raw: Vec<RawCompany>) -> Vec<CompanyConfig> {
         let mut names: HashMap<String, usize> = HashMap::new();
-        // Alias (lowercased) → company that owns it; a shared alias would make a hit ambiguous.
+        // Alias (as the matcher compares it) → company that owns it; a shared alias would make a
+        // hit ambiguous.
         let mut owners: HashMap<String, String> = HashMap::new();
         let mut companies = Vec::with_capacity(raw.len());
         for (index, company) in raw.into_iter().enumerate() {
@@ -1046,7 +1047,7 @@ impl Checker {
                 continue;
             }
             let line = self.line(&company.name.span());
-            if let Some(first) = names.insert(name.to_lowercase(), line) {
+            if let Some(first) = names.insert(comparable_name(&name), line) {
                 self.issue(
                     Some(company.name.span()),
                     format!("{key}.name"),
@@ -1070,7 +1071,7 @@ impl Checker {
                 terms.push((text, alias.span()));
             }
             for (term, span) in terms {
-                let folded = term.to_lowercase();
+                let folded = comparable_name(&term);
                 match owners.get(&folded) {
                     Some(owner) if *owner != name => self.issue(
                         Some(span),
@@ -1352,6 +1353,43 @@ mod tests {
             ),
             "{message}"
         );
+    }
+
+    #[test]
+    fn names_the_matcher_cannot_tell_apart_belong_to_one_company_only() {
+        let message = error_text(
+            "[[company]]\nname = \"Nestl\u{e9}\"\n\
+             [[company]]\nname = \"Nestl\u{e9} Health\"\naliases = [\"Nestle\u{301}\"]\n\
+             [[company]]\nname = \"Tim  Cook Fans\"\n[[company]]\nname = \"tim cook fans\"\n",
+        );
+        assert!(
+            message.contains(
+                ":5: company[2].aliases: \"Nestle\\u{301}\" is already a name or alias of \"Nestlé\""
+            ),
+            "{message}"
+        );
+        assert!(
+            message.contains(
+                ":9: company[4].name: company \"tim cook fans\" is already defined on line 7"
+            ),
+            "{message}"
+        );
+        let config = Config::parse(
+            "[[company]]\nname = \"Nestl\u{e9}\"\naliases = [\"Socie\u{301}te\u{301} des  Produits Nestle\u{301}\"]\n",
+            Path::new("feedhound.toml"),
+        )
+        .unwrap();
+        assert_eq!(
+            config.company_named("nestle\u{301}").unwrap(),
+            "Nestl\u{e9}"
+        );
+        assert_eq!(
+            config
+                .company_named("SOCI\u{c9}T\u{c9} des produits NESTL\u{c9}")
+                .unwrap(),
+            "Nestl\u{e9}"
+        );
+        assert!(config.company_named("Nestle").is_err());
     }
 
     #[test]

@@ -511,6 +511,13 @@ fn field_index(field: Field) -> usize {
     }
 }
 
+/// The form in which the matcher compares a configured name with text: whitespace collapsed,
+/// composed to NFC, lowercased, apostrophes straightened. Names of the same form are one
+/// pattern, so `config` lets a form belong to one company only.
+pub fn comparable_name(name: &str) -> String {
+    fold(&normalize_whitespace(name))
+}
+
 /// Collapses whitespace runs to one space and trims: a configured "Tim  Cook" is "Tim Cook".
 fn normalize_whitespace(phrase: &str) -> String {
     phrase.split_whitespace().collect::<Vec<_>>().join(" ")
