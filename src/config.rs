@@ -999,17 +999,20 @@ impl Checker {
                 wanted
                     .into_iter()
                     .filter_map(|company| {
+                        // Kept as the company's own spelling, which mentions carry.
+                        let wanted = comparable_name(company.get_ref());
                         let known = companies
                             .iter()
-                            .any(|c| c.rule.name.eq_ignore_ascii_case(company.get_ref().trim()));
-                        if !known {
+                            .find(|c| comparable_name(&c.rule.name) == wanted)
+                            .map(|c| c.rule.name.clone());
+                        if known.is_none() {
                             self.issue(
                                 Some(company.span()),
                                 format!("{key}.companies"),
                                 format!("{:?} is not the name of a [[company]]", company.get_ref()),
                             );
                         }
-                        known.then(|| company.into_inner().trim().to_string())
+                        known
                     })
                     .collect()
             });
@@ -1390,6 +1393,17 @@ mod tests {
             "Nestl\u{e9}"
         );
         assert!(config.company_named("Nestle").is_err());
+        let config = Config::parse(
+            "[[company]]\nname = \"Nestl\u{e9}\"\n\
+             [[notify]]\nurl = \"http://127.0.0.1:9/hook\"\ncompanies = [\"NESTLE\u{301}\"]\n",
+            Path::new("feedhound.toml"),
+        )
+        .unwrap();
+        assert_eq!(
+            config.alert_routes()[0].companies,
+            Some(vec!["Nestl\u{e9}".to_string()]),
+            "a notify filter holds the company's own spelling, which mentions carry"
+        );
     }
 
     #[test]

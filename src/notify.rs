@@ -190,9 +190,10 @@ impl Notifier {
             let before = totals;
             for alert in due {
                 let id = alert.id;
+                let told = alert.payload.companies.clone();
                 let Err(failure) = self.post(target, &alert).await else {
                     self.writer
-                        .call(move |store| store.alert_delivered(id, Utc::now()))
+                        .call(move |store| store.alert_delivered(id, &told, Utc::now()))
                         .await?;
                     tracing::info!(target = %target.name, story = alert.payload.story.id, "alert delivered");
                     totals.delivered += 1;
@@ -210,7 +211,7 @@ impl Notifier {
                 tracing::warn!(target = %target.name, story = alert.payload.story.id, error = %message, retry_in = ?delay, "alert delivery failed");
                 let reason = message.clone();
                 self.writer
-                    .call(move |store| store.alert_failed(id, &message, retry_at))
+                    .call(move |store| store.alert_failed(id, &told, &message, retry_at))
                     .await?;
                 if !target_down {
                     self.target_answered(target, &mut answered).await?;

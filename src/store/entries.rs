@@ -462,8 +462,10 @@ fn upsert_entries(
                 if !entry_mentions.is_empty() {
                     // A copy joining a story may name a company the story did not.
                     let named_before = match story {
-                        StoryFor::New(_) => None,
-                        StoryFor::Joined(story) => Some(story_company_ids(tx, story)?),
+                        StoryFor::Joined(story) if flagging.alerts_anyone() => {
+                            Some(story_company_ids(tx, story)?)
+                        }
+                        _ => None,
                     };
                     insert_mentions(tx, flagging, id, entry_mentions)?;
                     let newly_named = named_before

@@ -26,7 +26,8 @@ use crate::model::{Mention, ParsedEntry};
 pub struct AlertRoute {
     pub target: String,
     pub companies: Option<Vec<String>>,
-    /// Alerts for the stories of a feed's first parsed document too (see `queue_alerts`).
+    /// Alerts for backlog documents too: a feed's first parsed document, or its first after a
+    /// time out of the config (see `queue_alerts`).
     pub backlog: bool,
 }
 
@@ -35,6 +36,19 @@ pub struct AlertRoute {
 pub(super) struct Flagging {
     company_ids: HashMap<Arc<str>, i64>,
     routes: Vec<AlertRoute>,
+}
+
+impl Flagging {
+    /// The configured target named `target`; None for one no longer in the config.
+    pub(super) fn route(&self, target: &str) -> Option<&AlertRoute> {
+        self.routes.iter().find(|r| r.target == target)
+    }
+
+    /// Whether any alert can be queued: without notify targets, what a story named before an
+    /// entry need not be read.
+    pub(super) fn alerts_anyone(&self) -> bool {
+        !self.routes.is_empty()
+    }
 }
 
 /// Key in the `meta` table: a fingerprint of the company rules the stored mentions were
@@ -527,14 +541,15 @@ pub(super) fn rewrite_edited_mentions(
     from_backlog: bool,
 ) -> anyhow::Result<()> {
     let named_before = match story_id {
-        Some(story) => story_company_ids(conn, story)?,
-        None => HashSet::new(),
+        Some(story) if flagging.alerts_anyone() => story_company_ids(conn, story)?,
+        _ => HashSet::new(),
     };
     conn.prepare_cached("DELETE FROM mentions WHERE entry_id = ?1")?
         .execute([entry_id])?;
     insert_mentions(conn, flagging, entry_id, mentions)?;
     let newly_named = newly_named(flagging, mentions, &named_before);
     if let Some(story) = story_id
+        && flagging.alerts_anyone()
         && !newly_named.is_empty()
     {
         let first: Vec<Mention> = newly_named.iter().map(|(_, m)| (*m).clone()).collect();
@@ -624,9 +639,10 @@ pub(super) fn insert_mentions(
 /// later edits do; an undelivered first alert will name them itself, as its payload is read
 /// when it is sent.
 ///
-/// Entries from a feed's first parsed document (`from_backlog`) alert only targets that ask for
-/// them: that document is what the feed published before feedhound watched it (days or weeks
-/// of items), and a newly added feed, like a newly added company, must not page the user about
+/// Entries and edits from a backlog document (`from_backlog`: a feed's first parsed document,
+/// or its first after a time out of the config) alert only targets that ask for them: that
+/// document is what the feed published while feedhound did not watch it (days or weeks of
+/// items), and a newly added feed, like a newly added company, must not page the user about
 /// every old story it names.
 pub(super) fn queue_alerts(
     conn: &Connection,
@@ -649,37 +665,68 @@ pub(super) fn queue_alerts(
         {
             queue_first_alert(conn, &route.target, story_id, now)?;
         }
-        let mut wanted = newly_named
-            .iter()
-            .filter(|(_, m)| route.wants(&m.company))
-            .peekable();
-        if wanted.peek().is_none() {
+        if newly_named.iter().any(|(_, m)| route.wants(&m.company)) {
+            let candidates = newly_named.iter().map(|&(id, _)| id).collect();
+            queue_untold(conn, route, story_id, Some(&candidates), now)?;
+        }
+    }
+    Ok(())
+}
+
+/// Queues an alert to `route`'s target for each company the story names (among `candidates`,
+/// when given) that the target wants and has not been told of: no delivered alert of the story
+/// named it, and none is queued for it. Nothing while the story's first alert to the target has
+/// not gone out: that alert is read when it is sent, so it will name them.
+pub(super) fn queue_untold(
+    conn: &Connection,
+    route: &AlertRoute,
+    story_id: i64,
+    candidates: Option<&HashSet<i64>>,
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    let first_alert_sent: bool = conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM outbox
+                            WHERE target = ?1 AND story_id = ?2 AND company_id IS NULL
+                              AND delivered_at IS NOT NULL)",
+        )?
+        .query_row(params![route.target, story_id], |r| r.get(0))?;
+    if !first_alert_sent {
+        return Ok(());
+    }
+    let named: Vec<(i64, String)> = conn
+        .prepare_cached(
+            "SELECT DISTINCT c.id, c.name FROM entries e JOIN mentions m ON m.entry_id = e.id
+             JOIN companies c ON c.id = m.company_id AND c.active = 1
+             WHERE e.story_id = ?1",
+        )?
+        .query_map([story_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    for (company_id, name) in named {
+        if candidates.is_some_and(|c| !c.contains(&company_id)) || !route.wants(&name) {
             continue;
         }
-        let first_alert_sent: bool = conn
+        let told: bool = conn
             .prepare_cached(
-                "SELECT EXISTS (SELECT 1 FROM outbox
-                                WHERE target = ?1 AND story_id = ?2 AND company_id IS NULL
-                                  AND delivered_at IS NOT NULL)",
+                "SELECT EXISTS (SELECT 1 FROM outbox o, json_each(o.told) t
+                                WHERE o.target = ?1 AND o.story_id = ?2 AND t.value = ?3)",
             )?
-            .query_row(params![route.target, story_id], |r| r.get(0))?;
-        if !first_alert_sent {
+            .query_row(params![route.target, story_id, name], |r| r.get(0))?;
+        if told {
             continue;
         }
-        for &(company_id, _) in wanted {
-            let created = sql_time(now);
-            let key = alert_key(&format!(
-                "{}\u{1f}{story_id}\u{1f}{created}\u{1f}{company_id}",
-                route.target
-            ));
-            conn.prepare_cached(
-                "INSERT INTO outbox (target, story_id, idempotency_key, created_at, next_attempt_at,
-                                     company_id)
-                 VALUES (?1, ?2, ?3, ?4, ?4, ?5)
-                 ON CONFLICT (target, story_id, company_id) WHERE company_id IS NOT NULL DO NOTHING",
-            )?
-            .execute(params![route.target, story_id, key, created, company_id])?;
-        }
+        let created = sql_time(now);
+        let key = alert_key(&format!(
+            "{}\u{1f}{story_id}\u{1f}{created}\u{1f}{company_id}",
+            route.target
+        ));
+        conn.prepare_cached(
+            "INSERT INTO outbox (target, story_id, idempotency_key, created_at, next_attempt_at,
+                                 company_id)
+             VALUES (?1, ?2, ?3, ?4, ?4, ?5)
+             ON CONFLICT (target, story_id, company_id) WHERE company_id IS NOT NULL DO NOTHING",
+        )?
+        .execute(params![route.target, story_id, key, created, company_id])?;
     }
     Ok(())
 }
@@ -708,10 +755,11 @@ fn alert_key(parts: &str) -> String {
 }
 
 impl AlertRoute {
+    /// `company` is a configured name, as mentions carry it and `config` spells the filter.
     fn wants(&self, company: &str) -> bool {
         self.companies
             .as_ref()
-            .is_none_or(|names| names.iter().any(|n| n.eq_ignore_ascii_case(company)))
+            .is_none_or(|names| names.iter().any(|n| n == company))
     }
 }
 
@@ -911,6 +959,97 @@ mod tests {
             now,
         );
         assert_ne!(unrelated, first);
+    }
+
+    #[test]
+    fn a_company_named_while_the_first_alert_is_on_its_way_gets_an_alert_of_its_own() {
+        let (_dir, mut store, feeds) = store_with_feeds(&["Wire"]);
+        let company = |name: &str| CompanyConfig {
+            rule: crate::matcher::CompanyRule {
+                name: name.into(),
+                aliases: vec![],
+                case_sensitive: false,
+                exclude: vec![],
+                require_any: vec![],
+                fields: vec![],
+            },
+            ticker: None,
+            tags: vec![],
+        };
+        let desk = AlertRoute {
+            target: "desk".into(),
+            companies: None,
+            backlog: false,
+        };
+        store
+            .sync_companies(&[company("Samsung"), company("Xiaomi")], vec![desk])
+            .unwrap();
+        let now = Utc::now();
+        let mention = |name: &str| Mention {
+            company: name.into(),
+            ..xiaomi_in_title(name)
+        };
+        let store_lab = |store: &mut Store, hash: &str, mentions: Vec<Mention>| {
+            let result = FeedResult::Parsed {
+                etag: None,
+                last_modified: None,
+                body_hash: hash.into(),
+                feed: crate::model::ParsedFeed {
+                    entries: vec![ParsedEntry {
+                        content_hash: hash.into(),
+                        ..arriving("lab", "news.example/lab", HEADLINE)
+                    }],
+                    ..Default::default()
+                },
+                mentions: vec![mentions],
+            };
+            let state = crate::store::FetchState::at(now, Some(200));
+            store.apply(feeds[0], &state, &result).unwrap();
+        };
+        // Past the backlog document, the story arrives naming Samsung.
+        store_document_at(&mut store, feeds[0], vec![], "empty", now);
+        store_lab(&mut store, "v1", vec![mention("Samsung")]);
+        let due = store.due_alerts(now, &["desk".into()], 10).unwrap();
+        assert_eq!(due.len(), 1);
+        // Read for sending; an edit naming Xiaomi lands while it is on its way.
+        store_lab(
+            &mut store,
+            "v2",
+            vec![mention("Samsung"), mention("Xiaomi")],
+        );
+        assert_eq!(
+            store.due_alerts(now, &["desk".into()], 10).unwrap().len(),
+            1,
+            "the waiting alert stands for the edit"
+        );
+        store
+            .alert_delivered(due[0].id, &due[0].payload.companies, now)
+            .unwrap();
+        let follow_up = store.due_alerts(now, &["desk".into()], 10).unwrap();
+        assert_eq!(follow_up.len(), 1, "Xiaomi was not in what went out");
+        assert_eq!(follow_up[0].payload.newly_named.as_deref(), Some("Xiaomi"));
+        store
+            .alert_delivered(follow_up[0].id, &follow_up[0].payload.companies, now)
+            .unwrap();
+        // Dropped and named again: the target was told of both already.
+        store_lab(&mut store, "v3", vec![mention("Xiaomi")]);
+        store_lab(
+            &mut store,
+            "v4",
+            vec![mention("Xiaomi"), mention("Samsung")],
+        );
+        store_lab(&mut store, "v5", vec![mention("Samsung")]);
+        store_lab(
+            &mut store,
+            "v6",
+            vec![mention("Samsung"), mention("Xiaomi")],
+        );
+        assert!(
+            store
+                .due_alerts(now, &["desk".into()], 10)
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]

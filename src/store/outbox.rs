@@ -28,8 +28,8 @@ pub struct AlertPayload {
     /// The same on every attempt: receivers drop repeats with it.
     pub idempotency_key: String,
     pub story: AlertStory,
-    /// Set when the alert is for an edit: the company it named in a story the target had an
-    /// alert for already.
+    /// Set when the alert is about one company an edit or a later copy named in a story whose
+    /// first alert to this target went out already.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub newly_named: Option<String>,
     pub companies: Vec<AlertCompany>,
@@ -87,6 +87,11 @@ pub struct TargetRest {
     /// Rounds in a row that found it down; each doubles the next rest.
     pub down_rounds: u32,
     pub until: DateTime<Utc>,
+}
+
+/// The company names of a payload, as `outbox.told` holds them.
+fn told_json(told: &[AlertCompany]) -> serde_json::Result<String> {
+    serde_json::to_string(&told.iter().map(|c| &c.name).collect::<Vec<_>>())
 }
 
 impl Store {
@@ -173,26 +178,49 @@ impl Store {
         Ok(companies)
     }
 
-    pub fn alert_delivered(&self, id: i64, at: DateTime<Utc>) -> anyhow::Result<()> {
-        self.conn
+    /// Records that the target took alert `id`, whose payload named `told`. A company the story
+    /// names that the alert's first attempt did not (named while the alert waited for a retry, or
+    /// was on its way) gets an alert of its own: a receiver that dropped the repeat by its key
+    /// has not seen it.
+    pub fn alert_delivered(
+        &mut self,
+        id: i64,
+        told: &[AlertCompany],
+        at: DateTime<Utc>,
+    ) -> anyhow::Result<()> {
+        let tx = super::write_transaction(&mut self.conn)?;
+        let (target, story_id): (String, i64) = tx
             .prepare_cached(
-                "UPDATE outbox SET delivered_at = ?2, attempts = attempts + 1, last_error = NULL WHERE id = ?1",
+                "UPDATE outbox SET delivered_at = ?2, attempts = attempts + 1, last_error = NULL,
+                     told = coalesce(told, ?3)
+                 WHERE id = ?1 RETURNING target, story_id",
             )?
-            .execute(params![id, sql_time(at)])?;
+            .query_row(params![id, sql_time(at), told_json(told)?], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?;
+        if let Some(route) = self.flagging.route(&target) {
+            super::flags::queue_untold(&tx, route, story_id, None, at)?;
+        }
+        tx.commit()?;
         Ok(())
     }
 
+    /// Records a failed attempt of alert `id`, whose payload named `told`: the first attempt's
+    /// list is kept, as a receiver may have stored it before failing to answer.
     pub fn alert_failed(
         &self,
         id: i64,
+        told: &[AlertCompany],
         error: &str,
         retry_at: DateTime<Utc>,
     ) -> anyhow::Result<()> {
         self.conn
             .prepare_cached(
-                "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3 WHERE id = ?1",
+                "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3,
+                     told = coalesce(told, ?4)
+                 WHERE id = ?1",
             )?
-            .execute(params![id, error, sql_time(retry_at)])?;
+            .execute(params![id, error, sql_time(retry_at), told_json(told)?])?;
         Ok(())
     }
 
@@ -367,8 +395,11 @@ mod tests {
         old.execute_batch(
             "INSERT INTO feeds (id, url) VALUES (1, 'http://127.0.0.1/a.xml');
              INSERT INTO stories (id, first_seen_at) VALUES (7, '2026-11-20T10:00:00Z');
-             INSERT INTO entries (feed_id, dedup_key, story_id, content_hash, first_seen_at, last_seen_at)
-                 VALUES (1, 'a', 7, 'h', '2026-11-20T10:00:00Z', '2026-11-20T10:00:00Z');
+             INSERT INTO entries (id, feed_id, dedup_key, story_id, content_hash, first_seen_at, last_seen_at)
+                 VALUES (1, 1, 'a', 7, 'h', '2026-11-20T10:00:00Z', '2026-11-20T10:00:00Z');
+             INSERT INTO companies (id, name, active) VALUES (1, 'Acme', 1), (2, 'Globex', 0);
+             INSERT INTO mentions (entry_id, company_id, fields, count, snippet)
+                 VALUES (1, 1, 'title', 1, 'Acme'), (1, 2, 'title', 1, 'Globex');
              INSERT INTO outbox (id, target, story_id, idempotency_key, created_at, attempts,
                                  next_attempt_at, delivered_at, last_error)
                  VALUES (3, 'desk', 7, 'k-desk', '2026-11-20T10:00:00Z', 2,
@@ -394,6 +425,19 @@ mod tests {
         assert!(
             second_first_alert.is_err(),
             "one first alert per target and story"
+        );
+        let told: Vec<(i64, Option<String>)> = store
+            .conn
+            .prepare("SELECT id, told FROM outbox ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            told,
+            [(3, None), (4, Some(r#"["Acme"]"#.to_string()))],
+            "a delivered alert is taken to have named the tracked companies its story names"
         );
         assert_eq!(store.integrity_check().unwrap(), "ok");
     }
