@@ -261,8 +261,9 @@ impl Config {
             .collect()
     }
 
-    /// The configured name of the company that `name` names (its name or one of its aliases, in
-    /// any case), for the command line's `--company`; an error listing the names when none does.
+    /// The configured name of the company that `name` names (its name or one of its aliases,
+    /// compared as the matcher compares names), for the command line's `--company`; an error
+    /// listing the names when none does.
     pub fn company_named(&self, name: &str) -> anyhow::Result<&str> {
         let wanted = comparable_name(name);
         self.companies

@@ -634,10 +634,10 @@ pub(super) fn insert_mentions(
 
 /// Queues the alerts an entry's mentions call for. A target that wants one of the companies in
 /// `first` gets the story's first alert, unless it has one. A target whose first alert for the
-/// story went out already gets one alert per company of `newly_named` (companies the story did
-/// not name before this entry, or this edit) that it wants, at most once per company whatever
-/// later edits do; an undelivered first alert will name them itself, as its payload is read
-/// when it is sent.
+/// story went out already gets an alert for each company of `newly_named` (companies the story
+/// did not name before this entry, or this edit) that it wants and no alert of the story named
+/// (see [`queue_untold`]); an undelivered first alert will name them itself, as its payload is
+/// read when it is sent.
 ///
 /// Entries and edits from a backlog document (`from_backlog`: a feed's first parsed document,
 /// or its first after a time out of the config) alert only targets that ask for them: that
@@ -674,9 +674,10 @@ pub(super) fn queue_alerts(
 }
 
 /// Queues an alert to `route`'s target for each company the story names (among `candidates`,
-/// when given) that the target wants and has not been told of: no delivered alert of the story
-/// named it, and none is queued for it. Nothing while the story's first alert to the target has
-/// not gone out: that alert is read when it is sent, so it will name them.
+/// when given) that the target wants and has not been told of: the first attempt of no alert of
+/// the story named it (`outbox.told`), and none is queued for it. Nothing while the story's
+/// first alert to the target has not gone out: that alert is read when it is sent, so it will
+/// name them, and its delivery calls this again for what its first attempt did not.
 pub(super) fn queue_untold(
     conn: &Connection,
     route: &AlertRoute,
