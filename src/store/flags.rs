@@ -579,15 +579,24 @@ pub(super) fn newly_named<'m>(
         .collect()
 }
 
-/// The companies any entry of the story mentions.
-pub(super) fn story_company_ids(conn: &Connection, story_id: i64) -> anyhow::Result<HashSet<i64>> {
+/// The tracked companies any entry of the story mentions.
+fn story_companies(conn: &Connection, story_id: i64) -> anyhow::Result<Vec<(i64, String)>> {
     Ok(conn
         .prepare_cached(
-            "SELECT DISTINCT m.company_id FROM entries e JOIN mentions m ON m.entry_id = e.id
+            "SELECT DISTINCT c.id, c.name FROM entries e JOIN mentions m ON m.entry_id = e.id
+             JOIN companies c ON c.id = m.company_id AND c.active = 1
              WHERE e.story_id = ?1",
         )?
-        .query_map([story_id], |r| r.get(0))?
+        .query_map([story_id], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<_, _>>()?)
+}
+
+/// The ids of [`story_companies`].
+pub(super) fn story_company_ids(conn: &Connection, story_id: i64) -> anyhow::Result<HashSet<i64>> {
+    Ok(story_companies(conn, story_id)?
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect())
 }
 
 /// Records the mentions of an entry that has none yet (a new one: skipping the DELETE of
@@ -695,15 +704,7 @@ pub(super) fn queue_untold(
     if !first_alert_sent {
         return Ok(());
     }
-    let named: Vec<(i64, String)> = conn
-        .prepare_cached(
-            "SELECT DISTINCT c.id, c.name FROM entries e JOIN mentions m ON m.entry_id = e.id
-             JOIN companies c ON c.id = m.company_id AND c.active = 1
-             WHERE e.story_id = ?1",
-        )?
-        .query_map([story_id], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<Result<_, _>>()?;
-    for (company_id, name) in named {
+    for (company_id, name) in story_companies(conn, story_id)? {
         if candidates.is_some_and(|c| !c.contains(&company_id)) || !route.wants(&name) {
             continue;
         }
