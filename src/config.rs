@@ -265,16 +265,8 @@ impl Config {
     /// compared as the matcher compares names), for the command line's `--company`; an error
     /// listing the names when none does.
     pub fn company_named(&self, name: &str) -> anyhow::Result<&str> {
-        let wanted = comparable_name(name);
-        self.companies
-            .iter()
-            .map(|c| &c.rule)
-            .find(|rule| {
-                std::iter::once(&rule.name)
-                    .chain(&rule.aliases)
-                    .any(|n| comparable_name(n) == wanted)
-            })
-            .map(|rule| rule.name.as_str())
+        company_called(&self.companies, name)
+            .map(|c| c.rule.name.as_str())
             .ok_or_else(|| {
                 let names: Vec<&str> = self
                     .companies
@@ -309,6 +301,17 @@ impl Config {
             self.polling.concurrency,
         )
     }
+}
+
+/// The company that `name` names: its name or one of its aliases, compared as the matcher
+/// compares names.
+fn company_called<'a>(companies: &'a [CompanyConfig], name: &str) -> Option<&'a CompanyConfig> {
+    let wanted = comparable_name(name);
+    companies.iter().find(|c| {
+        std::iter::once(&c.rule.name)
+            .chain(&c.rule.aliases)
+            .any(|n| comparable_name(n) == wanted)
+    })
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -1000,17 +1003,17 @@ impl Checker {
                 wanted
                     .into_iter()
                     .filter_map(|company| {
-                        // Kept as the company's own spelling, which mentions carry.
-                        let wanted = comparable_name(company.get_ref());
-                        let known = companies
-                            .iter()
-                            .find(|c| comparable_name(&c.rule.name) == wanted)
+                        // Kept as the company's own name, which mentions carry.
+                        let known = company_called(companies, company.get_ref())
                             .map(|c| c.rule.name.clone());
                         if known.is_none() {
                             self.issue(
                                 Some(company.span()),
                                 format!("{key}.companies"),
-                                format!("{:?} is not the name of a [[company]]", company.get_ref()),
+                                format!(
+                                    "{:?} is not the name or an alias of a [[company]]",
+                                    company.get_ref()
+                                ),
                             );
                         }
                         known
@@ -1396,15 +1399,21 @@ mod tests {
         assert!(config.company_named("Nestle").is_err());
         let config = Config::parse(
             "[[company]]\nname = \"Nestl\u{e9}\"\n\
-             [[notify]]\nurl = \"http://127.0.0.1:9/hook\"\ncompanies = [\"NESTLE\u{301}\"]\n",
+             aliases = [\"Soci\u{e9}t\u{e9} des Produits Nestl\u{e9}\"]\n\
+             [[notify]]\nurl = \"http://127.0.0.1:9/hook\"\ncompanies = [\"NESTLE\u{301}\"]\n\
+             [[notify]]\nurl = \"http://127.0.0.1:9/other\"\ncompanies = [\"socie\u{301}te\u{301} des  produits nestl\u{e9}\"]\n",
             Path::new("feedhound.toml"),
         )
         .unwrap();
-        assert_eq!(
-            config.alert_routes()[0].companies,
-            Some(vec!["Nestl\u{e9}".to_string()]),
-            "a notify filter holds the company's own spelling, which mentions carry"
-        );
+        for route in config.alert_routes() {
+            assert_eq!(
+                route.companies,
+                Some(vec!["Nestl\u{e9}".to_string()]),
+                "a notify filter holds the company's own name, which mentions carry, whether \
+                 it was given by name or by alias"
+            );
+        }
+        assert_eq!(config.alert_routes().len(), 2);
     }
 
     #[test]
