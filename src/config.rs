@@ -4,6 +4,7 @@
 //! the line and the key, so a user can fix a broken edit without guessing; everything downstream
 //! takes the typed [`Config`] and trusts it.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::ops::Range;
@@ -14,6 +15,7 @@ use serde::Deserialize;
 use toml::Spanned;
 use url::Url;
 
+use crate::fetch::redact;
 use crate::matcher::{CompanyRule, comparable_name};
 use crate::model::Field;
 
@@ -115,7 +117,7 @@ impl fmt::Debug for NotifyConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("NotifyConfig")
             .field("name", &self.name)
-            .field("url", &crate::fetch::redact(&self.url))
+            .field("url", &redact(&self.url))
             .field("secret", &self.secret.as_ref().map(|_| "***"))
             .field("companies", &self.companies)
             .field("retry_delay", &self.retry_delay)
@@ -556,9 +558,9 @@ struct RawCompany {
     #[serde(default)]
     case_sensitive: bool,
     #[serde(default)]
-    exclude: Vec<String>,
+    exclude: Vec<Spanned<String>>,
     #[serde(default)]
-    require_any: Vec<String>,
+    require_any: Vec<Spanned<String>>,
     fields: Option<Spanned<Vec<RawField>>>,
     ticker: Option<String>,
     #[serde(default)]
@@ -909,7 +911,9 @@ impl Checker {
     }
 
     fn feeds(&mut self, raw: Vec<RawFeed>) -> Vec<FeedConfig> {
-        let mut seen: HashMap<String, usize> = HashMap::new();
+        // The URL without its fragment → the line and URL of the first [[feed]] naming it. Only
+        // the first is recorded, so every later copy cites it.
+        let mut seen: HashMap<Url, (usize, Url)> = HashMap::new();
         let mut feeds = Vec::with_capacity(raw.len());
         for (index, feed) in raw.into_iter().enumerate() {
             let key = format!("feed[{}]", index + 1);
@@ -931,21 +935,41 @@ impl Checker {
                     continue;
                 }
                 Err(err) => {
+                    // Text that is not a URL cannot be masked and may hold a password: the line
+                    // and key say which one it is.
                     self.issue(
                         Some(span),
                         format!("{key}.url"),
-                        format!("{:?} is not a valid URL ({err})", feed.url.get_ref()),
+                        format!("is not a valid URL ({err})"),
                     );
                     continue;
                 }
             };
-            if let Some(first) = seen.insert(url.as_str().to_string(), self.line(&span)) {
-                self.issue(
-                    Some(span),
-                    format!("{key}.url"),
-                    format!("{url} is already listed on line {first}; remove one of them"),
-                );
-                continue;
+            // A fragment is never sent over HTTP: URLs that differ only there fetch one document.
+            let mut document = url.clone();
+            document.set_fragment(None);
+            match seen.entry(document) {
+                Entry::Vacant(slot) => {
+                    slot.insert((self.line(&span), url.clone()));
+                }
+                Entry::Occupied(first) => {
+                    let (line, first_url) = first.get();
+                    let message = if *first_url == url {
+                        format!(
+                            "{} is already listed on line {line}; remove one of them",
+                            redact(&url)
+                        )
+                    } else {
+                        format!(
+                            "{} is the same feed as {} on line {line} (the #fragment is not sent \
+                             to the server); remove one of them",
+                            redact(&url),
+                            redact(first_url)
+                        )
+                    };
+                    self.issue(Some(span), format!("{key}.url"), message);
+                    continue;
+                }
             }
             feeds.push(FeedConfig {
                 url,
@@ -957,13 +981,19 @@ impl Checker {
         feeds
     }
 
+    /// Every key of every target is checked, whatever else is wrong with it, so that one `check`
+    /// lists every problem; only a target with no problem is kept.
     fn notify(&mut self, raw: Vec<RawNotify>, companies: &[CompanyConfig]) -> Vec<NotifyConfig> {
+        // Name → where the first target with it says so: its `name` key, or its `url` for a
+        // default name.
         let mut names: HashMap<String, usize> = HashMap::new();
         let mut targets = Vec::with_capacity(raw.len());
         for (index, target) in raw.into_iter().enumerate() {
             let key = format!("notify[{}]", index + 1);
             let url = match Url::parse(target.url.get_ref().trim()) {
-                Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => url,
+                Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
+                    Some(url)
+                }
                 _ => {
                     // The URL may carry a token: say what is wrong without echoing it.
                     self.issue(
@@ -971,29 +1001,42 @@ impl Checker {
                         format!("{key}.url"),
                         "must be an http or https URL",
                     );
-                    continue;
+                    None
                 }
             };
+            let name_span = target
+                .name
+                .as_ref()
+                .map_or_else(|| target.url.span(), |name| name.span());
             let name = match target.name {
                 Some(name) if name.get_ref().trim().is_empty() => {
                     self.issue(
-                        Some(name.span()),
+                        Some(name_span.clone()),
                         format!("{key}.name"),
                         "must not be empty",
                     );
-                    continue;
+                    None
                 }
-                Some(name) => name.into_inner().trim().to_string(),
-                None => format!("webhook-{}", index + 1),
+                Some(name) => Some(name.into_inner().trim().to_string()),
+                None => Some(format!("webhook-{}", index + 1)),
             };
-            if let Some(first) = names.insert(name.clone(), self.line(&target.url.span())) {
-                self.issue(
-                    Some(target.url.span()),
-                    format!("{key}.name"),
-                    format!("notify target {name:?} is already defined on line {first}; give each a unique name"),
-                );
-                continue;
-            }
+            let name = name.and_then(|name| match names.entry(name.clone()) {
+                Entry::Vacant(slot) => {
+                    slot.insert(self.line(&name_span));
+                    Some(name)
+                }
+                Entry::Occupied(first) => {
+                    self.issue(
+                        Some(name_span.clone()),
+                        format!("{key}.name"),
+                        format!(
+                            "notify target {name:?} is already defined on line {}; give each a unique name",
+                            first.get()
+                        ),
+                    );
+                    None
+                }
+            });
             let retry_delay = self.duration(
                 target.retry_delay,
                 &format!("{key}.retry_delay"),
@@ -1020,6 +1063,9 @@ impl Checker {
                     })
                     .collect()
             });
+            let (Some(url), Some(name)) = (url, name) else {
+                continue;
+            };
             targets.push(NotifyConfig {
                 name,
                 url,
@@ -1036,7 +1082,10 @@ impl Checker {
         self.lines.line_of(span.start)
     }
 
+    /// Every key of every company is checked, whatever else is wrong with it, so that one `check`
+    /// lists every problem; only a company with a name of its own is kept.
     fn companies(&mut self, raw: Vec<RawCompany>) -> Vec<CompanyConfig> {
+        // Name (as the matcher compares it) → the line of the first company with it.
         let mut names: HashMap<String, usize> = HashMap::new();
         // Alias (as the matcher compares it) → company that owns it; a shared alias would make a
         // hit ambiguous.
@@ -1045,25 +1094,40 @@ impl Checker {
         for (index, company) in raw.into_iter().enumerate() {
             let key = format!("company[{}]", index + 1);
             let name = company.name.get_ref().trim().to_string();
-            if name.is_empty() {
+            let folded_name = comparable_name(&name);
+            let own_name = if name.is_empty() {
                 self.issue(
                     Some(company.name.span()),
                     format!("{key}.name"),
                     "must not be empty",
                 );
-                continue;
-            }
-            let line = self.line(&company.name.span());
-            if let Some(first) = names.insert(comparable_name(&name), line) {
-                self.issue(
-                    Some(company.name.span()),
-                    format!("{key}.name"),
-                    format!("company {name:?} is already defined on line {first}"),
-                );
-                continue;
-            }
+                false
+            } else {
+                match names.entry(folded_name.clone()) {
+                    Entry::Vacant(slot) => {
+                        slot.insert(self.line(&company.name.span()));
+                        true
+                    }
+                    Entry::Occupied(first) => {
+                        self.issue(
+                            Some(company.name.span()),
+                            format!("{key}.name"),
+                            format!(
+                                "company {name:?} is already defined on line {}",
+                                first.get()
+                            ),
+                        );
+                        false
+                    }
+                }
+            };
             let mut aliases = Vec::new();
-            let mut terms = vec![(name.clone(), company.name.span())];
+            // A name that is empty or repeated has been reported already; its aliases are still
+            // checked against the other companies'.
+            let mut terms = Vec::new();
+            if own_name {
+                terms.push((name.clone(), company.name.span()));
+            }
             for alias in company.aliases {
                 let text = alias.get_ref().trim().to_string();
                 if text.is_empty() {
@@ -1080,14 +1144,18 @@ impl Checker {
             for (term, span) in terms {
                 let folded = comparable_name(&term);
                 match owners.get(&folded) {
-                    Some(owner) if *owner != name => self.issue(
+                    // A repeated company sharing an alias with its first definition is not two
+                    // companies claiming one name; the repeat is reported already.
+                    Some(owner) if comparable_name(owner) != folded_name => self.issue(
                         Some(span),
                         format!("{key}.aliases"),
                         format!("{term:?} is already a name or alias of {owner:?}; a name can belong to one company only"),
                     ),
-                    _ => {
+                    Some(_) => {}
+                    None if own_name => {
                         owners.insert(folded, name.clone());
                     }
+                    None => {}
                 }
             }
             let fields = match company.fields {
@@ -1116,20 +1184,26 @@ impl Checker {
                     set
                 }
             };
-            let clean = |words: Vec<String>| -> Vec<String> {
-                words
-                    .into_iter()
-                    .map(|w| w.trim().to_string())
-                    .filter(|w| !w.is_empty())
-                    .collect()
-            };
+            let exclude = self.phrases(
+                company.exclude,
+                &format!("{key}.exclude"),
+                "an excluded phrase must not be empty",
+            );
+            let require_any = self.phrases(
+                company.require_any,
+                &format!("{key}.require_any"),
+                "a context word must not be empty (leave require_any out to require none)",
+            );
+            if !own_name {
+                continue;
+            }
             companies.push(CompanyConfig {
                 rule: CompanyRule {
                     name,
                     aliases,
                     case_sensitive: company.case_sensitive,
-                    exclude: clean(company.exclude),
-                    require_any: clean(company.require_any),
+                    exclude,
+                    require_any,
                     fields,
                 },
                 ticker: company.ticker.filter(|t| !t.trim().is_empty()),
@@ -1137,6 +1211,22 @@ impl Checker {
             });
         }
         companies
+    }
+
+    /// `exclude` phrases or `require_any` words, trimmed. A blank one is refused rather than
+    /// dropped: dropping a company's only `require_any` word would make it match without the
+    /// context the user asked for.
+    fn phrases(&mut self, raw: Vec<Spanned<String>>, key: &str, blank: &str) -> Vec<String> {
+        let mut phrases = Vec::with_capacity(raw.len());
+        for phrase in raw {
+            let text = phrase.get_ref().trim();
+            if text.is_empty() {
+                self.issue(Some(phrase.span()), key, blank);
+            } else {
+                phrases.push(text.to_string());
+            }
+        }
+        phrases
     }
 }
 
@@ -1505,5 +1595,127 @@ mod tests {
         assert!(config.companies[0].rule.case_sensitive);
         assert_eq!(config.companies[1].rule.fields, Field::ALL.to_vec());
         assert_eq!(config.companies[1].ticker.as_deref(), Some("005930.KS"));
+    }
+
+    #[test]
+    fn feed_urls_quoted_in_messages_have_their_credentials_and_secret_parameters_masked() {
+        let message = error_text(
+            "[[feed]]\nurl = \"http://bob:s3cr3t@127.0.0.1/a?api_key=XYZ\"\n\
+             [[feed]]\nurl = \"http://bob:s3cr3t@127.0.0.1/a?api_key=XYZ\"\n\
+             [[feed]]\nurl = \"http://bob:s3cr3t@127.0.0.1:99999/b?token=XYZ\"\n",
+        );
+        assert_lines_contain(
+            &message,
+            &[
+                ":4: feed[2].url: http://bob:***@127.0.0.1/a?api_key=*** is already listed on line 2",
+                ":6: feed[3].url: is not a valid URL (invalid port number)",
+            ],
+        );
+        assert!(
+            !message.contains("s3cr3t") && !message.contains("XYZ"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_repeated_name_or_url_is_reported_at_its_own_key_citing_the_first_occurrence() {
+        let message = error_text(
+            "[[feed]]\nurl = \"https://a.example/rss\"\n\
+             [[feed]]\nurl = \"https://a.example/rss\"\n\
+             [[feed]]\nurl = \"https://a.example/rss\"\n\
+             [[company]]\nname = \"Acme\"\n[[company]]\nname = \"ACME\"\n[[company]]\nname = \"acme\"\n\
+             [[notify]]\nname = \"x\"\nurl = \"http://127.0.0.1:9/h\"\n\
+             [[notify]]\nname = \"x\"\nurl = \"http://127.0.0.1:9/h2\"\n\
+             [[notify]]\nurl = \"http://127.0.0.1:9/h3\"\nname = \"x\"\n\
+             [[notify]]\nname = \"webhook-5\"\nurl = \"http://127.0.0.1:9/h4\"\n\
+             [[notify]]\nurl = \"http://127.0.0.1:9/h5\"\n",
+        );
+        assert_lines_contain(
+            &message,
+            &[
+                ":4: feed[2].url: https://a.example/rss is already listed on line 2",
+                ":6: feed[3].url: https://a.example/rss is already listed on line 2",
+                ":10: company[2].name: company \"ACME\" is already defined on line 8",
+                ":12: company[3].name: company \"acme\" is already defined on line 8",
+                ":17: notify[2].name: notify target \"x\" is already defined on line 14",
+                ":21: notify[3].name: notify target \"x\" is already defined on line 14",
+                ":26: notify[5].name: notify target \"webhook-5\" is already defined on line 23",
+            ],
+        );
+    }
+
+    #[test]
+    fn every_key_of_every_table_is_checked_whatever_else_is_wrong_with_the_table() {
+        let message = error_text(
+            "[[company]]\nname = \"Acme\"\n\
+             [[company]]\nname = \"\"\naliases = [\"\"]\nfields = []\n\
+             [[company]]\nname = \"acme\"\naliases = [\" \"]\nfields = []\n\
+             [[notify]]\nname = \"x\"\nurl = \"http://127.0.0.1:9/h\"\n\
+             [[notify]]\nname = \"x\"\nurl = \"http://127.0.0.1:9/h2\"\nretry_delay = \"forever\"\n\
+             [[notify]]\nurl = \"file:///etc/passwd\"\ncompanies = [\"Nope\"]\nretry_delay = \"0s\"\n\
+             [[notify]]\nname = \" \"\nurl = \"http://127.0.0.1:9/h3\"\nretry_delay = \"soon\"\n",
+        );
+        assert_lines_contain(
+            &message,
+            &[
+                ":4: company[2].name: must not be empty",
+                ":5: company[2].aliases: an alias must not be empty",
+                ":6: company[2].fields: must list at least one",
+                ":8: company[3].name: company \"acme\" is already defined on line 2",
+                ":9: company[3].aliases: an alias must not be empty",
+                ":10: company[3].fields: must list at least one",
+                ":15: notify[2].name: notify target \"x\" is already defined on line 12",
+                ":17: notify[2].retry_delay: cannot read \"forever\" as a duration",
+                ":19: notify[3].url: must be an http or https URL",
+                ":20: notify[3].companies: \"Nope\" is not the name or an alias",
+                ":21: notify[3].retry_delay: must be longer than zero",
+                ":23: notify[4].name: must not be empty",
+                ":25: notify[4].retry_delay: cannot read \"soon\" as a duration",
+            ],
+        );
+    }
+
+    #[test]
+    fn blank_aliases_exclusions_and_context_words_are_refused_not_silently_dropped() {
+        let message = error_text(
+            "[[company]]\nname = \"Apple\"\n\
+             aliases = [\"AAPL\", \"\"]\n\
+             exclude = [\"apple pie\", \" \"]\n\
+             require_any = [\"\"]\n\
+             [[company]]\nname = \"Shell\"\n\
+             require_any = [\"oil\",\n  \"\\t\"]\n",
+        );
+        assert_lines_contain(
+            &message,
+            &[
+                ":3: company[1].aliases: an alias must not be empty",
+                ":4: company[1].exclude: an excluded phrase must not be empty",
+                ":5: company[1].require_any: a context word must not be empty",
+                ":9: company[2].require_any: a context word must not be empty",
+            ],
+        );
+        let config = parse(
+            "[[company]]\nname = \"Shell\"\nexclude = [\" shell suit \"]\nrequire_any = [\" oil \"]\n",
+        )
+        .unwrap();
+        assert_eq!(config.companies[0].rule.exclude, ["shell suit"]);
+        assert_eq!(config.companies[0].rule.require_any, ["oil"]);
+    }
+
+    #[test]
+    fn feed_urls_that_differ_only_in_their_fragment_are_one_feed() {
+        // The fragment is never sent to the server: both would fetch the same document.
+        let message = error_text(
+            "[[feed]]\nurl = \"https://a.example/feed.xml\"\n\
+             [[feed]]\nurl = \"https://a.example/feed.xml#latest\"\n\
+             [[feed]]\nurl = \"https://a.example/feed.xml#\"\n",
+        );
+        assert_lines_contain(
+            &message,
+            &[
+                ":4: feed[2].url: https://a.example/feed.xml#latest is the same feed as https://a.example/feed.xml on line 2",
+                ":6: feed[3].url: https://a.example/feed.xml# is the same feed as https://a.example/feed.xml on line 2",
+            ],
+        );
     }
 }
