@@ -130,7 +130,11 @@ impl Store {
                                          AND ?5 THEN feeds.gone_at ELSE NULL END,
                      -- Put back after a time out of the config, its next document holds what it
                      -- published meanwhile: a backlog, as a new feed's first one (no alerts).
+                     -- Fetched whole, not conditionally: a 304 would leave the mark on until
+                     -- the feed's next new document, and hold that one back as backlog.
                      body_hash = CASE WHEN ?5 THEN feeds.body_hash ELSE NULL END,
+                     etag = CASE WHEN ?5 THEN feeds.etag ELSE NULL END,
+                     last_modified = CASE WHEN ?5 THEN feeds.last_modified ELSE NULL END,
                      name = excluded.name, tags = excluded.tags,
                      interval_secs = excluded.interval_secs, active = 1",
             )?;
@@ -160,8 +164,8 @@ impl Store {
         // A feed removed from the config serves nothing: its tombstones are absent from now on,
         // and a prune forgets them after the retention period (one it writes later is marked
         // as it is written). A feed added back starts again from unmarked tombstones, as if no
-        // document had been parsed since they were written: it may answer 304 for a long time,
-        // and only a parsed document can tell which keys it still serves.
+        // document had been parsed since they were written: only a parsed document can tell
+        // which keys it still serves.
         tx.execute(
             "UPDATE tombstones SET absent_since = datetime('now')
              WHERE absent_since IS NULL AND feed_id IN (SELECT id FROM feeds WHERE active = 0)",
@@ -505,7 +509,14 @@ mod tests {
         assert_eq!((report.added, report.moved), (1, 0));
         assert_eq!(id(&store, "https://a.example/rss"), Some(a));
 
-        // Out of the config and back: what it serves next is a backlog again.
+        // Out of the config and back: what it serves next is a backlog again, fetched whole.
+        store
+            .conn
+            .execute(
+                "UPDATE feeds SET etag = '\"v1\"', last_modified = 'Mon, 23 Nov 2026 08:00:00 GMT'",
+                [],
+            )
+            .unwrap();
         store.sync_feeds(&[feed("https://a.example/rss")]).unwrap();
         assert!(column(&store, "body_hash", b).is_some());
         store
@@ -514,7 +525,9 @@ mod tests {
                 feed("https://b.example/feed"),
             ])
             .unwrap();
-        assert_eq!(column(&store, "body_hash", b), None);
-        assert!(column(&store, "body_hash", a).is_some());
+        for column_name in ["body_hash", "etag", "last_modified"] {
+            assert_eq!(column(&store, column_name, b), None, "{column_name}");
+            assert!(column(&store, column_name, a).is_some(), "{column_name}");
+        }
     }
 }

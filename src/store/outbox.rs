@@ -96,7 +96,11 @@ fn told_json(told: &[AlertCompany]) -> serde_json::Result<String> {
 
 impl Store {
     /// Undelivered alerts for `targets` whose next attempt is due, oldest first. Alerts of
-    /// targets no longer configured wait (`outbox_status` lists them).
+    /// targets no longer configured wait (`outbox_status` lists them). An alert is read when it
+    /// is sent, and one whose story no longer names what it was queued for (a company the
+    /// target wants; for an alert about a newly named company, that company) is withdrawn: the
+    /// publisher edited the name away, or the config stopped tracking or wanting it. Should a
+    /// later edit name it again, that queues a new alert.
     pub fn due_alerts(
         &self,
         now: DateTime<Utc>,
@@ -127,32 +131,44 @@ impl Store {
                 },
             )?
             .collect::<Result<Vec<_>, _>>()?;
-        rows.into_iter()
-            .map(
-                |(id, target, attempts, key, story_id, first_seen_at, newly_named)| {
-                    let sources = self.story_sources(story_id)?;
-                    let first = sources.first();
-                    Ok(PendingAlert {
-                        id,
-                        target,
-                        attempts,
-                        payload: AlertPayload {
-                            idempotency_key: key,
-                            story: AlertStory {
-                                id: story_id,
-                                title: first.and_then(|s| s.title.clone()),
-                                link: first.and_then(|s| s.link.clone()),
-                                published_at: first.and_then(|s| s.published_at.clone()),
-                                first_seen_at,
-                            },
-                            newly_named,
-                            companies: self.story_companies(story_id)?,
-                            sources,
-                        },
-                    })
+        let mut due = Vec::with_capacity(rows.len());
+        for (id, target, attempts, key, story_id, first_seen_at, newly_named) in rows {
+            let companies = self.story_companies(story_id)?;
+            let named = |name: &str| companies.iter().any(|c| c.name == name);
+            let wanted = |name: &str| self.flagging.route(&target).is_none_or(|r| r.wants(name));
+            let still_applies = match &newly_named {
+                Some(company) => named(company) && wanted(company),
+                None => companies.iter().any(|c| wanted(&c.name)),
+            };
+            if !still_applies {
+                self.conn
+                    .prepare_cached("DELETE FROM outbox WHERE id = ?1")?
+                    .execute([id])?;
+                tracing::info!(target = %target, story = story_id, company = newly_named.as_deref(), "alert withdrawn: its story no longer names a company the target wants");
+                continue;
+            }
+            let sources = self.story_sources(story_id)?;
+            let first = sources.first();
+            due.push(PendingAlert {
+                id,
+                target,
+                attempts,
+                payload: AlertPayload {
+                    idempotency_key: key,
+                    story: AlertStory {
+                        id: story_id,
+                        title: first.and_then(|s| s.title.clone()),
+                        link: first.and_then(|s| s.link.clone()),
+                        published_at: first.and_then(|s| s.published_at.clone()),
+                        first_seen_at,
+                    },
+                    newly_named,
+                    companies,
+                    sources,
                 },
-            )
-            .collect()
+            });
+        }
+        Ok(due)
     }
 
     fn story_companies(&self, story_id: i64) -> anyhow::Result<Vec<AlertCompany>> {

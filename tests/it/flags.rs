@@ -297,6 +297,43 @@ async fn a_new_feeds_backlog_is_flagged_but_alerts_only_the_targets_that_ask_for
 }
 
 #[tokio::test]
+async fn a_feed_put_back_in_the_config_alerts_its_next_new_story() {
+    let server = FeedServer::start();
+    let story = |guid: &str, title: &str| format!("<guid>{guid}</guid><title>{title}</title>");
+    let old = story("old", "Xiaomi opened a store last month");
+    server.feed("a.xml", rss(&[&old]));
+    server.feed("b.xml", rss(&[&story("w", "Weather")]));
+    server.set("quiet", Route::webhook(200));
+    let notify = format!(
+        "\n[[notify]]\nname = \"quiet\"\nurl = \"{}\"\n",
+        server.url("quiet")
+    );
+    let extra = format!("{COMPANIES}{notify}");
+    let both = [server.url("a.xml"), server.url("b.xml")];
+    let app = App::new(&both, &extra);
+    app.poll().await;
+    app.write_config(&both[1..], &extra);
+    app.poll().await;
+
+    // Back in the config and unchanged (the server has its ETag): the document it serves is
+    // what it published while it was out, a backlog, and is fetched whole to be read as one.
+    app.write_config(&both, &extra);
+    app.poll().await;
+    let back = server.requests("a.xml").pop().unwrap();
+    assert_eq!(back.status, 200, "{:?}", back.headers);
+    assert!(server.requests("quiet").is_empty());
+
+    let new = story("new", "Xiaomi opens a store today");
+    server.feed("a.xml", rss(&[&new, &old]));
+    assert_eq!(app.poll().await.entries_new, 1);
+    assert_eq!(
+        server.requests("quiet").len(),
+        1,
+        "the first story after the feed came back is news"
+    );
+}
+
+#[tokio::test]
 async fn an_edit_naming_a_new_company_alerts_the_targets_that_want_it_once() {
     let server = FeedServer::start();
     let story = |title: &str| format!("<guid>lab</guid><title>{title}</title>");
@@ -524,6 +561,8 @@ async fn a_copy_linked_like_one_source_and_titled_like_none_still_joins_the_stor
     let urls = ["a.xml", "b.xml", "c.xml"].map(|p| server.url(p));
     let notify = format!("\n[[notify]]\nurl = \"{}\"\n", server.url("hook"));
     let app = App::new(&urls, &format!("{COMPANIES}{notify}"));
+    // Past each feed's backlog document.
+    app.poll().await;
     // One copy per poll, so they reach the store in this order: the paper's copy joins the
     // wire's story by title; the aggregator's, by the paper's link alone.
     for (path, copy) in [("a.xml", &wire), ("b.xml", &paper), ("c.xml", &aggregator)] {
