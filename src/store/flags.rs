@@ -400,7 +400,9 @@ impl<'conn> StoryStatements<'conn> {
     ///
     /// A title joins copies from other feeds only: within one feed, an item with its own key and
     /// link under a title the feed used the day before is that feed's next "Morning briefing",
-    /// not a copy, and joining it would hide it and its alert.
+    /// not a copy, and joining it would hide it and its alert. An item known only by its text
+    /// is the exception: when the publisher edits it, it arrives under a new key, and only its
+    /// title tells that it is the story the feed already gave.
     pub(super) fn story_for(
         &mut self,
         titles: &mut TitleLookup<'_>,
@@ -433,7 +435,7 @@ impl<'conn> StoryStatements<'conn> {
         }
         if let Some(key) = &title_key
             && let Some(story) = titles.story(self.conn, key)?
-            && !self.has_entry_of_feed(story, feed_id)?
+            && (entry.identified_by_text() || !self.has_entry_of_feed(story, feed_id)?)
         {
             return Ok(StoryFor::Joined(story));
         }
@@ -1157,6 +1159,48 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn an_edit_of_an_item_known_only_by_its_text_stays_in_its_story_and_alerts_no_more() {
+        let (_dir, mut store, feeds) = store_with_feeds(&["Notices"]);
+        store
+            .sync_companies(&[company("Acme")], vec![route("desk", None, false)])
+            .unwrap();
+        let now = Utc::now();
+        store_document_at(&mut store, feeds[0], vec![], "empty", now);
+        let notice = |key: &str| ParsedEntry {
+            canonical_link: None,
+            ..arriving(key, "", "Acme recalls its widgets today")
+        };
+        store_naming(
+            &mut store,
+            feeds[0],
+            &notice("h:monday"),
+            "v1",
+            &["Acme"],
+            now,
+        );
+        let later = now + chrono::Duration::hours(2);
+        store_naming(
+            &mut store,
+            feeds[0],
+            &notice("h:tuesday"),
+            "v2",
+            &["Acme"],
+            later,
+        );
+        let stories: i64 = store
+            .conn
+            .query_row("SELECT count(DISTINCT story_id) FROM entries", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(
+            stories, 1,
+            "the edited text arrives under a new key, in the same story"
+        );
+        assert_eq!(due_by_target(&store, &["desk"], later).len(), 1);
     }
 
     #[test]
