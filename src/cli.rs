@@ -604,14 +604,35 @@ fn print_feeds(feeds: &[crate::store::FeedStatus], format: Format) -> anyhow::Re
         if let Some(error) = &feed.last_error {
             writeln!(out, "      error: {error}")?;
         }
-        if let Some(retry_after) = &feed.retry_after {
-            writeln!(
-                out,
-                "      the server asked not to be polled before {retry_after}"
-            )?;
+        if let Some(note) = retry_after_note(feed, chrono::Utc::now()) {
+            writeln!(out, "      {note}")?;
         }
     }
     Ok(())
+}
+
+/// What a feed's last `Retry-After` means now: nothing once its time has passed; a wait, when
+/// the schedule took it; a request not believed, when it was too far off to take.
+fn retry_after_note(
+    feed: &crate::store::FeedStatus,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<String> {
+    let until = feed.retry_after.as_deref()?;
+    let until_time = crate::store::parse_sql_time(until).filter(|at| *at > now)?;
+    let next_poll = feed
+        .next_poll_at
+        .as_deref()
+        .and_then(crate::store::parse_sql_time);
+    let until = until.get(..19).unwrap_or(until);
+    Some(if next_poll.is_some_and(|next| next >= until_time) {
+        format!("waiting: the server asked (Retry-After) not to be polled before {until}")
+    } else {
+        format!(
+            "the server asked (Retry-After) not to be polled before {until}; not believed: \
+             more than {} days away",
+            crate::schedule::MAX_RETRY_AFTER.num_days()
+        )
+    })
 }
 
 /// `mentions` output. JSON and CSV are a stable interface (see README): fields are only added.

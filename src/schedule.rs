@@ -78,7 +78,7 @@ pub struct Plan {
 
 /// The longest a `Retry-After` is honoured: beyond that it is more likely a misconfiguration
 /// than a plan, and the feed falls back to its normal backoff.
-const MAX_RETRY_AFTER: chrono::Duration = chrono::Duration::days(7);
+pub const MAX_RETRY_AFTER: chrono::Duration = chrono::Duration::days(7);
 
 impl Policy {
     fn clamp(&self, interval: Duration) -> Duration {

@@ -143,6 +143,32 @@ fn feedhound_poll_leaves_out_a_feed_whose_server_asked_to_wait_but_not_for_a_yea
     );
     assert_eq!(server.requests("absurd.xml").len(), 2);
     assert_eq!(server.requests("fine.xml").len(), 2);
+
+    // `feeds` tells the wait that holds from the one that was not believed.
+    let feeds = app.cli(&["feeds"]);
+    let feeds = String::from_utf8_lossy(&feeds.stdout);
+    let note_after = |path: &str| {
+        let mut lines = feeds
+            .lines()
+            .skip_while(|l| l.starts_with("      ") || !l.contains(&format!("/{path}")));
+        lines.next();
+        lines
+            .take_while(|l| l.starts_with("      "))
+            .find(|l| l.contains("Retry-After"))
+            .map(str::trim)
+            .map(String::from)
+    };
+    let limited = note_after("limited.xml").unwrap_or_default();
+    assert!(
+        limited.starts_with("waiting: the server asked (Retry-After) not to be polled before "),
+        "{feeds}"
+    );
+    let absurd = note_after("absurd.xml").unwrap_or_default();
+    assert!(
+        absurd.contains("not believed: more than 7 days away"),
+        "{feeds}"
+    );
+    assert_eq!(note_after("fine.xml"), None, "{feeds}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
