@@ -305,6 +305,14 @@ impl Config {
     }
 }
 
+/// What fetching `url` asks the server for: the URL without its fragment, which is never sent
+/// over HTTP. Two feed URLs that differ only there are one feed.
+pub fn fetched_document(url: &Url) -> Url {
+    let mut document = url.clone();
+    document.set_fragment(None);
+    document
+}
+
 /// The company that `name` names: its name or one of its aliases, compared as the matcher
 /// compares names.
 fn company_called<'a>(companies: &'a [CompanyConfig], name: &str) -> Option<&'a CompanyConfig> {
@@ -945,10 +953,7 @@ impl Checker {
                     continue;
                 }
             };
-            // A fragment is never sent over HTTP: URLs that differ only there fetch one document.
-            let mut document = url.clone();
-            document.set_fragment(None);
-            match seen.entry(document) {
+            match seen.entry(fetched_document(&url)) {
                 Entry::Vacant(slot) => {
                     slot.insert((self.line(&span), url.clone()));
                 }

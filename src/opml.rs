@@ -30,7 +30,7 @@ use quick_xml::reader::Reader;
 use toml_edit::{Array, ArrayOfTables, DocumentMut, Item, Table, value};
 use url::Url;
 
-use crate::config::{Config, FeedConfig};
+use crate::config::{Config, FeedConfig, fetched_document};
 
 /// One feed outline read from an OPML file, before its URL is checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,7 +167,12 @@ pub fn plan_import(
     let outlines = parse_opml(opml_text)?;
     let config = Config::parse(config_text, config_path)
         .context("the config file must be valid before feeds can be imported into it")?;
-    let in_config: HashSet<Url> = config.feeds.iter().map(|f| f.url.clone()).collect();
+    // Compared as the config's own check compares them, so every added URL loads.
+    let in_config: HashSet<Url> = config
+        .feeds
+        .iter()
+        .map(|f| fetched_document(&f.url))
+        .collect();
 
     let mut report = ImportReport::default();
     let mut seen_in_opml = HashSet::new();
@@ -191,9 +196,10 @@ pub fn plan_import(
                 continue;
             }
         };
-        if in_config.contains(&url) {
+        let document = fetched_document(&url);
+        if in_config.contains(&document) {
             report.skipped.push(skip(SkipReason::AlreadyInConfig));
-        } else if !seen_in_opml.insert(url.clone()) {
+        } else if !seen_in_opml.insert(document) {
             report.skipped.push(skip(SkipReason::RepeatedInOpml));
         } else {
             report.added.push(FeedConfig {
@@ -639,6 +645,24 @@ aliases = ["小米"]
             interval: None,
             tags: tags.iter().map(|t| t.to_string()).collect(),
         }
+    }
+
+    #[test]
+    fn urls_that_differ_only_in_their_fragment_are_imported_once() {
+        let config = "[[feed]]\nurl = \"https://a.example/rss\"\n";
+        let opml = r#"<opml version="2.0"><body>
+            <outline type="rss" xmlUrl="https://a.example/rss#top"/>
+            <outline type="rss" xmlUrl="https://b.example/rss"/>
+            <outline type="rss" xmlUrl="https://b.example/rss#latest"/>
+            </body></opml>"#;
+        let (updated, report) = plan_import(config, config_path(), opml).unwrap();
+        assert_eq!(urls(&report.added), vec!["https://b.example/rss"]);
+        let reasons: Vec<&SkipReason> = report.skipped.iter().map(|s| &s.reason).collect();
+        assert_eq!(
+            reasons,
+            vec![&SkipReason::AlreadyInConfig, &SkipReason::RepeatedInOpml]
+        );
+        assert_eq!(parse_config(&updated).feeds.len(), 2);
     }
 
     #[test]
