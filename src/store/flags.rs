@@ -914,6 +914,7 @@ mod tests {
         );
         store_document_at(&mut store, feeds[0], vec![], "empty", now);
         store_naming(&mut store, feeds[0], &story, "v1", &["Acme", "Globex"], now);
+        let read_by_another_process = store.due_alerts(now, &["globex-desk".into()], 1).unwrap();
         // Edited before either alert went out (the targets rest, or the poll is still on).
         store_naming(&mut store, feeds[0], &story, "v2", &["Acme"], now);
         assert_eq!(
@@ -930,12 +931,40 @@ mod tests {
             )
             .unwrap();
         assert_eq!(queued, 0, "withdrawn, not left to wait");
+        let sent_meanwhile = &read_by_another_process[0];
+        store
+            .alert_delivered(sent_meanwhile.id, &sent_meanwhile.payload.companies, now)
+            .expect("a delivery recorded after the withdrawal is no error");
         // Named again: a new alert.
         store_naming(&mut store, feeds[0], &story, "v3", &["Acme", "Globex"], now);
         assert_eq!(due_by_target(&store, &targets, now).len(), 2);
         // Named no more: nothing goes out, to anyone.
         store_naming(&mut store, feeds[0], &story, "v4", &[], now);
         assert_eq!(due_by_target(&store, &targets, now), vec![]);
+    }
+
+    #[test]
+    fn nothing_is_withdrawn_while_stored_entries_wait_to_be_rematched() {
+        let (_dir, mut store, feeds) = store_with_feeds(&["Wire"]);
+        store
+            .sync_companies(&[company("Acme")], vec![route("all", None, false)])
+            .unwrap();
+        let now = Utc::now();
+        let story = arriving("recall", "news.example/recall", "Acme recalls its widgets");
+        store_document_at(&mut store, feeds[0], vec![], "empty", now);
+        store_naming(&mut store, feeds[0], &story, "v1", &["Acme"], now);
+        // Renamed in the config: the story's mention is of the old name until the re-match.
+        store
+            .sync_companies(&[company("Acme Inc")], vec![route("all", None, false)])
+            .unwrap();
+        store.set_meta(RULES_FINGERPRINT, REMATCH_PENDING).unwrap();
+        assert_eq!(due_by_target(&store, &["all"], now).len(), 1);
+        store.set_meta(RULES_FINGERPRINT, "rules of now").unwrap();
+        assert_eq!(
+            due_by_target(&store, &["all"], now),
+            vec![],
+            "re-matched, the story names no company the config tracks"
+        );
     }
 
     #[test]

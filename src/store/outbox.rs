@@ -99,8 +99,9 @@ impl Store {
     /// targets no longer configured wait (`outbox_status` lists them). An alert is read when it
     /// is sent, and one whose story no longer names what it was queued for (a company the
     /// target wants; for an alert about a newly named company, that company) is withdrawn: the
-    /// publisher edited the name away, or the config stopped tracking or wanting it. Should a
-    /// later edit name it again, that queues a new alert.
+    /// publisher edited the name away, or the config stopped tracking or wanting it (once the
+    /// stored entries are re-matched under the current rules). Should a later edit name it
+    /// again, that queues a new alert.
     pub fn due_alerts(
         &self,
         now: DateTime<Utc>,
@@ -131,6 +132,9 @@ impl Store {
                 },
             )?
             .collect::<Result<Vec<_>, _>>()?;
+        // While stored entries wait to be re-matched under new rules (a company renamed, an
+        // alias added), what a story names is not known yet: nothing is withdrawn then.
+        let mentions_settled = !super::flags::rematch_pending_in(&self.conn)?;
         let mut due = Vec::with_capacity(rows.len());
         for (id, target, attempts, key, story_id, first_seen_at, newly_named) in rows {
             let companies = self.story_companies(story_id)?;
@@ -140,7 +144,7 @@ impl Store {
                 Some(company) => named(company) && wanted(company),
                 None => companies.iter().any(|c| wanted(&c.name)),
             };
-            if !still_applies {
+            if mentions_settled && !still_applies {
                 self.conn
                     .prepare_cached("DELETE FROM outbox WHERE id = ?1")?
                     .execute([id])?;
@@ -205,15 +209,20 @@ impl Store {
         at: DateTime<Utc>,
     ) -> anyhow::Result<()> {
         let tx = super::write_transaction(&mut self.conn)?;
-        let (target, story_id): (String, i64) = tx
+        // Gone when another process (a cron `poll` beside the daemon) withdrew it meanwhile.
+        let Some((target, story_id)) = tx
             .prepare_cached(
                 "UPDATE outbox SET delivered_at = ?2, attempts = attempts + 1, last_error = NULL,
                      told = coalesce(told, ?3)
                  WHERE id = ?1 RETURNING target, story_id",
             )?
             .query_row(params![id, sql_time(at), told_json(told)?], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })?;
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+            })
+            .optional()?
+        else {
+            return Ok(());
+        };
         if let Some(route) = self.flagging.route(&target) {
             super::flags::queue_untold(&tx, route, story_id, None, at)?;
         }
