@@ -68,13 +68,6 @@ impl ParsedEntry {
                 && stored == blake3_content_hash(self.hashed_fields()))
     }
 
-    /// Whether the entry has nothing of its own to be known by, no guid unique in its document
-    /// and no link of its own (the `h:` and `gh:` keys of `parse`): its text is its identity,
-    /// so an edit of it arrives as a new entry.
-    pub fn identified_by_text(&self) -> bool {
-        self.dedup_key.starts_with("h:") || self.dedup_key.starts_with("gh:")
-    }
-
     /// What [`content_hash`] covers.
     pub fn hashed_fields(&self) -> [Option<&str>; 4] {
         [

@@ -460,18 +460,26 @@ fn upsert_entries(
                     .story_for(&mut titles, feed_id, entry, fetched_at)?;
                 let id = statements.insert_entry(feed_id, now, entry, story.id())?;
                 if !entry_mentions.is_empty() {
-                    // A copy joining a story alerts only for the companies the story did not
-                    // name before it.
+                    // A copy joining a story may name a company the story did not.
                     let named_before = match story {
-                        _ if !flagging.alerts_anyone() => None,
-                        StoryFor::Joined(story) => Some(story_company_ids(tx, story)?),
-                        StoryFor::New(_) => Some(HashSet::new()),
+                        StoryFor::Joined(story) if flagging.alerts_anyone() => {
+                            Some(story_company_ids(tx, story)?)
+                        }
+                        _ => None,
                     };
                     insert_mentions(tx, flagging, id, entry_mentions)?;
-                    if let Some(before) = named_before {
-                        let newly_named = newly_named(flagging, entry_mentions, &before);
-                        queue_alerts(tx, flagging, story.id(), &newly_named, fetched_at, backlog)?;
-                    }
+                    let newly_named = named_before
+                        .map(|before| newly_named(flagging, entry_mentions, &before))
+                        .unwrap_or_default();
+                    queue_alerts(
+                        tx,
+                        flagging,
+                        story.id(),
+                        entry_mentions,
+                        &newly_named,
+                        fetched_at,
+                        backlog,
+                    )?;
                 }
                 applied.new += 1;
                 applied.mentions += entry_mentions.len();

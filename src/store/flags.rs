@@ -400,9 +400,7 @@ impl<'conn> StoryStatements<'conn> {
     ///
     /// A title joins copies from other feeds only: within one feed, an item with its own key and
     /// link under a title the feed used the day before is that feed's next "Morning briefing",
-    /// not a copy, and joining it would hide it and its alert. An item known only by its text
-    /// is the exception: when the publisher edits it, it arrives under a new key, and only its
-    /// title tells that it is the story the feed already gave.
+    /// not a copy, and joining it would hide it and its alert.
     pub(super) fn story_for(
         &mut self,
         titles: &mut TitleLookup<'_>,
@@ -435,7 +433,7 @@ impl<'conn> StoryStatements<'conn> {
         }
         if let Some(key) = &title_key
             && let Some(story) = titles.story(self.conn, key)?
-            && (entry.identified_by_text() || !self.has_entry_of_feed(story, feed_id)?)
+            && !self.has_entry_of_feed(story, feed_id)?
         {
             return Ok(StoryFor::Joined(story));
         }
@@ -549,11 +547,21 @@ pub(super) fn rewrite_edited_mentions(
     conn.prepare_cached("DELETE FROM mentions WHERE entry_id = ?1")?
         .execute([entry_id])?;
     insert_mentions(conn, flagging, entry_id, mentions)?;
+    let newly_named = newly_named(flagging, mentions, &named_before);
     if let Some(story) = story_id
         && flagging.alerts_anyone()
+        && !newly_named.is_empty()
     {
-        let newly_named = newly_named(flagging, mentions, &named_before);
-        queue_alerts(conn, flagging, story, &newly_named, now, from_backlog)?;
+        let first: Vec<Mention> = newly_named.iter().map(|(_, m)| (*m).clone()).collect();
+        queue_alerts(
+            conn,
+            flagging,
+            story,
+            &first,
+            &newly_named,
+            now,
+            from_backlog,
+        )?;
     }
     Ok(())
 }
@@ -633,14 +641,12 @@ pub(super) fn insert_mentions(
     Ok(written)
 }
 
-/// Queues the alerts called for by `newly_named`, the companies an entry names that its story
-/// did not name before it: every company of a new story's first entry; for a copy from another
-/// feed or an edit, only what it adds, since the story's alerts named the rest already (or held
-/// them back as backlog, or left them out by a target's filter). A target that wants one of them
-/// gets the story's first alert, unless it has one; a target whose first alert went out already
-/// gets an alert for each of them that it wants and no alert of the story named (see
-/// [`queue_untold`]); an undelivered first alert will name them itself, as its payload is read
-/// when it is sent.
+/// Queues the alerts an entry's mentions call for. A target that wants one of the companies in
+/// `first` gets the story's first alert, unless it has one. A target whose first alert for the
+/// story went out already gets an alert for each company of `newly_named` (companies the story
+/// did not name before this entry, or this edit) that it wants and no alert of the story named
+/// (see [`queue_untold`]); an undelivered first alert will name them itself, as its payload is
+/// read when it is sent.
 ///
 /// Entries and edits from a backlog document (`from_backlog`: a feed's first parsed document,
 /// or its first after a time out of the config) alert only targets that ask for them: that
@@ -651,21 +657,25 @@ pub(super) fn queue_alerts(
     conn: &Connection,
     flagging: &Flagging,
     story_id: i64,
+    first: &[Mention],
     newly_named: &[(i64, &Mention)],
     now: DateTime<Utc>,
     from_backlog: bool,
 ) -> anyhow::Result<()> {
-    if newly_named.is_empty() {
-        return Ok(());
-    }
-    let candidates: HashSet<i64> = newly_named.iter().map(|&(id, _)| id).collect();
     for route in flagging
         .routes
         .iter()
         .filter(|r| r.backlog || !from_backlog)
     {
-        if newly_named.iter().any(|(_, m)| route.wants(&m.company)) {
+        // A company removed by a reload while this entry was in flight has no id: no alert.
+        if first
+            .iter()
+            .any(|m| flagging.company_ids.contains_key(&m.company) && route.wants(&m.company))
+        {
             queue_first_alert(conn, &route.target, story_id, now)?;
+        }
+        if newly_named.iter().any(|(_, m)| route.wants(&m.company)) {
+            let candidates = newly_named.iter().map(|&(id, _)| id).collect();
             queue_untold(conn, route, story_id, Some(&candidates), now)?;
         }
     }
@@ -748,7 +758,7 @@ fn alert_key(parts: &str) -> String {
 
 impl AlertRoute {
     /// `company` is a configured name, as mentions carry it and `config` spells the filter.
-    pub(super) fn wants(&self, company: &str) -> bool {
+    fn wants(&self, company: &str) -> bool {
         self.companies
             .as_ref()
             .is_none_or(|names| names.iter().any(|n| n == company))
@@ -817,195 +827,6 @@ mod tests {
             count: 1,
             snippet: snippet.into(),
         }
-    }
-
-    fn company(name: &str) -> CompanyConfig {
-        CompanyConfig {
-            rule: crate::matcher::CompanyRule {
-                name: name.into(),
-                aliases: vec![],
-                case_sensitive: false,
-                exclude: vec![],
-                require_any: vec![],
-                fields: vec![],
-            },
-            ticker: None,
-            tags: vec![],
-        }
-    }
-
-    fn route(target: &str, companies: Option<&[&str]>, backlog: bool) -> AlertRoute {
-        AlertRoute {
-            target: target.into(),
-            companies: companies.map(|names| names.iter().map(|n| n.to_string()).collect()),
-            backlog,
-        }
-    }
-
-    fn mention(company: &str) -> Mention {
-        Mention {
-            company: company.into(),
-            ..xiaomi_in_title(company)
-        }
-    }
-
-    /// Stores `entry`, naming `companies`, as `feed`'s document `version` at `at`.
-    fn store_naming(
-        store: &mut Store,
-        feed: i64,
-        entry: &ParsedEntry,
-        version: &str,
-        companies: &[&str],
-        at: DateTime<Utc>,
-    ) {
-        let result = FeedResult::Parsed {
-            etag: None,
-            last_modified: None,
-            body_hash: format!("{}-{version}", entry.dedup_key),
-            feed: crate::model::ParsedFeed {
-                entries: vec![ParsedEntry {
-                    content_hash: version.into(),
-                    ..entry.clone()
-                }],
-                ..Default::default()
-            },
-            mentions: vec![companies.iter().map(|c| mention(c)).collect()],
-        };
-        let state = crate::store::FetchState::at(at, Some(200));
-        store.apply(feed, &state, &result).unwrap();
-    }
-
-    /// The companies each due alert names, by target, with its `newly_named`.
-    fn due_by_target(
-        store: &Store,
-        targets: &[&str],
-        at: DateTime<Utc>,
-    ) -> Vec<(String, Option<String>, Vec<String>)> {
-        let targets: Vec<String> = targets.iter().map(|t| t.to_string()).collect();
-        let mut due: Vec<_> = store
-            .due_alerts(at, &targets, 100)
-            .unwrap()
-            .into_iter()
-            .map(|a| {
-                let names = a.payload.companies.into_iter().map(|c| c.name).collect();
-                (a.target, a.payload.newly_named, names)
-            })
-            .collect();
-        due.sort();
-        due
-    }
-
-    #[test]
-    fn an_alert_whose_story_no_longer_names_what_the_target_wants_is_withdrawn() {
-        let (_dir, mut store, feeds) = store_with_feeds(&["Wire"]);
-        let routes = vec![
-            route("all", None, false),
-            route("globex-desk", Some(&["Globex"]), false),
-        ];
-        store
-            .sync_companies(&[company("Acme"), company("Globex")], routes)
-            .unwrap();
-        let now = Utc::now();
-        let targets = ["all", "globex-desk"];
-        let story = arriving(
-            "court",
-            "news.example/court",
-            "Globex and Acme in court today",
-        );
-        store_document_at(&mut store, feeds[0], vec![], "empty", now);
-        store_naming(&mut store, feeds[0], &story, "v1", &["Acme", "Globex"], now);
-        let read_by_another_process = store.due_alerts(now, &["globex-desk".into()], 1).unwrap();
-        // Edited before either alert went out (the targets rest, or the poll is still on).
-        store_naming(&mut store, feeds[0], &story, "v2", &["Acme"], now);
-        assert_eq!(
-            due_by_target(&store, &targets, now),
-            vec![("all".into(), None, vec!["Acme".into()])],
-            "the Globex desk's alert would name no company it wants"
-        );
-        let queued: i64 = store
-            .conn
-            .query_row(
-                "SELECT count(*) FROM outbox WHERE target = 'globex-desk'",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap();
-        assert_eq!(queued, 0, "withdrawn, not left to wait");
-        let sent_meanwhile = &read_by_another_process[0];
-        store
-            .alert_delivered(sent_meanwhile.id, &sent_meanwhile.payload.companies, now)
-            .expect("a delivery recorded after the withdrawal is no error");
-        // Named again: a new alert.
-        store_naming(&mut store, feeds[0], &story, "v3", &["Acme", "Globex"], now);
-        assert_eq!(due_by_target(&store, &targets, now).len(), 2);
-        // Named no more: nothing goes out, to anyone.
-        store_naming(&mut store, feeds[0], &story, "v4", &[], now);
-        assert_eq!(due_by_target(&store, &targets, now), vec![]);
-    }
-
-    #[test]
-    fn nothing_is_withdrawn_while_stored_entries_wait_to_be_rematched() {
-        let (_dir, mut store, feeds) = store_with_feeds(&["Wire"]);
-        store
-            .sync_companies(&[company("Acme")], vec![route("all", None, false)])
-            .unwrap();
-        let now = Utc::now();
-        let story = arriving("recall", "news.example/recall", "Acme recalls its widgets");
-        store_document_at(&mut store, feeds[0], vec![], "empty", now);
-        store_naming(&mut store, feeds[0], &story, "v1", &["Acme"], now);
-        // Renamed in the config: the story's mention is of the old name until the re-match.
-        store
-            .sync_companies(&[company("Acme Inc")], vec![route("all", None, false)])
-            .unwrap();
-        store.set_meta(RULES_FINGERPRINT, REMATCH_PENDING).unwrap();
-        assert_eq!(due_by_target(&store, &["all"], now).len(), 1);
-        store.set_meta(RULES_FINGERPRINT, "rules of now").unwrap();
-        assert_eq!(
-            due_by_target(&store, &["all"], now),
-            vec![],
-            "re-matched, the story names no company the config tracks"
-        );
-    }
-
-    #[test]
-    fn a_copy_of_a_backlog_story_alerts_only_for_a_company_the_story_did_not_name() {
-        let (_dir, mut store, feeds) = store_with_feeds(&["Archive", "Wire", "Agency"]);
-        let routes = vec![route("live", None, false), route("history", None, true)];
-        store
-            .sync_companies(&[company("Acme"), company("Globex")], routes)
-            .unwrap();
-        let now = Utc::now();
-        let targets = ["live", "history"];
-        // The archive's first document is backlog: only the target that asks for it hears.
-        let old = arriving("old", "news.example/old", "Old story about Acme today");
-        store_naming(&mut store, feeds[0], &old, "v1", &["Acme"], now);
-        store_document_at(&mut store, feeds[1], vec![], "empty", now);
-        store_document_at(&mut store, feeds[2], vec![], "empty", now);
-        assert_eq!(
-            due_by_target(&store, &targets, now),
-            vec![("history".into(), None, vec!["Acme".into()])]
-        );
-        // A live feed's copy naming what the story named: still nobody else.
-        let copy = arriving("copy", "news.example/old", "Old story about Acme today");
-        store_naming(&mut store, feeds[1], &copy, "v1", &["Acme"], now);
-        assert_eq!(due_by_target(&store, &targets, now).len(), 1);
-        // A copy naming Globex as well: news for the live target.
-        let another = arriving("another", "news.example/old", "Old story about Acme today");
-        store_naming(
-            &mut store,
-            feeds[2],
-            &another,
-            "v1",
-            &["Acme", "Globex"],
-            now,
-        );
-        assert_eq!(
-            due_by_target(&store, &targets, now),
-            vec![
-                ("history".into(), None, vec!["Acme".into(), "Globex".into()]),
-                ("live".into(), None, vec!["Acme".into(), "Globex".into()]),
-            ]
-        );
     }
 
     #[test]
@@ -1145,24 +966,59 @@ mod tests {
     #[test]
     fn a_company_named_while_the_first_alert_is_on_its_way_gets_an_alert_of_its_own() {
         let (_dir, mut store, feeds) = store_with_feeds(&["Wire"]);
+        let company = |name: &str| CompanyConfig {
+            rule: crate::matcher::CompanyRule {
+                name: name.into(),
+                aliases: vec![],
+                case_sensitive: false,
+                exclude: vec![],
+                require_any: vec![],
+                fields: vec![],
+            },
+            ticker: None,
+            tags: vec![],
+        };
+        let desk = AlertRoute {
+            target: "desk".into(),
+            companies: None,
+            backlog: false,
+        };
         store
-            .sync_companies(
-                &[company("Samsung"), company("Xiaomi")],
-                vec![route("desk", None, false)],
-            )
+            .sync_companies(&[company("Samsung"), company("Xiaomi")], vec![desk])
             .unwrap();
         let now = Utc::now();
-        let lab = arriving("lab", "news.example/lab", HEADLINE);
-        let store_lab = |store: &mut Store, version: &str, companies: &[&str]| {
-            store_naming(store, feeds[0], &lab, version, companies, now);
+        let mention = |name: &str| Mention {
+            company: name.into(),
+            ..xiaomi_in_title(name)
+        };
+        let store_lab = |store: &mut Store, hash: &str, mentions: Vec<Mention>| {
+            let result = FeedResult::Parsed {
+                etag: None,
+                last_modified: None,
+                body_hash: hash.into(),
+                feed: crate::model::ParsedFeed {
+                    entries: vec![ParsedEntry {
+                        content_hash: hash.into(),
+                        ..arriving("lab", "news.example/lab", HEADLINE)
+                    }],
+                    ..Default::default()
+                },
+                mentions: vec![mentions],
+            };
+            let state = crate::store::FetchState::at(now, Some(200));
+            store.apply(feeds[0], &state, &result).unwrap();
         };
         // Past the backlog document, the story arrives naming Samsung.
         store_document_at(&mut store, feeds[0], vec![], "empty", now);
-        store_lab(&mut store, "v1", &["Samsung"]);
+        store_lab(&mut store, "v1", vec![mention("Samsung")]);
         let due = store.due_alerts(now, &["desk".into()], 10).unwrap();
         assert_eq!(due.len(), 1);
         // Read for sending; an edit naming Xiaomi lands while it is on its way.
-        store_lab(&mut store, "v2", &["Samsung", "Xiaomi"]);
+        store_lab(
+            &mut store,
+            "v2",
+            vec![mention("Samsung"), mention("Xiaomi")],
+        );
         assert_eq!(
             store.due_alerts(now, &["desk".into()], 10).unwrap().len(),
             1,
@@ -1178,58 +1034,24 @@ mod tests {
             .alert_delivered(follow_up[0].id, &follow_up[0].payload.companies, now)
             .unwrap();
         // Dropped and named again: the target was told of both already.
-        store_lab(&mut store, "v3", &["Xiaomi"]);
-        store_lab(&mut store, "v4", &["Xiaomi", "Samsung"]);
-        store_lab(&mut store, "v5", &["Samsung"]);
-        store_lab(&mut store, "v6", &["Samsung", "Xiaomi"]);
+        store_lab(&mut store, "v3", vec![mention("Xiaomi")]);
+        store_lab(
+            &mut store,
+            "v4",
+            vec![mention("Xiaomi"), mention("Samsung")],
+        );
+        store_lab(&mut store, "v5", vec![mention("Samsung")]);
+        store_lab(
+            &mut store,
+            "v6",
+            vec![mention("Samsung"), mention("Xiaomi")],
+        );
         assert!(
             store
                 .due_alerts(now, &["desk".into()], 10)
                 .unwrap()
                 .is_empty()
         );
-    }
-
-    #[test]
-    fn an_edit_of_an_item_known_only_by_its_text_stays_in_its_story_and_alerts_no_more() {
-        let (_dir, mut store, feeds) = store_with_feeds(&["Notices"]);
-        store
-            .sync_companies(&[company("Acme")], vec![route("desk", None, false)])
-            .unwrap();
-        let now = Utc::now();
-        store_document_at(&mut store, feeds[0], vec![], "empty", now);
-        let notice = |key: &str| ParsedEntry {
-            canonical_link: None,
-            ..arriving(key, "", "Acme recalls its widgets today")
-        };
-        store_naming(
-            &mut store,
-            feeds[0],
-            &notice("h:monday"),
-            "v1",
-            &["Acme"],
-            now,
-        );
-        let later = now + chrono::Duration::hours(2);
-        store_naming(
-            &mut store,
-            feeds[0],
-            &notice("h:tuesday"),
-            "v2",
-            &["Acme"],
-            later,
-        );
-        let stories: i64 = store
-            .conn
-            .query_row("SELECT count(DISTINCT story_id) FROM entries", [], |r| {
-                r.get(0)
-            })
-            .unwrap();
-        assert_eq!(
-            stories, 1,
-            "the edited text arrives under a new key, in the same story"
-        );
-        assert_eq!(due_by_target(&store, &["desk"], later).len(), 1);
     }
 
     #[test]

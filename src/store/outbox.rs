@@ -96,12 +96,7 @@ fn told_json(told: &[AlertCompany]) -> serde_json::Result<String> {
 
 impl Store {
     /// Undelivered alerts for `targets` whose next attempt is due, oldest first. Alerts of
-    /// targets no longer configured wait (`outbox_status` lists them). An alert is read when it
-    /// is sent, and one whose story no longer names what it was queued for (a company the
-    /// target wants; for an alert about a newly named company, that company) is withdrawn: the
-    /// publisher edited the name away, or the config stopped tracking or wanting it (once the
-    /// stored entries are re-matched under the current rules). Should a later edit name it
-    /// again, that queues a new alert.
+    /// targets no longer configured wait (`outbox_status` lists them).
     pub fn due_alerts(
         &self,
         now: DateTime<Utc>,
@@ -132,47 +127,32 @@ impl Store {
                 },
             )?
             .collect::<Result<Vec<_>, _>>()?;
-        // While stored entries wait to be re-matched under new rules (a company renamed, an
-        // alias added), what a story names is not known yet: nothing is withdrawn then.
-        let mentions_settled = !super::flags::rematch_pending_in(&self.conn)?;
-        let mut due = Vec::with_capacity(rows.len());
-        for (id, target, attempts, key, story_id, first_seen_at, newly_named) in rows {
-            let companies = self.story_companies(story_id)?;
-            let named = |name: &str| companies.iter().any(|c| c.name == name);
-            let wanted = |name: &str| self.flagging.route(&target).is_none_or(|r| r.wants(name));
-            let still_applies = match &newly_named {
-                Some(company) => named(company) && wanted(company),
-                None => companies.iter().any(|c| wanted(&c.name)),
-            };
-            if mentions_settled && !still_applies {
-                self.conn
-                    .prepare_cached("DELETE FROM outbox WHERE id = ?1")?
-                    .execute([id])?;
-                tracing::info!(target = %target, story = story_id, company = newly_named.as_deref(), "alert withdrawn: its story no longer names a company the target wants");
-                continue;
-            }
-            let sources = self.story_sources(story_id)?;
-            let first = sources.first();
-            due.push(PendingAlert {
-                id,
-                target,
-                attempts,
-                payload: AlertPayload {
-                    idempotency_key: key,
-                    story: AlertStory {
-                        id: story_id,
-                        title: first.and_then(|s| s.title.clone()),
-                        link: first.and_then(|s| s.link.clone()),
-                        published_at: first.and_then(|s| s.published_at.clone()),
-                        first_seen_at,
-                    },
-                    newly_named,
-                    companies,
-                    sources,
+        rows.into_iter()
+            .map(
+                |(id, target, attempts, key, story_id, first_seen_at, newly_named)| {
+                    let sources = self.story_sources(story_id)?;
+                    let first = sources.first();
+                    Ok(PendingAlert {
+                        id,
+                        target,
+                        attempts,
+                        payload: AlertPayload {
+                            idempotency_key: key,
+                            story: AlertStory {
+                                id: story_id,
+                                title: first.and_then(|s| s.title.clone()),
+                                link: first.and_then(|s| s.link.clone()),
+                                published_at: first.and_then(|s| s.published_at.clone()),
+                                first_seen_at,
+                            },
+                            newly_named,
+                            companies: self.story_companies(story_id)?,
+                            sources,
+                        },
+                    })
                 },
-            });
-        }
-        Ok(due)
+            )
+            .collect()
     }
 
     fn story_companies(&self, story_id: i64) -> anyhow::Result<Vec<AlertCompany>> {
@@ -209,20 +189,15 @@ impl Store {
         at: DateTime<Utc>,
     ) -> anyhow::Result<()> {
         let tx = super::write_transaction(&mut self.conn)?;
-        // Gone when another process (a cron `poll` beside the daemon) withdrew it meanwhile.
-        let Some((target, story_id)) = tx
+        let (target, story_id): (String, i64) = tx
             .prepare_cached(
                 "UPDATE outbox SET delivered_at = ?2, attempts = attempts + 1, last_error = NULL,
                      told = coalesce(told, ?3)
                  WHERE id = ?1 RETURNING target, story_id",
             )?
             .query_row(params![id, sql_time(at), told_json(told)?], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
-            })
-            .optional()?
-        else {
-            return Ok(());
-        };
+                Ok((r.get(0)?, r.get(1)?))
+            })?;
         if let Some(route) = self.flagging.route(&target) {
             super::flags::queue_untold(&tx, route, story_id, None, at)?;
         }
