@@ -347,20 +347,12 @@ fn upsert_entries(
         )?
         .query_row([feed_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
     let first_document = !has_entries && !has_tombstones;
-    let read = |r: &rusqlite::Row<'_>| -> rusqlite::Result<Stored> {
-        Ok(Stored {
-            id: r.get(0)?,
-            key: r.get(1)?,
-            hash: r.get(2)?,
-            story: r.get(3)?,
-        })
-    };
     let mut find = |entry: &ParsedEntry| -> anyhow::Result<Found> {
         if first_document {
             return Ok(Found::Nothing);
         }
         if let Some(stored) = by_key
-            .query_row(params![feed_id, entry.dedup_key], read)
+            .query_row(params![feed_id, entry.dedup_key], Stored::read)
             .optional()?
         {
             return Ok(Found::Stored(stored));
@@ -380,7 +372,7 @@ fn upsert_entries(
                 let own_link = r.get::<_, Option<i64>>(4)?.is_none();
                 let same_fragment =
                     r.get_ref(5)?.as_str_or_null()?.and_then(identity_fragment) == fragment;
-                Ok((read(r)?, own_link && same_fragment))
+                Ok((Stored::read(r)?, own_link && same_fragment))
             })?;
             for candidate in candidates {
                 let (candidate, may_be_this_edited) = candidate?;
@@ -403,7 +395,7 @@ fn upsert_entries(
             // under the key that link gave it. That row with this very text is this entry.
             if !keys_in_document.contains(own_key.as_str())
                 && let Some(stored) = by_key
-                    .query_row(params![feed_id, own_key], read)
+                    .query_row(params![feed_id, own_key], Stored::read)
                     .optional()?
                 && entry.has_content_hash(&stored.hash)
             {
@@ -423,7 +415,7 @@ fn upsert_entries(
                          WHERE feed_id = ?1 AND dedup_key = ?2",
                     )?
                     .query_row(params![feed_id, old_key], |r| {
-                        Ok((read(r)?, r.get::<_, Option<String>>(4)?))
+                        Ok((Stored::read(r)?, r.get::<_, Option<String>>(4)?))
                     })
                     .optional()?
                 && entry.has_content_hash(&stored.hash)
@@ -586,6 +578,18 @@ struct Stored {
     key: String,
     hash: String,
     story: Option<i64>,
+}
+
+impl Stored {
+    /// From a row whose first columns are `id, dedup_key, content_hash, story_id`.
+    fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<Stored> {
+        Ok(Stored {
+            id: r.get(0)?,
+            key: r.get(1)?,
+            hash: r.get(2)?,
+            story: r.get(3)?,
+        })
+    }
 }
 
 /// `entries.link_shared`: 1 when other items of the document had the same link, which then
