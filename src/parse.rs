@@ -1095,6 +1095,19 @@ impl Draft {
     }
 }
 
+/// What every key `dedup_key` gives an entry known only by its text starts with, whatever the
+/// text: `h:`, or `gh:<guid> `. None for keys that name the entry by its guid or link.
+pub fn text_key_prefix(key: &str) -> Option<&str> {
+    if key.starts_with("h:") {
+        Some("h:")
+    } else if key.starts_with("gh:") {
+        // The text hash, last, holds no space; a guid may.
+        key.rfind(' ').map(|space| &key[..=space])
+    } else {
+        None
+    }
+}
+
 /// The link a reader would follow: the first plain or `alternate` link, else the first link
 /// that is not the feed itself, an enclosure or a comments link. Only http(s) links count.
 fn pick_link(links: &[LinkFields], base: &Url) -> Option<Url> {

@@ -4,12 +4,14 @@
 //! there is none, it may still be a stored entry whose guid the publisher changed: an entry with
 //! the same canonical link is taken to be it, unless that link is shared by several items of the
 //! document (feeds that point every item at their home page) or the stored entry is itself still
-//! present in the document under its own key. Only then is the entry new.
+//! present in the document under its own key. An entry known only by its text (no guid or
+//! link of its own) may be a stored one edited, when its title and publication date tell it
+//! (see [`edited_text_item`]). Only then is the entry new.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Timelike, Utc};
 use rusqlite::{CachedStatement, Connection, OptionalExtension, params};
 
 use super::flags::{
@@ -347,6 +349,7 @@ fn upsert_entries(
         )?
         .query_row([feed_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
     let first_document = !has_entries && !has_tombstones;
+    let mut dates = DocumentDates::of(&feed.entries);
     let mut find = |entry: &ParsedEntry| -> anyhow::Result<Found> {
         if first_document {
             return Ok(Found::Nothing);
@@ -424,11 +427,17 @@ fn upsert_entries(
                 return Ok(Found::Stored(stored));
             }
         }
-        Ok(if is_tombstoned(tx, feed_id, &entry.dedup_key)? {
-            Found::Tombstoned
-        } else {
-            Found::Nothing
-        })
+        if is_tombstoned(tx, feed_id, &entry.dedup_key)? {
+            return Ok(Found::Tombstoned);
+        }
+        // After the tombstone: an item retention deleted, still served, must not take the row
+        // of another item that shared its title and date.
+        Ok(
+            match edited_text_item(tx, feed_id, entry, &keys_in_document, &mut dates)? {
+                Some(stored) => Found::Stored(stored),
+                None => Found::Nothing,
+            },
+        )
     };
     // Prepared at the first new entry: most results of a running daemon have none.
     let mut new_entry_statements = None;
@@ -524,6 +533,85 @@ fn upsert_entries(
         mark_tombstone_absence(tx, feed_id, &keys_in_document, now)?;
     }
     Ok(applied)
+}
+
+/// The stored row an entry known only by its text was before an edit changed that text, and with
+/// it the entry's key (`h:<text hash>`, or `gh:<guid> <text hash>` under a guid the document
+/// repeats). Its title and publication date tell it: the row is this feed's one under the same
+/// kind of key (and guid), with the same title and date, that the document no longer carries.
+/// Only when there is exactly one such row, no other entry of the document has that date, and the
+/// date is finer than a whole hour: a feed that stamps every item with one date (its build time),
+/// or gives only the day, cannot tell a new item under a recurring title ("Trading halt") from
+/// the one it replaced.
+fn edited_text_item(
+    tx: &Connection,
+    feed_id: i64,
+    entry: &ParsedEntry,
+    keys_in_document: &HashSet<&str>,
+    dates: &mut DocumentDates<'_>,
+) -> anyhow::Result<Option<Stored>> {
+    let (Some(prefix), Some(title), Some(published)) = (
+        crate::parse::text_key_prefix(&entry.dedup_key),
+        &entry.title,
+        entry.published_at,
+    ) else {
+        return Ok(None);
+    };
+    if published.minute() == 0 && published.second() == 0 {
+        return Ok(None);
+    }
+    let published = sql_time(published);
+    if !dates.alone(&published) {
+        return Ok(None);
+    }
+    let mut stmt = tx.prepare_cached(TEXT_ITEM_BY_DATE)?;
+    let mut gone_from_document = Vec::new();
+    for row in stmt.query_map(params![feed_id, published, title, prefix], Stored::read)? {
+        let stored = row?;
+        if !keys_in_document.contains(stored.key.as_str()) {
+            gone_from_document.push(stored);
+        }
+    }
+    Ok(if gone_from_document.len() == 1 {
+        gone_from_document.pop()
+    } else {
+        None
+    })
+}
+
+/// Rows of feed ?1 published at ?2 with the title ?3 and a key starting with ?4, sought through
+/// `entries_by_age` (`+feed_id` so that the planner never prefers the feed's whole range of keys).
+const TEXT_ITEM_BY_DATE: &str = "SELECT id, dedup_key, content_hash, story_id FROM entries
+    WHERE coalesce(published_at, first_seen_at) = ?2 AND published_at = ?2
+      AND +feed_id = ?1 AND title = ?3 AND substr(dedup_key, 1, length(?4)) = ?4";
+
+/// How many entries of a document carry each publication date, to the second as stored; counted
+/// when first asked, since most documents never are.
+struct DocumentDates<'a> {
+    document: &'a [ParsedEntry],
+    counts: Option<HashMap<String, usize>>,
+}
+
+impl<'a> DocumentDates<'a> {
+    fn of(document: &'a [ParsedEntry]) -> DocumentDates<'a> {
+        DocumentDates {
+            document,
+            counts: None,
+        }
+    }
+
+    /// Whether exactly one entry of the document has `date` (as `sql_time` writes it).
+    fn alone(&mut self, date: &str) -> bool {
+        let document = self.document;
+        let counts = self.counts.get_or_insert_with(|| {
+            let mut counts = HashMap::new();
+            for date in document.iter().filter_map(|e| e.published_at) {
+                *counts.entry(sql_time(date)).or_insert(0) += 1;
+            }
+            counts
+        });
+        counts.get(date) == Some(&1)
+    }
 }
 
 fn is_tombstoned(tx: &Connection, feed_id: i64, key: &str) -> rusqlite::Result<bool> {
@@ -1000,6 +1088,312 @@ mod tests {
         );
         assert_eq!((applied.new, applied.unchanged), (1, 1));
         assert_eq!(count(&store), 2);
+    }
+
+    /// An item with no guid and no link, whose key is a hash of its text (`text` here).
+    fn text_item(text: &str, title: &str, published: Option<&str>) -> ParsedEntry {
+        ParsedEntry {
+            dedup_key: format!("h:{text}"),
+            title: Some(title.into()),
+            content: Some(text.into()),
+            published_at: published.map(|p| p.parse().unwrap()),
+            content_hash: text.into(),
+            ..Default::default()
+        }
+    }
+
+    const MONDAY: &str = "2026-11-23T10:17:42Z";
+    const TUESDAY: &str = "2026-11-24T10:17:42Z";
+
+    fn keys_and_first_seen(store: &Store) -> Vec<(String, String)> {
+        let mut stmt = store
+            .conn
+            .prepare("SELECT dedup_key, first_seen_at FROM entries ORDER BY id")
+            .unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn an_edit_of_an_item_known_by_its_text_updates_its_row_when_its_title_and_date_stay() {
+        let (_dir, mut store, feed) = setup();
+        let other = text_item("other", "Outage", Some(MONDAY));
+        poll(
+            &mut store,
+            feed,
+            vec![text_item("v1", "Outage", Some(TUESDAY)), other.clone()],
+        );
+        store
+            .conn
+            .execute(
+                "UPDATE entries SET first_seen_at = '2001-01-01 00:00:00'",
+                [],
+            )
+            .unwrap();
+        let applied = poll(
+            &mut store,
+            feed,
+            vec![text_item("v2", "Outage", Some(TUESDAY)), other],
+        );
+        assert_eq!((applied.new, applied.updated, applied.unchanged), (0, 1, 1));
+        assert_eq!(
+            keys_and_first_seen(&store)[0],
+            ("h:v2".to_string(), "2001-01-01 00:00:00".to_string()),
+            "the row keeps its first-seen time and takes the new key"
+        );
+        assert_eq!(count(&store), 2);
+    }
+
+    #[test]
+    fn a_new_item_under_a_recurring_title_is_not_taken_for_the_one_it_replaced() {
+        let (_dir, mut store, feed) = setup();
+        poll(
+            &mut store,
+            feed,
+            vec![text_item("v1", "Outage", Some(MONDAY))],
+        );
+        let next_day = poll(
+            &mut store,
+            feed,
+            vec![text_item("v2", "Outage", Some(TUESDAY))],
+        );
+        assert_eq!(next_day.new, 1, "another date: another item");
+        let undated = poll(&mut store, feed, vec![text_item("v3", "Outage", None)]);
+        assert_eq!(undated.new, 1, "no date: nothing tells an edit");
+        let retitled = poll(
+            &mut store,
+            feed,
+            vec![text_item("v4", "Resolved", Some(TUESDAY))],
+        );
+        assert_eq!(retitled.new, 1, "another title: another item");
+        assert_eq!(count(&store), 4);
+    }
+
+    #[test]
+    fn a_date_other_items_share_does_not_tell_an_edited_item() {
+        let (_dir, mut store, feed) = setup();
+        // A feed stamping every item with its build time.
+        poll(
+            &mut store,
+            feed,
+            vec![
+                text_item("a1", "Update", Some(MONDAY)),
+                text_item("b1", "Update", Some(MONDAY)),
+            ],
+        );
+        let with_b = poll(
+            &mut store,
+            feed,
+            vec![
+                text_item("a2", "Update", Some(MONDAY)),
+                text_item("b1", "Update", Some(MONDAY)),
+            ],
+        );
+        assert_eq!(with_b.new, 1, "another item of the document has the date");
+        let alone = poll(
+            &mut store,
+            feed,
+            vec![text_item("c1", "Update", Some(MONDAY))],
+        );
+        assert_eq!(
+            alone.new, 1,
+            "several stored items gone from the document fit"
+        );
+        assert_eq!(count(&store), 4);
+    }
+
+    #[test]
+    fn a_coarse_date_or_a_missing_title_does_not_tell_an_edited_item() {
+        let (_dir, mut store, feed) = setup();
+        // Only the day, or a whole hour: a new item under a recurring title would fit.
+        for (n, date) in ["2026-11-24T00:00:00Z", "2026-11-24T15:00:00Z"]
+            .into_iter()
+            .enumerate()
+        {
+            poll(
+                &mut store,
+                feed,
+                vec![text_item(&format!("a{n}"), "Halt", Some(date))],
+            );
+            let next = poll(
+                &mut store,
+                feed,
+                vec![text_item(&format!("b{n}"), "Halt", Some(date))],
+            );
+            assert_eq!(next.new, 1, "{date}");
+        }
+        let untitled = |text: &str| ParsedEntry {
+            title: None,
+            ..text_item(text, "", Some(MONDAY))
+        };
+        poll(&mut store, feed, vec![untitled("c1")]);
+        assert_eq!(poll(&mut store, feed, vec![untitled("c2")]).new, 1);
+        assert_eq!(count(&store), 6);
+    }
+
+    #[test]
+    fn dates_within_one_second_are_one_date() {
+        let (_dir, mut store, feed) = setup();
+        poll(
+            &mut store,
+            feed,
+            vec![text_item("a1", "Update", Some(MONDAY))],
+        );
+        let applied = poll(
+            &mut store,
+            feed,
+            vec![
+                text_item("a2", "Update", Some("2026-11-23T10:17:42.2Z")),
+                text_item("b1", "Other", Some("2026-11-23T10:17:42.7Z")),
+            ],
+        );
+        assert_eq!(
+            applied.new, 2,
+            "stored to the second, the date is not this item's alone"
+        );
+    }
+
+    #[test]
+    fn a_row_without_a_date_is_not_found_by_its_first_seen_time() {
+        let (_dir, mut store, feed) = setup();
+        poll(&mut store, feed, vec![text_item("a1", "Update", None)]);
+        store
+            .conn
+            .execute(
+                "UPDATE entries SET first_seen_at = '2026-11-23 10:17:42'",
+                [],
+            )
+            .unwrap();
+        let applied = poll(
+            &mut store,
+            feed,
+            vec![text_item("a2", "Update", Some(MONDAY))],
+        );
+        assert_eq!(applied.new, 1);
+    }
+
+    #[test]
+    fn an_item_pruned_and_still_served_does_not_take_the_row_of_one_that_shared_its_date() {
+        let (_dir, mut store, feed) = setup();
+        poll(
+            &mut store,
+            feed,
+            vec![
+                text_item("pruned", "Update", Some(MONDAY)),
+                text_item("kept", "Update", Some(MONDAY)),
+            ],
+        );
+        // What retention leaves after deleting one of them.
+        store
+            .conn
+            .execute_batch(
+                "DELETE FROM entries WHERE dedup_key = 'h:pruned';
+                 INSERT INTO tombstones (feed_id, dedup_key, pruned_at)
+                     SELECT id, 'h:pruned', '2026-11-25 00:00:00' FROM feeds;",
+            )
+            .unwrap();
+        let applied = poll(
+            &mut store,
+            feed,
+            vec![text_item("pruned", "Update", Some(MONDAY))],
+        );
+        assert_eq!((applied.new, applied.updated, applied.unchanged), (0, 0, 1));
+        assert_eq!(keys_and_first_seen(&store)[0].0, "h:kept");
+    }
+
+    #[test]
+    fn two_items_edited_in_one_document_each_keep_their_row() {
+        let (_dir, mut store, feed) = setup();
+        poll(
+            &mut store,
+            feed,
+            vec![
+                text_item("a1", "Update", Some(MONDAY)),
+                text_item("b1", "Update", Some(TUESDAY)),
+            ],
+        );
+        let applied = poll(
+            &mut store,
+            feed,
+            vec![
+                text_item("b2", "Update", Some(TUESDAY)),
+                text_item("a2", "Update", Some(MONDAY)),
+            ],
+        );
+        assert_eq!((applied.new, applied.updated), (0, 2));
+        let keys: Vec<String> = keys_and_first_seen(&store)
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(keys, ["h:a2", "h:b2"]);
+    }
+
+    #[test]
+    fn an_item_still_in_the_document_is_not_taken_by_another_with_its_old_date() {
+        let (_dir, mut store, feed) = setup();
+        poll(
+            &mut store,
+            feed,
+            vec![text_item("a1", "Update", Some(MONDAY))],
+        );
+        // The same text, dated anew (dates are not part of the key), beside a new item under
+        // the old date.
+        let applied = poll(
+            &mut store,
+            feed,
+            vec![
+                text_item("a1", "Update", Some(TUESDAY)),
+                text_item("b1", "Update", Some(MONDAY)),
+            ],
+        );
+        assert_eq!((applied.new, applied.unchanged), (1, 1));
+        assert_eq!(count(&store), 2);
+    }
+
+    #[test]
+    fn an_item_under_a_repeated_guid_is_matched_only_to_rows_under_that_guid() {
+        let (_dir, mut store, feed) = setup();
+        let under = |guid: &str, text: &str| ParsedEntry {
+            dedup_key: format!("gh:{guid} {text}"),
+            guid: Some(guid.into()),
+            ..text_item(text, "Notice", Some(MONDAY))
+        };
+        poll(&mut store, feed, vec![under("x", "v1")]);
+        let other_guid = poll(&mut store, feed, vec![under("y", "v2")]);
+        assert_eq!(other_guid.new, 1);
+        let plain = poll(
+            &mut store,
+            feed,
+            vec![text_item("v3", "Notice", Some(MONDAY))],
+        );
+        assert_eq!(plain.new, 1, "a key of another kind is another item");
+        let edited = poll(&mut store, feed, vec![under("x", "v4")]);
+        assert_eq!((edited.new, edited.updated), (0, 1));
+        assert_eq!(count(&store), 3);
+        assert!(
+            keys_and_first_seen(&store)
+                .iter()
+                .any(|(key, _)| key == "gh:x v4")
+        );
+    }
+
+    #[test]
+    fn the_edited_item_lookup_seeks_the_date_index() {
+        let (_dir, store, _feed) = setup();
+        let plan: Vec<String> = store
+            .conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {TEXT_ITEM_BY_DATE}"))
+            .unwrap()
+            .query_map(params![1, "2026-11-23 10:00:00", "t", "h:"], |r| r.get(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(
+            plan.iter().any(|step| step.contains("entries_by_age")),
+            "{plan:?}"
+        );
     }
 
     #[test]

@@ -1241,3 +1241,91 @@ name = "Xiaomi"
     assert_eq!(titles("Metaplanet"), ["Metaplanet buys more bitcoin"]);
     assert_eq!(titles("Xiaomi"), ["Meta and Xiaomi sign a headset deal"]);
 }
+
+#[tokio::test]
+async fn an_edited_item_with_no_guid_or_link_is_neither_stored_nor_alerted_again() {
+    let server = FeedServer::start();
+    let recall_at = |text: &str, date: &str| {
+        format!(
+            "<title>Charger recall</title><description>{text}</description>\
+             <pubDate>{date}</pubDate>"
+        )
+    };
+    let recall = |text: &str| recall_at(text, "Tue, 24 Nov 2026 09:14:27 GMT");
+    let weather = "<title>Weather</title><description>Rain.</description>\
+                   <pubDate>Mon, 23 Nov 2026 08:00:00 GMT</pubDate>";
+    server.feed("a.xml", rss(&[weather]));
+    server.set("hook", Route::webhook(200));
+    let notify = format!(
+        "\n[[notify]]\nname = \"ops\"\nurl = \"{}\"\n",
+        server.url("hook")
+    );
+    let app = App::new(&[server.url("a.xml")], &format!("{COMPANIES}{notify}"));
+    app.poll().await;
+    server.feed(
+        "a.xml",
+        rss(&[&recall("Samsung recalls 10,000 chargers."), weather]),
+    );
+    assert_eq!(app.poll().await.entries_new, 1);
+    assert_eq!(server.requests("hook").len(), 1);
+
+    server.feed(
+        "a.xml",
+        rss(&[
+            &recall("Samsung recalls 12,000 chargers, not 10,000."),
+            weather,
+        ]),
+    );
+    let corrected = app.poll().await;
+    assert_eq!(
+        (corrected.entries_new, corrected.entries_updated),
+        (0, 1),
+        "{corrected}"
+    );
+    assert_eq!(app.count("SELECT count(*) FROM entries"), 2);
+    assert_eq!(
+        app.count("SELECT count(*) FROM entries WHERE summary LIKE '%12,000%'"),
+        1
+    );
+    assert_eq!(
+        server.requests("hook").len(),
+        1,
+        "the same story, no new company"
+    );
+
+    server.feed(
+        "a.xml",
+        rss(&[
+            &recall("Samsung recalls 12,000 chargers it made for Xiaomi."),
+            weather,
+        ]),
+    );
+    app.poll().await;
+    assert_eq!(app.count("SELECT count(*) FROM entries"), 2);
+    assert_eq!(
+        flagged(&app),
+        [(
+            "Charger recall".to_string(),
+            "Samsung, Xiaomi".to_string(),
+            1
+        )]
+    );
+    let hooks = server.requests("hook");
+    assert_eq!(
+        hooks.len(),
+        2,
+        "one more alert, for the company the edit named"
+    );
+    let payload: serde_json::Value = serde_json::from_slice(&hooks[1].body).unwrap();
+    assert_eq!(payload["newly_named"], "Xiaomi");
+
+    // The next recall under the same title, with a date of its own, is news.
+    let next = recall_at(
+        "Samsung recalls 3,000 tablets.",
+        "Wed, 25 Nov 2026 16:41:05 GMT",
+    );
+    server.feed("a.xml", rss(&[&next, weather]));
+    assert_eq!(app.poll().await.entries_new, 1);
+    assert_eq!(app.count("SELECT count(*) FROM entries"), 3);
+    assert_eq!(server.requests("hook").len(), 3);
+}
