@@ -118,6 +118,30 @@ pub enum FetchError {
     /// A 3xx redirect status whose `Location` is missing or not a URL.
     #[error("HTTP status {status} redirect without a usable Location header")]
     BadRedirect { status: u16 },
+    /// 304 to a request that sent no validators: there was nothing to be "not modified" from.
+    #[error(
+        "HTTP status 304 Not Modified to a request without If-None-Match or If-Modified-Since: \
+         the server sent no document and had none to compare with (a misconfigured server or \
+         cache); the feed is tried again later"
+    )]
+    NotModifiedUnasked,
+}
+
+/// The conditional-GET headers a request carries for `validators`. A stored validator that is
+/// not a valid header value cannot have come from a server; skipping it costs one unconditional
+/// GET instead of a failed poll.
+fn conditional_headers(
+    validators: &Validators,
+) -> impl Iterator<Item = (header::HeaderName, HeaderValue)> + '_ {
+    [
+        (header::IF_NONE_MATCH, &validators.etag),
+        (header::IF_MODIFIED_SINCE, &validators.last_modified),
+    ]
+    .into_iter()
+    .filter_map(|(name, value)| {
+        let value = HeaderValue::from_str(value.as_deref()?).ok()?;
+        Some((name, value))
+    })
 }
 
 fn status_text(status: u16) -> String {
@@ -262,16 +286,8 @@ impl Fetcher {
         if let Some((user, password)) = credentials {
             request = request.basic_auth(user, password);
         }
-        // A stored validator that is not a valid header value cannot have come from a server;
-        // skipping it costs one unconditional GET instead of a failed poll.
-        let conditional = [
-            (header::IF_NONE_MATCH, &validators.etag),
-            (header::IF_MODIFIED_SINCE, &validators.last_modified),
-        ];
-        for (name, value) in conditional {
-            if let Some(value) = value.as_deref().and_then(|v| HeaderValue::from_str(v).ok()) {
-                request = request.header(name, value);
-            }
+        for (name, value) in conditional_headers(validators) {
+            request = request.header(name, value);
         }
         request.send().await.map_err(|err| self.network_error(err))
     }
@@ -298,6 +314,9 @@ impl Fetcher {
         let mut last_modified = header_str(headers, header::LAST_MODIFIED).map(str::to_owned);
         let fresh_for = freshness(headers, SystemTime::now());
         let body = if status == StatusCode::NOT_MODIFIED {
+            if conditional_headers(sent).next().is_none() {
+                return Err(FetchError::NotModifiedUnasked);
+            }
             // RFC 9110 §15.4.5 lets a 304 omit validators that did not change.
             etag = etag.or_else(|| sent.etag.clone());
             last_modified = last_modified.or_else(|| sent.last_modified.clone());
@@ -720,6 +739,30 @@ mod tests {
         assert_eq!(
             request.header("if-modified-since"),
             Some("Sun, 06 Nov 1994 08:49:37 GMT")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_304_to_a_request_without_validators_is_an_error() {
+        let server = serve(|_, stream| respond(stream, "304 Not Modified", &[], b""));
+        // A stored validator that is not a header value is not sent either.
+        for etag in [None, Some("bad\nvalue".to_owned())] {
+            let validators = Validators {
+                etag,
+                last_modified: None,
+            };
+            let err = fetcher()
+                .fetch(&server.url("/feed"), &validators)
+                .await
+                .unwrap_err();
+            assert!(matches!(err, FetchError::NotModifiedUnasked), "{err:?}");
+            assert!(err.to_string().contains("without If-None-Match"), "{err}");
+        }
+        assert!(
+            server
+                .requests()
+                .iter()
+                .all(|r| r.header("if-none-match").is_none())
         );
     }
 
