@@ -539,8 +539,8 @@ fn upsert_entries(
 /// it the entry's key (`h:<text hash>`, or `gh:<guid> <text hash>` under a guid the document
 /// repeats). Its title and publication date tell it: the row is this feed's one under the same
 /// kind of key (and guid), with the same title and date, that the document no longer carries.
-/// Only when there is exactly one such row, no other entry of the document has that date, and the
-/// date is finer than a whole hour: a feed that stamps every item with one date (its build time),
+/// Only when there is exactly one such row, no other item of the document has that date, and the
+/// date is not on a quarter hour: a feed that stamps every item with one date (its build time),
 /// or gives only the day, cannot tell a new item under a recurring title ("Trading halt") from
 /// the one it replaced.
 fn edited_text_item(
@@ -557,18 +557,26 @@ fn edited_text_item(
     ) else {
         return Ok(None);
     };
-    if published.minute() == 0 && published.second() == 0 {
+    // Every time zone is a whole number of quarter hours off UTC, so a date that gives only the
+    // day (or the hour) lands on one in UTC too.
+    if published.minute() % 15 == 0 && published.second() == 0 {
         return Ok(None);
     }
-    let published = sql_time(published);
-    if !dates.alone(&published) {
+    if !dates.alone(published) {
         return Ok(None);
     }
     let mut stmt = tx.prepare_cached(TEXT_ITEM_BY_DATE)?;
     let mut gone_from_document = Vec::new();
-    for row in stmt.query_map(params![feed_id, published, title, prefix], Stored::read)? {
+    let rows = stmt.query_map(
+        params![feed_id, sql_time(published), title, prefix],
+        Stored::read,
+    )?;
+    for row in rows {
         let stored = row?;
-        if !keys_in_document.contains(stored.key.as_str()) {
+        // `gh:x ` is also how the keys under the guid `x y` start.
+        if crate::parse::text_key_prefix(&stored.key) == Some(prefix)
+            && !keys_in_document.contains(stored.key.as_str())
+        {
             gone_from_document.push(stored);
         }
     }
@@ -585,11 +593,11 @@ const TEXT_ITEM_BY_DATE: &str = "SELECT id, dedup_key, content_hash, story_id FR
     WHERE coalesce(published_at, first_seen_at) = ?2 AND published_at = ?2
       AND +feed_id = ?1 AND title = ?3 AND substr(dedup_key, 1, length(?4)) = ?4";
 
-/// How many entries of a document carry each publication date, to the second as stored; counted
-/// when first asked, since most documents never are.
+/// How many items of a document carry each publication date, to the second as stored (an item
+/// the document repeats counts once); counted when first asked, since most documents never are.
 struct DocumentDates<'a> {
     document: &'a [ParsedEntry],
-    counts: Option<HashMap<String, usize>>,
+    counts: Option<HashMap<i64, usize>>,
 }
 
 impl<'a> DocumentDates<'a> {
@@ -600,17 +608,22 @@ impl<'a> DocumentDates<'a> {
         }
     }
 
-    /// Whether exactly one entry of the document has `date` (as `sql_time` writes it).
-    fn alone(&mut self, date: &str) -> bool {
+    /// Whether exactly one item of the document has `date`.
+    fn alone(&mut self, date: DateTime<Utc>) -> bool {
         let document = self.document;
         let counts = self.counts.get_or_insert_with(|| {
+            let mut items = HashSet::new();
             let mut counts = HashMap::new();
-            for date in document.iter().filter_map(|e| e.published_at) {
-                *counts.entry(sql_time(date)).or_insert(0) += 1;
+            for entry in document {
+                if let Some(date) = entry.published_at
+                    && items.insert(entry.dedup_key.as_str())
+                {
+                    *counts.entry(date.timestamp()).or_insert(0) += 1;
+                }
             }
             counts
         });
-        counts.get(date) == Some(&1)
+        counts.get(&date.timestamp()) == Some(&1)
     }
 }
 
@@ -1207,10 +1220,15 @@ mod tests {
     #[test]
     fn a_coarse_date_or_a_missing_title_does_not_tell_an_edited_item() {
         let (_dir, mut store, feed) = setup();
-        // Only the day, or a whole hour: a new item under a recurring title would fit.
-        for (n, date) in ["2026-11-24T00:00:00Z", "2026-11-24T15:00:00Z"]
-            .into_iter()
-            .enumerate()
+        // Only the day, or the hour: a new item under a recurring title would fit.
+        // Midnight in India is 18:30 UTC.
+        for (n, date) in [
+            "2026-11-24T00:00:00Z",
+            "2026-11-24T15:00:00Z",
+            "2026-11-24T18:30:00Z",
+        ]
+        .into_iter()
+        .enumerate()
         {
             poll(
                 &mut store,
@@ -1230,7 +1248,7 @@ mod tests {
         };
         poll(&mut store, feed, vec![untitled("c1")]);
         assert_eq!(poll(&mut store, feed, vec![untitled("c2")]).new, 1);
-        assert_eq!(count(&store), 6);
+        assert_eq!(count(&store), 8);
     }
 
     #[test]
@@ -1304,6 +1322,20 @@ mod tests {
     }
 
     #[test]
+    fn an_item_the_document_repeats_is_one_item_with_its_date() {
+        let (_dir, mut store, feed) = setup();
+        poll(
+            &mut store,
+            feed,
+            vec![text_item("a1", "Update", Some(MONDAY))],
+        );
+        let edited = text_item("a2", "Update", Some(MONDAY));
+        let applied = poll(&mut store, feed, vec![edited.clone(), edited]);
+        assert_eq!((applied.new, applied.updated), (0, 1));
+        assert_eq!(count(&store), 1);
+    }
+
+    #[test]
     fn two_items_edited_in_one_document_each_keep_their_row() {
         let (_dir, mut store, feed) = setup();
         poll(
@@ -1360,7 +1392,10 @@ mod tests {
             guid: Some(guid.into()),
             ..text_item(text, "Notice", Some(MONDAY))
         };
-        poll(&mut store, feed, vec![under("x", "v1")]);
+        poll(&mut store, feed, vec![under("x y", "v0")]);
+        // Keys under the guid `x y` start as those under `x` do.
+        let x_first = poll(&mut store, feed, vec![under("x", "v1")]);
+        assert_eq!(x_first.new, 1);
         let other_guid = poll(&mut store, feed, vec![under("y", "v2")]);
         assert_eq!(other_guid.new, 1);
         let plain = poll(
@@ -1371,12 +1406,13 @@ mod tests {
         assert_eq!(plain.new, 1, "a key of another kind is another item");
         let edited = poll(&mut store, feed, vec![under("x", "v4")]);
         assert_eq!((edited.new, edited.updated), (0, 1));
-        assert_eq!(count(&store), 3);
-        assert!(
-            keys_and_first_seen(&store)
-                .iter()
-                .any(|(key, _)| key == "gh:x v4")
-        );
+        assert_eq!(count(&store), 4);
+        let keys: Vec<String> = keys_and_first_seen(&store)
+            .into_iter()
+            .map(|(key, _)| key)
+            .collect();
+        assert!(keys.contains(&"gh:x y v0".to_string()), "{keys:?}");
+        assert!(keys.contains(&"gh:x v4".to_string()), "{keys:?}");
     }
 
     #[test]
