@@ -122,7 +122,7 @@ pub enum FetchError {
     #[error(
         "HTTP status 304 Not Modified to a request without If-None-Match or If-Modified-Since: \
          the server sent no document and had none to compare with (a misconfigured server or \
-         cache); the feed is tried again later"
+         cache)"
     )]
     NotModifiedUnasked,
 }

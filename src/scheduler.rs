@@ -402,6 +402,7 @@ impl Pipeline {
                         status,
                         retry_after,
                     } => (Some(*status), *retry_after),
+                    FetchError::NotModifiedUnasked => (Some(304), None),
                     _ => (None, None),
                 };
                 return Fetch {

@@ -369,6 +369,15 @@ async fn misbehaving_servers_each_end_in_a_clear_error_while_a_normal_feed_is_st
     server.set("html_page.xml", page.clone());
     page.body = b"<html><body>No feed here</body></html>".to_vec();
     server.set("html_page_without_link.xml", page);
+    // 304 to a first fetch, which sends no validators.
+    server.set(
+        "unasked_304.xml",
+        Route {
+            status: 304,
+            validators: false,
+            ..Route::feed("")
+        },
+    );
 
     let paths = [
         "slowloris.xml",
@@ -385,6 +394,7 @@ async fn misbehaving_servers_each_end_in_a_clear_error_while_a_normal_feed_is_st
         "empty.xml",
         "html_page.xml",
         "html_page_without_link.xml",
+        "unasked_304.xml",
     ];
     let app = app_for(&server, &paths, &format!("max_body_size = {CAP}"), "");
     let memory_before = peak_rss();
@@ -443,6 +453,15 @@ async fn misbehaving_servers_each_end_in_a_clear_error_while_a_normal_feed_is_st
     assert!(
         error_of(&cases, "html_page_without_link.xml").starts_with("this is an HTML page"),
         "{cases:#?}"
+    );
+    assert!(
+        error_of(&cases, "unasked_304.xml")
+            .starts_with("HTTP status 304 Not Modified to a request without If-None-Match"),
+        "{cases:#?}"
+    );
+    assert_eq!(
+        app.count("SELECT last_status FROM feeds WHERE url LIKE '%unasked_304.xml'"),
+        304
     );
 }
 
