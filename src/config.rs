@@ -305,6 +305,14 @@ impl Config {
     }
 }
 
+/// The folder holding the file at `path`: `.` for a bare file name, whose parent is the empty
+/// path.
+pub fn folder_of(path: &Path) -> &Path {
+    path.parent()
+        .filter(|folder| !folder.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
 /// What fetching `url` asks the server for: the URL without its fragment, which is never sent
 /// over HTTP. Two feed URLs that differ only there are one feed.
 pub fn fetched_document(url: &Url) -> Url {

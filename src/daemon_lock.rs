@@ -51,7 +51,7 @@ const SETTLE: Duration = Duration::from_secs(10);
 pub fn lock_path(database: &Path) -> PathBuf {
     let real = match database.file_name() {
         _ if database.exists() => canonical(database),
-        Some(name) => canonical(folder_of(database)).join(name),
+        Some(name) => canonical(crate::config::folder_of(database)).join(name),
         None => canonical(database),
     };
     let mut name = real.into_os_string();
@@ -229,7 +229,7 @@ fn give_to_folder_owner(path: &Path, file: &File) -> anyhow::Result<()> {
     if unsafe { libc::geteuid() } != 0 {
         return Ok(());
     }
-    let folder = folder_of(path);
+    let folder = crate::config::folder_of(path);
     let owner = std::fs::metadata(folder)
         .with_context(|| format!("cannot read the owner of {}", folder.display()))?;
     std::os::unix::fs::fchown(file, Some(owner.uid()), Some(owner.gid()))
@@ -297,13 +297,6 @@ fn running(holder: Option<&Holder>, lock: &Path, database: &Path) -> String {
 
 fn read_holder(lock: &Path) -> Option<Holder> {
     serde_json::from_slice(&std::fs::read(lock).ok()?).ok()
-}
-
-/// The folder holding `path`: `.` for a bare file name, whose parent is the empty path.
-fn folder_of(path: &Path) -> &Path {
-    path.parent()
-        .filter(|folder| !folder.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
 }
 
 /// The absolute path with symlinks resolved, so that `feedhound.toml` and

@@ -30,7 +30,7 @@ use quick_xml::reader::Reader;
 use toml_edit::{Array, ArrayOfTables, DocumentMut, Item, Table, value};
 use url::Url;
 
-use crate::config::{Config, FeedConfig, fetched_document};
+use crate::config::{Config, FeedConfig, fetched_document, folder_of};
 
 /// One feed outline read from an OPML file, before its URL is checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -268,10 +268,7 @@ fn feed_table(feed: &FeedConfig, first: bool) -> Table {
 /// Writes `contents` to a temporary file in `path`'s folder, flushes it to disk, then renames it
 /// over `path`: the rename is atomic, so readers (and crashes) see the old file or the new one.
 fn replace_file(path: &Path, contents: &str) -> std::io::Result<()> {
-    let folder = match path.parent() {
-        Some(folder) if !folder.as_os_str().is_empty() => folder,
-        _ => Path::new("."),
-    };
+    let folder = folder_of(path);
     let mut temp = tempfile::Builder::new()
         .prefix(".feedhound-import-")
         .tempfile_in(folder)?;
