@@ -401,17 +401,18 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
             } else {
                 writeln!(
                     out,
-                    "{:<20}  {:>9}  {:>7}  {:>8}  {:<19}  LAST ERROR",
-                    "TARGET", "DELIVERED", "PENDING", "RETRYING", "NEXT ATTEMPT"
+                    "{:<20}  {:>9}  {:>7}  {:>8}  {:>9}  {:<19}  LAST ERROR",
+                    "TARGET", "DELIVERED", "PENDING", "RETRYING", "WITHDRAWN", "NEXT ATTEMPT"
                 )?;
                 for t in &status {
                     writeln!(
                         out,
-                        "{:<20}  {:>9}  {:>7}  {:>8}  {:<19.19}  {}",
+                        "{:<20}  {:>9}  {:>7}  {:>8}  {:>9}  {:<19.19}  {}",
                         t.target,
                         t.delivered,
                         t.pending,
                         t.retrying,
+                        t.withdrawn,
                         t.next_attempt().unwrap_or("-"),
                         t.last_error.as_deref().unwrap_or("")
                     )?;

@@ -4,7 +4,9 @@
 //! every attempt) and, when the target has a `secret`, an `X-Feedhound-Signature: sha256=<hex>`
 //! HMAC of the body. Anything but a 2xx answer is a failure, retried after `retry_delay`
 //! doubling per attempt up to [`MAX_RETRY_DELAY`]. Alerts are never dropped: the outbox row stays
-//! until a delivery succeeds, across restarts and crashes.
+//! until a delivery succeeds, across restarts and crashes. Each payload is read just before its
+//! attempt, so it names what its story names then, and an alert withdrawn meanwhile (see
+//! `store::flags`) is skipped.
 //!
 //! Targets are independent: each has a delivery loop of its own. A target found down (no answer,
 //! or 429/502/503/504) rests, for `retry_delay` doubling with each round in a row that finds it
@@ -37,7 +39,7 @@ use crate::store::{PendingAlert, TargetRest};
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(3600);
 /// A webhook that takes longer than this is treated as failed (and retried).
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(15);
-/// Alerts handled per round; bounds the memory of payloads in flight.
+/// Alerts whose ids one round reads; each payload is read just before its attempt.
 const BATCH: usize = 50;
 
 /// Why one POST failed.
@@ -180,16 +182,22 @@ impl Notifier {
         let only_this = vec![target.name.clone()];
         loop {
             let names = only_this.clone();
-            let due: Vec<PendingAlert> = self
+            let due = self
                 .writer
-                .call(move |store| store.due_alerts(Utc::now(), &names, BATCH))
+                .call(move |store| store.due_alert_ids(Utc::now(), &names, BATCH))
                 .await?;
             if due.is_empty() {
                 return Ok(totals);
             }
             let before = totals;
-            for alert in due {
-                let id = alert.id;
+            for id in due {
+                let Some(alert) = self
+                    .writer
+                    .call(move |store| store.waiting_alert(id))
+                    .await?
+                else {
+                    continue; // withdrawn, or delivered by another process meanwhile
+                };
                 let told = alert.payload.companies.clone();
                 let Err(failure) = self.post(target, &alert).await else {
                     self.writer

@@ -1037,11 +1037,15 @@ impl Services<'_> {
         let matcher = Arc::clone(&pipeline.matcher);
         let fingerprint = rules_fingerprint(config);
         let rescan_stop = stop.clone();
+        let new_flags = Arc::clone(&self.shared.new_flags);
         self.tracker.spawn(async move {
-            if let Err(err) =
-                rescan_if_stale(&writer, matcher, fingerprint, false, &rescan_stop).await
-            {
-                tracing::error!(error = %format!("{err:#}"), "re-matching stored entries failed");
+            match rescan_if_stale(&writer, matcher, fingerprint, false, &rescan_stop).await {
+                // What it changed may bear out an alert that was withdrawn.
+                Ok((_, changed)) if changed > 0 => new_flags.notify_one(),
+                Ok(_) => {}
+                Err(err) => {
+                    tracing::error!(error = %format!("{err:#}"), "re-matching stored entries failed");
+                }
             }
         });
         Ok(stop)

@@ -16,7 +16,7 @@ use rusqlite::{CachedStatement, Connection, OptionalExtension, params};
 
 use super::flags::{
     Flagging, StoryFor, StoryStatements, insert_mentions, newly_named, queue_alerts,
-    rewrite_edited_mentions, story_company_ids,
+    reassess_undelivered_alerts, rewrite_edited_mentions, story_company_ids,
 };
 use super::titles::RecentTitles;
 use super::{Store, sql_time, sql_time_precise};
@@ -469,9 +469,19 @@ fn upsert_entries(
                         _ => None,
                     };
                     insert_mentions(tx, flagging, id, entry_mentions)?;
-                    let newly_named = named_before
-                        .map(|before| newly_named(flagging, entry_mentions, &before))
-                        .unwrap_or_default();
+                    let newly_named = match named_before {
+                        Some(before) => {
+                            // It may bear out an alert an edit withdrew.
+                            reassess_undelivered_alerts(
+                                tx,
+                                flagging,
+                                Some(story.id()),
+                                fetched_at,
+                            )?;
+                            newly_named(flagging, entry_mentions, &before)
+                        }
+                        None => Vec::new(),
+                    };
                     queue_alerts(
                         tx,
                         flagging,

@@ -7,9 +7,10 @@
 //! (`story_titles` holds the titles of entries that joined by link; `titles` finds them). An
 //! alert is queued in `outbox` the first time a story is flagged for a notify target, and when an
 //! edit or a new copy names a company the story did not, in that same transaction, so a crash
-//! can never keep a flag and lose its alert.
+//! can never keep a flag and lose its alert. An alert that has not gone out is withdrawn while
+//! its story names no company its target wants, and put back when it does again.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, hash_map};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -143,11 +144,13 @@ impl Store {
                 Ok((Arc::<str>::from(r.get::<_, String>(0)?), r.get(1)?))
             })?
             .collect::<Result<_, _>>()?;
-        tx.commit()?;
-        self.flagging = Flagging {
+        let flagging = Flagging {
             company_ids: ids,
             routes,
         };
+        reassess_undelivered_alerts(&tx, &flagging, None, Utc::now())?;
+        tx.commit()?;
+        self.flagging = flagging;
         Ok(())
     }
 
@@ -187,24 +190,34 @@ impl Store {
 
     /// Replaces the mentions of each entry with freshly computed ones, in one transaction.
     /// A rescan records flags but queues no alerts: a new company must not page the user about
-    /// every old story that names it. Entries edited (a poll re-matched them already) or
-    /// deleted (retention) since their text was read are left alone.
+    /// every old story that names it. It reassesses the undelivered alerts of the stories it
+    /// changed, as an edit does. Entries edited (a poll re-matched them already) or deleted
+    /// (retention) since their text was read are left alone.
     pub fn replace_mentions(&mut self, batch: &[Rematched]) -> anyhow::Result<usize> {
         let tx = super::write_transaction(&mut self.conn)?;
+        let mut changed_stories = HashSet::new();
         let mut changed = 0;
         {
-            let mut hash_now =
-                tx.prepare_cached("SELECT content_hash FROM entries WHERE id = ?1")?;
+            let mut now_stored =
+                tx.prepare_cached("SELECT content_hash, story_id FROM entries WHERE id = ?1")?;
             for entry in batch {
-                let current: Option<String> = hash_now
-                    .query_row([entry.entry_id], |r| r.get(0))
+                let current: Option<(String, Option<i64>)> = now_stored
+                    .query_row([entry.entry_id], |r| Ok((r.get(0)?, r.get(1)?)))
                     .optional()?;
-                if current.as_deref() == Some(entry.content_hash.as_str())
+                let Some((hash, story)) = current else {
+                    continue;
+                };
+                if hash == entry.content_hash
                     && write_mentions(&tx, &self.flagging, entry.entry_id, &entry.mentions)?
                 {
                     changed += 1;
+                    changed_stories.extend(story);
                 }
             }
+        }
+        let now = Utc::now();
+        for story in changed_stories {
+            reassess_undelivered_alerts(&tx, &self.flagging, Some(story), now)?;
         }
         tx.commit()?;
         Ok(changed)
@@ -528,8 +541,8 @@ pub(super) fn write_mentions(
 }
 
 /// Replaces every mention of an entry the publisher edited (a removed company's too: nothing can
-/// tell whether the new text still names it), and queues alerts for the companies the story
-/// names now and did not before. A company the story named already was alerted then, or held
+/// tell whether the new text still names it), reassesses the story's undelivered alerts, and
+/// queues alerts for the companies the story names now and did not before. A company the story named already was alerted then, or held
 /// back as backlog (see [`queue_alerts`]): an edit of an old story must not page about it now.
 pub(super) fn rewrite_edited_mentions(
     conn: &Connection,
@@ -540,18 +553,20 @@ pub(super) fn rewrite_edited_mentions(
     now: DateTime<Utc>,
     from_backlog: bool,
 ) -> anyhow::Result<()> {
+    let story_id = story_id.filter(|_| flagging.alerts_anyone());
     let named_before = match story_id {
-        Some(story) if flagging.alerts_anyone() => story_company_ids(conn, story)?,
-        _ => HashSet::new(),
+        Some(story) => story_company_ids(conn, story)?,
+        None => HashSet::new(),
     };
     conn.prepare_cached("DELETE FROM mentions WHERE entry_id = ?1")?
         .execute([entry_id])?;
     insert_mentions(conn, flagging, entry_id, mentions)?;
+    let Some(story) = story_id else {
+        return Ok(());
+    };
+    reassess_undelivered_alerts(conn, flagging, Some(story), now)?;
     let newly_named = newly_named(flagging, mentions, &named_before);
-    if let Some(story) = story_id
-        && flagging.alerts_anyone()
-        && !newly_named.is_empty()
-    {
+    if !newly_named.is_empty() {
         let first: Vec<Mention> = newly_named.iter().map(|(_, m)| (*m).clone()).collect();
         queue_alerts(
             conn,
@@ -562,6 +577,65 @@ pub(super) fn rewrite_edited_mentions(
             now,
             from_backlog,
         )?;
+    }
+    Ok(())
+}
+
+/// The undelivered alerts of one story, through `outbox_undelivered_by_story`.
+const UNDELIVERED_ALERTS_OF_STORY: &str =
+    "SELECT id, target, story_id, company_id, withdrawn_at IS NOT NULL FROM outbox
+     WHERE story_id = ?1 AND delivered_at IS NULL";
+/// The undelivered alerts of every story.
+const UNDELIVERED_ALERTS: &str =
+    "SELECT id, target, story_id, company_id, withdrawn_at IS NOT NULL FROM outbox
+     WHERE delivered_at IS NULL";
+
+/// Withdraws each undelivered alert of `story` (None: of every story) that its story and the
+/// config no longer bear out, and puts back each withdrawn one they bear out again. A first
+/// alert holds while the story names a company its target wants; an alert about a company an
+/// edit named, while the story names that company and the target wants it. Sent otherwise, an
+/// alert would name companies its target does not want, or none, with nothing to say why.
+///
+/// Run wherever what a story names, or what a target wants, can change: after an edit or a new
+/// copy, a re-match, a config sync. So a withdrawal is never final: a config change that is
+/// undone, or a later edit that names the company again, sends the alert after all, with its
+/// key, its attempts and its `told` as they were (a receiver may have kept an earlier attempt).
+/// Alerts of targets no longer in the config are left as they are; they wait for it.
+pub(super) fn reassess_undelivered_alerts(
+    conn: &Connection,
+    flagging: &Flagging,
+    story: Option<i64>,
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    if !flagging.alerts_anyone() {
+        return Ok(());
+    }
+    let mut undelivered = match story {
+        Some(_) => conn.prepare_cached(UNDELIVERED_ALERTS_OF_STORY)?,
+        None => conn.prepare_cached(UNDELIVERED_ALERTS)?,
+    };
+    let alerts: Vec<(i64, String, i64, Option<i64>, bool)> = undelivered
+        .query_map(rusqlite::params_from_iter(story), |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })?
+        .collect::<Result<_, _>>()?;
+    let mut named_by_story: HashMap<i64, Vec<(i64, String)>> = HashMap::new();
+    for (alert, target, story_id, company, withdrawn) in alerts {
+        let Some(route) = flagging.route(&target) else {
+            continue;
+        };
+        if let hash_map::Entry::Vacant(slot) = named_by_story.entry(story_id) {
+            slot.insert(story_companies(conn, story_id)?);
+        }
+        let borne_out = named_by_story[&story_id]
+            .iter()
+            .any(|(id, name)| company.is_none_or(|c| c == *id) && route.wants(name));
+        if borne_out == withdrawn {
+            conn.prepare_cached(
+                "UPDATE outbox SET withdrawn_at = CASE WHEN ?2 THEN NULL ELSE ?3 END WHERE id = ?1",
+            )?
+            .execute(params![alert, borne_out, sql_time(now)])?;
+        }
     }
     Ok(())
 }
@@ -800,24 +874,7 @@ mod tests {
     }
 
     fn track_xiaomi(store: &mut Store) {
-        let company = crate::matcher::CompanyRule {
-            name: "Xiaomi".into(),
-            aliases: vec![],
-            case_sensitive: false,
-            exclude: vec![],
-            require_any: vec![],
-            fields: vec![],
-        };
-        store
-            .sync_companies(
-                &[CompanyConfig {
-                    rule: company,
-                    ticker: None,
-                    tags: vec![],
-                }],
-                vec![],
-            )
-            .unwrap();
+        store.sync_companies(&[company("Xiaomi")], vec![]).unwrap();
     }
 
     fn xiaomi_in_title(snippet: &str) -> Mention {
@@ -963,10 +1020,8 @@ mod tests {
         assert_ne!(unrelated, first);
     }
 
-    #[test]
-    fn a_company_named_while_the_first_alert_is_on_its_way_gets_an_alert_of_its_own() {
-        let (_dir, mut store, feeds) = store_with_feeds(&["Wire"]);
-        let company = |name: &str| CompanyConfig {
+    fn company(name: &str) -> CompanyConfig {
+        CompanyConfig {
             rule: crate::matcher::CompanyRule {
                 name: name.into(),
                 aliases: vec![],
@@ -977,42 +1032,85 @@ mod tests {
             },
             ticker: None,
             tags: vec![],
-        };
-        let desk = AlertRoute {
-            target: "desk".into(),
-            companies: None,
+        }
+    }
+
+    /// A notify target of new stories; `companies` empty: it wants every company.
+    fn route(target: &str, companies: &[&str]) -> AlertRoute {
+        AlertRoute {
+            target: target.into(),
+            companies: (!companies.is_empty())
+                .then(|| companies.iter().map(|c| (*c).to_owned()).collect()),
             backlog: false,
-        };
-        store
-            .sync_companies(&[company("Samsung"), company("Xiaomi")], vec![desk])
-            .unwrap();
-        let now = Utc::now();
-        let mention = |name: &str| Mention {
+        }
+    }
+
+    fn mention(name: &str) -> Mention {
+        Mention {
             company: name.into(),
             ..xiaomi_in_title(name)
+        }
+    }
+
+    /// Stores the story "lab" as `feed`'s document: text `version`, naming `mentions`.
+    fn store_lab(
+        store: &mut Store,
+        feed: i64,
+        version: &str,
+        mentions: Vec<Mention>,
+        now: DateTime<Utc>,
+    ) {
+        let result = FeedResult::Parsed {
+            etag: None,
+            last_modified: None,
+            body_hash: version.into(),
+            feed: crate::model::ParsedFeed {
+                entries: vec![ParsedEntry {
+                    content_hash: version.into(),
+                    ..arriving("lab", "news.example/lab", HEADLINE)
+                }],
+                ..Default::default()
+            },
+            mentions: vec![mentions],
         };
-        let store_lab = |store: &mut Store, hash: &str, mentions: Vec<Mention>| {
-            let result = FeedResult::Parsed {
-                etag: None,
-                last_modified: None,
-                body_hash: hash.into(),
-                feed: crate::model::ParsedFeed {
-                    entries: vec![ParsedEntry {
-                        content_hash: hash.into(),
-                        ..arriving("lab", "news.example/lab", HEADLINE)
-                    }],
-                    ..Default::default()
-                },
-                mentions: vec![mentions],
-            };
-            let state = crate::store::FetchState::at(now, Some(200));
-            store.apply(feeds[0], &state, &result).unwrap();
+        let state = crate::store::FetchState::at(now, Some(200));
+        store.apply(feed, &state, &result).unwrap();
+    }
+
+    /// `target`'s alerts due at `now`.
+    fn due(store: &Store, target: &str, now: DateTime<Utc>) -> Vec<crate::store::PendingAlert> {
+        store.due_alerts(now, &[target.into()], 10).unwrap()
+    }
+
+    fn ids_of(alerts: Vec<crate::store::PendingAlert>) -> Vec<i64> {
+        alerts.iter().map(|a| a.id).collect()
+    }
+
+    /// (pending, withdrawn, delivered) alerts of `target`.
+    fn alert_counts(store: &Store, target: &str) -> (i64, i64, i64) {
+        let status = store.outbox_status(&HashMap::new()).unwrap();
+        let t = status.iter().find(|t| t.target == target).unwrap();
+        (t.pending, t.withdrawn, t.delivered)
+    }
+
+    #[test]
+    fn a_company_named_while_the_first_alert_is_on_its_way_gets_an_alert_of_its_own() {
+        let (_dir, mut store, feeds) = store_with_feeds(&["Wire"]);
+        store
+            .sync_companies(
+                &[company("Samsung"), company("Xiaomi")],
+                vec![route("desk", &[])],
+            )
+            .unwrap();
+        let now = Utc::now();
+        let store_lab = |store: &mut Store, version: &str, mentions: Vec<Mention>| {
+            store_lab(store, feeds[0], version, mentions, now)
         };
         // Past the backlog document, the story arrives naming Samsung.
         store_document_at(&mut store, feeds[0], vec![], "empty", now);
         store_lab(&mut store, "v1", vec![mention("Samsung")]);
-        let due = store.due_alerts(now, &["desk".into()], 10).unwrap();
-        assert_eq!(due.len(), 1);
+        let due_now = due(&store, "desk", now);
+        assert_eq!(due_now.len(), 1);
         // Read for sending; an edit naming Xiaomi lands while it is on its way.
         store_lab(
             &mut store,
@@ -1020,14 +1118,14 @@ mod tests {
             vec![mention("Samsung"), mention("Xiaomi")],
         );
         assert_eq!(
-            store.due_alerts(now, &["desk".into()], 10).unwrap().len(),
+            due(&store, "desk", now).len(),
             1,
             "the waiting alert stands for the edit"
         );
         store
-            .alert_delivered(due[0].id, &due[0].payload.companies, now)
+            .alert_delivered(due_now[0].id, &due_now[0].payload.companies, now)
             .unwrap();
-        let follow_up = store.due_alerts(now, &["desk".into()], 10).unwrap();
+        let follow_up = due(&store, "desk", now);
         assert_eq!(follow_up.len(), 1, "Xiaomi was not in what went out");
         assert_eq!(follow_up[0].payload.newly_named.as_deref(), Some("Xiaomi"));
         store
@@ -1046,11 +1144,294 @@ mod tests {
             "v6",
             vec![mention("Samsung"), mention("Xiaomi")],
         );
+        assert!(due(&store, "desk", now).is_empty());
+    }
+
+    #[test]
+    fn an_edit_taking_out_every_company_a_waiting_alert_is_for_withdraws_it_until_one_is_named_again()
+     {
+        let (_dir, mut store, feeds) = store_with_feeds(&["Wire"]);
+        store
+            .sync_companies(
+                &[company("Samsung"), company("Xiaomi")],
+                vec![route("xiaomi", &["Xiaomi"]), route("all", &[])],
+            )
+            .unwrap();
+        let now = Utc::now();
+        let store_lab = |store: &mut Store, version: &str, mentions: Vec<Mention>| {
+            store_lab(store, feeds[0], version, mentions, now)
+        };
+        store_document_at(&mut store, feeds[0], vec![], "empty", now);
+        store_lab(
+            &mut store,
+            "v1",
+            vec![mention("Xiaomi"), mention("Samsung")],
+        );
+        let first = due(&store, "xiaomi", now);
+        assert_eq!(first.len(), 1);
+        // The target is down; a receiver may have kept the attempt all the same.
+        let retry_at = now - chrono::Duration::minutes(1);
+        store
+            .alert_failed(
+                first[0].id,
+                &first[0].payload.companies,
+                "HTTP 503",
+                retry_at,
+            )
+            .unwrap();
+
+        store_lab(&mut store, "v2", vec![mention("Samsung")]);
+        assert!(
+            due(&store, "xiaomi", now).is_empty(),
+            "the story no longer names the one company this target wants"
+        );
+        assert_eq!(alert_counts(&store, "xiaomi"), (0, 1, 0));
+        assert_eq!(
+            store.next_alert_time(&["xiaomi".into()]).unwrap(),
+            None,
+            "no delivery round waits for it"
+        );
         assert!(
             store
-                .due_alerts(now, &["desk".into()], 10)
+                .due_alert_ids(now, &["xiaomi".into()], 10)
                 .unwrap()
-                .is_empty()
+                .is_empty(),
+            "nor reads it"
+        );
+        assert_eq!(
+            due(&store, "all", now).len(),
+            1,
+            "this target wants Samsung, which the story still names"
+        );
+        store_lab(&mut store, "v3", vec![]);
+        assert!(due(&store, "all", now).is_empty(), "it names no company");
+        assert_eq!(alert_counts(&store, "all"), (0, 1, 0));
+        assert_eq!(
+            store.service_gauges().unwrap().outbox_pending,
+            0,
+            "withdrawn alerts are not a backlog"
+        );
+
+        store_lab(&mut store, "v4", vec![mention("Xiaomi")]);
+        let again = due(&store, "xiaomi", now);
+        assert_eq!(again.len(), 1, "named again: the alert goes out after all");
+        assert_eq!(
+            (
+                again[0].id,
+                again[0].attempts,
+                &again[0].payload.idempotency_key
+            ),
+            (first[0].id, 1, &first[0].payload.idempotency_key),
+            "as the alert the receiver may have kept"
+        );
+        assert_eq!(
+            store
+                .next_alert_time(&["xiaomi".into()])
+                .unwrap()
+                .map(sql_time),
+            Some(sql_time(retry_at)),
+            "on its own schedule of retries"
+        );
+        assert_eq!(alert_counts(&store, "xiaomi"), (1, 0, 0));
+        assert_eq!(due(&store, "all", now).len(), 1);
+    }
+
+    #[test]
+    fn an_alert_about_a_company_an_edit_named_is_withdrawn_while_the_story_does_not_name_it() {
+        let (_dir, mut store, feeds) = store_with_feeds(&["Wire"]);
+        store
+            .sync_companies(
+                &[company("Samsung"), company("Xiaomi"), company("Apple")],
+                vec![route("desk", &[])],
+            )
+            .unwrap();
+        let now = Utc::now();
+        let store_lab = |store: &mut Store, version: &str, names: &[&str]| {
+            let mentions = names.iter().map(|name| mention(name)).collect();
+            store_lab(store, feeds[0], version, mentions, now)
+        };
+        store_document_at(&mut store, feeds[0], vec![], "empty", now);
+        store_lab(&mut store, "v1", &["Samsung"]);
+        let first = due(&store, "desk", now);
+        store
+            .alert_delivered(first[0].id, &first[0].payload.companies, now)
+            .unwrap();
+        store_lab(&mut store, "v2", &["Samsung", "Xiaomi", "Apple"]);
+        let edits = due(&store, "desk", now);
+        let about = |name: &str| {
+            edits
+                .iter()
+                .find(|a| a.payload.newly_named.as_deref() == Some(name))
+                .unwrap()
+        };
+        let (xiaomi, apple) = (about("Xiaomi"), about("Apple"));
+        // Both first attempts fail; each named all three companies.
+        for alert in [xiaomi, apple] {
+            store
+                .alert_failed(alert.id, &alert.payload.companies, "HTTP 500", now)
+                .unwrap();
+        }
+
+        store_lab(&mut store, "v3", &["Samsung", "Apple"]);
+        assert_eq!(
+            ids_of(due(&store, "desk", now)),
+            [apple.id],
+            "the alert about Xiaomi is withdrawn"
+        );
+        store
+            .alert_delivered(apple.id, &apple.payload.companies, now)
+            .unwrap();
+        store_lab(&mut store, "v4", &["Samsung", "Xiaomi", "Apple"]);
+        assert_eq!(
+            ids_of(due(&store, "desk", now)),
+            [xiaomi.id],
+            "named again, it goes out after all, whatever the attempts of other alerts named"
+        );
+    }
+
+    #[test]
+    fn a_copy_naming_the_company_again_puts_a_withdrawn_alert_back_even_from_a_backlog() {
+        let (_dir, mut store, feeds) = store_with_feeds(&["Wire", "Paper"]);
+        store
+            .sync_companies(
+                &[company("Samsung"), company("Xiaomi")],
+                vec![route("desk", &["Xiaomi"])],
+            )
+            .unwrap();
+        let now = Utc::now();
+        store_document_at(&mut store, feeds[0], vec![], "empty", now);
+        store_lab(&mut store, feeds[0], "v1", vec![mention("Xiaomi")], now);
+        store_lab(&mut store, feeds[0], "v2", vec![mention("Samsung")], now);
+        assert_eq!(alert_counts(&store, "desk"), (0, 1, 0));
+        // Paper's first document (its backlog) carries the story, naming Xiaomi.
+        store_lab(&mut store, feeds[1], "v1", vec![mention("Xiaomi")], now);
+        assert_eq!(
+            store
+                .conn
+                .query_row("SELECT count(DISTINCT story_id) FROM entries", [], |r| r
+                    .get::<_, i64>(0))
+                .unwrap(),
+            1,
+            "the copy joins the story"
+        );
+        assert_eq!(alert_counts(&store, "desk"), (1, 0, 0));
+    }
+
+    #[test]
+    fn a_rematch_that_names_the_company_again_puts_a_withdrawn_alert_back() {
+        let (_dir, mut store, feeds) = store_with_feeds(&["Wire"]);
+        store
+            .sync_companies(&[company("Xiaomi")], vec![route("desk", &[])])
+            .unwrap();
+        let now = Utc::now();
+        store_document_at(&mut store, feeds[0], vec![], "empty", now);
+        store_lab(&mut store, feeds[0], "v1", vec![mention("Xiaomi")], now);
+        // Matched under rules that exclude the phrase, say, and those rules are then undone.
+        store_lab(&mut store, feeds[0], "v2", vec![], now);
+        assert_eq!(alert_counts(&store, "desk"), (0, 1, 0));
+        let text = store.texts_after(0, 10).unwrap().remove(0);
+        let batch = [Rematched {
+            entry_id: text.entry_id,
+            content_hash: text.content_hash,
+            mentions: vec![mention("Xiaomi")],
+        }];
+        assert_eq!(store.replace_mentions(&batch).unwrap(), 1);
+        assert_eq!(alert_counts(&store, "desk"), (1, 0, 0));
+    }
+
+    #[test]
+    fn an_edit_finds_a_storys_undelivered_alerts_through_an_index() {
+        let (_dir, store, _) = store_with_feeds(&["Wire"]);
+        let plan: Vec<String> = store
+            .conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {UNDELIVERED_ALERTS_OF_STORY}"))
+            .unwrap()
+            .query_map([1], |r| r.get(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(
+            plan.iter()
+                .any(|step| step.contains("SEARCH") && step.contains("outbox_undelivered_by_story")),
+            "{plan:?}"
+        );
+    }
+
+    #[test]
+    fn a_config_change_withdraws_the_alerts_it_makes_unwanted_and_undoing_it_puts_them_back() {
+        let (_dir, mut store, feeds) = store_with_feeds(&["Wire"]);
+        let companies = [company("Samsung"), company("Xiaomi")];
+        store
+            .sync_companies(&companies, vec![route("desk", &["Xiaomi"])])
+            .unwrap();
+        let now = Utc::now();
+        store_document_at(&mut store, feeds[0], vec![], "empty", now);
+        let lab = vec![mention("Xiaomi"), mention("Samsung")];
+        store_lab(&mut store, feeds[0], "v1", lab, now);
+        let first = due(&store, "desk", now);
+        assert_eq!(first.len(), 1);
+
+        store
+            .sync_companies(&companies, vec![route("desk", &["Samsung"])])
+            .unwrap();
+        assert_eq!(
+            alert_counts(&store, "desk"),
+            (1, 0, 0),
+            "the story names Samsung"
+        );
+        store_lab(&mut store, feeds[0], "v2", vec![mention("Xiaomi")], now);
+        assert_eq!(alert_counts(&store, "desk"), (0, 1, 0));
+        store
+            .sync_companies(&companies, vec![route("desk", &["Xiaomi"])])
+            .unwrap();
+        assert_eq!(
+            ids_of(due(&store, "desk", now)),
+            [first[0].id],
+            "the reload undone"
+        );
+
+        // Xiaomi out of the config for a while, for a target that wants every company.
+        store
+            .sync_companies(&companies[..1], vec![route("desk", &[])])
+            .unwrap();
+        assert_eq!(alert_counts(&store, "desk"), (0, 1, 0));
+        store
+            .sync_companies(&companies, vec![route("desk", &[])])
+            .unwrap();
+        assert_eq!(ids_of(due(&store, "desk", now)), [first[0].id]);
+
+        // Out of the config, a target's alerts wait as they are: Xiaomi is gone too, and the
+        // alert is not withdrawn.
+        store
+            .sync_companies(&companies[..1], vec![route("other", &[])])
+            .unwrap();
+        assert_eq!(alert_counts(&store, "desk"), (1, 0, 0));
+    }
+
+    #[test]
+    fn an_alert_delivered_after_it_was_withdrawn_counts_as_delivered() {
+        let (_dir, mut store, feeds) = store_with_feeds(&["Wire"]);
+        store
+            .sync_companies(&[company("Xiaomi")], vec![route("desk", &[])])
+            .unwrap();
+        let now = Utc::now();
+        store_document_at(&mut store, feeds[0], vec![], "empty", now);
+        store_lab(&mut store, feeds[0], "v1", vec![mention("Xiaomi")], now);
+        let on_its_way = due(&store, "desk", now);
+        store_lab(&mut store, feeds[0], "v2", vec![], now);
+        assert_eq!(alert_counts(&store, "desk"), (0, 1, 0));
+        assert!(
+            store.waiting_alert(on_its_way[0].id).unwrap().is_none(),
+            "not read for an attempt that has not begun"
+        );
+        store
+            .alert_delivered(on_its_way[0].id, &on_its_way[0].payload.companies, now)
+            .unwrap();
+        assert_eq!(alert_counts(&store, "desk"), (0, 0, 1));
+        store_lab(&mut store, feeds[0], "v3", vec![mention("Xiaomi")], now);
+        assert!(
+            due(&store, "desk", now).is_empty(),
+            "the target was told of Xiaomi"
         );
     }
 

@@ -13,7 +13,7 @@ use super::{Store, parse_sql_time, sql_time};
 pub struct ServiceGauges {
     /// Active feeds per state name (only states that have feeds are listed).
     pub feeds_by_state: Vec<(String, i64)>,
-    /// Alerts not yet delivered.
+    /// Alerts waiting for delivery (not withdrawn).
     pub outbox_pending: i64,
     /// Notify targets that were down on their last try (no answer, or 429/502/503/504): the
     /// count stays up through their rests until they answer.
@@ -41,7 +41,7 @@ impl Store {
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<Result<_, _>>()?;
         let outbox_pending = self.conn.query_row(
-            "SELECT count(*) FROM outbox WHERE delivered_at IS NULL",
+            "SELECT count(*) FROM outbox WHERE delivered_at IS NULL AND withdrawn_at IS NULL",
             [],
             |r| r.get(0),
         )?;

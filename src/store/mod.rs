@@ -98,6 +98,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0015_edit_alerts",
         include_str!("../../migrations/0015_edit_alerts.sql"),
     ),
+    (
+        "0016_withdrawn_alerts",
+        include_str!("../../migrations/0016_withdrawn_alerts.sql"),
+    ),
 ];
 
 /// How long a write waits for another process's lock before giving up (a user running a long

@@ -2,7 +2,9 @@
 //!
 //! Rows are queued by `flags` in the transaction that flags a story. Delivery is at least once:
 //! a row is marked delivered only after the target answered 2xx, so a crash in between means
-//! one more delivery with the same idempotency key, never a lost alert.
+//! one more delivery with the same idempotency key, never a lost alert. A waiting alert that an
+//! edit of its story made untrue is withdrawn by `flags`, not deleted, and is not sent unless
+//! the story names a company its target wants again.
 
 use std::collections::HashMap;
 
@@ -62,6 +64,9 @@ pub struct OutboxStatus {
     pub pending: i64,
     /// Pending alerts that have failed at least once.
     pub retrying: i64,
+    /// Alerts an edit made untrue before they were delivered: not sent unless the story names a
+    /// company the target wants again.
+    pub withdrawn: i64,
     pub last_error: Option<String>,
     pub next_attempt_at: Option<String>,
     /// Until when the target rests after a round found it down: no alert is sent before.
@@ -95,64 +100,75 @@ fn told_json(told: &[AlertCompany]) -> serde_json::Result<String> {
 }
 
 impl Store {
-    /// Undelivered alerts for `targets` whose next attempt is due, oldest first. Alerts of
+    /// The ids of the alerts for `targets` whose next attempt is due, oldest first. Alerts of
     /// targets no longer configured wait (`outbox_status` lists them).
-    pub fn due_alerts(
+    pub fn due_alert_ids(
         &self,
         now: DateTime<Utc>,
         targets: &[String],
         limit: usize,
-    ) -> anyhow::Result<Vec<PendingAlert>> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT o.id, o.target, o.attempts, o.idempotency_key, s.id, s.first_seen_at, c.name
-             FROM outbox o JOIN stories s ON s.id = o.story_id
-             LEFT JOIN companies c ON c.id = o.company_id
-             WHERE o.delivered_at IS NULL AND o.next_attempt_at <= ?1
-               AND o.target IN (SELECT value FROM json_each(?3))
-             ORDER BY o.next_attempt_at, o.id LIMIT ?2",
-        )?;
-        let rows = stmt
+    ) -> anyhow::Result<Vec<i64>> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT id FROM outbox
+                 WHERE delivered_at IS NULL AND withdrawn_at IS NULL AND next_attempt_at <= ?1
+                   AND target IN (SELECT value FROM json_each(?3))
+                 ORDER BY next_attempt_at, id LIMIT ?2",
+            )?
             .query_map(
                 params![sql_time(now), limit as i64, serde_json::to_string(targets)?],
-                |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, u32>(2)?,
-                        r.get::<_, String>(3)?,
-                        r.get::<_, i64>(4)?,
-                        r.get::<_, String>(5)?,
-                        r.get::<_, Option<String>>(6)?,
-                    ))
-                },
+                |r| r.get(0),
             )?
-            .collect::<Result<Vec<_>, _>>()?;
-        rows.into_iter()
-            .map(
-                |(id, target, attempts, key, story_id, first_seen_at, newly_named)| {
-                    let sources = self.story_sources(story_id)?;
-                    let first = sources.first();
-                    Ok(PendingAlert {
-                        id,
-                        target,
-                        attempts,
-                        payload: AlertPayload {
-                            idempotency_key: key,
-                            story: AlertStory {
-                                id: story_id,
-                                title: first.and_then(|s| s.title.clone()),
-                                link: first.and_then(|s| s.link.clone()),
-                                published_at: first.and_then(|s| s.published_at.clone()),
-                                first_seen_at,
-                            },
-                            newly_named,
-                            companies: self.story_companies(story_id)?,
-                            sources,
-                        },
-                    })
+            .collect::<Result<_, _>>()?)
+    }
+
+    /// Alert `id` as it would be sent now: None once it is delivered or withdrawn. Read just
+    /// before each attempt, so that the payload names what the story names then, and an alert
+    /// withdrawn while others went out before it is not sent.
+    pub fn waiting_alert(&self, id: i64) -> anyhow::Result<Option<PendingAlert>> {
+        let row = self
+            .conn
+            .prepare_cached(
+                "SELECT o.target, o.attempts, o.idempotency_key, s.id, s.first_seen_at, c.name
+                 FROM outbox o JOIN stories s ON s.id = o.story_id
+                 LEFT JOIN companies c ON c.id = o.company_id
+                 WHERE o.id = ?1 AND o.delivered_at IS NULL AND o.withdrawn_at IS NULL",
+            )?
+            .query_row([id], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, u32>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, Option<String>>(5)?,
+                ))
+            })
+            .optional()?;
+        let Some((target, attempts, key, story_id, first_seen_at, newly_named)) = row else {
+            return Ok(None);
+        };
+        let sources = self.story_sources(story_id)?;
+        let first = sources.first();
+        Ok(Some(PendingAlert {
+            id,
+            target,
+            attempts,
+            payload: AlertPayload {
+                idempotency_key: key,
+                story: AlertStory {
+                    id: story_id,
+                    title: first.and_then(|s| s.title.clone()),
+                    link: first.and_then(|s| s.link.clone()),
+                    published_at: first.and_then(|s| s.published_at.clone()),
+                    first_seen_at,
                 },
-            )
-            .collect()
+                newly_named,
+                companies: self.story_companies(story_id)?,
+                sources,
+            },
+        }))
     }
 
     fn story_companies(&self, story_id: i64) -> anyhow::Result<Vec<AlertCompany>> {
@@ -192,7 +208,7 @@ impl Store {
         let (target, story_id): (String, i64) = tx
             .prepare_cached(
                 "UPDATE outbox SET delivered_at = ?2, attempts = attempts + 1, last_error = NULL,
-                     told = coalesce(told, ?3)
+                     told = coalesce(told, ?3), withdrawn_at = NULL
                  WHERE id = ?1 RETURNING target, story_id",
             )?
             .query_row(params![id, sql_time(at), told_json(told)?], |r| {
@@ -228,7 +244,8 @@ impl Store {
     pub fn next_alert_time(&self, targets: &[String]) -> anyhow::Result<Option<DateTime<Utc>>> {
         let next: Option<String> = self.conn.query_row(
             "SELECT min(next_attempt_at) FROM outbox
-             WHERE delivered_at IS NULL AND target IN (SELECT value FROM json_each(?1))",
+             WHERE delivered_at IS NULL AND withdrawn_at IS NULL
+               AND target IN (SELECT value FROM json_each(?1))",
             [serde_json::to_string(targets)?],
             |r| r.get(0),
         )?;
@@ -318,11 +335,14 @@ impl Store {
         let mut stmt = self.conn.prepare(
             "SELECT target,
                     sum(delivered_at IS NOT NULL),
-                    sum(delivered_at IS NULL),
-                    sum(delivered_at IS NULL AND attempts > 0),
-                    (SELECT last_error FROM outbox o2 WHERE o2.target = o.target AND o2.delivered_at IS NULL
+                    sum(delivered_at IS NULL AND withdrawn_at IS NULL),
+                    sum(delivered_at IS NULL AND withdrawn_at IS NULL AND attempts > 0),
+                    sum(withdrawn_at IS NOT NULL),
+                    (SELECT last_error FROM outbox o2 WHERE o2.target = o.target
+                        AND o2.delivered_at IS NULL AND o2.withdrawn_at IS NULL
                         AND o2.last_error IS NOT NULL ORDER BY o2.id DESC LIMIT 1),
-                    min(CASE WHEN delivered_at IS NULL THEN next_attempt_at END),
+                    min(CASE WHEN delivered_at IS NULL AND withdrawn_at IS NULL
+                        THEN next_attempt_at END),
                     (SELECT rest_until FROM alert_target_rests r
                         WHERE r.target = o.target AND r.rest_until > ?1
                           AND r.url_key = (SELECT value FROM json_each(?2) WHERE key = o.target))
@@ -339,9 +359,10 @@ impl Store {
                     delivered: r.get(1)?,
                     pending: r.get(2)?,
                     retrying: r.get(3)?,
-                    last_error: r.get(4)?,
-                    next_attempt_at: r.get(5)?,
-                    resting_until: r.get(6)?,
+                    withdrawn: r.get(4)?,
+                    last_error: r.get(5)?,
+                    next_attempt_at: r.get(6)?,
+                    resting_until: r.get(7)?,
                 })
             },
         )?;
@@ -378,6 +399,23 @@ fn read_target_rest(
         }
         _ => None,
     })
+}
+
+#[cfg(test)]
+impl Store {
+    /// The alerts for `targets` due at `now`, as each would be sent.
+    pub(crate) fn due_alerts(
+        &self,
+        now: DateTime<Utc>,
+        targets: &[String],
+        limit: usize,
+    ) -> anyhow::Result<Vec<PendingAlert>> {
+        let mut due = Vec::new();
+        for id in self.due_alert_ids(now, targets, limit)? {
+            due.extend(self.waiting_alert(id)?);
+        }
+        Ok(due)
+    }
 }
 
 #[cfg(test)]

@@ -448,6 +448,68 @@ async fn an_edit_while_the_first_alert_waits_is_in_it_and_in_an_alert_of_its_own
 }
 
 #[tokio::test]
+async fn a_waiting_alert_an_edit_makes_untrue_is_withdrawn_and_goes_out_if_the_company_comes_back()
+{
+    let server = FeedServer::start();
+    let story = |title: &str| format!("<guid>lab</guid><title>{title}</title>");
+    server.feed("a.xml", rss(&["<guid>w</guid><title>Weather</title>"]));
+    server.set("hook", Route::webhook(500));
+    let notify = format!(
+        "\n[[notify]]\nname = \"desk\"\nurl = \"{}\"\nretry_delay = \"1s\"\ncompanies = [\"Xiaomi\"]\n",
+        server.url("hook")
+    );
+    let app = App::new(&[server.url("a.xml")], &format!("{COMPANIES}{notify}"));
+    app.poll().await;
+    server.feed("a.xml", rss(&[&story("Xiaomi opens a lab in Seoul")]));
+    app.poll().await;
+    assert_eq!(server.requests("hook").len(), 1, "tried once, refused");
+
+    // The publisher corrects the story while the alert waits for its retry.
+    server.feed("a.xml", rss(&[&story("Samsung opens a lab in Seoul")]));
+    assert_eq!(app.poll().await.entries_updated, 1);
+    server.set("hook", Route::webhook(200));
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    app.poll().await;
+    assert_eq!(
+        server.requests("hook").len(),
+        1,
+        "no alert about a story that no longer names Xiaomi"
+    );
+    let listed = app.cli(&["alerts", "--format", "json"]);
+    let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(
+        (&listed[0]["withdrawn"], &listed[0]["pending"]),
+        (&1.into(), &0.into()),
+        "{listed}"
+    );
+
+    // Named again: the alert goes out after all, under its first attempt's key.
+    server.feed(
+        "a.xml",
+        rss(&[&story("Samsung and Xiaomi open a lab in Seoul")]),
+    );
+    assert_eq!(app.poll().await.entries_updated, 1);
+    let bodies: Vec<serde_json::Value> = server
+        .requests("hook")
+        .iter()
+        .map(|r| serde_json::from_slice(&r.body).unwrap())
+        .collect();
+    let [refused, sent] = &bodies[..] else {
+        panic!("{bodies:?}")
+    };
+    assert_eq!(sent["idempotency_key"], refused["idempotency_key"]);
+    assert!(sent.get("newly_named").is_none(), "{sent}");
+    assert!(
+        sent["companies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "Xiaomi"),
+        "{sent}"
+    );
+}
+
+#[tokio::test]
 async fn an_edit_in_a_feeds_backlog_document_alerts_only_the_targets_that_ask_for_it() {
     let server = FeedServer::start();
     let story = |title: &str| format!("<guid>lab</guid><title>{title}</title>");
