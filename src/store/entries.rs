@@ -15,8 +15,8 @@ use chrono::{DateTime, Timelike, Utc};
 use rusqlite::{CachedStatement, Connection, OptionalExtension, params};
 
 use super::flags::{
-    Flagging, StoryFor, StoryStatements, insert_mentions, newly_named, queue_alerts,
-    reassess_undelivered_alerts, rewrite_edited_mentions, story_company_ids,
+    Flagging, Reassess, StoryFor, StoryStatements, insert_mentions, newly_named, queue_alerts,
+    reassess_alerts, rewrite_edited_mentions, story_company_ids,
 };
 use super::titles::RecentTitles;
 use super::{Store, sql_time, sql_time_precise};
@@ -471,13 +471,8 @@ fn upsert_entries(
                     insert_mentions(tx, flagging, id, entry_mentions)?;
                     let newly_named = match named_before {
                         Some(before) => {
-                            // It may bear out an alert an edit withdrew.
-                            reassess_undelivered_alerts(
-                                tx,
-                                flagging,
-                                Some(story.id()),
-                                fetched_at,
-                            )?;
+                            let story = Reassess::WithdrawnOfStory(story.id());
+                            reassess_alerts(tx, flagging, story, fetched_at)?;
                             newly_named(flagging, entry_mentions, &before)
                         }
                         None => Vec::new(),

@@ -50,7 +50,28 @@ impl Flagging {
     pub(super) fn alerts_anyone(&self) -> bool {
         !self.routes.is_empty()
     }
+
+    /// A hash of what decides whether an alert is borne out, beside what its story names: the
+    /// companies tracked and what each target wants.
+    fn wants_fingerprint(&self) -> String {
+        let mut companies: Vec<(&str, i64)> = self
+            .company_ids
+            .iter()
+            .map(|(name, id)| (&**name, *id))
+            .collect();
+        companies.sort_unstable();
+        let routes: Vec<(&str, Option<&Vec<String>>)> = self
+            .routes
+            .iter()
+            .map(|r| (r.target.as_str(), r.companies.as_ref()))
+            .collect();
+        blake3::hash(format!("{companies:?} {routes:?}").as_bytes()).to_hex()[..32].to_owned()
+    }
 }
+
+/// Key in the `meta` table: [`Flagging::wants_fingerprint`] of the config the undelivered
+/// alerts were last reassessed with.
+const ALERT_WANTS_FINGERPRINT: &str = "alert_wants";
 
 /// Key in the `meta` table: a fingerprint of the company rules the stored mentions were
 /// computed with, or [`REMATCH_PENDING`]. When the config's rules differ, stored entries are
@@ -148,7 +169,25 @@ impl Store {
             company_ids: ids,
             routes,
         };
-        reassess_undelivered_alerts(&tx, &flagging, None, Utc::now())?;
+        // Unchanged, the config bears out every alert it did: edits, copies and re-matches
+        // reassess the alerts of the stories they change. A CLI command syncs too, so this
+        // spares each one a read of every waiting alert.
+        let wants = flagging.wants_fingerprint();
+        let wanted_before: Option<String> = tx
+            .query_row(
+                "SELECT value FROM meta WHERE key = ?1",
+                [ALERT_WANTS_FINGERPRINT],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if wanted_before.as_deref() != Some(wants.as_str()) {
+            reassess_alerts(&tx, &flagging, Reassess::All, Utc::now())?;
+            tx.execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                params![ALERT_WANTS_FINGERPRINT, wants],
+            )?;
+        }
         tx.commit()?;
         self.flagging = flagging;
         Ok(())
@@ -217,7 +256,7 @@ impl Store {
         }
         let now = Utc::now();
         for story in changed_stories {
-            reassess_undelivered_alerts(&tx, &self.flagging, Some(story), now)?;
+            reassess_alerts(&tx, &self.flagging, Reassess::Story(story), now)?;
         }
         tx.commit()?;
         Ok(changed)
@@ -542,8 +581,9 @@ pub(super) fn write_mentions(
 
 /// Replaces every mention of an entry the publisher edited (a removed company's too: nothing can
 /// tell whether the new text still names it), reassesses the story's undelivered alerts, and
-/// queues alerts for the companies the story names now and did not before. A company the story named already was alerted then, or held
-/// back as backlog (see [`queue_alerts`]): an edit of an old story must not page about it now.
+/// queues alerts for the companies the story names now and did not before. A company the story
+/// named already was alerted then, or held back as backlog (see [`queue_alerts`]): an edit of an
+/// old story must not page about it now.
 pub(super) fn rewrite_edited_mentions(
     conn: &Connection,
     flagging: &Flagging,
@@ -564,7 +604,7 @@ pub(super) fn rewrite_edited_mentions(
     let Some(story) = story_id else {
         return Ok(());
     };
-    reassess_undelivered_alerts(conn, flagging, Some(story), now)?;
+    reassess_alerts(conn, flagging, Reassess::Story(story), now)?;
     let newly_named = newly_named(flagging, mentions, &named_before);
     if !newly_named.is_empty() {
         let first: Vec<Mention> = newly_named.iter().map(|(_, m)| (*m).clone()).collect();
@@ -581,39 +621,57 @@ pub(super) fn rewrite_edited_mentions(
     Ok(())
 }
 
-/// The undelivered alerts of one story, through `outbox_undelivered_by_story`.
+/// Which undelivered alerts [`reassess_alerts`] reads.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Reassess {
+    /// Those of one story: after an edit or a re-match changed what it names.
+    Story(i64),
+    /// The withdrawn ones of one story: a new copy only adds companies, so it can bear out a
+    /// withdrawn alert but make none untrue. Most stories have none, and then nothing is read
+    /// beyond the index.
+    WithdrawnOfStory(i64),
+    /// All of them: after the config changed what targets want or which companies it tracks.
+    All,
+}
+
+// What `reassess_alerts` reads of an alert. A story's are found through
+// `outbox_undelivered_by_story`, which holds only undelivered rows.
 const UNDELIVERED_ALERTS_OF_STORY: &str =
     "SELECT id, target, story_id, company_id, withdrawn_at IS NOT NULL FROM outbox
      WHERE story_id = ?1 AND delivered_at IS NULL";
-/// The undelivered alerts of every story.
+const WITHDRAWN_ALERTS_OF_STORY: &str =
+    "SELECT id, target, story_id, company_id, withdrawn_at IS NOT NULL FROM outbox
+     WHERE story_id = ?1 AND delivered_at IS NULL AND withdrawn_at IS NOT NULL";
 const UNDELIVERED_ALERTS: &str =
     "SELECT id, target, story_id, company_id, withdrawn_at IS NOT NULL FROM outbox
      WHERE delivered_at IS NULL";
 
-/// Withdraws each undelivered alert of `story` (None: of every story) that its story and the
-/// config no longer bear out, and puts back each withdrawn one they bear out again. A first
-/// alert holds while the story names a company its target wants; an alert about a company an
-/// edit named, while the story names that company and the target wants it. Sent otherwise, an
-/// alert would name companies its target does not want, or none, with nothing to say why.
+/// Withdraws each undelivered alert that its story and the config no longer bear out, and puts
+/// back each withdrawn one they bear out again. A first alert is borne out while the story
+/// names a company its target wants; an alert about a company named after it (`company_id`),
+/// while the story names that company and the target wants it. Sent otherwise, an alert would
+/// name companies its target does not want, or none, with nothing to say why.
 ///
-/// Run wherever what a story names, or what a target wants, can change: after an edit or a new
-/// copy, a re-match, a config sync. So a withdrawal is never final: a config change that is
-/// undone, or a later edit that names the company again, sends the alert after all, with its
-/// key, its attempts and its `told` as they were (a receiver may have kept an earlier attempt).
-/// Alerts of targets no longer in the config are left as they are; they wait for it.
-pub(super) fn reassess_undelivered_alerts(
+/// Run in the transaction of whatever changes what a story names or what a target wants: an
+/// edit, a new copy, a re-match, a config sync. A withdrawal thus lasts only as long as its
+/// cause: the alert put back goes out with its key, attempts, retry schedule and `told` as they
+/// were (a receiver may have kept an earlier attempt). Alerts of targets no longer in the
+/// config are left as they are: they wait for it.
+pub(super) fn reassess_alerts(
     conn: &Connection,
     flagging: &Flagging,
-    story: Option<i64>,
+    which: Reassess,
     now: DateTime<Utc>,
 ) -> anyhow::Result<()> {
     if !flagging.alerts_anyone() {
         return Ok(());
     }
-    let mut undelivered = match story {
-        Some(_) => conn.prepare_cached(UNDELIVERED_ALERTS_OF_STORY)?,
-        None => conn.prepare_cached(UNDELIVERED_ALERTS)?,
+    let (sql, story) = match which {
+        Reassess::Story(story) => (UNDELIVERED_ALERTS_OF_STORY, Some(story)),
+        Reassess::WithdrawnOfStory(story) => (WITHDRAWN_ALERTS_OF_STORY, Some(story)),
+        Reassess::All => (UNDELIVERED_ALERTS, None),
     };
+    let mut undelivered = conn.prepare_cached(sql)?;
     let alerts: Vec<(i64, String, i64, Option<i64>, bool)> = undelivered
         .query_map(rusqlite::params_from_iter(story), |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
@@ -624,13 +682,15 @@ pub(super) fn reassess_undelivered_alerts(
         let Some(route) = flagging.route(&target) else {
             continue;
         };
-        if let hash_map::Entry::Vacant(slot) = named_by_story.entry(story_id) {
-            slot.insert(story_companies(conn, story_id)?);
-        }
-        let borne_out = named_by_story[&story_id]
+        let named = match named_by_story.entry(story_id) {
+            hash_map::Entry::Occupied(known) => known.into_mut(),
+            hash_map::Entry::Vacant(slot) => slot.insert(story_companies(conn, story_id)?),
+        };
+        let borne_out = named
             .iter()
             .any(|(id, name)| company.is_none_or(|c| c == *id) && route.wants(name));
-        if borne_out == withdrawn {
+        let state_is_wrong = borne_out == withdrawn;
+        if state_is_wrong {
             conn.prepare_cached(
                 "UPDATE outbox SET withdrawn_at = CASE WHEN ?2 THEN NULL ELSE ?3 END WHERE id = ?1",
             )?
@@ -1318,7 +1378,7 @@ mod tests {
     }
 
     #[test]
-    fn a_rematch_that_names_the_company_again_puts_a_withdrawn_alert_back() {
+    fn a_rematch_withdraws_and_puts_back_alerts_as_it_changes_what_a_story_names() {
         let (_dir, mut store, feeds) = store_with_feeds(&["Wire"]);
         store
             .sync_companies(&[company("Xiaomi")], vec![route("desk", &[])])
@@ -1326,35 +1386,40 @@ mod tests {
         let now = Utc::now();
         store_document_at(&mut store, feeds[0], vec![], "empty", now);
         store_lab(&mut store, feeds[0], "v1", vec![mention("Xiaomi")], now);
-        // Matched under rules that exclude the phrase, say, and those rules are then undone.
-        store_lab(&mut store, feeds[0], "v2", vec![], now);
-        assert_eq!(alert_counts(&store, "desk"), (0, 1, 0));
         let text = store.texts_after(0, 10).unwrap().remove(0);
-        let batch = [Rematched {
-            entry_id: text.entry_id,
-            content_hash: text.content_hash,
-            mentions: vec![mention("Xiaomi")],
-        }];
-        assert_eq!(store.replace_mentions(&batch).unwrap(), 1);
-        assert_eq!(alert_counts(&store, "desk"), (1, 0, 0));
+        // Rules that exclude the phrase, say, and then those rules undone.
+        let mut rematch = |mentions: Vec<Mention>| {
+            let batch = [Rematched {
+                entry_id: text.entry_id,
+                content_hash: text.content_hash.clone(),
+                mentions,
+            }];
+            assert_eq!(store.replace_mentions(&batch).unwrap(), 1);
+            alert_counts(&store, "desk")
+        };
+        assert_eq!(rematch(vec![]), (0, 1, 0));
+        assert_eq!(rematch(vec![mention("Xiaomi")]), (1, 0, 0));
     }
 
     #[test]
-    fn an_edit_finds_a_storys_undelivered_alerts_through_an_index() {
+    fn edits_and_copies_find_a_storys_undelivered_alerts_through_an_index() {
         let (_dir, store, _) = store_with_feeds(&["Wire"]);
-        let plan: Vec<String> = store
-            .conn
-            .prepare(&format!("EXPLAIN QUERY PLAN {UNDELIVERED_ALERTS_OF_STORY}"))
-            .unwrap()
-            .query_map([1], |r| r.get(3))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-        assert!(
-            plan.iter()
-                .any(|step| step.contains("SEARCH") && step.contains("outbox_undelivered_by_story")),
-            "{plan:?}"
-        );
+        for sql in [UNDELIVERED_ALERTS_OF_STORY, WITHDRAWN_ALERTS_OF_STORY] {
+            let plan: Vec<String> = store
+                .conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .unwrap()
+                .query_map([1], |r| r.get(3))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            assert!(
+                plan.iter()
+                    .any(|step| step.contains("SEARCH")
+                        && step.contains("outbox_undelivered_by_story")),
+                "{sql}: {plan:?}"
+            );
+        }
     }
 
     #[test]
@@ -1389,6 +1454,15 @@ mod tests {
             [first[0].id],
             "the reload undone"
         );
+        // Without an edit: the story names Xiaomi alone.
+        store
+            .sync_companies(&companies, vec![route("desk", &["Samsung"])])
+            .unwrap();
+        assert_eq!(alert_counts(&store, "desk"), (0, 1, 0));
+        store
+            .sync_companies(&companies, vec![route("desk", &["Xiaomi"])])
+            .unwrap();
+        assert_eq!(alert_counts(&store, "desk"), (1, 0, 0));
 
         // Xiaomi out of the config for a while, for a target that wants every company.
         store
@@ -1406,6 +1480,31 @@ mod tests {
             .sync_companies(&companies[..1], vec![route("other", &[])])
             .unwrap();
         assert_eq!(alert_counts(&store, "desk"), (1, 0, 0));
+    }
+
+    #[test]
+    fn a_config_sync_that_changes_nothing_an_alert_depends_on_reads_no_alert() {
+        let (_dir, mut store, feeds) = store_with_feeds(&["Wire"]);
+        let companies = [company("Xiaomi")];
+        store
+            .sync_companies(&companies, vec![route("desk", &[])])
+            .unwrap();
+        let now = Utc::now();
+        store_document_at(&mut store, feeds[0], vec![], "empty", now);
+        store_lab(&mut store, feeds[0], "v1", vec![mention("Xiaomi")], now);
+        // Marked by hand, so that a reassessment shows: it would put the alert back.
+        store
+            .conn
+            .execute("UPDATE outbox SET withdrawn_at = '2026-11-20 10:00:00'", [])
+            .unwrap();
+        store
+            .sync_companies(&companies, vec![route("desk", &[])])
+            .unwrap();
+        assert_eq!(alert_counts(&store, "desk"), (0, 1, 0));
+        store
+            .sync_companies(&companies, vec![route("desk", &[]), route("log", &[])])
+            .unwrap();
+        assert_eq!(alert_counts(&store, "desk"), (1, 0, 0), "a target added");
     }
 
     #[test]

@@ -2,9 +2,9 @@
 //!
 //! Rows are queued by `flags` in the transaction that flags a story. Delivery is at least once:
 //! a row is marked delivered only after the target answered 2xx, so a crash in between means
-//! one more delivery with the same idempotency key, never a lost alert. A waiting alert that an
-//! edit of its story made untrue is withdrawn by `flags`, not deleted, and is not sent unless
-//! the story names a company its target wants again.
+//! one more delivery with the same idempotency key, never a lost alert. An alert is withdrawn
+//! (by `flags`, not deleted) while its story names no company its target wants, and is not
+//! sent until it does again.
 
 use std::collections::HashMap;
 
@@ -64,8 +64,8 @@ pub struct OutboxStatus {
     pub pending: i64,
     /// Pending alerts that have failed at least once.
     pub retrying: i64,
-    /// Alerts an edit made untrue before they were delivered: not sent unless the story names a
-    /// company the target wants again.
+    /// Undelivered alerts whose story names no company the target wants: not sent until it
+    /// does again.
     pub withdrawn: i64,
     pub last_error: Option<String>,
     pub next_attempt_at: Option<String>,
