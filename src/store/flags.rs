@@ -1153,6 +1153,19 @@ mod tests {
         (t.pending, t.withdrawn, t.delivered)
     }
 
+    /// A store tracking Xiaomi for the target "desk", whose feed "Wire" (returned) has carried
+    /// the story "lab" naming Xiaomi past its backlog document: one alert waits.
+    fn xiaomi_alert_waiting() -> (tempfile::TempDir, Store, i64, DateTime<Utc>) {
+        let (dir, mut store, feeds) = store_with_feeds(&["Wire"]);
+        store
+            .sync_companies(&[company("Xiaomi")], vec![route("desk", &[])])
+            .unwrap();
+        let now = Utc::now();
+        store_document_at(&mut store, feeds[0], vec![], "empty", now);
+        store_lab(&mut store, feeds[0], "v1", vec![mention("Xiaomi")], now);
+        (dir, store, feeds[0], now)
+    }
+
     #[test]
     fn a_company_named_while_the_first_alert_is_on_its_way_gets_an_alert_of_its_own() {
         let (_dir, mut store, feeds) = store_with_feeds(&["Wire"]);
@@ -1379,13 +1392,7 @@ mod tests {
 
     #[test]
     fn a_rematch_withdraws_and_puts_back_alerts_as_it_changes_what_a_story_names() {
-        let (_dir, mut store, feeds) = store_with_feeds(&["Wire"]);
-        store
-            .sync_companies(&[company("Xiaomi")], vec![route("desk", &[])])
-            .unwrap();
-        let now = Utc::now();
-        store_document_at(&mut store, feeds[0], vec![], "empty", now);
-        store_lab(&mut store, feeds[0], "v1", vec![mention("Xiaomi")], now);
+        let (_dir, mut store, _, _) = xiaomi_alert_waiting();
         let text = store.texts_after(0, 10).unwrap().remove(0);
         // Rules that exclude the phrase, say, and then those rules undone.
         let mut rematch = |mentions: Vec<Mention>| {
@@ -1484,14 +1491,8 @@ mod tests {
 
     #[test]
     fn a_config_sync_that_changes_nothing_an_alert_depends_on_reads_no_alert() {
-        let (_dir, mut store, feeds) = store_with_feeds(&["Wire"]);
+        let (_dir, mut store, _, _) = xiaomi_alert_waiting();
         let companies = [company("Xiaomi")];
-        store
-            .sync_companies(&companies, vec![route("desk", &[])])
-            .unwrap();
-        let now = Utc::now();
-        store_document_at(&mut store, feeds[0], vec![], "empty", now);
-        store_lab(&mut store, feeds[0], "v1", vec![mention("Xiaomi")], now);
         // Marked by hand, so that a reassessment shows: it would put the alert back.
         store
             .conn
@@ -1509,15 +1510,9 @@ mod tests {
 
     #[test]
     fn an_alert_delivered_after_it_was_withdrawn_counts_as_delivered() {
-        let (_dir, mut store, feeds) = store_with_feeds(&["Wire"]);
-        store
-            .sync_companies(&[company("Xiaomi")], vec![route("desk", &[])])
-            .unwrap();
-        let now = Utc::now();
-        store_document_at(&mut store, feeds[0], vec![], "empty", now);
-        store_lab(&mut store, feeds[0], "v1", vec![mention("Xiaomi")], now);
+        let (_dir, mut store, wire, now) = xiaomi_alert_waiting();
         let on_its_way = due(&store, "desk", now);
-        store_lab(&mut store, feeds[0], "v2", vec![], now);
+        store_lab(&mut store, wire, "v2", vec![], now);
         assert_eq!(alert_counts(&store, "desk"), (0, 1, 0));
         assert!(
             store.waiting_alert(on_its_way[0].id).unwrap().is_none(),
@@ -1527,7 +1522,7 @@ mod tests {
             .alert_delivered(on_its_way[0].id, &on_its_way[0].payload.companies, now)
             .unwrap();
         assert_eq!(alert_counts(&store, "desk"), (0, 0, 1));
-        store_lab(&mut store, feeds[0], "v3", vec![mention("Xiaomi")], now);
+        store_lab(&mut store, wire, "v3", vec![mention("Xiaomi")], now);
         assert!(
             due(&store, "desk", now).is_empty(),
             "the target was told of Xiaomi"
