@@ -83,14 +83,22 @@ pub const REMATCH_PENDING: &str = "";
 
 /// [`Store::rematch_pending`], inside a transaction.
 pub(super) fn rematch_pending_in(conn: &Connection) -> rusqlite::Result<bool> {
-    let fingerprint: Option<String> = conn
-        .query_row(
-            "SELECT value FROM meta WHERE key = ?1",
-            [RULES_FINGERPRINT],
-            |r| r.get(0),
-        )
-        .optional()?;
-    Ok(fingerprint.is_some_and(|f| f == REMATCH_PENDING))
+    Ok(read_meta(conn, RULES_FINGERPRINT)?.is_some_and(|f| f == REMATCH_PENDING))
+}
+
+/// A value from the `meta` table.
+fn read_meta(conn: &Connection, key: &str) -> rusqlite::Result<Option<String>> {
+    conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+        .optional()
+}
+
+fn write_meta(conn: &Connection, key: &str, value: &str) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES (?1, ?2)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        [key, value],
+    )?;
+    Ok(())
 }
 
 /// An entry's mentions computed anew, for the text whose hash is `content_hash`.
@@ -173,20 +181,9 @@ impl Store {
         // reassess the alerts of the stories they change. A CLI command syncs too, so this
         // spares each one a read of every waiting alert.
         let wants = flagging.wants_fingerprint();
-        let wanted_before: Option<String> = tx
-            .query_row(
-                "SELECT value FROM meta WHERE key = ?1",
-                [ALERT_WANTS_FINGERPRINT],
-                |r| r.get(0),
-            )
-            .optional()?;
-        if wanted_before.as_deref() != Some(wants.as_str()) {
+        if read_meta(&tx, ALERT_WANTS_FINGERPRINT)?.as_deref() != Some(wants.as_str()) {
             reassess_alerts(&tx, &flagging, Reassess::All, Utc::now())?;
-            tx.execute(
-                "INSERT INTO meta (key, value) VALUES (?1, ?2)
-                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                params![ALERT_WANTS_FINGERPRINT, wants],
-            )?;
+            write_meta(&tx, ALERT_WANTS_FINGERPRINT, &wants)?;
         }
         tx.commit()?;
         self.flagging = flagging;
@@ -195,18 +192,11 @@ impl Store {
 
     /// A value from the `meta` table.
     pub fn meta(&self, key: &str) -> anyhow::Result<Option<String>> {
-        Ok(self
-            .conn
-            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
-            .optional()?)
+        Ok(read_meta(&self.conn, key)?)
     }
 
     pub fn set_meta(&self, key: &str, value: &str) -> anyhow::Result<()> {
-        self.conn.execute(
-            "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            [key, value],
-        )?;
-        Ok(())
+        Ok(write_meta(&self.conn, key, value)?)
     }
 
     /// Up to `limit` entries after `after` (by id), for re-matching.
