@@ -313,6 +313,13 @@ pub fn folder_of(path: &Path) -> &Path {
         .unwrap_or(Path::new("."))
 }
 
+/// Whether feedhound runs as root: then a file it writes for the service's user (the lock file,
+/// an imported config) must be given to that user, or the service could not use it.
+pub fn running_as_root() -> bool {
+    // SAFETY: geteuid(2) takes no arguments and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
 /// What fetching `url` asks the server for: the URL without its fragment, which is never sent
 /// over HTTP. Two feed URLs that differ only there are one feed.
 pub fn fetched_document(url: &Url) -> Url {

@@ -225,8 +225,7 @@ fn open_for_locking(database: &Path) -> anyhow::Result<(PathBuf, File, bool)> {
 /// service's own user could not write it.
 fn give_to_folder_owner(path: &Path, file: &File) -> anyhow::Result<()> {
     use std::os::unix::fs::MetadataExt;
-    // SAFETY: geteuid(2) takes no arguments and cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
+    if !crate::config::running_as_root() {
         return Ok(());
     }
     let folder = crate::config::folder_of(path);

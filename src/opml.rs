@@ -292,8 +292,7 @@ fn replace_file(path: &Path, contents: &str) -> std::io::Result<()> {
 #[cfg(unix)]
 fn keep_owner(file: &std::fs::File, original: &std::fs::Metadata) -> std::io::Result<()> {
     use std::os::unix::fs::MetadataExt;
-    // SAFETY: geteuid(2) takes no arguments and cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
+    if !crate::config::running_as_root() {
         return Ok(());
     }
     std::os::unix::fs::fchown(file, Some(original.uid()), Some(original.gid()))
@@ -825,8 +824,7 @@ aliases = ["小米"]
     #[test]
     fn import_as_root_keeps_the_config_file_owner() {
         use std::os::unix::fs::MetadataExt;
-        // SAFETY: geteuid(2) takes no arguments and cannot fail.
-        if unsafe { libc::geteuid() } != 0 {
+        if !crate::config::running_as_root() {
             eprintln!("SKIPPED: only root can give the config file to another user");
             return;
         }
