@@ -137,6 +137,13 @@ pub enum Command {
     },
     /// Show the delivery state of alerts per notify target.
     Alerts {
+        /// First make every waiting alert due now and end the targets' rests (after fixing a
+        /// webhook): a running daemon sends them within seconds, otherwise the next poll does.
+        #[arg(long)]
+        retry_now: bool,
+        /// With --retry-now: only this [[notify]] target's alerts.
+        #[arg(long, requires = "retry_now")]
+        target: Option<String>,
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
@@ -390,9 +397,17 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
             print_prune(&report, vacuumed, format)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Alerts { format } => {
+        Command::Alerts {
+            retry_now,
+            target,
+            format,
+        } => {
             let config = Config::load(&cli.config)?;
-            let store = open_for_reading(&config)?;
+            let store = if retry_now {
+                retry_alerts_now(&config, target.as_deref(), format)?
+            } else {
+                open_for_reading(&config)?
+            };
             let status = store.outbox_status(&crate::notify::url_keys(&config))?;
             let mut out = std::io::stdout().lock();
             if format == Format::Json {
@@ -444,6 +459,41 @@ fn feed_ref(arg: &str) -> Option<FeedRef> {
         Ok(id) => Some(FeedRef::Id(id)),
         Err(_) => url::Url::parse(arg).ok().map(FeedRef::Url),
     }
+}
+
+/// `alerts --retry-now`: makes the waiting alerts of `target` (of every target when None) due
+/// now, says so, and returns the store for the status that follows.
+fn retry_alerts_now(
+    config: &Config,
+    target: Option<&str>,
+    format: Format,
+) -> anyhow::Result<Store> {
+    let targets = match target {
+        Some(name) => vec![config.notify_named(name)?.name.clone()],
+        None => config.notify.iter().map(|t| t.name.clone()).collect(),
+    };
+    anyhow::ensure!(
+        !targets.is_empty(),
+        "{} has no [[notify]] target to retry",
+        config.source.display()
+    );
+    let mut store = scheduler::open_store(config)?;
+    let made_due = store.retry_now(&targets, chrono::Utc::now())?;
+    let alerts_are = if made_due == 1 {
+        "alert is"
+    } else {
+        "alerts are"
+    };
+    let said = format!(
+        "{made_due} waiting {alerts_are} due now: a running daemon sends what is due within \
+         seconds, otherwise the next `feedhound poll` does"
+    );
+    match format {
+        // stdout holds the JSON document alone.
+        Format::Json => eprintln!("{said}"),
+        Format::Table => println!("{said}\n"),
+    }
+    Ok(store)
 }
 
 /// The database as it is, without syncing it to this config: a `feeds` or `mentions` run with

@@ -270,21 +270,44 @@ impl Config {
         company_called(&self.companies, name)
             .map(|c| c.rule.name.as_str())
             .ok_or_else(|| {
-                let names: Vec<&str> = self
-                    .companies
-                    .iter()
-                    .map(|c| c.rule.name.as_str())
-                    .collect();
-                anyhow::anyhow!(
-                    "no company in {} is named {name:?}; its companies are: {}",
-                    self.source.display(),
-                    if names.is_empty() {
-                        "none".to_string()
-                    } else {
-                        names.join(", ")
-                    }
+                self.none_named(
+                    ("company", "companies"),
+                    name,
+                    self.companies.iter().map(|c| c.rule.name.as_str()),
                 )
             })
+    }
+
+    /// The `[[notify]]` target called `name`, for the command line's `--target`; an error
+    /// listing the targets when there is none.
+    pub fn notify_named(&self, name: &str) -> anyhow::Result<&NotifyConfig> {
+        let target = self.notify.iter().find(|t| t.name == name);
+        target.ok_or_else(|| {
+            self.none_named(
+                ("notify target", "notify targets"),
+                name,
+                self.notify.iter().map(|t| t.name.as_str()),
+            )
+        })
+    }
+
+    /// "no company in feedhound.toml is named "X"; its companies are: …"
+    fn none_named<'a>(
+        &self,
+        (what, plural): (&str, &str),
+        name: &str,
+        names: impl Iterator<Item = &'a str>,
+    ) -> anyhow::Error {
+        let names: Vec<&str> = names.collect();
+        anyhow::anyhow!(
+            "no {what} in {} is named {name:?}; its {plural} are: {}",
+            self.source.display(),
+            if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.join(", ")
+            }
+        )
     }
 
     pub fn company_rules(&self) -> Vec<CompanyRule> {

@@ -271,6 +271,19 @@ impl Store {
             .conn
             .query_row("PRAGMA integrity_check", [], |r| r.get(0))?)
     }
+
+    /// A number that changes whenever another connection (another feedhound process, a user's
+    /// `sqlite3`) has committed to the database since this one last asked. This connection's
+    /// own commits leave it as it is.
+    pub fn data_version(&self) -> anyhow::Result<i64> {
+        Ok(data_version(&self.conn)?)
+    }
+}
+
+/// `PRAGMA data_version`; see [`Store::data_version`].
+pub(super) fn data_version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.prepare_cached("PRAGMA data_version")?
+        .query_row([], |r| r.get(0))
 }
 
 /// Begins a transaction that takes the write lock at once. A deferred transaction that reads

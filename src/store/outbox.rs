@@ -326,6 +326,29 @@ impl Store {
         Ok(())
     }
 
+    /// Makes the waiting alerts of `targets` due at `now` and ends the targets' rests, for a
+    /// user who knows a target is back (`feedhound alerts --retry-now`). Each alert keeps its
+    /// attempts, and each rest its count of rounds found down, so a target still down waits as
+    /// long as it would have after its next failure anyway. Returns how many alerts were waiting
+    /// for a later time.
+    pub fn retry_now(&mut self, targets: &[String], now: DateTime<Utc>) -> anyhow::Result<usize> {
+        let targets = serde_json::to_string(targets)?;
+        let tx = super::write_transaction(&mut self.conn)?;
+        let made_due = tx.execute(
+            "UPDATE outbox SET next_attempt_at = ?1
+             WHERE delivered_at IS NULL AND withdrawn_at IS NULL AND next_attempt_at > ?1
+               AND target IN (SELECT value FROM json_each(?2))",
+            params![sql_time(now), targets],
+        )?;
+        tx.execute(
+            "UPDATE alert_target_rests SET rest_until = min(rest_until, ?1)
+             WHERE target IN (SELECT value FROM json_each(?2))",
+            params![sql_time_precise(now), targets],
+        )?;
+        tx.commit()?;
+        Ok(made_due)
+    }
+
     /// Delivery state per target; a target's rest shows only if `url_keys` (target name → key
     /// of its configured URL) says it is for the URL configured now.
     pub fn outbox_status(
@@ -502,6 +525,57 @@ mod tests {
         rest_for(&mut store, "k1", now - Duration::seconds(1));
         store.target_answered("desk", "k1", now).unwrap();
         assert!(!resting(&store), "a rest that is over goes");
+    }
+
+    #[test]
+    fn retrying_now_makes_the_waiting_alerts_of_the_targets_named_due_and_ends_their_rests() {
+        let (_dir, mut store, _) = store_with_one_feed();
+        let now = Utc::now();
+        let (earlier, later) = (
+            sql_time(now - Duration::minutes(1)),
+            sql_time(now + Duration::hours(1)),
+        );
+        store
+            .conn
+            .execute_batch(&format!(
+                "INSERT INTO stories (id, first_seen_at) VALUES (7, '{earlier}');
+                 INSERT INTO outbox (id, target, story_id, idempotency_key, created_at, attempts,
+                                     next_attempt_at, delivered_at, withdrawn_at)
+                     VALUES (1, 'desk', 7, 'k1', '{earlier}', 3, '{later}', NULL, NULL),
+                            (2, 'log', 7, 'k2', '{earlier}', 1, '{later}', NULL, NULL),
+                            (3, 'desk-done', 7, 'k3', '{earlier}', 1, '{later}', '{earlier}', NULL),
+                            (4, 'desk-gone', 7, 'k4', '{earlier}', 1, '{later}', NULL, '{earlier}');"
+            ))
+            .unwrap();
+        for target in ["desk", "log"] {
+            store
+                .rest_target(target, "k", "HTTP 503", |_| now + Duration::hours(1))
+                .unwrap();
+        }
+        let desk = ["desk", "desk-done", "desk-gone"].map(String::from);
+        let all = ["desk", "desk-done", "desk-gone", "log"].map(String::from);
+        assert!(store.due_alert_ids(now, &all, 10).unwrap().is_empty());
+
+        assert_eq!(store.retry_now(&desk, now).unwrap(), 1);
+        assert_eq!(store.due_alert_ids(now, &all, 10).unwrap(), [1]);
+        let desk_rest = store.target_rest("desk").unwrap().unwrap();
+        assert!(desk_rest.until <= now, "the rest is over");
+        assert_eq!(
+            desk_rest.down_rounds, 1,
+            "its count of rounds found down stays"
+        );
+        let log_rest = store.target_rest("log").unwrap().unwrap();
+        assert!(log_rest.until > now, "another target's rest runs on");
+        let attempts: i64 = store
+            .conn
+            .query_row("SELECT attempts FROM outbox WHERE id = 1", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(attempts, 3);
+        assert_eq!(
+            store.retry_now(&desk, now).unwrap(),
+            0,
+            "nothing was waiting for a later time"
+        );
     }
 
     #[test]

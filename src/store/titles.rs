@@ -86,9 +86,7 @@ impl RecentTitles {
     /// Brings the map up to date for a result fetched at `now`: its window must start within
     /// what the last fill read, and that fill be less than a window old.
     fn catch_up(&mut self, conn: &Connection, now: DateTime<Utc>) -> rusqlite::Result<()> {
-        let data_version: i64 = conn
-            .prepare_cached("PRAGMA data_version")?
-            .query_row([], |r| r.get(0))?;
+        let data_version = super::data_version(conn)?;
         let up_to_date = data_version == self.data_version
             && self
                 .filled_at

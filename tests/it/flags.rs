@@ -1100,6 +1100,60 @@ fn an_alert_queued_before_a_sigkill_is_delivered_after_the_restart() {
     );
 }
 
+#[test]
+fn alerts_retried_by_hand_go_out_from_the_running_daemon_despite_an_hour_of_backoff() {
+    let server = FeedServer::start();
+    server.feed(
+        "a.xml",
+        rss(&["<guid>1</guid><title>Xiaomi posts results</title>"]),
+    );
+    server.set("hook", Route::webhook(503));
+    let notify = format!(
+        "\n[[notify]]\nname = \"desk\"\nbacklog = true\nurl = \"{}\"\nretry_delay = \"1h\"\n",
+        server.url("hook")
+    );
+    let app = App::new(&[server.url("a.xml")], &format!("{COMPANIES}{notify}"));
+    let daemon = app.spawn_daemon();
+    wait_until(Duration::from_secs(20), "the first attempt fails", || {
+        app.try_count("SELECT count(*) FROM outbox WHERE attempts = 1 AND delivered_at IS NULL")
+            == Some(1)
+            && app.try_count("SELECT count(*) FROM alert_target_rests") == Some(1)
+    });
+    // The webhook is fixed: the alert and its target would otherwise wait for an hour.
+    server.set("hook", Route::webhook(200));
+
+    let misspelt = app.cli(&["alerts", "--retry-now", "--target", "dsk"]);
+    assert!(!misspelt.status.success());
+    let stderr = String::from_utf8_lossy(&misspelt.stderr);
+    assert!(
+        stderr.contains("is named \"dsk\"; its notify targets are: desk"),
+        "{stderr}"
+    );
+
+    let retried = app.cli(&["alerts", "--retry-now", "--target", "desk"]);
+    let stdout = String::from_utf8_lossy(&retried.stdout);
+    assert!(
+        retried.status.success(),
+        "{}",
+        String::from_utf8_lossy(&retried.stderr)
+    );
+    assert!(stdout.contains("1 waiting alert is due now"), "{stdout}");
+    wait_until(Duration::from_secs(20), "the daemon delivers it", || {
+        app.try_count("SELECT count(*) FROM outbox WHERE delivered_at IS NOT NULL") == Some(1)
+    });
+    let (status, stderr) = daemon.stop(Duration::from_secs(10));
+    assert!(status.success(), "{stderr}");
+    let hooks = server.requests("hook");
+    assert_eq!(
+        hooks.iter().map(|h| h.status).collect::<Vec<_>>(),
+        [503, 200]
+    );
+    assert_eq!(
+        hooks[0].headers["idempotency-key"],
+        hooks[1].headers["idempotency-key"]
+    );
+}
+
 #[tokio::test]
 async fn an_edited_entry_is_rematched_and_loses_stale_mentions() {
     let server = FeedServer::start();
