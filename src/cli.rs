@@ -15,7 +15,7 @@ use crate::config::{Config, DEFAULT_CONFIG_PATH};
 use crate::matcher::{EntryText, Matcher};
 use crate::scheduler::Control;
 use crate::store::{
-    FeedRef, FlaggedStory, PruneReport, SearchHit, SearchQuery, Store, VacuumReport,
+    FeedRef, FlaggedStory, PruneReport, Retried, SearchHit, SearchQuery, Store, VacuumReport,
 };
 use crate::{demo, fetch, opml, scheduler, text};
 
@@ -403,11 +403,16 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
             format,
         } => {
             let config = Config::load(&cli.config)?;
-            let store = if retry_now {
-                retry_alerts_now(&config, target.as_deref(), format)?
-            } else {
-                open_for_reading(&config)?
-            };
+            let mut store = open_for_reading(&config)?;
+            if retry_now {
+                let targets = retry_targets(&config, target.as_deref())?;
+                let said = retried_message(&store.retry_now(&targets, chrono::Utc::now())?);
+                match format {
+                    // stdout holds the JSON document alone.
+                    Format::Json => eprintln!("{said}"),
+                    Format::Table => println!("{said}\n"),
+                }
+            }
             let status = store.outbox_status(&crate::notify::url_keys(&config))?;
             let mut out = std::io::stdout().lock();
             if format == Format::Json {
@@ -461,14 +466,9 @@ fn feed_ref(arg: &str) -> Option<FeedRef> {
     }
 }
 
-/// `alerts --retry-now`: makes the waiting alerts of `target` (of every target when None) due
-/// now, says so, and returns the store for the status that follows.
-fn retry_alerts_now(
-    config: &Config,
-    target: Option<&str>,
-    format: Format,
-) -> anyhow::Result<Store> {
-    let targets = match target {
+/// The targets `alerts --retry-now` is for: `target`, or every configured one.
+fn retry_targets(config: &Config, target: Option<&str>) -> anyhow::Result<Vec<String>> {
+    let targets: Vec<String> = match target {
         Some(name) => vec![config.notify_named(name)?.name.clone()],
         None => config.notify.iter().map(|t| t.name.clone()).collect(),
     };
@@ -477,23 +477,23 @@ fn retry_alerts_now(
         "{} has no [[notify]] target to retry",
         config.source.display()
     );
-    let mut store = scheduler::open_store(config)?;
-    let made_due = store.retry_now(&targets, chrono::Utc::now())?;
-    let alerts_are = if made_due == 1 {
-        "alert is"
-    } else {
-        "alerts are"
+    Ok(targets)
+}
+
+fn retried_message(retried: &Retried) -> String {
+    let alerts = match retried.due {
+        1 => "1 waiting alert is".to_string(),
+        n => format!("{n} waiting alerts are"),
     };
-    let said = format!(
-        "{made_due} waiting {alerts_are} due now: a running daemon sends what is due within \
-         seconds, otherwise the next `feedhound poll` does"
-    );
-    match format {
-        // stdout holds the JSON document alone.
-        Format::Json => eprintln!("{said}"),
-        Format::Table => println!("{said}\n"),
-    }
-    Ok(store)
+    let rests = match retried.rests_ended {
+        0 => String::new(),
+        1 => ", and 1 target's rest is over".to_string(),
+        n => format!(", and {n} targets' rests are over"),
+    };
+    format!(
+        "{alerts} due now{rests}: a running daemon sends them within seconds; without one, the \
+         next `feedhound poll` does"
+    )
 }
 
 /// The database as it is, without syncing it to this config: a `feeds` or `mentions` run with

@@ -271,7 +271,8 @@ impl Config {
             .map(|c| c.rule.name.as_str())
             .ok_or_else(|| {
                 self.none_named(
-                    ("company", "companies"),
+                    "company",
+                    "companies",
                     name,
                     self.companies.iter().map(|c| c.rule.name.as_str()),
                 )
@@ -284,17 +285,20 @@ impl Config {
         let target = self.notify.iter().find(|t| t.name == name);
         target.ok_or_else(|| {
             self.none_named(
-                ("notify target", "notify targets"),
+                "notify target",
+                "notify targets",
                 name,
                 self.notify.iter().map(|t| t.name.as_str()),
             )
         })
     }
 
-    /// "no company in feedhound.toml is named "X"; its companies are: …"
+    /// The error for a command-line `name` that no `what` in the config has: it lists the
+    /// `names` there are, so a typo is easy to see.
     fn none_named<'a>(
         &self,
-        (what, plural): (&str, &str),
+        what: &str,
+        plural: &str,
         name: &str,
         names: impl Iterator<Item = &'a str>,
     ) -> anyhow::Error {

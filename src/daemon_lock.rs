@@ -104,7 +104,7 @@ impl DaemonLock {
             );
             anyhow::ensure!(
                 Instant::now() < deadline,
-                "feedhound commands (poll, rescan, prune, alerts --retry-now) have been writing their config to the database {} for {} s; start the daemon when they are done",
+                "feedhound commands (poll, rescan or prune) have been writing their config to the database {} for {} s; start the daemon when they are done",
                 database.display(),
                 COMMANDS_WAIT.as_secs()
             );

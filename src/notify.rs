@@ -41,9 +41,6 @@ const MAX_RETRY_DELAY: Duration = Duration::from_secs(3600);
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(15);
 /// Alerts whose ids one round reads; each payload is read just before its attempt.
 const BATCH: usize = 50;
-/// How often a running daemon looks for commits of other processes, which may have queued
-/// alerts, or made waiting ones due, without waking its delivery loops.
-const OTHER_WRITERS_CHECK: Duration = Duration::from_secs(5);
 
 /// Why one POST failed.
 #[derive(Debug)]
@@ -286,42 +283,16 @@ impl Notifier {
         })
     }
 
-    /// Delivers due alerts until `shutdown`, waking when `wake` is notified (new alerts were
-    /// queued), when another process has written to the database (within
-    /// [`OTHER_WRITERS_CHECK`]), or when the next retry is due. Each target has a loop of its
-    /// own, so a POST that hangs holds back nothing but its target.
+    /// Delivers due alerts until `shutdown`, waking when `wake` is notified (alerts were queued,
+    /// put back or made due) or when the next retry is due. Each target has a loop of its own, so a POST that
+    /// hangs holds back nothing but its target.
     pub async fn run(self, wake: Arc<Notify>, shutdown: CancellationToken) {
         let target_wakes: Vec<Notify> = self.targets.values().map(|_| Notify::new()).collect();
-        let wake_all = || {
-            for target_wake in &target_wakes {
-                target_wake.notify_one();
-            }
-        };
         let fan_out = async {
             loop {
                 wake.notified().await;
-                wake_all();
-            }
-        };
-        // A `feedhound rescan` or `alerts --retry-now`, or a user's SQL, may have queued alerts,
-        // put withdrawn ones back or made them due: commits this process did not make.
-        let other_writers = async {
-            let mut check = tokio::time::interval(OTHER_WRITERS_CHECK);
-            check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut seen = None;
-            loop {
-                check.tick().await;
-                match self.writer.call(|store| store.data_version()).await {
-                    Ok(version) => {
-                        if seen.is_some_and(|seen| seen != version) {
-                            wake_all();
-                        }
-                        seen = Some(version);
-                    }
-                    // The delivery rounds report a database that fails.
-                    Err(err) => {
-                        tracing::debug!(error = %format!("{err:#}"), "cannot tell whether another process wrote to the database")
-                    }
+                for target_wake in &target_wakes {
+                    target_wake.notify_one();
                 }
             }
         };
@@ -335,7 +306,6 @@ impl Notifier {
         tokio::select! {
             () = shutdown.cancelled() => {}
             () = fan_out => {}
-            () = other_writers => {}
             _ = loops => {}
         }
     }

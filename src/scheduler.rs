@@ -202,7 +202,8 @@ struct Shared {
     /// A reload keeps its threads, and the documents it gave up on stay refused.
     parsers: Arc<ParsePool>,
     writer: StoreWriter,
-    /// Woken when a refresh stored something, so queued alerts go out at once.
+    /// Woken when a refresh stored something, or another process wrote to the database, so
+    /// queued alerts go out at once.
     new_flags: Arc<Notify>,
     /// Cancelled when the shutdown grace period is over: fetches in flight are abandoned.
     hard_stop: CancellationToken,
@@ -843,6 +844,8 @@ pub async fn run(config: Config, control: Control) -> anyhow::Result<()> {
         limits: &limits,
         shutdown: &control.shutdown,
     };
+    let watch = watch_other_writers(writer.clone(), Arc::clone(&shared.new_flags)).await?;
+    tracker.spawn(control.shutdown.clone().run_until_cancelled_owned(watch));
     let mut pipeline = services.pipeline(&config)?;
     // Before retention starts: it must see that new rules are waiting to be applied.
     mark_if_rules_changed(writer, &rules_fingerprint(&config)).await?;
@@ -997,6 +1000,43 @@ pub async fn run(config: Config, control: Control) -> anyhow::Result<()> {
 /// The longest the daemon sleeps between turns of its loop even when nothing is due: its
 /// heartbeat (for `/healthz`) must stay fresh.
 const MAX_SLEEP: Duration = Duration::from_secs(60);
+
+/// How often the daemon looks for commits of other processes.
+const OTHER_WRITERS_CHECK: Duration = Duration::from_secs(5);
+
+/// Wakes the alert deliveries (`new_flags`) within [`OTHER_WRITERS_CHECK`] of a commit by
+/// another process (a `feedhound rescan` or `alerts --retry-now`, a user's SQL), which may
+/// have queued alerts, put some back or made them due without telling this one. Reads the
+/// first `data_version` before it returns, so no commit after the daemon's own first reads
+/// goes unnoticed. (The main loop needs no such wake: it reads what is due at least every
+/// [`CONFIG_CHECK`].)
+async fn watch_other_writers(
+    writer: StoreWriter,
+    new_flags: Arc<Notify>,
+) -> anyhow::Result<impl Future<Output = ()>> {
+    let mut seen = writer.call(|store| store.data_version()).await?;
+    Ok(async move {
+        let mut check = tokio::time::interval(OTHER_WRITERS_CHECK);
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failing = false;
+        loop {
+            check.tick().await;
+            match writer.call(|store| store.data_version()).await {
+                Ok(version) => {
+                    if version != seen {
+                        new_flags.notify_one();
+                    }
+                    (seen, failing) = (version, false);
+                }
+                Err(err) if !failing => {
+                    failing = true;
+                    tracing::warn!(error = %format!("{err:#}"), "cannot tell whether another process wrote to the database; what it queues waits for the daemon's own rounds");
+                }
+                Err(_) => {}
+            }
+        }
+    })
+}
 
 /// What the daemon's pipelines share across config reloads.
 struct Services<'a> {

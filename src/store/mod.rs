@@ -31,7 +31,9 @@ pub use flags::{
     AlertRoute, FlaggedStory, REMATCH_PENDING, RULES_FINGERPRINT, Rematched, Source, StoredText,
 };
 pub use health::ServiceGauges;
-pub use outbox::{AlertCompany, AlertPayload, AlertStory, OutboxStatus, PendingAlert, TargetRest};
+pub use outbox::{
+    AlertCompany, AlertPayload, AlertStory, OutboxStatus, PendingAlert, Retried, TargetRest,
+};
 pub use retention::{PruneReport, PrunedFeed, VacuumReport};
 pub use search::{SearchError, SearchHit, SearchQuery};
 
@@ -272,15 +274,16 @@ impl Store {
             .query_row("PRAGMA integrity_check", [], |r| r.get(0))?)
     }
 
-    /// A number that changes whenever another connection (another feedhound process, a user's
-    /// `sqlite3`) has committed to the database since this one last asked. This connection's
-    /// own commits leave it as it is.
+    /// `PRAGMA data_version`: two readings on this connection differ when another connection
+    /// (another feedhound process, a user's `sqlite3`) committed in between; this connection's
+    /// own commits leave it as it is. Reading it changes nothing, so several readers can each
+    /// compare it with the value they last saw.
     pub fn data_version(&self) -> anyhow::Result<i64> {
-        Ok(data_version(&self.conn)?)
+        data_version(&self.conn).context("cannot read the database's data_version")
     }
 }
 
-/// `PRAGMA data_version`; see [`Store::data_version`].
+/// See [`Store::data_version`].
 pub(super) fn data_version(conn: &Connection) -> rusqlite::Result<i64> {
     conn.prepare_cached("PRAGMA data_version")?
         .query_row([], |r| r.get(0))

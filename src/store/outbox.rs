@@ -84,6 +84,15 @@ impl OutboxStatus {
     }
 }
 
+/// What `Store::retry_now` did.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Retried {
+    /// The targets' undelivered alerts that are not withdrawn: all due now.
+    pub due: usize,
+    /// Targets that were resting after being found down, and are not now.
+    pub rests_ended: usize,
+}
+
 /// A target that delivery rounds found down, resting before it is tried again.
 #[derive(Debug)]
 pub struct TargetRest {
@@ -327,26 +336,45 @@ impl Store {
     }
 
     /// Makes the waiting alerts of `targets` due at `now` and ends the targets' rests, for a
-    /// user who knows a target is back (`feedhound alerts --retry-now`). Each alert keeps its
-    /// attempts, and each rest its count of rounds found down, so a target still down waits as
-    /// long as it would have after its next failure anyway. Returns how many alerts were waiting
-    /// for a later time.
-    pub fn retry_now(&mut self, targets: &[String], now: DateTime<Utc>) -> anyhow::Result<usize> {
+    /// user who knows a target is back (`feedhound alerts --retry-now`). A rest's count of
+    /// rounds found down starts over, so a target found down again, by this retry or by an
+    /// attempt already under way, rests `retry_delay` and not an hour. Each alert keeps its
+    /// attempts, which its own retries double from. A withdrawn alert goes as soon as it is put
+    /// back.
+    pub fn retry_now(&mut self, targets: &[String], now: DateTime<Utc>) -> anyhow::Result<Retried> {
         let targets = serde_json::to_string(targets)?;
         let tx = super::write_transaction(&mut self.conn)?;
-        let made_due = tx.execute(
+        tx.execute(
             "UPDATE outbox SET next_attempt_at = ?1
-             WHERE delivered_at IS NULL AND withdrawn_at IS NULL AND next_attempt_at > ?1
+             WHERE delivered_at IS NULL AND next_attempt_at > ?1
                AND target IN (SELECT value FROM json_each(?2))",
             params![sql_time(now), targets],
         )?;
-        tx.execute(
-            "UPDATE alert_target_rests SET rest_until = min(rest_until, ?1)
-             WHERE target IN (SELECT value FROM json_each(?2))",
-            params![sql_time_precise(now), targets],
+        let waiting: i64 = tx.query_row(
+            "SELECT count(*) FROM outbox
+             WHERE delivered_at IS NULL AND withdrawn_at IS NULL
+               AND target IN (SELECT value FROM json_each(?1))",
+            [&targets],
+            |r| r.get(0),
         )?;
+        // A rest that is over still holds the count its next one doubles from: it goes too.
+        let rests_ended = tx
+            .prepare(
+                "DELETE FROM alert_target_rests WHERE target IN (SELECT value FROM json_each(?2))
+                 RETURNING rest_until > ?1",
+            )?
+            .query_map(params![sql_time_precise(now), targets], |r| {
+                r.get::<_, bool>(0)
+            })?
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .filter(|running| *running)
+            .count();
         tx.commit()?;
-        Ok(made_due)
+        Ok(Retried {
+            due: usize::try_from(waiting).unwrap_or(0),
+            rests_ended,
+        })
     }
 
     /// Delivery state per target; a target's rest shows only if `url_keys` (target name → key
@@ -528,7 +556,8 @@ mod tests {
     }
 
     #[test]
-    fn retrying_now_makes_the_waiting_alerts_of_the_targets_named_due_and_ends_their_rests() {
+    fn retrying_now_makes_the_waiting_alerts_of_the_targets_named_due_and_starts_their_rests_over()
+    {
         let (_dir, mut store, _) = store_with_one_feed();
         let now = Utc::now();
         let (earlier, later) = (
@@ -538,43 +567,81 @@ mod tests {
         store
             .conn
             .execute_batch(&format!(
-                "INSERT INTO stories (id, first_seen_at) VALUES (7, '{earlier}');
+                "INSERT INTO stories (id, first_seen_at)
+                     VALUES (7, '{earlier}'), (8, '{earlier}'), (9, '{earlier}'), (10, '{earlier}');
                  INSERT INTO outbox (id, target, story_id, idempotency_key, created_at, attempts,
                                      next_attempt_at, delivered_at, withdrawn_at)
                      VALUES (1, 'desk', 7, 'k1', '{earlier}', 3, '{later}', NULL, NULL),
-                            (2, 'log', 7, 'k2', '{earlier}', 1, '{later}', NULL, NULL),
-                            (3, 'desk-done', 7, 'k3', '{earlier}', 1, '{later}', '{earlier}', NULL),
-                            (4, 'desk-gone', 7, 'k4', '{earlier}', 1, '{later}', NULL, '{earlier}');"
+                            (2, 'desk', 8, 'k2', '{earlier}', 0, '{earlier}', NULL, NULL),
+                            (3, 'log', 7, 'k3', '{earlier}', 1, '{later}', NULL, NULL),
+                            (4, 'desk', 9, 'k4', '{earlier}', 1, '{later}', '{earlier}', NULL),
+                            (5, 'desk', 10, 'k5', '{earlier}', 1, '{later}', NULL, '{earlier}');"
             ))
             .unwrap();
-        for target in ["desk", "log"] {
+        for target in ["desk", "desk", "log"] {
             store
                 .rest_target(target, "k", "HTTP 503", |_| now + Duration::hours(1))
                 .unwrap();
         }
-        let desk = ["desk", "desk-done", "desk-gone"].map(String::from);
-        let all = ["desk", "desk-done", "desk-gone", "log"].map(String::from);
-        assert!(store.due_alert_ids(now, &all, 10).unwrap().is_empty());
+        // Its rest is over, but the next would double from it.
+        store
+            .rest_target("wire", "k", "timeout", |_| now - Duration::seconds(1))
+            .unwrap();
+        let (retry, all) = (
+            ["desk".into(), "wire".into()],
+            ["desk".into(), "log".into(), "wire".into()],
+        );
+        assert_eq!(store.due_alert_ids(now, &all, 10).unwrap(), [2]);
 
-        assert_eq!(store.retry_now(&desk, now).unwrap(), 1);
-        assert_eq!(store.due_alert_ids(now, &all, 10).unwrap(), [1]);
-        let desk_rest = store.target_rest("desk").unwrap().unwrap();
-        assert!(desk_rest.until <= now, "the rest is over");
+        let retried = store.retry_now(&retry, now).unwrap();
         assert_eq!(
-            desk_rest.down_rounds, 1,
-            "its count of rounds found down stays"
+            retried,
+            Retried {
+                due: 2,
+                rests_ended: 1
+            }
+        );
+        assert_eq!(
+            store.due_alert_ids(now, &all, 10).unwrap(),
+            [2, 1],
+            "the alert that was due keeps its earlier time; neither the delivered, the \
+             withdrawn nor another target's alert is made due"
+        );
+        assert!(store.target_rest("desk").unwrap().is_none());
+        assert!(store.target_rest("wire").unwrap().is_none());
+        let rounds = |store: &mut Store| {
+            store
+                .rest_target("desk", "k", "timeout", |_| now)
+                .unwrap()
+                .down_rounds
+        };
+        assert_eq!(
+            rounds(&mut store),
+            1,
+            "found down again: the rests start over"
         );
         let log_rest = store.target_rest("log").unwrap().unwrap();
         assert!(log_rest.until > now, "another target's rest runs on");
-        let attempts: i64 = store
-            .conn
-            .query_row("SELECT attempts FROM outbox WHERE id = 1", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(attempts, 3);
+        let row = |id: i64| -> (i64, String) {
+            store
+                .conn
+                .query_row(
+                    "SELECT attempts, next_attempt_at FROM outbox WHERE id = ?1",
+                    [id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .unwrap()
+        };
+        assert_eq!(row(1), (3, sql_time(now)), "attempts are kept");
         assert_eq!(
-            store.retry_now(&desk, now).unwrap(),
-            0,
-            "nothing was waiting for a later time"
+            row(4).1,
+            later,
+            "a delivered alert's record stays as it was"
+        );
+        assert_eq!(
+            row(5).1,
+            sql_time(now),
+            "a withdrawn alert goes once put back"
         );
     }
 

@@ -368,3 +368,15 @@ fn a_damaged_search_index_does_not_stop_polling_and_reindex_repairs_it() {
 fn poll_line(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stdout).trim().to_string()
 }
+
+#[test]
+fn retrying_alerts_without_a_notify_target_says_the_config_has_none() {
+    let app = App::new(&[], "");
+    let output = app.cli(&["alerts", "--retry-now"]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("feedhound.toml has no [[notify]] target to retry"),
+        "{stderr}"
+    );
+}

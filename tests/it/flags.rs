@@ -1137,12 +1137,24 @@ fn alerts_retried_by_hand_go_out_from_the_running_daemon_despite_an_hour_of_back
         "{}",
         String::from_utf8_lossy(&retried.stderr)
     );
-    assert!(stdout.contains("1 waiting alert is due now"), "{stdout}");
+    assert!(
+        stdout.contains("1 waiting alert is due now, and 1 target's rest is over"),
+        "{stdout}"
+    );
     wait_until(Duration::from_secs(20), "the daemon delivers it", || {
         app.try_count("SELECT count(*) FROM outbox WHERE delivered_at IS NOT NULL") == Some(1)
     });
     let (status, stderr) = daemon.stop(Duration::from_secs(10));
     assert!(status.success(), "{stderr}");
+
+    // Every target, with JSON on stdout and the message on stderr.
+    let again = app.cli(&["alerts", "--retry-now", "--format", "json"]);
+    assert!(again.status.success());
+    let status: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(status[0]["target"], "desk");
+    assert_eq!(status[0]["delivered"], 1);
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(stderr.contains("0 waiting alerts are due now:"), "{stderr}");
     let hooks = server.requests("hook");
     assert_eq!(
         hooks.iter().map(|h| h.status).collect::<Vec<_>>(),

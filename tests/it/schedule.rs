@@ -335,6 +335,30 @@ async fn a_410_stops_polling_until_the_feed_is_reset() {
     assert_eq!(app.count("SELECT count(*) FROM entries"), 1);
 }
 
+#[test]
+fn a_feed_reset_beside_the_running_daemon_is_polled_within_seconds() {
+    let server = FeedServer::start();
+    let mut gone = Route::feed("gone");
+    gone.status = 410;
+    gone.validators = false;
+    server.set("gone.xml", gone);
+    let app = App::new(&[server.url("gone.xml")], "");
+    let daemon = app.spawn_daemon();
+    wait_until(Duration::from_secs(20), "the feed is found gone", || {
+        app.try_count("SELECT count(*) FROM feeds WHERE gone_at IS NOT NULL") == Some(1)
+    });
+    server.feed("gone.xml", feed());
+    // No feed is due now: the daemon must find the reset one without being told.
+    let reset = app.cli(&["feeds", "--reset", &server.url("gone.xml")]);
+    assert!(reset.status.success());
+    wait_until(Duration::from_secs(20), "the daemon polls it again", || {
+        app.try_count("SELECT count(*) FROM entries") == Some(1)
+    });
+    let (status, stderr) = daemon.stop(Duration::from_secs(10));
+    assert!(status.success(), "{stderr}");
+    assert_eq!(server.requests("gone.xml").len(), 2);
+}
+
 #[tokio::test]
 async fn a_config_updated_to_a_moved_feeds_new_url_keeps_the_feed_and_stores_nothing_twice() {
     let server = FeedServer::start();
