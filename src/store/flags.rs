@@ -552,21 +552,41 @@ fn title_key(title: &str) -> Option<String> {
 /// companies the config tracks; true when they changed. Mentions of removed (inactive)
 /// companies stay, hidden from flags: retention keeps the entries they flagged, and putting the
 /// company back in the config shows them again (its re-match then brings them up to date).
+/// Mentions the new rules find as they were are not written again: most of a re-match's
+/// entries, whose stories then have no alert to reassess.
 pub(super) fn write_mentions(
     conn: &Connection,
     flagging: &Flagging,
     entry_id: i64,
     mentions: &[Mention],
 ) -> anyhow::Result<bool> {
-    let removed = conn
+    let rows = mention_rows(flagging, mentions);
+    let stored = conn
         .prepare_cached(
             // Per mention row, not `IN (SELECT …)`, which would list every company per call.
-            "DELETE FROM mentions WHERE entry_id = ?1
-                 AND (SELECT active FROM companies c WHERE c.id = mentions.company_id) = 1",
+            "SELECT company_id, fields, count, snippet FROM mentions
+             WHERE entry_id = ?1
+               AND (SELECT active FROM companies c WHERE c.id = mentions.company_id) = 1
+             ORDER BY company_id",
         )?
-        .execute([entry_id])?;
-    let written = insert_mentions(conn, flagging, entry_id, mentions)?;
-    Ok(removed > 0 || written > 0)
+        .query_map([entry_id], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?
+        .collect::<Result<Vec<(i64, String, u32, String)>, _>>()?;
+    let unchanged = stored.len() == rows.len()
+        && stored.iter().zip(&rows).all(|(old, new)| {
+            (old.0, old.1.as_str(), old.2, old.3.as_str()) == (new.0, new.1.as_str(), new.2, new.3)
+        });
+    if unchanged {
+        return Ok(false);
+    }
+    conn.prepare_cached(
+        "DELETE FROM mentions WHERE entry_id = ?1
+             AND (SELECT active FROM companies c WHERE c.id = mentions.company_id) = 1",
+    )?
+    .execute([entry_id])?;
+    write_mention_rows(conn, entry_id, &rows)?;
+    Ok(true)
 }
 
 /// Replaces every mention of an entry the publisher edited (a removed company's too: nothing can
@@ -735,34 +755,53 @@ pub(super) fn insert_mentions(
     entry_id: i64,
     mentions: &[Mention],
 ) -> anyhow::Result<usize> {
+    let rows = mention_rows(flagging, mentions);
+    write_mention_rows(conn, entry_id, &rows)?;
+    Ok(rows.len())
+}
+
+/// A `mentions` row of one entry: company id, fields, count, snippet.
+type MentionRow<'a> = (i64, String, u32, &'a str);
+
+/// The rows of `mentions`, by company id, leaving out companies the config no longer tracks (a
+/// reload removed one while the entry was in flight).
+fn mention_rows<'a>(flagging: &Flagging, mentions: &'a [Mention]) -> Vec<MentionRow<'a>> {
+    let mut rows: Vec<MentionRow> = mentions
+        .iter()
+        .filter_map(|mention| {
+            let company_id = *flagging.company_ids.get(&mention.company)?;
+            let fields = mention
+                .fields
+                .iter()
+                .map(|f| f.as_str())
+                .collect::<Vec<_>>();
+            Some((
+                company_id,
+                fields.join(","),
+                mention.count,
+                mention.snippet.as_str(),
+            ))
+        })
+        .collect();
+    rows.sort_unstable_by_key(|row| row.0);
+    rows
+}
+
+fn write_mention_rows(
+    conn: &Connection,
+    entry_id: i64,
+    rows: &[MentionRow],
+) -> rusqlite::Result<()> {
     let mut insert = conn.prepare_cached(
         "INSERT INTO mentions (entry_id, company_id, fields, count, snippet)
          VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT (entry_id, company_id)
          DO UPDATE SET fields = excluded.fields, count = excluded.count, snippet = excluded.snippet",
     )?;
-    let mut written = 0;
-    for mention in mentions {
-        // A company removed by a config reload while this entry was in flight.
-        let Some(company_id) = flagging.company_ids.get(&mention.company) else {
-            continue;
-        };
-        let fields = mention
-            .fields
-            .iter()
-            .map(|f| f.as_str())
-            .collect::<Vec<_>>()
-            .join(",");
-        insert.execute(params![
-            entry_id,
-            company_id,
-            fields,
-            mention.count,
-            mention.snippet
-        ])?;
-        written += 1;
+    for (company_id, fields, count, snippet) in rows {
+        insert.execute(params![entry_id, company_id, fields, count, snippet])?;
     }
-    Ok(written)
+    Ok(())
 }
 
 /// Queues the alerts an entry's mentions call for. A target that wants one of the companies in
@@ -996,6 +1035,43 @@ mod tests {
             mentions(&store),
             [(second, "title,summary".to_string(), 3, "second".to_string())]
         );
+    }
+
+    #[test]
+    fn a_rematch_counts_only_the_entries_whose_mentions_it_changed() {
+        let (_dir, mut store, feeds) = store_with_feeds(&["Wire"]);
+        track_xiaomi(&mut store);
+        let entry = arriving("a", "news.example/a", HEADLINE);
+        store_document_at(&mut store, feeds[0], vec![entry], "doc", Utc::now());
+        let text = store.texts_after(0, 10).unwrap().remove(0);
+        let mut rematch = |mentions: Vec<Mention>| {
+            let batch = [Rematched {
+                entry_id: text.entry_id,
+                content_hash: text.content_hash.clone(),
+                mentions,
+            }];
+            store.replace_mentions(&batch).unwrap()
+        };
+        let found = xiaomi_in_title(HEADLINE);
+        assert_eq!(rematch(vec![found.clone()]), 1);
+        assert_eq!(rematch(vec![found.clone()]), 0, "the same mention again");
+        let elsewhere = Mention {
+            snippet: "another snippet".into(),
+            ..found.clone()
+        };
+        assert_eq!(rematch(vec![elsewhere.clone()]), 1, "a new snippet");
+        let more = Mention {
+            count: 2,
+            ..elsewhere
+        };
+        assert_eq!(rematch(vec![more.clone()]), 1, "a new count");
+        let in_the_body = Mention {
+            fields: vec![crate::model::Field::Title, crate::model::Field::Content],
+            ..more
+        };
+        assert_eq!(rematch(vec![in_the_body]), 1, "new fields");
+        assert_eq!(rematch(vec![]), 1);
+        assert_eq!(rematch(vec![]), 0, "still no mention");
     }
 
     #[test]
