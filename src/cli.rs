@@ -144,6 +144,10 @@ pub enum Command {
         /// With --retry-now: only this [[notify]] target's alerts.
         #[arg(long, requires = "retry_now")]
         target: Option<String>,
+        /// Only POST a test alert (`"test": true`, about no story) to this [[notify]] target,
+        /// to check its URL and secret; nothing is stored.
+        #[arg(long, value_name = "TARGET", conflicts_with_all = ["retry_now", "format"])]
+        send_test: Option<String>,
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
@@ -400,9 +404,15 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
         Command::Alerts {
             retry_now,
             target,
+            send_test,
             format,
         } => {
             let config = Config::load(&cli.config)?;
+            if let Some(name) = send_test {
+                crate::notify::send_test_alert(&config, config.notify_named(&name)?).await?;
+                println!("{name} accepted the test alert");
+                return Ok(ExitCode::SUCCESS);
+            }
             let mut store = open_for_reading(&config)?;
             if retry_now {
                 let targets = retry_targets(&config, target.as_deref())?;

@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, NotifyConfig};
 use crate::fetch::{parse_retry_after, redact};
 use crate::store::writer::StoreWriter;
-use crate::store::{PendingAlert, TargetRest};
+use crate::store::{AlertPayload, AlertStory, TargetRest};
 
 /// Longest wait between two attempts: a target that was down for a day gets its alerts
 /// within the hour after it comes back.
@@ -73,15 +73,8 @@ impl Notifier {
         if config.notify.is_empty() {
             return Ok(None);
         }
-        let client = reqwest::Client::builder()
-            .user_agent(&config.polling.user_agent)
-            .timeout(DELIVERY_TIMEOUT)
-            // A webhook that redirects is misconfigured or hijacked; do not follow it.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .context("cannot set up the HTTP client for alerts")?;
         Ok(Some(Notifier {
-            client,
+            client: http_client(config)?,
             targets: config
                 .notify
                 .iter()
@@ -199,7 +192,7 @@ impl Notifier {
                     continue; // withdrawn, or delivered by another process meanwhile
                 };
                 let told = alert.payload.companies.clone();
-                let Err(failure) = self.post(target, &alert).await else {
+                let Err(failure) = post(&self.client, target, &alert.payload).await else {
                     self.writer
                         .call(move |store| store.alert_delivered(id, &told, Utc::now()))
                         .await?;
@@ -235,52 +228,6 @@ impl Notifier {
                 return Ok(totals);
             }
         }
-    }
-
-    async fn post(
-        &self,
-        target: &NotifyConfig,
-        alert: &PendingAlert,
-    ) -> Result<(), DeliveryFailure> {
-        let failure = |target_down, message| DeliveryFailure {
-            target_down,
-            retry_after: None,
-            message,
-        };
-        let body = serde_json::to_vec(&alert.payload)
-            .map_err(|e| failure(false, format!("cannot encode the alert: {e}")))?;
-        let mut request = self
-            .client
-            .post(target.url.clone())
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header("Idempotency-Key", &alert.payload.idempotency_key);
-        if let Some(secret) = &target.secret {
-            request = request.header("X-Feedhound-Signature", signature(secret, &body));
-        }
-        let response = request.body(body).send().await.map_err(|e| {
-            // reqwest's message names the URL, which may carry a token.
-            let message = format!("cannot reach {}: {}", redact(&target.url), e.without_url());
-            failure(true, message)
-        })?;
-        let status = response.status();
-        if status.is_success() {
-            return Ok(());
-        }
-        let target_down = matches!(status.as_u16(), 429 | 502..=504);
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| parse_retry_after(value, Utc::now()));
-        Err(DeliveryFailure {
-            // The statuses that carry it (RFC 9110 for 503, RFC 6585 for 429); behind a 502 or
-            // 504 it is a proxy's, not the receiver's.
-            retry_after: retry_after.filter(|_| matches!(status.as_u16(), 429 | 503)),
-            ..failure(
-                target_down,
-                format!("{} answered HTTP {status}", redact(&target.url)),
-            )
-        })
     }
 
     /// Delivers due alerts until `shutdown`, waking when `wake` is notified (alerts were queued,
@@ -352,6 +299,88 @@ impl Notifier {
             (next, until) => next.or(until),
         })
     }
+}
+
+/// POSTs a test alert to `target` (`feedhound alerts --send-test`), to check its URL, its
+/// secret and the receiver's handling without waiting for a story: a story with id 0 and no
+/// company or source, marked `"test": true`. Nothing is stored. Errs with what went wrong.
+pub async fn send_test_alert(config: &Config, target: &NotifyConfig) -> anyhow::Result<()> {
+    let now = Utc::now();
+    let payload = AlertPayload {
+        idempotency_key: format!("test-{}", now.timestamp_micros()),
+        story: AlertStory {
+            id: 0,
+            title: Some(format!("feedhound test alert for {}", target.name)),
+            link: None,
+            published_at: None,
+            first_seen_at: crate::store::sql_time(now),
+        },
+        newly_named: None,
+        companies: Vec::new(),
+        sources: Vec::new(),
+        test: true,
+    };
+    post(&http_client(config)?, target, &payload)
+        .await
+        .map_err(|failure| anyhow::anyhow!(failure.message))
+        .with_context(|| format!("the test alert to {} failed", target.name))
+}
+
+/// The client alerts go out with.
+fn http_client(config: &Config) -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .user_agent(&config.polling.user_agent)
+        .timeout(DELIVERY_TIMEOUT)
+        // A webhook that redirects is misconfigured or hijacked; do not follow it.
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .context("cannot set up the HTTP client for alerts")
+}
+
+/// One POST of `payload` to `target`.
+async fn post(
+    client: &reqwest::Client,
+    target: &NotifyConfig,
+    payload: &AlertPayload,
+) -> Result<(), DeliveryFailure> {
+    let failure = |target_down, message| DeliveryFailure {
+        target_down,
+        retry_after: None,
+        message,
+    };
+    let body = serde_json::to_vec(payload)
+        .map_err(|e| failure(false, format!("cannot encode the alert: {e}")))?;
+    let mut request = client
+        .post(target.url.clone())
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .header("Idempotency-Key", &payload.idempotency_key);
+    if let Some(secret) = &target.secret {
+        request = request.header("X-Feedhound-Signature", signature(secret, &body));
+    }
+    let response = request.body(body).send().await.map_err(|e| {
+        // reqwest's message names the URL, which may carry a token.
+        let message = format!("cannot reach {}: {}", redact(&target.url), e.without_url());
+        failure(true, message)
+    })?;
+    let status = response.status();
+    if status.is_success() {
+        return Ok(());
+    }
+    let target_down = matches!(status.as_u16(), 429 | 502..=504);
+    let retry_after = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| parse_retry_after(value, Utc::now()));
+    Err(DeliveryFailure {
+        // The statuses that carry it (RFC 9110 for 503, RFC 6585 for 429); behind a 502 or
+        // 504 it is a proxy's, not the receiver's.
+        retry_after: retry_after.filter(|_| matches!(status.as_u16(), 429 | 503)),
+        ..failure(
+            target_down,
+            format!("{} answered HTTP {status}", redact(&target.url)),
+        )
+    })
 }
 
 /// Which URL a rest belongs to, without writing the URL (and the secret it may hold) down.

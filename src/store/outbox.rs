@@ -37,6 +37,9 @@ pub struct AlertPayload {
     pub companies: Vec<AlertCompany>,
     /// Every entry of the story, in the order they arrived.
     pub sources: Vec<Source>,
+    /// Set on the alerts `feedhound alerts --send-test` sends, which are about no story.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub test: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -176,6 +179,7 @@ impl Store {
                 newly_named,
                 companies: self.story_companies(story_id)?,
                 sources,
+                test: false,
             },
         }))
     }

@@ -199,6 +199,51 @@ async fn a_story_syndicated_in_three_feeds_is_one_flagged_story_with_three_sourc
 }
 
 #[test]
+fn a_test_alert_is_signed_like_a_real_one_stores_nothing_and_reports_a_refusal() {
+    let server = FeedServer::start();
+    server.set("hook", Route::webhook(200));
+    let notify = format!(
+        "\n[[notify]]\nname = \"desk\"\nurl = \"{}\"\nsecret = \"k3y\"\n",
+        server.url("hook")
+    );
+    let app = App::new(&[], &format!("{COMPANIES}{notify}"));
+    let sent = app.cli(&["alerts", "--send-test", "desk"]);
+    assert!(
+        sent.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sent.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&sent.stdout),
+        "desk accepted the test alert\n"
+    );
+    let hooks = server.requests("hook");
+    assert_eq!(hooks.len(), 1);
+    let payload: serde_json::Value = serde_json::from_slice(&hooks[0].body).unwrap();
+    assert_eq!(payload["test"], true);
+    assert_eq!(payload["story"]["id"], 0);
+    assert_eq!(
+        hooks[0].headers["idempotency-key"],
+        payload["idempotency_key"].as_str().unwrap()
+    );
+    let signature = feedhound::notify::signature("k3y", &hooks[0].body);
+    assert_eq!(hooks[0].headers["x-feedhound-signature"], signature);
+    assert!(
+        !app.db_path().exists(),
+        "a test alert needs no database, and makes none"
+    );
+
+    server.set("hook", Route::webhook(500));
+    let refused = app.cli(&["alerts", "--send-test", "desk"]);
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("the test alert to desk failed") && stderr.contains("answered HTTP 500"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn company_filters_take_an_alias_and_refuse_a_name_the_config_lacks() {
     let app = App::new(&[], COMPANIES);
     let file = app.dir.path().join("story.txt");
