@@ -3,6 +3,7 @@
 //! What users read on stdout (summaries, tables, JSON) is written here; diagnostics go through
 //! `tracing` to stderr, so `feedhound feeds --format json | jq` stays clean.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -226,7 +227,7 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
         }
         Command::Feeds { format, reset } => {
             let config = Config::load(&cli.config)?;
-            let store = open_for_reading(&config)?;
+            let store = open_unsynced(&config)?;
             if let Some(feed) = reset {
                 let Some(target) = feed_ref(&feed) else {
                     eprintln!(
@@ -265,7 +266,7 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
         } => {
             let config = Config::load(&cli.config)?;
             let company = company.map(|c| config.company_named(&c)).transpose()?;
-            let store = open_for_reading(&config)?;
+            let store = open_unsynced(&config)?;
             let since = since_time(since)?;
             let stories = store.flagged_stories(company, since, limit.unwrap_or(usize::MAX))?;
             print_stories(&stories, format)?;
@@ -332,7 +333,7 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
             let company = company
                 .map(|c| config.company_named(&c).map(str::to_owned))
                 .transpose()?;
-            let mut store = open_for_reading(&config)?;
+            let mut store = open_unsynced(&config)?;
             let hits = store.search(&SearchQuery {
                 text: query,
                 company,
@@ -373,7 +374,7 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
             };
             // An entry the changed company rules flag must not be deleted as unflagged.
             if dry_run {
-                let store = open_for_reading(&config)?;
+                let store = open_unsynced(&config)?;
                 if scheduler::rules_are_stale(&store, &config)? {
                     eprintln!(
                         "note: stored entries were matched with other company rules; entries the current rules flag may be listed (run `feedhound rescan` first)"
@@ -381,7 +382,7 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
                 }
             } else {
                 let (scanned, _) = scheduler::rematch_if_rules_changed(&config, &shutdown).await?;
-                if scheduler::rules_are_stale(&open_for_reading(&config)?, &config)? {
+                if scheduler::rules_are_stale(&open_unsynced(&config)?, &config)? {
                     anyhow::bail!(
                         "stored entries are not yet matched with the current company rules (interrupted, or a daemon runs with other rules); nothing was pruned"
                     );
@@ -390,9 +391,9 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
                     eprintln!("re-matched {scanned} entries with the changed company rules first");
                 }
             }
-            // A dry run writes nothing, not even the config's feeds (see `open_for_reading`).
+            // A dry run writes nothing, not even the config's feeds (see `open_unsynced`).
             let mut store = if dry_run {
-                open_for_reading(&config)?
+                open_unsynced(&config)?
             } else {
                 scheduler::open_store(&config)?
             };
@@ -413,7 +414,7 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
                 println!("{name} accepted the test alert");
                 return Ok(ExitCode::SUCCESS);
             }
-            let mut store = open_for_reading(&config)?;
+            let mut store = open_unsynced(&config)?;
             if retry_now {
                 let targets = retry_targets(&config, target.as_deref())?;
                 let said = retried_message(&store.retry_now(&targets, chrono::Utc::now())?);
@@ -476,39 +477,45 @@ fn feed_ref(arg: &str) -> Option<FeedRef> {
     }
 }
 
-/// The targets `alerts --retry-now` is for: `target`, or every configured one.
-fn retry_targets(config: &Config, target: Option<&str>) -> anyhow::Result<Vec<String>> {
-    let targets: Vec<String> = match target {
-        Some(name) => vec![config.notify_named(name)?.name.clone()],
-        None => config.notify.iter().map(|t| t.name.clone()).collect(),
-    };
+/// The targets `alerts --retry-now` is for, `target` or every configured one, each with the key
+/// of its URL.
+fn retry_targets(config: &Config, target: Option<&str>) -> anyhow::Result<HashMap<String, String>> {
+    let mut url_keys = crate::notify::url_keys(config);
+    if let Some(name) = target {
+        let name = &config.notify_named(name)?.name;
+        url_keys.retain(|target, _| target == name);
+    }
     anyhow::ensure!(
-        !targets.is_empty(),
+        !url_keys.is_empty(),
         "{} has no [[notify]] target to retry",
         config.source.display()
     );
-    Ok(targets)
+    Ok(url_keys)
 }
 
 fn retried_message(retried: &Retried) -> String {
     let alerts = match retried.due {
-        1 => "1 waiting alert is".to_string(),
-        n => format!("{n} waiting alerts are"),
+        0 => "No alert is waiting".to_string(),
+        1 => "1 waiting alert is due now".to_string(),
+        n => format!("{n} waiting alerts are due now"),
     };
     let rests = match retried.rests_ended {
         0 => String::new(),
         1 => ", and 1 target's rest is over".to_string(),
         n => format!(", and {n} targets' rests are over"),
     };
-    format!(
-        "{alerts} due now{rests}: a running daemon sends them within seconds; without one, the \
-         next `feedhound poll` does"
-    )
+    let when = if retried.due == 0 {
+        ""
+    } else {
+        ": a running daemon sends them within seconds; without one, the next `feedhound poll` does"
+    };
+    format!("{alerts}{rests}{when}")
 }
 
 /// The database as it is, without syncing it to this config: a `feeds` or `mentions` run with
-/// another (or a half-edited) config must not deactivate feeds under the running daemon.
-fn open_for_reading(config: &Config) -> anyhow::Result<Store> {
+/// another (or a half-edited) config must not deactivate feeds under the running daemon. For
+/// reading, and for writes that do not depend on the config's tables (`alerts --retry-now`).
+fn open_unsynced(config: &Config) -> anyhow::Result<Store> {
     Store::open_with(&config.database_path(), config.storage.busy_timeout)
 }
 

@@ -279,7 +279,8 @@ impl Config {
             })
     }
 
-    /// The `[[notify]]` target called `name`, for the command line's `--target`; an error
+    /// The `[[notify]]` target called `name`, for the command line's `--target` and
+    /// `--send-test`; an error
     /// listing the targets when there is none.
     pub fn notify_named(&self, name: &str) -> anyhow::Result<&NotifyConfig> {
         let target = self.notify.iter().find(|t| t.name == name);

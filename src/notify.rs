@@ -231,8 +231,8 @@ impl Notifier {
     }
 
     /// Delivers due alerts until `shutdown`, waking when `wake` is notified (alerts were queued,
-    /// put back or made due) or when the next retry is due. Each target has a loop of its own, so a POST that
-    /// hangs holds back nothing but its target.
+    /// put back or made due) or when the next retry is due. Each target has a loop of its own,
+    /// so a POST that hangs holds back nothing but its target.
     pub async fn run(self, wake: Arc<Notify>, shutdown: CancellationToken) {
         let target_wakes: Vec<Notify> = self.targets.values().map(|_| Notify::new()).collect();
         let fan_out = async {
@@ -307,7 +307,12 @@ impl Notifier {
 pub async fn send_test_alert(config: &Config, target: &NotifyConfig) -> anyhow::Result<()> {
     let now = Utc::now();
     let payload = AlertPayload {
-        idempotency_key: format!("test-{}", now.timestamp_micros()),
+        // Its own each time, so a receiver that drops repeats takes every test.
+        idempotency_key: format!(
+            "test-{}-{}",
+            std::process::id(),
+            now.timestamp_nanos_opt().unwrap_or_default()
+        ),
         story: AlertStory {
             id: 0,
             title: Some(format!("feedhound test alert for {}", target.name)),

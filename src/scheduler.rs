@@ -844,8 +844,6 @@ pub async fn run(config: Config, control: Control) -> anyhow::Result<()> {
         limits: &limits,
         shutdown: &control.shutdown,
     };
-    let watch = watch_other_writers(writer.clone(), Arc::clone(&shared.new_flags)).await?;
-    tracker.spawn(control.shutdown.clone().run_until_cancelled_owned(watch));
     let mut pipeline = services.pipeline(&config)?;
     // Before retention starts: it must see that new rules are waiting to be applied.
     mark_if_rules_changed(writer, &rules_fingerprint(&config)).await?;
@@ -1007,8 +1005,9 @@ const OTHER_WRITERS_CHECK: Duration = Duration::from_secs(5);
 /// Wakes the alert deliveries (`new_flags`) within [`OTHER_WRITERS_CHECK`] of a commit by
 /// another process (a `feedhound rescan` or `alerts --retry-now`, a user's SQL), which may
 /// have queued alerts, put some back or made them due without telling this one. Reads the
-/// first `data_version` before it returns, so no commit after the daemon's own first reads
-/// goes unnoticed. (The main loop needs no such wake: it reads what is due at least every
+/// first `data_version` before it returns, so no commit after what it is started before goes
+/// unnoticed. Any commit wakes every target's loop, a few indexed reads each: cheap beside a
+/// commit. (The main loop needs no such wake: it reads what is due at least every
 /// [`CONFIG_CHECK`].)
 async fn watch_other_writers(
     writer: StoreWriter,
@@ -1070,8 +1069,26 @@ impl Services<'_> {
     ) -> anyhow::Result<CancellationToken> {
         let stop = self.shutdown.child_token();
         if let Some(notifier) = Notifier::new(config, self.shared.writer.clone())? {
-            self.tracker
-                .spawn(notifier.run(Arc::clone(&self.shared.new_flags), stop.clone()));
+            let (writer, new_flags, stop) = (
+                self.shared.writer.clone(),
+                Arc::clone(&self.shared.new_flags),
+                stop.clone(),
+            );
+            self.tracker.spawn(async move {
+                // Before the first delivery round, so no commit after it goes unnoticed.
+                let watch = watch_other_writers(writer, Arc::clone(&new_flags)).await;
+                let deliveries = notifier.run(new_flags, stop);
+                match watch {
+                    Ok(watch) => tokio::select! {
+                        () = deliveries => {}
+                        () = watch => {}
+                    },
+                    Err(err) => {
+                        tracing::warn!(error = %format!("{err:#}"), "cannot watch for other processes' writes; alerts they queue wait for the daemon's own rounds");
+                        deliveries.await;
+                    }
+                }
+            });
         }
         let writer = self.shared.writer.clone();
         let matcher = Arc::clone(&pipeline.matcher);

@@ -560,33 +560,21 @@ pub(super) fn write_mentions(
     entry_id: i64,
     mentions: &[Mention],
 ) -> anyhow::Result<bool> {
-    let rows = mention_rows(flagging, mentions);
-    let stored = conn
+    let found: Vec<i64> = mentions
+        .iter()
+        .filter_map(|m| flagging.company_ids.get(&m.company).copied())
+        .collect();
+    let removed = conn
         .prepare_cached(
-            // Per mention row, not `IN (SELECT …)`, which would list every company per call.
-            "SELECT company_id, fields, count, snippet FROM mentions
-             WHERE entry_id = ?1
-               AND (SELECT active FROM companies c WHERE c.id = mentions.company_id) = 1
-             ORDER BY company_id",
+            // Per mention row, not `IN (SELECT …)` on companies, which would list every company
+            // per call.
+            "DELETE FROM mentions WHERE entry_id = ?1
+                 AND company_id NOT IN (SELECT value FROM json_each(?2))
+                 AND (SELECT active FROM companies c WHERE c.id = mentions.company_id) = 1",
         )?
-        .query_map([entry_id], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-        })?
-        .collect::<Result<Vec<(i64, String, u32, String)>, _>>()?;
-    let unchanged = stored.len() == rows.len()
-        && stored.iter().zip(&rows).all(|(old, new)| {
-            (old.0, old.1.as_str(), old.2, old.3.as_str()) == (new.0, new.1.as_str(), new.2, new.3)
-        });
-    if unchanged {
-        return Ok(false);
-    }
-    conn.prepare_cached(
-        "DELETE FROM mentions WHERE entry_id = ?1
-             AND (SELECT active FROM companies c WHERE c.id = mentions.company_id) = 1",
-    )?
-    .execute([entry_id])?;
-    write_mention_rows(conn, entry_id, &rows)?;
-    Ok(true)
+        .execute(params![entry_id, serde_json::to_string(&found)?])?;
+    let written = insert_mentions(conn, flagging, entry_id, mentions)?;
+    Ok(removed > 0 || written > 0)
 }
 
 /// Replaces every mention of an entry the publisher edited (a removed company's too: nothing can
@@ -744,7 +732,8 @@ pub(super) fn story_company_ids(conn: &Connection, story_id: i64) -> anyhow::Res
 }
 
 /// Records the mentions of an entry that has none yet (a new one: skipping the DELETE of
-/// [`write_mentions`] saves SQLite a temporary table per flagged entry); returns how many.
+/// [`write_mentions`] saves SQLite a temporary table per flagged entry); returns how many rows
+/// it wrote, which leaves out a row already stored with the same values.
 /// An upsert, because a row deleted by hand with foreign keys off can leave mentions behind
 /// under an id SQLite hands out again. Not `INSERT OR REPLACE`: a replace may delete a row, and
 /// with foreign keys on SQLite then keeps a statement journal for every insert (1% of a cold
@@ -755,53 +744,34 @@ pub(super) fn insert_mentions(
     entry_id: i64,
     mentions: &[Mention],
 ) -> anyhow::Result<usize> {
-    let rows = mention_rows(flagging, mentions);
-    write_mention_rows(conn, entry_id, &rows)?;
-    Ok(rows.len())
-}
-
-/// A `mentions` row of one entry: company id, fields, count, snippet.
-type MentionRow<'a> = (i64, String, u32, &'a str);
-
-/// The rows of `mentions`, by company id, leaving out companies the config no longer tracks (a
-/// reload removed one while the entry was in flight).
-fn mention_rows<'a>(flagging: &Flagging, mentions: &'a [Mention]) -> Vec<MentionRow<'a>> {
-    let mut rows: Vec<MentionRow> = mentions
-        .iter()
-        .filter_map(|mention| {
-            let company_id = *flagging.company_ids.get(&mention.company)?;
-            let fields = mention
-                .fields
-                .iter()
-                .map(|f| f.as_str())
-                .collect::<Vec<_>>();
-            Some((
-                company_id,
-                fields.join(","),
-                mention.count,
-                mention.snippet.as_str(),
-            ))
-        })
-        .collect();
-    rows.sort_unstable_by_key(|row| row.0);
-    rows
-}
-
-fn write_mention_rows(
-    conn: &Connection,
-    entry_id: i64,
-    rows: &[MentionRow],
-) -> rusqlite::Result<()> {
-    let mut insert = conn.prepare_cached(
+    let mut upsert = conn.prepare_cached(
         "INSERT INTO mentions (entry_id, company_id, fields, count, snippet)
          VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT (entry_id, company_id)
-         DO UPDATE SET fields = excluded.fields, count = excluded.count, snippet = excluded.snippet",
+         DO UPDATE SET fields = excluded.fields, count = excluded.count, snippet = excluded.snippet
+             WHERE (fields, count, snippet) IS NOT (excluded.fields, excluded.count, excluded.snippet)",
     )?;
-    for (company_id, fields, count, snippet) in rows {
-        insert.execute(params![entry_id, company_id, fields, count, snippet])?;
+    let mut written = 0;
+    for mention in mentions {
+        // A company removed by a config reload while this entry was in flight.
+        let Some(company_id) = flagging.company_ids.get(&mention.company) else {
+            continue;
+        };
+        let fields = mention
+            .fields
+            .iter()
+            .map(|f| f.as_str())
+            .collect::<Vec<_>>()
+            .join(",");
+        written += upsert.execute(params![
+            entry_id,
+            company_id,
+            fields,
+            mention.count,
+            mention.snippet
+        ])?;
     }
-    Ok(())
+    Ok(written)
 }
 
 /// Queues the alerts an entry's mentions call for. A target that wants one of the companies in
@@ -1040,11 +1010,12 @@ mod tests {
     #[test]
     fn a_rematch_counts_only_the_entries_whose_mentions_it_changed() {
         let (_dir, mut store, feeds) = store_with_feeds(&["Wire"]);
-        track_xiaomi(&mut store);
+        let companies = [company("Xiaomi"), company("Samsung"), company("Apple")];
+        store.sync_companies(&companies, vec![]).unwrap();
         let entry = arriving("a", "news.example/a", HEADLINE);
         store_document_at(&mut store, feeds[0], vec![entry], "doc", Utc::now());
         let text = store.texts_after(0, 10).unwrap().remove(0);
-        let mut rematch = |mentions: Vec<Mention>| {
+        let rematch = |store: &mut Store, mentions: Vec<Mention>| {
             let batch = [Rematched {
                 entry_id: text.entry_id,
                 content_hash: text.content_hash.clone(),
@@ -1052,26 +1023,45 @@ mod tests {
             }];
             store.replace_mentions(&batch).unwrap()
         };
-        let found = xiaomi_in_title(HEADLINE);
-        assert_eq!(rematch(vec![found.clone()]), 1);
-        assert_eq!(rematch(vec![found.clone()]), 0, "the same mention again");
+        let all_three = vec![mention("Samsung"), mention("Xiaomi"), mention("Apple")];
+        assert_eq!(rematch(&mut store, all_three), 1);
+        // Apple leaves the config: its mention stays, hidden, and is no change to look for.
+        store.sync_companies(&companies[..2], vec![]).unwrap();
+        let found = mention("Xiaomi");
+        let both = |xiaomi: &Mention| vec![xiaomi.clone(), mention("Samsung")];
+        assert_eq!(
+            rematch(&mut store, both(&found)),
+            0,
+            "the same mentions, found in another order"
+        );
         let elsewhere = Mention {
             snippet: "another snippet".into(),
-            ..found.clone()
+            ..found
         };
-        assert_eq!(rematch(vec![elsewhere.clone()]), 1, "a new snippet");
+        assert_eq!(rematch(&mut store, both(&elsewhere)), 1, "a new snippet");
         let more = Mention {
             count: 2,
             ..elsewhere
         };
-        assert_eq!(rematch(vec![more.clone()]), 1, "a new count");
+        assert_eq!(rematch(&mut store, both(&more)), 1, "a new count");
         let in_the_body = Mention {
             fields: vec![crate::model::Field::Title, crate::model::Field::Content],
             ..more
         };
-        assert_eq!(rematch(vec![in_the_body]), 1, "new fields");
-        assert_eq!(rematch(vec![]), 1);
-        assert_eq!(rematch(vec![]), 0, "still no mention");
+        assert_eq!(rematch(&mut store, both(&in_the_body)), 1, "new fields");
+        assert_eq!(rematch(&mut store, vec![in_the_body]), 1, "Samsung no more");
+        assert_eq!(rematch(&mut store, vec![]), 1);
+        assert_eq!(rematch(&mut store, vec![]), 0, "still no mention");
+        let apple: i64 = store
+            .conn
+            .query_row(
+                "SELECT count(*) FROM mentions m JOIN companies c ON c.id = m.company_id
+                 WHERE c.name = 'Apple'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(apple, 1, "the mention of a company out of the config stays");
     }
 
     #[test]

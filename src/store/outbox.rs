@@ -345,8 +345,15 @@ impl Store {
     /// attempt already under way, rests `retry_delay` and not an hour. Each alert keeps its
     /// attempts, which its own retries double from. A withdrawn alert goes as soon as it is put
     /// back.
-    pub fn retry_now(&mut self, targets: &[String], now: DateTime<Utc>) -> anyhow::Result<Retried> {
-        let targets = serde_json::to_string(targets)?;
+    ///
+    /// `url_keys` names the targets (target name → key of its configured URL): a rest counts as
+    /// ended only if it was for that URL, as no other holds the target back.
+    pub fn retry_now(
+        &mut self,
+        url_keys: &HashMap<String, String>,
+        now: DateTime<Utc>,
+    ) -> anyhow::Result<Retried> {
+        let targets = serde_json::to_string(&url_keys.keys().collect::<Vec<_>>())?;
         let tx = super::write_transaction(&mut self.conn)?;
         tx.execute(
             "UPDATE outbox SET next_attempt_at = ?1
@@ -354,7 +361,7 @@ impl Store {
                AND target IN (SELECT value FROM json_each(?2))",
             params![sql_time(now), targets],
         )?;
-        let waiting: i64 = tx.query_row(
+        let due: i64 = tx.query_row(
             "SELECT count(*) FROM outbox
              WHERE delivered_at IS NULL AND withdrawn_at IS NULL
                AND target IN (SELECT value FROM json_each(?1))",
@@ -362,22 +369,25 @@ impl Store {
             |r| r.get(0),
         )?;
         // A rest that is over still holds the count its next one doubles from: it goes too.
-        let rests_ended = tx
+        let ended: Vec<bool> = tx
             .prepare(
                 "DELETE FROM alert_target_rests WHERE target IN (SELECT value FROM json_each(?2))
-                 RETURNING rest_until > ?1",
+                 RETURNING rest_until > ?1
+                     AND url_key IS (SELECT value FROM json_each(?3) WHERE key = target)",
             )?
-            .query_map(params![sql_time_precise(now), targets], |r| {
-                r.get::<_, bool>(0)
-            })?
-            .collect::<Result<Vec<_>, _>>()?
-            .into_iter()
-            .filter(|running| *running)
-            .count();
+            .query_map(
+                params![
+                    sql_time_precise(now),
+                    targets,
+                    serde_json::to_string(url_keys)?
+                ],
+                |r| r.get(0),
+            )?
+            .collect::<Result<_, _>>()?;
         tx.commit()?;
         Ok(Retried {
-            due: usize::try_from(waiting).unwrap_or(0),
-            rests_ended,
+            due: usize::try_from(due)?,
+            rests_ended: ended.into_iter().filter(|running| *running).count(),
         })
     }
 
@@ -591,10 +601,14 @@ mod tests {
         store
             .rest_target("wire", "k", "timeout", |_| now - Duration::seconds(1))
             .unwrap();
-        let (retry, all) = (
-            ["desk".into(), "wire".into()],
-            ["desk".into(), "log".into(), "wire".into()],
-        );
+        // Found down at a URL the config has since replaced: no rest of the target's now.
+        store
+            .rest_target("moved", "k-old", "timeout", |_| now + Duration::hours(1))
+            .unwrap();
+        let retry: HashMap<String, String> = ["desk", "wire", "moved"]
+            .map(|target| (target.to_string(), "k".to_string()))
+            .into();
+        let all = ["desk", "log", "wire", "moved"].map(String::from);
         assert_eq!(store.due_alert_ids(now, &all, 10).unwrap(), [2]);
 
         let retried = store.retry_now(&retry, now).unwrap();
@@ -613,6 +627,7 @@ mod tests {
         );
         assert!(store.target_rest("desk").unwrap().is_none());
         assert!(store.target_rest("wire").unwrap().is_none());
+        assert!(store.target_rest("moved").unwrap().is_none());
         let rounds = |store: &mut Store| {
             store
                 .rest_target("desk", "k", "timeout", |_| now)

@@ -348,7 +348,8 @@ fn a_feed_reset_beside_the_running_daemon_is_polled_within_seconds() {
         app.try_count("SELECT count(*) FROM feeds WHERE gone_at IS NOT NULL") == Some(1)
     });
     server.feed("gone.xml", feed());
-    // No feed is due now: the daemon must find the reset one without being told.
+    // No feed is due now: the daemon finds the reset one at its next turn, which comes every
+    // 2 s at most (it looks at the config file that often), not at its 60 s heartbeat.
     let reset = app.cli(&["feeds", "--reset", &server.url("gone.xml")]);
     assert!(reset.status.success());
     wait_until(Duration::from_secs(20), "the daemon polls it again", || {
