@@ -20,6 +20,14 @@ async fn run_for(app: &App, for_how_long: Duration) {
     daemon.await.unwrap().expect("daemon runs cleanly");
 }
 
+/// A feed its server says is gone for good (410).
+fn gone() -> Route {
+    let mut gone = Route::feed("gone");
+    gone.status = 410;
+    gone.validators = false;
+    gone
+}
+
 fn gaps(requests: &[crate::helpers::Seen]) -> Vec<Duration> {
     requests.windows(2).map(|w| w[1].at - w[0].at).collect()
 }
@@ -316,10 +324,7 @@ async fn a_301_is_persisted_after_three_consistent_polls_and_a_302_never() {
 #[tokio::test]
 async fn a_410_stops_polling_until_the_feed_is_reset() {
     let server = FeedServer::start();
-    let mut gone = Route::feed("gone");
-    gone.status = 410;
-    gone.validators = false;
-    server.set("gone.xml", gone);
+    server.set("gone.xml", gone());
     let app = App::new(&[server.url("gone.xml")], "");
     app.poll().await;
     app.poll().await;
@@ -338,10 +343,7 @@ async fn a_410_stops_polling_until_the_feed_is_reset() {
 #[test]
 fn a_feed_reset_beside_the_running_daemon_is_polled_within_seconds() {
     let server = FeedServer::start();
-    let mut gone = Route::feed("gone");
-    gone.status = 410;
-    gone.validators = false;
-    server.set("gone.xml", gone);
+    server.set("gone.xml", gone());
     let app = App::new(&[server.url("gone.xml")], "");
     let daemon = app.spawn_daemon();
     wait_until(Duration::from_secs(20), "the feed is found gone", || {
