@@ -280,8 +280,7 @@ impl Config {
     }
 
     /// The `[[notify]]` target called `name`, for the command line's `--target` and
-    /// `--send-test`; an error
-    /// listing the targets when there is none.
+    /// `--send-test`; an error listing the targets when there is none.
     pub fn notify_named(&self, name: &str) -> anyhow::Result<&NotifyConfig> {
         let target = self.notify.iter().find(|t| t.name == name);
         target.ok_or_else(|| {

@@ -1004,10 +1004,10 @@ const OTHER_WRITERS_CHECK: Duration = Duration::from_secs(5);
 
 /// Wakes the alert deliveries (`new_flags`) within [`OTHER_WRITERS_CHECK`] of a commit by
 /// another process (a `feedhound rescan` or `alerts --retry-now`, a user's SQL), which may
-/// have queued alerts, put some back or made them due without telling this one. Reads the
-/// first `data_version` before it returns, so no commit after what it is started before goes
-/// unnoticed. Any commit wakes every target's loop, a few indexed reads each: cheap beside a
-/// commit. (The main loop needs no such wake: it reads what is due at least every
+/// have queued alerts, put some back or made them due without telling this one. It reads the
+/// first `data_version` before it returns: started before the first delivery round, it misses
+/// no commit that round did not see. Any commit wakes every target's loop, for a few indexed
+/// reads each: cheap beside a commit. (The main loop needs no such wake: it reads what is due at least every
 /// [`CONFIG_CHECK`].)
 async fn watch_other_writers(
     writer: StoreWriter,

@@ -566,8 +566,8 @@ pub(super) fn write_mentions(
         .collect();
     let removed = conn
         .prepare_cached(
-            // Per mention row, not `IN (SELECT …)` on companies, which would list every company
-            // per call.
+            // Whether the company is tracked is looked up per mention row, not by a
+            // `company_id IN (SELECT … FROM companies)`, which would list every company per call.
             "DELETE FROM mentions WHERE entry_id = ?1
                  AND company_id NOT IN (SELECT value FROM json_each(?2))
                  AND (SELECT active FROM companies c WHERE c.id = mentions.company_id) = 1",
