@@ -65,7 +65,7 @@ impl Flagging {
             .iter()
             .map(|r| (r.target.as_str(), r.companies.as_ref()))
             .collect();
-        blake3::hash(format!("{companies:?} {routes:?}").as_bytes()).to_hex()[..32].to_owned()
+        short_hash(&format!("{companies:?} {routes:?}"))
     }
 }
 
@@ -851,7 +851,7 @@ pub(super) fn queue_untold(
             continue;
         }
         let created = sql_time(now);
-        let key = alert_key(&format!(
+        let key = short_hash(&format!(
             "{}\u{1f}{story_id}\u{1f}{created}\u{1f}{company_id}",
             route.target
         ));
@@ -874,7 +874,7 @@ fn queue_first_alert(
     now: DateTime<Utc>,
 ) -> anyhow::Result<()> {
     let created = sql_time(now);
-    let key = alert_key(&format!("{target}\u{1f}{story_id}\u{1f}{created}"));
+    let key = short_hash(&format!("{target}\u{1f}{story_id}\u{1f}{created}"));
     conn.prepare_cached(
         "INSERT INTO outbox (target, story_id, idempotency_key, created_at, next_attempt_at)
          VALUES (?1, ?2, ?3, ?4, ?4)
@@ -884,8 +884,9 @@ fn queue_first_alert(
     Ok(())
 }
 
-/// An alert's idempotency key: the same on every attempt, different for every alert.
-fn alert_key(parts: &str) -> String {
+/// 128 bits of blake3, in hex: alert idempotency keys (one per alert, the same on every
+/// attempt) and the fingerprint of what targets want.
+fn short_hash(parts: &str) -> String {
     blake3::hash(parts.as_bytes()).to_hex()[..32].to_string()
 }
 
