@@ -6,6 +6,7 @@
 //! feeds and their fetch state) and `entries` (stories and their deduplication).
 //! [`writer::StoreWriter`] runs a `Store` on its own thread so async code never blocks on SQLite.
 
+mod backup;
 mod entries;
 mod feeds;
 mod flags;
@@ -25,6 +26,7 @@ use anyhow::Context;
 use chrono::{DateTime, Datelike, NaiveDateTime, Timelike, Utc};
 use rusqlite::Connection;
 
+pub use backup::{BackupReport, backup};
 pub use entries::{Applied, FeedResult, FetchState, RecentEntry};
 pub use feeds::{DueFeed, FeedRef, FeedStatus, SyncReport};
 pub use flags::{

@@ -1,5 +1,6 @@
 //! The database under abuse: the real daemon SIGKILLed at random moments while it writes,
-//! other processes holding read and write locks, and a full or read-only disk.
+//! backups taken while it writes, other processes holding read and write locks, and a full or
+//! read-only disk.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant};
 use feedhound::scheduler;
 use tokio_util::sync::CancellationToken;
 
-use crate::helpers::{App, FeedServer, Route, rss};
+use crate::helpers::{App, FeedServer, Route, rss, wait_until};
 
 // ---------------------------------------------------------------------------------------------
 // Crash test
@@ -203,6 +204,137 @@ fn sigkill_at_random_moments_loses_nothing_and_stores_nothing_twice() {
          generations per feed {generations:?}; total {:?}",
         started.elapsed()
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backups
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn backups_taken_while_the_daemon_writes_are_whole_snapshots_feedhound_runs_on() {
+    let server = Arc::new(FeedServer::start());
+    for feed in 0..FEEDS {
+        server.feed(&format!("f{feed}.xml"), corpus_feed(feed, 0));
+    }
+    let urls: Vec<String> = (0..FEEDS)
+        .map(|feed| server.url(&format!("f{feed}.xml")))
+        .collect();
+    let app = App::with_polling(
+        &urls,
+        "interval = \"200ms\"\nmin_interval = \"200ms\"",
+        "\n[[company]]\nname = \"Xiaomi\"\n",
+    );
+    let daemon = app.spawn_daemon();
+    let first = (FEEDS * FIRST_ENTRIES) as i64;
+    wait_until(Duration::from_secs(30), "every feed is stored", || {
+        app.try_count("SELECT count(*) FROM entries") >= Some(first)
+    });
+    // A new entry somewhere every 20 ms, so the daemon commits while the copies are made.
+    let mutating = Arc::new(AtomicBool::new(true));
+    let mutator = {
+        let (server, mutating) = (Arc::clone(&server), Arc::clone(&mutating));
+        std::thread::spawn(move || {
+            let mut tick = 0usize;
+            while mutating.load(Ordering::SeqCst) {
+                let feed = tick % FEEDS;
+                server.feed(&format!("f{feed}.xml"), corpus_feed(feed, tick / FEEDS + 1));
+                tick += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    let folder = tempfile::tempdir().unwrap();
+    let mut copies = Vec::new();
+    for n in 0..3 {
+        std::thread::sleep(Duration::from_millis(300));
+        let copy = folder.path().join(format!("copy-{n}.db"));
+        let output = app.cli(&["backup", copy.to_str().unwrap()]);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let said = String::from_utf8_lossy(&output.stdout);
+        assert!(said.contains(", checked"), "{said}");
+        copies.push(copy);
+    }
+    let largest_copy = copies
+        .iter()
+        .map(|copy| count_in(copy, "SELECT count(*) FROM entries"))
+        .max()
+        .unwrap();
+    wait_until(
+        Duration::from_secs(30),
+        "the daemon stores entries newer than every copy",
+        || app.try_count("SELECT count(*) FROM entries") > Some(largest_copy),
+    );
+    mutating.store(false, Ordering::SeqCst);
+    mutator.join().unwrap();
+    let (status, stderr) = daemon.stop(Duration::from_secs(15));
+    assert!(status.success(), "{stderr}");
+    assert!(!stderr.contains("ERROR"), "{stderr}");
+
+    for copy in &copies {
+        assert_eq!(integrity(copy), "ok", "{}", copy.display());
+        assert_eq!(
+            count_in(copy, "SELECT count(*) FROM pragma_foreign_key_check"),
+            0
+        );
+        assert!(count_in(copy, "SELECT count(*) FROM entries") >= first);
+        // One snapshot: each feed's entries are 0..n without a hole (a document is committed
+        // whole), and every entry naming Xiaomi has its mention (written in the same commit).
+        assert_eq!(
+            count_in(
+                copy,
+                "SELECT count(*) FROM (SELECT feed_id, count(*) AS n,
+                        max(CAST(substr(guid, instr(guid, '-e') + 2) AS INTEGER)) AS last
+                 FROM entries GROUP BY feed_id) WHERE n != last + 1"
+            ),
+            0,
+            "{}",
+            copy.display()
+        );
+        assert_eq!(
+            count_in(
+                copy,
+                "SELECT count(*) FROM entries
+                 WHERE CAST(substr(guid, instr(guid, '-e') + 2) AS INTEGER) % 7 = 0"
+            ),
+            count_in(copy, "SELECT count(*) FROM mentions"),
+            "{}",
+            copy.display()
+        );
+    }
+    // feedhound itself reads a copy as it reads its own database.
+    let restored = app_with_database(&[], &copies[0]);
+    let text = std::fs::read_to_string(&restored.config_path).unwrap();
+    std::fs::write(
+        &restored.config_path,
+        format!("{text}\n[[company]]\nname = \"Xiaomi\"\n"),
+    )
+    .unwrap();
+    let output = restored.cli(&["mentions", "--company", "xiaomi", "--format", "json"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stories: Vec<serde_json::Value> = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        stories.len() as i64,
+        count_in(
+            &copies[0],
+            "SELECT count(DISTINCT e.story_id) FROM mentions m JOIN entries e ON e.id = m.entry_id"
+        )
+    );
+    assert!(!stories.is_empty());
+}
+
+fn count_in(db: &Path, sql: &str) -> i64 {
+    rusqlite::Connection::open(db)
+        .unwrap()
+        .query_row(sql, [], |r| r.get(0))
+        .unwrap()
 }
 
 // ---------------------------------------------------------------------------------------------
