@@ -146,6 +146,14 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+    /// Put a backup in place of the database (the daemon stopped); the database it replaces is
+    /// kept beside it as `<database>.before-restore-<UTC time>`.
+    Restore {
+        /// A file written by `feedhound backup` (or any copy of a feedhound database).
+        backup: PathBuf,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
     /// Show the delivery state of alerts per notify target.
     Alerts {
         /// First make every waiting alert due now and end the targets' rests (after fixing a
@@ -419,7 +427,7 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
         } => {
             let config = Config::load(&cli.config)?;
             let destination = if destination.is_dir() {
-                destination.join(backup_file_name(chrono::Utc::now()))
+                destination.join(crate::store::backup_file_name(chrono::Utc::now()))
             } else {
                 destination
             };
@@ -447,6 +455,47 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
                     bytesize::ByteSize::b(report.bytes).display().si(),
                 )?;
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Restore { backup, format } => {
+            let config = Config::load(&cli.config)?;
+            let database = config.database_path();
+            let _no_daemon = crate::daemon_lock::refuse_beside_any_daemon(
+                &database,
+                "stop it first (`systemctl stop feedhound`), then restore",
+            )?;
+            let report = crate::store::restore(
+                &backup,
+                &database,
+                config.storage.busy_timeout,
+                chrono::Utc::now(),
+            )?;
+            let mut out = std::io::stdout().lock();
+            if format == Format::Json {
+                serde_json::to_writer_pretty(&mut out, &report)?;
+                writeln!(out)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let restored = &report.restored;
+            writeln!(
+                out,
+                "restored {} from {}: {} entries, {} stories",
+                restored.path.display(),
+                backup.display(),
+                restored.entries,
+                restored.stories,
+            )?;
+            if let Some(kept) = &report.replaced_kept_as {
+                writeln!(
+                    out,
+                    "the database it replaced is kept as {}; delete it when you no longer need it",
+                    kept.display()
+                )?;
+            }
+            writeln!(
+                out,
+                "feeds resume from the backup's state: stories published since it was taken are stored again, and alerted again"
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Alerts {
@@ -564,12 +613,6 @@ fn retried_message(retried: &Retried) -> String {
 /// reading, and for writes that do not depend on the config's tables (`alerts --retry-now`).
 fn open_unsynced(config: &Config) -> anyhow::Result<Store> {
     Store::open_with(&config.database_path(), config.storage.busy_timeout)
-}
-
-/// The name `backup` gives a copy put in a folder: sortable, one per second, no `:` (which
-/// some filesystems and `scp` treat specially).
-fn backup_file_name(now: chrono::DateTime<chrono::Utc>) -> String {
-    format!("feedhound-{}.db", now.format("%Y-%m-%dT%H%M%SZ"))
 }
 
 /// `--since 7d` as the time it names.

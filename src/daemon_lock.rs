@@ -176,15 +176,15 @@ fn refuse_beside_other_daemon_within(
     }
 }
 
-/// Errs when any daemon holds the lock on `database`; the guard keeps one from starting (for
-/// commands that replace the database).
-pub fn refuse_beside_any_daemon(database: &Path) -> anyhow::Result<SyncGuard> {
+/// Errs when any daemon holds the lock on `database`, saying `what_to_do`; the guard keeps one
+/// from starting (for commands that replace the database).
+pub fn refuse_beside_any_daemon(database: &Path, what_to_do: &str) -> anyhow::Result<SyncGuard> {
     let (path, file, _) = open_for_locking(database)?;
     match try_shared(&path, &file)? {
         SharedTry::Taken => Ok(SyncGuard { _file: Some(file) }),
         SharedTry::Unsupported => Ok(SyncGuard { _file: None }),
         SharedTry::HeldByDaemon => anyhow::bail!(
-            "{}: stop it first, or choose another folder",
+            "{}: {what_to_do}",
             running(read_holder(&path).as_ref(), &path, database)
         ),
     }

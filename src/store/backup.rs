@@ -1,4 +1,5 @@
-//! Backups: a consistent copy of the live database, safe to take while the daemon writes.
+//! Backups and restores: a consistent copy of the live database, safe to take while the daemon
+//! writes, and putting one back in its place.
 //!
 //! Copying `feedhound.db` with `cp` while feedhound runs is not a backup: the latest commits sit
 //! in `feedhound.db-wal`, and a copy of the main file taken mid-checkpoint can be torn.
@@ -11,14 +12,21 @@
 //! the name asked for (atomically, and without replacing an existing file unless asked to); the
 //! folder is synced so the name survives a power cut too. Anything that fails on the way takes
 //! the temporary file with it.
+//!
+//! A restore is the same copy the other way, plus what people get wrong by hand: a file put
+//! over `feedhound.db` while its old `-wal` is still beside it has that WAL replayed onto it.
+//! So the database being replaced is moved aside whole (see [`restore`]), never deleted.
 
+use std::ffi::OsStr;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
+use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OpenFlags};
 use serde::Serialize;
+use tempfile::NamedTempFile;
 
 /// What a backup wrote, as `feedhound backup` reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -47,104 +55,276 @@ pub fn backup(
             database.display()
         );
     }
-    let source = Connection::open_with_flags(
-        database,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .with_context(|| format!("cannot open the database {}", database.display()))?;
-    source.busy_timeout(busy_timeout)?;
     if !replace && destination.exists() {
         anyhow::bail!(
             "{} already exists; choose another name, or pass --replace to replace it once the new copy is complete",
             destination.display()
         );
     }
-    let folder = match destination.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
-    let file_name = destination
-        .file_name()
-        .with_context(|| format!("{} names no file", destination.display()))?;
-    if overwrites_the_database(database, folder, file_name) {
+    let (folder, file_name) = folder_and_name(destination)?;
+    if is_a_file_of(database, folder, file_name) {
         anyhow::bail!(
             "{} is the database itself or one of its files; name a file elsewhere",
             destination.display()
         );
     }
+    let (copy, mut report) = checked_copy(database, folder, file_name, busy_timeout)
+        .with_context(|| format!("cannot back up {}", database.display()))?;
+    name_durably(copy, destination, replace)?;
+    report.path = destination.to_path_buf();
+    Ok(report)
+}
+
+/// What a restore did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RestoreReport {
+    /// The restored database (at the configured path) and what it holds.
+    pub restored: BackupReport,
+    /// Where the database it replaced was moved, if there was one.
+    pub replaced_kept_as: Option<PathBuf>,
+}
+
+/// Puts a copy of `backup` in place of the database at `database`, which is moved aside
+/// (`<database>.before-restore-<UTC time>`), not deleted. The caller makes sure no daemon runs
+/// on it; this refuses when any other connection has it open, since that connection would go
+/// on using the WAL of the file moved aside with the new one. The backup is copied with
+/// `VACUUM INTO` (so a backup with its own WAL beside it is read whole), checked, given the
+/// replaced file's permissions and owner, and its schema brought up to date.
+pub fn restore(
+    backup: &Path,
+    database: &Path,
+    busy_timeout: Duration,
+    now: DateTime<Utc>,
+) -> anyhow::Result<RestoreReport> {
+    if !backup.is_file() {
+        anyhow::bail!("there is no file at {}", backup.display());
+    }
+    super::create_database_folder(database)?;
+    let (folder, file_name) = folder_and_name(database)?;
+    let (backup_folder, backup_name) = folder_and_name(backup)?;
+    if is_a_file_of(database, backup_folder, backup_name) {
+        anyhow::bail!(
+            "{} is the database itself or one of its files; name a backup",
+            backup.display()
+        );
+    }
+    let (copy, mut report) = checked_copy(backup, folder, file_name, busy_timeout)
+        .with_context(|| format!("cannot restore {}", backup.display()))?;
+    let known = super::MIGRATIONS.len() as i64;
+    if report.schema_version > known {
+        anyhow::bail!(
+            "{} was taken by a newer feedhound (schema version {}, this one knows {known}); upgrade feedhound to restore it",
+            backup.display(),
+            report.schema_version
+        );
+    }
+    let replaced = std::fs::metadata(database).ok();
+    take_over(copy.as_file(), replaced.as_ref(), folder).with_context(|| {
+        format!(
+            "cannot give the restored database the permissions and owner of {}",
+            database.display()
+        )
+    })?;
+    let replaced_kept_as = match replaced {
+        Some(_) => Some(set_aside(database, now)?),
+        None => None,
+    };
+    name_durably(copy, database, false)?;
+    // The same upgrade the next start would make, while the caller still keeps daemons out.
+    drop(super::Store::open_with(database, busy_timeout)?);
+    report.path = database.to_path_buf();
+    Ok(RestoreReport {
+        restored: report,
+        replaced_kept_as,
+    })
+}
+
+/// Gives the restored file the mode of the database it replaces and, when root restores, its
+/// owner (or the folder's, for a first database), so the service's user can still open it.
+fn take_over(
+    file: &File,
+    replaced: Option<&std::fs::Metadata>,
+    folder: &Path,
+) -> anyhow::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    if let Some(replaced) = replaced {
+        file.set_permissions(std::fs::Permissions::from_mode(replaced.mode() & 0o7777))?;
+    }
+    if crate::config::running_as_root() {
+        let owner = match replaced {
+            Some(replaced) => replaced.clone(),
+            None => std::fs::metadata(folder)?,
+        };
+        std::os::unix::fs::fchown(file, Some(owner.uid()), Some(owner.gid()))?;
+    }
+    Ok(())
+}
+
+/// Moves the database out of the way whole. Checkpointed into its main file, it goes alone:
+/// its WAL and shared-memory files go with the last connection, which must be ours. One that
+/// cannot be checkpointed (damaged, the usual reason to restore) goes with its WAL and
+/// shared-memory files, renamed as SQLite expects, so the pair still opens as it was.
+fn set_aside(database: &Path, now: DateTime<Utc>) -> anyhow::Result<PathBuf> {
+    let companions = ["-wal", "-shm"];
+    match checkpoint(database) {
+        Ok(done) => {
+            let still_open = companions
+                .iter()
+                .any(|suffix| with_suffix(database, suffix).exists());
+            if !done || still_open {
+                anyhow::bail!(
+                    "another process has {} open (a sqlite3 session, Datasette, a feedhound command?); close it, then restore",
+                    database.display()
+                );
+            }
+        }
+        Err(err) => tracing::warn!(
+            database = %database.display(),
+            error = format!("{err:#}"),
+            "cannot checkpoint the database being replaced; it is kept with its WAL as it is"
+        ),
+    }
+    let stamp = file_stamp(now);
+    let kept = (1..)
+        .map(|n| match n {
+            1 => with_suffix(database, &format!(".before-restore-{stamp}")),
+            n => with_suffix(database, &format!(".before-restore-{stamp}-{n}")),
+        })
+        .find(|name| !name.exists())
+        .expect("a free name");
+    for suffix in std::iter::once("").chain(companions) {
+        let from = with_suffix(database, suffix);
+        if suffix.is_empty() || from.exists() {
+            let to = with_suffix(&kept, suffix);
+            std::fs::rename(&from, &to).with_context(|| {
+                format!("cannot move {} aside to {}", from.display(), to.display())
+            })?;
+        }
+    }
+    Ok(kept)
+}
+
+/// `PRAGMA wal_checkpoint(TRUNCATE)` on a connection of its own, closed before returning:
+/// false when another connection's read transaction kept it from finishing.
+fn checkpoint(database: &Path) -> anyhow::Result<bool> {
+    let connection = Connection::open_with_flags(
+        database,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    let blocked: i64 = connection.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+    Ok(blocked == 0)
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// The name `backup` gives a copy put in a folder: sortable, one per second, no `:` (which
+/// some filesystems and `scp` treat specially).
+pub fn backup_file_name(now: DateTime<Utc>) -> String {
+    format!("feedhound-{}.db", file_stamp(now))
+}
+
+fn file_stamp(now: DateTime<Utc>) -> String {
+    now.format("%Y-%m-%dT%H%M%SZ").to_string()
+}
+
+fn folder_and_name(path: &Path) -> anyhow::Result<(&Path, &OsStr)> {
+    let folder = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .with_context(|| format!("{} names no file", path.display()))?;
+    Ok((folder, name))
+}
+
+/// `VACUUM INTO` a new file in `folder` (named after `name`, hidden, marked partial), checked
+/// and synced: what is left is to give it its name, or to drop it, which deletes it.
+fn checked_copy(
+    source: &Path,
+    folder: &Path,
+    name: &OsStr,
+    busy_timeout: Duration,
+) -> anyhow::Result<(NamedTempFile, BackupReport)> {
+    let connection = Connection::open_with_flags(
+        source,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .with_context(|| format!("cannot open {}", source.display()))?;
+    connection.busy_timeout(busy_timeout)?;
+    connection
+        .query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))
+        .with_context(|| format!("cannot read {} as an SQLite database", source.display()))?;
     if !folder.is_dir() {
         anyhow::bail!(
             "the folder {} does not exist; create it first",
             folder.display()
         );
     }
-    let partial = tempfile::Builder::new()
-        .prefix(&format!(".{}.", file_name.to_string_lossy()))
+    let copy = tempfile::Builder::new()
+        .prefix(&format!(".{}.", name.to_string_lossy()))
         .suffix(".partial")
         .tempfile_in(folder)
         .with_context(|| {
             format!(
-                "cannot create the backup in {} (is the folder writable?)",
+                "cannot create a file in {} (is the folder writable?)",
                 folder.display()
             )
         })?;
-    let partial_name = partial.path().to_str().with_context(|| {
+    let copy_name = copy.path().to_str().with_context(|| {
         format!(
             "{} is not valid UTF-8, which SQLite needs for a file name",
-            partial.path().display()
+            copy.path().display()
         )
     })?;
-    source
-        .execute("VACUUM INTO ?1", [partial_name])
+    connection
+        .execute("VACUUM INTO ?1", [copy_name])
         .map_err(anyhow::Error::from)
         .map_err(|err| {
             let hint = super::storage_hint(&err)
                 .map(|h| format!(" ({h})"))
                 .unwrap_or_default();
-            err.context(format!(
-                "cannot copy {} to {}{hint}",
-                database.display(),
-                folder.display()
-            ))
+            err.context(format!("cannot copy it into {}{hint}", folder.display()))
         })?;
-    drop(source);
-
-    let mut report = check_copy(partial.path())
-        .with_context(|| format!("the copy of {} is not sound", database.display()))?;
-    partial
-        .as_file()
+    drop(connection);
+    let report = check_copy(copy.path()).context("the copy is not sound")?;
+    copy.as_file()
         .sync_all()
-        .context("cannot sync the backup to disk")?;
-    let persisted = if replace {
-        partial.persist(destination)
+        .context("cannot sync the copy to disk")?;
+    Ok((copy, report))
+}
+
+/// Renames a finished copy to `destination` (atomically; never over an existing file unless
+/// `replace`) and syncs the folder, without which the rename may not survive a power cut.
+fn name_durably(copy: NamedTempFile, destination: &Path, replace: bool) -> anyhow::Result<()> {
+    let named = if replace {
+        copy.persist(destination)
     } else {
-        partial.persist_noclobber(destination)
+        copy.persist_noclobber(destination)
     };
-    persisted.map_err(|err| {
+    named.map_err(|err| {
         anyhow::Error::new(err.error)
-            .context(format!("cannot name the backup {}", destination.display()))
+            .context(format!("cannot name the copy {}", destination.display()))
     })?;
-    // The rename is durable only once the folder's entry is on disk.
+    let (folder, _) = folder_and_name(destination)?;
     File::open(folder)
         .and_then(|dir| dir.sync_all())
-        .with_context(|| format!("cannot sync the folder {}", folder.display()))?;
-    report.path = destination.to_path_buf();
-    Ok(report)
+        .with_context(|| format!("cannot sync the folder {}", folder.display()))
 }
 
 /// Whether `folder/file_name` is the database or a file SQLite or feedhound keep beside it.
-fn overwrites_the_database(database: &Path, folder: &Path, file_name: &std::ffi::OsStr) -> bool {
+fn is_a_file_of(database: &Path, folder: &Path, file_name: &OsStr) -> bool {
     let (Ok(database), Ok(folder)) = (database.canonicalize(), folder.canonicalize()) else {
         return false;
     };
     let destination = folder.join(file_name);
     ["", "-wal", "-shm", "-journal", ".lock"]
         .iter()
-        .any(|suffix| {
-            let mut name = database.clone().into_os_string();
-            name.push(suffix);
-            destination == Path::new(&name)
-        })
+        .any(|suffix| destination == with_suffix(&database, suffix))
 }
 
 /// Opens a finished copy read-only, checks its structure and counts what it holds.
@@ -176,6 +356,7 @@ mod tests {
     use crate::model::ParsedEntry;
     use crate::store::Store;
     use crate::store::testing::{database_before, store_document, store_with_one_feed};
+    use chrono::Utc;
 
     fn entry(key: &str) -> ParsedEntry {
         ParsedEntry {
@@ -323,5 +504,159 @@ mod tests {
             format!("{err:#}").contains("no-such-folder does not exist"),
             "{err:#}"
         );
+    }
+
+    fn entry_keys(database: &Path) -> Vec<String> {
+        Connection::open(database)
+            .unwrap()
+            .prepare("SELECT dedup_key FROM entries ORDER BY dedup_key")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_restore_puts_the_backup_in_place_and_keeps_the_database_it_replaced() {
+        let (dir, mut store, feed) = store_with_one_feed();
+        store_document(&mut store, feed, vec![entry("a")], "b1");
+        let copy = dir.path().join("copy.db");
+        backup(store.path(), &copy, false, Duration::ZERO).unwrap();
+        store_document(&mut store, feed, vec![entry("a"), entry("b")], "b2");
+        let database = store.path().to_path_buf();
+        drop(store);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        std::fs::set_permissions(&database, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let now = Utc::now();
+
+        let first = restore(&copy, &database, Duration::ZERO, now).unwrap();
+        let second = restore(&copy, &database, Duration::ZERO, now).unwrap();
+
+        assert_eq!(first.restored.path, database);
+        assert_eq!(first.restored.entries, 1);
+        assert_eq!(entry_keys(&database), ["a"]);
+        assert_eq!(mode(&database), 0o640, "the replaced file's permissions");
+        let kept = first.replaced_kept_as.unwrap();
+        assert_eq!(
+            entry_keys(&kept),
+            ["a", "b"],
+            "the replaced database, whole"
+        );
+        // A second restore in the same second keeps the first one's database too.
+        let kept_again = second.replaced_kept_as.unwrap();
+        assert_ne!(kept, kept_again);
+        assert_eq!(entry_keys(&kept), ["a", "b"]);
+        assert_eq!(entry_keys(&kept_again), ["a"]);
+        let mut names = files_in(dir.path());
+        names.retain(|name| !name.starts_with("db.before-restore-"));
+        assert_eq!(
+            names,
+            ["copy.db", "db"],
+            "no WAL of the replaced file is left"
+        );
+        Store::open(&database).unwrap();
+    }
+
+    #[test]
+    fn a_restore_refuses_while_another_connection_has_the_database_open() {
+        let (dir, mut store, feed) = store_with_one_feed();
+        let copy = dir.path().join("copy.db");
+        backup(store.path(), &copy, false, Duration::ZERO).unwrap();
+        store_document(&mut store, feed, vec![entry("a")], "b1");
+        let database = store.path().to_path_buf();
+        // A `sqlite3` session left open: it would go on using the WAL beside the new file.
+        let session = Connection::open(&database).unwrap();
+        session
+            .query_row("SELECT count(*) FROM entries", [], |r| r.get::<_, i64>(0))
+            .unwrap();
+        drop(store);
+
+        let err = restore(&copy, &database, Duration::ZERO, Utc::now()).unwrap_err();
+
+        assert!(err.to_string().contains("another process has"), "{err:#}");
+        drop(session);
+        assert_eq!(entry_keys(&database), ["a"]);
+        assert!(
+            files_in(dir.path())
+                .iter()
+                .all(|name| !name.contains("before-restore") && !name.ends_with(".partial")),
+            "{:?}",
+            files_in(dir.path())
+        );
+    }
+
+    #[test]
+    fn a_restored_older_backup_is_upgraded_and_a_newer_one_is_refused() {
+        let (dir, store, _) = store_with_one_feed();
+        let database = store.path().to_path_buf();
+        drop(store);
+        let older = dir.path().join("older.db");
+        drop(database_before(&older, "0016_withdrawn_alerts"));
+
+        restore(&older, &database, Duration::ZERO, Utc::now()).unwrap();
+        let version = |path: &Path| -> i64 {
+            Connection::open(path)
+                .unwrap()
+                .query_row("PRAGMA user_version", [], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!(version(&database), super::super::MIGRATIONS.len() as i64);
+
+        let newer = dir.path().join("newer.db");
+        std::fs::copy(&older, &newer).unwrap();
+        Connection::open(&newer)
+            .unwrap()
+            .pragma_update(None, "user_version", 99)
+            .unwrap();
+        let err = restore(&newer, &database, Duration::ZERO, Utc::now()).unwrap_err();
+        assert!(
+            err.to_string().contains("taken by a newer feedhound"),
+            "{err:#}"
+        );
+        assert_eq!(version(&database), super::super::MIGRATIONS.len() as i64);
+    }
+
+    #[test]
+    fn a_restore_of_a_file_that_is_no_database_leaves_the_database_alone() {
+        let (dir, mut store, feed) = store_with_one_feed();
+        store_document(&mut store, feed, vec![entry("a")], "b1");
+        let database = store.path().to_path_buf();
+        drop(store);
+        let junk = dir.path().join("junk.db");
+        std::fs::write(
+            &junk,
+            "not a database, but long enough to look like a header ".repeat(4),
+        )
+        .unwrap();
+
+        let err = restore(&junk, &database, Duration::ZERO, Utc::now()).unwrap_err();
+
+        assert!(
+            format!("{err:#}").contains("as an SQLite database"),
+            "{err:#}"
+        );
+        assert_eq!(entry_keys(&database), ["a"]);
+        assert_eq!(files_in(dir.path()), ["db", "junk.db"]);
+    }
+
+    #[test]
+    fn a_database_too_damaged_to_open_is_replaced_and_kept_as_it_was() {
+        let (dir, mut store, feed) = store_with_one_feed();
+        let copy = dir.path().join("copy.db");
+        store_document(&mut store, feed, vec![entry("a")], "b1");
+        backup(store.path(), &copy, false, Duration::ZERO).unwrap();
+        let database = store.path().to_path_buf();
+        drop(store);
+        let mut damaged = std::fs::read(&database).unwrap();
+        damaged[..16].copy_from_slice(b"not SQLite now!\0");
+        std::fs::write(&database, &damaged).unwrap();
+
+        let report = restore(&copy, &database, Duration::ZERO, Utc::now()).unwrap();
+
+        assert_eq!(entry_keys(&database), ["a"]);
+        let kept = report.replaced_kept_as.unwrap();
+        assert_eq!(std::fs::read(&kept).unwrap(), damaged);
     }
 }

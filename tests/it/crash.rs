@@ -330,6 +330,54 @@ fn backups_taken_while_the_daemon_writes_are_whole_snapshots_feedhound_runs_on()
     assert!(!stories.is_empty());
 }
 
+#[test]
+fn a_restore_refuses_a_running_daemon_and_the_next_poll_stores_what_came_after_the_backup_once() {
+    let server = FeedServer::start();
+    let first = "<guid>1</guid><title>Xiaomi opens a store</title>";
+    let second = "<guid>2</guid><title>Xiaomi cuts prices</title>";
+    server.feed("a.xml", rss(&[first]));
+    let app = App::new(&[server.url("a.xml")], "\n[[company]]\nname = \"Xiaomi\"\n");
+    let run = |args: &[&str]| {
+        let output = app.cli(args);
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    run(&["poll"]);
+    let folder = tempfile::tempdir().unwrap();
+    let copy = folder.path().join("copy.db");
+    run(&["backup", copy.to_str().unwrap()]);
+    server.feed("a.xml", rss(&[first, second]));
+    run(&["poll"]);
+    assert_eq!(app.count("SELECT count(*) FROM entries"), 2);
+
+    let daemon = app.spawn_daemon();
+    let lock = app.dir.path().join("feedhound.db.lock");
+    let pid = daemon.child.id().to_string();
+    wait_until(Duration::from_secs(20), "the daemon holds its lock", || {
+        std::fs::read_to_string(&lock).is_ok_and(|holder| holder.contains(&pid))
+    });
+    let refused = app.cli(&["restore", copy.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("stop it first"), "{stderr}");
+    let (status, stderr) = daemon.stop(Duration::from_secs(15));
+    assert!(status.success(), "{stderr}");
+    assert_eq!(app.count("SELECT count(*) FROM entries"), 2);
+
+    let said = run(&["restore", copy.to_str().unwrap()]);
+    assert!(said.contains("is kept as"), "{said}");
+    assert_eq!(app.count("SELECT count(*) FROM entries"), 1);
+    run(&["poll"]);
+    assert_eq!(integrity(&app.db_path()), "ok");
+    assert_eq!(app.count("SELECT count(*) FROM entries"), 2);
+    assert_eq!(app.count("SELECT count(DISTINCT guid) FROM entries"), 2);
+    assert_eq!(app.count("SELECT count(*) FROM flagged_stories"), 2);
+}
+
 fn count_in(db: &Path, sql: &str) -> i64 {
     rusqlite::Connection::open(db)
         .unwrap()
