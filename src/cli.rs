@@ -426,11 +426,6 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
             format,
         } => {
             let config = Config::load(&cli.config)?;
-            let destination = if destination.is_dir() {
-                destination.join(crate::store::backup_file_name(chrono::Utc::now()))
-            } else {
-                destination
-            };
             let database = config.database_path();
             let started = std::time::Instant::now();
             let report = crate::store::backup(
@@ -438,6 +433,7 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
                 &destination,
                 replace,
                 config.storage.busy_timeout,
+                chrono::Utc::now(),
             )?;
             let mut out = std::io::stdout().lock();
             if format == Format::Json {
@@ -460,10 +456,7 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
         Command::Restore { backup, format } => {
             let config = Config::load(&cli.config)?;
             let database = config.database_path();
-            let _no_daemon = crate::daemon_lock::refuse_beside_any_daemon(
-                &database,
-                "stop it first (`systemctl stop feedhound`), then restore",
-            )?;
+            let _alone = crate::daemon_lock::hold_alone(&database)?;
             let report = crate::store::restore(
                 &backup,
                 &database,

@@ -176,17 +176,48 @@ fn refuse_beside_other_daemon_within(
     }
 }
 
-/// Errs when any daemon holds the lock on `database`, saying `what_to_do`; the guard keeps one
-/// from starting (for commands that replace the database).
-pub fn refuse_beside_any_daemon(database: &Path, what_to_do: &str) -> anyhow::Result<SyncGuard> {
+/// Errs when any daemon holds the lock on `database`; the guard keeps one from starting (for
+/// commands that replace the database).
+pub fn refuse_beside_any_daemon(database: &Path) -> anyhow::Result<SyncGuard> {
     let (path, file, _) = open_for_locking(database)?;
     match try_shared(&path, &file)? {
         SharedTry::Taken => Ok(SyncGuard { _file: Some(file) }),
         SharedTry::Unsupported => Ok(SyncGuard { _file: None }),
         SharedTry::HeldByDaemon => anyhow::bail!(
-            "{}: {what_to_do}",
+            "{}: stop it first, or choose another folder",
             running(read_holder(&path).as_ref(), &path, database)
         ),
+    }
+}
+
+/// Takes the lock on `database` exclusively, for a command that replaces the database file
+/// itself: no daemon may run on it, and no command may be syncing its config into it, since
+/// either would keep writing to the file being replaced. A daemon that starts meanwhile waits.
+pub fn hold_alone(database: &Path) -> anyhow::Result<SyncGuard> {
+    let (path, file, _) = open_for_locking(database)?;
+    match file.try_lock() {
+        Ok(()) => Ok(SyncGuard { _file: Some(file) }),
+        Err(TryLockError::Error(err)) if cannot_lock_here(&err) => {
+            tracing::warn!(lock = %path.display(), error = %err, "this filesystem cannot lock files: a running daemon would not be noticed");
+            Ok(SyncGuard { _file: None })
+        }
+        Err(TryLockError::Error(err)) => {
+            Err(err).with_context(|| format!("cannot lock {}", path.display()))
+        }
+        Err(TryLockError::WouldBlock) => {
+            let only_commands =
+                File::open(&path).is_ok_and(|probe| probe.try_lock_shared().is_ok());
+            if only_commands {
+                anyhow::bail!(
+                    "a feedhound command (poll, rescan or prune) is writing to the database {}; try again when it is done",
+                    database.display()
+                )
+            }
+            anyhow::bail!(
+                "{}: stop it first (`systemctl stop feedhound`)",
+                running(read_holder(&path).as_ref(), &path, database)
+            )
+        }
     }
 }
 
@@ -319,6 +350,27 @@ mod tests {
         std::fs::write(&ours, "").unwrap();
         std::fs::write(&other, "").unwrap();
         (database, ours, other)
+    }
+
+    #[test]
+    fn a_command_that_replaces_the_database_holds_it_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let (database, config, _) = paths(dir.path());
+        let alone = hold_alone(&database).unwrap();
+        refuse_beside_other_daemon_within(&database, &config, Duration::ZERO)
+            .expect_err("no command syncs beside it");
+        drop(alone);
+        let syncing = refuse_beside_other_daemon(&database, &config).unwrap();
+        let err = hold_alone(&database).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("a feedhound command (poll, rescan or prune)"),
+            "{err:#}"
+        );
+        drop(syncing);
+        let _daemon = DaemonLock::acquire(&database, &config, &CancellationToken::new()).unwrap();
+        let err = hold_alone(&database).unwrap_err();
+        assert!(err.to_string().contains("stop it first"), "{err:#}");
     }
 
     #[test]

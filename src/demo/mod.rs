@@ -88,10 +88,7 @@ pub async fn run(dir: Option<PathBuf>, shutdown: CancellationToken) -> anyhow::R
     };
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     // The demo replaces the folder's config and database: not under a daemon that uses them.
-    let _no_daemon = crate::daemon_lock::refuse_beside_any_daemon(
-        &dir.join(DATABASE),
-        "stop it first, or choose another folder",
-    )?;
+    let _no_daemon = crate::daemon_lock::refuse_beside_any_daemon(&dir.join(DATABASE))?;
     refuse_a_users_folder(&dir)?;
     let server = tiny_http::Server::http("127.0.0.1:0")
         .map_err(|err| anyhow::anyhow!("cannot start the sample feed server: {err}"))?;

@@ -11,7 +11,7 @@
 //! the destination's folder, checked (`PRAGMA quick_check`), synced, and only then renamed to
 //! the name asked for (atomically, and without replacing an existing file unless asked to); the
 //! folder is synced so the name survives a power cut too. Anything that fails on the way takes
-//! the temporary file with it.
+//! the temporary file with it (a process killed mid-copy leaves it, named `.NAME.*.partial`).
 //!
 //! A restore is the same copy the other way, plus what people get wrong by hand: a file put
 //! over `feedhound.db` while its old `-wal` is still beside it has that WAL replayed onto it.
@@ -24,9 +24,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::{Connection, ErrorCode, MAIN_DB, OpenFlags};
 use serde::Serialize;
 use tempfile::NamedTempFile;
+
+use crate::config::folder_of;
 
 /// What a backup wrote, as `feedhound backup` reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -39,15 +41,20 @@ pub struct BackupReport {
     pub schema_version: i64,
 }
 
-/// Copies the database at `database` to `destination` (a file that must not exist unless
-/// `replace`). Waits up to `busy_timeout` for another connection's exclusive lock (a `VACUUM`),
-/// never for writers, which a reader in WAL mode does not wait for. The database is opened as
-/// it is, without migrating: a backup taken before an upgrade must hold the old schema.
+/// Files SQLite keeps beside a database, named after it.
+const COMPANIONS: [&str; 3] = ["-wal", "-shm", "-journal"];
+
+/// Copies the database at `database` to `destination`: a file that must not exist unless
+/// `replace`, or an existing folder (written with a trailing `/`, it must exist), where the copy
+/// is named by [`backup_file_name`]. Waits up to `busy_timeout` only while another connection
+/// recovers the database after a crash; a reader in WAL mode waits for no writer. The database
+/// is opened as it is, without migrating: a backup taken before an upgrade holds the old schema.
 pub fn backup(
     database: &Path,
     destination: &Path,
     replace: bool,
     busy_timeout: Duration,
+    now: DateTime<Utc>,
 ) -> anyhow::Result<BackupReport> {
     if !database.exists() {
         anyhow::bail!(
@@ -55,23 +62,32 @@ pub fn backup(
             database.display()
         );
     }
+    let destination = if destination.is_dir() {
+        destination.join(backup_file_name(now))
+    } else if destination.as_os_str().as_encoded_bytes().ends_with(b"/") {
+        anyhow::bail!(
+            "the folder {} does not exist; create it first",
+            destination.display()
+        );
+    } else {
+        destination.to_path_buf()
+    };
     if !replace && destination.exists() {
         anyhow::bail!(
             "{} already exists; choose another name, or pass --replace to replace it once the new copy is complete",
             destination.display()
         );
     }
-    let (folder, file_name) = folder_and_name(destination)?;
+    let (folder, file_name) = folder_and_name(&destination)?;
     if is_a_file_of(database, folder, file_name) {
         anyhow::bail!(
             "{} is the database itself or one of its files; name a file elsewhere",
             destination.display()
         );
     }
-    let (copy, mut report) = checked_copy(database, folder, file_name, busy_timeout)
+    let (copy, report) = checked_copy(database, folder, file_name, &destination, busy_timeout)
         .with_context(|| format!("cannot back up {}", database.display()))?;
-    name_durably(copy, destination, replace)?;
-    report.path = destination.to_path_buf();
+    name_durably(copy, &destination, replace)?;
     Ok(report)
 }
 
@@ -85,11 +101,12 @@ pub struct RestoreReport {
 }
 
 /// Puts a copy of `backup` in place of the database at `database`, which is moved aside
-/// (`<database>.before-restore-<UTC time>`), not deleted. The caller makes sure no daemon runs
-/// on it; this refuses when any other connection has it open, since that connection would go
-/// on using the WAL of the file moved aside with the new one. The backup is copied with
-/// `VACUUM INTO` (so a backup with its own WAL beside it is read whole), checked, given the
-/// replaced file's permissions and owner, and its schema brought up to date.
+/// (`<database>.before-restore-<UTC time>`), not deleted. The caller holds the database alone
+/// ([`crate::daemon_lock::hold_alone`]); this also refuses when another connection (`sqlite3`,
+/// Datasette) has it open, since that connection would go on using the WAL of the file moved
+/// aside with the new one. The backup is copied with `VACUUM INTO` (so a backup with its own
+/// WAL beside it is read whole), checked, given the replaced file's permissions and owner, and
+/// its schema brought up to date.
 pub fn restore(
     backup: &Path,
     database: &Path,
@@ -99,6 +116,11 @@ pub fn restore(
     if !backup.is_file() {
         anyhow::bail!("there is no file at {}", backup.display());
     }
+    // A symlinked database is replaced where it lives, beside the WAL SQLite keeps there.
+    let database = database
+        .canonicalize()
+        .unwrap_or_else(|_| database.to_path_buf());
+    let database = database.as_path();
     super::create_database_folder(database)?;
     let (folder, file_name) = folder_and_name(database)?;
     let (backup_folder, backup_name) = folder_and_name(backup)?;
@@ -108,7 +130,7 @@ pub fn restore(
             backup.display()
         );
     }
-    let (copy, mut report) = checked_copy(backup, folder, file_name, busy_timeout)
+    let (copy, report) = checked_copy(backup, folder, file_name, database, busy_timeout)
         .with_context(|| format!("cannot restore {}", backup.display()))?;
     let known = super::MIGRATIONS.len() as i64;
     if report.schema_version > known {
@@ -125,17 +147,21 @@ pub fn restore(
             database.display()
         )
     })?;
-    let replaced_kept_as = match replaced {
-        Some(_) => Some(set_aside(database, now)?),
-        None => None,
-    };
-    name_durably(copy, database, false)?;
-    // The same upgrade the next start would make, while the caller still keeps daemons out.
+    let aside = set_aside(database, replaced.is_some(), now)?;
+    if let Err(err) = name_durably(copy, database, false) {
+        return Err(match aside.undo() {
+            Ok(()) => err.context(format!("{} is as it was", database.display())),
+            Err(undo) => err.context(format!(
+                "and moving the database back failed too ({undo:#}): it is kept as {}",
+                aside.kept.display()
+            )),
+        });
+    }
+    // The same upgrade the next start would make, while the caller still holds the database.
     drop(super::Store::open_with(database, busy_timeout)?);
-    report.path = database.to_path_buf();
     Ok(RestoreReport {
         restored: report,
-        replaced_kept_as,
+        replaced_kept_as: replaced.map(|_| aside.kept),
     })
 }
 
@@ -160,29 +186,32 @@ fn take_over(
     Ok(())
 }
 
+/// The files a restore moved out of the way, and where to.
+struct SetAside {
+    kept: PathBuf,
+    moves: Vec<(PathBuf, PathBuf)>,
+}
+
+impl SetAside {
+    fn undo(&self) -> std::io::Result<()> {
+        self.moves
+            .iter()
+            .rev()
+            .try_for_each(|(from, to)| std::fs::rename(to, from))
+    }
+}
+
 /// Moves the database out of the way whole. Checkpointed into its main file, it goes alone:
-/// its WAL and shared-memory files go with the last connection, which must be ours. One that
-/// cannot be checkpointed (damaged, the usual reason to restore) goes with its WAL and
-/// shared-memory files, renamed as SQLite expects, so the pair still opens as it was.
-fn set_aside(database: &Path, now: DateTime<Utc>) -> anyhow::Result<PathBuf> {
-    let companions = ["-wal", "-shm"];
-    match checkpoint(database) {
-        Ok(done) => {
-            let still_open = companions
-                .iter()
-                .any(|suffix| with_suffix(database, suffix).exists());
-            if !done || still_open {
-                anyhow::bail!(
-                    "another process has {} open (a sqlite3 session, Datasette, a feedhound command?); close it, then restore",
-                    database.display()
-                );
-            }
-        }
-        Err(err) => tracing::warn!(
-            database = %database.display(),
-            error = format!("{err:#}"),
-            "cannot checkpoint the database being replaced; it is kept with its WAL as it is"
-        ),
+/// its WAL and shared-memory files go with the last connection, which must be ours. One too
+/// damaged to checkpoint (the usual reason to restore) goes with the files SQLite keeps beside
+/// it, renamed as SQLite expects, so the set still opens as it was; so do such files left
+/// beside a database that is gone, which SQLite would otherwise replay onto the restored one.
+fn set_aside(database: &Path, exists: bool, now: DateTime<Utc>) -> anyhow::Result<SetAside> {
+    if exists && !checkpoint(database)? {
+        anyhow::bail!(
+            "another process has {} open (a sqlite3 session, Datasette?); close it, then restore",
+            database.display()
+        );
     }
     let stamp = file_stamp(now);
     let kept = (1..)
@@ -192,27 +221,61 @@ fn set_aside(database: &Path, now: DateTime<Utc>) -> anyhow::Result<PathBuf> {
         })
         .find(|name| !name.exists())
         .expect("a free name");
-    for suffix in std::iter::once("").chain(companions) {
+    let mut aside = SetAside {
+        kept,
+        moves: Vec::new(),
+    };
+    for suffix in std::iter::once("").chain(COMPANIONS) {
         let from = with_suffix(database, suffix);
-        if suffix.is_empty() || from.exists() {
-            let to = with_suffix(&kept, suffix);
-            std::fs::rename(&from, &to).with_context(|| {
-                format!("cannot move {} aside to {}", from.display(), to.display())
-            })?;
+        if !from.exists() {
+            continue;
         }
+        let to = with_suffix(&aside.kept, suffix);
+        if let Err(err) = std::fs::rename(&from, &to) {
+            let _ = aside.undo();
+            return Err(err).with_context(|| {
+                format!("cannot move {} aside to {}", from.display(), to.display())
+            });
+        }
+        aside.moves.push((from, to));
     }
-    Ok(kept)
+    Ok(aside)
 }
 
-/// `PRAGMA wal_checkpoint(TRUNCATE)` on a connection of its own, closed before returning:
-/// false when another connection's read transaction kept it from finishing.
+/// `PRAGMA wal_checkpoint(TRUNCATE)` on a connection of its own, closed before returning.
+/// False when another connection keeps the database open: its read stopped the checkpoint, or
+/// the WAL and shared-memory files outlived our connection, the last one would remove them.
+/// True also for a database too damaged to checkpoint (and then to be open elsewhere).
 fn checkpoint(database: &Path) -> anyhow::Result<bool> {
-    let connection = Connection::open_with_flags(
+    let checkpointed = Connection::open_with_flags(
         database,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
-    let blocked: i64 = connection.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
-    Ok(blocked == 0)
+    )
+    .and_then(|connection| {
+        connection.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+            r.get::<_, i64>(0)
+        })
+    });
+    match checkpointed {
+        Ok(blocked) => Ok(blocked == 0
+            && !["-wal", "-shm"]
+                .iter()
+                .any(|suffix| with_suffix(database, suffix).exists())),
+        Err(err)
+            if matches!(
+                err.sqlite_error_code(),
+                Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase)
+            ) =>
+        {
+            tracing::warn!(
+                database = %database.display(),
+                error = %err,
+                "the database being replaced is damaged; it is kept as it is, with its WAL"
+            );
+            Ok(true)
+        }
+        Err(err) => Err(err).with_context(|| format!("cannot checkpoint {}", database.display())),
+    }
 }
 
 fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
@@ -232,22 +295,20 @@ fn file_stamp(now: DateTime<Utc>) -> String {
 }
 
 fn folder_and_name(path: &Path) -> anyhow::Result<(&Path, &OsStr)> {
-    let folder = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
     let name = path
         .file_name()
         .with_context(|| format!("{} names no file", path.display()))?;
-    Ok((folder, name))
+    Ok((folder_of(path), name))
 }
 
 /// `VACUUM INTO` a new file in `folder` (named after `name`, hidden, marked partial), checked
-/// and synced: what is left is to give it its name, or to drop it, which deletes it.
+/// and synced: what is left is to name it (the report gives it the name `named`), or to drop
+/// it, which deletes it.
 fn checked_copy(
     source: &Path,
     folder: &Path,
     name: &OsStr,
+    named: &Path,
     busy_timeout: Duration,
 ) -> anyhow::Result<(NamedTempFile, BackupReport)> {
     let connection = Connection::open_with_flags(
@@ -259,6 +320,13 @@ fn checked_copy(
     connection
         .query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))
         .with_context(|| format!("cannot read {} as an SQLite database", source.display()))?;
+    // SQLite opens the copy with the source's flags: a read-only source cannot be copied.
+    if connection.is_readonly(MAIN_DB)? {
+        anyhow::bail!(
+            "{} is read-only here (read-only media, or another user's file); copy it to a writable folder first",
+            source.display()
+        );
+    }
     if !folder.is_dir() {
         anyhow::bail!(
             "the folder {} does not exist; create it first",
@@ -283,15 +351,16 @@ fn checked_copy(
     })?;
     connection
         .execute("VACUUM INTO ?1", [copy_name])
-        .map_err(anyhow::Error::from)
         .map_err(|err| {
-            let hint = super::storage_hint(&err)
-                .map(|h| format!(" ({h})"))
-                .unwrap_or_default();
-            err.context(format!("cannot copy it into {}{hint}", folder.display()))
+            let full = err.sqlite_error_code() == Some(ErrorCode::DiskFull);
+            anyhow::Error::new(err).context(format!(
+                "cannot write the copy into {}{}",
+                folder.display(),
+                if full { " (its disk is full)" } else { "" }
+            ))
         })?;
     drop(connection);
-    let report = check_copy(copy.path()).context("the copy is not sound")?;
+    let report = check_copy(copy.path(), named).context("the copy is not sound")?;
     copy.as_file()
         .sync_all()
         .context("cannot sync the copy to disk")?;
@@ -304,13 +373,25 @@ fn name_durably(copy: NamedTempFile, destination: &Path, replace: bool) -> anyho
     let named = if replace {
         copy.persist(destination)
     } else {
-        copy.persist_noclobber(destination)
+        copy.persist_noclobber(destination).or_else(|err| {
+            // Filesystems without an atomic no-replace rename or hard links (vfat, exFAT, some
+            // network shares) refuse both; a plain rename after a last look is what is left.
+            let unsupported = matches!(
+                err.error.kind(),
+                std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::Unsupported
+            ) || err.error.raw_os_error() == Some(libc::EPERM);
+            if unsupported && !destination.exists() {
+                err.file.persist(destination)
+            } else {
+                Err(err)
+            }
+        })
     };
     named.map_err(|err| {
         anyhow::Error::new(err.error)
             .context(format!("cannot name the copy {}", destination.display()))
     })?;
-    let (folder, _) = folder_and_name(destination)?;
+    let folder = folder_of(destination);
     File::open(folder)
         .and_then(|dir| dir.sync_all())
         .with_context(|| format!("cannot sync the folder {}", folder.display()))
@@ -322,13 +403,15 @@ fn is_a_file_of(database: &Path, folder: &Path, file_name: &OsStr) -> bool {
         return false;
     };
     let destination = folder.join(file_name);
-    ["", "-wal", "-shm", "-journal", ".lock"]
-        .iter()
+    std::iter::once("")
+        .chain(COMPANIONS)
+        .chain([".lock"])
         .any(|suffix| destination == with_suffix(&database, suffix))
 }
 
-/// Opens a finished copy read-only, checks its structure and counts what it holds.
-fn check_copy(path: &Path) -> anyhow::Result<BackupReport> {
+/// Opens a finished copy read-only, checks its structure and counts what it holds; the report
+/// names it `named`.
+fn check_copy(path: &Path, named: &Path) -> anyhow::Result<BackupReport> {
     let copy = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -339,10 +422,10 @@ fn check_copy(path: &Path) -> anyhow::Result<BackupReport> {
     let schema_version = count("PRAGMA user_version")?;
     anyhow::ensure!(
         schema_version > 0,
-        "it holds no feedhound schema (is [storage] path a feedhound database?)"
+        "it holds no feedhound schema (is it a feedhound database?)"
     );
     Ok(BackupReport {
-        path: path.to_path_buf(),
+        path: named.to_path_buf(),
         bytes: std::fs::metadata(path)?.len(),
         entries: count("SELECT count(*) FROM entries")?,
         stories: count("SELECT count(*) FROM stories")?,
@@ -356,7 +439,7 @@ mod tests {
     use crate::model::ParsedEntry;
     use crate::store::Store;
     use crate::store::testing::{database_before, store_document, store_with_one_feed};
-    use chrono::Utc;
+    use chrono::{DateTime, Utc};
 
     fn entry(key: &str) -> ParsedEntry {
         ParsedEntry {
@@ -394,16 +477,19 @@ mod tests {
         .unwrap();
         let copy = dir.path().join("copy.db");
 
-        let report = backup(store.path(), &copy, false, Duration::ZERO).unwrap();
+        let report = backup(store.path(), &copy, false, Duration::ZERO, Utc::now()).unwrap();
         open.commit().unwrap();
 
         assert_eq!(report.path, copy);
         assert_eq!((report.entries, report.stories), (2, 2));
         assert_eq!(report.schema_version, super::super::MIGRATIONS.len() as i64);
         assert_eq!(report.bytes, std::fs::metadata(&copy).unwrap().len());
-        // The copy stands alone: feedhound opens it, and it holds the two committed entries.
+        // The copy stands alone: one file in rollback mode (header bytes 18 and 19 are 1; 2 is
+        // WAL), with no WAL of its own, and feedhound opens it.
+        let header = std::fs::read(&copy).unwrap();
+        assert_eq!(header[18..20], [1, 1]);
+        assert_eq!(files_in(dir.path()), ["copy.db", "db", "db-shm", "db-wal"]);
         drop(store);
-        std::fs::remove_file(dir.path().join("db")).unwrap();
         let restored = Store::open(&copy).unwrap();
         let keys: Vec<String> = restored
             .conn
@@ -423,7 +509,7 @@ mod tests {
         let copy = folder.path().join("nightly.db");
         std::fs::write(&copy, b"last night's backup").unwrap();
 
-        let refused = backup(store.path(), &copy, false, Duration::ZERO).unwrap_err();
+        let refused = backup(store.path(), &copy, false, Duration::ZERO, Utc::now()).unwrap_err();
         assert!(
             format!("{refused:#}")
                 .contains("already exists; choose another name, or pass --replace"),
@@ -432,7 +518,7 @@ mod tests {
         assert_eq!(std::fs::read(&copy).unwrap(), b"last night's backup");
 
         store_document(&mut store, feed, vec![entry("a")], "b1");
-        let report = backup(store.path(), &copy, true, Duration::ZERO).unwrap();
+        let report = backup(store.path(), &copy, true, Duration::ZERO, Utc::now()).unwrap();
         assert_eq!(report.entries, 1);
         assert_eq!(files_in(folder.path()), ["nightly.db"]);
         let copied = Connection::open(&copy).unwrap();
@@ -447,8 +533,14 @@ mod tests {
     fn a_backup_never_writes_over_the_database_or_its_companion_files() {
         let (dir, store, _) = store_with_one_feed();
         for name in ["db", "db-wal", "db-shm"] {
-            let err =
-                backup(store.path(), &dir.path().join(name), true, Duration::ZERO).unwrap_err();
+            let err = backup(
+                store.path(),
+                &dir.path().join(name),
+                true,
+                Duration::ZERO,
+                Utc::now(),
+            )
+            .unwrap_err();
             assert!(
                 err.to_string()
                     .contains("is the database itself or one of its files"),
@@ -469,7 +561,7 @@ mod tests {
         drop(database_before(&database, "0016_withdrawn_alerts"));
         let copy = dir.path().join("copy.db");
 
-        let report = backup(&database, &copy, false, Duration::ZERO).unwrap();
+        let report = backup(&database, &copy, false, Duration::ZERO, Utc::now()).unwrap();
 
         assert_eq!(report.schema_version, 15);
         let version = |path: &Path| -> i64 {
@@ -489,6 +581,7 @@ mod tests {
             &dir.path().join("copy.db"),
             false,
             Duration::ZERO,
+            Utc::now(),
         )
         .unwrap_err();
         assert!(
@@ -498,8 +591,14 @@ mod tests {
         assert!(!dir.path().join("nothing.db").exists());
 
         let (_dir, store, _) = store_with_one_feed();
+        let folder = dir.path().join("no-such-folder/");
+        let err = backup(store.path(), &folder, false, Duration::ZERO, Utc::now()).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("no-such-folder/ does not exist"),
+            "{err:#}"
+        );
         let nowhere = dir.path().join("no-such-folder").join("copy.db");
-        let err = backup(store.path(), &nowhere, false, Duration::ZERO).unwrap_err();
+        let err = backup(store.path(), &nowhere, false, Duration::ZERO, Utc::now()).unwrap_err();
         assert!(
             format!("{err:#}").contains("no-such-folder does not exist"),
             "{err:#}"
@@ -522,7 +621,7 @@ mod tests {
         let (dir, mut store, feed) = store_with_one_feed();
         store_document(&mut store, feed, vec![entry("a")], "b1");
         let copy = dir.path().join("copy.db");
-        backup(store.path(), &copy, false, Duration::ZERO).unwrap();
+        backup(store.path(), &copy, false, Duration::ZERO, Utc::now()).unwrap();
         store_document(&mut store, feed, vec![entry("a"), entry("b")], "b2");
         let database = store.path().to_path_buf();
         drop(store);
@@ -563,7 +662,7 @@ mod tests {
     fn a_restore_refuses_while_another_connection_has_the_database_open() {
         let (dir, mut store, feed) = store_with_one_feed();
         let copy = dir.path().join("copy.db");
-        backup(store.path(), &copy, false, Duration::ZERO).unwrap();
+        backup(store.path(), &copy, false, Duration::ZERO, Utc::now()).unwrap();
         store_document(&mut store, feed, vec![entry("a")], "b1");
         let database = store.path().to_path_buf();
         // A `sqlite3` session left open: it would go on using the WAL beside the new file.
@@ -646,7 +745,7 @@ mod tests {
         let (dir, mut store, feed) = store_with_one_feed();
         let copy = dir.path().join("copy.db");
         store_document(&mut store, feed, vec![entry("a")], "b1");
-        backup(store.path(), &copy, false, Duration::ZERO).unwrap();
+        backup(store.path(), &copy, false, Duration::ZERO, Utc::now()).unwrap();
         let database = store.path().to_path_buf();
         drop(store);
         let mut damaged = std::fs::read(&database).unwrap();
@@ -658,5 +757,108 @@ mod tests {
         assert_eq!(entry_keys(&database), ["a"]);
         let kept = report.replaced_kept_as.unwrap();
         assert_eq!(std::fs::read(&kept).unwrap(), damaged);
+    }
+
+    #[test]
+    fn a_backup_into_a_folder_is_named_after_its_time() {
+        let (dir, store, _) = store_with_one_feed();
+        let folder = dir.path().join("backups");
+        std::fs::create_dir(&folder).unwrap();
+        let at = DateTime::parse_from_rfc3339("2026-11-26T05:09:30Z")
+            .unwrap()
+            .with_timezone(&Utc);
+
+        let report = backup(store.path(), &folder, false, Duration::ZERO, at).unwrap();
+
+        assert_eq!(report.path, folder.join("feedhound-2026-11-26T050930Z.db"));
+        assert_eq!(files_in(&folder), ["feedhound-2026-11-26T050930Z.db"]);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&report.path)
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "feed URLs may carry credentials");
+    }
+
+    #[test]
+    fn a_copy_that_fails_its_check_is_not_left_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let other = dir.path().join("other.db");
+        Connection::open(&other)
+            .unwrap()
+            .execute_batch("CREATE TABLE notes (text)")
+            .unwrap();
+        let folder = tempfile::tempdir().unwrap();
+
+        let err = backup(
+            &other,
+            &folder.path().join("copy.db"),
+            false,
+            Duration::ZERO,
+            Utc::now(),
+        )
+        .unwrap_err();
+
+        assert!(
+            format!("{err:#}").contains("holds no feedhound schema"),
+            "{err:#}"
+        );
+        assert!(
+            files_in(folder.path()).is_empty(),
+            "{:?}",
+            files_in(folder.path())
+        );
+    }
+
+    #[test]
+    fn a_first_restore_moves_the_leftovers_of_a_deleted_database_aside() {
+        let (dir, mut store, feed) = store_with_one_feed();
+        store_document(&mut store, feed, vec![entry("a")], "b1");
+        let copy = dir.path().join("copy.db");
+        backup(store.path(), &copy, false, Duration::ZERO, Utc::now()).unwrap();
+        drop(store);
+        // The database deleted by hand, its WAL left behind: SQLite would replay it.
+        let target = tempfile::tempdir().unwrap();
+        let database = target.path().join("feedhound.db");
+        std::fs::write(with_suffix(&database, "-wal"), b"a stale WAL").unwrap();
+
+        let report = restore(&copy, &database, Duration::ZERO, Utc::now()).unwrap();
+
+        assert_eq!(report.replaced_kept_as, None);
+        assert_eq!(entry_keys(&database), ["a"]);
+        let names = files_in(target.path());
+        assert!(
+            names
+                .iter()
+                .any(|name| name.starts_with("feedhound.db.before-restore-")
+                    && name.ends_with("-wal")),
+            "{names:?}"
+        );
+        assert!(!names.contains(&"feedhound.db-wal".to_owned()), "{names:?}");
+    }
+
+    #[test]
+    fn a_symlinked_database_is_restored_where_the_link_points() {
+        let (dir, mut store, feed) = store_with_one_feed();
+        store_document(&mut store, feed, vec![entry("a")], "b1");
+        let copy = dir.path().join("copy.db");
+        backup(store.path(), &copy, false, Duration::ZERO, Utc::now()).unwrap();
+        store_document(&mut store, feed, vec![entry("a"), entry("b")], "b2");
+        let real = store.path().to_path_buf();
+        drop(store);
+        let links = tempfile::tempdir().unwrap();
+        let link = links.path().join("feedhound.db");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+
+        restore(&copy, &link, Duration::ZERO, Utc::now()).unwrap();
+
+        assert!(
+            std::fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(entry_keys(&real), ["a"]);
+        assert_eq!(files_in(links.path()), ["feedhound.db"]);
     }
 }

@@ -258,6 +258,12 @@ fn backups_taken_while_the_daemon_writes_are_whole_snapshots_feedhound_runs_on()
         assert!(said.contains(", checked"), "{said}");
         copies.push(copy);
     }
+    let mut names: Vec<String> = std::fs::read_dir(folder.path())
+        .unwrap()
+        .map(|f| f.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["copy-0.db", "copy-1.db", "copy-2.db"]);
     let largest_copy = copies
         .iter()
         .map(|copy| count_in(copy, "SELECT count(*) FROM entries"))
