@@ -487,7 +487,7 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
             }
             writeln!(
                 out,
-                "feeds resume from the backup's state: stories published since it was taken are stored again, and alerted again"
+                "feeds resume from the backup's state: the next poll stores again what was published since the backup was taken, and alerts again on what it flags"
             )?;
             Ok(ExitCode::SUCCESS)
         }

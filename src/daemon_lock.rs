@@ -192,7 +192,8 @@ pub fn refuse_beside_any_daemon(database: &Path) -> anyhow::Result<SyncGuard> {
 
 /// Takes the lock on `database` exclusively, for a command that replaces the database file
 /// itself: no daemon may run on it, and no command may be syncing its config into it, since
-/// either would keep writing to the file being replaced. A daemon that starts meanwhile waits.
+/// either would keep writing to the file being replaced. A daemon or command that starts
+/// meanwhile is refused.
 pub fn hold_alone(database: &Path) -> anyhow::Result<SyncGuard> {
     let (path, file, _) = open_for_locking(database)?;
     match file.try_lock() {

@@ -286,7 +286,7 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
 
 /// The name `backup` gives a copy put in a folder: sortable, one per second, no `:` (which
 /// some filesystems and `scp` treat specially).
-pub fn backup_file_name(now: DateTime<Utc>) -> String {
+fn backup_file_name(now: DateTime<Utc>) -> String {
     format!("feedhound-{}.db", file_stamp(now))
 }
 
@@ -452,6 +452,24 @@ mod tests {
         }
     }
 
+    fn entry_keys(database: &Path) -> Vec<String> {
+        Connection::open(database)
+            .unwrap()
+            .prepare("SELECT dedup_key FROM entries ORDER BY dedup_key")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    fn schema_version(database: &Path) -> i64 {
+        Connection::open(database)
+            .unwrap()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap()
+    }
+
     fn files_in(folder: &Path) -> Vec<String> {
         let mut names: Vec<String> = std::fs::read_dir(folder)
             .unwrap()
@@ -490,16 +508,8 @@ mod tests {
         assert_eq!(header[18..20], [1, 1]);
         assert_eq!(files_in(dir.path()), ["copy.db", "db", "db-shm", "db-wal"]);
         drop(store);
-        let restored = Store::open(&copy).unwrap();
-        let keys: Vec<String> = restored
-            .conn
-            .prepare("SELECT dedup_key FROM entries ORDER BY dedup_key")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-        assert_eq!(keys, ["a", "b"]);
+        Store::open(&copy).unwrap();
+        assert_eq!(entry_keys(&copy), ["a", "b"]);
     }
 
     #[test]
@@ -564,13 +574,7 @@ mod tests {
         let report = backup(&database, &copy, false, Duration::ZERO, Utc::now()).unwrap();
 
         assert_eq!(report.schema_version, 15);
-        let version = |path: &Path| -> i64 {
-            Connection::open(path)
-                .unwrap()
-                .query_row("PRAGMA user_version", [], |r| r.get(0))
-                .unwrap()
-        };
-        assert_eq!((version(&database), version(&copy)), (15, 15));
+        assert_eq!((schema_version(&database), schema_version(&copy)), (15, 15));
     }
 
     #[test]
@@ -603,17 +607,6 @@ mod tests {
             format!("{err:#}").contains("no-such-folder does not exist"),
             "{err:#}"
         );
-    }
-
-    fn entry_keys(database: &Path) -> Vec<String> {
-        Connection::open(database)
-            .unwrap()
-            .prepare("SELECT dedup_key FROM entries ORDER BY dedup_key")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap()
     }
 
     #[test]
@@ -695,13 +688,10 @@ mod tests {
         drop(database_before(&older, "0016_withdrawn_alerts"));
 
         restore(&older, &database, Duration::ZERO, Utc::now()).unwrap();
-        let version = |path: &Path| -> i64 {
-            Connection::open(path)
-                .unwrap()
-                .query_row("PRAGMA user_version", [], |r| r.get(0))
-                .unwrap()
-        };
-        assert_eq!(version(&database), super::super::MIGRATIONS.len() as i64);
+        assert_eq!(
+            schema_version(&database),
+            super::super::MIGRATIONS.len() as i64
+        );
 
         let newer = dir.path().join("newer.db");
         std::fs::copy(&older, &newer).unwrap();
@@ -714,7 +704,10 @@ mod tests {
             err.to_string().contains("taken by a newer feedhound"),
             "{err:#}"
         );
-        assert_eq!(version(&database), super::super::MIGRATIONS.len() as i64);
+        assert_eq!(
+            schema_version(&database),
+            super::super::MIGRATIONS.len() as i64
+        );
     }
 
     #[test]
