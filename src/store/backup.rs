@@ -463,6 +463,15 @@ mod tests {
             .unwrap()
     }
 
+    /// A store whose feed holds entry "a", and a backup of it, `copy.db` beside it.
+    fn backed_up_store() -> (tempfile::TempDir, Store, i64, PathBuf) {
+        let (dir, mut store, feed) = store_with_one_feed();
+        store_document(&mut store, feed, vec![entry("a")], "b1");
+        let copy = dir.path().join("copy.db");
+        backup(store.path(), &copy, false, Duration::ZERO, Utc::now()).unwrap();
+        (dir, store, feed, copy)
+    }
+
     fn schema_version(database: &Path) -> i64 {
         Connection::open(database)
             .unwrap()
@@ -611,10 +620,7 @@ mod tests {
 
     #[test]
     fn a_restore_puts_the_backup_in_place_and_keeps_the_database_it_replaced() {
-        let (dir, mut store, feed) = store_with_one_feed();
-        store_document(&mut store, feed, vec![entry("a")], "b1");
-        let copy = dir.path().join("copy.db");
-        backup(store.path(), &copy, false, Duration::ZERO, Utc::now()).unwrap();
+        let (dir, mut store, feed, copy) = backed_up_store();
         store_document(&mut store, feed, vec![entry("a"), entry("b")], "b2");
         let database = store.path().to_path_buf();
         drop(store);
@@ -735,10 +741,7 @@ mod tests {
 
     #[test]
     fn a_database_too_damaged_to_open_is_replaced_and_kept_as_it_was() {
-        let (dir, mut store, feed) = store_with_one_feed();
-        let copy = dir.path().join("copy.db");
-        store_document(&mut store, feed, vec![entry("a")], "b1");
-        backup(store.path(), &copy, false, Duration::ZERO, Utc::now()).unwrap();
+        let (_dir, store, _, copy) = backed_up_store();
         let database = store.path().to_path_buf();
         drop(store);
         let mut damaged = std::fs::read(&database).unwrap();
@@ -805,10 +808,7 @@ mod tests {
 
     #[test]
     fn a_first_restore_moves_the_leftovers_of_a_deleted_database_aside() {
-        let (dir, mut store, feed) = store_with_one_feed();
-        store_document(&mut store, feed, vec![entry("a")], "b1");
-        let copy = dir.path().join("copy.db");
-        backup(store.path(), &copy, false, Duration::ZERO, Utc::now()).unwrap();
+        let (_dir, store, _, copy) = backed_up_store();
         drop(store);
         // The database deleted by hand, its WAL left behind: SQLite would replay it.
         let target = tempfile::tempdir().unwrap();
@@ -832,10 +832,7 @@ mod tests {
 
     #[test]
     fn a_symlinked_database_is_restored_where_the_link_points() {
-        let (dir, mut store, feed) = store_with_one_feed();
-        store_document(&mut store, feed, vec![entry("a")], "b1");
-        let copy = dir.path().join("copy.db");
-        backup(store.path(), &copy, false, Duration::ZERO, Utc::now()).unwrap();
+        let (_dir, mut store, feed, copy) = backed_up_store();
         store_document(&mut store, feed, vec![entry("a"), entry("b")], "b2");
         let real = store.path().to_path_buf();
         drop(store);
