@@ -1007,8 +1007,8 @@ const OTHER_WRITERS_CHECK: Duration = Duration::from_secs(5);
 /// have queued alerts, put some back or made them due without telling this one. It reads the
 /// first `data_version` before it returns: started before the first delivery round, it misses
 /// no commit that round did not see. Any commit wakes every target's loop, for a few indexed
-/// reads each: cheap beside a commit. (The main loop needs no such wake: it reads what is due at least every
-/// [`CONFIG_CHECK`].)
+/// reads each: cheap beside a commit. (The main loop needs no such wake: it reads what is due
+/// at least every [`CONFIG_CHECK`].)
 async fn watch_other_writers(
     writer: StoreWriter,
     new_flags: Arc<Notify>,

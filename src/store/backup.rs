@@ -46,7 +46,7 @@ const COMPANIONS: [&str; 3] = ["-wal", "-shm", "-journal"];
 
 /// Copies the database at `database` to `destination`: a file that must not exist unless
 /// `replace`, or an existing folder (written with a trailing `/`, it must exist), where the copy
-/// is named by [`backup_file_name`]. Waits up to `busy_timeout` only while another connection
+/// is named `feedhound-<UTC time>.db`. Waits up to `busy_timeout` only while another connection
 /// recovers the database after a crash; a reader in WAL mode waits for no writer. The database
 /// is opened as it is, without migrating: a backup taken before an upgrade holds the old schema.
 pub fn backup(
@@ -85,7 +85,7 @@ pub fn backup(
             destination.display()
         );
     }
-    let (copy, report) = checked_copy(database, folder, file_name, &destination, busy_timeout)
+    let (copy, report) = checked_copy(database, &destination, busy_timeout)
         .with_context(|| format!("cannot back up {}", database.display()))?;
     name_durably(copy, &destination, replace)?;
     Ok(report)
@@ -122,7 +122,6 @@ pub fn restore(
         .unwrap_or_else(|_| database.to_path_buf());
     let database = database.as_path();
     super::create_database_folder(database)?;
-    let (folder, file_name) = folder_and_name(database)?;
     let (backup_folder, backup_name) = folder_and_name(backup)?;
     if is_a_file_of(database, backup_folder, backup_name) {
         anyhow::bail!(
@@ -130,7 +129,7 @@ pub fn restore(
             backup.display()
         );
     }
-    let (copy, report) = checked_copy(backup, folder, file_name, database, busy_timeout)
+    let (copy, report) = checked_copy(backup, database, busy_timeout)
         .with_context(|| format!("cannot restore {}", backup.display()))?;
     let known = super::MIGRATIONS.len() as i64;
     if report.schema_version > known {
@@ -141,7 +140,7 @@ pub fn restore(
         );
     }
     let replaced = std::fs::metadata(database).ok();
-    take_over(copy.as_file(), replaced.as_ref(), folder).with_context(|| {
+    take_over(copy.as_file(), replaced.as_ref(), folder_of(database)).with_context(|| {
         format!(
             "cannot give the restored database the permissions and owner of {}",
             database.display()
@@ -301,16 +300,15 @@ fn folder_and_name(path: &Path) -> anyhow::Result<(&Path, &OsStr)> {
     Ok((folder_of(path), name))
 }
 
-/// `VACUUM INTO` a new file in `folder` (named after `name`, hidden, marked partial), checked
-/// and synced: what is left is to name it (the report gives it the name `named`), or to drop
-/// it, which deletes it.
+/// `VACUUM INTO` a new file in the folder of `named` (hidden, marked partial), checked and
+/// synced: what is left is to give it the name `named`, which the report already uses, or to
+/// drop it, which deletes it.
 fn checked_copy(
     source: &Path,
-    folder: &Path,
-    name: &OsStr,
     named: &Path,
     busy_timeout: Duration,
 ) -> anyhow::Result<(NamedTempFile, BackupReport)> {
+    let (folder, name) = folder_and_name(named)?;
     let connection = Connection::open_with_flags(
         source,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -439,7 +437,6 @@ mod tests {
     use crate::model::ParsedEntry;
     use crate::store::Store;
     use crate::store::testing::{database_before, store_document, store_with_one_feed};
-    use chrono::{DateTime, Utc};
 
     fn entry(key: &str) -> ParsedEntry {
         ParsedEntry {
