@@ -435,22 +435,7 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
                 config.storage.busy_timeout,
                 chrono::Utc::now(),
             )?;
-            let mut out = std::io::stdout().lock();
-            if format == Format::Json {
-                serde_json::to_writer_pretty(&mut out, &report)?;
-                writeln!(out)?;
-            } else {
-                writeln!(
-                    out,
-                    "backed up {} to {} in {:.1} s: {} entries, {} stories, {}, checked",
-                    database.display(),
-                    report.path.display(),
-                    started.elapsed().as_secs_f64(),
-                    report.entries,
-                    report.stories,
-                    bytesize::ByteSize::b(report.bytes).display().si(),
-                )?;
-            }
+            print_backup(&database, &report, started.elapsed(), format)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Restore { backup, format } => {
@@ -463,32 +448,7 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
                 config.storage.busy_timeout,
                 chrono::Utc::now(),
             )?;
-            let mut out = std::io::stdout().lock();
-            if format == Format::Json {
-                serde_json::to_writer_pretty(&mut out, &report)?;
-                writeln!(out)?;
-                return Ok(ExitCode::SUCCESS);
-            }
-            let restored = &report.restored;
-            writeln!(
-                out,
-                "restored {} from {}: {} entries, {} stories",
-                restored.path.display(),
-                backup.display(),
-                restored.entries,
-                restored.stories,
-            )?;
-            if let Some(kept) = &report.replaced_kept_as {
-                writeln!(
-                    out,
-                    "the database it replaced is kept as {}; delete it when you no longer need it",
-                    kept.display()
-                )?;
-            }
-            writeln!(
-                out,
-                "feeds resume from the backup's state: the next poll stores again what was published since the backup was taken, and alerts again on what it flags"
-            )?;
+            print_restore(&backup, &report, format)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Alerts {
@@ -646,6 +606,67 @@ fn print_hits(hits: &[SearchHit], format: Format) -> anyhow::Result<()> {
         }
         writeln!(out, "    {}", hit.snippet.replace('\n', " "))?;
     }
+    Ok(())
+}
+
+/// `backup` output; JSON fields are only ever added.
+fn print_backup(
+    database: &std::path::Path,
+    report: &crate::store::BackupReport,
+    took: std::time::Duration,
+    format: Format,
+) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    if format == Format::Json {
+        serde_json::to_writer_pretty(&mut out, report)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "backed up {} to {} in {:.1} s: {} entries, {} stories, {}, checked",
+        database.display(),
+        report.path.display(),
+        took.as_secs_f64(),
+        report.entries,
+        report.stories,
+        bytesize::ByteSize::b(report.bytes).display().si(),
+    )?;
+    Ok(())
+}
+
+/// `restore` output; JSON fields are only ever added.
+fn print_restore(
+    backup: &std::path::Path,
+    report: &crate::store::RestoreReport,
+    format: Format,
+) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    if format == Format::Json {
+        serde_json::to_writer_pretty(&mut out, report)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    let restored = &report.restored;
+    writeln!(
+        out,
+        "restored {} from {}: {} entries, {} stories",
+        restored.path.display(),
+        backup.display(),
+        restored.entries,
+        restored.stories,
+    )?;
+    if let Some(kept) = &report.replaced_kept_as {
+        writeln!(
+            out,
+            "the database it replaced is kept as {}; delete it when you no longer need it",
+            kept.display()
+        )?;
+    }
+    writeln!(
+        out,
+        "feeds resume from the backup's state: the next poll stores again what was published since the backup was taken, and alerts again on what it flags"
+    )?;
     Ok(())
 }
 
