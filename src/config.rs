@@ -111,6 +111,19 @@ pub struct NotifyConfig {
     pub retry_delay: Duration,
     /// Also alert on what a feed serves the first time it is parsed (its backlog).
     pub backlog: bool,
+    /// What each POST's body is.
+    pub format: AlertFormat,
+}
+
+/// How a target's alerts are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlertFormat {
+    /// feedhound's own JSON, for programs (`store::AlertPayload`).
+    Json,
+    /// A message for a Slack incoming webhook: `{"text": …}` in Slack's markup.
+    Slack,
+    /// A message for a Discord webhook: `{"content": …}` in Discord's Markdown, pinging nobody.
+    Discord,
 }
 
 impl fmt::Debug for NotifyConfig {
@@ -122,6 +135,7 @@ impl fmt::Debug for NotifyConfig {
             .field("companies", &self.companies)
             .field("retry_delay", &self.retry_delay)
             .field("backlog", &self.backlog)
+            .field("format", &self.format)
             .finish()
     }
 }
@@ -555,6 +569,7 @@ struct RawNotify {
     retry_delay: Option<Spanned<String>>,
     #[serde(default)]
     backlog: bool,
+    format: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -1110,7 +1125,29 @@ impl Checker {
                     })
                     .collect()
             });
-            let (Some(url), Some(name)) = (url, name) else {
+            let format = match target.format {
+                None => Some(AlertFormat::Json),
+                Some(format) => {
+                    let known = match format.get_ref().trim() {
+                        "json" => Some(AlertFormat::Json),
+                        "slack" => Some(AlertFormat::Slack),
+                        "discord" => Some(AlertFormat::Discord),
+                        _ => None,
+                    };
+                    if known.is_none() {
+                        self.issue(
+                            Some(format.span()),
+                            format!("{key}.format"),
+                            format!(
+                                "{:?} is not a format; use \"json\" (feedhound's payload), \"slack\" or \"discord\"",
+                                format.get_ref()
+                            ),
+                        );
+                    }
+                    known
+                }
+            };
+            let (Some(url), Some(name), Some(format)) = (url, name, format) else {
                 continue;
             };
             targets.push(NotifyConfig {
@@ -1120,6 +1157,7 @@ impl Checker {
                 companies: filter,
                 retry_delay,
                 backlog: target.backlog,
+                format,
             });
         }
         targets
@@ -1347,7 +1385,7 @@ mod tests {
             "feedhound.toml:2: retry: unknown key `retry`, expected one of `storage`, `polling`, `daemon`, `feed`, `company`, `notify`, `server`",
             "feedhound.toml:4: polling.concurency: unknown key `concurency`, expected one of `interval`, ",
             "feedhound.toml:7: company[1].alias: unknown key `alias`, expected one of `name`, `aliases`, ",
-            "feedhound.toml:10: notify[1].secrett: unknown key `secrett`, expected one of `name`, `url`, `secret`, `companies`, `retry_delay`, `backlog`",
+            "feedhound.toml:10: notify[1].secrett: unknown key `secrett`, expected one of `name`, `url`, `secret`, `companies`, `retry_delay`, `backlog`, `format`",
         ];
         assert_lines_contain(&message, &expected);
     }
@@ -1576,6 +1614,31 @@ mod tests {
             "{debug}"
         );
         assert_eq!(config.alert_routes()[0].target, "ops");
+    }
+
+    #[test]
+    fn a_targets_format_defaults_to_feedhounds_json_and_a_misspelt_one_is_named() {
+        let config = parse(
+            "[[notify]]\nurl = \"https://hooks.example/a\"\n\
+             [[notify]]\nurl = \"https://hooks.slack.example/b\"\nformat = \"slack\"\n\
+             [[notify]]\nurl = \"https://discord.example/c\"\nformat = \"discord\"\n",
+        )
+        .unwrap();
+        let formats: Vec<AlertFormat> = config.notify.iter().map(|t| t.format).collect();
+        assert_eq!(
+            formats,
+            [AlertFormat::Json, AlertFormat::Slack, AlertFormat::Discord]
+        );
+        let message = error_text(
+            "[[notify]]\nurl = \"https://hooks.example/a\"\nformat = \"Slak\"\n\
+             [[notify]]\nurl = \"ftp://hooks.example/b\"\n",
+        );
+        assert!(
+            message.contains(
+                ":3: notify[1].format: \"Slak\" is not a format; use \"json\" (feedhound's payload), \"slack\" or \"discord\""
+            ) && message.contains(":5: notify[2].url"),
+            "every problem at once: {message}"
+        );
     }
 
     #[test]

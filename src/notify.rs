@@ -1,8 +1,8 @@
 //! Delivering alerts: outbox rows → webhook POSTs, with retries.
 //!
-//! Each alert is a JSON POST of [`AlertPayload`] with an `Idempotency-Key` header (the same on
-//! every attempt) and, when the target has a `secret`, an `X-Feedhound-Signature: sha256=<hex>`
-//! HMAC of the body. Anything but a 2xx answer is a failure, retried after `retry_delay`
+//! Each alert is a JSON POST of [`AlertPayload`], or of a chat message made from it for a Slack or
+//! Discord target (`message`), with an `Idempotency-Key` header (the same on every attempt) and,
+//! when the target has a `secret`, an `X-Feedhound-Signature: sha256=<hex>` HMAC of the body. Anything but a 2xx answer is a failure, retried after `retry_delay`
 //! doubling per attempt up to [`MAX_RETRY_DELAY`]. Alerts are never dropped: the outbox row stays
 //! until a delivery succeeds, across restarts and crashes. Each payload is read just before its
 //! attempt, so it names what its story names then, and an alert withdrawn meanwhile (see
@@ -29,8 +29,10 @@ use sha2::Sha256;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+mod message;
+
 use crate::config::{Config, NotifyConfig};
-use crate::fetch::{parse_retry_after, redact};
+use crate::fetch::parse_retry_after;
 use crate::store::writer::StoreWriter;
 use crate::store::{AlertPayload, AlertStory, TargetRest};
 
@@ -353,7 +355,7 @@ async fn post(
         retry_after: None,
         message,
     };
-    let body = serde_json::to_vec(payload)
+    let body = message::body(target.format, payload)
         .map_err(|e| failure(false, format!("cannot encode the alert: {e}")))?;
     let mut request = client
         .post(target.url.clone())
@@ -364,7 +366,7 @@ async fn post(
     }
     let response = request.body(body).send().await.map_err(|e| {
         // reqwest's message names the URL, which may carry a token.
-        let message = format!("cannot reach {}: {}", redact(&target.url), e.without_url());
+        let message = format!("cannot reach {}: {}", shown(&target.url), e.without_url());
         failure(true, message)
     })?;
     let status = response.status();
@@ -377,15 +379,57 @@ async fn post(
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| parse_retry_after(value, Utc::now()));
+    let reason = refusal_reason(response)
+        .await
+        .map(|reason| format!(": {reason}"))
+        .unwrap_or_default();
     Err(DeliveryFailure {
         // The statuses that carry it (RFC 9110 for 503, RFC 6585 for 429); behind a 502 or
         // 504 it is a proxy's, not the receiver's.
         retry_after: retry_after.filter(|_| matches!(status.as_u16(), 429 | 503)),
         ..failure(
             target_down,
-            format!("{} answered HTTP {status}", redact(&target.url)),
+            format!("{} answered HTTP {status}{reason}", shown(&target.url)),
         )
     })
+}
+
+/// Where a target is, as errors show it: its origin only, since a webhook's path is often its
+/// credential (Slack's `/services/T…/B…/secret`, Discord's `/api/webhooks/id/token`).
+fn shown(url: &reqwest::Url) -> String {
+    format!("{}/…", url.origin().ascii_serialization())
+}
+
+/// The start of a refusal's body, on one line, unless it is a web page: chat services and most
+/// webhook receivers say there what they refused (Slack's `invalid_payload`, `no_service`).
+async fn refusal_reason(mut response: reqwest::Response) -> Option<String> {
+    const MOST_CHARS: usize = 200;
+    let is_page = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.contains("html"));
+    if is_page {
+        return None;
+    }
+    let mut bytes = Vec::new();
+    // A receiver that stalls its body has said all it will: the status.
+    let read = async {
+        while bytes.len() < MOST_CHARS * 4 {
+            match response.chunk().await {
+                Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
+                _ => break,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(2), read).await;
+    let text = String::from_utf8_lossy(&bytes);
+    let words: Vec<&str> = text
+        .split(|c: char| c.is_whitespace() || c.is_control())
+        .filter(|w| !w.is_empty())
+        .collect();
+    let reason: String = words.join(" ").chars().take(MOST_CHARS).collect();
+    (!reason.is_empty()).then_some(reason)
 }
 
 /// Which URL a rest belongs to, without writing the URL (and the secret it may hold) down.

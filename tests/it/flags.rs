@@ -247,6 +247,94 @@ fn a_test_alert_is_signed_like_a_real_one_stores_nothing_and_reports_a_refusal()
     );
 }
 
+/// Slack's hooks carry their credential in the path.
+const SLACK_HOOK: &str = "services/T1/B2/s3cr3t";
+
+#[tokio::test]
+async fn slack_and_discord_targets_get_a_message_their_channel_shows_and_a_refusal_says_why() {
+    let server = FeedServer::start();
+    server.feed(
+        "a.xml",
+        rss(&["<guid>1</guid><title>Xiaomi &amp; Samsung sign a *patent* deal, @everyone &lt;3</title>\
+               <link>https://news.example/deal?id=1&amp;ref=rss</link>\
+               <description>Xiaomi and Samsung agreed to share patents.</description>"]),
+    );
+    server.set(SLACK_HOOK, Route::webhook(200));
+    server.set("discord", Route::webhook(204));
+    let notify = format!(
+        "\n[[notify]]\nname = \"desk\"\nbacklog = true\nformat = \"slack\"\nsecret = \"k3y\"\nurl = \"{}\"\n\
+         [[notify]]\nname = \"team\"\nbacklog = true\nformat = \"discord\"\nurl = \"{}\"\n",
+        server.url(SLACK_HOOK),
+        server.url("discord")
+    );
+    let app = App::new(&[server.url("a.xml")], &format!("{COMPANIES}{notify}"));
+    let summary = app.poll().await;
+    assert_eq!(
+        summary.alerts,
+        Some(Delivered {
+            delivered: 2,
+            failed: 0
+        })
+    );
+    let slack = &server.requests(SLACK_HOOK)[0];
+    let message: serde_json::Value = serde_json::from_slice(&slack.body).unwrap();
+    let text = message["text"].as_str().unwrap();
+    assert!(
+        text.starts_with(
+            "*<https://news.example/deal?id=1&ref=rss|Xiaomi &amp; Samsung sign a *patent* deal, @everyone &lt;3>*\n\
+             Xiaomi, Samsung · Test feed · "
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("\n>*Xiaomi*: Xiaomi &amp; Samsung sign"),
+        "{text}"
+    );
+    assert_eq!(
+        slack.headers["x-feedhound-signature"],
+        feedhound::notify::signature("k3y", &slack.body),
+        "signed as a JSON alert is"
+    );
+    assert!(slack.headers.contains_key("idempotency-key"));
+    let discord = &server.requests("discord")[0];
+    let message: serde_json::Value = serde_json::from_slice(&discord.body).unwrap();
+    assert_eq!(message["allowed_mentions"]["parse"], serde_json::json!([]));
+    let content = message["content"].as_str().unwrap();
+    assert!(
+        content.starts_with(
+            r"**[Xiaomi & Samsung sign a \*patent\* deal, \@everyone \<3](https://news.example/deal?id=1&ref=rss)**"
+        ),
+        "{content}"
+    );
+
+    server.set(
+        SLACK_HOOK,
+        Route {
+            body: b"invalid_token\n".to_vec(),
+            ..Route::webhook(403)
+        },
+    );
+    let refused = app.cli(&["alerts", "--send-test", "desk"]);
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "{}/… answered HTTP 403 Forbidden: invalid_token",
+            server.url("").trim_end_matches('/')
+        )) && !stderr.contains("s3cr3t"),
+        "the reason, and not the path that is the hook's credential: {stderr}"
+    );
+    let test: serde_json::Value =
+        serde_json::from_slice(&server.requests(SLACK_HOOK)[1].body).unwrap();
+    assert!(
+        test["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("*feedhound test alert for desk*\n"),
+        "{test}"
+    );
+}
+
 #[test]
 fn company_filters_take_an_alias_and_refuse_a_name_the_config_lacks() {
     let app = App::new(&[], COMPANIES);
