@@ -12,7 +12,8 @@
 //! Commands that sync the config hold a shared lock on the same file while they sync, and refuse
 //! to run beside a daemon that uses another config file; beside one that uses the same file they
 //! go ahead, as a cron `poll` always could. A daemon that starts while such a command syncs waits
-//! for it. Where the filesystem cannot lock (some network and FUSE mounts), both sides warn and go
+//! for it. `feedhound restore` holds the lock exclusively and says so in the file: commands are
+//! refused and a starting daemon waits, each told why. Where the filesystem cannot lock (some network and FUSE mounts), both sides warn and go
 //! on unguarded, as before this lock existed.
 
 use std::fs::{File, OpenOptions, TryLockError};
@@ -36,11 +37,23 @@ pub struct SyncGuard {
     _file: Option<File>,
 }
 
-/// What the daemon writes into its lock file, for the checks and messages of the others.
+/// What the daemon (or a `feedhound restore`) writes into its lock file, for the checks and
+/// messages of the others.
 #[derive(Debug, Serialize, Deserialize)]
 struct Holder {
     pid: u32,
     config: String,
+    /// Written by a restore, which holds the lock to replace the database, not to run on it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    restore: bool,
+}
+
+impl Holder {
+    fn write_to(&self, file: &mut File, path: &Path) -> anyhow::Result<()> {
+        file.set_len(0)
+            .and_then(|()| file.write_all(&serde_json::to_vec(self)?))
+            .with_context(|| format!("cannot write to the lock file {}", path.display()))
+    }
 }
 
 /// How long a command waits for a daemon that has just taken the lock to say who it is.
@@ -88,10 +101,12 @@ impl DaemonLock {
                 }
             }
             // A shared lock alongside the holders means they are only commands, which migrate
-            // the database and sync their config: wait for them. An exclusive holder is a daemon.
+            // the database and sync their config: wait for them. An exclusive holder is a daemon,
+            // or a restore putting the database in place, which is worth waiting for too.
             let only_commands =
                 File::open(&path).is_ok_and(|probe| probe.try_lock_shared().is_ok());
-            if !only_commands {
+            let restoring = restore_running(read_holder(&path).as_ref(), database);
+            if !only_commands && restoring.is_none() {
                 anyhow::bail!(
                     "{}; stop it first, or give this daemon its own [storage] path",
                     running(read_holder(&path).as_ref(), &path, database)
@@ -99,9 +114,12 @@ impl DaemonLock {
             }
             anyhow::ensure!(
                 !stop.is_cancelled(),
-                "stopped while waiting for feedhound commands to finish writing their config to the database {}",
+                "stopped while waiting for feedhound commands to finish writing to the database {}",
                 database.display()
             );
+            if let Some(restoring) = restoring.filter(|_| Instant::now() >= deadline) {
+                anyhow::bail!(restoring);
+            }
             anyhow::ensure!(
                 Instant::now() < deadline,
                 "feedhound commands (poll, rescan or prune) have been writing their config to the database {} for {} s; start the daemon when they are done",
@@ -109,7 +127,7 @@ impl DaemonLock {
                 COMMANDS_WAIT.as_secs()
             );
             if !waiting {
-                tracing::info!(database = %database.display(), "waiting for a feedhound command to finish writing its config to the database");
+                tracing::info!(database = %database.display(), "waiting for a feedhound command to finish writing to the database");
                 waiting = true;
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -118,10 +136,9 @@ impl DaemonLock {
             let holder = Holder {
                 pid: std::process::id(),
                 config: canonical(config).to_string_lossy().into_owned(),
+                restore: false,
             };
-            file.set_len(0)
-                .and_then(|()| file.write_all(&serde_json::to_vec(&holder)?))
-                .with_context(|| format!("cannot write to the lock file {}", path.display()))?;
+            holder.write_to(&mut file, &path)?;
         } else {
             // Locked all the same (flock needs no write access); commands beside it cannot tell
             // which config it runs with, so they refuse, and say so.
@@ -155,6 +172,9 @@ fn refuse_beside_other_daemon_within(
         // A daemon that has just taken the lock writes who it is right after; until then the
         // file is empty or names its predecessor, which is no longer running.
         let holder = read_holder(&path).filter(|h| is_alive(h.pid));
+        if let Some(restoring) = restore_running(holder.as_ref(), database) {
+            anyhow::bail!(restoring);
+        }
         if holder.as_ref().is_some_and(|h| h.config == ours) {
             return Ok(SyncGuard { _file: None });
         }
@@ -183,21 +203,38 @@ pub fn refuse_beside_any_daemon(database: &Path) -> anyhow::Result<SyncGuard> {
     match try_shared(&path, &file)? {
         SharedTry::Taken => Ok(SyncGuard { _file: Some(file) }),
         SharedTry::Unsupported => Ok(SyncGuard { _file: None }),
-        SharedTry::HeldByDaemon => anyhow::bail!(
-            "{}: stop it first, or choose another folder",
-            running(read_holder(&path).as_ref(), &path, database)
-        ),
+        SharedTry::HeldByDaemon => {
+            let holder = read_holder(&path);
+            if let Some(restoring) = restore_running(holder.as_ref(), database) {
+                anyhow::bail!(restoring);
+            }
+            anyhow::bail!(
+                "{}: stop it first, or choose another folder",
+                running(holder.as_ref(), &path, database)
+            )
+        }
     }
 }
 
-/// Takes the lock on `database` exclusively, for a command that replaces the database file
-/// itself: no daemon may run on it, and no command may be syncing its config into it, since
-/// either would keep writing to the file being replaced. A daemon or command that starts
-/// meanwhile is refused.
+/// Takes the lock on `database` exclusively, for `feedhound restore`, which replaces the database
+/// file itself: no daemon may run on it, and no command may be syncing its config into it, since
+/// either would keep writing to the file being replaced. A command that starts meanwhile is
+/// refused, and a daemon waits, each told that a restore is running.
 pub fn hold_alone(database: &Path) -> anyhow::Result<SyncGuard> {
-    let (path, file, _) = open_for_locking(database)?;
+    let (path, mut file, writable) = open_for_locking(database)?;
     match file.try_lock() {
-        Ok(()) => Ok(SyncGuard { _file: Some(file) }),
+        Ok(()) => {
+            let note = Holder {
+                pid: std::process::id(),
+                config: String::new(),
+                restore: true,
+            };
+            if writable && let Err(err) = note.write_to(&mut file, &path) {
+                // The lock holds without it; only the others' messages are vaguer.
+                tracing::warn!(error = %format!("{err:#}"), "cannot say in the lock file that a restore holds it");
+            }
+            Ok(SyncGuard { _file: Some(file) })
+        }
         Err(TryLockError::Error(err)) if cannot_lock_here(&err) => {
             tracing::warn!(lock = %path.display(), error = %err, "this filesystem cannot lock files: a running daemon would not be noticed");
             Ok(SyncGuard { _file: None })
@@ -214,9 +251,13 @@ pub fn hold_alone(database: &Path) -> anyhow::Result<SyncGuard> {
                     database.display()
                 )
             }
+            let holder = read_holder(&path);
+            if let Some(restoring) = restore_running(holder.as_ref(), database) {
+                anyhow::bail!(restoring);
+            }
             anyhow::bail!(
                 "{}: stop it first (`systemctl stop feedhound`)",
-                running(read_holder(&path).as_ref(), &path, database)
+                running(holder.as_ref(), &path, database)
             )
         }
     }
@@ -326,6 +367,16 @@ fn running(holder: Option<&Holder>, lock: &Path, database: &Path) -> String {
     }
 }
 
+/// "a feedhound restore (pid N) is replacing the database D; …", when one is.
+fn restore_running(holder: Option<&Holder>, database: &Path) -> Option<String> {
+    let holder = holder.filter(|h| h.restore && is_alive(h.pid))?;
+    Some(format!(
+        "a feedhound restore (pid {}) is replacing the database {}; try again when it is done",
+        holder.pid,
+        database.display()
+    ))
+}
+
 fn read_holder(lock: &Path) -> Option<Holder> {
     serde_json::from_slice(&std::fs::read(lock).ok()?).ok()
 }
@@ -358,9 +409,29 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (database, config, _) = paths(dir.path());
         let alone = hold_alone(&database).unwrap();
-        refuse_beside_other_daemon_within(&database, &config, Duration::ZERO)
-            .expect_err("no command syncs beside it");
+        let restoring = format!(
+            "a feedhound restore (pid {}) is replacing the database {}; try again when it is done",
+            std::process::id(),
+            database.display()
+        );
+        for refused in [
+            refuse_beside_other_daemon_within(&database, &config, Duration::ZERO).map(drop),
+            refuse_beside_any_daemon(&database).map(drop),
+            hold_alone(&database).map(drop),
+        ] {
+            assert_eq!(refused.unwrap_err().to_string(), restoring);
+        }
+        let daemon = std::thread::spawn(move || {
+            DaemonLock::acquire(&database, &config, &CancellationToken::new())
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(
+            !daemon.is_finished(),
+            "a starting daemon waits for the restore"
+        );
         drop(alone);
+        drop(daemon.join().unwrap().expect("and starts once it is done"));
+        let (database, config, _) = paths(dir.path());
         let syncing = refuse_beside_other_daemon(&database, &config).unwrap();
         let err = hold_alone(&database).unwrap_err();
         assert!(
@@ -468,10 +539,9 @@ mod tests {
             let holder = Holder {
                 pid: std::process::id(),
                 config,
+                restore: false,
             };
-            file.set_len(0).unwrap();
-            file.write_all(&serde_json::to_vec(&holder).unwrap())
-                .unwrap();
+            holder.write_to(&mut file, &lock).unwrap();
             file
         });
         // Before the record is written, the command can only refuse or wait: it waits.
@@ -490,6 +560,7 @@ mod tests {
         let record = serde_json::to_vec(&Holder {
             pid: 2_147_483_647,
             config,
+            restore: false,
         })
         .unwrap();
         std::fs::write(&lock, record).unwrap();
