@@ -143,6 +143,9 @@ pub enum Command {
         /// Replace an existing file once the new copy is complete and checked.
         #[arg(long)]
         replace: bool,
+        /// With a folder DEST: then delete the dated copies there but the newest N.
+        #[arg(long, value_name = "N", conflicts_with = "replace")]
+        keep: Option<std::num::NonZeroUsize>,
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
@@ -423,18 +426,19 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
         Command::Backup {
             destination,
             replace,
+            keep,
             format,
         } => {
             let config = Config::load(&cli.config)?;
             let database = config.database_path();
             let started = std::time::Instant::now();
-            let report = crate::store::backup(
-                &database,
-                &destination,
-                replace,
-                config.storage.busy_timeout,
-                chrono::Utc::now(),
-            )?;
+            let (busy, now) = (config.storage.busy_timeout, chrono::Utc::now());
+            let report = match keep {
+                Some(keep) => {
+                    crate::store::backup_keeping(&database, &destination, keep, busy, now)?
+                }
+                None => crate::store::backup(&database, &destination, replace, busy, now)?,
+            };
             print_backup(&database, &report, started.elapsed(), format)?;
             Ok(ExitCode::SUCCESS)
         }
@@ -632,6 +636,9 @@ fn print_backup(
         report.stories,
         bytesize::ByteSize::b(report.bytes).display().si(),
     )?;
+    for removed in &report.removed {
+        writeln!(out, "deleted the older copy {}", removed.display())?;
+    }
     Ok(())
 }
 

@@ -19,6 +19,7 @@
 
 use std::ffi::OsStr;
 use std::fs::File;
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -39,6 +40,9 @@ pub struct BackupReport {
     pub stories: i64,
     /// `PRAGMA user_version` of the copy: the feedhound schema it holds.
     pub schema_version: i64,
+    /// Older copies deleted from the folder (`backup --keep`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub removed: Vec<PathBuf>,
 }
 
 /// Files SQLite keeps beside a database, named after it.
@@ -88,6 +92,42 @@ pub fn backup(
     let (copy, report) = checked_copy(database, &destination, busy_timeout)
         .with_context(|| format!("cannot back up {}", database.display()))?;
     name_durably(copy, &destination, replace)?;
+    Ok(report)
+}
+
+/// [`backup`] into `folder`, then deletes the copies `backup` named there
+/// (`feedhound-<UTC time>.db`) but the newest `keep`, the new one among them. Other files are
+/// left alone, whatever their names; a copy that cannot be deleted is logged and kept.
+pub fn backup_keeping(
+    database: &Path,
+    folder: &Path,
+    keep: NonZeroUsize,
+    busy_timeout: Duration,
+    now: DateTime<Utc>,
+) -> anyhow::Result<BackupReport> {
+    anyhow::ensure!(
+        folder.is_dir(),
+        "--keep deletes older copies from the folder they are put in, and {} is no folder; name an existing folder",
+        folder.display()
+    );
+    let mut report = backup(database, folder, false, busy_timeout, now)?;
+    let written = report.path.file_name().map(OsStr::to_owned);
+    let mut older: Vec<PathBuf> = std::fs::read_dir(folder)
+        .with_context(|| format!("cannot list {} to delete older copies", folder.display()))?
+        .filter_map(|entry| entry.ok().map(|entry| entry.file_name()))
+        .filter(|name| Some(name) != written.as_ref() && is_backup_file_name(name))
+        .map(|name| folder.join(name))
+        .collect();
+    // The names sort by time; newest first.
+    older.sort_unstable_by(|a, b| b.cmp(a));
+    for copy in older.into_iter().skip(keep.get() - 1) {
+        match std::fs::remove_file(&copy) {
+            Ok(()) => report.removed.push(copy),
+            Err(err) => {
+                tracing::warn!(copy = %copy.display(), error = %err, "cannot delete an older backup");
+            }
+        }
+    }
     Ok(report)
 }
 
@@ -293,6 +333,15 @@ fn file_stamp(now: DateTime<Utc>) -> String {
     now.format("%Y-%m-%dT%H%M%SZ").to_string()
 }
 
+/// Whether `name` is one [`backup_file_name`] gives.
+fn is_backup_file_name(name: &OsStr) -> bool {
+    name.to_str()
+        .and_then(|name| name.strip_prefix("feedhound-")?.strip_suffix(".db"))
+        .is_some_and(|stamp| {
+            chrono::NaiveDateTime::parse_from_str(stamp, "%Y-%m-%dT%H%M%SZ").is_ok()
+        })
+}
+
 fn folder_and_name(path: &Path) -> anyhow::Result<(&Path, &OsStr)> {
     let name = path
         .file_name()
@@ -428,6 +477,7 @@ fn check_copy(path: &Path, named: &Path) -> anyhow::Result<BackupReport> {
         entries: count("SELECT count(*) FROM entries")?,
         stories: count("SELECT count(*) FROM stories")?,
         schema_version,
+        removed: Vec::new(),
     })
 }
 
@@ -771,6 +821,60 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600, "feed URLs may carry credentials");
+    }
+
+    #[test]
+    fn a_backup_keeping_n_deletes_the_oldest_dated_copies_and_nothing_else() {
+        let (dir, store, _) = store_with_one_feed();
+        let folder = dir.path().join("backups");
+        std::fs::create_dir(&folder).unwrap();
+        let older = [
+            "feedhound-2026-11-21T030000Z.db",
+            "feedhound-2026-11-22T030000Z.db",
+            "feedhound-2026-11-23T030000Z.db",
+            "feedhound-2026-11-24T030000Z.db",
+        ];
+        let others = [
+            "feedhound-before-upgrade.db",
+            "feedhound-2026-11-20T030000Z.db.gz",
+            "notes.txt",
+        ];
+        for name in older.iter().chain(&others) {
+            std::fs::write(folder.join(name), "").unwrap();
+        }
+        let at = DateTime::parse_from_rfc3339("2026-11-26T03:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let keep = NonZeroUsize::new(3).unwrap();
+
+        let report = backup_keeping(store.path(), &folder, keep, Duration::ZERO, at).unwrap();
+
+        assert_eq!(
+            report.removed,
+            [older[1], older[0]].map(|name| folder.join(name))
+        );
+        assert_eq!(
+            files_in(&folder),
+            [
+                "feedhound-2026-11-20T030000Z.db.gz",
+                "feedhound-2026-11-23T030000Z.db",
+                "feedhound-2026-11-24T030000Z.db",
+                "feedhound-2026-11-26T030000Z.db",
+                "feedhound-before-upgrade.db",
+                "notes.txt",
+            ]
+        );
+        // Keeping one keeps the new copy, even when the clock had gone back.
+        let earlier = at - chrono::Duration::days(30);
+        let one = NonZeroUsize::new(1).unwrap();
+        let report = backup_keeping(store.path(), &folder, one, Duration::ZERO, earlier).unwrap();
+        assert!(report.path.exists());
+        assert_eq!(report.removed.len(), 3);
+
+        let file = folder.join("nightly.db");
+        let err = backup_keeping(store.path(), &file, keep, Duration::ZERO, at).unwrap_err();
+        assert!(err.to_string().contains("is no folder"), "{err:#}");
+        assert!(!file.exists());
     }
 
     #[test]

@@ -26,7 +26,7 @@ use anyhow::Context;
 use chrono::{DateTime, Datelike, NaiveDateTime, Timelike, Utc};
 use rusqlite::Connection;
 
-pub use backup::{BackupReport, RestoreReport, backup, restore};
+pub use backup::{BackupReport, RestoreReport, backup, backup_keeping, restore};
 pub use entries::{Applied, FeedResult, FetchState, RecentEntry};
 pub use feeds::{DueFeed, FeedRef, FeedStatus, SyncReport};
 pub use flags::{
