@@ -15,7 +15,7 @@ use serde::Deserialize;
 use toml::Spanned;
 use url::Url;
 
-use crate::fetch::redact;
+use crate::fetch::{origin_only, redact};
 use crate::matcher::{CompanyRule, comparable_name};
 use crate::model::Field;
 
@@ -130,7 +130,7 @@ impl fmt::Debug for NotifyConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("NotifyConfig")
             .field("name", &self.name)
-            .field("url", &redact(&self.url))
+            .field("url", &origin_only(&self.url))
             .field("secret", &self.secret.as_ref().map(|_| "***"))
             .field("companies", &self.companies)
             .field("retry_delay", &self.retry_delay)
@@ -1605,14 +1605,15 @@ mod tests {
             "{message}"
         );
         let config = parse(
-            "[[notify]]\nname = \"ops\"\nurl = \"https://user:pw@hooks.example/x\"\nsecret = \"s3cret\"\n",
+            "[[notify]]\nname = \"ops\"\nurl = \"https://user:pw@hooks.example/services/p4th\"\nsecret = \"s3cret\"\n",
         )
         .unwrap();
         let debug = format!("{config:?}");
         assert!(
-            !debug.contains("s3cret") && !debug.contains(":pw@"),
+            !debug.contains("s3cret") && !debug.contains("pw") && !debug.contains("p4th"),
             "{debug}"
         );
+        assert!(debug.contains("https://hooks.example/…"), "{debug}");
         assert_eq!(config.alert_routes()[0].target, "ops");
     }
 

@@ -195,6 +195,12 @@ pub fn redact(url: &Url) -> String {
     shown.to_string()
 }
 
+/// A URL as errors about a webhook show it: its origin alone, since a webhook's path is often
+/// its credential (Slack's `/services/T…/B…/secret`, Discord's `/api/webhooks/id/token`).
+pub fn origin_only(url: &Url) -> String {
+    format!("{}/…", url.origin().ascii_serialization())
+}
+
 fn looks_secret(query_key: &str) -> bool {
     let key = query_key.to_ascii_lowercase();
     ["token", "secret", "password", "passwd"]

@@ -2,8 +2,9 @@
 //!
 //! Each alert is a JSON POST of [`AlertPayload`], or of a chat message made from it for a Slack or
 //! Discord target (`message`), with an `Idempotency-Key` header (the same on every attempt) and,
-//! when the target has a `secret`, an `X-Feedhound-Signature: sha256=<hex>` HMAC of the body. Anything but a 2xx answer is a failure, retried after `retry_delay`
-//! doubling per attempt up to [`MAX_RETRY_DELAY`]. Alerts are never dropped: the outbox row stays
+//! when the target has a `secret`, an `X-Feedhound-Signature: sha256=<hex>` HMAC of the body.
+//! Anything but a 2xx answer is a failure, retried after `retry_delay` doubling per attempt up to
+//! [`MAX_RETRY_DELAY`]. Alerts are never dropped: the outbox row stays
 //! until a delivery succeeds, across restarts and crashes. Each payload is read just before its
 //! attempt, so it names what its story names then, and an alert withdrawn meanwhile (see
 //! `store::flags`) is skipped.
@@ -17,6 +18,8 @@
 //! it. Any other answer proves the target is up; a refused alert only waits for its own retry,
 //! so an alert the receiver chokes on never holds the others back for long.
 
+mod message;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,10 +32,8 @@ use sha2::Sha256;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-mod message;
-
 use crate::config::{Config, NotifyConfig};
-use crate::fetch::parse_retry_after;
+use crate::fetch::{origin_only, parse_retry_after};
 use crate::store::writer::StoreWriter;
 use crate::store::{AlertPayload, AlertStory, TargetRest};
 
@@ -366,7 +367,11 @@ async fn post(
     }
     let response = request.body(body).send().await.map_err(|e| {
         // reqwest's message names the URL, which may carry a token.
-        let message = format!("cannot reach {}: {}", shown(&target.url), e.without_url());
+        let message = format!(
+            "cannot reach {}: {}",
+            origin_only(&target.url),
+            e.without_url()
+        );
         failure(true, message)
     })?;
     let status = response.status();
@@ -379,7 +384,7 @@ async fn post(
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| parse_retry_after(value, Utc::now()));
-    let reason = refusal_reason(response)
+    let reason = refusal_reason(response, &target.url)
         .await
         .map(|reason| format!(": {reason}"))
         .unwrap_or_default();
@@ -389,33 +394,24 @@ async fn post(
         retry_after: retry_after.filter(|_| matches!(status.as_u16(), 429 | 503)),
         ..failure(
             target_down,
-            format!("{} answered HTTP {status}{reason}", shown(&target.url)),
+            format!(
+                "{} answered HTTP {status}{reason}",
+                origin_only(&target.url)
+            ),
         )
     })
 }
 
-/// Where a target is, as errors show it: its origin only, since a webhook's path is often its
-/// credential (Slack's `/services/T…/B…/secret`, Discord's `/api/webhooks/id/token`).
-fn shown(url: &reqwest::Url) -> String {
-    format!("{}/…", url.origin().ascii_serialization())
-}
-
 /// The start of a refusal's body, on one line, unless it is a web page: chat services and most
-/// webhook receivers say there what they refused (Slack's `invalid_payload`, `no_service`).
-async fn refusal_reason(mut response: reqwest::Response) -> Option<String> {
+/// webhook receivers say there what they refused (Slack's `invalid_token`, `no_service`). The
+/// target's path is taken out, as an error page may echo it and it is often the credential.
+async fn refusal_reason(mut response: reqwest::Response, url: &reqwest::Url) -> Option<String> {
     const MOST_CHARS: usize = 200;
-    let is_page = response
-        .headers()
-        .get(reqwest::header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| value.contains("html"));
-    if is_page {
-        return None;
-    }
+    const MOST_BYTES: usize = MOST_CHARS * 4;
     let mut bytes = Vec::new();
     // A receiver that stalls its body has said all it will: the status.
     let read = async {
-        while bytes.len() < MOST_CHARS * 4 {
+        while bytes.len() < MOST_BYTES {
             match response.chunk().await {
                 Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
                 _ => break,
@@ -423,13 +419,35 @@ async fn refusal_reason(mut response: reqwest::Response) -> Option<String> {
         }
     };
     let _ = tokio::time::timeout(Duration::from_secs(2), read).await;
+    bytes.truncate(MOST_BYTES);
     let text = String::from_utf8_lossy(&bytes);
-    let words: Vec<&str> = text
-        .split(|c: char| c.is_whitespace() || c.is_control())
-        .filter(|w| !w.is_empty())
-        .collect();
-    let reason: String = words.join(" ").chars().take(MOST_CHARS).collect();
+    // Judged by the body, not its type: Slack sends its plain-word reasons as text/html.
+    let start = text
+        .trim_start()
+        .get(..9)
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    if start.starts_with("<!doctype") || start.starts_with("<html") {
+        return None;
+    }
+    let mut reason: String = text
+        .split(|c: char| c.is_whitespace() || c.is_control() || is_bidi_control(c))
+        .filter(|word| !word.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    for secret in [url.path(), url.query().unwrap_or_default()] {
+        if secret.len() > 1 {
+            reason = reason.replace(secret, "…");
+        }
+    }
+    let reason: String = reason.chars().take(MOST_CHARS).collect();
     (!reason.is_empty()).then_some(reason)
+}
+
+/// Characters that reorder or hide text (bidirectional overrides, zero-width marks): in a
+/// receiver's words they could make the `alerts` table or a log line read as something else.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
 }
 
 /// Which URL a rest belongs to, without writing the URL (and the secret it may hold) down.
@@ -516,6 +534,43 @@ mod tests {
             at(3600),
             "capped"
         );
+    }
+
+    async fn reason_for(body: String) -> Option<String> {
+        let hook = reqwest::Url::parse("https://hooks.example/services/T1/s3cr3t?key=k3y").unwrap();
+        let response = reqwest::Response::from(hyper::Response::new(body));
+        refusal_reason(response, &hook).await
+    }
+
+    #[tokio::test]
+    async fn a_refusals_reason_is_its_first_words_on_one_line_without_the_hooks_secrets() {
+        assert_eq!(
+            reason_for("invalid_token\n".into()).await.as_deref(),
+            Some("invalid_token")
+        );
+        assert_eq!(
+            reason_for(
+                "{\"error\": \"Not Found\",\n \"path\": \"/services/T1/s3cr3t?key=k3y\"}".into()
+            )
+            .await
+            .as_deref(),
+            Some("{\"error\": \"Not Found\", \"path\": \"…?…\"}")
+        );
+        assert_eq!(
+            reason_for("  <!DOCTYPE html><html><body>Bad Gateway</body></html>".into()).await,
+            None,
+            "a web page is no reason"
+        );
+        assert_eq!(
+            reason_for("no\u{202E}ecivres_on\u{200B}".into())
+                .await
+                .as_deref(),
+            Some("no ecivres_on"),
+            "nothing that reorders or hides text"
+        );
+        let long = reason_for("word ".repeat(10_000)).await.unwrap();
+        assert_eq!(long.chars().count(), 200);
+        assert_eq!(reason_for(String::new()).await, None);
     }
 
     #[test]

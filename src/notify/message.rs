@@ -3,18 +3,21 @@
 //! A chat webhook posts what it is given to a channel, so these targets get a message built from
 //! the payload a `json` target gets: the story's title as a link, the companies it names, where
 //! and when it appeared, and the text around each mention. A feed's text is the publisher's, not
-//! ours: it is escaped for the service's markup, so a headline can neither format, link nor ping
-//! anyone, and each message is kept within the size the service accepts.
+//! ours: it is escaped for the service's markup, so a headline can neither ping anyone nor hide a
+//! link behind words of its own. Each piece is cut to a size that keeps the whole message within
+//! the service's limit without cutting through markup.
 
 use serde_json::json;
 
 use crate::config::AlertFormat;
 use crate::store::AlertPayload;
 
-/// A headline longer than this is cut, so the companies and snippets still fit.
-const TITLE_CHARS: usize = 300;
-/// A link longer than this is left out: the title goes plain rather than the message too long.
-const LINK_CHARS: usize = 1000;
+/// Longest headline, company list and company name shown, in characters of the feed's text.
+const TITLE_CHARS: usize = 200;
+const COMPANIES_CHARS: usize = 200;
+const NAME_CHARS: usize = 100;
+/// A link longer than this (percent-encoded) is left out and the title shown plain.
+const LINK_CHARS: usize = 500;
 
 /// The body of a POST to a target that wants `format`.
 pub fn body(format: AlertFormat, payload: &AlertPayload) -> serde_json::Result<Vec<u8>> {
@@ -36,8 +39,8 @@ enum Chat {
 }
 
 impl Chat {
-    /// Longest message, in characters: Discord refuses `content` over 2,000; Slack cuts `text`
-    /// at 40,000 and advises staying under 4,000.
+    /// Longest message, in characters (Unicode code points, as Discord counts them): Discord
+    /// refuses `content` over 2,000; Slack cuts `text` at 40,000 and advises under 4,000.
     fn limit(self) -> usize {
         match self {
             Chat::Slack => 4000,
@@ -49,27 +52,29 @@ impl Chat {
         let story = &payload.story;
         let mut head = Vec::new();
         if let Some(company) = &payload.newly_named {
-            head.push(format!("_Now also names {}_", self.escape(company)));
+            head.push(format!(
+                "_Now also names {}_",
+                self.text(company, NAME_CHARS)
+            ));
         }
-        let title = story
-            .title
-            .as_deref()
-            .or(story.link.as_deref())
-            .unwrap_or("(untitled story)");
-        let title = self.escape(&cut(title, TITLE_CHARS));
+        let title = self.text(
+            story.title.as_deref().unwrap_or("(untitled story)"),
+            TITLE_CHARS,
+        );
+        let link = story.link.as_deref().map(|link| self.link_target(link));
         head.push(
-            match story.link.as_deref().filter(|l| l.len() <= LINK_CHARS) {
-                Some(link) => self.bold(&self.link(&title, link)),
+            match link.filter(|link| link.chars().count() <= LINK_CHARS) {
+                Some(link) => self.bold(&self.link(&title, &link)),
                 None => self.bold(&title),
             },
         );
         let mut about = Vec::new();
         if !payload.companies.is_empty() {
             let names: Vec<&str> = payload.companies.iter().map(|c| c.name.as_str()).collect();
-            about.push(self.escape(&names.join(", ")));
+            about.push(self.text(&names.join(", "), COMPANIES_CHARS));
         }
         if let Some(first) = payload.sources.first() {
-            let feed = self.escape(&first.feed);
+            let feed = self.text(&first.feed, NAME_CHARS);
             about.push(match payload.sources.len() {
                 1 => feed,
                 n => format!("{feed} and {} more", n - 1),
@@ -83,33 +88,41 @@ impl Chat {
         head.push(about.join(" · "));
 
         let mut text = head.join("\n");
-        let mut left_out = 0;
-        for company in &payload.companies {
+        let left_out_line = |n: usize| match n {
+            1 => "\n(+1 more company)".to_owned(),
+            n => format!("\n(+{n} more companies)"),
+        };
+        let room = self.limit() - left_out_line(payload.companies.len()).chars().count();
+        for (shown, company) in payload.companies.iter().enumerate() {
             let line = format!(
                 "\n{}{}: {}",
                 self.quote(),
-                self.bold(&self.escape(&company.name)),
-                self.escape(&company.snippet)
+                self.bold(&self.text(&company.name, NAME_CHARS)),
+                self.text(&company.snippet, self.limit())
             );
-            // Room is kept for the line saying how many were left out.
-            if left_out == 0 && chars(&text) + chars(&line) + 40 <= self.limit() {
-                text.push_str(&line);
-            } else {
-                left_out += 1;
+            if text.chars().count() + line.chars().count() > room {
+                text.push_str(&left_out_line(payload.companies.len() - shown));
+                break;
             }
+            text.push_str(&line);
         }
-        if left_out > 0 {
-            text.push_str(&format!(
-                "\n(and what {left_out} more companies' mentions say)"
-            ));
-        }
-        cut(&text, self.limit())
+        text
     }
 
-    /// `text` as plain text in the service's markup, on one line.
-    fn escape(self, text: &str) -> String {
+    /// At most `most` characters of the feed's `text`, cut with "…", as plain text in the
+    /// service's markup, on one line.
+    fn text(self, text: &str, most: usize) -> String {
         let mut escaped = String::with_capacity(text.len());
-        for c in text.chars() {
+        let cut_at = if text.chars().count() > most {
+            most - 1
+        } else {
+            usize::MAX
+        };
+        for (at, c) in text.chars().enumerate() {
+            if at == cut_at {
+                escaped.push('…');
+                break;
+            }
             match (self, c) {
                 (_, c) if c.is_control() => escaped.push(' '),
                 // Slack's markup has no escape character; only these three are entities.
@@ -130,20 +143,26 @@ impl Chat {
         escaped
     }
 
-    /// `text` (escaped) linking to `url`.
-    fn link(self, text: &str, url: &str) -> String {
-        // The characters that would end the link early in either markup; percent-encoded they
-        // mean the same to the site.
+    /// `url` as the target of a link in the service's markup: the characters that would end
+    /// the link early percent-encoded (they mean the same to the site), and for Slack, whose
+    /// whole message is decoded for `&amp;`, `&lt;` and `&gt;`, an `&` written as `&amp;`.
+    fn link_target(self, url: &str) -> String {
         let mut target = String::with_capacity(url.len());
         for c in url.chars() {
-            match c {
-                '|' | '<' | '>' | '(' | ')' | ' ' | '"' | '`' => {
+            match (self, c) {
+                (_, '|' | '<' | '>' | '(' | ')' | ' ' | '"' | '`') => {
                     target.push_str(&format!("%{:02X}", u32::from(c)))
                 }
-                c if c.is_control() => {}
-                c => target.push(c),
+                (_, c) if c.is_control() => {}
+                (Chat::Slack, '&') => target.push_str("&amp;"),
+                (_, c) => target.push(c),
             }
         }
+        target
+    }
+
+    /// `text` (escaped) linking to `target` (from [`Chat::link_target`]).
+    fn link(self, text: &str, target: &str) -> String {
         match self {
             Chat::Slack => format!("<{target}|{text}>"),
             Chat::Discord => format!("[{text}]({target})"),
@@ -163,20 +182,6 @@ impl Chat {
             Chat::Discord => "> ",
         }
     }
-}
-
-fn chars(text: &str) -> usize {
-    text.chars().count()
-}
-
-/// `text`, cut to at most `most` characters with "…" where it was cut.
-fn cut(text: &str, most: usize) -> String {
-    if chars(text) <= most {
-        return text.to_owned();
-    }
-    let mut kept: String = text.chars().take(most - 1).collect();
-    kept.push('…');
-    kept
 }
 
 #[cfg(test)]
@@ -213,6 +218,10 @@ mod tests {
                 .into(),
             test: false,
         }
+    }
+
+    fn chars(text: &str) -> usize {
+        text.chars().count()
     }
 
     fn text_of(format: AlertFormat, payload: &AlertPayload) -> String {
@@ -315,18 +324,55 @@ mod tests {
             let quoted = text.lines().filter(|l| l.starts_with('>')).count();
             assert!(quoted > 0 && quoted < 40, "{quoted} snippets");
             assert!(
-                text.ends_with(&format!(
-                    "(and what {} more companies' mentions say)",
-                    40 - quoted
-                )),
+                text.ends_with(&format!("\n(+{} more companies)", 40 - quoted)),
                 "{text}"
             );
             let title_line = text.lines().next().unwrap();
             assert!(
-                title_line.contains("Headline He…") && chars(title_line) < TITLE_CHARS + 40,
+                title_line.contains("Headline H…]") || title_line.contains("Headline H…>"),
                 "{title_line}"
             );
         }
+    }
+
+    #[test]
+    fn the_longest_hostile_pieces_still_fit_without_a_cut_through_markup() {
+        let name = "*".repeat(150);
+        let companies: Vec<(&str, &str)> = (0..40).map(|_| (name.as_str(), "[x](y)")).collect();
+        let mut story = payload(&"*".repeat(1000), &"(".repeat(1000), &companies);
+        story.newly_named = Some("_".repeat(500));
+        story.sources[0].feed = "|".repeat(500);
+        for (format, limit) in [(AlertFormat::Discord, 2000), (AlertFormat::Slack, 4000)] {
+            let text = text_of(format, &story);
+            assert!(chars(&text) <= limit, "{} chars", chars(&text));
+            let lines: Vec<&str> = text.lines().collect();
+            assert!(lines[0].starts_with("_Now also names ") && lines[0].ends_with("…_"));
+            let bold = if format == AlertFormat::Slack {
+                "*"
+            } else {
+                "**"
+            };
+            assert!(
+                lines[1].starts_with(bold) && lines[1].ends_with(&format!("…{bold}")),
+                "the title, cut, and not a link too long to fit: {}",
+                lines[1]
+            );
+            assert!(
+                text.ends_with(" more companies)"),
+                "{}",
+                lines.last().unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn a_slack_link_keeps_its_query_whole() {
+        let story = payload("t", "https://news.example/?a=1&b=2&lt=3", &[]);
+        assert!(
+            text_of(AlertFormat::Slack, &story)
+                .starts_with("*<https://news.example/?a=1&amp;b=2&amp;lt=3|t>*"),
+            "Slack decodes &amp;, &lt; and &gt; in the whole message, links included"
+        );
     }
 
     #[test]

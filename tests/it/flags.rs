@@ -281,7 +281,7 @@ async fn slack_and_discord_targets_get_a_message_their_channel_shows_and_a_refus
     let text = message["text"].as_str().unwrap();
     assert!(
         text.starts_with(
-            "*<https://news.example/deal?id=1&ref=rss|Xiaomi &amp; Samsung sign a *patent* deal, @everyone &lt;3>*\n\
+            "*<https://news.example/deal?id=1&amp;ref=rss|Xiaomi &amp; Samsung sign a *patent* deal, @everyone &lt;3>*\n\
              Xiaomi, Samsung · Test feed · "
         ),
         "{text}"
@@ -307,10 +307,12 @@ async fn slack_and_discord_targets_get_a_message_their_channel_shows_and_a_refus
         "{content}"
     );
 
+    // Slack says why in plain words, labelled text/html.
     server.set(
         SLACK_HOOK,
         Route {
             body: b"invalid_token\n".to_vec(),
+            content_type: "text/html".into(),
             ..Route::webhook(403)
         },
     );
@@ -323,6 +325,18 @@ async fn slack_and_discord_targets_get_a_message_their_channel_shows_and_a_refus
             server.url("").trim_end_matches('/')
         )) && !stderr.contains("s3cr3t"),
         "the reason, and not the path that is the hook's credential: {stderr}"
+    );
+    server.feed(
+        "a.xml",
+        rss(&["<guid>2</guid><title>Samsung opens a plant</title>"]),
+    );
+    let summary = app.poll().await;
+    assert_eq!(summary.alerts.map(|a| a.failed), Some(1));
+    let alerts = app.cli(&["alerts"]);
+    let table = String::from_utf8_lossy(&alerts.stdout);
+    assert!(
+        table.contains("answered HTTP 403 Forbidden: invalid_token") && !table.contains("s3cr3t"),
+        "{table}"
     );
     let test: serde_json::Value =
         serde_json::from_slice(&server.requests(SLACK_HOOK)[1].body).unwrap();
