@@ -13,8 +13,8 @@
 //! to run beside a daemon that uses another config file; beside one that uses the same file they
 //! go ahead, as a cron `poll` always could. A daemon that starts while such a command syncs waits
 //! for it. `feedhound restore` holds the lock exclusively and says so in the file: commands are
-//! refused and a starting daemon waits, each told why. Where the filesystem cannot lock (some network and FUSE mounts), both sides warn and go
-//! on unguarded, as before this lock existed.
+//! refused and a starting daemon waits, each told why. Where the filesystem cannot lock (some
+//! network and FUSE mounts), both sides warn and go on unguarded, as before this lock existed.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{ErrorKind, Write};
@@ -203,16 +203,11 @@ pub fn refuse_beside_any_daemon(database: &Path) -> anyhow::Result<SyncGuard> {
     match try_shared(&path, &file)? {
         SharedTry::Taken => Ok(SyncGuard { _file: Some(file) }),
         SharedTry::Unsupported => Ok(SyncGuard { _file: None }),
-        SharedTry::HeldByDaemon => {
-            let holder = read_holder(&path);
-            if let Some(restoring) = restore_running(holder.as_ref(), database) {
-                anyhow::bail!(restoring);
-            }
-            anyhow::bail!(
-                "{}: stop it first, or choose another folder",
-                running(holder.as_ref(), &path, database)
-            )
-        }
+        SharedTry::HeldByDaemon => anyhow::bail!(held_alone_by(
+            &path,
+            database,
+            "stop it first, or choose another folder"
+        )),
     }
 }
 
@@ -251,14 +246,11 @@ pub fn hold_alone(database: &Path) -> anyhow::Result<SyncGuard> {
                     database.display()
                 )
             }
-            let holder = read_holder(&path);
-            if let Some(restoring) = restore_running(holder.as_ref(), database) {
-                anyhow::bail!(restoring);
-            }
-            anyhow::bail!(
-                "{}: stop it first (`systemctl stop feedhound`)",
-                running(holder.as_ref(), &path, database)
-            )
+            anyhow::bail!(held_alone_by(
+                &path,
+                database,
+                "stop it first (`systemctl stop feedhound`)"
+            ))
         }
     }
 }
@@ -365,6 +357,18 @@ fn running(holder: Option<&Holder>, lock: &Path, database: &Path) -> String {
             lock.display()
         ),
     }
+}
+
+/// Who holds the lock at `lock` exclusively, for a refusal: a restore, or a daemon, which
+/// `daemon_advice` says what to do about.
+fn held_alone_by(lock: &Path, database: &Path, daemon_advice: &str) -> String {
+    let holder = read_holder(lock);
+    restore_running(holder.as_ref(), database).unwrap_or_else(|| {
+        format!(
+            "{}: {daemon_advice}",
+            running(holder.as_ref(), lock, database)
+        )
+    })
 }
 
 /// "a feedhound restore (pid N) is replacing the database D; …", when one is.

@@ -4,10 +4,9 @@
 //! Discord target (`message`), with an `Idempotency-Key` header (the same on every attempt) and,
 //! when the target has a `secret`, an `X-Feedhound-Signature: sha256=<hex>` HMAC of the body.
 //! Anything but a 2xx answer is a failure, retried after `retry_delay` doubling per attempt up to
-//! [`MAX_RETRY_DELAY`]. Alerts are never dropped: the outbox row stays
-//! until a delivery succeeds, across restarts and crashes. Each payload is read just before its
-//! attempt, so it names what its story names then, and an alert withdrawn meanwhile (see
-//! `store::flags`) is skipped.
+//! [`MAX_RETRY_DELAY`]. Alerts are never dropped: the outbox row stays until a delivery succeeds,
+//! across restarts and crashes. Each payload is read just before its attempt, so it names what
+//! its story names then, and an alert withdrawn meanwhile (see `store::flags`) is skipped.
 //!
 //! Targets are independent: each has a delivery loop of its own. A target found down (no answer,
 //! or 429/502/503/504) rests, for `retry_delay` doubling with each round in a row that finds it
