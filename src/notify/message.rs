@@ -12,10 +12,11 @@ use serde_json::json;
 use crate::config::AlertFormat;
 use crate::store::AlertPayload;
 
-/// Longest headline, company list and company name shown, in characters of the feed's text.
+/// Longest headline, company list, name and snippet shown, in characters of the feed's text.
 const TITLE_CHARS: usize = 200;
 const COMPANIES_CHARS: usize = 200;
 const NAME_CHARS: usize = 100;
+const SNIPPET_CHARS: usize = 300;
 /// A link longer than this (percent-encoded) is left out and the title shown plain.
 const LINK_CHARS: usize = 500;
 
@@ -98,7 +99,7 @@ impl Chat {
                 "\n{}{}: {}",
                 self.quote(),
                 self.bold(&self.text(&company.name, NAME_CHARS)),
-                self.text(&company.snippet, self.limit())
+                self.text(&company.snippet, SNIPPET_CHARS)
             );
             if text.chars().count() + line.chars().count() > room {
                 text.push_str(&left_out_line(payload.companies.len() - shown));
