@@ -480,8 +480,7 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
             let status = store.outbox_status(&crate::notify::url_keys(&config))?;
             let mut out = std::io::stdout().lock();
             if format == Format::Json {
-                serde_json::to_writer_pretty(&mut out, &status)?;
-                writeln!(out)?;
+                write_json(&mut out, &status)?;
             } else {
                 writeln!(
                     out,
@@ -590,9 +589,7 @@ fn since_time(
 fn print_hits(hits: &[SearchHit], format: Format) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     if format == Format::Json {
-        serde_json::to_writer_pretty(&mut out, hits)?;
-        writeln!(out)?;
-        return Ok(());
+        return write_json(&mut out, hits);
     }
     if hits.is_empty() {
         writeln!(out, "no entry matches")?;
@@ -613,6 +610,13 @@ fn print_hits(hits: &[SearchHit], format: Format) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `value` as pretty JSON and a line end: the whole of stdout for `--format json`.
+fn write_json<T: serde::Serialize + ?Sized>(out: &mut impl Write, value: &T) -> anyhow::Result<()> {
+    serde_json::to_writer_pretty(&mut *out, value)?;
+    writeln!(out)?;
+    Ok(())
+}
+
 /// `backup` output; JSON fields are only ever added.
 fn print_backup(
     database: &std::path::Path,
@@ -622,9 +626,7 @@ fn print_backup(
 ) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     if format == Format::Json {
-        serde_json::to_writer_pretty(&mut out, report)?;
-        writeln!(out)?;
-        return Ok(());
+        return write_json(&mut out, report);
     }
     writeln!(
         out,
@@ -650,9 +652,7 @@ fn print_restore(
 ) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     if format == Format::Json {
-        serde_json::to_writer_pretty(&mut out, report)?;
-        writeln!(out)?;
-        return Ok(());
+        return write_json(&mut out, report);
     }
     let restored = &report.restored;
     writeln!(
@@ -685,9 +685,7 @@ fn print_prune(
     let mut out = std::io::stdout().lock();
     if format == Format::Json {
         let value = serde_json::json!({ "prune": report, "vacuum": vacuumed });
-        serde_json::to_writer_pretty(&mut out, &value)?;
-        writeln!(out)?;
-        return Ok(());
+        return write_json(&mut out, &value);
     }
     let verb = if report.dry_run {
         "would delete"
@@ -740,9 +738,7 @@ fn print_prune(
 fn print_feeds(feeds: &[crate::store::FeedStatus], format: Format) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     if format == Format::Json {
-        serde_json::to_writer_pretty(&mut out, feeds)?;
-        writeln!(out)?;
-        return Ok(());
+        return write_json(&mut out, feeds);
     }
     writeln!(
         out,
@@ -825,8 +821,7 @@ fn print_stories(stories: &[FlaggedStory], format: ExportFormat) -> anyhow::Resu
     let mut out = std::io::stdout().lock();
     match format {
         ExportFormat::Json => {
-            serde_json::to_writer_pretty(&mut out, stories)?;
-            writeln!(out)?;
+            write_json(&mut out, stories)?;
         }
         ExportFormat::Csv => {
             let mut csv = csv::Writer::from_writer(out);
