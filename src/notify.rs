@@ -430,7 +430,7 @@ async fn refusal_reason(mut response: reqwest::Response, url: &reqwest::Url) -> 
         return None;
     }
     let mut reason: String = text
-        .split(|c: char| c.is_whitespace() || c.is_control() || is_bidi_control(c))
+        .split(|c: char| c.is_whitespace() || c.is_control() || hides_or_reorders_text(c))
         .filter(|word| !word.is_empty())
         .collect::<Vec<_>>()
         .join(" ");
@@ -445,7 +445,7 @@ async fn refusal_reason(mut response: reqwest::Response, url: &reqwest::Url) -> 
 
 /// Characters that reorder or hide text (bidirectional overrides, zero-width marks): in a
 /// receiver's words they could make the `alerts` table or a log line read as something else.
-fn is_bidi_control(c: char) -> bool {
+fn hides_or_reorders_text(c: char) -> bool {
     matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
 }
 
