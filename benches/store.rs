@@ -152,6 +152,7 @@ fn prepared_store(path: &Path, feeds: usize) -> (Store, Vec<i64>) {
             name: None,
             interval: None,
             tags: Vec::new(),
+            headers: None,
         })
         .collect();
     store.sync_feeds(&configs).unwrap();

@@ -5,7 +5,7 @@
 //! takes the typed [`Config`] and trusts it.
 
 use std::collections::hash_map::Entry;
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -15,7 +15,7 @@ use serde::Deserialize;
 use toml::Spanned;
 use url::Url;
 
-use crate::fetch::{origin_only, redact};
+use crate::fetch::{FeedHeaders, feed_header, origin_only, redact};
 use crate::matcher::{CompanyRule, comparable_name};
 use crate::model::Field;
 
@@ -87,6 +87,8 @@ pub struct FeedConfig {
     /// Overrides `polling.interval` for this feed.
     pub interval: Option<Duration>,
     pub tags: Vec<String>,
+    /// Request headers of this feed alone (`[[feed]] headers`), None when it has none.
+    pub headers: Option<FeedHeaders>,
 }
 
 #[derive(Debug, Clone)]
@@ -613,6 +615,10 @@ struct RawFeed {
     interval: Option<Spanned<String>>,
     #[serde(default)]
     tags: Vec<String>,
+    /// Keys cannot carry spans through `toml`, so a header's line is its value's (a TOML key and
+    /// its value start on the same line).
+    #[serde(default)]
+    headers: BTreeMap<String, Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -986,6 +992,7 @@ impl Checker {
             let interval = feed
                 .interval
                 .map(|i| self.duration(Some(i), &format!("{key}.interval"), DEFAULT_INTERVAL));
+            let headers = self.feed_headers(feed.headers, &key);
             let url = match Url::parse(feed.url.get_ref().trim()) {
                 Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => url,
                 Ok(url) => {
@@ -1033,14 +1040,61 @@ impl Checker {
                     continue;
                 }
             }
+            let has_credentials = !url.username().is_empty() || url.password().is_some();
+            if has_credentials && headers.contains_key(reqwest::header::AUTHORIZATION) {
+                self.issue(
+                    Some(span),
+                    format!("{key}.url"),
+                    "carries a user name or password, which is sent as the Authorization header, \
+                     and headers has an Authorization too; keep one of them",
+                );
+                continue;
+            }
             feeds.push(FeedConfig {
-                url,
                 name: feed.name.filter(|n| !n.trim().is_empty()),
                 interval,
                 tags: feed.tags,
+                headers: (!headers.is_empty()).then(|| FeedHeaders::new(&url, headers)),
+                url,
             });
         }
         feeds
+    }
+
+    /// The feed's valid headers; each invalid one, and each name given twice (names are compared
+    /// ignoring case), is an issue at its line.
+    fn feed_headers(
+        &mut self,
+        raw: BTreeMap<String, Spanned<String>>,
+        key: &str,
+    ) -> reqwest::header::HeaderMap {
+        let mut in_file_order: Vec<_> = raw.into_iter().collect();
+        in_file_order.sort_by_key(|(_, value)| value.span().start);
+        let mut headers = reqwest::header::HeaderMap::new();
+        let mut first_lines = HashMap::new();
+        for (name, value) in in_file_order {
+            let path = format!("{key}.headers.{name}");
+            let span = value.span();
+            match feed_header(&name, value.get_ref()) {
+                Ok((header, value)) => match first_lines.entry(header.clone()) {
+                    Entry::Vacant(first) => {
+                        first.insert(self.line(&span));
+                        headers.insert(header, value);
+                    }
+                    Entry::Occupied(first) => self.issue(
+                        Some(span),
+                        path,
+                        format!(
+                            "is the same header as the one on line {} (names are compared \
+                             ignoring case); keep one of them",
+                            first.get()
+                        ),
+                    ),
+                },
+                Err(message) => self.issue(Some(span), path, message),
+            }
+        }
+        headers
     }
 
     /// Every key of every target is checked, whatever else is wrong with it, so that one `check`
@@ -1366,7 +1420,7 @@ mod tests {
         );
         assert!(
             lines[1].ends_with(
-                "feedhound.toml:2: feed[1].urll: unknown key `urll`, expected one of `url`, `name`, `interval`, `tags`"
+                "feedhound.toml:2: feed[1].urll: unknown key `urll`, expected one of `url`, `name`, `interval`, `tags`, `headers`"
             ),
             "{message}"
         );
@@ -1381,7 +1435,7 @@ mod tests {
                     [[notify]]\nurl = \"http://127.0.0.1:9/hook\"\nsecrett = \"k\"\n";
         let message = error_text(text);
         let expected = [
-            "feedhound.toml:1: feed[1].intervall: unknown key `intervall`, expected one of `url`, `name`, `interval`, `tags`",
+            "feedhound.toml:1: feed[1].intervall: unknown key `intervall`, expected one of `url`, `name`, `interval`, `tags`, `headers`",
             "feedhound.toml:2: retry: unknown key `retry`, expected one of `storage`, `polling`, `daemon`, `feed`, `company`, `notify`, `server`",
             "feedhound.toml:4: polling.concurency: unknown key `concurency`, expected one of `interval`, ",
             "feedhound.toml:7: company[1].alias: unknown key `alias`, expected one of `name`, `aliases`, ",
@@ -1640,6 +1694,73 @@ mod tests {
             ) && message.contains(":5: notify[2].url"),
             "every problem at once: {message}"
         );
+    }
+
+    #[test]
+    fn a_feeds_headers_are_read_inline_or_as_a_table_and_never_shown() {
+        let config = parse(
+            "[[feed]]\nurl = \"https://a.example/rss\"\n\
+             headers = { Authorization = \"Bearer t0k3n\", \"User-Agent\" = \"NewsDesk/2\" }\n\
+             [[feed]]\nurl = \"https://b.example/rss\"\n\
+             [feed.headers]\nCookie = \"session=s3cr3t\"\n\
+             [[feed]]\nurl = \"https://c.example/rss\"\nheaders = {}\n",
+        )
+        .unwrap();
+        let expected = |url: &str, pairs: &[(&str, &str)]| {
+            let headers = pairs
+                .iter()
+                .map(|(name, value)| feed_header(name, value).unwrap())
+                .collect();
+            Some(FeedHeaders::new(&Url::parse(url).unwrap(), headers))
+        };
+        assert_eq!(
+            config.feeds[0].headers,
+            expected(
+                "https://a.example/rss",
+                &[
+                    ("authorization", "Bearer t0k3n"),
+                    ("user-agent", "NewsDesk/2")
+                ]
+            )
+        );
+        assert_eq!(
+            config.feeds[1].headers,
+            expected("https://b.example/rss", &[("cookie", "session=s3cr3t")])
+        );
+        assert_eq!(config.feeds[2].headers, None);
+        let debug = format!("{config:?}");
+        assert!(
+            debug.contains("authorization")
+                && !debug.contains("t0k3n")
+                && !debug.contains("s3cr3t"),
+            "{debug}"
+        );
+    }
+
+    #[test]
+    fn every_bad_feed_header_is_reported_at_its_line_without_its_value() {
+        let message = error_text(
+            "[[feed]]\nurl = \"https://a.example/rss\"\n\
+             [feed.headers]\n\
+             \"If-None-Match\" = \"s3cr3t\"\n\
+             \"Bad Name\" = \"s3cr3t\"\n\
+             X-Key = \"s3cr3t\\nX-Injected: 1\"\n\
+             Cookie = \"a=1\"\n\
+             cookie = \"s3cr3t\"\n\
+             [[feed]]\nurl = \"https://reader:pw@b.example/rss\"\n\
+             headers = { authorization = \"Bearer s3cr3t\" }\n",
+        );
+        assert_lines_contain(
+            &message,
+            &[
+                ":4: feed[1].headers.If-None-Match: feedhound sets if-none-match itself, from the feed's last response",
+                ":5: feed[1].headers.Bad Name: is not an HTTP header name",
+                ":6: feed[1].headers.X-Key: must be printable text on one line",
+                ":8: feed[1].headers.cookie: is the same header as the one on line 7",
+                ":10: feed[2].url: carries a user name or password, which is sent as the Authorization header, and headers has an Authorization too",
+            ],
+        );
+        assert!(!message.contains("s3cr3t"), "{message}");
     }
 
     #[test]

@@ -7,7 +7,9 @@
 //!
 //! Credentials in a feed URL (`https://user:pass@host/feed`) are sent as basic auth, to the
 //! original origin only, and never printed: every message built here shows URLs through
-//! [`redact`], and reqwest errors are stripped of their URL before they are described.
+//! [`redact`], and reqwest errors are stripped of their URL before they are described. A feed's
+//! own headers ([`FeedHeaders`]: a token, a cookie) follow the same origin rule, and their values
+//! are never printed either.
 //!
 //! Nothing here knows about SQL, parsing or the schedule; the caller gets a [`Fetched`] or a
 //! [`FetchError`] it can branch on.
@@ -20,7 +22,7 @@ use anyhow::Context as _;
 use chrono::{DateTime, TimeDelta, Utc};
 use percent_encoding::percent_decode_str;
 use reqwest::StatusCode;
-use reqwest::header::{self, HeaderMap, HeaderValue};
+use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
 use url::Url;
 
 /// Redirects followed before giving up. Browsers follow 20 (the Fetch standard's limit); a feed
@@ -40,6 +42,70 @@ pub struct FetchSettings {
     /// Cap on the (decompressed) body, enforced while streaming.
     pub max_body_size: u64,
     pub user_agent: String,
+}
+
+/// A feed's own request headers (`[[feed]] headers`), sent to the origin (scheme, host, port) of
+/// the feed's configured URL only: they are often credentials, and a redirect to another origin
+/// must not carry them there, as it does not carry the URL's own credentials.
+#[derive(Clone, PartialEq)]
+pub struct FeedHeaders {
+    origin: url::Origin,
+    headers: HeaderMap,
+}
+
+impl FeedHeaders {
+    /// `headers` come from [`feed_header`], so they are valid and marked sensitive.
+    pub fn new(feed_url: &Url, headers: HeaderMap) -> FeedHeaders {
+        FeedHeaders {
+            origin: feed_url.origin(),
+            headers,
+        }
+    }
+
+    fn for_url(&self, url: &Url) -> Option<&HeaderMap> {
+        (url.origin() == self.origin).then_some(&self.headers)
+    }
+}
+
+/// Names only: the values are often secrets.
+impl fmt::Debug for FeedHeaders {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FeedHeaders")
+            .field("origin", &self.origin.ascii_serialization())
+            .field("names", &self.headers.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// Checks one `[[feed]] headers` entry and makes it ready to send. The error says why it cannot
+/// be sent and never quotes the value, which is often a secret.
+pub fn feed_header(name: &str, value: &str) -> Result<(HeaderName, HeaderValue), String> {
+    let name = HeaderName::from_bytes(name.trim().as_bytes()).map_err(|_| {
+        "is not an HTTP header name (letters, digits and `-`, e.g. \"Authorization\")".to_owned()
+    })?;
+    let set_by_us = match name.as_str() {
+        "if-none-match"
+        | "if-modified-since"
+        | "if-match"
+        | "if-unmodified-since"
+        | "if-range"
+        | "range" => Some("from the feed's last response, for conditional GET"),
+        "accept-encoding" => Some("to ask only for compression it can decode"),
+        "host" | "content-length" | "transfer-encoding" | "connection" | "keep-alive"
+        | "upgrade" | "te" | "trailer" | "proxy-connection" => Some("for each connection"),
+        _ => None,
+    };
+    if let Some(why) = set_by_us {
+        return Err(format!("feedhound sets {name} itself, {why}; remove it"));
+    }
+    let mut value = HeaderValue::from_str(value.trim()).map_err(|_| {
+        "must be printable text on one line (it is sent as an HTTP header)".to_owned()
+    })?;
+    if value.is_empty() {
+        return Err("must not be empty".to_owned());
+    }
+    value.set_sensitive(true);
+    Ok((name, value))
 }
 
 /// The conditional-GET validators stored from the previous 200.
@@ -99,11 +165,19 @@ pub enum FetchError {
     /// The connection failed or broke; the message says how, without the URL.
     #[error("network error: {0}")]
     Network(String),
-    /// Any non-2xx, non-304 final status. `retry_after` comes from a `Retry-After` header.
-    #[error("HTTP status {}{}", status_text(*.status), retry_text(.retry_after))]
+    /// Any non-2xx, non-304 final status. `retry_after` comes from a `Retry-After` header;
+    /// `headers_withheld_from` names the origin a redirect led to, where the feed's own headers
+    /// were not sent (the likely reason for a 401 or 403).
+    #[error(
+        "HTTP status {}{}{}",
+        status_text(*.status),
+        retry_text(.retry_after),
+        withheld_text(.headers_withheld_from)
+    )]
     Status {
         status: u16,
         retry_after: Option<DateTime<Utc>>,
+        headers_withheld_from: Option<String>,
     },
     #[error("response body is larger than max_body_size ({limit} bytes)")]
     TooLarge { limit: u64 },
@@ -151,6 +225,16 @@ fn status_text(status: u16) -> String {
     {
         Some(reason) => format!("{status} {reason}"),
         None => status.to_string(),
+    }
+}
+
+fn withheld_text(origin: &Option<String>) -> String {
+    match origin {
+        Some(origin) => format!(
+            " from {origin}, where a redirect led and where the feed's headers are not sent \
+             (another origin than its url's); if the feed has moved there, update its url"
+        ),
+        None => String::new(),
     }
 }
 
@@ -233,11 +317,17 @@ impl Fetcher {
     }
 
     /// GETs `url`, following redirects, sending `validators` as `If-None-Match` /
-    /// `If-Modified-Since`. Returns the 2xx body or a 304 without one.
-    pub async fn fetch(&self, url: &Url, validators: &Validators) -> Result<Fetched, FetchError> {
+    /// `If-Modified-Since` and the feed's own `headers` where they belong. Returns the 2xx body
+    /// or a 304 without one.
+    pub async fn fetch(
+        &self,
+        url: &Url,
+        validators: &Validators,
+        headers: Option<&FeedHeaders>,
+    ) -> Result<Fetched, FetchError> {
         let deadline = self.settings.timeout;
-        match tokio::time::timeout(deadline, self.fetch_following_redirects(url, validators)).await
-        {
+        let fetching = self.fetch_following_redirects(url, validators, headers);
+        match tokio::time::timeout(deadline, fetching).await {
             Ok(result) => result,
             Err(_elapsed) => Err(FetchError::Timeout(deadline)),
         }
@@ -247,19 +337,29 @@ impl Fetcher {
         &self,
         url: &Url,
         validators: &Validators,
+        headers: Option<&FeedHeaders>,
     ) -> Result<Fetched, FetchError> {
         ensure_http(url)?;
         let mut current = url.clone();
         let mut visited: Vec<Url> = Vec::new();
         let mut every_hop_permanent = true;
         loop {
-            let response = self.send(&current, validators).await?;
+            let own_headers = headers.and_then(|h| h.for_url(&current));
+            let response = self.send(&current, validators, own_headers).await?;
             let status = response.status();
             if !is_followed_redirect(status) {
                 let permanent_redirect =
                     (!visited.is_empty() && every_hop_permanent).then(|| current.clone());
+                let headers_withheld_from = (headers.is_some() && own_headers.is_none())
+                    .then(|| current.origin().ascii_serialization());
                 return self
-                    .finish(response, current, permanent_redirect, validators)
+                    .finish(
+                        response,
+                        current,
+                        permanent_redirect,
+                        validators,
+                        headers_withheld_from,
+                    )
                     .await;
             }
             let next = redirect_target(&current, status, response.headers())?;
@@ -281,14 +381,19 @@ impl Fetcher {
 
     /// One GET, with the URL's credentials moved into an `Authorization` header. (reqwest would
     /// do that move itself, but doing it here keeps the whole credentials rule in this file.)
+    /// `own_headers` replace the client's defaults of the same name (`User-Agent`, `Accept`).
     async fn send(
         &self,
         url: &Url,
         validators: &Validators,
+        own_headers: Option<&HeaderMap>,
     ) -> Result<reqwest::Response, FetchError> {
         let mut bare = url.clone();
         let credentials = take_credentials(&mut bare);
         let mut request = self.client.get(bare);
+        if let Some(own_headers) = own_headers {
+            request = request.headers(own_headers.clone());
+        }
         if let Some((user, password)) = credentials {
             request = request.basic_auth(user, password);
         }
@@ -304,6 +409,7 @@ impl Fetcher {
         final_url: Url,
         permanent_redirect: Option<Url>,
         sent: &Validators,
+        headers_withheld_from: Option<String>,
     ) -> Result<Fetched, FetchError> {
         let status = response.status();
         let headers = response.headers();
@@ -313,6 +419,7 @@ impl Fetcher {
             return Err(FetchError::Status {
                 status: status.as_u16(),
                 retry_after,
+                headers_withheld_from,
             });
         }
         let content_type = header_str(headers, header::CONTENT_TYPE).map(str::to_owned);
@@ -658,7 +765,10 @@ mod tests {
             )
         });
         let url = server.url("/feed.xml");
-        let fetched = fetcher().fetch(&url, &Validators::default()).await.unwrap();
+        let fetched = fetcher()
+            .fetch(&url, &Validators::default(), None)
+            .await
+            .unwrap();
         assert_eq!(fetched.status, 200);
         assert_eq!(fetched.body.as_deref(), Some(FEED));
         assert_eq!(
@@ -714,7 +824,10 @@ mod tests {
         let fetcher = fetcher();
         let started = Instant::now();
         for _ in 0..100 {
-            let fetched = fetcher.fetch(&url, &Validators::default()).await.unwrap();
+            let fetched = fetcher
+                .fetch(&url, &Validators::default(), None)
+                .await
+                .unwrap();
             assert_eq!(fetched.body.as_deref(), Some(FEED));
         }
         println!(
@@ -732,7 +845,7 @@ mod tests {
             last_modified: Some("Sun, 06 Nov 1994 08:49:37 GMT".to_owned()),
         };
         let fetched = fetcher()
-            .fetch(&server.url("/feed"), &validators)
+            .fetch(&server.url("/feed"), &validators, None)
             .await
             .unwrap();
         assert_eq!(fetched.status, 304);
@@ -758,7 +871,7 @@ mod tests {
                 last_modified: None,
             };
             let err = fetcher()
-                .fetch(&server.url("/feed"), &validators)
+                .fetch(&server.url("/feed"), &validators, None)
                 .await
                 .unwrap_err();
             assert!(matches!(err, FetchError::NotModifiedUnasked), "{err:?}");
@@ -781,7 +894,7 @@ mod tests {
             last_modified: None,
         };
         let fetched = fetcher()
-            .fetch(&server.url("/feed"), &validators)
+            .fetch(&server.url("/feed"), &validators, None)
             .await
             .unwrap();
         assert_eq!(fetched.etag.as_deref(), Some("\"new\""));
@@ -799,7 +912,7 @@ mod tests {
             )
         });
         let fetched = fetcher()
-            .fetch(&server.url("/feed"), &Validators::default())
+            .fetch(&server.url("/feed"), &Validators::default(), None)
             .await
             .unwrap();
         assert_eq!(fetched.body.as_deref(), Some(FEED));
@@ -818,7 +931,7 @@ mod tests {
             respond(stream, "200 OK", &[("Content-Encoding", "br")], &compressed)
         });
         let fetched = fetcher()
-            .fetch(&server.url("/feed"), &Validators::default())
+            .fetch(&server.url("/feed"), &Validators::default(), None)
             .await
             .unwrap();
         assert_eq!(fetched.body.as_deref(), Some(FEED));
@@ -829,7 +942,7 @@ mod tests {
         let server = serve(|_, stream| respond(stream, "200 OK", &[], &[b'x'; 1000]));
         let fetcher = Fetcher::new(settings(Duration::from_secs(5), 1000)).unwrap();
         let fetched = fetcher
-            .fetch(&server.url("/"), &Validators::default())
+            .fetch(&server.url("/"), &Validators::default(), None)
             .await
             .unwrap();
         assert_eq!(fetched.body.unwrap().len(), 1000);
@@ -844,7 +957,7 @@ mod tests {
         });
         let fetcher = Fetcher::new(settings(Duration::from_secs(2), 1000)).unwrap();
         let err = fetcher
-            .fetch(&server.url("/"), &Validators::default())
+            .fetch(&server.url("/"), &Validators::default(), None)
             .await
             .unwrap_err();
         assert!(
@@ -875,7 +988,7 @@ mod tests {
         let fetcher = Fetcher::new(settings(Duration::from_secs(5), 1000)).unwrap();
         for path in ["/close-delimited", "/chunked"] {
             let err = fetcher
-                .fetch(&server.url(path), &Validators::default())
+                .fetch(&server.url(path), &Validators::default(), None)
                 .await
                 .unwrap_err();
             assert!(
@@ -932,7 +1045,7 @@ mod tests {
         let fetcher = Fetcher::new(settings(Duration::from_secs(10), 1 << 20)).unwrap();
         let started = Instant::now();
         let err = fetcher
-            .fetch(&server.url("/bomb"), &Validators::default())
+            .fetch(&server.url("/bomb"), &Validators::default(), None)
             .await
             .unwrap_err();
         let elapsed = started.elapsed();
@@ -948,7 +1061,7 @@ mod tests {
             // Dropping the stream closes the connection 991 bytes short.
         });
         let err = fetcher()
-            .fetch(&server.url("/"), &Validators::default())
+            .fetch(&server.url("/"), &Validators::default(), None)
             .await
             .unwrap_err();
         println!("{err}");
@@ -973,7 +1086,7 @@ mod tests {
             thread::sleep(Duration::from_millis(200));
         });
         let err = fetcher()
-            .fetch(&url, &Validators::default())
+            .fetch(&url, &Validators::default(), None)
             .await
             .unwrap_err();
         assert_eq!(
@@ -991,7 +1104,7 @@ mod tests {
             .port();
         let url = Url::parse(&format!("http://127.0.0.1:{port}/")).unwrap();
         let err = fetcher()
-            .fetch(&url, &Validators::default())
+            .fetch(&url, &Validators::default(), None)
             .await
             .unwrap_err();
         assert_eq!(err.to_string(), "network error: connection refused");
@@ -1006,7 +1119,7 @@ mod tests {
         let fetcher = Fetcher::new(settings(Duration::from_secs(1), 1 << 20)).unwrap();
         let started = Instant::now();
         let err = fetcher
-            .fetch(&server.url("/"), &Validators::default())
+            .fetch(&server.url("/"), &Validators::default(), None)
             .await
             .unwrap_err();
         let elapsed = started.elapsed();
@@ -1029,7 +1142,7 @@ mod tests {
         let fetcher = Fetcher::new(settings(Duration::from_millis(1500), 1 << 20)).unwrap();
         let started = Instant::now();
         let err = fetcher
-            .fetch(&server.url("/"), &Validators::default())
+            .fetch(&server.url("/"), &Validators::default(), None)
             .await
             .unwrap_err();
         let elapsed = started.elapsed();
@@ -1060,7 +1173,7 @@ mod tests {
             ("/b", "308 Permanent Redirect", "dir/feed"),
         ]);
         let fetched = fetcher()
-            .fetch(&server.url("/a"), &Validators::default())
+            .fetch(&server.url("/a"), &Validators::default(), None)
             .await
             .unwrap();
         assert_eq!(fetched.body.as_deref(), Some(FEED));
@@ -1077,7 +1190,7 @@ mod tests {
             ]));
             let server = redirect_server(routes);
             let fetched = fetcher()
-                .fetch(&server.url("/a"), &Validators::default())
+                .fetch(&server.url("/a"), &Validators::default(), None)
                 .await
                 .unwrap();
             assert_eq!(fetched.final_url, server.url("/c"), "{temporary}");
@@ -1093,7 +1206,7 @@ mod tests {
             Box::leak(Box::new([("/old", "301 Moved Permanently", target_url)]));
         let server = redirect_server(routes);
         let fetched = fetcher()
-            .fetch(&server.url("/old"), &Validators::default())
+            .fetch(&server.url("/old"), &Validators::default(), None)
             .await
             .unwrap();
         assert_eq!(fetched.final_url, target.url("/feed"));
@@ -1107,7 +1220,7 @@ mod tests {
             ("/b", "302 Found", "/a#again"),
         ]);
         let err = fetcher()
-            .fetch(&server.url("/a"), &Validators::default())
+            .fetch(&server.url("/a"), &Validators::default(), None)
             .await
             .unwrap_err();
         assert!(matches!(err, FetchError::RedirectLoop(_)), "{err:?}");
@@ -1131,7 +1244,7 @@ mod tests {
     async fn ten_redirects_are_followed() {
         let server = chain_server();
         let fetched = fetcher()
-            .fetch(&server.url("/r/1"), &Validators::default())
+            .fetch(&server.url("/r/1"), &Validators::default(), None)
             .await
             .unwrap();
         assert_eq!(fetched.final_url, server.url("/r/11"));
@@ -1141,7 +1254,7 @@ mod tests {
     async fn eleven_redirects_are_too_many() {
         let server = chain_server();
         let err = fetcher()
-            .fetch(&server.url("/r/0"), &Validators::default())
+            .fetch(&server.url("/r/0"), &Validators::default(), None)
             .await
             .unwrap_err();
         assert!(matches!(err, FetchError::TooManyRedirects(10)), "{err:?}");
@@ -1161,7 +1274,7 @@ mod tests {
         ]);
         for path in ["/ftp", "/file", "/data"] {
             let err = fetcher()
-                .fetch(&server.url(path), &Validators::default())
+                .fetch(&server.url(path), &Validators::default(), None)
                 .await
                 .unwrap_err();
             assert!(
@@ -1182,6 +1295,7 @@ mod tests {
             .fetch(
                 &Url::parse("ftp://example.com/feed").unwrap(),
                 &Validators::default(),
+                None,
             )
             .await
             .unwrap_err();
@@ -1195,7 +1309,7 @@ mod tests {
     async fn redirect_without_location_is_a_bad_redirect() {
         let server = serve(|_, stream| respond(stream, "302 Found", &[], b""));
         let err = fetcher()
-            .fetch(&server.url("/"), &Validators::default())
+            .fetch(&server.url("/"), &Validators::default(), None)
             .await
             .unwrap_err();
         assert!(
@@ -1216,13 +1330,14 @@ mod tests {
         });
         let before = Utc::now();
         let err = fetcher()
-            .fetch(&server.url("/"), &Validators::default())
+            .fetch(&server.url("/"), &Validators::default(), None)
             .await
             .unwrap_err();
         let after = Utc::now();
         let FetchError::Status {
             status,
             retry_after: Some(retry_after),
+            ..
         } = err
         else {
             panic!("{err:?}")
@@ -1243,7 +1358,7 @@ mod tests {
             )
         });
         let err = fetcher()
-            .fetch(&server.url("/"), &Validators::default())
+            .fetch(&server.url("/"), &Validators::default(), None)
             .await
             .unwrap_err();
         assert_eq!(
@@ -1256,7 +1371,7 @@ mod tests {
     async fn gone_is_just_a_status() {
         let server = serve(|_, stream| respond(stream, "410 Gone", &[], b""));
         let err = fetcher()
-            .fetch(&server.url("/"), &Validators::default())
+            .fetch(&server.url("/"), &Validators::default(), None)
             .await
             .unwrap_err();
         assert!(
@@ -1264,7 +1379,8 @@ mod tests {
                 err,
                 FetchError::Status {
                     status: 410,
-                    retry_after: None
+                    retry_after: None,
+                    headers_withheld_from: None,
                 }
             ),
             "{err:?}"
@@ -1290,7 +1406,7 @@ mod tests {
             )
         });
         let fetched = fetcher()
-            .fetch(&server.url("/"), &Validators::default())
+            .fetch(&server.url("/"), &Validators::default(), None)
             .await
             .unwrap();
         assert_eq!(fetched.fresh_for, Some(Duration::from_secs(600)));
@@ -1367,7 +1483,11 @@ mod tests {
         ]));
         let server = redirect_server(routes);
         let fetched = fetcher()
-            .fetch(&with_credentials(&server.url("/a")), &Validators::default())
+            .fetch(
+                &with_credentials(&server.url("/a")),
+                &Validators::default(),
+                None,
+            )
             .await
             .unwrap();
         let requests = server.requests();
@@ -1377,6 +1497,124 @@ mod tests {
         // Another origin (here another port) never gets them.
         assert_eq!(elsewhere.requests()[0].header("authorization"), None);
         assert_eq!(fetched.final_url, elsewhere.url("/feed"));
+    }
+
+    fn own_headers(feed_url: &Url, pairs: &[(&str, &str)]) -> FeedHeaders {
+        let headers = pairs
+            .iter()
+            .map(|(name, value)| feed_header(name, value).unwrap())
+            .collect();
+        FeedHeaders::new(feed_url, headers)
+    }
+
+    #[tokio::test]
+    async fn a_feeds_own_headers_replace_the_defaults_and_stay_on_its_origin() {
+        let elsewhere = serve(|_, stream| respond(stream, "200 OK", &[], FEED));
+        let elsewhere_url: &'static str =
+            Box::leak(elsewhere.url("/feed").to_string().into_boxed_str());
+        let routes: &'static [(&str, &str, &str)] = Box::leak(Box::new([
+            ("/a", "301 Moved Permanently", "/b"),
+            ("/b", "302 Found", elsewhere_url),
+        ]));
+        let server = redirect_server(routes);
+        let feed_url = server.url("/a");
+        let headers = own_headers(
+            &feed_url,
+            &[
+                ("Authorization", "Bearer t0k3n"),
+                ("User-Agent", "NewsDesk/2"),
+                ("X-Api-Key", "k"),
+            ],
+        );
+        let fetched = fetcher()
+            .fetch(&feed_url, &Validators::default(), Some(&headers))
+            .await
+            .unwrap();
+        assert_eq!(fetched.body.as_deref(), Some(FEED));
+        let requests = server.requests();
+        for request in &requests {
+            assert_eq!(request.header("authorization"), Some("Bearer t0k3n"));
+            assert_eq!(request.header("x-api-key"), Some("k"));
+            let agents: Vec<_> = request
+                .headers
+                .iter()
+                .filter(|(name, _)| name == "user-agent")
+                .collect();
+            assert_eq!(agents.len(), 1, "{agents:?}");
+            assert_eq!(agents[0].1, "NewsDesk/2");
+            assert!(
+                request.header("accept").is_some(),
+                "the default Accept stays"
+            );
+        }
+        assert_eq!(requests.len(), 2);
+        let other = &elsewhere.requests()[0];
+        assert_eq!(other.header("authorization"), None);
+        assert_eq!(other.header("x-api-key"), None);
+        assert_eq!(other.header("user-agent"), Some("feedhound-test/0"));
+        let debug = format!("{headers:?}");
+        assert!(
+            debug.contains("x-api-key") && !debug.contains("t0k3n"),
+            "{debug}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refusal_where_the_feeds_headers_were_withheld_says_so() {
+        let elsewhere = serve(|_, stream| respond(stream, "401 Unauthorized", &[], b""));
+        let elsewhere_url: &'static str =
+            Box::leak(elsewhere.url("/feed").to_string().into_boxed_str());
+        let routes: &'static [(&str, &str, &str)] =
+            Box::leak(Box::new([("/a", "302 Found", elsewhere_url)]));
+        let server = redirect_server(routes);
+        let feed_url = server.url("/a");
+        let headers = own_headers(&feed_url, &[("Authorization", "Bearer t0k3n")]);
+        let err = fetcher()
+            .fetch(&feed_url, &Validators::default(), Some(&headers))
+            .await
+            .unwrap_err();
+        let origin = elsewhere.url("/").origin().ascii_serialization();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "HTTP status 401 Unauthorized from {origin}, where a redirect led and where the \
+                 feed's headers are not sent (another origin than its url's); if the feed has \
+                 moved there, update its url"
+            )
+        );
+        // Without headers of its own, a refusal is just its status.
+        let err = fetcher()
+            .fetch(&feed_url, &Validators::default(), None)
+            .await
+            .unwrap_err();
+        assert_eq!(err.to_string(), "HTTP status 401 Unauthorized");
+    }
+
+    #[test]
+    fn a_header_feedhound_sets_itself_or_cannot_send_is_refused_without_quoting_its_value() {
+        for name in [
+            "If-None-Match",
+            "if-modified-since",
+            "Range",
+            "Accept-Encoding",
+            "Host",
+        ] {
+            let err = feed_header(name, "x").unwrap_err();
+            assert!(err.starts_with("feedhound sets "), "{name}: {err}");
+        }
+        assert!(
+            feed_header("Bad Name", "x")
+                .unwrap_err()
+                .contains("header name")
+        );
+        for value in ["secret\nX-Injected: 1", "secret\u{7f}", "  "] {
+            let err = feed_header("Authorization", value).unwrap_err();
+            assert!(!err.contains("secret"), "{err}");
+        }
+        let (name, value) = feed_header(" Cookie ", " session=1 ").unwrap();
+        assert_eq!(name, header::COOKIE);
+        assert_eq!(value, "session=1");
+        assert!(value.is_sensitive());
     }
 
     #[tokio::test]
@@ -1401,7 +1639,7 @@ mod tests {
         for url in urls {
             let url = with_credentials(&url);
             let err = fetcher()
-                .fetch(&url, &Validators::default())
+                .fetch(&url, &Validators::default(), None)
                 .await
                 .unwrap_err();
             println!("{err}");
@@ -1417,6 +1655,7 @@ mod tests {
             .fetch(
                 &with_credentials(&server.url("/old")),
                 &Validators::default(),
+                None,
             )
             .await
             .unwrap();

@@ -207,6 +207,7 @@ pub fn plan_import(
                 name: outline.name,
                 interval: None,
                 tags: outline.tags,
+                headers: None,
             });
         }
     }
@@ -640,6 +641,7 @@ aliases = ["小米"]
             name: name.map(String::from),
             interval: None,
             tags: tags.iter().map(|t| t.to_string()).collect(),
+            headers: None,
         }
     }
 

@@ -27,7 +27,9 @@ use url::Url;
 
 use crate::config::Config;
 use crate::daemon_lock::{self, DaemonLock};
-use crate::fetch::{FetchError, FetchSettings, Fetched, Fetcher, Validators, redact_str};
+use crate::fetch::{
+    FeedHeaders, FetchError, FetchSettings, Fetched, Fetcher, Validators, redact_str,
+};
 use crate::matcher::{EntryText, Matcher};
 use crate::metrics::{FetchOutcome, Metrics};
 use crate::model::{Mention, ParsedFeed};
@@ -231,6 +233,8 @@ struct Pipeline {
     policy: Policy,
     /// Per-feed intervals from the config, by feed URL.
     intervals: HashMap<String, Duration>,
+    /// Per-feed request headers from the config, by feed URL.
+    headers: HashMap<String, FeedHeaders>,
     shared: Shared,
 }
 
@@ -262,6 +266,11 @@ impl Pipeline {
                 .feeds
                 .iter()
                 .filter_map(|f| Some((f.url.as_str().to_string(), f.interval?)))
+                .collect(),
+            headers: config
+                .feeds
+                .iter()
+                .filter_map(|f| Some((f.url.as_str().to_string(), f.headers.clone()?)))
                 .collect(),
             shared,
         })
@@ -395,13 +404,15 @@ impl Pipeline {
             etag: feed.etag.clone(),
             last_modified: feed.last_modified.clone(),
         };
-        let fetched = match self.fetcher.fetch(url, &validators).await {
+        let headers = self.headers.get(&feed.url);
+        let fetched = match self.fetcher.fetch(url, &validators, headers).await {
             Ok(fetched) => fetched,
             Err(err) => {
                 let (status, retry_after) = match &err {
                     FetchError::Status {
                         status,
                         retry_after,
+                        ..
                     } => (Some(*status), *retry_after),
                     FetchError::NotModifiedUnasked => (Some(304), None),
                     _ => (None, None),

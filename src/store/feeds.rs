@@ -383,6 +383,7 @@ mod tests {
             name: None,
             interval: None,
             tags: vec![],
+            headers: None,
         }
     }
 

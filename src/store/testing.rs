@@ -25,6 +25,7 @@ pub(crate) fn store_with_feeds(names: &[&str]) -> (tempfile::TempDir, Store, Vec
             name: Some((*name).into()),
             interval: None,
             tags: vec![],
+            headers: None,
         })
         .collect();
     store.sync_feeds(&feeds).unwrap();

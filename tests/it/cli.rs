@@ -1,6 +1,6 @@
 //! The binary's commands, run as a user would run them.
 
-use crate::helpers::{App, FeedServer, binary, rss};
+use crate::helpers::{App, FeedServer, Route, binary, rss};
 
 #[test]
 fn check_reports_every_typo_in_a_key_with_its_line_and_exits_1() {
@@ -18,7 +18,7 @@ fn check_reports_every_typo_in_a_key_with_its_line_and_exits_1() {
         .filter(|l| l.contains("feedhound.toml:"))
         .collect();
     let expected = [
-        "feedhound.toml:9: feed[1].intervall: unknown key `intervall`, expected one of `url`, `name`, `interval`, `tags`",
+        "feedhound.toml:9: feed[1].intervall: unknown key `intervall`, expected one of `url`, `name`, `interval`, `tags`, `headers`",
         "feedhound.toml:13: feed[2].interval:",
         "feedhound.toml:14: feed[2].tag: unknown key `tag`",
         "feedhound.toml:18: daemon.grace: unknown key `grace`, expected one of `shutdown_grace`",
@@ -283,6 +283,83 @@ fn credentials_in_feed_urls_stay_out_of_logs_errors_and_feeds_output() {
     }
     let errors = app.count("SELECT count(*) FROM feeds WHERE last_error LIKE '%hunter2%'");
     assert_eq!(errors, 0);
+}
+
+#[test]
+fn a_feeds_own_headers_reach_its_server_only_and_stay_out_of_logs_and_output() {
+    let server = FeedServer::start();
+    server.feed("private.xml", rss(&["<guid>1</guid><title>One</title>"]));
+    server.feed("public.xml", rss(&["<guid>2</guid><title>Two</title>"]));
+    let elsewhere = FeedServer::start();
+    elsewhere.set(
+        "moved.xml",
+        Route {
+            status: 401,
+            ..Route::feed("").without_validators()
+        },
+    );
+    server.set(
+        "moving.xml",
+        Route {
+            status: 302,
+            headers: vec![("Location".into(), elsewhere.url("moved.xml"))],
+            ..Route::feed("").without_validators()
+        },
+    );
+    let app = App::new(
+        &[],
+        &format!(
+            "[[feed]]\nurl = \"{private}\"\n\
+             headers = {{ Authorization = \"Bearer t0k3n\", \"User-Agent\" = \"NewsDesk/2\" }}\n\
+             [[feed]]\nurl = \"{public}\"\n\
+             [[feed]]\nurl = \"{moving}\"\n\
+             headers = {{ Authorization = \"Bearer t0k3n\" }}\n",
+            private = server.url("private.xml"),
+            public = server.url("public.xml"),
+            moving = server.url("moving.xml"),
+        ),
+    );
+    let output = binary()
+        .env("RUST_LOG", "feedhound=debug")
+        .arg("--config")
+        .arg(&app.config_path)
+        .arg("poll")
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let logs = String::from_utf8_lossy(&output.stderr);
+    let private = &server.requests("private.xml")[0];
+    assert_eq!(private.headers["authorization"], "Bearer t0k3n");
+    assert_eq!(private.headers["user-agent"], "NewsDesk/2");
+    let public = &server.requests("public.xml")[0];
+    assert!(!public.headers.contains_key("authorization"));
+    assert!(public.headers["user-agent"].starts_with("feedhound/"));
+    assert_eq!(
+        server.requests("moving.xml")[0].headers["authorization"],
+        "Bearer t0k3n"
+    );
+    assert!(
+        !elsewhere.requests("moved.xml")[0]
+            .headers
+            .contains_key("authorization"),
+        "a redirect to another origin does not carry them"
+    );
+    assert_eq!(app.count("SELECT count(*) FROM entries"), 2);
+    let feeds = app.cli(&["feeds", "--format", "json"]);
+    let feeds = String::from_utf8_lossy(&feeds.stdout);
+    assert!(
+        feeds.contains("HTTP status 401 Unauthorized from http://127.0.0.1:")
+            && feeds.contains("where the feed's headers are not sent"),
+        "{feeds}"
+    );
+    let check = app.cli(&["check"]);
+    for text in [
+        logs.as_ref(),
+        feeds.as_ref(),
+        &String::from_utf8_lossy(&check.stdout),
+    ] {
+        assert!(!text.contains("t0k3n"), "{text}");
+    }
 }
 
 #[test]
