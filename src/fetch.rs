@@ -626,7 +626,16 @@ fn describe(err: &reqwest::Error) -> String {
         }
         cause = current.source();
     }
-    parts.join(": ")
+    let described = parts.join(": ");
+    // hyper-util's words for a refused CONNECT name no proxy; the user set one in the
+    // environment and may not think of it.
+    if described.contains("tunnel error") {
+        return format!(
+            "the proxy (HTTPS_PROXY or ALL_PROXY) did not open a connection to the feed's host: \
+             {described}"
+        );
+    }
+    described
 }
 
 #[cfg(test)]

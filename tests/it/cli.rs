@@ -363,6 +363,75 @@ fn a_feeds_own_headers_reach_its_server_only_and_stay_out_of_logs_and_output() {
 }
 
 #[test]
+fn proxies_named_in_the_environment_carry_feeds_and_alerts_except_where_no_proxy_says() {
+    let proxy = FeedServer::start();
+    proxy.feed(
+        "proxied.xml",
+        rss(&["<guid>1</guid><title>Xiaomi opens a store</title>"]),
+    );
+    proxy.set("hook", Route::webhook(200));
+    let direct = FeedServer::start();
+    direct.feed("direct.xml", rss(&["<guid>2</guid><title>Two</title>"]));
+    let app = App::new(
+        &[
+            "http://news.example.invalid/proxied.xml".to_owned(),
+            "https://secure.example.invalid/tls.xml".to_owned(),
+            direct.url("direct.xml"),
+        ],
+        "[[company]]\nname = \"Xiaomi\"\n\
+         [[notify]]\nurl = \"http://hooks.example.invalid/hook\"\nbacklog = true\n",
+    );
+    let proxy_url = proxy.url("");
+    let output = binary()
+        .env("HTTP_PROXY", &proxy_url)
+        .env("HTTPS_PROXY", &proxy_url)
+        .env("NO_PROXY", "127.0.0.1")
+        .arg("--config")
+        .arg(&app.config_path)
+        .arg("poll")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    let feed = &proxy.requests("proxied.xml")[0];
+    assert_eq!(feed.headers["host"], "news.example.invalid");
+    let alert = &proxy.requests("hook")[0];
+    assert_eq!(alert.headers["host"], "hooks.example.invalid");
+    assert!(String::from_utf8_lossy(&alert.body).contains("Xiaomi opens a store"));
+    // An https feed goes through the proxy as a tunnel, which this proxy refuses.
+    let tunnels: Vec<_> = proxy
+        .all_requests()
+        .into_iter()
+        .filter(|seen| seen.path == "secure.example.invalid:443")
+        .collect();
+    assert_eq!(tunnels.len(), 1, "{:?}", proxy.all_requests());
+    assert_eq!(
+        direct.requests("direct.xml").len(),
+        1,
+        "NO_PROXY is honoured"
+    );
+    assert!(
+        stdout.contains("feeds: 2 ok, 0 not modified, 1 failed"),
+        "{stdout}"
+    );
+    let tunnel_error: String = app
+        .db()
+        .query_row(
+            "SELECT last_error FROM feeds WHERE url LIKE 'https://secure.%'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert!(
+        tunnel_error.starts_with(
+            "network error: the proxy (HTTPS_PROXY or ALL_PROXY) did not open a connection \
+             to the feed's host: "
+        ),
+        "{tunnel_error}"
+    );
+}
+
+#[test]
 fn a_damaged_search_index_does_not_stop_polling_and_reindex_repairs_it() {
     let server = FeedServer::start();
     server.feed(

@@ -176,7 +176,13 @@ fn read_request(
     if reader.read_line(&mut line).ok()? == 0 {
         return None;
     }
-    let path = line.split_whitespace().nth(1)?.to_string();
+    let target = line.split_whitespace().nth(1)?;
+    // Through an HTTP proxy the target is the whole URL (absolute form); the server then acts
+    // as the proxy and the origin at once, and the Host header says which origin was asked for.
+    let path = match target.strip_prefix("http://") {
+        Some(rest) => format!("/{}", rest.split_once('/').map_or("", |(_, path)| path)),
+        None => target.to_string(),
+    };
     let mut headers = HashMap::new();
     loop {
         let mut header = String::new();
@@ -370,11 +376,28 @@ impl App {
     }
 }
 
+/// The environment variables that route feedhound's requests through a proxy.
+pub const PROXY_VARIABLES: [&str; 8] = [
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "NO_PROXY",
+    "no_proxy",
+];
+
 pub fn binary() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_feedhound"));
     command
         .env_remove("FEEDHOUND_CONFIG")
         .env("RUST_LOG", "feedhound=warn");
+    // The tests' servers are on loopback; a proxy set in the caller's environment must not
+    // stand between them and the binary.
+    for proxy in PROXY_VARIABLES {
+        command.env_remove(proxy);
+    }
     command
 }
 
