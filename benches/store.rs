@@ -433,7 +433,7 @@ fn bench_mentions_query(entries: usize, feeds: usize, text_bytes: usize) {
     }
     let query = |company: Option<&str>, since: Option<DateTime<Utc>>, limit: usize| {
         let started = Instant::now();
-        let stories = store.flagged_stories(company, since, limit).unwrap();
+        let stories = store.flagged_stories(company, since, None, limit).unwrap();
         (started.elapsed(), stories.len())
     };
     for (label, company, since, limit) in [

@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use anyhow::Context;
+use chrono::{DateTime, Utc};
 
 use crate::config::{Config, DEFAULT_CONFIG_PATH};
 use crate::matcher::{EntryText, Matcher};
@@ -71,9 +72,13 @@ pub enum Command {
         /// Only stories mentioning this company (its name or an alias).
         #[arg(long)]
         company: Option<String>,
-        /// Only stories published (or first seen) within this long, e.g. 24h, 7d.
-        #[arg(long, value_parser = humantime::parse_duration)]
-        since: Option<std::time::Duration>,
+        /// Only stories published (or first seen) at or after this time: a span back from now
+        /// (24h, 7d) or a UTC date or time (2026-11-01, 2026-11-01T09:00:00Z).
+        #[arg(long, value_parser = time_bound)]
+        since: Option<DateTime<Utc>>,
+        /// Only stories published (or first seen) before this time, written as for --since.
+        #[arg(long, value_parser = time_bound)]
+        until: Option<DateTime<Utc>>,
         /// At most this many stories.
         #[arg(long)]
         limit: Option<usize>,
@@ -104,9 +109,13 @@ pub enum Command {
         /// Only entries mentioning this tracked company (its name or an alias).
         #[arg(long)]
         company: Option<String>,
-        /// Only entries published (or first seen) within this long, e.g. 24h, 7d.
-        #[arg(long, value_parser = humantime::parse_duration)]
-        since: Option<std::time::Duration>,
+        /// Only entries published (or first seen) at or after this time: a span back from now
+        /// (24h, 7d) or a UTC date or time (2026-11-01, 2026-11-01T09:00:00Z).
+        #[arg(long, value_parser = time_bound)]
+        since: Option<DateTime<Utc>>,
+        /// Only entries published (or first seen) before this time, written as for --since.
+        #[arg(long, value_parser = time_bound)]
+        until: Option<DateTime<Utc>>,
         /// At most this many entries.
         #[arg(long, default_value_t = 20)]
         limit: usize,
@@ -282,14 +291,16 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
         Command::Mentions {
             company,
             since,
+            until,
             limit,
             format,
         } => {
+            ensure_a_period(since, until)?;
             let config = Config::load(&cli.config)?;
             let company = company.map(|c| config.company_named(&c)).transpose()?;
             let store = open_unsynced(&config)?;
-            let since = since_time(since)?;
-            let stories = store.flagged_stories(company, since, limit.unwrap_or(usize::MAX))?;
+            let stories =
+                store.flagged_stories(company, since, until, limit.unwrap_or(usize::MAX))?;
             print_stories(&stories, format)?;
             Ok(ExitCode::SUCCESS)
         }
@@ -347,9 +358,11 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
             query,
             company,
             since,
+            until,
             limit,
             format,
         } => {
+            ensure_a_period(since, until)?;
             let config = Config::load(&cli.config)?;
             let company = company
                 .map(|c| config.company_named(&c).map(str::to_owned))
@@ -358,7 +371,8 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
             let hits = store.search(&SearchQuery {
                 text: query,
                 company,
-                since: since_time(since)?,
+                since,
+                until,
                 limit,
             })?;
             print_hits(&hits, format)?;
@@ -571,18 +585,49 @@ fn open_unsynced(config: &Config) -> anyhow::Result<Store> {
     Store::open_with(&config.database_path(), config.storage.busy_timeout)
 }
 
-/// `--since 7d` as the time it names.
-fn since_time(
-    since: Option<std::time::Duration>,
-) -> anyhow::Result<Option<chrono::DateTime<chrono::Utc>>> {
-    since
-        .map(|d| {
-            chrono::Duration::from_std(d)
-                .ok()
-                .and_then(|d| chrono::Utc::now().checked_sub_signed(d))
-                .ok_or_else(|| anyhow::anyhow!("--since is too long"))
+/// A `--since` or `--until`: a span back from now (`7d`), or a UTC date or time as users write
+/// it or copy it from feedhound's output (`2026-11-01`, `2026-11-01 09:00:00`,
+/// `2026-11-01T09:00:00Z`, or with any offset).
+fn time_bound(text: &str) -> Result<DateTime<Utc>, String> {
+    let text = text.trim();
+    if let Ok(span) = humantime::parse_duration(text) {
+        return chrono::Duration::from_std(span)
+            .ok()
+            .and_then(|span| Utc::now().checked_sub_signed(span))
+            .ok_or_else(|| "too long a span back from now".to_owned());
+    }
+    if let Ok(day) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        return Ok(day.and_time(chrono::NaiveTime::MIN).and_utc());
+    }
+    for layout in ["%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"] {
+        if let Ok(time) = chrono::NaiveDateTime::parse_from_str(text, layout) {
+            return Ok(time.and_utc());
+        }
+    }
+    DateTime::parse_from_rfc3339(text)
+        .map(|time| time.with_timezone(&Utc))
+        .map_err(|_| {
+            "write a span back from now (\"24h\", \"7d\") or a UTC date or time \
+             (\"2026-11-01\", \"2026-11-01 09:00:00\", \"2026-11-01T09:00:00+01:00\")"
+                .to_owned()
         })
-        .transpose()
+}
+
+/// An empty period is a mistake (the bounds swapped), not a question with no answer.
+fn ensure_a_period(
+    since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+) -> anyhow::Result<()> {
+    if let (Some(since), Some(until)) = (since, until)
+        && until <= since
+    {
+        anyhow::bail!(
+            "--until ({}) is not later than --since ({}); the period is empty",
+            until.format("%Y-%m-%d %H:%M:%S"),
+            since.format("%Y-%m-%d %H:%M:%S")
+        );
+    }
+    Ok(())
 }
 
 /// `search` output; JSON fields are only ever added.

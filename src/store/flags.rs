@@ -264,30 +264,29 @@ impl Store {
         &self,
         company: Option<&str>,
         since: Option<DateTime<Utc>>,
+        until: Option<DateTime<Utc>>,
         limit: usize,
     ) -> anyhow::Result<Vec<FlaggedStory>> {
-        let since = since.map(sql_time);
+        let (since, until) = (since.map(sql_time), until.map(sql_time));
         let company_id = self.company_id(company)?;
         let mut stmt = self
             .conn
             .prepare(&flagged_stories_sql(company_id.is_some(), since.is_some()))?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = stmt
-            .query_map(
-                params![company_id, since, i64::try_from(limit).unwrap_or(i64::MAX)],
-                |r| {
-                    Ok(FlaggedStory {
-                        story_id: r.get(0)?,
-                        title: r.get(1)?,
-                        link: r.get(2)?,
-                        feed: r.get(3)?,
-                        published_at: r.get(4)?,
-                        first_seen_at: r.get(5)?,
-                        companies: Vec::new(),
-                        snippet: String::new(),
-                        sources: Vec::new(),
-                    })
-                },
-            )?
+            .query_map(params![company_id, since, limit, until], |r| {
+                Ok(FlaggedStory {
+                    story_id: r.get(0)?,
+                    title: r.get(1)?,
+                    link: r.get(2)?,
+                    feed: r.get(3)?,
+                    published_at: r.get(4)?,
+                    first_seen_at: r.get(5)?,
+                    companies: Vec::new(),
+                    snippet: String::new(),
+                    sources: Vec::new(),
+                })
+            })?
             .collect::<Result<Vec<_>, _>>()?;
         rows.into_iter()
             .map(|mut story| {
@@ -314,7 +313,10 @@ impl Store {
             flagged_stories_sql(company_id.is_some(), since.is_some())
         );
         let mut stmt = self.conn.prepare(&sql)?;
-        let rows = stmt.query_map(params![company_id, since, 50], |r| r.get::<_, String>(3))?;
+        let no_until: Option<String> = None;
+        let rows = stmt.query_map(params![company_id, since, 50, no_until], |r| {
+            r.get::<_, String>(3)
+        })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -377,15 +379,19 @@ impl Store {
 /// The query behind [`Store::flagged_stories`]; parameters: ?1 company id, ?2 since, ?3 limit.
 /// Candidate stories come from an index that can seek (a company's mentions, or the entries of
 /// the period); the view then presents only those stories.
+/// Parameters: ?1 the company's id, ?2 since, ?3 the limit, ?4 until (each may be NULL but the
+/// limit). A story is in the period when one of its flagged entries is.
 fn flagged_stories_sql(by_company: bool, since: bool) -> String {
     let candidates = match (by_company, since) {
         (true, _) => {
             "SELECT e.story_id FROM mentions m JOIN entries e ON e.id = m.entry_id
-             WHERE m.company_id = ?1 AND (?2 IS NULL OR coalesce(e.published_at, e.first_seen_at) >= ?2)"
+             WHERE m.company_id = ?1 AND (?2 IS NULL OR coalesce(e.published_at, e.first_seen_at) >= ?2)
+               AND (?4 IS NULL OR coalesce(e.published_at, e.first_seen_at) < ?4)"
         }
         (false, true) => {
             "SELECT e.story_id FROM entries e
              WHERE ?1 IS NULL AND coalesce(e.published_at, e.first_seen_at) >= ?2
+               AND (?4 IS NULL OR coalesce(e.published_at, e.first_seen_at) < ?4)
                AND EXISTS (SELECT 1 FROM mentions m JOIN companies c ON c.id = m.company_id AND c.active = 1
                            WHERE m.entry_id = e.id)"
         }
@@ -393,7 +399,8 @@ fn flagged_stories_sql(by_company: bool, since: bool) -> String {
             "SELECT e.story_id FROM mentions m
              JOIN companies c ON c.id = m.company_id AND c.active = 1
              JOIN entries e ON e.id = m.entry_id
-             WHERE ?1 IS NULL AND ?2 IS NULL"
+             WHERE ?1 IS NULL AND ?2 IS NULL
+               AND (?4 IS NULL OR coalesce(e.published_at, e.first_seen_at) < ?4)"
         }
     };
     format!(

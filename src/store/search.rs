@@ -231,6 +231,8 @@ pub struct SearchQuery {
     pub company: Option<String>,
     /// Only entries published (or first seen) at or after this time.
     pub since: Option<DateTime<Utc>>,
+    /// Only entries published (or first seen) before this time.
+    pub until: Option<DateTime<Utc>>,
     pub limit: usize,
 }
 
@@ -309,6 +311,7 @@ impl Store {
                  JOIN feeds f ON f.id = e.feed_id
                  WHERE entries_fts MATCH ?1
                    AND (?2 IS NULL OR coalesce(e.published_at, e.first_seen_at) >= ?2)
+                   AND (?8 IS NULL OR coalesce(e.published_at, e.first_seen_at) < ?8)
                    AND (?3 IS NULL OR EXISTS (
                         SELECT 1 FROM mentions m JOIN companies c ON c.id = m.company_id
                         WHERE m.entry_id = e.id AND c.name = ?3 COLLATE NOCASE))
@@ -326,7 +329,8 @@ impl Store {
                     limit,
                     HIGHLIGHT.0,
                     HIGHLIGHT.1,
-                    SNIPPET_WORDS
+                    SNIPPET_WORDS,
+                    query.until.map(sql_time)
                 ],
                 |r| {
                     Ok(SearchHit {
@@ -393,6 +397,7 @@ mod tests {
             text: text.into(),
             company: None,
             since: None,
+            until: None,
             limit: 10,
         }
     }

@@ -33,6 +33,7 @@ fn search(app: &App, text: &str) -> Vec<String> {
             text: text.into(),
             company: None,
             since: None,
+            until: None,
             limit: 10,
         })
         .unwrap()
