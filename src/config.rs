@@ -15,7 +15,7 @@ use serde::Deserialize;
 use toml::Spanned;
 use url::Url;
 
-use crate::fetch::{FeedHeaders, feed_header, origin_only, redact};
+use crate::fetch::{FeedHeaders, origin_only, parse_feed_header, redact};
 use crate::matcher::{CompanyRule, comparable_name};
 use crate::model::Field;
 
@@ -228,7 +228,7 @@ impl Config {
         let toml_issue = |err: toml::de::Error| ConfigIssue {
             line: err.span().map(|span| line_of(text, span.start)),
             key: err.span().and_then(|span| key_at(text, span.start)),
-            message: err.message().trim().to_string(),
+            message: without_the_value(err.message().trim()),
         };
         let deserializer =
             toml::Deserializer::parse(text).map_err(|err| fail(vec![toml_issue(err)]))?;
@@ -380,6 +380,26 @@ fn company_called<'a>(companies: &'a [CompanyConfig], name: &str) -> Option<&'a 
             .chain(&c.rule.aliases)
             .any(|n| comparable_name(n) == wanted)
     })
+}
+
+/// serde's "invalid type: string \"…\", expected …" without the value it quotes: the key may hold
+/// a secret (a header, a webhook secret), and the message ends up in logs and tickets. The line
+/// and key still say where it is.
+fn without_the_value(message: &str) -> String {
+    for lead in ["invalid type: ", "invalid value: "] {
+        let Some(rest) = message.strip_prefix(lead) else {
+            continue;
+        };
+        let Some(expected_at) = rest.rfind(", expected ") else {
+            continue;
+        };
+        let found = &rest[..expected_at];
+        let kind = found
+            .find(['`', '"'])
+            .map_or(found, |quote_at| &found[..quote_at]);
+        return format!("{lead}{}{}", kind.trim_end(), &rest[expected_at..]);
+    }
+    message.to_owned()
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -615,8 +635,8 @@ struct RawFeed {
     interval: Option<Spanned<String>>,
     #[serde(default)]
     tags: Vec<String>,
-    /// Keys cannot carry spans through `toml`, so a header's line is its value's (a TOML key and
-    /// its value start on the same line).
+    /// `Spanned<String>` keys fail here ("non-string key"), so a header's line is its value's: a
+    /// TOML key and its value start on the same line.
     #[serde(default)]
     headers: BTreeMap<String, Spanned<String>>,
 }
@@ -1075,7 +1095,7 @@ impl Checker {
         for (name, value) in in_file_order {
             let path = format!("{key}.headers.{name}");
             let span = value.span();
-            match feed_header(&name, value.get_ref()) {
+            match parse_feed_header(&name, value.get_ref()) {
                 Ok((header, value)) => match first_lines.entry(header.clone()) {
                     Entry::Vacant(first) => {
                         first.insert(self.line(&span));
@@ -1707,11 +1727,7 @@ mod tests {
         )
         .unwrap();
         let expected = |url: &str, pairs: &[(&str, &str)]| {
-            let headers = pairs
-                .iter()
-                .map(|(name, value)| feed_header(name, value).unwrap())
-                .collect();
-            Some(FeedHeaders::new(&Url::parse(url).unwrap(), headers))
+            Some(FeedHeaders::from_pairs(&Url::parse(url).unwrap(), pairs))
         };
         assert_eq!(
             config.feeds[0].headers,
@@ -1753,7 +1769,7 @@ mod tests {
         assert_lines_contain(
             &message,
             &[
-                ":4: feed[1].headers.If-None-Match: feedhound sets if-none-match itself, from the feed's last response",
+                ":4: feed[1].headers.If-None-Match: cannot be set here: feedhound sets it itself, from the feed's last response",
                 ":5: feed[1].headers.Bad Name: is not an HTTP header name",
                 ":6: feed[1].headers.X-Key: must be printable text on one line",
                 ":8: feed[1].headers.cookie: is the same header as the one on line 7",
@@ -1761,6 +1777,30 @@ mod tests {
             ],
         );
         assert!(!message.contains("s3cr3t"), "{message}");
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_type_is_named_by_its_type_not_quoted() {
+        for (text, expected) in [
+            (
+                "[[feed]]\nurl = \"https://a.example/rss\"\nheaders = \"Authorization: s3cr3t\"\n",
+                ":3: feed.headers: invalid type: string, expected a map",
+            ),
+            (
+                "[[feed]]\nurl = \"https://a.example/rss\"\n[feed.headers]\nX-Api-Key = 123456\n",
+                ":4: feed.headers.X-Api-Key: invalid type: integer, expected a string",
+            ),
+            (
+                "[[notify]]\nurl = \"https://hooks.example/a\"\nsecret = 3.25\n",
+                ":3: notify.secret: invalid type: floating point, expected a string",
+            ),
+        ] {
+            let message = error_text(text);
+            assert!(message.contains(expected), "{message}");
+            for value in ["s3cr3t", "123456", "3.25"] {
+                assert!(!message.contains(value), "{message}");
+            }
+        }
     }
 
     #[test]

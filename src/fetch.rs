@@ -54,12 +54,26 @@ pub struct FeedHeaders {
 }
 
 impl FeedHeaders {
-    /// `headers` come from [`feed_header`], so they are valid and marked sensitive.
-    pub fn new(feed_url: &Url, headers: HeaderMap) -> FeedHeaders {
+    /// `headers` come from [`parse_feed_header`]. Every value is marked sensitive here, so the
+    /// HTTP layers never print or index it.
+    pub fn new(feed_url: &Url, mut headers: HeaderMap) -> FeedHeaders {
+        for value in headers.values_mut() {
+            value.set_sensitive(true);
+        }
         FeedHeaders {
             origin: feed_url.origin(),
             headers,
         }
+    }
+
+    /// Headers from `(name, value)` pairs that must be valid.
+    #[cfg(test)]
+    pub(crate) fn from_pairs(feed_url: &Url, pairs: &[(&str, &str)]) -> FeedHeaders {
+        let headers = pairs
+            .iter()
+            .map(|(name, value)| parse_feed_header(name, value).unwrap())
+            .collect();
+        FeedHeaders::new(feed_url, headers)
     }
 
     fn for_url(&self, url: &Url) -> Option<&HeaderMap> {
@@ -77,34 +91,41 @@ impl fmt::Debug for FeedHeaders {
     }
 }
 
-/// Checks one `[[feed]] headers` entry and makes it ready to send. The error says why it cannot
-/// be sent and never quotes the value, which is often a secret.
-pub fn feed_header(name: &str, value: &str) -> Result<(HeaderName, HeaderValue), String> {
+/// Checks one `[[feed]] headers` entry. The error says why it cannot be sent and never quotes
+/// the value, which is often a secret.
+pub fn parse_feed_header(name: &str, value: &str) -> Result<(HeaderName, HeaderValue), String> {
     let name = HeaderName::from_bytes(name.trim().as_bytes()).map_err(|_| {
         "is not an HTTP header name (letters, digits and `-`, e.g. \"Authorization\")".to_owned()
     })?;
-    let set_by_us = match name.as_str() {
-        "if-none-match"
-        | "if-modified-since"
-        | "if-match"
-        | "if-unmodified-since"
-        | "if-range"
-        | "range" => Some("from the feed's last response, for conditional GET"),
-        "accept-encoding" => Some("to ask only for compression it can decode"),
+    let refusal = match name.as_str() {
+        "if-none-match" | "if-modified-since" => {
+            Some("feedhound sets it itself, from the feed's last response, for conditional GET")
+        }
+        "accept-encoding" => {
+            Some("feedhound sets it itself, to ask only for compression it can decode")
+        }
         "host" | "content-length" | "transfer-encoding" | "connection" | "keep-alive"
-        | "upgrade" | "te" | "trailer" | "proxy-connection" => Some("for each connection"),
+        | "upgrade" | "te" | "trailer" | "proxy-connection" => {
+            Some("the HTTP client sets the connection's own headers")
+        }
+        "if-match" | "if-unmodified-since" | "if-range" | "range" => {
+            Some("it would turn the feed into a partial or conditional answer feedhound cannot use")
+        }
+        "proxy-authorization" => Some(
+            "a proxy's login goes in the proxy's URL (http://user:password@proxy:3128), where \
+             it reaches the proxy and no one else",
+        ),
         _ => None,
     };
-    if let Some(why) = set_by_us {
-        return Err(format!("feedhound sets {name} itself, {why}; remove it"));
+    if let Some(refusal) = refusal {
+        return Err(format!("cannot be set here: {refusal}; remove it"));
     }
-    let mut value = HeaderValue::from_str(value.trim()).map_err(|_| {
+    let value = HeaderValue::from_str(value.trim()).map_err(|_| {
         "must be printable text on one line (it is sent as an HTTP header)".to_owned()
     })?;
     if value.is_empty() {
         return Err("must not be empty".to_owned());
     }
-    value.set_sensitive(true);
     Ok((name, value))
 }
 
@@ -166,8 +187,8 @@ pub enum FetchError {
     #[error("network error: {0}")]
     Network(String),
     /// Any non-2xx, non-304 final status. `retry_after` comes from a `Retry-After` header;
-    /// `headers_withheld_from` names the origin a redirect led to, where the feed's own headers
-    /// were not sent (the likely reason for a 401 or 403).
+    /// `headers_withheld_from` names the origin of a 401 or 403 to which the feed's own headers
+    /// were not sent (the likely reason for it): a redirect led there, or the feed moved there.
     #[error(
         "HTTP status {}{}{}",
         status_text(*.status),
@@ -231,8 +252,8 @@ fn status_text(status: u16) -> String {
 fn withheld_text(origin: &Option<String>) -> String {
     match origin {
         Some(origin) => format!(
-            " from {origin}, where a redirect led and where the feed's headers are not sent \
-             (another origin than its url's); if the feed has moved there, update its url"
+            " from {origin}, another origin than the feed's url, to which its headers are not \
+             sent; if the feed has moved there, update its url"
         ),
         None => String::new(),
     }
@@ -350,7 +371,8 @@ impl Fetcher {
             if !is_followed_redirect(status) {
                 let permanent_redirect =
                     (!visited.is_empty() && every_hop_permanent).then(|| current.clone());
-                let headers_withheld_from = (headers.is_some() && own_headers.is_none())
+                let refused = matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN);
+                let headers_withheld_from = (refused && headers.is_some() && own_headers.is_none())
                     .then(|| current.origin().ascii_serialization());
                 return self
                     .finish(
@@ -391,11 +413,13 @@ impl Fetcher {
         let mut bare = url.clone();
         let credentials = take_credentials(&mut bare);
         let mut request = self.client.get(bare);
-        if let Some(own_headers) = own_headers {
-            request = request.headers(own_headers.clone());
-        }
         if let Some((user, password)) = credentials {
             request = request.basic_auth(user, password);
+        }
+        // After the basic auth: `headers` replaces what is there, where `basic_auth` would add
+        // a second Authorization (a redirect's own `user@` beside a configured token).
+        if let Some(own_headers) = own_headers {
+            request = request.headers(own_headers.clone());
         }
         for (name, value) in conditional_headers(validators) {
             request = request.header(name, value);
@@ -598,6 +622,23 @@ fn freshness(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
 /// A short account of what went wrong on the wire. The common failures get plain words; anything
 /// else is the error's cause chain, which reqwest and hyper word well.
 fn describe(err: &reqwest::Error) -> String {
+    let described = describe_chain(err);
+    // hyper-util's tunnel errors (a private type, so known by their words) name no proxy, and
+    // a proxy set in the environment is easy to forget.
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(current) = cause {
+        if current.to_string().starts_with("tunnel error") {
+            return format!(
+                "through the proxy set in the environment (HTTPS_PROXY or ALL_PROXY, in either \
+                 case): {described}"
+            );
+        }
+        cause = current.source();
+    }
+    described
+}
+
+fn describe_chain(err: &reqwest::Error) -> String {
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(current) = cause {
         if let Some(io) = current.downcast_ref::<io::Error>() {
@@ -626,16 +667,7 @@ fn describe(err: &reqwest::Error) -> String {
         }
         cause = current.source();
     }
-    let described = parts.join(": ");
-    // hyper-util's words for a refused CONNECT name no proxy; the user set one in the
-    // environment and may not think of it.
-    if described.contains("tunnel error") {
-        return format!(
-            "the proxy (HTTPS_PROXY or ALL_PROXY) did not open a connection to the feed's host: \
-             {described}"
-        );
-    }
-    described
+    parts.join(": ")
 }
 
 #[cfg(test)]
@@ -1508,14 +1540,6 @@ mod tests {
         assert_eq!(fetched.final_url, elsewhere.url("/feed"));
     }
 
-    fn own_headers(feed_url: &Url, pairs: &[(&str, &str)]) -> FeedHeaders {
-        let headers = pairs
-            .iter()
-            .map(|(name, value)| feed_header(name, value).unwrap())
-            .collect();
-        FeedHeaders::new(feed_url, headers)
-    }
-
     #[tokio::test]
     async fn a_feeds_own_headers_replace_the_defaults_and_stay_on_its_origin() {
         let elsewhere = serve(|_, stream| respond(stream, "200 OK", &[], FEED));
@@ -1527,7 +1551,7 @@ mod tests {
         ]));
         let server = redirect_server(routes);
         let feed_url = server.url("/a");
-        let headers = own_headers(
+        let headers = FeedHeaders::from_pairs(
             &feed_url,
             &[
                 ("Authorization", "Bearer t0k3n"),
@@ -1577,7 +1601,7 @@ mod tests {
             Box::leak(Box::new([("/a", "302 Found", elsewhere_url)]));
         let server = redirect_server(routes);
         let feed_url = server.url("/a");
-        let headers = own_headers(&feed_url, &[("Authorization", "Bearer t0k3n")]);
+        let headers = FeedHeaders::from_pairs(&feed_url, &[("Authorization", "Bearer t0k3n")]);
         let err = fetcher()
             .fetch(&feed_url, &Validators::default(), Some(&headers))
             .await
@@ -1586,9 +1610,8 @@ mod tests {
         assert_eq!(
             err.to_string(),
             format!(
-                "HTTP status 401 Unauthorized from {origin}, where a redirect led and where the \
-                 feed's headers are not sent (another origin than its url's); if the feed has \
-                 moved there, update its url"
+                "HTTP status 401 Unauthorized from {origin}, another origin than the feed's url, \
+                 to which its headers are not sent; if the feed has moved there, update its url"
             )
         );
         // Without headers of its own, a refusal is just its status.
@@ -1597,10 +1620,48 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(err.to_string(), "HTTP status 401 Unauthorized");
+        // Nor is a status that has nothing to do with a login.
+        let missing = serve(|_, stream| respond(stream, "404 Not Found", &[], b""));
+        let missing_url: &'static str =
+            Box::leak(missing.url("/feed").to_string().into_boxed_str());
+        let routes: &'static [(&str, &str, &str)] =
+            Box::leak(Box::new([("/a", "302 Found", missing_url)]));
+        let server = redirect_server(routes);
+        let err = fetcher()
+            .fetch(&server.url("/a"), &Validators::default(), Some(&headers))
+            .await
+            .unwrap_err();
+        assert_eq!(err.to_string(), "HTTP status 404 Not Found");
+    }
+
+    #[tokio::test]
+    async fn a_redirects_own_credentials_do_not_add_a_second_authorization() {
+        let routes: &'static [(&str, &str, &str)] =
+            Box::leak(Box::new([("/a", "302 Found", "/b")]));
+        let server = redirect_server(routes);
+        let feed_url = server.url("/a");
+        let headers = FeedHeaders::from_pairs(&feed_url, &[("Authorization", "Bearer t0k3n")]);
+        fetcher()
+            .fetch(
+                &with_credentials(&feed_url),
+                &Validators::default(),
+                Some(&headers),
+            )
+            .await
+            .unwrap();
+        for request in server.requests() {
+            let sent: Vec<_> = request
+                .headers
+                .iter()
+                .filter(|(name, _)| name == "authorization")
+                .map(|(_, value)| value.as_str())
+                .collect();
+            assert_eq!(sent, ["Bearer t0k3n"], "{}", request.path);
+        }
     }
 
     #[test]
-    fn a_header_feedhound_sets_itself_or_cannot_send_is_refused_without_quoting_its_value() {
+    fn a_header_feedhound_cannot_send_as_given_is_refused_without_quoting_its_value() {
         for name in [
             "If-None-Match",
             "if-modified-since",
@@ -1608,22 +1669,28 @@ mod tests {
             "Accept-Encoding",
             "Host",
         ] {
-            let err = feed_header(name, "x").unwrap_err();
-            assert!(err.starts_with("feedhound sets "), "{name}: {err}");
+            let err = parse_feed_header(name, "x").unwrap_err();
+            assert!(err.starts_with("cannot be set here: "), "{name}: {err}");
         }
+        let err = parse_feed_header("Proxy-Authorization", "x").unwrap_err();
+        assert!(err.contains("goes in the proxy's URL"), "{err}");
         assert!(
-            feed_header("Bad Name", "x")
+            parse_feed_header("Bad Name", "x")
                 .unwrap_err()
                 .contains("header name")
         );
         for value in ["secret\nX-Injected: 1", "secret\u{7f}", "  "] {
-            let err = feed_header("Authorization", value).unwrap_err();
+            let err = parse_feed_header("Authorization", value).unwrap_err();
             assert!(!err.contains("secret"), "{err}");
         }
-        let (name, value) = feed_header(" Cookie ", " session=1 ").unwrap();
+        let (name, value) = parse_feed_header(" Cookie ", " session=1 ").unwrap();
         assert_eq!(name, header::COOKIE);
         assert_eq!(value, "session=1");
-        assert!(value.is_sensitive());
+        let headers = FeedHeaders::new(
+            &Url::parse("https://a.example/").unwrap(),
+            HeaderMap::from_iter([(name, value)]),
+        );
+        assert!(headers.headers.values().all(HeaderValue::is_sensitive));
     }
 
     #[tokio::test]

@@ -964,7 +964,7 @@ pub async fn run(config: Config, control: Control) -> anyhow::Result<()> {
         if reload && let Some(new) = reload_config(&config) {
             // Build everything before syncing: a config that cannot run must not be half applied.
             match services.pipeline(&new) {
-                Ok(rebuilt) => match sync_reloaded(&new, writer).await {
+                Ok(rebuilt) => match sync_reloaded(&config, &new, writer).await {
                     Ok(()) => {
                         pipeline = rebuilt;
                         background.cancel();
@@ -1140,9 +1140,29 @@ fn reload_config(current: &Config) -> Option<Config> {
     Some(new)
 }
 
-async fn sync_reloaded(new: &Config, writer: &StoreWriter) -> anyhow::Result<()> {
+async fn sync_reloaded(current: &Config, new: &Config, writer: &StoreWriter) -> anyhow::Result<()> {
+    let old_headers: HashMap<&str, &Option<FeedHeaders>> = current
+        .feeds
+        .iter()
+        .map(|feed| (feed.url.as_str(), &feed.headers))
+        .collect();
+    let new_headers: Vec<String> = new
+        .feeds
+        .iter()
+        .filter(|feed| {
+            old_headers
+                .get(feed.url.as_str())
+                .is_some_and(|old| **old != feed.headers)
+        })
+        .map(|feed| feed.url.to_string())
+        .collect();
     let new = new.clone();
-    writer.call(move |store| sync_config(store, &new)).await
+    writer
+        .call(move |store| {
+            sync_config(store, &new)?;
+            store.poll_again_soon(&new_headers, Utc::now())
+        })
+        .await
 }
 
 /// What tells us a file changed: modification time and size.

@@ -184,6 +184,23 @@ impl Store {
         })
     }
 
+    /// The feeds of `urls`, whose request headers the config changed (a renewed login), are due
+    /// now and tried again if they were gone, as after any other edit of a feed's entry; a
+    /// server's `Retry-After` still holds. The headers are not stored, so only a running daemon,
+    /// which holds the old ones, can tell.
+    pub fn poll_again_soon(&self, urls: &[String], now: DateTime<Utc>) -> anyhow::Result<()> {
+        let mut stmt = self.conn.prepare(
+            "UPDATE feeds SET gone_at = NULL,
+                 next_poll_at = CASE WHEN retry_after > ?2 THEN next_poll_at ELSE NULL END
+             WHERE url = ?1 AND active = 1",
+        )?;
+        let now = super::sql_time_precise(now);
+        for url in urls {
+            stmt.execute(params![url, now])?;
+        }
+        Ok(())
+    }
+
     /// Brings a feed back to a clean state: not gone, no redirect, no failures, due now.
     /// Returns false when no feed is `feed`.
     pub fn reset_feed(&self, feed: &FeedRef) -> anyhow::Result<bool> {

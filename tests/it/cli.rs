@@ -437,9 +437,31 @@ fn a_feeds_own_headers_reach_its_server_only_and_stay_out_of_logs_and_output() {
     let feeds = String::from_utf8_lossy(&feeds.stdout);
     assert!(
         feeds.contains("HTTP status 401 Unauthorized from http://127.0.0.1:")
-            && feeds.contains("where the feed's headers are not sent"),
+            && feeds.contains("to which its headers are not sent"),
         "{feeds}"
     );
+    // Headers belong to the feed in the config, wherever it is fetched from: a confirmed move
+    // on the same origin keeps them.
+    server.feed(
+        "private-moved.xml",
+        rss(&["<guid>3</guid><title>Three</title>"]),
+    );
+    app.db()
+        .execute(
+            "UPDATE feeds SET fetch_url = ?1, next_poll_at = NULL WHERE url = ?2",
+            [server.url("private-moved.xml"), server.url("private.xml")],
+        )
+        .unwrap();
+    assert!(app.cli(&["poll"]).status.success());
+    let moved = &server.requests("private-moved.xml")[0];
+    assert_eq!(moved.headers["authorization"], "Bearer t0k3n");
+    for file in ["feedhound.db", "feedhound.db-wal"] {
+        let bytes = std::fs::read(app.dir.path().join(file)).unwrap_or_default();
+        assert!(
+            !bytes.windows(5).any(|window| window == b"t0k3n"),
+            "the token is not stored in {file}"
+        );
+    }
     let check = app.cli(&["check"]);
     for text in [
         logs.as_ref(),
@@ -470,9 +492,10 @@ fn proxies_named_in_the_environment_carry_feeds_and_alerts_except_where_no_proxy
          [[notify]]\nurl = \"http://hooks.example.invalid/hook\"\nbacklog = true\n",
     );
     let proxy_url = proxy.url("");
+    // ALL_PROXY, in lower case, stands in for HTTPS_PROXY.
     let output = binary()
         .env("HTTP_PROXY", &proxy_url)
-        .env("HTTPS_PROXY", &proxy_url)
+        .env("all_proxy", &proxy_url)
         .env("NO_PROXY", "127.0.0.1")
         .arg("--config")
         .arg(&app.config_path)
@@ -512,8 +535,8 @@ fn proxies_named_in_the_environment_carry_feeds_and_alerts_except_where_no_proxy
         .unwrap();
     assert!(
         tunnel_error.starts_with(
-            "network error: the proxy (HTTPS_PROXY or ALL_PROXY) did not open a connection \
-             to the feed's host: "
+            "network error: through the proxy set in the environment (HTTPS_PROXY or ALL_PROXY, \
+             in either case): "
         ),
         "{tunnel_error}"
     );

@@ -377,7 +377,7 @@ impl App {
 }
 
 /// The environment variables that route feedhound's requests through a proxy.
-pub const PROXY_VARIABLES: [&str; 8] = [
+const PROXY_VARIABLES: [&str; 8] = [
     "HTTP_PROXY",
     "http_proxy",
     "HTTPS_PROXY",
@@ -393,10 +393,11 @@ pub fn binary() -> Command {
     command
         .env_remove("FEEDHOUND_CONFIG")
         .env("RUST_LOG", "feedhound=warn");
-    // The tests' servers are on loopback; a proxy set in the caller's environment must not
-    // stand between them and the binary.
-    for proxy in PROXY_VARIABLES {
-        command.env_remove(proxy);
+    // The binary's requests go to loopback servers: a proxy set in the caller's environment
+    // must not stand between them (nor REQUEST_METHOD switch the proxy tests' proxy off). The
+    // tests that poll in this process still read the caller's proxy variables.
+    for variable in PROXY_VARIABLES.iter().chain(&["REQUEST_METHOD"]) {
+        command.env_remove(variable);
     }
     command
 }

@@ -652,6 +652,44 @@ fn a_reload_keeps_the_parsing_threads() {
     assert!(status.success(), "{stderr}");
 }
 
+/// A feed refused for an expired token backs off for up to a day; the renewed token in the
+/// config is tried as soon as the daemon reloads, without waiting for the backoff.
+#[test]
+fn a_feed_whose_headers_change_is_polled_at_once_after_a_reload() {
+    let server = FeedServer::start();
+    server.set(
+        "private.xml",
+        Route {
+            first_statuses: vec![401],
+            ..Route::feed(feed())
+        },
+    );
+    let with_token = |token: &str| {
+        format!(
+            "[[feed]]\nurl = \"{}\"\nheaders = {{ Authorization = \"Bearer {token}\" }}\n",
+            server.url("private.xml")
+        )
+    };
+    let app = App::new(&[], &with_token("expired"));
+    let daemon = app.spawn_daemon();
+    wait_until(Duration::from_secs(10), "the refusal is recorded", || {
+        app.try_count("SELECT count(*) FROM feeds WHERE error_count = 1") == Some(1)
+    });
+    app.write_config(&[], &with_token("renewed"));
+    daemon.signal(libc::SIGHUP);
+    wait_until(Duration::from_secs(5), "the renewed token is tried", || {
+        server.requests("private.xml").len() == 2
+    });
+    let requests = server.requests("private.xml");
+    assert_eq!(requests[0].headers["authorization"], "Bearer expired");
+    assert_eq!(requests[1].headers["authorization"], "Bearer renewed");
+    wait_until(Duration::from_secs(5), "the entry is stored", || {
+        app.try_count("SELECT count(*) FROM entries") == Some(1)
+    });
+    let (status, stderr) = daemon.stop(Duration::from_secs(10));
+    assert!(status.success(), "{stderr}");
+}
+
 #[tokio::test]
 async fn per_host_delay_spaces_request_starts_to_one_host() {
     let server = FeedServer::start();
