@@ -1206,6 +1206,17 @@ mod tests {
         })
     }
 
+    /// A server whose `/a` redirects to its own `/b` (301), and `/b` to `elsewhere`'s `/feed`
+    /// (302): another origin, since another port.
+    fn hop_then_elsewhere(elsewhere: &TestServer) -> TestServer {
+        let elsewhere_url: &'static str =
+            Box::leak(elsewhere.url("/feed").to_string().into_boxed_str());
+        redirect_server(Box::leak(Box::new([
+            ("/a", "301 Moved Permanently", "/b"),
+            ("/b", "302 Found", elsewhere_url),
+        ])))
+    }
+
     #[tokio::test]
     async fn permanent_redirects_all_the_way_report_the_new_url() {
         let server = redirect_server(&[
@@ -1516,13 +1527,7 @@ mod tests {
     #[tokio::test]
     async fn credentials_are_sent_as_basic_auth_and_follow_same_origin_redirects() {
         let elsewhere = serve(|_, stream| respond(stream, "200 OK", &[], FEED));
-        let elsewhere_url: &'static str =
-            Box::leak(elsewhere.url("/feed").to_string().into_boxed_str());
-        let routes: &'static [(&str, &str, &str)] = Box::leak(Box::new([
-            ("/a", "301 Moved Permanently", "/b"),
-            ("/b", "302 Found", elsewhere_url),
-        ]));
-        let server = redirect_server(routes);
+        let server = hop_then_elsewhere(&elsewhere);
         let fetched = fetcher()
             .fetch(
                 &with_credentials(&server.url("/a")),
@@ -1543,13 +1548,7 @@ mod tests {
     #[tokio::test]
     async fn a_feeds_own_headers_replace_the_defaults_and_stay_on_its_origin() {
         let elsewhere = serve(|_, stream| respond(stream, "200 OK", &[], FEED));
-        let elsewhere_url: &'static str =
-            Box::leak(elsewhere.url("/feed").to_string().into_boxed_str());
-        let routes: &'static [(&str, &str, &str)] = Box::leak(Box::new([
-            ("/a", "301 Moved Permanently", "/b"),
-            ("/b", "302 Found", elsewhere_url),
-        ]));
-        let server = redirect_server(routes);
+        let server = hop_then_elsewhere(&elsewhere);
         let feed_url = server.url("/a");
         let headers = FeedHeaders::from_pairs(
             &feed_url,
@@ -1595,11 +1594,7 @@ mod tests {
     #[tokio::test]
     async fn a_refusal_where_the_feeds_headers_were_withheld_says_so() {
         let elsewhere = serve(|_, stream| respond(stream, "401 Unauthorized", &[], b""));
-        let elsewhere_url: &'static str =
-            Box::leak(elsewhere.url("/feed").to_string().into_boxed_str());
-        let routes: &'static [(&str, &str, &str)] =
-            Box::leak(Box::new([("/a", "302 Found", elsewhere_url)]));
-        let server = redirect_server(routes);
+        let server = hop_then_elsewhere(&elsewhere);
         let feed_url = server.url("/a");
         let headers = FeedHeaders::from_pairs(&feed_url, &[("Authorization", "Bearer t0k3n")]);
         let err = fetcher()
@@ -1622,11 +1617,7 @@ mod tests {
         assert_eq!(err.to_string(), "HTTP status 401 Unauthorized");
         // Nor is a status that has nothing to do with a login.
         let missing = serve(|_, stream| respond(stream, "404 Not Found", &[], b""));
-        let missing_url: &'static str =
-            Box::leak(missing.url("/feed").to_string().into_boxed_str());
-        let routes: &'static [(&str, &str, &str)] =
-            Box::leak(Box::new([("/a", "302 Found", missing_url)]));
-        let server = redirect_server(routes);
+        let server = hop_then_elsewhere(&missing);
         let err = fetcher()
             .fetch(&server.url("/a"), &Validators::default(), Some(&headers))
             .await
