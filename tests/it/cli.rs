@@ -331,6 +331,20 @@ fn opml_export_then_import_round_trips_every_feed_through_the_binary() {
     );
 }
 
+/// Runs `poll` with every log line on (each refresh included) and returns the log; the poll
+/// must succeed.
+fn poll_logging_everything(app: &App) -> String {
+    let output = binary()
+        .env("RUST_LOG", "feedhound=debug")
+        .arg("--config")
+        .arg(&app.config_path)
+        .arg("poll")
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
 #[test]
 fn credentials_in_feed_urls_stay_out_of_logs_errors_and_feeds_output() {
     let server = FeedServer::start();
@@ -342,15 +356,7 @@ fn credentials_in_feed_urls_stay_out_of_logs_errors_and_feeds_output() {
         .url("missing.xml")
         .replace("http://", "http://reader:hunter2@");
     let app = App::new(&[secret_url, missing_url], "");
-    let output = binary()
-        .env("RUST_LOG", "feedhound=debug")
-        .arg("--config")
-        .arg(&app.config_path)
-        .arg("poll")
-        .output()
-        .unwrap();
-    assert!(output.status.success());
-    let logs = String::from_utf8_lossy(&output.stderr);
+    let logs = poll_logging_everything(&app);
     assert!(
         logs.contains("missing.xml"),
         "the failure is logged: {logs}"
@@ -407,15 +413,7 @@ fn a_feeds_own_headers_reach_its_server_only_and_stay_out_of_logs_and_output() {
             moving = server.url("moving.xml"),
         ),
     );
-    let output = binary()
-        .env("RUST_LOG", "feedhound=debug")
-        .arg("--config")
-        .arg(&app.config_path)
-        .arg("poll")
-        .output()
-        .unwrap();
-    assert!(output.status.success());
-    let logs = String::from_utf8_lossy(&output.stderr);
+    let logs = poll_logging_everything(&app);
     let private = &server.requests("private.xml")[0];
     assert_eq!(private.headers["authorization"], "Bearer t0k3n");
     assert_eq!(private.headers["user-agent"], "NewsDesk/2");
