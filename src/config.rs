@@ -240,6 +240,7 @@ impl Config {
         let mut checker = Checker {
             lines: LineIndex::new(text),
             issues: Vec::new(),
+            folder: folder_of(path).to_path_buf(),
         };
         checker.unknown_keys(text, &unknown_keys);
         let config = match raw {
@@ -345,6 +346,37 @@ impl Config {
             humantime::format_duration(self.polling.interval),
             self.polling.concurrency,
         )
+    }
+}
+
+fn read_secret_file(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|file| file.take(MAX_SECRET_FILE + 1).read_to_end(&mut bytes))
+        .map_err(|err| err.to_string())?;
+    if bytes.len() as u64 > MAX_SECRET_FILE {
+        return Err(format!(
+            "it is larger than {} KiB; it should hold the secret alone",
+            MAX_SECRET_FILE / 1024
+        ));
+    }
+    String::from_utf8(bytes).map_err(|_| "it is not UTF-8 text".to_owned())
+}
+
+fn read_secret_variable(name: &str) -> Result<String, String> {
+    // The standard library may panic on such a name rather than say it is not set.
+    if name.is_empty() || name.contains(['=', '\0']) {
+        return Err("that is not a variable name".to_owned());
+    }
+    match std::env::var(name) {
+        Ok(text) => Ok(text),
+        Err(std::env::VarError::NotPresent) => Err(
+            "it is not set here (feedhound reads it in every command, so run this one where the \
+             daemon's environment is set, or keep the secret in a file instead)"
+                .to_owned(),
+        ),
+        Err(std::env::VarError::NotUnicode(_)) => Err("it is not UTF-8 text".to_owned()),
     }
 }
 
@@ -585,8 +617,8 @@ struct RawServer {
 #[derive(Deserialize)]
 struct RawNotify {
     name: Option<Spanned<String>>,
-    url: Spanned<String>,
-    secret: Option<String>,
+    url: Spanned<RawSecret>,
+    secret: Option<Spanned<RawSecret>>,
     companies: Option<Vec<Spanned<String>>>,
     retry_delay: Option<Spanned<String>>,
     #[serde(default)]
@@ -638,8 +670,76 @@ struct RawFeed {
     /// `Spanned<String>` keys fail here ("non-string key"), so a header's line is its value's: a
     /// TOML key and its value start on the same line.
     #[serde(default)]
-    headers: BTreeMap<String, Spanned<String>>,
+    headers: BTreeMap<String, Spanned<RawSecret>>,
 }
+
+/// A value that may be a secret (`[[notify]] url` and `secret`, a `[[feed]]` header): written
+/// in the file, or read at load from another file or an environment variable, so that the
+/// config can be shared, versioned or shown without it.
+enum RawSecret {
+    Written(String),
+    /// `{ file = "PATH" }`, relative to the config file's folder.
+    File(String),
+    /// `{ env = "NAME" }`.
+    Env(String),
+}
+
+impl<'de> Deserialize<'de> for RawSecret {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = RawSecret;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str(r#"a string, or { file = "PATH" } or { env = "NAME" }"#)
+            }
+
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<RawSecret, E> {
+                Ok(RawSecret::Written(text.to_owned()))
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<RawSecret, A::Error> {
+                use serde::de::Error;
+                let mut source = None;
+                while let Some(key) = map.next_key::<String>()? {
+                    let read = match key.as_str() {
+                        "file" => RawSecret::File(map.next_value()?),
+                        "env" => RawSecret::Env(map.next_value()?),
+                        _ => {
+                            return Err(A::Error::custom(format!(
+                                "unknown key `{key}`, expected `file` or `env`"
+                            )));
+                        }
+                    };
+                    if source.replace(read).is_some() {
+                        return Err(A::Error::custom("give `file` or `env`, not both"));
+                    }
+                }
+                source.ok_or_else(|| {
+                    A::Error::custom(
+                        r#"an empty table; write { file = "PATH" } or { env = "NAME" }"#,
+                    )
+                })
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+/// A secret as the config gave it, once read: its text, and where it was read from for messages
+/// about it (which must not quote it).
+struct SecretText {
+    text: String,
+    /// `"; it was read from the file /run/secrets/hook"`, or empty when it was written in the
+    /// config.
+    read_from: String,
+}
+
+// A token, a key or a URL is far smaller: a larger file is the wrong file.
+const MAX_SECRET_FILE: u64 = 64 * 1024;
 
 #[derive(Deserialize)]
 struct RawCompany {
@@ -671,6 +771,8 @@ enum RawField {
 struct Checker {
     lines: LineIndex,
     issues: Vec<ConfigIssue>,
+    /// The config file's folder, against which a secret's relative `file` is read.
+    folder: PathBuf,
 }
 
 /// Where each line of the config starts, so that naming the line of a value is a binary search,
@@ -1085,7 +1187,7 @@ impl Checker {
     /// ignoring case), is an issue at its line.
     fn feed_headers(
         &mut self,
-        raw: BTreeMap<String, Spanned<String>>,
+        raw: BTreeMap<String, Spanned<RawSecret>>,
         key: &str,
     ) -> reqwest::header::HeaderMap {
         let mut in_file_order: Vec<_> = raw.into_iter().collect();
@@ -1095,7 +1197,10 @@ impl Checker {
         for (name, value) in in_file_order {
             let path = format!("{key}.headers.{name}");
             let span = value.span();
-            match parse_feed_header(&name, value.get_ref()) {
+            let Some(value) = self.secret(value, &path) else {
+                continue;
+            };
+            match parse_feed_header(&name, &value.text) {
                 Ok((header, value)) => match first_lines.entry(header.clone()) {
                     Entry::Vacant(first) => {
                         first.insert(self.line(&span));
@@ -1111,7 +1216,9 @@ impl Checker {
                         ),
                     ),
                 },
-                Err(message) => self.issue(Some(span), path, message),
+                Err(message) => {
+                    self.issue(Some(span), path, format!("{message}{}", value.read_from))
+                }
             }
         }
         headers
@@ -1126,24 +1233,37 @@ impl Checker {
         let mut targets = Vec::with_capacity(raw.len());
         for (index, target) in raw.into_iter().enumerate() {
             let key = format!("notify[{}]", index + 1);
-            let url = match Url::parse(target.url.get_ref().trim()) {
-                Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {
-                    Some(url)
-                }
-                _ => {
-                    // The URL may carry a token: say what is wrong without echoing it.
-                    self.issue(
-                        Some(target.url.span()),
-                        format!("{key}.url"),
-                        "must be an http or https URL",
-                    );
-                    None
-                }
+            let url_span = target.url.span();
+            let url =
+                self.secret(target.url, &format!("{key}.url"))
+                    .and_then(|url| match Url::parse(url.text.trim()) {
+                        Ok(parsed)
+                            if matches!(parsed.scheme(), "http" | "https")
+                                && parsed.host().is_some() =>
+                        {
+                            Some(parsed)
+                        }
+                        _ => {
+                            // The URL may carry a token: say what is wrong without echoing it.
+                            self.issue(
+                                Some(url_span.clone()),
+                                format!("{key}.url"),
+                                format!("must be an http or https URL{}", url.read_from),
+                            );
+                            None
+                        }
+                    });
+            // A secret that cannot be read drops the target: alerts must not go out unsigned.
+            let secret = match target.secret {
+                None => Some(None),
+                Some(raw) => self
+                    .secret(raw, &format!("{key}.secret"))
+                    .map(|secret| Some(secret.text).filter(|text| !text.is_empty())),
             };
             let name_span = target
                 .name
                 .as_ref()
-                .map_or_else(|| target.url.span(), |name| name.span());
+                .map_or_else(|| url_span.clone(), |name| name.span());
             let name = match target.name {
                 Some(name) if name.get_ref().trim().is_empty() => {
                     self.issue(
@@ -1221,13 +1341,14 @@ impl Checker {
                     known
                 }
             };
-            let (Some(url), Some(name), Some(format)) = (url, name, format) else {
+            let (Some(url), Some(secret), Some(name), Some(format)) = (url, secret, name, format)
+            else {
                 continue;
             };
             targets.push(NotifyConfig {
                 name,
                 url,
-                secret: target.secret.filter(|s| !s.is_empty()),
+                secret,
                 companies: filter,
                 retry_delay,
                 backlog: target.backlog,
@@ -1239,6 +1360,46 @@ impl Checker {
 
     fn line(&self, span: &Range<usize>) -> usize {
         self.lines.line_of(span.start)
+    }
+
+    /// The text of a key that may hold a secret: as written, or read from its file or
+    /// environment variable. A file's final line break is not part of it. Each failure is an
+    /// issue at the key's line that names the file or variable, never the value.
+    fn secret(&mut self, raw: Spanned<RawSecret>, key: &str) -> Option<SecretText> {
+        let span = raw.span();
+        let read = match raw.into_inner() {
+            RawSecret::Written(text) => {
+                return Some(SecretText {
+                    text,
+                    read_from: String::new(),
+                });
+            }
+            RawSecret::File(path) => {
+                let path = self.folder.join(path.trim());
+                let source = format!("the file {}", path.display());
+                (read_secret_file(&path), source)
+            }
+            RawSecret::Env(name) => {
+                let name = name.trim().to_owned();
+                let source = format!("the environment variable {name}");
+                (read_secret_variable(&name), source)
+            }
+        };
+        let failure = match read {
+            (Ok(text), source) => {
+                let text = text.trim_end_matches(['\n', '\r']);
+                if !text.is_empty() {
+                    return Some(SecretText {
+                        text: text.to_owned(),
+                        read_from: format!("; it was read from {source}"),
+                    });
+                }
+                format!("{source} is empty")
+            }
+            (Err(why), source) => format!("cannot read {source}: {why}"),
+        };
+        self.issue(Some(span), key, failure);
+        None
     }
 
     /// Every key of every company is checked, whatever else is wrong with it, so that one `check`
@@ -1800,6 +1961,137 @@ mod tests {
             for value in ["s3cr3t", "123456", "3.25"] {
                 assert!(!message.contains(value), "{message}");
             }
+        }
+    }
+
+    /// `text` as `feedhound.toml` in a fresh folder that also holds each of `files`.
+    fn parse_beside(
+        text: &str,
+        files: &[(&str, &[u8])],
+    ) -> (tempfile::TempDir, Result<Config, ConfigError>) {
+        let folder = tempfile::tempdir().unwrap();
+        for (name, bytes) in files {
+            let path = folder.path().join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, bytes).unwrap();
+        }
+        let config = Config::parse(text, &folder.path().join("feedhound.toml"));
+        (folder, config)
+    }
+
+    #[test]
+    fn secrets_are_read_from_files_beside_the_config_without_their_final_line_break() {
+        let (_folder, config) = parse_beside(
+            "[[feed]]\nurl = \"https://a.example/rss\"\n\
+             headers = { Authorization = { file = \"secrets/feed-token\" }, Accept = \"text/xml\" }\n\
+             [[notify]]\nurl = { file = \"secrets/hook-url\" }\nsecret = { file = \"hook.key\" }\n",
+            &[
+                ("secrets/feed-token", b"Bearer t0k3n\n"),
+                (
+                    "secrets/hook-url",
+                    b"https://hooks.example/services/p4th\r\n",
+                ),
+                ("hook.key", b"k3y with spaces \n"),
+            ],
+        );
+        let config = config.unwrap();
+        assert_eq!(
+            config.feeds[0].headers,
+            Some(FeedHeaders::from_pairs(
+                &Url::parse("https://a.example/rss").unwrap(),
+                &[("authorization", "Bearer t0k3n"), ("accept", "text/xml")]
+            ))
+        );
+        assert_eq!(
+            config.notify[0].url.as_str(),
+            "https://hooks.example/services/p4th"
+        );
+        assert_eq!(config.notify[0].secret.as_deref(), Some("k3y with spaces "));
+    }
+
+    #[test]
+    fn a_secret_that_cannot_be_read_is_reported_at_its_key_without_its_value() {
+        let (folder, config) = parse_beside(
+            "[[feed]]\nurl = \"https://a.example/rss\"\n[feed.headers]\n\
+             A = { file = \"missing\" }\n\
+             B = { file = \"empty\" }\n\
+             C = { file = \"two-lines\" }\n\
+             D = { file = \"huge\" }\n\
+             E = { file = \"latin1\" }\n\
+             F = { env = \"FEEDHOUND_TEST_NEVER_SET_7F3A\" }\n\
+             G = { env = \"A=B\" }\n\
+             [[notify]]\nurl = { file = \"not-a-url\" }\nsecret = { file = \"missing\" }\n",
+            &[
+                ("empty", b"\n"),
+                ("two-lines", b"s3cr3t\nX-Injected: 1\n"),
+                ("huge", &[b's'; 64 * 1024 + 1]),
+                ("latin1", b"s3cr\xe9t"),
+                ("not-a-url", b"s3cr3t\n"),
+            ],
+        );
+        let message = config.expect_err("unreadable secrets").to_string();
+        let at = |name: &str| folder.path().join(name).display().to_string();
+        assert_lines_contain(
+            &message,
+            &[
+                &format!(
+                    ":4: feed[1].headers.A: cannot read the file {}: No such file",
+                    at("missing")
+                ),
+                &format!(":5: feed[1].headers.B: the file {} is empty", at("empty")),
+                &format!(
+                    ":6: feed[1].headers.C: must be printable text on one line (it is sent as an HTTP header); it was read from the file {}",
+                    at("two-lines")
+                ),
+                ":7: feed[1].headers.D: cannot read the file",
+                &format!(
+                    ":8: feed[1].headers.E: cannot read the file {}: it is not UTF-8 text",
+                    at("latin1")
+                ),
+                ":9: feed[1].headers.F: cannot read the environment variable FEEDHOUND_TEST_NEVER_SET_7F3A: it is not set here",
+                ":10: feed[1].headers.G: cannot read the environment variable A=B: that is not a variable name",
+                &format!(
+                    ":12: notify[1].url: must be an http or https URL; it was read from the file {}",
+                    at("not-a-url")
+                ),
+                ":13: notify[1].secret: cannot read the file",
+            ],
+        );
+        assert!(!message.contains("s3cr"), "{message}");
+    }
+
+    #[test]
+    fn a_secret_table_takes_file_or_env_and_nothing_else() {
+        for (value, expected) in [
+            (
+                "{ fil = \"hook.key\" }",
+                "unknown key `fil`, expected `file` or `env`",
+            ),
+            (
+                "{ file = \"a\", env = \"B\" }",
+                "give `file` or `env`, not both",
+            ),
+            (
+                "{}",
+                "an empty table; write { file = \"PATH\" } or { env = \"NAME\" }",
+            ),
+            (
+                "{ file = 123456 }",
+                "invalid type: integer, expected a string",
+            ),
+            (
+                "123456",
+                "invalid type: integer, expected a string, or { file = \"PATH\" } or { env = \"NAME\" }",
+            ),
+        ] {
+            let message = error_text(&format!(
+                "[[notify]]\nurl = \"https://hooks.example/a\"\nsecret = {value}\n"
+            ));
+            assert!(
+                message.contains(&format!(":3: notify.secret: {expected}")),
+                "{message}"
+            );
+            assert!(!message.contains("123456"), "{message}");
         }
     }
 

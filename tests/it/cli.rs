@@ -471,6 +471,74 @@ fn a_feeds_own_headers_reach_its_server_only_and_stay_out_of_logs_and_output() {
 }
 
 #[test]
+fn secrets_kept_out_of_the_config_are_read_from_the_environment_and_files() {
+    let server = FeedServer::start();
+    server.feed(
+        "private.xml",
+        rss(&["<guid>1</guid><title>Xiaomi opens a store</title>"]),
+    );
+    server.set("hook", Route::webhook(200));
+    let app = App::new(
+        &[],
+        &format!(
+            "[[feed]]\nurl = \"{}\"\n\
+             headers = {{ Authorization = {{ env = \"NEWS_TOKEN\" }} }}\n\
+             [[company]]\nname = \"Xiaomi\"\n\
+             [[notify]]\nurl = {{ env = \"HOOK_URL\" }}\nsecret = {{ file = \"hook.key\" }}\n\
+             backlog = true\n",
+            server.url("private.xml")
+        ),
+    );
+    std::fs::write(app.dir.path().join("hook.key"), "k3y\n").unwrap();
+    let with_secrets = |args: &[&str]| {
+        binary()
+            .env("NEWS_TOKEN", "Bearer t0k3n")
+            .env("HOOK_URL", server.url("hook"))
+            .arg("--config")
+            .arg(&app.config_path)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let output = with_secrets(&["poll"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        server.requests("private.xml")[0].headers["authorization"],
+        "Bearer t0k3n"
+    );
+    let alert = &server.requests("hook")[0];
+    assert_eq!(
+        alert.headers["x-feedhound-signature"],
+        feedhound::notify::signature("k3y", &alert.body),
+        "signed with the file's key, without its line break"
+    );
+    // Without the variables, every command says which one is missing, and where.
+    let unset = app.cli(&["mentions"]);
+    assert_eq!(unset.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&unset.stderr);
+    for expected in [
+        "feedhound.toml:8: feed[1].headers.Authorization: cannot read the environment variable NEWS_TOKEN: it is not set here",
+        "feedhound.toml:12: notify[1].url: cannot read the environment variable HOOK_URL: it is not set here",
+    ] {
+        assert!(stderr.contains(expected), "{stderr}");
+    }
+    assert!(with_secrets(&["mentions"]).status.success());
+    let stored = [app.db_path(), app.db_path().with_extension("db-wal")]
+        .iter()
+        .filter_map(|path| std::fs::read(path).ok())
+        .flatten()
+        .collect::<Vec<u8>>();
+    assert!(
+        !String::from_utf8_lossy(&stored).contains("t0k3n"),
+        "the token is not stored"
+    );
+}
+
+#[test]
 fn proxies_named_in_the_environment_carry_feeds_and_alerts_except_where_no_proxy_says() {
     let proxy = FeedServer::start();
     proxy.feed(

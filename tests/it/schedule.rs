@@ -690,6 +690,42 @@ fn a_feed_whose_headers_change_is_polled_at_once_after_a_reload() {
     assert!(status.success(), "{stderr}");
 }
 
+#[test]
+fn a_token_file_rewritten_is_read_again_at_a_reload() {
+    let server = FeedServer::start();
+    server.set(
+        "private.xml",
+        Route {
+            first_statuses: vec![401],
+            ..Route::feed(feed())
+        },
+    );
+    let app = App::new(
+        &[],
+        &format!(
+            "[[feed]]\nurl = \"{}\"\nheaders = {{ Authorization = {{ file = \"token\" }} }}\n",
+            server.url("private.xml")
+        ),
+    );
+    let token = app.dir.path().join("token");
+    std::fs::write(&token, "Bearer expired\n").unwrap();
+    let daemon = app.spawn_daemon();
+    wait_until(Duration::from_secs(10), "the refusal is recorded", || {
+        app.try_count("SELECT count(*) FROM feeds WHERE error_count = 1") == Some(1)
+    });
+    // The config itself is unchanged: only the file the token is read from.
+    std::fs::write(&token, "Bearer renewed\n").unwrap();
+    daemon.signal(libc::SIGHUP);
+    wait_until(Duration::from_secs(5), "the renewed token is tried", || {
+        server.requests("private.xml").len() == 2
+    });
+    let requests = server.requests("private.xml");
+    assert_eq!(requests[0].headers["authorization"], "Bearer expired");
+    assert_eq!(requests[1].headers["authorization"], "Bearer renewed");
+    let (status, stderr) = daemon.stop(Duration::from_secs(10));
+    assert!(status.success(), "{stderr}");
+}
+
 #[tokio::test]
 async fn per_host_delay_spaces_request_starts_to_one_host() {
     let server = FeedServer::start();
