@@ -31,6 +31,9 @@ pub struct Config {
     pub companies: Vec<CompanyConfig>,
     pub notify: Vec<NotifyConfig>,
     pub server: ServerConfig,
+    /// The files secrets were read from (`{ file = "PATH" }`), resolved: the daemon watches them
+    /// as it watches the config file, so a rotated token is read again.
+    pub secret_files: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -241,6 +244,7 @@ impl Config {
             lines: LineIndex::new(text),
             issues: Vec::new(),
             folder: folder_of(path).to_path_buf(),
+            secret_files: Vec::new(),
         };
         checker.unknown_keys(text, &unknown_keys);
         let config = match raw {
@@ -773,6 +777,7 @@ struct Checker {
     issues: Vec<ConfigIssue>,
     /// The config file's folder, against which a secret's relative `file` is read.
     folder: PathBuf,
+    secret_files: Vec<PathBuf>,
 }
 
 /// Where each line of the config starts, so that naming the line of a value is a binary search,
@@ -955,6 +960,7 @@ impl Checker {
             companies,
             notify,
             server,
+            secret_files: std::mem::take(&mut self.secret_files),
         }
     }
 
@@ -1377,7 +1383,9 @@ impl Checker {
             RawSecret::File(path) => {
                 let path = self.folder.join(path.trim());
                 let source = format!("the file {}", path.display());
-                (read_secret_file(&path), source)
+                let read = read_secret_file(&path);
+                self.secret_files.push(path);
+                (read, source)
             }
             RawSecret::Env(name) => {
                 let name = name.trim().to_owned();
@@ -1981,7 +1989,7 @@ mod tests {
 
     #[test]
     fn secrets_are_read_from_files_beside_the_config_without_their_final_line_break() {
-        let (_folder, config) = parse_beside(
+        let (folder, config) = parse_beside(
             "[[feed]]\nurl = \"https://a.example/rss\"\n\
              headers = { Authorization = { file = \"secrets/feed-token\" }, Accept = \"text/xml\" }\n\
              [[notify]]\nurl = { file = \"secrets/hook-url\" }\nsecret = { file = \"hook.key\" }\n",
@@ -2007,6 +2015,16 @@ mod tests {
             "https://hooks.example/services/p4th"
         );
         assert_eq!(config.notify[0].secret.as_deref(), Some("k3y with spaces "));
+        let in_folder = |name: &str| folder.path().join(name);
+        assert_eq!(
+            config.secret_files,
+            [
+                in_folder("secrets/feed-token"),
+                in_folder("secrets/hook-url"),
+                in_folder("hook.key")
+            ],
+            "the daemon watches them"
+        );
     }
 
     #[test]

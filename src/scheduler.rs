@@ -831,7 +831,7 @@ async fn poll_feeds(
     Ok(summary)
 }
 
-/// How often the daemon looks at the config file's modification time. Polling a stat() is
+/// How often the daemon looks at the modification times of the config file and its secrets' files. Polling a stat() is
 /// cheap and, unlike inotify, survives editors that replace the file and network filesystems.
 const CONFIG_CHECK: Duration = Duration::from_secs(2);
 
@@ -883,7 +883,7 @@ pub async fn run(config: Config, control: Control) -> anyhow::Result<()> {
     // Feeds whose last refresh could not record its schedule (the database refused the write):
     // not retried before this, so a full disk does not turn into a fetch loop.
     let mut held: HashMap<i64, Instant> = HashMap::new();
-    let mut config_stamp = file_stamp(&config.source);
+    let mut watched = WatchedFiles::new(&config);
     let mut config_check = tokio::time::interval(CONFIG_CHECK);
     config_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tracing::info!(feeds = config.feeds.len(), database = %config.database_path().display(), "feedhound is running");
@@ -953,13 +953,7 @@ pub async fn run(config: Config, control: Control) -> anyhow::Result<()> {
                 }
             }
             () = control.reload.notified() => reload = true,
-            _ = config_check.tick() => {
-                let stamp = file_stamp(&config.source);
-                if stamp != config_stamp {
-                    config_stamp = stamp;
-                    reload = true;
-                }
-            }
+            _ = config_check.tick() => reload = watched.changed(&config),
         }
         if reload && let Some(new) = reload_config(&config) {
             // Build everything before syncing: a config that cannot run must not be half applied.
@@ -1166,9 +1160,35 @@ async fn sync_reloaded(current: &Config, new: &Config, writer: &StoreWriter) -> 
 }
 
 /// What tells us a file changed: modification time and size.
-fn file_stamp(path: &PathBuf) -> Option<(SystemTime, u64)> {
-    let meta = std::fs::metadata(path).ok()?;
-    Some((meta.modified().ok()?, meta.len()))
+/// The config file and the files its secrets are read from, each with its modification time and
+/// length when last looked at.
+struct WatchedFiles(HashMap<PathBuf, Option<(SystemTime, u64)>>);
+
+impl WatchedFiles {
+    fn new(config: &Config) -> WatchedFiles {
+        let mut watched = WatchedFiles(HashMap::new());
+        watched.changed(config);
+        watched
+    }
+
+    /// Whether one of `config`'s files changed since it was last looked at. A file the config
+    /// did not use before is only noted: a reload has just read it.
+    fn changed(&mut self, config: &Config) -> bool {
+        let files: Vec<&PathBuf> = std::iter::once(&config.source)
+            .chain(&config.secret_files)
+            .collect();
+        self.0.retain(|path, _| files.contains(&path));
+        let mut changed = false;
+        for path in files {
+            let stamp = std::fs::metadata(path)
+                .ok()
+                .and_then(|meta| Some((meta.modified().ok()?, meta.len())));
+            if let Some(before) = self.0.insert(path.clone(), stamp) {
+                changed |= before != stamp;
+            }
+        }
+        changed
+    }
 }
 
 fn feed_span(feed: &DueFeed) -> tracing::Span {
