@@ -623,14 +623,21 @@ fn freshness(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
 /// else is the error's cause chain, which reqwest and hyper word well.
 fn describe(err: &reqwest::Error) -> String {
     let described = describe_chain(err);
-    // hyper-util's tunnel errors (a private type, so known by their words) name no proxy, and
-    // a proxy set in the environment is easy to forget.
+    // hyper-util's tunnel and SOCKS errors (private types, so known by their words) name no
+    // proxy, and a proxy set in the environment is easy to forget.
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(current) = cause {
-        if current.to_string().starts_with("tunnel error") {
+        let text = current.to_string();
+        if text.starts_with("tunnel error") {
             return format!(
                 "through the proxy set in the environment (HTTPS_PROXY or ALL_PROXY, in either \
                  case): {described}"
+            );
+        }
+        if text.starts_with("SOCKS error") || text.contains("socks proxy") {
+            return format!(
+                "through the SOCKS proxy set in the environment (ALL_PROXY, HTTPS_PROXY or \
+                 HTTP_PROXY, in either case): {described}"
             );
         }
         cause = current.source();

@@ -1,6 +1,6 @@
 //! The binary's commands, run as a user would run them.
 
-use crate::helpers::{App, FeedServer, Route, binary, rss};
+use crate::helpers::{App, FeedServer, Route, SocksProxy, binary, rss};
 
 #[test]
 fn check_reports_every_typo_in_a_key_with_its_line_and_exits_1() {
@@ -605,6 +605,68 @@ fn proxies_named_in_the_environment_carry_feeds_and_alerts_except_where_no_proxy
              in either case): "
         ),
         "{tunnel_error}"
+    );
+}
+
+#[test]
+fn a_socks_proxy_named_in_the_environment_resolves_names_for_feeds_and_alerts() {
+    let server = FeedServer::start();
+    server.feed(
+        "socks.xml",
+        rss(&["<guid>1</guid><title>Xiaomi opens a store</title>"]),
+    );
+    server.set("hook", Route::webhook(200));
+    let socks = SocksProxy::start(server.addr());
+    let app = App::new(
+        &["http://news.example.invalid/socks.xml".to_owned()],
+        "[[company]]\nname = \"Xiaomi\"\n\
+         [[notify]]\nurl = \"http://hooks.example.invalid/hook\"\nbacklog = true\n",
+    );
+    let poll_through = |proxy: &str| {
+        binary()
+            .env("ALL_PROXY", proxy)
+            .arg("--config")
+            .arg(&app.config_path)
+            .arg("poll")
+            .output()
+            .unwrap()
+    };
+    // socks5h: the proxy, not feedhound, resolves the names (these could not be resolved here).
+    let output = poll_through(&format!("socks5h://{}", socks.url_authority));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains("feeds: 1 ok"),
+        "{stdout}"
+    );
+    assert_eq!(
+        socks.asked(),
+        ["news.example.invalid:80", "hooks.example.invalid:80"]
+    );
+    assert_eq!(
+        server.requests("socks.xml")[0].headers["host"],
+        "news.example.invalid"
+    );
+    assert!(
+        String::from_utf8_lossy(&server.requests("hook")[0].body).contains("Xiaomi opens a store")
+    );
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    server.feed("socks.xml", rss(&["<guid>2</guid><title>Two</title>"]));
+    let output = poll_through(&format!("socks5h://{closed}"));
+    assert!(output.status.success());
+    let error: String = app
+        .db()
+        .query_row("SELECT last_error FROM feeds", [], |row| row.get(0))
+        .unwrap();
+    assert!(
+        error.starts_with(
+            "network error: through the SOCKS proxy set in the environment (ALL_PROXY, \
+             HTTPS_PROXY or HTTP_PROXY, in either case): "
+        ),
+        "{error}"
     );
 }
 

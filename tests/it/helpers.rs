@@ -137,6 +137,10 @@ impl FeedServer {
         format!("{}/{}", self.base, path.trim_start_matches('/'))
     }
 
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.base.trim_start_matches("http://").parse().unwrap()
+    }
+
     pub fn set(&self, path: &str, route: Route) {
         let path = format!("/{}", path.trim_start_matches('/'));
         self.state.lock().unwrap().routes.insert(path, route);
@@ -298,6 +302,93 @@ fn respond(
         .copied()
         .unwrap_or(route.status);
     (status, extra, route.body.clone())
+}
+
+/// A SOCKS5 proxy on 127.0.0.1:0 (RFC 1928, no login, CONNECT only) that sends every
+/// connection to one `upstream` server, whatever it was asked for, and records what it was asked
+/// for: `host:port`, the host a name when the client left resolving it to the proxy (`socks5h`).
+pub struct SocksProxy {
+    pub url_authority: String,
+    asked: Arc<Mutex<Vec<String>>>,
+}
+
+impl SocksProxy {
+    pub fn start(upstream: std::net::SocketAddr) -> SocksProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        let url_authority = listener.local_addr().unwrap().to_string();
+        let asked = Arc::new(Mutex::new(Vec::new()));
+        let recording = Arc::clone(&asked);
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let recording = Arc::clone(&recording);
+                std::thread::spawn(move || {
+                    if let Ok(destination) = socks5_handshake(&client) {
+                        recording.lock().unwrap().push(destination);
+                        relay(client, upstream);
+                    }
+                });
+            }
+        });
+        SocksProxy {
+            url_authority,
+            asked,
+        }
+    }
+
+    pub fn asked(&self) -> Vec<String> {
+        self.asked.lock().unwrap().clone()
+    }
+}
+
+/// Reads a client's greeting and CONNECT request, accepts both, and returns the destination.
+fn socks5_handshake(mut client: &TcpStream) -> std::io::Result<String> {
+    let mut head = [0u8; 2];
+    client.read_exact(&mut head)?;
+    let mut methods = vec![0u8; usize::from(head[1])];
+    client.read_exact(&mut methods)?;
+    assert!(
+        head[0] == 5 && methods.contains(&0),
+        "a SOCKS5 client offering no login"
+    );
+    client.write_all(&[5, 0])?;
+    let mut request = [0u8; 4];
+    client.read_exact(&mut request)?;
+    assert_eq!(request[..3], [5, 1, 0], "a CONNECT request");
+    let host = match request[3] {
+        1 => {
+            let mut ip = [0u8; 4];
+            client.read_exact(&mut ip)?;
+            std::net::Ipv4Addr::from(ip).to_string()
+        }
+        3 => {
+            let mut len = [0u8; 1];
+            client.read_exact(&mut len)?;
+            let mut name = vec![0u8; usize::from(len[0])];
+            client.read_exact(&mut name)?;
+            String::from_utf8(name).unwrap()
+        }
+        other => panic!("address type {other} is not used here"),
+    };
+    let mut port = [0u8; 2];
+    client.read_exact(&mut port)?;
+    client.write_all(&[5, 0, 0, 1, 0, 0, 0, 0, 0, 0])?;
+    Ok(format!("{host}:{}", u16::from_be_bytes(port)))
+}
+
+/// Copies bytes both ways between `client` and a new connection to `upstream` until either ends.
+fn relay(client: TcpStream, upstream: std::net::SocketAddr) {
+    let Ok(server) = TcpStream::connect(upstream) else {
+        return;
+    };
+    let (mut client_in, mut server_out) =
+        (client.try_clone().unwrap(), server.try_clone().unwrap());
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut client_in, &mut server_out);
+        let _ = server_out.shutdown(std::net::Shutdown::Write);
+    });
+    let (mut server_in, mut client_out) = (server, client);
+    let _ = std::io::copy(&mut server_in, &mut client_out);
+    let _ = client_out.shutdown(std::net::Shutdown::Write);
 }
 
 /// A config file and database in a fresh temp dir.
