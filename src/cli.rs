@@ -256,7 +256,7 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Feeds { format, reset } => {
-            let config = Config::load(&cli.config)?;
+            let config = Config::load_without_secrets(&cli.config)?;
             let store = open_unsynced(&config)?;
             if let Some(feed) = reset {
                 let Some(target) = feed_ref(&feed) else {
@@ -296,7 +296,7 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
             format,
         } => {
             ensure_a_period(since, until)?;
-            let config = Config::load(&cli.config)?;
+            let config = Config::load_without_secrets(&cli.config)?;
             let company = company.map(|c| config.company_named(&c)).transpose()?;
             let store = open_unsynced(&config)?;
             let stories =
@@ -310,7 +310,7 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
             field,
             file,
         } => {
-            let config = Config::load(&cli.config)?;
+            let config = Config::load_without_secrets(&cli.config)?;
             let company = company.map(|c| config.company_named(&c)).transpose()?;
             let raw = if file.as_os_str() == "-" {
                 std::io::read_to_string(std::io::stdin()).context("cannot read standard input")?
@@ -363,7 +363,7 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
             format,
         } => {
             ensure_a_period(since, until)?;
-            let config = Config::load(&cli.config)?;
+            let config = Config::load_without_secrets(&cli.config)?;
             let company = company
                 .map(|c| config.company_named(&c).map(str::to_owned))
                 .transpose()?;
@@ -379,7 +379,7 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Reindex { pending } => {
-            let config = Config::load(&cli.config)?;
+            let config = Config::load_without_secrets(&cli.config)?;
             let mut store = Store::open_with(&config.database_path(), config.storage.busy_timeout)?;
             if pending {
                 let indexed = store.catch_up_search_index()?;
@@ -400,7 +400,12 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
             vacuum,
             format,
         } => {
-            let config = Config::load(&cli.config)?;
+            // A dry run neither syncs the database's alert state nor deletes anything.
+            let config = if dry_run {
+                Config::load_without_secrets(&cli.config)?
+            } else {
+                Config::load(&cli.config)?
+            };
             let Some(retain) = retain.or(config.storage.retain) else {
                 anyhow::bail!(
                     "no retention is set: add `retain = \"180d\"` to [storage] in {}, or pass --retain",
@@ -443,7 +448,7 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
             keep,
             format,
         } => {
-            let config = Config::load(&cli.config)?;
+            let config = Config::load_without_secrets(&cli.config)?;
             let database = config.database_path();
             let started = std::time::Instant::now();
             let (busy, now) = (config.storage.busy_timeout, chrono::Utc::now());
@@ -457,7 +462,7 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Restore { backup, format } => {
-            let config = Config::load(&cli.config)?;
+            let config = Config::load_without_secrets(&cli.config)?;
             let database = config.database_path();
             let _alone = crate::daemon_lock::hold_alone(&database)?;
             let report = crate::store::restore(
@@ -523,7 +528,10 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Opml(OpmlCommand::Export) => {
-            print!("{}", opml::export(&Config::load(&cli.config)?));
+            print!(
+                "{}",
+                opml::export(&Config::load_without_secrets(&cli.config)?)
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo { dir } => {

@@ -34,6 +34,20 @@ pub struct Config {
     /// The files secrets were read from (`{ file = "PATH" }`), resolved: the daemon watches them
     /// as it watches the config file, so a rotated token is read again.
     pub secret_files: Vec<PathBuf>,
+    /// Whether the secrets kept in files or variables were read.
+    pub secrets: Secrets,
+}
+
+/// Whether loading a config reads the secrets it keeps in files or environment variables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Secrets {
+    /// Read them; one that cannot be read is an error. For whatever fetches, sends alerts, or
+    /// brings the database's alert state in line with the notify targets.
+    Read,
+    /// Leave them unread, for commands that only read the database or the feed list, so that
+    /// they run where the daemon's secrets cannot be read (outside its systemd unit): a header
+    /// kept out of the file is left out, and so is a notify target whose url or secret is.
+    Unread,
 }
 
 #[derive(Debug, Clone)]
@@ -207,8 +221,18 @@ impl fmt::Display for ConfigError {
 }
 
 impl Config {
-    /// Reads and validates the config file at `path`.
+    /// Reads and validates the config file at `path`, and the secrets it keeps elsewhere.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        Config::load_with(path, Secrets::Read)
+    }
+
+    /// [`Config::load`] with the secrets kept in files or variables left unread; see
+    /// [`Secrets::Unread`] for what that leaves out.
+    pub fn load_without_secrets(path: &Path) -> Result<Config, ConfigError> {
+        Config::load_with(path, Secrets::Unread)
+    }
+
+    fn load_with(path: &Path, secrets: Secrets) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|err| ConfigError {
             path: path.to_path_buf(),
             issues: vec![ConfigIssue {
@@ -219,11 +243,17 @@ impl Config {
                 ),
             }],
         })?;
-        Config::parse(&text, path)
+        Config::parse_with(&text, path, secrets)
+    }
+
+    /// Validates config text and reads its secrets; `path` is used for messages and to resolve
+    /// relative paths.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        Config::parse_with(text, path, Secrets::Read)
     }
 
     /// Validates config text; `path` is used for messages and to resolve relative paths.
-    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    pub fn parse_with(text: &str, path: &Path, secrets: Secrets) -> Result<Config, ConfigError> {
         let fail = |issues| ConfigError {
             path: path.to_path_buf(),
             issues,
@@ -244,6 +274,7 @@ impl Config {
             lines: LineIndex::new(text),
             issues: Vec::new(),
             folder: folder_of(path).to_path_buf(),
+            secrets,
             secret_files: Vec::new(),
         };
         checker.unknown_keys(text, &unknown_keys);
@@ -355,10 +386,20 @@ impl Config {
 
 fn read_secret_file(path: &Path) -> Result<String, String> {
     use std::io::Read;
+    let described = |err: std::io::Error| match err.kind() {
+        std::io::ErrorKind::PermissionDenied => {
+            format!("{err} (run feedhound as the daemon's user, or as root)")
+        }
+        _ => err.to_string(),
+    };
+    // A FIFO or a device would block the daemon's reload, or never end.
+    if !std::fs::metadata(path).map_err(described)?.is_file() {
+        return Err("it is not a regular file".to_owned());
+    }
     let mut bytes = Vec::new();
     std::fs::File::open(path)
         .and_then(|file| file.take(MAX_SECRET_FILE + 1).read_to_end(&mut bytes))
-        .map_err(|err| err.to_string())?;
+        .map_err(described)?;
     if bytes.len() as u64 > MAX_SECRET_FILE {
         return Err(format!(
             "it is larger than {} KiB; it should hold the secret alone",
@@ -368,20 +409,23 @@ fn read_secret_file(path: &Path) -> Result<String, String> {
     String::from_utf8(bytes).map_err(|_| "it is not UTF-8 text".to_owned())
 }
 
+/// A POSIX shell's variable name: what `env` must hold, so a pasted `NAME=value` is refused.
+fn is_variable_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|first| first.is_ascii_alphabetic() || first == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
 fn read_secret_variable(name: &str) -> Result<String, String> {
-    // The standard library may panic on such a name rather than say it is not set.
-    if name.is_empty() || name.contains(['=', '\0']) {
-        return Err("that is not a variable name".to_owned());
-    }
-    match std::env::var(name) {
-        Ok(text) => Ok(text),
-        Err(std::env::VarError::NotPresent) => Err(
-            "it is not set here (feedhound reads it in every command, so run this one where the \
-             daemon's environment is set, or keep the secret in a file instead)"
-                .to_owned(),
-        ),
-        Err(std::env::VarError::NotUnicode(_)) => Err("it is not UTF-8 text".to_owned()),
-    }
+    std::env::var(name).map_err(|err| match err {
+        std::env::VarError::NotPresent => "it is not set here (every command that fetches or \
+                                           sends reads it, so run this one with the daemon's \
+                                           environment, or keep the secret in a file instead)"
+            .to_owned(),
+        std::env::VarError::NotUnicode(_) => "it is not UTF-8 text".to_owned(),
+    })
 }
 
 /// The folder holding the file at `path`: `.` for a bare file name, whose parent is the empty
@@ -494,7 +538,10 @@ impl KeyPath {
                 }
                 Path::Map { parent, key } => {
                     walk(parent, steps);
-                    steps.push(Step::Key(key.clone()));
+                    // The field through which toml hands a `Spanned` value over: not in the file.
+                    if !key.starts_with("$__serde_spanned_private") {
+                        steps.push(Step::Key(key.clone()));
+                    }
                 }
                 Path::Some { parent }
                 | Path::NewtypeStruct { parent }
@@ -706,27 +753,30 @@ impl<'de> Deserialize<'de> for RawSecret {
                 self,
                 mut map: A,
             ) -> Result<RawSecret, A::Error> {
-                use serde::de::Error;
+                use serde::de::{Error, IgnoredAny, Unexpected};
                 let mut source = None;
                 while let Some(key) = map.next_key::<String>()? {
                     let read = match key.as_str() {
                         "file" => RawSecret::File(map.next_value()?),
                         "env" => RawSecret::Env(map.next_value()?),
+                        // How toml hands over a date or time.
+                        _ if key.starts_with("$__toml_private") => {
+                            return Err(A::Error::invalid_type(
+                                Unexpected::Other("date or time"),
+                                &self,
+                            ));
+                        }
+                        // Ignored, so that serde_ignored reports it with the other unknown keys.
                         _ => {
-                            return Err(A::Error::custom(format!(
-                                "unknown key `{key}`, expected `file` or `env`"
-                            )));
+                            map.next_value::<IgnoredAny>()?;
+                            continue;
                         }
                     };
                     if source.replace(read).is_some() {
                         return Err(A::Error::custom("give `file` or `env`, not both"));
                     }
                 }
-                source.ok_or_else(|| {
-                    A::Error::custom(
-                        r#"an empty table; write { file = "PATH" } or { env = "NAME" }"#,
-                    )
-                })
+                source.ok_or_else(|| A::Error::invalid_type(Unexpected::Map, &self))
             }
         }
         deserializer.deserialize_any(Visitor)
@@ -777,6 +827,7 @@ struct Checker {
     issues: Vec<ConfigIssue>,
     /// The config file's folder, against which a secret's relative `file` is read.
     folder: PathBuf,
+    secrets: Secrets,
     secret_files: Vec<PathBuf>,
 }
 
@@ -869,7 +920,12 @@ impl Checker {
                 Step::Key(name) => Some(name.as_str()),
                 Step::Index(_) => None,
             });
+            let under_headers =
+                matches!(parents.iter().rev().nth(1), Some(Step::Key(k)) if k == "headers");
             let known = match table {
+                // A secret's `{ file = … }` or `{ env = … }`.
+                Some("secret" | "url") => &["file", "env"],
+                Some(_) if under_headers => &["file", "env"],
                 None => keys_of::<RawConfig>(),
                 Some("storage") => keys_of::<RawStorage>(),
                 Some("polling") => keys_of::<RawPolling>(),
@@ -961,6 +1017,7 @@ impl Checker {
             notify,
             server,
             secret_files: std::mem::take(&mut self.secret_files),
+            secrets: self.secrets,
         }
     }
 
@@ -1259,7 +1316,8 @@ impl Checker {
                             None
                         }
                     });
-            // A secret that cannot be read drops the target: alerts must not go out unsigned.
+            // A secret left unread leaves the target out (see `Secrets::Unread`): alerts must
+            // not go out unsigned.
             let secret = match target.secret {
                 None => Some(None),
                 Some(raw) => self
@@ -1369,17 +1427,20 @@ impl Checker {
     }
 
     /// The text of a key that may hold a secret: as written, or read from its file or
-    /// environment variable. A file's final line break is not part of it. Each failure is an
-    /// issue at the key's line that names the file or variable, never the value.
+    /// environment variable (unless secrets are left unread: then None, and no issue). Line
+    /// breaks at the end of what is read, and a byte-order mark before it, are not part of it.
+    /// Each failure is an issue at the key's line that names the file or variable, never the
+    /// value.
     fn secret(&mut self, raw: Spanned<RawSecret>, key: &str) -> Option<SecretText> {
         let span = raw.span();
-        let read = match raw.into_inner() {
+        let (read, source) = match raw.into_inner() {
             RawSecret::Written(text) => {
                 return Some(SecretText {
                     text,
                     read_from: String::new(),
                 });
             }
+            _ if self.secrets == Secrets::Unread => return None,
             RawSecret::File(path) => {
                 let path = self.folder.join(path.trim());
                 let source = format!("the file {}", path.display());
@@ -1387,15 +1448,30 @@ impl Checker {
                 self.secret_files.push(path);
                 (read, source)
             }
+            RawSecret::Env(name) if !is_variable_name(name.trim()) => {
+                // Not quoted: a pasted `NAME=value` line would put the value in the message.
+                self.issue(
+                    Some(span),
+                    key,
+                    "env takes the name of an environment variable (letters, digits and `_`), \
+                     not NAME=VALUE",
+                );
+                return None;
+            }
             RawSecret::Env(name) => {
-                let name = name.trim().to_owned();
-                let source = format!("the environment variable {name}");
-                (read_secret_variable(&name), source)
+                let name = name.trim();
+                (
+                    read_secret_variable(name),
+                    format!("the environment variable {name}"),
+                )
             }
         };
         let failure = match read {
-            (Ok(text), source) => {
-                let text = text.trim_end_matches(['\n', '\r']);
+            Ok(text) => {
+                let text = text
+                    .strip_prefix('\u{feff}')
+                    .unwrap_or(&text)
+                    .trim_end_matches(['\n', '\r']);
                 if !text.is_empty() {
                     return Some(SecretText {
                         text: text.to_owned(),
@@ -1404,7 +1480,7 @@ impl Checker {
                 }
                 format!("{source} is empty")
             }
-            (Err(why), source) => format!("cannot read {source}: {why}"),
+            Err(why) => format!("cannot read {source}: {why}"),
         };
         self.issue(Some(span), key, failure);
         None
@@ -2037,7 +2113,8 @@ mod tests {
              D = { file = \"huge\" }\n\
              E = { file = \"latin1\" }\n\
              F = { env = \"FEEDHOUND_TEST_NEVER_SET_7F3A\" }\n\
-             G = { env = \"A=B\" }\n\
+             G = { env = \"TOKEN=s3cr3t\" }\n\
+             H = { file = \".\" }\n\
              [[notify]]\nurl = { file = \"not-a-url\" }\nsecret = { file = \"missing\" }\n",
             &[
                 ("empty", b"\n"),
@@ -2061,18 +2138,28 @@ mod tests {
                     ":6: feed[1].headers.C: must be printable text on one line (it is sent as an HTTP header); it was read from the file {}",
                     at("two-lines")
                 ),
-                ":7: feed[1].headers.D: cannot read the file",
+                &format!(
+                    ":7: feed[1].headers.D: cannot read the file {}: it is larger than 64 KiB",
+                    at("huge")
+                ),
                 &format!(
                     ":8: feed[1].headers.E: cannot read the file {}: it is not UTF-8 text",
                     at("latin1")
                 ),
                 ":9: feed[1].headers.F: cannot read the environment variable FEEDHOUND_TEST_NEVER_SET_7F3A: it is not set here",
-                ":10: feed[1].headers.G: cannot read the environment variable A=B: that is not a variable name",
+                ":10: feed[1].headers.G: env takes the name of an environment variable (letters, digits and `_`), not NAME=VALUE",
                 &format!(
-                    ":12: notify[1].url: must be an http or https URL; it was read from the file {}",
+                    ":11: feed[1].headers.H: cannot read the file {}: it is not a regular file",
+                    at(".")
+                ),
+                &format!(
+                    ":13: notify[1].url: must be an http or https URL; it was read from the file {}",
                     at("not-a-url")
                 ),
-                ":13: notify[1].secret: cannot read the file",
+                &format!(
+                    ":14: notify[1].secret: cannot read the file {}: No such file",
+                    at("missing")
+                ),
             ],
         );
         assert!(!message.contains("s3cr"), "{message}");
@@ -2083,7 +2170,7 @@ mod tests {
         for (value, expected) in [
             (
                 "{ fil = \"hook.key\" }",
-                "unknown key `fil`, expected `file` or `env`",
+                "unknown key `fil`, expected one of `file`, `env`",
             ),
             (
                 "{ file = \"a\", env = \"B\" }",
@@ -2091,7 +2178,11 @@ mod tests {
             ),
             (
                 "{}",
-                "an empty table; write { file = \"PATH\" } or { env = \"NAME\" }",
+                "invalid type: map, expected a string, or { file = \"PATH\" } or { env = \"NAME\" }",
+            ),
+            (
+                "1979-05-27",
+                "invalid type: date or time, expected a string, or { file = \"PATH\" }",
             ),
             (
                 "{ file = 123456 }",
@@ -2106,11 +2197,59 @@ mod tests {
                 "[[notify]]\nurl = \"https://hooks.example/a\"\nsecret = {value}\n"
             ));
             assert!(
-                message.contains(&format!(":3: notify.secret: {expected}")),
+                message.contains(":3: notify") && message.contains(expected),
                 "{message}"
             );
             assert!(!message.contains("123456"), "{message}");
         }
+        let message = error_text(
+            "[[feed]]\nurl = \"https://a.example/rss\"\n[feed.headers]\nX-Key = { fil = \"k\" }\n",
+        );
+        assert!(
+            message.contains(
+                ":4: feed[1].headers.X-Key.fil: unknown key `fil`, expected one of `file`, `env`"
+            ),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_secret_file_may_hold_64_kib_and_a_byte_order_mark_is_not_part_of_it() {
+        let most = "k".repeat(64 * 1024);
+        let (_folder, config) = parse_beside(
+            "[[notify]]\nurl = \"https://hooks.example/a\"\nsecret = { file = \"most\" }\n\
+             [[notify]]\nurl = \"https://hooks.example/b\"\nsecret = { file = \"bom\" }\n",
+            &[
+                ("most", most.as_bytes()),
+                ("bom", "\u{feff}k3y\n".as_bytes()),
+            ],
+        );
+        let config = config.unwrap();
+        assert_eq!(config.notify[0].secret.as_deref(), Some(most.as_str()));
+        assert_eq!(config.notify[1].secret.as_deref(), Some("k3y"));
+    }
+
+    #[test]
+    fn secrets_left_unread_leave_out_what_needs_them_and_nothing_else() {
+        let text = "[[feed]]\nurl = \"https://a.example/rss\"\n\
+                    headers = { Authorization = { file = \"missing\" }, Accept = \"text/xml\" }\n\
+                    [[notify]]\nname = \"kept\"\nurl = \"https://hooks.example/a\"\n\
+                    [[notify]]\nname = \"by-url\"\nurl = { env = \"FEEDHOUND_TEST_NEVER_SET_7F3A\" }\n\
+                    [[notify]]\nname = \"by-secret\"\nurl = \"https://hooks.example/c\"\nsecret = { file = \"missing\" }\n";
+        let path = Path::new("/nonexistent/feedhound.toml");
+        assert!(Config::parse(text, path).is_err(), "read, they are missing");
+        let config = Config::parse_with(text, path, Secrets::Unread).unwrap();
+        assert_eq!(config.secrets, Secrets::Unread);
+        assert_eq!(
+            config.feeds[0].headers,
+            Some(FeedHeaders::from_pairs(
+                &Url::parse("https://a.example/rss").unwrap(),
+                &[("accept", "text/xml")]
+            ))
+        );
+        let targets: Vec<&str> = config.notify.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(targets, ["kept"]);
+        assert!(config.secret_files.is_empty());
     }
 
     #[test]

@@ -3,8 +3,8 @@
 //! Import reads an OPML file (as written by Feedly, Inoreader, Miniflux, NetNewsWire …) and
 //! appends its new feeds to the config file as `[[feed]]` tables. The config file belongs to the
 //! user, so it is edited with `toml_edit`, never regenerated: comments, blank lines and key order
-//! outside the added tables stay byte-for-byte. The result is checked with [`Config::parse`]
-//! before anything is written, then written to a temporary file beside the original and renamed
+//! outside the added tables stay byte-for-byte. The result is checked with [`Config::parse_with`]
+//! (its secrets left unread: importing feeds needs none) before anything is written, then written to a temporary file beside the original and renamed
 //! over it, so a crash leaves either the old file or the new one, never half of one.
 //!
 //! Export writes the feeds of a validated [`Config`] as OPML 2.0; names become `text`/`title`,
@@ -30,7 +30,7 @@ use quick_xml::reader::Reader;
 use toml_edit::{Array, ArrayOfTables, DocumentMut, Item, Table, value};
 use url::Url;
 
-use crate::config::{Config, FeedConfig, fetched_document, folder_of};
+use crate::config::{Config, FeedConfig, Secrets, fetched_document, folder_of};
 
 /// One feed outline read from an OPML file, before its URL is checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,7 +165,7 @@ pub fn plan_import(
     opml_text: &str,
 ) -> anyhow::Result<(String, ImportReport)> {
     let outlines = parse_opml(opml_text)?;
-    let config = Config::parse(config_text, config_path)
+    let config = Config::parse_with(config_text, config_path, Secrets::Unread)
         .context("the config file must be valid before feeds can be imported into it")?;
     // Compared as the config's own check compares them, so every added URL loads.
     let in_config: HashSet<Url> = config
@@ -234,7 +234,7 @@ pub fn plan_import(
     let updated = document.to_string();
 
     // toml_edit guarantees the text, this guards the meaning: never save a config that would not load.
-    let reloaded = Config::parse(&updated, config_path)
+    let reloaded = Config::parse_with(&updated, config_path, Secrets::Unread)
         .context("internal error: the imported config does not validate; nothing was written")?;
     if reloaded.feeds != [config.feeds, report.added.clone()].concat() {
         bail!(

@@ -25,7 +25,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 use url::Url;
 
-use crate::config::Config;
+use crate::config::{Config, Secrets};
 use crate::daemon_lock::{self, DaemonLock};
 use crate::fetch::{
     FeedHeaders, FetchError, FetchSettings, Fetched, Fetcher, Validators, redact_str,
@@ -591,6 +591,12 @@ pub fn open_store(config: &Config) -> anyhow::Result<Store> {
 }
 
 fn sync_config(store: &mut Store, config: &Config) -> anyhow::Result<()> {
+    // Without its secrets a config lacks the targets kept out of the file: their rests would be
+    // forgotten, and the alerts a re-match queues for them lost.
+    anyhow::ensure!(
+        config.secrets == Secrets::Read,
+        "the config was loaded without its secrets, which this command needs"
+    );
     store.sync_companies(&config.companies, config.alert_routes())?;
     store.forget_rests_except(&crate::notify::url_keys(config))?;
     let sync = store.sync_feeds(&config.feeds)?;

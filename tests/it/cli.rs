@@ -516,8 +516,9 @@ fn secrets_kept_out_of_the_config_are_read_from_the_environment_and_files() {
         feedhound::notify::signature("k3y", &alert.body),
         "signed with the file's key, without its line break"
     );
-    // Without the variables, every command says which one is missing, and where.
-    let unset = app.cli(&["mentions"]);
+    // Without the variables, the commands that fetch or send say which one is missing, and
+    // where; those that only read the database do not need them.
+    let unset = app.cli(&["check"]);
     assert_eq!(unset.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&unset.stderr);
     for expected in [
@@ -526,16 +527,38 @@ fn secrets_kept_out_of_the_config_are_read_from_the_environment_and_files() {
     ] {
         assert!(stderr.contains(expected), "{stderr}");
     }
-    assert!(with_secrets(&["mentions"]).status.success());
+    let mentions = app.cli(&["mentions", "--format", "json"]);
+    assert!(mentions.status.success());
+    assert!(String::from_utf8_lossy(&mentions.stdout).contains("Xiaomi opens a store"));
+    let empty = binary()
+        .env("NEWS_TOKEN", "")
+        .env("HOOK_URL", server.url("hook"))
+        .arg("--config")
+        .arg(&app.config_path)
+        .arg("poll")
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&empty.stderr)
+            .contains("headers.Authorization: the environment variable NEWS_TOKEN is empty"),
+        "{}",
+        String::from_utf8_lossy(&empty.stderr)
+    );
     let stored = [app.db_path(), app.db_path().with_extension("db-wal")]
         .iter()
         .filter_map(|path| std::fs::read(path).ok())
         .flatten()
         .collect::<Vec<u8>>();
-    assert!(
-        !String::from_utf8_lossy(&stored).contains("t0k3n"),
-        "the token is not stored"
+    let stored = String::from_utf8_lossy(&stored);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stderr),
+        String::from_utf8_lossy(&output.stdout)
     );
+    for secret in ["t0k3n", "k3y", "/hook"] {
+        assert!(!stored.contains(secret), "{secret} is not stored");
+        assert!(!said.contains(secret), "{secret} is not logged: {said}");
+    }
 }
 
 #[test]
