@@ -31,9 +31,10 @@ pub struct Config {
     pub companies: Vec<CompanyConfig>,
     pub notify: Vec<NotifyConfig>,
     pub server: ServerConfig,
-    /// The files secrets were read from (`{ file = "PATH" }`), resolved: the daemon watches them
-    /// as it watches the config file, so a rotated token is read again.
-    pub secret_files: Vec<PathBuf>,
+    /// The config file (when loaded from one) and the files its secrets were read from
+    /// (`{ file = "PATH" }`), each stamped just before it was read: the daemon reloads when one
+    /// changes, so a rotated token is read again.
+    pub read_files: Vec<ReadFile>,
     /// Whether the secrets kept in files or variables were read.
     pub secrets: Secrets,
 }
@@ -170,6 +171,35 @@ pub fn default_user_agent() -> String {
     )
 }
 
+/// A file the config was read from, and what it was like just before.
+pub type ReadFile = (PathBuf, Option<FileStamp>);
+
+/// What a file is like now; any write, rename over it or change of its permissions gives it
+/// another stamp, even at the same length within the same second. None when it cannot be looked
+/// at (missing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStamp {
+    device: u64,
+    inode: u64,
+    len: u64,
+    modified: (i64, i64),
+    changed: (i64, i64),
+}
+
+impl FileStamp {
+    pub fn of(path: &Path) -> Option<FileStamp> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(path).ok()?;
+        Some(FileStamp {
+            device: meta.dev(),
+            inode: meta.ino(),
+            len: meta.len(),
+            modified: (meta.mtime(), meta.mtime_nsec()),
+            changed: (meta.ctime(), meta.ctime_nsec()),
+        })
+    }
+}
+
 /// One problem in the config file, located as precisely as the input allows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigIssue {
@@ -185,6 +215,8 @@ pub struct ConfigIssue {
 pub struct ConfigError {
     pub path: PathBuf,
     pub issues: Vec<ConfigIssue>,
+    /// As [`Config::read_files`]: a fix to any of them is worth another try.
+    pub read_files: Vec<ReadFile>,
 }
 
 impl fmt::Display for ConfigError {
@@ -233,6 +265,7 @@ impl Config {
     }
 
     fn load_with(path: &Path, secrets: Secrets) -> Result<Config, ConfigError> {
+        let config_file = (path.to_path_buf(), FileStamp::of(path));
         let text = std::fs::read_to_string(path).map_err(|err| ConfigError {
             path: path.to_path_buf(),
             issues: vec![ConfigIssue {
@@ -242,8 +275,18 @@ impl Config {
                     "cannot read the config file: {err} (pass --config PATH or set FEEDHOUND_CONFIG)"
                 ),
             }],
-        })?;
-        Config::parse_with(&text, path, secrets)
+            read_files: Vec::new(),
+        });
+        match text.and_then(|text| Config::parse_with(&text, path, secrets)) {
+            Ok(mut config) => {
+                config.read_files.insert(0, config_file);
+                Ok(config)
+            }
+            Err(mut err) => {
+                err.read_files.insert(0, config_file);
+                Err(err)
+            }
+        }
     }
 
     /// Validates config text and reads its secrets; `path` is used for messages and to resolve
@@ -257,6 +300,7 @@ impl Config {
         let fail = |issues| ConfigError {
             path: path.to_path_buf(),
             issues,
+            read_files: Vec::new(),
         };
         let toml_issue = |err: toml::de::Error| ConfigIssue {
             line: err.span().map(|span| line_of(text, span.start)),
@@ -275,7 +319,7 @@ impl Config {
             issues: Vec::new(),
             folder: folder_of(path).to_path_buf(),
             secrets,
-            secret_files: Vec::new(),
+            read_files: Vec::new(),
         };
         checker.unknown_keys(text, &unknown_keys);
         let config = match raw {
@@ -293,7 +337,10 @@ impl Config {
             .sort_by_key(|issue| issue.line.unwrap_or(usize::MAX));
         match config {
             Some(config) if checker.issues.is_empty() => Ok(config),
-            _ => Err(fail(checker.issues)),
+            config => Err(ConfigError {
+                read_files: config.map_or(checker.read_files, |c| c.read_files),
+                ..fail(checker.issues)
+            }),
         }
     }
 
@@ -420,8 +467,8 @@ fn is_variable_name(name: &str) -> bool {
 
 fn read_secret_variable(name: &str) -> Result<String, String> {
     std::env::var(name).map_err(|err| match err {
-        std::env::VarError::NotPresent => "it is not set here (every command that fetches or \
-                                           sends reads it, so run this one with the daemon's \
+        std::env::VarError::NotPresent => "it is not set here (run, poll, check, rescan, prune \
+                                           and alerts read it: run them with the daemon's \
                                            environment, or keep the secret in a file instead)"
             .to_owned(),
         std::env::VarError::NotUnicode(_) => "it is not UTF-8 text".to_owned(),
@@ -828,7 +875,7 @@ struct Checker {
     /// The config file's folder, against which a secret's relative `file` is read.
     folder: PathBuf,
     secrets: Secrets,
-    secret_files: Vec<PathBuf>,
+    read_files: Vec<ReadFile>,
 }
 
 /// Where each line of the config starts, so that naming the line of a value is a binary search,
@@ -1016,7 +1063,7 @@ impl Checker {
             companies,
             notify,
             server,
-            secret_files: std::mem::take(&mut self.secret_files),
+            read_files: std::mem::take(&mut self.read_files),
             secrets: self.secrets,
         }
     }
@@ -1440,14 +1487,6 @@ impl Checker {
                     read_from: String::new(),
                 });
             }
-            _ if self.secrets == Secrets::Unread => return None,
-            RawSecret::File(path) => {
-                let path = self.folder.join(path.trim());
-                let source = format!("the file {}", path.display());
-                let read = read_secret_file(&path);
-                self.secret_files.push(path);
-                (read, source)
-            }
             RawSecret::Env(name) if !is_variable_name(name.trim()) => {
                 // Not quoted: a pasted `NAME=value` line would put the value in the message.
                 self.issue(
@@ -1457,6 +1496,15 @@ impl Checker {
                      not NAME=VALUE",
                 );
                 return None;
+            }
+            _ if self.secrets == Secrets::Unread => return None,
+            RawSecret::File(path) => {
+                let path = self.folder.join(path.trim());
+                let source = format!("the file {}", path.display());
+                let stamp = FileStamp::of(&path);
+                let read = read_secret_file(&path);
+                self.read_files.push((path, stamp));
+                (read, source)
             }
             RawSecret::Env(name) => {
                 let name = name.trim();
@@ -2091,13 +2139,18 @@ mod tests {
             "https://hooks.example/services/p4th"
         );
         assert_eq!(config.notify[0].secret.as_deref(), Some("k3y with spaces "));
-        let in_folder = |name: &str| folder.path().join(name);
+        let stamped = |name: &str| {
+            let path = folder.path().join(name);
+            let stamp = FileStamp::of(&path);
+            assert!(stamp.is_some());
+            (path, stamp)
+        };
         assert_eq!(
-            config.secret_files,
+            config.read_files,
             [
-                in_folder("secrets/feed-token"),
-                in_folder("secrets/hook-url"),
-                in_folder("hook.key")
+                stamped("secrets/feed-token"),
+                stamped("secrets/hook-url"),
+                stamped("hook.key")
             ],
             "the daemon watches them"
         );
@@ -2197,7 +2250,8 @@ mod tests {
                 "[[notify]]\nurl = \"https://hooks.example/a\"\nsecret = {value}\n"
             ));
             assert!(
-                message.contains(":3: notify") && message.contains(expected),
+                message.contains(&format!(":3: notify.secret: {expected}"))
+                    || message.contains(&format!(":3: notify[1].secret.fil: {expected}")),
                 "{message}"
             );
             assert!(!message.contains("123456"), "{message}");
@@ -2249,7 +2303,7 @@ mod tests {
         );
         let targets: Vec<&str> = config.notify.iter().map(|t| t.name.as_str()).collect();
         assert_eq!(targets, ["kept"]);
-        assert!(config.secret_files.is_empty());
+        assert!(config.read_files.is_empty());
     }
 
     #[test]

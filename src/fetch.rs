@@ -634,7 +634,7 @@ fn describe(err: &reqwest::Error) -> String {
                  case): {described}"
             );
         }
-        if text.starts_with("SOCKS error") || text.contains("socks proxy") {
+        if text.starts_with("SOCKS error") || text.contains("connecting to socks proxy") {
             return format!(
                 "through the SOCKS proxy set in the environment (ALL_PROXY, HTTPS_PROXY or \
                  HTTP_PROXY, in either case): {described}"

@@ -3,9 +3,10 @@
 //! Import reads an OPML file (as written by Feedly, Inoreader, Miniflux, NetNewsWire …) and
 //! appends its new feeds to the config file as `[[feed]]` tables. The config file belongs to the
 //! user, so it is edited with `toml_edit`, never regenerated: comments, blank lines and key order
-//! outside the added tables stay byte-for-byte. The result is checked with [`Config::parse_with`]
-//! (its secrets left unread: importing feeds needs none) before anything is written, then written to a temporary file beside the original and renamed
-//! over it, so a crash leaves either the old file or the new one, never half of one.
+//! outside the added tables stay byte-for-byte. The result is checked with
+//! [`Config::parse_with`] (its secrets left unread: importing feeds needs none) before anything
+//! is written, then written to a temporary file beside the original and renamed over it, so a
+//! crash leaves either the old file or the new one, never half of one.
 //!
 //! Export writes the feeds of a validated [`Config`] as OPML 2.0; names become `text`/`title`,
 //! tags a `category` attribute, so that exporting and importing again gives the same feeds.

@@ -12,9 +12,8 @@
 //! results go to the single [`StoreWriter`] thread.
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use anyhow::Context;
 use chrono::Utc;
@@ -25,7 +24,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 use url::Url;
 
-use crate::config::{Config, Secrets};
+use crate::config::{Config, FileStamp, ReadFile, Secrets};
 use crate::daemon_lock::{self, DaemonLock};
 use crate::fetch::{
     FeedHeaders, FetchError, FetchSettings, Fetched, Fetcher, Validators, redact_str,
@@ -582,6 +581,12 @@ fn match_entries(matcher: &Matcher, feed: &ParsedFeed) -> Vec<Vec<Mention>> {
 /// `alert_target_rests` tables in line with the config, unless a daemon runs on the database with
 /// another config file (see [`daemon_lock`]).
 pub fn open_store(config: &Config) -> anyhow::Result<Store> {
+    // Without its secrets a config lacks the targets kept out of the file: their rests would be
+    // forgotten, and the alerts a re-match queues for them lost.
+    anyhow::ensure!(
+        config.secrets == Secrets::Read,
+        "the config was loaded without its secrets, which this command needs"
+    );
     // Before the database is created or migrated, and held until the sync is committed.
     let _syncing =
         daemon_lock::refuse_beside_other_daemon(&config.database_path(), &config.source)?;
@@ -591,12 +596,6 @@ pub fn open_store(config: &Config) -> anyhow::Result<Store> {
 }
 
 fn sync_config(store: &mut Store, config: &Config) -> anyhow::Result<()> {
-    // Without its secrets a config lacks the targets kept out of the file: their rests would be
-    // forgotten, and the alerts a re-match queues for them lost.
-    anyhow::ensure!(
-        config.secrets == Secrets::Read,
-        "the config was loaded without its secrets, which this command needs"
-    );
     store.sync_companies(&config.companies, config.alert_routes())?;
     store.forget_rests_except(&crate::notify::url_keys(config))?;
     let sync = store.sync_feeds(&config.feeds)?;
@@ -837,7 +836,7 @@ async fn poll_feeds(
     Ok(summary)
 }
 
-/// How often the daemon looks at the modification times of the config file and its secrets' files. Polling a stat() is
+/// How often the daemon looks at the config file and its secrets' files. Polling a stat() is
 /// cheap and, unlike inotify, survives editors that replace the file and network filesystems.
 const CONFIG_CHECK: Duration = Duration::from_secs(2);
 
@@ -889,7 +888,8 @@ pub async fn run(config: Config, control: Control) -> anyhow::Result<()> {
     // Feeds whose last refresh could not record its schedule (the database refused the write):
     // not retried before this, so a full disk does not turn into a fetch loop.
     let mut held: HashMap<i64, Instant> = HashMap::new();
-    let mut watched = WatchedFiles::new(&config);
+    // Stamped as they were read, so a change made since is seen at the first look.
+    let mut watched = config.read_files.clone();
     let mut config_check = tokio::time::interval(CONFIG_CHECK);
     config_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tracing::info!(feeds = config.feeds.len(), database = %config.database_path().display(), "feedhound is running");
@@ -959,9 +959,18 @@ pub async fn run(config: Config, control: Control) -> anyhow::Result<()> {
                 }
             }
             () = control.reload.notified() => reload = true,
-            _ = config_check.tick() => reload = watched.changed(&config),
+            _ = config_check.tick() => {
+                reload = watched.iter().any(|(path, stamp)| FileStamp::of(path) != *stamp);
+            }
         }
-        if reload && let Some(new) = reload_config(&config) {
+        let mut valid = None;
+        if reload {
+            let read_files;
+            (valid, read_files) = reload_config(&config);
+            // What this attempt read, valid or not: a fix to any of it is worth another try.
+            watched = read_files;
+        }
+        if let Some(new) = valid {
             // Build everything before syncing: a config that cannot run must not be half applied.
             match services.pipeline(&new) {
                 Ok(rebuilt) => match sync_reloaded(&config, &new, writer).await {
@@ -1121,14 +1130,15 @@ impl Services<'_> {
 }
 
 /// Loads the edited config; None (with the reason logged) when it is invalid.
-fn reload_config(current: &Config) -> Option<Config> {
+/// The config as it is now, None (logged) if it is invalid; and the files this attempt read.
+fn reload_config(current: &Config) -> (Option<Config>, Vec<ReadFile>) {
     let new = match Config::load(&current.source) {
         Ok(new) => new,
         Err(err) => {
             tracing::error!(
                 "the edited config is invalid; still running on the last good one:\n{err}"
             );
-            return None;
+            return (None, err.read_files);
         }
     };
     if new.database_path() != current.database_path()
@@ -1137,7 +1147,8 @@ fn reload_config(current: &Config) -> Option<Config> {
     {
         tracing::warn!("storage and server settings changed: they take effect after a restart");
     }
-    Some(new)
+    let read_files = new.read_files.clone();
+    (Some(new), read_files)
 }
 
 async fn sync_reloaded(current: &Config, new: &Config, writer: &StoreWriter) -> anyhow::Result<()> {
@@ -1163,38 +1174,6 @@ async fn sync_reloaded(current: &Config, new: &Config, writer: &StoreWriter) -> 
             store.poll_again_soon(&new_headers, Utc::now())
         })
         .await
-}
-
-/// What tells us a file changed: modification time and size.
-/// The config file and the files its secrets are read from, each with its modification time and
-/// length when last looked at.
-struct WatchedFiles(HashMap<PathBuf, Option<(SystemTime, u64)>>);
-
-impl WatchedFiles {
-    fn new(config: &Config) -> WatchedFiles {
-        let mut watched = WatchedFiles(HashMap::new());
-        watched.changed(config);
-        watched
-    }
-
-    /// Whether one of `config`'s files changed since it was last looked at. A file the config
-    /// did not use before is only noted: a reload has just read it.
-    fn changed(&mut self, config: &Config) -> bool {
-        let files: Vec<&PathBuf> = std::iter::once(&config.source)
-            .chain(&config.secret_files)
-            .collect();
-        self.0.retain(|path, _| files.contains(&path));
-        let mut changed = false;
-        for path in files {
-            let stamp = std::fs::metadata(path)
-                .ok()
-                .and_then(|meta| Some((meta.modified().ok()?, meta.len())));
-            if let Some(before) = self.0.insert(path.clone(), stamp) {
-                changed |= before != stamp;
-            }
-        }
-        changed
-    }
 }
 
 fn feed_span(feed: &DueFeed) -> tracing::Span {

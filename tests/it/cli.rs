@@ -673,11 +673,23 @@ fn a_socks_proxy_named_in_the_environment_resolves_names_for_feeds_and_alerts() 
         String::from_utf8_lossy(&server.requests("hook")[0].body).contains("Xiaomi opens a store")
     );
 
+    // socks5: feedhound resolves the name and asks for the address.
+    let direct = App::new(&[server.url("socks.xml")], "");
+    let output = binary()
+        .env("ALL_PROXY", format!("socks5://{}", socks.url_authority))
+        .arg("--config")
+        .arg(&direct.config_path)
+        .arg("poll")
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    assert_eq!(socks.asked()[2], server.addr().to_string());
+    assert_eq!(direct.count("SELECT count(*) FROM entries"), 1);
+
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap();
-    server.feed("socks.xml", rss(&["<guid>2</guid><title>Two</title>"]));
     let output = poll_through(&format!("socks5h://{closed}"));
     assert!(output.status.success());
     let error: String = app

@@ -700,31 +700,50 @@ fn a_rewritten_token_file_is_read_again_without_a_signal() {
             ..Route::feed(feed())
         },
     );
-    let app = App::new(
-        &[],
-        &format!(
-            "[[feed]]\nurl = \"{}\"\nheaders = {{ Authorization = {{ file = \"token\" }} }}\n",
+    let config_naming = |token_file: &str| {
+        format!(
+            "[[feed]]\nurl = \"{}\"\nheaders = {{ Authorization = {{ file = \"{token_file}\" }} }}\n",
             server.url("private.xml")
-        ),
-    );
+        )
+    };
+    let app = App::new(&[], &config_naming("token"));
     let token = app.dir.path().join("token");
     std::fs::write(&token, "Bearer expired\n").unwrap();
     let daemon = app.spawn_daemon();
     wait_until(Duration::from_secs(10), "the refusal is recorded", || {
         app.try_count("SELECT count(*) FROM feeds WHERE error_count = 1") == Some(1)
     });
-    // The config itself is unchanged, and no signal is sent: the daemon sees the file change.
-    std::fs::write(&token, "Bearer renewed-token\n").unwrap();
+    // The config itself is unchanged, and no signal is sent: the daemon sees the file change,
+    // though it keeps its length.
+    std::fs::write(&token, "Bearer renewed\n").unwrap();
     wait_until(
         Duration::from_secs(10),
         "the renewed token is tried",
         || server.requests("private.xml").len() == 2,
     );
-    let requests = server.requests("private.xml");
-    assert_eq!(requests[0].headers["authorization"], "Bearer expired");
-    assert_eq!(requests[1].headers["authorization"], "Bearer renewed-token");
+    // A config naming a file that is not there yet is refused; once the file is written, the
+    // daemon tries again by itself.
+    app.write_config(&[], &config_naming("next-token"));
+    // Two looks at the files (every 2 s), so that the refusal comes first (checked below).
+    std::thread::sleep(Duration::from_secs(4));
+    std::fs::write(app.dir.path().join("next-token"), "Bearer third\n").unwrap();
+    wait_until(Duration::from_secs(10), "the next token is tried", || {
+        server.requests("private.xml").len() == 3
+    });
+    let tokens: Vec<String> = server
+        .requests("private.xml")
+        .iter()
+        .map(|request| request.headers["authorization"].clone())
+        .collect();
+    assert_eq!(tokens, ["Bearer expired", "Bearer renewed", "Bearer third"]);
     let (status, stderr) = daemon.stop(Duration::from_secs(10));
     assert!(status.success(), "{stderr}");
+    assert_eq!(
+        stderr.matches("next-token: No such file").count(),
+        1,
+        "the config was refused once, before the file was written, not again until it was: \
+         {stderr}"
+    );
 }
 
 #[tokio::test]
