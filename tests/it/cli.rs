@@ -490,17 +490,11 @@ fn secrets_kept_out_of_the_config_are_read_from_the_environment_and_files() {
         ),
     );
     std::fs::write(app.dir.path().join("hook.key"), "k3y\n").unwrap();
-    let with_secrets = |args: &[&str]| {
-        binary()
-            .env("NEWS_TOKEN", "Bearer t0k3n")
-            .env("HOOK_URL", server.url("hook"))
-            .arg("--config")
-            .arg(&app.config_path)
-            .args(args)
-            .output()
-            .unwrap()
-    };
-    let output = with_secrets(&["poll"]);
+    let hook_url = server.url("hook");
+    let output = app.cli_with_env(
+        &[("NEWS_TOKEN", "Bearer t0k3n"), ("HOOK_URL", &hook_url)],
+        &["poll"],
+    );
     assert!(
         output.status.success(),
         "{}",
@@ -530,14 +524,7 @@ fn secrets_kept_out_of_the_config_are_read_from_the_environment_and_files() {
     let mentions = app.cli(&["mentions", "--format", "json"]);
     assert!(mentions.status.success());
     assert!(String::from_utf8_lossy(&mentions.stdout).contains("Xiaomi opens a store"));
-    let empty = binary()
-        .env("NEWS_TOKEN", "")
-        .env("HOOK_URL", server.url("hook"))
-        .arg("--config")
-        .arg(&app.config_path)
-        .arg("poll")
-        .output()
-        .unwrap();
+    let empty = app.cli_with_env(&[("NEWS_TOKEN", ""), ("HOOK_URL", &hook_url)], &["poll"]);
     assert!(
         String::from_utf8_lossy(&empty.stderr)
             .contains("headers.Authorization: the environment variable NEWS_TOKEN is empty"),
@@ -582,15 +569,14 @@ fn proxies_named_in_the_environment_carry_feeds_and_alerts_except_where_no_proxy
     );
     let proxy_url = proxy.url("");
     // ALL_PROXY, in lower case, stands in for HTTPS_PROXY.
-    let output = binary()
-        .env("HTTP_PROXY", &proxy_url)
-        .env("all_proxy", &proxy_url)
-        .env("NO_PROXY", "127.0.0.1")
-        .arg("--config")
-        .arg(&app.config_path)
-        .arg("poll")
-        .output()
-        .unwrap();
+    let output = app.cli_with_env(
+        &[
+            ("HTTP_PROXY", &proxy_url),
+            ("all_proxy", &proxy_url),
+            ("NO_PROXY", "127.0.0.1"),
+        ],
+        &["poll"],
+    );
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}");
     let feed = &proxy.requests("proxied.xml")[0];
@@ -645,15 +631,7 @@ fn a_socks_proxy_named_in_the_environment_resolves_names_for_feeds_and_alerts() 
         "[[company]]\nname = \"Xiaomi\"\n\
          [[notify]]\nurl = \"http://hooks.example.invalid/hook\"\nbacklog = true\n",
     );
-    let poll_through = |proxy: &str| {
-        binary()
-            .env("ALL_PROXY", proxy)
-            .arg("--config")
-            .arg(&app.config_path)
-            .arg("poll")
-            .output()
-            .unwrap()
-    };
+    let poll_through = |proxy: &str| app.cli_with_env(&[("ALL_PROXY", proxy)], &["poll"]);
     // socks5h: the proxy, not feedhound, resolves the names (these could not be resolved here).
     let output = poll_through(&format!("socks5h://{}", socks.url_authority));
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -675,13 +653,8 @@ fn a_socks_proxy_named_in_the_environment_resolves_names_for_feeds_and_alerts() 
 
     // socks5: feedhound resolves the name and asks for the address.
     let direct = App::new(&[server.url("socks.xml")], "");
-    let output = binary()
-        .env("ALL_PROXY", format!("socks5://{}", socks.url_authority))
-        .arg("--config")
-        .arg(&direct.config_path)
-        .arg("poll")
-        .output()
-        .unwrap();
+    let proxy = format!("socks5://{}", socks.url_authority);
+    let output = direct.cli_with_env(&[("ALL_PROXY", &proxy)], &["poll"]);
     assert!(output.status.success());
     assert_eq!(socks.asked()[2], server.addr().to_string());
     assert_eq!(direct.count("SELECT count(*) FROM entries"), 1);

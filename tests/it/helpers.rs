@@ -458,7 +458,13 @@ impl App {
 
     /// Runs the real binary with this app's config.
     pub fn cli(&self, args: &[&str]) -> Output {
+        self.cli_with_env(&[], args)
+    }
+
+    /// [`App::cli`] with these environment variables set.
+    pub fn cli_with_env(&self, env: &[(&str, &str)], args: &[&str]) -> Output {
         binary()
+            .envs(env.iter().copied())
             .arg("--config")
             .arg(&self.config_path)
             .args(args)

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use feedhound::scheduler::{self, Control};
 
-use crate::helpers::{App, FeedServer, Route, rss, wait_until};
+use crate::helpers::{App, Daemon, FeedServer, Route, rss, wait_until};
 
 fn feed() -> String {
     rss(&["<guid>1</guid><title>Hello</title><link>https://news.example/1</link>"])
@@ -652,10 +652,9 @@ fn a_reload_keeps_the_parsing_threads() {
     assert!(status.success(), "{stderr}");
 }
 
-/// A feed refused for an expired token backs off for up to a day; the renewed token in the
-/// config is tried as soon as the daemon reloads, without waiting for the backoff.
-#[test]
-fn a_feed_whose_headers_change_is_polled_at_once_after_a_reload() {
+/// A server whose `private.xml` answers its first request 401, as for an expired token, and
+/// serves the feed after that.
+fn refusing_once_then_serving() -> FeedServer {
     let server = FeedServer::start();
     server.set(
         "private.xml",
@@ -664,6 +663,23 @@ fn a_feed_whose_headers_change_is_polled_at_once_after_a_reload() {
             ..Route::feed(feed())
         },
     );
+    server
+}
+
+/// The app's daemon, once it has recorded the server's refusal.
+fn spawn_and_wait_for_the_refusal(app: &App) -> Daemon {
+    let daemon = app.spawn_daemon();
+    wait_until(Duration::from_secs(10), "the refusal is recorded", || {
+        app.try_count("SELECT count(*) FROM feeds WHERE error_count = 1") == Some(1)
+    });
+    daemon
+}
+
+/// A feed refused for an expired token backs off for up to a day; the renewed token in the
+/// config is tried as soon as the daemon reloads, without waiting for the backoff.
+#[test]
+fn a_feed_whose_headers_change_is_polled_at_once_after_a_reload() {
+    let server = refusing_once_then_serving();
     let with_token = |token: &str| {
         format!(
             "[[feed]]\nurl = \"{}\"\nheaders = {{ Authorization = \"Bearer {token}\" }}\n",
@@ -671,10 +687,7 @@ fn a_feed_whose_headers_change_is_polled_at_once_after_a_reload() {
         )
     };
     let app = App::new(&[], &with_token("expired"));
-    let daemon = app.spawn_daemon();
-    wait_until(Duration::from_secs(10), "the refusal is recorded", || {
-        app.try_count("SELECT count(*) FROM feeds WHERE error_count = 1") == Some(1)
-    });
+    let daemon = spawn_and_wait_for_the_refusal(&app);
     app.write_config(&[], &with_token("renewed"));
     daemon.signal(libc::SIGHUP);
     wait_until(Duration::from_secs(5), "the renewed token is tried", || {
@@ -692,14 +705,7 @@ fn a_feed_whose_headers_change_is_polled_at_once_after_a_reload() {
 
 #[test]
 fn a_rewritten_token_file_is_read_again_without_a_signal() {
-    let server = FeedServer::start();
-    server.set(
-        "private.xml",
-        Route {
-            first_statuses: vec![401],
-            ..Route::feed(feed())
-        },
-    );
+    let server = refusing_once_then_serving();
     let config_naming = |token_file: &str| {
         format!(
             "[[feed]]\nurl = \"{}\"\nheaders = {{ Authorization = {{ file = \"{token_file}\" }} }}\n",
@@ -709,10 +715,7 @@ fn a_rewritten_token_file_is_read_again_without_a_signal() {
     let app = App::new(&[], &config_naming("token"));
     let token = app.dir.path().join("token");
     std::fs::write(&token, "Bearer expired\n").unwrap();
-    let daemon = app.spawn_daemon();
-    wait_until(Duration::from_secs(10), "the refusal is recorded", || {
-        app.try_count("SELECT count(*) FROM feeds WHERE error_count = 1") == Some(1)
-    });
+    let daemon = spawn_and_wait_for_the_refusal(&app);
     // The config itself is unchanged, and no signal is sent: the daemon sees the file change,
     // though it keeps its length.
     std::fs::write(&token, "Bearer renewed\n").unwrap();
