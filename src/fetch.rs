@@ -625,9 +625,7 @@ fn describe(err: &reqwest::Error) -> String {
     let described = describe_chain(err);
     // hyper-util's tunnel and SOCKS errors (private types, so known by their words) name no
     // proxy, and a proxy set in the environment is easy to forget.
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(current) = cause {
-        let text = current.to_string();
+    for text in causes(err).map(|cause| cause.to_string()) {
         if text.starts_with("tunnel error") {
             return format!(
                 "through the proxy set in the environment (HTTPS_PROXY or ALL_PROXY, in either \
@@ -640,41 +638,36 @@ fn describe(err: &reqwest::Error) -> String {
                  HTTP_PROXY, in either case): {described}"
             );
         }
-        cause = current.source();
     }
     described
 }
 
 fn describe_chain(err: &reqwest::Error) -> String {
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(current) = cause {
-        if let Some(io) = current.downcast_ref::<io::Error>() {
-            let plain = match io.kind() {
-                io::ErrorKind::ConnectionRefused => Some("connection refused"),
-                io::ErrorKind::ConnectionReset => Some("connection reset by the server"),
-                io::ErrorKind::ConnectionAborted => Some("connection aborted"),
-                io::ErrorKind::UnexpectedEof => {
-                    Some("connection closed before the whole response arrived")
-                }
-                _ => None,
-            };
-            if let Some(plain) = plain {
-                return plain.to_owned();
-            }
-        }
-        cause = current.source();
+    let plain = causes(err).find_map(|cause| match cause.downcast_ref::<io::Error>()?.kind() {
+        io::ErrorKind::ConnectionRefused => Some("connection refused"),
+        io::ErrorKind::ConnectionReset => Some("connection reset by the server"),
+        io::ErrorKind::ConnectionAborted => Some("connection aborted"),
+        io::ErrorKind::UnexpectedEof => Some("connection closed before the whole response arrived"),
+        _ => None,
+    });
+    if let Some(plain) = plain {
+        return plain.to_owned();
     }
     let mut parts: Vec<String> = Vec::new();
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(current) = cause {
-        let text = current.to_string();
+    for text in causes(err).map(|cause| cause.to_string()) {
         // Wrappers often repeat their source's text; keep each piece once.
         if !parts.iter().any(|part| part.contains(&text)) {
             parts.push(text);
         }
-        cause = current.source();
     }
     parts.join(": ")
+}
+
+/// `err` and each error it was caused by, outermost first.
+fn causes(err: &reqwest::Error) -> impl Iterator<Item = &(dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(err as &(dyn std::error::Error + 'static)), |cause| {
+        cause.source()
+    })
 }
 
 #[cfg(test)]

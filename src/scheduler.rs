@@ -965,10 +965,14 @@ pub async fn run(config: Config, control: Control) -> anyhow::Result<()> {
         }
         let mut valid = None;
         if reload {
-            let read_files;
-            (valid, read_files) = reload_config(&config);
             // What this attempt read, valid or not: a fix to any of it is worth another try.
-            watched = read_files;
+            match reload_config(&config) {
+                Ok(new) => {
+                    watched = new.read_files.clone();
+                    valid = Some(new);
+                }
+                Err(read_files) => watched = read_files,
+            }
         }
         if let Some(new) = valid {
             // Build everything before syncing: a config that cannot run must not be half applied.
@@ -1129,16 +1133,15 @@ impl Services<'_> {
     }
 }
 
-/// Loads the edited config; None (with the reason logged) when it is invalid.
-/// The config as it is now, None (logged) if it is invalid; and the files this attempt read.
-fn reload_config(current: &Config) -> (Option<Config>, Vec<ReadFile>) {
+/// Loads the edited config; when it is invalid, logs why and returns the files it read.
+fn reload_config(current: &Config) -> Result<Config, Vec<ReadFile>> {
     let new = match Config::load(&current.source) {
         Ok(new) => new,
         Err(err) => {
             tracing::error!(
                 "the edited config is invalid; still running on the last good one:\n{err}"
             );
-            return (None, err.read_files);
+            return Err(err.read_files);
         }
     };
     if new.database_path() != current.database_path()
@@ -1147,8 +1150,7 @@ fn reload_config(current: &Config) -> (Option<Config>, Vec<ReadFile>) {
     {
         tracing::warn!("storage and server settings changed: they take effect after a restart");
     }
-    let read_files = new.read_files.clone();
-    (Some(new), read_files)
+    Ok(new)
 }
 
 async fn sync_reloaded(current: &Config, new: &Config, writer: &StoreWriter) -> anyhow::Result<()> {
