@@ -376,11 +376,10 @@ impl Store {
     }
 }
 
-/// The query behind [`Store::flagged_stories`]; parameters: ?1 company id, ?2 since, ?3 limit.
-/// Candidate stories come from an index that can seek (a company's mentions, or the entries of
-/// the period); the view then presents only those stories.
-/// Parameters: ?1 the company's id, ?2 since, ?3 the limit, ?4 until (each may be NULL but the
-/// limit). A story is in the period when one of its flagged entries is.
+/// The query behind [`Store::flagged_stories`]. Parameters: ?1 the company's id, ?2 since, ?3 the
+/// limit, ?4 until (each may be NULL but the limit). A story is in the period when one of its
+/// flagged entries is. Candidate stories come from an index that can seek (a company's
+/// mentions, or the entries of the period); the view then presents only those stories.
 fn flagged_stories_sql(by_company: bool, since: bool) -> String {
     let candidates = match (by_company, since) {
         (true, _) => {
