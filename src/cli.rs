@@ -489,14 +489,19 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
             let mut store = open_unsynced(&config)?;
             if retry_now {
                 let targets = retry_targets(&config, target.as_deref())?;
-                let said = retried_message(&store.retry_now(&targets, chrono::Utc::now())?);
+                let now = chrono::Utc::now();
+                let digests = crate::notify::digest_windows(&config, now);
+                let said = retried_message(&store.retry_now(&targets, &digests, now)?);
                 match format {
                     // stdout holds the JSON document alone.
                     Format::Json => eprintln!("{said}"),
                     Format::Table => println!("{said}\n"),
                 }
             }
-            let status = store.outbox_status(&crate::notify::url_keys(&config))?;
+            let status = store.outbox_status(
+                &crate::notify::url_keys(&config),
+                &crate::notify::digest_windows(&config, chrono::Utc::now()),
+            )?;
             let mut out = std::io::stdout().lock();
             if format == Format::Json {
                 write_json(&mut out, &status)?;
@@ -569,9 +574,15 @@ fn retry_targets(config: &Config, target: Option<&str>) -> anyhow::Result<HashMa
 
 fn retried_message(retried: &Retried) -> String {
     let alerts = match retried.due {
+        0 if retried.held_for_digest > 0 => "No alert is due now".to_string(),
         0 => "No alert is waiting".to_string(),
         1 => "1 waiting alert is due now".to_string(),
         n => format!("{n} waiting alerts are due now"),
+    };
+    let held = match retried.held_for_digest {
+        0 => String::new(),
+        1 => ", 1 waits for its digest".to_string(),
+        n => format!(", {n} wait for their digest"),
     };
     let rests = match retried.rests_ended {
         0 => String::new(),
@@ -583,7 +594,7 @@ fn retried_message(retried: &Retried) -> String {
     } else {
         ": a running daemon sends them within seconds; without one, the next `feedhound poll` does"
     };
-    format!("{alerts}{rests}{when}")
+    format!("{alerts}{held}{rests}{when}")
 }
 
 /// The database as it is, without syncing it to this config: a `feeds` or `mentions` run with

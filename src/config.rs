@@ -11,6 +11,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use chrono::NaiveTime;
 use serde::Deserialize;
 use toml::Spanned;
 use url::Url;
@@ -18,6 +19,7 @@ use url::Url;
 use crate::fetch::{FeedHeaders, origin_only, parse_feed_header, redact};
 use crate::matcher::{CompanyRule, comparable_name};
 use crate::model::Field;
+use crate::notify::digest::{self, DigestTimes};
 
 /// The validated configuration.
 #[derive(Debug, Clone)]
@@ -133,6 +135,9 @@ pub struct NotifyConfig {
     pub backlog: bool,
     /// What each POST's body is.
     pub format: AlertFormat,
+    /// When set, alerts are gathered and sent together at these times of day rather than as
+    /// each story is flagged.
+    pub digest: Option<DigestTimes>,
 }
 
 /// How a target's alerts are written.
@@ -156,6 +161,7 @@ impl fmt::Debug for NotifyConfig {
             .field("retry_delay", &self.retry_delay)
             .field("backlog", &self.backlog)
             .field("format", &self.format)
+            .field("digest", &self.digest)
             .finish()
     }
 }
@@ -722,6 +728,7 @@ struct RawNotify {
     #[serde(default)]
     backlog: bool,
     format: Option<Spanned<String>>,
+    digest: Option<Spanned<toml::Value>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -1014,6 +1021,74 @@ impl Checker {
                     ),
                 );
                 default
+            }
+        }
+    }
+
+    /// A `digest`: a time of day (`"08:00"`, or TOML's `08:00:00`), a list of them, or a period
+    /// that divides a day (`"1h"`: on the hour).
+    fn digest(&mut self, raw: Spanned<toml::Value>, key: &str) -> Option<DigestTimes> {
+        const FORMS: &str = "write a time of day (\"08:00\"), a list of them ([\"08:00\", \"17:30\"]) or a period that divides a day (\"1h\")";
+        let span = raw.span();
+        let time_of = |value: &toml::Value| -> Result<NaiveTime, String> {
+            match value {
+                toml::Value::String(text) => {
+                    let text = text.trim();
+                    NaiveTime::parse_from_str(text, "%H:%M")
+                        .or_else(|_| NaiveTime::parse_from_str(text, "%H:%M:%S"))
+                        .map_err(|_| format!("cannot read {text:?} as a time of day; {FORMS}"))
+                }
+                toml::Value::Datetime(toml::value::Datetime {
+                    date: None,
+                    time: Some(time),
+                    offset: None,
+                }) => NaiveTime::from_hms_opt(
+                    u32::from(time.hour),
+                    u32::from(time.minute),
+                    u32::from(time.second.unwrap_or(0)),
+                )
+                .ok_or_else(|| format!("{time} is not a time of day")),
+                other => {
+                    let kind = other.type_str();
+                    let article = if kind.starts_with(['a', 'e', 'i', 'o', 'u']) {
+                        "an"
+                    } else {
+                        "a"
+                    };
+                    Err(format!("{article} {kind} is not a digest time; {FORMS}"))
+                }
+            }
+        };
+        let times = match raw.into_inner() {
+            toml::Value::String(text) if !text.contains(':') => {
+                match humantime::parse_duration(text.trim()) {
+                    Ok(period) => DigestTimes::every(period)
+                        .ok_or_else(|| format!("{text:?}: {}; or {FORMS}", digest::PERIOD_RULE)),
+                    Err(_) => Err(format!(
+                        "cannot read {text:?} as a time or a period; {FORMS}"
+                    )),
+                }
+            }
+            value => {
+                let values = match value {
+                    toml::Value::Array(values) => values,
+                    value => vec![value],
+                };
+                values
+                    .iter()
+                    .map(time_of)
+                    .collect::<Result<Vec<_>, _>>()
+                    .and_then(|times| {
+                        DigestTimes::at(times)
+                            .ok_or_else(|| format!("must name at least one time; {FORMS}"))
+                    })
+            }
+        };
+        match times {
+            Ok(times) => Some(times),
+            Err(message) => {
+                self.issue(Some(span), key, message);
+                None
             }
         }
     }
@@ -1452,7 +1527,12 @@ impl Checker {
                     known
                 }
             };
-            let (Some(url), Some(secret), Some(name), Some(format)) = (url, secret, name, format)
+            let digest = match target.digest {
+                None => Some(None),
+                Some(raw) => self.digest(raw, &format!("{key}.digest")).map(Some),
+            };
+            let (Some(url), Some(secret), Some(name), Some(format), Some(digest)) =
+                (url, secret, name, format, digest)
             else {
                 continue;
             };
@@ -1464,6 +1544,7 @@ impl Checker {
                 retry_delay,
                 backlog: target.backlog,
                 format,
+                digest,
             });
         }
         targets
@@ -1956,6 +2037,64 @@ mod tests {
             );
         }
         assert_eq!(config.alert_routes().len(), 2);
+    }
+
+    #[test]
+    fn a_digest_is_times_of_day_or_a_period_that_divides_a_day() {
+        let config = parse(
+            "[[notify]]\nurl = \"http://127.0.0.1:9/a\"\ndigest = \"08:00\"\n\
+             [[notify]]\nurl = \"http://127.0.0.1:9/b\"\ndigest = [\"17:30\", \" 08:00 \", 12:15:30]\n\
+             [[notify]]\nurl = \"http://127.0.0.1:9/c\"\ndigest = \"6h\"\n\
+             [[notify]]\nurl = \"http://127.0.0.1:9/d\"\n",
+        )
+        .unwrap();
+        let times: Vec<Option<Vec<String>>> = config
+            .notify
+            .iter()
+            .map(|target| {
+                let times = target.digest.as_ref()?.times();
+                Some(
+                    times
+                        .iter()
+                        .map(|t| t.format("%H:%M:%S").to_string())
+                        .collect(),
+                )
+            })
+            .collect();
+        let list = |times: &[&str]| Some(times.iter().map(|t| t.to_string()).collect());
+        assert_eq!(
+            times,
+            [
+                list(&["08:00:00"]),
+                list(&["08:00:00", "12:15:30", "17:30:00"]),
+                list(&["00:00:00", "06:00:00", "12:00:00", "18:00:00"]),
+                None,
+            ]
+        );
+
+        let message = error_text(
+            "[[notify]]\nurl = \"http://127.0.0.1:9/a\"\ndigest = \"7h\"\n\
+             [[notify]]\nurl = \"http://127.0.0.1:9/b\"\ndigest = \"25:00\"\n\
+             [[notify]]\nurl = \"http://127.0.0.1:9/c\"\ndigest = []\n\
+             [[notify]]\nurl = \"http://127.0.0.1:9/d\"\ndigest = 8\n\
+             [[notify]]\nurl = \"http://127.0.0.1:9/e\"\ndigest = \"daily\"\n\
+             [[notify]]\nurl = \"http://127.0.0.1:9/f\"\ndigest = 2026-11-26T08:00:00Z\n",
+        );
+        assert_lines_contain(
+            &message,
+            &[
+                ":3: notify[1].digest: \"7h\": a period must be at least a minute and divide a day evenly",
+                ":6: notify[2].digest: cannot read \"25:00\" as a time of day",
+                ":9: notify[3].digest: must name at least one time",
+                ":12: notify[4].digest: an integer is not a digest time",
+                ":15: notify[5].digest: cannot read \"daily\" as a time or a period",
+                ":18: notify[6].digest: a datetime is not a digest time",
+            ],
+        );
+        assert!(
+            message.contains("(\"08:00\")"),
+            "each says what to write: {message}"
+        );
     }
 
     #[test]

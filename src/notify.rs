@@ -17,6 +17,7 @@
 //! it. Any other answer proves the target is up; a refused alert only waits for its own retry,
 //! so an alert the receiver chokes on never holds the others back for long.
 
+pub mod digest;
 mod message;
 
 use std::collections::HashMap;
@@ -34,7 +35,8 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, NotifyConfig};
 use crate::fetch::{origin_only, parse_retry_after};
 use crate::store::writer::StoreWriter;
-use crate::store::{AlertPayload, AlertStory, TargetRest};
+use crate::store::{AlertPayload, AlertStory, DigestWindow, PendingAlert, TargetRest};
+use message::Sending;
 
 /// Longest wait between two attempts: a target that was down for a day gets its alerts
 /// within the hour after it comes back.
@@ -167,63 +169,103 @@ impl Notifier {
         }
     }
 
-    /// One target's due alerts, oldest first, until it is found down.
+    /// One target's due alerts, oldest first, until it is found down: a POST each, or for a
+    /// digest target, as few POSTs as hold them.
     async fn deliver_due_to(&self, target: &NotifyConfig) -> anyhow::Result<Delivered> {
         let mut totals = Delivered::default();
         if self.resting_until(target).await?.is_some() {
             return Ok(totals);
         }
+        let digest = digest_window(target, Utc::now());
         let mut answered = false;
         let only_this = vec![target.name.clone()];
         loop {
             let names = only_this.clone();
             let due = self
                 .writer
-                .call(move |store| store.due_alert_ids(Utc::now(), &names, BATCH))
+                .call(move |store| store.due_alert_ids(Utc::now(), &names, digest, BATCH))
                 .await?;
             if due.is_empty() {
                 return Ok(totals);
             }
             let before = totals;
-            for id in due {
-                let Some(alert) = self
-                    .writer
-                    .call(move |store| store.waiting_alert(id))
-                    .await?
-                else {
-                    continue; // withdrawn, or delivered by another process meanwhile
-                };
-                let told = alert.payload.companies.clone();
-                let Err(failure) = post(&self.client, target, &alert.payload).await else {
-                    self.writer
-                        .call(move |store| store.alert_delivered(id, &told, Utc::now()))
-                        .await?;
-                    tracing::info!(target = %target.name, story = alert.payload.story.id, "alert delivered");
-                    totals.delivered += 1;
-                    self.target_answered(target, &mut answered).await?;
-                    continue;
-                };
-                totals.failed += 1;
-                let delay = retry_delay(target.retry_delay, alert.attempts);
-                let retry_at = Utc::now() + to_chrono(delay);
-                let DeliveryFailure {
-                    target_down,
-                    retry_after,
-                    message,
-                } = failure;
-                tracing::warn!(target = %target.name, story = alert.payload.story.id, error = %message, retry_in = ?delay, "alert delivery failed");
-                let reason = message.clone();
-                self.writer
-                    .call(move |store| store.alert_failed(id, &told, &message, retry_at))
-                    .await?;
-                if !target_down {
-                    self.target_answered(target, &mut answered).await?;
-                    continue;
+            let mut due = due.into_iter();
+            // A digest's alerts are read together, just before its first POST; any other
+            // alert just before its own.
+            let take = if target.digest.is_some() { BATCH } else { 1 };
+            loop {
+                let mut alerts = Vec::new();
+                while alerts.len() < take {
+                    let Some(id) = due.next() else { break };
+                    // None: withdrawn, or delivered by another process meanwhile.
+                    alerts.extend(
+                        self.writer
+                            .call(move |store| store.waiting_alert(id))
+                            .await?,
+                    );
                 }
-                // Each of its other alerts would wait for the same answer in turn.
-                let rest = self.rest(target, retry_after, reason).await?;
-                tracing::info!(target = %target.name, until = %rest.until, "target is down; its alerts wait until it has rested");
-                return Ok(totals);
+                if alerts.is_empty() {
+                    break;
+                }
+                for (alerts, sending) in posts(target, alerts) {
+                    let count = alerts.len();
+                    let stories: Vec<i64> = alerts.iter().map(|a| a.payload.story.id).collect();
+                    let failure = match sending {
+                        Ok(sending) => post(&self.client, target, &sending).await.err(),
+                        Err(message) => Some(DeliveryFailure {
+                            target_down: false,
+                            retry_after: None,
+                            message,
+                        }),
+                    };
+                    let Some(failure) = failure else {
+                        self.writer
+                            .call(move |store| {
+                                let now = Utc::now();
+                                for alert in &alerts {
+                                    store.alert_delivered(
+                                        alert.id,
+                                        &alert.payload.companies,
+                                        now,
+                                    )?;
+                                }
+                                anyhow::Ok(())
+                            })
+                            .await?;
+                        tracing::info!(target = %target.name, ?stories, "alerts delivered");
+                        totals.delivered += count;
+                        self.target_answered(target, &mut answered).await?;
+                        continue;
+                    };
+                    totals.failed += count;
+                    let DeliveryFailure {
+                        target_down,
+                        retry_after,
+                        message,
+                    } = failure;
+                    tracing::warn!(target = %target.name, ?stories, error = %message, "alert delivery failed");
+                    let reason = message.clone();
+                    let first_delay = target.retry_delay;
+                    self.writer
+                        .call(move |store| {
+                            for alert in &alerts {
+                                let delay = retry_delay(first_delay, alert.attempts);
+                                let retry_at = Utc::now() + to_chrono(delay);
+                                let told = &alert.payload.companies;
+                                store.alert_failed(alert.id, told, &message, retry_at)?;
+                            }
+                            anyhow::Ok(())
+                        })
+                        .await?;
+                    if !target_down {
+                        self.target_answered(target, &mut answered).await?;
+                        continue;
+                    }
+                    // Each of its other alerts would wait for the same answer in turn.
+                    let rest = self.rest(target, retry_after, reason).await?;
+                    tracing::info!(target = %target.name, until = %rest.until, "target is down; its alerts wait until it has rested");
+                    return Ok(totals);
+                }
             }
             // Failed alerts are not due again in this round; stop once a round made no progress.
             if totals.delivered == before.delivered {
@@ -292,9 +334,10 @@ impl Notifier {
     ) -> anyhow::Result<Option<DateTime<Utc>>> {
         self.deliver_due_to(target).await?;
         let name = vec![target.name.clone()];
+        let digest = digest_window(target, Utc::now());
         let next = self
             .writer
-            .call(move |store| store.next_alert_time(&name))
+            .call(move |store| store.next_alert_time(&name, digest))
             .await?;
         Ok(match (next, self.resting_until(target).await?) {
             (Some(next), Some(until)) => Some(next.max(until)),
@@ -327,7 +370,13 @@ pub async fn send_test_alert(config: &Config, target: &NotifyConfig) -> anyhow::
         sources: Vec::new(),
         test: true,
     };
-    post(&http_client(config)?, target, &payload)
+    // A digest target gets it as a digest of one, the shape its receiver reads.
+    let sending = match target.digest {
+        None => message::single(target.format, &payload),
+        Some(_) => message::digest(target.format, &[&payload]).map(|mut posts| posts.remove(0).1),
+    }
+    .context("cannot encode the test alert")?;
+    post(&http_client(config)?, target, &sending)
         .await
         .map_err(|failure| anyhow::anyhow!(failure.message))
         .with_context(|| format!("the test alert to {} failed", target.name))
@@ -344,23 +393,70 @@ fn http_client(config: &Config) -> anyhow::Result<reqwest::Client> {
         .context("cannot set up the HTTP client for alerts")
 }
 
-/// One POST of `payload` to `target`.
+/// The POSTs that carry `alerts` to `target`, each with the alerts it carries: one each, or
+/// for a digest target, as few as hold them. A body that cannot be written is an error for its
+/// alerts, recorded as a failed attempt.
+fn posts(
+    target: &NotifyConfig,
+    mut alerts: Vec<PendingAlert>,
+) -> Vec<(Vec<PendingAlert>, Result<Sending, String>)> {
+    let cannot_encode = |err: serde_json::Error| format!("cannot encode the alert: {err}");
+    if target.digest.is_none() {
+        return alerts
+            .into_iter()
+            .map(|alert| {
+                let sending = message::single(target.format, &alert.payload).map_err(cannot_encode);
+                (vec![alert], sending)
+            })
+            .collect();
+    }
+    let payloads: Vec<&AlertPayload> = alerts.iter().map(|alert| &alert.payload).collect();
+    match message::digest(target.format, &payloads) {
+        Err(err) => vec![(alerts, Err(cannot_encode(err)))],
+        Ok(parts) => parts
+            .into_iter()
+            .map(|(count, sending)| {
+                let after = alerts.split_off(count);
+                (std::mem::replace(&mut alerts, after), Ok(sending))
+            })
+            .collect(),
+    }
+}
+
+/// Where `now` falls among each digest target's times, by name, for `feedhound alerts`.
+pub fn digest_windows(config: &Config, now: DateTime<Utc>) -> HashMap<String, DigestWindow> {
+    config
+        .notify
+        .iter()
+        .filter_map(|target| Some((target.name.clone(), digest_window(target, now)?)))
+        .collect()
+}
+
+/// Where now falls among `target`'s digest times, on this machine's clock; None when it takes
+/// each alert as it comes.
+fn digest_window(target: &NotifyConfig, now: DateTime<Utc>) -> Option<DigestWindow> {
+    target
+        .digest
+        .as_ref()
+        .map(|times| times.window(now, &chrono::Local))
+}
+
+/// One POST to `target`.
 async fn post(
     client: &reqwest::Client,
     target: &NotifyConfig,
-    payload: &AlertPayload,
+    sending: &Sending,
 ) -> Result<(), DeliveryFailure> {
     let failure = |target_down, message| DeliveryFailure {
         target_down,
         retry_after: None,
         message,
     };
-    let body = message::body(target.format, payload)
-        .map_err(|e| failure(false, format!("cannot encode the alert: {e}")))?;
+    let body = sending.body.clone();
     let mut request = client
         .post(target.url.clone())
         .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .header("Idempotency-Key", &payload.idempotency_key);
+        .header("Idempotency-Key", &sending.idempotency_key);
     if let Some(secret) = &target.secret {
         request = request.header("X-Feedhound-Signature", signature(secret, &body));
     }

@@ -1,4 +1,5 @@
-//! Alerts written as chat messages, for targets with `format = "slack"` or `"discord"`.
+//! What each POST carries: feedhound's JSON, or a chat message for targets with `format =
+//! "slack"` or `"discord"`; one alert, or for a target with a `digest`, several.
 //!
 //! A chat webhook posts what it is given to a channel, so these targets get a message built from
 //! the payload a `json` target gets: the story's title as a link, the companies it names, where
@@ -20,13 +21,92 @@ const SNIPPET_CHARS: usize = 300;
 /// A link longer than this (percent-encoded) is left out and the title shown plain.
 const LINK_CHARS: usize = 500;
 
-/// The body of a POST to a target that wants `format`.
-pub fn body(format: AlertFormat, payload: &AlertPayload) -> serde_json::Result<Vec<u8>> {
+/// Most alerts in one JSON digest: a receiver takes them in one request.
+const DIGEST_ALERTS: usize = 50;
+
+/// One POST: the `Idempotency-Key` a receiver drops repeats by, and the body.
+#[derive(Debug)]
+pub struct Sending {
+    pub idempotency_key: String,
+    pub body: Vec<u8>,
+}
+
+/// The POST of one alert to a target that wants `format`.
+pub fn single(format: AlertFormat, payload: &AlertPayload) -> serde_json::Result<Sending> {
+    let body = match format {
+        AlertFormat::Json => serde_json::to_vec(payload)?,
+        AlertFormat::Slack => chat_body(Chat::Slack, Chat::Slack.message(payload))?,
+        AlertFormat::Discord => chat_body(Chat::Discord, Chat::Discord.message(payload))?,
+    };
+    Ok(Sending {
+        idempotency_key: payload.idempotency_key.clone(),
+        body,
+    })
+}
+
+/// The POSTs of a digest of `payloads`, in order, each with how many of them it carries: one
+/// JSON document of up to [`DIGEST_ALERTS`] alerts, or as many chat messages as keep each
+/// within the service's limit. Each POST's key is made of its alerts' keys, so a retry of the
+/// same alerts has the same key.
+pub fn digest(
+    format: AlertFormat,
+    payloads: &[&AlertPayload],
+) -> serde_json::Result<Vec<(usize, Sending)>> {
+    let key_of = |part: &[&AlertPayload]| {
+        let keys: Vec<&str> = part.iter().map(|p| p.idempotency_key.as_str()).collect();
+        format!(
+            "digest-{}",
+            &blake3::hash(keys.join("\n").as_bytes()).to_hex()[..32]
+        )
+    };
     match format {
-        AlertFormat::Json => serde_json::to_vec(payload),
-        AlertFormat::Slack => serde_json::to_vec(&json!({ "text": Chat::Slack.message(payload) })),
-        AlertFormat::Discord => serde_json::to_vec(&json!({
-            "content": Chat::Discord.message(payload),
+        AlertFormat::Json => payloads
+            .chunks(DIGEST_ALERTS)
+            .map(|part| {
+                let idempotency_key = key_of(part);
+                let body = serde_json::to_vec(&json!({
+                    "idempotency_key": idempotency_key,
+                    "alerts": part,
+                }))?;
+                Ok((
+                    part.len(),
+                    Sending {
+                        idempotency_key,
+                        body,
+                    },
+                ))
+            })
+            .collect(),
+        AlertFormat::Slack | AlertFormat::Discord => {
+            let chat = if format == AlertFormat::Slack {
+                Chat::Slack
+            } else {
+                Chat::Discord
+            };
+            let mut at = 0;
+            chat.digest_messages(payloads)
+                .into_iter()
+                .map(|(count, text)| {
+                    let part = &payloads[at..at + count];
+                    at += count;
+                    Ok((
+                        count,
+                        Sending {
+                            idempotency_key: key_of(part),
+                            body: chat_body(chat, text)?,
+                        },
+                    ))
+                })
+                .collect()
+        }
+    }
+}
+
+fn chat_body(chat: Chat, text: String) -> serde_json::Result<Vec<u8>> {
+    match chat {
+        Chat::Slack => serde_json::to_vec(&json!({ "text": text })),
+        Chat::Discord => serde_json::to_vec(&json!({
+            "content": text,
             // A headline saying "@everyone" is text, not a ping.
             "allowed_mentions": { "parse": [] },
         })),
@@ -49,7 +129,75 @@ impl Chat {
         }
     }
 
+    /// One alert: the story's head, then the text around each company's mention.
     fn message(self, payload: &AlertPayload) -> String {
+        let mut text = self.head(payload);
+        let left_out_line = |n: usize| match n {
+            1 => "\n(+1 more company)".to_owned(),
+            n => format!("\n(+{n} more companies)"),
+        };
+        let room = self.limit() - left_out_line(payload.companies.len()).chars().count();
+        for (shown, company) in payload.companies.iter().enumerate() {
+            let line = format!(
+                "\n{}{}: {}",
+                self.quote(),
+                self.bold(&self.text(&company.name, NAME_CHARS)),
+                self.text(&company.snippet, SNIPPET_CHARS)
+            );
+            if text.chars().count() + line.chars().count() > room {
+                text.push_str(&left_out_line(payload.companies.len() - shown));
+                break;
+            }
+            text.push_str(&line);
+        }
+        text
+    }
+
+    /// A digest: each story's head, a blank line apart, under a line that counts them, in as
+    /// many messages as the service's limit asks for; each with how many stories it holds.
+    fn digest_messages(self, payloads: &[&AlertPayload]) -> Vec<(usize, String)> {
+        // Room for the count line, "Digest: 50 stories · part 10 of 10", bold.
+        const COUNT_LINE: usize = 48;
+        let heads: Vec<String> = payloads.iter().map(|p| self.head(p)).collect();
+        let mut parts: Vec<&[String]> = Vec::new();
+        let mut rest = heads.as_slice();
+        while !rest.is_empty() {
+            let mut length = COUNT_LINE;
+            let fits = rest
+                .iter()
+                .take_while(|head| {
+                    length += 2 + head.chars().count();
+                    length <= self.limit()
+                })
+                .count()
+                .max(1);
+            let (part, after) = rest.split_at(fits);
+            parts.push(part);
+            rest = after;
+        }
+        let total = parts.len();
+        parts
+            .into_iter()
+            .enumerate()
+            .map(|(index, part)| {
+                let mut count = match part.len() {
+                    1 => "Digest: 1 story".to_owned(),
+                    n => format!("Digest: {n} stories"),
+                };
+                if total > 1 {
+                    count.push_str(&format!(" · part {} of {total}", index + 1));
+                }
+                (
+                    part.len(),
+                    format!("{}\n\n{}", self.bold(&count), part.join("\n\n")),
+                )
+            })
+            .collect()
+    }
+
+    /// What says which story an alert is about: what was newly named, the title as a link,
+    /// then the companies, where and when.
+    fn head(self, payload: &AlertPayload) -> String {
         let story = &payload.story;
         let mut head = Vec::new();
         if let Some(company) = &payload.newly_named {
@@ -87,27 +235,7 @@ impl Chat {
             .unwrap_or(&story.first_seen_at);
         about.push(format!("{when} UTC"));
         head.push(about.join(" · "));
-
-        let mut text = head.join("\n");
-        let left_out_line = |n: usize| match n {
-            1 => "\n(+1 more company)".to_owned(),
-            n => format!("\n(+{n} more companies)"),
-        };
-        let room = self.limit() - left_out_line(payload.companies.len()).chars().count();
-        for (shown, company) in payload.companies.iter().enumerate() {
-            let line = format!(
-                "\n{}{}: {}",
-                self.quote(),
-                self.bold(&self.text(&company.name, NAME_CHARS)),
-                self.text(&company.snippet, SNIPPET_CHARS)
-            );
-            if text.chars().count() + line.chars().count() > room {
-                text.push_str(&left_out_line(payload.companies.len() - shown));
-                break;
-            }
-            text.push_str(&line);
-        }
-        text
+        head.join("\n")
     }
 
     /// At most `most` characters of the feed's `text`, cut with "…", as plain text in the
@@ -227,7 +355,7 @@ mod tests {
 
     fn text_of(format: AlertFormat, payload: &AlertPayload) -> String {
         let body: serde_json::Value =
-            serde_json::from_slice(&body(format, payload).unwrap()).unwrap();
+            serde_json::from_slice(&single(format, payload).unwrap().body).unwrap();
         let key = if format == AlertFormat::Slack {
             "text"
         } else {
@@ -264,7 +392,7 @@ mod tests {
         );
         story.newly_named = Some("Globex".into());
         let body: serde_json::Value =
-            serde_json::from_slice(&body(AlertFormat::Discord, &story).unwrap()).unwrap();
+            serde_json::from_slice(&single(AlertFormat::Discord, &story).unwrap().body).unwrap();
         assert_eq!(body["allowed_mentions"], json!({ "parse": [] }));
         assert_eq!(
             body["content"],
@@ -390,11 +518,128 @@ mod tests {
     }
 
     #[test]
+    fn a_json_digest_carries_the_alerts_under_a_key_made_of_theirs() {
+        let mut first = payload("One", "https://news.example/1", &[("Acme", "s")]);
+        first.idempotency_key = "k1".into();
+        let mut second = payload("Two", "https://news.example/2", &[("Acme", "s")]);
+        second.idempotency_key = "k2".into();
+        let posts = digest(AlertFormat::Json, &[&first, &second]).unwrap();
+        assert_eq!(posts.len(), 1);
+        let (count, sending) = &posts[0];
+        assert_eq!(*count, 2);
+        let body: serde_json::Value = serde_json::from_slice(&sending.body).unwrap();
+        assert_eq!(body["idempotency_key"], sending.idempotency_key.as_str());
+        assert_eq!(
+            body["alerts"],
+            json!([
+                serde_json::to_value(&first).unwrap(),
+                serde_json::to_value(&second).unwrap()
+            ])
+        );
+        let again = digest(AlertFormat::Json, &[&first, &second]).unwrap();
+        assert_eq!(again[0].1.idempotency_key, sending.idempotency_key);
+        let alone = digest(AlertFormat::Json, &[&first]).unwrap();
+        assert_ne!(alone[0].1.idempotency_key, sending.idempotency_key);
+        assert!(sending.idempotency_key.starts_with("digest-"));
+
+        let many: Vec<AlertPayload> = (0..120)
+            .map(|i| {
+                let mut alert = payload("t", "https://news.example/t", &[]);
+                alert.idempotency_key = format!("k{i}");
+                alert
+            })
+            .collect();
+        let refs: Vec<&AlertPayload> = many.iter().collect();
+        let counts: Vec<usize> = digest(AlertFormat::Json, &refs)
+            .unwrap()
+            .iter()
+            .map(|(count, _)| *count)
+            .collect();
+        assert_eq!(counts, [50, 50, 20]);
+    }
+
+    #[test]
+    fn a_chat_digest_lists_each_story_once_in_order_within_the_services_limit() {
+        let stories: Vec<AlertPayload> = (0..30)
+            .map(|i| {
+                payload(
+                    &format!("Story {i:02} {}", "headline ".repeat(15)),
+                    &format!("https://news.example/{i}"),
+                    &[("Acme", "a snippet the digest leaves out")],
+                )
+            })
+            .collect();
+        let refs: Vec<&AlertPayload> = stories.iter().collect();
+        for (format, limit) in [(AlertFormat::Discord, 2000), (AlertFormat::Slack, 4000)] {
+            let posts = digest(format, &refs).unwrap();
+            assert!(posts.len() > 1, "30 long heads need more than one message");
+            let texts: Vec<String> = posts
+                .iter()
+                .map(|(_, sending)| {
+                    let body: serde_json::Value = serde_json::from_slice(&sending.body).unwrap();
+                    let key = if format == AlertFormat::Slack {
+                        "text"
+                    } else {
+                        "content"
+                    };
+                    body[key].as_str().unwrap().to_owned()
+                })
+                .collect();
+            let mut listed = Vec::new();
+            for (index, ((count, _), text)) in posts.iter().zip(&texts).enumerate() {
+                assert!(chars(text) <= limit, "{} chars", chars(text));
+                let first_line = text.lines().next().unwrap();
+                assert!(
+                    first_line.contains(&format!(
+                        "Digest: {count} stories · part {} of {}",
+                        index + 1,
+                        posts.len()
+                    )),
+                    "{first_line}"
+                );
+                assert!(!text.contains("a snippet"), "heads only");
+                listed.extend(
+                    text.lines()
+                        .filter_map(|line| line.split("Story ").nth(1))
+                        .map(|rest| rest[..2].to_owned()),
+                );
+            }
+            let expected: Vec<String> = (0..30).map(|i| format!("{i:02}")).collect();
+            assert_eq!(listed, expected, "every story once, in order");
+            assert_eq!(posts.iter().map(|(count, _)| count).sum::<usize>(), 30);
+        }
+    }
+
+    #[test]
+    fn a_digest_of_the_longest_hostile_story_still_fits_one_message() {
+        let name = "*".repeat(150);
+        let companies: Vec<(&str, &str)> = (0..40).map(|_| (name.as_str(), "[x](y)")).collect();
+        let mut story = payload(&"*".repeat(1000), &"(".repeat(490), &companies);
+        story.newly_named = Some("_".repeat(500));
+        story.sources[0].feed = "|".repeat(500);
+        for (format, limit) in [(AlertFormat::Discord, 2000), (AlertFormat::Slack, 4000)] {
+            let posts = digest(format, &[&story, &story]).unwrap();
+            for (count, sending) in &posts {
+                let body: serde_json::Value = serde_json::from_slice(&sending.body).unwrap();
+                let text = body
+                    .get("content")
+                    .or_else(|| body.get("text"))
+                    .and_then(|text| text.as_str())
+                    .unwrap();
+                assert!(
+                    chars(text) <= limit,
+                    "{} chars in a part of {count}",
+                    chars(text)
+                );
+            }
+        }
+    }
+
+    #[test]
     fn a_json_target_gets_feedhounds_payload() {
         let story = payload("t", "https://news.example/t", &[("Acme", "s")]);
-        assert_eq!(
-            body(AlertFormat::Json, &story).unwrap(),
-            serde_json::to_vec(&story).unwrap()
-        );
+        let sending = single(AlertFormat::Json, &story).unwrap();
+        assert_eq!(sending.body, serde_json::to_vec(&story).unwrap());
+        assert_eq!(sending.idempotency_key, "k");
     }
 }

@@ -1211,7 +1211,9 @@ mod tests {
 
     /// (pending, withdrawn, delivered) alerts of `target`.
     fn alert_counts(store: &Store, target: &str) -> (i64, i64, i64) {
-        let status = store.outbox_status(&HashMap::new()).unwrap();
+        let status = store
+            .outbox_status(&HashMap::new(), &HashMap::new())
+            .unwrap();
         let t = status.iter().find(|t| t.target == target).unwrap();
         (t.pending, t.withdrawn, t.delivered)
     }
@@ -1323,13 +1325,13 @@ mod tests {
         );
         assert_eq!(alert_counts(&store, "xiaomi"), (0, 1, 0));
         assert_eq!(
-            store.next_alert_time(&["xiaomi".into()]).unwrap(),
+            store.next_alert_time(&["xiaomi".into()], None).unwrap(),
             None,
             "no delivery round waits for it"
         );
         assert!(
             store
-                .due_alert_ids(now, &["xiaomi".into()], 10)
+                .due_alert_ids(now, &["xiaomi".into()], None, 10)
                 .unwrap()
                 .is_empty(),
             "nor reads it"
@@ -1362,7 +1364,7 @@ mod tests {
         );
         assert_eq!(
             store
-                .next_alert_time(&["xiaomi".into()])
+                .next_alert_time(&["xiaomi".into()], None)
                 .unwrap()
                 .map(sql_time),
             Some(sql_time(retry_at)),

@@ -34,7 +34,8 @@ pub use flags::{
 };
 pub use health::ServiceGauges;
 pub use outbox::{
-    AlertCompany, AlertPayload, AlertStory, OutboxStatus, PendingAlert, Retried, TargetRest,
+    AlertCompany, AlertPayload, AlertStory, DigestWindow, OutboxStatus, PendingAlert, Retried,
+    TargetRest,
 };
 pub use retention::{PruneReport, PrunedFeed, VacuumReport};
 pub use search::{SearchError, SearchHit, SearchQuery};

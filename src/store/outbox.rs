@@ -90,10 +90,20 @@ impl OutboxStatus {
 /// What `Store::retry_now` did.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Retried {
-    /// The targets' undelivered alerts that are not withdrawn: all due now.
+    /// The targets' undelivered alerts that are not withdrawn or held: all due now.
     pub due: usize,
+    /// Alerts of digest targets that wait for their next digest time.
+    pub held_for_digest: usize,
     /// Targets that were resting after being found down, and are not now.
     pub rests_ended: usize,
+}
+
+/// Where now falls among a digest target's times (`notify::digest`): alerts queued before
+/// `last` are due (as their own retry times allow); those queued since wait for `next`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DigestWindow {
+    pub last: DateTime<Utc>,
+    pub next: DateTime<Utc>,
 }
 
 /// A target that delivery rounds found down, resting before it is tried again.
@@ -112,12 +122,14 @@ fn told_json(told: &[AlertCompany]) -> serde_json::Result<String> {
 }
 
 impl Store {
-    /// The ids of the alerts for `targets` whose next attempt is due, oldest first. Alerts of
-    /// targets no longer configured wait (`outbox_status` lists them).
+    /// The ids of the alerts for `targets` whose next attempt is due, oldest first; with a
+    /// `digest` window, only those queued before its last digest time. Alerts of targets no
+    /// longer configured wait (`outbox_status` lists them).
     pub fn due_alert_ids(
         &self,
         now: DateTime<Utc>,
         targets: &[String],
+        digest: Option<DigestWindow>,
         limit: usize,
     ) -> anyhow::Result<Vec<i64>> {
         Ok(self
@@ -126,10 +138,16 @@ impl Store {
                 "SELECT id FROM outbox
                  WHERE delivered_at IS NULL AND withdrawn_at IS NULL AND next_attempt_at <= ?1
                    AND target IN (SELECT value FROM json_each(?3))
+                   AND (?4 IS NULL OR created_at < ?4)
                  ORDER BY next_attempt_at, id LIMIT ?2",
             )?
             .query_map(
-                params![sql_time(now), limit as i64, serde_json::to_string(targets)?],
+                params![
+                    sql_time(now),
+                    limit as i64,
+                    serde_json::to_string(targets)?,
+                    digest.map(|window| sql_time(window.last)),
+                ],
                 |r| r.get(0),
             )?
             .collect::<Result<_, _>>()?)
@@ -253,13 +271,23 @@ impl Store {
         Ok(())
     }
 
-    /// When the next undelivered alert for `targets` is due, if any.
-    pub fn next_alert_time(&self, targets: &[String]) -> anyhow::Result<Option<DateTime<Utc>>> {
+    /// When the next undelivered alert for `targets` is due, if any; with a `digest` window,
+    /// one queued since its last digest time is not due before the next.
+    pub fn next_alert_time(
+        &self,
+        targets: &[String],
+        digest: Option<DigestWindow>,
+    ) -> anyhow::Result<Option<DateTime<Utc>>> {
+        let (last, next) = digest
+            .map(|window| (sql_time(window.last), sql_time(window.next)))
+            .unzip();
         let next: Option<String> = self.conn.query_row(
-            "SELECT min(next_attempt_at) FROM outbox
+            "SELECT min(CASE WHEN ?2 IS NULL OR created_at < ?2 THEN next_attempt_at
+                             ELSE max(next_attempt_at, ?3) END)
+             FROM outbox
              WHERE delivered_at IS NULL AND withdrawn_at IS NULL
                AND target IN (SELECT value FROM json_each(?1))",
-            [serde_json::to_string(targets)?],
+            params![serde_json::to_string(targets)?, last, next],
             |r| r.get(0),
         )?;
         Ok(next.as_deref().and_then(super::parse_sql_time))
@@ -348,9 +376,13 @@ impl Store {
     ///
     /// `url_keys` names the targets (target name → key of its configured URL): a rest counts as
     /// ended only if it was for that URL, as no other holds the target back.
+    ///
+    /// A digest target's alerts queued since its last digest time (`digests`) still wait for
+    /// the next: they are counted apart.
     pub fn retry_now(
         &mut self,
         url_keys: &HashMap<String, String>,
+        digests: &HashMap<String, DigestWindow>,
         now: DateTime<Utc>,
     ) -> anyhow::Result<Retried> {
         let targets = serde_json::to_string(&url_keys.keys().collect::<Vec<_>>())?;
@@ -368,6 +400,16 @@ impl Store {
             [&targets],
             |r| r.get(0),
         )?;
+        let mut held: i64 = 0;
+        for (target, window) in digests.iter().filter(|(t, _)| url_keys.contains_key(*t)) {
+            held += tx.query_row(
+                "SELECT count(*) FROM outbox
+                 WHERE delivered_at IS NULL AND withdrawn_at IS NULL
+                   AND target = ?1 AND created_at >= ?2",
+                params![target, sql_time(window.last)],
+                |r| r.get::<_, i64>(0),
+            )?;
+        }
         // A rest that is over still holds the count its next one doubles from: it goes too.
         let ended: Vec<bool> = tx
             .prepare(
@@ -386,7 +428,8 @@ impl Store {
             .collect::<Result<_, _>>()?;
         tx.commit()?;
         Ok(Retried {
-            due: usize::try_from(due)?,
+            due: usize::try_from(due - held)?,
+            held_for_digest: usize::try_from(held)?,
             rests_ended: ended.into_iter().filter(|running| *running).count(),
         })
     }
@@ -396,6 +439,7 @@ impl Store {
     pub fn outbox_status(
         &self,
         url_keys: &HashMap<String, String>,
+        digests: &HashMap<String, DigestWindow>,
     ) -> anyhow::Result<Vec<OutboxStatus>> {
         let mut stmt = self.conn.prepare(
             "SELECT target,
@@ -431,7 +475,15 @@ impl Store {
                 })
             },
         )?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let mut status: Vec<OutboxStatus> = rows.collect::<Result<_, _>>()?;
+        for target in &mut status {
+            if let Some(&window) = digests.get(&target.target) {
+                target.next_attempt_at = self
+                    .next_alert_time(std::slice::from_ref(&target.target), Some(window))?
+                    .map(sql_time);
+            }
+        }
+        Ok(status)
     }
 }
 
@@ -476,7 +528,7 @@ impl Store {
         limit: usize,
     ) -> anyhow::Result<Vec<PendingAlert>> {
         let mut due = Vec::new();
-        for id in self.due_alert_ids(now, targets, limit)? {
+        for id in self.due_alert_ids(now, targets, None, limit)? {
             due.extend(self.waiting_alert(id)?);
         }
         Ok(due)
@@ -609,18 +661,19 @@ mod tests {
             .map(|target| (target.to_string(), "k".to_string()))
             .into();
         let all = ["desk", "log", "wire", "moved"].map(String::from);
-        assert_eq!(store.due_alert_ids(now, &all, 10).unwrap(), [2]);
+        assert_eq!(store.due_alert_ids(now, &all, None, 10).unwrap(), [2]);
 
-        let retried = store.retry_now(&retry, now).unwrap();
+        let retried = store.retry_now(&retry, &HashMap::new(), now).unwrap();
         assert_eq!(
             retried,
             Retried {
                 due: 2,
+                held_for_digest: 0,
                 rests_ended: 1
             }
         );
         assert_eq!(
-            store.due_alert_ids(now, &all, 10).unwrap(),
+            store.due_alert_ids(now, &all, None, 10).unwrap(),
             [2, 1],
             "the alert that was due keeps its earlier time; neither the delivered, the \
              withdrawn nor another target's alert is made due"
@@ -661,6 +714,68 @@ mod tests {
             row(5).1,
             sql_time(now),
             "a withdrawn alert goes once put back"
+        );
+    }
+
+    #[test]
+    fn a_digest_targets_alerts_wait_for_the_first_digest_time_after_they_were_queued() {
+        let (_dir, mut store, _) = store_with_one_feed();
+        let now = Utc::now();
+        let at = |minutes: i64| sql_time(now + Duration::minutes(minutes));
+        let window = DigestWindow {
+            last: now - Duration::minutes(10),
+            next: now + Duration::minutes(50),
+        };
+        store
+            .conn
+            .execute_batch(&format!(
+                "INSERT INTO stories (id, first_seen_at) VALUES (7, '{a}'), (8, '{a}'), (9, '{a}');
+                 INSERT INTO outbox (id, target, story_id, idempotency_key, created_at, attempts,
+                                     next_attempt_at)
+                     VALUES (1, 'desk', 7, 'k1', '{before}', 0, '{before}'),
+                            (2, 'desk', 8, 'k2', '{since}', 0, '{since}'),
+                            (3, 'desk', 9, 'k3', '{before}', 2, '{retry}');",
+                a = at(-30),
+                before = at(-11),
+                since = at(-10),
+                retry = at(5),
+            ))
+            .unwrap();
+        let desk = ["desk".to_string()];
+        assert_eq!(
+            store.due_alert_ids(now, &desk, Some(window), 10).unwrap(),
+            [1],
+            "queued at the last digest time or since: the next digest's"
+        );
+        assert_eq!(store.due_alert_ids(now, &desk, None, 10).unwrap(), [1, 2]);
+        let next =
+            |store: &Store, window| store.next_alert_time(&desk, window).unwrap().map(sql_time);
+        assert_eq!(next(&store, Some(window)), Some(at(-11)));
+        store
+            .conn
+            .execute("DELETE FROM outbox WHERE id = 1", [])
+            .unwrap();
+        assert_eq!(
+            next(&store, Some(window)),
+            Some(at(5)),
+            "a failed digest is retried on its own schedule"
+        );
+        store
+            .conn
+            .execute("DELETE FROM outbox WHERE id = 3", [])
+            .unwrap();
+        assert_eq!(next(&store, Some(window)), Some(sql_time(window.next)));
+        assert_eq!(next(&store, None), Some(at(-10)));
+
+        let keys: HashMap<String, String> = [("desk".to_string(), "k".to_string())].into();
+        let digests: HashMap<String, DigestWindow> = [("desk".to_string(), window)].into();
+        let retried = store.retry_now(&keys, &digests, now).unwrap();
+        assert_eq!((retried.due, retried.held_for_digest), (0, 1));
+        let status = store.outbox_status(&keys, &digests).unwrap();
+        assert_eq!(
+            status[0].next_attempt(),
+            Some(sql_time(window.next).as_str()),
+            "`feedhound alerts` shows when the digest goes"
         );
     }
 

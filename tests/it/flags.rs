@@ -1252,6 +1252,148 @@ fn an_alert_queued_before_a_sigkill_is_delivered_after_the_restart() {
 }
 
 #[test]
+fn a_digest_target_gets_the_stories_queued_before_its_time_in_one_post_then_waits_for_the_next() {
+    use chrono::{DurationRound, Utc};
+    let server = FeedServer::start();
+    let mut items = vec![
+        "<guid>1</guid><title>Xiaomi posts results</title>",
+        "<guid>2</guid><title>Samsung opens a plant</title>",
+        "<guid>3</guid><title>Xiaomi and Samsung cut prices</title>",
+    ];
+    server.feed("a.xml", rss(&items));
+    for hook in ["desk", "chat", "each"] {
+        server.set(hook, Route::webhook(200));
+    }
+    // A digest time a few seconds ahead on the binary's clock (TZ=UTC): the poll below queues
+    // the stories before it, and the daemon started after it sends them at that time.
+    let digest_at = (Utc::now() + chrono::Duration::seconds(8))
+        .duration_trunc(chrono::Duration::seconds(1))
+        .unwrap();
+    let digest = digest_at.format("%H:%M:%S");
+    let notify = format!(
+        "\n[[notify]]\nname = \"desk\"\nurl = \"{}\"\nsecret = \"k3y\"\nbacklog = true\ndigest = \"{digest}\"\n\
+         [[notify]]\nname = \"chat\"\nurl = \"{}\"\nformat = \"slack\"\nbacklog = true\ndigest = [\"{digest}\"]\n\
+         [[notify]]\nname = \"each\"\nurl = \"{}\"\nbacklog = true\n",
+        server.url("desk"),
+        server.url("chat"),
+        server.url("each"),
+    );
+    let app = App::new(&[server.url("a.xml")], &format!("{COMPANIES}{notify}"));
+    let utc = [("TZ", "UTC")];
+    let polled = app.cli_with_env(&utc, &["poll"]);
+    assert!(
+        polled.status.success(),
+        "{}",
+        String::from_utf8_lossy(&polled.stderr)
+    );
+    assert_eq!(
+        server.requests("each").len(),
+        3,
+        "a target without a digest: at once"
+    );
+    assert!(server.requests("desk").is_empty() && server.requests("chat").is_empty());
+    assert!(
+        Utc::now() < digest_at,
+        "this machine took too long to poll for the test's digest time"
+    );
+    let next_attempts = || -> Vec<(String, i64, String)> {
+        let output = app.cli_with_env(&utc, &["alerts", "--format", "json"]);
+        let status: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        status
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["target"] != "each")
+            .map(|t| {
+                (
+                    t["target"].as_str().unwrap().to_owned(),
+                    t["pending"].as_i64().unwrap(),
+                    t["next_attempt_at"].as_str().unwrap_or("-").to_owned(),
+                )
+            })
+            .collect()
+    };
+    let today = digest_at.format("%Y-%m-%d %H:%M:%S").to_string();
+    assert_eq!(
+        next_attempts(),
+        [("chat".into(), 3, today.clone()), ("desk".into(), 3, today)]
+    );
+
+    let daemon = app.spawn_daemon_with_env(&utc);
+    while Utc::now() < digest_at - chrono::Duration::milliseconds(300) {
+        assert!(
+            server.requests("desk").is_empty(),
+            "nothing goes before the digest time"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    wait_until(Duration::from_secs(20), "both digests go out", || {
+        server.requests("desk").len() == 1 && server.requests("chat").len() == 1
+    });
+    let sent = &server.requests("desk")[0];
+    let body: serde_json::Value = serde_json::from_slice(&sent.body).unwrap();
+    assert_eq!(
+        body["idempotency_key"],
+        sent.headers["idempotency-key"].as_str()
+    );
+    assert_eq!(
+        sent.headers["x-feedhound-signature"],
+        feedhound::notify::signature("k3y", &sent.body)
+    );
+    let mut titles: Vec<&str> = body["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|alert| alert["story"]["title"].as_str().unwrap())
+        .collect();
+    titles.sort();
+    assert_eq!(
+        titles,
+        [
+            "Samsung opens a plant",
+            "Xiaomi and Samsung cut prices",
+            "Xiaomi posts results"
+        ]
+    );
+    let chat: serde_json::Value = serde_json::from_slice(&server.requests("chat")[0].body).unwrap();
+    let text = chat["text"].as_str().unwrap();
+    assert!(text.starts_with("*Digest: 3 stories*\n\n"), "{text}");
+    assert_eq!(text.matches("Xiaomi posts results").count(), 1, "{text}");
+    wait_until(
+        Duration::from_secs(10),
+        "the deliveries are recorded",
+        || app.try_count("SELECT count(*) FROM outbox WHERE delivered_at IS NOT NULL") == Some(9),
+    );
+    let (status, stderr) = daemon.stop(Duration::from_secs(10));
+    assert!(status.success(), "{stderr}");
+
+    // A story queued after the digest time waits for the next one, tomorrow; retrying by hand
+    // does not send it early.
+    items.push("<guid>4</guid><title>Xiaomi hires a new chief</title>");
+    server.feed("a.xml", rss(&items));
+    assert!(app.cli_with_env(&utc, &["poll"]).status.success());
+    assert_eq!(server.requests("each").len(), 4);
+    let tomorrow = (digest_at + chrono::Duration::days(1))
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string();
+    assert_eq!(
+        next_attempts(),
+        [
+            ("chat".into(), 1, tomorrow.clone()),
+            ("desk".into(), 1, tomorrow)
+        ]
+    );
+    let retried = app.cli_with_env(&utc, &["alerts", "--retry-now"]);
+    let stdout = String::from_utf8_lossy(&retried.stdout);
+    assert!(
+        stdout.starts_with("No alert is due now, 2 wait for their digest"),
+        "{stdout}"
+    );
+    assert_eq!(server.requests("desk").len(), 1);
+    assert_eq!(server.requests("chat").len(), 1);
+}
+
+#[test]
 fn alerts_retried_by_hand_go_out_from_the_running_daemon_despite_an_hour_of_backoff() {
     let server = FeedServer::start();
     server.feed(

@@ -534,7 +534,13 @@ pub struct Daemon {
 
 impl App {
     pub fn spawn_daemon(&self) -> Daemon {
+        self.spawn_daemon_with_env(&[])
+    }
+
+    /// [`App::spawn_daemon`] with these environment variables set.
+    pub fn spawn_daemon_with_env(&self, env: &[(&str, &str)]) -> Daemon {
         let child = binary()
+            .envs(env.iter().copied())
             .arg("--config")
             .arg(&self.config_path)
             .arg("run")
