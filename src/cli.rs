@@ -170,6 +170,7 @@ pub enum Command {
     Alerts {
         /// First make every waiting alert due now and end the targets' rests (after fixing a
         /// webhook): a running daemon sends them within seconds, otherwise the next poll does.
+        /// A digest target's alerts queued since its last digest time still wait for the next.
         #[arg(long)]
         retry_now: bool,
         /// With --retry-now: only this [[notify]] target's alerts.

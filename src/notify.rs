@@ -2,7 +2,10 @@
 //!
 //! Each alert is a JSON POST of [`AlertPayload`], or of a chat message made from it for a Slack or
 //! Discord target (`message`), with an `Idempotency-Key` header (the same on every attempt) and,
-//! when the target has a `secret`, an `X-Feedhound-Signature: sha256=<hex>` HMAC of the body.
+//! when the target has a `secret`, an `X-Feedhound-Signature: sha256=<hex>` HMAC of the body. A
+//! target with a `digest` gets its alerts together at set times (`digest`): as few POSTs as hold
+//! them, delivered or failed as a whole, and split into one POST per alert when the receiver
+//! refuses one.
 //! Anything but a 2xx answer is a failure, retried after `retry_delay` doubling per attempt up to
 //! [`MAX_RETRY_DELAY`]. Alerts are never dropped: the outbox row stays until a delivery succeeds,
 //! across restarts and crashes. Each payload is read just before its attempt, so it names what
@@ -20,7 +23,7 @@
 pub mod digest;
 mod message;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -190,24 +193,24 @@ impl Notifier {
             }
             let before = totals;
             let mut due = due.into_iter();
-            // A digest's alerts are read together, just before its first POST; any other
-            // alert just before its own.
+            // Each payload is read just before its POST: a digest's together, before its first.
             let take = if target.digest.is_some() { BATCH } else { 1 };
             loop {
-                let mut alerts = Vec::new();
-                while alerts.len() < take {
-                    let Some(id) = due.next() else { break };
-                    // None: withdrawn, or delivered by another process meanwhile.
-                    alerts.extend(
-                        self.writer
-                            .call(move |store| store.waiting_alert(id))
-                            .await?,
-                    );
-                }
-                if alerts.is_empty() {
+                let ids: Vec<i64> = due.by_ref().take(take).collect();
+                if ids.is_empty() {
                     break;
                 }
-                for (alerts, sending) in posts(target, alerts) {
+                let alerts = self
+                    .writer
+                    .call(move |store| {
+                        // None: withdrawn, or delivered by another process meanwhile.
+                        ids.iter()
+                            .filter_map(|&id| store.waiting_alert(id).transpose())
+                            .collect::<anyhow::Result<Vec<_>>>()
+                    })
+                    .await?;
+                let mut sendings: VecDeque<_> = posts(target, alerts, false).into();
+                while let Some((alerts, sending)) = sendings.pop_front() {
                     let count = alerts.len();
                     let stories: Vec<i64> = alerts.iter().map(|a| a.payload.story.id).collect();
                     let failure = match sending {
@@ -220,42 +223,41 @@ impl Notifier {
                     };
                     let Some(failure) = failure else {
                         self.writer
-                            .call(move |store| {
-                                let now = Utc::now();
-                                for alert in &alerts {
-                                    store.alert_delivered(
-                                        alert.id,
-                                        &alert.payload.companies,
-                                        now,
-                                    )?;
-                                }
-                                anyhow::Ok(())
-                            })
+                            .call(move |store| store.alerts_delivered(&alerts, Utc::now()))
                             .await?;
                         tracing::info!(target = %target.name, ?stories, "alerts delivered");
                         totals.delivered += count;
                         self.target_answered(target, &mut answered).await?;
                         continue;
                     };
-                    totals.failed += count;
                     let DeliveryFailure {
                         target_down,
                         retry_after,
                         message,
                     } = failure;
+                    if !target_down && count > 1 {
+                        // The receiver answered but refused the digest: an alert it chokes on (or
+                        // a body too large) must not hold the others back, so each goes alone.
+                        tracing::warn!(target = %target.name, ?stories, error = %message, "digest refused; its alerts are tried one by one");
+                        self.target_answered(target, &mut answered).await?;
+                        for alone in posts(target, alerts, true).into_iter().rev() {
+                            sendings.push_front(alone);
+                        }
+                        continue;
+                    }
+                    totals.failed += count;
                     tracing::warn!(target = %target.name, ?stories, error = %message, "alert delivery failed");
                     let reason = message.clone();
-                    let first_delay = target.retry_delay;
+                    // A digest's alerts stay together: all are retried when the latest of them
+                    // would be.
+                    let delay = alerts
+                        .iter()
+                        .map(|alert| retry_delay(target.retry_delay, alert.attempts))
+                        .max()
+                        .unwrap_or(target.retry_delay);
+                    let retry_at = Utc::now() + to_chrono(delay);
                     self.writer
-                        .call(move |store| {
-                            for alert in &alerts {
-                                let delay = retry_delay(first_delay, alert.attempts);
-                                let retry_at = Utc::now() + to_chrono(delay);
-                                let told = &alert.payload.companies;
-                                store.alert_failed(alert.id, told, &message, retry_at)?;
-                            }
-                            anyhow::Ok(())
-                        })
+                        .call(move |store| store.alerts_failed(&alerts, &message, retry_at))
                         .await?;
                     if !target_down {
                         self.target_answered(target, &mut answered).await?;
@@ -370,12 +372,8 @@ pub async fn send_test_alert(config: &Config, target: &NotifyConfig) -> anyhow::
         sources: Vec::new(),
         test: true,
     };
-    // A digest target gets it as a digest of one, the shape its receiver reads.
-    let sending = match target.digest {
-        None => message::single(target.format, &payload),
-        Some(_) => message::digest(target.format, &[&payload]).map(|mut posts| posts.remove(0).1),
-    }
-    .context("cannot encode the test alert")?;
+    let sending = message::alone(target.format, target.digest.is_some(), &payload)
+        .context("cannot encode the test alert")?;
     post(&http_client(config)?, target, &sending)
         .await
         .map_err(|failure| anyhow::anyhow!(failure.message))
@@ -394,19 +392,21 @@ fn http_client(config: &Config) -> anyhow::Result<reqwest::Client> {
 }
 
 /// The POSTs that carry `alerts` to `target`, each with the alerts it carries: one each, or
-/// for a digest target, as few as hold them. A body that cannot be written is an error for its
-/// alerts, recorded as a failed attempt.
+/// for a digest target, as few as hold them unless `each_alone`. A body that cannot be written
+/// is an error for its alerts, recorded as a failed attempt.
 fn posts(
     target: &NotifyConfig,
     mut alerts: Vec<PendingAlert>,
+    each_alone: bool,
 ) -> Vec<(Vec<PendingAlert>, Result<Sending, String>)> {
     let cannot_encode = |err: serde_json::Error| format!("cannot encode the alert: {err}");
-    if target.digest.is_none() {
+    if each_alone || target.digest.is_none() {
         return alerts
             .into_iter()
             .map(|alert| {
-                let sending = message::single(target.format, &alert.payload).map_err(cannot_encode);
-                (vec![alert], sending)
+                let sending =
+                    message::alone(target.format, target.digest.is_some(), &alert.payload);
+                (vec![alert], sending.map_err(cannot_encode))
             })
             .collect();
     }

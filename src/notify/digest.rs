@@ -76,6 +76,8 @@ impl DigestTimes {
                 next = Some(next.map_or(at, |next| next.min(at)));
             }
         }
+        // Two days of times always hold one before now and one after; the fallbacks only keep
+        // a zone that answers nothing for those days from stopping delivery.
         DigestWindow {
             last: last.unwrap_or(now),
             next: next.unwrap_or(now + chrono::Duration::days(1)),

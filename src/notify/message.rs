@@ -44,6 +44,20 @@ pub fn single(format: AlertFormat, payload: &AlertPayload) -> serde_json::Result
     })
 }
 
+/// The POST of one alert alone: for a target that takes digests, a digest of one, the shape
+/// its receiver reads.
+pub fn alone(
+    format: AlertFormat,
+    digest_target: bool,
+    payload: &AlertPayload,
+) -> serde_json::Result<Sending> {
+    if !digest_target {
+        return single(format, payload);
+    }
+    let mut posts = digest(format, &[payload])?;
+    Ok(posts.remove(0).1)
+}
+
 /// The POSTs of a digest of `payloads`, in order, each with how many of them it carries: one
 /// JSON document of up to [`DIGEST_ALERTS`] alerts, or as many chat messages as keep each
 /// within the service's limit. Each POST's key is made of its alerts' keys, so a retry of the
@@ -156,7 +170,8 @@ impl Chat {
     /// A digest: each story's head, a blank line apart, under a line that counts them, in as
     /// many messages as the service's limit asks for; each with how many stories it holds.
     fn digest_messages(self, payloads: &[&AlertPayload]) -> Vec<(usize, String)> {
-        // Room for the count line, "Digest: 50 stories · part 10 of 10", bold.
+        // The count line, at most "Digest: 50 stories · part 50 of 50" (a round reads at most
+        // 50 alerts) and bold: 38 characters, with room to spare.
         const COUNT_LINE: usize = 48;
         let heads: Vec<String> = payloads.iter().map(|p| self.head(p)).collect();
         let mut parts: Vec<&[String]> = Vec::new();

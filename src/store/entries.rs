@@ -326,6 +326,10 @@ fn upsert_entries(
 ) -> anyhow::Result<Applied> {
     let mut titles = titles.for_result(fetched_at);
     let now = &sql_time(fetched_at);
+    // Alerts are stamped by the writer's clock, not the fetch's: a digest takes the alerts
+    // queued before its time (`notify::digest`), and a fetch begun before a digest went may be
+    // written after it.
+    let queued_at = Utc::now();
     let keys_in_document: HashSet<&str> =
         feed.entries.iter().map(|e| e.dedup_key.as_str()).collect();
     let mut done: HashSet<&str> = HashSet::with_capacity(feed.entries.len());
@@ -472,7 +476,7 @@ fn upsert_entries(
                     let newly_named = match named_before {
                         Some(before) => {
                             let story = Reassess::WithdrawnOfStory(story.id());
-                            reassess_alerts(tx, flagging, story, fetched_at)?;
+                            reassess_alerts(tx, flagging, story, queued_at)?;
                             newly_named(flagging, entry_mentions, &before)
                         }
                         None => Vec::new(),
@@ -483,7 +487,7 @@ fn upsert_entries(
                         story.id(),
                         entry_mentions,
                         &newly_named,
-                        fetched_at,
+                        queued_at,
                         backlog,
                     )?;
                 }
@@ -498,7 +502,7 @@ fn upsert_entries(
                     stored.id,
                     stored.story,
                     entry_mentions,
-                    fetched_at,
+                    queued_at,
                     backlog,
                 )?;
                 applied.updated += 1;

@@ -695,8 +695,12 @@ pub(super) fn reassess_alerts(
             .any(|(id, name)| company.is_none_or(|c| c == *id) && route.wants(name));
         let state_is_wrong = borne_out == withdrawn;
         if state_is_wrong {
+            // One put back counts as queued now: a digest target gets it in its next digest,
+            // not in one of its own at once.
             conn.prepare_cached(
-                "UPDATE outbox SET withdrawn_at = CASE WHEN ?2 THEN NULL ELSE ?3 END WHERE id = ?1",
+                "UPDATE outbox SET withdrawn_at = CASE WHEN ?2 THEN NULL ELSE ?3 END,
+                     created_at = CASE WHEN ?2 THEN max(created_at, ?3) ELSE created_at END
+                 WHERE id = ?1",
             )?
             .execute(params![alert, borne_out, sql_time(now)])?;
         }
@@ -1201,8 +1205,10 @@ mod tests {
     }
 
     /// `target`'s alerts due at `now`.
-    fn due(store: &Store, target: &str, now: DateTime<Utc>) -> Vec<crate::store::PendingAlert> {
-        store.due_alerts(now, &[target.into()], 10).unwrap()
+    /// The alerts for `target` due now: alerts are queued at the writer's clock, which is later
+    /// than a time the test took before writing.
+    fn due(store: &Store, target: &str) -> Vec<crate::store::PendingAlert> {
+        store.due_alerts(Utc::now(), &[target.into()], 10).unwrap()
     }
 
     fn ids_of(alerts: Vec<crate::store::PendingAlert>) -> Vec<i64> {
@@ -1247,7 +1253,7 @@ mod tests {
         // Past the backlog document, the story arrives naming Samsung.
         store_document_at(&mut store, feeds[0], vec![], "empty", now);
         store_lab(&mut store, "v1", vec![mention("Samsung")]);
-        let due_now = due(&store, "desk", now);
+        let due_now = due(&store, "desk");
         assert_eq!(due_now.len(), 1);
         // Read for sending; an edit naming Xiaomi lands while it is on its way.
         store_lab(
@@ -1256,19 +1262,15 @@ mod tests {
             vec![mention("Samsung"), mention("Xiaomi")],
         );
         assert_eq!(
-            due(&store, "desk", now).len(),
+            due(&store, "desk").len(),
             1,
             "the waiting alert stands for the edit"
         );
-        store
-            .alert_delivered(due_now[0].id, &due_now[0].payload.companies, now)
-            .unwrap();
-        let follow_up = due(&store, "desk", now);
+        store.alerts_delivered(&due_now[..1], now).unwrap();
+        let follow_up = due(&store, "desk");
         assert_eq!(follow_up.len(), 1, "Xiaomi was not in what went out");
         assert_eq!(follow_up[0].payload.newly_named.as_deref(), Some("Xiaomi"));
-        store
-            .alert_delivered(follow_up[0].id, &follow_up[0].payload.companies, now)
-            .unwrap();
+        store.alerts_delivered(&follow_up[..1], now).unwrap();
         // Dropped and named again: the target was told of both already.
         store_lab(&mut store, "v3", vec![mention("Xiaomi")]);
         store_lab(
@@ -1282,7 +1284,7 @@ mod tests {
             "v6",
             vec![mention("Samsung"), mention("Xiaomi")],
         );
-        assert!(due(&store, "desk", now).is_empty());
+        assert!(due(&store, "desk").is_empty());
     }
 
     #[test]
@@ -1305,22 +1307,17 @@ mod tests {
             "v1",
             vec![mention("Xiaomi"), mention("Samsung")],
         );
-        let first = due(&store, "xiaomi", now);
+        let first = due(&store, "xiaomi");
         assert_eq!(first.len(), 1);
         // The target is down; a receiver may have kept the attempt all the same.
         let retry_at = now - chrono::Duration::minutes(1);
         store
-            .alert_failed(
-                first[0].id,
-                &first[0].payload.companies,
-                "HTTP 503",
-                retry_at,
-            )
+            .alerts_failed(&first[..1], "HTTP 503", retry_at)
             .unwrap();
 
         store_lab(&mut store, "v2", vec![mention("Samsung")]);
         assert!(
-            due(&store, "xiaomi", now).is_empty(),
+            due(&store, "xiaomi").is_empty(),
             "the story no longer names the one company this target wants"
         );
         assert_eq!(alert_counts(&store, "xiaomi"), (0, 1, 0));
@@ -1331,18 +1328,18 @@ mod tests {
         );
         assert!(
             store
-                .due_alert_ids(now, &["xiaomi".into()], None, 10)
+                .due_alert_ids(Utc::now(), &["xiaomi".into()], None, 10)
                 .unwrap()
                 .is_empty(),
             "nor reads it"
         );
         assert_eq!(
-            due(&store, "all", now).len(),
+            due(&store, "all").len(),
             1,
             "this target wants Samsung, which the story still names"
         );
         store_lab(&mut store, "v3", vec![]);
-        assert!(due(&store, "all", now).is_empty(), "it names no company");
+        assert!(due(&store, "all").is_empty(), "it names no company");
         assert_eq!(alert_counts(&store, "all"), (0, 1, 0));
         assert_eq!(
             store.service_gauges().unwrap().outbox_pending,
@@ -1351,7 +1348,7 @@ mod tests {
         );
 
         store_lab(&mut store, "v4", vec![mention("Xiaomi")]);
-        let again = due(&store, "xiaomi", now);
+        let again = due(&store, "xiaomi");
         assert_eq!(again.len(), 1, "named again: the alert goes out after all");
         assert_eq!(
             (
@@ -1371,7 +1368,7 @@ mod tests {
             "on its own schedule of retries"
         );
         assert_eq!(alert_counts(&store, "xiaomi"), (1, 0, 0));
-        assert_eq!(due(&store, "all", now).len(), 1);
+        assert_eq!(due(&store, "all").len(), 1);
     }
 
     #[test]
@@ -1390,12 +1387,10 @@ mod tests {
         };
         store_document_at(&mut store, feeds[0], vec![], "empty", now);
         store_lab(&mut store, "v1", &["Samsung"]);
-        let first = due(&store, "desk", now);
-        store
-            .alert_delivered(first[0].id, &first[0].payload.companies, now)
-            .unwrap();
+        let first = due(&store, "desk");
+        store.alerts_delivered(&first[..1], now).unwrap();
         store_lab(&mut store, "v2", &["Samsung", "Xiaomi", "Apple"]);
-        let edits = due(&store, "desk", now);
+        let edits = due(&store, "desk");
         let about = |name: &str| {
             edits
                 .iter()
@@ -1406,24 +1401,43 @@ mod tests {
         // Both first attempts fail; each named all three companies.
         for alert in [xiaomi, apple] {
             store
-                .alert_failed(alert.id, &alert.payload.companies, "HTTP 500", now)
+                .alerts_failed(std::slice::from_ref(alert), "HTTP 500", now)
                 .unwrap();
         }
 
         store_lab(&mut store, "v3", &["Samsung", "Apple"]);
         assert_eq!(
-            ids_of(due(&store, "desk", now)),
+            ids_of(due(&store, "desk")),
             [apple.id],
             "the alert about Xiaomi is withdrawn"
         );
         store
-            .alert_delivered(apple.id, &apple.payload.companies, now)
+            .alerts_delivered(std::slice::from_ref(apple), now)
+            .unwrap();
+        store
+            .conn
+            .execute(
+                "UPDATE outbox SET created_at = '2026-01-01 00:00:00' WHERE id = ?1",
+                [xiaomi.id],
+            )
             .unwrap();
         store_lab(&mut store, "v4", &["Samsung", "Xiaomi", "Apple"]);
         assert_eq!(
-            ids_of(due(&store, "desk", now)),
+            ids_of(due(&store, "desk")),
             [xiaomi.id],
             "named again, it goes out after all, whatever the attempts of other alerts named"
+        );
+        let queued: String = store
+            .conn
+            .query_row(
+                "SELECT created_at FROM outbox WHERE id = ?1",
+                [xiaomi.id],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(
+            queued >= sql_time(now),
+            "put back, it counts as queued now, for a digest: {queued}"
         );
     }
 
@@ -1505,7 +1519,7 @@ mod tests {
         store_document_at(&mut store, feeds[0], vec![], "empty", now);
         let lab = vec![mention("Xiaomi"), mention("Samsung")];
         store_lab(&mut store, feeds[0], "v1", lab, now);
-        let first = due(&store, "desk", now);
+        let first = due(&store, "desk");
         assert_eq!(first.len(), 1);
 
         store
@@ -1522,7 +1536,7 @@ mod tests {
             .sync_companies(&companies, vec![route("desk", &["Xiaomi"])])
             .unwrap();
         assert_eq!(
-            ids_of(due(&store, "desk", now)),
+            ids_of(due(&store, "desk")),
             [first[0].id],
             "the reload undone"
         );
@@ -1544,7 +1558,7 @@ mod tests {
         store
             .sync_companies(&companies, vec![route("desk", &[])])
             .unwrap();
-        assert_eq!(ids_of(due(&store, "desk", now)), [first[0].id]);
+        assert_eq!(ids_of(due(&store, "desk")), [first[0].id]);
 
         // Out of the config, a target's alerts wait as they are: Xiaomi is gone too, and the
         // alert is not withdrawn.
@@ -1576,20 +1590,18 @@ mod tests {
     #[test]
     fn an_alert_delivered_after_it_was_withdrawn_counts_as_delivered() {
         let (_dir, mut store, wire, now) = xiaomi_alert_waiting();
-        let on_its_way = due(&store, "desk", now);
+        let on_its_way = due(&store, "desk");
         store_lab(&mut store, wire, "v2", vec![], now);
         assert_eq!(alert_counts(&store, "desk"), (0, 1, 0));
         assert!(
             store.waiting_alert(on_its_way[0].id).unwrap().is_none(),
             "not read for an attempt that has not begun"
         );
-        store
-            .alert_delivered(on_its_way[0].id, &on_its_way[0].payload.companies, now)
-            .unwrap();
+        store.alerts_delivered(&on_its_way[..1], now).unwrap();
         assert_eq!(alert_counts(&store, "desk"), (0, 0, 1));
         store_lab(&mut store, wire, "v3", vec![mention("Xiaomi")], now);
         assert!(
-            due(&store, "desk", now).is_empty(),
+            due(&store, "desk").is_empty(),
             "the target was told of Xiaomi"
         );
     }

@@ -225,49 +225,60 @@ impl Store {
         Ok(companies)
     }
 
-    /// Records that the target took alert `id`, whose payload named `told`. A company the story
-    /// names that the alert's first attempt did not (named while the alert waited for a retry, or
-    /// was on its way) gets an alert of its own: a receiver that dropped the repeat by its key
-    /// has not seen it.
-    pub fn alert_delivered(
+    /// Records that the target took `alerts` (one POST's), each naming what its payload named,
+    /// in one transaction: a POST is delivered whole or not at all. A company a story names
+    /// that its alert's first attempt did not (named while the alert waited for a retry, or was
+    /// on its way) gets an alert of its own: a receiver that dropped the repeat by its key has
+    /// not seen it.
+    pub fn alerts_delivered(
         &mut self,
-        id: i64,
-        told: &[AlertCompany],
+        alerts: &[PendingAlert],
         at: DateTime<Utc>,
     ) -> anyhow::Result<()> {
         let tx = super::write_transaction(&mut self.conn)?;
-        let (target, story_id): (String, i64) = tx
-            .prepare_cached(
-                "UPDATE outbox SET delivered_at = ?2, attempts = attempts + 1, last_error = NULL,
-                     told = coalesce(told, ?3), withdrawn_at = NULL
-                 WHERE id = ?1 RETURNING target, story_id",
-            )?
-            .query_row(params![id, sql_time(at), told_json(told)?], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })?;
-        if let Some(route) = self.flagging.route(&target) {
-            super::flags::queue_untold(&tx, route, story_id, None, at)?;
+        for alert in alerts {
+            let (target, story_id): (String, i64) = tx
+                .prepare_cached(
+                    "UPDATE outbox SET delivered_at = ?2, attempts = attempts + 1, last_error = NULL,
+                         told = coalesce(told, ?3), withdrawn_at = NULL
+                     WHERE id = ?1 RETURNING target, story_id",
+                )?
+                .query_row(
+                    params![alert.id, sql_time(at), told_json(&alert.payload.companies)?],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?;
+            if let Some(route) = self.flagging.route(&target) {
+                super::flags::queue_untold(&tx, route, story_id, None, at)?;
+            }
         }
         tx.commit()?;
         Ok(())
     }
 
-    /// Records a failed attempt of alert `id`, whose payload named `told`: the first attempt's
-    /// list is kept, as a receiver may have stored it before failing to answer.
-    pub fn alert_failed(
-        &self,
-        id: i64,
-        told: &[AlertCompany],
+    /// Records a failed attempt of `alerts` (one POST's), each naming what its payload named
+    /// (the first attempt's list is kept, as a receiver may have stored it before failing to
+    /// answer), all to be tried again at `retry_at`, together.
+    pub fn alerts_failed(
+        &mut self,
+        alerts: &[PendingAlert],
         error: &str,
         retry_at: DateTime<Utc>,
     ) -> anyhow::Result<()> {
-        self.conn
-            .prepare_cached(
+        let tx = super::write_transaction(&mut self.conn)?;
+        for alert in alerts {
+            tx.prepare_cached(
                 "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3,
                      told = coalesce(told, ?4)
                  WHERE id = ?1",
             )?
-            .execute(params![id, error, sql_time(retry_at), told_json(told)?])?;
+            .execute(params![
+                alert.id,
+                error,
+                sql_time(retry_at),
+                told_json(&alert.payload.companies)?
+            ])?;
+        }
+        tx.commit()?;
         Ok(())
     }
 

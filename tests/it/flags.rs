@@ -1322,7 +1322,7 @@ fn a_digest_target_gets_the_stories_queued_before_its_time_in_one_post_then_wait
     let daemon = app.spawn_daemon_with_env(&utc);
     while Utc::now() < digest_at - chrono::Duration::milliseconds(300) {
         assert!(
-            server.requests("desk").is_empty(),
+            server.requests("desk").is_empty() && server.requests("chat").is_empty(),
             "nothing goes before the digest time"
         );
         std::thread::sleep(Duration::from_millis(50));
@@ -1389,8 +1389,78 @@ fn a_digest_target_gets_the_stories_queued_before_its_time_in_one_post_then_wait
         stdout.starts_with("No alert is due now, 2 wait for their digest"),
         "{stdout}"
     );
-    assert_eq!(server.requests("desk").len(), 1);
+    assert!(app.cli_with_env(&utc, &["poll"]).status.success());
+    assert_eq!(
+        server.requests("desk").len(),
+        1,
+        "held after --retry-now too"
+    );
     assert_eq!(server.requests("chat").len(), 1);
+}
+
+#[test]
+fn a_digest_the_receiver_refuses_is_split_so_that_one_bad_alert_holds_back_no_other() {
+    use chrono::{DurationRound, Utc};
+    let server = FeedServer::start();
+    server.feed(
+        "a.xml",
+        rss(&[
+            "<guid>1</guid><title>Xiaomi posts results</title>",
+            "<guid>2</guid><title>Samsung poison pill</title>",
+            "<guid>3</guid><title>Samsung opens a plant</title>",
+        ]),
+    );
+    server.set(
+        "hook",
+        Route {
+            status_for_body: Some(("poison pill".into(), 400)),
+            ..Route::webhook(200)
+        },
+    );
+    let digest_at = (Utc::now() + chrono::Duration::seconds(4))
+        .duration_trunc(chrono::Duration::seconds(1))
+        .unwrap();
+    let notify = format!(
+        "\n[[notify]]\nname = \"desk\"\nurl = \"{}\"\nbacklog = true\ndigest = \"{}\"\n",
+        server.url("hook"),
+        digest_at.format("%H:%M:%S")
+    );
+    let app = App::new(&[server.url("a.xml")], &format!("{COMPANIES}{notify}"));
+    let utc = [("TZ", "UTC")];
+    assert!(app.cli_with_env(&utc, &["poll"]).status.success());
+    assert!(
+        server.requests("hook").is_empty() && Utc::now() < digest_at,
+        "queued before the digest time, and held"
+    );
+    while Utc::now() < digest_at {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let sent = app.cli_with_env(&utc, &["poll"]);
+    assert!(sent.status.success());
+    let hooks = server.requests("hook");
+    let alerts_in = |seen: &Seen| {
+        let body: serde_json::Value = serde_json::from_slice(&seen.body).unwrap();
+        body["alerts"].as_array().unwrap().len()
+    };
+    assert_eq!(
+        hooks
+            .iter()
+            .map(|h| (h.status, alerts_in(h)))
+            .collect::<Vec<_>>(),
+        [(400, 3), (200, 1), (400, 1), (200, 1)],
+        "the refused digest, then each of its alerts alone"
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM outbox WHERE delivered_at IS NOT NULL"),
+        2
+    );
+    assert_eq!(
+        app.count(
+            "SELECT attempts FROM outbox WHERE delivered_at IS NULL AND last_error LIKE '%HTTP 400%'"
+        ),
+        1,
+        "the alert the receiver chokes on waits for its own retry"
+    );
 }
 
 #[test]
