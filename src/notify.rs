@@ -246,8 +246,6 @@ impl Notifier {
                         continue;
                     }
                     totals.failed += count;
-                    tracing::warn!(target = %target.name, ?stories, error = %message, "alert delivery failed");
-                    let reason = message.clone();
                     // A digest's alerts stay together: all are retried when the latest of them
                     // would be.
                     let delay = alerts
@@ -256,6 +254,8 @@ impl Notifier {
                         .max()
                         .unwrap_or(target.retry_delay);
                     let retry_at = Utc::now() + to_chrono(delay);
+                    tracing::warn!(target = %target.name, ?stories, error = %message, retry_in = ?delay, "alert delivery failed");
+                    let reason = message.clone();
                     self.writer
                         .call(move |store| store.alerts_failed(&alerts, &message, retry_at))
                         .await?;
