@@ -488,10 +488,10 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             let mut store = open_unsynced(&config)?;
+            let now = chrono::Utc::now();
+            let digests = crate::notify::digest_windows(&config, now);
             if retry_now {
                 let targets = retry_targets(&config, target.as_deref())?;
-                let now = chrono::Utc::now();
-                let digests = crate::notify::digest_windows(&config, now);
                 let said = retried_message(&store.retry_now(&targets, &digests, now)?);
                 match format {
                     // stdout holds the JSON document alone.
@@ -499,10 +499,7 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
                     Format::Table => println!("{said}\n"),
                 }
             }
-            let status = store.outbox_status(
-                &crate::notify::url_keys(&config),
-                &crate::notify::digest_windows(&config, chrono::Utc::now()),
-            )?;
+            let status = store.outbox_status(&crate::notify::url_keys(&config), &digests)?;
             let mut out = std::io::stdout().lock();
             if format == Format::Json {
                 write_json(&mut out, &status)?;
