@@ -178,6 +178,7 @@ fn main() {
                 title,
                 summary,
                 content,
+                article: "",
             }));
             mentions += found.len();
             black_box(found);

@@ -153,6 +153,7 @@ fn prepared_store(path: &Path, feeds: usize) -> (Store, Vec<i64>) {
             interval: None,
             tags: Vec::new(),
             headers: None,
+            fetch_articles: false,
         })
         .collect();
     store.sync_feeds(&configs).unwrap();

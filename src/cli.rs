@@ -218,6 +218,7 @@ pub enum TextField {
     Title,
     Summary,
     Content,
+    Article,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -333,6 +334,7 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
                 }
                 TextField::Summary => entry.summary = &text,
                 TextField::Content => entry.content = &text,
+                TextField::Article => entry.article = &text,
             }
             let explanations = matcher.explain(&entry);
             let mut out = std::io::stdout().lock();

@@ -109,6 +109,8 @@ pub struct FeedConfig {
     pub tags: Vec<String>,
     /// Request headers of this feed alone (`[[feed]] headers`), None when it has none.
     pub headers: Option<FeedHeaders>,
+    /// Fetch each new entry's link and match the story's text there too (see `articles`).
+    pub fetch_articles: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -776,6 +778,8 @@ struct RawFeed {
     /// TOML key and its value start on the same line.
     #[serde(default)]
     headers: BTreeMap<String, Spanned<RawSecret>>,
+    #[serde(default)]
+    fetch_articles: bool,
 }
 
 /// A value that may be a secret (`[[notify]] url` and `secret`, a `[[feed]]` header): written
@@ -872,6 +876,7 @@ enum RawField {
     Title,
     Summary,
     Content,
+    Article,
 }
 
 // ---- validation ----
@@ -1362,6 +1367,7 @@ impl Checker {
                 interval,
                 tags: feed.tags,
                 headers: (!headers.is_empty()).then(|| FeedHeaders::new(&url, headers)),
+                fetch_articles: feed.fetch_articles,
                 url,
             });
         }
@@ -1697,7 +1703,7 @@ impl Checker {
                     self.issue(
                         Some(fields.span()),
                         format!("{key}.fields"),
-                        "must list at least one of \"title\", \"summary\", \"content\" (or be left out for all)",
+                        "must list at least one of \"title\", \"summary\", \"content\", \"article\" (or be left out for all)",
                     );
                     Field::ALL.to_vec()
                 }
@@ -1709,6 +1715,7 @@ impl Checker {
                             RawField::Title => Field::Title,
                             RawField::Summary => Field::Summary,
                             RawField::Content => Field::Content,
+                            RawField::Article => Field::Article,
                         })
                         .collect::<HashSet<_>>()
                         .into_iter()
@@ -1814,7 +1821,7 @@ mod tests {
         );
         assert!(
             lines[1].ends_with(
-                "feedhound.toml:2: feed[1].urll: unknown key `urll`, expected one of `url`, `name`, `interval`, `tags`, `headers`"
+                "feedhound.toml:2: feed[1].urll: unknown key `urll`, expected one of `url`, `name`, `interval`, `tags`, `headers`, `fetch_articles`"
             ),
             "{message}"
         );
@@ -1829,7 +1836,7 @@ mod tests {
                     [[notify]]\nurl = \"http://127.0.0.1:9/hook\"\nsecrett = \"k\"\n";
         let message = error_text(text);
         let expected = [
-            "feedhound.toml:1: feed[1].intervall: unknown key `intervall`, expected one of `url`, `name`, `interval`, `tags`, `headers`",
+            "feedhound.toml:1: feed[1].intervall: unknown key `intervall`, expected one of `url`, `name`, `interval`, `tags`, `headers`, `fetch_articles`",
             "feedhound.toml:2: retry: unknown key `retry`, expected one of `storage`, `polling`, `daemon`, `feed`, `company`, `notify`, `server`",
             "feedhound.toml:4: polling.concurency: unknown key `concurency`, expected one of `interval`, ",
             "feedhound.toml:7: company[1].alias: unknown key `alias`, expected one of `name`, `aliases`, ",

@@ -11,6 +11,10 @@
 //! own headers ([`FeedHeaders`]: a token, a cookie) follow the same origin rule, and their values
 //! are never printed either.
 //!
+//! Article pages (`articles`) come through the same client with an HTML `Accept`, and one more
+//! rule ([`Fetcher::fetch_page`]): a link from a feed on the internet never leads to this machine
+//! or its private network, since the feed's publisher chose it.
+//!
 //! Nothing here knows about SQL, parsing or the schedule; the caller gets a [`Fetched`] or a
 //! [`FetchError`] it can branch on.
 
@@ -25,6 +29,9 @@ use reqwest::StatusCode;
 use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
 use url::Url;
 
+mod limits;
+pub use limits::{Limits, Slot, host_key};
+
 /// Redirects followed before giving up. Browsers follow 20 (the Fetch standard's limit); a feed
 /// that needs more than a handful of hops is misconfigured, so half that is plenty.
 pub const MAX_REDIRECTS: usize = 10;
@@ -32,6 +39,19 @@ pub const MAX_REDIRECTS: usize = 10;
 /// What we ask for; servers that negotiate on `Accept` then send a feed rather than an HTML page.
 const ACCEPT: &str = "application/rss+xml, application/atom+xml, application/feed+json, \
                       application/json;q=0.9, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.8";
+
+/// What an article page is asked for as: a browser's `Accept`.
+const PAGE_ACCEPT: &str = "text/html, application/xhtml+xml, */*;q=0.8";
+
+/// A feed document, or the page an entry links to.
+#[derive(Debug, Clone, Copy)]
+enum Wanted {
+    Feed,
+    /// `local_allowed`: whether the page may be on a loopback, private or link-local address.
+    Page {
+        local_allowed: bool,
+    },
+}
 
 /// Limits and identity for every request; built once from the validated config.
 #[derive(Debug, Clone)]
@@ -210,6 +230,13 @@ pub enum FetchError {
     /// Holds the redacted URL.
     #[error("refusing to fetch {0}: only http and https URLs are fetched")]
     UnsupportedScheme(String),
+    /// Holds the redacted URL: an article link (or a hop of its redirects) to this machine or
+    /// its private network, from a feed that is not there itself.
+    #[error(
+        "refusing to fetch {0}: it is on this machine or a private network, and the feed \
+         linking to it is not"
+    )]
+    LocalAddress(String),
     /// A 3xx redirect status whose `Location` is missing or not a URL.
     #[error("HTTP status {status} redirect without a usable Location header")]
     BadRedirect { status: u16 },
@@ -315,7 +342,8 @@ fn looks_secret(query_key: &str) -> bool {
         || ["auth", "sig", "signature"].contains(&key.as_str())
 }
 
-/// Fetches feed documents through one shared connection pool.
+/// Fetches feed documents (and article pages) through one shared connection pool.
+#[derive(Clone)]
 pub struct Fetcher {
     client: reqwest::Client,
     settings: FetchSettings,
@@ -346,8 +374,35 @@ impl Fetcher {
         validators: &Validators,
         headers: Option<&FeedHeaders>,
     ) -> Result<Fetched, FetchError> {
+        self.fetch_within_deadline(url, validators, headers, Wanted::Feed)
+            .await
+    }
+
+    /// GETs the page an entry of a feed links to, as [`Fetcher::fetch`] does a feed, with no
+    /// validators. Unless `local_allowed` (the feed is on this machine or a private network
+    /// itself), each hop must be elsewhere: the feed's publisher must not make feedhound send
+    /// requests into the network it runs in. Only addresses written in the URL are checked; a
+    /// host name is not resolved first.
+    pub async fn fetch_page(
+        &self,
+        url: &Url,
+        headers: Option<&FeedHeaders>,
+        local_allowed: bool,
+    ) -> Result<Fetched, FetchError> {
+        let wanted = Wanted::Page { local_allowed };
+        self.fetch_within_deadline(url, &Validators::default(), headers, wanted)
+            .await
+    }
+
+    async fn fetch_within_deadline(
+        &self,
+        url: &Url,
+        validators: &Validators,
+        headers: Option<&FeedHeaders>,
+        wanted: Wanted,
+    ) -> Result<Fetched, FetchError> {
         let deadline = self.settings.timeout;
-        let fetching = self.fetch_following_redirects(url, validators, headers);
+        let fetching = self.fetch_following_redirects(url, validators, headers, wanted);
         match tokio::time::timeout(deadline, fetching).await {
             Ok(result) => result,
             Err(_elapsed) => Err(FetchError::Timeout(deadline)),
@@ -359,14 +414,22 @@ impl Fetcher {
         url: &Url,
         validators: &Validators,
         headers: Option<&FeedHeaders>,
+        wanted: Wanted,
     ) -> Result<Fetched, FetchError> {
         ensure_http(url)?;
         let mut current = url.clone();
         let mut visited: Vec<Url> = Vec::new();
         let mut every_hop_permanent = true;
         loop {
+            if let Wanted::Page {
+                local_allowed: false,
+            } = wanted
+                && is_local(&current)
+            {
+                return Err(FetchError::LocalAddress(redact(&current)));
+            }
             let own_headers = headers.and_then(|h| h.for_url(&current));
-            let response = self.send(&current, validators, own_headers).await?;
+            let response = self.send(&current, validators, own_headers, wanted).await?;
             let status = response.status();
             if !is_followed_redirect(status) {
                 let permanent_redirect =
@@ -409,10 +472,14 @@ impl Fetcher {
         url: &Url,
         validators: &Validators,
         own_headers: Option<&HeaderMap>,
+        wanted: Wanted,
     ) -> Result<reqwest::Response, FetchError> {
         let mut bare = url.clone();
         let credentials = take_credentials(&mut bare);
         let mut request = self.client.get(bare);
+        if let Wanted::Page { .. } = wanted {
+            request = request.header(header::ACCEPT, HeaderValue::from_static(PAGE_ACCEPT));
+        }
         if let Some((user, password)) = credentials {
             request = request.basic_auth(user, password);
         }
@@ -503,6 +570,38 @@ impl Fetcher {
             return FetchError::Timeout(self.settings.connect_timeout);
         }
         FetchError::Network(describe(&err.without_url()))
+    }
+}
+
+/// Whether `url` is on this machine or a private network by what it says: `localhost`, or a
+/// loopback, private, shared (carrier-grade NAT), link-local or unspecified address.
+pub fn is_local(url: &Url) -> bool {
+    use std::net::{IpAddr, Ipv4Addr};
+    fn v4(ip: Ipv4Addr) -> bool {
+        let shared = ip.octets()[0] == 100 && (ip.octets()[1] & 0xc0) == 64;
+        ip.is_loopback() || ip.is_private() || ip.is_link_local() || ip.is_unspecified() || shared
+    }
+    let ip = match url.host() {
+        Some(url::Host::Domain(name)) => {
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            return name == "localhost" || name.ends_with(".localhost");
+        }
+        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip),
+        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip),
+        None => return false,
+    };
+    match ip {
+        IpAddr::V4(ip) => v4(ip),
+        IpAddr::V6(ip) => match ip.to_ipv4_mapped() {
+            Some(mapped) => v4(mapped),
+            None => {
+                let first = ip.segments()[0];
+                ip.is_loopback()
+                    || ip.is_unspecified()
+                    || (first & 0xfe00) == 0xfc00 // unique local
+                    || (first & 0xffc0) == 0xfe80 // link-local
+            }
+        },
     }
 }
 
@@ -789,6 +888,55 @@ mod tests {
         let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
         encoder.write_all(data).unwrap();
         encoder.finish().unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_page_on_this_machine_is_fetched_only_for_a_feed_that_is_here_too() {
+        let server = serve(|_, stream| respond(stream, "200 OK", &[], b"<p>story</p>"));
+        let url = server.url("/story");
+        let refused = fetcher().fetch_page(&url, None, false).await.unwrap_err();
+        assert!(
+            matches!(&refused, FetchError::LocalAddress(shown) if shown.contains("127.0.0.1")),
+            "{refused}"
+        );
+        assert!(server.requests().is_empty(), "nothing was sent");
+        let fetched = fetcher().fetch_page(&url, None, true).await.unwrap();
+        assert_eq!(fetched.body.as_deref(), Some(&b"<p>story</p>"[..]));
+        let sent = &server.requests()[0];
+        assert!(sent.header("accept").unwrap().starts_with("text/html"));
+    }
+
+    #[test]
+    fn local_addresses_are_told_by_what_the_url_says() {
+        let local = [
+            "http://localhost/",
+            "http://app.localhost./",
+            "http://127.0.0.2:8080/",
+            "http://10.1.2.3/",
+            "http://172.16.0.1/",
+            "http://192.168.1.1/",
+            "http://169.254.169.254/latest/meta-data",
+            "http://100.64.0.1/",
+            "http://0.0.0.0/",
+            "http://[::1]/",
+            "http://[fd00::1]/",
+            "http://[fe80::1]/",
+            "http://[::ffff:10.0.0.1]/",
+        ];
+        for url in local {
+            assert!(is_local(&Url::parse(url).unwrap()), "{url}");
+        }
+        let elsewhere = [
+            "https://news.example/story",
+            "http://8.8.8.8/",
+            "http://100.128.0.1/",
+            "http://172.32.0.1/",
+            "http://[2001:db8::1]/",
+            "http://localhost.example/",
+        ];
+        for url in elsewhere {
+            assert!(!is_local(&Url::parse(url).unwrap()), "{url}");
+        }
     }
 
     #[tokio::test]

@@ -75,6 +75,8 @@ pub struct EntryText<'a> {
     pub title: &'a str,
     pub summary: &'a str,
     pub content: &'a str,
+    /// The linked page's text (see `articles`); empty until it is fetched.
+    pub article: &'a str,
 }
 
 impl<'a> EntryText<'a> {
@@ -83,6 +85,7 @@ impl<'a> EntryText<'a> {
             Field::Title => self.title,
             Field::Summary => self.summary,
             Field::Content => self.content,
+            Field::Article => self.article,
         }
     }
 }
@@ -111,7 +114,7 @@ pub struct Matcher {
 struct Company {
     name: Arc<str>,
     /// Indexed by `field_index`.
-    searches: [bool; 3],
+    searches: [bool; Field::ALL.len()],
     /// `require_any`, whitespace-normalised, for [`Explanation`].
     require_any: Vec<String>,
 }
@@ -176,12 +179,12 @@ impl Matcher {
                 };
                 add(&phrase, meaning);
             }
-            let mut searches = [false; 3];
+            let mut searches = [false; Field::ALL.len()];
             for &field in &rule.fields {
                 searches[field_index(field)] = true;
             }
             if rule.fields.is_empty() {
-                searches = [true; 3];
+                searches = [true; Field::ALL.len()];
             }
             companies.push(Company {
                 name: Arc::from(rule.name.as_str()),
@@ -508,6 +511,7 @@ fn field_index(field: Field) -> usize {
         Field::Title => 0,
         Field::Summary => 1,
         Field::Content => 2,
+        Field::Article => 3,
     }
 }
 
@@ -1359,6 +1363,7 @@ mod tests {
             title: "Apple shares rose",
             summary: "",
             content: "New iPhone sales",
+            article: "",
         };
         let found = matcher.find(&entry);
         assert_eq!(found.len(), 1);
@@ -1376,6 +1381,7 @@ mod tests {
             title: "Phones",
             summary: "News",
             content: "Samsung",
+            article: "Samsung",
         };
         assert!(matcher.find(&in_content).is_empty());
         let in_summary = EntryText {
@@ -1396,6 +1402,7 @@ mod tests {
             title: "Samsung results",
             summary: "nothing",
             content: &body,
+            article: "",
         };
         let mention = &matcher.find(&entry)[0];
         assert_eq!(mention.fields, vec![Field::Title, Field::Content]);
@@ -1552,6 +1559,7 @@ mod tests {
                 title: text,
                 summary: "",
                 content: text,
+                article: "",
             };
             let found: Vec<_> = matcher
                 .find(&entry)

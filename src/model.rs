@@ -116,16 +116,19 @@ pub enum Field {
     Title,
     Summary,
     Content,
+    /// The story's text on the page the entry links to, for a feed with `fetch_articles`.
+    Article,
 }
 
 impl Field {
-    pub const ALL: [Field; 3] = [Field::Title, Field::Summary, Field::Content];
+    pub const ALL: [Field; 4] = [Field::Title, Field::Summary, Field::Content, Field::Article];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Field::Title => "title",
             Field::Summary => "summary",
             Field::Content => "content",
+            Field::Article => "article",
         }
     }
 }

@@ -209,6 +209,7 @@ pub fn plan_import(
                 interval: None,
                 tags: outline.tags,
                 headers: None,
+                fetch_articles: false,
             });
         }
     }
@@ -643,6 +644,7 @@ aliases = ["小米"]
             interval: None,
             tags: tags.iter().map(|t| t.to_string()).collect(),
             headers: None,
+            fetch_articles: false,
         }
     }
 

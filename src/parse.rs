@@ -259,6 +259,52 @@ fn decode_document<'a>(body: &'a [u8], content_type: Option<&str>) -> Cow<'a, st
     with_utf8_declaration(text)
 }
 
+/// An HTML page (an article, see `articles`) as UTF-8 text: a BOM; valid UTF-8; the `charset`
+/// of the Content-Type; a `<meta charset>` near the start; else the legacy encoding its bytes
+/// look like, as for a feed.
+pub(crate) fn decode_html<'a>(body: &'a [u8], content_type: Option<&str>) -> Cow<'a, str> {
+    if let Some((encoding, bom_length)) = Encoding::for_bom(body) {
+        return encoding.decode_without_bom_handling(&body[bom_length..]).0;
+    }
+    if let Ok(text) = std::str::from_utf8(body) {
+        return Cow::Borrowed(text);
+    }
+    let usable = |label: &[u8]| {
+        Encoding::for_label(label.trim_ascii()).filter(|e| *e != UTF_8 && e.is_ascii_compatible())
+    };
+    let encoding = content_type
+        .and_then(charset_of)
+        .and_then(|label| usable(label.as_bytes()))
+        .or_else(|| meta_charset(body).and_then(usable))
+        .unwrap_or_else(|| {
+            if mostly_utf8(body) {
+                UTF_8
+            } else {
+                guess_legacy_encoding(body)
+            }
+        });
+    encoding.decode_without_bom_handling(body).0
+}
+
+/// The label after the first `charset=` in a page's first 1,024 bytes: `<meta charset="…">` and
+/// `<meta http-equiv="Content-Type" content="text/html; charset=…">` both put it there.
+fn meta_charset(body: &[u8]) -> Option<&[u8]> {
+    let head = &body[..body.len().min(1024)];
+    let at = head
+        .windows(8)
+        .position(|w| w.eq_ignore_ascii_case(b"charset="))?;
+    let rest = &head[at + 8..];
+    let rest = rest
+        .strip_prefix(b"\"")
+        .or(rest.strip_prefix(b"'"))
+        .unwrap_or(rest);
+    let end = rest
+        .iter()
+        .position(|b| matches!(b, b'"' | b'\'' | b';' | b'>' | b'/') || b.is_ascii_whitespace())
+        .unwrap_or(rest.len());
+    Some(&rest[..end]).filter(|label| !label.is_empty())
+}
+
 /// The legacy encoding of an undeclared 8-bit document, as browsers guess it: chardetng
 /// (Firefox's detector) scores the byte patterns of every legacy Web encoding, so GBK,
 /// Shift_JIS or windows-1251 text is read as such instead of as windows-1252 mojibake. It still
@@ -1209,6 +1255,26 @@ fn element_text<'d>(document: &'d str, name_and_bracket: &str) -> Option<&'d str
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_html_page_is_read_in_the_encoding_its_header_or_meta_tag_names() {
+        let latin1 =
+            b"<html><head><meta charset=\"iso-8859-1\"></head><body>Nestl\xe9</body></html>";
+        assert!(super::decode_html(latin1, None).contains("Nestlé"));
+        let http_equiv = b"<meta http-equiv=\"Content-Type\" content=\"text/html; charset=windows-1251\"><p>\xcf\xf0\xe8\xe2\xe5\xf2</p>";
+        assert!(super::decode_html(http_equiv, None).contains("Привет"));
+        let header_wins = b"<meta charset=\"windows-1251\"><p>Nestl\xe9</p>";
+        assert!(
+            super::decode_html(header_wins, Some("text/html; charset=latin1")).contains("Nestlé")
+        );
+        assert!(
+            super::decode_html(
+                "<p>Nestlé</p>".as_bytes(),
+                Some("text/html; charset=latin1")
+            )
+            .contains("Nestlé")
+        );
+    }
+
     use std::time::Instant;
 
     use super::*;

@@ -12,22 +12,24 @@
 //! results go to the single [`StoreWriter`] thread.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use chrono::Utc;
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 use url::Url;
 
+use crate::articles::{ArticleTally, ArticleWorker};
 use crate::config::{Config, FileStamp, ReadFile, Secrets};
 use crate::daemon_lock::{self, DaemonLock};
 use crate::fetch::{
-    FeedHeaders, FetchError, FetchSettings, Fetched, Fetcher, Validators, redact_str,
+    FeedHeaders, FetchError, FetchSettings, Fetched, Fetcher, Limits, Slot, Validators, host_key,
+    redact_str,
 };
 use crate::matcher::{EntryText, Matcher};
 use crate::metrics::{FetchOutcome, Metrics};
@@ -56,6 +58,8 @@ pub struct PollSummary {
     pub feeds_not_due: usize,
     pub entries_new: usize,
     pub entries_updated: usize,
+    /// Article pages read / failed after the pass (only when a feed has `fetch_articles`).
+    pub articles: Option<ArticleTally>,
     /// Alerts delivered / failed after the pass (only when `[[notify]]` targets exist).
     pub alerts: Option<Delivered>,
 }
@@ -98,6 +102,13 @@ impl std::fmt::Display for PollSummary {
             "; entries: {} new, {} updated",
             self.entries_new, self.entries_updated
         )?;
+        if let Some(articles) = self.articles {
+            write!(
+                f,
+                "; articles: {} read, {} failed",
+                articles.read, articles.failed
+            )?;
+        }
         if let Some(alerts) = self.alerts {
             write!(
                 f,
@@ -125,77 +136,6 @@ pub struct Control {
     pub reload: Arc<Notify>,
 }
 
-/// Fetch slots: global and per host, plus per-host spacing of request starts. Shared across
-/// config reloads that keep the same limits; when a reload changes them, fetches in flight
-/// finish under the old ones.
-struct Limits {
-    concurrency: usize,
-    global: Arc<Semaphore>,
-    per_host: usize,
-    per_host_delay: Duration,
-    hosts: Mutex<HashMap<String, (Arc<Semaphore>, Instant)>>,
-}
-
-/// Held while a fetch is in flight.
-struct Slot {
-    _host: OwnedSemaphorePermit,
-    _global: OwnedSemaphorePermit,
-}
-
-impl Limits {
-    fn new(config: &Config) -> Limits {
-        Limits {
-            concurrency: config.polling.concurrency,
-            global: Arc::new(Semaphore::new(config.polling.concurrency)),
-            per_host: config.polling.per_host_concurrency,
-            per_host_delay: config.polling.per_host_delay,
-            hosts: Mutex::new(HashMap::new()),
-        }
-    }
-
-    fn matches(&self, config: &Config) -> bool {
-        self.concurrency == config.polling.concurrency
-            && self.per_host == config.polling.per_host_concurrency
-            && self.per_host_delay == config.polling.per_host_delay
-    }
-
-    /// Waits for a slot for `host`. The host's slot is taken first: waiting on a busy host must
-    /// not hold a global slot that another host could use.
-    async fn acquire(&self, host: &str) -> anyhow::Result<Slot> {
-        let host_slots = {
-            let mut hosts = self.hosts.lock().expect("limits lock");
-            let (slots, _) = hosts
-                .entry(host.to_string())
-                .or_insert_with(|| (Arc::new(Semaphore::new(self.per_host)), Instant::now()));
-            Arc::clone(slots)
-        };
-        let host_permit = host_slots
-            .acquire_owned()
-            .await
-            .context("host slots closed")?;
-        let global_permit = Arc::clone(&self.global)
-            .acquire_owned()
-            .await
-            .context("fetch slots closed")?;
-        // Spacing is reserved only now, right before the request: reserved earlier, two
-        // requests queued for a global slot could start back to back.
-        if !self.per_host_delay.is_zero() {
-            let start = {
-                let mut hosts = self.hosts.lock().expect("limits lock");
-                let next_start = &mut hosts.get_mut(host).expect("host entry exists").1;
-                let start = (*next_start).max(Instant::now());
-                *next_start = start + self.per_host_delay;
-                start
-            };
-            tokio::time::sleep_until(start).await;
-        }
-        Ok(Slot {
-            _host: host_permit,
-            _global: global_permit,
-        })
-    }
-}
-
 /// The parts of a pipeline that do not depend on the config: a daemon builds them once and
 /// every pipeline it builds on reload shares them.
 #[derive(Clone)]
@@ -206,6 +146,8 @@ struct Shared {
     /// Woken when a refresh stored something, or another process wrote to the database, so
     /// queued alerts go out at once.
     new_flags: Arc<Notify>,
+    /// Woken when a refresh stored something: it may have queued article pages.
+    new_articles: Arc<Notify>,
     /// Cancelled when the shutdown grace period is over: fetches in flight are abandoned.
     hard_stop: CancellationToken,
     metrics: Arc<Metrics>,
@@ -217,6 +159,7 @@ impl Shared {
             parsers: Arc::new(ParsePool::new()?),
             writer,
             new_flags: Arc::new(Notify::new()),
+            new_articles: Arc::new(Notify::new()),
             hard_stop: CancellationToken::new(),
             metrics: Arc::new(Metrics::new()),
         })
@@ -234,6 +177,8 @@ struct Pipeline {
     intervals: HashMap<String, Duration>,
     /// Per-feed request headers from the config, by feed URL.
     headers: HashMap<String, FeedHeaders>,
+    /// Whether any feed has `fetch_articles`.
+    fetches_articles: bool,
     shared: Shared,
 }
 
@@ -271,7 +216,23 @@ impl Pipeline {
                 .iter()
                 .filter_map(|f| Some((f.url.as_str().to_string(), f.headers.clone()?)))
                 .collect(),
+            fetches_articles: config.feeds.iter().any(|f| f.fetch_articles),
             shared,
+        })
+    }
+
+    /// What fetches the article pages of feeds with `fetch_articles`; None when no feed has it.
+    fn article_worker(&self) -> Option<Arc<ArticleWorker>> {
+        self.fetches_articles.then(|| {
+            Arc::new(ArticleWorker {
+                fetcher: self.fetcher.clone(),
+                limits: Arc::clone(&self.limits),
+                matcher: Arc::clone(&self.matcher),
+                parsers: Arc::clone(&self.shared.parsers),
+                writer: self.shared.writer.clone(),
+                headers: self.headers.clone(),
+                new_flags: Arc::clone(&self.shared.new_flags),
+            })
         })
     }
 
@@ -291,11 +252,7 @@ impl Pipeline {
                 return Ok(None);
             }
         };
-        let host = format!(
-            "{}:{}",
-            url.host_str().unwrap_or(""),
-            url.port_or_known_default().unwrap_or(0)
-        );
+        let host = host_key(&url);
         let slot = tokio::select! {
             slot = self.limits.acquire(&host) => slot?,
             () = shutdown.cancelled() => return Ok(None),
@@ -389,6 +346,7 @@ impl Pipeline {
         }
         if applied.new + applied.updated > 0 {
             self.shared.new_flags.notify_one();
+            self.shared.new_articles.notify_one();
         }
         tracing::debug!(new = applied.new, updated = applied.updated, next_poll_at = %plan.next_poll_at, "feed refreshed");
         Ok(Some(Outcome {
@@ -572,6 +530,8 @@ fn match_entries(matcher: &Matcher, feed: &ParsedFeed) -> Vec<Vec<Mention>> {
                 title: entry.title.as_deref().unwrap_or_default(),
                 summary: entry.summary.as_deref().unwrap_or_default(),
                 content: entry.content.as_deref().unwrap_or_default(),
+                // Fetched after the entry is stored (see `articles`), which re-matches it then.
+                article: "",
             })
         })
         .collect()
@@ -680,6 +640,7 @@ pub async fn rescan_if_stale(
                         title: &t.title,
                         summary: &t.summary,
                         content: &t.content,
+                        article: &t.article,
                     };
                     Rematched {
                         mentions: matcher.find(&text),
@@ -824,6 +785,9 @@ async fn poll_feeds(
         if let Some(outcome) = joined.context("a feed task panicked")?? {
             summary.add(&outcome);
         }
+    }
+    if let Some(worker) = pipeline.article_worker() {
+        summary.articles = Some(worker.work_due(&shutdown).await);
     }
     drop(pipeline);
     if let Some(notifier) = Notifier::new(config, writer.clone())?
@@ -1113,6 +1077,10 @@ impl Services<'_> {
                     }
                 }
             });
+        }
+        if let Some(worker) = pipeline.article_worker() {
+            let wake = Arc::clone(&self.shared.new_articles);
+            self.tracker.spawn(worker.run(wake, stop.clone()));
         }
         let writer = self.shared.writer.clone();
         let matcher = Arc::clone(&pipeline.matcher);

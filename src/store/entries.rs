@@ -14,6 +14,7 @@ use std::time::Duration;
 use chrono::{DateTime, Timelike, Utc};
 use rusqlite::{CachedStatement, Connection, OptionalExtension, params};
 
+use super::articles::queue_article;
 use super::flags::{
     Flagging, Reassess, StoryFor, StoryStatements, insert_mentions, newly_named, queue_alerts,
     reassess_alerts, rewrite_edited_mentions, story_company_ids,
@@ -345,13 +346,22 @@ fn upsert_entries(
     // insert, not three lookups and an insert (a cold poll of 100 harness feeds under
     // callgrind: 1.7% fewer instructions for the whole process).
     // A feed that never had a document parsed is serving its backlog (see `queue_alerts`).
-    let (has_entries, has_tombstones, backlog): (bool, bool, bool) = tx
+    let (has_entries, has_tombstones, backlog, fetch_articles): (bool, bool, bool, bool) = tx
         .prepare_cached(
             "SELECT EXISTS (SELECT 1 FROM entries WHERE feed_id = ?1),
                     EXISTS (SELECT 1 FROM tombstones WHERE feed_id = ?1),
-                    (SELECT body_hash IS NULL FROM feeds WHERE id = ?1)",
+                    body_hash IS NULL, fetch_articles
+             FROM feeds WHERE id = ?1",
         )?
-        .query_row([feed_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        .query_row([feed_id], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?;
+    let queue_article_of = |id: i64, entry: &ParsedEntry| -> rusqlite::Result<()> {
+        match article_link(entry).filter(|_| fetch_articles) {
+            Some(link) => queue_article(tx, id, link, queued_at, backlog),
+            None => Ok(()),
+        }
+    };
     let first_document = !has_entries && !has_tombstones;
     let mut dates = DocumentDates::of(&feed.entries);
     let mut find = |entry: &ParsedEntry| -> anyhow::Result<Found> {
@@ -464,6 +474,7 @@ fn upsert_entries(
                     .story
                     .story_for(&mut titles, feed_id, entry, fetched_at)?;
                 let id = statements.insert_entry(feed_id, now, entry, story.id())?;
+                queue_article_of(id, entry)?;
                 if !entry_mentions.is_empty() {
                     // A copy joining a story may name a company the story did not.
                     let named_before = match story {
@@ -496,6 +507,7 @@ fn upsert_entries(
             }
             Found::Stored(stored) if !entry.has_content_hash(&stored.hash) => {
                 update_entry(tx, stored.id, now, entry)?;
+                queue_article_of(stored.id, entry)?;
                 rewrite_edited_mentions(
                     tx,
                     flagging,
@@ -700,6 +712,14 @@ impl Stored {
             story: r.get(3)?,
         })
     }
+}
+
+/// The page an entry of a feed with `fetch_articles` links to, when it is the entry's own: a
+/// link that other items of the document share (a home page) is not this story's page.
+fn article_link(e: &ParsedEntry) -> Option<&str> {
+    let link = e.link.as_deref()?;
+    let http = link.starts_with("http://") || link.starts_with("https://");
+    (http && e.link_unique_in_doc).then_some(link)
 }
 
 /// `entries.link_shared`: 1 when other items of the document had the same link, which then

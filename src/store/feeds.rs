@@ -122,7 +122,8 @@ impl Store {
         tx.execute("UPDATE feeds SET active = 0 WHERE active = 1", [])?;
         {
             let mut upsert = tx.prepare(
-                "INSERT INTO feeds (url, name, tags, interval_secs, active) VALUES (?1, ?2, ?3, ?4, 1)
+                "INSERT INTO feeds (url, name, tags, interval_secs, fetch_articles, active)
+                 VALUES (?1, ?2, ?3, ?4, ?6, 1)
                  ON CONFLICT (url) DO UPDATE SET
                      -- Editing a gone feed's entry (or re-adding it) is how a user says: try again.
                      gone_at = CASE WHEN feeds.name IS excluded.name AND feeds.tags = excluded.tags
@@ -136,7 +137,8 @@ impl Store {
                      etag = CASE WHEN ?5 THEN feeds.etag ELSE NULL END,
                      last_modified = CASE WHEN ?5 THEN feeds.last_modified ELSE NULL END,
                      name = excluded.name, tags = excluded.tags,
-                     interval_secs = excluded.interval_secs, active = 1",
+                     interval_secs = excluded.interval_secs,
+                     fetch_articles = excluded.fetch_articles, active = 1",
             )?;
             let mut unmark = tx.prepare(
                 "UPDATE tombstones SET absent_since = NULL
@@ -155,6 +157,7 @@ impl Store {
                     tags,
                     feed.interval.map(|i| i.as_secs() as i64),
                     active_before,
+                    feed.fetch_articles,
                 ])?;
                 if !active_before {
                     unmark.execute([url])?;
@@ -401,6 +404,7 @@ mod tests {
             interval: None,
             tags: vec![],
             headers: None,
+            fetch_articles: false,
         }
     }
 

@@ -101,7 +101,7 @@ fn write_meta(conn: &Connection, key: &str, value: &str) -> rusqlite::Result<()>
     Ok(())
 }
 
-/// An entry's mentions computed anew, for the text whose hash is `content_hash`.
+/// An entry's mentions computed anew, for the text `content_hash` stands for.
 pub struct Rematched {
     pub entry_id: i64,
     pub content_hash: String,
@@ -112,12 +112,18 @@ pub struct Rematched {
 #[derive(Debug, Clone)]
 pub struct StoredText {
     pub entry_id: i64,
-    /// As read: the re-matched mentions are written only if the text is still this one.
+    /// As read: the re-matched mentions are written only if the text is still this one. The
+    /// entry's hash, and the fetch time of its article when it has one.
     pub content_hash: String,
     pub title: String,
     pub summary: String,
     pub content: String,
+    /// The article's text (see `articles`), empty when none was fetched.
+    pub article: String,
 }
+
+/// What [`StoredText::content_hash`] is read as, from `entries e LEFT JOIN articles a`.
+const TEXT_VERSION: &str = "e.content_hash || coalesce(' ' || a.fetched_at, '')";
 
 /// A flagged story as `feedhound mentions` prints it.
 #[derive(Debug, Clone, Serialize)]
@@ -201,10 +207,12 @@ impl Store {
 
     /// Up to `limit` entries after `after` (by id), for re-matching.
     pub fn texts_after(&self, after: i64, limit: usize) -> anyhow::Result<Vec<StoredText>> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT id, content_hash, coalesce(title, ''), coalesce(summary, ''), coalesce(content, '')
-             FROM entries WHERE id > ?1 ORDER BY id LIMIT ?2",
-        )?;
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT e.id, {TEXT_VERSION}, coalesce(e.title, ''), coalesce(e.summary, ''),
+                 coalesce(e.content, ''), coalesce(a.text, '')
+             FROM entries e LEFT JOIN articles a ON a.entry_id = e.id
+             WHERE e.id > ?1 ORDER BY e.id LIMIT ?2"
+        ))?;
         let rows = stmt.query_map(params![after, limit as i64], |r| {
             Ok(StoredText {
                 entry_id: r.get(0)?,
@@ -212,6 +220,7 @@ impl Store {
                 title: r.get(2)?,
                 summary: r.get(3)?,
                 content: r.get(4)?,
+                article: r.get(5)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -227,8 +236,10 @@ impl Store {
         let mut changed_stories = HashSet::new();
         let mut changed = 0;
         {
-            let mut now_stored =
-                tx.prepare_cached("SELECT content_hash, story_id FROM entries WHERE id = ?1")?;
+            let mut now_stored = tx.prepare_cached(&format!(
+                "SELECT {TEXT_VERSION}, e.story_id
+                 FROM entries e LEFT JOIN articles a ON a.entry_id = e.id WHERE e.id = ?1"
+            ))?;
             for entry in batch {
                 let current: Option<(String, Option<i64>)> = now_stored
                     .query_row([entry.entry_id], |r| Ok((r.get(0)?, r.get(1)?)))

@@ -6,6 +6,7 @@
 //! feeds and their fetch state) and `entries` (stories and their deduplication).
 //! [`writer::StoreWriter`] runs a `Store` on its own thread so async code never blocks on SQLite.
 
+mod articles;
 mod backup;
 mod entries;
 mod feeds;
@@ -26,6 +27,7 @@ use anyhow::Context;
 use chrono::{DateTime, Datelike, NaiveDateTime, Timelike, Utc};
 use rusqlite::Connection;
 
+pub use articles::{ArticleOutcome, ArticleReport, DueArticle};
 pub use backup::{BackupReport, RestoreReport, backup, backup_keeping, restore};
 pub use entries::{Applied, FeedResult, FetchState, RecentEntry};
 pub use feeds::{DueFeed, FeedRef, FeedStatus, SyncReport};
@@ -106,6 +108,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0016_withdrawn_alerts",
         include_str!("../../migrations/0016_withdrawn_alerts.sql"),
+    ),
+    (
+        "0017_articles",
+        include_str!("../../migrations/0017_articles.sql"),
     ),
 ];
 

@@ -26,6 +26,7 @@ pub(crate) fn store_with_feeds(names: &[&str]) -> (tempfile::TempDir, Store, Vec
             interval: None,
             tags: vec![],
             headers: None,
+            fetch_articles: false,
         })
         .collect();
     store.sync_feeds(&feeds).unwrap();

@@ -1,6 +1,7 @@
 //! Integration tests: a real HTTP server on 127.0.0.1:0, a real SQLite file in a temp dir, and
 //! the real binary where processes matter.
 
+mod articles;
 mod cli;
 mod corpus;
 mod crash;

@@ -1141,6 +1141,7 @@ fn entry_with(field: Field, text: &str) -> EntryText<'_> {
         Field::Title => entry.title = text,
         Field::Summary => entry.summary = text,
         Field::Content => entry.content = text,
+        Field::Article => entry.article = text,
     }
     entry
 }
@@ -1289,7 +1290,7 @@ proptest! {
         content in vocabulary_text(),
     ) {
         let matcher = Matcher::new(&rules).unwrap();
-        let entry = EntryText { title: &title, summary: &summary, content: &content };
+        let entry = EntryText { title: &title, summary: &summary, content: &content, article: "" };
         let mentions = matcher.find(&entry);
         let explanations = matcher.explain(&entry);
         let flagged: Vec<_> = explanations.iter().filter(|e| e.flagged).collect();
