@@ -27,7 +27,7 @@ use url::Url;
 use crate::fetch::{FeedHeaders, FetchError, Fetcher, Limits, host_key, is_local, redact_str};
 use crate::matcher::{EntryText, Matcher};
 use crate::parse;
-use crate::parse_pool::ParsePool;
+use crate::parse_pool::{ParsePool, PoolError};
 use crate::store::writer::StoreWriter;
 use crate::store::{ArticleOutcome, ArticleReport, DueArticle};
 use crate::text;
@@ -48,8 +48,13 @@ const REFETCH_AFTER: Duration = Duration::from_secs(60 * 60);
 /// The story text kept of a page, in bytes: a long feature is about 50 KB.
 const MAX_TEXT_BYTES: usize = 256 * 1024;
 
-/// Pages fetched at once, at most (the fetch slots limit them further).
-const IN_FLIGHT: usize = 32;
+/// Pages fetched at once, at most: they share the fetch slots with the feeds (and the parsing
+/// threads with their documents), and a backlog of pages must not hold up the feeds' polls.
+const IN_FLIGHT: usize = 4;
+
+/// How long an article whose report could not be written waits before it is tried again: its
+/// row still says it is due, and the page must not be fetched again every second meanwhile.
+const HOLD_AFTER_WRITE_FAILURE: Duration = Duration::from_secs(5 * 60);
 
 /// How a round of article fetches went.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +76,8 @@ pub struct ArticleWorker {
     pub headers: HashMap<String, FeedHeaders>,
     /// Woken when an article changed what an entry mentions: an alert may be queued.
     pub new_flags: Arc<Notify>,
+    /// Articles whose report could not be written, and until when they are left alone.
+    pub held: std::sync::Mutex<HashMap<i64, std::time::Instant>>,
 }
 
 impl ArticleWorker {
@@ -80,7 +87,11 @@ impl ArticleWorker {
     pub async fn work_due(self: &Arc<Self>, stop: &CancellationToken) -> ArticleTally {
         let mut tally = ArticleTally::default();
         let mut tasks = JoinSet::new();
-        let mut busy: HashSet<i64> = HashSet::new();
+        let mut busy: HashSet<i64> = {
+            let mut held = self.held.lock().expect("held lock");
+            held.retain(|_, until| *until > std::time::Instant::now());
+            held.keys().copied().collect()
+        };
         loop {
             if tasks.len() < IN_FLIGHT && !stop.is_cancelled() {
                 let room = IN_FLIGHT - tasks.len();
@@ -129,9 +140,11 @@ impl ArticleWorker {
                         tally.failed += 1;
                     }
                 }
-                // Left in `busy`: not tried again before the next call.
-                Ok((_, Err(err))) => {
+                // Left in `busy`, and held for the next calls.
+                Ok((id, Err(err))) => {
                     tracing::error!(error = %format!("{err:#}"), "cannot record an article");
+                    let until = std::time::Instant::now() + HOLD_AFTER_WRITE_FAILURE;
+                    self.held.lock().expect("held lock").insert(id, until);
                 }
                 Err(err) => tracing::error!(error = %err, "an article task panicked"),
             }
@@ -143,8 +156,8 @@ impl ArticleWorker {
     pub async fn run(self: Arc<Self>, wake: Arc<Notify>, stop: CancellationToken) {
         loop {
             self.work_due(&stop).await;
-            let next = self.writer.call(|store| store.next_article_time(&[])).await;
-            // At least a second: an article whose report could not be written is due still.
+            let next = self.writer.call(|store| store.next_article_time()).await;
+            // At least a second: an article held after a failed write is due still.
             let sleep = match next {
                 Ok(Some(at)) => (at - Utc::now()).to_std().unwrap_or_default(),
                 Ok(None) => MAX_SLEEP,
@@ -225,7 +238,10 @@ impl ArticleWorker {
     /// The page's story text, with the final HTTP status.
     async fn read_page(&self, due: &DueArticle) -> Result<(u16, String), PageFailure> {
         let url = Url::parse(&due.url).map_err(|err| PageFailure::final_(format!("{err}")))?;
-        let feed_is_local = Url::parse(&due.feed_url).is_ok_and(|feed| is_local(&feed));
+        let local_host = Url::parse(&due.feed_url)
+            .ok()
+            .filter(is_local)
+            .and_then(|feed| feed.host_str().map(str::to_owned));
         let slot = self
             .limits
             .acquire(&host_key(&url))
@@ -233,7 +249,7 @@ impl ArticleWorker {
             .map_err(|err| PageFailure::final_(format!("{err:#}")))?;
         let fetched = self
             .fetcher
-            .fetch_page(&url, self.headers.get(&due.feed_url), feed_is_local)
+            .fetch_page(&url, self.headers.get(&due.feed_url), local_host.as_deref())
             .await;
         drop(slot);
         let fetched = fetched.map_err(PageFailure::from)?;
@@ -267,7 +283,8 @@ impl ArticleWorker {
             Err(err) => Err(PageFailure {
                 status: Some(status),
                 error: err.to_string(),
-                may_pass: false,
+                // Every thread busy with feeds' documents: nothing the page did.
+                may_pass: matches!(err, PoolError::NoThread(_)),
                 retry_after: None,
             }),
         }

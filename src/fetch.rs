@@ -45,11 +45,12 @@ const PAGE_ACCEPT: &str = "text/html, application/xhtml+xml, */*;q=0.8";
 
 /// A feed document, or the page an entry links to.
 #[derive(Debug, Clone, Copy)]
-enum Wanted {
+enum Wanted<'a> {
     Feed,
-    /// `local_allowed`: whether the page may be on a loopback, private or link-local address.
+    /// `local_host`: the one host on a loopback, private or link-local address the page may
+    /// be on (the feed's own, when it is on one).
     Page {
-        local_allowed: bool,
+        local_host: Option<&'a str>,
     },
 }
 
@@ -234,7 +235,7 @@ pub enum FetchError {
     /// its private network, from a feed that is not there itself.
     #[error(
         "refusing to fetch {0}: it is on this machine or a private network, and the feed \
-         linking to it is not"
+         linking to it is not on that host"
     )]
     LocalAddress(String),
     /// A 3xx redirect status whose `Location` is missing or not a URL.
@@ -379,17 +380,17 @@ impl Fetcher {
     }
 
     /// GETs the page an entry of a feed links to, as [`Fetcher::fetch`] does a feed, with no
-    /// validators. Unless `local_allowed` (the feed is on this machine or a private network
-    /// itself), each hop must be elsewhere: the feed's publisher must not make feedhound send
-    /// requests into the network it runs in. Only addresses written in the URL are checked; a
-    /// host name is not resolved first.
+    /// validators. Each hop must be off this machine and its private network, or on
+    /// `local_host` (the feed's own host, when the feed is there itself): the feed's publisher
+    /// must not make feedhound send requests into the network it runs in. Only addresses
+    /// written in the URL are checked; a host name is not resolved first.
     pub async fn fetch_page(
         &self,
         url: &Url,
         headers: Option<&FeedHeaders>,
-        local_allowed: bool,
+        local_host: Option<&str>,
     ) -> Result<Fetched, FetchError> {
-        let wanted = Wanted::Page { local_allowed };
+        let wanted = Wanted::Page { local_host };
         self.fetch_within_deadline(url, &Validators::default(), headers, wanted)
             .await
     }
@@ -399,7 +400,7 @@ impl Fetcher {
         url: &Url,
         validators: &Validators,
         headers: Option<&FeedHeaders>,
-        wanted: Wanted,
+        wanted: Wanted<'_>,
     ) -> Result<Fetched, FetchError> {
         let deadline = self.settings.timeout;
         let fetching = self.fetch_following_redirects(url, validators, headers, wanted);
@@ -414,17 +415,16 @@ impl Fetcher {
         url: &Url,
         validators: &Validators,
         headers: Option<&FeedHeaders>,
-        wanted: Wanted,
+        wanted: Wanted<'_>,
     ) -> Result<Fetched, FetchError> {
         ensure_http(url)?;
         let mut current = url.clone();
         let mut visited: Vec<Url> = Vec::new();
         let mut every_hop_permanent = true;
         loop {
-            if let Wanted::Page {
-                local_allowed: false,
-            } = wanted
+            if let Wanted::Page { local_host } = wanted
                 && is_local(&current)
+                && current.host_str() != local_host
             {
                 return Err(FetchError::LocalAddress(redact(&current)));
             }
@@ -472,7 +472,7 @@ impl Fetcher {
         url: &Url,
         validators: &Validators,
         own_headers: Option<&HeaderMap>,
-        wanted: Wanted,
+        wanted: Wanted<'_>,
     ) -> Result<reqwest::Response, FetchError> {
         let mut bare = url.clone();
         let credentials = take_credentials(&mut bare);
@@ -891,16 +891,24 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_page_on_this_machine_is_fetched_only_for_a_feed_that_is_here_too() {
+    async fn a_page_on_this_machine_is_fetched_only_for_a_feed_on_its_host() {
         let server = serve(|_, stream| respond(stream, "200 OK", &[], b"<p>story</p>"));
         let url = server.url("/story");
-        let refused = fetcher().fetch_page(&url, None, false).await.unwrap_err();
+        let refused = fetcher().fetch_page(&url, None, None).await.unwrap_err();
         assert!(
             matches!(&refused, FetchError::LocalAddress(shown) if shown.contains("127.0.0.1")),
             "{refused}"
         );
+        let another_local_host = fetcher()
+            .fetch_page(&url, None, Some("127.0.0.2"))
+            .await
+            .unwrap_err();
+        assert!(matches!(another_local_host, FetchError::LocalAddress(_)));
         assert!(server.requests().is_empty(), "nothing was sent");
-        let fetched = fetcher().fetch_page(&url, None, true).await.unwrap();
+        let fetched = fetcher()
+            .fetch_page(&url, None, Some("127.0.0.1"))
+            .await
+            .unwrap();
         assert_eq!(fetched.body.as_deref(), Some(&b"<p>story</p>"[..]));
         let sent = &server.requests()[0];
         assert!(sent.header("accept").unwrap().starts_with("text/html"));

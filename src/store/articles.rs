@@ -60,8 +60,9 @@ pub enum ArticleOutcome {
 }
 
 /// Queues the fetch of a stored entry's linked page, due at once. An edited entry's article is
-/// queued again: the edit's mentions come from the entry's text alone, and the page may have
-/// changed with it.
+/// queued again, so that its mentions are matched with its new text and the page's; under the
+/// same link it keeps its failures (one given up stays so, one waiting for a retry waits on)
+/// and its text, which the worker reuses for an hour (see `articles`). A new link starts over.
 pub(super) fn queue_article(
     tx: &Connection,
     entry_id: i64,
@@ -72,8 +73,19 @@ pub(super) fn queue_article(
     tx.prepare_cached(
         "INSERT INTO articles (entry_id, url, state, next_attempt_at, from_backlog)
          VALUES (?1, ?2, 'pending', ?3, ?4)
-         ON CONFLICT (entry_id) DO UPDATE SET url = excluded.url, state = 'pending', attempts = 0,
-             next_attempt_at = excluded.next_attempt_at, from_backlog = excluded.from_backlog",
+         ON CONFLICT (entry_id) DO UPDATE SET
+             state = CASE WHEN articles.url = excluded.url AND articles.state = 'failed'
+                          THEN 'failed' ELSE 'pending' END,
+             next_attempt_at = CASE
+                 WHEN articles.url IS NOT excluded.url THEN excluded.next_attempt_at
+                 WHEN articles.state = 'failed' THEN NULL
+                 WHEN articles.state = 'pending'
+                     THEN max(articles.next_attempt_at, excluded.next_attempt_at)
+                 ELSE excluded.next_attempt_at END,
+             attempts = CASE WHEN articles.url = excluded.url THEN articles.attempts ELSE 0 END,
+             text = CASE WHEN articles.url = excluded.url THEN articles.text END,
+             fetched_at = CASE WHEN articles.url = excluded.url THEN articles.fetched_at END,
+             url = excluded.url, from_backlog = excluded.from_backlog",
     )?
     .execute(params![entry_id, url, sql_time(now), from_backlog])?;
     Ok(())
@@ -120,15 +132,16 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// When the next pending article is due, leaving out `busy` ones.
-    pub fn next_article_time(&self, busy: &[i64]) -> anyhow::Result<Option<DateTime<Utc>>> {
+    /// When the next pending article [`Store::due_articles`] would return is due.
+    pub fn next_article_time(&self) -> anyhow::Result<Option<DateTime<Utc>>> {
         let next: Option<String> = self
             .conn
             .prepare_cached(
-                "SELECT min(next_attempt_at) FROM articles
-                 WHERE state = 'pending' AND entry_id NOT IN (SELECT value FROM json_each(?1))",
+                "SELECT min(a.next_attempt_at)
+                 FROM articles a JOIN entries e ON e.id = a.entry_id JOIN feeds f ON f.id = e.feed_id
+                 WHERE a.state = 'pending' AND f.active = 1 AND f.fetch_articles = 1",
             )?
-            .query_row([serde_json::to_string(busy)?], |r| r.get(0))?;
+            .query_row([], |r| r.get(0))?;
         Ok(next.as_deref().and_then(parse_sql_time))
     }
 
@@ -202,6 +215,7 @@ impl Store {
                     mentions,
                     now,
                     from_backlog,
+                    true,
                 )?;
                 true
             }

@@ -516,6 +516,7 @@ fn upsert_entries(
                     entry_mentions,
                     queued_at,
                     backlog,
+                    false,
                 )?;
                 applied.updated += 1;
                 applied.mentions += entry_mentions.len();

@@ -599,6 +599,12 @@ pub(super) fn write_mentions(
 /// queues alerts for the companies the story names now and did not before. A company the story
 /// named already was alerted then, or held back as backlog (see [`queue_alerts`]): an edit of an
 /// old story must not page about it now.
+///
+/// `page_text_matched`: whether `mentions` were found with the text of the entry's article page
+/// (see `articles`). When not (an edit, matched on the feed's text alone), the mentions found on
+/// the page stay: a company the page names stays flagged until the page is matched again.
+// Each argument is one fact about the edit, from one of the two callers (a poll, a page).
+#[allow(clippy::too_many_arguments)]
 pub(super) fn rewrite_edited_mentions(
     conn: &Connection,
     flagging: &Flagging,
@@ -607,14 +613,18 @@ pub(super) fn rewrite_edited_mentions(
     mentions: &[Mention],
     now: DateTime<Utc>,
     from_backlog: bool,
+    page_text_matched: bool,
 ) -> anyhow::Result<()> {
     let story_id = story_id.filter(|_| flagging.alerts_anyone());
     let named_before = match story_id {
         Some(story) => story_company_ids(conn, story)?,
         None => HashSet::new(),
     };
-    conn.prepare_cached("DELETE FROM mentions WHERE entry_id = ?1")?
-        .execute([entry_id])?;
+    conn.prepare_cached(
+        "DELETE FROM mentions WHERE entry_id = ?1
+             AND (?2 OR instr(',' || fields || ',', ',article,') = 0)",
+    )?
+    .execute(params![entry_id, page_text_matched])?;
     insert_mentions(conn, flagging, entry_id, mentions)?;
     let Some(story) = story_id else {
         return Ok(());

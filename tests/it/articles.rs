@@ -227,6 +227,32 @@ fn a_teaser_feed_is_flagged_for_what_its_article_page_says_and_not_for_the_page_
             ("Xiaomi".to_string(), "article".to_string())
         ]
     );
+
+    // With `fetch_articles` off, an edit still leaves the page's mentions standing: only
+    // matching the page's text again may take them away.
+    let config = std::fs::read_to_string(&app.config_path).unwrap();
+    std::fs::write(
+        &app.config_path,
+        config.replace("fetch_articles = true\n", ""),
+    )
+    .unwrap();
+    let edited_again = items[0].replace("Read more…", "Updated with figures.");
+    server.feed(
+        "teasers.xml",
+        rss(&[&edited_again, items[1].as_str(), items[2].as_str()]),
+    );
+    let summary = poll(&app);
+    assert!(
+        summary.contains("1 updated") && !summary.contains("articles:"),
+        "{summary}"
+    );
+    assert_eq!(
+        mentions_of(&app, &told),
+        vec![
+            ("Memory".to_string(), "article".to_string()),
+            ("Xiaomi".to_string(), "article".to_string())
+        ]
+    );
 }
 
 #[test]
