@@ -11,7 +11,6 @@
 //! text; a failure that may pass (a timeout, a 5xx, a 429) is tried again later, up to
 //! [`RETRY_DELAYS`].
 
-use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,7 +42,7 @@ pub const RETRY_DELAYS: [Duration; 3] = [
 /// An edited entry is matched again with its page's text from the last hour without fetching
 /// the page again: a feed that edits an item on every poll must not make us fetch its page as
 /// often.
-const REFETCH_AFTER: Duration = Duration::from_secs(60 * 60);
+const REFETCH_AFTER: chrono::TimeDelta = chrono::TimeDelta::hours(1);
 
 /// The story text kept of a page, in bytes: a long feature is about 50 KB.
 const MAX_TEXT_BYTES: usize = 256 * 1024;
@@ -178,18 +177,15 @@ impl ArticleWorker {
     /// Fetches (or re-matches) one article and records what became of it; Ok(true) when its
     /// text was read.
     async fn handle(&self, due: DueArticle) -> anyhow::Result<bool> {
-        let recent_text = due
-            .text
-            .as_deref()
-            .filter(|_| due.fetched_at.is_some_and(|at| Utc::now() - at < max_age()));
-        let (status, outcome, text) = match recent_text {
-            Some(text) => (None, ArticleOutcome::Kept, Some(Cow::Borrowed(text))),
-            None => match self.read_page(&due).await {
-                Ok((status, text)) => (
-                    Some(status),
-                    ArticleOutcome::Fetched(text.clone()),
-                    Some(Cow::Owned(text)),
-                ),
+        let text_is_recent = due.text.is_some()
+            && due
+                .fetched_at
+                .is_some_and(|at| Utc::now() - at < REFETCH_AFTER);
+        let (status, outcome) = if text_is_recent {
+            (None, ArticleOutcome::Kept)
+        } else {
+            match self.read_page(&due).await {
+                Ok((status, text)) => (Some(status), ArticleOutcome::Fetched(text)),
                 Err(failure) => {
                     let retry_at = failure.retry_at(due.attempts, Utc::now());
                     let error = failure.error;
@@ -201,20 +197,22 @@ impl ArticleWorker {
                             tracing::warn!(%error, "cannot read the article page; giving it up")
                         }
                     }
-                    let outcome = ArticleOutcome::Failed { error, retry_at };
-                    // An edit queued it again: its mentions still want the text kept.
-                    let kept = due.text.as_deref().map(Cow::Borrowed);
-                    (failure.status, outcome, kept)
+                    (failure.status, ArticleOutcome::Failed { error, retry_at })
                 }
-            },
+            }
         };
         let read = !matches!(outcome, ArticleOutcome::Failed { .. });
+        // Kept, or failed after an edit queued it again: the text kept is the page's still.
+        let text = match &outcome {
+            ArticleOutcome::Fetched(text) => Some(text.as_str()),
+            ArticleOutcome::Kept | ArticleOutcome::Failed { .. } => due.text.as_deref(),
+        };
         let mentions = text.map(|text| {
             self.matcher.find(&EntryText {
                 title: &due.title,
                 summary: &due.summary,
                 content: &due.content,
-                article: &text,
+                article: text,
             })
         });
         let report = ArticleReport {
@@ -293,10 +291,6 @@ impl ArticleWorker {
 
 /// The longest the daemon's article loop sleeps without looking at the queue.
 const MAX_SLEEP: Duration = Duration::from_secs(60);
-
-fn max_age() -> chrono::TimeDelta {
-    chrono::TimeDelta::from_std(REFETCH_AFTER).expect("an hour fits")
-}
 
 fn is_html(content_type: &str) -> bool {
     let essence = content_type

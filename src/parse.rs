@@ -238,25 +238,30 @@ fn decode_document<'a>(body: &'a [u8], content_type: Option<&str>) -> Cow<'a, st
             _ => Cow::Borrowed(text),
         };
     }
-    let usable = |label: &[u8]| {
-        Encoding::for_label(label).filter(|e| *e != UTF_8 && e.is_ascii_compatible())
-    };
     let encoding = declared
-        .and_then(usable)
+        .and_then(legacy_encoding_named)
         .or_else(|| {
             content_type
                 .and_then(charset_of)
-                .and_then(|label| usable(label.as_bytes()))
+                .and_then(|label| legacy_encoding_named(label.as_bytes()))
         })
-        .unwrap_or_else(|| {
-            if mostly_utf8(body) {
-                UTF_8
-            } else {
-                guess_legacy_encoding(body)
-            }
-        });
+        .unwrap_or_else(|| undeclared_encoding(body));
     let (text, _) = encoding.decode_without_bom_handling(body);
     with_utf8_declaration(text)
+}
+
+/// The encoding a label names, if it is one a document that is not valid UTF-8 can be in.
+fn legacy_encoding_named(label: &[u8]) -> Option<&'static Encoding> {
+    Encoding::for_label(label).filter(|e| *e != UTF_8 && e.is_ascii_compatible())
+}
+
+/// The encoding of a document that is not valid UTF-8 and names none it can be in.
+fn undeclared_encoding(body: &[u8]) -> &'static Encoding {
+    if mostly_utf8(body) {
+        UTF_8
+    } else {
+        guess_legacy_encoding(body)
+    }
 }
 
 /// An HTML page (an article, see `articles`) as UTF-8 text: a BOM; valid UTF-8; the `charset`
@@ -269,20 +274,11 @@ pub(crate) fn decode_html<'a>(body: &'a [u8], content_type: Option<&str>) -> Cow
     if let Ok(text) = std::str::from_utf8(body) {
         return Cow::Borrowed(text);
     }
-    let usable = |label: &[u8]| {
-        Encoding::for_label(label.trim_ascii()).filter(|e| *e != UTF_8 && e.is_ascii_compatible())
-    };
     let encoding = content_type
         .and_then(charset_of)
-        .and_then(|label| usable(label.as_bytes()))
-        .or_else(|| meta_charset(body).and_then(usable))
-        .unwrap_or_else(|| {
-            if mostly_utf8(body) {
-                UTF_8
-            } else {
-                guess_legacy_encoding(body)
-            }
-        });
+        .and_then(|label| legacy_encoding_named(label.as_bytes()))
+        .or_else(|| meta_charset(body).and_then(legacy_encoding_named))
+        .unwrap_or_else(|| undeclared_encoding(body));
     encoding.decode_without_bom_handling(body).0
 }
 

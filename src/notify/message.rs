@@ -364,6 +364,17 @@ mod tests {
         }
     }
 
+    /// A story made of what chat Markdown escapes and cuts worst: long runs of `*`, `(`, `_`
+    /// and `|`, and 40 companies whose names are 150 `*` each.
+    fn hostile_story(link_chars: usize) -> AlertPayload {
+        let name = "*".repeat(150);
+        let companies: Vec<(&str, &str)> = (0..40).map(|_| (name.as_str(), "[x](y)")).collect();
+        let mut story = payload(&"*".repeat(1000), &"(".repeat(link_chars), &companies);
+        story.newly_named = Some("_".repeat(500));
+        story.sources[0].feed = "|".repeat(500);
+        story
+    }
+
     fn chars(text: &str) -> usize {
         text.chars().count()
     }
@@ -481,11 +492,7 @@ mod tests {
 
     #[test]
     fn the_longest_hostile_pieces_still_fit_without_a_cut_through_markup() {
-        let name = "*".repeat(150);
-        let companies: Vec<(&str, &str)> = (0..40).map(|_| (name.as_str(), "[x](y)")).collect();
-        let mut story = payload(&"*".repeat(1000), &"(".repeat(1000), &companies);
-        story.newly_named = Some("_".repeat(500));
-        story.sources[0].feed = "|".repeat(500);
+        let story = hostile_story(1000);
         for (format, limit) in [(AlertFormat::Discord, 2000), (AlertFormat::Slack, 4000)] {
             let text = text_of(format, &story);
             assert!(chars(&text) <= limit, "{} chars", chars(&text));
@@ -627,11 +634,7 @@ mod tests {
 
     #[test]
     fn a_digest_of_the_longest_hostile_story_still_fits_one_message() {
-        let name = "*".repeat(150);
-        let companies: Vec<(&str, &str)> = (0..40).map(|_| (name.as_str(), "[x](y)")).collect();
-        let mut story = payload(&"*".repeat(1000), &"(".repeat(490), &companies);
-        story.newly_named = Some("_".repeat(500));
-        story.sources[0].feed = "|".repeat(500);
+        let story = hostile_story(490);
         for (format, limit) in [(AlertFormat::Discord, 2000), (AlertFormat::Slack, 4000)] {
             let posts = digest(format, &[&story, &story]).unwrap();
             for (count, sending) in &posts {

@@ -46,6 +46,22 @@ fn corpus_feed(feed: usize, generation: usize) -> String {
     rss(&items)
 }
 
+/// Serves the `FEEDS` corpus feeds at generation 0 and an app polling them every 200 ms, with
+/// `extra` TOML appended to its config.
+fn corpus_app(server: &FeedServer, extra: &str) -> App {
+    for feed in 0..FEEDS {
+        server.feed(&format!("f{feed}.xml"), corpus_feed(feed, 0));
+    }
+    let urls: Vec<String> = (0..FEEDS)
+        .map(|feed| server.url(&format!("f{feed}.xml")))
+        .collect();
+    App::with_polling(
+        &urls,
+        "interval = \"200ms\"\nmin_interval = \"200ms\"",
+        extra,
+    )
+}
+
 fn rounds() -> usize {
     std::env::var("FEEDHOUND_CRASH_ROUNDS")
         .ok()
@@ -65,15 +81,8 @@ fn sigkill_at_random_moments_loses_nothing_and_stores_nothing_twice() {
     let server = Arc::new(FeedServer::start());
     server.set("hook", Route::webhook(200));
     let generations = Arc::new(Mutex::new(vec![0usize; FEEDS]));
-    for feed in 0..FEEDS {
-        server.feed(&format!("f{feed}.xml"), corpus_feed(feed, 0));
-    }
-    let urls: Vec<String> = (0..FEEDS)
-        .map(|feed| server.url(&format!("f{feed}.xml")))
-        .collect();
-    let app = App::with_polling(
-        &urls,
-        "interval = \"200ms\"\nmin_interval = \"200ms\"",
+    let app = corpus_app(
+        &server,
         &format!(
             "\n[[company]]\nname = \"Xiaomi\"\n\n[[notify]]\nbacklog = true\nname = \"hook\"\nurl = \"{}\"\nretry_delay = \"100ms\"\n",
             server.url("hook")
@@ -213,17 +222,7 @@ fn sigkill_at_random_moments_loses_nothing_and_stores_nothing_twice() {
 #[test]
 fn backups_taken_while_the_daemon_writes_are_whole_snapshots_feedhound_runs_on() {
     let server = Arc::new(FeedServer::start());
-    for feed in 0..FEEDS {
-        server.feed(&format!("f{feed}.xml"), corpus_feed(feed, 0));
-    }
-    let urls: Vec<String> = (0..FEEDS)
-        .map(|feed| server.url(&format!("f{feed}.xml")))
-        .collect();
-    let app = App::with_polling(
-        &urls,
-        "interval = \"200ms\"\nmin_interval = \"200ms\"",
-        "\n[[company]]\nname = \"Xiaomi\"\n",
-    );
+    let app = corpus_app(&server, "\n[[company]]\nname = \"Xiaomi\"\n");
     let daemon = app.spawn_daemon();
     let first = (FEEDS * FIRST_ENTRIES) as i64;
     wait_until(Duration::from_secs(30), "every feed is stored", || {
