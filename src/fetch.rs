@@ -11,26 +11,31 @@
 //! own headers ([`FeedHeaders`]: a token, a cookie) follow the same origin rule, and their values
 //! are never printed either.
 //!
-//! Article pages (`articles`) come through the same client with an HTML `Accept`, and one more
-//! rule ([`Fetcher::fetch_page`]): a link from a feed on the internet never leads to this machine
-//! or its private network, since the feed's publisher chose it.
+//! Article pages (`articles`) are fetched the same way with an HTML `Accept`, and one more rule
+//! ([`Fetcher::fetch_page`], [`network_guard`]): a link never leads to this machine or its
+//! private network, by address or by host name, unless it is on the feed's own host, since the
+//! feed's publisher chose it.
 //!
 //! Nothing here knows about SQL, parsing or the schedule; the caller gets a [`Fetched`] or a
 //! [`FetchError`] it can branch on.
 
 use std::fmt;
 use std::io;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
 use chrono::{DateTime, TimeDelta, Utc};
 use percent_encoding::percent_decode_str;
 use reqwest::StatusCode;
+use reqwest::dns::Resolve;
 use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
 use url::Url;
 
 mod limits;
+mod network_guard;
 pub use limits::{Limits, Slot, host_key};
+use network_guard::is_local;
 
 /// Redirects followed before giving up. Browsers follow 20 (the Fetch standard's limit); a feed
 /// that needs more than a handful of hops is misconfigured, so half that is plenty.
@@ -47,10 +52,10 @@ const PAGE_ACCEPT: &str = "text/html, application/xhtml+xml, */*;q=0.8";
 #[derive(Debug, Clone, Copy)]
 enum Wanted<'a> {
     Feed,
-    /// `local_host`: the one host on a loopback, private or link-local address the page may
-    /// be on (the feed's own, when it is on one).
+    /// `feed_host`: the host of the feed that links to the page. The user chose it, so a page
+    /// there is fetched as the feed is, wherever that host is.
     Page {
-        local_host: Option<&'a str>,
+        feed_host: Option<&'a str>,
     },
 }
 
@@ -232,10 +237,11 @@ pub enum FetchError {
     #[error("refusing to fetch {0}: only http and https URLs are fetched")]
     UnsupportedScheme(String),
     /// Holds the redacted URL: an article link (or a hop of its redirects) to this machine or
-    /// its private network, from a feed that is not there itself.
+    /// its private network, by its address or by what its host name resolves to, on a host
+    /// other than its feed's.
     #[error(
-        "refusing to fetch {0}: it is on this machine or a private network, and the feed \
-         linking to it is not on that host"
+        "refusing to fetch {0}: it is on this machine or a private network (by its address or \
+         what its host name resolves to), and the feed linking to it is not on that host"
     )]
     LocalAddress(String),
     /// A 3xx redirect status whose `Location` is missing or not a URL.
@@ -343,27 +349,35 @@ fn looks_secret(query_key: &str) -> bool {
         || ["auth", "sig", "signature"].contains(&key.as_str())
 }
 
-/// Fetches feed documents (and article pages) through one shared connection pool.
+/// Fetches feed documents and article pages. Pages on hosts other than their feed's go through
+/// a client of their own, whose resolver refuses private addresses ([`network_guard`]).
 #[derive(Clone)]
 pub struct Fetcher {
     client: reqwest::Client,
+    page_client: reqwest::Client,
     settings: FetchSettings,
 }
 
 impl Fetcher {
     pub fn new(settings: FetchSettings) -> anyhow::Result<Self> {
-        let mut default_headers = HeaderMap::new();
-        default_headers.insert(header::ACCEPT, HeaderValue::from_static(ACCEPT));
-        let client = reqwest::Client::builder()
-            .user_agent(&settings.user_agent)
-            .default_headers(default_headers)
-            .connect_timeout(settings.connect_timeout)
-            // The whole-request deadline is a `tokio::time::timeout` around all hops in `fetch`,
-            // so it also bounds the time spent across redirects.
-            .redirect(reqwest::redirect::Policy::none())
+        Self::resolving_with(settings, Arc::new(network_guard::SystemLookup))
+    }
+
+    /// `lookup` resolves host names; for pages the guard then filters what it found.
+    fn resolving_with(settings: FetchSettings, lookup: Arc<dyn Resolve>) -> anyhow::Result<Self> {
+        let client = client_builder(&settings)
+            .dns_resolver(Arc::clone(&lookup))
             .build()
             .context("building the HTTP client")?;
-        Ok(Fetcher { client, settings })
+        let page_client = client_builder(&settings)
+            .dns_resolver(Arc::new(network_guard::PublicOnly::new(lookup)))
+            .build()
+            .context("building the HTTP client for article pages")?;
+        Ok(Fetcher {
+            client,
+            page_client,
+            settings,
+        })
     }
 
     /// GETs `url`, following redirects, sending `validators` as `If-None-Match` /
@@ -380,17 +394,16 @@ impl Fetcher {
     }
 
     /// GETs the page an entry of a feed links to, as [`Fetcher::fetch`] does a feed, with no
-    /// validators. Each hop must be off this machine and its private network, or on
-    /// `local_host` (the feed's own host, when the feed is there itself): the feed's publisher
-    /// must not make feedhound send requests into the network it runs in. Only addresses
-    /// written in the URL are checked; a host name is not resolved first.
+    /// validators. Each hop must be off this machine and its private network, by what its URL
+    /// says and by what its host name resolves to, unless it is on `feed_host`: the feed's
+    /// publisher must not make feedhound send requests into the network it runs in.
     pub async fn fetch_page(
         &self,
         url: &Url,
         headers: Option<&FeedHeaders>,
-        local_host: Option<&str>,
+        feed_host: Option<&str>,
     ) -> Result<Fetched, FetchError> {
-        let wanted = Wanted::Page { local_host };
+        let wanted = Wanted::Page { feed_host };
         self.fetch_within_deadline(url, &Validators::default(), headers, wanted)
             .await
     }
@@ -422,9 +435,9 @@ impl Fetcher {
         let mut visited: Vec<Url> = Vec::new();
         let mut every_hop_permanent = true;
         loop {
-            if let Wanted::Page { local_host } = wanted
+            if let Wanted::Page { feed_host } = wanted
                 && is_local(&current)
-                && current.host_str() != local_host
+                && current.host_str() != feed_host
             {
                 return Err(FetchError::LocalAddress(redact(&current)));
             }
@@ -476,7 +489,10 @@ impl Fetcher {
     ) -> Result<reqwest::Response, FetchError> {
         let mut bare = url.clone();
         let credentials = take_credentials(&mut bare);
-        let mut request = self.client.get(bare);
+        let mut request = match wanted {
+            Wanted::Page { feed_host } if url.host_str() != feed_host => self.page_client.get(bare),
+            Wanted::Page { .. } | Wanted::Feed => self.client.get(bare),
+        };
         if let Wanted::Page { .. } = wanted {
             request = request.header(header::ACCEPT, HeaderValue::from_static(PAGE_ACCEPT));
         }
@@ -491,7 +507,13 @@ impl Fetcher {
         for (name, value) in conditional_headers(validators) {
             request = request.header(name, value);
         }
-        request.send().await.map_err(|err| self.network_error(err))
+        request.send().await.map_err(|err| {
+            if causes(&err).any(|cause| cause.is::<network_guard::ResolvesToLocal>()) {
+                FetchError::LocalAddress(redact(url))
+            } else {
+                self.network_error(err)
+            }
+        })
     }
 
     async fn finish(
@@ -573,36 +595,16 @@ impl Fetcher {
     }
 }
 
-/// Whether `url` is on this machine or a private network by what it says: `localhost`, or a
-/// loopback, private, shared (carrier-grade NAT), link-local or unspecified address.
-pub fn is_local(url: &Url) -> bool {
-    use std::net::{IpAddr, Ipv4Addr};
-    fn v4(ip: Ipv4Addr) -> bool {
-        let shared = ip.octets()[0] == 100 && (ip.octets()[1] & 0xc0) == 64;
-        ip.is_loopback() || ip.is_private() || ip.is_link_local() || ip.is_unspecified() || shared
-    }
-    let ip = match url.host() {
-        Some(url::Host::Domain(name)) => {
-            let name = name.trim_end_matches('.').to_ascii_lowercase();
-            return name == "localhost" || name.ends_with(".localhost");
-        }
-        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip),
-        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip),
-        None => return false,
-    };
-    match ip {
-        IpAddr::V4(ip) => v4(ip),
-        IpAddr::V6(ip) => match ip.to_ipv4_mapped() {
-            Some(mapped) => v4(mapped),
-            None => {
-                let first = ip.segments()[0];
-                ip.is_loopback()
-                    || ip.is_unspecified()
-                    || (first & 0xfe00) == 0xfc00 // unique local
-                    || (first & 0xffc0) == 0xfe80 // link-local
-            }
-        },
-    }
+fn client_builder(settings: &FetchSettings) -> reqwest::ClientBuilder {
+    let mut default_headers = HeaderMap::new();
+    default_headers.insert(header::ACCEPT, HeaderValue::from_static(ACCEPT));
+    reqwest::Client::builder()
+        .user_agent(&settings.user_agent)
+        .default_headers(default_headers)
+        .connect_timeout(settings.connect_timeout)
+        // The whole-request deadline is a `tokio::time::timeout` around all hops in `fetch`,
+        // so it also bounds the time spent across redirects.
+        .redirect(reqwest::redirect::Policy::none())
 }
 
 fn ensure_http(url: &Url) -> Result<(), FetchError> {
@@ -775,7 +777,7 @@ mod tests {
     //! lie, stall, trickle or reset exactly where it wants to.
 
     use std::io::{BufRead, BufReader, Read, Write};
-    use std::net::{TcpListener, TcpStream};
+    use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
     use std::sync::{Arc, Mutex};
     use std::thread;
     use std::time::Instant;
@@ -914,37 +916,76 @@ mod tests {
         assert!(sent.header("accept").unwrap().starts_with("text/html"));
     }
 
-    #[test]
-    fn local_addresses_are_told_by_what_the_url_says() {
-        let local = [
-            "http://localhost/",
-            "http://app.localhost./",
-            "http://127.0.0.2:8080/",
-            "http://10.1.2.3/",
-            "http://172.16.0.1/",
-            "http://192.168.1.1/",
-            "http://169.254.169.254/latest/meta-data",
-            "http://100.64.0.1/",
-            "http://0.0.0.0/",
-            "http://[::1]/",
-            "http://[fd00::1]/",
-            "http://[fe80::1]/",
-            "http://[::ffff:10.0.0.1]/",
-        ];
-        for url in local {
-            assert!(is_local(&Url::parse(url).unwrap()), "{url}");
+    /// Stands in for DNS: each name resolves to the addresses listed for it.
+    struct HostsTable(Vec<(&'static str, IpAddr)>);
+
+    impl Resolve for HostsTable {
+        fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+            let found: Vec<SocketAddr> = (self.0.iter())
+                .filter(|(host, _)| *host == name.as_str())
+                .map(|(_, ip)| SocketAddr::new(*ip, 0))
+                .collect();
+            Box::pin(async move {
+                if found.is_empty() {
+                    return Err("no such host".into());
+                }
+                Ok(Box::new(found.into_iter()) as reqwest::dns::Addrs)
+            })
         }
-        let elsewhere = [
-            "https://news.example/story",
-            "http://8.8.8.8/",
-            "http://100.128.0.1/",
-            "http://172.32.0.1/",
-            "http://[2001:db8::1]/",
-            "http://localhost.example/",
-        ];
-        for url in elsewhere {
-            assert!(!is_local(&Url::parse(url).unwrap()), "{url}");
+    }
+
+    #[tokio::test]
+    async fn a_page_whose_host_name_resolves_into_this_network_is_refused_as_is_a_hop_there() {
+        let server = serve(|request, stream| {
+            let port = request.header("host").unwrap().rsplit(':').next().unwrap();
+            let to_name = format!("http://intranet.test:{port}/admin");
+            match request.path.as_str() {
+                "/to-name" => respond(stream, "302 Found", &[("Location", &to_name)], b""),
+                "/to-address" => {
+                    let to_address = "http://10.0.0.1/admin";
+                    respond(stream, "302 Found", &[("Location", to_address)], b"");
+                }
+                _ => respond(stream, "200 OK", &[], b"<p>story</p>"),
+            }
+        });
+        let loopback = IpAddr::from([127, 0, 0, 1]);
+        let fetcher = Fetcher::resolving_with(
+            settings(Duration::from_secs(5), 1 << 20),
+            Arc::new(HostsTable(vec![("intranet.test", loopback)])),
+        )
+        .unwrap();
+        let port = server.url("/").port().unwrap();
+        let by_name = Url::parse(&format!("http://intranet.test:{port}/story")).unwrap();
+
+        let refused = fetcher
+            .fetch_page(&by_name, None, Some("news.example"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&refused, FetchError::LocalAddress(shown) if shown.contains("intranet.test")),
+            "{refused}"
+        );
+        assert!(server.requests().is_empty(), "nothing was sent");
+
+        // A feed on this machine may link to its own host, but not be a step into the network.
+        for (hop, refused_url) in [("/to-name", "intranet.test"), ("/to-address", "10.0.0.1")] {
+            let refused = fetcher
+                .fetch_page(&server.url(hop), None, Some("127.0.0.1"))
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(&refused, FetchError::LocalAddress(shown) if shown.contains(refused_url)),
+                "{hop}: {refused}"
+            );
         }
+        let paths: Vec<String> = server.requests().into_iter().map(|r| r.path).collect();
+        assert_eq!(paths, ["/to-name", "/to-address"], "no hop was followed");
+
+        let fetched = fetcher
+            .fetch_page(&by_name, None, Some("intranet.test"))
+            .await
+            .unwrap();
+        assert_eq!(fetched.body.as_deref(), Some(&b"<p>story</p>"[..]));
     }
 
     #[tokio::test]
