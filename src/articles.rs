@@ -25,6 +25,7 @@ use url::Url;
 
 use crate::fetch::{FeedHeaders, FetchError, Fetcher, Limits, host_key, redact_str};
 use crate::matcher::{EntryText, Matcher};
+use crate::metrics::{Metrics, PageOutcome};
 use crate::parse;
 use crate::parse_pool::{ParsePool, PoolError};
 use crate::store::writer::StoreWriter;
@@ -75,6 +76,7 @@ pub struct ArticleWorker {
     pub headers: HashMap<String, FeedHeaders>,
     /// Woken when an article changed what an entry mentions: an alert may be queued.
     pub new_flags: Arc<Notify>,
+    pub metrics: Arc<Metrics>,
     /// Articles whose report could not be written, and until when they are left alone.
     pub held: std::sync::Mutex<HashMap<i64, std::time::Instant>>,
 }
@@ -201,6 +203,14 @@ impl ArticleWorker {
                 }
             }
         };
+        let page_outcome = match &outcome {
+            ArticleOutcome::Fetched(_) => PageOutcome::Read,
+            ArticleOutcome::Kept => PageOutcome::Rematched,
+            ArticleOutcome::Failed {
+                retry_at: Some(_), ..
+            } => PageOutcome::Retrying,
+            ArticleOutcome::Failed { retry_at: None, .. } => PageOutcome::GivenUp,
+        };
         let read = !matches!(outcome, ArticleOutcome::Failed { .. });
         // Kept, or failed after an edit queued it again: the text kept is the page's still.
         let text = match &outcome {
@@ -227,6 +237,7 @@ impl ArticleWorker {
             .call(move |store| store.record_article(report))
             .await
             .context("recording the article")?;
+        self.metrics.record_page(page_outcome);
         if rewritten {
             self.new_flags.notify_one();
         }

@@ -852,8 +852,35 @@ fn print_feeds(feeds: &[crate::store::FeedStatus], format: Format) -> anyhow::Re
         if let Some(note) = retry_after_note(feed, chrono::Utc::now()) {
             writeln!(out, "      {note}")?;
         }
+        if let Some(note) = feed.article_pages.as_ref().and_then(page_troubles_note) {
+            writeln!(out, "      {note}")?;
+        }
     }
     Ok(())
+}
+
+/// The line under a feed whose article pages wait or were given up; None when all were read.
+fn page_troubles_note(pages: &crate::store::PageTroubles) -> Option<String> {
+    let mut parts = Vec::new();
+    if pages.waiting > 0 {
+        parts.push(match pages.retrying {
+            0 => format!("{} waiting", pages.waiting),
+            retrying => format!("{} waiting ({retrying} to retry)", pages.waiting),
+        });
+    }
+    if pages.given_up > 0 {
+        parts.push(format!("{} given up", pages.given_up));
+    }
+    if parts.is_empty() {
+        return None;
+    }
+    let mut note = format!("article pages: {}", parts.join(", "));
+    if let Some(page) = &pages.latest_given_up {
+        let why = page.error.as_deref().unwrap_or("no reason recorded");
+        let url = crate::fetch::redact_str(&page.url);
+        note.push_str(&format!("; newest given up: {url} ({why})"));
+    }
+    Some(note)
 }
 
 /// What a feed's last `Retry-After` means now: nothing once its time has passed; a wait, when

@@ -44,6 +44,37 @@ impl FetchOutcome {
     }
 }
 
+/// What became of an article page, as the `outcome` label says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PageOutcome {
+    /// Fetched and its story text read.
+    Read,
+    /// Its entry was edited and matched again with the text read within the hour.
+    Rematched,
+    /// Failed in a way that may pass; tried again later.
+    Retrying,
+    /// Failed for good, or for the last time.
+    GivenUp,
+}
+
+impl PageOutcome {
+    const ALL: [PageOutcome; 4] = [
+        PageOutcome::Read,
+        PageOutcome::Rematched,
+        PageOutcome::Retrying,
+        PageOutcome::GivenUp,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            PageOutcome::Read => "read",
+            PageOutcome::Rematched => "rematched",
+            PageOutcome::Retrying => "retrying",
+            PageOutcome::GivenUp => "given_up",
+        }
+    }
+}
+
 /// `status` label values: the HTTP status class, or `none` when no response arrived.
 const STATUS_CLASSES: [&str; 5] = ["2xx", "3xx", "4xx", "5xx", "none"];
 
@@ -75,6 +106,7 @@ pub struct Metrics {
     entries_new: AtomicU64,
     entries_updated: AtomicU64,
     mentions: AtomicU64,
+    article_pages: [AtomicU64; PageOutcome::ALL.len()],
     /// Monotonic origin of [`Metrics::heartbeat`] times.
     created: Instant,
     /// Milliseconds after `created` of the last heartbeat, plus one; 0 = never.
@@ -96,6 +128,7 @@ impl Metrics {
             entries_new: AtomicU64::new(0),
             entries_updated: AtomicU64::new(0),
             mentions: AtomicU64::new(0),
+            article_pages: Default::default(),
             created: Instant::now(),
             heartbeat: AtomicU64::new(0),
         }
@@ -126,6 +159,11 @@ impl Metrics {
     /// Company mentions recorded.
     pub fn record_mentions(&self, count: usize) {
         self.mentions.fetch_add(count as u64, Ordering::Relaxed);
+    }
+
+    /// One article page recorded.
+    pub fn record_page(&self, outcome: PageOutcome) {
+        self.article_pages[outcome as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     /// The scheduler is alive; call it on every turn of its loop.
@@ -216,6 +254,21 @@ impl Metrics {
             "Company mentions recorded.",
         );
         let _ = writeln!(out, "feedhound_mentions_total {}", load(&self.mentions));
+
+        header(
+            &mut out,
+            "feedhound_article_pages_total",
+            "counter",
+            "Article pages of fetch_articles feeds, by what became of them.",
+        );
+        for outcome in PageOutcome::ALL {
+            let _ = writeln!(
+                out,
+                "feedhound_article_pages_total{{outcome=\"{}\"}} {}",
+                outcome.label(),
+                load(&self.article_pages[outcome as usize])
+            );
+        }
 
         if let Some(age) = self.heartbeat_age() {
             header(
@@ -310,6 +363,23 @@ impl Metrics {
             out,
             "feedhound_search_index_damaged {}",
             u8::from(gauges.search_index_damaged)
+        );
+
+        header(
+            &mut out,
+            "feedhound_article_pages",
+            "gauge",
+            "Article pages of active fetch_articles feeds waiting to be fetched, or given up.",
+        );
+        let _ = writeln!(
+            out,
+            "feedhound_article_pages{{state=\"waiting\"}} {}",
+            gauges.article_pages_waiting
+        );
+        let _ = writeln!(
+            out,
+            "feedhound_article_pages{{state=\"given_up\"}} {}",
+            gauges.article_pages_given_up
         );
 
         if let Some(at) = gauges.last_success_at {
@@ -424,6 +494,8 @@ mod tests {
             search_backlog: 4,
             search_index_damaged: true,
             last_success_at: None,
+            article_pages_waiting: 5,
+            article_pages_given_up: 6,
         };
         let text = metrics.render(Some(&gauges));
         assert_eq!(line(&text, r#"feedhound_feeds{state="ok"}"#), Some("0"));
@@ -433,6 +505,14 @@ mod tests {
         );
         assert_eq!(line(&text, r#"feedhound_feeds{state="dead"}"#), Some("2"));
         assert_eq!(line(&text, "feedhound_outbox_pending"), Some("3"));
+        assert_eq!(
+            line(&text, r#"feedhound_article_pages{state="waiting"}"#),
+            Some("5")
+        );
+        assert_eq!(
+            line(&text, r#"feedhound_article_pages{state="given_up"}"#),
+            Some("6")
+        );
         assert_eq!(line(&text, "feedhound_alert_targets_down"), Some("1"));
         assert_eq!(line(&text, "feedhound_search_backlog"), Some("4"));
         assert_eq!(line(&text, "feedhound_search_index_damaged"), Some("1"));

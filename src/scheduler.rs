@@ -232,6 +232,7 @@ impl Pipeline {
                 writer: self.shared.writer.clone(),
                 headers: self.headers.clone(),
                 new_flags: Arc::clone(&self.shared.new_flags),
+                metrics: Arc::clone(&self.shared.metrics),
                 held: Default::default(),
             })
         })

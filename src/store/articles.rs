@@ -6,12 +6,35 @@
 //! entry's own text and the page's together, as an edit's are: a company only the page names
 //! flags the story, and alerts the targets that want it.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
 
 use super::flags::rewrite_edited_mentions;
 use super::{Store, parse_sql_time, sql_time};
 use crate::model::Mention;
+
+/// A feed's article pages that are not read (yet): what `feedhound feeds` shows under it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PageTroubles {
+    /// Pages waiting to be fetched: new ones, and ones to be tried again.
+    pub waiting: i64,
+    /// Of those, the pages that failed before and wait for a retry.
+    pub retrying: i64,
+    /// Pages given up: their entries are matched on their own text only.
+    pub given_up: i64,
+    /// The newest entry's page among those given up.
+    pub latest_given_up: Option<GivenUpPage>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GivenUpPage {
+    pub url: String,
+    /// Why, as the log said it.
+    pub error: Option<String>,
+}
 
 /// An article due to be fetched, or re-matched, with the entry's text as stored.
 #[derive(Debug, Clone)]
@@ -143,6 +166,53 @@ impl Store {
             )?
             .query_row([], |r| r.get(0))?;
         Ok(next.as_deref().and_then(parse_sql_time))
+    }
+
+    /// [`PageTroubles`] of every feed that has pages waiting or given up, by feed id. Reads the
+    /// pending and failed rows through their partial indexes, never the pages' text.
+    pub(super) fn page_troubles_by_feed(&self) -> rusqlite::Result<HashMap<i64, PageTroubles>> {
+        let mut troubles: HashMap<i64, PageTroubles> = HashMap::new();
+        let mut waiting = self.conn.prepare_cached(
+            "SELECT e.feed_id, count(*), sum(a.attempts > 0)
+             FROM articles a JOIN entries e ON e.id = a.entry_id
+             WHERE a.state = 'pending' GROUP BY e.feed_id",
+        )?;
+        let mut rows = waiting.query([])?;
+        while let Some(row) = rows.next()? {
+            let feed = troubles.entry(row.get(0)?).or_default();
+            feed.waiting = row.get(1)?;
+            feed.retrying = row.get(2)?;
+        }
+        // SQLite takes the bare columns from the row that gives max().
+        let mut given_up = self.conn.prepare_cached(
+            "SELECT e.feed_id, count(*), a.url, a.error, max(a.entry_id)
+             FROM articles a JOIN entries e ON e.id = a.entry_id
+             WHERE a.state = 'failed' GROUP BY e.feed_id",
+        )?;
+        let mut rows = given_up.query([])?;
+        while let Some(row) = rows.next()? {
+            let feed = troubles.entry(row.get(0)?).or_default();
+            feed.given_up = row.get(1)?;
+            feed.latest_given_up = Some(GivenUpPage {
+                url: row.get(2)?,
+                error: row.get(3)?,
+            });
+        }
+        Ok(troubles)
+    }
+
+    /// Article pages of active feeds with `fetch_articles`: (waiting, given up).
+    pub(super) fn article_page_counts(&self) -> rusqlite::Result<(i64, i64)> {
+        self.conn
+            .prepare_cached(
+                "SELECT coalesce(sum(a.waiting), 0), coalesce(sum(NOT a.waiting), 0)
+                 FROM (SELECT entry_id, 1 AS waiting FROM articles WHERE state = 'pending'
+                       UNION ALL
+                       SELECT entry_id, 0 FROM articles WHERE state = 'failed') a
+                 JOIN entries e ON e.id = a.entry_id JOIN feeds f ON f.id = e.feed_id
+                 WHERE f.active = 1 AND f.fetch_articles = 1",
+            )?
+            .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
     }
 
     /// Records what became of an article and, when it brings mentions, rewrites the entry's

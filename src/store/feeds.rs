@@ -93,6 +93,11 @@ pub struct FeedStatus {
     pub error_count: u32,
     pub next_poll_at: Option<String>,
     pub entries: i64,
+    /// `fetch_articles` is on for the feed.
+    pub fetch_articles: bool,
+    /// Its article pages waiting or given up; present while `fetch_articles` is on, or while
+    /// any are left from when it was.
+    pub article_pages: Option<super::PageTroubles>,
 }
 
 impl Store {
@@ -294,19 +299,23 @@ impl Store {
         Ok(None)
     }
 
-    /// Every feed (active first), with its entry count.
+    /// Every feed (active first), with its entry count and its article pages' troubles.
     pub fn feed_statuses(&self) -> anyhow::Result<Vec<FeedStatus>> {
+        let mut page_troubles = self.page_troubles_by_feed()?;
         let mut stmt = self.conn.prepare(&format!(
             "SELECT f.id, f.url, f.name, f.title, f.active, f.last_fetch_at, f.last_success_at,
                     f.last_status, f.last_error, f.error_count, f.next_poll_at,
                     (SELECT count(*) FROM entries e WHERE e.feed_id = f.id),
                     f.fetch_url, f.interval_secs_current, f.interval_reason, f.retry_after, f.gone_at,
-                    {STATE_SQL}
+                    {STATE_SQL}, f.fetch_articles
              FROM feeds f ORDER BY f.active DESC, f.id"
         ))?;
         let rows = stmt.query_map([], |r| {
+            let id = r.get(0)?;
+            let fetch_articles = r.get(18)?;
+            let troubles = page_troubles.remove(&id);
             Ok(FeedStatus {
-                id: r.get(0)?,
+                id,
                 url: r.get(1)?,
                 name: r.get(2)?,
                 title: r.get(3)?,
@@ -324,6 +333,8 @@ impl Store {
                 retry_after: r.get(15)?,
                 gone_at: r.get(16)?,
                 state: r.get(17)?,
+                fetch_articles,
+                article_pages: troubles.or_else(|| fetch_articles.then(Default::default)),
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

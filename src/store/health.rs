@@ -25,6 +25,11 @@ pub struct ServiceGauges {
     pub search_index_damaged: bool,
     /// The most recent successful fetch of any feed.
     pub last_success_at: Option<DateTime<Utc>>,
+    /// Article pages of active feeds with `fetch_articles` waiting to be fetched (new ones and
+    /// retries).
+    pub article_pages_waiting: i64,
+    /// Article pages of those feeds given up: their entries are matched on their own text.
+    pub article_pages_given_up: i64,
 }
 
 impl Store {
@@ -63,6 +68,7 @@ impl Store {
             })?
             .as_deref()
             .and_then(parse_sql_time);
+        let (article_pages_waiting, article_pages_given_up) = self.article_page_counts()?;
         Ok(ServiceGauges {
             feeds_by_state,
             outbox_pending,
@@ -70,6 +76,8 @@ impl Store {
             search_backlog,
             search_index_damaged,
             last_success_at,
+            article_pages_waiting,
+            article_pages_given_up,
         })
     }
 

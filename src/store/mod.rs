@@ -27,7 +27,7 @@ use anyhow::Context;
 use chrono::{DateTime, Datelike, NaiveDateTime, Timelike, Utc};
 use rusqlite::Connection;
 
-pub use articles::{ArticleOutcome, ArticleReport, DueArticle};
+pub use articles::{ArticleOutcome, ArticleReport, DueArticle, GivenUpPage, PageTroubles};
 pub use backup::{BackupReport, RestoreReport, backup, backup_keeping, restore};
 pub use entries::{Applied, FeedResult, FetchState, RecentEntry};
 pub use feeds::{DueFeed, FeedRef, FeedStatus, SyncReport};
@@ -112,6 +112,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "0017_articles",
         include_str!("../../migrations/0017_articles.sql"),
+    ),
+    (
+        "0018_given_up_articles",
+        include_str!("../../migrations/0018_given_up_articles.sql"),
     ),
 ];
 

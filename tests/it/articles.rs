@@ -15,7 +15,7 @@ name = "Samsung"
 
 /// An article page in the shape news sites use: the story in `<article>`, and menus, a
 /// "related" box and a footer around it that name another company.
-fn article_page(headline: &str, story: &str) -> String {
+pub(crate) fn article_page(headline: &str, story: &str) -> String {
     let paragraph = "Analysts on the call pressed management on margins, on the supply of \
                      memory chips and on how long the current pricing can hold in the face of \
                      rising component costs across the industry this year.";
@@ -32,7 +32,7 @@ fn article_page(headline: &str, story: &str) -> String {
     )
 }
 
-fn html(body: String) -> Route {
+pub(crate) fn html(body: String) -> Route {
     Route {
         content_type: "text/html; charset=utf-8".into(),
         ..Route::feed(body).without_validators()
@@ -40,7 +40,7 @@ fn html(body: String) -> Route {
 }
 
 /// Turns `fetch_articles` on for the feed at `url` in the app's config.
-fn fetch_articles_of(app: &App, url: &str) {
+pub(crate) fn fetch_articles_of(app: &App, url: &str) {
     let text = std::fs::read_to_string(&app.config_path).unwrap();
     let text = text.replacen(
         &format!("url = \"{url}\"\n"),
@@ -191,6 +191,23 @@ fn a_teaser_feed_is_flagged_for_what_its_article_page_says_and_not_for_the_page_
     assert!(error.unwrap().contains("404"));
     assert!(server.requests("story/untouched").is_empty());
     assert!(mentions_of(&app, &untouched).is_empty());
+    // `feeds` says what is left of the pages, under the feed that has them.
+    let listed = app.cli(&["feeds"]);
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    let note = format!(
+        "article pages: 1 waiting (1 to retry), 1 given up; newest given up: {gone} (HTTP status \
+         404 Not Found)"
+    );
+    assert!(listed.contains(&note), "{listed}");
+    assert_eq!(listed.matches("article pages:").count(), 1, "{listed}");
+    let listed = app.cli(&["feeds", "--format", "json"]);
+    let feeds: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let pages = &feeds[0]["article_pages"];
+    assert_eq!(
+        (&pages["waiting"], &pages["given_up"]),
+        (&1.into(), &1.into())
+    );
+    assert_eq!(feeds[1]["article_pages"], serde_json::Value::Null);
     // The story the page flagged is alerted, as one the feed itself flagged would be.
     let alerts = server.requests("hook");
     assert_eq!(alerts.len(), 1);

@@ -10,7 +10,8 @@ use feedhound::store::writer::{IdleIndexing, StoreWriter};
 use feedhound::store::{SearchQuery, Store};
 use tokio_util::sync::CancellationToken;
 
-use crate::helpers::{App, FeedServer, rss, wait_until};
+use crate::articles::{article_page, fetch_articles_of, html};
+use crate::helpers::{App, FeedServer, Route, rss, wait_until};
 
 fn item(guid: &str, title: &str, body: &str, published: &str) -> String {
     format!(
@@ -696,12 +697,27 @@ fn a_one_shot_poll_leaves_the_search_index_behind_and_the_daemon_brings_it_up_to
 #[test]
 fn the_daemons_metrics_count_a_real_poll() {
     let server = FeedServer::start();
+    let (story, gone) = (server.url("story/ok"), server.url("story/gone"));
     server.feed(
         "a.xml",
         rss(&[
-            "<guid>1</guid><title>Samsung ships</title>",
-            "<guid>2</guid><title>Weather</title>",
+            &format!("<guid>1</guid><title>Samsung ships</title><link>{story}</link>"),
+            &format!("<guid>2</guid><title>Weather</title><link>{gone}</link>"),
         ]),
+    );
+    server.set(
+        "story/ok",
+        html(article_page(
+            "Samsung ships",
+            "The phones left the plant on Monday.",
+        )),
+    );
+    server.set(
+        "story/gone",
+        Route {
+            status: 404,
+            ..html(String::new())
+        },
     );
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -712,6 +728,7 @@ fn the_daemons_metrics_count_a_real_poll() {
         &[server.url("a.xml"), server.url("missing.xml")],
         &format!("\n[server]\nlisten = \"127.0.0.1:{port}\"\n\n[[company]]\nname = \"Samsung\"\n"),
     );
+    fetch_articles_of(&app, &server.url("a.xml"));
     let daemon = app.spawn_daemon();
     wait_until(Duration::from_secs(10), "both feeds were fetched", || {
         app.try_count("SELECT count(*) FROM feeds WHERE last_fetch_at IS NOT NULL") == Some(2)
@@ -730,12 +747,14 @@ fn the_daemons_metrics_count_a_real_poll() {
     let mut samples = HashMap::new();
     wait_until(
         Duration::from_secs(10),
-        "the metrics show both fetches",
+        "the metrics show both fetches and both article pages",
         || {
             samples = scrape()
                 .map(|body| parse_exposition(&body))
                 .unwrap_or_default();
             samples.get(r#"feedhound_fetches_total{outcome="failed",status="4xx"}"#) == Some(&1.0)
+                && samples.get(r#"feedhound_article_pages_total{outcome="given_up"}"#) == Some(&1.0)
+                && samples.get(r#"feedhound_article_pages_total{outcome="read"}"#) == Some(&1.0)
         },
     );
     let (status, stderr) = daemon.stop(Duration::from_secs(10));
@@ -749,6 +768,12 @@ fn the_daemons_metrics_count_a_real_poll() {
     assert_eq!(samples["feedhound_fetch_duration_seconds_count"], 2.0);
     assert_eq!(samples[r#"feedhound_feeds{state="ok"}"#], 1.0);
     assert_eq!(samples[r#"feedhound_feeds{state="backing_off"}"#], 1.0);
+    assert_eq!(
+        samples[r#"feedhound_article_pages_total{outcome="retrying"}"#],
+        0.0
+    );
+    assert_eq!(samples[r#"feedhound_article_pages{state="waiting"}"#], 0.0);
+    assert_eq!(samples[r#"feedhound_article_pages{state="given_up"}"#], 1.0);
 }
 
 #[test]
