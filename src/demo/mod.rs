@@ -1,9 +1,11 @@
 //! `feedhound demo`: the whole pipeline on bundled sample feeds, offline.
 //!
-//! Serves the sample feeds in `src/demo/feeds/` (written for this demo; every story is
-//! invented) on a loopback port with ETag support, writes a config that tracks a few companies,
-//! polls twice into a fresh database — the second poll shows conditional GET and deduplication
-//! at work — and prints what was stored and how to look at it.
+//! Serves the sample feeds in `src/demo/feeds/` and the article pages in `src/demo/pages/`
+//! (written for this demo; every story is invented) on a loopback port with ETag support, writes
+//! a config that tracks a few companies, polls twice into a fresh database — the second poll
+//! shows conditional GET and deduplication at work — and prints what was stored and how to look
+//! at it. One feed only teases its stories and has `fetch_articles`: its story is flagged for
+//! what its page says, and not for the company the page's menus and footer name.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -22,6 +24,23 @@ const SAMPLE_FEEDS: &[(&str, &str)] = &[
         include_str!("feeds/lantern-markets.xml"),
     ),
     ("circuit-wire.xml", include_str!("feeds/circuit-wire.xml")),
+    (TEASER_FEED, include_str!("feeds/quayside-briefs.xml")),
+];
+
+/// The sample feed that carries headlines and teasers only: the demo turns `fetch_articles` on
+/// for it. Its links say `{BASE}` where the server's address goes.
+const TEASER_FEED: &str = "quayside-briefs.xml";
+
+/// The teaser feed's article pages, served under `/stories/`.
+const SAMPLE_PAGES: &[(&str, &str)] = &[
+    (
+        "spring-launches.html",
+        include_str!("pages/spring-launches.html"),
+    ),
+    (
+        "fourth-terminal.html",
+        include_str!("pages/fourth-terminal.html"),
+    ),
 ];
 
 const COMPANIES: &str = r#"
@@ -99,10 +118,12 @@ pub async fn run(dir: Option<PathBuf>, shutdown: CancellationToken) -> anyhow::R
         .port();
     let served = Arc::new(Served::default());
     let server = Arc::new(server);
+    let base = format!("http://127.0.0.1:{port}");
     let serving = std::thread::spawn({
         let server = Arc::clone(&server);
         let served = Arc::clone(&served);
-        move || serve_samples(&server, &served)
+        let base = base.clone();
+        move || serve_samples(&server, &served, &base)
     });
 
     let config_path = dir.join("feedhound.toml");
@@ -110,9 +131,10 @@ pub async fn run(dir: Option<PathBuf>, shutdown: CancellationToken) -> anyhow::R
         "{CONFIG_MARK}\n[storage]\npath = \"{DATABASE}\"\n\n[polling]\ninterval = \"15m\"\n"
     );
     for (file, _) in SAMPLE_FEEDS {
-        config_text.push_str(&format!(
-            "\n[[feed]]\nurl = \"http://127.0.0.1:{port}/{file}\"\n"
-        ));
+        config_text.push_str(&format!("\n[[feed]]\nurl = \"{base}/{file}\"\n"));
+        if *file == TEASER_FEED {
+            config_text.push_str("fetch_articles = true\n");
+        }
     }
     config_text.push_str(COMPANIES);
     std::fs::write(&config_path, config_text)
@@ -131,8 +153,9 @@ pub async fn run(dir: Option<PathBuf>, shutdown: CancellationToken) -> anyhow::R
     }
 
     println!(
-        "Serving {} sample feeds on http://127.0.0.1:{port}/",
-        SAMPLE_FEEDS.len()
+        "Serving {} sample feeds and {} article pages on {base}/",
+        SAMPLE_FEEDS.len(),
+        SAMPLE_PAGES.len()
     );
     println!("Config: {}", config_path.display());
     let first = scheduler::poll_once(&config, shutdown.clone()).await?;
@@ -166,6 +189,10 @@ pub async fn run(dir: Option<PathBuf>, shutdown: CancellationToken) -> anyhow::R
             story.title.unwrap_or_default()
         );
     }
+    println!(
+        "(Quayside Briefs only teases its stories and has `fetch_articles = true`: its story is \
+         flagged for what its page says, and not for the Samsung its menus and footer name.)"
+    );
     println!("\nDatabase: {}", database.display());
     println!("Try:");
     println!(
@@ -183,11 +210,23 @@ pub async fn run(dir: Option<PathBuf>, shutdown: CancellationToken) -> anyhow::R
     Ok(())
 }
 
-/// Answers requests for the sample feeds until the server is unblocked.
-fn serve_samples(server: &tiny_http::Server, served: &Served) {
+/// Answers requests for the sample feeds and pages until the server is unblocked; `base` is
+/// what the teaser feed's `{BASE}` stands for.
+fn serve_samples(server: &tiny_http::Server, served: &Served, base: &str) {
     for request in server.incoming_requests() {
-        let name = request.url().trim_start_matches('/');
-        let Some((_, body)) = SAMPLE_FEEDS.iter().find(|(file, _)| *file == name) else {
+        let path = request.url().trim_start_matches('/');
+        let sample = |samples: &[(&str, &'static str)], name: &str| {
+            samples
+                .iter()
+                .find(|(file, _)| *file == name)
+                .map(|(_, body)| *body)
+        };
+        let found = match path.strip_prefix("stories/") {
+            Some(page) => sample(SAMPLE_PAGES, page).map(|body| (body.to_owned(), "text/html")),
+            None => sample(SAMPLE_FEEDS, path)
+                .map(|body| (body.replace("{BASE}", base), "application/xml")),
+        };
+        let Some((body, media_type)) = found else {
             let _ = request
                 .respond(tiny_http::Response::from_string("not found").with_status_code(404));
             continue;
@@ -204,10 +243,10 @@ fn serve_samples(server: &tiny_http::Server, served: &Served) {
             tiny_http::Response::from_data(Vec::new()).with_status_code(304)
         } else {
             served.full.fetch_add(1, Ordering::Relaxed);
+            let content_type = format!("{media_type}; charset=utf-8");
             let content_type =
-                tiny_http::Header::from_bytes("Content-Type", "application/xml; charset=utf-8")
-                    .expect("valid header");
-            tiny_http::Response::from_data(body.as_bytes().to_vec()).with_header(content_type)
+                tiny_http::Header::from_bytes("Content-Type", content_type).expect("valid header");
+            tiny_http::Response::from_data(body.into_bytes()).with_header(content_type)
         };
         let _ = request.respond(response.with_header(etag_header));
     }

@@ -276,16 +276,19 @@ fn demo_polls_the_bundled_feeds_twice_without_duplicates() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(
-        stdout.contains("First poll:  feeds: 3 ok, 0 not modified, 0 failed; entries: 12 new"),
+        stdout.contains(
+            "First poll:  feeds: 4 ok, 0 not modified, 0 failed; entries: 14 new, 0 updated; \
+             articles: 2 read, 0 failed"
+        ),
         "{stdout}"
     );
     assert!(
         stdout.contains(
-            "Second poll: feeds: 0 ok, 3 not modified, 0 failed; entries: 0 new, 0 updated"
+            "Second poll: feeds: 0 ok, 4 not modified, 0 failed; entries: 0 new, 0 updated"
         ),
         "{stdout}"
     );
-    assert!(stdout.contains("3 × 304 Not Modified"), "{stdout}");
+    assert!(stdout.contains("4 × 304 Not Modified"), "{stdout}");
     assert!(
         stdout.contains("Samsung, Xiaomi    3 source(s)  Xiaomi's new tablet"),
         "{stdout}"
@@ -295,11 +298,25 @@ fn demo_polls_the_bundled_feeds_twice_without_duplicates() {
         "apple pie is not Apple: {stdout}"
     );
     assert!(!stdout.contains("source(s)  Amazon rainforest"), "{stdout}");
+    // The teaser feed's story is flagged for what its page says, not for its menus and footer.
+    assert!(
+        stdout.contains("Xiaomi             1 source(s)  Handset makers line up"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("source(s)  Port authority"), "{stdout}");
     let db = rusqlite::Connection::open(dir.path().join("feedhound.db")).unwrap();
     let entries: i64 = db
         .query_row("SELECT count(*) FROM entries", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(entries, 12);
+    assert_eq!(entries, 14);
+    let article_mentions: i64 = db
+        .query_row(
+            "SELECT count(*) FROM mentions WHERE fields = 'article'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(article_mentions, 1);
 }
 
 #[test]
