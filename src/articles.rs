@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use url::Url;
 
-use crate::fetch::{FeedHeaders, FetchError, Fetcher, Limits, host_key, redact_str};
+use crate::fetch::{FeedHeaders, FetchError, Fetcher, Limits, host_key, is_local, redact_str};
 use crate::matcher::{EntryText, Matcher};
 use crate::metrics::{Metrics, PageOutcome};
 use crate::parse;
@@ -232,13 +232,15 @@ impl ArticleWorker {
             outcome,
             mentions,
         };
-        let rewritten = self
+        let recorded = self
             .writer
             .call(move |store| store.record_article(report))
             .await
             .context("recording the article")?;
-        self.metrics.record_page(page_outcome);
-        if rewritten {
+        if recorded.applied {
+            self.metrics.record_page(page_outcome);
+        }
+        if recorded.mentions_rewritten {
             self.new_flags.notify_one();
         }
         Ok(read)
@@ -247,8 +249,9 @@ impl ArticleWorker {
     /// The page's story text, with the final HTTP status.
     async fn read_page(&self, due: &DueArticle) -> Result<(u16, String), PageFailure> {
         let url = Url::parse(&due.url).map_err(|err| PageFailure::final_(format!("{err}")))?;
-        let feed_host = Url::parse(&due.feed_url)
+        let local_host = Url::parse(&due.feed_url)
             .ok()
+            .filter(is_local)
             .and_then(|feed| feed.host_str().map(str::to_owned));
         let slot = self
             .limits
@@ -257,7 +260,7 @@ impl ArticleWorker {
             .map_err(|err| PageFailure::final_(format!("{err:#}")))?;
         let fetched = self
             .fetcher
-            .fetch_page(&url, self.headers.get(&due.feed_url), feed_host.as_deref())
+            .fetch_page(&url, self.headers.get(&due.feed_url), local_host.as_deref())
             .await;
         drop(slot);
         let fetched = fetched.map_err(PageFailure::from)?;

@@ -286,6 +286,10 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
                 // Feed URLs may carry credentials; this output gets pasted into tickets.
                 feed.url = fetch::redact_str(&feed.url);
                 feed.moved_to = feed.moved_to.as_deref().map(fetch::redact_str);
+                let given_up = feed.article_pages.as_mut();
+                if let Some(page) = given_up.and_then(|pages| pages.latest_given_up.as_mut()) {
+                    page.url = fetch::redact_str(&page.url);
+                }
             }
             print_feeds(&feeds, format)?;
             Ok(ExitCode::SUCCESS)
@@ -877,8 +881,7 @@ fn page_troubles_note(pages: &crate::store::PageTroubles) -> Option<String> {
     let mut note = format!("article pages: {}", parts.join(", "));
     if let Some(page) = &pages.latest_given_up {
         let why = page.error.as_deref().unwrap_or("no reason recorded");
-        let url = crate::fetch::redact_str(&page.url);
-        note.push_str(&format!("; newest given up: {url} ({why})"));
+        note.push_str(&format!("; newest story given up: {} ({why})", page.url));
     }
     Some(note)
 }

@@ -92,6 +92,9 @@ pub struct PollingConfig {
     /// Largest accepted response body, counted after decompression.
     pub max_body_size: u64,
     pub user_agent: String,
+    /// Article pages may be on this machine or a private network whatever feed links to them
+    /// (an intranet, a VPN, a fake-IP proxy); off, only a feed there itself may link there.
+    pub private_article_links: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -753,6 +756,7 @@ struct RawPolling {
     connect_timeout: Option<Spanned<String>>,
     max_body_size: Option<Spanned<RawSize>>,
     user_agent: Option<Spanned<String>>,
+    private_article_links: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -1290,6 +1294,7 @@ impl Checker {
             connect_timeout,
             max_body_size,
             user_agent,
+            private_article_links: raw.private_article_links.unwrap_or(false),
         }
     }
 

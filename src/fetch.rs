@@ -35,7 +35,7 @@ use url::Url;
 mod limits;
 mod network_guard;
 pub use limits::{Limits, Slot, host_key};
-use network_guard::is_local;
+pub use network_guard::is_local;
 
 /// Redirects followed before giving up. Browsers follow 20 (the Fetch standard's limit); a feed
 /// that needs more than a handful of hops is misconfigured, so half that is plenty.
@@ -52,10 +52,10 @@ const PAGE_ACCEPT: &str = "text/html, application/xhtml+xml, */*;q=0.8";
 #[derive(Debug, Clone, Copy)]
 enum Wanted<'a> {
     Feed,
-    /// `feed_host`: the host of the feed that links to the page. The user chose it, so a page
-    /// there is fetched as the feed is, wherever that host is.
+    /// `local_host`: the feed's own host, when the feed's URL names this machine or a private
+    /// network address itself: the user chose it, so its pages may be there too.
     Page {
-        feed_host: Option<&'a str>,
+        local_host: Option<&'a str>,
     },
 }
 
@@ -68,6 +68,8 @@ pub struct FetchSettings {
     /// Cap on the (decompressed) body, enforced while streaming.
     pub max_body_size: u64,
     pub user_agent: String,
+    /// `[polling] private_article_links`: article pages are not held to the network guard.
+    pub private_article_links: bool,
 }
 
 /// A feed's own request headers (`[[feed]] headers`), sent to the origin (scheme, host, port) of
@@ -349,33 +351,43 @@ fn looks_secret(query_key: &str) -> bool {
         || ["auth", "sig", "signature"].contains(&key.as_str())
 }
 
-/// Fetches feed documents and article pages. Pages on hosts other than their feed's go through
-/// a client of their own, whose resolver refuses private addresses ([`network_guard`]).
+/// Fetches feed documents and article pages. Pages go through a client of their own, whose
+/// resolver refuses private addresses ([`network_guard`]).
 #[derive(Clone)]
 pub struct Fetcher {
     client: reqwest::Client,
     page_client: reqwest::Client,
+    /// Host names of the proxies in the environment: the page client resolves them anywhere,
+    /// so a page may not be on one.
+    proxy_hosts: Arc<[String]>,
     settings: FetchSettings,
 }
 
 impl Fetcher {
     pub fn new(settings: FetchSettings) -> anyhow::Result<Self> {
-        Self::resolving_with(settings, Arc::new(network_guard::SystemLookup))
+        let proxy_hosts = network_guard::proxy_hosts_from_env().into();
+        Self::resolving_pages_with(settings, Arc::new(network_guard::SystemLookup), proxy_hosts)
     }
 
-    /// `lookup` resolves host names; for pages the guard then filters what it found.
-    fn resolving_with(settings: FetchSettings, lookup: Arc<dyn Resolve>) -> anyhow::Result<Self> {
+    /// `lookup` resolves the host names of article pages, before the guard filters what it
+    /// found.
+    fn resolving_pages_with(
+        settings: FetchSettings,
+        lookup: Arc<dyn Resolve>,
+        proxy_hosts: Arc<[String]>,
+    ) -> anyhow::Result<Self> {
         let client = client_builder(&settings)
-            .dns_resolver(Arc::clone(&lookup))
             .build()
             .context("building the HTTP client")?;
+        let guard = network_guard::PublicOnly::new(lookup, Arc::clone(&proxy_hosts));
         let page_client = client_builder(&settings)
-            .dns_resolver(Arc::new(network_guard::PublicOnly::new(lookup)))
+            .dns_resolver(Arc::new(guard))
             .build()
             .context("building the HTTP client for article pages")?;
         Ok(Fetcher {
             client,
             page_client,
+            proxy_hosts,
             settings,
         })
     }
@@ -394,18 +406,43 @@ impl Fetcher {
     }
 
     /// GETs the page an entry of a feed links to, as [`Fetcher::fetch`] does a feed, with no
-    /// validators. Each hop must be off this machine and its private network, by what its URL
-    /// says and by what its host name resolves to, unless it is on `feed_host`: the feed's
-    /// publisher must not make feedhound send requests into the network it runs in.
+    /// validators. Unless `[polling] private_article_links` is on, each hop must be off this
+    /// machine and its private network, by what its URL says and by what its host name
+    /// resolves to, or on `local_host` (the feed's own host, when its URL names such an address
+    /// itself): the feed's publisher must not make feedhound send requests into the network it
+    /// runs in.
     pub async fn fetch_page(
         &self,
         url: &Url,
         headers: Option<&FeedHeaders>,
-        feed_host: Option<&str>,
+        local_host: Option<&str>,
     ) -> Result<Fetched, FetchError> {
-        let wanted = Wanted::Page { feed_host };
+        let wanted = Wanted::Page { local_host };
         self.fetch_within_deadline(url, &Validators::default(), headers, wanted)
             .await
+    }
+
+    /// Whether a page hop goes through the guarded client: not when the user lifted the guard,
+    /// nor on a local feed's own host.
+    fn is_guarded(&self, url: &Url, wanted: Wanted<'_>) -> bool {
+        match wanted {
+            Wanted::Page { local_host } => {
+                !self.settings.private_article_links && url.host_str() != local_host
+            }
+            Wanted::Feed => false,
+        }
+    }
+
+    /// The URL half of the guard: hyper-util never asks the resolver about an address written
+    /// in the URL, so this is the only check for those. A proxy's host is refused too: the
+    /// guarded resolver lets its name resolve anywhere.
+    fn refuse_unguarded_address(&self, url: &Url) -> Result<(), FetchError> {
+        let host = url.host_str().map(network_guard::comparable_host);
+        let is_proxy = host.is_some_and(|host| self.proxy_hosts.contains(&host));
+        if is_local(url) || is_proxy {
+            return Err(FetchError::LocalAddress(redact(url)));
+        }
+        Ok(())
     }
 
     async fn fetch_within_deadline(
@@ -435,11 +472,8 @@ impl Fetcher {
         let mut visited: Vec<Url> = Vec::new();
         let mut every_hop_permanent = true;
         loop {
-            if let Wanted::Page { feed_host } = wanted
-                && is_local(&current)
-                && current.host_str() != feed_host
-            {
-                return Err(FetchError::LocalAddress(redact(&current)));
+            if self.is_guarded(&current, wanted) {
+                self.refuse_unguarded_address(&current)?;
             }
             let own_headers = headers.and_then(|h| h.for_url(&current));
             let response = self.send(&current, validators, own_headers, wanted).await?;
@@ -489,10 +523,11 @@ impl Fetcher {
     ) -> Result<reqwest::Response, FetchError> {
         let mut bare = url.clone();
         let credentials = take_credentials(&mut bare);
-        let mut request = match wanted {
-            Wanted::Page { feed_host } if url.host_str() != feed_host => self.page_client.get(bare),
-            Wanted::Page { .. } | Wanted::Feed => self.client.get(bare),
+        let client = match self.is_guarded(url, wanted) {
+            true => &self.page_client,
+            false => &self.client,
         };
+        let mut request = client.get(bare);
         if let Wanted::Page { .. } = wanted {
             request = request.header(header::ACCEPT, HeaderValue::from_static(PAGE_ACCEPT));
         }
@@ -877,6 +912,7 @@ mod tests {
             connect_timeout: Duration::from_secs(1),
             max_body_size,
             user_agent: "feedhound-test/0".to_owned(),
+            private_article_links: false,
         }
     }
 
@@ -948,23 +984,28 @@ mod tests {
                 _ => respond(stream, "200 OK", &[], b"<p>story</p>"),
             }
         });
-        let loopback = IpAddr::from([127, 0, 0, 1]);
-        let fetcher = Fetcher::resolving_with(
-            settings(Duration::from_secs(5), 1 << 20),
-            Arc::new(HostsTable(vec![("intranet.test", loopback)])),
-        )
-        .unwrap();
+        let guarded = |settings, proxy_hosts: &[&str]| {
+            let loopback = IpAddr::from([127, 0, 0, 1]);
+            let lookup = HostsTable(vec![("intranet.test", loopback)]);
+            let proxy_hosts = proxy_hosts.iter().map(|host| host.to_string()).collect();
+            Fetcher::resolving_pages_with(settings, Arc::new(lookup), proxy_hosts).unwrap()
+        };
+        let fetcher = guarded(settings(Duration::from_secs(5), 1 << 20), &[]);
         let port = server.url("/").port().unwrap();
         let by_name = Url::parse(&format!("http://intranet.test:{port}/story")).unwrap();
 
-        let refused = fetcher
-            .fetch_page(&by_name, None, Some("news.example"))
-            .await
-            .unwrap_err();
-        assert!(
-            matches!(&refused, FetchError::LocalAddress(shown) if shown.contains("intranet.test")),
-            "{refused}"
-        );
+        // Its own feed's host is no exception when the feed's URL names no local address: the
+        // publisher may point that name anywhere.
+        for local_host in [None, Some("127.0.0.1")] {
+            let refused = fetcher
+                .fetch_page(&by_name, None, local_host)
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(&refused, FetchError::LocalAddress(shown) if shown.contains("intranet.test")),
+                "{refused}"
+            );
+        }
         assert!(server.requests().is_empty(), "nothing was sent");
 
         // A feed on this machine may link to its own host, but not be a step into the network.
@@ -981,11 +1022,28 @@ mod tests {
         let paths: Vec<String> = server.requests().into_iter().map(|r| r.path).collect();
         assert_eq!(paths, ["/to-name", "/to-address"], "no hop was followed");
 
-        let fetched = fetcher
-            .fetch_page(&by_name, None, Some("intranet.test"))
+        // A proxy's name resolves anywhere for the proxy's sake, so a page may not be on it.
+        let beside_a_proxy = guarded(
+            settings(Duration::from_secs(5), 1 << 20),
+            &["intranet.test"],
+        );
+        let refused = beside_a_proxy
+            .fetch_page(&by_name, None, None)
             .await
-            .unwrap();
-        assert_eq!(fetched.body.as_deref(), Some(&b"<p>story</p>"[..]));
+            .unwrap_err();
+        assert!(matches!(refused, FetchError::LocalAddress(_)), "{refused}");
+        assert_eq!(server.requests().len(), 2, "nothing more was sent");
+
+        // `private_article_links` lifts the guard.
+        let lifted = guarded(
+            FetchSettings {
+                private_article_links: true,
+                ..settings(Duration::from_secs(5), 1 << 20)
+            },
+            &[],
+        );
+        let fetched = lifted.fetch_page(&server.url("/story"), None, None).await;
+        assert_eq!(fetched.unwrap().body.as_deref(), Some(&b"<p>story</p>"[..]));
     }
 
     #[tokio::test]

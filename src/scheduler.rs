@@ -194,6 +194,7 @@ impl Pipeline {
             connect_timeout: config.polling.connect_timeout,
             max_body_size: config.polling.max_body_size,
             user_agent: config.polling.user_agent.clone(),
+            private_article_links: config.polling.private_article_links,
         })
         .context("cannot set up the HTTP client")?;
         Ok(Pipeline {

@@ -4,9 +4,10 @@
 //! the URL names such an address ([`is_local`]) or a host name that resolves to one
 //! ([`PublicOnly`]).
 //!
-//! The resolver lets through the host names of the proxies set in the environment: the user
-//! chose them, and a proxy on the local network is the usual case. Behind a proxy that
-//! resolves names itself (an HTTP proxy, `socks5h://`), only what the URL says is checked.
+//! The resolver lets the host names of the proxies set in the environment resolve anywhere: the
+//! user chose them, and a proxy on the local network is the usual case; a page may not be on
+//! one (the fetcher refuses it). Behind a proxy that resolves names itself (an HTTP proxy,
+//! `socks5h://`), only what the URL says is checked.
 
 use std::env;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -17,7 +18,7 @@ use url::Url;
 
 /// Whether `url` is on this machine or a private network by what it says: `localhost`, or an
 /// address [`is_local_ip`] refuses.
-pub(super) fn is_local(url: &Url) -> bool {
+pub fn is_local(url: &Url) -> bool {
     match url.host() {
         Some(url::Host::Domain(name)) => {
             let name = name.trim_end_matches('.').to_ascii_lowercase();
@@ -66,17 +67,22 @@ fn is_local_v6(ip: Ipv6Addr) -> bool {
         let [c, d] = low.to_be_bytes();
         Ipv4Addr::new(a, b, c, d)
     };
+    // IPv4-compatible (::a.b.c.d, deprecated) and NAT64 (64:ff9b::/96) carry the IPv4 address
+    // in their last 32 bits; ::1 and :: land on 0.0.0.1 and 0.0.0.0, refused as well.
+    let compatible = segments[..6] == [0, 0, 0, 0, 0, 0];
     let nat64 = segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0];
-    if nat64 {
+    if compatible || nat64 {
         return is_local_v4(embedded_v4(segments[6], segments[7]));
+    }
+    let local_use_nat64 = segments[..3] == [0x64, 0xff9b, 1];
+    if local_use_nat64 {
+        return true;
     }
     if segments[0] == 0x2002 {
         return is_local_v4(embedded_v4(segments[1], segments[2]));
     }
     let first = segments[0];
-    ip.is_loopback()
-        || ip.is_unspecified()
-        || ip.is_multicast()
+    ip.is_multicast()
         || (first & 0xfe00) == 0xfc00 // unique local
         || (first & 0xffc0) == 0xfe80 // link-local
         || (first & 0xffc0) == 0xfec0 // site-local (deprecated, still routed in places)
@@ -91,21 +97,26 @@ pub(super) struct ResolvesToLocal(String);
 /// when none is left.
 pub(super) struct PublicOnly {
     lookup: Arc<dyn Resolve>,
-    proxy_hosts: Vec<String>,
+    proxy_hosts: Arc<[String]>,
 }
 
 impl PublicOnly {
-    pub(super) fn new(lookup: Arc<dyn Resolve>) -> PublicOnly {
+    pub(super) fn new(lookup: Arc<dyn Resolve>, proxy_hosts: Arc<[String]>) -> PublicOnly {
         PublicOnly {
             lookup,
-            proxy_hosts: proxy_hosts_from_env(),
+            proxy_hosts,
         }
     }
 }
 
+/// A host name as the guard compares it: lower case, without a trailing dot.
+pub(super) fn comparable_host(host: &str) -> String {
+    host.trim_end_matches('.').to_ascii_lowercase()
+}
+
 impl Resolve for PublicOnly {
     fn resolve(&self, name: Name) -> Resolving {
-        let host = name.as_str().trim_end_matches('.').to_ascii_lowercase();
+        let host = comparable_host(name.as_str());
         let is_proxy = self.proxy_hosts.contains(&host);
         let lookup = self.lookup.resolve(name);
         Box::pin(async move {
@@ -135,8 +146,9 @@ impl Resolve for SystemLookup {
     }
 }
 
-/// Host names of the proxies reqwest reads from the environment.
-fn proxy_hosts_from_env() -> Vec<String> {
+/// Host names of the proxies reqwest may read from the environment (both cases of each
+/// variable: a name too many only refuses more pages).
+pub(super) fn proxy_hosts_from_env() -> Vec<String> {
     const VARIABLES: [&str; 6] = [
         "HTTP_PROXY",
         "http_proxy",
@@ -159,7 +171,7 @@ fn proxy_host(value: &str) -> Option<String> {
         // reqwest takes `host:port` without a scheme as an HTTP proxy.
         _ => Url::parse(&format!("http://{value}")).ok()?,
     };
-    Some(url.host_str()?.to_ascii_lowercase())
+    Some(comparable_host(url.host_str()?))
 }
 
 #[cfg(test)]
@@ -193,6 +205,11 @@ mod tests {
             "http://[ff02::1]/",
             "http://[::ffff:10.0.0.1]/",
             "http://[64:ff9b::7f00:1]/",
+            "http://[64:ff9b:1::808:808]/",
+            "http://[::127.0.0.1]/",
+            "http://2130706433/",
+            "http://0x7f.1/",
+            "http://０x7f.0.0.1/",
             "http://[2002:a9fe:a9fe::1]/",
         ];
         for url in local {
@@ -224,10 +241,7 @@ mod tests {
                 Box::pin(async move { Ok(Box::new(both.into_iter()) as Addrs) })
             }
         }
-        let guard = PublicOnly {
-            lookup: Arc::new(Both),
-            proxy_hosts: vec!["squid.lan".to_owned()],
-        };
+        let guard = PublicOnly::new(Arc::new(Both), vec!["squid.lan".to_owned()].into());
         let resolve = |name: &str| guard.resolve(name.parse().unwrap());
         let public: Vec<SocketAddr> = resolve("news.example").await.unwrap().collect();
         assert_eq!(public, [SocketAddr::from(([93, 184, 216, 34], 0))]);

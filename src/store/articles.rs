@@ -25,7 +25,7 @@ pub struct PageTroubles {
     pub retrying: i64,
     /// Pages given up: their entries are matched on their own text only.
     pub given_up: i64,
-    /// The newest entry's page among those given up.
+    /// The page of the newest entry among those given up (not the page given up last).
     pub latest_given_up: Option<GivenUpPage>,
 }
 
@@ -34,6 +34,16 @@ pub struct GivenUpPage {
     pub url: String,
     /// Why, as the log said it.
     pub error: Option<String>,
+}
+
+/// What [`Store::record_article`] did with a report.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ArticleRecorded {
+    /// The report changed the article: false when its entry is gone, or when an edit since
+    /// queued the article again and only a page's fresh text was worth keeping.
+    pub applied: bool,
+    /// The entry's mentions were rewritten: an alert may be due.
+    pub mentions_rewritten: bool,
 }
 
 /// An article due to be fetched, or re-matched, with the entry's text as stored.
@@ -168,14 +178,16 @@ impl Store {
         Ok(next.as_deref().and_then(parse_sql_time))
     }
 
-    /// [`PageTroubles`] of every feed that has pages waiting or given up, by feed id. Reads the
-    /// pending and failed rows through their partial indexes, never the pages' text.
+    /// [`PageTroubles`] of every feed that has pages waiting or given up, by feed id. Pages wait
+    /// only while their feed has `fetch_articles` (pending rows of a feed that turned it off are
+    /// not due). Reads the pending and failed rows through their partial indexes, never the
+    /// pages' text.
     pub(super) fn page_troubles_by_feed(&self) -> rusqlite::Result<HashMap<i64, PageTroubles>> {
         let mut troubles: HashMap<i64, PageTroubles> = HashMap::new();
         let mut waiting = self.conn.prepare_cached(
             "SELECT e.feed_id, count(*), sum(a.attempts > 0)
-             FROM articles a JOIN entries e ON e.id = a.entry_id
-             WHERE a.state = 'pending' GROUP BY e.feed_id",
+             FROM articles a JOIN entries e ON e.id = a.entry_id JOIN feeds f ON f.id = e.feed_id
+             WHERE a.state = 'pending' AND f.fetch_articles = 1 GROUP BY e.feed_id",
         )?;
         let mut rows = waiting.query([])?;
         while let Some(row) = rows.next()? {
@@ -183,7 +195,8 @@ impl Store {
             feed.waiting = row.get(1)?;
             feed.retrying = row.get(2)?;
         }
-        // SQLite takes the bare columns from the row that gives max().
+        // With max() the only aggregate beside count(), SQLite takes the bare columns from the
+        // row that gives it.
         let mut given_up = self.conn.prepare_cached(
             "SELECT e.feed_id, count(*), a.url, a.error, max(a.entry_id)
              FROM articles a JOIN entries e ON e.id = a.entry_id
@@ -218,9 +231,8 @@ impl Store {
     /// Records what became of an article and, when it brings mentions, rewrites the entry's
     /// (see the module docs). An entry deleted meanwhile is left gone; one edited since it was
     /// read keeps the page's text but not these mentions, since its edit queued the article
-    /// again and that round matches the new text. Returns whether the entry's mentions were
-    /// rewritten.
-    pub fn record_article(&mut self, report: ArticleReport) -> anyhow::Result<bool> {
+    /// again and that round matches the new text.
+    pub fn record_article(&mut self, report: ArticleReport) -> anyhow::Result<ArticleRecorded> {
         let tx = super::write_transaction(&mut self.conn)?;
         let now = Utc::now();
         let stored: Option<(String, Option<i64>, bool)> = tx
@@ -231,7 +243,7 @@ impl Store {
             .query_row([report.entry_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .optional()?;
         let Some((content_hash, story, from_backlog)) = stored else {
-            return Ok(false);
+            return Ok(ArticleRecorded::default());
         };
         let current = content_hash == report.content_hash;
         match &report.outcome {
@@ -275,7 +287,8 @@ impl Store {
             }
             ArticleOutcome::Failed { .. } => {}
         }
-        let rewritten = match &report.mentions {
+        let applied = current || matches!(report.outcome, ArticleOutcome::Fetched(_));
+        let mentions_rewritten = match &report.mentions {
             Some(mentions) if current => {
                 rewrite_edited_mentions(
                     &tx,
@@ -292,6 +305,9 @@ impl Store {
             _ => false,
         };
         tx.commit()?;
-        Ok(rewritten)
+        Ok(ArticleRecorded {
+            applied,
+            mentions_rewritten,
+        })
     }
 }

@@ -27,7 +27,9 @@ use anyhow::Context;
 use chrono::{DateTime, Datelike, NaiveDateTime, Timelike, Utc};
 use rusqlite::Connection;
 
-pub use articles::{ArticleOutcome, ArticleReport, DueArticle, GivenUpPage, PageTroubles};
+pub use articles::{
+    ArticleOutcome, ArticleRecorded, ArticleReport, DueArticle, GivenUpPage, PageTroubles,
+};
 pub use backup::{BackupReport, RestoreReport, backup, backup_keeping, restore};
 pub use entries::{Applied, FeedResult, FetchState, RecentEntry};
 pub use feeds::{DueFeed, FeedRef, FeedStatus, SyncReport};

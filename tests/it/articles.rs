@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use crate::helpers::{App, FeedServer, Route, rss, wait_until};
+use crate::helpers::{
+    App, FeedServer, Route, article_page, fetch_articles_of, html, rss, wait_until,
+};
 
 const COMPANIES: &str = r#"
 [[company]]
@@ -12,43 +14,6 @@ name = "Xiaomi"
 [[company]]
 name = "Samsung"
 "#;
-
-/// An article page in the shape news sites use: the story in `<article>`, and menus, a
-/// "related" box and a footer around it that name another company.
-pub(crate) fn article_page(headline: &str, story: &str) -> String {
-    let paragraph = "Analysts on the call pressed management on margins, on the supply of \
-                     memory chips and on how long the current pricing can hold in the face of \
-                     rising component costs across the industry this year.";
-    format!(
-        "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{headline}</title></head><body>\
-         <header><nav><a href=\"/\">Home</a> <a href=\"/samsung\">Samsung coverage</a> \
-         <a href=\"/markets\">Markets</a></nav></header>\
-         <main><article><h1>{headline}</h1>\
-         <p>{story}</p><p>{paragraph}</p><p>{paragraph}</p><p>{paragraph}</p></article>\
-         <aside class=\"related sidebar\"><h2>Related</h2><ul><li><a href=\"/r1\">Samsung \
-         shares slip</a></li><li><a href=\"/r2\">More on Samsung</a></li></ul></aside></main>\
-         <footer class=\"footer\"><a href=\"/about\">About</a> Samsung is a sponsor of our \
-         newsletter.</footer></body></html>"
-    )
-}
-
-pub(crate) fn html(body: String) -> Route {
-    Route {
-        content_type: "text/html; charset=utf-8".into(),
-        ..Route::feed(body).without_validators()
-    }
-}
-
-/// Turns `fetch_articles` on for the feed at `url` in the app's config.
-pub(crate) fn fetch_articles_of(app: &App, url: &str) {
-    let text = std::fs::read_to_string(&app.config_path).unwrap();
-    let text = text.replacen(
-        &format!("url = \"{url}\"\n"),
-        &format!("url = \"{url}\"\nfetch_articles = true\n"),
-        1,
-    );
-    std::fs::write(&app.config_path, text).unwrap();
-}
 
 fn article_row(app: &App, link: &str) -> (String, i64, Option<i64>, Option<String>) {
     app.db()
@@ -195,8 +160,8 @@ fn a_teaser_feed_is_flagged_for_what_its_article_page_says_and_not_for_the_page_
     let listed = app.cli(&["feeds"]);
     let listed = String::from_utf8_lossy(&listed.stdout);
     let note = format!(
-        "article pages: 1 waiting (1 to retry), 1 given up; newest given up: {gone} (HTTP status \
-         404 Not Found)"
+        "article pages: 1 waiting (1 to retry), 1 given up; newest story given up: {gone} (HTTP \
+         status 404 Not Found)"
     );
     assert!(listed.contains(&note), "{listed}");
     assert_eq!(listed.matches("article pages:").count(), 1, "{listed}");
