@@ -76,6 +76,7 @@ pub struct ArticleWorker {
     pub headers: HashMap<String, FeedHeaders>,
     /// Woken when an article changed what an entry mentions: an alert may be queued.
     pub new_flags: Arc<Notify>,
+    /// Counts what became of each page (`feedhound_article_pages_total`).
     pub metrics: Arc<Metrics>,
     /// Articles whose report could not be written, and until when they are left alone.
     pub held: std::sync::Mutex<HashMap<i64, std::time::Instant>>,

@@ -12,9 +12,9 @@
 //! are never printed either.
 //!
 //! Article pages (`articles`) are fetched the same way with an HTML `Accept`, and one more rule
-//! ([`Fetcher::fetch_page`], [`network_guard`]): a link never leads to this machine or its
-//! private network, by address or by host name, unless it is on the feed's own host, since the
-//! feed's publisher chose it.
+//! ([`Fetcher::fetch_page`], [`network_guard`]): since the feed's publisher chose it, a link
+//! never leads to this machine or its private network, by address or by host name, unless the
+//! feed's own URL names that host there, or the user lifted the guard.
 //!
 //! Nothing here knows about SQL, parsing or the schedule; the caller gets a [`Fetched`] or a
 //! [`FetchError`] it can branch on.
@@ -436,7 +436,7 @@ impl Fetcher {
     /// The URL half of the guard: hyper-util never asks the resolver about an address written
     /// in the URL, so this is the only check for those. A proxy's host is refused too: the
     /// guarded resolver lets its name resolve anywhere.
-    fn refuse_unguarded_address(&self, url: &Url) -> Result<(), FetchError> {
+    fn refuse_local_url(&self, url: &Url) -> Result<(), FetchError> {
         let host = url.host_str().map(network_guard::comparable_host);
         let is_proxy = host.is_some_and(|host| self.proxy_hosts.contains(&host));
         if is_local(url) || is_proxy {
@@ -473,7 +473,7 @@ impl Fetcher {
         let mut every_hop_permanent = true;
         loop {
             if self.is_guarded(&current, wanted) {
-                self.refuse_unguarded_address(&current)?;
+                self.refuse_local_url(&current)?;
             }
             let own_headers = headers.and_then(|h| h.for_url(&current));
             let response = self.send(&current, validators, own_headers, wanted).await?;
@@ -630,6 +630,7 @@ impl Fetcher {
     }
 }
 
+/// The settings both clients share: identity, `Accept`, connect timeout, no redirects.
 fn client_builder(settings: &FetchSettings) -> reqwest::ClientBuilder {
     let mut default_headers = HeaderMap::new();
     default_headers.insert(header::ACCEPT, HeaderValue::from_static(ACCEPT));
