@@ -21,7 +21,7 @@ use url::Url;
 pub fn is_local(url: &Url) -> bool {
     match url.host() {
         Some(url::Host::Domain(name)) => {
-            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            let name = comparable_host(name);
             name == "localhost" || name.ends_with(".localhost")
         }
         Some(url::Host::Ipv4(ip)) => is_local_ip(IpAddr::V4(ip)),
@@ -32,7 +32,7 @@ pub fn is_local(url: &Url) -> bool {
 
 /// Whether `ip` is anything but a public unicast address: loopback, private, shared
 /// (carrier-grade NAT), link-local, unspecified, benchmarking, reserved, broadcast or multicast,
-/// and IPv6 addresses that carry such an IPv4 address (mapped, NAT64, 6to4).
+/// and IPv6 addresses that carry such an IPv4 address (compatible, mapped, NAT64, 6to4).
 fn is_local_ip(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(ip) => is_local_v4(ip),

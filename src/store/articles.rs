@@ -39,8 +39,9 @@ pub struct GivenUpPage {
 /// What [`Store::record_article`] did with a report.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ArticleRecorded {
-    /// The report changed the article: false when its entry is gone, or when an edit since
-    /// queued the article again and only a page's fresh text was worth keeping.
+    /// The report changed the article: false when its entry is gone, or when the entry was
+    /// edited since and the report brings no fresh text (a re-match or a failure, which the
+    /// round the edit queued does again).
     pub applied: bool,
     /// The entry's mentions were rewritten: an alert may be due.
     pub mentions_rewritten: bool,
