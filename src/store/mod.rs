@@ -119,6 +119,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0018_given_up_articles",
         include_str!("../../migrations/0018_given_up_articles.sql"),
     ),
+    (
+        "0019_story_entries_by_feed",
+        include_str!("../../migrations/0019_story_entries_by_feed.sql"),
+    ),
 ];
 
 /// How long a write waits for another process's lock before giving up (a user running a long
