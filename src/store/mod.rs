@@ -123,6 +123,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0019_story_entries_by_feed",
         include_str!("../../migrations/0019_story_entries_by_feed.sql"),
     ),
+    (
+        "0020_search_article_text",
+        include_str!("../../migrations/0020_search_article_text.sql"),
+    ),
 ];
 
 /// How long a write waits for another process's lock before giving up (a user running a long

@@ -1,18 +1,18 @@
-//! Full-text search over stored entries, through the FTS5 index of migration 0004.
+//! Full-text search over stored entries, through the FTS5 index of migrations 0004 and 0020.
 //!
-//! The index (`entries_fts`) holds each entry's title, summary and content. Writing feed
-//! results does not wait for it: indexing was a third of the writer's work, and a poll's job is
-//! to store and flag stories. The index catches up afterwards, in slices of
-//! [`INDEX_SLICE`] entries, each its own transaction: the daemon's writer thread does it
-//! whenever it has no feed results to write, and [`Store::search`] (so `feedhound search`) and
-//! `feedhound reindex --pending` do it before they answer. What it lacks is the entries above
-//! `search_state.indexed_through` (new ones) and those a trigger queued in `search_queue`
-//! (edited ones; migrations 0006 and 0008 say why it is not indexed row by row, from the time
-//! when the catch-up still ran at the end of each write of feed results). A query is
-//! FTS5 syntax as the user typed it (`xiaomi AND "electric car"`, `acqui*`); one SQLite cannot
-//! read is a [`SearchError::Query`] the CLI can explain, never a crash. Hits come newest first,
-//! not by rank: this is a news reader's search, where "what was said lately" beats "what
-//! matches best".
+//! The index (`entries_fts`) holds each entry's title, summary and content, and the text of its
+//! article page when its feed has `fetch_articles` (migration 0020). Writing feed results does not
+//! wait for it: indexing was a third of the writer's work, and a poll's job is to store and flag
+//! stories. The index catches up afterwards, in slices of [`INDEX_SLICE`] entries, each its own
+//! transaction: the daemon's writer thread does it whenever it has no feed results to write, and
+//! [`Store::search`] (so `feedhound search`) and `feedhound reindex --pending` do it before they
+//! answer. What it lacks is the entries above `search_state.indexed_through` (new ones) and those a
+//! trigger queued in `search_queue` (edited ones, and those whose page was read; migrations 0006
+//! and 0008 say why it is not indexed row by row, from the time when the catch-up still ran at the
+//! end of each write of feed results). A query is FTS5 syntax as the user typed it (`xiaomi AND
+//! "electric car"`, `acqui*`); one SQLite cannot read is a [`SearchError::Query`] the CLI can
+//! explain, never a crash. Hits come newest first, not by rank: this is a news reader's search,
+//! where "what was said lately" beats "what matches best".
 
 use chrono::{DateTime, Utc};
 use rusqlite::params;
@@ -56,11 +56,12 @@ fn index_pending_at_most(conn: &rusqlite::Connection, new: usize) -> rusqlite::R
         .query_row([new], |r| Ok((r.get(0)?, r.get(1)?)))?;
     let indexed = conn
         .prepare_cached(
-            "INSERT INTO entries_fts (rowid, title, summary, content)
-             SELECT e.id, e.title, e.summary, e.content
-             FROM search_queue q CROSS JOIN entries e ON e.id = q.entry_id
+            "INSERT INTO entries_fts (rowid, title, summary, content, article)
+             SELECT t.id, t.title, t.summary, t.content, t.article
+             FROM search_queue q CROSS JOIN entries_search_text t ON t.id = q.entry_id
              UNION ALL
-             SELECT id, title, summary, content FROM entries WHERE id > ?1 AND id <= ?2
+             SELECT id, title, summary, content, article FROM entries_search_text
+             WHERE id > ?1 AND id <= ?2
              ORDER BY 1",
         )?
         .execute([mark, through])?;
@@ -108,8 +109,8 @@ impl Store {
                 tx.query_row("SELECT damaged FROM search_state", [], |r| r.get(0))?;
             if !set_aside {
                 tx.execute_batch(
-                    "INSERT INTO entries_fts (rowid, title, summary, content)
-                         SELECT coalesce(max(id), 0) + 1, 'probe', '', '' FROM entries;
+                    "INSERT INTO entries_fts (rowid, title, summary, content, article)
+                         SELECT coalesce(max(id), 0) + 1, 'probe', '', '', '' FROM entries;
                      INSERT INTO entries_fts (entries_fts) VALUES ('flush');",
                 )?;
             }
@@ -752,6 +753,130 @@ mod tests {
         ] {
             assert_eq!(store.search(&query(word)).unwrap().len(), hits, "{word}");
         }
+        index_is_in_step(&store);
+    }
+
+    /// A store whose one feed has `fetch_articles`, holding one teaser entry whose page is
+    /// queued, the index up to date; returns the entry's id.
+    fn store_with_a_teaser() -> (tempfile::TempDir, Store, i64) {
+        let (dir, mut store, feed_id) = store_with_one_feed();
+        store
+            .conn
+            .execute("UPDATE feeds SET fetch_articles = 1", [])
+            .unwrap();
+        let teaser = ParsedEntry {
+            dedup_key: "g:teaser".into(),
+            link: Some("https://quay.example/story".into()),
+            link_unique_in_doc: true,
+            title: Some("Harbour notes".into()),
+            summary: Some("Read the whole story on our site.".into()),
+            content_hash: "teaser".into(),
+            ..Default::default()
+        };
+        store_document(&mut store, feed_id, vec![teaser], "b");
+        store.catch_up_search_index().unwrap();
+        let entry_id = store
+            .conn
+            .query_row("SELECT entry_id FROM articles", [], |r| r.get(0))
+            .unwrap();
+        (dir, store, entry_id)
+    }
+
+    fn page_read(store: &mut Store, entry_id: i64, text: &str) {
+        let report = crate::store::ArticleReport {
+            entry_id,
+            content_hash: "teaser".into(),
+            status: Some(200),
+            outcome: crate::store::ArticleOutcome::Fetched(text.into()),
+            mentions: None,
+        };
+        assert!(store.record_article(report).unwrap().applied);
+    }
+
+    fn titles_found(store: &mut Store, text: &str) -> Vec<String> {
+        store
+            .search(&query(text))
+            .unwrap()
+            .into_iter()
+            .map(|hit| hit.title.unwrap_or_default())
+            .collect()
+    }
+
+    #[test]
+    fn a_story_is_found_by_the_words_of_its_article_page_as_the_page_changes() {
+        let (_dir, mut store, entry_id) = store_with_a_teaser();
+        assert!(titles_found(&mut store, "dredger").is_empty());
+
+        page_read(&mut store, entry_id, "The new dredger arrives in March.");
+        assert_eq!(titles_found(&mut store, "dredger"), ["Harbour notes"]);
+        let hit = store.search(&query("dredger")).unwrap().remove(0);
+        assert!(hit.snippet.contains("**dredger**"), "{}", hit.snippet);
+        // Words of the title and of the page together, and the page alone by its column.
+        assert_eq!(
+            titles_found(&mut store, "harbour AND dredger"),
+            ["Harbour notes"]
+        );
+        assert_eq!(
+            titles_found(&mut store, "article: dredger"),
+            ["Harbour notes"]
+        );
+        assert!(titles_found(&mut store, "article: harbour").is_empty());
+        index_is_in_step(&store);
+
+        // Read again with other text: the old words go from the index.
+        page_read(&mut store, entry_id, "The crane is delayed.");
+        assert!(titles_found(&mut store, "dredger").is_empty());
+        assert_eq!(titles_found(&mut store, "crane"), ["Harbour notes"]);
+        index_is_in_step(&store);
+
+        // An edit of the entry keeps its page's words; deleting it takes them out too.
+        store
+            .conn
+            .execute("UPDATE entries SET title = 'Port notes'", [])
+            .unwrap();
+        assert_eq!(titles_found(&mut store, "crane"), ["Port notes"]);
+        index_is_in_step(&store);
+        store.conn.execute("DELETE FROM entries", []).unwrap();
+        assert!(titles_found(&mut store, "crane").is_empty());
+        index_is_in_step(&store);
+    }
+
+    #[test]
+    fn page_text_written_or_removed_by_hand_leaves_the_index_whole() {
+        let (_dir, mut store, entry_id) = store_with_a_teaser();
+        page_read(&mut store, entry_id, "The new dredger arrives in March.");
+        store.catch_up_search_index().unwrap();
+        store.conn.execute("DELETE FROM articles", []).unwrap();
+        assert!(titles_found(&mut store, "dredger").is_empty());
+        index_is_in_step(&store);
+        store
+            .conn
+            .execute(
+                "INSERT INTO articles (entry_id, url, state, text)
+                 VALUES (?1, 'https://quay.example/story', 'fetched', 'Ferries resume.')",
+                [entry_id],
+            )
+            .unwrap();
+        assert_eq!(titles_found(&mut store, "ferries"), ["Harbour notes"]);
+        index_is_in_step(&store);
+    }
+
+    #[test]
+    fn a_database_indexed_before_page_text_was_searched_is_indexed_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let conn = crate::store::testing::database_before(&path, "0020_search_article_text");
+        conn.execute_batch(
+            "INSERT INTO feeds (url) VALUES ('http://0.example/rss');
+             INSERT INTO entries (feed_id, dedup_key, title, content_hash, first_seen_at, last_seen_at)
+                 VALUES (1, 'a', 'Tugboats', 'x', '2026-01-01 00:00:00', '2026-01-01 00:00:00');
+             INSERT INTO entries_fts (rowid, title, summary, content) VALUES (1, 'Tugboats', NULL, NULL);
+             UPDATE search_state SET indexed_through = 1;",
+        )
+        .unwrap();
+        drop(conn);
+        let mut store = Store::open(&path).unwrap();
+        assert_eq!(titles_found(&mut store, "tugboats"), ["Tugboats"]);
         index_is_in_step(&store);
     }
 }

@@ -136,6 +136,23 @@ fn a_teaser_feed_is_flagged_for_what_its_article_page_says_and_not_for_the_page_
         })
         .unwrap();
     assert!(text.starts_with("Xiaomi reported a record quarter") && !text.contains("Samsung"));
+    // `search` finds the story by words only its page has, and not by the chrome around it.
+    let search = |query: &str| -> serde_json::Value {
+        let found = app.cli(&["search", query, "--format", "json"]);
+        assert!(found.status.success(), "{found:?}");
+        serde_json::from_slice(&found.stdout).unwrap()
+    };
+    let hits = search("\"record quarter\" AND results");
+    assert_eq!(hits.as_array().unwrap().len(), 1, "{hits}");
+    assert_eq!(hits[0]["link"], told.as_str());
+    assert!(
+        hits[0]["snippet"]
+            .as_str()
+            .unwrap()
+            .contains("**record quarter**"),
+        "{hits}"
+    );
+    assert_eq!(search("samsung"), serde_json::json!([]));
     // A 503 may pass: tried again later. A 404 will not: given up, with the reason kept.
     let (state, attempts, status, error) = article_row(&app, &busy);
     assert_eq!(
