@@ -13,14 +13,19 @@
 -- values it indexed to remove them, so every removal passes the page's text as it was:
 --   * an edit of the entry passes the page's text as it is (its own statement does not change it);
 --   * a change of the page's text passes the old text;
+--   * a page row inserted over another (INSERT OR REPLACE, an upsert) passes the text of the row
+--     it meets, before the insert;
 --   * a deleted entry is removed BEFORE the delete, while its page's row, which the delete
---     cascades to, can still be read.
+--     cascades to, can still be read. Without foreign keys (a sqlite3 session's default) the
+--     delete takes the page's row with it here, so that an entry given the same id later does
+--     not inherit the page.
+-- Moving a page's row to another entry (UPDATE articles SET entry_id) is not followed: rebuild
+-- the index afterwards (below).
 --
--- Rebuilding the index from the view takes as long as the first indexing did. The migration does
--- not do it at start: it empties the index and lowers the mark to 0, so the catch-up refills it
--- 5,000 entries per transaction, oldest first, as `feedhound reindex` does (a running daemon
--- when idle; `feedhound search` before it answers). Until then searches miss what is not
--- indexed again yet. Rebuilding the index by hand must reset the state in the same transaction:
+-- The index is built again from the view here, at the first start of a version with this
+-- migration: about as long as `feedhound reindex` (seconds per million entries), so that no
+-- search misses entries afterwards. Rebuilding the index by hand must reset the state in the same
+-- transaction:
 --     BEGIN;
 --     INSERT INTO entries_fts (entries_fts) VALUES ('rebuild');
 --     DELETE FROM search_queue;
@@ -46,8 +51,10 @@ CREATE VIRTUAL TABLE entries_fts USING fts5(
 INSERT INTO entries_fts (entries_fts, rank) VALUES ('automerge', 16);
 INSERT INTO entries_fts (entries_fts, rank) VALUES ('hashsize', 8388608);
 
+INSERT INTO entries_fts (entries_fts) VALUES ('rebuild');
 DELETE FROM search_queue;
-UPDATE search_state SET indexed_through = 0, damaged = 0;
+UPDATE search_state SET damaged = 0,
+    indexed_through = (SELECT coalesce(max(id), 0) FROM entries);
 
 CREATE TRIGGER entries_search_update AFTER UPDATE OF title, summary, content ON entries
 WHEN old.id <= (SELECT indexed_through FROM search_state WHERE NOT damaged)
@@ -67,16 +74,17 @@ CREATE TRIGGER entries_search_delete BEFORE DELETE ON entries BEGIN
     DELETE FROM search_queue WHERE entry_id = old.id;
 END;
 
--- As in 0008: a reused id must land above the mark.
-CREATE TRIGGER entries_search_mark AFTER DELETE ON entries BEGIN
+-- As in 0008, a reused id must land above the mark.
+CREATE TRIGGER entries_search_deleted AFTER DELETE ON entries BEGIN
+    DELETE FROM articles WHERE entry_id = old.id;
     UPDATE search_state SET indexed_through = (SELECT coalesce(max(id), 0) FROM entries)
         WHERE indexed_through > (SELECT coalesce(max(id), 0) FROM entries);
 END;
 
 -- A page's text changes when it is read, and goes when its entry's link changes. feedhound
--- neither inserts a page with text nor deletes one by itself (an entry's delete cascades to
--- it, when the entry is gone and out of the index already); the triggers for those keep the
--- index right when it is done by hand.
+-- neither replaces a page's row nor deletes one by itself (an entry's delete cascades to it,
+-- when the entry is gone and out of the index already); the triggers for those keep the index
+-- right when it is done by hand.
 CREATE TRIGGER articles_search_update AFTER UPDATE OF text ON articles
 WHEN old.text IS NOT new.text
  AND old.entry_id <= (SELECT indexed_through FROM search_state WHERE NOT damaged)
@@ -88,12 +96,14 @@ WHEN old.text IS NOT new.text
         SELECT id FROM entries WHERE id = old.entry_id;
 END;
 
-CREATE TRIGGER articles_search_insert AFTER INSERT ON articles
-WHEN new.text IS NOT NULL
+-- BEFORE: a REPLACE deletes the row it meets without firing delete triggers.
+CREATE TRIGGER articles_search_insert BEFORE INSERT ON articles
+WHEN new.text IS NOT (SELECT text FROM articles WHERE entry_id = new.entry_id)
  AND new.entry_id <= (SELECT indexed_through FROM search_state WHERE NOT damaged)
  AND NOT EXISTS (SELECT 1 FROM search_queue WHERE entry_id = new.entry_id) BEGIN
     INSERT INTO entries_fts (entries_fts, rowid, title, summary, content, article)
-        SELECT 'delete', e.id, e.title, e.summary, e.content, NULL
+        SELECT 'delete', e.id, e.title, e.summary, e.content,
+               (SELECT text FROM articles WHERE entry_id = new.entry_id)
         FROM entries e WHERE e.id = new.entry_id;
     INSERT INTO search_queue (entry_id)
         SELECT id FROM entries WHERE id = new.entry_id;

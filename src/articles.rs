@@ -235,7 +235,7 @@ impl ArticleWorker {
         };
         let recorded = self
             .writer
-            .call(move |store| store.record_article(report))
+            .call(move |store| store.record_article(&report))
             .await
             .context("recording the article")?;
         if recorded.applied {

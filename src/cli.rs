@@ -102,7 +102,7 @@ pub enum Command {
     },
     /// Re-match every stored entry against the current company rules.
     Rescan,
-    /// Full-text search of stored entries (title, summary, content), newest first.
+    /// Full-text search of stored entries (title, summary, content, article page), newest first.
     Search {
         /// FTS5 query: words (all must appear), "exact phrase", OR, NOT, prefix*, NEAR(a b).
         query: String,

@@ -350,7 +350,7 @@ impl Metrics {
             &mut out,
             "feedhound_search_backlog",
             "gauge",
-            "New and edited entries not indexed for search yet.",
+            "New and edited entries (and those whose article page was read) not indexed for search yet.",
         );
         let _ = writeln!(out, "feedhound_search_backlog {}", gauges.search_backlog);
         header(

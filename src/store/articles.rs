@@ -232,8 +232,18 @@ impl Store {
     /// Records what became of an article and, when it brings mentions, rewrites the entry's
     /// (see the module docs). An entry deleted meanwhile is left gone; one edited since it was
     /// read keeps the page's text but not these mentions, since its edit queued the article
-    /// again and that round matches the new text.
-    pub fn record_article(&mut self, report: ArticleReport) -> anyhow::Result<ArticleRecorded> {
+    /// again and that round matches the new text. A page's new text takes its entry's old text
+    /// out of the search index: a damaged index is set aside for it, as for feed results.
+    pub fn record_article(&mut self, report: &ArticleReport) -> anyhow::Result<ArticleRecorded> {
+        match self.record_article_once(report) {
+            Err(err) if self.set_aside_search_index_if_damaged(&err)? => {
+                self.record_article_once(report)
+            }
+            done => done,
+        }
+    }
+
+    fn record_article_once(&mut self, report: &ArticleReport) -> anyhow::Result<ArticleRecorded> {
         let tx = super::write_transaction(&mut self.conn)?;
         let now = Utc::now();
         let stored: Option<(String, Option<i64>, bool)> = tx

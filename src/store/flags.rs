@@ -659,12 +659,13 @@ pub(super) enum Reassess {
     All,
 }
 
-// What `reassess_alerts` reads of an alert. A story's are found through
-// `outbox_undelivered_by_story`, which holds only undelivered rows.
 /// Read for a good part of the copies that arrive, so it must not read entry rows (migration
 /// 0019).
 const STORY_HAS_ENTRY_OF_FEED: &str =
     "SELECT 1 FROM entries WHERE story_id = ?1 AND feed_id = ?2 LIMIT 1";
+
+// What `reassess_alerts` reads of an alert. A story's are found through
+// `outbox_undelivered_by_story`, which holds only undelivered rows.
 const UNDELIVERED_ALERTS_OF_STORY: &str =
     "SELECT id, target, story_id, company_id, withdrawn_at IS NOT NULL FROM outbox
      WHERE story_id = ?1 AND delivered_at IS NULL";
@@ -1523,9 +1524,9 @@ mod tests {
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
-        assert_eq!(
-            plan,
-            ["SEARCH entries USING COVERING INDEX entries_by_story (story_id=? AND feed_id=?)"]
+        assert!(
+            plan.len() == 1 && plan[0].contains("USING COVERING INDEX entries_by_story"),
+            "{plan:?}"
         );
     }
 

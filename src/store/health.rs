@@ -18,8 +18,8 @@ pub struct ServiceGauges {
     /// Notify targets that were down on their last try (no answer, or 429/502/503/504): the
     /// count stays up through their rests until they answer.
     pub alert_targets_down: i64,
-    /// New and edited entries not indexed yet: the daemon's writer brings it to zero whenever it
-    /// is idle, while the search index is in use.
+    /// New and edited entries (and those whose article page was read) not indexed yet: the
+    /// daemon's writer brings it to zero whenever it is idle, while the search index is in use.
     pub search_backlog: i64,
     /// The search index was found damaged and is set aside until `feedhound reindex`.
     pub search_index_damaged: bool,

@@ -790,7 +790,7 @@ mod tests {
             outcome: crate::store::ArticleOutcome::Fetched(text.into()),
             mentions: None,
         };
-        assert!(store.record_article(report).unwrap().applied);
+        assert!(store.record_article(&report).unwrap().applied);
     }
 
     fn titles_found(store: &mut Store, text: &str) -> Vec<String> {
@@ -862,7 +862,7 @@ mod tests {
     }
 
     #[test]
-    fn a_database_indexed_before_page_text_was_searched_is_indexed_again() {
+    fn a_database_from_before_page_text_was_searched_finds_its_pages_at_once() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db");
         let conn = crate::store::testing::database_before(&path, "0020_search_article_text");
@@ -870,13 +870,113 @@ mod tests {
             "INSERT INTO feeds (url) VALUES ('http://0.example/rss');
              INSERT INTO entries (feed_id, dedup_key, title, content_hash, first_seen_at, last_seen_at)
                  VALUES (1, 'a', 'Tugboats', 'x', '2026-01-01 00:00:00', '2026-01-01 00:00:00');
+             INSERT INTO articles (entry_id, url, state, text)
+                 VALUES (1, 'https://quay.example/a', 'fetched', 'The new dredger arrives.');
              INSERT INTO entries_fts (rowid, title, summary, content) VALUES (1, 'Tugboats', NULL, NULL);
              UPDATE search_state SET indexed_through = 1;",
         )
         .unwrap();
         drop(conn);
-        let mut store = Store::open(&path).unwrap();
+        let store = Store::open(&path).unwrap();
+        // No catch-up: the upgrade built the index with the pages.
+        index_is_in_step(&store);
+        for word in ["tugboats", "dredger"] {
+            assert_eq!(
+                store.search_indexed(&query(word)).unwrap().len(),
+                1,
+                "{word}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_edit_that_gives_a_teaser_a_new_link_takes_its_old_pages_words_out() {
+        let (_dir, mut store, entry_id) = store_with_a_teaser();
+        page_read(&mut store, entry_id, "The new dredger arrives in March.");
+        store.catch_up_search_index().unwrap();
+        let feed_id = the_feed(&store);
+        let moved = ParsedEntry {
+            dedup_key: "g:teaser".into(),
+            link: Some("https://quay.example/story-updated".into()),
+            link_unique_in_doc: true,
+            title: Some("Harbour notes, updated".into()),
+            summary: Some("Read the whole story on our site.".into()),
+            content_hash: "teaser v2".into(),
+            ..Default::default()
+        };
+        let applied = store_document(&mut store, feed_id, vec![moved], "c");
+        assert_eq!(applied.updated, 1);
+        let pending: Option<String> = store
+            .conn
+            .query_row("SELECT text FROM articles", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(pending, None, "a new link starts over");
+        assert!(titles_found(&mut store, "dredger").is_empty());
+        assert_eq!(
+            titles_found(&mut store, "updated"),
+            ["Harbour notes, updated"]
+        );
+        index_is_in_step(&store);
+    }
+
+    #[test]
+    fn page_rows_replaced_or_left_behind_by_hand_leave_the_index_whole() {
+        let (_dir, mut store, entry_id) = store_with_a_teaser();
+        page_read(&mut store, entry_id, "The new dredger arrives in March.");
+        store.catch_up_search_index().unwrap();
+        store
+            .conn
+            .execute(
+                "INSERT OR REPLACE INTO articles (entry_id, url, state, text)
+                 VALUES (?1, 'https://quay.example/story', 'fetched', 'Ferries resume.')",
+                [entry_id],
+            )
+            .unwrap();
+        assert!(titles_found(&mut store, "dredger").is_empty());
+        assert_eq!(titles_found(&mut store, "ferries"), ["Harbour notes"]);
+        index_is_in_step(&store);
+
+        // A sqlite3 session deletes with foreign keys off: the page goes with its entry, and
+        // an entry given the same id later does not inherit it.
+        store
+            .conn
+            .pragma_update(None, "foreign_keys", false)
+            .unwrap();
+        store.conn.execute("DELETE FROM entries", []).unwrap();
+        store
+            .conn
+            .pragma_update(None, "foreign_keys", true)
+            .unwrap();
+        insert_by_hand(&store, the_feed(&store), "manual", "Tugboats");
+        let reused: i64 = store
+            .conn
+            .query_row("SELECT id FROM entries", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(reused, entry_id);
+        assert!(titles_found(&mut store, "ferries").is_empty());
         assert_eq!(titles_found(&mut store, "tugboats"), ["Tugboats"]);
+        index_is_in_step(&store);
+    }
+
+    #[test]
+    fn a_page_read_meeting_a_damaged_index_sets_it_aside_and_is_kept() {
+        let (_dir, mut store, entry_id) = store_with_a_teaser();
+        store
+            .conn
+            .execute(
+                "UPDATE entries_fts_data SET block = x'ffffffff' WHERE id = 10",
+                [],
+            )
+            .unwrap();
+        page_read(&mut store, entry_id, "The new dredger arrives in March.");
+        assert!(store.search_index_is_set_aside().unwrap());
+        let text: Option<String> = store
+            .conn
+            .query_row("SELECT text FROM articles", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(text.as_deref(), Some("The new dredger arrives in March."));
+        store.rebuild_search_index().unwrap();
+        assert_eq!(titles_found(&mut store, "dredger"), ["Harbour notes"]);
         index_is_in_step(&store);
     }
 }

@@ -368,8 +368,9 @@ enum Woke {
 
 fn serve(mut store: Store, mut inbox: Inbox, indexing: IdleIndexing) -> Store {
     let idle_indexing = indexing == IdleIndexing::On;
-    // Whether the index may lack something: at start (a backlog from one-shot polls) and after
-    // feed results, the only writes that add or edit entries. Checking costs a read, no lock.
+    // Whether the index may lack something: at start (a backlog from one-shot polls), after
+    // feed results, which add and edit entries, and after other calls, as a page read queues
+    // its entry for the index. Checking costs a read, no lock.
     let mut index_behind = idle_indexing;
     loop {
         let first = match inbox.queue.try_recv() {
@@ -385,7 +386,10 @@ fn serve(mut store: Store, mut inbox: Inbox, indexing: IdleIndexing) -> Store {
             },
         };
         match first {
-            Job::Call(call) => call(&mut store),
+            Job::Call(call) => {
+                call(&mut store);
+                index_behind = idle_indexing;
+            }
             Job::Apply(job) => {
                 write_group(&mut store, &mut inbox, *job);
                 index_behind = idle_indexing;
@@ -944,5 +948,39 @@ mod tests {
             drop(writer);
             thread.join().unwrap();
         }
+    }
+
+    #[tokio::test]
+    async fn the_daemons_writer_indexes_again_what_a_call_took_out_of_the_index() {
+        let (_dir, mut store, feed_id) = store_with_one_feed();
+        let state = FetchState::at(Utc::now(), Some(200));
+        store
+            .apply(feed_id, &state, &document("g:1", "Harbour cranes"))
+            .unwrap();
+        store.catch_up_search_index().unwrap();
+        let (writer, thread) = StoreWriter::spawn(store, IdleIndexing::On).unwrap();
+        // Past its first idle look at the index, which would find anything.
+        assert_eq!(backlog(&writer).await, 0);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        // As a page read does: text of an indexed entry changes outside feed results.
+        writer
+            .call(|store| {
+                store
+                    .conn
+                    .execute("UPDATE entries SET title = 'Harbour ferries'", [])?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while backlog(&writer).await > 0 {
+            assert!(
+                Instant::now() < deadline,
+                "the idle writer did not index the entry again"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        drop(writer);
+        thread.join().unwrap();
     }
 }
