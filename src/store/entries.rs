@@ -357,7 +357,7 @@ fn upsert_entries(
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
         })?;
     let queue_article_of = |id: i64, entry: &ParsedEntry| -> rusqlite::Result<()> {
-        match article_link(entry).filter(|_| fetch_articles) {
+        match fetch_articles.then(|| article_link(entry)).flatten() {
             Some(link) => queue_article(tx, id, link, queued_at, backlog),
             None => Ok(()),
         }
