@@ -250,10 +250,10 @@ impl ArticleWorker {
     /// The page's story text, with the final HTTP status.
     async fn read_page(&self, due: &DueArticle) -> Result<(u16, String), PageFailure> {
         let url = Url::parse(&due.url).map_err(|err| PageFailure::final_(format!("{err}")))?;
-        let local_host = Url::parse(&due.feed_url)
+        let local_origin = Url::parse(&due.feed_url)
             .ok()
             .filter(is_local)
-            .and_then(|feed| feed.host_str().map(str::to_owned));
+            .map(|feed| feed.origin());
         let slot = self
             .limits
             .acquire(&host_key(&url))
@@ -261,7 +261,7 @@ impl ArticleWorker {
             .map_err(|err| PageFailure::final_(format!("{err:#}")))?;
         let fetched = self
             .fetcher
-            .fetch_page(&url, self.headers.get(&due.feed_url), local_host.as_deref())
+            .fetch_page(&url, self.headers.get(&due.feed_url), local_origin.as_ref())
             .await;
         drop(slot);
         let fetched = fetched.map_err(PageFailure::from)?;

@@ -30,7 +30,7 @@ use percent_encoding::percent_decode_str;
 use reqwest::StatusCode;
 use reqwest::dns::Resolve;
 use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
-use url::Url;
+use url::{Origin, Url};
 
 mod limits;
 mod network_guard;
@@ -52,10 +52,11 @@ const PAGE_ACCEPT: &str = "text/html, application/xhtml+xml, */*;q=0.8";
 #[derive(Debug, Clone, Copy)]
 enum Wanted<'a> {
     Feed,
-    /// `local_host`: the feed's own host, when the feed's URL names this machine or a private
-    /// network address itself: the user chose it, so its pages may be there too.
+    /// `local_origin`: the feed's own origin (scheme, host and port), when the feed's URL names
+    /// this machine or a private network address itself: the user chose that service, so its
+    /// pages may be there too. Not the whole host: another port there is another service.
     Page {
-        local_host: Option<&'a str>,
+        local_origin: Option<&'a Origin>,
     },
 }
 
@@ -239,11 +240,12 @@ pub enum FetchError {
     #[error("refusing to fetch {0}: only http and https URLs are fetched")]
     UnsupportedScheme(String),
     /// Holds the redacted URL: an article link (or a hop of its redirects) to this machine or
-    /// its private network, by its address or by what its host name resolves to, on a host
+    /// its private network, by its address or by what its host name resolves to, at an origin
     /// other than its feed's.
     #[error(
         "refusing to fetch {0}: it is on this machine or a private network (by its address or \
-         what its host name resolves to), and the feed linking to it is not on that host"
+         what its host name resolves to), and the feed linking to it is not at that scheme, host \
+         and port; set [polling] private_article_links = true if such links are meant to be read"
     )]
     LocalAddress(String),
     /// A 3xx redirect status whose `Location` is missing or not a URL.
@@ -408,26 +410,26 @@ impl Fetcher {
     /// GETs the page an entry of a feed links to, as [`Fetcher::fetch`] does a feed, with no
     /// validators. Unless `[polling] private_article_links` is on, each hop must be off this
     /// machine and its private network, by what its URL says and by what its host name
-    /// resolves to, or on `local_host` (the feed's own host, when its URL names such an address
-    /// itself): the feed's publisher must not make feedhound send requests into the network it
-    /// runs in.
+    /// resolves to, or at `local_origin` (the feed's own origin, when its URL names such an
+    /// address itself): the feed's publisher must not make feedhound send requests into the
+    /// network it runs in.
     pub async fn fetch_page(
         &self,
         url: &Url,
         headers: Option<&FeedHeaders>,
-        local_host: Option<&str>,
+        local_origin: Option<&Origin>,
     ) -> Result<Fetched, FetchError> {
-        let wanted = Wanted::Page { local_host };
+        let wanted = Wanted::Page { local_origin };
         self.fetch_within_deadline(url, &Validators::default(), headers, wanted)
             .await
     }
 
     /// Whether a page hop goes through the guarded client: not when the user lifted the guard,
-    /// nor on a local feed's own host.
+    /// nor at a local feed's own origin.
     fn is_guarded(&self, url: &Url, wanted: Wanted<'_>) -> bool {
         match wanted {
-            Wanted::Page { local_host } => {
-                !self.settings.private_article_links && url.host_str() != local_host
+            Wanted::Page { local_origin } => {
+                !self.settings.private_article_links && local_origin != Some(&url.origin())
             }
             Wanted::Feed => false,
         }
@@ -930,7 +932,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_page_on_this_machine_is_fetched_only_for_a_feed_on_its_host() {
+    async fn a_page_on_this_machine_is_fetched_only_for_a_feed_at_its_origin() {
         let server = serve(|_, stream| respond(stream, "200 OK", &[], b"<p>story</p>"));
         let url = server.url("/story");
         let refused = fetcher().fetch_page(&url, None, None).await.unwrap_err();
@@ -938,14 +940,34 @@ mod tests {
             matches!(&refused, FetchError::LocalAddress(shown) if shown.contains("127.0.0.1")),
             "{refused}"
         );
-        let another_local_host = fetcher()
-            .fetch_page(&url, None, Some("127.0.0.2"))
-            .await
-            .unwrap_err();
-        assert!(matches!(another_local_host, FetchError::LocalAddress(_)));
+        assert!(
+            refused.to_string().contains("private_article_links"),
+            "the error says how to allow it: {refused}"
+        );
+        // Another service on this machine, even on the feed's own host, is not the feed's: a
+        // local feed relaying other publishers' links must not reach it.
+        let other_service = serve(|_, stream| respond(stream, "200 OK", &[], FEED));
+        let port = url.port().unwrap();
+        let elsewhere = [
+            format!("http://127.0.0.2:{port}/feed"),
+            format!("https://127.0.0.1:{port}/feed"),
+            other_service.url("/feed").to_string(),
+        ];
+        for feed in elsewhere {
+            let feed_origin = Url::parse(&feed).unwrap().origin();
+            let refused = fetcher()
+                .fetch_page(&url, None, Some(&feed_origin))
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(refused, FetchError::LocalAddress(_)),
+                "{feed}: {refused}"
+            );
+        }
         assert!(server.requests().is_empty(), "nothing was sent");
+        let own_origin = server.url("/feed").origin();
         let fetched = fetcher()
-            .fetch_page(&url, None, Some("127.0.0.1"))
+            .fetch_page(&url, None, Some(&own_origin))
             .await
             .unwrap();
         assert_eq!(fetched.body.as_deref(), Some(&b"<p>story</p>"[..]));
@@ -995,11 +1017,12 @@ mod tests {
         let port = server.url("/").port().unwrap();
         let by_name = Url::parse(&format!("http://intranet.test:{port}/story")).unwrap();
 
-        // Its own feed's host is no exception when the feed's URL names no local address: the
-        // publisher may point that name anywhere.
-        for local_host in [None, Some("127.0.0.1")] {
+        // Its own feed's origin is no exception when the feed's URL names no local address:
+        // the publisher may point that name anywhere.
+        let own_origin = server.url("/feed").origin();
+        for local_origin in [None, Some(&own_origin)] {
             let refused = fetcher
-                .fetch_page(&by_name, None, local_host)
+                .fetch_page(&by_name, None, local_origin)
                 .await
                 .unwrap_err();
             assert!(
@@ -1009,10 +1032,10 @@ mod tests {
         }
         assert!(server.requests().is_empty(), "nothing was sent");
 
-        // A feed on this machine may link to its own host, but not be a step into the network.
+        // A feed on this machine may link to its own origin, but not be a step into the network.
         for (hop, refused_url) in [("/to-name", "intranet.test"), ("/to-address", "10.0.0.1")] {
             let refused = fetcher
-                .fetch_page(&server.url(hop), None, Some("127.0.0.1"))
+                .fetch_page(&server.url(hop), None, Some(&own_origin))
                 .await
                 .unwrap_err();
             assert!(
