@@ -241,7 +241,7 @@ impl ArticleWorker {
         if recorded.applied {
             self.metrics.record_page(page_outcome);
         }
-        if recorded.mentions_rewritten {
+        if recorded.alerts_may_be_due {
             self.new_flags.notify_one();
         }
         Ok(read)

@@ -369,6 +369,7 @@ impl Config {
                 target: n.name.clone(),
                 companies: n.companies.clone(),
                 backlog: n.backlog,
+                digest: n.digest.is_some(),
             })
             .collect()
     }

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
-use super::flags::rewrite_edited_mentions;
+use super::flags::{release_alerts_waiting_for_pages, rewrite_edited_mentions};
 use super::{Store, parse_sql_time, sql_time};
 use crate::model::Mention;
 
@@ -43,8 +43,9 @@ pub struct ArticleRecorded {
     /// edited since and the report brings no fresh text (a re-match or a failure, which the
     /// round the edit queued does again).
     pub applied: bool,
-    /// The entry's mentions were rewritten: an alert may be due.
-    pub mentions_rewritten: bool,
+    /// The entry's mentions were rewritten, or its story's first alerts stopped waiting for the
+    /// page: an alert may be due.
+    pub alerts_may_be_due: bool,
 }
 
 /// An article due to be fetched, or re-matched, with the entry's text as stored.
@@ -315,10 +316,14 @@ impl Store {
             }
             _ => false,
         };
+        let alerts_released = match story {
+            Some(story) => release_alerts_waiting_for_pages(&tx, story, now)?,
+            None => false,
+        };
         tx.commit()?;
         Ok(ArticleRecorded {
             applied,
-            mentions_rewritten,
+            alerts_may_be_due: mentions_rewritten || alerts_released,
         })
     }
 }

@@ -356,10 +356,11 @@ fn upsert_entries(
         .query_row([feed_id], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
         })?;
-    let queue_article_of = |id: i64, entry: &ParsedEntry| -> rusqlite::Result<()> {
+    // Whether a page was queued: a new entry's first alert waits for it.
+    let queue_article_of = |id: i64, entry: &ParsedEntry| -> rusqlite::Result<bool> {
         match fetch_articles.then(|| article_link(entry)).flatten() {
-            Some(link) => queue_article(tx, id, link, queued_at, backlog),
-            None => Ok(()),
+            Some(link) => queue_article(tx, id, link, queued_at, backlog).map(|()| true),
+            None => Ok(false),
         }
     };
     let first_document = !has_entries && !has_tombstones;
@@ -474,7 +475,7 @@ fn upsert_entries(
                     .story
                     .story_for(&mut titles, feed_id, entry, fetched_at)?;
                 let id = statements.insert_entry(feed_id, now, entry, story.id())?;
-                queue_article_of(id, entry)?;
+                let page_pending = queue_article_of(id, entry)?;
                 if !entry_mentions.is_empty() {
                     // A copy joining a story may name a company the story did not.
                     let named_before = match story {
@@ -500,6 +501,7 @@ fn upsert_entries(
                         &newly_named,
                         queued_at,
                         backlog,
+                        page_pending,
                     )?;
                 }
                 applied.new += 1;

@@ -30,7 +30,16 @@ pub struct AlertRoute {
     /// Alerts for backlog documents too: a feed's first parsed document, or its first after a
     /// time out of the config (see `queue_alerts`).
     pub backlog: bool,
+    /// The target sends at digest times. Its first alerts do not wait for article pages (see
+    /// [`PAGE_WAIT`]): a digest reads its stories when it goes, long after the pages.
+    pub digest: bool,
 }
+
+/// How long a story's first alert waits for the article page of the new entry that flagged it,
+/// when its feed has `fetch_articles`. The page may name more companies, and one alert naming
+/// them all is better than an alert now and another for each company the page adds. Any report
+/// on the page ends the wait (read, failed for now, given up); this bounds it for a slow site.
+pub(super) const PAGE_WAIT: chrono::Duration = chrono::Duration::minutes(2);
 
 /// What the writer needs to record flags: company ids by name, and alert routes.
 #[derive(Debug, Default)]
@@ -641,6 +650,7 @@ pub(super) fn rewrite_edited_mentions(
             &newly_named,
             now,
             from_backlog,
+            false,
         )?;
     }
     Ok(())
@@ -822,6 +832,12 @@ pub(super) fn insert_mentions(
 /// document is what the feed published while feedhound did not watch it (days or weeks of
 /// items), and a newly added feed, like a newly added company, must not page the user about
 /// every old story it names.
+///
+/// `page_pending`: the entry's article page is queued to be read, so a first alert waits for it
+/// (see [`PAGE_WAIT`]).
+// Each argument is one fact about the flag; the callers (a new entry, an edit, a page) differ
+// in each.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn queue_alerts(
     conn: &Connection,
     flagging: &Flagging,
@@ -830,6 +846,7 @@ pub(super) fn queue_alerts(
     newly_named: &[(i64, &Mention)],
     now: DateTime<Utc>,
     from_backlog: bool,
+    page_pending: bool,
 ) -> anyhow::Result<()> {
     for route in flagging
         .routes
@@ -841,7 +858,7 @@ pub(super) fn queue_alerts(
             .iter()
             .any(|m| flagging.company_ids.contains_key(&m.company) && route.wants(&m.company))
         {
-            queue_first_alert(conn, &route.target, story_id, now)?;
+            queue_first_alert(conn, route, story_id, now, page_pending)?;
         }
         if newly_named.iter().any(|(_, m)| route.wants(&m.company)) {
             let candidates = newly_named.iter().map(|&(id, _)| id).collect();
@@ -902,22 +919,46 @@ pub(super) fn queue_untold(
     Ok(())
 }
 
-/// Queues the story's first alert to `target`, unless it has one.
+/// Queues the story's first alert to `route`'s target, unless it has one; due at once, or
+/// after [`PAGE_WAIT`] while a page is pending.
 fn queue_first_alert(
     conn: &Connection,
-    target: &str,
+    route: &AlertRoute,
     story_id: i64,
     now: DateTime<Utc>,
+    page_pending: bool,
 ) -> anyhow::Result<()> {
+    let target = &route.target;
     let created = sql_time(now);
+    let due = match page_pending && !route.digest {
+        true => sql_time(now + PAGE_WAIT),
+        false => created.clone(),
+    };
     let key = short_hash(&format!("{target}\u{1f}{story_id}\u{1f}{created}"));
     conn.prepare_cached(
         "INSERT INTO outbox (target, story_id, idempotency_key, created_at, next_attempt_at)
-         VALUES (?1, ?2, ?3, ?4, ?4)
+         VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT (target, story_id) WHERE company_id IS NULL DO NOTHING",
     )?
-    .execute(params![target, story_id, key, created])?;
+    .execute(params![target, story_id, key, created, due])?;
     Ok(())
+}
+
+/// Makes the first alerts of `story_id` that wait for an article page (see [`PAGE_WAIT`]) due
+/// at `now`, once the page was reported on; returns whether any was.
+pub(super) fn release_alerts_waiting_for_pages(
+    conn: &Connection,
+    story_id: i64,
+    now: DateTime<Utc>,
+) -> rusqlite::Result<bool> {
+    let released = conn
+        .prepare_cached(
+            "UPDATE outbox SET next_attempt_at = ?2
+             WHERE story_id = ?1 AND delivered_at IS NULL AND company_id IS NULL
+               AND attempts = 0 AND next_attempt_at > ?2",
+        )?
+        .execute(params![story_id, sql_time(now)])?;
+    Ok(released > 0)
 }
 
 /// 128 bits of blake3, in hex: alert idempotency keys (one per alert, the same on every
@@ -1195,6 +1236,7 @@ mod tests {
             companies: (!companies.is_empty())
                 .then(|| companies.iter().map(|c| (*c).to_owned()).collect()),
             backlog: false,
+            digest: false,
         }
     }
 
@@ -1248,6 +1290,87 @@ mod tests {
             .unwrap();
         let t = status.iter().find(|t| t.target == target).unwrap();
         (t.pending, t.withdrawn, t.delivered)
+    }
+
+    #[test]
+    fn a_first_alert_waits_for_the_page_of_the_entry_that_flagged_it_until_the_page_is_reported() {
+        let (_dir, mut store, feeds) = store_with_feeds(&["Teasers"]);
+        store
+            .conn
+            .execute("UPDATE feeds SET fetch_articles = 1", [])
+            .unwrap();
+        let digest = AlertRoute {
+            digest: true,
+            ..route("morning", &[])
+        };
+        store
+            .sync_companies(&[company("Xiaomi")], vec![route("desk", &[]), digest])
+            .unwrap();
+        let now = Utc::now();
+        store_document_at(&mut store, feeds[0], vec![], "empty", now);
+        let teaser = ParsedEntry {
+            link: Some("https://news.example/lab".into()),
+            content_hash: "v1".into(),
+            ..arriving("lab", "news.example/lab", HEADLINE)
+        };
+        let result = FeedResult::Parsed {
+            etag: None,
+            last_modified: None,
+            body_hash: "v1".into(),
+            feed: crate::model::ParsedFeed {
+                entries: vec![teaser],
+                ..Default::default()
+            },
+            mentions: vec![vec![mention("Xiaomi")]],
+        };
+        let state = crate::store::FetchState::at(now, Some(200));
+        store.apply(feeds[0], &state, &result).unwrap();
+
+        assert!(
+            due(&store, "desk").is_empty(),
+            "the alert waits for the page"
+        );
+        let waits_until: String = store
+            .conn
+            .query_row(
+                "SELECT next_attempt_at FROM outbox WHERE target = 'desk'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        let waits_until = crate::store::parse_sql_time(&waits_until).unwrap();
+        let wait = waits_until - Utc::now();
+        assert!(
+            wait > PAGE_WAIT - chrono::Duration::seconds(5) && wait <= PAGE_WAIT,
+            "at most PAGE_WAIT: {wait}"
+        );
+        assert_eq!(
+            due(&store, "morning").len(),
+            1,
+            "a digest target's alert does not wait"
+        );
+
+        // The page failed and is to be tried again later: the alert waits no longer.
+        let entry_id: i64 = store
+            .conn
+            .query_row("SELECT entry_id FROM articles", [], |r| r.get(0))
+            .unwrap();
+        let report = crate::store::ArticleReport {
+            entry_id,
+            content_hash: "v1".into(),
+            status: Some(503),
+            outcome: crate::store::ArticleOutcome::Failed {
+                error: "HTTP status 503".into(),
+                retry_at: Some(now + chrono::Duration::minutes(10)),
+            },
+            mentions: None,
+        };
+        assert!(store.record_article(&report).unwrap().alerts_may_be_due);
+        assert_eq!(due(&store, "desk").len(), 1);
+        assert!(
+            !store.record_article(&report).unwrap().alerts_may_be_due,
+            "nothing left waiting"
+        );
     }
 
     /// A store tracking Xiaomi for the target "desk", whose feed "Wire" (returned) has carried

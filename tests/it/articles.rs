@@ -305,3 +305,58 @@ fn an_article_waiting_when_the_daemon_dies_is_fetched_by_the_next_run() {
         vec![("Samsung".to_string(), "article".to_string())]
     );
 }
+
+#[test]
+fn the_daemon_sends_one_alert_for_a_teaser_and_its_page_naming_what_both_name() {
+    let server = FeedServer::start();
+    let story = server.url("story/price-cut");
+    server.feed(
+        "teasers.xml",
+        rss(&[&format!(
+            "<guid>1</guid><title>Phone prices fall again</title><link>{story}</link>\
+             <description>Xiaomi cut its prices. Read more on our site.</description>"
+        )]),
+    );
+    // Slow enough that an alert sent without waiting for the page would go first.
+    let page_delay = Duration::from_secs(2);
+    server.set(
+        "story/price-cut",
+        Route {
+            delay: Some(page_delay),
+            ..html(article_page(
+                "Phone prices fall again",
+                "Samsung answered Xiaomi's price cut within the day.",
+            ))
+        },
+    );
+    server.set("hook", Route::webhook(200));
+    let notify = format!(
+        "\n[[notify]]\nurl = \"{}\"\nbacklog = true\n",
+        server.url("hook")
+    );
+    let feed = server.url("teasers.xml");
+    let app = App::new(std::slice::from_ref(&feed), &format!("{COMPANIES}{notify}"));
+    fetch_articles_of(&app, &feed);
+
+    let daemon = app.spawn_daemon();
+    wait_until(Duration::from_secs(20), "an alert delivered", || {
+        !server.requests("hook").is_empty()
+    });
+    // Time for a second alert, had the page's company been left to one of its own.
+    std::thread::sleep(Duration::from_secs(1));
+    daemon.stop(Duration::from_secs(10));
+
+    let alerts = server.requests("hook");
+    assert_eq!(alerts.len(), 1, "one alert for the story");
+    let alert: serde_json::Value = serde_json::from_slice(&alerts[0].body).unwrap();
+    let mut named: Vec<&str> = (alert["companies"].as_array().unwrap().iter())
+        .map(|company| company["name"].as_str().unwrap())
+        .collect();
+    named.sort();
+    assert_eq!(named, ["Samsung", "Xiaomi"], "{alert}");
+    let page_asked = server.requests("story/price-cut")[0].at;
+    assert!(
+        alerts[0].at >= page_asked + page_delay,
+        "sent after the page was read"
+    );
+}
