@@ -74,7 +74,8 @@ pub struct ArticleWorker {
     pub writer: StoreWriter,
     /// Each feed's own headers, by its config URL.
     pub headers: HashMap<String, FeedHeaders>,
-    /// Woken when an article changed what an entry mentions: an alert may be queued.
+    /// Woken when an article changed what an entry mentions, or ended its story's first alerts'
+    /// wait for pages: an alert may be due.
     pub new_flags: Arc<Notify>,
     /// Counts what became of each page (`feedhound_article_pages_total`).
     pub metrics: Arc<Metrics>,

@@ -244,8 +244,10 @@ pub enum FetchError {
     /// other than its feed's.
     #[error(
         "refusing to fetch {0}: it is on this machine or a private network (by its address or \
-         what its host name resolves to), and the feed linking to it is not at that scheme, host \
-         and port; set [polling] private_article_links = true if such links are meant to be read"
+         what its host name resolves to), and not at the origin (scheme, host and port) of a feed \
+         whose own URL names such an address; only if every feed's publisher may reach that \
+         network (an intranet, Tailscale, a fake-IP proxy), set [polling] \
+         private_article_links = true"
     )]
     LocalAddress(String),
     /// A 3xx redirect status whose `Location` is missing or not a URL.
@@ -933,7 +935,15 @@ mod tests {
 
     #[tokio::test]
     async fn a_page_on_this_machine_is_fetched_only_for_a_feed_at_its_origin() {
-        let server = serve(|_, stream| respond(stream, "200 OK", &[], b"<p>story</p>"));
+        let other_service = serve(|_, stream| respond(stream, "200 OK", &[], FEED));
+        let elsewhere_on_the_host = other_service.url("/admin").to_string();
+        let server = serve(move |request, stream| match request.path.as_str() {
+            "/to-another-port" => {
+                let location = [("Location", elsewhere_on_the_host.as_str())];
+                respond(stream, "302 Found", &location, b"");
+            }
+            _ => respond(stream, "200 OK", &[], b"<p>story</p>"),
+        });
         let url = server.url("/story");
         let refused = fetcher().fetch_page(&url, None, None).await.unwrap_err();
         assert!(
@@ -946,7 +956,6 @@ mod tests {
         );
         // Another service on this machine, even on the feed's own host, is not the feed's: a
         // local feed relaying other publishers' links must not reach it.
-        let other_service = serve(|_, stream| respond(stream, "200 OK", &[], FEED));
         let port = url.port().unwrap();
         let elsewhere = [
             format!("http://127.0.0.2:{port}/feed"),
@@ -973,6 +982,16 @@ mod tests {
         assert_eq!(fetched.body.as_deref(), Some(&b"<p>story</p>"[..]));
         let sent = &server.requests()[0];
         assert!(sent.header("accept").unwrap().starts_with("text/html"));
+        // Nor may a page at the feed's origin redirect there.
+        let refused = fetcher()
+            .fetch_page(&server.url("/to-another-port"), None, Some(&own_origin))
+            .await
+            .unwrap_err();
+        assert!(matches!(refused, FetchError::LocalAddress(_)), "{refused}");
+        assert!(
+            other_service.requests().is_empty(),
+            "nothing was sent there"
+        );
     }
 
     /// Stands in for DNS: each name resolves to the addresses listed for it.
@@ -1017,8 +1036,9 @@ mod tests {
         let port = server.url("/").port().unwrap();
         let by_name = Url::parse(&format!("http://intranet.test:{port}/story")).unwrap();
 
-        // Its own feed's origin is no exception when the feed's URL names no local address:
-        // the publisher may point that name anywhere.
+        // A feed at intranet.test is no exception: its URL names no local address, and its
+        // publisher may point that name anywhere (`articles` passes no origin for it). The
+        // origin of a feed at 127.0.0.1 does not cover the name either.
         let own_origin = server.url("/feed").origin();
         for local_origin in [None, Some(&own_origin)] {
             let refused = fetcher

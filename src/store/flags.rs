@@ -31,15 +31,17 @@ pub struct AlertRoute {
     /// time out of the config (see `queue_alerts`).
     pub backlog: bool,
     /// The target sends at digest times. Its first alerts do not wait for article pages (see
-    /// [`PAGE_WAIT`]): a digest reads its stories when it goes, long after the pages.
+    /// [`PAGE_WAIT`]): a digest reads its stories when it goes, mostly long after their pages,
+    /// and a wait could make an alert queued just before a digest time miss that digest.
     pub digest: bool,
 }
 
 /// How long a story's first alert waits for the article page of the new entry that flagged it,
 /// when its feed has `fetch_articles`. The page may name more companies, and one alert naming
-/// them all is better than an alert now and another for each company the page adds. Any report
-/// on the page ends the wait (read, failed for now, given up); this bounds it for a slow site.
-pub(super) const PAGE_WAIT: chrono::Duration = chrono::Duration::minutes(2);
+/// them all is better than an alert now and another for each company the page adds. A report
+/// on the last page of the story not tried yet ends the wait (read, failed for now, given up);
+/// this bounds it for a slow site.
+const PAGE_WAIT: chrono::Duration = chrono::Duration::minutes(2);
 
 /// What the writer needs to record flags: company ids by name, and alert routes.
 #[derive(Debug, Default)]
@@ -835,8 +837,8 @@ pub(super) fn insert_mentions(
 ///
 /// `page_pending`: the entry's article page is queued to be read, so a first alert waits for it
 /// (see [`PAGE_WAIT`]).
-// Each argument is one fact about the flag; the callers (a new entry, an edit, a page) differ
-// in each.
+// Each argument is one fact about the flag; its two callers (a new entry; an edit or a page
+// read, through `rewrite_edited_mentions`) differ in each.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn queue_alerts(
     conn: &Connection,
@@ -944,8 +946,10 @@ fn queue_first_alert(
     Ok(())
 }
 
-/// Makes the first alerts of `story_id` that wait for an article page (see [`PAGE_WAIT`]) due
-/// at `now`, once the page was reported on; returns whether any was.
+/// Makes the first alerts of `story_id` that wait for article pages (see [`PAGE_WAIT`]) due at
+/// `now`, unless a page of the story's entries is still to be tried (an edit queued it again,
+/// or another new entry's); returns whether any was. Only [`PAGE_WAIT`] puts an untried
+/// alert's next attempt in the future.
 pub(super) fn release_alerts_waiting_for_pages(
     conn: &Connection,
     story_id: i64,
@@ -954,8 +958,13 @@ pub(super) fn release_alerts_waiting_for_pages(
     let released = conn
         .prepare_cached(
             "UPDATE outbox SET next_attempt_at = ?2
-             WHERE story_id = ?1 AND delivered_at IS NULL AND company_id IS NULL
-               AND attempts = 0 AND next_attempt_at > ?2",
+             WHERE story_id = ?1 AND delivered_at IS NULL AND withdrawn_at IS NULL
+               AND company_id IS NULL AND attempts = 0 AND next_attempt_at > ?2
+               AND NOT EXISTS (
+                   SELECT 1 FROM entries e JOIN articles a ON a.entry_id = e.id
+                   JOIN feeds f ON f.id = e.feed_id
+                   WHERE e.story_id = ?1 AND a.state = 'pending' AND a.attempts = 0
+                     AND f.active = 1 AND f.fetch_articles = 1)",
         )?
         .execute(params![story_id, sql_time(now)])?;
     Ok(released > 0)
@@ -1308,69 +1317,68 @@ mod tests {
             .unwrap();
         let now = Utc::now();
         store_document_at(&mut store, feeds[0], vec![], "empty", now);
-        let teaser = ParsedEntry {
-            link: Some("https://news.example/lab".into()),
-            content_hash: "v1".into(),
-            ..arriving("lab", "news.example/lab", HEADLINE)
+        let store_teaser = |store: &mut Store, version: &str| {
+            let teaser = ParsedEntry {
+                link: Some("https://news.example/lab".into()),
+                content_hash: version.into(),
+                ..arriving("lab", "news.example/lab", HEADLINE)
+            };
+            let result = FeedResult::Parsed {
+                etag: None,
+                last_modified: None,
+                body_hash: version.into(),
+                feed: crate::model::ParsedFeed {
+                    entries: vec![teaser],
+                    ..Default::default()
+                },
+                mentions: vec![vec![mention("Xiaomi")]],
+            };
+            let state = crate::store::FetchState::at(now, Some(200));
+            store.apply(feeds[0], &state, &result).unwrap();
         };
-        let result = FeedResult::Parsed {
-            etag: None,
-            last_modified: None,
-            body_hash: "v1".into(),
-            feed: crate::model::ParsedFeed {
-                entries: vec![teaser],
-                ..Default::default()
-            },
-            mentions: vec![vec![mention("Xiaomi")]],
+        let page_failed = |store: &mut Store, version: &str| {
+            let entry_id = store
+                .conn
+                .query_row("SELECT entry_id FROM articles", [], |r| r.get(0))
+                .unwrap();
+            let report = crate::store::ArticleReport {
+                entry_id,
+                content_hash: version.into(),
+                status: Some(503),
+                outcome: crate::store::ArticleOutcome::Failed {
+                    error: "HTTP status 503".into(),
+                    retry_at: Some(now + chrono::Duration::minutes(10)),
+                },
+                mentions: None,
+            };
+            store.record_article(&report).unwrap().alerts_may_be_due
         };
-        let state = crate::store::FetchState::at(now, Some(200));
-        store.apply(feeds[0], &state, &result).unwrap();
+        store_teaser(&mut store, "v1");
 
         assert!(
             due(&store, "desk").is_empty(),
             "the alert waits for the page"
         );
-        let waits_until: String = store
-            .conn
-            .query_row(
-                "SELECT next_attempt_at FROM outbox WHERE target = 'desk'",
-                [],
-                |r| r.get(0),
-            )
+        let after_the_wait = Utc::now() + PAGE_WAIT;
+        let due_then = store
+            .due_alerts(after_the_wait, &["desk".into()], 10)
             .unwrap();
-        let waits_until = crate::store::parse_sql_time(&waits_until).unwrap();
-        let wait = waits_until - Utc::now();
-        assert!(
-            wait > PAGE_WAIT - chrono::Duration::seconds(5) && wait <= PAGE_WAIT,
-            "at most PAGE_WAIT: {wait}"
-        );
+        assert_eq!(due_then.len(), 1, "for PAGE_WAIT at most");
         assert_eq!(
             due(&store, "morning").len(),
             1,
             "a digest target's alert does not wait"
         );
 
+        // Edited while its page was being read: that report is stale, the page queued again.
+        store_teaser(&mut store, "v2");
+        assert!(!page_failed(&mut store, "v1"));
+        assert!(due(&store, "desk").is_empty(), "the edit's page is to come");
+
         // The page failed and is to be tried again later: the alert waits no longer.
-        let entry_id: i64 = store
-            .conn
-            .query_row("SELECT entry_id FROM articles", [], |r| r.get(0))
-            .unwrap();
-        let report = crate::store::ArticleReport {
-            entry_id,
-            content_hash: "v1".into(),
-            status: Some(503),
-            outcome: crate::store::ArticleOutcome::Failed {
-                error: "HTTP status 503".into(),
-                retry_at: Some(now + chrono::Duration::minutes(10)),
-            },
-            mentions: None,
-        };
-        assert!(store.record_article(&report).unwrap().alerts_may_be_due);
+        assert!(page_failed(&mut store, "v2"));
         assert_eq!(due(&store, "desk").len(), 1);
-        assert!(
-            !store.record_article(&report).unwrap().alerts_may_be_due,
-            "nothing left waiting"
-        );
+        assert!(!page_failed(&mut store, "v2"), "nothing left waiting");
     }
 
     /// A store tracking Xiaomi for the target "desk", whose feed "Wire" (returned) has carried
