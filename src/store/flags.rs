@@ -1264,6 +1264,18 @@ mod tests {
         mentions: Vec<Mention>,
         now: DateTime<Utc>,
     ) {
+        store_lab_as(store, feed, version, None, mentions, now);
+    }
+
+    /// [`store_lab`], the entry linking to `link` (its article page, for `fetch_articles`).
+    fn store_lab_as(
+        store: &mut Store,
+        feed: i64,
+        version: &str,
+        link: Option<&str>,
+        mentions: Vec<Mention>,
+        now: DateTime<Utc>,
+    ) {
         let result = FeedResult::Parsed {
             etag: None,
             last_modified: None,
@@ -1271,6 +1283,7 @@ mod tests {
             feed: crate::model::ParsedFeed {
                 entries: vec![ParsedEntry {
                     content_hash: version.into(),
+                    link: link.map(str::to_owned),
                     ..arriving("lab", "news.example/lab", HEADLINE)
                 }],
                 ..Default::default()
@@ -1318,23 +1331,8 @@ mod tests {
         let now = Utc::now();
         store_document_at(&mut store, feeds[0], vec![], "empty", now);
         let store_teaser = |store: &mut Store, version: &str| {
-            let teaser = ParsedEntry {
-                link: Some("https://news.example/lab".into()),
-                content_hash: version.into(),
-                ..arriving("lab", "news.example/lab", HEADLINE)
-            };
-            let result = FeedResult::Parsed {
-                etag: None,
-                last_modified: None,
-                body_hash: version.into(),
-                feed: crate::model::ParsedFeed {
-                    entries: vec![teaser],
-                    ..Default::default()
-                },
-                mentions: vec![vec![mention("Xiaomi")]],
-            };
-            let state = crate::store::FetchState::at(now, Some(200));
-            store.apply(feeds[0], &state, &result).unwrap();
+            let link = Some("https://news.example/lab");
+            store_lab_as(store, feeds[0], version, link, vec![mention("Xiaomi")], now);
         };
         let page_failed = |store: &mut Store, version: &str| {
             let entry_id = store
