@@ -11,7 +11,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use chrono::NaiveTime;
+use chrono::{NaiveTime, Weekday};
 use serde::Deserialize;
 use toml::Spanned;
 use url::Url;
@@ -19,7 +19,7 @@ use url::Url;
 use crate::fetch::{FeedHeaders, origin_only, parse_feed_header, redact};
 use crate::matcher::{CompanyRule, comparable_name};
 use crate::model::Field;
-use crate::notify::digest::{self, DigestTimes};
+use crate::notify::digest::{self, DigestTime, DigestTimes};
 
 /// The validated configuration.
 #[derive(Debug, Clone)]
@@ -1035,18 +1035,29 @@ impl Checker {
         }
     }
 
-    /// A `digest`: a time of day (`"08:00"`, or TOML's `08:00:00`), a list of them, or a period
-    /// that divides a day (`"1h"`: on the hour).
+    /// A `digest`: a time of day (`"08:00"`, or TOML's `08:00:00`), one on a day of the week
+    /// (`"Mon 08:00"`), a list of them, or a period that divides a day (`"1h"`: on the hour) or
+    /// is a week.
     fn digest(&mut self, raw: Spanned<toml::Value>, key: &str) -> Option<DigestTimes> {
-        const FORMS: &str = "write a time of day (\"08:00\"), a list of them ([\"08:00\", \"17:30\"]) or a period that divides a day (\"1h\")";
+        const FORMS: &str = "write a time of day (\"08:00\"), one on a day of the week (\"Mon 08:00\"), a list of them ([\"08:00\", \"17:30\"]) or a period that divides a day (\"1h\") or is a week (\"1w\")";
         let span = raw.span();
-        let time_of = |value: &toml::Value| -> Result<NaiveTime, String> {
+        let time_of = |value: &toml::Value| -> Result<DigestTime, String> {
             match value {
                 toml::Value::String(text) => {
                     let text = text.trim();
-                    NaiveTime::parse_from_str(text, "%H:%M")
-                        .or_else(|_| NaiveTime::parse_from_str(text, "%H:%M:%S"))
-                        .map_err(|_| format!("cannot read {text:?} as a time of day; {FORMS}"))
+                    let (weekday, clock) = match text.split_once(char::is_whitespace) {
+                        Some((day, clock)) => {
+                            let weekday = day.parse::<Weekday>().map_err(|_| {
+                                format!("cannot read {day:?} in {text:?} as a day of the week (\"Mon\" or \"Monday\"); {FORMS}")
+                            })?;
+                            (Some(weekday), clock.trim_start())
+                        }
+                        None => (None, text),
+                    };
+                    let time = NaiveTime::parse_from_str(clock, "%H:%M")
+                        .or_else(|_| NaiveTime::parse_from_str(clock, "%H:%M:%S"))
+                        .map_err(|_| format!("cannot read {text:?} as a time of day; {FORMS}"))?;
+                    Ok(DigestTime { weekday, time })
                 }
                 toml::Value::Datetime(toml::value::Datetime {
                     date: None,
@@ -1057,6 +1068,10 @@ impl Checker {
                     u32::from(time.minute),
                     u32::from(time.second.unwrap_or(0)),
                 )
+                .map(|time| DigestTime {
+                    weekday: None,
+                    time,
+                })
                 .ok_or_else(|| format!("{time} is not a time of day")),
                 other => {
                     let kind = other.type_str();
@@ -2053,26 +2068,20 @@ mod tests {
     }
 
     #[test]
-    fn a_digest_is_times_of_day_or_a_period_that_divides_a_day() {
+    fn a_digest_is_times_of_day_or_of_the_week_or_a_period_that_divides_a_day() {
         let config = parse(
             "[[notify]]\nurl = \"http://127.0.0.1:9/a\"\ndigest = \"08:00\"\n\
              [[notify]]\nurl = \"http://127.0.0.1:9/b\"\ndigest = [\"17:30\", \" 08:00 \", 12:15:30]\n\
              [[notify]]\nurl = \"http://127.0.0.1:9/c\"\ndigest = \"6h\"\n\
-             [[notify]]\nurl = \"http://127.0.0.1:9/d\"\n",
+             [[notify]]\nurl = \"http://127.0.0.1:9/d\"\n\
+             [[notify]]\nurl = \"http://127.0.0.1:9/e\"\ndigest = [\"monday  08:00\", \"Fri 17:30:15\"]\n\
+             [[notify]]\nurl = \"http://127.0.0.1:9/f\"\ndigest = \"1w\"\n",
         )
         .unwrap();
         let times: Vec<Option<Vec<String>>> = config
             .notify
             .iter()
-            .map(|target| {
-                let times = target.digest.as_ref()?.times();
-                Some(
-                    times
-                        .iter()
-                        .map(|t| t.format("%H:%M:%S").to_string())
-                        .collect(),
-                )
-            })
+            .map(|target| Some(target.digest.as_ref()?.describe()))
             .collect();
         let list = |times: &[&str]| Some(times.iter().map(|t| t.to_string()).collect());
         assert_eq!(
@@ -2082,6 +2091,8 @@ mod tests {
                 list(&["08:00:00", "12:15:30", "17:30:00"]),
                 list(&["00:00:00", "06:00:00", "12:00:00", "18:00:00"]),
                 None,
+                list(&["Mon 08:00:00", "Fri 17:30:15"]),
+                list(&["Mon 00:00:00"]),
             ]
         );
 
@@ -2091,7 +2102,9 @@ mod tests {
              [[notify]]\nurl = \"http://127.0.0.1:9/c\"\ndigest = []\n\
              [[notify]]\nurl = \"http://127.0.0.1:9/d\"\ndigest = 8\n\
              [[notify]]\nurl = \"http://127.0.0.1:9/e\"\ndigest = \"daily\"\n\
-             [[notify]]\nurl = \"http://127.0.0.1:9/f\"\ndigest = 2026-11-26T08:00:00Z\n",
+             [[notify]]\nurl = \"http://127.0.0.1:9/f\"\ndigest = 2026-11-26T08:00:00Z\n\
+             [[notify]]\nurl = \"http://127.0.0.1:9/g\"\ndigest = \"Mnday 08:00\"\n\
+             [[notify]]\nurl = \"http://127.0.0.1:9/h\"\ndigest = \"2d\"\n",
         );
         assert_lines_contain(
             &message,
@@ -2102,6 +2115,8 @@ mod tests {
                 ":12: notify[4].digest: an integer is not a digest time",
                 ":15: notify[5].digest: cannot read \"daily\" as a time or a period",
                 ":18: notify[6].digest: a datetime is not a digest time",
+                ":21: notify[7].digest: cannot read \"Mnday\" in \"Mnday 08:00\" as a day of the week",
+                ":24: notify[8].digest: \"2d\": a period must be at least a minute and divide a day evenly, or be a week",
             ],
         );
         assert!(

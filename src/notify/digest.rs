@@ -1,87 +1,170 @@
 //! When a target's digests go out: `[[notify]] digest`, as pure functions of the clock.
 //!
-//! A target with a digest gets its alerts gathered and sent together at fixed times of day, on
-//! the machine's wall clock (its time zone, as cron's), instead of one POST per story. The
-//! schedule is nothing but those times: an alert waits for the first of them after it was
-//! queued, so which digest an alert belongs to needs no state beyond its own `created_at`, and a
-//! restart, a crash or a one-shot `feedhound poll` from cron keeps to the same digests.
+//! A target with a digest gets its alerts gathered and sent together at fixed times of the day
+//! or the week, on the machine's wall clock (its time zone, as cron's), instead of one POST per
+//! story. The schedule is nothing but those times: an alert waits for the first of them after it
+//! was queued, so which digest an alert belongs to needs no state beyond its own `created_at`,
+//! and a restart, a crash or a one-shot `feedhound poll` from cron keeps to the same digests.
 
 use std::time::Duration;
 
-use chrono::{DateTime, Days, NaiveDateTime, NaiveTime, TimeZone, Utc};
+use chrono::{
+    DateTime, Datelike, Days, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc, Weekday,
+};
 
 use crate::store::DigestWindow;
 
-/// The times of day a target's digests go out: sorted, without repeats, never empty.
+/// One digest time as written: a time of day, every day or on one day of the week.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DigestTime {
+    pub weekday: Option<Weekday>,
+    pub time: NaiveTime,
+}
+
+/// The times a target's digests go out, repeating every day, or every week once any of them
+/// names a day: sorted, without repeats, never empty.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DigestTimes(Vec<NaiveTime>);
+pub struct DigestTimes {
+    cycle_days: u64,
+    slots: Vec<Slot>,
+}
+
+/// A digest time within its cycle: days from the cycle's first (Monday for a week), then the
+/// time of day, so the derived order is time's order on the wall clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Slot {
+    day: u64,
+    time: NaiveTime,
+}
 
 /// Why a period cannot be a digest's.
-pub const PERIOD_RULE: &str = "a period must be at least a minute and divide a day evenly";
+pub const PERIOD_RULE: &str = "a period must be at least a minute and divide a day evenly, or be a week (Mondays at midnight)";
+
+const DAY_SECONDS: u64 = 86_400;
+const WEEK_DAYS: u64 = 7;
 
 impl DigestTimes {
-    /// At each of `times`; None when there are none.
-    pub fn at(mut times: Vec<NaiveTime>) -> Option<DigestTimes> {
-        times.sort();
-        times.dedup();
-        (!times.is_empty()).then_some(DigestTimes(times))
+    /// At each of `times`, every week if any names a day (the others then on every day of it);
+    /// None when there are none.
+    pub fn at(times: Vec<DigestTime>) -> Option<DigestTimes> {
+        let weekly = times.iter().any(|t| t.weekday.is_some());
+        let slots = times
+            .into_iter()
+            .flat_map(|t| {
+                let days = match (t.weekday, weekly) {
+                    (Some(day), _) => {
+                        let day = u64::from(day.num_days_from_monday());
+                        day..day + 1
+                    }
+                    (None, true) => 0..WEEK_DAYS,
+                    (None, false) => 0..1,
+                };
+                days.map(move |day| Slot { day, time: t.time })
+            })
+            .collect();
+        DigestTimes::of(if weekly { WEEK_DAYS } else { 1 }, slots)
     }
 
-    /// Every `period` from midnight (`"1h"`: on the hour; `"1d"`: at midnight). None unless it
-    /// is at least a minute, in whole seconds, and divides a day evenly: otherwise the times
-    /// would shift from one day to the next.
+    /// Every `period` from midnight (`"1h"`: on the hour; `"1d"`: at midnight), or a week
+    /// (`"1w"`: Mondays at midnight). None unless it is at least a minute, in whole seconds, and
+    /// divides a day evenly or is a week: otherwise the times would shift from one day to the
+    /// next.
     pub fn every(period: Duration) -> Option<DigestTimes> {
-        const DAY: u64 = 86_400;
         let seconds = period.as_secs();
-        if period.subsec_nanos() != 0
-            || !(60..=DAY).contains(&seconds)
-            || !DAY.is_multiple_of(seconds)
-        {
+        if period.subsec_nanos() != 0 {
             return None;
         }
-        let times = (0..DAY / seconds)
-            .map(|k| NaiveTime::from_num_seconds_from_midnight_opt((k * seconds) as u32, 0))
+        if seconds == WEEK_DAYS * DAY_SECONDS {
+            let midnight = Slot {
+                day: 0,
+                time: NaiveTime::MIN,
+            };
+            return DigestTimes::of(WEEK_DAYS, vec![midnight]);
+        }
+        if !(60..=DAY_SECONDS).contains(&seconds) || !DAY_SECONDS.is_multiple_of(seconds) {
+            return None;
+        }
+        let slots = (0..DAY_SECONDS / seconds)
+            .map(|k| {
+                let time = NaiveTime::from_num_seconds_from_midnight_opt((k * seconds) as u32, 0)?;
+                Some(Slot { day: 0, time })
+            })
             .collect::<Option<Vec<_>>>()?;
-        DigestTimes::at(times)
+        DigestTimes::of(1, slots)
     }
 
-    /// The times of day, in order.
+    fn of(cycle_days: u64, mut slots: Vec<Slot>) -> Option<DigestTimes> {
+        slots.sort();
+        slots.dedup();
+        (!slots.is_empty()).then_some(DigestTimes { cycle_days, slots })
+    }
+
+    /// The times as a reader checks them: `"08:00:00"`, or `"Mon 08:00:00"` in a weekly cycle.
     #[cfg(test)]
-    pub(crate) fn times(&self) -> &[NaiveTime] {
-        &self.0
+    pub(crate) fn describe(&self) -> Vec<String> {
+        self.slots
+            .iter()
+            .map(|slot| {
+                let time = slot.time.format("%H:%M:%S");
+                match self.cycle_days {
+                    1 => time.to_string(),
+                    _ => format!("{} {time}", Weekday::try_from(slot.day as u8).unwrap()),
+                }
+            })
+            .collect()
     }
 
     /// The digest time at or before `now`, and the one after it, on the wall clock of `zone`.
     pub fn window<Z: TimeZone>(&self, now: DateTime<Utc>, zone: &Z) -> DigestWindow {
         let local = now.with_timezone(zone).naive_local();
-        let per_day = self.0.len() as i64;
-        // Today's times up to now's wall-clock time, and the others after.
-        let first_after = self.0.partition_point(|t| *t <= local.time()) as i64;
+        let into_cycle = match self.cycle_days {
+            1 => 0,
+            _ => u64::from(local.weekday().num_days_from_monday()),
+        };
+        // The fallbacks only keep a zone that answers nothing for these days, or a date at the
+        // end of the calendar, from stopping delivery.
+        let fallback = DigestWindow {
+            last: now,
+            next: now + chrono::Duration::days(1),
+        };
+        let Some(cycle_start) = local.date().checked_sub_days(Days::new(into_cycle)) else {
+            return fallback;
+        };
+        let per_cycle = self.slots.len() as i64;
+        // This cycle's times up to now's wall-clock time, and the others after.
+        let position = Slot {
+            day: into_cycle,
+            time: local.time(),
+        };
+        let first_after = self.slots.partition_point(|slot| *slot <= position) as i64;
         let nth = |n: i64| -> Option<DateTime<Utc>> {
-            let day = match n.div_euclid(per_day) {
-                shift @ 0.. => local.date().checked_add_days(Days::new(shift as u64))?,
-                shift => local
-                    .date()
-                    .checked_sub_days(Days::new(shift.unsigned_abs()))?,
-            };
-            resolve(day.and_time(self.0[n.rem_euclid(per_day) as usize]), zone)
+            let slot = self.slots[n.rem_euclid(per_cycle) as usize];
+            let days = n.div_euclid(per_cycle) * self.cycle_days as i64 + slot.day as i64;
+            resolve(shift(cycle_start, days)?.and_time(slot.time), zone)
         };
         // Around a change of clocks the wall clock's order is not time's (a repeated hour's
-        // first 02:30 is past while its 02:00 is now): look a day either way, in time's order.
+        // first 02:30 is past while its 02:00 is now): look a cycle either way, in time's order.
         let (mut last, mut next) = (None::<DateTime<Utc>>, None::<DateTime<Utc>>);
-        for at in (first_after - per_day - 1..first_after + per_day + 1).filter_map(nth) {
+        for at in (first_after - per_cycle - 1..first_after + per_cycle + 1).filter_map(nth) {
             if at <= now {
                 last = Some(last.map_or(at, |last| last.max(at)));
             } else {
                 next = Some(next.map_or(at, |next| next.min(at)));
             }
         }
-        // Two days of times always hold one before now and one after; the fallbacks only keep
-        // a zone that answers nothing for those days from stopping delivery.
+        // Two cycles of times always hold one before now and one after.
         DigestWindow {
-            last: last.unwrap_or(now),
-            next: next.unwrap_or(now + chrono::Duration::days(1)),
+            last: last.unwrap_or(fallback.last),
+            next: next.unwrap_or(fallback.next),
         }
+    }
+}
+
+/// `days` after `date`, or before it when negative.
+fn shift(date: NaiveDate, days: i64) -> Option<NaiveDate> {
+    match days {
+        0.. => date.checked_add_days(Days::new(days as u64)),
+        _ => date.checked_sub_days(Days::new(days.unsigned_abs())),
     }
 }
 
@@ -104,8 +187,18 @@ mod tests {
 
     use super::*;
 
-    fn at(text: &str) -> NaiveTime {
-        NaiveTime::parse_from_str(text, "%H:%M").unwrap()
+    fn at(text: &str) -> DigestTime {
+        DigestTime {
+            weekday: None,
+            time: NaiveTime::parse_from_str(text, "%H:%M").unwrap(),
+        }
+    }
+
+    fn on(weekday: Weekday, text: &str) -> DigestTime {
+        DigestTime {
+            weekday: Some(weekday),
+            ..at(text)
+        }
     }
 
     fn utc(text: &str) -> DateTime<Utc> {
@@ -151,8 +244,8 @@ mod tests {
     fn several_times_a_day_go_in_order_across_midnight() {
         let times = DigestTimes::at(vec![at("17:30"), at("08:00"), at("17:30")]).unwrap();
         assert_eq!(
-            times.times(),
-            [at("08:00"), at("17:30")],
+            times.describe(),
+            ["08:00:00", "17:30:00"],
             "sorted, once each"
         );
         let pair = |a: &str, b: &str| (a.to_string(), b.to_string());
@@ -171,17 +264,74 @@ mod tests {
     }
 
     #[test]
+    fn a_time_on_a_day_of_the_week_makes_the_digests_weekly() {
+        // 2026-11-26 is a Thursday.
+        let pair = |a: &str, b: &str| (a.to_string(), b.to_string());
+        let monday = DigestTimes::at(vec![on(Weekday::Mon, "08:00")]).unwrap();
+        assert_eq!(
+            window(&monday, "2026-11-26 12:00:00", &Utc),
+            pair("2026-11-23 08:00:00", "2026-11-30 08:00:00")
+        );
+        assert_eq!(
+            window(&monday, "2026-11-30 08:00:00", &Utc),
+            pair("2026-11-30 08:00:00", "2026-12-07 08:00:00"),
+            "the time itself belongs to the digest going out"
+        );
+        assert_eq!(
+            window(&monday, "2026-11-23 07:59:59", &Utc),
+            pair("2026-11-16 08:00:00", "2026-11-23 08:00:00")
+        );
+        let new_york = FixedOffset::west_opt(5 * 3600).unwrap();
+        assert_eq!(
+            window(&monday, "2026-11-30 02:00:00", &new_york),
+            pair("2026-11-23 13:00:00", "2026-11-30 13:00:00"),
+            "Monday on the local clock: still Sunday evening in New York"
+        );
+
+        let mixed = DigestTimes::at(vec![at("08:00"), on(Weekday::Fri, "17:30")]).unwrap();
+        assert_eq!(
+            mixed.describe(),
+            [
+                "Mon 08:00:00",
+                "Tue 08:00:00",
+                "Wed 08:00:00",
+                "Thu 08:00:00",
+                "Fri 08:00:00",
+                "Fri 17:30:00",
+                "Sat 08:00:00",
+                "Sun 08:00:00"
+            ],
+            "a time without a day is on every day of the week"
+        );
+        assert_eq!(
+            window(&mixed, "2026-11-27 12:00:00", &Utc),
+            pair("2026-11-27 08:00:00", "2026-11-27 17:30:00")
+        );
+        assert_eq!(
+            window(&mixed, "2026-11-29 20:00:00", &Utc),
+            pair("2026-11-29 08:00:00", "2026-11-30 08:00:00"),
+            "Sunday to Monday crosses the week"
+        );
+    }
+
+    #[test]
     fn a_period_counts_from_midnight_and_must_divide_the_day() {
         let hourly = DigestTimes::every(Duration::from_secs(3600)).unwrap();
-        assert_eq!(hourly.times().len(), 24);
+        assert_eq!(hourly.describe().len(), 24);
         let pair = |a: &str, b: &str| (a.to_string(), b.to_string());
         assert_eq!(
             window(&hourly, "2026-11-26 10:59:59", &Utc),
             pair("2026-11-26 10:00:00", "2026-11-26 11:00:00")
         );
         let daily = DigestTimes::every(Duration::from_secs(86_400)).unwrap();
-        assert_eq!(daily.times(), [at("00:00")]);
-        for refused in [7 * 3600, 86_400 * 7, 59, 0] {
+        assert_eq!(daily.describe(), ["00:00:00"]);
+        let weekly = DigestTimes::every(Duration::from_secs(7 * 86_400)).unwrap();
+        assert_eq!(
+            weekly.describe(),
+            ["Mon 00:00:00"],
+            "a week: Mondays at midnight"
+        );
+        for refused in [7 * 3600, 2 * 86_400, 14 * 86_400, 59, 0] {
             assert_eq!(
                 DigestTimes::every(Duration::from_secs(refused)),
                 None,
@@ -258,6 +408,12 @@ mod tests {
             window(&night, "2026-10-25 01:00:00", &Europe),
             pair("2026-10-25 00:30:00", "2026-10-26 01:30:00"),
             "past it, at 02:00 again, that digest is the last, and the second 02:30 is not one"
+        );
+        let sundays = DigestTimes::at(vec![on(Weekday::Sun, "02:30")]).unwrap();
+        assert_eq!(
+            window(&sundays, "2026-03-29 00:00:00", &Europe),
+            pair("2026-03-22 01:30:00", "2026-03-29 01:30:00"),
+            "a weekly time the clocks skip goes an hour later that week"
         );
     }
 }
