@@ -360,3 +360,76 @@ fn the_daemon_sends_one_alert_for_a_teaser_and_its_page_naming_what_both_name() 
         "sent after the page was read"
     );
 }
+
+#[test]
+fn a_local_feed_that_moved_for_good_has_its_pages_read_at_its_two_origins_and_nowhere_else() {
+    let (old, new, other) = (
+        FeedServer::start(),
+        FeedServer::start(),
+        FeedServer::start(),
+    );
+    let mut moved = Route {
+        status: 301,
+        validators: false,
+        ..Route::feed("moved")
+    };
+    moved
+        .headers
+        .push(("Location".into(), new.url("teasers.xml")));
+    old.set("teasers.xml", moved);
+    new.feed("teasers.xml", rss(&[]));
+    let feed = old.url("teasers.xml");
+    let app = App::new(std::slice::from_ref(&feed), COMPANIES);
+    fetch_articles_of(&app, &feed);
+    for _ in 0..3 {
+        poll(&app);
+    }
+    let fetch_url: Option<String> = app
+        .db()
+        .query_row("SELECT fetch_url FROM feeds", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(
+        fetch_url,
+        Some(new.url("teasers.xml")),
+        "three polls saw the same move, so it is for good"
+    );
+
+    let links = [
+        (&new, "story/new", new.url("story/new")),
+        (&old, "story/old", old.url("story/old")),
+        (&other, "story/other", other.url("story/other")),
+    ];
+    let mut items = Vec::new();
+    for (n, (server, path, link)) in links.iter().enumerate() {
+        server.set(
+            path,
+            html(article_page("A plant opens", "Xiaomi opened a plant.")),
+        );
+        items.push(format!(
+            "<guid>{n}</guid><title>Story {n}</title><link>{link}</link>"
+        ));
+    }
+    new.feed(
+        "teasers.xml",
+        rss(&items.iter().map(String::as_str).collect::<Vec<_>>()),
+    );
+    let summary = poll(&app);
+    assert!(summary.contains("articles: 2 read, 1 failed"), "{summary}");
+    for (_, _, link) in &links[..2] {
+        assert_eq!(
+            mentions_of(&app, link),
+            vec![("Xiaomi".to_string(), "article".to_string())],
+            "{link}: where the feed is now, and where the user said it was"
+        );
+    }
+    let (state, _, _, error) = article_row(&app, &links[2].2);
+    assert_eq!(state, "failed");
+    assert!(
+        error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("private network"),
+        "another service on this machine is still refused: {error:?}"
+    );
+    assert!(other.requests("story/other").is_empty());
+}
