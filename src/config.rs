@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::{NaiveTime, Weekday};
+use chrono_tz::Tz;
 use serde::Deserialize;
 use toml::Spanned;
 use url::Url;
@@ -19,7 +20,7 @@ use url::Url;
 use crate::fetch::{FeedHeaders, origin_only, parse_feed_header, redact};
 use crate::matcher::{CompanyRule, comparable_name};
 use crate::model::Field;
-use crate::notify::digest::{self, DigestTime, DigestTimes};
+use crate::notify::digest::{self, DigestSchedule, DigestTime, DigestTimes};
 
 /// The validated configuration.
 #[derive(Debug, Clone)]
@@ -142,7 +143,7 @@ pub struct NotifyConfig {
     pub format: AlertFormat,
     /// When set, alerts are gathered and sent together at these times of day rather than as
     /// each story is flagged.
-    pub digest: Option<DigestTimes>,
+    pub digest: Option<DigestSchedule>,
 }
 
 /// How a target's alerts are written.
@@ -735,6 +736,7 @@ struct RawNotify {
     backlog: bool,
     format: Option<Spanned<String>>,
     digest: Option<Spanned<toml::Value>>,
+    time_zone: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -1033,6 +1035,28 @@ impl Checker {
                 default
             }
         }
+    }
+
+    /// A `time_zone`: a name of the IANA database, for the target's `digest`, which it must have.
+    fn time_zone(
+        &mut self,
+        raw: Spanned<String>,
+        key: &str,
+        digest: &Option<Spanned<toml::Value>>,
+    ) -> Option<Tz> {
+        let span = raw.span();
+        let name = raw.get_ref().trim();
+        let message = match name.parse::<Tz>() {
+            Ok(_) if digest.is_none() => {
+                "sets the clock of this target's digest times, and it has no `digest`; add one or remove this key".to_owned()
+            }
+            Ok(zone) => return Some(zone),
+            Err(_) => format!(
+                "{name:?} is not a time zone of the IANA database; write one such as \"Europe/Berlin\", \"America/New_York\" or \"UTC\""
+            ),
+        };
+        self.issue(Some(span), key, message);
+        None
     }
 
     /// A `digest`: a time of day (`"08:00"`, or TOML's `08:00:00`), one on a day of the week
@@ -1554,9 +1578,22 @@ impl Checker {
                     known
                 }
             };
+            let zone = target
+                .time_zone
+                .map(|raw| self.time_zone(raw, &format!("{key}.time_zone"), &target.digest));
             let digest = match target.digest {
                 None => Some(None),
                 Some(raw) => self.digest(raw, &format!("{key}.digest")).map(Some),
+            };
+            let digest = match (digest, zone) {
+                (Some(times), None) => {
+                    Some(times.map(|times| DigestSchedule { times, zone: None }))
+                }
+                (Some(times), Some(Some(zone))) => Some(times.map(|times| DigestSchedule {
+                    times,
+                    zone: Some(zone),
+                })),
+                _ => None,
             };
             let (Some(url), Some(secret), Some(name), Some(format), Some(digest)) =
                 (url, secret, name, format, digest)
@@ -2081,7 +2118,7 @@ mod tests {
         let times: Vec<Option<Vec<String>>> = config
             .notify
             .iter()
-            .map(|target| Some(target.digest.as_ref()?.describe()))
+            .map(|target| Some(target.digest.as_ref()?.times.describe()))
             .collect();
         let list = |times: &[&str]| Some(times.iter().map(|t| t.to_string()).collect());
         assert_eq!(
@@ -2122,6 +2159,33 @@ mod tests {
         assert!(
             message.contains("(\"08:00\")"),
             "each says what to write: {message}"
+        );
+    }
+
+    #[test]
+    fn a_digest_is_read_on_the_clock_of_its_time_zone() {
+        let config = parse(
+            "[[notify]]\nurl = \"http://127.0.0.1:9/a\"\ndigest = \"08:00\"\ntime_zone = \" Asia/Tokyo \"\n\
+             [[notify]]\nurl = \"http://127.0.0.1:9/b\"\ndigest = \"08:00\"\n",
+        )
+        .unwrap();
+        let zones: Vec<_> = config
+            .notify
+            .iter()
+            .map(|target| target.digest.as_ref().unwrap().zone)
+            .collect();
+        assert_eq!(zones, [Some(chrono_tz::Asia::Tokyo), None]);
+
+        let message = error_text(
+            "[[notify]]\nurl = \"http://127.0.0.1:9/a\"\ndigest = \"08:00\"\ntime_zone = \"Europe/Berln\"\n\
+             [[notify]]\nurl = \"http://127.0.0.1:9/b\"\ntime_zone = \"UTC\"\n",
+        );
+        assert_lines_contain(
+            &message,
+            &[
+                ":4: notify[1].time_zone: \"Europe/Berln\" is not a time zone of the IANA database; write one such as \"Europe/Berlin\"",
+                ":7: notify[2].time_zone: sets the clock of this target's digest times, and it has no `digest`",
+            ],
         );
     }
 

@@ -432,13 +432,9 @@ pub fn digest_windows(config: &Config, now: DateTime<Utc>) -> HashMap<String, Di
         .collect()
 }
 
-/// Where now falls among `target`'s digest times, on this machine's clock; None when it takes
-/// each alert as it comes.
+/// Where now falls among `target`'s digest times; None when it takes each alert as it comes.
 fn digest_window(target: &NotifyConfig, now: DateTime<Utc>) -> Option<DigestWindow> {
-    target
-        .digest
-        .as_ref()
-        .map(|times| times.window(now, &chrono::Local))
+    target.digest.as_ref().map(|digest| digest.window(now))
 }
 
 /// One POST to `target`.

@@ -1,8 +1,8 @@
 //! When a target's digests go out: `[[notify]] digest`, as pure functions of the clock.
 //!
 //! A target with a digest gets its alerts gathered and sent together at fixed times of the day
-//! or the week, on the machine's wall clock (its time zone, as cron's), instead of one POST per
-//! story. The schedule is nothing but those times: an alert waits for the first of them after it
+//! or the week, on the wall clock of its `time_zone` or else the machine's (as cron's), instead
+//! of one POST per story. The schedule is nothing but those times: an alert waits for the first of them after it
 //! was queued, so which digest an alert belongs to needs no state beyond its own `created_at`,
 //! and a restart, a crash or a one-shot `feedhound poll` from cron keeps to the same digests.
 
@@ -12,7 +12,27 @@ use chrono::{
     DateTime, Datelike, Days, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc, Weekday,
 };
 
+use chrono_tz::Tz;
+
 use crate::store::DigestWindow;
+
+/// A target's digests: their times, and the clock they are read on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DigestSchedule {
+    pub times: DigestTimes,
+    /// `[[notify]] time_zone`; None: the time zone of the process that reads it.
+    pub zone: Option<Tz>,
+}
+
+impl DigestSchedule {
+    /// The digest time at or before `now`, and the one after it.
+    pub fn window(&self, now: DateTime<Utc>) -> DigestWindow {
+        match &self.zone {
+            Some(zone) => self.times.window(now, zone),
+            None => self.times.window(now, &chrono::Local),
+        }
+    }
+}
 
 /// One digest time as written: a time of day, every day or on one day of the week.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -281,11 +301,16 @@ mod tests {
             window(&monday, "2026-11-23 07:59:59", &Utc),
             pair("2026-11-16 08:00:00", "2026-11-23 08:00:00")
         );
-        let new_york = FixedOffset::west_opt(5 * 3600).unwrap();
+        let new_york = DigestSchedule {
+            times: monday.clone(),
+            zone: Some(chrono_tz::America::New_York),
+        };
+        let show = |at: DateTime<Utc>| at.format("%Y-%m-%d %H:%M:%S").to_string();
+        let in_new_york = new_york.window(utc("2026-11-30 02:00:00"));
         assert_eq!(
-            window(&monday, "2026-11-30 02:00:00", &new_york),
+            (show(in_new_york.last), show(in_new_york.next)),
             pair("2026-11-23 13:00:00", "2026-11-30 13:00:00"),
-            "Monday on the local clock: still Sunday evening in New York"
+            "Monday on the target's clock: still Sunday evening in New York"
         );
 
         let mixed = DigestTimes::at(vec![at("08:00"), on(Weekday::Fri, "17:30")]).unwrap();
@@ -344,74 +369,28 @@ mod tests {
 
     #[test]
     fn a_time_the_clocks_skip_or_repeat_still_has_one_digest() {
-        // A zone whose clocks go from 02:00 to 03:00 on 2026-03-29 and back on 2026-10-25, as
-        // Central Europe's do, written as the two offsets around each change.
-        #[derive(Clone, Copy)]
-        struct Europe;
-        impl TimeZone for Europe {
-            type Offset = FixedOffset;
-            fn from_offset(_: &FixedOffset) -> Self {
-                Europe
-            }
-            fn offset_from_local_date(
-                &self,
-                _: &chrono::NaiveDate,
-            ) -> chrono::LocalResult<FixedOffset> {
-                unreachable!("not asked for by these tests")
-            }
-            fn offset_from_local_datetime(
-                &self,
-                local: &NaiveDateTime,
-            ) -> chrono::LocalResult<FixedOffset> {
-                let (winter, summer) = (
-                    FixedOffset::east_opt(3600).unwrap(),
-                    FixedOffset::east_opt(7200).unwrap(),
-                );
-                let text = local.format("%Y-%m-%d %H:%M:%S").to_string();
-                if text.as_str() >= "2026-03-29 02:00:00" && text.as_str() < "2026-03-29 03:00:00" {
-                    chrono::LocalResult::None
-                } else if text.as_str() >= "2026-10-25 02:00:00"
-                    && text.as_str() < "2026-10-25 03:00:00"
-                {
-                    chrono::LocalResult::Ambiguous(summer, winter)
-                } else if text.as_str() >= "2026-03-29 03:00:00"
-                    && text.as_str() < "2026-10-25 02:00:00"
-                {
-                    chrono::LocalResult::Single(summer)
-                } else {
-                    chrono::LocalResult::Single(winter)
-                }
-            }
-            fn offset_from_utc_date(&self, _: &chrono::NaiveDate) -> FixedOffset {
-                unreachable!("not asked for by these tests")
-            }
-            fn offset_from_utc_datetime(&self, utc: &NaiveDateTime) -> FixedOffset {
-                let text = utc.format("%Y-%m-%d %H:%M:%S").to_string();
-                let summer =
-                    text.as_str() >= "2026-03-29 01:00:00" && text.as_str() < "2026-10-25 01:00:00";
-                FixedOffset::east_opt(if summer { 7200 } else { 3600 }).unwrap()
-            }
-        }
+        // Central Europe's clocks go from 02:00 to 03:00 on 2026-03-29 and back on 2026-10-25.
+        let paris = chrono_tz::Europe::Paris;
         let night = DigestTimes::at(vec![at("02:30")]).unwrap();
         let pair = |a: &str, b: &str| (a.to_string(), b.to_string());
         assert_eq!(
-            window(&night, "2026-03-29 00:00:00", &Europe),
+            window(&night, "2026-03-29 00:00:00", &paris),
             pair("2026-03-28 01:30:00", "2026-03-29 01:30:00"),
             "02:30 does not exist that night: the digest goes at 03:30 local (01:30 UTC)"
         );
         assert_eq!(
-            window(&night, "2026-10-25 00:15:00", &Europe),
+            window(&night, "2026-10-25 00:15:00", &paris),
             pair("2026-10-24 00:30:00", "2026-10-25 00:30:00"),
             "02:30 happens twice: the first"
         );
         assert_eq!(
-            window(&night, "2026-10-25 01:00:00", &Europe),
+            window(&night, "2026-10-25 01:00:00", &paris),
             pair("2026-10-25 00:30:00", "2026-10-26 01:30:00"),
             "past it, at 02:00 again, that digest is the last, and the second 02:30 is not one"
         );
         let sundays = DigestTimes::at(vec![on(Weekday::Sun, "02:30")]).unwrap();
         assert_eq!(
-            window(&sundays, "2026-03-29 00:00:00", &Europe),
+            window(&sundays, "2026-03-29 00:00:00", &paris),
             pair("2026-03-22 01:30:00", "2026-03-29 01:30:00"),
             "a weekly time the clocks skip goes an hour later that week"
         );

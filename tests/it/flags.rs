@@ -1264,15 +1264,17 @@ fn a_digest_target_gets_the_stories_queued_before_its_time_in_one_post_then_wait
     for hook in ["desk", "chat", "each"] {
         server.set(hook, Route::webhook(200));
     }
-    // A digest time a few seconds ahead on the binary's clock (TZ=UTC): the poll below queues
-    // the stories before it, and the daemon started after it sends them at that time.
+    // A digest time a few seconds ahead on the binary's clock (TZ=UTC), and on Tokyo's (UTC+9
+    // all year) for the target that names that time zone: the poll below queues the stories
+    // before it, and the daemon started after it sends them at that time.
     let digest_at = (Utc::now() + chrono::Duration::seconds(8))
         .duration_trunc(chrono::Duration::seconds(1))
         .unwrap();
     let digest = digest_at.format("%H:%M:%S");
+    let in_tokyo = (digest_at + chrono::Duration::hours(9)).format("%H:%M:%S");
     let notify = format!(
         "\n[[notify]]\nname = \"desk\"\nurl = \"{}\"\nsecret = \"k3y\"\nbacklog = true\ndigest = \"{digest}\"\n\
-         [[notify]]\nname = \"chat\"\nurl = \"{}\"\nformat = \"slack\"\nbacklog = true\ndigest = [\"{digest}\"]\n\
+         [[notify]]\nname = \"chat\"\nurl = \"{}\"\nformat = \"slack\"\nbacklog = true\ndigest = [\"{in_tokyo}\"]\ntime_zone = \"Asia/Tokyo\"\n\
          [[notify]]\nname = \"each\"\nurl = \"{}\"\nbacklog = true\n",
         server.url("desk"),
         server.url("chat"),
