@@ -21,7 +21,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
-use url::{Origin, Url};
+use url::Url;
 
 use crate::fetch::{FeedHeaders, FetchError, Fetcher, Limits, host_key, is_local, redact_str};
 use crate::matcher::{EntryText, Matcher};
@@ -251,16 +251,10 @@ impl ArticleWorker {
     /// The page's story text, with the final HTTP status.
     async fn read_page(&self, due: &DueArticle) -> Result<(u16, String), PageFailure> {
         let url = Url::parse(&due.url).map_err(|err| PageFailure::final_(format!("{err}")))?;
-        // A local feed's service is the user's choice, and so is where it moved for good on
-        // this machine; a public feed's move to a local address earns its pages nothing.
-        let local = |url: &str| Url::parse(url).ok().filter(is_local);
-        let local_origins: Vec<Origin> = match local(&due.feed_url) {
-            Some(feed) => std::iter::once(feed)
-                .chain(local(&due.feed_fetched_from))
-                .map(|url| url.origin())
-                .collect(),
-            None => Vec::new(),
-        };
+        let local_origin = Url::parse(&due.feed_url)
+            .ok()
+            .filter(is_local)
+            .map(|feed| feed.origin());
         let slot = self
             .limits
             .acquire(&host_key(&url))
@@ -268,7 +262,7 @@ impl ArticleWorker {
             .map_err(|err| PageFailure::final_(format!("{err:#}")))?;
         let fetched = self
             .fetcher
-            .fetch_page(&url, self.headers.get(&due.feed_url), &local_origins)
+            .fetch_page(&url, self.headers.get(&due.feed_url), local_origin.as_ref())
             .await;
         drop(slot);
         let fetched = fetched.map_err(PageFailure::from)?;

@@ -52,11 +52,11 @@ const PAGE_ACCEPT: &str = "text/html, application/xhtml+xml, */*;q=0.8";
 #[derive(Debug, Clone, Copy)]
 enum Wanted<'a> {
     Feed,
-    /// `local_origins`: the feed's own origins (scheme, host and port), when the feed's URL
-    /// names this machine or a private network address itself: the user chose that service, so
-    /// its pages may be there too. Not the whole host: another port there is another service.
+    /// `local_origin`: the feed's own origin (scheme, host and port), when the feed's URL names
+    /// this machine or a private network address itself: the user chose that service, so its
+    /// pages may be there too. Not the whole host: another port there is another service.
     Page {
-        local_origins: &'a [Origin],
+        local_origin: Option<&'a Origin>,
     },
 }
 
@@ -412,16 +412,16 @@ impl Fetcher {
     /// GETs the page an entry of a feed links to, as [`Fetcher::fetch`] does a feed, with no
     /// validators. Unless `[polling] private_article_links` is on, each hop must be off this
     /// machine and its private network, by what its URL says and by what its host name
-    /// resolves to, or at one of `local_origins` (the feed's own, when its URL names such
-    /// an address itself): the feed's publisher must not make feedhound send requests into the
+    /// resolves to, or at `local_origin` (the feed's own origin, when its URL names such an
+    /// address itself): the feed's publisher must not make feedhound send requests into the
     /// network it runs in.
     pub async fn fetch_page(
         &self,
         url: &Url,
         headers: Option<&FeedHeaders>,
-        local_origins: &[Origin],
+        local_origin: Option<&Origin>,
     ) -> Result<Fetched, FetchError> {
-        let wanted = Wanted::Page { local_origins };
+        let wanted = Wanted::Page { local_origin };
         self.fetch_within_deadline(url, &Validators::default(), headers, wanted)
             .await
     }
@@ -430,8 +430,8 @@ impl Fetcher {
     /// nor at a local feed's own origin.
     fn is_guarded(&self, url: &Url, wanted: Wanted<'_>) -> bool {
         match wanted {
-            Wanted::Page { local_origins } => {
-                !self.settings.private_article_links && !local_origins.contains(&url.origin())
+            Wanted::Page { local_origin } => {
+                !self.settings.private_article_links && local_origin != Some(&url.origin())
             }
             Wanted::Feed => false,
         }
@@ -945,7 +945,7 @@ mod tests {
             _ => respond(stream, "200 OK", &[], b"<p>story</p>"),
         });
         let url = server.url("/story");
-        let refused = fetcher().fetch_page(&url, None, &[]).await.unwrap_err();
+        let refused = fetcher().fetch_page(&url, None, None).await.unwrap_err();
         assert!(
             matches!(&refused, FetchError::LocalAddress(shown) if shown.contains("127.0.0.1")),
             "{refused}"
@@ -965,7 +965,7 @@ mod tests {
         for feed in elsewhere {
             let feed_origin = Url::parse(&feed).unwrap().origin();
             let refused = fetcher()
-                .fetch_page(&url, None, std::slice::from_ref(&feed_origin))
+                .fetch_page(&url, None, Some(&feed_origin))
                 .await
                 .unwrap_err();
             assert!(
@@ -976,7 +976,7 @@ mod tests {
         assert!(server.requests().is_empty(), "nothing was sent");
         let own_origin = server.url("/feed").origin();
         let fetched = fetcher()
-            .fetch_page(&url, None, std::slice::from_ref(&own_origin))
+            .fetch_page(&url, None, Some(&own_origin))
             .await
             .unwrap();
         assert_eq!(fetched.body.as_deref(), Some(&b"<p>story</p>"[..]));
@@ -984,11 +984,7 @@ mod tests {
         assert!(sent.header("accept").unwrap().starts_with("text/html"));
         // Nor may a page at the feed's origin redirect there.
         let refused = fetcher()
-            .fetch_page(
-                &server.url("/to-another-port"),
-                None,
-                std::slice::from_ref(&own_origin),
-            )
+            .fetch_page(&server.url("/to-another-port"), None, Some(&own_origin))
             .await
             .unwrap_err();
         assert!(matches!(refused, FetchError::LocalAddress(_)), "{refused}");
@@ -1044,9 +1040,9 @@ mod tests {
         // publisher may point that name anywhere (`articles` passes no origin for it). The
         // origin of a feed at 127.0.0.1 does not cover the name either.
         let own_origin = server.url("/feed").origin();
-        for local_origins in [&[], std::slice::from_ref(&own_origin)] {
+        for local_origin in [None, Some(&own_origin)] {
             let refused = fetcher
-                .fetch_page(&by_name, None, local_origins)
+                .fetch_page(&by_name, None, local_origin)
                 .await
                 .unwrap_err();
             assert!(
@@ -1059,7 +1055,7 @@ mod tests {
         // A feed on this machine may link to its own origin, but not be a step into the network.
         for (hop, refused_url) in [("/to-name", "intranet.test"), ("/to-address", "10.0.0.1")] {
             let refused = fetcher
-                .fetch_page(&server.url(hop), None, std::slice::from_ref(&own_origin))
+                .fetch_page(&server.url(hop), None, Some(&own_origin))
                 .await
                 .unwrap_err();
             assert!(
@@ -1076,7 +1072,7 @@ mod tests {
             &["intranet.test"],
         );
         let refused = beside_a_proxy
-            .fetch_page(&by_name, None, &[])
+            .fetch_page(&by_name, None, None)
             .await
             .unwrap_err();
         assert!(matches!(refused, FetchError::LocalAddress(_)), "{refused}");
@@ -1090,7 +1086,7 @@ mod tests {
             },
             &[],
         );
-        let fetched = lifted.fetch_page(&server.url("/story"), None, &[]).await;
+        let fetched = lifted.fetch_page(&server.url("/story"), None, None).await;
         assert_eq!(fetched.unwrap().body.as_deref(), Some(&b"<p>story</p>"[..]));
     }
 

@@ -55,8 +55,6 @@ pub struct DueArticle {
     pub url: String,
     /// The config URL of the entry's feed: its `headers` go with the request where they belong.
     pub feed_url: String,
-    /// Where the feed is fetched from: its config URL, or where that moved for good.
-    pub feed_fetched_from: String,
     /// The entry's `content_hash` as read: its edit since then makes the report stale.
     pub content_hash: String,
     pub title: String,
@@ -139,8 +137,7 @@ impl Store {
     ) -> anyhow::Result<Vec<DueArticle>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT a.entry_id, a.url, f.url, e.content_hash, coalesce(e.title, ''),
-                 coalesce(e.summary, ''), coalesce(e.content, ''), a.text, a.fetched_at, a.attempts,
-                 coalesce(f.fetch_url, f.url)
+                 coalesce(e.summary, ''), coalesce(e.content, ''), a.text, a.fetched_at, a.attempts
              FROM articles a JOIN entries e ON e.id = a.entry_id JOIN feeds f ON f.id = e.feed_id
              WHERE a.state = 'pending' AND a.next_attempt_at <= ?1
                AND f.active = 1 AND f.fetch_articles = 1
@@ -154,7 +151,6 @@ impl Store {
                     entry_id: r.get(0)?,
                     url: r.get(1)?,
                     feed_url: r.get(2)?,
-                    feed_fetched_from: r.get(10)?,
                     content_hash: r.get(3)?,
                     title: r.get(4)?,
                     summary: r.get(5)?,
