@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::LazyLock;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -21,10 +22,21 @@ use crate::store::{
 };
 use crate::{demo, fetch, opml, scheduler, text};
 
+/// `--version` also names the time zone rules built in (`[[notify]] time_zone`), which age
+/// with the release rather than with the machine's tzdata.
+static LONG_VERSION: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "{} (time zones: IANA {})",
+        env!("CARGO_PKG_VERSION"),
+        chrono_tz::IANA_TZDB_VERSION
+    )
+});
+
 #[derive(Debug, Parser)]
 #[command(
     name = "feedhound",
     version,
+    long_version = LONG_VERSION.as_str(),
     about = "Watches news feeds for the companies you track"
 )]
 pub struct Cli {

@@ -141,8 +141,8 @@ pub struct NotifyConfig {
     pub backlog: bool,
     /// What each POST's body is.
     pub format: AlertFormat,
-    /// When set, alerts are gathered and sent together at these times of day rather than as
-    /// each story is flagged.
+    /// When set, alerts are gathered and sent together at these times rather than as each
+    /// story is flagged.
     pub digest: Option<DigestSchedule>,
 }
 
@@ -1037,21 +1037,19 @@ impl Checker {
         }
     }
 
-    /// A `time_zone`: a name of the IANA database, for the target's `digest`, which it must have.
-    fn time_zone(
-        &mut self,
-        raw: Spanned<String>,
-        key: &str,
-        digest: &Option<Spanned<toml::Value>>,
-    ) -> Option<Tz> {
+    /// A `time_zone`: a name of the IANA database (`"Europe/Berlin"`), as it is spelt there.
+    fn time_zone(&mut self, raw: Spanned<String>, key: &str) -> Option<Tz> {
         let span = raw.span();
         let name = raw.get_ref().trim();
-        let message = match name.parse::<Tz>() {
-            Ok(_) if digest.is_none() => {
-                "sets the clock of this target's digest times, and it has no `digest`; add one or remove this key".to_owned()
-            }
-            Ok(zone) => return Some(zone),
-            Err(_) => format!(
+        if let Ok(zone) = name.parse::<Tz>() {
+            return Some(zone);
+        }
+        let message = match chrono_tz::TZ_VARIANTS
+            .iter()
+            .find(|zone| zone.name().eq_ignore_ascii_case(name))
+        {
+            Some(zone) => format!("{name:?} is spelt {:?} in the IANA database", zone.name()),
+            None => format!(
                 "{name:?} is not a time zone of the IANA database; write one such as \"Europe/Berlin\", \"America/New_York\" or \"UTC\""
             ),
         };
@@ -1063,25 +1061,28 @@ impl Checker {
     /// (`"Mon 08:00"`), a list of them, or a period that divides a day (`"1h"`: on the hour) or
     /// is a week.
     fn digest(&mut self, raw: Spanned<toml::Value>, key: &str) -> Option<DigestTimes> {
-        const FORMS: &str = "write a time of day (\"08:00\"), one on a day of the week (\"Mon 08:00\"), a list of them ([\"08:00\", \"17:30\"]) or a period that divides a day (\"1h\") or is a week (\"1w\")";
+        const FORMS: &str = "write a time of day (\"08:00\"), one on a day or days of the week (\"Mon 08:00\", \"Mon-Fri 08:00\"), a list of them ([\"08:00\", \"17:30\"]) or a period that divides a day (\"1h\") or is a week (\"1w\")";
         let span = raw.span();
-        let time_of = |value: &toml::Value| -> Result<DigestTime, String> {
+        let time_of = |value: &toml::Value| -> Result<Vec<DigestTime>, String> {
             match value {
                 toml::Value::String(text) => {
                     let text = text.trim();
-                    let (weekday, clock) = match text.split_once(char::is_whitespace) {
-                        Some((day, clock)) => {
-                            let weekday = day.parse::<Weekday>().map_err(|_| {
-                                format!("cannot read {day:?} in {text:?} as a day of the week (\"Mon\" or \"Monday\"); {FORMS}")
+                    let (days, clock) = match text.split_once(char::is_whitespace) {
+                        Some((days, clock)) => {
+                            let days = digest_days(days).ok_or_else(|| {
+                                format!("cannot read {days:?} in {text:?} as a day of the week (\"Mon\" or \"Monday\") or a range of them (\"Mon-Fri\"); {FORMS}")
                             })?;
-                            (Some(weekday), clock.trim_start())
+                            (days.into_iter().map(Some).collect(), clock.trim_start())
                         }
-                        None => (None, text),
+                        None => (vec![None], text),
                     };
                     let time = NaiveTime::parse_from_str(clock, "%H:%M")
                         .or_else(|_| NaiveTime::parse_from_str(clock, "%H:%M:%S"))
                         .map_err(|_| format!("cannot read {text:?} as a time of day; {FORMS}"))?;
-                    Ok(DigestTime { weekday, time })
+                    Ok(days
+                        .into_iter()
+                        .map(|weekday| DigestTime { weekday, time })
+                        .collect())
                 }
                 toml::Value::Datetime(toml::value::Datetime {
                     date: None,
@@ -1092,9 +1093,11 @@ impl Checker {
                     u32::from(time.minute),
                     u32::from(time.second.unwrap_or(0)),
                 )
-                .map(|time| DigestTime {
-                    weekday: None,
-                    time,
+                .map(|time| {
+                    vec![DigestTime {
+                        weekday: None,
+                        time,
+                    }]
                 })
                 .ok_or_else(|| format!("{time} is not a time of day")),
                 other => {
@@ -1128,7 +1131,7 @@ impl Checker {
                     .map(time_of)
                     .collect::<Result<Vec<_>, _>>()
                     .and_then(|times| {
-                        DigestTimes::at(times)
+                        DigestTimes::at(times.concat())
                             .ok_or_else(|| format!("must name at least one time; {FORMS}"))
                     })
             }
@@ -1578,22 +1581,26 @@ impl Checker {
                     known
                 }
             };
-            let zone = target
-                .time_zone
-                .map(|raw| self.time_zone(raw, &format!("{key}.time_zone"), &target.digest));
-            let digest = match target.digest {
-                None => Some(None),
-                Some(raw) => self.digest(raw, &format!("{key}.digest")).map(Some),
-            };
-            let digest = match (digest, zone) {
-                (Some(times), None) => {
-                    Some(times.map(|times| DigestSchedule { times, zone: None }))
+            let digest = match (target.digest, target.time_zone) {
+                (None, None) => Some(None),
+                (None, Some(zone)) => {
+                    self.issue(
+                        Some(zone.span()),
+                        format!("{key}.time_zone"),
+                        "sets the clock of this target's digest times, and it has no `digest`; add one or remove this key",
+                    );
+                    None
                 }
-                (Some(times), Some(Some(zone))) => Some(times.map(|times| DigestSchedule {
-                    times,
-                    zone: Some(zone),
-                })),
-                _ => None,
+                (Some(times), zone) => {
+                    let times = self.digest(times, &format!("{key}.digest"));
+                    let zone = match zone {
+                        None => Some(None),
+                        Some(zone) => self.time_zone(zone, &format!("{key}.time_zone")).map(Some),
+                    };
+                    times
+                        .zip(zone)
+                        .map(|(times, zone)| Some(DigestSchedule { times, zone }))
+                }
             };
             let (Some(url), Some(secret), Some(name), Some(format), Some(digest)) =
                 (url, secret, name, format, digest)
@@ -1826,6 +1833,24 @@ impl Checker {
         }
         phrases
     }
+}
+
+/// The days a digest time's day part names: one (`"Mon"`, `"monday"`) or a range, in the
+/// week's order and on past its end (`"Mon-Fri"`, `"Fri-Mon"`).
+fn digest_days(text: &str) -> Option<Vec<Weekday>> {
+    let Some((first, last)) = text.split_once('-') else {
+        return Some(vec![text.parse().ok()?]);
+    };
+    let (mut day, last) = (
+        first.parse::<Weekday>().ok()?,
+        last.parse::<Weekday>().ok()?,
+    );
+    let mut days = vec![day];
+    while day != last {
+        day = day.succ();
+        days.push(day);
+    }
+    Some(days)
 }
 
 #[cfg(test)]
@@ -2111,8 +2136,9 @@ mod tests {
              [[notify]]\nurl = \"http://127.0.0.1:9/b\"\ndigest = [\"17:30\", \" 08:00 \", 12:15:30]\n\
              [[notify]]\nurl = \"http://127.0.0.1:9/c\"\ndigest = \"6h\"\n\
              [[notify]]\nurl = \"http://127.0.0.1:9/d\"\n\
-             [[notify]]\nurl = \"http://127.0.0.1:9/e\"\ndigest = [\"monday  08:00\", \"Fri 17:30:15\"]\n\
-             [[notify]]\nurl = \"http://127.0.0.1:9/f\"\ndigest = \"1w\"\n",
+             [[notify]]\nurl = \"http://127.0.0.1:9/e\"\ndigest = [\"monday  08:00\", \"Fri 17:30:15\", \"Sat-Sun 10:00\"]\n\
+             [[notify]]\nurl = \"http://127.0.0.1:9/f\"\ndigest = \"1w\"\n\
+             [[notify]]\nurl = \"http://127.0.0.1:9/g\"\ndigest = [\"Mon-Fri 08:00\", \"fri-mon 17:00\"]\n",
         )
         .unwrap();
         let times: Vec<Option<Vec<String>>> = config
@@ -2128,8 +2154,24 @@ mod tests {
                 list(&["08:00:00", "12:15:30", "17:30:00"]),
                 list(&["00:00:00", "06:00:00", "12:00:00", "18:00:00"]),
                 None,
-                list(&["Mon 08:00:00", "Fri 17:30:15"]),
+                list(&[
+                    "Mon 08:00:00",
+                    "Fri 17:30:15",
+                    "Sat 10:00:00",
+                    "Sun 10:00:00"
+                ]),
                 list(&["Mon 00:00:00"]),
+                list(&[
+                    "Mon 08:00:00",
+                    "Mon 17:00:00",
+                    "Tue 08:00:00",
+                    "Wed 08:00:00",
+                    "Thu 08:00:00",
+                    "Fri 08:00:00",
+                    "Fri 17:00:00",
+                    "Sat 17:00:00",
+                    "Sun 17:00:00"
+                ]),
             ]
         );
 
@@ -2141,7 +2183,8 @@ mod tests {
              [[notify]]\nurl = \"http://127.0.0.1:9/e\"\ndigest = \"daily\"\n\
              [[notify]]\nurl = \"http://127.0.0.1:9/f\"\ndigest = 2026-11-26T08:00:00Z\n\
              [[notify]]\nurl = \"http://127.0.0.1:9/g\"\ndigest = \"Mnday 08:00\"\n\
-             [[notify]]\nurl = \"http://127.0.0.1:9/h\"\ndigest = \"2d\"\n",
+             [[notify]]\nurl = \"http://127.0.0.1:9/h\"\ndigest = \"2d\"\n\
+             [[notify]]\nurl = \"http://127.0.0.1:9/i\"\ndigest = \"Mon-Fry 08:00\"\n",
         );
         assert_lines_contain(
             &message,
@@ -2154,6 +2197,7 @@ mod tests {
                 ":18: notify[6].digest: a datetime is not a digest time",
                 ":21: notify[7].digest: cannot read \"Mnday\" in \"Mnday 08:00\" as a day of the week",
                 ":24: notify[8].digest: \"2d\": a period must be at least a minute and divide a day evenly, or be a week",
+                ":27: notify[9].digest: cannot read \"Mon-Fry\" in \"Mon-Fry 08:00\" as a day of the week (\"Mon\" or \"Monday\") or a range of them (\"Mon-Fri\")",
             ],
         );
         assert!(
@@ -2163,7 +2207,7 @@ mod tests {
     }
 
     #[test]
-    fn a_digest_is_read_on_the_clock_of_its_time_zone() {
+    fn a_time_zone_is_an_iana_name_for_a_target_with_a_digest() {
         let config = parse(
             "[[notify]]\nurl = \"http://127.0.0.1:9/a\"\ndigest = \"08:00\"\ntime_zone = \" Asia/Tokyo \"\n\
              [[notify]]\nurl = \"http://127.0.0.1:9/b\"\ndigest = \"08:00\"\n",
@@ -2178,13 +2222,15 @@ mod tests {
 
         let message = error_text(
             "[[notify]]\nurl = \"http://127.0.0.1:9/a\"\ndigest = \"08:00\"\ntime_zone = \"Europe/Berln\"\n\
-             [[notify]]\nurl = \"http://127.0.0.1:9/b\"\ntime_zone = \"UTC\"\n",
+             [[notify]]\nurl = \"http://127.0.0.1:9/b\"\ntime_zone = \"UTC\"\n\
+             [[notify]]\nurl = \"http://127.0.0.1:9/c\"\ndigest = \"08:00\"\ntime_zone = \"europe/berlin\"\n",
         );
         assert_lines_contain(
             &message,
             &[
                 ":4: notify[1].time_zone: \"Europe/Berln\" is not a time zone of the IANA database; write one such as \"Europe/Berlin\"",
                 ":7: notify[2].time_zone: sets the clock of this target's digest times, and it has no `digest`",
+                ":11: notify[3].time_zone: \"europe/berlin\" is spelt \"Europe/Berlin\" in the IANA database",
             ],
         );
     }

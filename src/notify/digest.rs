@@ -1,8 +1,8 @@
 //! When a target's digests go out: `[[notify]] digest`, as pure functions of the clock.
 //!
 //! A target with a digest gets its alerts gathered and sent together at fixed times of the day
-//! or the week, on the wall clock of its `time_zone` or else the machine's (as cron's), instead
-//! of one POST per story. The schedule is nothing but those times: an alert waits for the first of them after it
+//! or the week, on the wall clock of its `time_zone` or else the machine's (as cron's),
+//! instead of one POST per story. The schedule is nothing but those times: an alert waits for the first of them after it
 //! was queued, so which digest an alert belongs to needs no state beyond its own `created_at`,
 //! and a restart, a crash or a one-shot `feedhound poll` from cron keeps to the same digests.
 
@@ -141,11 +141,13 @@ impl DigestTimes {
             1 => 0,
             _ => u64::from(local.weekday().num_days_from_monday()),
         };
-        // The fallbacks only keep a zone that answers nothing for these days, or a date at the
-        // end of the calendar, from stopping delivery.
+        // The fallbacks only keep a zone that answers nothing for these days, or a date at an
+        // end of chrono's calendar, from stopping delivery.
         let fallback = DigestWindow {
             last: now,
-            next: now + chrono::Duration::days(1),
+            next: now
+                .checked_add_signed(chrono::Duration::days(1))
+                .unwrap_or(now),
         };
         let Some(cycle_start) = local.date().checked_sub_days(Days::new(into_cycle)) else {
             return fallback;
@@ -195,8 +197,8 @@ fn resolve<Z: TimeZone>(local: NaiveDateTime, zone: &Z) -> Option<DateTime<Utc>>
     zone.from_local_datetime(&local)
         .earliest()
         .or_else(|| {
-            zone.from_local_datetime(&(local + chrono::Duration::hours(1)))
-                .earliest()
+            let hour_later = local.checked_add_signed(chrono::Duration::hours(1))?;
+            zone.from_local_datetime(&hour_later).earliest()
         })
         .map(|at| at.with_timezone(&Utc))
 }
@@ -228,7 +230,10 @@ mod tests {
     }
 
     fn window(times: &DigestTimes, now: &str, zone: &impl TimeZone) -> (String, String) {
-        let window = times.window(utc(now), zone);
+        shown(times.window(utc(now), zone))
+    }
+
+    fn shown(window: DigestWindow) -> (String, String) {
         let show = |at: DateTime<Utc>| at.format("%Y-%m-%d %H:%M:%S").to_string();
         (show(window.last), show(window.next))
     }
@@ -305,10 +310,8 @@ mod tests {
             times: monday.clone(),
             zone: Some(chrono_tz::America::New_York),
         };
-        let show = |at: DateTime<Utc>| at.format("%Y-%m-%d %H:%M:%S").to_string();
-        let in_new_york = new_york.window(utc("2026-11-30 02:00:00"));
         assert_eq!(
-            (show(in_new_york.last), show(in_new_york.next)),
+            shown(new_york.window(utc("2026-11-30 02:00:00"))),
             pair("2026-11-23 13:00:00", "2026-11-30 13:00:00"),
             "Monday on the target's clock: still Sunday evening in New York"
         );
@@ -393,6 +396,11 @@ mod tests {
             window(&sundays, "2026-03-29 00:00:00", &paris),
             pair("2026-03-22 01:30:00", "2026-03-29 01:30:00"),
             "a weekly time the clocks skip goes an hour later that week"
+        );
+        assert_eq!(
+            window(&sundays, "2026-10-25 00:15:00", &paris),
+            pair("2026-10-18 00:30:00", "2026-10-25 00:30:00"),
+            "a weekly time the clocks repeat goes the first time"
         );
     }
 }

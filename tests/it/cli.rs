@@ -58,6 +58,26 @@ fn a_missing_config_file_is_a_clear_error() {
     );
 }
 
+/// `[[notify]] time_zone` uses the rules built into the binary; `--version` says which.
+#[test]
+fn the_long_version_names_the_time_zone_rules_built_in() {
+    let long = binary().arg("--version").output().unwrap();
+    let short = binary().arg("-V").output().unwrap();
+    let (long, short) = (
+        String::from_utf8_lossy(&long.stdout),
+        String::from_utf8_lossy(&short.stdout),
+    );
+    let version = format!("feedhound {}", env!("CARGO_PKG_VERSION"));
+    assert_eq!(short.trim(), version);
+    assert_eq!(
+        long.trim(),
+        format!(
+            "{version} (time zones: IANA {})",
+            chrono_tz::IANA_TZDB_VERSION
+        )
+    );
+}
+
 /// Getting Started's flow: the config and the database named without a folder, in the current
 /// one. As root (a container), the lock file is given to the folder's owner, whose folder was the
 /// empty path here and could not be read before.
