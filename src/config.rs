@@ -1067,12 +1067,13 @@ impl Checker {
             match value {
                 toml::Value::String(text) => {
                     let text = text.trim();
-                    let (days, clock) = match text.split_once(char::is_whitespace) {
+                    let (days, clock) = match text.rsplit_once(char::is_whitespace) {
                         Some((days, clock)) => {
+                            let days = days.trim_end();
                             let days = digest_days(days).ok_or_else(|| {
-                                format!("cannot read {days:?} in {text:?} as a day of the week (\"Mon\" or \"Monday\") or a range of them (\"Mon-Fri\"); {FORMS}")
+                                format!("cannot read {days:?} in {text:?} as a day of the week (\"Mon\" or \"Monday\") or a range of two (\"Mon-Fri\"); {FORMS}")
                             })?;
-                            (days.into_iter().map(Some).collect(), clock.trim_start())
+                            (days.into_iter().map(Some).collect(), clock)
                         }
                         None => (vec![None], text),
                     };
@@ -1835,16 +1836,19 @@ impl Checker {
     }
 }
 
-/// The days a digest time's day part names: one (`"Mon"`, `"monday"`) or a range, in the
-/// week's order and on past its end (`"Mon-Fri"`, `"Fri-Mon"`).
+/// The days a digest time's day part names: one (`"Mon"`, `"monday"`) or a range of two
+/// different days, in the week's order and on past its end (`"Mon-Fri"`, `"Fri - Mon"`).
 fn digest_days(text: &str) -> Option<Vec<Weekday>> {
     let Some((first, last)) = text.split_once('-') else {
         return Some(vec![text.parse().ok()?]);
     };
     let (mut day, last) = (
-        first.parse::<Weekday>().ok()?,
-        last.parse::<Weekday>().ok()?,
+        first.trim().parse::<Weekday>().ok()?,
+        last.trim().parse::<Weekday>().ok()?,
     );
+    if day == last {
+        return None;
+    }
     let mut days = vec![day];
     while day != last {
         day = day.succ();
@@ -2130,7 +2134,7 @@ mod tests {
     }
 
     #[test]
-    fn a_digest_is_times_of_day_or_of_the_week_or_a_period_that_divides_a_day() {
+    fn a_digest_is_times_of_the_day_or_week_or_a_period_of_a_day_or_a_week() {
         let config = parse(
             "[[notify]]\nurl = \"http://127.0.0.1:9/a\"\ndigest = \"08:00\"\n\
              [[notify]]\nurl = \"http://127.0.0.1:9/b\"\ndigest = [\"17:30\", \" 08:00 \", 12:15:30]\n\
@@ -2138,7 +2142,7 @@ mod tests {
              [[notify]]\nurl = \"http://127.0.0.1:9/d\"\n\
              [[notify]]\nurl = \"http://127.0.0.1:9/e\"\ndigest = [\"monday  08:00\", \"Fri 17:30:15\", \"Sat-Sun 10:00\"]\n\
              [[notify]]\nurl = \"http://127.0.0.1:9/f\"\ndigest = \"1w\"\n\
-             [[notify]]\nurl = \"http://127.0.0.1:9/g\"\ndigest = [\"Mon-Fri 08:00\", \"fri-mon 17:00\"]\n",
+             [[notify]]\nurl = \"http://127.0.0.1:9/g\"\ndigest = [\"Mon-Fri 08:00\", \"fri - mon 17:00\"]\n",
         )
         .unwrap();
         let times: Vec<Option<Vec<String>>> = config
@@ -2184,7 +2188,8 @@ mod tests {
              [[notify]]\nurl = \"http://127.0.0.1:9/f\"\ndigest = 2026-11-26T08:00:00Z\n\
              [[notify]]\nurl = \"http://127.0.0.1:9/g\"\ndigest = \"Mnday 08:00\"\n\
              [[notify]]\nurl = \"http://127.0.0.1:9/h\"\ndigest = \"2d\"\n\
-             [[notify]]\nurl = \"http://127.0.0.1:9/i\"\ndigest = \"Mon-Fry 08:00\"\n",
+             [[notify]]\nurl = \"http://127.0.0.1:9/i\"\ndigest = \"Mon-Fry 08:00\"\n\
+             [[notify]]\nurl = \"http://127.0.0.1:9/j\"\ndigest = [\"Mon-Mon 08:00\", \"-Fri 08:00\"]\n",
         );
         assert_lines_contain(
             &message,
@@ -2197,7 +2202,8 @@ mod tests {
                 ":18: notify[6].digest: a datetime is not a digest time",
                 ":21: notify[7].digest: cannot read \"Mnday\" in \"Mnday 08:00\" as a day of the week",
                 ":24: notify[8].digest: \"2d\": a period must be at least a minute and divide a day evenly, or be a week",
-                ":27: notify[9].digest: cannot read \"Mon-Fry\" in \"Mon-Fry 08:00\" as a day of the week (\"Mon\" or \"Monday\") or a range of them (\"Mon-Fri\")",
+                ":27: notify[9].digest: cannot read \"Mon-Fry\" in \"Mon-Fry 08:00\" as a day of the week (\"Mon\" or \"Monday\") or a range of two (\"Mon-Fri\")",
+                ":30: notify[10].digest: cannot read \"Mon-Mon\" in \"Mon-Mon 08:00\" as a day",
             ],
         );
         assert!(

@@ -2,9 +2,10 @@
 //!
 //! A target with a digest gets its alerts gathered and sent together at fixed times of the day
 //! or the week, on the wall clock of its `time_zone` or else the machine's (as cron's),
-//! instead of one POST per story. The schedule is nothing but those times: an alert waits for the first of them after it
-//! was queued, so which digest an alert belongs to needs no state beyond its own `created_at`,
-//! and a restart, a crash or a one-shot `feedhound poll` from cron keeps to the same digests.
+//! instead of one POST per story. The schedule is nothing but those times: an alert waits for
+//! the first of them after it was queued, so which digest an alert belongs to needs no state
+//! beyond its own `created_at`, and a restart, a crash or a one-shot `feedhound poll` from cron
+//! keeps to the same digests.
 
 use std::time::Duration;
 
@@ -233,6 +234,10 @@ mod tests {
         shown(times.window(utc(now), zone))
     }
 
+    fn pair(last: &str, next: &str) -> (String, String) {
+        (last.to_string(), next.to_string())
+    }
+
     fn shown(window: DigestWindow) -> (String, String) {
         let show = |at: DateTime<Utc>| at.format("%Y-%m-%d %H:%M:%S").to_string();
         (show(window.last), show(window.next))
@@ -241,7 +246,6 @@ mod tests {
     #[test]
     fn a_daily_digest_is_due_at_its_time_and_waits_for_the_next_day_after() {
         let daily = DigestTimes::at(vec![at("08:00")]).unwrap();
-        let pair = |a: &str, b: &str| (a.to_string(), b.to_string());
         assert_eq!(
             window(&daily, "2026-11-26 07:59:59", &Utc),
             pair("2026-11-25 08:00:00", "2026-11-26 08:00:00")
@@ -273,7 +277,6 @@ mod tests {
             ["08:00:00", "17:30:00"],
             "sorted, once each"
         );
-        let pair = |a: &str, b: &str| (a.to_string(), b.to_string());
         assert_eq!(
             window(&times, "2026-11-26 12:00:00", &Utc),
             pair("2026-11-26 08:00:00", "2026-11-26 17:30:00")
@@ -291,7 +294,6 @@ mod tests {
     #[test]
     fn a_time_on_a_day_of_the_week_makes_the_digests_weekly() {
         // 2026-11-26 is a Thursday.
-        let pair = |a: &str, b: &str| (a.to_string(), b.to_string());
         let monday = DigestTimes::at(vec![on(Weekday::Mon, "08:00")]).unwrap();
         assert_eq!(
             window(&monday, "2026-11-26 12:00:00", &Utc),
@@ -343,10 +345,9 @@ mod tests {
     }
 
     #[test]
-    fn a_period_counts_from_midnight_and_must_divide_the_day() {
+    fn a_period_counts_from_midnight_and_must_divide_the_day_or_be_a_week() {
         let hourly = DigestTimes::every(Duration::from_secs(3600)).unwrap();
         assert_eq!(hourly.describe().len(), 24);
-        let pair = |a: &str, b: &str| (a.to_string(), b.to_string());
         assert_eq!(
             window(&hourly, "2026-11-26 10:59:59", &Utc),
             pair("2026-11-26 10:00:00", "2026-11-26 11:00:00")
@@ -375,7 +376,6 @@ mod tests {
         // Central Europe's clocks go from 02:00 to 03:00 on 2026-03-29 and back on 2026-10-25.
         let paris = chrono_tz::Europe::Paris;
         let night = DigestTimes::at(vec![at("02:30")]).unwrap();
-        let pair = |a: &str, b: &str| (a.to_string(), b.to_string());
         assert_eq!(
             window(&night, "2026-03-29 00:00:00", &paris),
             pair("2026-03-28 01:30:00", "2026-03-29 01:30:00"),
@@ -401,6 +401,11 @@ mod tests {
             window(&sundays, "2026-10-25 00:15:00", &paris),
             pair("2026-10-18 00:30:00", "2026-10-25 00:30:00"),
             "a weekly time the clocks repeat goes the first time"
+        );
+        assert_eq!(
+            window(&sundays, "2026-10-25 01:00:00", &paris),
+            pair("2026-10-25 00:30:00", "2026-11-01 01:30:00"),
+            "past it, at 02:00 again, the second 02:30 is not one: next week's is next"
         );
     }
 }
