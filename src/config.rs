@@ -1057,9 +1057,9 @@ impl Checker {
         None
     }
 
-    /// A `digest`: a time of day (`"08:00"`, or TOML's `08:00:00`), one on a day of the week
-    /// (`"Mon 08:00"`), a list of them, or a period that divides a day (`"1h"`: on the hour) or
-    /// is a week.
+    /// A `digest`: a time of day (`"08:00"`, or TOML's `08:00:00`), one on a day or a range of
+    /// days of the week (`"Mon 08:00"`, `"Mon-Fri 08:00"`), a list of them, or a period that
+    /// divides a day (`"1h"`: on the hour) or is a week.
     fn digest(&mut self, raw: Spanned<toml::Value>, key: &str) -> Option<DigestTimes> {
         const FORMS: &str = "write a time of day (\"08:00\"), one on a day or days of the week (\"Mon 08:00\", \"Mon-Fri 08:00\"), a list of them ([\"08:00\", \"17:30\"]) or a period that divides a day (\"1h\") or is a week (\"1w\")";
         let span = raw.span();
