@@ -248,9 +248,26 @@ impl Chat {
             .published_at
             .as_deref()
             .unwrap_or(&story.first_seen_at);
-        about.push(format!("{when} UTC"));
+        about.push(self.time(when));
         head.push(about.join(" · "));
         head.join("\n")
+    }
+
+    /// `utc` (a time as the database holds it) as the service's time mark, which each reader's
+    /// app shows in their own time zone and format: a channel's readers seldom share one zone,
+    /// and the daemon's is often a container's UTC. Slack's mark carries the UTC time as text
+    /// for where it is not drawn (notifications, older clients).
+    fn time(self, utc: &str) -> String {
+        let seconds = chrono::NaiveDateTime::parse_from_str(utc, "%Y-%m-%d %H:%M:%S")
+            .map(|at| at.and_utc().timestamp());
+        // Neither service draws a time before 1970; a feed may well claim one.
+        let Some(seconds) = seconds.ok().filter(|&seconds| seconds >= 0) else {
+            return format!("{utc} UTC");
+        };
+        match self {
+            Chat::Slack => format!("<!date^{seconds}^{{date_short_pretty}} {{time}}|{utc} UTC>"),
+            Chat::Discord => format!("<t:{seconds}:f>"),
+        }
     }
 
     /// At most `most` characters of the feed's `text`, cut with "…", as plain text in the
@@ -403,7 +420,8 @@ mod tests {
         assert_eq!(
             text_of(AlertFormat::Slack, &story),
             "*<https://news.example/xiaomi-tablet|Xiaomi's tablet undercuts rivals>*\n\
-             Xiaomi, Samsung · Harbor Tech Daily and 1 more · 2026-11-23 08:15:00 UTC\n\
+             Xiaomi, Samsung · Harbor Tech Daily and 1 more · \
+             <!date^1795421700^{date_short_pretty} {time}|2026-11-23 08:15:00 UTC>\n\
              >*Xiaomi*: The Xiaomi Pad arrives…\n\
              >*Samsung*: …than Samsung's."
         );
@@ -424,7 +442,7 @@ mod tests {
             body["content"],
             "_Now also names Globex_\n\
              **[Globex buys Acme](https://news.example/deal)**\n\
-             Acme · Harbor Tech Daily and 1 more · 2026-11-23 08:15:00 UTC\n\
+             Acme · Harbor Tech Daily and 1 more · <t:1795421700:f>\n\
              > **Acme**: Globex buys Acme"
         );
     }
@@ -535,8 +553,22 @@ mod tests {
         story.sources.clear();
         assert_eq!(
             text_of(AlertFormat::Slack, &story),
-            "*(untitled story)*\n2026-11-24 13:00:08 UTC"
+            "*(untitled story)*\n\
+             <!date^1795525208^{date_short_pretty} {time}|2026-11-24 13:00:08 UTC>"
         );
+    }
+
+    #[test]
+    fn a_time_before_1970_is_written_out_in_utc() {
+        let mut story = payload("Archive", "https://news.example/1969", &[]);
+        story.story.published_at = Some("1969-07-20 20:17:40".into());
+        for format in [AlertFormat::Slack, AlertFormat::Discord] {
+            assert!(
+                text_of(format, &story).ends_with(" · 1969-07-20 20:17:40 UTC"),
+                "{}",
+                text_of(format, &story)
+            );
+        }
     }
 
     #[test]
