@@ -247,6 +247,9 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
         Command::Check => match Config::load(&cli.config) {
             Ok(config) => {
                 println!("{}", config.summary());
+                for warning in &config.warnings {
+                    eprintln!("warning: {warning}");
+                }
                 Ok(ExitCode::SUCCESS)
             }
             Err(err) => {
@@ -256,6 +259,7 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
         },
         Command::Poll { due } => {
             let config = Config::load(&cli.config)?;
+            config.log_warnings();
             let summary = if due {
                 scheduler::poll_due(&config, shutdown).await?
             } else {
@@ -266,6 +270,7 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
         }
         Command::Run => {
             let config = Config::load(&cli.config)?;
+            config.log_warnings();
             scheduler::run(config, control).await?;
             Ok(ExitCode::SUCCESS)
         }

@@ -17,7 +17,7 @@ use serde::Deserialize;
 use toml::Spanned;
 use url::Url;
 
-use crate::fetch::{FeedHeaders, origin_only, parse_feed_header, redact};
+use crate::fetch::{FeedHeaders, looks_secret, origin_only, parse_feed_header, redact};
 use crate::matcher::{CompanyRule, comparable_name};
 use crate::model::Field;
 use crate::notify::digest::{self, DigestSchedule, DigestTime, DigestTimes};
@@ -40,6 +40,11 @@ pub struct Config {
     pub read_files: Vec<ReadFile>,
     /// Whether the secrets kept in files or variables were read.
     pub secrets: Secrets,
+    /// What is not wrong enough to refuse the file but should be fixed (each a sentence); the
+    /// commands that read secrets print or log them.
+    pub warnings: Vec<String>,
+    /// The keys that have a credential written in the file itself, each with its line.
+    credentials_written: Vec<(usize, String)>,
 }
 
 /// Whether loading a config reads the secrets it keeps in files or environment variables.
@@ -292,6 +297,9 @@ impl Config {
         match text.and_then(|text| Config::parse_with(&text, path, secrets)) {
             Ok(mut config) => {
                 config.read_files.insert(0, config_file);
+                config
+                    .warnings
+                    .extend(readable_by_everyone(path, &config.credentials_written));
                 Ok(config)
             }
             Err(mut err) => {
@@ -332,6 +340,7 @@ impl Config {
             folder: folder_of(path).to_path_buf(),
             secrets,
             read_files: Vec::new(),
+            credentials_written: Vec::new(),
         };
         checker.unknown_keys(text, &unknown_keys);
         let config = match raw {
@@ -431,6 +440,14 @@ impl Config {
     }
 
     /// One line for `feedhound check`.
+    /// Logs each of [`Config::warnings`], for the daemon (at start and on each reload) and
+    /// `poll`.
+    pub fn log_warnings(&self) {
+        for warning in &self.warnings {
+            tracing::warn!("{warning}");
+        }
+    }
+
     pub fn summary(&self) -> String {
         format!(
             "{}: ok — {} feeds, {} companies, database {}, default interval {}, concurrency {}",
@@ -498,6 +515,68 @@ pub fn folder_of(path: &Path) -> &Path {
 
 /// Whether feedhound runs as root: then a file it writes for the service's user (the lock file,
 /// an imported config) must be given to that user, or the service could not use it.
+/// The warning for a config file with credentials written in it that every user of the machine
+/// can read, as a new file is under the usual umask: a `chmod` or `{ file = "PATH" }` fixes it.
+/// A file its group can read is left alone (root-owned, group `feedhound`, mode 0640 is how the
+/// service's user is let read it), and so is one in a folder others cannot pass through.
+#[cfg(unix)]
+fn readable_by_everyone(path: &Path, credentials_written: &[(usize, String)]) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    if credentials_written.is_empty() {
+        return None;
+    }
+    let mode = std::fs::metadata(path).ok()?.permissions().mode() & 0o7777;
+    let real = std::fs::canonicalize(path).ok()?;
+    let folders_open = real.ancestors().skip(1).all(|folder| {
+        std::fs::metadata(folder).is_ok_and(|meta| meta.permissions().mode() & 0o001 != 0)
+    });
+    if mode & 0o004 == 0 || !folders_open {
+        return None;
+    }
+    let mut in_file_order = credentials_written.to_vec();
+    in_file_order.sort();
+    let keys: Vec<String> = in_file_order
+        .iter()
+        .map(|(line, key)| format!("{key} (line {line})"))
+        .collect();
+    Some(format!(
+        "{shown} can be read by every user of this machine (mode {mode:04o}) and has \
+         credentials written in it: {keys}. Run `chmod o-r {shown}`, or keep them in files of \
+         their own (`{{ file = \"PATH\" }}`, see README, \"Configuration\")",
+        shown = path.display(),
+        keys = keys.join(", "),
+    ))
+}
+
+#[cfg(not(unix))]
+fn readable_by_everyone(_path: &Path, _credentials_written: &[(usize, String)]) -> Option<String> {
+    None
+}
+
+/// Whether a `[[feed]] headers` value is a credential, by its header's name.
+fn is_credential_header(name: &str) -> bool {
+    ["authorization", "proxy-authorization", "cookie"].contains(&name.to_ascii_lowercase().as_str())
+        || looks_secret(name)
+}
+
+/// Whether a URL written in the file carries a credential: a password, or a query parameter
+/// named like one (`?token=`); for a `webhook`, also a path segment that looks like a token
+/// (16 characters or more, letters and digits), as Slack's `/services/T…/B…/secret` and
+/// Discord's `/api/webhooks/id/token` do. A plain receiver's `/feedhound` is not one.
+fn url_has_credential(url: &Url, webhook: bool) -> bool {
+    let token_like = |segment: &str| {
+        segment.len() >= 16
+            && segment.bytes().any(|b| b.is_ascii_digit())
+            && segment.bytes().any(|b| b.is_ascii_alphabetic())
+    };
+    url.password().is_some()
+        || url.query_pairs().any(|(key, _)| looks_secret(&key))
+        || (webhook
+            && url
+                .path_segments()
+                .is_some_and(|mut path| path.any(token_like)))
+}
+
 pub fn running_as_root() -> bool {
     // SAFETY: geteuid(2) takes no arguments and cannot fail.
     unsafe { libc::geteuid() == 0 }
@@ -895,6 +974,7 @@ struct Checker {
     folder: PathBuf,
     secrets: Secrets,
     read_files: Vec<ReadFile>,
+    credentials_written: Vec<(usize, String)>,
 }
 
 /// Where each line of the config starts, so that naming the line of a value is a binary search,
@@ -1193,6 +1273,8 @@ impl Checker {
             server,
             read_files: std::mem::take(&mut self.read_files),
             secrets: self.secrets,
+            warnings: Vec::new(),
+            credentials_written: std::mem::take(&mut self.credentials_written),
         }
     }
 
@@ -1401,6 +1483,9 @@ impl Checker {
                     continue;
                 }
             }
+            if url_has_credential(&url, false) {
+                self.note_credential_written(&format!("{key}.url"), &span);
+            }
             let has_credentials = !url.username().is_empty() || url.password().is_some();
             if has_credentials && headers.contains_key(reqwest::header::AUTHORIZATION) {
                 self.issue(
@@ -1440,6 +1525,9 @@ impl Checker {
             let Some(value) = self.secret(value, &path) else {
                 continue;
             };
+            if value.read_from.is_empty() && is_credential_header(&name) {
+                self.note_credential_written(&path, &span);
+            }
             match parse_feed_header(&name, &value.text) {
                 Ok((header, value)) => match first_lines.entry(header.clone()) {
                     Entry::Vacant(first) => {
@@ -1481,6 +1569,9 @@ impl Checker {
                             if matches!(parsed.scheme(), "http" | "https")
                                 && parsed.host().is_some() =>
                         {
+                            if url.read_from.is_empty() && url_has_credential(&parsed, true) {
+                                self.note_credential_written(&format!("{key}.url"), &url_span);
+                            }
                             Some(parsed)
                         }
                         _ => {
@@ -1497,9 +1588,15 @@ impl Checker {
             // not go out unsigned.
             let secret = match target.secret {
                 None => Some(None),
-                Some(raw) => self
-                    .secret(raw, &format!("{key}.secret"))
-                    .map(|secret| Some(secret.text).filter(|text| !text.is_empty())),
+                Some(raw) => {
+                    let span = raw.span();
+                    self.secret(raw, &format!("{key}.secret")).map(|secret| {
+                        if secret.read_from.is_empty() && !secret.text.is_empty() {
+                            self.note_credential_written(&format!("{key}.secret"), &span);
+                        }
+                        Some(secret.text).filter(|text| !text.is_empty())
+                    })
+                }
             };
             let name_span = target
                 .name
@@ -1624,6 +1721,12 @@ impl Checker {
 
     fn line(&self, span: &Range<usize>) -> usize {
         self.lines.line_of(span.start)
+    }
+
+    /// Notes a credential written in the file itself, for [`readable_by_everyone`].
+    fn note_credential_written(&mut self, key: &str, span: &Range<usize>) {
+        let line = self.line(span);
+        self.credentials_written.push((line, key.to_owned()));
     }
 
     /// The text of a key that may hold a secret: as written, or read from its file or
@@ -2290,6 +2393,38 @@ mod tests {
             ) && message.contains(":5: notify[2].url"),
             "every problem at once: {message}"
         );
+    }
+
+    #[test]
+    fn the_credentials_written_in_the_file_are_known_by_key_and_line() {
+        let hook = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(hook.path(), "https://hooks.example/x").unwrap();
+        let kept = format!("{{ file = {:?} }}", hook.path().display().to_string());
+        let config = parse(&format!(
+            "[[feed]]\nurl = \"https://a.example/rss?lang=en\"\n\
+             headers = {{ Authorization = \"Bearer t\", \"User-Agent\" = \"Desk\", X-Api-Key = \"k\" }}\n\
+             [[feed]]\nurl = \"https://user:pass@b.example/rss\"\n\
+             [[feed]]\nurl = \"https://c.example/rss?access_token=t\"\n\
+             [[feed]]\nurl = \"https://d.example/rss\"\nheaders = {{ Cookie = {kept} }}\n\
+             [[notify]]\nurl = \"https://hooks.example/services/T0/B0/x7Kq2mPz9Lw4Rt8Y\"\nsecret = \"s\"\n\
+             [[notify]]\nname = \"bare\"\nurl = \"https://relay.example/feedhound/alerts-2026\"\n\
+             [[notify]]\nname = \"kept\"\nurl = {kept}\n",
+        ))
+        .unwrap();
+        let mut written = config.credentials_written.clone();
+        written.sort();
+        assert_eq!(
+            written,
+            [
+                (3, "feed[1].headers.Authorization".to_owned()),
+                (3, "feed[1].headers.X-Api-Key".to_owned()),
+                (5, "feed[2].url".to_owned()),
+                (7, "feed[3].url".to_owned()),
+                (12, "notify[1].url".to_owned()),
+                (13, "notify[1].secret".to_owned()),
+            ]
+        );
+        assert!(config.warnings.is_empty(), "parsed text has no file mode");
     }
 
     #[test]

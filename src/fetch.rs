@@ -346,7 +346,8 @@ pub fn origin_only(url: &Url) -> String {
     format!("{}/…", url.origin().ascii_serialization())
 }
 
-fn looks_secret(query_key: &str) -> bool {
+/// Whether a query parameter's or header's name says its value is a credential.
+pub fn looks_secret(query_key: &str) -> bool {
     let key = query_key.to_ascii_lowercase();
     ["token", "secret", "password", "passwd"]
         .iter()

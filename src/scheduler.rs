@@ -954,6 +954,7 @@ pub async fn run(config: Config, control: Control) -> anyhow::Result<()> {
                             companies = new.companies.len(),
                             "config reloaded"
                         );
+                        new.log_warnings();
                         config = new;
                     }
                     Err(err) => {

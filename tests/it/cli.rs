@@ -43,6 +43,57 @@ fn check_prints_a_one_line_summary_of_a_valid_config() {
 }
 
 #[test]
+fn credentials_written_in_a_config_everyone_can_read_are_warned_about_by_key_and_line() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = FeedServer::start();
+    server.feed("news.xml", rss(&["<guid>1</guid><title>One</title>"]));
+    let app = App::new(
+        &[],
+        &format!(
+            "\n[[feed]]\nurl = \"{}?api_token=s3cr3t\"\n\
+             headers = {{ Authorization = \"Bearer t0k3n\", User-Agent = \"desk\" }}\n\
+             \n[[notify]]\nurl = \"{}\"\n",
+            server.url("news.xml"),
+            server.url("services/T0/B0/x7Kq2mPz9Lw4Rt8Y")
+        ),
+    );
+    let set_mode = |path: &std::path::Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap()
+    };
+    set_mode(app.dir.path(), 0o755);
+    set_mode(&app.config_path, 0o644);
+    let check = app.cli(&["check"]);
+    assert!(check.status.success(), "a warning is not an error");
+    let stderr = String::from_utf8_lossy(&check.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "warning: {} can be read by every user of this machine (mode 0644) and has \
+             credentials written in it: feed[1].url (line 8), feed[1].headers.Authorization \
+             (line 9), notify[1].url (line 12). Run `chmod o-r",
+            app.config_path.display()
+        )),
+        "{stderr}"
+    );
+    for kept in ["User-Agent", "s3cr3t", "t0k3n", "x7Kq2"] {
+        assert!(!stderr.contains(kept), "{kept} in {stderr}");
+    }
+    let poll = app.cli(&["poll"]);
+    assert!(poll.status.success());
+    let logs = String::from_utf8_lossy(&poll.stderr);
+    assert!(
+        logs.contains("WARN") && logs.contains("can be read by every user"),
+        "{logs}"
+    );
+
+    // Readable by its group alone, or in a folder others cannot pass through: no warning.
+    set_mode(&app.config_path, 0o640);
+    assert_eq!(String::from_utf8_lossy(&app.cli(&["check"]).stderr), "");
+    set_mode(&app.config_path, 0o644);
+    set_mode(app.dir.path(), 0o700);
+    assert_eq!(String::from_utf8_lossy(&app.cli(&["check"]).stderr), "");
+}
+
+#[test]
 fn a_missing_config_file_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let output = binary()
