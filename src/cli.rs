@@ -20,7 +20,7 @@ use crate::scheduler::Control;
 use crate::store::{
     FeedRef, FlaggedStory, PruneReport, Retried, SearchHit, SearchQuery, Store, VacuumReport,
 };
-use crate::{demo, fetch, opml, scheduler, text};
+use crate::{demo, discover, fetch, opml, scheduler, text};
 
 /// `--version` also names the time zone rules built in (`[[notify]] time_zone`), which age
 /// with the release rather than with the machine's tzdata.
@@ -192,6 +192,16 @@ pub enum Command {
         /// to check its URL and secret; nothing is stored.
         #[arg(long, value_name = "TARGET", conflicts_with_all = ["retry_now", "format"])]
         send_test: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+    /// Find the feeds a web site offers (its page's feed links, or the usual paths such as
+    /// /feed and /rss.xml), check that each parses, and print them as [[feed]] tables to add.
+    /// Stores nothing
+    Discover {
+        /// The site's page (`https://` is assumed when no scheme is given), or a feed's URL to
+        /// check
+        url: String,
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
@@ -548,6 +558,22 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Discover { url, format } => {
+            let url = site_url(&url)?;
+            // A new user discovers before writing a config: the defaults serve then.
+            let config = if cli.config.exists() {
+                Config::load_without_secrets(&cli.config)?
+            } else {
+                Config::parse_with("", &cli.config, crate::config::Secrets::Unread)?
+            };
+            let discovery = discover::discover(&config, &url).await?;
+            print_discovery(&discovery, &url, &config, format)?;
+            Ok(if discovery.found.is_empty() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
         Command::Opml(OpmlCommand::Import { file }) => {
             let report = opml::import(&cli.config, &opml::read_opml_file(&file)?)?;
             println!("{report}");
@@ -699,6 +725,76 @@ fn print_hits(hits: &[SearchHit], format: Format) -> anyhow::Result<()> {
 fn write_json<T: serde::Serialize + ?Sized>(out: &mut impl Write, value: &T) -> anyhow::Result<()> {
     serde_json::to_writer_pretty(&mut *out, value)?;
     writeln!(out)?;
+    Ok(())
+}
+
+/// `discover`'s argument: a URL, or a host and path typed without `https://`.
+fn site_url(arg: &str) -> anyhow::Result<url::Url> {
+    let arg = arg.trim();
+    let parsed = match url::Url::parse(arg) {
+        Err(url::ParseError::RelativeUrlWithoutBase) => url::Url::parse(&format!("https://{arg}")),
+        parsed => parsed,
+    };
+    match parsed {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => Ok(url),
+        _ => anyhow::bail!("{arg} is not an http or https URL of a site"),
+    }
+}
+
+/// `discover` output; JSON fields are only ever added.
+fn print_discovery(
+    discovery: &discover::Discovery,
+    url: &url::Url,
+    config: &Config,
+    format: Format,
+) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    if format == Format::Json {
+        return write_json(&mut out, discovery);
+    }
+    let shown = fetch::redact(url);
+    if discovery.found.is_empty() {
+        let tried = if discovery.tried_usual_paths {
+            "its page names no feed, and none of /feed, /rss, /feed.xml, /rss.xml, /atom.xml, \
+             /index.xml and /feed.json serves one"
+        } else {
+            "none of the feeds its page names could be read"
+        };
+        eprintln!("No feed found at {shown}: {tried}.");
+    } else {
+        if discovery.is_feed {
+            writeln!(out, "{shown} is a feed.\n")?;
+        }
+        writeln!(out, "{:>7}  {:<50}  TITLE", "ENTRIES", "FEED")?;
+        for feed in &discovery.found {
+            let listed = if feed.in_config {
+                "  (in the config)"
+            } else {
+                ""
+            };
+            writeln!(
+                out,
+                "{:>7}  {:<50}  {}{listed}",
+                feed.entries,
+                feed.url,
+                feed.title.as_deref().unwrap_or("-")
+            )?;
+        }
+    }
+    if !discovery.unusable.is_empty() {
+        writeln!(out, "\nNamed by the page, but not readable as feeds:")?;
+        for unusable in &discovery.unusable {
+            writeln!(out, "  {}: {}", unusable.url, unusable.reason)?;
+        }
+    }
+    let tables = discovery.config_tables();
+    if !tables.is_empty() {
+        writeln!(
+            out,
+            "\nTo poll them, add to {} (then `feedhound check`):\n{tables}",
+            config.source.display()
+        )?;
+    }
     Ok(())
 }
 

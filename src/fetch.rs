@@ -32,6 +32,8 @@ use reqwest::dns::Resolve;
 use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
 use url::{Origin, Url};
 
+use crate::config::PollingConfig;
+
 mod limits;
 mod network_guard;
 pub use limits::{Limits, Slot, host_key};
@@ -71,6 +73,18 @@ pub struct FetchSettings {
     pub user_agent: String,
     /// `[polling] private_article_links`: article pages are not held to the network guard.
     pub private_article_links: bool,
+}
+
+impl From<&PollingConfig> for FetchSettings {
+    fn from(polling: &PollingConfig) -> FetchSettings {
+        FetchSettings {
+            timeout: polling.timeout,
+            connect_timeout: polling.connect_timeout,
+            max_body_size: polling.max_body_size,
+            user_agent: polling.user_agent.clone(),
+            private_article_links: polling.private_article_links,
+        }
+    }
 }
 
 /// A feed's own request headers (`[[feed]] headers`), sent to the origin (scheme, host, port) of

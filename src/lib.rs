@@ -11,14 +11,16 @@
 //! to normalised entries, text from HTML via [`text`]; run on the threads of [`parse_pool`]) into
 //! [`store`], the only module that speaks SQL. [`model`] holds the plain data passed between
 //! them. [`articles`] fetches the pages entries link to, for feeds that only tease their stories,
-//! and hands their text to the store and the matcher. [`cli`] and [`demo`] are the user-facing commands; [`opml`] moves the feed list to and
-//! from other readers; [`daemon_lock`] keeps a database to one daemon and its config.
+//! and hands their text to the store and the matcher. [`cli`] and [`demo`] are the user-facing
+//! commands; [`discover`] finds a site's feeds for the config; [`opml`] moves the feed list to
+//! and from other readers; [`daemon_lock`] keeps a database to one daemon and its config.
 
 pub mod articles;
 pub mod cli;
 pub mod config;
 pub mod daemon_lock;
 pub mod demo;
+pub mod discover;
 pub mod fetch;
 pub mod matcher;
 pub mod metrics;

@@ -44,18 +44,18 @@ mod direct;
 pub enum ParseError {
     #[error("the document is empty")]
     Empty,
-    /// An HTML page where a feed was expected; `feed_link` is the page's
-    /// `<link rel="alternate">` feed, when it has one. The message names it: it is the URL the
-    /// user most likely meant to configure.
-    #[error("{}", html_page_text(.feed_link.as_deref()))]
-    HtmlPage { feed_link: Option<String> },
+    /// An HTML page where a feed was expected; `feed_links` are the page's
+    /// `<link rel="alternate">` feeds, in its order. The message names the first: it is the URL
+    /// the user most likely meant to configure.
+    #[error("{}", html_page_text(.feed_links.first()))]
+    HtmlPage { feed_links: Vec<String> },
     #[error("not a valid feed: {0}")]
     Invalid(String),
     #[error("the feed parser crashed on this document: {0}")]
     Panicked(String),
 }
 
-fn html_page_text(feed_link: Option<&str>) -> String {
+fn html_page_text(feed_link: Option<&String>) -> String {
     match feed_link {
         Some(link) => format!("this is an HTML page; its feed may be at {link}"),
         None => "this is an HTML page, not a feed, and it links to no feed".to_owned(),
@@ -105,7 +105,7 @@ pub fn parse_feed(
         return match embedded_feed(&document) {
             Some(feed) => parse_feed(feed.as_bytes(), None, url),
             None => Err(ParseError::HtmlPage {
-                feed_link: find_feed_link(&document, url),
+                feed_links: find_feed_links(&document, url),
             }),
         };
     }
@@ -734,15 +734,19 @@ fn embedded_feed(html: &str) -> Option<&str> {
     })
 }
 
-/// The first `<link rel="alternate" type="application/{rss,atom}+xml|feed+json" href>` of an
-/// HTML page, resolved against the page's URL.
-fn find_feed_link(html: &str, page_url: &Url) -> Option<String> {
+/// The `<link rel="alternate" type="application/{rss,atom}+xml|feed+json" href>`s of an HTML
+/// page, resolved against the page's URL, each once, in the page's order. At most
+/// 16: a site offers a handful (posts, comments, a category), and a page of
+/// thousands is not worth keeping.
+fn find_feed_links(html: &str, page_url: &Url) -> Vec<String> {
+    const MOST_FEED_LINKS: usize = 16;
     const FEED_TYPES: [&str; 3] = [
         "application/rss+xml",
         "application/atom+xml",
         "application/feed+json",
     ];
     let bytes = html.as_bytes();
+    let mut links = Vec::new();
     let mut from = 0;
     while let Some(offset) = memchr::memchr(b'<', &bytes[from..]) {
         let at = from + offset;
@@ -774,11 +778,17 @@ fn find_feed_link(html: &str, page_url: &Url) -> Option<String> {
             let href = html_escape::decode_html_entities(href.trim());
             if let Ok(feed) = page_url.join(&href) {
                 // The href itself may name credentials; the message must not show them.
-                return Some(without_credentials(&feed).to_string());
+                let feed = without_credentials(&feed).to_string();
+                if !links.contains(&feed) {
+                    links.push(feed);
+                }
+                if links.len() == MOST_FEED_LINKS {
+                    break;
+                }
             }
         }
     }
-    None
+    links
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1798,15 +1808,21 @@ mod tests {
             <link rel="stylesheet" href="/s.css">
             <link rel="alternate" type="application/json" href="/wp-json/wp/v2/pages/2">
             <LINK TYPE="application/rss+xml" REL="alternate" title="Feed" href="/feed/?a=1&amp;b=2">
+            <link rel="alternate" type="application/atom+xml" href="https://u:p@news.example.com/comments.atom">
+            <link rel="alternate" type="application/rss+xml" href="https://news.example.com/feed/?a=1&b=2">
             </head><body>x</body></html>"#;
         match parse_feed(page.as_bytes(), Some("text/html"), &url()) {
-            Err(ParseError::HtmlPage { feed_link }) => {
+            Err(ParseError::HtmlPage { feed_links }) => {
                 assert_eq!(
-                    feed_link.as_deref(),
-                    Some("https://news.example.com/feed/?a=1&b=2")
+                    feed_links,
+                    [
+                        "https://news.example.com/feed/?a=1&b=2",
+                        "https://news.example.com/comments.atom"
+                    ],
+                    "each once, in the page's order, without credentials"
                 );
                 assert_eq!(
-                    ParseError::HtmlPage { feed_link }.to_string(),
+                    ParseError::HtmlPage { feed_links }.to_string(),
                     "this is an HTML page; its feed may be at https://news.example.com/feed/?a=1&b=2"
                 );
             }
@@ -1815,7 +1831,7 @@ mod tests {
         let no_feed = parse_feed(b"<html><body>nothing</body></html>", None, &url());
         assert!(matches!(
             no_feed,
-            Err(ParseError::HtmlPage { feed_link: None })
+            Err(ParseError::HtmlPage { feed_links }) if feed_links.is_empty()
         ));
     }
 
@@ -1865,7 +1881,7 @@ mod tests {
             let page = format!("<html>{}{end}", "<link rel=x ".repeat(50_000));
             assert!(matches!(
                 parse_feed(page.as_bytes(), None, &url()),
-                Err(ParseError::HtmlPage { feed_link: None })
+                Err(ParseError::HtmlPage { feed_links }) if feed_links.is_empty()
             ));
         }
     }
@@ -1884,8 +1900,8 @@ mod tests {
         );
         let page = r#"<html><head><link rel="alternate" type="application/rss+xml" href="rss.xml"></head></html>"#;
         match parse_feed(page.as_bytes(), None, &with_credentials) {
-            Err(ParseError::HtmlPage { feed_link }) => assert_eq!(
-                feed_link.as_deref(),
+            Err(ParseError::HtmlPage { feed_links }) => assert_eq!(
+                feed_links.first().map(String::as_str),
                 Some("https://news.example.com/feeds/rss.xml")
             ),
             other => panic!("{other:?}"),

@@ -189,14 +189,8 @@ impl Pipeline {
         limits: Arc<Limits>,
         shared: Shared,
     ) -> anyhow::Result<Pipeline> {
-        let fetcher = Fetcher::new(FetchSettings {
-            timeout: config.polling.timeout,
-            connect_timeout: config.polling.connect_timeout,
-            max_body_size: config.polling.max_body_size,
-            user_agent: config.polling.user_agent.clone(),
-            private_article_links: config.polling.private_article_links,
-        })
-        .context("cannot set up the HTTP client")?;
+        let fetcher = Fetcher::new(FetchSettings::from(&config.polling))
+            .context("cannot set up the HTTP client")?;
         Ok(Pipeline {
             fetcher,
             matcher,

@@ -5,6 +5,7 @@ mod articles;
 mod cli;
 mod corpus;
 mod crash;
+mod discover;
 mod flags;
 mod helpers;
 mod hostile;

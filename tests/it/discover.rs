@@ -1,0 +1,150 @@
+//! `feedhound discover`: a site's feeds found, checked and written out as config tables.
+
+use crate::helpers::{App, FeedServer, Route, binary, html, rss};
+
+fn stdout_of(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn a_pages_feed_links_are_each_fetched_parsed_and_offered_as_config_tables() {
+    let server = FeedServer::start();
+    // Another service on this machine: the page's publisher may not send feedhound there.
+    let elsewhere = FeedServer::start();
+    elsewhere.feed(
+        "internal.xml",
+        rss(&["<guid>1</guid><title>Internal</title>"]),
+    );
+    server.set(
+        "blog/",
+        html(format!(
+            "<html><head><title>Harbor blog</title>\
+             <link rel=\"alternate\" type=\"application/rss+xml\" href=\"/rss.xml\">\
+             <link rel=\"alternate\" type=\"application/atom+xml\" href=\"comments.atom\">\
+             <link rel=\"alternate\" type=\"application/rss+xml\" href=\"{}\">\
+             </head><body>Posts</body></html>",
+            elsewhere.url("internal.xml")
+        )),
+    );
+    server.feed(
+        "rss.xml",
+        rss(&[
+            "<guid>1</guid><title>One</title>",
+            "<guid>2</guid><title>Two</title>",
+        ]),
+    );
+    let app = App::new(&[], "");
+    let output = app.cli(&["discover", &server.url("blog/")]);
+    let stdout = stdout_of(&output);
+    assert!(output.status.success(), "{stdout}");
+    let feed_url = server.url("rss.xml");
+    let row = stdout
+        .lines()
+        .find(|line| line.contains(&feed_url))
+        .unwrap_or_else(|| panic!("no row for the feed in:\n{stdout}"));
+    assert!(
+        row.trim_start().starts_with("2 ") && row.ends_with("Test feed"),
+        "{row}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "Named by the page, but not readable as feeds:\n  {}: HTTP status 404",
+            server.url("blog/comments.atom")
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "  {}: refusing to fetch {0}: it is on this machine",
+            elsewhere.url("internal.xml")
+        )),
+        "{stdout}"
+    );
+    assert!(elsewhere.requests("internal.xml").is_empty());
+    let tables = stdout.split_once("(then `feedhound check`):\n").unwrap().1;
+    let parsed: toml::Table = toml::from_str(tables).unwrap();
+    let feeds = parsed["feed"].as_array().unwrap();
+    assert_eq!(feeds.len(), 1, "{tables}");
+    assert_eq!(feeds[0]["url"].as_str(), Some(feed_url.as_str()));
+    assert_eq!(feeds[0]["name"].as_str(), Some("Test feed"));
+
+    // Once the config lists it, it is marked so and offered no more.
+    app.write_config(std::slice::from_ref(&feed_url), "");
+    let again = stdout_of(&app.cli(&["discover", &server.url("blog/")]));
+    assert!(again.contains("Test feed  (in the config)"), "{again}");
+    assert!(!again.contains("[[feed]]"), "{again}");
+
+    let json = app.cli(&["discover", &server.url("blog/"), "--format", "json"]);
+    let found: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(found["is_feed"], false);
+    assert_eq!(found["found"][0]["entries"], 2);
+    assert_eq!(found["found"][0]["in_config"], true);
+    assert_eq!(
+        found["unusable"][0]["url"],
+        server.url("blog/comments.atom").as_str()
+    );
+}
+
+#[test]
+fn a_page_that_names_no_feed_is_tried_at_the_usual_paths() {
+    let server = FeedServer::start();
+    server.set(
+        "home",
+        html("<html><body>No links</body></html>".to_string()),
+    );
+    let app = App::new(&[], "");
+    let nothing = app.cli(&["discover", &server.url("home")]);
+    assert_eq!(nothing.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&nothing.stderr)
+            .contains("its page names no feed, and none of /feed"),
+        "{}",
+        String::from_utf8_lossy(&nothing.stderr)
+    );
+
+    server.feed("index.xml", rss(&["<guid>1</guid><title>One</title>"]));
+    let json = app.cli(&["discover", &server.url("home"), "--format", "json"]);
+    assert!(json.status.success());
+    let found: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(found["tried_usual_paths"], true);
+    assert_eq!(found["found"].as_array().unwrap().len(), 1, "{found}");
+    assert_eq!(found["found"][0]["url"], server.url("index.xml").as_str());
+    assert_eq!(
+        found["unusable"].as_array().unwrap().len(),
+        0,
+        "the usual paths' 404s are expected, not reported"
+    );
+}
+
+#[test]
+fn a_feeds_own_url_is_checked_without_a_config_file() {
+    let server = FeedServer::start();
+    server.set(
+        "feed",
+        Route::feed(rss(&["<guid>1</guid><title>One</title>"])),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let output = binary()
+        .current_dir(dir.path())
+        .args(["discover", &server.url("feed")])
+        .output()
+        .unwrap();
+    let stdout = stdout_of(&output);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.starts_with(&format!("{} is a feed.\n", server.url("feed"))),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("To poll them, add to feedhound.toml"),
+        "{stdout}"
+    );
+    assert!(
+        !dir.path().join("feedhound.toml").exists(),
+        "nothing is written"
+    );
+}
