@@ -516,6 +516,7 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
         } => {
             let config = Config::load(&cli.config)?;
             if let Some(name) = send_test {
+                config.log_warnings();
                 crate::notify::send_test_alert(&config, config.notify_named(&name)?).await?;
                 println!("{name} accepted the test alert");
                 return Ok(ExitCode::SUCCESS);

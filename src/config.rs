@@ -40,8 +40,8 @@ pub struct Config {
     pub read_files: Vec<ReadFile>,
     /// Whether the secrets kept in files or variables were read.
     pub secrets: Secrets,
-    /// What is not wrong enough to refuse the file but should be fixed (each a sentence); the
-    /// commands that read secrets print or log them.
+    /// What is not wrong enough to refuse the file but should be fixed (each a sentence):
+    /// `check` prints them, and the commands that log them say so ([`Config::log_warnings`]).
     pub warnings: Vec<String>,
     /// The keys that have a credential written in the file itself, each with its line.
     credentials_written: Vec<(usize, String)>,
@@ -299,7 +299,7 @@ impl Config {
                 config.read_files.insert(0, config_file);
                 config
                     .warnings
-                    .extend(readable_by_everyone(path, &config.credentials_written));
+                    .extend(world_readable_warning(path, &config.credentials_written));
                 Ok(config)
             }
             Err(mut err) => {
@@ -439,15 +439,15 @@ impl Config {
         self.companies.iter().map(|c| c.rule.clone()).collect()
     }
 
-    /// One line for `feedhound check`.
-    /// Logs each of [`Config::warnings`], for the daemon (at start and on each reload) and
-    /// `poll`.
+    /// Logs each of [`Config::warnings`], for the daemon (at start and on each reload), `poll`
+    /// and `alerts --send-test`.
     pub fn log_warnings(&self) {
         for warning in &self.warnings {
-            tracing::warn!("{warning}");
+            tracing::warn!(config = %self.source.display(), "{warning}");
         }
     }
 
+    /// One line for `feedhound check`.
     pub fn summary(&self) -> String {
         format!(
             "{}: ok — {} feeds, {} companies, database {}, default interval {}, concurrency {}",
@@ -513,14 +513,12 @@ pub fn folder_of(path: &Path) -> &Path {
         .unwrap_or(Path::new("."))
 }
 
-/// Whether feedhound runs as root: then a file it writes for the service's user (the lock file,
-/// an imported config) must be given to that user, or the service could not use it.
 /// The warning for a config file with credentials written in it that every user of the machine
-/// can read, as a new file is under the usual umask: a `chmod` or `{ file = "PATH" }` fixes it.
-/// A file its group can read is left alone (root-owned, group `feedhound`, mode 0640 is how the
-/// service's user is let read it), and so is one in a folder others cannot pass through.
-#[cfg(unix)]
-fn readable_by_everyone(path: &Path, credentials_written: &[(usize, String)]) -> Option<String> {
+/// can read, as a new file is under the usual umask. A file its group can read is left alone
+/// (root-owned, group `feedhound`, mode 0640 lets the service's user read it), and so is one in
+/// a folder others cannot pass through. `chmod o-r` is offered second only: a service under
+/// systemd's `DynamicUser=` reads the file as "other" and would lose it.
+fn world_readable_warning(path: &Path, credentials_written: &[(usize, String)]) -> Option<String> {
     use std::os::unix::fs::PermissionsExt;
     if credentials_written.is_empty() {
         return None;
@@ -541,42 +539,52 @@ fn readable_by_everyone(path: &Path, credentials_written: &[(usize, String)]) ->
         .collect();
     Some(format!(
         "{shown} can be read by every user of this machine (mode {mode:04o}) and has \
-         credentials written in it: {keys}. Run `chmod o-r {shown}`, or keep them in files of \
-         their own (`{{ file = \"PATH\" }}`, see README, \"Configuration\")",
+         credentials written in it: {keys}. Keep them in files of their own (`{{ file = \
+         \"PATH\" }}`; under systemd, `LoadCredential=`; see README, \"Configuration\"), or, \
+         if the service reads this file as its owner or group, run `chmod o-r '{shown}'`",
         shown = path.display(),
         keys = keys.join(", "),
     ))
 }
 
-#[cfg(not(unix))]
-fn readable_by_everyone(_path: &Path, _credentials_written: &[(usize, String)]) -> Option<String> {
-    None
-}
-
 /// Whether a `[[feed]] headers` value is a credential, by its header's name.
 fn is_credential_header(name: &str) -> bool {
-    ["authorization", "proxy-authorization", "cookie"].contains(&name.to_ascii_lowercase().as_str())
-        || looks_secret(name)
+    ["authorization", "cookie"].contains(&name.to_ascii_lowercase().as_str()) || looks_secret(name)
 }
 
-/// Whether a URL written in the file carries a credential: a password, or a query parameter
-/// named like one (`?token=`); for a `webhook`, also a path segment that looks like a token
-/// (16 characters or more, letters and digits), as Slack's `/services/T…/B…/secret` and
-/// Discord's `/api/webhooks/id/token` do. A plain receiver's `/feedhound` is not one.
+/// Whether a URL written in the file carries a credential: a user name or password, or a query
+/// parameter named like one (`?token=`); for a `webhook`, also a Slack or Discord webhook's
+/// path, or a path segment that looks like a token (see [`is_token_like`]).
 fn url_has_credential(url: &Url, webhook: bool) -> bool {
-    let token_like = |segment: &str| {
-        segment.len() >= 16
-            && segment.bytes().any(|b| b.is_ascii_digit())
-            && segment.bytes().any(|b| b.is_ascii_alphabetic())
+    let is_chat_webhook = match url.host_str() {
+        Some("hooks.slack.com") => true,
+        Some("discord.com" | "discordapp.com") => url.path().starts_with("/api/webhooks/"),
+        _ => false,
     };
-    url.password().is_some()
+    !url.username().is_empty()
+        || url.password().is_some()
         || url.query_pairs().any(|(key, _)| looks_secret(&key))
         || (webhook
-            && url
-                .path_segments()
-                .is_some_and(|mut path| path.any(token_like)))
+            && (is_chat_webhook
+                || url
+                    .path_segments()
+                    .is_some_and(|mut path| path.any(is_token_like))))
 }
 
+/// A path segment that reads as a generated token rather than a name: 20 characters or more
+/// (Mattermost's are 26, Discord's 68), only letters, digits, `-` and `_`, with both letters and
+/// digits among them. `alerts-2026` and `feedhound` are names.
+fn is_token_like(segment: &str) -> bool {
+    segment.len() >= 20
+        && segment
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && segment.bytes().any(|b| b.is_ascii_digit())
+        && segment.bytes().any(|b| b.is_ascii_alphabetic())
+}
+
+/// Whether feedhound runs as root: then a file it writes for the service's user (the lock file,
+/// an imported config) must be given to that user, or the service could not use it.
 pub fn running_as_root() -> bool {
     // SAFETY: geteuid(2) takes no arguments and cannot fail.
     unsafe { libc::geteuid() == 0 }
@@ -1723,7 +1731,7 @@ impl Checker {
         self.lines.line_of(span.start)
     }
 
-    /// Notes a credential written in the file itself, for [`readable_by_everyone`].
+    /// Notes a credential written in the file itself, for [`world_readable_warning`].
     fn note_credential_written(&mut self, key: &str, span: &Range<usize>) {
         let line = self.line(span);
         self.credentials_written.push((line, key.to_owned()));
@@ -2406,9 +2414,15 @@ mod tests {
              [[feed]]\nurl = \"https://user:pass@b.example/rss\"\n\
              [[feed]]\nurl = \"https://c.example/rss?access_token=t\"\n\
              [[feed]]\nurl = \"https://d.example/rss\"\nheaders = {{ Cookie = {kept} }}\n\
-             [[notify]]\nurl = \"https://hooks.example/services/T0/B0/x7Kq2mPz9Lw4Rt8Y\"\nsecret = \"s\"\n\
+             [[feed]]\nurl = \"https://e.example/posts/a1b2c3d4e5f6g7h8i9j0k1/rss\"\n\
+             [[feed]]\nurl = \"https://ghp0123456789@f.example/rss\"\n\
+             [[notify]]\nurl = \"https://hooks.slack.com/services/T0/B0/abcdefghijklmnopqrstuvwx\"\n\
+             secret = \"s\"\n\
              [[notify]]\nname = \"bare\"\nurl = \"https://relay.example/feedhound/alerts-2026\"\n\
-             [[notify]]\nname = \"kept\"\nurl = {kept}\n",
+             secret = \"\"\n\
+             [[notify]]\nname = \"kept\"\nurl = {kept}\nsecret = {kept}\n\
+             [[notify]]\nname = \"named\"\nurl = \"https://relay.example/notifications-inbox-alerts\"\n\
+             [[notify]]\nname = \"mattermost\"\nurl = \"https://chat.example/hooks/abc123def456ghi789jkl012mn\"\n",
         ))
         .unwrap();
         let mut written = config.credentials_written.clone();
@@ -2420,9 +2434,13 @@ mod tests {
                 (3, "feed[1].headers.X-Api-Key".to_owned()),
                 (5, "feed[2].url".to_owned()),
                 (7, "feed[3].url".to_owned()),
-                (12, "notify[1].url".to_owned()),
-                (13, "notify[1].secret".to_owned()),
-            ]
+                (14, "feed[6].url".to_owned()),
+                (16, "notify[1].url".to_owned()),
+                (17, "notify[1].secret".to_owned()),
+                (31, "notify[5].url".to_owned()),
+            ],
+            "not a feed's token-like path, a header or secret kept in a file, an empty secret, \
+             a receiver's named path or the User-Agent"
         );
         assert!(config.warnings.is_empty(), "parsed text has no file mode");
     }

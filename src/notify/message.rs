@@ -248,7 +248,7 @@ impl Chat {
             .published_at
             .as_deref()
             .unwrap_or(&story.first_seen_at);
-        about.push(self.time(when));
+        about.push(self.time_mark(when));
         head.push(about.join(" · "));
         head.join("\n")
     }
@@ -256,14 +256,13 @@ impl Chat {
     /// `utc` (a time as the database holds it) as the service's time mark, which each reader's
     /// app shows in their own time zone and format: a channel's readers seldom share one zone,
     /// and the daemon's is often a container's UTC. Slack's mark carries the UTC time as text
-    /// for where it is not drawn (notifications, older clients).
-    fn time(self, utc: &str) -> String {
-        let seconds = chrono::NaiveDateTime::parse_from_str(utc, "%Y-%m-%d %H:%M:%S")
-            .map(|at| at.and_utc().timestamp());
-        // Neither service draws a time before 1970; a feed may well claim one.
-        let Some(seconds) = seconds.ok().filter(|&seconds| seconds >= 0) else {
-            return format!("{utc} UTC");
+    /// for where it is not drawn (notifications, older clients). A value that is not our time
+    /// format (written into the database by hand) is shown as text.
+    fn time_mark(self, utc: &str) -> String {
+        let Ok(at) = chrono::NaiveDateTime::parse_from_str(utc, "%Y-%m-%d %H:%M:%S") else {
+            return format!("{} UTC", self.text(utc, NAME_CHARS));
         };
+        let seconds = at.and_utc().timestamp();
         match self {
             Chat::Slack => format!("<!date^{seconds}^{{date_short_pretty}} {{time}}|{utc} UTC>"),
             Chat::Discord => format!("<t:{seconds}:f>"),
@@ -559,16 +558,19 @@ mod tests {
     }
 
     #[test]
-    fn a_time_before_1970_is_written_out_in_utc() {
-        let mut story = payload("Archive", "https://news.example/1969", &[]);
-        story.story.published_at = Some("1969-07-20 20:17:40".into());
-        for format in [AlertFormat::Slack, AlertFormat::Discord] {
-            assert!(
-                text_of(format, &story).ends_with(" · 1969-07-20 20:17:40 UTC"),
-                "{}",
-                text_of(format, &story)
-            );
-        }
+    fn a_time_not_in_our_format_is_shown_as_escaped_text() {
+        let mut story = payload("Archive", "https://news.example/a", &[]);
+        story.story.published_at = Some("<!channel> at noon".into());
+        assert!(
+            text_of(AlertFormat::Slack, &story).ends_with(" · &lt;!channel&gt; at noon UTC"),
+            "{}",
+            text_of(AlertFormat::Slack, &story)
+        );
+        assert!(
+            text_of(AlertFormat::Discord, &story).ends_with(" · \\<!channel\\> at noon UTC"),
+            "{}",
+            text_of(AlertFormat::Discord, &story)
+        );
     }
 
     #[test]
