@@ -732,9 +732,11 @@ fn write_json<T: serde::Serialize + ?Sized>(out: &mut impl Write, value: &T) -> 
 /// `discover`'s argument: a URL, or a host and path typed without `https://`.
 fn site_url(arg: &str) -> anyhow::Result<url::Url> {
     let arg = arg.trim();
-    let parsed = match url::Url::parse(arg) {
-        Err(url::ParseError::RelativeUrlWithoutBase) => url::Url::parse(&format!("https://{arg}")),
-        parsed => parsed,
+    // `example.com:8443/blog` parses as a URL of scheme `example.com`: no `://`, no scheme.
+    let parsed = if arg.contains("://") {
+        url::Url::parse(arg)
+    } else {
+        url::Url::parse(&format!("https://{arg}"))
     };
     match parsed {
         Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => Ok(url),
@@ -756,10 +758,12 @@ fn print_discovery(
     let shown = fetch::redact(url);
     if discovery.found.is_empty() {
         let tried = if discovery.tried_usual_paths {
-            "its page names no feed, and none of /feed, /rss, /feed.xml, /rss.xml, /atom.xml, \
-             /index.xml and /feed.json serves one"
+            format!(
+                "its page names no feed, and none of {} serves one",
+                discover::USUAL_PATHS.join(", ")
+            )
         } else {
-            "none of the feeds its page names could be read"
+            "none of the feeds its page names could be read".to_owned()
         };
         eprintln!("No feed found at {shown}: {tried}.");
     } else {

@@ -41,7 +41,8 @@ pub struct Config {
     /// Whether the secrets kept in files or variables were read.
     pub secrets: Secrets,
     /// What is not wrong enough to refuse the file but should be fixed (each a sentence):
-    /// `check` prints them, and the commands that log them say so ([`Config::log_warnings`]).
+    /// `check` prints them; the daemon, `poll` and `alerts --send-test` log them
+    /// ([`Config::log_warnings`]).
     pub warnings: Vec<String>,
     /// The keys that have a credential written in the file itself, each with its line.
     credentials_written: Vec<(usize, String)>,

@@ -5,24 +5,24 @@
 //! (`/feed`, `/rss.xml`…). Each candidate is fetched and parsed as a poll would, so what is
 //! listed polls, with its title and how many entries it holds now. Nothing is stored.
 //!
-//! The page's publisher chose its links, so candidates are fetched as article pages are: never
-//! on this machine or its private network, unless the page itself is there (the user typed its
-//! address) and they are on its origin, or the user lifted the guard
-//! (`[polling] private_article_links`).
+//! The page's publisher chose its links, so a link off the origin of the URL the user typed is
+//! fetched as article pages are: never on this machine or its private network, unless the user
+//! lifted the guard (`[polling] private_article_links`). Links on that origin, and the usual
+//! paths there, are the user's choice and are fetched as a configured feed is.
 
 use anyhow::Context as _;
-use futures_util::future::join_all;
+use futures_util::{StreamExt as _, stream};
 use serde::Serialize;
-use url::{Origin, Url};
+use url::Url;
 
 use crate::config::{Config, fetched_document};
-use crate::fetch::{FetchSettings, Fetcher, Validators, is_local, redact};
+use crate::fetch::{FetchSettings, Fetcher, Validators, redact};
 use crate::model::ParsedFeed;
 use crate::parse::{ParseError, parse_feed};
 
 /// Where sites often serve a feed without naming it in their pages (WordPress, Ghost, Hugo,
 /// Jekyll and static-site defaults), tried on the page's origin when it names none.
-const USUAL_PATHS: [&str; 7] = [
+pub const USUAL_PATHS: [&str; 7] = [
     "/feed",
     "/rss",
     "/feed.xml",
@@ -32,11 +32,18 @@ const USUAL_PATHS: [&str; 7] = [
     "/feed.json",
 ];
 
+/// Candidates fetched at once: the default `per_host_concurrency`, as they mostly share a host.
+const AT_ONCE: usize = 2;
+
 /// One feed found.
 #[derive(Debug, Serialize)]
 pub struct FoundFeed {
-    /// As it goes in the config's `url`; shown through [`redact`].
+    /// Where it is, after any permanent redirect, shown through [`redact`].
     pub url: String,
+    /// The same, as it goes in the config: with what `redact` masks, which the user typed or
+    /// the page published.
+    #[serde(skip)]
+    pub config_url: Url,
     pub title: Option<String>,
     pub entries: usize,
     /// Whether the config already lists it.
@@ -67,8 +74,8 @@ pub struct Discovery {
 /// neither a page nor a feed.
 pub async fn discover(config: &Config, url: &Url) -> anyhow::Result<Discovery> {
     let fetcher = Fetcher::new(FetchSettings::from(&config.polling))?;
-    let in_config = |url: &Url| {
-        let document = fetched_document(url);
+    let in_config = |found: &Url| {
+        let document = fetched_document(found);
         config
             .feeds
             .iter()
@@ -81,22 +88,22 @@ pub async fn discover(config: &Config, url: &Url) -> anyhow::Result<Discovery> {
     let body = fetched.body.unwrap_or_default();
     let links = match parse_feed(&body, fetched.content_type.as_deref(), &fetched.final_url) {
         Ok(feed) => {
+            let at = fetched.permanent_redirect.unwrap_or_else(|| url.clone());
             return Ok(Discovery {
                 is_feed: true,
                 tried_usual_paths: false,
-                found: vec![found(url, &feed, in_config(url))],
+                found: vec![found(&at, &feed, in_config(&at))],
                 unusable: Vec::new(),
             });
         }
         Err(ParseError::HtmlPage { feed_links }) => feed_links,
         Err(err) => anyhow::bail!("{} is neither a web page nor a feed: {err}", redact(url)),
     };
-    let page = &fetched.final_url;
     let tried_usual_paths = links.is_empty();
-    let candidates: Vec<Url> = if tried_usual_paths {
+    let joined: Vec<Url> = if tried_usual_paths {
         USUAL_PATHS
             .iter()
-            .filter_map(|path| page.join(path).ok())
+            .filter_map(|path| url.join(path).ok())
             .collect()
     } else {
         links
@@ -104,22 +111,37 @@ pub async fn discover(config: &Config, url: &Url) -> anyhow::Result<Discovery> {
             .filter_map(|link| Url::parse(link).ok())
             .collect()
     };
-    // The page's own origin is open to its links when the page is local: the user chose it.
-    let local_origin = is_local(page).then(|| page.origin());
-    let tries = candidates
-        .iter()
-        .map(|candidate| try_feed(&fetcher, candidate, local_origin.as_ref()));
+    // Each document once, and not the page itself (a link to itself, `/feed` answered by it).
+    let mut seen = vec![fetched_document(url), fetched_document(&fetched.final_url)];
+    let candidates: Vec<Url> = joined
+        .into_iter()
+        .filter(|candidate| {
+            let document = fetched_document(candidate);
+            let new = !seen.contains(&document);
+            seen.push(document);
+            new
+        })
+        .collect();
+    let tried: Vec<_> = stream::iter(&candidates)
+        .map(|candidate| try_feed(&fetcher, candidate, url))
+        .buffered(AT_ONCE)
+        .collect()
+        .await;
     let mut discovery = Discovery {
         is_feed: false,
         tried_usual_paths,
         found: Vec::new(),
         unusable: Vec::new(),
     };
-    for (candidate, tried) in candidates.iter().zip(join_all(tries).await) {
+    let mut found_at = Vec::new();
+    for (candidate, tried) in candidates.iter().zip(tried) {
         match tried {
-            Ok(feed) => {
-                let found = found(candidate, &feed, in_config(candidate));
-                discovery.found.push(found);
+            Ok((feed, at)) => {
+                // `/feed` and `/rss` often move to the same document.
+                if !found_at.contains(&fetched_document(&at)) {
+                    found_at.push(fetched_document(&at));
+                    discovery.found.push(found(&at, &feed, in_config(&at)));
+                }
             }
             Err(reason) if !tried_usual_paths => discovery.unusable.push(Unusable {
                 url: redact(candidate),
@@ -131,24 +153,35 @@ pub async fn discover(config: &Config, url: &Url) -> anyhow::Result<Discovery> {
     Ok(discovery)
 }
 
-/// A candidate fetched and parsed, or why it is not a feed.
+/// A candidate fetched and parsed, with where it lives (after a permanent redirect), or why it
+/// is not a feed. On the origin of the URL the user typed it is fetched as a feed; elsewhere
+/// through the article pages' network guard (see the module's header).
 async fn try_feed(
     fetcher: &Fetcher,
     candidate: &Url,
-    local_origin: Option<&Origin>,
-) -> Result<ParsedFeed, String> {
-    let fetched = fetcher
-        .fetch_page(candidate, None, local_origin)
-        .await
-        .map_err(|err| err.to_string())?;
+    typed: &Url,
+) -> Result<(ParsedFeed, Url), String> {
+    let fetched = if candidate.origin() == typed.origin() {
+        fetcher.fetch(candidate, &Validators::default(), None).await
+    } else {
+        fetcher.fetch_page(candidate, None, None).await
+    }
+    .map_err(|err| err.to_string())?;
     let body = fetched.body.unwrap_or_default();
-    parse_feed(&body, fetched.content_type.as_deref(), &fetched.final_url)
-        .map_err(|err| err.to_string())
+    let feed = parse_feed(&body, fetched.content_type.as_deref(), &fetched.final_url)
+        .map_err(|err| err.to_string())?;
+    Ok((
+        feed,
+        fetched
+            .permanent_redirect
+            .unwrap_or_else(|| candidate.clone()),
+    ))
 }
 
 fn found(url: &Url, feed: &ParsedFeed, in_config: bool) -> FoundFeed {
     FoundFeed {
         url: redact(url),
+        config_url: url.clone(),
         title: feed.title.clone().filter(|title| !title.trim().is_empty()),
         entries: feed.entries.len(),
         in_config,
@@ -160,7 +193,8 @@ impl Discovery {
     pub fn config_tables(&self) -> String {
         let mut tables = String::new();
         for feed in self.found.iter().filter(|feed| !feed.in_config) {
-            tables.push_str(&format!("\n[[feed]]\nurl = {}\n", toml_string(&feed.url)));
+            let url = toml_string(feed.config_url.as_str());
+            tables.push_str(&format!("\n[[feed]]\nurl = {url}\n"));
             if let Some(title) = &feed.title {
                 tables.push_str(&format!("name = {}\n", toml_string(title)));
             }
@@ -179,19 +213,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_config_tables_quote_the_publishers_title_and_skip_feeds_already_listed() {
+    fn the_config_tables_hold_the_url_that_polls_quote_the_title_and_skip_feeds_listed() {
         let discovery = Discovery {
             is_feed: false,
             tried_usual_paths: false,
             found: vec![
                 FoundFeed {
-                    url: "https://news.example/rss.xml".into(),
+                    url: "https://news.example/rss.xml?token=***".into(),
+                    config_url: Url::parse("https://news.example/rss.xml?token=abc").unwrap(),
                     title: Some("The \"Harbor\" Daily\n".into()),
                     entries: 3,
                     in_config: false,
                 },
                 FoundFeed {
                     url: "https://news.example/comments.xml".into(),
+                    config_url: Url::parse("https://news.example/comments.xml").unwrap(),
                     title: None,
                     entries: 9,
                     in_config: true,
@@ -205,7 +241,8 @@ mod tests {
         assert_eq!(feeds.len(), 1, "{tables}");
         assert_eq!(
             feeds[0]["url"].as_str(),
-            Some("https://news.example/rss.xml")
+            Some("https://news.example/rss.xml?token=abc"),
+            "the URL that polls, not the one shown"
         );
         assert_eq!(feeds[0]["name"].as_str(), Some("The \"Harbor\" Daily\n"));
     }

@@ -22,6 +22,8 @@ fn a_pages_feed_links_are_each_fetched_parsed_and_offered_as_config_tables() {
              <link rel=\"alternate\" type=\"application/rss+xml\" href=\"/rss.xml\">\
              <link rel=\"alternate\" type=\"application/atom+xml\" href=\"comments.atom\">\
              <link rel=\"alternate\" type=\"application/rss+xml\" href=\"{}\">\
+             <link rel=\"alternate\" type=\"application/rss+xml\" href=\"/rss.xml#latest\">\
+             <link rel=\"alternate\" type=\"application/atom+xml\" href=\"\">\
              </head><body>Posts</body></html>",
             elsewhere.url("internal.xml")
         )),
@@ -79,6 +81,14 @@ fn a_pages_feed_links_are_each_fetched_parsed_and_offered_as_config_tables() {
     assert_eq!(found["is_feed"], false);
     assert_eq!(found["found"][0]["entries"], 2);
     assert_eq!(found["found"][0]["in_config"], true);
+    assert_eq!(
+        (
+            found["found"].as_array().unwrap().len(),
+            found["unusable"].as_array().unwrap().len()
+        ),
+        (1, 2),
+        "a fragment's copy and the page's link to itself are not tried: {found}"
+    );
     assert_eq!(
         found["unusable"][0]["url"],
         server.url("blog/comments.atom").as_str()
