@@ -10,6 +10,8 @@
 //! lifted the guard (`[polling] private_article_links`). Links on that origin, and the usual
 //! paths there, are the user's choice and are fetched as a configured feed is.
 
+use std::collections::HashSet;
+
 use anyhow::Context as _;
 use futures_util::{StreamExt as _, stream};
 use serde::Serialize;
@@ -88,11 +90,12 @@ pub async fn discover(config: &Config, url: &Url) -> anyhow::Result<Discovery> {
     let body = fetched.body.unwrap_or_default();
     let links = match parse_feed(&body, fetched.content_type.as_deref(), &fetched.final_url) {
         Ok(feed) => {
-            let at = fetched.permanent_redirect.unwrap_or_else(|| url.clone());
+            let mut found = found(fetched.permanent_redirect.as_ref().unwrap_or(url), &feed);
+            found.in_config = in_config(&found.config_url);
             return Ok(Discovery {
                 is_feed: true,
                 tried_usual_paths: false,
-                found: vec![found(&at, &feed, in_config(&at))],
+                found: vec![found],
                 unusable: Vec::new(),
             });
         }
@@ -111,16 +114,11 @@ pub async fn discover(config: &Config, url: &Url) -> anyhow::Result<Discovery> {
             .filter_map(|link| Url::parse(link).ok())
             .collect()
     };
-    // Each document once, and not the page itself (a link to itself, `/feed` answered by it).
-    let mut seen = vec![fetched_document(url), fetched_document(&fetched.final_url)];
+    // Each document once, and not the page itself (a page may link to itself).
+    let mut seen = HashSet::from([fetched_document(url), fetched_document(&fetched.final_url)]);
     let candidates: Vec<Url> = joined
         .into_iter()
-        .filter(|candidate| {
-            let document = fetched_document(candidate);
-            let new = !seen.contains(&document);
-            seen.push(document);
-            new
-        })
+        .filter(|candidate| seen.insert(fetched_document(candidate)))
         .collect();
     let tried: Vec<_> = stream::iter(&candidates)
         .map(|candidate| try_feed(&fetcher, candidate, url))
@@ -133,16 +131,15 @@ pub async fn discover(config: &Config, url: &Url) -> anyhow::Result<Discovery> {
         found: Vec::new(),
         unusable: Vec::new(),
     };
-    let mut found_at = Vec::new();
+    let mut found_at = HashSet::new();
     for (candidate, tried) in candidates.iter().zip(tried) {
         match tried {
-            Ok((feed, at)) => {
-                // `/feed` and `/rss` often move to the same document.
-                if !found_at.contains(&fetched_document(&at)) {
-                    found_at.push(fetched_document(&at));
-                    discovery.found.push(found(&at, &feed, in_config(&at)));
-                }
+            // `/feed` and `/rss` often move to the same document.
+            Ok(mut found) if found_at.insert(fetched_document(&found.config_url)) => {
+                found.in_config = in_config(&found.config_url);
+                discovery.found.push(found);
             }
+            Ok(_) => {}
             Err(reason) if !tried_usual_paths => discovery.unusable.push(Unusable {
                 url: redact(candidate),
                 reason,
@@ -153,14 +150,11 @@ pub async fn discover(config: &Config, url: &Url) -> anyhow::Result<Discovery> {
     Ok(discovery)
 }
 
-/// A candidate fetched and parsed, with where it lives (after a permanent redirect), or why it
+/// A candidate fetched and parsed, listed where it lives (after a permanent redirect), or why it
 /// is not a feed. On the origin of the URL the user typed it is fetched as a feed; elsewhere
-/// through the article pages' network guard (see the module's header).
-async fn try_feed(
-    fetcher: &Fetcher,
-    candidate: &Url,
-    typed: &Url,
-) -> Result<(ParsedFeed, Url), String> {
+/// through the article pages' network guard (see the module's header). Only the listing is
+/// kept: the candidates' documents do not wait in memory for the slowest.
+async fn try_feed(fetcher: &Fetcher, candidate: &Url, typed: &Url) -> Result<FoundFeed, String> {
     let fetched = if candidate.origin() == typed.origin() {
         fetcher.fetch(candidate, &Validators::default(), None).await
     } else {
@@ -170,21 +164,20 @@ async fn try_feed(
     let body = fetched.body.unwrap_or_default();
     let feed = parse_feed(&body, fetched.content_type.as_deref(), &fetched.final_url)
         .map_err(|err| err.to_string())?;
-    Ok((
-        feed,
-        fetched
-            .permanent_redirect
-            .unwrap_or_else(|| candidate.clone()),
+    Ok(found(
+        fetched.permanent_redirect.as_ref().unwrap_or(candidate),
+        &feed,
     ))
 }
 
-fn found(url: &Url, feed: &ParsedFeed, in_config: bool) -> FoundFeed {
+/// `feed`'s listing at `url`; whether the config lists it is for the caller to say.
+fn found(url: &Url, feed: &ParsedFeed) -> FoundFeed {
     FoundFeed {
         url: redact(url),
         config_url: url.clone(),
         title: feed.title.clone().filter(|title| !title.trim().is_empty()),
         entries: feed.entries.len(),
-        in_config,
+        in_config: false,
     }
 }
 

@@ -47,7 +47,7 @@ pub enum ParseError {
     /// An HTML page where a feed was expected; `feed_links` are the page's
     /// `<link rel="alternate">` feeds, in its order. The message names the first: it is the URL
     /// the user most likely meant to configure.
-    #[error("{}", html_page_text(.feed_links.first()))]
+    #[error("{}", html_page_text(.feed_links.first().map(String::as_str)))]
     HtmlPage { feed_links: Vec<String> },
     #[error("not a valid feed: {0}")]
     Invalid(String),
@@ -55,7 +55,7 @@ pub enum ParseError {
     Panicked(String),
 }
 
-fn html_page_text(feed_link: Option<&String>) -> String {
+fn html_page_text(feed_link: Option<&str>) -> String {
     match feed_link {
         Some(link) => format!("this is an HTML page; its feed may be at {link}"),
         None => "this is an HTML page, not a feed, and it links to no feed".to_owned(),
