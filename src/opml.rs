@@ -1,12 +1,8 @@
 //! OPML import and export: moving a subscription list between feedhound and other feed readers.
 //!
 //! Import reads an OPML file (as written by Feedly, Inoreader, Miniflux, NetNewsWire …) and
-//! appends its new feeds to the config file as `[[feed]]` tables. The config file belongs to the
-//! user, so it is edited with `toml_edit`, never regenerated: comments, blank lines and key order
-//! outside the added tables stay byte-for-byte. The result is checked with
-//! [`Config::parse_with`] (its secrets left unread: importing feeds needs none) before anything
-//! is written, then written to a temporary file beside the original and renamed over it, so a
-//! crash leaves either the old file or the new one, never half of one.
+//! appends its new feeds to the config file as `[[feed]]` tables, through [`config_edit`]: the
+//! rest of the file stays byte for byte, and it is replaced whole or not at all.
 //!
 //! Export writes the feeds of a validated [`Config`] as OPML 2.0; names become `text`/`title`,
 //! tags a `category` attribute, so that exporting and importing again gives the same feeds.
@@ -19,19 +15,18 @@
 
 use std::collections::HashSet;
 use std::fmt;
-use std::io::Write;
 use std::path::Path;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use chrono::{DateTime, Utc};
 use quick_xml::XmlVersion;
 use quick_xml::events::attributes::{AttrError, Attribute};
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::reader::Reader;
-use toml_edit::{Array, ArrayOfTables, DocumentMut, Item, Table, value};
 use url::Url;
 
-use crate::config::{Config, FeedConfig, Secrets, fetched_document, folder_of};
+use crate::config::{Config, FeedConfig, fetched_document};
+use crate::config_edit::{self, ConfigFile};
 
 /// One feed outline read from an OPML file, before its URL is checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,25 +130,10 @@ impl fmt::Display for ImportReport {
 /// A missing config file is created. The file is left untouched when nothing is new, and the
 /// import is refused when the config file is already invalid (fix it first, then import).
 pub fn import(config_path: &Path, opml_text: &str) -> anyhow::Result<ImportReport> {
-    // Follow a symlinked config to the real file, so the rename replaces the file and not the link.
-    let target = match std::fs::canonicalize(config_path) {
-        Ok(real) => real,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => config_path.to_path_buf(),
-        Err(err) => {
-            return Err(err).with_context(|| format!("cannot open {}", config_path.display()));
-        }
-    };
-    let original = match std::fs::read_to_string(&target) {
-        Ok(text) => text,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(err) => {
-            return Err(err).with_context(|| format!("cannot read {}", config_path.display()));
-        }
-    };
-    let (updated, report) = plan_import(&original, config_path, opml_text)?;
+    let file = ConfigFile::read(config_path)?;
+    let (updated, report) = plan_import(&file.text, config_path, opml_text)?;
     if !report.added.is_empty() {
-        replace_file(&target, &updated)
-            .with_context(|| format!("cannot write {}", config_path.display()))?;
+        file.save(&updated)?;
     }
     Ok(report)
 }
@@ -166,8 +146,7 @@ pub fn plan_import(
     opml_text: &str,
 ) -> anyhow::Result<(String, ImportReport)> {
     let outlines = parse_opml(opml_text)?;
-    let config = Config::parse_with(config_text, config_path, Secrets::Unread)
-        .context("the config file must be valid before feeds can be imported into it")?;
+    let config = config_edit::parse_for_adding(config_text, config_path)?;
     // Compared as the config's own check compares them, so every added URL loads.
     let in_config: HashSet<Url> = config
         .feeds
@@ -216,89 +195,14 @@ pub fn plan_import(
     if report.added.is_empty() {
         return Ok((config_text.to_string(), report));
     }
-
-    let mut document: DocumentMut = config_text
-        .parse()
-        .context("the config file is not valid TOML")?;
-    let feeds = match document
-        .entry("feed")
-        .or_insert_with(|| Item::ArrayOfTables(ArrayOfTables::new()))
-    {
-        Item::ArrayOfTables(tables) => tables,
-        _ => bail!(
-            "{}: `feed` is not written as [[feed]] tables; import only appends [[feed]] tables",
-            config_path.display()
-        ),
-    };
-    for (index, feed) in report.added.iter().enumerate() {
-        feeds.push(feed_table(feed, index == 0));
-    }
-    let updated = document.to_string();
-
-    // toml_edit guarantees the text, this guards the meaning: never save a config that would not load.
-    let reloaded = Config::parse_with(&updated, config_path, Secrets::Unread)
-        .context("internal error: the imported config does not validate; nothing was written")?;
-    if reloaded.feeds != [config.feeds, report.added.clone()].concat() {
-        bail!(
-            "internal error: the imported config does not list the expected feeds; nothing was written"
-        );
-    }
+    let updated = config_edit::append_feeds(
+        config_text,
+        config_path,
+        &config,
+        &report.added,
+        "feedhound opml import",
+    )?;
     Ok((updated, report))
-}
-
-/// One `[[feed]]` table; the first of an import carries a comment saying where the block came from.
-fn feed_table(feed: &FeedConfig, first: bool) -> Table {
-    let mut table = Table::new();
-    table.insert("url", value(feed.url.as_str()));
-    if let Some(name) = &feed.name {
-        table.insert("name", value(name.as_str()));
-    }
-    if !feed.tags.is_empty() {
-        table.insert("tags", value(feed.tags.iter().collect::<Array>()));
-    }
-    let prefix = if first {
-        format!(
-            "\n# Added by `feedhound opml import` on {}.\n",
-            Utc::now().format("%Y-%m-%d")
-        )
-    } else {
-        "\n".to_string()
-    };
-    table.decor_mut().set_prefix(prefix);
-    table
-}
-
-/// Writes `contents` to a temporary file in `path`'s folder, flushes it to disk, then renames it
-/// over `path`: the rename is atomic, so readers (and crashes) see the old file or the new one.
-fn replace_file(path: &Path, contents: &str) -> std::io::Result<()> {
-    let folder = folder_of(path);
-    let mut temp = tempfile::Builder::new()
-        .prefix(".feedhound-import-")
-        .tempfile_in(folder)?;
-    temp.write_all(contents.as_bytes())?;
-    // The temporary file is created private (0600) and owned by whoever runs this; keep the
-    // original's permissions instead, and as root its owner too: a config that root edits for
-    // the service's user must stay readable by that user.
-    if let Ok(metadata) = std::fs::metadata(path) {
-        temp.as_file().set_permissions(metadata.permissions())?;
-        #[cfg(unix)]
-        keep_owner(temp.as_file(), &metadata)?;
-    }
-    temp.as_file().sync_all()?;
-    temp.persist(path).map_err(|err| err.error)?;
-    // Make the rename itself durable; folders cannot be opened for syncing on Windows.
-    #[cfg(unix)]
-    std::fs::File::open(folder)?.sync_all()?;
-    Ok(())
-}
-
-#[cfg(unix)]
-fn keep_owner(file: &std::fs::File, original: &std::fs::Metadata) -> std::io::Result<()> {
-    use std::os::unix::fs::MetadataExt;
-    if !crate::config::running_as_root() {
-        return Ok(());
-    }
-    std::os::unix::fs::fchown(file, Some(original.uid()), Some(original.gid()))
 }
 
 /// Reads an OPML file into text, honouring a byte order mark or the encoding its XML declaration
