@@ -196,12 +196,16 @@ pub enum Command {
         format: Format,
     },
     /// Find the feeds a web site offers (its page's feed links, or the usual paths such as
-    /// /feed and /rss.xml), check that each parses, and print them as [[feed]] tables to add.
-    /// Stores nothing
+    /// /feed and /rss.xml), check that each parses, and print them as [[feed]] tables to add
+    /// (or, with --add, add them to the config file). Stores nothing in the database
     Discover {
         /// The site's page (`https://` is assumed when no scheme is given), or a feed's URL to
         /// check
         url: String,
+        /// Add feeds found to the config file: alone, the one the config does not list yet;
+        /// `all`; or their numbers in the list, such as `1,3`. A running daemon reloads the file
+        #[arg(long, value_name = "WHICH", num_args = 0..=1, default_missing_value = "")]
+        add: Option<discover::Choice>,
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
@@ -559,7 +563,7 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Discover { url, format } => {
+        Command::Discover { url, add, format } => {
             let url = site_url(&url)?;
             // A new user discovers before writing a config: the defaults serve then.
             let config = if cli.config.exists() {
@@ -568,7 +572,20 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
                 Config::parse_with("", &cli.config, crate::config::Secrets::Unread)?
             };
             let discovery = discover::discover(&config, &url).await?;
-            print_discovery(&discovery, &url, &config, format)?;
+            // The listing is printed whatever the adding gives: its numbers are how to choose.
+            let adding = add.map(|choice| {
+                let chosen = discovery.chosen(&choice)?;
+                let added = discover::add_to_config(&cli.config, &chosen)?;
+                anyhow::Ok(Adding { chosen, added })
+            });
+            let added = match &adding {
+                Some(Ok(adding)) => Some(adding),
+                _ => None,
+            };
+            print_discovery(&discovery, added, &url, &config, format)?;
+            if let Some(Err(err)) = adding {
+                return Err(err);
+            }
             Ok(if discovery.found.is_empty() {
                 ExitCode::FAILURE
             } else {
@@ -744,16 +761,43 @@ fn site_url(arg: &str) -> anyhow::Result<url::Url> {
     }
 }
 
+/// What `discover --add` picked and, of those, what the config did not list yet.
+struct Adding<'a> {
+    chosen: Vec<&'a discover::FoundFeed>,
+    added: Vec<crate::config::FeedConfig>,
+}
+
 /// `discover` output; JSON fields are only ever added.
 fn print_discovery(
     discovery: &discover::Discovery,
+    adding: Option<&Adding<'_>>,
     url: &url::Url,
     config: &Config,
     format: Format,
 ) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
+    let added: Vec<String> = adding.map_or_else(Vec::new, |adding| {
+        adding
+            .added
+            .iter()
+            .map(|feed| fetch::redact(&feed.url))
+            .collect()
+    });
     if format == Format::Json {
-        return write_json(&mut out, discovery);
+        #[derive(serde::Serialize)]
+        struct Output<'a> {
+            #[serde(flatten)]
+            discovery: &'a discover::Discovery,
+            /// The feeds `--add` added to the config file.
+            added: &'a [String],
+        }
+        return write_json(
+            &mut out,
+            &Output {
+                discovery,
+                added: &added,
+            },
+        );
     }
     let shown = fetch::redact(url);
     if discovery.found.is_empty() {
@@ -770,8 +814,8 @@ fn print_discovery(
         if discovery.is_feed {
             writeln!(out, "{shown} is a feed.\n")?;
         }
-        writeln!(out, "{:>7}  {:<50}  TITLE", "ENTRIES", "FEED")?;
-        for feed in &discovery.found {
+        writeln!(out, "{:>2}  {:>7}  {:<50}  TITLE", "#", "ENTRIES", "FEED")?;
+        for (index, feed) in discovery.found.iter().enumerate() {
             let listed = if feed.in_config {
                 "  (in the config)"
             } else {
@@ -779,7 +823,8 @@ fn print_discovery(
             };
             writeln!(
                 out,
-                "{:>7}  {:<50}  {}{listed}",
+                "{:>2}  {:>7}  {:<50}  {}{listed}",
+                index + 1,
                 feed.entries,
                 feed.url,
                 feed.title.as_deref().unwrap_or("-")
@@ -792,11 +837,30 @@ fn print_discovery(
             writeln!(out, "  {}: {}", unusable.url, unusable.reason)?;
         }
     }
+    if let Some(adding) = adding {
+        if adding.added.is_empty() && !discovery.found.is_empty() {
+            writeln!(out, "\nNothing to add: the config lists them already.")?;
+        } else if !adding.added.is_empty() {
+            writeln!(
+                out,
+                "\nAdded to {} (a running daemon reloads it):",
+                config.source.display()
+            )?;
+            for feed in &adding.chosen {
+                if added.contains(&feed.url) {
+                    writeln!(out, "  + {}", feed.url)?;
+                } else {
+                    writeln!(out, "  = {}  (in the config already)", feed.url)?;
+                }
+            }
+        }
+        return Ok(());
+    }
     let tables = discovery.config_tables();
     if !tables.is_empty() {
         writeln!(
             out,
-            "\nTo poll them, add to {} (then `feedhound check`):\n{tables}",
+            "\nTo poll them, add to {} (then `feedhound check`), or run this again with `--add`:\n{tables}",
             config.source.display()
         )?;
     }

@@ -3,7 +3,8 @@
 //! Users know a publisher's site, rarely its feed's address. The site's page names its feeds in
 //! `<link rel="alternate">` tags; a page that names none often still serves one at a usual path
 //! (`/feed`, `/rss.xml`…). Each candidate is fetched and parsed as a poll would, so what is
-//! listed polls, with its title and how many entries it holds now. Nothing is stored.
+//! listed polls, with its title and how many entries it holds now. Nothing is stored; with
+//! `--add`, the feeds the user picks are added to the config file through [`config_edit`].
 //!
 //! The page's publisher chose its links, so a link off the origin of the URL the user typed is
 //! fetched as article pages are: never on this machine or its private network, unless the user
@@ -11,13 +12,16 @@
 //! paths there, are the user's choice and are fetched as a configured feed is.
 
 use std::collections::HashSet;
+use std::path::Path;
+use std::str::FromStr;
 
 use anyhow::Context as _;
 use futures_util::{StreamExt as _, stream};
 use serde::Serialize;
 use url::Url;
 
-use crate::config::{Config, fetched_document};
+use crate::config::{Config, FeedConfig, fetched_document};
+use crate::config_edit::{self, ConfigFile};
 use crate::fetch::{FetchSettings, Fetcher, Validators, redact};
 use crate::model::ParsedFeed;
 use crate::parse::{ParseError, parse_feed};
@@ -175,7 +179,12 @@ fn found(url: &Url, feed: &ParsedFeed) -> FoundFeed {
     FoundFeed {
         url: redact(url),
         config_url: url.clone(),
-        title: feed.title.clone().filter(|title| !title.trim().is_empty()),
+        // On one line: it is shown in a table and becomes the feed's `name`.
+        title: feed
+            .title
+            .as_deref()
+            .map(|title| title.split_whitespace().collect::<Vec<_>>().join(" "))
+            .filter(|title| !title.is_empty()),
         entries: feed.entries.len(),
         in_config: false,
     }
@@ -196,6 +205,113 @@ impl Discovery {
     }
 }
 
+/// Which of the feeds found `discover --add` adds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Choice {
+    /// The one feed found that the config does not list; refused when there are several, as
+    /// a site's other feeds (comments, one category) are seldom wanted too.
+    TheNewOne,
+    /// Every feed found that the config does not list.
+    All,
+    /// By their numbers in the listing, from 1.
+    Numbers(Vec<usize>),
+}
+
+impl FromStr for Choice {
+    type Err = String;
+
+    /// `""` (`--add` alone), `all`, or numbers such as `1,3`.
+    fn from_str(text: &str) -> Result<Choice, String> {
+        match text.trim() {
+            "" => Ok(Choice::TheNewOne),
+            "all" => Ok(Choice::All),
+            numbers => numbers
+                .split(',')
+                .map(|number| match number.trim().parse::<usize>() {
+                    Ok(number) if number > 0 => Ok(number),
+                    _ => Err(format!(
+                        "`{}` is not a feed's number in the list; give `all` or numbers such as `1,3`",
+                        number.trim()
+                    )),
+                })
+                .collect::<Result<_, _>>()
+                .map(Choice::Numbers),
+        }
+    }
+}
+
+impl Discovery {
+    /// The feeds `choice` picks, in the listing's order; an error that says how to choose when
+    /// it picks none that exists or is ambiguous.
+    pub fn chosen(&self, choice: &Choice) -> anyhow::Result<Vec<&FoundFeed>> {
+        let not_listed = || self.found.iter().filter(|feed| !feed.in_config);
+        match choice {
+            Choice::All => Ok(not_listed().collect()),
+            Choice::TheNewOne => {
+                let new: Vec<_> = not_listed().collect();
+                if new.len() > 1 {
+                    anyhow::bail!(
+                        "{} of the feeds found are not in the config: name the ones to add by their \
+                         numbers in the list (`--add 1,3`), or add them all (`--add all`)",
+                        new.len()
+                    );
+                }
+                Ok(new)
+            }
+            Choice::Numbers(numbers) => {
+                if let Some(missing) = numbers.iter().find(|&&n| n > self.found.len()) {
+                    anyhow::bail!(
+                        "there is no feed {missing}: the list has {} (`--add` takes their numbers)",
+                        self.found.len()
+                    );
+                }
+                Ok(self
+                    .found
+                    .iter()
+                    .enumerate()
+                    .filter(|(index, _)| numbers.contains(&(index + 1)))
+                    .map(|(_, feed)| feed)
+                    .collect())
+            }
+        }
+    }
+}
+
+/// Adds `chosen` to the config file at `config_path` (created when missing), each under its
+/// title as `name`, leaving out those the file lists by then. Returns what was added.
+pub fn add_to_config(config_path: &Path, chosen: &[&FoundFeed]) -> anyhow::Result<Vec<FeedConfig>> {
+    let file = ConfigFile::read(config_path)?;
+    let config = config_edit::parse_for_adding(&file.text, config_path)?;
+    let mut listed: HashSet<Url> = config
+        .feeds
+        .iter()
+        .map(|feed| fetched_document(&feed.url))
+        .collect();
+    let added: Vec<FeedConfig> = chosen
+        .iter()
+        .filter(|feed| listed.insert(fetched_document(&feed.config_url)))
+        .map(|feed| FeedConfig {
+            url: feed.config_url.clone(),
+            name: feed.title.clone(),
+            interval: None,
+            tags: Vec::new(),
+            headers: None,
+            fetch_articles: false,
+        })
+        .collect();
+    if !added.is_empty() {
+        let updated = config_edit::append_feeds(
+            &file.text,
+            config_path,
+            &config,
+            &added,
+            "feedhound discover",
+        )?;
+        file.save(&updated)?;
+    }
+    Ok(added)
+}
+
 /// `text` as a TOML basic string: a feed's title is the publisher's and may hold quotes.
 fn toml_string(text: &str) -> String {
     toml_edit::Value::from(text).to_string()
@@ -204,6 +320,66 @@ fn toml_string(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn listed(path: &str, in_config: bool) -> FoundFeed {
+        let url = Url::parse("https://news.example/")
+            .unwrap()
+            .join(path)
+            .unwrap();
+        FoundFeed {
+            url: url.to_string(),
+            config_url: url,
+            title: None,
+            entries: 1,
+            in_config,
+        }
+    }
+
+    #[test]
+    fn add_takes_the_one_new_feed_all_of_them_or_the_numbers_given() {
+        let parse = |text: &str| text.parse::<Choice>();
+        assert_eq!(parse(""), Ok(Choice::TheNewOne));
+        assert_eq!(parse("all"), Ok(Choice::All));
+        assert_eq!(parse("1, 3"), Ok(Choice::Numbers(vec![1, 3])));
+        for wrong in ["0", "first", "1,,2", "-1"] {
+            assert!(parse(wrong).is_err(), "{wrong}");
+        }
+
+        let mut discovery = Discovery {
+            is_feed: false,
+            tried_usual_paths: false,
+            found: vec![listed("/rss", true), listed("/atom", false)],
+            unusable: Vec::new(),
+        };
+        let paths = |chosen: Vec<&FoundFeed>| -> Vec<String> {
+            chosen
+                .iter()
+                .map(|feed| feed.config_url.path().to_owned())
+                .collect()
+        };
+        assert_eq!(
+            paths(discovery.chosen(&Choice::TheNewOne).unwrap()),
+            ["/atom"]
+        );
+        discovery.found.push(listed("/comments", false));
+        let ambiguous = discovery.chosen(&Choice::TheNewOne).unwrap_err();
+        assert!(
+            ambiguous
+                .to_string()
+                .starts_with("2 of the feeds found are not in the config"),
+            "{ambiguous}"
+        );
+        assert_eq!(
+            paths(discovery.chosen(&Choice::All).unwrap()),
+            ["/atom", "/comments"]
+        );
+        assert_eq!(
+            paths(discovery.chosen(&Choice::Numbers(vec![3, 1])).unwrap()),
+            ["/rss", "/comments"],
+            "in the list's order; one the config lists is left for the file to say"
+        );
+        assert!(discovery.chosen(&Choice::Numbers(vec![4])).is_err());
+    }
 
     #[test]
     fn the_config_tables_hold_the_url_that_polls_quote_the_title_and_skip_feeds_listed() {

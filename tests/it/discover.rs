@@ -44,10 +44,12 @@ fn a_pages_feed_links_are_each_fetched_parsed_and_offered_as_config_tables() {
         .lines()
         .find(|line| line.contains(&feed_url))
         .unwrap_or_else(|| panic!("no row for the feed in:\n{stdout}"));
-    assert!(
-        row.trim_start().starts_with("2 ") && row.ends_with("Test feed"),
-        "{row}"
+    assert_eq!(
+        row.split_whitespace().take(2).collect::<Vec<_>>(),
+        ["1", "2"],
+        "its number in the list, then its entries: {row}"
     );
+    assert!(row.ends_with("Test feed"), "{row}");
     assert!(
         stdout.contains(&format!(
             "Named by the page, but not readable as feeds:\n  {}: HTTP status 404",
@@ -63,7 +65,7 @@ fn a_pages_feed_links_are_each_fetched_parsed_and_offered_as_config_tables() {
         "{stdout}"
     );
     assert!(elsewhere.requests("internal.xml").is_empty());
-    let tables = stdout.split_once("(then `feedhound check`):\n").unwrap().1;
+    let tables = stdout.split_once("again with `--add`:\n").unwrap().1;
     let parsed: toml::Table = toml::from_str(tables).unwrap();
     let feeds = parsed["feed"].as_array().unwrap();
     assert_eq!(feeds.len(), 1, "{tables}");
@@ -156,5 +158,122 @@ fn a_feeds_own_url_is_checked_without_a_config_file() {
     assert!(
         !dir.path().join("feedhound.toml").exists(),
         "nothing is written"
+    );
+}
+
+#[test]
+fn add_appends_the_feeds_chosen_to_the_config_which_then_polls_them() {
+    let server = FeedServer::start();
+    server.set(
+        "",
+        html(
+            "<html><head>\
+              <link rel=\"alternate\" type=\"application/rss+xml\" href=\"/rss.xml\">\
+              <link rel=\"alternate\" type=\"application/atom+xml\" href=\"/comments.atom\">\
+              </head></html>"
+                .to_string(),
+        ),
+    );
+    server.feed("rss.xml", rss(&["<guid>1</guid><title>One</title>"]));
+    server.feed(
+        "comments.atom",
+        "<?xml version=\"1.0\"?><feed xmlns=\"http://www.w3.org/2005/Atom\">\
+         <title>Comments on\n  the blog</title><id>urn:c</id><updated>2026-11-20T10:00:00Z</updated>\
+         <entry><id>urn:c:1</id><title>Re: One</title><updated>2026-11-20T10:00:00Z</updated></entry>\
+         </feed>",
+    );
+    let app = App::new(
+        &[],
+        "\n# Watched since the spring.\n[[company]]\nname = \"Harbor\"\n",
+    );
+    let original = std::fs::read_to_string(&app.config_path).unwrap();
+    let site = server.url("");
+
+    let ambiguous = app.cli(&["discover", &site, "--add"]);
+    assert_eq!(ambiguous.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&ambiguous.stderr);
+    assert!(
+        stderr.contains("2 of the feeds found are not in the config")
+            && stderr.contains("`--add 1,3`"),
+        "{stderr}"
+    );
+    assert!(
+        stdout_of(&ambiguous).contains(" 2        1  "),
+        "the list, with the numbers to choose by, is still printed: {}",
+        stdout_of(&ambiguous)
+    );
+    let no_such = app.cli(&["discover", &site, "--add", "3"]);
+    assert_eq!(no_such.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&no_such.stderr).contains("there is no feed 3: the list has 2"),
+        "{}",
+        String::from_utf8_lossy(&no_such.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&app.config_path).unwrap(),
+        original,
+        "a refused choice writes nothing"
+    );
+
+    let second = app.cli(&["discover", &site, "--add", "2"]);
+    assert!(
+        second.status.success(),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    assert!(
+        stdout_of(&second).contains(&format!("  + {}\n", server.url("comments.atom"))),
+        "{}",
+        stdout_of(&second)
+    );
+    let edited = std::fs::read_to_string(&app.config_path).unwrap();
+    assert!(
+        edited.starts_with(&original),
+        "the user's text is kept: {edited}"
+    );
+    assert!(
+        edited.contains("# Added by `feedhound discover` on "),
+        "{edited}"
+    );
+    let config = app.config();
+    assert_eq!(config.feeds.len(), 1, "{edited}");
+    assert_eq!(config.feeds[0].url.as_str(), server.url("comments.atom"));
+    assert_eq!(
+        config.feeds[0].name.as_deref(),
+        Some("Comments on the blog"),
+        "the title, on one line, names it"
+    );
+
+    // Now one feed is new: `--add` alone takes it, and the JSON says what was added.
+    let rest = app.cli(&["discover", &site, "--add", "--format", "json"]);
+    assert!(
+        rest.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rest.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&rest.stdout).unwrap();
+    assert_eq!(json["added"], serde_json::json!([server.url("rss.xml")]));
+    assert_eq!(json["found"].as_array().unwrap().len(), 2, "{json}");
+
+    let nothing = app.cli(&["discover", &site, "--add", "1,2"]);
+    assert!(nothing.status.success());
+    assert!(
+        stdout_of(&nothing).contains("Nothing to add: the config lists them already."),
+        "{}",
+        stdout_of(&nothing)
+    );
+    let edited_twice = std::fs::read_to_string(&app.config_path).unwrap();
+    assert_eq!(
+        edited_twice.matches("[[feed]]").count(),
+        2,
+        "{edited_twice}"
+    );
+
+    let poll = app.cli(&["poll"]);
+    assert!(
+        stdout_of(&poll).contains("feeds: 2 ok"),
+        "{}{}",
+        stdout_of(&poll),
+        String::from_utf8_lossy(&poll.stderr)
     );
 }
