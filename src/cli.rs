@@ -801,15 +801,17 @@ fn print_discovery(
     }
     let shown = fetch::redact(url);
     if discovery.found.is_empty() {
-        let tried = if discovery.tried_usual_paths {
-            format!(
-                "its page names no feed, and none of {} serves one",
-                discover::USUAL_PATHS.join(", ")
-            )
+        // Found empty means the usual paths were tried too.
+        let named = if discovery.unusable.is_empty() {
+            "its page names no feed"
         } else {
-            "none of the feeds its page names could be read".to_owned()
+            "none of the feeds its page names could be read"
         };
-        eprintln!("No feed found at {shown}: {tried}.");
+        eprintln!(
+            "No feed found at {shown}: {named}, and none of {} serves one, in its folder or at \
+             the site's root.",
+            discover::USUAL_PATHS.join(", ")
+        );
     } else {
         if discovery.is_feed {
             writeln!(out, "{shown} is a feed.\n")?;

@@ -7,9 +7,10 @@
 //! `--add`, the feeds the user picks are added to the config file through [`config_edit`].
 //!
 //! The page's publisher chose its links, so a link off the origin of the URL the user typed is
-//! fetched as article pages are: never on this machine or its private network, unless the user
-//! lifted the guard (`[polling] private_article_links`). Links on that origin, and the usual
-//! paths there, are the user's choice and are fetched as a configured feed is.
+//! fetched through the article pages' guard (asking for a feed all the same): never on this
+//! machine or its private network, unless the user lifted the guard (`[polling]
+//! private_article_links`). Links on that origin, and the usual paths there, are the user's
+//! choice and are fetched as a configured feed is.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -27,7 +28,8 @@ use crate::model::ParsedFeed;
 use crate::parse::{ParseError, parse_feed};
 
 /// Where sites often serve a feed without naming it in their pages (WordPress, Ghost, Hugo,
-/// Jekyll and static-site defaults), tried on the page's origin when it names none.
+/// Jekyll and static-site defaults), tried in the page's folder and at its site's root when the
+/// page names no feed that can be read.
 pub const USUAL_PATHS: [&str; 7] = [
     "/feed",
     "/rss",
@@ -68,7 +70,7 @@ pub struct Unusable {
 pub struct Discovery {
     /// The URL the user gave is a feed itself: it is `found[0]`.
     pub is_feed: bool,
-    /// Nothing was named by the page, so the usual paths were tried.
+    /// The page names no feed that could be read, so the usual paths were tried.
     pub tried_usual_paths: bool,
     pub found: Vec<FoundFeed>,
     /// Feeds the page names that failed; the usual paths' failures are expected and left out.
@@ -76,8 +78,8 @@ pub struct Discovery {
 }
 
 /// Finds the feeds at `url`: the URL itself when it is one, else the feeds its page names,
-/// else those at the usual paths of its origin. An error when `url` cannot be fetched, or is
-/// neither a page nor a feed.
+/// else (none of them read) those at the usual paths. An error when `url` cannot be fetched,
+/// or is neither a page nor a feed.
 pub async fn discover(config: &Config, url: &Url) -> anyhow::Result<Discovery> {
     let fetcher = Fetcher::new(FetchSettings::from(&config.polling))?;
     let in_config = |found: &Url| {
@@ -106,52 +108,80 @@ pub async fn discover(config: &Config, url: &Url) -> anyhow::Result<Discovery> {
         Err(ParseError::HtmlPage { feed_links }) => feed_links,
         Err(err) => anyhow::bail!("{} is neither a web page nor a feed: {err}", redact(url)),
     };
-    let tried_usual_paths = links.is_empty();
-    let joined: Vec<Url> = if tried_usual_paths {
-        USUAL_PATHS
-            .iter()
-            .filter_map(|path| url.join(path).ok())
-            .collect()
-    } else {
-        links
-            .iter()
-            .filter_map(|link| Url::parse(link).ok())
-            .collect()
-    };
-    // Each document once, and not the page itself (a page may link to itself).
-    let mut seen = HashSet::from([fetched_document(url), fetched_document(&fetched.final_url)]);
-    let candidates: Vec<Url> = joined
-        .into_iter()
-        .filter(|candidate| seen.insert(fetched_document(candidate)))
+    let named: Vec<Url> = links
+        .iter()
+        .filter_map(|link| Url::parse(link).ok())
         .collect();
-    let tried: Vec<_> = stream::iter(&candidates)
-        .map(|candidate| try_feed(&fetcher, candidate, url))
-        .buffered(AT_ONCE)
-        .collect()
-        .await;
     let mut discovery = Discovery {
         is_feed: false,
-        tried_usual_paths,
+        tried_usual_paths: false,
         found: Vec::new(),
         unusable: Vec::new(),
     };
+    // Each document once, and not the page itself (a page may link to itself).
+    let mut tried = HashSet::from([fetched_document(url), fetched_document(&fetched.final_url)]);
     let mut found_at = HashSet::new();
-    for (candidate, tried) in candidates.iter().zip(tried) {
-        match tried {
-            // `/feed` and `/rss` often move to the same document.
-            Ok(mut found) if found_at.insert(fetched_document(&found.config_url)) => {
-                found.in_config = in_config(&found.config_url);
-                discovery.found.push(found);
+    let mut try_each = async |candidates: Vec<Url>, discovery: &mut Discovery| {
+        let candidates: Vec<Url> = candidates
+            .into_iter()
+            .filter(|candidate| tried.insert(fetched_document(candidate)))
+            .collect();
+        let results: Vec<_> = stream::iter(&candidates)
+            .map(|candidate| try_feed(&fetcher, candidate, url))
+            .buffered(AT_ONCE)
+            .collect()
+            .await;
+        for (candidate, result) in candidates.iter().zip(results) {
+            match result {
+                // `/feed` and `/rss` often move to the same document.
+                Ok(mut found) if found_at.insert(fetched_document(&found.config_url)) => {
+                    found.in_config = in_config(&found.config_url);
+                    discovery.found.push(found);
+                }
+                Ok(_) => {}
+                // The usual paths' failures are expected, not news.
+                Err(_) if discovery.tried_usual_paths => {}
+                Err(reason) => discovery.unusable.push(Unusable {
+                    url: redact(candidate),
+                    reason,
+                }),
             }
-            Ok(_) => {}
-            Err(reason) if !tried_usual_paths => discovery.unusable.push(Unusable {
-                url: redact(candidate),
-                reason,
-            }),
-            Err(_) => {}
         }
+    };
+    try_each(named, &mut discovery).await;
+    if discovery.found.is_empty() {
+        discovery.tried_usual_paths = true;
+        try_each(usual_candidates(&fetched.final_url), &mut discovery).await;
     }
     Ok(discovery)
+}
+
+/// The usual paths in the page's folder (`/blog/feed` for `/blog`, `/blog/` or
+/// `/blog/post.html`), then at its site's root.
+fn usual_candidates(page: &Url) -> Vec<Url> {
+    let mut folder = page.clone();
+    folder.set_query(None);
+    folder.set_fragment(None);
+    let path = folder.path().to_owned();
+    let last_segment = path.rsplit('/').next().unwrap_or_default();
+    // A last segment without a dot names a folder (`/blog`), one with a dot a file in it.
+    if !last_segment.is_empty() && !last_segment.contains('.') {
+        folder.set_path(&format!("{path}/"));
+    }
+    let mut folders: Vec<Url> = folder.join("./").into_iter().collect();
+    if let Ok(root) = page.join("/")
+        && !folders.contains(&root)
+    {
+        folders.push(root);
+    }
+    folders
+        .iter()
+        .flat_map(|folder| {
+            USUAL_PATHS
+                .iter()
+                .filter_map(|usual| folder.join(usual.trim_start_matches('/')).ok())
+        })
+        .collect()
 }
 
 /// A candidate fetched and parsed, listed where it lives (after a permanent redirect), or why it
@@ -162,7 +192,7 @@ async fn try_feed(fetcher: &Fetcher, candidate: &Url, typed: &Url) -> Result<Fou
     let fetched = if candidate.origin() == typed.origin() {
         fetcher.fetch(candidate, &Validators::default(), None).await
     } else {
-        fetcher.fetch_page(candidate, None, None).await
+        fetcher.fetch_linked_feed(candidate).await
     }
     .map_err(|err| err.to_string())?;
     let body = fetched.body.unwrap_or_default();
@@ -379,6 +409,37 @@ mod tests {
             "in the list's order; one the config lists is left for the file to say"
         );
         assert!(discovery.chosen(&Choice::Numbers(vec![4])).is_err());
+    }
+
+    #[test]
+    fn the_usual_paths_are_tried_in_the_pages_folder_then_at_the_root() {
+        let first_of_each_folder = |page: &str| -> Vec<String> {
+            let candidates = usual_candidates(&Url::parse(page).unwrap());
+            assert_eq!(candidates.len() % USUAL_PATHS.len(), 0);
+            candidates
+                .iter()
+                .step_by(USUAL_PATHS.len())
+                .map(Url::to_string)
+                .collect()
+        };
+        let both = [
+            "https://news.example/blog/feed",
+            "https://news.example/feed",
+        ];
+        assert_eq!(first_of_each_folder("https://news.example/blog"), both);
+        assert_eq!(first_of_each_folder("https://news.example/blog/"), both);
+        assert_eq!(
+            first_of_each_folder("https://news.example/blog/index.html?page=2#top"),
+            both
+        );
+        assert_eq!(
+            first_of_each_folder("https://news.example/"),
+            ["https://news.example/feed"]
+        );
+        assert_eq!(
+            first_of_each_folder("https://news.example/index.php"),
+            ["https://news.example/feed"]
+        );
     }
 
     #[test]

@@ -60,6 +60,9 @@ enum Wanted<'a> {
     Page {
         local_origin: Option<&'a Origin>,
     },
+    /// A feed a web page links to: asked for as a feed, guarded as a page, as the page's
+    /// publisher chose where it is.
+    LinkedFeed,
 }
 
 /// Limits and identity for every request; built once from the validated config.
@@ -441,13 +444,22 @@ impl Fetcher {
             .await
     }
 
-    /// Whether a page hop goes through the guarded client: not when the user lifted the guard,
-    /// nor at a local feed's own origin.
+    /// GETs a feed that a web page links to, as [`Fetcher::fetch`] does with no validators,
+    /// but through the guard of [`Fetcher::fetch_page`]: `discover` fetches the feeds a site's
+    /// page names on other origins so.
+    pub async fn fetch_linked_feed(&self, url: &Url) -> Result<Fetched, FetchError> {
+        self.fetch_within_deadline(url, &Validators::default(), None, Wanted::LinkedFeed)
+            .await
+    }
+
+    /// Whether a hop goes through the guarded client: a page's or a linked feed's, unless the
+    /// user lifted the guard, or it is at a local feed's own origin.
     fn is_guarded(&self, url: &Url, wanted: Wanted<'_>) -> bool {
         match wanted {
             Wanted::Page { local_origin } => {
                 !self.settings.private_article_links && local_origin != Some(&url.origin())
             }
+            Wanted::LinkedFeed => !self.settings.private_article_links,
             Wanted::Feed => false,
         }
     }

@@ -98,34 +98,81 @@ fn a_pages_feed_links_are_each_fetched_parsed_and_offered_as_config_tables() {
 }
 
 #[test]
-fn a_page_that_names_no_feed_is_tried_at_the_usual_paths() {
+fn the_usual_paths_are_tried_in_the_pages_folder_and_at_the_root_when_no_named_feed_reads() {
     let server = FeedServer::start();
     server.set(
         "home",
         html("<html><body>No links</body></html>".to_string()),
     );
+    server.set(
+        "blog",
+        html(
+            "<html><head><link rel=\"alternate\" type=\"application/rss+xml\" \
+              href=\"/gone.xml\"></head></html>"
+                .to_string(),
+        ),
+    );
     let app = App::new(&[], "");
-    let nothing = app.cli(&["discover", &server.url("home")]);
-    assert_eq!(nothing.status.code(), Some(1));
+    let stderr_of = |output: &std::process::Output| {
+        assert_eq!(output.status.code(), Some(1));
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let no_links = stderr_of(&app.cli(&["discover", &server.url("home")]));
     assert!(
-        String::from_utf8_lossy(&nothing.stderr)
-            .contains("its page names no feed, and none of /feed"),
-        "{}",
-        String::from_utf8_lossy(&nothing.stderr)
+        no_links.contains("its page names no feed, and none of /feed, /rss"),
+        "{no_links}"
+    );
+    let broken_link = stderr_of(&app.cli(&["discover", &server.url("blog")]));
+    assert!(
+        broken_link
+            .contains("none of the feeds its page names could be read, and none of /feed, /rss"),
+        "{broken_link}"
     );
 
-    server.feed("index.xml", rss(&["<guid>1</guid><title>One</title>"]));
-    let json = app.cli(&["discover", &server.url("home"), "--format", "json"]);
+    server.feed("blog/feed.xml", rss(&["<guid>1</guid><title>One</title>"]));
+    server.feed("index.xml", rss(&["<guid>2</guid><title>Two</title>"]));
+    let json = app.cli(&["discover", &server.url("blog"), "--format", "json"]);
     assert!(json.status.success());
     let found: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(found["tried_usual_paths"], true);
-    assert_eq!(found["found"].as_array().unwrap().len(), 1, "{found}");
-    assert_eq!(found["found"][0]["url"], server.url("index.xml").as_str());
+    let urls: Vec<_> = found["found"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|feed| feed["url"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(
-        found["unusable"].as_array().unwrap().len(),
-        0,
-        "the usual paths' 404s are expected, not reported"
+        urls,
+        [server.url("blog/feed.xml"), server.url("index.xml")],
+        "the blog's folder first, then the root"
     );
+    assert_eq!(
+        found["unusable"],
+        serde_json::json!([{"url": server.url("gone.xml"), "reason": "HTTP status 404 Not Found"}]),
+        "the named feed that failed is reported; the usual paths' 404s are expected, not news"
+    );
+}
+
+#[test]
+fn a_feed_linked_on_another_origin_is_asked_for_as_a_feed() {
+    let server = FeedServer::start();
+    let elsewhere = FeedServer::start();
+    elsewhere.feed("news.xml", rss(&["<guid>1</guid><title>One</title>"]));
+    server.set(
+        "",
+        html(format!(
+            "<html><head><link rel=\"alternate\" type=\"application/rss+xml\" href=\"{}\">\
+             </head></html>",
+            elsewhere.url("news.xml")
+        )),
+    );
+    // Both servers are on loopback, which the guard refuses unless the user lifts it.
+    let app = App::with_polling(&[], "private_article_links = true", "");
+    let output = app.cli(&["discover", &server.url("")]);
+    assert!(output.status.success(), "{}", stdout_of(&output));
+    let asked = elsewhere.requests("news.xml");
+    let accept = asked[0].headers.get("accept").cloned().unwrap_or_default();
+    assert!(accept.starts_with("application/rss+xml"), "{accept}");
 }
 
 #[test]
