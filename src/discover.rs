@@ -23,7 +23,7 @@ use url::Url;
 
 use crate::config::{Config, FeedConfig, fetched_document};
 use crate::config_edit::{self, ConfigFile};
-use crate::fetch::{FetchSettings, Fetcher, Validators, redact};
+use crate::fetch::{FetchSettings, Fetcher, Limits, Validators, host_key, redact};
 use crate::model::ParsedFeed;
 use crate::parse::{ParseError, parse_feed};
 
@@ -39,9 +39,6 @@ pub const USUAL_PATHS: [&str; 7] = [
     "/index.xml",
     "/feed.json",
 ];
-
-/// Candidates fetched at once: the default `per_host_concurrency`, as they mostly share a host.
-const AT_ONCE: usize = 2;
 
 /// One feed found.
 #[derive(Debug, Serialize)]
@@ -82,6 +79,8 @@ pub struct Discovery {
 /// or is neither a page nor a feed.
 pub async fn discover(config: &Config, url: &Url) -> anyhow::Result<Discovery> {
     let fetcher = Fetcher::new(FetchSettings::from(&config.polling))?;
+    // The candidates mostly share the page's host: asked for as politely as its feeds are.
+    let limits = Limits::new(config);
     let in_config = |found: &Url| {
         let document = fetched_document(found);
         config
@@ -89,10 +88,12 @@ pub async fn discover(config: &Config, url: &Url) -> anyhow::Result<Discovery> {
             .iter()
             .any(|feed| fetched_document(&feed.url) == document)
     };
+    let slot = limits.acquire(&host_key(url)).await?;
     let fetched = fetcher
         .fetch(url, &Validators::default(), None)
         .await
         .with_context(|| format!("cannot fetch {}", redact(url)))?;
+    drop(slot);
     let body = fetched.body.unwrap_or_default();
     let links = match parse_feed(&body, fetched.content_type.as_deref(), &fetched.final_url) {
         Ok(feed) => {
@@ -127,8 +128,8 @@ pub async fn discover(config: &Config, url: &Url) -> anyhow::Result<Discovery> {
             .filter(|candidate| tried.insert(fetched_document(candidate)))
             .collect();
         let results: Vec<_> = stream::iter(&candidates)
-            .map(|candidate| try_feed(&fetcher, candidate, url))
-            .buffered(AT_ONCE)
+            .map(|candidate| try_feed(&fetcher, &limits, candidate, url))
+            .buffered(config.polling.concurrency)
             .collect()
             .await;
         for (candidate, result) in candidates.iter().zip(results) {
@@ -188,13 +189,23 @@ fn usual_candidates(page: &Url) -> Vec<Url> {
 /// is not a feed. On the origin of the URL the user typed it is fetched as a feed; elsewhere
 /// through the article pages' network guard (see the module's header). Only the listing is
 /// kept: the candidates' documents do not wait in memory for the slowest.
-async fn try_feed(fetcher: &Fetcher, candidate: &Url, typed: &Url) -> Result<FoundFeed, String> {
+async fn try_feed(
+    fetcher: &Fetcher,
+    limits: &Limits,
+    candidate: &Url,
+    typed: &Url,
+) -> Result<FoundFeed, String> {
+    let slot = limits
+        .acquire(&host_key(candidate))
+        .await
+        .map_err(|err| err.to_string())?;
     let fetched = if candidate.origin() == typed.origin() {
         fetcher.fetch(candidate, &Validators::default(), None).await
     } else {
         fetcher.fetch_linked_feed(candidate).await
     }
     .map_err(|err| err.to_string())?;
+    drop(slot);
     let body = fetched.body.unwrap_or_default();
     let feed = parse_feed(&body, fetched.content_type.as_deref(), &fetched.final_url)
         .map_err(|err| err.to_string())?;

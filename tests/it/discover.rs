@@ -324,3 +324,35 @@ fn add_appends_the_feeds_chosen_to_the_config_which_then_polls_them() {
         String::from_utf8_lossy(&poll.stderr)
     );
 }
+
+#[test]
+fn the_candidates_are_fetched_as_politely_as_the_feeds_of_the_config() {
+    let server = FeedServer::start();
+    server.set(
+        "",
+        html(
+            "<html><head>\
+              <link rel=\"alternate\" type=\"application/rss+xml\" href=\"/one.xml\">\
+              <link rel=\"alternate\" type=\"application/rss+xml\" href=\"/two.xml\">\
+              </head></html>"
+                .to_string(),
+        ),
+    );
+    server.feed("one.xml", rss(&["<guid>1</guid><title>One</title>"]));
+    server.feed("two.xml", rss(&["<guid>2</guid><title>Two</title>"]));
+    let app = App::with_polling(&[], "per_host_delay = \"400ms\"", "");
+    let output = app.cli(&["discover", &server.url("")]);
+    assert!(output.status.success(), "{}", stdout_of(&output));
+    let mut starts: Vec<_> = server.all_requests().iter().map(|seen| seen.at).collect();
+    starts.sort();
+    assert_eq!(starts.len(), 3, "the page and its two feeds");
+    for pair in starts.windows(2) {
+        // Below the 400 ms asked, for the time a request takes to arrive; without the spacing
+        // the requests come within milliseconds of each other.
+        assert!(
+            pair[1] - pair[0] >= std::time::Duration::from_millis(300),
+            "{:?}",
+            pair[1] - pair[0]
+        );
+    }
+}
