@@ -472,6 +472,23 @@ fn bench_mentions_query(entries: usize, feeds: usize, text_bytes: usize) {
             times[4].as_secs_f64() * 1e3
         );
     }
+    // `feedhound companies` runs this twice: for the period and for the one before it.
+    for (label, days) in [("--since 7d", SINCE_DAYS), ("--since 365d", HISTORY_DAYS)] {
+        let since = Utc::now() - chrono::Duration::days(days);
+        let run = || {
+            let started = Instant::now();
+            let companies = store.company_activity(since, None).unwrap().len();
+            (started.elapsed(), companies)
+        };
+        let (first, companies) = run();
+        let mut times: Vec<Duration> = (0..9).map(|_| run().0).collect();
+        times.sort();
+        println!(
+            "  company_activity {label:<43} {companies:>5} companies: first {:7.2} ms, median of 9 {:7.2} ms",
+            first.as_secs_f64() * 1e3,
+            times[4].as_secs_f64() * 1e3
+        );
+    }
     drop(store);
     readme_query(&path, company);
 }

@@ -97,6 +97,20 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = ExportFormat::Table)]
         format: ExportFormat,
     },
+    /// How much each tracked company was in the news: its stories in a period (the last 7 days
+    /// unless told), against the period of the same length before, with the feeds they came
+    /// from and the latest one's date.
+    Companies {
+        /// Start of the period: a span back from now (24h, 7d) or a UTC date or time
+        /// (2026-11-01, 2026-11-01T09:00:00Z); default: 7 days before its end.
+        #[arg(long, value_parser = time_bound)]
+        since: Option<DateTime<Utc>>,
+        /// End of the period (excluded), written as for --since; default: open, up to now.
+        #[arg(long, value_parser = time_bound)]
+        until: Option<DateTime<Utc>>,
+        #[arg(long, value_enum, default_value_t = ExportFormat::Table)]
+        format: ExportFormat,
+    },
     /// Show which companies a text would be flagged for, and why (for tuning rules).
     TestMatch {
         /// Only explain this company (its name or an alias).
@@ -339,6 +353,42 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
             let stories =
                 store.flagged_stories(company, since, until, limit.unwrap_or(usize::MAX))?;
             print_stories(&stories, format)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Companies {
+            since,
+            until,
+            format,
+        } => {
+            let end = until.unwrap_or_else(Utc::now);
+            let since = since.unwrap_or(end - chrono::Duration::days(7));
+            ensure_a_period(Some(since), until)?;
+            let config = Config::load_without_secrets(&cli.config)?;
+            let store = open_unsynced(&config)?;
+            let mut current = store.company_activity(since, until)?;
+            let mut previous = store.company_activity(since - (end - since), Some(since))?;
+            let mut rows: Vec<CompanyRow> = config
+                .companies
+                .iter()
+                .map(|company| {
+                    let name = &company.rule.name;
+                    let activity = current.remove(name).unwrap_or_default();
+                    CompanyRow {
+                        company: name.clone(),
+                        ticker: company.ticker.clone(),
+                        stories: activity.stories,
+                        previous_stories: previous.remove(name).unwrap_or_default().stories,
+                        sources: activity.sources,
+                        latest_at: activity.latest_at,
+                    }
+                })
+                .collect();
+            rows.sort_by(|a, b| {
+                b.stories
+                    .cmp(&a.stories)
+                    .then_with(|| a.company.cmp(&b.company))
+            });
+            print_companies(&rows, since, until, format)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::TestMatch {
@@ -1092,6 +1142,92 @@ fn retry_after_note(
             crate::schedule::MAX_RETRY_AFTER.num_days()
         )
     })
+}
+
+/// One line of `feedhound companies`.
+#[derive(serde::Serialize)]
+struct CompanyRow {
+    company: String,
+    ticker: Option<String>,
+    stories: i64,
+    /// In the period of the same length just before.
+    previous_stories: i64,
+    sources: i64,
+    latest_at: Option<String>,
+}
+
+/// `companies` output. JSON and CSV are a stable interface (see README): fields are only added.
+fn print_companies(
+    rows: &[CompanyRow],
+    since: DateTime<Utc>,
+    until: Option<DateTime<Utc>>,
+    format: ExportFormat,
+) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match format {
+        ExportFormat::Json => write_json(&mut out, rows)?,
+        ExportFormat::Csv => {
+            let mut csv = csv::Writer::from_writer(out);
+            csv.write_record([
+                "company",
+                "ticker",
+                "stories",
+                "previous_stories",
+                "sources",
+                "latest_at",
+            ])?;
+            for row in rows {
+                csv.write_record([
+                    row.company.as_str(),
+                    row.ticker.as_deref().unwrap_or(""),
+                    &row.stories.to_string(),
+                    &row.previous_stories.to_string(),
+                    &row.sources.to_string(),
+                    row.latest_at.as_deref().unwrap_or(""),
+                ])?;
+            }
+            csv.flush()?;
+        }
+        ExportFormat::Table => {
+            let shown = |time: DateTime<Utc>| time.format("%Y-%m-%d %H:%M:%S").to_string();
+            let end = until.map_or_else(|| "now".to_owned(), shown);
+            writeln!(
+                out,
+                "Stories from {} to {end}, against the period as long before it:\n",
+                shown(since)
+            )?;
+            writeln!(
+                out,
+                "{:<24}  {:>7}  {:>8}  {:>6}  {:>7}  LATEST",
+                "COMPANY", "STORIES", "PREVIOUS", "CHANGE", "SOURCES"
+            )?;
+            for row in rows {
+                writeln!(
+                    out,
+                    "{:<24}  {:>7}  {:>8}  {:>6}  {:>7}  {}",
+                    row.company,
+                    row.stories,
+                    row.previous_stories,
+                    change(row.previous_stories, row.stories),
+                    row.sources,
+                    row.latest_at.as_deref().unwrap_or("-")
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// From `before` to `now` in percent, or `new` from nothing.
+fn change(before: i64, now: i64) -> String {
+    match (before, now) {
+        (0, 0) => "-".to_owned(),
+        (0, _) => "new".to_owned(),
+        _ => format!(
+            "{:+}%",
+            ((now - before) as f64 * 100.0 / before as f64).round()
+        ),
+    }
 }
 
 /// `mentions` output. JSON and CSV are a stable interface (see README): fields are only added.

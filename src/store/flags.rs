@@ -150,6 +150,17 @@ pub struct FlaggedStory {
     pub sources: Vec<Source>,
 }
 
+/// How much one company was in the news in a period, as `feedhound companies` lists it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct CompanyActivity {
+    /// Stories with an entry that mentions the company and is dated in the period.
+    pub stories: i64,
+    /// Feeds those entries came from.
+    pub sources: i64,
+    /// The newest such entry's date (published, else first seen).
+    pub latest_at: Option<String>,
+}
+
 /// One entry of a story.
 #[derive(Debug, Clone, Serialize)]
 pub struct Source {
@@ -319,6 +330,39 @@ impl Store {
                 Ok(story)
             })
             .collect()
+    }
+
+    /// Each tracked company's [`CompanyActivity`] from `since` to `until` (open when None), by
+    /// the company's name; a company without a story then has no entry. Entries are dated as
+    /// `mentions` dates them. The period's entries are read first, from the date index (CROSS
+    /// JOIN keeps that order): without statistics SQLite would read every mention of every
+    /// company instead, whose cost grows with the whole history, not with the period.
+    pub fn company_activity(
+        &self,
+        since: DateTime<Utc>,
+        until: Option<DateTime<Utc>>,
+    ) -> anyhow::Result<HashMap<String, CompanyActivity>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT c.name, count(DISTINCT e.story_id), count(DISTINCT e.feed_id),
+                    max(coalesce(e.published_at, e.first_seen_at))
+             FROM entries e
+             CROSS JOIN mentions m ON m.entry_id = e.id
+             JOIN companies c ON c.id = m.company_id AND c.active = 1
+             WHERE coalesce(e.published_at, e.first_seen_at) >= ?1
+               AND (?2 IS NULL OR coalesce(e.published_at, e.first_seen_at) < ?2)
+             GROUP BY c.id",
+        )?;
+        let rows = stmt.query_map(params![sql_time(since), until.map(sql_time)], |r| {
+            Ok((
+                r.get(0)?,
+                CompanyActivity {
+                    stories: r.get(1)?,
+                    sources: r.get(2)?,
+                    latest_at: r.get(3)?,
+                },
+            ))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// `EXPLAIN QUERY PLAN` of what [`Store::flagged_stories`] runs, one line per step: to

@@ -34,7 +34,8 @@ pub use backup::{BackupReport, RestoreReport, backup, backup_keeping, restore};
 pub use entries::{Applied, FeedResult, FetchState, RecentEntry};
 pub use feeds::{DueFeed, FeedRef, FeedStatus, SyncReport};
 pub use flags::{
-    AlertRoute, FlaggedStory, REMATCH_PENDING, RULES_FINGERPRINT, Rematched, Source, StoredText,
+    AlertRoute, CompanyActivity, FlaggedStory, REMATCH_PENDING, RULES_FINGERPRINT, Rematched,
+    Source, StoredText,
 };
 pub use health::ServiceGauges;
 pub use outbox::{

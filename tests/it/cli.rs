@@ -875,3 +875,123 @@ fn retrying_alerts_without_a_notify_target_says_the_config_has_none() {
         "{stderr}"
     );
 }
+
+#[test]
+fn companies_counts_each_companys_stories_in_a_period_against_the_one_before() {
+    let server = FeedServer::start();
+    let item = |id: &str, title: &str, date: &str| {
+        format!(
+            "<guid>{id}</guid><link>https://news.example/{id}</link><title>{title}</title>\
+             <pubDate>{date}</pubDate>"
+        )
+    };
+    let yesterday = (chrono::Utc::now() - chrono::Duration::days(1)).to_rfc2822();
+    server.feed(
+        "a.xml",
+        rss(&[
+            &item(
+                "launch",
+                "Xiaomi launches a phone",
+                "Tue, 10 Mar 2020 09:00:00 GMT",
+            ),
+            &item(
+                "rivals",
+                "Xiaomi and Samsung cut prices",
+                "Mon, 09 Mar 2020 09:00:00 GMT",
+            ),
+            &item("results", "Xiaomi results", "Tue, 03 Mar 2020 09:00:00 GMT"),
+            &item("older", "Xiaomi in 2019", "Tue, 03 Dec 2019 09:00:00 GMT"),
+            &item("today", "Apple opens a store", &yesterday),
+        ]),
+    );
+    server.feed(
+        "b.xml",
+        rss(&[
+            // The same story as a.xml's: counted once, from two sources.
+            &item(
+                "launch",
+                "Xiaomi launches a phone",
+                "Tue, 10 Mar 2020 10:00:00 GMT",
+            ),
+            &item(
+                "fab",
+                "Samsung builds a fab",
+                "Wed, 04 Mar 2020 09:00:00 GMT",
+            ),
+            &item(
+                "memory",
+                "Samsung memory prices",
+                "Thu, 05 Mar 2020 09:00:00 GMT",
+            ),
+            &item("chips", "Samsung chips", "Fri, 06 Mar 2020 09:00:00 GMT"),
+        ]),
+    );
+    let app = App::new(
+        &[server.url("a.xml"), server.url("b.xml")],
+        "[[company]]\nname = \"Samsung\"\nticker = \"005930.KS\"\n\n\
+         [[company]]\nname = \"Xiaomi\"\n\n[[company]]\nname = \"Apple\"\n\n\
+         [[company]]\nname = \"Nokia\"\n",
+    );
+    assert!(app.cli(&["poll"]).status.success());
+    let period = ["--since", "2020-03-08", "--until", "2020-03-11"];
+    let json = app.cli(&[&["companies", "--format", "json"][..], &period].concat());
+    assert!(json.status.success(), "{json:?}");
+    let rows: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let summary: Vec<_> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            (
+                row["company"].as_str().unwrap().to_owned(),
+                row["stories"].as_i64().unwrap(),
+                row["previous_stories"].as_i64().unwrap(),
+                row["sources"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    let owned =
+        |name: &str, stories, previous, sources| (name.to_owned(), stories, previous, sources);
+    assert_eq!(
+        summary,
+        [
+            owned("Xiaomi", 2, 0, 2),
+            owned("Samsung", 1, 2, 1),
+            owned("Apple", 0, 0, 0),
+            owned("Nokia", 0, 0, 0),
+        ],
+        "most stories first; the period before is as long: 2020-03-05 to 03-08"
+    );
+    assert_eq!(rows[0]["latest_at"], "2020-03-10 10:00:00");
+    assert_eq!(rows[1]["ticker"], "005930.KS");
+
+    let table = app.cli(&[&["companies"][..], &period].concat());
+    let table = String::from_utf8_lossy(&table.stdout);
+    let changes: Vec<_> = table
+        .lines()
+        .skip(3)
+        .map(|line| {
+            line.split_whitespace()
+                .nth(3)
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(changes, ["new", "-50%", "-", "-"], "{table}");
+
+    let csv = app.cli(&[&["companies", "--format", "csv"][..], &period].concat());
+    assert!(
+        String::from_utf8_lossy(&csv.stdout).starts_with(
+            "company,ticker,stories,previous_stories,sources,latest_at\n\
+             Xiaomi,,2,0,2,2020-03-10 10:00:00\n"
+        ),
+        "{csv:?}"
+    );
+
+    // Unless told, the period is the last 7 days.
+    let recent = app.cli(&["companies", "--format", "json"]);
+    let recent: serde_json::Value = serde_json::from_slice(&recent.stdout).unwrap();
+    assert_eq!(recent[0]["company"], "Apple");
+    assert_eq!(recent[0]["stories"], 1);
+    assert_eq!(recent[1]["stories"], 0, "{recent}");
+}
