@@ -362,7 +362,8 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
         } => {
             let end = until.unwrap_or_else(Utc::now);
             let since = since.unwrap_or(end - chrono::Duration::days(7));
-            ensure_a_period(Some(since), until)?;
+            // A --since in the future would make the period before it run backwards.
+            ensure_a_period(Some(since), Some(end))?;
             let config = Config::load_without_secrets(&cli.config)?;
             let store = open_unsynced(&config)?;
             let mut current = store.company_activity(since, until)?;
@@ -632,9 +633,16 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
                 Some(Ok(adding)) => Some(adding),
                 _ => None,
             };
-            print_discovery(&discovery, added, &url, &config, format)?;
-            if let Some(Err(err)) = adding {
-                return Err(err);
+            print_discovery(&discovery, added, adding.is_some(), &url, &config, format)?;
+            match adding {
+                Some(Err(err)) => return Err(err),
+                // A URL with a token now sits in the file: say so if everyone can read it.
+                Some(Ok(adding)) if !adding.added.is_empty() => {
+                    for warning in Config::load_without_secrets(&cli.config)?.warnings {
+                        eprintln!("warning: {warning}");
+                    }
+                }
+                _ => {}
             }
             Ok(if discovery.found.is_empty() {
                 ExitCode::FAILURE
@@ -821,12 +829,13 @@ struct Adding<'a> {
 fn print_discovery(
     discovery: &discover::Discovery,
     adding: Option<&Adding<'_>>,
+    add_asked: bool,
     url: &url::Url,
     config: &Config,
     format: Format,
 ) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
-    let added: Vec<String> = adding.map_or_else(Vec::new, |adding| {
+    let added: Option<Vec<String>> = adding.map(|adding| {
         adding
             .added
             .iter()
@@ -838,14 +847,15 @@ fn print_discovery(
         struct Output<'a> {
             #[serde(flatten)]
             discovery: &'a discover::Discovery,
-            /// The feeds `--add` added to the config file.
-            added: &'a [String],
+            /// The feeds `--add` added to the config file; only with `--add`.
+            #[serde(skip_serializing_if = "Option::is_none")]
+            added: Option<&'a [String]>,
         }
         return write_json(
             &mut out,
             &Output {
                 discovery,
-                added: &added,
+                added: added.as_deref(),
             },
         );
     }
@@ -890,6 +900,7 @@ fn print_discovery(
         }
     }
     if let Some(adding) = adding {
+        let added = added.unwrap_or_default();
         if adding.added.is_empty() && !discovery.found.is_empty() {
             writeln!(out, "\nNothing to add: the config lists them already.")?;
         } else if !adding.added.is_empty() {
@@ -908,8 +919,9 @@ fn print_discovery(
         }
         return Ok(());
     }
+    // A refused `--add` is followed by its error, which says how to choose.
     let tables = discovery.config_tables();
-    if !tables.is_empty() {
+    if !tables.is_empty() && !add_asked {
         writeln!(
             out,
             "\nTo poll them, add to {} (then `feedhound check`), or run this again with `--add`:\n{tables}",

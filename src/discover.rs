@@ -28,7 +28,7 @@ use crate::model::ParsedFeed;
 use crate::parse::{ParseError, parse_feed};
 
 /// Where sites often serve a feed without naming it in their pages (WordPress, Ghost, Hugo,
-/// Jekyll and static-site defaults), tried in the page's folder and at its site's root when the
+/// Jekyll and static-site defaults), tried at the page's site's root and in its folder when the
 /// page names no feed that can be read.
 pub const USUAL_PATHS: [&str; 7] = [
     "/feed",
@@ -122,13 +122,19 @@ pub async fn discover(config: &Config, url: &Url) -> anyhow::Result<Discovery> {
     // Each document once, and not the page itself (a page may link to itself).
     let mut tried = HashSet::from([fetched_document(url), fetched_document(&fetched.final_url)]);
     let mut found_at = HashSet::new();
+    // The user chose the typed origin, and the page's own when it only moved to https or
+    // another port of the same host.
+    let mut trusted = vec![url.origin()];
+    if fetched.final_url.host() == url.host() {
+        trusted.push(fetched.final_url.origin());
+    }
     let mut try_each = async |candidates: Vec<Url>, discovery: &mut Discovery| {
         let candidates: Vec<Url> = candidates
             .into_iter()
             .filter(|candidate| tried.insert(fetched_document(candidate)))
             .collect();
         let results: Vec<_> = stream::iter(&candidates)
-            .map(|candidate| try_feed(&fetcher, &limits, candidate, url))
+            .map(|candidate| try_feed(&fetcher, &limits, candidate, &trusted))
             .buffered(config.polling.concurrency)
             .collect()
             .await;
@@ -157,8 +163,9 @@ pub async fn discover(config: &Config, url: &Url) -> anyhow::Result<Discovery> {
     Ok(discovery)
 }
 
-/// The usual paths in the page's folder (`/blog/feed` for `/blog`, `/blog/` or
-/// `/blog/post.html`), then at its site's root.
+/// The usual paths at the page's site's root, then in the page's folder (`/blog/feed` for
+/// `/blog`, `/blog/` or `/blog/post.html`). The root first: a post's folder often serves that
+/// post's comments feed (WordPress's `/my-post/feed`), which must not be the first listed.
 fn usual_candidates(page: &Url) -> Vec<Url> {
     let mut folder = page.clone();
     folder.set_query(None);
@@ -169,11 +176,11 @@ fn usual_candidates(page: &Url) -> Vec<Url> {
     if !last_segment.is_empty() && !last_segment.contains('.') {
         folder.set_path(&format!("{path}/"));
     }
-    let mut folders: Vec<Url> = folder.join("./").into_iter().collect();
-    if let Ok(root) = page.join("/")
-        && !folders.contains(&root)
+    let mut folders: Vec<Url> = page.join("/").into_iter().collect();
+    if let Ok(folder) = folder.join("./")
+        && !folders.contains(&folder)
     {
-        folders.push(root);
+        folders.push(folder);
     }
     folders
         .iter()
@@ -186,20 +193,20 @@ fn usual_candidates(page: &Url) -> Vec<Url> {
 }
 
 /// A candidate fetched and parsed, listed where it lives (after a permanent redirect), or why it
-/// is not a feed. On the origin of the URL the user typed it is fetched as a feed; elsewhere
-/// through the article pages' network guard (see the module's header). Only the listing is
+/// is not a feed. On a `trusted` origin it is fetched as a feed; elsewhere through the article
+/// pages' network guard (see the module's header). Only the listing is
 /// kept: the candidates' documents do not wait in memory for the slowest.
 async fn try_feed(
     fetcher: &Fetcher,
     limits: &Limits,
     candidate: &Url,
-    typed: &Url,
+    trusted: &[url::Origin],
 ) -> Result<FoundFeed, String> {
     let slot = limits
         .acquire(&host_key(candidate))
         .await
         .map_err(|err| err.to_string())?;
-    let fetched = if candidate.origin() == typed.origin() {
+    let fetched = if trusted.contains(&candidate.origin()) {
         fetcher.fetch(candidate, &Validators::default(), None).await
     } else {
         fetcher.fetch_linked_feed(candidate).await
@@ -271,7 +278,8 @@ impl FromStr for Choice {
                 .map(|number| match number.trim().parse::<usize>() {
                     Ok(number) if number > 0 => Ok(number),
                     _ => Err(format!(
-                        "`{}` is not a feed's number in the list; give `all` or numbers such as `1,3`",
+                        "`{}` is not a feed's number in the list; give `all` or numbers such as \
+                         `1,3` (the site's URL goes before `--add`)",
                         number.trim()
                     )),
                 })
@@ -291,10 +299,15 @@ impl Discovery {
             Choice::TheNewOne => {
                 let new: Vec<_> = not_listed().collect();
                 if new.len() > 1 {
+                    let numbers: Vec<String> = (self.found.iter().enumerate())
+                        .filter(|(_, feed)| !feed.in_config)
+                        .map(|(index, _)| (index + 1).to_string())
+                        .collect();
                     anyhow::bail!(
                         "{} of the feeds found are not in the config: name the ones to add by their \
-                         numbers in the list (`--add 1,3`), or add them all (`--add all`)",
-                        new.len()
+                         numbers in the list (`--add {}`), or add them all (`--add all`)",
+                        new.len(),
+                        numbers.join(",")
                     );
                 }
                 Ok(new)
@@ -423,7 +436,7 @@ mod tests {
     }
 
     #[test]
-    fn the_usual_paths_are_tried_in_the_pages_folder_then_at_the_root() {
+    fn the_usual_paths_are_tried_at_the_root_then_in_the_pages_folder() {
         let first_of_each_folder = |page: &str| -> Vec<String> {
             let candidates = usual_candidates(&Url::parse(page).unwrap());
             assert_eq!(candidates.len() % USUAL_PATHS.len(), 0);
@@ -434,8 +447,8 @@ mod tests {
                 .collect()
         };
         let both = [
-            "https://news.example/blog/feed",
             "https://news.example/feed",
+            "https://news.example/blog/feed",
         ];
         assert_eq!(first_of_each_folder("https://news.example/blog"), both);
         assert_eq!(first_of_each_folder("https://news.example/blog/"), both);

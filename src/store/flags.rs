@@ -151,13 +151,13 @@ pub struct FlaggedStory {
 }
 
 /// How much one company was in the news in a period, as `feedhound companies` lists it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default)]
 pub struct CompanyActivity {
-    /// Stories with an entry that mentions the company and is dated in the period.
+    /// Stories whose first entry that mentions the company is dated in the period.
     pub stories: i64,
-    /// Feeds those entries came from.
+    /// Feeds of the entries in the period that mention the company.
     pub sources: i64,
-    /// The newest such entry's date (published, else first seen).
+    /// The newest of those entries' date (published, else first seen).
     pub latest_at: Option<String>,
 }
 
@@ -334,22 +334,31 @@ impl Store {
 
     /// Each tracked company's [`CompanyActivity`] from `since` to `until` (open when None), by
     /// the company's name; a company without a story then has no entry. Entries are dated as
-    /// `mentions` dates them. The period's entries are read first, from the date index (CROSS
-    /// JOIN keeps that order): without statistics SQLite would read every mention of every
-    /// company instead, whose cost grows with the whole history, not with the period.
+    /// `mentions` dates them, and a story belongs to the period of its first entry naming the
+    /// company, so that a story two feeds dated a week apart counts in one period, not two.
+    /// The period's entries are read first, from the date index, seeking both bounds (CROSS JOIN
+    /// keeps that order: without statistics SQLite would read every mention of every company,
+    /// whose cost grows with the whole history, not with the period).
     pub fn company_activity(
         &self,
         since: DateTime<Utc>,
         until: Option<DateTime<Utc>>,
     ) -> anyhow::Result<HashMap<String, CompanyActivity>> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT c.name, count(DISTINCT e.story_id), count(DISTINCT e.feed_id),
+            "SELECT c.name,
+                    count(DISTINCT CASE WHEN NOT EXISTS (
+                        SELECT 1 FROM entries earlier
+                        CROSS JOIN mentions em ON em.entry_id = earlier.id AND em.company_id = m.company_id
+                        WHERE earlier.story_id = e.story_id
+                          AND coalesce(earlier.published_at, earlier.first_seen_at) < ?1
+                    ) THEN e.story_id END),
+                    count(DISTINCT e.feed_id),
                     max(coalesce(e.published_at, e.first_seen_at))
              FROM entries e
              CROSS JOIN mentions m ON m.entry_id = e.id
              JOIN companies c ON c.id = m.company_id AND c.active = 1
              WHERE coalesce(e.published_at, e.first_seen_at) >= ?1
-               AND (?2 IS NULL OR coalesce(e.published_at, e.first_seen_at) < ?2)
+               AND coalesce(e.published_at, e.first_seen_at) < coalesce(?2, '9999-12-31 23:59:59')
              GROUP BY c.id",
         )?;
         let rows = stmt.query_map(params![sql_time(since), until.map(sql_time)], |r| {

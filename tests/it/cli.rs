@@ -901,6 +901,17 @@ fn companies_counts_each_companys_stories_in_a_period_against_the_one_before() {
             ),
             &item("results", "Xiaomi results", "Tue, 03 Mar 2020 09:00:00 GMT"),
             &item("older", "Xiaomi in 2019", "Tue, 03 Dec 2019 09:00:00 GMT"),
+            &item(
+                "carried",
+                "Xiaomi opens a lab",
+                "Fri, 06 Mar 2020 09:00:00 GMT",
+            ),
+            &item(
+                "midnight",
+                "Nokia at midnight",
+                "Sun, 08 Mar 2020 00:00:00 GMT",
+            ),
+            &item("end", "Apple at the end", "Wed, 11 Mar 2020 00:00:00 GMT"),
             &item("today", "Apple opens a store", &yesterday),
         ]),
     );
@@ -924,6 +935,13 @@ fn companies_counts_each_companys_stories_in_a_period_against_the_one_before() {
                 "Thu, 05 Mar 2020 09:00:00 GMT",
             ),
             &item("chips", "Samsung chips", "Fri, 06 Mar 2020 09:00:00 GMT"),
+            // Carried on in this period: the story stays in the period before, where a.xml
+            // named Xiaomi first.
+            &item(
+                "carried",
+                "Xiaomi opens a lab",
+                "Mon, 09 Mar 2020 09:00:00 GMT",
+            ),
         ]),
     );
     let app = App::new(
@@ -955,15 +973,16 @@ fn companies_counts_each_companys_stories_in_a_period_against_the_one_before() {
     assert_eq!(
         summary,
         [
-            owned("Xiaomi", 2, 0, 2),
+            owned("Xiaomi", 2, 1, 2),
+            owned("Nokia", 1, 0, 1),
             owned("Samsung", 1, 2, 1),
             owned("Apple", 0, 0, 0),
-            owned("Nokia", 0, 0, 0),
         ],
-        "most stories first; the period before is as long: 2020-03-05 to 03-08"
+        "most stories first; the period before is as long: 2020-03-05 to 03-08; --since is in \
+         the period, --until is not"
     );
     assert_eq!(rows[0]["latest_at"], "2020-03-10 10:00:00");
-    assert_eq!(rows[1]["ticker"], "005930.KS");
+    assert_eq!(rows[2]["ticker"], "005930.KS");
 
     let table = app.cli(&[&["companies"][..], &period].concat());
     let table = String::from_utf8_lossy(&table.stdout);
@@ -977,13 +996,13 @@ fn companies_counts_each_companys_stories_in_a_period_against_the_one_before() {
                 .to_owned()
         })
         .collect();
-    assert_eq!(changes, ["new", "-50%", "-", "-"], "{table}");
+    assert_eq!(changes, ["+100%", "new", "-50%", "-"], "{table}");
 
     let csv = app.cli(&[&["companies", "--format", "csv"][..], &period].concat());
     assert!(
         String::from_utf8_lossy(&csv.stdout).starts_with(
             "company,ticker,stories,previous_stories,sources,latest_at\n\
-             Xiaomi,,2,0,2,2020-03-10 10:00:00\n"
+             Xiaomi,,2,1,2,2020-03-10 10:00:00\n"
         ),
         "{csv:?}"
     );

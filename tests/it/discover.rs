@@ -143,8 +143,8 @@ fn the_usual_paths_are_tried_in_the_pages_folder_and_at_the_root_when_no_named_f
         .collect();
     assert_eq!(
         urls,
-        [server.url("blog/feed.xml"), server.url("index.xml")],
-        "the blog's folder first, then the root"
+        [server.url("index.xml"), server.url("blog/feed.xml")],
+        "the root first, then the blog's folder"
     );
     assert_eq!(
         found["unusable"],
@@ -241,12 +241,17 @@ fn add_appends_the_feeds_chosen_to_the_config_which_then_polls_them() {
     let stderr = String::from_utf8_lossy(&ambiguous.stderr);
     assert!(
         stderr.contains("2 of the feeds found are not in the config")
-            && stderr.contains("`--add 1,3`"),
+            && stderr.contains("(`--add 1,2`)"),
         "{stderr}"
     );
     assert!(
         stdout_of(&ambiguous).contains(" 2        1  "),
         "the list, with the numbers to choose by, is still printed: {}",
+        stdout_of(&ambiguous)
+    );
+    assert!(
+        !stdout_of(&ambiguous).contains("[[feed]]"),
+        "no tables after a refused --add: {}",
         stdout_of(&ambiguous)
     );
     let no_such = app.cli(&["discover", &site, "--add", "3"]);
@@ -300,6 +305,9 @@ fn add_appends_the_feeds_chosen_to_the_config_which_then_polls_them() {
     );
     let json: serde_json::Value = serde_json::from_slice(&rest.stdout).unwrap();
     assert_eq!(json["added"], serde_json::json!([server.url("rss.xml")]));
+    let listed = app.cli(&["discover", &site, "--format", "json"]);
+    let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert!(listed.get("added").is_none(), "only with --add: {listed}");
     assert_eq!(json["found"].as_array().unwrap().len(), 2, "{json}");
 
     let nothing = app.cli(&["discover", &site, "--add", "1,2"]);
