@@ -868,8 +868,8 @@ fn print_discovery(
             "none of the feeds its page names could be read"
         };
         eprintln!(
-            "No feed found at {shown}: {named}, and none of {} serves one, in its folder or at \
-             the site's root.",
+            "No feed found at {shown}: {named}, and none of {} serves one, at the site's root or \
+             in the page's folder.",
             discover::USUAL_PATHS.join(", ")
         );
     } else {
@@ -900,7 +900,6 @@ fn print_discovery(
         }
     }
     if let Some(adding) = adding {
-        let added = added.unwrap_or_default();
         if adding.added.is_empty() && !discovery.found.is_empty() {
             writeln!(out, "\nNothing to add: the config lists them already.")?;
         } else if !adding.added.is_empty() {
@@ -910,7 +909,7 @@ fn print_discovery(
                 config.source.display()
             )?;
             for feed in &adding.chosen {
-                if added.contains(&feed.url) {
+                if adding.added.iter().any(|new| new.url == feed.config_url) {
                     writeln!(out, "  + {}", feed.url)?;
                 } else {
                     writeln!(out, "  = {}  (in the config already)", feed.url)?;

@@ -18,6 +18,8 @@ use crate::config::{Config, FeedConfig, Secrets, folder_of};
 
 /// A config file read for editing.
 pub struct ConfigFile {
+    /// The path the user gave, for messages.
+    path: PathBuf,
     /// The file to replace: a symlinked config's target, so the rename replaces the file and
     /// not the link.
     target: PathBuf,
@@ -42,13 +44,17 @@ impl ConfigFile {
                 return Err(err).with_context(|| format!("cannot read {}", config_path.display()));
             }
         };
-        Ok(ConfigFile { target, text })
+        Ok(ConfigFile {
+            path: config_path.to_path_buf(),
+            target,
+            text,
+        })
     }
 
     /// Replaces the file with `contents` (see the module's header).
     pub fn save(&self, contents: &str) -> anyhow::Result<()> {
         replace_file(&self.target, contents)
-            .with_context(|| format!("cannot write {}", self.target.display()))
+            .with_context(|| format!("cannot write {}", self.path.display()))
     }
 }
 
