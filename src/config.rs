@@ -131,25 +131,69 @@ pub struct CompanyConfig {
     pub tags: Vec<String>,
 }
 
-/// A webhook that receives an alert for each newly flagged story.
+/// Where an alert for each newly flagged story goes: a webhook, or email.
 #[derive(Clone)]
 pub struct NotifyConfig {
     /// Unique label; the outbox records deliveries per target name.
     pub name: String,
+    /// The webhook, or the SMTP server (`smtp://` or `smtps://`); a rest belongs to it.
     pub url: Url,
-    /// Key for the `X-Feedhound-Signature` HMAC-SHA256 header; never logged.
-    pub secret: Option<String>,
     /// Only stories mentioning one of these companies; every flagged story when None.
     pub companies: Option<Vec<String>>,
     /// Wait before the first retry of a failed delivery; doubles per attempt.
     pub retry_delay: Duration,
     /// Also alert on what a feed serves the first time it is parsed (its backlog).
     pub backlog: bool,
-    /// What each POST's body is.
-    pub format: AlertFormat,
+    pub delivery: Delivery,
     /// When set, alerts are gathered and sent together at these times rather than as each
     /// story is flagged.
     pub digest: Option<DigestSchedule>,
+}
+
+/// How a target's alerts travel, and what each carries.
+#[derive(Clone)]
+pub enum Delivery {
+    /// A POST to the target's `url`, in `format` (never [`AlertFormat::Email`]).
+    Webhook {
+        format: AlertFormat,
+        /// Key for the `X-Feedhound-Signature` HMAC-SHA256 header; never logged.
+        secret: Option<String>,
+    },
+    /// An email through the SMTP server the target's `url` names.
+    Email(EmailConfig),
+}
+
+impl Delivery {
+    pub fn format(&self) -> AlertFormat {
+        match self {
+            Delivery::Webhook { format, .. } => *format,
+            Delivery::Email(_) => AlertFormat::Email,
+        }
+    }
+}
+
+/// An SMTP server and the addresses of an email target, from `url`, `from` and `to`.
+#[derive(Clone)]
+pub struct EmailConfig {
+    pub host: String,
+    pub port: u16,
+    pub tls: SmtpTls,
+    /// User name and password, from the URL (percent-decoded); never logged.
+    pub login: Option<(String, String)>,
+    pub from: lettre::message::Mailbox,
+    pub to: Vec<lettre::message::Mailbox>,
+}
+
+/// How the connection to an SMTP server is encrypted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpTls {
+    /// `smtps://`: TLS from the first byte (port 465).
+    Implicit,
+    /// `smtp://`: STARTTLS, which the server must offer (port 587).
+    StartTls,
+    /// `smtp://…?tls=none`: not encrypted, for a relay on this machine or network (port 25);
+    /// with a login only on a loopback address.
+    Plain,
 }
 
 /// How a target's alerts are written.
@@ -161,20 +205,53 @@ pub enum AlertFormat {
     Slack,
     /// A message for a Discord webhook: `{"content": …}` in Discord's Markdown, pinging nobody.
     Discord,
+    /// A plain-text email: a subject naming the companies and the story, and a body a reader
+    /// takes in at a glance.
+    Email,
+}
+
+impl NotifyConfig {
+    /// The target's URL as messages show it: a webhook's origin (its path is often the
+    /// credential), or an SMTP server's scheme, host and port (its user information holds the
+    /// password).
+    pub fn shown_url(&self) -> String {
+        match &self.delivery {
+            Delivery::Webhook { .. } => origin_only(&self.url),
+            Delivery::Email(email) if email.host.contains(':') => {
+                format!("{}://[{}]:{}", self.url.scheme(), email.host, email.port)
+            }
+            Delivery::Email(email) => {
+                format!("{}://{}:{}", self.url.scheme(), email.host, email.port)
+            }
+        }
+    }
 }
 
 impl fmt::Debug for NotifyConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("NotifyConfig")
+        let mut debug = f.debug_struct("NotifyConfig");
+        debug
             .field("name", &self.name)
-            .field("url", &origin_only(&self.url))
-            .field("secret", &self.secret.as_ref().map(|_| "***"))
+            .field("url", &self.shown_url())
             .field("companies", &self.companies)
             .field("retry_delay", &self.retry_delay)
             .field("backlog", &self.backlog)
-            .field("format", &self.format)
-            .field("digest", &self.digest)
-            .finish()
+            .field("format", &self.delivery.format())
+            .field("digest", &self.digest);
+        match &self.delivery {
+            Delivery::Webhook { secret, .. } => {
+                debug.field("secret", &secret.as_ref().map(|_| "***"));
+            }
+            Delivery::Email(email) => {
+                let to: Vec<String> = email.to.iter().map(ToString::to_string).collect();
+                debug
+                    .field("tls", &email.tls)
+                    .field("login", &email.login.as_ref().map(|(user, _)| user))
+                    .field("from", &email.from.to_string())
+                    .field("to", &to);
+            }
+        }
+        debug.finish()
     }
 }
 
@@ -572,6 +649,97 @@ fn url_has_credential(url: &Url, webhook: bool) -> bool {
                     .is_some_and(|mut path| path.any(is_token_like))))
 }
 
+/// An SMTP server as a target's URL names it.
+struct SmtpServer {
+    host: String,
+    port: u16,
+    tls: SmtpTls,
+    login: Option<(String, String)>,
+}
+
+/// The server an `smtp://` or `smtps://` URL names, or what is wrong with it, in words that do
+/// not quote it (its user information is the password).
+fn smtp_server(url: &Url) -> Result<SmtpServer, String> {
+    let host = url
+        .host_str()
+        .map(|host| host.trim_start_matches('[').trim_end_matches(']'))
+        .filter(|host| !host.is_empty())
+        .ok_or("names no server")?
+        .to_owned();
+    if !matches!(url.path(), "" | "/") || url.fragment().is_some() {
+        return Err("must name only the server: smtps://USER:PASSWORD@HOST[:PORT]".to_owned());
+    }
+    let mut plain = false;
+    for (name, value) in url.query_pairs() {
+        match (name.as_ref(), value.as_ref()) {
+            ("tls", "none") if url.scheme() == "smtp" => plain = true,
+            ("tls", _) => {
+                return Err(
+                    "takes `?tls=none` only, after smtp://, for a relay that does not encrypt; smtp:// alone uses STARTTLS and smtps:// TLS"
+                        .to_owned(),
+                );
+            }
+            _ => {
+                return Err(format!(
+                    "has the parameter {name:?}; the only one is `tls=none`"
+                ));
+            }
+        }
+    }
+    let tls = match (url.scheme(), plain) {
+        ("smtps", _) => SmtpTls::Implicit,
+        (_, false) => SmtpTls::StartTls,
+        (_, true) => SmtpTls::Plain,
+    };
+    let decode = |text: &str| {
+        percent_encoding::percent_decode_str(text)
+            .decode_utf8()
+            .map(|text| text.into_owned())
+            .map_err(|_| "has a user name or password that is not UTF-8 once decoded".to_owned())
+    };
+    let login = match (url.username(), url.password()) {
+        ("", None) => None,
+        ("", Some(_)) => return Err("has a password but no user name".to_owned()),
+        (user, password) => Some((decode(user)?, decode(password.unwrap_or_default())?)),
+    };
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if tls == SmtpTls::Plain && login.is_some() && !loopback {
+        return Err(format!(
+            "would send its password unencrypted to {host}; leave `tls=none` out (STARTTLS), or use smtps://"
+        ));
+    }
+    let port = url.port().unwrap_or(match tls {
+        SmtpTls::Implicit => 465,
+        SmtpTls::StartTls => 587,
+        SmtpTls::Plain => 25,
+    });
+    Ok(SmtpServer {
+        host,
+        port,
+        tls,
+        login,
+    })
+}
+
+/// `addresses` as mailboxes (`ana@example.com`, `Ana <ana@example.com>`), or what is wrong.
+fn mailboxes(addresses: &[String]) -> Result<Vec<lettre::message::Mailbox>, String> {
+    if addresses.is_empty() {
+        return Err("is empty; give at least one address to send to".to_owned());
+    }
+    addresses
+        .iter()
+        .map(|address| {
+            address
+                .trim()
+                .parse()
+                .map_err(|err| format!("{address:?} is not an email address ({err})"))
+        })
+        .collect()
+}
+
 /// A path segment that reads as a generated token rather than a name: 20 characters or more
 /// (Mattermost's are 26, Discord's 68), only letters, digits, `-` and `_`, with both letters and
 /// digits among them. `alerts-2026` and `feedhound` are names.
@@ -825,6 +993,9 @@ struct RawNotify {
     format: Option<Spanned<String>>,
     digest: Option<Spanned<toml::Value>>,
     time_zone: Option<Spanned<String>>,
+    from: Option<Spanned<String>>,
+    /// An address, or a list of them.
+    to: Option<Spanned<toml::Value>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -1575,26 +1746,34 @@ impl Checker {
                 self.secret(target.url, &format!("{key}.url"))
                     .and_then(|url| match Url::parse(url.text.trim()) {
                         Ok(parsed)
-                            if matches!(parsed.scheme(), "http" | "https")
+                            if matches!(parsed.scheme(), "http" | "https" | "smtp" | "smtps")
                                 && parsed.host().is_some() =>
                         {
-                            if url.read_from.is_empty() && url_has_credential(&parsed, true) {
+                            let webhook = matches!(parsed.scheme(), "http" | "https");
+                            if url.read_from.is_empty() && url_has_credential(&parsed, webhook) {
                                 self.note_credential_written(&format!("{key}.url"), &url_span);
                             }
-                            Some(parsed)
+                            Some((parsed, url.read_from))
                         }
                         _ => {
                             // The URL may carry a token: say what is wrong without echoing it.
                             self.issue(
                                 Some(url_span.clone()),
                                 format!("{key}.url"),
-                                format!("must be an http or https URL{}", url.read_from),
+                                format!(
+                                    "must be an http or https URL (a webhook), or smtp or smtps (email){}",
+                                    url.read_from
+                                ),
                             );
                             None
                         }
                     });
+            let is_email = url
+                .as_ref()
+                .is_some_and(|(url, _)| matches!(url.scheme(), "smtp" | "smtps"));
             // A secret left unread leaves the target out (see `Secrets::Unread`): alerts must
             // not go out unsigned.
+            let secret_span = target.secret.as_ref().map(|secret| secret.span());
             let secret = match target.secret {
                 None => Some(None),
                 Some(raw) => {
@@ -1667,23 +1846,29 @@ impl Checker {
                     .collect()
             });
             let format = match target.format {
+                None if is_email => Some(AlertFormat::Email),
                 None => Some(AlertFormat::Json),
                 Some(format) => {
                     let known = match format.get_ref().trim() {
-                        "json" => Some(AlertFormat::Json),
-                        "slack" => Some(AlertFormat::Slack),
-                        "discord" => Some(AlertFormat::Discord),
+                        "json" if !is_email => Some(AlertFormat::Json),
+                        "slack" if !is_email => Some(AlertFormat::Slack),
+                        "discord" if !is_email => Some(AlertFormat::Discord),
+                        "email" if is_email || url.is_none() => Some(AlertFormat::Email),
                         _ => None,
                     };
                     if known.is_none() {
-                        self.issue(
-                            Some(format.span()),
-                            format!("{key}.format"),
-                            format!(
-                                "{:?} is not a format; use \"json\" (feedhound's payload), \"slack\" or \"discord\"",
+                        let message = match format.get_ref().trim() {
+                            "json" | "slack" | "discord" => format!(
+                                "{:?} is a webhook's format, and this target's url is an SMTP server; leave `format` out for email",
                                 format.get_ref()
                             ),
-                        );
+                            "email" => "\"email\" needs an smtp:// or smtps:// url, the server that sends it".to_owned(),
+                            _ => format!(
+                                "{:?} is not a format; use \"json\" (feedhound's payload), \"slack\" or \"discord\" for a webhook, \"email\" with an smtp:// or smtps:// url",
+                                format.get_ref()
+                            ),
+                        };
+                        self.issue(Some(format.span()), format!("{key}.format"), message);
                     }
                     known
                 }
@@ -1709,23 +1894,134 @@ impl Checker {
                         .map(|(times, zone)| Some(DigestSchedule { times, zone }))
                 }
             };
-            let (Some(url), Some(secret), Some(name), Some(format), Some(digest)) =
-                (url, secret, name, format, digest)
+            let delivery = match url {
+                None => None,
+                Some((url, read_from)) if is_email => {
+                    if let Some(secret) = &secret_span {
+                        self.issue(
+                            Some(secret.clone()),
+                            format!("{key}.secret"),
+                            "signs webhook POSTs, and this target sends email; remove it",
+                        );
+                    }
+                    self.email(&url, &read_from, &url_span, target.from, target.to, &key)
+                        .map(|email| (url, Delivery::Email(email)))
+                }
+                Some((url, _)) => {
+                    for (span, address_key) in [
+                        target.from.map(|from| from.span()),
+                        target.to.map(|to| to.span()),
+                    ]
+                    .into_iter()
+                    .zip(["from", "to"])
+                    .filter_map(|(span, key)| Some((span?, key)))
+                    {
+                        self.issue(
+                            Some(span),
+                            format!("{key}.{address_key}"),
+                            "is an email address, and this target's url is a webhook; email needs an smtp:// or smtps:// url",
+                        );
+                    }
+                    secret
+                        .zip(format)
+                        .map(|(secret, format)| (url, Delivery::Webhook { format, secret }))
+                }
+            };
+            let (Some((url, delivery)), Some(name), Some(_), Some(digest)) =
+                (delivery, name, format, digest)
             else {
                 continue;
             };
             targets.push(NotifyConfig {
                 name,
                 url,
-                secret,
                 companies: filter,
                 retry_delay,
                 backlog: target.backlog,
-                format,
+                delivery,
                 digest,
             });
         }
         targets
+    }
+
+    /// The SMTP server `url` names and the addresses of an email target, or None after noting
+    /// each problem. `read_from` says where the URL was read from, as it is not quoted.
+    fn email(
+        &mut self,
+        url: &Url,
+        read_from: &str,
+        url_span: &Range<usize>,
+        from: Option<Spanned<String>>,
+        to: Option<Spanned<toml::Value>>,
+        key: &str,
+    ) -> Option<EmailConfig> {
+        let server = smtp_server(url).map_err(|problem| {
+            self.issue(
+                Some(url_span.clone()),
+                format!("{key}.url"),
+                format!("{problem}{read_from}"),
+            );
+        });
+        let to_span = to.as_ref().map(|to| to.span());
+        let to = match to.map(Spanned::into_inner) {
+            None => Err(
+                "an email target needs the addresses to send to: to = [\"ana@example.com\"]"
+                    .to_owned(),
+            ),
+            Some(toml::Value::String(one)) => mailboxes(&[one]),
+            Some(toml::Value::Array(many)) => many
+                .into_iter()
+                .map(|address| match address {
+                    toml::Value::String(address) => Ok(address),
+                    other => Err(format!("{other} is not an address; write each as a string")),
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .and_then(|addresses| mailboxes(&addresses)),
+            Some(other) => Err(format!(
+                "{other} is not an address; give one as a string, or several as a list"
+            )),
+        }
+        .map_err(|problem| {
+            self.issue(
+                to_span.or_else(|| Some(url_span.clone())),
+                format!("{key}.to"),
+                problem,
+            );
+        });
+        let login_address = server
+            .as_ref()
+            .ok()
+            .and_then(|server| server.login.as_ref())
+            .and_then(|(user, _)| user.parse::<lettre::message::Mailbox>().ok());
+        let from = match from {
+            Some(from) => from.get_ref().trim().parse().map_err(|err| {
+                self.issue(
+                    Some(from.span()),
+                    format!("{key}.from"),
+                    format!(
+                        "{:?} is not an email address ({err}); write \"alerts@example.com\" or \"feedhound <alerts@example.com>\"",
+                        from.get_ref()
+                    ),
+                );
+            }),
+            None => login_address.ok_or_else(|| {
+                self.issue(
+                    Some(url_span.clone()),
+                    format!("{key}.from"),
+                    "an email target needs the address it sends from: from = \"feedhound <alerts@example.com>\" (the login is used when it is an address)",
+                );
+            }),
+        };
+        let (server, to, from) = (server.ok()?, to.ok()?, from.ok()?);
+        Some(EmailConfig {
+            host: server.host,
+            port: server.port,
+            tls: server.tls,
+            login: server.login,
+            from,
+            to,
+        })
     }
 
     fn line(&self, span: &Range<usize>) -> usize {
@@ -1972,6 +2268,13 @@ fn digest_days(text: &str) -> Option<Vec<Weekday>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn webhook_secret(target: &NotifyConfig) -> Option<&str> {
+        match &target.delivery {
+            Delivery::Webhook { secret, .. } => secret.as_deref(),
+            Delivery::Email(_) => panic!("{} is an email target", target.name),
+        }
+    }
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         Config::parse(text, Path::new("/etc/feedhound/feedhound.toml"))
@@ -2354,6 +2657,96 @@ mod tests {
     }
 
     #[test]
+    fn an_email_target_takes_its_server_login_and_addresses_from_url_from_and_to() {
+        let config = parse(
+            "[[notify]]\nname = \"a\"\nurl = \"smtps://alerts%40example.com:p%40ss@mail.example.com\"\nto = \"ana@example.com\"\n\
+             [[notify]]\nname = \"b\"\nurl = \"smtp://mail.example.com\"\nformat = \"email\"\nfrom = \"feedhound <news@example.org>\"\nto = [\"ana@example.com\", \"Bo Li <bo@example.com>\"]\n\
+             [[notify]]\nname = \"c\"\nurl = \"smtp://[::1]:2525?tls=none\"\nfrom = \"x@example.org\"\nto = \"ana@example.com\"\n",
+        )
+        .unwrap();
+        let emails: Vec<&EmailConfig> = config
+            .notify
+            .iter()
+            .map(|target| match &target.delivery {
+                Delivery::Email(email) => email,
+                Delivery::Webhook { .. } => panic!("{} is a webhook", target.name),
+            })
+            .collect();
+        let servers: Vec<(&str, u16, SmtpTls)> = emails
+            .iter()
+            .map(|e| (e.host.as_str(), e.port, e.tls))
+            .collect();
+        assert_eq!(
+            servers,
+            [
+                ("mail.example.com", 465, SmtpTls::Implicit),
+                ("mail.example.com", 587, SmtpTls::StartTls),
+                ("::1", 2525, SmtpTls::Plain),
+            ]
+        );
+        assert_eq!(
+            emails[0].login,
+            Some(("alerts@example.com".to_owned(), "p@ss".to_owned()))
+        );
+        assert_eq!(
+            emails[0].from.to_string(),
+            "alerts@example.com",
+            "a login that is an address is the sender"
+        );
+        assert_eq!(emails[1].from.email.to_string(), "news@example.org");
+        assert_eq!(emails[1].to.len(), 2);
+        assert_eq!(emails[1].to[1].name.as_deref(), Some("Bo Li"));
+        let shown: Vec<String> = config.notify.iter().map(|t| t.shown_url()).collect();
+        assert_eq!(
+            shown,
+            [
+                "smtps://mail.example.com:465",
+                "smtp://mail.example.com:587",
+                "smtp://[::1]:2525"
+            ]
+        );
+        let debug = format!("{config:?}");
+        assert!(
+            !debug.contains("p@ss") && !debug.contains("p%40ss"),
+            "{debug}"
+        );
+    }
+
+    #[test]
+    fn an_email_target_is_refused_with_what_to_write_and_without_its_password() {
+        let message = error_text(
+            "[[notify]]\nurl = \"smtp://mail.example.com\"\n\
+             [[notify]]\nurl = \"smtp://u:pw0rd@mail.example.com?tls=none\"\nfrom = \"x@example.org\"\nto = [\"ana at example\"]\n\
+             [[notify]]\nurl = \"smtps://u:pw0rd@mail.example.com?tls=none\"\nfrom = \"x@example.org\"\nto = []\nsecret = \"k\"\n\
+             [[notify]]\nurl = \"https://hooks.example/x\"\nfrom = \"x@example.org\"\nto = \"ana@example.com\"\nformat = \"email\"\n\
+             [[notify]]\nurl = \"smtp://x@mail.example.com/inbox\"\nformat = \"slack\"\nfrom = \"x@example.org\"\nto = \"ana@example.com\"\n\
+             [[notify]]\nurl = \"smtp://u:pw0rd@localhost:25?tls=none\"\nfrom = \"x@example.org\"\nto = \"ana@example.com\"\n",
+        );
+        assert_lines_contain(
+            &message,
+            &[
+                ":2: notify[1].to: an email target needs the addresses to send to",
+                ":2: notify[1].from: an email target needs the address it sends from",
+                ":4: notify[2].url: would send its password unencrypted to mail.example.com; leave `tls=none` out (STARTTLS), or use smtps://",
+                ":6: notify[2].to: \"ana at example\" is not an email address",
+                ":8: notify[3].url: takes `?tls=none` only, after smtp://",
+                ":10: notify[3].to: is empty; give at least one address to send to",
+                ":11: notify[3].secret: signs webhook POSTs, and this target sends email; remove it",
+                ":14: notify[4].from: is an email address, and this target's url is a webhook",
+                ":15: notify[4].to: is an email address, and this target's url is a webhook",
+                ":16: notify[4].format: \"email\" needs an smtp:// or smtps:// url",
+                ":18: notify[5].url: must name only the server: smtps://USER:PASSWORD@HOST[:PORT]",
+                ":19: notify[5].format: \"slack\" is a webhook's format, and this target's url is an SMTP server",
+            ],
+        );
+        assert!(!message.contains("pw0rd"), "{message}");
+        assert!(
+            !message.contains("notify[6]"),
+            "a login without TLS is fine on this machine: {message}"
+        );
+    }
+
+    #[test]
     fn notify_targets_are_checked_and_secrets_stay_out_of_debug_output() {
         let message = error_text(
             "[[company]]\nname = \"Xiaomi\"\n[[notify]]\nurl = \"ftp://hooks.example/x\"\n[[notify]]\nurl = \"https://hooks.example/x\"\ncompanies = [\"Xiaomi\", \"Nokia\"]\n",
@@ -2387,7 +2780,7 @@ mod tests {
              [[notify]]\nurl = \"https://discord.example/c\"\nformat = \"discord\"\n",
         )
         .unwrap();
-        let formats: Vec<AlertFormat> = config.notify.iter().map(|t| t.format).collect();
+        let formats: Vec<AlertFormat> = config.notify.iter().map(|t| t.delivery.format()).collect();
         assert_eq!(
             formats,
             [AlertFormat::Json, AlertFormat::Slack, AlertFormat::Discord]
@@ -2575,7 +2968,7 @@ mod tests {
             config.notify[0].url.as_str(),
             "https://hooks.example/services/p4th"
         );
-        assert_eq!(config.notify[0].secret.as_deref(), Some("k3y with spaces "));
+        assert_eq!(webhook_secret(&config.notify[0]), Some("k3y with spaces "));
         let stamped = |name: &str| {
             let path = folder.path().join(name);
             let stamp = FileStamp::of(&path);
@@ -2643,7 +3036,7 @@ mod tests {
                     at(".")
                 ),
                 &format!(
-                    ":13: notify[1].url: must be an http or https URL; it was read from the file {}",
+                    ":13: notify[1].url: must be an http or https URL (a webhook), or smtp or smtps (email); it was read from the file {}",
                     at("not-a-url")
                 ),
                 &format!(
@@ -2716,8 +3109,8 @@ mod tests {
             ],
         );
         let config = config.unwrap();
-        assert_eq!(config.notify[0].secret.as_deref(), Some(most.as_str()));
-        assert_eq!(config.notify[1].secret.as_deref(), Some("k3y"));
+        assert_eq!(webhook_secret(&config.notify[0]), Some(most.as_str()));
+        assert_eq!(webhook_secret(&config.notify[1]), Some("k3y"));
     }
 
     #[test]

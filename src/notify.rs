@@ -1,18 +1,20 @@
-//! Delivering alerts: outbox rows → webhook POSTs, with retries.
+//! Delivering alerts: outbox rows → webhook POSTs or emails, with retries.
 //!
 //! Each alert is a JSON POST of [`AlertPayload`], or of a chat message made from it for a Slack or
 //! Discord target (`message`), with an `Idempotency-Key` header (the same on every attempt) and,
-//! when the target has a `secret`, an `X-Feedhound-Signature: sha256=<hex>` HMAC of the body. A
+//! when the target has a `secret`, an `X-Feedhound-Signature: sha256=<hex>` HMAC of the body; or
+//! for an email target, a plain-text email through its SMTP server, whose `Message-ID` is made
+//! from the same key, so a mail reader shows a repeat once. A
 //! target with a `digest` gets its alerts together at set times (`digest`): as few POSTs as hold
 //! them, delivered or failed as a whole, and split into one POST per alert when the receiver
 //! refuses one.
-//! Anything but a 2xx answer is a failure, retried after `retry_delay` doubling per attempt up to
+//! Anything but a 2xx answer (for email, the server taking the message) is a failure, retried after `retry_delay` doubling per attempt up to
 //! [`MAX_RETRY_DELAY`]. Alerts are never dropped: the outbox row stays until a delivery succeeds,
 //! across restarts and crashes. Each payload is read just before its attempt, so it names what
 //! its story names then, and an alert withdrawn meanwhile (see `store::flags`) is skipped.
 //!
 //! Targets are independent: each has a delivery loop of its own. A target found down (no answer,
-//! or 429/502/503/504) rests, for `retry_delay` doubling with each round in a row that finds it
+//! or 429/502/503/504; for email, a temporary SMTP error or a refused login) rests, for `retry_delay` doubling with each round in a row that finds it
 //! down, or as long as a 429's or 503's Retry-After asks (either capped by [`longest_wait`]), so
 //! a dead webhook costs one timeout per rest, not one per queued alert. Rests live in the
 //! database, read at the start of every round, so a restart, a config reload or the next
@@ -31,11 +33,12 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use futures_util::future::join_all;
 use hmac::{Hmac, KeyInit, Mac};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use sha2::Sha256;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, NotifyConfig};
+use crate::config::{Config, Delivery, EmailConfig, NotifyConfig, SmtpTls};
 use crate::fetch::{origin_only, parse_retry_after};
 use crate::store::writer::StoreWriter;
 use crate::store::{AlertPayload, AlertStory, DigestWindow, PendingAlert, TargetRest};
@@ -68,9 +71,54 @@ pub struct Delivered {
 }
 
 pub struct Notifier {
-    client: reqwest::Client,
+    senders: Senders,
     targets: HashMap<String, NotifyConfig>,
     writer: StoreWriter,
+}
+
+/// What alerts leave through: one HTTP client for the webhooks, and an SMTP transport per
+/// email target.
+struct Senders {
+    http: reqwest::Client,
+    smtp: HashMap<String, Mailer>,
+}
+
+type Mailer = AsyncSmtpTransport<Tokio1Executor>;
+
+impl Senders {
+    fn new(config: &Config, targets: &[NotifyConfig]) -> anyhow::Result<Senders> {
+        let mut smtp = HashMap::new();
+        for target in targets {
+            if let Delivery::Email(email) = &target.delivery {
+                smtp.insert(
+                    target.name.clone(),
+                    mailer(email).with_context(|| {
+                        format!("cannot set up the SMTP client for {}", target.name)
+                    })?,
+                );
+            }
+        }
+        Ok(Senders {
+            http: http_client(config)?,
+            smtp,
+        })
+    }
+
+    /// One POST or email to `target`.
+    async fn send(&self, target: &NotifyConfig, sending: &Sending) -> Result<(), DeliveryFailure> {
+        match &target.delivery {
+            Delivery::Webhook { secret, .. } => {
+                post(&self.http, target, secret.as_deref(), sending).await
+            }
+            Delivery::Email(email) => {
+                let mailer = self
+                    .smtp
+                    .get(&target.name)
+                    .expect("Senders::new sets up every email target's mailer");
+                send_email(mailer, target, email, sending).await
+            }
+        }
+    }
 }
 
 impl Notifier {
@@ -81,7 +129,7 @@ impl Notifier {
             return Ok(None);
         }
         Ok(Some(Notifier {
-            client: http_client(config)?,
+            senders: Senders::new(config, &config.notify)?,
             targets: config
                 .notify
                 .iter()
@@ -214,7 +262,7 @@ impl Notifier {
                     let count = alerts.len();
                     let stories: Vec<i64> = alerts.iter().map(|a| a.payload.story.id).collect();
                     let failure = match sending {
-                        Ok(sending) => post(&self.client, target, &sending).await.err(),
+                        Ok(sending) => self.senders.send(target, &sending).await.err(),
                         Err(message) => Some(DeliveryFailure {
                             target_down: false,
                             retry_after: None,
@@ -348,8 +396,8 @@ impl Notifier {
     }
 }
 
-/// POSTs a test alert to `target` (`feedhound alerts --send-test`), to check its URL, its
-/// secret and the receiver's handling without waiting for a story: a story with id 0 and no
+/// Sends a test alert to `target` (`feedhound alerts --send-test`), to check its URL, its
+/// secret or login and the receiver's handling without waiting for a story: a story with id 0 and no
 /// company or source, marked `"test": true`. Nothing is stored. Errs with what went wrong.
 pub async fn send_test_alert(config: &Config, target: &NotifyConfig) -> anyhow::Result<()> {
     let now = Utc::now();
@@ -372,9 +420,10 @@ pub async fn send_test_alert(config: &Config, target: &NotifyConfig) -> anyhow::
         sources: Vec::new(),
         test: true,
     };
-    let sending = message::alone(target.format, target.digest.is_some(), &payload)
+    let sending = message::alone(target.delivery.format(), target.digest.is_some(), &payload)
         .context("cannot encode the test alert")?;
-    post(&http_client(config)?, target, &sending)
+    Senders::new(config, std::slice::from_ref(target))?
+        .send(target, &sending)
         .await
         .map_err(|failure| anyhow::anyhow!(failure.message))
         .with_context(|| format!("the test alert to {} failed", target.name))
@@ -404,14 +453,17 @@ fn posts(
         return alerts
             .into_iter()
             .map(|alert| {
-                let sending =
-                    message::alone(target.format, target.digest.is_some(), &alert.payload);
+                let sending = message::alone(
+                    target.delivery.format(),
+                    target.digest.is_some(),
+                    &alert.payload,
+                );
                 (vec![alert], sending.map_err(cannot_encode))
             })
             .collect();
     }
     let payloads: Vec<&AlertPayload> = alerts.iter().map(|alert| &alert.payload).collect();
-    match message::digest(target.format, &payloads) {
+    match message::digest(target.delivery.format(), &payloads) {
         Err(err) => vec![(alerts, Err(cannot_encode(err)))],
         Ok(parts) => parts
             .into_iter()
@@ -437,10 +489,104 @@ fn digest_window(target: &NotifyConfig, now: DateTime<Utc>) -> Option<DigestWind
     target.digest.as_ref().map(|digest| digest.window(now))
 }
 
+/// The SMTP client of an email target. It connects for each email: a digest is one email, and
+/// single alerts come minutes apart.
+fn mailer(email: &EmailConfig) -> anyhow::Result<Mailer> {
+    let builder = match email.tls {
+        SmtpTls::Implicit => Mailer::relay(&email.host)?,
+        SmtpTls::StartTls => Mailer::starttls_relay(&email.host)?,
+        SmtpTls::Plain => Mailer::builder_dangerous(&email.host),
+    };
+    let mut builder = builder.port(email.port).timeout(Some(DELIVERY_TIMEOUT));
+    if let Some((user, password)) = &email.login {
+        builder = builder.credentials(lettre::transport::smtp::authentication::Credentials::new(
+            user.clone(),
+            password.clone(),
+        ));
+    }
+    Ok(builder.build())
+}
+
+/// One email to `target`'s recipients.
+async fn send_email(
+    mailer: &Mailer,
+    target: &NotifyConfig,
+    email: &EmailConfig,
+    sending: &Sending,
+) -> Result<(), DeliveryFailure> {
+    use lettre::message::header::{ContentType, HeaderName, HeaderValue};
+    let refused = |message: String| DeliveryFailure {
+        target_down: false,
+        retry_after: None,
+        message,
+    };
+    // The same on every attempt, so a mail reader shows a repeat (a crash after the server took
+    // the email) once.
+    let message_id = format!(
+        "<{}.feedhound@{}>",
+        &blake3::hash(sending.idempotency_key.as_bytes()).to_hex()[..32],
+        email.from.email.domain()
+    );
+    let mut builder = lettre::Message::builder()
+        .from(email.from.clone())
+        .subject(sending.subject.clone().unwrap_or_default())
+        .message_id(Some(message_id))
+        .header(ContentType::TEXT_PLAIN)
+        // RFC 3834: no vacation replies to an alert.
+        .raw_header(HeaderValue::new(
+            HeaderName::new_from_ascii_str("Auto-Submitted"),
+            "auto-generated".to_owned(),
+        ));
+    for to in &email.to {
+        builder = builder.to(to.clone());
+    }
+    let text = format!(
+        "{}\n-- \nSent by feedhound for its notify target \"{}\".\n",
+        String::from_utf8_lossy(&sending.body),
+        target.name
+    );
+    let message = builder
+        .body(text)
+        .map_err(|err| refused(format!("cannot write the email: {err}")))?;
+    // A server that answers each command just within its timeout must not hold the target's
+    // loop for minutes.
+    let sent = tokio::time::timeout(DELIVERY_TIMEOUT * 2, mailer.send(message)).await;
+    let err = match sent {
+        Ok(Ok(_)) => return Ok(()),
+        Ok(Err(err)) => err,
+        Err(_) => {
+            return Err(DeliveryFailure {
+                target_down: true,
+                retry_after: None,
+                message: format!("{} took too long to take the email", target.shown_url()),
+            });
+        }
+    };
+    // A permanent refusal may be about this email (its size, a word a filter dislikes), and
+    // the others may pass; a temporary one, no connection, or a refused login is the server's
+    // or the config's, and would be the same for every email.
+    let login_refused = err
+        .status()
+        .is_some_and(|code| matches!(code.to_string().as_str(), "530" | "534" | "535" | "538"));
+    let target_down = !err.is_permanent() || login_refused;
+    let shown = target.shown_url();
+    let message = if err.is_permanent() || err.is_transient() {
+        format!("{shown} answered: {err}")
+    } else {
+        format!("cannot send through {shown}: {err}")
+    };
+    Err(DeliveryFailure {
+        target_down,
+        retry_after: None,
+        message: message.split_whitespace().collect::<Vec<_>>().join(" "),
+    })
+}
+
 /// One POST to `target`.
 async fn post(
     client: &reqwest::Client,
     target: &NotifyConfig,
+    secret: Option<&str>,
     sending: &Sending,
 ) -> Result<(), DeliveryFailure> {
     let failure = |target_down, message| DeliveryFailure {
@@ -453,7 +599,7 @@ async fn post(
         .post(target.url.clone())
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .header("Idempotency-Key", &sending.idempotency_key);
-    if let Some(secret) = &target.secret {
+    if let Some(secret) = secret {
         request = request.header("X-Feedhound-Signature", signature(secret, &body));
     }
     let response = request.body(body).send().await.map_err(|e| {
@@ -537,7 +683,7 @@ async fn refusal_reason(mut response: reqwest::Response, url: &reqwest::Url) -> 
 
 /// Characters that reorder or hide text (bidirectional overrides, zero-width marks): in a
 /// receiver's words they could make the `alerts` table or a log line read as something else.
-fn hides_or_reorders_text(c: char) -> bool {
+pub(crate) fn hides_or_reorders_text(c: char) -> bool {
     matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
 }
 

@@ -1,12 +1,14 @@
-//! What each POST carries: feedhound's JSON, or a chat message for targets with `format =
-//! "slack"` or `"discord"`; one alert, or for a target with a `digest`, several.
+//! What each POST or email carries: feedhound's JSON, a chat message for targets with `format =
+//! "slack"` or `"discord"`, or a plain-text email; one alert, or for a target with a `digest`,
+//! several.
 //!
 //! A chat webhook posts what it is given to a channel, so these targets get a message built from
 //! the payload a `json` target gets: the story's title as a link, the companies it names, where
 //! and when it appeared, and the text around each mention. A feed's text is the publisher's, not
 //! ours: it is escaped for the service's markup, so a headline can neither ping anyone nor hide a
 //! link behind words of its own. Each piece is cut to a size that keeps the whole message within
-//! the service's limit without cutting through markup.
+//! the service's limit without cutting through markup. An email is plain text, which no mail
+//! reader renders as markup: its subject names the companies and the story, its body the rest.
 
 use serde_json::json;
 
@@ -21,14 +23,18 @@ const SNIPPET_CHARS: usize = 300;
 /// A link longer than this (percent-encoded) is left out and the title shown plain.
 const LINK_CHARS: usize = 500;
 
-/// Most alerts in one JSON digest: a receiver takes them in one request.
+/// Most alerts in one JSON digest or email: a receiver takes them in one request.
 const DIGEST_ALERTS: usize = 50;
+/// Longest email subject, in characters; mail readers show far less.
+const SUBJECT_CHARS: usize = 250;
 
-/// One POST: the `Idempotency-Key` a receiver drops repeats by, and the body.
+/// One POST or email: the key a receiver drops repeats by (`Idempotency-Key`, or the email's
+/// `Message-ID`), the body, and an email's subject.
 #[derive(Debug)]
 pub struct Sending {
     pub idempotency_key: String,
     pub body: Vec<u8>,
+    pub subject: Option<String>,
 }
 
 /// The POST of one alert to a target that wants `format`.
@@ -37,10 +43,12 @@ pub fn single(format: AlertFormat, payload: &AlertPayload) -> serde_json::Result
         AlertFormat::Json => serde_json::to_vec(payload)?,
         AlertFormat::Slack => chat_body(Chat::Slack, Chat::Slack.message(payload))?,
         AlertFormat::Discord => chat_body(Chat::Discord, Chat::Discord.message(payload))?,
+        AlertFormat::Email => return Ok(email::single(payload)),
     };
     Ok(Sending {
         idempotency_key: payload.idempotency_key.clone(),
         body,
+        subject: None,
     })
 }
 
@@ -87,10 +95,15 @@ pub fn digest(
                     Sending {
                         idempotency_key,
                         body,
+                        subject: None,
                     },
                 ))
             })
             .collect(),
+        AlertFormat::Email => Ok(payloads
+            .chunks(DIGEST_ALERTS)
+            .map(|part| (part.len(), email::digest(part, key_of(part))))
+            .collect()),
         AlertFormat::Slack | AlertFormat::Discord => {
             let chat = if format == AlertFormat::Slack {
                 Chat::Slack
@@ -108,11 +121,159 @@ pub fn digest(
                         Sending {
                             idempotency_key: key_of(part),
                             body: chat_body(chat, text)?,
+                            subject: None,
                         },
                     ))
                 })
                 .collect()
         }
+    }
+}
+
+/// Emails: plain text, so a feed's words are shown as written and need no escaping; only
+/// characters that would break a line or reorder it are taken out.
+mod email {
+    use super::{COMPANIES_CHARS, NAME_CHARS, SNIPPET_CHARS, SUBJECT_CHARS, Sending, TITLE_CHARS};
+    use crate::store::AlertPayload;
+
+    pub fn single(payload: &AlertPayload) -> Sending {
+        let title = title(payload);
+        let mut subject = match &payload.newly_named {
+            Some(company) => format!("Now also names {}", line(company, NAME_CHARS)),
+            None => companies(payload),
+        };
+        if payload.test {
+            subject.clear();
+        }
+        let mut body = head(payload);
+        if !payload.companies.is_empty() {
+            body.push('\n');
+        }
+        for company in &payload.companies {
+            body.push_str(&format!(
+                "\n{}: \"{}\"",
+                line(&company.name, NAME_CHARS),
+                line(&company.snippet, SNIPPET_CHARS)
+            ));
+        }
+        body.push('\n');
+        Sending {
+            idempotency_key: payload.idempotency_key.clone(),
+            subject: Some(subject_of(&subject, &title)),
+            body: body.into_bytes(),
+        }
+    }
+
+    /// One email of `payloads`, each story's head numbered, under a subject that counts them
+    /// and names their companies, most named first.
+    pub fn digest(payloads: &[&AlertPayload], idempotency_key: String) -> Sending {
+        let mut named: Vec<(&str, usize)> = Vec::new();
+        for company in payloads.iter().flat_map(|p| &p.companies) {
+            match named.iter_mut().find(|(name, _)| *name == company.name) {
+                Some((_, count)) => *count += 1,
+                None => named.push((&company.name, 1)),
+            }
+        }
+        // Stable: companies named as often keep the order they first appear in.
+        named.sort_by_key(|&(_, count)| std::cmp::Reverse(count));
+        let names: Vec<&str> = named.iter().map(|(name, _)| *name).collect();
+        let count = match payloads.len() {
+            1 => "1 story".to_owned(),
+            n => format!("{n} stories"),
+        };
+        let mut body = String::new();
+        for (number, payload) in payloads.iter().enumerate() {
+            let head = head(payload).replace('\n', "\n   ");
+            body.push_str(&format!("{}. {head}\n\n", number + 1));
+        }
+        Sending {
+            idempotency_key,
+            subject: Some(subject_of(
+                &count,
+                &line(&names.join(", "), COMPANIES_CHARS),
+            )),
+            body: format!("{}\n", body.trim_end()).into_bytes(),
+        }
+    }
+
+    fn subject_of(about: &str, what: &str) -> String {
+        let subject = if what.is_empty() {
+            about.to_owned()
+        } else if about.is_empty() {
+            what.to_owned()
+        } else {
+            format!("{about}: {what}")
+        };
+        line(&subject, SUBJECT_CHARS)
+    }
+
+    fn title(payload: &AlertPayload) -> String {
+        let title = payload.story.title.as_deref().unwrap_or("(untitled story)");
+        line(title, TITLE_CHARS)
+    }
+
+    fn companies(payload: &AlertPayload) -> String {
+        let names: Vec<&str> = payload.companies.iter().map(|c| c.name.as_str()).collect();
+        line(&names.join(", "), COMPANIES_CHARS)
+    }
+
+    /// What says which story an alert is about: the title, its link on a line of its own (mail
+    /// readers make it clickable), then what was newly named, the companies, where and when.
+    fn head(payload: &AlertPayload) -> String {
+        let story = &payload.story;
+        let mut head = vec![title(payload)];
+        if let Some(link) = &story.link {
+            head.push(line(link, usize::MAX));
+        }
+        if let Some(company) = &payload.newly_named {
+            head.push(format!("Now also names {}", line(company, NAME_CHARS)));
+        }
+        let mut about = Vec::new();
+        if !payload.companies.is_empty() {
+            about.push(companies(payload));
+        }
+        if let Some(first) = payload.sources.first() {
+            let feed = line(&first.feed, NAME_CHARS);
+            about.push(match payload.sources.len() {
+                1 => feed,
+                n => format!("{feed} and {} more", n - 1),
+            });
+        }
+        let when = story
+            .published_at
+            .as_deref()
+            .unwrap_or(&story.first_seen_at);
+        about.push(
+            match chrono::NaiveDateTime::parse_from_str(when, "%Y-%m-%d %H:%M:%S") {
+                Ok(at) => at.format("%Y-%m-%d %H:%M UTC").to_string(),
+                Err(_) => format!("{} UTC", line(when, NAME_CHARS)),
+            },
+        );
+        head.push(about.join(" · "));
+        head.join("\n")
+    }
+
+    /// At most `most` characters of the feed's `text`, cut with "…", on one line: no control
+    /// characters, nor any that would hide or reorder what follows.
+    fn line(text: &str, most: usize) -> String {
+        let cut_at = if text.chars().count() > most {
+            most - 1
+        } else {
+            usize::MAX
+        };
+        let mut line = String::with_capacity(text.len());
+        for (at, c) in text.chars().enumerate() {
+            if at == cut_at {
+                line.push('…');
+                break;
+            }
+            if c.is_control() || crate::notify::hides_or_reorders_text(c) {
+                line.push(' ');
+            } else {
+                line.push(c);
+            }
+        }
+        line
     }
 }
 
@@ -693,5 +854,68 @@ mod tests {
         let sending = single(AlertFormat::Json, &story).unwrap();
         assert_eq!(sending.body, serde_json::to_vec(&story).unwrap());
         assert_eq!(sending.idempotency_key, "k");
+    }
+
+    #[test]
+    fn an_email_shows_a_feeds_text_as_written_on_the_lines_it_belongs_to() {
+        let mut story = payload(
+            "Acme <b>beats</b>\r\nBcc: everyone@example.com \u{202E}gnp.exe",
+            "https://news.example/a?b=1&c=<2>",
+            &[("Acme", "a *loud* line\nwith [a](link)")],
+        );
+        story.story.published_at = None;
+        let sending = single(AlertFormat::Email, &story).unwrap();
+        let subject = sending.subject.unwrap();
+        assert_eq!(
+            subject, "Acme: Acme <b>beats</b>  Bcc: everyone@example.com  gnp.exe",
+            "no line break in a header, no reordering mark; markup is only text"
+        );
+        let text = String::from_utf8(sending.body).unwrap();
+        assert_eq!(
+            text,
+            "Acme <b>beats</b>  Bcc: everyone@example.com  gnp.exe\n\
+             https://news.example/a?b=1&c=<2>\n\
+             Acme · Harbor Tech Daily and 1 more · 2026-11-24 13:00 UTC\n\
+             \n\
+             Acme: \"a *loud* line with [a](link)\"\n"
+        );
+
+        story.newly_named = Some("Bolt".into());
+        story.story.title = None;
+        let subject = single(AlertFormat::Email, &story).unwrap().subject.unwrap();
+        assert_eq!(subject, "Now also names Bolt: (untitled story)");
+    }
+
+    #[test]
+    fn an_email_digest_counts_its_stories_and_names_the_most_named_companies_first() {
+        let one = payload("One", "https://news.example/1", &[("Bolt", "s")]);
+        let two = payload(
+            "Two",
+            "https://news.example/2",
+            &[("Acme", "s"), ("Bolt", "s")],
+        );
+        let three = payload(
+            "Three",
+            "https://news.example/3",
+            &[("Acme", "s"), ("Core", "s")],
+        );
+        let posts = digest(AlertFormat::Email, &[&one, &two, &three]).unwrap();
+        assert_eq!(posts.len(), 1);
+        let (count, sending) = &posts[0];
+        assert_eq!(*count, 3);
+        assert_eq!(
+            sending.subject.as_deref(),
+            Some("3 stories: Bolt, Acme, Core"),
+            "as often named: in the order they first appear"
+        );
+        let text = String::from_utf8(sending.body.clone()).unwrap();
+        assert!(
+            text.starts_with("1. One\n   https://news.example/1\n   Bolt · ")
+                && text.contains("\n\n2. Two\n   https://news.example/2\n   Acme, Bolt · ")
+                && text.ends_with("2026-11-23 08:15 UTC\n"),
+            "{text}"
+        );
+        let again = digest(AlertFormat::Email, &[&one, &two, &three]).unwrap();
+        assert_eq!(again[0].1.idempotency_key, sending.idempotency_key);
     }
 }

@@ -652,3 +652,207 @@ pub fn fetch_articles_of(app: &App, url: &str) {
     );
     std::fs::write(&app.config_path, text).unwrap();
 }
+
+/// An SMTP server on 127.0.0.1:0, without TLS (a target's `?tls=none`), that takes any login
+/// and records each email it is given. `refuse` makes it answer an email whose text holds a
+/// phrase with a code of its own, as a server's filter would; `down` makes it greet every
+/// connection with 421, as a server that is overloaded or shutting down does.
+pub struct SmtpServer {
+    pub port: u16,
+    state: Arc<Mutex<SmtpState>>,
+}
+
+#[derive(Default)]
+struct SmtpState {
+    /// Each command's verb, as received (`EHLO`, `AUTH`, `MAIL`…).
+    verbs: Vec<String>,
+    mails: Vec<Mail>,
+    refuse: Option<(String, u16)>,
+    down: bool,
+}
+
+/// One email as the server got it, accepted or not.
+#[derive(Debug, Clone)]
+pub struct Mail {
+    /// `user:password` from an `AUTH PLAIN`.
+    pub login: Option<String>,
+    pub mail_from: String,
+    pub rcpt_to: Vec<String>,
+    /// The message as sent, dot-unstuffed.
+    pub data: String,
+    pub accepted: bool,
+}
+
+impl Mail {
+    /// A header's value, its folded lines joined.
+    pub fn header(&self, name: &str) -> Option<String> {
+        let head = self.data.split("\r\n\r\n").next().unwrap_or_default();
+        let mut value: Option<String> = None;
+        for line in head.split("\r\n") {
+            match (&mut value, line.starts_with([' ', '\t'])) {
+                (Some(value), true) => value.push_str(line),
+                (Some(_), false) => break,
+                (None, _) => {
+                    if let Some((key, rest)) = line.split_once(':')
+                        && key.eq_ignore_ascii_case(name)
+                    {
+                        value = Some(rest.trim_start().to_owned());
+                    }
+                }
+            }
+        }
+        value
+    }
+
+    /// The body, decoded from its transfer encoding.
+    pub fn text(&self) -> String {
+        let body = self.data.split_once("\r\n\r\n").unwrap_or_default().1;
+        let encoding = self
+            .header("Content-Transfer-Encoding")
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let bytes = match encoding.as_str() {
+            "base64" => {
+                use base64::Engine;
+                let joined: String = body.split_whitespace().collect();
+                base64::engine::general_purpose::STANDARD
+                    .decode(joined)
+                    .unwrap()
+            }
+            "quoted-printable" => {
+                quoted_printable::decode(body, quoted_printable::ParseMode::Strict).unwrap()
+            }
+            _ => body.as_bytes().to_vec(),
+        };
+        String::from_utf8(bytes).unwrap().replace("\r\n", "\n")
+    }
+}
+
+impl SmtpServer {
+    pub fn start() -> SmtpServer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        let port = listener.local_addr().unwrap().port();
+        let state = Arc::new(Mutex::new(SmtpState::default()));
+        let serving = Arc::clone(&state);
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let state = Arc::clone(&serving);
+                std::thread::spawn(move || {
+                    let _ = smtp_session(client, &state);
+                });
+            }
+        });
+        SmtpServer { port, state }
+    }
+
+    /// A target URL for this server with this login.
+    pub fn url(&self, user: &str, password: &str) -> String {
+        format!("smtp://{user}:{password}@127.0.0.1:{}?tls=none", self.port)
+    }
+
+    pub fn mails(&self) -> Vec<Mail> {
+        self.state.lock().unwrap().mails.clone()
+    }
+
+    pub fn verbs(&self) -> Vec<String> {
+        self.state.lock().unwrap().verbs.clone()
+    }
+
+    pub fn accepted(&self) -> Vec<Mail> {
+        self.mails().into_iter().filter(|m| m.accepted).collect()
+    }
+
+    pub fn refuse(&self, phrase: &str, code: u16) {
+        self.state.lock().unwrap().refuse = Some((phrase.to_owned(), code));
+    }
+
+    pub fn set_down(&self, down: bool) {
+        self.state.lock().unwrap().down = down;
+    }
+}
+
+fn smtp_session(stream: TcpStream, state: &Mutex<SmtpState>) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut out = stream;
+    if state.lock().unwrap().down {
+        out.write_all(b"421 4.3.2 test server is shutting down\r\n")?;
+        return Ok(());
+    }
+    out.write_all(b"220 test ESMTP\r\n")?;
+    let mut mail = Mail {
+        login: None,
+        mail_from: String::new(),
+        rcpt_to: Vec::new(),
+        data: String::new(),
+        accepted: false,
+    };
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if reader.read_line(&mut line)? == 0 {
+            return Ok(());
+        }
+        let command = line.trim_end();
+        let upper = command.to_ascii_uppercase();
+        let verb = upper
+            .split([' ', ':'])
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        state.lock().unwrap().verbs.push(verb);
+        if upper.starts_with("EHLO") {
+            out.write_all(b"250-test\r\n250-AUTH PLAIN LOGIN\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n")?;
+        } else if let Some(encoded) = upper.strip_prefix("AUTH PLAIN ").map(|_| &command[11..]) {
+            use base64::Engine;
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(encoded)
+                .unwrap();
+            let parts: Vec<String> = decoded
+                .split(|&b| b == 0)
+                .map(|part| String::from_utf8_lossy(part).into_owned())
+                .collect();
+            mail.login = Some(format!("{}:{}", parts[1], parts[2]));
+            out.write_all(b"235 2.7.0 accepted\r\n")?;
+        } else if upper.starts_with("MAIL FROM:") {
+            mail.mail_from = command[10..].split_whitespace().next().unwrap().to_owned();
+            out.write_all(b"250 2.1.0 ok\r\n")?;
+        } else if upper.starts_with("RCPT TO:") {
+            mail.rcpt_to.push(command[8..].trim().to_owned());
+            out.write_all(b"250 2.1.5 ok\r\n")?;
+        } else if upper == "DATA" {
+            out.write_all(b"354 go ahead\r\n")?;
+            let mut data = String::new();
+            loop {
+                line.clear();
+                if reader.read_line(&mut line)? == 0 {
+                    return Ok(());
+                }
+                if line == ".\r\n" {
+                    break;
+                }
+                data.push_str(line.strip_prefix('.').unwrap_or(&line));
+            }
+            mail.data = data;
+            let mut state = state.lock().unwrap();
+            let refusal = state
+                .refuse
+                .as_ref()
+                .filter(|(phrase, _)| mail.text().contains(phrase.as_str()))
+                .map(|(_, code)| *code);
+            mail.accepted = refusal.is_none();
+            state.mails.push(mail.clone());
+            drop(state);
+            match refusal {
+                None => out.write_all(b"250 2.0.0 queued\r\n")?,
+                Some(code) => out.write_all(format!("{code} refused by filter\r\n").as_bytes())?,
+            }
+        } else if upper == "QUIT" {
+            out.write_all(b"221 2.0.0 bye\r\n")?;
+            return Ok(());
+        } else if upper == "RSET" || upper == "NOOP" {
+            out.write_all(b"250 2.0.0 ok\r\n")?;
+        } else {
+            out.write_all(b"502 5.5.2 not implemented\r\n")?;
+        }
+    }
+}

@@ -6,6 +6,7 @@ mod cli;
 mod corpus;
 mod crash;
 mod discover;
+mod email;
 mod flags;
 mod helpers;
 mod hostile;

@@ -1,0 +1,276 @@
+//! Email alerts, sent through a real SMTP server on loopback (`helpers::SmtpServer`).
+
+use std::time::Duration;
+
+use crate::helpers::{App, FeedServer, SmtpServer, rss};
+
+const COMPANIES: &str = r#"
+[[company]]
+name = "Xiaomi"
+
+[[company]]
+name = "Samsung"
+"#;
+
+fn email_target(smtp: &SmtpServer, extra: &str) -> String {
+    // A password with what a URL must percent-encode: it reaches the server decoded.
+    format!(
+        "\n[[notify]]\nname = \"analysts\"\nurl = \"{}\"\nto = [\"ana@example.com\", \"Bo Li <bo@example.com>\"]\nbacklog = true\n{extra}",
+        smtp.url("alerts%40example.com", "p%40ss%20w0rd")
+    )
+}
+
+#[test]
+fn an_email_target_gets_each_flagged_story_once_from_its_login_to_each_recipient() {
+    let feeds = FeedServer::start();
+    feeds.feed(
+        "a.xml",
+        rss(&[
+            "<guid>1</guid><title>Xiaomi overtakes Samsung in shipments</title><link>https://news.example/xiaomi-samsung</link>",
+            "<guid>2</guid><title>Weather: rain all week</title>",
+        ]),
+    );
+    let smtp = SmtpServer::start();
+    let app = App::new(
+        &[feeds.url("a.xml")],
+        &format!("{COMPANIES}{}", email_target(&smtp, "")),
+    );
+    let polled = app.cli(&["poll"]);
+    assert!(
+        polled.status.success(),
+        "{}",
+        String::from_utf8_lossy(&polled.stderr)
+    );
+    let mails = smtp.accepted();
+    assert_eq!(mails.len(), 1, "one flagged story, one email: {mails:#?}");
+    let mail = &mails[0];
+    assert_eq!(mail.login.as_deref(), Some("alerts@example.com:p@ss w0rd"));
+    assert_eq!(
+        mail.mail_from, "<alerts@example.com>",
+        "the login is the sender"
+    );
+    assert_eq!(mail.rcpt_to, ["<ana@example.com>", "<bo@example.com>"]);
+    assert_eq!(
+        mail.header("Subject").as_deref(),
+        Some("Xiaomi, Samsung: Xiaomi overtakes Samsung in shipments")
+    );
+    let to = mail.header("To").unwrap();
+    assert!(
+        to.contains("ana@example.com") && to.contains("\"Bo Li\" <bo@example.com>"),
+        "{to}"
+    );
+    assert_eq!(
+        mail.header("Auto-Submitted").as_deref(),
+        Some("auto-generated")
+    );
+    let message_id = mail.header("Message-ID").unwrap();
+    assert!(
+        message_id.ends_with(".feedhound@example.com>"),
+        "{message_id}"
+    );
+    let text = mail.text();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "Xiaomi overtakes Samsung in shipments");
+    assert_eq!(lines[1], "https://news.example/xiaomi-samsung");
+    assert!(lines[2].starts_with("Xiaomi, Samsung · "), "{text}");
+    assert!(
+        text.contains("\n\nXiaomi: \"Xiaomi overtakes Samsung in shipments\"\nSamsung: \""),
+        "each company's snippet: {text}"
+    );
+    assert!(
+        text.trim_end()
+            .ends_with("\n\n-- \nSent by feedhound for its notify target \"analysts\"."),
+        "{text}"
+    );
+
+    let again = app.cli(&["poll"]);
+    assert!(again.status.success());
+    assert_eq!(smtp.mails().len(), 1, "delivered once, not again");
+    assert_eq!(
+        app.count(
+            "SELECT count(*) FROM outbox WHERE target = 'analysts' AND delivered_at IS NOT NULL"
+        ),
+        1
+    );
+
+    let tested = app.cli(&["alerts", "--send-test", "analysts"]);
+    assert!(
+        tested.status.success(),
+        "{}",
+        String::from_utf8_lossy(&tested.stderr)
+    );
+    let mails = smtp.accepted();
+    assert_eq!(mails.len(), 2);
+    assert_eq!(
+        mails[1].header("Subject").as_deref(),
+        Some("feedhound test alert for analysts")
+    );
+    assert_ne!(mails[1].header("Message-ID"), Some(message_id));
+}
+
+#[test]
+fn an_email_the_server_puts_off_waits_then_goes_out_with_the_same_message_id() {
+    let feeds = FeedServer::start();
+    feeds.feed(
+        "a.xml",
+        rss(&["<guid>1</guid><title>Xiaomi posts results</title>"]),
+    );
+    let smtp = SmtpServer::start();
+    smtp.refuse("Xiaomi posts results", 451);
+    let app = App::new(
+        &[feeds.url("a.xml")],
+        &format!(
+            "{COMPANIES}{}",
+            email_target(&smtp, "from = \"feedhound <news@example.org>\"\n")
+        ),
+    );
+    assert!(app.cli(&["poll"]).status.success());
+    let mails = smtp.mails();
+    assert_eq!(mails.len(), 1);
+    assert!(!mails[0].accepted);
+    assert_eq!(
+        mails[0].mail_from, "<news@example.org>",
+        "`from` wins over the login"
+    );
+    let status = app.cli(&["alerts", "--format", "json"]);
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status[0]["retrying"], 1, "{status}");
+    let error = status[0]["last_error"].as_str().unwrap();
+    assert!(
+        error.contains(&format!("smtp://127.0.0.1:{} answered", smtp.port))
+            && error.contains("451")
+            && !error.contains("p@ss"),
+        "{error}"
+    );
+    assert!(
+        status[0]["resting_until"].is_string(),
+        "a temporary refusal is the server's: the target rests: {status}"
+    );
+
+    // Down at the next try: the greeting is a 421.
+    smtp.refuse("nothing matches this", 451);
+    smtp.set_down(true);
+    assert!(app.cli(&["alerts", "--retry-now"]).status.success());
+    assert!(app.cli(&["poll"]).status.success());
+    assert_eq!(
+        smtp.mails().len(),
+        1,
+        "no email was taken while it was down"
+    );
+    assert_eq!(
+        app.count("SELECT attempts FROM outbox WHERE delivered_at IS NULL"),
+        2
+    );
+
+    smtp.set_down(false);
+    assert!(app.cli(&["alerts", "--retry-now"]).status.success());
+    assert!(app.cli(&["poll"]).status.success());
+    let mails = smtp.mails();
+    assert_eq!(mails.len(), 2);
+    assert!(mails[1].accepted);
+    assert_eq!(
+        mails[0].header("Message-ID"),
+        mails[1].header("Message-ID"),
+        "a repeat is the same email to a mail reader"
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM outbox WHERE delivered_at IS NOT NULL"),
+        1
+    );
+}
+
+#[test]
+fn an_email_digest_names_its_stories_and_one_the_server_refuses_holds_back_no_other() {
+    use chrono::{DurationRound, Utc};
+    let feeds = FeedServer::start();
+    feeds.feed(
+        "a.xml",
+        rss(&[
+            "<guid>1</guid><title>Xiaomi posts results</title>",
+            "<guid>2</guid><title>Samsung poison pill</title>",
+            "<guid>3</guid><title>Samsung opens a plant</title>",
+        ]),
+    );
+    let smtp = SmtpServer::start();
+    smtp.refuse("poison pill", 554);
+    let digest_at = (Utc::now() + chrono::Duration::seconds(4))
+        .duration_trunc(chrono::Duration::seconds(1))
+        .unwrap();
+    let app = App::new(
+        &[feeds.url("a.xml")],
+        &format!(
+            "{COMPANIES}{}",
+            email_target(
+                &smtp,
+                &format!("digest = \"{}\"\n", digest_at.format("%H:%M:%S"))
+            )
+        ),
+    );
+    let utc = [("TZ", "UTC")];
+    assert!(app.cli_with_env(&utc, &["poll"]).status.success());
+    assert!(
+        smtp.mails().is_empty() && Utc::now() < digest_at,
+        "queued before the digest time, and held"
+    );
+    while Utc::now() < digest_at {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(app.cli_with_env(&utc, &["poll"]).status.success());
+    let mails = smtp.mails();
+    let seen: Vec<(bool, String)> = mails
+        .iter()
+        .map(|m| (m.accepted, m.header("Subject").unwrap()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (false, "3 stories: Samsung, Xiaomi".to_owned()),
+            (true, "1 story: Xiaomi".to_owned()),
+            (false, "1 story: Samsung".to_owned()),
+            (true, "1 story: Samsung".to_owned()),
+        ],
+        "the refused digest, then each of its stories alone"
+    );
+    let text = mails[0].text();
+    assert!(
+        text.starts_with("1. Xiaomi posts results\n   Xiaomi · ")
+            && text.contains("\n\n2. Samsung poison pill\n   Samsung · ")
+            && text.contains("\n\n3. Samsung opens a plant\n"),
+        "{text}"
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM outbox WHERE delivered_at IS NOT NULL"),
+        2
+    );
+    assert_eq!(
+        app.count(
+            "SELECT attempts FROM outbox WHERE delivered_at IS NULL AND last_error LIKE '%554%'"
+        ),
+        1,
+        "the email the server refuses waits for its own retry"
+    );
+}
+
+#[test]
+fn a_server_that_offers_no_starttls_gets_no_login_and_no_email() {
+    let smtp = SmtpServer::start();
+    let notify = format!(
+        "\n[[notify]]\nname = \"analysts\"\nurl = \"smtp://alerts%40example.com:pw0rd@127.0.0.1:{}\"\nto = \"ana@example.com\"\n",
+        smtp.port
+    );
+    let app = App::new(&[], &format!("{COMPANIES}{notify}"));
+    let tested = app.cli(&["alerts", "--send-test", "analysts"]);
+    assert_eq!(tested.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&tested.stderr);
+    assert!(
+        stderr.contains("the test alert to analysts failed")
+            && stderr.contains(&format!("smtp://127.0.0.1:{}", smtp.port))
+            && !stderr.contains("pw0rd"),
+        "{stderr}"
+    );
+    assert_eq!(
+        smtp.verbs(),
+        ["EHLO"],
+        "smtp:// without `tls=none` stops when STARTTLS is not offered"
+    );
+}
