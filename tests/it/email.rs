@@ -162,7 +162,22 @@ fn an_email_the_server_puts_off_waits_then_goes_out_with_the_same_message_id() {
         2
     );
 
+    // A refused login is permanent (535), but would be refused for every email: the target
+    // rests rather than trying each waiting alert in turn.
     smtp.set_down(false);
+    smtp.refuse_login(true);
+    assert!(app.cli(&["alerts", "--retry-now"]).status.success());
+    assert!(app.cli(&["poll"]).status.success());
+    let status = app.cli(&["alerts", "--format", "json"]);
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert!(
+        status[0]["last_error"].as_str().unwrap().contains("535")
+            && status[0]["resting_until"].is_string(),
+        "{status}"
+    );
+    assert_eq!(smtp.mails().len(), 1);
+    smtp.refuse_login(false);
+
     assert!(app.cli(&["alerts", "--retry-now"]).status.success());
     assert!(app.cli(&["poll"]).status.success());
     let mails = smtp.mails();

@@ -656,7 +656,8 @@ pub fn fetch_articles_of(app: &App, url: &str) {
 /// An SMTP server on 127.0.0.1:0, without TLS (a target's `?tls=none`), that takes any login
 /// and records each email it is given. `refuse` makes it answer an email whose text holds a
 /// phrase with a code of its own, as a server's filter would; `down` makes it greet every
-/// connection with 421, as a server that is overloaded or shutting down does.
+/// connection with 421, as a server that is overloaded or shutting down does; `refuse_login`
+/// answers every login with 535.
 pub struct SmtpServer {
     pub port: u16,
     state: Arc<Mutex<SmtpState>>,
@@ -669,6 +670,7 @@ struct SmtpState {
     mails: Vec<Mail>,
     refuse: Option<(String, u16)>,
     down: bool,
+    refuse_login: bool,
 }
 
 /// One email as the server got it, accepted or not.
@@ -769,6 +771,10 @@ impl SmtpServer {
     pub fn set_down(&self, down: bool) {
         self.state.lock().unwrap().down = down;
     }
+
+    pub fn refuse_login(&self, refuse: bool) {
+        self.state.lock().unwrap().refuse_login = refuse;
+    }
 }
 
 fn smtp_session(stream: TcpStream, state: &Mutex<SmtpState>) -> std::io::Result<()> {
@@ -811,6 +817,10 @@ fn smtp_session(stream: TcpStream, state: &Mutex<SmtpState>) -> std::io::Result<
                 .split(|&b| b == 0)
                 .map(|part| String::from_utf8_lossy(part).into_owned())
                 .collect();
+            if state.lock().unwrap().refuse_login {
+                out.write_all(b"535 5.7.8 authentication credentials invalid\r\n")?;
+                continue;
+            }
             mail.login = Some(format!("{}:{}", parts[1], parts[2]));
             out.write_all(b"235 2.7.0 accepted\r\n")?;
         } else if upper.starts_with("MAIL FROM:") {
