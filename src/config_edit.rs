@@ -4,8 +4,10 @@
 //! comments, blank lines and key order outside the added tables stay byte for byte. The result
 //! is checked with [`Config::parse_with`] (its secrets left unread: adding feeds needs none)
 //! before anything is written, then written to a temporary file beside the original and renamed
-//! over it, so a crash leaves either the old file or the new one, never half of one. A running
-//! daemon sees the file change and reloads it.
+//! over it, so a crash leaves either the old file or the new one, never half of one. Just before
+//! the rename the file is read again: if an editor or another command saved it since this one
+//! read it, nothing is written, rather than their change being lost. A running daemon sees the
+//! file change and reloads it.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -25,6 +27,7 @@ pub struct ConfigFile {
     target: PathBuf,
     /// Its text; empty for a config file that does not exist yet (saving creates it).
     pub text: String,
+    existed: bool,
 }
 
 impl ConfigFile {
@@ -37,24 +40,35 @@ impl ConfigFile {
                 return Err(err).with_context(|| format!("cannot open {}", config_path.display()));
             }
         };
-        let text = match std::fs::read_to_string(&target) {
-            Ok(text) => text,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(err) => {
-                return Err(err).with_context(|| format!("cannot read {}", config_path.display()));
-            }
-        };
+        let text = read_if_present(&target)
+            .with_context(|| format!("cannot read {}", config_path.display()))?;
         Ok(ConfigFile {
             path: config_path.to_path_buf(),
             target,
-            text,
+            existed: text.is_some(),
+            text: text.unwrap_or_default(),
         })
     }
 
-    /// Replaces the file with `contents` (see the module's header).
+    /// Replaces the file with `contents`, unless it changed since it was read (see the
+    /// module's header).
     pub fn save(&self, contents: &str) -> anyhow::Result<()> {
-        replace_file(&self.target, contents)
+        let unchanged = || {
+            read_if_present(&self.target).map(|now| match now {
+                Some(now) => self.existed && now == self.text,
+                None => !self.existed,
+            })
+        };
+        replace_file(&self.target, contents, unchanged)
             .with_context(|| format!("cannot write {}", self.path.display()))
+    }
+}
+
+fn read_if_present(path: &Path) -> std::io::Result<Option<String>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text)),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(err),
     }
 }
 
@@ -124,8 +138,13 @@ fn feed_table(feed: &FeedConfig) -> Table {
 }
 
 /// Writes `contents` to a temporary file in `path`'s folder, flushes it to disk, then renames it
-/// over `path`: the rename is atomic, so readers (and crashes) see the old file or the new one.
-fn replace_file(path: &Path, contents: &str) -> std::io::Result<()> {
+/// over `path` if `unchanged` still says so: the rename is atomic, so readers (and crashes) see
+/// the old file or the new one.
+fn replace_file(
+    path: &Path,
+    contents: &str,
+    unchanged: impl Fn() -> std::io::Result<bool>,
+) -> std::io::Result<()> {
     let folder = folder_of(path);
     let mut temp = tempfile::Builder::new()
         .prefix(".feedhound-edit-")
@@ -140,6 +159,12 @@ fn replace_file(path: &Path, contents: &str) -> std::io::Result<()> {
         keep_owner(temp.as_file(), &metadata)?;
     }
     temp.as_file().sync_all()?;
+    // Checked as late as can be: the window left is this check and the rename.
+    if !unchanged()? {
+        return Err(std::io::Error::other(
+            "it changed since this command read it (an editor or another command saved it meanwhile); nothing was written: run the command again",
+        ));
+    }
     temp.persist(path).map_err(|err| err.error)?;
     // Make the rename itself durable; folders cannot be opened for syncing on Windows.
     #[cfg(unix)]
@@ -154,4 +179,51 @@ fn keep_owner(file: &std::fs::File, original: &std::fs::Metadata) -> std::io::Re
         return Ok(());
     }
     std::os::unix::fs::fchown(file, Some(original.uid()), Some(original.gid()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_config_saved_by_someone_else_meanwhile_is_not_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("feedhound.toml");
+        std::fs::write(&path, "# mine\n").unwrap();
+        let file = ConfigFile::read(&path).unwrap();
+        std::fs::write(&path, "# mine\n# theirs\n").unwrap();
+        let err = file.save("# mine\n# added\n").unwrap_err();
+        assert!(
+            format!("{err:#}").contains("feedhound.toml: it changed since this command read it"),
+            "{err:#}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "# mine\n# theirs\n"
+        );
+        let leftovers = std::fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(leftovers, 1, "the temporary file is removed");
+
+        let file = ConfigFile::read(&path).unwrap();
+        file.save("# mine\n# theirs\n# added\n").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "# mine\n# theirs\n# added\n"
+        );
+    }
+
+    #[test]
+    fn a_config_created_by_someone_else_meanwhile_is_not_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("feedhound.toml");
+        let file = ConfigFile::read(&path).unwrap();
+        assert_eq!(file.text, "");
+        std::fs::write(&path, "# theirs\n").unwrap();
+        assert!(file.save("# added\n").is_err());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "# theirs\n");
+
+        std::fs::remove_file(&path).unwrap();
+        ConfigFile::read(&path).unwrap().save("# added\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "# added\n");
+    }
 }
