@@ -217,7 +217,8 @@ pub enum Command {
         /// check
         url: String,
         /// Add feeds found to the config file: alone, the one the config does not list yet;
-        /// `all`; or their numbers in the list, such as `1,3`. A running daemon reloads the file
+        /// `all`; their numbers in the list, such as `1,3`; or one's URL. A running daemon
+        /// reloads the file
         #[arg(long, value_name = "WHICH", num_args = 0..=1, default_missing_value = "")]
         add: Option<discover::Choice>,
         #[arg(long, value_enum, default_value_t = Format::Table)]

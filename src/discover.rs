@@ -263,23 +263,29 @@ pub enum Choice {
     All,
     /// By their numbers in the listing, from 1.
     Numbers(Vec<usize>),
+    /// The feed at this URL, as the listing shows it: unlike a number, it does not depend on
+    /// which feeds answered this time.
+    Url(Url),
 }
 
 impl FromStr for Choice {
     type Err = String;
 
-    /// `""` (`--add` alone), `all`, or numbers such as `1,3`.
+    /// `""` (`--add` alone), `all`, numbers such as `1,3`, or a feed's URL.
     fn from_str(text: &str) -> Result<Choice, String> {
         match text.trim() {
             "" => Ok(Choice::TheNewOne),
             "all" => Ok(Choice::All),
+            url if url.contains("://") => Url::parse(url)
+                .map(Choice::Url)
+                .map_err(|err| format!("the feed to add is not a URL: {err}")),
             numbers => numbers
                 .split(',')
                 .map(|number| match number.trim().parse::<usize>() {
                     Ok(number) if number > 0 => Ok(number),
                     _ => Err(format!(
                         "`{}` is not a feed's number in the list; give `all` or numbers such as \
-                         `1,3` (the site's URL goes before `--add`)",
+                         `1,3`, or a feed's URL from the list (the site's URL goes before `--add`)",
                         number.trim()
                     )),
                 })
@@ -326,6 +332,17 @@ impl Discovery {
                     .filter(|(index, _)| numbers.contains(&(index + 1)))
                     .map(|(_, feed)| feed)
                     .collect())
+            }
+            Choice::Url(url) => {
+                let wanted = fetched_document(url);
+                match (self.found.iter()).find(|feed| fetched_document(&feed.config_url) == wanted)
+                {
+                    Some(feed) => Ok(vec![feed]),
+                    None => anyhow::bail!(
+                        "no feed found is at {}: give a URL or a number from the list",
+                        redact(url)
+                    ),
+                }
             }
         }
     }
@@ -433,6 +450,16 @@ mod tests {
             "in the list's order; one the config lists is left for the file to say"
         );
         assert!(discovery.chosen(&Choice::Numbers(vec![4])).is_err());
+
+        let by_url = parse("HTTPS://News.Example/comments#latest").unwrap();
+        assert_eq!(
+            paths(discovery.chosen(&by_url).unwrap()),
+            ["/comments"],
+            "as the config compares URLs: case of scheme and host, fragment"
+        );
+        let elsewhere = parse("https://news.example/other").unwrap();
+        assert!(discovery.chosen(&elsewhere).is_err());
+        assert!(parse("https://").is_err());
     }
 
     #[test]

@@ -267,7 +267,9 @@ fn add_appends_the_feeds_chosen_to_the_config_which_then_polls_them() {
         "a refused choice writes nothing"
     );
 
-    let second = app.cli(&["discover", &site, "--add", "2"]);
+    // By its URL, as the list shows it, which does not depend on the rows' order.
+    let comments = server.url("comments.atom");
+    let second = app.cli(&["discover", &site, "--add", &comments]);
     assert!(
         second.status.success(),
         "{}",
