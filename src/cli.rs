@@ -202,8 +202,8 @@ pub enum Command {
         /// With --retry-now: only this [[notify]] target's alerts.
         #[arg(long, requires = "retry_now")]
         target: Option<String>,
-        /// Only POST a test alert (`"test": true`, about no story) to this [[notify]] target,
-        /// to check its URL and secret; nothing is stored.
+        /// Only send a test alert (`"test": true`, about no story) to this [[notify]] target,
+        /// a POST or an email, to check its URL and secret or login; nothing is stored.
         #[arg(long, value_name = "TARGET", conflicts_with_all = ["retry_now", "format"])]
         send_test: Option<String>,
         #[arg(long, value_enum, default_value_t = Format::Table)]

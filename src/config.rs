@@ -660,14 +660,26 @@ struct SmtpServer {
 /// The server an `smtp://` or `smtps://` URL names, or what is wrong with it, in words that do
 /// not quote it (its user information is the password).
 fn smtp_server(url: &Url) -> Result<SmtpServer, String> {
+    const ENCODE: &str = "; in a user name or password, write `@` as %40, `:` %3A, `/` %2F, `?` %3F, `#` %23, `%` %25";
+    // smtp is not a scheme the URL standard knows, so its host is kept as written: read it as
+    // an http host is (IDNA, case), as the connection needs a name DNS takes.
     let host = url
         .host_str()
         .map(|host| host.trim_start_matches('[').trim_end_matches(']'))
         .filter(|host| !host.is_empty())
-        .ok_or("names no server")?
-        .to_owned();
+        .ok_or("names no server: write smtps://USER:PASSWORD@HOST[:PORT]")?;
+    let host = percent_encoding::percent_decode_str(host)
+        .decode_utf8()
+        .ok()
+        .and_then(|host| match host.parse::<std::net::IpAddr>() {
+            Ok(ip) => Some(ip.to_string()),
+            Err(_) => url::Host::parse(&host).ok().map(|host| host.to_string()),
+        })
+        .ok_or_else(|| format!("names a server that is not a host name{ENCODE}"))?;
     if !matches!(url.path(), "" | "/") || url.fragment().is_some() {
-        return Err("must name only the server: smtps://USER:PASSWORD@HOST[:PORT]".to_owned());
+        return Err(format!(
+            "must name only the server: smtps://USER:PASSWORD@HOST[:PORT]{ENCODE}"
+        ));
     }
     let mut plain = false;
     for (name, value) in url.query_pairs() {
@@ -680,9 +692,8 @@ fn smtp_server(url: &Url) -> Result<SmtpServer, String> {
                 );
             }
             _ => {
-                return Err(format!(
-                    "has the parameter {name:?}; the only one is `tls=none`"
-                ));
+                // Not quoted: a `?` left unencoded in a password puts the rest of it here.
+                return Err(format!("has a parameter other than `tls=none`{ENCODE}"));
             }
         }
     }
@@ -700,9 +711,12 @@ fn smtp_server(url: &Url) -> Result<SmtpServer, String> {
     let login = match (url.username(), url.password()) {
         ("", None) => None,
         ("", Some(_)) => return Err("has a password but no user name".to_owned()),
-        (user, password) => Some((decode(user)?, decode(password.unwrap_or_default())?)),
+        (_, None) => {
+            return Err("has a user name but no password: smtps://USER:PASSWORD@HOST".to_owned());
+        }
+        (user, Some(password)) => Some((decode(user)?, decode(password)?)),
     };
-    let loopback = host == "localhost"
+    let loopback = host.eq_ignore_ascii_case("localhost")
         || host
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback());
@@ -1800,6 +1814,7 @@ impl Checker {
                     None
                 }
                 Some(name) => Some(name.into_inner().trim().to_string()),
+                None if is_email => Some(format!("email-{}", index + 1)),
                 None => Some(format!("webhook-{}", index + 1)),
             };
             let name = name.and_then(|name| match names.entry(name.clone()) {
@@ -2710,6 +2725,31 @@ mod tests {
             !debug.contains("p@ss") && !debug.contains("p%40ss"),
             "{debug}"
         );
+    }
+
+    #[test]
+    fn an_smtp_url_is_read_as_a_host_name_and_a_login_and_never_quoted() {
+        let config = parse(
+            "[[notify]]\nurl = \"smtps://u:p@B\u{fc}cher.Example\"\nfrom = \"x@example.org\"\nto = \"a@example.org\"\n",
+        )
+        .unwrap();
+        let Delivery::Email(email) = &config.notify[0].delivery else {
+            panic!("an email target")
+        };
+        assert_eq!(email.host, "xn--bcher-kva.example", "as DNS takes it");
+        assert_eq!(config.notify[0].name, "email-1");
+        let message = error_text(
+            "[[notify]]\nurl = \"smtps://user@mail.example.com\"\nfrom = \"x@example.org\"\nto = \"a@example.org\"\n\
+             [[notify]]\nurl = \"smtps://user:123?45@mail.example.com\"\nfrom = \"x@example.org\"\nto = \"a@example.org\"\n",
+        );
+        assert_lines_contain(
+            &message,
+            &[
+                ":2: notify[1].url: has a user name but no password",
+                ":6: notify[2].url: has a parameter other than `tls=none`; in a user name or password, write `@` as %40",
+            ],
+        );
+        assert!(!message.contains("45"), "{message}");
     }
 
     #[test]

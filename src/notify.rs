@@ -24,6 +24,7 @@
 
 pub mod digest;
 mod message;
+mod smtp;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -33,12 +34,11 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use futures_util::future::join_all;
 use hmac::{Hmac, KeyInit, Mac};
-use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use sha2::Sha256;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, Delivery, EmailConfig, NotifyConfig, SmtpTls};
+use crate::config::{Config, Delivery, NotifyConfig};
 use crate::fetch::{origin_only, parse_retry_after};
 use crate::store::writer::StoreWriter;
 use crate::store::{AlertPayload, AlertStory, DigestWindow, PendingAlert, TargetRest};
@@ -47,16 +47,18 @@ use message::Sending;
 /// Longest wait between two attempts: a target that was down for a day gets its alerts
 /// within the hour after it comes back.
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(3600);
-/// A webhook that takes longer than this is treated as failed (and retried).
+/// A webhook that takes longer than this is treated as failed (and retried); SMTP has deadlines
+/// of its own (`smtp`).
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(15);
 /// Alerts whose ids one round reads; each payload is read just before its attempt.
 const BATCH: usize = 50;
 
-/// Why one POST failed.
+/// Why one POST or email failed.
 #[derive(Debug)]
 struct DeliveryFailure {
-    /// No answer (connection refused or reset, timeout), or 429/502/503/504: the target's other
-    /// alerts would fail too. Any other answer (a 400, a 500) may be about this payload alone.
+    /// No answer (connection refused or reset, timeout), or 429/502/503/504, or for email any
+    /// refusal before the message was sent: the target's other alerts would fail too. Any other
+    /// answer (a 400, a 500, an email's content refused) may be about this payload alone.
     target_down: bool,
     /// When a 429 or 503 said to come back (`Retry-After`).
     retry_after: Option<DateTime<Utc>>,
@@ -80,10 +82,8 @@ pub struct Notifier {
 /// email target.
 struct Senders {
     http: reqwest::Client,
-    smtp: HashMap<String, Mailer>,
+    smtp: HashMap<String, smtp::Mailer>,
 }
-
-type Mailer = AsyncSmtpTransport<Tokio1Executor>;
 
 impl Senders {
     fn new(config: &Config, targets: &[NotifyConfig]) -> anyhow::Result<Senders> {
@@ -92,7 +92,7 @@ impl Senders {
             if let Delivery::Email(email) = &target.delivery {
                 smtp.insert(
                     target.name.clone(),
-                    mailer(email).with_context(|| {
+                    smtp::Mailer::new(email).with_context(|| {
                         format!("cannot set up the SMTP client for {}", target.name)
                     })?,
                 );
@@ -115,7 +115,7 @@ impl Senders {
                     .smtp
                     .get(&target.name)
                     .expect("Senders::new sets up every email target's mailer");
-                send_email(mailer, target, email, sending).await
+                mailer.send(target, email, sending).await
             }
         }
     }
@@ -489,99 +489,6 @@ fn digest_window(target: &NotifyConfig, now: DateTime<Utc>) -> Option<DigestWind
     target.digest.as_ref().map(|digest| digest.window(now))
 }
 
-/// The SMTP client of an email target. It connects for each email: a digest is one email, and
-/// single alerts come minutes apart.
-fn mailer(email: &EmailConfig) -> anyhow::Result<Mailer> {
-    let builder = match email.tls {
-        SmtpTls::Implicit => Mailer::relay(&email.host)?,
-        SmtpTls::StartTls => Mailer::starttls_relay(&email.host)?,
-        SmtpTls::Plain => Mailer::builder_dangerous(&email.host),
-    };
-    let mut builder = builder.port(email.port).timeout(Some(DELIVERY_TIMEOUT));
-    if let Some((user, password)) = &email.login {
-        builder = builder.credentials(lettre::transport::smtp::authentication::Credentials::new(
-            user.clone(),
-            password.clone(),
-        ));
-    }
-    Ok(builder.build())
-}
-
-/// One email to `target`'s recipients.
-async fn send_email(
-    mailer: &Mailer,
-    target: &NotifyConfig,
-    email: &EmailConfig,
-    sending: &Sending,
-) -> Result<(), DeliveryFailure> {
-    use lettre::message::header::{ContentType, HeaderName, HeaderValue};
-    let refused = |message: String| DeliveryFailure {
-        target_down: false,
-        retry_after: None,
-        message,
-    };
-    // The same on every attempt, so a mail reader shows a repeat (a crash after the server took
-    // the email) once.
-    let message_id = format!(
-        "<{}.feedhound@{}>",
-        &blake3::hash(sending.idempotency_key.as_bytes()).to_hex()[..32],
-        email.from.email.domain()
-    );
-    let mut builder = lettre::Message::builder()
-        .from(email.from.clone())
-        .subject(sending.subject.clone().unwrap_or_default())
-        .message_id(Some(message_id))
-        .header(ContentType::TEXT_PLAIN)
-        // RFC 3834: no vacation replies to an alert.
-        .raw_header(HeaderValue::new(
-            HeaderName::new_from_ascii_str("Auto-Submitted"),
-            "auto-generated".to_owned(),
-        ));
-    for to in &email.to {
-        builder = builder.to(to.clone());
-    }
-    let text = format!(
-        "{}\n-- \nSent by feedhound for its notify target \"{}\".\n",
-        String::from_utf8_lossy(&sending.body),
-        target.name
-    );
-    let message = builder
-        .body(text)
-        .map_err(|err| refused(format!("cannot write the email: {err}")))?;
-    // A server that answers each command just within its timeout must not hold the target's
-    // loop for minutes.
-    let sent = tokio::time::timeout(DELIVERY_TIMEOUT * 2, mailer.send(message)).await;
-    let err = match sent {
-        Ok(Ok(_)) => return Ok(()),
-        Ok(Err(err)) => err,
-        Err(_) => {
-            return Err(DeliveryFailure {
-                target_down: true,
-                retry_after: None,
-                message: format!("{} took too long to take the email", target.shown_url()),
-            });
-        }
-    };
-    // A permanent refusal may be about this email (its size, a word a filter dislikes), and
-    // the others may pass; a temporary one, no connection, or a refused login is the server's
-    // or the config's, and would be the same for every email.
-    let login_refused = err
-        .status()
-        .is_some_and(|code| matches!(code.to_string().as_str(), "530" | "534" | "535" | "538"));
-    let target_down = !err.is_permanent() || login_refused;
-    let shown = target.shown_url();
-    let message = if err.is_permanent() || err.is_transient() {
-        format!("{shown} answered: {err}")
-    } else {
-        format!("cannot send through {shown}: {err}")
-    };
-    Err(DeliveryFailure {
-        target_down,
-        retry_after: None,
-        message: message.split_whitespace().collect::<Vec<_>>().join(" "),
-    })
-}
-
 /// One POST to `target`.
 async fn post(
     client: &reqwest::Client,
@@ -667,11 +574,7 @@ async fn refusal_reason(mut response: reqwest::Response, url: &reqwest::Url) -> 
     if start.starts_with("<!doctype") || start.starts_with("<html") {
         return None;
     }
-    let mut reason: String = text
-        .split(|c: char| c.is_whitespace() || c.is_control() || hides_or_reorders_text(c))
-        .filter(|word| !word.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ");
+    let mut reason = one_line(&text, MOST_BYTES);
     for secret in [url.path(), url.query().unwrap_or_default()] {
         if secret.len() > 1 {
             reason = reason.replace(secret, "…");
@@ -681,15 +584,36 @@ async fn refusal_reason(mut response: reqwest::Response, url: &reqwest::Url) -> 
     (!reason.is_empty()).then_some(reason)
 }
 
+/// A receiver's words on one line, as `alerts` and the log show them: runs of spaces, line
+/// breaks and characters that hide or reorder text made one space; at most `most_chars` long.
+fn one_line(text: &str, most_chars: usize) -> String {
+    let words: Vec<&str> = text
+        .split(|c: char| c.is_whitespace() || c.is_control() || hides_or_reorders_text(c))
+        .filter(|word| !word.is_empty())
+        .collect();
+    words.join(" ").chars().take(most_chars).collect()
+}
+
 /// Characters that reorder or hide text (bidirectional overrides, zero-width marks): in a
 /// receiver's words they could make the `alerts` table or a log line read as something else.
 pub(crate) fn hides_or_reorders_text(c: char) -> bool {
     matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
 }
 
-/// Which URL a rest belongs to, without writing the URL (and the secret it may hold) down.
+/// Which URL a rest belongs to, without writing the URL (and the secret it may hold) down. An
+/// SMTP server's is its address and user, not its password: a person's password, unlike a
+/// webhook's random token, could be guessed from a hash of it.
 fn url_key(target: &NotifyConfig) -> String {
-    blake3::hash(target.url.as_str().as_bytes()).to_hex()[..32].to_owned()
+    let identity = match &target.delivery {
+        Delivery::Webhook { .. } => target.url.to_string(),
+        Delivery::Email(email) => format!(
+            "{} {:?} {}",
+            target.shown_url(),
+            email.tls,
+            email.login.as_ref().map_or("", |(user, _)| user.as_str())
+        ),
+    };
+    blake3::hash(identity.as_bytes()).to_hex()[..32].to_owned()
 }
 
 /// Each configured target's name and the key of its URL, as the store's rests are matched by.

@@ -37,7 +37,7 @@ pub struct Sending {
     pub subject: Option<String>,
 }
 
-/// The POST of one alert to a target that wants `format`.
+/// The POST or email of one alert to a target that wants `format`.
 pub fn single(format: AlertFormat, payload: &AlertPayload) -> serde_json::Result<Sending> {
     let body = match format {
         AlertFormat::Json => serde_json::to_vec(payload)?,
@@ -53,13 +53,13 @@ pub fn single(format: AlertFormat, payload: &AlertPayload) -> serde_json::Result
 }
 
 /// The POST of one alert alone: for a target that takes digests, a digest of one, the shape
-/// its receiver reads.
+/// its receiver reads. An email is for a person, who reads one alert best as one.
 pub fn alone(
     format: AlertFormat,
     digest_target: bool,
     payload: &AlertPayload,
 ) -> serde_json::Result<Sending> {
-    if !digest_target {
+    if !digest_target || format == AlertFormat::Email {
         return single(format, payload);
     }
     let mut posts = digest(format, &[payload])?;
@@ -133,7 +133,9 @@ pub fn digest(
 /// Emails: plain text, so a feed's words are shown as written and need no escaping; only
 /// characters that would break a line or reorder it are taken out.
 mod email {
-    use super::{COMPANIES_CHARS, NAME_CHARS, SNIPPET_CHARS, SUBJECT_CHARS, Sending, TITLE_CHARS};
+    use super::{
+        COMPANIES_CHARS, LINK_CHARS, NAME_CHARS, SNIPPET_CHARS, SUBJECT_CHARS, Sending, TITLE_CHARS,
+    };
     use crate::store::AlertPayload;
 
     pub fn single(payload: &AlertPayload) -> Sending {
@@ -222,8 +224,13 @@ mod email {
     fn head(payload: &AlertPayload) -> String {
         let story = &payload.story;
         let mut head = vec![title(payload)];
-        if let Some(link) = &story.link {
-            head.push(line(link, usize::MAX));
+        // A longer link is left out rather than cut, which would break it.
+        if let Some(link) = story
+            .link
+            .as_deref()
+            .filter(|link| link.len() <= LINK_CHARS)
+        {
+            head.push(line(link, LINK_CHARS));
         }
         if let Some(company) = &payload.newly_named {
             head.push(format!("Now also names {}", line(company, NAME_CHARS)));
@@ -267,7 +274,11 @@ mod email {
                 line.push('…');
                 break;
             }
-            if c.is_control() || crate::notify::hides_or_reorders_text(c) {
+            // U+2028 and U+2029 are line breaks that `is_control` does not cover.
+            if c.is_control()
+                || matches!(c, '\u{2028}' | '\u{2029}')
+                || crate::notify::hides_or_reorders_text(c)
+            {
                 line.push(' ');
             } else {
                 line.push(c);

@@ -63,6 +63,13 @@ fn an_email_target_gets_each_flagged_story_once_from_its_login_to_each_recipient
         mail.header("Auto-Submitted").as_deref(),
         Some("auto-generated")
     );
+    assert_eq!(mail.header("MIME-Version").as_deref(), Some("1.0"));
+    assert!(
+        mail.header("Content-Type")
+            .is_some_and(|t| t.starts_with("text/plain; charset=utf-8")),
+        "{:?}",
+        mail.header("Content-Type")
+    );
     let message_id = mail.header("Message-ID").unwrap();
     assert!(
         message_id.ends_with(".feedhound@example.com>"),
@@ -113,7 +120,10 @@ fn an_email_the_server_puts_off_waits_then_goes_out_with_the_same_message_id() {
     let feeds = FeedServer::start();
     feeds.feed(
         "a.xml",
-        rss(&["<guid>1</guid><title>Xiaomi posts results</title>"]),
+        rss(&[
+            "<guid>1</guid><title>Xiaomi posts results</title>",
+            "<guid>2</guid><title>Samsung opens a plant</title>",
+        ]),
     );
     let smtp = SmtpServer::start();
     smtp.refuse("Xiaomi posts results", 451);
@@ -124,73 +134,127 @@ fn an_email_the_server_puts_off_waits_then_goes_out_with_the_same_message_id() {
             email_target(&smtp, "from = \"feedhound <news@example.org>\"\n")
         ),
     );
+    let status_of = |app: &App| -> serde_json::Value {
+        let status = app.cli(&["alerts", "--format", "json"]);
+        serde_json::from_slice::<serde_json::Value>(&status.stdout).unwrap()[0].clone()
+    };
+    let tries_of = |verb: &str| smtp.verbs().iter().filter(|v| *v == verb).count();
     assert!(app.cli(&["poll"]).status.success());
     let mails = smtp.mails();
-    assert_eq!(mails.len(), 1);
+    assert_eq!(
+        mails.len(),
+        1,
+        "the first email put off, the target rests: {mails:#?}"
+    );
     assert!(!mails[0].accepted);
     assert_eq!(
         mails[0].mail_from, "<news@example.org>",
         "`from` wins over the login"
     );
-    let status = app.cli(&["alerts", "--format", "json"]);
-    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
-    assert_eq!(status[0]["retrying"], 1, "{status}");
-    let error = status[0]["last_error"].as_str().unwrap();
+    let status = status_of(&app);
+    let error = status["last_error"].as_str().unwrap();
     assert!(
-        error.contains(&format!("smtp://127.0.0.1:{} answered", smtp.port))
+        error.contains(&format!("smtp://127.0.0.1:{} refused the email", smtp.port))
             && error.contains("451")
             && !error.contains("p@ss"),
         "{error}"
     );
-    assert!(
-        status[0]["resting_until"].is_string(),
-        "a temporary refusal is the server's: the target rests: {status}"
-    );
+    assert!(status["resting_until"].is_string(), "{status}");
 
     // Down at the next try: the greeting is a 421.
-    smtp.refuse("nothing matches this", 451);
     smtp.set_down(true);
     assert!(app.cli(&["alerts", "--retry-now"]).status.success());
     assert!(app.cli(&["poll"]).status.success());
+    let status = status_of(&app);
+    assert!(
+        status["last_error"].as_str().unwrap().contains("421")
+            && status["resting_until"].is_string(),
+        "{status}"
+    );
     assert_eq!(
         smtp.mails().len(),
         1,
         "no email was taken while it was down"
     );
-    assert_eq!(
-        app.count("SELECT attempts FROM outbox WHERE delivered_at IS NULL"),
-        2
-    );
 
-    // A refused login is permanent (535), but would be refused for every email: the target
-    // rests rather than trying each waiting alert in turn.
+    // Refusals before the message are the server's or the config's, whatever their code: a
+    // refused login (535) or sender (553) rests the target after one try, not one per alert.
     smtp.set_down(false);
-    smtp.refuse_login(true);
-    assert!(app.cli(&["alerts", "--retry-now"]).status.success());
-    assert!(app.cli(&["poll"]).status.success());
-    let status = app.cli(&["alerts", "--format", "json"]);
-    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
-    assert!(
-        status[0]["last_error"].as_str().unwrap().contains("535")
-            && status[0]["resting_until"].is_string(),
-        "{status}"
-    );
+    for (verb, command, reply) in [
+        (
+            "AUTH",
+            "AUTH",
+            "535 5.7.8 authentication credentials invalid",
+        ),
+        (
+            "MAIL",
+            "MAIL FROM",
+            "553 5.7.1 sender not allowed for this login",
+        ),
+    ] {
+        smtp.accept_all();
+        smtp.refuse_command(command, reply);
+        let before = tries_of(verb);
+        assert!(app.cli(&["alerts", "--retry-now"]).status.success());
+        assert!(app.cli(&["poll"]).status.success());
+        let status = status_of(&app);
+        assert!(
+            status["last_error"].as_str().unwrap().contains(&reply[..3])
+                && status["resting_until"].is_string()
+                && status["pending"] == 2,
+            "{status}"
+        );
+        assert_eq!(
+            tries_of(verb) - before,
+            1,
+            "{command}: one try for both alerts"
+        );
+    }
     assert_eq!(smtp.mails().len(), 1);
-    smtp.refuse_login(false);
 
+    smtp.accept_all();
     assert!(app.cli(&["alerts", "--retry-now"]).status.success());
     assert!(app.cli(&["poll"]).status.success());
-    let mails = smtp.mails();
+    let mails = smtp.accepted();
     assert_eq!(mails.len(), 2);
-    assert!(mails[1].accepted);
     assert_eq!(
+        smtp.mails()[0].header("Message-ID"),
         mails[0].header("Message-ID"),
-        mails[1].header("Message-ID"),
-        "a repeat is the same email to a mail reader"
+        "a repeat has the Message-ID of the first try"
     );
     assert_eq!(
         app.count("SELECT count(*) FROM outbox WHERE delivered_at IS NOT NULL"),
+        2
+    );
+}
+
+#[test]
+fn a_recipient_the_server_refuses_holds_back_neither_the_others_nor_the_alert() {
+    let feeds = FeedServer::start();
+    feeds.feed(
+        "a.xml",
+        rss(&["<guid>1</guid><title>Xiaomi posts results</title>"]),
+    );
+    let smtp = SmtpServer::start();
+    smtp.refuse_command("RCPT TO:<bo@", "550 5.1.1 no such user");
+    let app = App::new(
+        &[feeds.url("a.xml")],
+        &format!("{COMPANIES}{}", email_target(&smtp, "")),
+    );
+    let polled = app.cli(&["poll"]);
+    assert!(polled.status.success());
+    let mails = smtp.accepted();
+    assert_eq!(mails.len(), 1);
+    assert_eq!(mails[0].rcpt_to, ["<ana@example.com>"]);
+    assert_eq!(
+        app.count("SELECT count(*) FROM outbox WHERE delivered_at IS NOT NULL"),
         1
+    );
+    let stderr = String::from_utf8_lossy(&polled.stderr);
+    assert!(
+        stderr.contains("email sent, but not to these recipients")
+            && stderr.contains("bo@example.com"),
+        "{stderr}"
     );
 }
 
@@ -240,11 +304,11 @@ fn an_email_digest_names_its_stories_and_one_the_server_refuses_holds_back_no_ot
         seen,
         [
             (false, "3 stories: Samsung, Xiaomi".to_owned()),
-            (true, "1 story: Xiaomi".to_owned()),
-            (false, "1 story: Samsung".to_owned()),
-            (true, "1 story: Samsung".to_owned()),
+            (true, "Xiaomi: Xiaomi posts results".to_owned()),
+            (false, "Samsung: Samsung poison pill".to_owned()),
+            (true, "Samsung: Samsung opens a plant".to_owned()),
         ],
-        "the refused digest, then each of its stories alone"
+        "the refused digest, then each of its stories alone, as an email of its own"
     );
     let text = mails[0].text();
     assert!(
@@ -283,9 +347,10 @@ fn a_server_that_offers_no_starttls_gets_no_login_and_no_email() {
             && !stderr.contains("pw0rd"),
         "{stderr}"
     );
-    assert_eq!(
-        smtp.verbs(),
-        ["EHLO"],
-        "smtp:// without `tls=none` stops when STARTTLS is not offered"
+    let verbs = smtp.verbs();
+    assert!(
+        verbs.first().is_some_and(|v| v == "EHLO")
+            && !verbs.iter().any(|v| v == "AUTH" || v == "MAIL"),
+        "smtp:// without `tls=none` stops when STARTTLS is not offered: {verbs:?}"
     );
 }

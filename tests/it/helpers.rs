@@ -656,8 +656,9 @@ pub fn fetch_articles_of(app: &App, url: &str) {
 /// An SMTP server on 127.0.0.1:0, without TLS (a target's `?tls=none`), that takes any login
 /// and records each email it is given. `refuse` makes it answer an email whose text holds a
 /// phrase with a code of its own, as a server's filter would; `down` makes it greet every
-/// connection with 421, as a server that is overloaded or shutting down does; `refuse_login`
-/// answers every login with 535.
+/// connection with 421, as a server that is overloaded or shutting down does;
+/// `refuse_command` answers a command (`AUTH`, `MAIL FROM`, `RCPT TO:<bo@`) with a reply of
+/// its own.
 pub struct SmtpServer {
     pub port: u16,
     state: Arc<Mutex<SmtpState>>,
@@ -670,7 +671,8 @@ struct SmtpState {
     mails: Vec<Mail>,
     refuse: Option<(String, u16)>,
     down: bool,
-    refuse_login: bool,
+    /// Commands answered with a refusal: the start of the command (upper case) and the reply.
+    refused_commands: Vec<(String, String)>,
 }
 
 /// One email as the server got it, accepted or not.
@@ -719,14 +721,15 @@ impl Mail {
                 let joined: String = body.split_whitespace().collect();
                 base64::engine::general_purpose::STANDARD
                     .decode(joined)
-                    .unwrap()
+                    .unwrap_or_default()
             }
             "quoted-printable" => {
-                quoted_printable::decode(body, quoted_printable::ParseMode::Strict).unwrap()
+                quoted_printable::decode(body, quoted_printable::ParseMode::Robust)
+                    .unwrap_or_default()
             }
             _ => body.as_bytes().to_vec(),
         };
-        String::from_utf8(bytes).unwrap().replace("\r\n", "\n")
+        String::from_utf8_lossy(&bytes).replace("\r\n", "\n")
     }
 }
 
@@ -772,8 +775,18 @@ impl SmtpServer {
         self.state.lock().unwrap().down = down;
     }
 
-    pub fn refuse_login(&self, refuse: bool) {
-        self.state.lock().unwrap().refuse_login = refuse;
+    pub fn refuse_command(&self, start: &str, reply: &str) {
+        let mut state = self.state.lock().unwrap();
+        state
+            .refused_commands
+            .push((start.to_ascii_uppercase(), reply.to_owned()));
+    }
+
+    /// Takes every email and command from now on (still `down` if set).
+    pub fn accept_all(&self) {
+        let mut state = self.state.lock().unwrap();
+        state.refuse = None;
+        state.refused_commands.clear();
     }
 }
 
@@ -805,26 +818,40 @@ fn smtp_session(stream: TcpStream, state: &Mutex<SmtpState>) -> std::io::Result<
             .next()
             .unwrap_or_default()
             .to_owned();
-        state.lock().unwrap().verbs.push(verb);
+        let refusal = {
+            let mut state = state.lock().unwrap();
+            state.verbs.push(verb);
+            (state.refused_commands.iter())
+                .find(|(start, _)| upper.starts_with(start.as_str()))
+                .map(|(_, reply)| reply.clone())
+        };
+        if let Some(reply) = refusal {
+            out.write_all(format!("{reply}\r\n").as_bytes())?;
+            continue;
+        }
         if upper.starts_with("EHLO") {
             out.write_all(b"250-test\r\n250-AUTH PLAIN LOGIN\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n")?;
         } else if let Some(encoded) = upper.strip_prefix("AUTH PLAIN ").map(|_| &command[11..]) {
             use base64::Engine;
             let decoded = base64::engine::general_purpose::STANDARD
                 .decode(encoded)
-                .unwrap();
+                .unwrap_or_default();
             let parts: Vec<String> = decoded
                 .split(|&b| b == 0)
                 .map(|part| String::from_utf8_lossy(part).into_owned())
                 .collect();
-            if state.lock().unwrap().refuse_login {
-                out.write_all(b"535 5.7.8 authentication credentials invalid\r\n")?;
+            if parts.len() != 3 {
+                out.write_all(b"501 5.5.2 cannot decode the login\r\n")?;
                 continue;
             }
             mail.login = Some(format!("{}:{}", parts[1], parts[2]));
             out.write_all(b"235 2.7.0 accepted\r\n")?;
         } else if upper.starts_with("MAIL FROM:") {
-            mail.mail_from = command[10..].split_whitespace().next().unwrap().to_owned();
+            mail.mail_from = command[10..]
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_owned();
             out.write_all(b"250 2.1.0 ok\r\n")?;
         } else if upper.starts_with("RCPT TO:") {
             mail.rcpt_to.push(command[8..].trim().to_owned());

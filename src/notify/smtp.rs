@@ -1,0 +1,245 @@
+//! Sending an email target's alerts through its SMTP server, one session per email.
+//!
+//! The session is driven step by step (connect, STARTTLS, login, sender, each recipient, the
+//! message) rather than through lettre's one-call transport, because what a refusal means
+//! depends on when it comes. Before the message is sent, it is about the server or the config (a
+//! sender the login may not use, a relay refused, a quota, a bad login) and would be the same
+//! for every email: the target is down, and rests. After the message, a permanent refusal is
+//! about this email (its size, a filter), and the others may pass, as a webhook's 400 is. A
+//! recipient refused alone does not hold back the others: the email goes to those accepted, and
+//! the refusal is logged.
+
+use std::future::Future;
+use std::time::Duration;
+
+use lettre::address::Address;
+use lettre::message::{Mailbox, SinglePart, header};
+use lettre::transport::smtp::Error as SmtpError;
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
+use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
+use lettre::transport::smtp::extension::ClientId;
+
+use super::{DeliveryFailure, Sending};
+use crate::config::{EmailConfig, NotifyConfig, SmtpTls};
+
+/// Deadline for connecting, for the greeting, and for each command's answer.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+/// Deadline for the answer to the message itself: RFC 5321 (4.5.3.2.6) asks a client to wait
+/// 10 minutes, as a server may check the message before it answers, and giving up sooner makes
+/// a duplicate of an email the server then delivers.
+const MESSAGE_TIMEOUT: Duration = Duration::from_secs(600);
+/// Longest server reply kept in an error, in characters.
+const REPLY_CHARS: usize = 200;
+
+/// An email target's server, and how to reach it.
+pub struct Mailer {
+    host: String,
+    port: u16,
+    /// For TLS from the first byte (`smtps://`) or after STARTTLS; None without encryption.
+    tls: Option<TlsParameters>,
+    starttls: bool,
+    login: Option<(String, String)>,
+    hello: ClientId,
+}
+
+impl Mailer {
+    pub fn new(email: &EmailConfig) -> Result<Mailer, SmtpError> {
+        let tls = match email.tls {
+            SmtpTls::Plain => None,
+            SmtpTls::Implicit | SmtpTls::StartTls => Some(TlsParameters::new(email.host.clone())?),
+        };
+        Ok(Mailer {
+            host: email.host.clone(),
+            port: email.port,
+            tls,
+            starttls: email.tls == SmtpTls::StartTls,
+            login: email.login.clone(),
+            hello: ClientId::default(),
+        })
+    }
+
+    /// One email to `target`'s recipients.
+    pub async fn send(
+        &self,
+        target: &NotifyConfig,
+        email: &EmailConfig,
+        sending: &Sending,
+    ) -> Result<(), DeliveryFailure> {
+        let message = message(target, email, sending).map_err(|err| DeliveryFailure {
+            target_down: false,
+            retry_after: None,
+            message: format!("cannot write the email: {err}"),
+        })?;
+        let shown = target.shown_url();
+        let down = |message: String| DeliveryFailure {
+            target_down: true,
+            retry_after: None,
+            message: self.without_login(&message),
+        };
+        let step = |what: &'static str| {
+            let shown = shown.clone();
+            move |failure: Failure| match failure {
+                Failure::Refused(err) => format!("{shown} refused {what}: {err}"),
+                Failure::Lost(err) => format!("cannot send through {shown} ({what}): {err}"),
+                Failure::Silent(limit) => {
+                    format!("{shown} did not answer {what} within {}s", limit.as_secs())
+                }
+            }
+        };
+        let wrapper = self.tls.clone().filter(|_| !self.starttls);
+        let mut connection = within(
+            COMMAND_TIMEOUT,
+            AsyncSmtpConnection::connect_tokio1(
+                (self.host.as_str(), self.port),
+                Some(COMMAND_TIMEOUT),
+                &self.hello,
+                wrapper,
+                None,
+            ),
+        )
+        .await
+        .map_err(step("the connection"))
+        .map_err(down)?;
+        if let (true, Some(tls)) = (self.starttls, &self.tls) {
+            within(
+                COMMAND_TIMEOUT,
+                connection.starttls(tls.clone(), &self.hello),
+            )
+            .await
+            .map_err(step("STARTTLS"))
+            .map_err(down)?;
+        }
+        if let Some((user, password)) = &self.login {
+            let credentials = Credentials::new(user.clone(), password.clone());
+            within(
+                COMMAND_TIMEOUT,
+                connection.auth(&[Mechanism::Plain, Mechanism::Login], &credentials),
+            )
+            .await
+            .map_err(step("the login"))
+            .map_err(down)?;
+        }
+        let sender = Mail::new(Some(email.from.email.clone()), Vec::new());
+        within(COMMAND_TIMEOUT, connection.command(sender))
+            .await
+            .map_err(step("the sender"))
+            .map_err(down)?;
+        let mut refused: Vec<String> = Vec::new();
+        for recipient in &email.to {
+            let address: &Address = &recipient.email;
+            match within(
+                COMMAND_TIMEOUT,
+                connection.command(Rcpt::new(address.clone(), Vec::new())),
+            )
+            .await
+            {
+                Ok(_) => {}
+                Err(Failure::Refused(err)) if err.is_permanent() => {
+                    refused.push(format!("{address} ({err})"));
+                }
+                Err(failure) => return Err(down(step("a recipient")(failure))),
+            }
+        }
+        if refused.len() == email.to.len() {
+            return Err(down(format!(
+                "{shown} refused every recipient: {}",
+                refused.join(", ")
+            )));
+        }
+        within(COMMAND_TIMEOUT, connection.command(Data))
+            .await
+            .map_err(step("the message"))
+            .map_err(down)?;
+        match within(MESSAGE_TIMEOUT, connection.message(&message)).await {
+            Ok(_) => {}
+            Err(Failure::Refused(err)) if err.is_permanent() => {
+                return Err(DeliveryFailure {
+                    target_down: false,
+                    retry_after: None,
+                    message: self.without_login(&step("the email")(Failure::Refused(err))),
+                });
+            }
+            Err(failure) => return Err(down(step("the email")(failure))),
+        }
+        // Taken: what the server says to QUIT no longer matters.
+        let _ = tokio::time::timeout(COMMAND_TIMEOUT, connection.quit()).await;
+        if !refused.is_empty() {
+            let refused = self.without_login(&refused.join(", "));
+            tracing::warn!(target = %target.name, %refused, "email sent, but not to these recipients; check the target's `to`");
+        }
+        Ok(())
+    }
+
+    /// `text` (a server's reply) on one line, at most [`REPLY_CHARS`] long, without the
+    /// password or the forms a login is sent in, which a server may echo.
+    fn without_login(&self, text: &str) -> String {
+        use base64::Engine as _;
+        let mut text = super::one_line(text, REPLY_CHARS * 4);
+        if let Some((user, password)) = &self.login {
+            let encode = |raw: &str| base64::engine::general_purpose::STANDARD.encode(raw);
+            let plain = encode(&format!("\0{user}\0{password}"));
+            for secret in [plain, encode(password), password.clone()] {
+                if !secret.is_empty() {
+                    text = text.replace(&secret, "…");
+                }
+            }
+        }
+        text.chars().take(REPLY_CHARS).collect()
+    }
+}
+
+/// Why a step of the session failed.
+enum Failure {
+    /// The server answered with a refusal (4xx or 5xx).
+    Refused(SmtpError),
+    /// No answer that could be read: the connection, TLS, or the server's words.
+    Lost(SmtpError),
+    /// No answer within the deadline.
+    Silent(Duration),
+}
+
+async fn within<T>(
+    limit: Duration,
+    step: impl Future<Output = Result<T, SmtpError>>,
+) -> Result<T, Failure> {
+    match tokio::time::timeout(limit, step).await {
+        Ok(Ok(answer)) => Ok(answer),
+        Ok(Err(err)) if err.is_permanent() || err.is_transient() => Err(Failure::Refused(err)),
+        Ok(Err(err)) => Err(Failure::Lost(err)),
+        Err(_) => Err(Failure::Silent(limit)),
+    }
+}
+
+/// The email itself: headers and a plain-text body, encoded for any server (7-bit lines).
+fn message(
+    target: &NotifyConfig,
+    email: &EmailConfig,
+    sending: &Sending,
+) -> Result<Vec<u8>, lettre::error::Error> {
+    // The same on every attempt, so a mail reader that drops repeats by it (Gmail does) shows
+    // an email the server took before a crash once.
+    let message_id = format!(
+        "<{}.feedhound@{}>",
+        &blake3::hash(sending.idempotency_key.as_bytes()).to_hex()[..32],
+        email.from.email.domain()
+    );
+    let mut builder = lettre::Message::builder()
+        .from(email.from.clone())
+        .subject(sending.subject.clone().unwrap_or_default())
+        .message_id(Some(message_id))
+        // RFC 3834: no vacation replies to an alert.
+        .raw_header(header::HeaderValue::new(
+            header::HeaderName::new_from_ascii_str("Auto-Submitted"),
+            "auto-generated".to_owned(),
+        ));
+    for to in &email.to {
+        builder = builder.to(Mailbox::clone(to));
+    }
+    let text = format!(
+        "{}\n-- \nSent by feedhound for its notify target \"{}\".\n",
+        String::from_utf8_lossy(&sending.body),
+        target.name
+    );
+    Ok(builder.singlepart(SinglePart::plain(text))?.formatted())
+}
