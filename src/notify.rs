@@ -3,20 +3,21 @@
 //! Each alert is a JSON POST of [`AlertPayload`], or of a chat message made from it for a Slack or
 //! Discord target (`message`), with an `Idempotency-Key` header (the same on every attempt) and,
 //! when the target has a `secret`, an `X-Feedhound-Signature: sha256=<hex>` HMAC of the body; or
-//! for an email target, a plain-text email through its SMTP server, whose `Message-ID` is made
-//! from the same key, so a mail reader shows a repeat once. A
-//! target with a `digest` gets its alerts together at set times (`digest`): as few POSTs as hold
-//! them, delivered or failed as a whole, and split into one POST per alert when the receiver
-//! refuses one.
-//! Anything but a 2xx answer (for email, the server taking the message) is a failure, retried after `retry_delay` doubling per attempt up to
-//! [`MAX_RETRY_DELAY`]. Alerts are never dropped: the outbox row stays until a delivery succeeds,
-//! across restarts and crashes. Each payload is read just before its attempt, so it names what
-//! its story names then, and an alert withdrawn meanwhile (see `store::flags`) is skipped.
+//! for an email target, a plain-text email through its SMTP server (`smtp`), whose `Message-ID`
+//! is made from the same key. A target with a `digest` gets its alerts together at set times
+//! (`digest`): as few POSTs or emails as hold them, delivered or failed as a whole, and split
+//! into one per alert when the receiver refuses one.
+//! Anything but a 2xx answer (for email, the server taking the message) is a failure, retried
+//! after `retry_delay` doubling per attempt up to [`MAX_RETRY_DELAY`]. Alerts are never
+//! dropped: the outbox row stays until a delivery succeeds, across restarts and crashes. Each
+//! payload is read just before its attempt, so it names what its story names then, and an
+//! alert withdrawn meanwhile (see `store::flags`) is skipped.
 //!
 //! Targets are independent: each has a delivery loop of its own. A target found down (no answer,
-//! or 429/502/503/504; for email, a temporary SMTP error or a refused login) rests, for `retry_delay` doubling with each round in a row that finds it
-//! down, or as long as a 429's or 503's Retry-After asks (either capped by [`longest_wait`]), so
-//! a dead webhook costs one timeout per rest, not one per queued alert. Rests live in the
+//! or 429/502/503/504; for email, any refusal before the message, or a temporary one of it)
+//! rests, for `retry_delay` doubling with each round in a row that finds it down, or as long as
+//! a 429's or 503's Retry-After asks (either capped by [`longest_wait`]), so a dead webhook
+//! costs one timeout per rest, not one per queued alert. Rests live in the
 //! database, read at the start of every round, so a restart, a config reload or the next
 //! `feedhound poll` keeps to them; a rest belongs to the URL found down, so fixing the URL ends
 //! it. Any other answer proves the target is up; a refused alert only waits for its own retry,
@@ -78,8 +79,7 @@ pub struct Notifier {
     writer: StoreWriter,
 }
 
-/// What alerts leave through: one HTTP client for the webhooks, and an SMTP transport per
-/// email target.
+/// What alerts leave through: one HTTP client for the webhooks, and a mailer per email target.
 struct Senders {
     http: reqwest::Client,
     smtp: HashMap<String, smtp::Mailer>,

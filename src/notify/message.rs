@@ -140,13 +140,11 @@ mod email {
 
     pub fn single(payload: &AlertPayload) -> Sending {
         let title = title(payload);
-        let mut subject = match &payload.newly_named {
+        // A test alert names no company: its subject is its title alone.
+        let subject = match &payload.newly_named {
             Some(company) => format!("Now also names {}", line(company, NAME_CHARS)),
             None => companies(payload),
         };
-        if payload.test {
-            subject.clear();
-        }
         let mut body = head(payload);
         if !payload.companies.is_empty() {
             body.push('\n');
