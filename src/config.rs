@@ -1923,14 +1923,12 @@ impl Checker {
                         .map(|email| (url, Delivery::Email(email)))
                 }
                 Some((url, _)) => {
-                    for (span, address_key) in [
-                        target.from.map(|from| from.span()),
-                        target.to.map(|to| to.span()),
-                    ]
-                    .into_iter()
-                    .zip(["from", "to"])
-                    .filter_map(|(span, key)| Some((span?, key)))
-                    {
+                    let addresses = [
+                        ("from", target.from.map(|from| from.span())),
+                        ("to", target.to.map(|to| to.span())),
+                    ];
+                    for (address_key, span) in addresses {
+                        let Some(span) = span else { continue };
                         self.issue(
                             Some(span),
                             format!("{key}.{address_key}"),

@@ -233,28 +233,14 @@ mod email {
         if let Some(company) = &payload.newly_named {
             head.push(format!("Now also names {}", line(company, NAME_CHARS)));
         }
-        let mut about = Vec::new();
-        if !payload.companies.is_empty() {
-            about.push(companies(payload));
-        }
-        if let Some(first) = payload.sources.first() {
-            let feed = line(&first.feed, NAME_CHARS);
-            about.push(match payload.sources.len() {
-                1 => feed,
-                n => format!("{feed} and {} more", n - 1),
-            });
-        }
-        let when = story
-            .published_at
-            .as_deref()
-            .unwrap_or(&story.first_seen_at);
-        about.push(
-            match chrono::NaiveDateTime::parse_from_str(when, "%Y-%m-%d %H:%M:%S") {
+        head.push(super::about(
+            payload,
+            line,
+            |when| match chrono::NaiveDateTime::parse_from_str(when, "%Y-%m-%d %H:%M:%S") {
                 Ok(at) => at.format("%Y-%m-%d %H:%M UTC").to_string(),
                 Err(_) => format!("{} UTC", line(when, NAME_CHARS)),
             },
-        );
-        head.push(about.join(" · "));
+        ));
         head.join("\n")
     }
 
@@ -284,6 +270,36 @@ mod email {
         }
         line
     }
+}
+
+/// The line under a story's title in every format: its companies, the first feed and how many
+/// more carried it, and when it was published (or first seen), each written by the format's
+/// `text` (a feed's words, cut to a length) and `time`.
+fn about(
+    payload: &AlertPayload,
+    text: impl Fn(&str, usize) -> String,
+    time: impl Fn(&str) -> String,
+) -> String {
+    let mut about = Vec::new();
+    if !payload.companies.is_empty() {
+        let names: Vec<&str> = payload.companies.iter().map(|c| c.name.as_str()).collect();
+        about.push(text(&names.join(", "), COMPANIES_CHARS));
+    }
+    if let Some(first) = payload.sources.first() {
+        let feed = text(&first.feed, NAME_CHARS);
+        about.push(match payload.sources.len() {
+            1 => feed,
+            n => format!("{feed} and {} more", n - 1),
+        });
+    }
+    let story = &payload.story;
+    about.push(time(
+        story
+            .published_at
+            .as_deref()
+            .unwrap_or(&story.first_seen_at),
+    ));
+    about.join(" · ")
 }
 
 fn chat_body(chat: Chat, text: String) -> serde_json::Result<Vec<u8>> {
@@ -402,24 +418,11 @@ impl Chat {
                 None => self.bold(&title),
             },
         );
-        let mut about = Vec::new();
-        if !payload.companies.is_empty() {
-            let names: Vec<&str> = payload.companies.iter().map(|c| c.name.as_str()).collect();
-            about.push(self.text(&names.join(", "), COMPANIES_CHARS));
-        }
-        if let Some(first) = payload.sources.first() {
-            let feed = self.text(&first.feed, NAME_CHARS);
-            about.push(match payload.sources.len() {
-                1 => feed,
-                n => format!("{feed} and {} more", n - 1),
-            });
-        }
-        let when = story
-            .published_at
-            .as_deref()
-            .unwrap_or(&story.first_seen_at);
-        about.push(self.time_mark(when));
-        head.push(about.join(" · "));
+        head.push(about(
+            payload,
+            |text, most| self.text(text, most),
+            |when| self.time_mark(when),
+        ));
         head.join("\n")
     }
 
