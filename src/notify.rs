@@ -119,6 +119,13 @@ impl Senders {
             }
         }
     }
+
+    /// Ends what `target`'s sends of a round kept open (an email target's session).
+    async fn end_round(&self, target: &NotifyConfig) {
+        if let Some(mailer) = self.smtp.get(&target.name) {
+            mailer.end_session().await;
+        }
+    }
 }
 
 impl Notifier {
@@ -220,9 +227,15 @@ impl Notifier {
         }
     }
 
-    /// One target's due alerts, oldest first, until it is found down: a POST each, or for a
-    /// digest target, as few POSTs as hold them.
+    /// One target's due alerts, oldest first, until it is found down: a POST or email each, or
+    /// for a digest target, as few as hold them.
     async fn deliver_due_to(&self, target: &NotifyConfig) -> anyhow::Result<Delivered> {
+        let round = self.deliver_round(target).await;
+        self.senders.end_round(target).await;
+        round
+    }
+
+    async fn deliver_round(&self, target: &NotifyConfig) -> anyhow::Result<Delivered> {
         let mut totals = Delivered::default();
         if self.resting_until(target).await?.is_some() {
             return Ok(totals);
@@ -422,10 +435,10 @@ pub async fn send_test_alert(config: &Config, target: &NotifyConfig) -> anyhow::
     };
     let sending = message::alone(target.delivery.format(), target.digest.is_some(), &payload)
         .context("cannot encode the test alert")?;
-    Senders::new(config, std::slice::from_ref(target))?
-        .send(target, &sending)
-        .await
-        .map_err(|failure| anyhow::anyhow!(failure.message))
+    let senders = Senders::new(config, std::slice::from_ref(target))?;
+    let sent = senders.send(target, &sending).await;
+    senders.end_round(target).await;
+    sent.map_err(|failure| anyhow::anyhow!(failure.message))
         .with_context(|| format!("the test alert to {} failed", target.name))
 }
 

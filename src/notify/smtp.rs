@@ -1,4 +1,4 @@
-//! Sending an email target's alerts through its SMTP server, one session per email.
+//! Sending an email target's alerts through its SMTP server, one session per delivery round.
 //!
 //! The session is driven step by step (connect, STARTTLS, login, sender, each recipient, the
 //! message) rather than through lettre's one-call transport, because what a refusal means
@@ -8,6 +8,10 @@
 //! about this email (its size, a filter), and the others may pass, as a webhook's 400 is. A
 //! recipient refused alone does not hold back the others: the email goes to those accepted, and
 //! the refusal is logged.
+//!
+//! A round's emails share one session: after an outage or a busy poll, dozens of alerts would
+//! otherwise cost dozens of connections and logins, which mail providers limit and read as abuse.
+//! A kept session the server has closed meanwhile costs nothing: the next email starts a new one.
 
 use std::future::Future;
 use std::time::Duration;
@@ -31,6 +35,9 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 const MESSAGE_TIMEOUT: Duration = Duration::from_secs(600);
 /// Longest server reply kept in an error, in characters.
 const REPLY_CHARS: usize = 200;
+/// Emails sent in one session before it is ended and a new one started. Servers limit the
+/// emails of a session (often to 100) and may say so only by refusing the next one.
+const EMAILS_PER_SESSION: usize = 50;
 
 /// An email target's server, and how to reach it.
 pub struct Mailer {
@@ -41,6 +48,14 @@ pub struct Mailer {
     starttls: bool,
     login: Option<(String, String)>,
     hello: ClientId,
+    /// The session of the round under way, between its emails (see [`Mailer::end_session`]).
+    kept: tokio::sync::Mutex<Option<Session>>,
+}
+
+/// A connection past its greeting, STARTTLS and login.
+struct Session {
+    connection: AsyncSmtpConnection,
+    emails_sent: usize,
 }
 
 impl Mailer {
@@ -56,10 +71,32 @@ impl Mailer {
             starttls: email.tls == SmtpTls::StartTls,
             login: email.login.clone(),
             hello: ClientId::default(),
+            kept: tokio::sync::Mutex::new(None),
         })
     }
 
-    /// One email to `target`'s recipients.
+    /// Ends the session kept since the last email, if any: the round is over, and a server
+    /// would only hold the connection open until its own timeout.
+    pub async fn end_session(&self) {
+        let kept = self.kept.lock().await.take();
+        if let Some(mut session) = kept {
+            let _ = tokio::time::timeout(COMMAND_TIMEOUT, session.connection.quit()).await;
+        }
+    }
+
+    /// Keeps `session` for the round's next email, or ends it once it has sent its share.
+    async fn keep(&self, mut session: Session) {
+        session.emails_sent += 1;
+        let mut kept = self.kept.lock().await;
+        if session.emails_sent < EMAILS_PER_SESSION && kept.is_none() {
+            *kept = Some(session);
+        } else {
+            drop(kept);
+            let _ = tokio::time::timeout(COMMAND_TIMEOUT, session.connection.quit()).await;
+        }
+    }
+
+    /// One email to `target`'s recipients, in the round's session if one is kept.
     pub async fn send(
         &self,
         target: &NotifyConfig,
@@ -87,44 +124,31 @@ impl Mailer {
                 }
             }
         };
-        let wrapper = self.tls.clone().filter(|_| !self.starttls);
-        let mut connection = within(
-            COMMAND_TIMEOUT,
-            AsyncSmtpConnection::connect_tokio1(
-                (self.host.as_str(), self.port),
-                Some(COMMAND_TIMEOUT),
-                &self.hello,
-                wrapper,
-                None,
-            ),
-        )
-        .await
-        .map_err(step("the connection"))
-        .map_err(down)?;
-        if let (true, Some(tls)) = (self.starttls, &self.tls) {
-            within(
-                COMMAND_TIMEOUT,
-                connection.starttls(tls.clone(), &self.hello),
-            )
-            .await
-            .map_err(step("STARTTLS"))
-            .map_err(down)?;
+        let sender = || Mail::new(Some(email.from.email.clone()), Vec::new());
+        let kept = self.kept.lock().await.take();
+        let mut reused = None;
+        if let Some(mut kept) = kept {
+            // Nothing of this email is sent before its sender is taken, so a kept session that
+            // fails here (closed by the server meanwhile, or at its limit of emails) is
+            // replaced, not counted against the target.
+            let taken = within(COMMAND_TIMEOUT, kept.connection.command(sender())).await;
+            reused = taken.is_ok().then_some(kept);
         }
-        if let Some((user, password)) = &self.login {
-            let credentials = Credentials::new(user.clone(), password.clone());
-            within(
-                COMMAND_TIMEOUT,
-                connection.auth(&[Mechanism::Plain, Mechanism::Login], &credentials),
-            )
-            .await
-            .map_err(step("the login"))
-            .map_err(down)?;
-        }
-        let sender = Mail::new(Some(email.from.email.clone()), Vec::new());
-        within(COMMAND_TIMEOUT, connection.command(sender))
-            .await
-            .map_err(step("the sender"))
-            .map_err(down)?;
+        let mut session = match reused {
+            Some(session) => session,
+            None => {
+                let mut session = self
+                    .open()
+                    .await
+                    .map_err(|(what, failure)| down(step(what)(failure)))?;
+                within(COMMAND_TIMEOUT, session.connection.command(sender()))
+                    .await
+                    .map_err(step("the sender"))
+                    .map_err(down)?;
+                session
+            }
+        };
+        let connection = &mut session.connection;
         let mut refused: Vec<String> = Vec::new();
         for recipient in &email.to {
             let address: &Address = &recipient.email;
@@ -154,6 +178,8 @@ impl Mailer {
         match within(MESSAGE_TIMEOUT, connection.message(&message)).await {
             Ok(_) => {}
             Err(Failure::Refused(err)) if err.is_permanent() => {
+                // The server answered: the session is still good for the next email.
+                self.keep(session).await;
                 return Err(DeliveryFailure {
                     target_down: false,
                     retry_after: None,
@@ -162,13 +188,51 @@ impl Mailer {
             }
             Err(failure) => return Err(down(step("the email")(failure))),
         }
-        // Taken: what the server says to QUIT no longer matters.
-        let _ = tokio::time::timeout(COMMAND_TIMEOUT, connection.quit()).await;
+        self.keep(session).await;
         if !refused.is_empty() {
             let refused = self.without_login(&refused.join(", "));
             tracing::warn!(target = %target.name, %refused, "email sent, but not to these recipients; check the target's `to`");
         }
         Ok(())
+    }
+
+    /// A new session: connected, encrypted as the target asks, logged in. On failure, the
+    /// step that failed.
+    async fn open(&self) -> Result<Session, (&'static str, Failure)> {
+        let wrapper = self.tls.clone().filter(|_| !self.starttls);
+        let mut connection = within(
+            COMMAND_TIMEOUT,
+            AsyncSmtpConnection::connect_tokio1(
+                (self.host.as_str(), self.port),
+                Some(COMMAND_TIMEOUT),
+                &self.hello,
+                wrapper,
+                None,
+            ),
+        )
+        .await
+        .map_err(|failure| ("the connection", failure))?;
+        if let (true, Some(tls)) = (self.starttls, &self.tls) {
+            within(
+                COMMAND_TIMEOUT,
+                connection.starttls(tls.clone(), &self.hello),
+            )
+            .await
+            .map_err(|failure| ("STARTTLS", failure))?;
+        }
+        if let Some((user, password)) = &self.login {
+            let credentials = Credentials::new(user.clone(), password.clone());
+            within(
+                COMMAND_TIMEOUT,
+                connection.auth(&[Mechanism::Plain, Mechanism::Login], &credentials),
+            )
+            .await
+            .map_err(|failure| ("the login", failure))?;
+        }
+        Ok(Session {
+            connection,
+            emails_sent: 0,
+        })
     }
 
     /// `text` (a server's reply) on one line, at most [`REPLY_CHARS`] long, without the

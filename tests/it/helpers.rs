@@ -658,7 +658,7 @@ pub fn fetch_articles_of(app: &App, url: &str) {
 /// phrase with a code of its own, as a server's filter would; `down` makes it greet every
 /// connection with 421, as a server that is overloaded or shutting down does;
 /// `refuse_command` answers a command (`AUTH`, `MAIL FROM`, `RCPT TO:<bo@`) with a reply of
-/// its own.
+/// its own; `emails_per_session` makes it end a session that asks for more, with a 421.
 pub struct SmtpServer {
     pub port: u16,
     state: Arc<Mutex<SmtpState>>,
@@ -673,6 +673,7 @@ struct SmtpState {
     down: bool,
     /// Commands answered with a refusal: the start of the command (upper case) and the reply.
     refused_commands: Vec<(String, String)>,
+    emails_per_session: Option<usize>,
 }
 
 /// One email as the server got it, accepted or not.
@@ -706,6 +707,55 @@ impl Mail {
             }
         }
         value
+    }
+
+    /// A header's value with its RFC 2047 encoded words (`=?utf-8?b?…?=`) decoded. Adjacent
+    /// encoded words join without the space between them, as the RFC says.
+    pub fn decoded_header(&self, name: &str) -> Option<String> {
+        use base64::Engine;
+        let raw = self.header(name)?;
+        let mut decoded = String::new();
+        let mut pending: Vec<u8> = Vec::new();
+        let mut after_word = false;
+        for token in raw.split_whitespace() {
+            let word = token
+                .strip_prefix("=?")
+                .and_then(|rest| rest.strip_suffix("?="))
+                .and_then(|inner| {
+                    let mut parts = inner.splitn(3, '?');
+                    Some((parts.next()?, parts.next()?, parts.next()?))
+                });
+            match word {
+                Some((_charset, encoding, text)) => {
+                    let bytes = if encoding.eq_ignore_ascii_case("b") {
+                        base64::engine::general_purpose::STANDARD
+                            .decode(text)
+                            .ok()?
+                    } else {
+                        quoted_printable::decode(
+                            text.replace('_', " "),
+                            quoted_printable::ParseMode::Strict,
+                        )
+                        .ok()?
+                    };
+                    if !after_word && !decoded.is_empty() {
+                        decoded.push(' ');
+                    }
+                    pending.extend(bytes);
+                    after_word = true;
+                }
+                None => {
+                    decoded.push_str(&String::from_utf8(std::mem::take(&mut pending)).ok()?);
+                    if !decoded.is_empty() {
+                        decoded.push(' ');
+                    }
+                    decoded.push_str(token);
+                    after_word = false;
+                }
+            }
+        }
+        decoded.push_str(&String::from_utf8(pending).ok()?);
+        Some(decoded)
     }
 
     /// The body, decoded from its transfer encoding.
@@ -782,6 +832,10 @@ impl SmtpServer {
             .push((start.to_ascii_uppercase(), reply.to_owned()));
     }
 
+    pub fn emails_per_session(&self, limit: usize) {
+        self.state.lock().unwrap().emails_per_session = Some(limit);
+    }
+
     /// Takes every email and command from now on (still `down` if set).
     pub fn accept_all(&self) {
         let mut state = self.state.lock().unwrap();
@@ -805,6 +859,7 @@ fn smtp_session(stream: TcpStream, state: &Mutex<SmtpState>) -> std::io::Result<
         data: String::new(),
         accepted: false,
     };
+    let mut emails_in_session = 0;
     let mut line = String::new();
     loop {
         line.clear();
@@ -847,6 +902,11 @@ fn smtp_session(stream: TcpStream, state: &Mutex<SmtpState>) -> std::io::Result<
             mail.login = Some(format!("{}:{}", parts[1], parts[2]));
             out.write_all(b"235 2.7.0 accepted\r\n")?;
         } else if upper.starts_with("MAIL FROM:") {
+            let limit = state.lock().unwrap().emails_per_session;
+            if limit.is_some_and(|limit| emails_in_session >= limit) {
+                out.write_all(b"421 4.7.0 too many emails in one session, closing\r\n")?;
+                return Ok(());
+            }
             mail.mail_from = command[10..]
                 .split_whitespace()
                 .next()
@@ -879,6 +939,9 @@ fn smtp_session(stream: TcpStream, state: &Mutex<SmtpState>) -> std::io::Result<
             mail.accepted = refusal.is_none();
             state.mails.push(mail.clone());
             drop(state);
+            emails_in_session += 1;
+            mail.mail_from.clear();
+            mail.rcpt_to.clear();
             match refusal {
                 None => out.write_all(b"250 2.0.0 queued\r\n")?,
                 Some(code) => out.write_all(format!("{code} refused by filter\r\n").as_bytes())?,
@@ -886,7 +949,11 @@ fn smtp_session(stream: TcpStream, state: &Mutex<SmtpState>) -> std::io::Result<
         } else if upper == "QUIT" {
             out.write_all(b"221 2.0.0 bye\r\n")?;
             return Ok(());
-        } else if upper == "RSET" || upper == "NOOP" {
+        } else if upper == "RSET" {
+            mail.mail_from.clear();
+            mail.rcpt_to.clear();
+            out.write_all(b"250 2.0.0 ok\r\n")?;
+        } else if upper == "NOOP" {
             out.write_all(b"250 2.0.0 ok\r\n")?;
         } else {
             out.write_all(b"502 5.5.2 not implemented\r\n")?;
