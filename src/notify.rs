@@ -318,7 +318,9 @@ impl Notifier {
                     tracing::warn!(target = %target.name, ?stories, error = %message, retry_in = ?delay, "alert delivery failed");
                     let reason = message.clone();
                     self.writer
-                        .call(move |store| store.alerts_failed(&alerts, &message, retry_at))
+                        .call(move |store| {
+                            store.alerts_failed(&alerts, &message, Utc::now(), retry_at)
+                        })
                         .await?;
                     if !target_down {
                         self.target_answered(target, &mut answered).await?;

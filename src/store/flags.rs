@@ -1520,7 +1520,7 @@ mod tests {
         // The target is down; a receiver may have kept the attempt all the same.
         let retry_at = now - chrono::Duration::minutes(1);
         store
-            .alerts_failed(&first[..1], "HTTP 503", retry_at)
+            .alerts_failed(&first[..1], "HTTP 503", now, retry_at)
             .unwrap();
 
         store_lab(&mut store, "v2", vec![mention("Samsung")]);
@@ -1609,7 +1609,7 @@ mod tests {
         // Both first attempts fail; each named all three companies.
         for alert in [xiaomi, apple] {
             store
-                .alerts_failed(std::slice::from_ref(alert), "HTTP 500", now)
+                .alerts_failed(std::slice::from_ref(alert), "HTTP 500", now, now)
                 .unwrap();
         }
 

@@ -128,6 +128,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0020_search_article_text",
         include_str!("../../migrations/0020_search_article_text.sql"),
     ),
+    (
+        "0021_outbox_last_failed_at",
+        include_str!("../../migrations/0021_outbox_last_failed_at.sql"),
+    ),
 ];
 
 /// How long a write waits for another process's lock before giving up (a user running a long

@@ -240,7 +240,7 @@ impl Store {
             let (target, story_id): (String, i64) = tx
                 .prepare_cached(
                     "UPDATE outbox SET delivered_at = ?2, attempts = attempts + 1, last_error = NULL,
-                         told = coalesce(told, ?3), withdrawn_at = NULL
+                         last_failed_at = NULL, told = coalesce(told, ?3), withdrawn_at = NULL
                      WHERE id = ?1 RETURNING target, story_id",
                 )?
                 .query_row(
@@ -262,20 +262,22 @@ impl Store {
         &mut self,
         alerts: &[PendingAlert],
         error: &str,
+        failed_at: DateTime<Utc>,
         retry_at: DateTime<Utc>,
     ) -> anyhow::Result<()> {
         let tx = super::write_transaction(&mut self.conn)?;
         for alert in alerts {
             tx.prepare_cached(
                 "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3,
-                     told = coalesce(told, ?4)
+                     told = coalesce(told, ?4), last_failed_at = ?5
                  WHERE id = ?1",
             )?
             .execute(params![
                 alert.id,
                 error,
                 sql_time(retry_at),
-                told_json(&alert.payload.companies)?
+                told_json(&alert.payload.companies)?,
+                sql_time_precise(failed_at)
             ])?;
         }
         tx.commit()?;
@@ -460,7 +462,8 @@ impl Store {
                     sum(withdrawn_at IS NOT NULL),
                     (SELECT last_error FROM outbox o2 WHERE o2.target = o.target
                         AND o2.delivered_at IS NULL AND o2.withdrawn_at IS NULL
-                        AND o2.last_error IS NOT NULL ORDER BY o2.id DESC LIMIT 1),
+                        AND o2.last_error IS NOT NULL
+                        ORDER BY o2.last_failed_at DESC, o2.id DESC LIMIT 1),
                     min(CASE WHEN delivered_at IS NULL AND withdrawn_at IS NULL
                         THEN next_attempt_at END),
                     (SELECT rest_until FROM alert_target_rests r
@@ -787,6 +790,46 @@ mod tests {
             status[0].next_attempt(),
             Some(sql_time(window.next).as_str()),
             "`feedhound alerts` shows when the digest goes"
+        );
+    }
+
+    #[test]
+    fn a_targets_last_error_is_the_latest_failure_not_its_newest_alerts() {
+        let (_dir, mut store, _) = store_with_one_feed();
+        let now = Utc::now();
+        let at = sql_time(now - Duration::minutes(5));
+        store
+            .conn
+            .execute_batch(&format!(
+                "INSERT INTO stories (id, first_seen_at) VALUES (7, '{at}'), (8, '{at}');
+                 INSERT INTO outbox (id, target, story_id, idempotency_key, created_at,
+                                     next_attempt_at)
+                     VALUES (1, 'desk', 7, 'k1', '{at}', '{at}'), (2, 'desk', 8, 'k2', '{at}', '{at}');"
+            ))
+            .unwrap();
+        let due = store.due_alerts(now, &["desk".into()], 10).unwrap();
+        let alert = |id: i64| std::slice::from_ref(due.iter().find(|a| a.id == id).unwrap());
+        let retry_at = now + Duration::minutes(1);
+        // The newer alert failed first (a round before the target's password changed, say).
+        store
+            .alerts_failed(alert(2), "HTTP 503", now - Duration::seconds(30), retry_at)
+            .unwrap();
+        store
+            .alerts_failed(alert(1), "HTTP 401", now, retry_at)
+            .unwrap();
+        let status = store
+            .outbox_status(&HashMap::new(), &HashMap::new())
+            .unwrap();
+        assert_eq!(status[0].last_error.as_deref(), Some("HTTP 401"));
+
+        store.alerts_delivered(alert(1), now).unwrap();
+        let status = store
+            .outbox_status(&HashMap::new(), &HashMap::new())
+            .unwrap();
+        assert_eq!(
+            status[0].last_error.as_deref(),
+            Some("HTTP 503"),
+            "a delivered alert's error is over"
         );
     }
 
