@@ -118,7 +118,21 @@ impl Mailer {
             let shown = shown.clone();
             move |failure: Failure| match failure {
                 Failure::Refused(err) => format!("{shown} refused {what}: {err}"),
-                Failure::Lost(err) => format!("cannot send through {shown} ({what}): {err}"),
+                Failure::Lost(err) => {
+                    let err = err
+                        .to_string()
+                        .replace("Connection error: Connection error: ", "Connection error: ");
+                    // rustls's words for a certificate it would not take, wrapped by lettre in
+                    // an I/O error without a kind of its own.
+                    let hint = if err.contains("invalid peer certificate") {
+                        "; the server's certificate is not one this machine trusts for that host \
+                         (self-signed, expired, or for another name): use the host name on its \
+                         certificate, or add its CA to the system's roots"
+                    } else {
+                        ""
+                    };
+                    format!("cannot send through {shown} ({what}): {err}{hint}")
+                }
                 Failure::Silent(limit) => {
                     format!("{shown} did not answer {what} within {}s", limit.as_secs())
                 }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::helpers::{App, FeedServer, SmtpServer, rss};
+use crate::helpers::{App, FeedServer, SmtpServer, SmtpTls, rss};
 
 const COMPANIES: &str = r#"
 [[company]]
@@ -430,5 +430,66 @@ fn a_server_that_offers_no_starttls_gets_no_login_and_no_email() {
         verbs.first().is_some_and(|v| v == "EHLO")
             && !verbs.iter().any(|v| v == "AUTH" || v == "MAIL"),
         "smtp:// without `tls=none` stops when STARTTLS is not offered: {verbs:?}"
+    );
+}
+
+#[test]
+fn smtps_and_starttls_send_the_login_and_email_over_tls_only_to_a_certificate_the_machine_trusts() {
+    let implicit = SmtpServer::start_tls(SmtpTls::Implicit);
+    let starttls = SmtpServer::start_tls(SmtpTls::StartTls);
+    let target = |name: &str, scheme: &str, server: &SmtpServer| {
+        format!(
+            "\n[[notify]]\nname = \"{name}\"\nurl = \"{scheme}://alerts%40example.com:pw0rd@127.0.0.1:{}\"\nto = \"ana@example.com\"\n",
+            server.port
+        )
+    };
+    let app = App::new(
+        &[],
+        &format!(
+            "{COMPANIES}{}{}",
+            target("implicit", "smtps", &implicit),
+            target("starttls", "smtp", &starttls)
+        ),
+    );
+    for (name, server, other) in [
+        ("implicit", &implicit, &starttls),
+        ("starttls", &starttls, &implicit),
+    ] {
+        // A certificate from a CA the machine does not trust: nothing is sent, and the error says
+        // why.
+        let refused = app.cli_with_env(&[other.trust()], &["alerts", "--send-test", name]);
+        assert_eq!(refused.status.code(), Some(1), "{name}");
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(
+            stderr.contains("invalid peer certificate: UnknownIssuer")
+                && stderr.contains("not one this machine trusts")
+                && !stderr.contains("pw0rd"),
+            "{name}: {stderr}"
+        );
+        assert!(
+            !server.verbs().iter().any(|v| v == "AUTH" || v == "MAIL"),
+            "{name}: {:?}",
+            server.verbs()
+        );
+
+        let sent = app.cli_with_env(&[server.trust()], &["alerts", "--send-test", name]);
+        assert!(
+            sent.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&sent.stderr)
+        );
+        let mails = server.accepted();
+        assert_eq!(mails.len(), 1, "{name}");
+        assert!(mails[0].tls, "{name}: the login and email went over TLS");
+        assert_eq!(
+            mails[0].login.as_deref(),
+            Some("alerts@example.com:pw0rd"),
+            "{name}"
+        );
+    }
+    assert_eq!(
+        starttls.verbs()[..3],
+        ["EHLO", "STARTTLS", "EHLO"],
+        "STARTTLS first, then a new greeting over TLS"
     );
 }

@@ -659,9 +659,22 @@ pub fn fetch_articles_of(app: &App, url: &str) {
 /// connection with 421, as a server that is overloaded or shutting down does;
 /// `refuse_command` answers a command (`AUTH`, `MAIL FROM`, `RCPT TO:<bo@`) with a reply of
 /// its own; `emails_per_session` makes it end a session that asks for more, with a 421.
+/// [`SmtpServer::start_tls`] starts one that speaks TLS.
 pub struct SmtpServer {
     pub port: u16,
     state: Arc<Mutex<SmtpState>>,
+    /// With TLS: the PEM file of the throwaway CA its certificate is signed by, for the
+    /// binary's `SSL_CERT_FILE`.
+    ca_file: Option<(tempfile::TempDir, PathBuf)>,
+}
+
+/// How a test SMTP server speaks TLS.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum SmtpTls {
+    /// From the first byte, as `smtps://` expects.
+    Implicit,
+    /// After STARTTLS, which it offers; `AUTH` only once it is done, as real servers do.
+    StartTls,
 }
 
 #[derive(Default)]
@@ -686,6 +699,8 @@ pub struct Mail {
     /// The message as sent, dot-unstuffed.
     pub data: String,
     pub accepted: bool,
+    /// Whether it came over TLS.
+    pub tls: bool,
 }
 
 impl Mail {
@@ -785,6 +800,54 @@ impl Mail {
 
 impl SmtpServer {
     pub fn start() -> SmtpServer {
+        SmtpServer::serve(None)
+    }
+
+    /// A server with a certificate for 127.0.0.1 from a CA made for it, which no machine
+    /// trusts unless told to ([`SmtpServer::trust`]).
+    pub fn start_tls(mode: SmtpTls) -> SmtpServer {
+        use rcgen::{
+            BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair,
+            KeyUsagePurpose,
+        };
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        // A name of its own: a verifier that finds another test server's CA by name reports a
+        // bad signature, not the unknown issuer a real stranger's certificate has.
+        static SERVERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = SERVERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        ca.distinguished_name
+            .push(DnType::CommonName, format!("feedhound test CA {n}"));
+        ca.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let certificate = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+            .unwrap()
+            .signed_by(&key, &ca)
+            .unwrap();
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![certificate.der().clone()],
+                rustls::pki_types::PrivatePkcs8KeyDer::from(key.serialize_der()).into(),
+            )
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let ca_file = dir.path().join("ca.pem");
+        std::fs::write(&ca_file, ca.pem()).unwrap();
+        SmtpServer {
+            ca_file: Some((dir, ca_file)),
+            ..SmtpServer::serve(Some((Arc::new(config), mode)))
+        }
+    }
+
+    fn serve(tls: Option<(Arc<rustls::ServerConfig>, SmtpTls)>) -> SmtpServer {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
         let port = listener.local_addr().unwrap().port();
         let state = Arc::new(Mutex::new(SmtpState::default()));
@@ -792,12 +855,34 @@ impl SmtpServer {
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
                 let state = Arc::clone(&serving);
+                let tls = tls.clone();
                 std::thread::spawn(move || {
-                    let _ = smtp_session(client, &state);
+                    let _ = match tls {
+                        None => smtp_session(Box::new(client), &state, None, false),
+                        Some((config, SmtpTls::StartTls)) => {
+                            smtp_session(Box::new(client), &state, Some(config), false)
+                        }
+                        Some((config, SmtpTls::Implicit)) => rustls::ServerConnection::new(config)
+                            .map_err(std::io::Error::other)
+                            .and_then(|tls| {
+                                let stream = rustls::StreamOwned::new(tls, client);
+                                smtp_session(Box::new(stream), &state, None, true)
+                            }),
+                    };
                 });
             }
         });
-        SmtpServer { port, state }
+        SmtpServer {
+            port,
+            state,
+            ca_file: None,
+        }
+    }
+
+    /// `SSL_CERT_FILE` for a binary that is to trust this server's CA (and no other).
+    pub fn trust(&self) -> (&'static str, &str) {
+        let (_, path) = self.ca_file.as_ref().expect("a server started with TLS");
+        ("SSL_CERT_FILE", path.to_str().unwrap())
     }
 
     /// A target URL for this server with this login.
@@ -844,26 +929,56 @@ impl SmtpServer {
     }
 }
 
-fn smtp_session(stream: TcpStream, state: &Mutex<SmtpState>) -> std::io::Result<()> {
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut out = stream;
+/// A client's byte stream, plain or TLS.
+trait SmtpStream: Read + Write + Send {}
+impl<T: Read + Write + Send> SmtpStream for T {}
+
+/// Writes each reply as soon as it is made, through TLS too.
+struct Replies(BufReader<Box<dyn SmtpStream>>);
+
+impl Replies {
+    fn write_all(&mut self, reply: &[u8]) -> std::io::Result<()> {
+        self.0.get_mut().write_all(reply)?;
+        self.0.get_mut().flush()
+    }
+}
+
+/// One client's session; `starttls` while it may still be upgraded, and `tls` once it is.
+fn smtp_session(
+    stream: Box<dyn SmtpStream>,
+    state: &Mutex<SmtpState>,
+    starttls: Option<Arc<rustls::ServerConfig>>,
+    tls: bool,
+) -> std::io::Result<()> {
+    let mut out = Replies(BufReader::new(stream));
     if state.lock().unwrap().down {
         out.write_all(b"421 4.3.2 test server is shutting down\r\n")?;
         return Ok(());
     }
     out.write_all(b"220 test ESMTP\r\n")?;
+    smtp_commands(out, state, starttls, tls)
+}
+
+/// A session's commands, from its greeting or from its STARTTLS.
+fn smtp_commands(
+    mut out: Replies,
+    state: &Mutex<SmtpState>,
+    starttls: Option<Arc<rustls::ServerConfig>>,
+    tls: bool,
+) -> std::io::Result<()> {
     let mut mail = Mail {
         login: None,
         mail_from: String::new(),
         rcpt_to: Vec::new(),
         data: String::new(),
         accepted: false,
+        tls,
     };
     let mut emails_in_session = 0;
     let mut line = String::new();
     loop {
         line.clear();
-        if reader.read_line(&mut line)? == 0 {
+        if out.0.read_line(&mut line)? == 0 {
             return Ok(());
         }
         let command = line.trim_end();
@@ -885,7 +1000,17 @@ fn smtp_session(stream: TcpStream, state: &Mutex<SmtpState>) -> std::io::Result<
             continue;
         }
         if upper.starts_with("EHLO") {
-            out.write_all(b"250-test\r\n250-AUTH PLAIN LOGIN\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n")?;
+            out.write_all(match starttls {
+                Some(_) => b"250-test\r\n250-STARTTLS\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n",
+                None => b"250-test\r\n250-AUTH PLAIN LOGIN\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n",
+            })?;
+        } else if let (true, Some(config)) = (upper == "STARTTLS", &starttls) {
+            out.write_all(b"220 2.0.0 ready to start TLS\r\n")?;
+            let tls =
+                rustls::ServerConnection::new(Arc::clone(config)).map_err(std::io::Error::other)?;
+            let stream: Box<dyn SmtpStream> =
+                Box::new(rustls::StreamOwned::new(tls, out.0.into_inner()));
+            return smtp_commands(Replies(BufReader::new(stream)), state, None, true);
         } else if let Some(encoded) = upper.strip_prefix("AUTH PLAIN ").map(|_| &command[11..]) {
             use base64::Engine;
             let decoded = base64::engine::general_purpose::STANDARD
@@ -921,7 +1046,7 @@ fn smtp_session(stream: TcpStream, state: &Mutex<SmtpState>) -> std::io::Result<
             let mut data = String::new();
             loop {
                 line.clear();
-                if reader.read_line(&mut line)? == 0 {
+                if out.0.read_line(&mut line)? == 0 {
                     return Ok(());
                 }
                 if line == ".\r\n" {
