@@ -227,14 +227,16 @@ impl Notifier {
         }
     }
 
-    /// One target's due alerts, oldest first, until it is found down: a POST or email each, or
-    /// for a digest target, as few as hold them.
+    /// One target's delivery round ([`Notifier::deliver_round`]), then the end of what it kept
+    /// open, whether the round succeeded or not.
     async fn deliver_due_to(&self, target: &NotifyConfig) -> anyhow::Result<Delivered> {
         let round = self.deliver_round(target).await;
         self.senders.end_round(target).await;
         round
     }
 
+    /// One target's due alerts, oldest first, until it is found down: a POST or email each, or
+    /// for a digest target, as few as hold them.
     async fn deliver_round(&self, target: &NotifyConfig) -> anyhow::Result<Delivered> {
         let mut totals = Delivered::default();
         if self.resting_until(target).await?.is_some() {
@@ -254,7 +256,7 @@ impl Notifier {
             }
             let before = totals;
             let mut due = due.into_iter();
-            // Each payload is read just before its POST: a digest's together, before its first.
+            // Each payload is read just before it is sent: a digest's together, before its first.
             let take = if target.digest.is_some() { BATCH } else { 1 };
             loop {
                 let ids: Vec<i64> = due.by_ref().take(take).collect();

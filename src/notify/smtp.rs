@@ -11,9 +11,12 @@
 //!
 //! A round's emails share one session: after an outage or a busy poll, dozens of alerts would
 //! otherwise cost dozens of connections and logins, which mail providers limit and read as abuse.
-//! A kept session the server has closed meanwhile costs nothing: the next email starts a new one.
+//! A kept session that fails before an email's message is sent (closed by the server meanwhile,
+//! at a cap of its own, or dropped by a firewall, which costs a 5-second wait) is replaced by a
+//! new one, and the target is not counted down for it.
 
 use std::future::Future;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use lettre::address::Address;
@@ -29,14 +32,20 @@ use crate::config::{EmailConfig, NotifyConfig, SmtpTls};
 
 /// Deadline for connecting, for the greeting, and for each command's answer.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+/// Deadline for each answer of a kept session before its message: a connection a firewall
+/// dropped while it sat idle never answers, and a new session costs less than the full wait.
+const KEPT_SESSION_TIMEOUT: Duration = Duration::from_secs(5);
+/// Deadline for the answer to QUIT, which changes nothing.
+const QUIT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Deadline for the answer to the message itself: RFC 5321 (4.5.3.2.6) asks a client to wait
 /// 10 minutes, as a server may check the message before it answers, and giving up sooner makes
 /// a duplicate of an email the server then delivers.
 const MESSAGE_TIMEOUT: Duration = Duration::from_secs(600);
 /// Longest server reply kept in an error, in characters.
 const REPLY_CHARS: usize = 200;
-/// Emails sent in one session before it is ended and a new one started. Servers limit the
-/// emails of a session (often to 100) and may say so only by refusing the next one.
+/// Emails sent in one session before a new one is started. A server may cap the emails of a
+/// session and say so only by refusing the next; a new session every 50 stays under such caps
+/// and still spares 49 logins of 50.
 const EMAILS_PER_SESSION: usize = 50;
 
 /// An email target's server, and how to reach it.
@@ -49,13 +58,26 @@ pub struct Mailer {
     login: Option<(String, String)>,
     hello: ClientId,
     /// The session of the round under way, between its emails (see [`Mailer::end_session`]).
-    kept: tokio::sync::Mutex<Option<Session>>,
+    kept: Mutex<Option<Session>>,
 }
 
 /// A connection past its greeting, STARTTLS and login.
 struct Session {
     connection: AsyncSmtpConnection,
     emails_sent: usize,
+}
+
+impl Session {
+    async fn quit(mut self) {
+        let _ = tokio::time::timeout(QUIT_TIMEOUT, self.connection.quit()).await;
+    }
+}
+
+/// Why an email's envelope (sender, recipients, DATA) was not taken.
+enum EnvelopeError {
+    Step(&'static str, Failure),
+    /// Each recipient, with the server's reply.
+    EveryRecipientRefused(Vec<String>),
 }
 
 impl Mailer {
@@ -71,28 +93,16 @@ impl Mailer {
             starttls: email.tls == SmtpTls::StartTls,
             login: email.login.clone(),
             hello: ClientId::default(),
-            kept: tokio::sync::Mutex::new(None),
+            kept: Mutex::new(None),
         })
     }
 
     /// Ends the session kept since the last email, if any: the round is over, and a server
     /// would only hold the connection open until its own timeout.
     pub async fn end_session(&self) {
-        let kept = self.kept.lock().await.take();
-        if let Some(mut session) = kept {
-            let _ = tokio::time::timeout(COMMAND_TIMEOUT, session.connection.quit()).await;
-        }
-    }
-
-    /// Keeps `session` for the round's next email, or ends it once it has sent its share.
-    async fn keep(&self, mut session: Session) {
-        session.emails_sent += 1;
-        let mut kept = self.kept.lock().await;
-        if session.emails_sent < EMAILS_PER_SESSION && kept.is_none() {
-            *kept = Some(session);
-        } else {
-            drop(kept);
-            let _ = tokio::time::timeout(COMMAND_TIMEOUT, session.connection.quit()).await;
+        let kept = self.kept.lock().expect("kept session lock").take();
+        if let Some(session) = kept {
+            session.quit().await;
         }
     }
 
@@ -109,105 +119,73 @@ impl Mailer {
             message: format!("cannot write the email: {err}"),
         })?;
         let shown = target.shown_url();
-        let down = |message: String| DeliveryFailure {
+        let down = |error: EnvelopeError| DeliveryFailure {
             target_down: true,
             retry_after: None,
-            message: self.without_login(&message),
+            message: self.describe(&shown, error),
         };
-        let step = |what: &'static str| {
-            let shown = shown.clone();
-            move |failure: Failure| match failure {
-                Failure::Refused(err) => format!("{shown} refused {what}: {err}"),
-                Failure::Lost(err) => {
-                    let err = err
-                        .to_string()
-                        .replace("Connection error: Connection error: ", "Connection error: ");
-                    // rustls's words for a certificate it would not take, wrapped by lettre in
-                    // an I/O error without a kind of its own.
-                    let hint = if err.contains("invalid peer certificate") {
-                        "; the server's certificate is not one this machine trusts for that host \
-                         (self-signed, expired, or for another name): use the host name on its \
-                         certificate, or add its CA to the system's roots"
-                    } else {
-                        ""
-                    };
-                    format!("cannot send through {shown} ({what}): {err}{hint}")
-                }
-                Failure::Silent(limit) => {
-                    format!("{shown} did not answer {what} within {}s", limit.as_secs())
+        let kept = self.kept.lock().expect("kept session lock").take();
+        let mut reused = None;
+        match kept {
+            Some(session) if session.emails_sent >= EMAILS_PER_SESSION => session.quit().await,
+            Some(mut session) => {
+                // Nothing of this email is sent before the server has its envelope, so a kept
+                // session that fails before then (closed by the server meanwhile, at a cap of
+                // its own, dropped by a firewall) is replaced, not counted against the target.
+                let envelope =
+                    (self.envelope(&mut session.connection, email, KEPT_SESSION_TIMEOUT)).await;
+                match envelope {
+                    Ok(refused) => reused = Some((session, refused)),
+                    Err(error) => {
+                        let reason = self.describe(&shown, error);
+                        tracing::debug!(target = %target.name, %reason, "kept SMTP session failed; starting a new one");
+                    }
                 }
             }
-        };
-        let sender = || Mail::new(Some(email.from.email.clone()), Vec::new());
-        let kept = self.kept.lock().await.take();
-        let mut reused = None;
-        if let Some(mut kept) = kept {
-            // Nothing of this email is sent before its sender is taken, so a kept session that
-            // fails here (closed by the server meanwhile, or at its limit of emails) is
-            // replaced, not counted against the target.
-            let taken = within(COMMAND_TIMEOUT, kept.connection.command(sender())).await;
-            reused = taken.is_ok().then_some(kept);
+            None => {}
         }
-        let mut session = match reused {
-            Some(session) => session,
+        let (mut session, refused) = match reused {
+            Some(reused) => reused,
             None => {
                 let mut session = self
                     .open()
                     .await
-                    .map_err(|(what, failure)| down(step(what)(failure)))?;
-                within(COMMAND_TIMEOUT, session.connection.command(sender()))
+                    .map_err(|(what, failure)| down(EnvelopeError::Step(what, failure)))?;
+                let refused = (self.envelope(&mut session.connection, email, COMMAND_TIMEOUT))
                     .await
-                    .map_err(step("the sender"))
                     .map_err(down)?;
-                session
+                (session, refused)
             }
         };
-        let connection = &mut session.connection;
-        let mut refused: Vec<String> = Vec::new();
-        for recipient in &email.to {
-            let address: &Address = &recipient.email;
-            match within(
-                COMMAND_TIMEOUT,
-                connection.command(Rcpt::new(address.clone(), Vec::new())),
-            )
-            .await
-            {
-                Ok(_) => {}
-                Err(Failure::Refused(err)) if err.is_permanent() => {
-                    refused.push(format!("{address} ({err})"));
-                }
-                Err(failure) => return Err(down(step("a recipient")(failure))),
-            }
-        }
-        if refused.len() == email.to.len() {
-            return Err(down(format!(
-                "{shown} refused every recipient: {}",
-                refused.join(", ")
-            )));
-        }
-        within(COMMAND_TIMEOUT, connection.command(Data))
-            .await
-            .map_err(step("the message"))
-            .map_err(down)?;
-        match within(MESSAGE_TIMEOUT, connection.message(&message)).await {
+        match within(MESSAGE_TIMEOUT, session.connection.message(&message)).await {
             Ok(_) => {}
             Err(Failure::Refused(err)) if err.is_permanent() => {
-                // The server answered: the session is still good for the next email.
-                self.keep(session).await;
+                // The reply ends the transaction (RFC 5321, 4.1.1.4): the session is good for
+                // the next email.
+                self.keep(session);
                 return Err(DeliveryFailure {
                     target_down: false,
                     retry_after: None,
-                    message: self.without_login(&step("the email")(Failure::Refused(err))),
+                    message: self.describe(
+                        &shown,
+                        EnvelopeError::Step("the email", Failure::Refused(err)),
+                    ),
                 });
             }
-            Err(failure) => return Err(down(step("the email")(failure))),
+            Err(failure) => return Err(down(EnvelopeError::Step("the email", failure))),
         }
-        self.keep(session).await;
+        self.keep(session);
         if !refused.is_empty() {
             let refused = self.without_login(&refused.join(", "));
             tracing::warn!(target = %target.name, %refused, "email sent, but not to these recipients; check the target's `to`");
         }
         Ok(())
+    }
+
+    /// Keeps `session`, which has had an email's answer, for the round's next email.
+    fn keep(&self, mut session: Session) {
+        session.emails_sent += 1;
+        *self.kept.lock().expect("kept session lock") = Some(session);
     }
 
     /// A new session: connected, encrypted as the target asks, logged in. On failure, the
@@ -249,6 +227,67 @@ impl Mailer {
         })
     }
 
+    /// Everything before the message: the sender, each recipient, and DATA, each answer within
+    /// `deadline`. The recipients the server refused, when it took at least one.
+    async fn envelope(
+        &self,
+        connection: &mut AsyncSmtpConnection,
+        email: &EmailConfig,
+        deadline: Duration,
+    ) -> Result<Vec<String>, EnvelopeError> {
+        let sender = Mail::new(Some(email.from.email.clone()), Vec::new());
+        within(deadline, connection.command(sender))
+            .await
+            .map_err(|failure| EnvelopeError::Step("the sender", failure))?;
+        let mut refused: Vec<String> = Vec::new();
+        for recipient in &email.to {
+            let address: &Address = &recipient.email;
+            match within(
+                deadline,
+                connection.command(Rcpt::new(address.clone(), Vec::new())),
+            )
+            .await
+            {
+                Ok(_) => {}
+                Err(Failure::Refused(err)) if err.is_permanent() => {
+                    refused.push(format!("{address} ({err})"));
+                }
+                Err(failure) => return Err(EnvelopeError::Step("a recipient", failure)),
+            }
+        }
+        if refused.len() == email.to.len() {
+            return Err(EnvelopeError::EveryRecipientRefused(refused));
+        }
+        within(deadline, connection.command(Data))
+            .await
+            .map_err(|failure| EnvelopeError::Step("the message", failure))?;
+        Ok(refused)
+    }
+
+    /// What went wrong, for the log and `feedhound alerts`: the server's or the library's words
+    /// on one line, cut short and without the login ([`Mailer::without_login`]), then what to
+    /// do about it if that is known.
+    fn describe(&self, shown: &str, error: EnvelopeError) -> String {
+        match error {
+            EnvelopeError::Step(what, Failure::Refused(err)) => {
+                format!(
+                    "{shown} refused {what}: {}",
+                    self.without_login(&err.to_string())
+                )
+            }
+            EnvelopeError::Step(what, Failure::Lost(err)) => {
+                lost(shown, what, &self.without_login(&err.to_string()))
+            }
+            EnvelopeError::Step(what, Failure::Silent(limit)) => {
+                format!("{shown} did not answer {what} within {}s", limit.as_secs())
+            }
+            EnvelopeError::EveryRecipientRefused(refused) => format!(
+                "{shown} refused every recipient: {}",
+                self.without_login(&refused.join(", "))
+            ),
+        }
+    }
+
     /// `text` (a server's reply) on one line, at most [`REPLY_CHARS`] long, without the
     /// password or the forms a login is sent in, which a server may echo.
     fn without_login(&self, text: &str) -> String {
@@ -265,6 +304,23 @@ impl Mailer {
         }
         text.chars().take(REPLY_CHARS).collect()
     }
+}
+
+/// The words of a step that got no answer it could read, from `error` (cleaned of the login),
+/// with what to do about a certificate the machine does not trust; that advice comes after
+/// the error and is not cut short with it.
+fn lost(shown: &str, what: &str, error: &str) -> String {
+    // lettre wraps a TLS handshake's error as a connection error twice.
+    let error = error.replace("Connection error: Connection error: ", "Connection error: ");
+    // rustls's words: lettre hands its error on inside an I/O error, without a kind of its own.
+    let advice = if error.contains("invalid peer certificate") {
+        "; this machine does not trust the server's certificate for that host (self-signed, \
+         expired, or for another name): use the host name on its certificate, or add its CA to \
+         the system's roots or to SSL_CERT_FILE (README, \"Email\")"
+    } else {
+        ""
+    };
+    format!("cannot send through {shown} ({what}): {error}{advice}")
 }
 
 /// Why a step of the session failed.
@@ -320,4 +376,36 @@ fn message(
         target.name
     );
     Ok(builder.singlepart(SinglePart::plain(text))?.formatted())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_advice_for_an_untrusted_certificate_survives_a_long_host_and_error() {
+        let error = format!(
+            "Connection error: Connection error: invalid peer certificate: {}",
+            "NotValidForName ".repeat(20)
+        );
+        let text = lost(
+            "smtps://mail.relay.internal.example-corporation.com:465",
+            "the connection",
+            &error.chars().take(REPLY_CHARS).collect::<String>(),
+        );
+        assert!(
+            text.starts_with("cannot send through smtps://mail.relay.internal.example-corporation.com:465 (the connection): Connection error: invalid peer certificate: NotValidForName"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with(
+                "or add its CA to the system's roots or to SSL_CERT_FILE (README, \"Email\")"
+            ),
+            "{text}"
+        );
+        assert_eq!(
+            lost("smtps://h:465", "the connection", "Connection refused"),
+            "cannot send through smtps://h:465 (the connection): Connection refused"
+        );
+    }
 }

@@ -801,10 +801,12 @@ mod tests {
         store
             .conn
             .execute_batch(&format!(
-                "INSERT INTO stories (id, first_seen_at) VALUES (7, '{at}'), (8, '{at}');
+                "INSERT INTO stories (id, first_seen_at) VALUES (7, '{at}'), (8, '{at}'), (9, '{at}');
                  INSERT INTO outbox (id, target, story_id, idempotency_key, created_at,
-                                     next_attempt_at)
-                     VALUES (1, 'desk', 7, 'k1', '{at}', '{at}'), (2, 'desk', 8, 'k2', '{at}', '{at}');"
+                                     next_attempt_at, last_error)
+                     VALUES (1, 'desk', 7, 'k1', '{at}', '{at}', NULL),
+                            (2, 'desk', 8, 'k2', '{at}', '{at}', NULL),
+                            (3, 'desk', 9, 'k3', '{at}', '{at}', 'failed before migration 0021');"
             ))
             .unwrap();
         let due = store.due_alerts(now, &["desk".into()], 10).unwrap();
@@ -829,7 +831,7 @@ mod tests {
         assert_eq!(
             status[0].last_error.as_deref(),
             Some("HTTP 503"),
-            "a delivered alert's error is over"
+            "a delivered alert's error is over, and one of unknown time comes last"
         );
     }
 

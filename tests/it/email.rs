@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::helpers::{App, FeedServer, SmtpServer, SmtpTls, rss};
+use crate::helpers::{App, FeedServer, SmtpServer, TlsMode, rss};
 
 const COMPANIES: &str = r#"
 [[company]]
@@ -183,9 +183,29 @@ fn a_rounds_emails_share_one_login_and_a_session_the_server_ends_is_replaced() {
         app.count("SELECT count(*) FROM outbox WHERE delivered_at IS NOT NULL"),
         5
     );
-    let status = app.cli(&["alerts", "--format", "json"]);
-    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
-    assert!(status[0]["resting_until"].is_null(), "{status}");
+    let status_of = |app: &App| -> serde_json::Value {
+        let status = app.cli(&["alerts", "--format", "json"]);
+        serde_json::from_slice::<serde_json::Value>(&status.stdout).unwrap()[0].clone()
+    };
+    assert!(status_of(&app)["resting_until"].is_null());
+
+    // One that hangs up after each email without a word: the same.
+    smtp.hang_up_after_each_email();
+    feeds.feed(
+        "a.xml",
+        rss(&[
+            "<guid>6</guid><title>Samsung results</title>",
+            "<guid>7</guid><title>Xiaomi results</title>",
+        ]),
+    );
+    assert!(app.cli(&["poll"]).status.success());
+    assert_eq!(smtp.accepted().len(), 7, "{:#?}", smtp.mails());
+    assert_eq!(count("EHLO"), 6, "{:?}", smtp.verbs());
+    let status = status_of(&app);
+    assert!(
+        status["resting_until"].is_null() && status["pending"] == 0,
+        "{status}"
+    );
 }
 
 #[test]
@@ -373,6 +393,12 @@ fn an_email_digest_names_its_stories_and_one_the_server_refuses_holds_back_no_ot
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(app.cli_with_env(&utc, &["poll"]).status.success());
+    assert_eq!(
+        smtp.verbs().iter().filter(|v| *v == "EHLO").count(),
+        1,
+        "a refused email ends its transaction, not the session: {:?}",
+        smtp.verbs()
+    );
     let mails = smtp.mails();
     let seen: Vec<(bool, String)> = mails
         .iter()
@@ -435,8 +461,8 @@ fn a_server_that_offers_no_starttls_gets_no_login_and_no_email() {
 
 #[test]
 fn smtps_and_starttls_send_the_login_and_email_over_tls_only_to_a_certificate_the_machine_trusts() {
-    let implicit = SmtpServer::start_tls(SmtpTls::Implicit);
-    let starttls = SmtpServer::start_tls(SmtpTls::StartTls);
+    let implicit = SmtpServer::start_tls(TlsMode::Implicit);
+    let starttls = SmtpServer::start_tls(TlsMode::StartTls);
     let target = |name: &str, scheme: &str, server: &SmtpServer| {
         format!(
             "\n[[notify]]\nname = \"{name}\"\nurl = \"{scheme}://alerts%40example.com:pw0rd@127.0.0.1:{}\"\nto = \"ana@example.com\"\n",
@@ -462,7 +488,8 @@ fn smtps_and_starttls_send_the_login_and_email_over_tls_only_to_a_certificate_th
         let stderr = String::from_utf8_lossy(&refused.stderr);
         assert!(
             stderr.contains("invalid peer certificate: UnknownIssuer")
-                && stderr.contains("not one this machine trusts")
+                && stderr.contains("does not trust the server's certificate")
+                && stderr.contains("SSL_CERT_FILE")
                 && !stderr.contains("pw0rd"),
             "{name}: {stderr}"
         );
@@ -472,6 +499,7 @@ fn smtps_and_starttls_send_the_login_and_email_over_tls_only_to_a_certificate_th
             server.verbs()
         );
 
+        let tried = server.verbs().len();
         let sent = app.cli_with_env(&[server.trust()], &["alerts", "--send-test", name]);
         assert!(
             sent.status.success(),
@@ -486,10 +514,11 @@ fn smtps_and_starttls_send_the_login_and_email_over_tls_only_to_a_certificate_th
             Some("alerts@example.com:pw0rd"),
             "{name}"
         );
+        let verbs = server.verbs()[tried..].to_vec();
+        let expected: &[&str] = match name {
+            "starttls" => &["EHLO", "STARTTLS", "EHLO", "AUTH", "MAIL"],
+            _ => &["EHLO", "AUTH", "MAIL"],
+        };
+        assert_eq!(&verbs[..expected.len()], expected, "{name}");
     }
-    assert_eq!(
-        starttls.verbs()[..3],
-        ["EHLO", "STARTTLS", "EHLO"],
-        "STARTTLS first, then a new greeting over TLS"
-    );
 }

@@ -670,7 +670,7 @@ pub struct SmtpServer {
 
 /// How a test SMTP server speaks TLS.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub enum SmtpTls {
+pub enum TlsMode {
     /// From the first byte, as `smtps://` expects.
     Implicit,
     /// After STARTTLS, which it offers; `AUTH` only once it is done, as real servers do.
@@ -687,6 +687,8 @@ struct SmtpState {
     /// Commands answered with a refusal: the start of the command (upper case) and the reply.
     refused_commands: Vec<(String, String)>,
     emails_per_session: Option<usize>,
+    /// Closes each session, without a word, once it has answered an email.
+    hang_up_after_email: bool,
 }
 
 /// One email as the server got it, accepted or not.
@@ -805,7 +807,7 @@ impl SmtpServer {
 
     /// A server with a certificate for 127.0.0.1 from a CA made for it, which no machine
     /// trusts unless told to ([`SmtpServer::trust`]).
-    pub fn start_tls(mode: SmtpTls) -> SmtpServer {
+    pub fn start_tls(mode: TlsMode) -> SmtpServer {
         use rcgen::{
             BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair,
             KeyUsagePurpose,
@@ -847,7 +849,7 @@ impl SmtpServer {
         }
     }
 
-    fn serve(tls: Option<(Arc<rustls::ServerConfig>, SmtpTls)>) -> SmtpServer {
+    fn serve(tls: Option<(Arc<rustls::ServerConfig>, TlsMode)>) -> SmtpServer {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
         let port = listener.local_addr().unwrap().port();
         let state = Arc::new(Mutex::new(SmtpState::default()));
@@ -859,10 +861,10 @@ impl SmtpServer {
                 std::thread::spawn(move || {
                     let _ = match tls {
                         None => smtp_session(Box::new(client), &state, None, false),
-                        Some((config, SmtpTls::StartTls)) => {
+                        Some((config, TlsMode::StartTls)) => {
                             smtp_session(Box::new(client), &state, Some(config), false)
                         }
-                        Some((config, SmtpTls::Implicit)) => rustls::ServerConnection::new(config)
+                        Some((config, TlsMode::Implicit)) => rustls::ServerConnection::new(config)
                             .map_err(std::io::Error::other)
                             .and_then(|tls| {
                                 let stream = rustls::StreamOwned::new(tls, client);
@@ -879,7 +881,8 @@ impl SmtpServer {
         }
     }
 
-    /// `SSL_CERT_FILE` for a binary that is to trust this server's CA (and no other).
+    /// `SSL_CERT_FILE` for a binary that is to trust this server's CA instead of the system's
+    /// roots.
     pub fn trust(&self) -> (&'static str, &str) {
         let (_, path) = self.ca_file.as_ref().expect("a server started with TLS");
         ("SSL_CERT_FILE", path.to_str().unwrap())
@@ -921,6 +924,12 @@ impl SmtpServer {
         self.state.lock().unwrap().emails_per_session = Some(limit);
     }
 
+    pub fn hang_up_after_each_email(&self) {
+        let mut state = self.state.lock().unwrap();
+        state.emails_per_session = None;
+        state.hang_up_after_email = true;
+    }
+
     /// Takes every email and command from now on (still `down` if set).
     pub fn accept_all(&self) {
         let mut state = self.state.lock().unwrap();
@@ -933,10 +942,11 @@ impl SmtpServer {
 trait SmtpStream: Read + Write + Send {}
 impl<T: Read + Write + Send> SmtpStream for T {}
 
-/// Writes each reply as soon as it is made, through TLS too.
-struct Replies(BufReader<Box<dyn SmtpStream>>);
+/// A client's session as the server reads its commands and writes each reply at once,
+/// through TLS too.
+struct SmtpConnection(BufReader<Box<dyn SmtpStream>>);
 
-impl Replies {
+impl SmtpConnection {
     fn write_all(&mut self, reply: &[u8]) -> std::io::Result<()> {
         self.0.get_mut().write_all(reply)?;
         self.0.get_mut().flush()
@@ -950,7 +960,7 @@ fn smtp_session(
     starttls: Option<Arc<rustls::ServerConfig>>,
     tls: bool,
 ) -> std::io::Result<()> {
-    let mut out = Replies(BufReader::new(stream));
+    let mut out = SmtpConnection(BufReader::new(stream));
     if state.lock().unwrap().down {
         out.write_all(b"421 4.3.2 test server is shutting down\r\n")?;
         return Ok(());
@@ -961,7 +971,7 @@ fn smtp_session(
 
 /// A session's commands, from its greeting or from its STARTTLS.
 fn smtp_commands(
-    mut out: Replies,
+    mut out: SmtpConnection,
     state: &Mutex<SmtpState>,
     starttls: Option<Arc<rustls::ServerConfig>>,
     tls: bool,
@@ -990,12 +1000,30 @@ fn smtp_commands(
             .to_owned();
         let refusal = {
             let mut state = state.lock().unwrap();
-            state.verbs.push(verb);
+            state.verbs.push(verb.clone());
             (state.refused_commands.iter())
                 .find(|(start, _)| upper.starts_with(start.as_str()))
                 .map(|(_, reply)| reply.clone())
         };
         if let Some(reply) = refusal {
+            out.write_all(format!("{reply}\r\n").as_bytes())?;
+            continue;
+        }
+        // Commands out of their order are refused, as real servers do, so that a session kept
+        // in the wrong state shows.
+        let in_transaction = !mail.mail_from.is_empty();
+        let out_of_order = if starttls.is_some() && (verb == "AUTH" || verb == "MAIL") {
+            Some("530 5.7.0 must issue a STARTTLS command first")
+        } else if verb == "MAIL" && in_transaction {
+            Some("503 5.5.1 sender already given")
+        } else if verb == "RCPT" && !in_transaction {
+            Some("503 5.5.1 need MAIL before RCPT")
+        } else if verb == "DATA" && mail.rcpt_to.is_empty() {
+            Some("503 5.5.1 need RCPT before DATA")
+        } else {
+            None
+        };
+        if let Some(reply) = out_of_order {
             out.write_all(format!("{reply}\r\n").as_bytes())?;
             continue;
         }
@@ -1010,7 +1038,7 @@ fn smtp_commands(
                 rustls::ServerConnection::new(Arc::clone(config)).map_err(std::io::Error::other)?;
             let stream: Box<dyn SmtpStream> =
                 Box::new(rustls::StreamOwned::new(tls, out.0.into_inner()));
-            return smtp_commands(Replies(BufReader::new(stream)), state, None, true);
+            return smtp_commands(SmtpConnection(BufReader::new(stream)), state, None, true);
         } else if let Some(encoded) = upper.strip_prefix("AUTH PLAIN ").map(|_| &command[11..]) {
             use base64::Engine;
             let decoded = base64::engine::general_purpose::STANDARD
@@ -1055,21 +1083,25 @@ fn smtp_commands(
                 data.push_str(line.strip_prefix('.').unwrap_or(&line));
             }
             mail.data = data;
-            let mut state = state.lock().unwrap();
-            let refusal = state
+            let mut shared = state.lock().unwrap();
+            let hang_up = shared.hang_up_after_email;
+            let refusal = shared
                 .refuse
                 .as_ref()
                 .filter(|(phrase, _)| mail.text().contains(phrase.as_str()))
                 .map(|(_, code)| *code);
             mail.accepted = refusal.is_none();
-            state.mails.push(mail.clone());
-            drop(state);
+            shared.mails.push(mail.clone());
+            drop(shared);
             emails_in_session += 1;
             mail.mail_from.clear();
             mail.rcpt_to.clear();
             match refusal {
                 None => out.write_all(b"250 2.0.0 queued\r\n")?,
                 Some(code) => out.write_all(format!("{code} refused by filter\r\n").as_bytes())?,
+            }
+            if hang_up {
+                return Ok(());
             }
         } else if upper == "QUIT" {
             out.write_all(b"221 2.0.0 bye\r\n")?;
