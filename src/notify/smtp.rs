@@ -73,8 +73,8 @@ impl Session {
     }
 }
 
-/// Why an email's envelope (sender, recipients, DATA) was not taken.
-enum EnvelopeError {
+/// Why an email was not taken: a step failed, or the server refused every recipient.
+enum SendFailure {
     Step(&'static str, Failure),
     /// Each recipient, with the server's reply.
     EveryRecipientRefused(Vec<String>),
@@ -119,7 +119,7 @@ impl Mailer {
             message: format!("cannot write the email: {err}"),
         })?;
         let shown = target.shown_url();
-        let down = |error: EnvelopeError| DeliveryFailure {
+        let down = |error: SendFailure| DeliveryFailure {
             target_down: true,
             retry_after: None,
             message: self.describe(&shown, error),
@@ -132,8 +132,9 @@ impl Mailer {
                 // Nothing of this email is sent before the server has its envelope, so a kept
                 // session that fails before then (closed by the server meanwhile, at a cap of
                 // its own, dropped by a firewall) is replaced, not counted against the target.
-                let envelope =
-                    (self.envelope(&mut session.connection, email, KEPT_SESSION_TIMEOUT)).await;
+                let envelope = self
+                    .envelope(&mut session.connection, email, KEPT_SESSION_TIMEOUT)
+                    .await;
                 match envelope {
                     Ok(refused) => reused = Some((session, refused)),
                     Err(error) => {
@@ -150,8 +151,9 @@ impl Mailer {
                 let mut session = self
                     .open()
                     .await
-                    .map_err(|(what, failure)| down(EnvelopeError::Step(what, failure)))?;
-                let refused = (self.envelope(&mut session.connection, email, COMMAND_TIMEOUT))
+                    .map_err(|(what, failure)| down(SendFailure::Step(what, failure)))?;
+                let refused = self
+                    .envelope(&mut session.connection, email, COMMAND_TIMEOUT)
                     .await
                     .map_err(down)?;
                 (session, refused)
@@ -168,11 +170,11 @@ impl Mailer {
                     retry_after: None,
                     message: self.describe(
                         &shown,
-                        EnvelopeError::Step("the email", Failure::Refused(err)),
+                        SendFailure::Step("the email", Failure::Refused(err)),
                     ),
                 });
             }
-            Err(failure) => return Err(down(EnvelopeError::Step("the email", failure))),
+            Err(failure) => return Err(down(SendFailure::Step("the email", failure))),
         }
         self.keep(session);
         if !refused.is_empty() {
@@ -234,11 +236,11 @@ impl Mailer {
         connection: &mut AsyncSmtpConnection,
         email: &EmailConfig,
         deadline: Duration,
-    ) -> Result<Vec<String>, EnvelopeError> {
+    ) -> Result<Vec<String>, SendFailure> {
         let sender = Mail::new(Some(email.from.email.clone()), Vec::new());
         within(deadline, connection.command(sender))
             .await
-            .map_err(|failure| EnvelopeError::Step("the sender", failure))?;
+            .map_err(|failure| SendFailure::Step("the sender", failure))?;
         let mut refused: Vec<String> = Vec::new();
         for recipient in &email.to {
             let address: &Address = &recipient.email;
@@ -252,36 +254,36 @@ impl Mailer {
                 Err(Failure::Refused(err)) if err.is_permanent() => {
                     refused.push(format!("{address} ({err})"));
                 }
-                Err(failure) => return Err(EnvelopeError::Step("a recipient", failure)),
+                Err(failure) => return Err(SendFailure::Step("a recipient", failure)),
             }
         }
         if refused.len() == email.to.len() {
-            return Err(EnvelopeError::EveryRecipientRefused(refused));
+            return Err(SendFailure::EveryRecipientRefused(refused));
         }
         within(deadline, connection.command(Data))
             .await
-            .map_err(|failure| EnvelopeError::Step("the message", failure))?;
+            .map_err(|failure| SendFailure::Step("the message", failure))?;
         Ok(refused)
     }
 
     /// What went wrong, for the log and `feedhound alerts`: the server's or the library's words
     /// on one line, cut short and without the login ([`Mailer::without_login`]), then what to
     /// do about it if that is known.
-    fn describe(&self, shown: &str, error: EnvelopeError) -> String {
+    fn describe(&self, shown: &str, error: SendFailure) -> String {
         match error {
-            EnvelopeError::Step(what, Failure::Refused(err)) => {
+            SendFailure::Step(what, Failure::Refused(err)) => {
                 format!(
                     "{shown} refused {what}: {}",
                     self.without_login(&err.to_string())
                 )
             }
-            EnvelopeError::Step(what, Failure::Lost(err)) => {
+            SendFailure::Step(what, Failure::Lost(err)) => {
                 lost(shown, what, &self.without_login(&err.to_string()))
             }
-            EnvelopeError::Step(what, Failure::Silent(limit)) => {
+            SendFailure::Step(what, Failure::Silent(limit)) => {
                 format!("{shown} did not answer {what} within {}s", limit.as_secs())
             }
-            EnvelopeError::EveryRecipientRefused(refused) => format!(
+            SendFailure::EveryRecipientRefused(refused) => format!(
                 "{shown} refused every recipient: {}",
                 self.without_login(&refused.join(", "))
             ),
