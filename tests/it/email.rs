@@ -20,6 +20,12 @@ fn email_target(smtp: &SmtpServer, extra: &str) -> String {
     )
 }
 
+/// The first target's row of `feedhound alerts --format json`.
+fn status_of(app: &App) -> serde_json::Value {
+    let status = app.cli(&["alerts", "--format", "json"]);
+    serde_json::from_slice::<serde_json::Value>(&status.stdout).unwrap()[0].clone()
+}
+
 #[test]
 fn an_email_target_gets_each_flagged_story_once_from_its_login_to_each_recipient() {
     let feeds = FeedServer::start();
@@ -130,11 +136,10 @@ fn a_rounds_emails_share_one_login_and_a_session_the_server_ends_is_replaced() {
         &[feeds.url("a.xml")],
         &format!("{COMPANIES}{}", email_target(&smtp, "")),
     );
-    let count = |verb: &str| smtp.verbs().iter().filter(|v| *v == verb).count();
     assert!(app.cli(&["poll"]).status.success());
     assert_eq!(smtp.accepted().len(), 2);
     assert_eq!(
-        (count("EHLO"), count("AUTH"), count("MAIL")),
+        (smtp.times("EHLO"), smtp.times("AUTH"), smtp.times("MAIL")),
         (1, 1, 2),
         "two emails, one session: {:?}",
         smtp.verbs()
@@ -178,15 +183,16 @@ fn a_rounds_emails_share_one_login_and_a_session_the_server_ends_is_replaced() {
         french.decoded_header("Subject").as_deref(),
         Some("Xiaomi: Xiaomi ouvre une usine à Pékin — 小米工厂")
     );
-    assert_eq!((count("EHLO"), count("AUTH")), (4, 4), "{:?}", smtp.verbs());
+    assert_eq!(
+        (smtp.times("EHLO"), smtp.times("AUTH")),
+        (4, 4),
+        "{:?}",
+        smtp.verbs()
+    );
     assert_eq!(
         app.count("SELECT count(*) FROM outbox WHERE delivered_at IS NOT NULL"),
         5
     );
-    let status_of = |app: &App| -> serde_json::Value {
-        let status = app.cli(&["alerts", "--format", "json"]);
-        serde_json::from_slice::<serde_json::Value>(&status.stdout).unwrap()[0].clone()
-    };
     assert!(status_of(&app)["resting_until"].is_null());
 
     // One that hangs up after each email without a word: the same.
@@ -200,7 +206,7 @@ fn a_rounds_emails_share_one_login_and_a_session_the_server_ends_is_replaced() {
     );
     assert!(app.cli(&["poll"]).status.success());
     assert_eq!(smtp.accepted().len(), 7, "{:#?}", smtp.mails());
-    assert_eq!(count("EHLO"), 6, "{:?}", smtp.verbs());
+    assert_eq!(smtp.times("EHLO"), 6, "{:?}", smtp.verbs());
     let status = status_of(&app);
     assert!(
         status["resting_until"].is_null() && status["pending"] == 0,
@@ -227,11 +233,6 @@ fn an_email_the_server_puts_off_waits_then_goes_out_with_the_same_message_id() {
             email_target(&smtp, "from = \"feedhound <news@example.org>\"\n")
         ),
     );
-    let status_of = |app: &App| -> serde_json::Value {
-        let status = app.cli(&["alerts", "--format", "json"]);
-        serde_json::from_slice::<serde_json::Value>(&status.stdout).unwrap()[0].clone()
-    };
-    let tries_of = |verb: &str| smtp.verbs().iter().filter(|v| *v == verb).count();
     assert!(app.cli(&["poll"]).status.success());
     let mails = smtp.mails();
     assert_eq!(
@@ -287,7 +288,7 @@ fn an_email_the_server_puts_off_waits_then_goes_out_with_the_same_message_id() {
     ] {
         smtp.accept_all();
         smtp.refuse_command(command, reply);
-        let before = tries_of(verb);
+        let before = smtp.times(verb);
         assert!(app.cli(&["alerts", "--retry-now"]).status.success());
         assert!(app.cli(&["poll"]).status.success());
         let status = status_of(&app);
@@ -298,7 +299,7 @@ fn an_email_the_server_puts_off_waits_then_goes_out_with_the_same_message_id() {
             "{status}"
         );
         assert_eq!(
-            tries_of(verb) - before,
+            smtp.times(verb) - before,
             1,
             "{command}: one try for both alerts"
         );
@@ -394,7 +395,7 @@ fn an_email_digest_names_its_stories_and_one_the_server_refuses_holds_back_no_ot
     }
     assert!(app.cli_with_env(&utc, &["poll"]).status.success());
     assert_eq!(
-        smtp.verbs().iter().filter(|v| *v == "EHLO").count(),
+        smtp.times("EHLO"),
         1,
         "a refused email ends its transaction, not the session: {:?}",
         smtp.verbs()

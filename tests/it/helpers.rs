@@ -658,7 +658,8 @@ pub fn fetch_articles_of(app: &App, url: &str) {
 /// phrase with a code of its own, as a server's filter would; `down` makes it greet every
 /// connection with 421, as a server that is overloaded or shutting down does;
 /// `refuse_command` answers a command (`AUTH`, `MAIL FROM`, `RCPT TO:<bo@`) with a reply of
-/// its own; `emails_per_session` makes it end a session that asks for more, with a 421.
+/// its own; `emails_per_session` makes it end a session that asks for more, with a 421, and
+/// `hang_up_after_each_email` close each after its email without a word.
 /// [`SmtpServer::start_tls`] starts one that speaks TLS.
 pub struct SmtpServer {
     pub port: u16,
@@ -899,6 +900,11 @@ impl SmtpServer {
 
     pub fn verbs(&self) -> Vec<String> {
         self.state.lock().unwrap().verbs.clone()
+    }
+
+    /// How many times a command with this verb was received.
+    pub fn times(&self, verb: &str) -> usize {
+        self.verbs().iter().filter(|v| *v == verb).count()
     }
 
     pub fn accepted(&self) -> Vec<Mail> {
