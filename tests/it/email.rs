@@ -20,6 +20,19 @@ fn email_target(smtp: &SmtpServer, extra: &str) -> String {
     )
 }
 
+/// A feed of `items` and an email target (`email_target`) on a test SMTP server, in an app
+/// tracking [`COMPANIES`].
+fn app_with_email_target(items: &[&str], extra: &str) -> (FeedServer, SmtpServer, App) {
+    let feeds = FeedServer::start();
+    feeds.feed("a.xml", rss(items));
+    let smtp = SmtpServer::start();
+    let app = App::new(
+        &[feeds.url("a.xml")],
+        &format!("{COMPANIES}{}", email_target(&smtp, extra)),
+    );
+    (feeds, smtp, app)
+}
+
 /// The first target's row of `feedhound alerts --format json`.
 fn status_of(app: &App) -> serde_json::Value {
     let status = app.cli(&["alerts", "--format", "json"]);
@@ -28,18 +41,12 @@ fn status_of(app: &App) -> serde_json::Value {
 
 #[test]
 fn an_email_target_gets_each_flagged_story_once_from_its_login_to_each_recipient() {
-    let feeds = FeedServer::start();
-    feeds.feed(
-        "a.xml",
-        rss(&[
+    let (_feeds, smtp, app) = app_with_email_target(
+        &[
             "<guid>1</guid><title>Xiaomi overtakes Samsung in shipments</title><link>https://news.example/xiaomi-samsung</link>",
             "<guid>2</guid><title>Weather: rain all week</title>",
-        ]),
-    );
-    let smtp = SmtpServer::start();
-    let app = App::new(
-        &[feeds.url("a.xml")],
-        &format!("{COMPANIES}{}", email_target(&smtp, "")),
+        ],
+        "",
     );
     let polled = app.cli(&["poll"]);
     assert!(
@@ -123,18 +130,12 @@ fn an_email_target_gets_each_flagged_story_once_from_its_login_to_each_recipient
 
 #[test]
 fn a_rounds_emails_share_one_login_and_a_session_the_server_ends_is_replaced() {
-    let feeds = FeedServer::start();
-    feeds.feed(
-        "a.xml",
-        rss(&[
+    let (feeds, smtp, app) = app_with_email_target(
+        &[
             "<guid>1</guid><title>Xiaomi posts results</title>",
             "<guid>2</guid><title>Samsung opens a plant</title>",
-        ]),
-    );
-    let smtp = SmtpServer::start();
-    let app = App::new(
-        &[feeds.url("a.xml")],
-        &format!("{COMPANIES}{}", email_target(&smtp, "")),
+        ],
+        "",
     );
     assert!(app.cli(&["poll"]).status.success());
     assert_eq!(smtp.accepted().len(), 2);
@@ -216,23 +217,14 @@ fn a_rounds_emails_share_one_login_and_a_session_the_server_ends_is_replaced() {
 
 #[test]
 fn an_email_the_server_puts_off_waits_then_goes_out_with_the_same_message_id() {
-    let feeds = FeedServer::start();
-    feeds.feed(
-        "a.xml",
-        rss(&[
+    let (_feeds, smtp, app) = app_with_email_target(
+        &[
             "<guid>1</guid><title>Xiaomi posts results</title>",
             "<guid>2</guid><title>Samsung opens a plant</title>",
-        ]),
+        ],
+        "from = \"feedhound <news@example.org>\"\n",
     );
-    let smtp = SmtpServer::start();
     smtp.refuse("Xiaomi posts results", 451);
-    let app = App::new(
-        &[feeds.url("a.xml")],
-        &format!(
-            "{COMPANIES}{}",
-            email_target(&smtp, "from = \"feedhound <news@example.org>\"\n")
-        ),
-    );
     assert!(app.cli(&["poll"]).status.success());
     let mails = smtp.mails();
     assert_eq!(
@@ -329,17 +321,9 @@ fn an_email_the_server_puts_off_waits_then_goes_out_with_the_same_message_id() {
 
 #[test]
 fn a_recipient_the_server_refuses_holds_back_neither_the_others_nor_the_alert() {
-    let feeds = FeedServer::start();
-    feeds.feed(
-        "a.xml",
-        rss(&["<guid>1</guid><title>Xiaomi posts results</title>"]),
-    );
-    let smtp = SmtpServer::start();
+    let (_feeds, smtp, app) =
+        app_with_email_target(&["<guid>1</guid><title>Xiaomi posts results</title>"], "");
     smtp.refuse_command("RCPT TO:<bo@", "550 5.1.1 no such user");
-    let app = App::new(
-        &[feeds.url("a.xml")],
-        &format!("{COMPANIES}{}", email_target(&smtp, "")),
-    );
     let polled = app.cli(&["poll"]);
     assert!(polled.status.success());
     let mails = smtp.accepted();
