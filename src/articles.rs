@@ -375,7 +375,10 @@ impl PageFailure {
 impl From<FetchError> for PageFailure {
     fn from(err: FetchError) -> PageFailure {
         let (status, may_pass, retry_after) = match &err {
-            FetchError::Timeout(_) | FetchError::Network(_) => (None, true, None),
+            // A certificate is renewed, or its CA trusted, without the link changing.
+            FetchError::Timeout(_) | FetchError::Network(_) | FetchError::Certificate(_) => {
+                (None, true, None)
+            }
             FetchError::Status {
                 status,
                 retry_after,

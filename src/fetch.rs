@@ -34,8 +34,11 @@ use url::{Origin, Url};
 
 use crate::config::PollingConfig;
 
+mod certificate;
 mod limits;
 mod network_guard;
+
+pub(crate) use certificate::refused_certificate;
 pub use limits::{Limits, Slot, host_key};
 pub use network_guard::is_local;
 
@@ -232,6 +235,9 @@ pub enum FetchError {
     /// The connection failed or broke; the message says how, without the URL.
     #[error("network error: {0}")]
     Network(String),
+    /// The server's TLS certificate was refused; the message says why and what to do.
+    #[error("{0}")]
+    Certificate(String),
     /// Any non-2xx, non-304 final status. `retry_after` comes from a `Retry-After` header;
     /// `headers_withheld_from` names the origin of a 401 or 403 to which the feed's own headers
     /// were not sent (the likely reason for it): a redirect led there, or the feed moved there.
@@ -657,6 +663,9 @@ impl Fetcher {
         if err.is_timeout() {
             return FetchError::Timeout(self.settings.connect_timeout);
         }
+        if let Some(refusal) = refused_certificate(&err) {
+            return FetchError::Certificate(refusal);
+        }
         FetchError::Network(describe(&err.without_url()))
     }
 }
@@ -785,6 +794,13 @@ fn freshness(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
         .and_then(|date| httpdate::parse_http_date(date.trim()).ok())
         .unwrap_or(now);
     Some(expires.duration_since(date).unwrap_or(Duration::ZERO))
+}
+
+/// Why a request got no response, for a caller with no [`FetchError`] to branch on (webhooks):
+/// a refused certificate in plain words, or [`describe`], without the URL, which may hold a
+/// token.
+pub(crate) fn why_unanswered(err: reqwest::Error) -> String {
+    refused_certificate(&err).unwrap_or_else(|| describe(&err.without_url()))
 }
 
 /// A short account of what went wrong on the wire. The common failures get plain words; anything

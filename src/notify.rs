@@ -40,7 +40,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Delivery, NotifyConfig};
-use crate::fetch::{origin_only, parse_retry_after};
+use crate::fetch::{origin_only, parse_retry_after, why_unanswered};
 use crate::store::writer::StoreWriter;
 use crate::store::{AlertPayload, AlertStory, DigestWindow, PendingAlert, TargetRest};
 use message::Sending;
@@ -526,12 +526,11 @@ async fn post(
     if let Some(secret) = secret {
         request = request.header("X-Feedhound-Signature", signature(secret, &body));
     }
-    let response = request.body(body).send().await.map_err(|e| {
-        // reqwest's message names the URL, which may carry a token.
+    let response = request.body(body).send().await.map_err(|err| {
         let message = format!(
             "cannot reach {}: {}",
             origin_only(&target.url),
-            e.without_url()
+            why_unanswered(err)
         );
         failure(true, message)
     })?;

@@ -29,6 +29,7 @@ use lettre::transport::smtp::extension::ClientId;
 
 use super::{DeliveryFailure, Sending};
 use crate::config::{EmailConfig, NotifyConfig, SmtpTls};
+use crate::fetch::refused_certificate;
 
 /// Deadline for connecting, for the greeting, and for each command's answer.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
@@ -278,7 +279,12 @@ impl Mailer {
                 )
             }
             SendFailure::Step(what, Failure::Lost(err)) => {
-                lost(shown, what, &self.without_login(&err.to_string()))
+                let why = refused_certificate(&err).unwrap_or_else(|| {
+                    // lettre wraps a TLS handshake's error as a connection error twice.
+                    self.without_login(&err.to_string())
+                        .replace("Connection error: Connection error: ", "Connection error: ")
+                });
+                format!("cannot send through {shown} ({what}): {why}")
             }
             SendFailure::Step(what, Failure::Silent(limit)) => {
                 format!("{shown} did not answer {what} within {}s", limit.as_secs())
@@ -306,23 +312,6 @@ impl Mailer {
         }
         text.chars().take(REPLY_CHARS).collect()
     }
-}
-
-/// The words of a step that got no answer it could read, from `error` (cleaned of the login),
-/// with what to do about a certificate the machine does not trust; that advice comes after
-/// the error and is not cut short with it.
-fn lost(shown: &str, what: &str, error: &str) -> String {
-    // lettre wraps a TLS handshake's error as a connection error twice.
-    let error = error.replace("Connection error: Connection error: ", "Connection error: ");
-    // rustls's words: lettre hands its error on inside an I/O error, without a kind of its own.
-    let advice = if error.contains("invalid peer certificate") {
-        "; this machine does not trust the server's certificate for that host (self-signed, \
-         expired, or for another name): use the host name on its certificate, or add its CA to \
-         the system's roots or to SSL_CERT_FILE (README, \"Email\")"
-    } else {
-        ""
-    };
-    format!("cannot send through {shown} ({what}): {error}{advice}")
 }
 
 /// Why a step of the session failed.
@@ -378,36 +367,4 @@ fn message(
         target.name
     );
     Ok(builder.singlepart(SinglePart::plain(text))?.formatted())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_advice_for_an_untrusted_certificate_survives_a_long_host_and_error() {
-        let error = format!(
-            "Connection error: Connection error: invalid peer certificate: {}",
-            "NotValidForName ".repeat(20)
-        );
-        let text = lost(
-            "smtps://mail.relay.internal.example-corporation.com:465",
-            "the connection",
-            &error.chars().take(REPLY_CHARS).collect::<String>(),
-        );
-        assert!(
-            text.starts_with("cannot send through smtps://mail.relay.internal.example-corporation.com:465 (the connection): Connection error: invalid peer certificate: NotValidForName"),
-            "{text}"
-        );
-        assert!(
-            text.ends_with(
-                "or add its CA to the system's roots or to SSL_CERT_FILE (README, \"Email\")"
-            ),
-            "{text}"
-        );
-        assert_eq!(
-            lost("smtps://h:465", "the connection", "Connection refused"),
-            "cannot send through smtps://h:465 (the connection): Connection refused"
-        );
-    }
 }

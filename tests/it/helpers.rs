@@ -116,19 +116,39 @@ impl FeedServer {
 
     /// A server on another loopback address (127.0.0.2 …): another host to the poller.
     pub fn start_on(ip: &str) -> FeedServer {
+        FeedServer::listen(ip, None)
+    }
+
+    /// A server on 127.0.0.1 that speaks HTTPS only, with the certificate in `tls` (see
+    /// [`TestCa::server_config`]). Its routes answer as over HTTP, except raw ones.
+    pub fn start_tls(tls: Arc<rustls::ServerConfig>) -> FeedServer {
+        FeedServer::listen("127.0.0.1", Some(tls))
+    }
+
+    fn listen(ip: &str, tls: Option<Arc<rustls::ServerConfig>>) -> FeedServer {
         let listener = TcpListener::bind((ip, 0)).expect("bind loopback");
         let port = listener.local_addr().unwrap().port();
         let state = Arc::new(Mutex::new(ServerState::default()));
         let accepting = Arc::clone(&state);
+        let scheme = if tls.is_some() { "https" } else { "http" };
         // The thread ends with the test process; servers are per test and cheap.
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
                 let state = Arc::clone(&accepting);
-                std::thread::spawn(move || serve_connection(stream, &state));
+                let tls = tls.clone();
+                std::thread::spawn(move || match tls {
+                    None => serve_connection(stream, &state),
+                    // The handshake happens on the first read; a client that refuses the
+                    // certificate ends the connection before any request.
+                    Some(config) => {
+                        let tls = rustls::ServerConnection::new(config).unwrap();
+                        serve_connection(rustls::StreamOwned::new(tls, stream), &state);
+                    }
+                });
             }
         });
         FeedServer {
-            base: format!("http://{ip}:{port}"),
+            base: format!("{scheme}://{ip}:{port}"),
             state,
         }
     }
@@ -138,7 +158,8 @@ impl FeedServer {
     }
 
     pub fn addr(&self) -> std::net::SocketAddr {
-        self.base.trim_start_matches("http://").parse().unwrap()
+        let (_, address) = self.base.split_once("://").unwrap();
+        address.parse().unwrap()
     }
 
     pub fn set(&self, path: &str, route: Route) {
@@ -173,9 +194,7 @@ impl FeedServer {
 }
 
 /// A request's path, headers and body (as long as Content-Length says).
-fn read_request(
-    reader: &mut BufReader<TcpStream>,
-) -> Option<(String, HashMap<String, String>, Vec<u8>)> {
+fn read_request(reader: &mut impl BufRead) -> Option<(String, HashMap<String, String>, Vec<u8>)> {
     let mut line = String::new();
     if reader.read_line(&mut line).ok()? == 0 {
         return None;
@@ -210,8 +229,25 @@ fn read_request(
     Some((path, headers, body))
 }
 
-fn serve_connection(stream: TcpStream, state: &Mutex<ServerState>) {
-    let mut writer = stream.try_clone().expect("clone stream");
+/// A connection a [`FeedServer`] answers on: plain TCP, or TLS over it.
+trait Connection: Read + Write {
+    /// The TCP connection for a raw route's handler.
+    fn into_tcp(self) -> TcpStream;
+}
+
+impl Connection for TcpStream {
+    fn into_tcp(self) -> TcpStream {
+        self
+    }
+}
+
+impl Connection for rustls::StreamOwned<rustls::ServerConnection, TcpStream> {
+    fn into_tcp(self) -> TcpStream {
+        panic!("raw routes answer on plain HTTP servers only")
+    }
+}
+
+fn serve_connection(stream: impl Connection, state: &Mutex<ServerState>) {
     let mut reader = BufReader::new(stream);
     while let Some((path, headers, request_body)) = read_request(&mut reader) {
         let route = {
@@ -239,7 +275,7 @@ fn serve_connection(stream: TcpStream, state: &Mutex<ServerState>) {
                 });
                 state.active -= 1;
             }
-            handler(writer);
+            handler(reader.into_inner().into_tcp());
             return;
         }
         let (mut status, extra, body) = respond(route.as_ref(), &headers);
@@ -265,7 +301,7 @@ fn serve_connection(stream: TcpStream, state: &Mutex<ServerState>) {
         response.push_str("\r\n");
         let mut bytes = response.into_bytes();
         bytes.extend_from_slice(&body);
-        let written = writer.write_all(&bytes);
+        let written = reader.get_mut().write_all(&bytes);
         state.lock().unwrap().active -= 1;
         if written.is_err() || headers.get("connection").is_some_and(|c| c == "close") {
             return;
@@ -302,6 +338,86 @@ fn respond(
         .copied()
         .unwrap_or(route.status);
     (status, extra, route.body.clone())
+}
+
+/// A certificate authority made for one test server, which no machine trusts unless told to
+/// ([`TestCa::trust`]). Each has a name of its own: a verifier that found another test
+/// server's CA by name would report a bad signature, not the unknown issuer a real stranger's
+/// certificate has.
+pub struct TestCa {
+    issuer: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+    /// Holds `pem_file`.
+    _dir: tempfile::TempDir,
+    pem_file: PathBuf,
+}
+
+/// When a server certificate is valid.
+#[derive(Clone, Copy)]
+pub enum Validity {
+    /// rcgen's default: from 1975 to 4096.
+    Current,
+    /// It ended in 2020.
+    Expired,
+}
+
+impl TestCa {
+    pub fn new() -> TestCa {
+        use rcgen::{
+            BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair,
+            KeyUsagePurpose,
+        };
+        static CAS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = CAS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name
+            .push(DnType::CommonName, format!("feedhound test CA {n}"));
+        ca.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let issuer = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let pem_file = dir.path().join("ca.pem");
+        std::fs::write(&pem_file, issuer.pem()).unwrap();
+        TestCa {
+            issuer,
+            _dir: dir,
+            pem_file,
+        }
+    }
+
+    /// A server's TLS settings with a certificate for `names` (host names or IP addresses)
+    /// signed by this CA.
+    pub fn server_config(&self, names: &[&str], validity: Validity) -> Arc<rustls::ServerConfig> {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let names = names
+            .iter()
+            .map(|name| name.to_string())
+            .collect::<Vec<_>>();
+        let mut params = rcgen::CertificateParams::new(names).unwrap();
+        if let Validity::Expired = validity {
+            params.not_before = rcgen::date_time_ymd(2019, 1, 1);
+            params.not_after = rcgen::date_time_ymd(2020, 1, 1);
+        }
+        let certificate = params.signed_by(&key, &self.issuer).unwrap();
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![certificate.der().clone()],
+                rustls::pki_types::PrivatePkcs8KeyDer::from(key.serialize_der()).into(),
+            )
+            .unwrap();
+        Arc::new(config)
+    }
+
+    /// `SSL_CERT_FILE` for a binary that is to trust this CA instead of the system's roots.
+    pub fn trust(&self) -> (&'static str, &str) {
+        ("SSL_CERT_FILE", self.pem_file.to_str().unwrap())
+    }
 }
 
 /// A SOCKS5 proxy on 127.0.0.1:0 (RFC 1928, no login, CONNECT only) that sends every
@@ -664,9 +780,8 @@ pub fn fetch_articles_of(app: &App, url: &str) {
 pub struct SmtpServer {
     pub port: u16,
     state: Arc<Mutex<SmtpState>>,
-    /// With TLS: the PEM file of the throwaway CA its certificate is signed by, for the
-    /// binary's `SSL_CERT_FILE`.
-    ca_file: Option<(tempfile::TempDir, PathBuf)>,
+    /// With TLS: the throwaway CA its certificate is signed by.
+    ca: Option<TestCa>,
 }
 
 /// How a test SMTP server speaks TLS.
@@ -809,44 +924,11 @@ impl SmtpServer {
     /// A server with a certificate for 127.0.0.1 from a CA made for it, which no machine
     /// trusts unless told to ([`SmtpServer::trust`]).
     pub fn start_tls(mode: TlsMode) -> SmtpServer {
-        use rcgen::{
-            BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair,
-            KeyUsagePurpose,
-        };
-        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        // A name of its own: a verifier that finds another test server's CA by name reports a
-        // bad signature, not the unknown issuer a real stranger's certificate has.
-        static SERVERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = SERVERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        ca.distinguished_name
-            .push(DnType::CommonName, format!("feedhound test CA {n}"));
-        ca.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
-        let key = KeyPair::generate().unwrap();
-        let certificate = CertificateParams::new(vec!["127.0.0.1".to_owned()])
-            .unwrap()
-            .signed_by(&key, &ca)
-            .unwrap();
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(
-                vec![certificate.der().clone()],
-                rustls::pki_types::PrivatePkcs8KeyDer::from(key.serialize_der()).into(),
-            )
-            .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let ca_file = dir.path().join("ca.pem");
-        std::fs::write(&ca_file, ca.pem()).unwrap();
+        let ca = TestCa::new();
+        let config = ca.server_config(&["127.0.0.1"], Validity::Current);
         SmtpServer {
-            ca_file: Some((dir, ca_file)),
-            ..SmtpServer::serve(Some((Arc::new(config), mode)))
+            ca: Some(ca),
+            ..SmtpServer::serve(Some((config, mode)))
         }
     }
 
@@ -878,15 +960,14 @@ impl SmtpServer {
         SmtpServer {
             port,
             state,
-            ca_file: None,
+            ca: None,
         }
     }
 
     /// `SSL_CERT_FILE` for a binary that is to trust this server's CA instead of the system's
     /// roots.
     pub fn trust(&self) -> (&'static str, &str) {
-        let (_, path) = self.ca_file.as_ref().expect("a server started with TLS");
-        ("SSL_CERT_FILE", path.to_str().unwrap())
+        self.ca.as_ref().expect("a server started with TLS").trust()
     }
 
     /// A target URL for this server with this login.

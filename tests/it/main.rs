@@ -10,6 +10,7 @@ mod email;
 mod flags;
 mod helpers;
 mod hostile;
+mod https;
 mod matcher_eval;
 mod parse_corpus;
 mod pipeline;
