@@ -10,8 +10,9 @@
 //! 3. `Store::flagged_stories(Some(company), since 7 days, 50)` on a database of
 //!    `FEEDHOUND_BENCH_DB_ENTRIES` entries (default 1,000,000), filled with direct SQL in one
 //!    transaction; its query plan (`EXPLAIN QUERY PLAN`), and the database size per entry, by
-//!    table and index (SQLite's `dbstat`); then README's one-company SQL query
-//!    (`story_companies`) on the same database, with its plan.
+//!    table and index (SQLite's `dbstat`); what `feedhound companies` reads, with and without
+//!    `--by`; then README's one-company SQL query (`story_companies`) on the same database,
+//!    with its plan.
 //!
 //! Environment: `FEEDHOUND_BENCH_FEEDS` (1000), `FEEDHOUND_BENCH_ENTRIES` (50),
 //! `FEEDHOUND_BENCH_DB_ENTRIES` (1000000; 0 skips part 3), `FEEDHOUND_BENCH_TEXT_BYTES` (1200:
@@ -30,7 +31,7 @@ use feedhound::config::{CompanyConfig, FeedConfig};
 use feedhound::matcher::CompanyRule;
 use feedhound::model::{Field, Mention, ParsedEntry, ParsedFeed};
 use feedhound::store::writer::{IdleIndexing, StoreWriter};
-use feedhound::store::{FeedResult, FetchState, Store};
+use feedhound::store::{FeedResult, FetchState, Span, Store};
 use rusqlite::{Connection, params};
 
 /// Entries naming a company, in percent (as in the shared corpus).
@@ -490,6 +491,26 @@ fn bench_mentions_query(entries: usize, feeds: usize, text_bytes: usize) {
         times.sort();
         println!(
             "  companies {label:<50} {companies:>5} companies: first {:7.2} ms, median of 9 {:7.2} ms",
+            first.as_secs_f64() * 1e3,
+            times[4].as_secs_f64() * 1e3
+        );
+    }
+    // What `feedhound companies --by` reads: the period's stories per company and span.
+    for (label, span, days) in [
+        ("--by day (14 days)", Span::Day, 14),
+        ("--by week --since 182d", Span::Week, HISTORY_DAYS / 2),
+    ] {
+        let since = Utc::now() - chrono::Duration::days(days);
+        let run = || {
+            let started = Instant::now();
+            let counts = store.company_stories_by(span, since, None).unwrap().len();
+            (started.elapsed(), counts)
+        };
+        let (first, counts) = run();
+        let mut times: Vec<Duration> = (0..9).map(|_| run().0).collect();
+        times.sort();
+        println!(
+            "  companies {label:<50} {counts:>5} counts: first {:7.2} ms, median of 9 {:7.2} ms",
             first.as_secs_f64() * 1e3,
             times[4].as_secs_f64() * 1e3
         );

@@ -18,7 +18,7 @@ use crate::config::{Config, DEFAULT_CONFIG_PATH};
 use crate::matcher::{EntryText, Matcher};
 use crate::scheduler::Control;
 use crate::store::{
-    FeedRef, FlaggedStory, PruneReport, Retried, SearchHit, SearchQuery, Store, VacuumReport,
+    FeedRef, FlaggedStory, PruneReport, Retried, SearchHit, SearchQuery, Span, Store, VacuumReport,
 };
 use crate::{demo, discover, fetch, opml, scheduler, text};
 
@@ -108,6 +108,10 @@ pub enum Command {
         /// End of the period (excluded), written as for --since; default: open, up to now.
         #[arg(long, value_parser = time_bound)]
         until: Option<DateTime<Utc>>,
+        /// Count each company's stories per UTC day or week (from Monday) of the period
+        /// instead; default period: the last 14 days or 8 weeks, the current one included.
+        #[arg(long, value_enum)]
+        by: Option<By>,
         #[arg(long, value_enum, default_value_t = ExportFormat::Table)]
         format: ExportFormat,
     },
@@ -262,6 +266,30 @@ pub enum TextField {
     Article,
 }
 
+/// `companies --by`: the spans stories are counted in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum By {
+    Day,
+    Week,
+}
+
+impl By {
+    fn span(self) -> Span {
+        match self {
+            By::Day => Span::Day,
+            By::Week => Span::Week,
+        }
+    }
+
+    /// How many spans the period has unless told.
+    fn default_spans(self) -> u64 {
+        match self {
+            By::Day => 14,
+            By::Week => 8,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ExportFormat {
     Table,
@@ -359,6 +387,30 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
         Command::Companies {
             since,
             until,
+            by: Some(by),
+            format,
+        } => {
+            let end = until.unwrap_or_else(Utc::now);
+            let span = by.span();
+            let since = since.unwrap_or_else(|| {
+                // The span holding the period's last instant, and as many whole ones before it.
+                let last = span.start((end - chrono::Duration::nanoseconds(1)).date_naive());
+                let first = (1..by.default_spans())
+                    .fold(last, |start, _| span.start(start - chrono::Days::new(1)));
+                first.and_time(chrono::NaiveTime::MIN).and_utc()
+            });
+            ensure_a_period(Some(since), Some(end))?;
+            let config = Config::load_without_secrets(&cli.config)?;
+            let store = open_unsynced(&config)?;
+            let counts = store.company_stories_by(span, since, until)?;
+            let table = SpanTable::new(&config, span, since, end, counts);
+            print_company_spans(&table, by, since, until, format)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Companies {
+            since,
+            until,
+            by: None,
             format,
         } => {
             let end = until.unwrap_or_else(Utc::now);
@@ -1224,6 +1276,126 @@ fn print_companies(
                     row.sources,
                     row.latest_at.as_deref().unwrap_or("-")
                 )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `companies --by`: each tracked company's stories in each span of the period, most
+/// stories first.
+struct SpanTable {
+    /// The first day of each span, oldest first.
+    spans: Vec<chrono::NaiveDate>,
+    /// Each company with its ticker and its stories in each span.
+    rows: Vec<(String, Option<String>, Vec<i64>)>,
+}
+
+impl SpanTable {
+    fn new(
+        config: &Config,
+        span: Span,
+        since: DateTime<Utc>,
+        end: DateTime<Utc>,
+        counts: Vec<(String, chrono::NaiveDate, i64)>,
+    ) -> SpanTable {
+        let spans: Vec<_> = std::iter::successors(Some(span.start(since.date_naive())), |&start| {
+            Some(span.next(start))
+        })
+        .take_while(|start| start.and_time(chrono::NaiveTime::MIN).and_utc() < end)
+        .collect();
+        let mut by_company: HashMap<String, HashMap<chrono::NaiveDate, i64>> = HashMap::new();
+        for (company, start, stories) in counts {
+            by_company
+                .entry(company)
+                .or_default()
+                .insert(start, stories);
+        }
+        let mut rows: Vec<_> = config
+            .companies
+            .iter()
+            .map(|company| {
+                let name = &company.rule.name;
+                let counts = by_company.get(name);
+                let stories: Vec<i64> = spans
+                    .iter()
+                    .map(|start| counts.and_then(|c| c.get(start)).copied().unwrap_or(0))
+                    .collect();
+                (name.clone(), company.ticker.clone(), stories)
+            })
+            .collect();
+        rows.sort_by(|a, b| {
+            let total = |stories: &[i64]| stories.iter().sum::<i64>();
+            total(&b.2).cmp(&total(&a.2)).then_with(|| a.0.cmp(&b.0))
+        });
+        SpanTable { spans, rows }
+    }
+}
+
+/// `companies --by` output: a table with a column per span; JSON and CSV with a row per company
+/// and span (zeros included, so a chart has no gaps), a stable interface (see README).
+fn print_company_spans(
+    table: &SpanTable,
+    by: By,
+    since: DateTime<Utc>,
+    until: Option<DateTime<Utc>>,
+    format: ExportFormat,
+) -> anyhow::Result<()> {
+    #[derive(serde::Serialize)]
+    struct SpanRow<'a> {
+        company: &'a str,
+        ticker: Option<&'a str>,
+        /// The span's first day.
+        period: String,
+        stories: i64,
+    }
+    let long_rows = table.rows.iter().flat_map(|(company, ticker, stories)| {
+        table
+            .spans
+            .iter()
+            .zip(stories)
+            .map(|(start, &stories)| SpanRow {
+                company,
+                ticker: ticker.as_deref(),
+                period: start.to_string(),
+                stories,
+            })
+    });
+    let mut out = std::io::stdout().lock();
+    match format {
+        ExportFormat::Json => write_json(&mut out, &long_rows.collect::<Vec<_>>())?,
+        ExportFormat::Csv => {
+            let mut csv = csv::Writer::from_writer(out);
+            csv.write_record(["company", "ticker", "period", "stories"])?;
+            for row in long_rows {
+                csv.write_record([
+                    row.company,
+                    row.ticker.unwrap_or(""),
+                    &row.period,
+                    &row.stories.to_string(),
+                ])?;
+            }
+            csv.flush()?;
+        }
+        ExportFormat::Table => {
+            let shown = |time: DateTime<Utc>| time.format("%Y-%m-%d %H:%M:%S").to_string();
+            let end = until.map_or_else(|| "now".to_owned(), shown);
+            let per = match by {
+                By::Day => "day (UTC)",
+                By::Week => "week (UTC, from Monday; each column its first day)",
+            };
+            writeln!(out, "Stories per {per} from {} to {end}:\n", shown(since))?;
+            write!(out, "{:<24}", "COMPANY")?;
+            for start in &table.spans {
+                write!(out, "  {:>5}", start.format("%m-%d").to_string())?;
+            }
+            writeln!(out, "  {:>5}", "TOTAL")?;
+            for (company, _, stories) in &table.rows {
+                write!(out, "{company:<24}")?;
+                for count in stories {
+                    write!(out, "  {count:>5}")?;
+                }
+                writeln!(out, "  {:>5}", stories.iter().sum::<i64>())?;
             }
         }
     }

@@ -13,7 +13,7 @@
 use std::collections::{HashMap, HashSet, hash_map};
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike as _, Days, NaiveDate, Utc};
 use rusqlite::{CachedStatement, Connection, OptionalExtension, params};
 use serde::Serialize;
 
@@ -159,6 +159,41 @@ pub struct CompanyActivity {
     pub sources: i64,
     /// The newest of those entries' date (published, else first seen).
     pub latest_at: Option<String>,
+}
+
+/// The spans `feedhound companies --by` counts stories in: UTC days, or weeks from Monday.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Span {
+    Day,
+    Week,
+}
+
+impl Span {
+    /// The first day of the span `day` is in.
+    pub fn start(self, day: NaiveDate) -> NaiveDate {
+        match self {
+            Span::Day => day,
+            Span::Week => day - Days::new(u64::from(day.weekday().num_days_from_monday())),
+        }
+    }
+
+    /// The first day of the span after the one starting on `start`.
+    pub fn next(self, start: NaiveDate) -> NaiveDate {
+        start
+            + Days::new(match self {
+                Span::Day => 1,
+                Span::Week => 7,
+            })
+    }
+
+    /// [`Span::start`] in SQL, of a stored time.
+    fn start_sql(self) -> &'static str {
+        match self {
+            Span::Day => "date(first_at)",
+            // 'weekday 0' moves on to the Sunday ending the week (or stays on it).
+            Span::Week => "date(first_at, 'weekday 0', '-6 days')",
+        }
+    }
 }
 
 /// One entry of a story.
@@ -372,6 +407,54 @@ impl Store {
             ))
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Each company's stories per span of the period from `since` to `until` (open: now), as
+    /// [`Store::company_activity`] counts them: a story in the span of its first entry that
+    /// mentions the company, if that entry is in the period. Spans without a story are left
+    /// out.
+    pub fn company_stories_by(
+        &self,
+        span: Span,
+        since: DateTime<Utc>,
+        until: Option<DateTime<Utc>>,
+    ) -> anyhow::Result<Vec<(String, NaiveDate, i64)>> {
+        // The period's entries, through the date index; then, once per story and company, the
+        // story's first entry that mentions the company, through the story index.
+        let sql = format!(
+            "WITH named AS (
+                 SELECT DISTINCT m.company_id, e.story_id
+                 FROM entries e
+                 CROSS JOIN mentions m ON m.entry_id = e.id
+                 WHERE coalesce(e.published_at, e.first_seen_at) >= ?1
+                   AND coalesce(e.published_at, e.first_seen_at) < coalesce(?2, '9999-12-31 23:59:59')
+             ),
+             firsts AS (
+                 SELECT named.company_id, (
+                     SELECT min(coalesce(s.published_at, s.first_seen_at))
+                     FROM entries s
+                     CROSS JOIN mentions sm ON sm.entry_id = s.id AND sm.company_id = named.company_id
+                     WHERE s.story_id = named.story_id
+                 ) AS first_at
+                 FROM named
+             )
+             SELECT c.name, {start}, count(*)
+             FROM firsts
+             JOIN companies c ON c.id = firsts.company_id AND c.active = 1
+             WHERE first_at >= ?1
+             GROUP BY c.id, 2",
+            start = span.start_sql()
+        );
+        let mut stmt = self.conn.prepare(&sql)?;
+        let rows = stmt.query_map(params![sql_time(since), until.map(sql_time)], |r| {
+            Ok((r.get(0)?, r.get::<_, String>(1)?, r.get(2)?))
+        })?;
+        rows.map(|row| {
+            let (company, start, stories) = row?;
+            let start = NaiveDate::parse_from_str(&start, "%Y-%m-%d")?;
+            Ok((company, start, stories))
+        })
+        .collect()
     }
 
     /// `EXPLAIN QUERY PLAN` of what [`Store::flagged_stories`] runs, one line per step: to
@@ -1057,6 +1140,29 @@ mod tests {
     }
 
     const HEADLINE: &str = "Xiaomi opens a flagship store in Paris";
+
+    #[test]
+    fn a_span_starts_on_the_same_day_in_sql_as_in_rust() {
+        let conn = Connection::open_in_memory().unwrap();
+        // Two weeks from a Wednesday, across a month's end; one second before midnight.
+        let first = NaiveDate::from_ymd_opt(2026, 11, 25).unwrap();
+        for span in [Span::Day, Span::Week] {
+            for offset in 0..14 {
+                let day = first + Days::new(offset);
+                let sql = format!("SELECT {} FROM (SELECT ?1 AS first_at)", span.start_sql());
+                let in_sql: String = conn
+                    .query_row(&sql, [format!("{day} 23:59:59")], |r| r.get(0))
+                    .unwrap();
+                assert_eq!(in_sql, span.start(day).to_string(), "{span:?} of {day}");
+            }
+        }
+        let sunday = NaiveDate::from_ymd_opt(2026, 11, 29).unwrap();
+        assert_eq!(Span::Week.start(sunday).to_string(), "2026-11-23");
+        assert_eq!(
+            Span::Week.next(Span::Week.start(sunday)).to_string(),
+            "2026-11-30"
+        );
+    }
 
     /// Stores `entry` as `feed`'s document at `at` and returns the story it joined.
     fn story_of(store: &mut Store, feed: i64, entry: ParsedEntry, at: DateTime<Utc>) -> i64 {

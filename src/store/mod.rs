@@ -35,7 +35,7 @@ pub use entries::{Applied, FeedResult, FetchState, RecentEntry};
 pub use feeds::{DueFeed, FeedRef, FeedStatus, SyncReport};
 pub use flags::{
     AlertRoute, CompanyActivity, FlaggedStory, REMATCH_PENDING, RULES_FINGERPRINT, Rematched,
-    Source, StoredText,
+    Source, Span, StoredText,
 };
 pub use health::ServiceGauges;
 pub use outbox::{

@@ -876,8 +876,9 @@ fn retrying_alerts_without_a_notify_target_says_the_config_has_none() {
     );
 }
 
-#[test]
-fn companies_counts_each_companys_stories_in_a_period_against_the_one_before() {
+/// Two feeds of stories about four companies, most from March 2020, one from yesterday, in
+/// an app that has polled them.
+fn companies_in_the_news() -> (FeedServer, App) {
     let server = FeedServer::start();
     let item = |id: &str, title: &str, date: &str| {
         format!(
@@ -951,6 +952,12 @@ fn companies_counts_each_companys_stories_in_a_period_against_the_one_before() {
          [[company]]\nname = \"Nokia\"\n",
     );
     assert!(app.cli(&["poll"]).status.success());
+    (server, app)
+}
+
+#[test]
+fn companies_counts_each_companys_stories_in_a_period_against_the_one_before() {
+    let (_server, app) = companies_in_the_news();
     let period = ["--since", "2020-03-08", "--until", "2020-03-11"];
     let json = app.cli(&[&["companies", "--format", "json"][..], &period].concat());
     assert!(json.status.success(), "{json:?}");
@@ -1013,4 +1020,147 @@ fn companies_counts_each_companys_stories_in_a_period_against_the_one_before() {
     assert_eq!(recent[0]["company"], "Apple");
     assert_eq!(recent[0]["stories"], 1);
     assert_eq!(recent[1]["stories"], 0, "{recent}");
+}
+
+/// `companies --by SPAN --format json` over `period`: each company's stories per span, in the
+/// order listed, and the spans' first days.
+fn stories_by(app: &App, by: &str, period: &[&str]) -> (Vec<(String, Vec<i64>)>, Vec<String>) {
+    let args = [&["companies", "--format", "json", "--by", by][..], period].concat();
+    let output = app.cli(&args);
+    assert!(output.status.success(), "{output:?}");
+    let rows: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let mut companies: Vec<(String, Vec<i64>)> = Vec::new();
+    let mut spans = Vec::new();
+    for row in rows.as_array().unwrap() {
+        let company = row["company"].as_str().unwrap();
+        if companies.last().is_none_or(|(last, _)| last != company) {
+            companies.push((company.to_owned(), Vec::new()));
+        }
+        companies
+            .last_mut()
+            .unwrap()
+            .1
+            .push(row["stories"].as_i64().unwrap());
+        if companies.len() == 1 {
+            spans.push(row["period"].as_str().unwrap().to_owned());
+        }
+    }
+    (companies, spans)
+}
+
+#[test]
+fn companies_by_day_or_week_counts_each_story_once_in_the_span_it_was_first_in() {
+    let (_server, app) = companies_in_the_news();
+    let owned = |name: &str, stories: &[i64]| (name.to_owned(), stories.to_vec());
+
+    let (by_day, days) = stories_by(
+        &app,
+        "day",
+        &["--since", "2020-03-02", "--until", "2020-03-12"],
+    );
+    assert_eq!(days.first().map(String::as_str), Some("2020-03-02"));
+    assert_eq!(days.last().map(String::as_str), Some("2020-03-11"));
+    assert_eq!(days.len(), 10);
+    assert_eq!(
+        by_day,
+        [
+            // fab, memory, chips, then rivals (with Xiaomi).
+            owned("Samsung", &[0, 0, 1, 1, 1, 0, 0, 1, 0, 0]),
+            // results, the lab (not again on the 9th, when b.xml carried it on), rivals, launch
+            // (once, though two feeds ran it).
+            owned("Xiaomi", &[0, 1, 0, 0, 1, 0, 0, 1, 1, 0]),
+            owned("Apple", &[0, 0, 0, 0, 0, 0, 0, 0, 0, 1]),
+            owned("Nokia", &[0, 0, 0, 0, 0, 0, 1, 0, 0, 0]),
+        ],
+        "most stories first, then by name; days without a story are zeros"
+    );
+
+    // Weeks run from Monday: Nokia's story at midnight on Sunday the 8th is the first week's.
+    let (by_week, weeks) = stories_by(
+        &app,
+        "week",
+        &["--since", "2020-03-02", "--until", "2020-03-16"],
+    );
+    assert_eq!(weeks, ["2020-03-02", "2020-03-09"]);
+    assert_eq!(
+        by_week,
+        [
+            owned("Samsung", &[3, 1]),
+            owned("Xiaomi", &[2, 2]),
+            owned("Apple", &[0, 1]),
+            owned("Nokia", &[1, 0]),
+        ]
+    );
+
+    // Over any period, the spans add up to what `companies` counts: a story first named before
+    // the period is in neither, even when the first span starts before the period does (the
+    // lab, first on the 6th, on again on the 9th).
+    let period = ["--since", "2020-03-07", "--until", "2020-03-11"];
+    let plain = app.cli(&[&["companies", "--format", "json"][..], &period].concat());
+    let plain: serde_json::Value = serde_json::from_slice(&plain.stdout).unwrap();
+    let (by_week, weeks) = stories_by(&app, "week", &period);
+    assert_eq!(weeks, ["2020-03-02", "2020-03-09"]);
+    assert_eq!(by_week[0], owned("Xiaomi", &[0, 2]));
+    for (company, stories) in &by_week {
+        let counted = plain
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|row| row["company"] == company.as_str())
+            .unwrap()["stories"]
+            .as_i64()
+            .unwrap();
+        assert_eq!(stories.iter().sum::<i64>(), counted, "{company}");
+    }
+
+    let table = app.cli(&[
+        "companies",
+        "--by",
+        "week",
+        "--since",
+        "2020-03-02",
+        "--until",
+        "2020-03-16",
+    ]);
+    let table = String::from_utf8_lossy(&table.stdout);
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(
+        lines[0].starts_with("Stories per week (UTC, from Monday")
+            && lines[2]
+                .split_whitespace()
+                .eq(["COMPANY", "03-02", "03-09", "TOTAL"])
+            && lines[3].split_whitespace().eq(["Samsung", "3", "1", "4"]),
+        "{table}"
+    );
+    let csv = app.cli(&[
+        "companies",
+        "--by",
+        "day",
+        "--format",
+        "csv",
+        "--since",
+        "2020-03-02",
+        "--until",
+        "2020-03-12",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&csv.stdout).starts_with(
+            "company,ticker,period,stories\n\
+             Samsung,005930.KS,2020-03-02,0\n\
+             Samsung,005930.KS,2020-03-03,0\n\
+             Samsung,005930.KS,2020-03-04,1\n"
+        ),
+        "{csv:?}"
+    );
+
+    // Unless told, the last 14 days up to today's, in which yesterday holds Apple's story.
+    let (recent, days) = stories_by(&app, "day", &[]);
+    let today = chrono::Utc::now().date_naive();
+    assert_eq!(days.len(), 14);
+    assert_eq!(days[13], today.to_string());
+    assert_eq!(days[0], (today - chrono::Days::new(13)).to_string());
+    assert_eq!(recent[0].0, "Apple");
+    assert_eq!(recent[0].1[12], 1, "{recent:?}");
+    let (_, weeks) = stories_by(&app, "week", &[]);
+    assert_eq!(weeks.len(), 8);
 }
