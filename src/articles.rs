@@ -460,6 +460,8 @@ mod tests {
         }
         let timeout = PageFailure::from(FetchError::Timeout(Duration::from_secs(30)));
         assert_eq!(timeout.retry_at(2, now), Some(in_(6 * 3600)));
+        let refused_certificate = PageFailure::from(FetchError::Certificate("expired".into()));
+        assert!(refused_certificate.retry_at(0, now).is_some());
         let local = PageFailure::from(FetchError::LocalAddress("http://10.0.0.1/".into()));
         assert_eq!(local.retry_at(0, now), None);
     }

@@ -102,7 +102,7 @@ pub enum Command {
     /// from and the latest one's date.
     Companies {
         /// Start of the period: a span back from now (24h, 7d) or a UTC date or time
-        /// (2026-11-01, 2026-11-01T09:00:00Z); default: 7 days before its end.
+        /// (2026-11-01, 2026-11-01T09:00:00Z); default: 7 days before its end (without --by).
         #[arg(long, value_parser = time_bound)]
         since: Option<DateTime<Utc>>,
         /// End of the period (excluded), written as for --since; default: open, up to now.
@@ -281,7 +281,8 @@ impl By {
         }
     }
 
-    /// How many spans the period has unless told.
+    /// How many spans the period has unless told: two weeks by day, two months by week,
+    /// as many columns as a terminal shows.
     fn default_spans(self) -> u64 {
         match self {
             By::Day => 14,
@@ -395,8 +396,7 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
             let since = since.unwrap_or_else(|| {
                 // The span holding the period's last instant, and as many whole ones before it.
                 let last = span.start((end - chrono::Duration::nanoseconds(1)).date_naive());
-                let first = (1..by.default_spans())
-                    .fold(last, |start, _| span.start(start - chrono::Days::new(1)));
+                let first = last - chrono::Days::new(span.days() * (by.default_spans() - 1));
                 first.and_time(chrono::NaiveTime::MIN).and_utc()
             });
             ensure_a_period(Some(since), Some(end))?;
@@ -404,6 +404,17 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
             let store = open_unsynced(&config)?;
             let counts = store.company_stories_by(span, since, until)?;
             let table = SpanTable::new(&config, span, since, end, counts);
+            if format == ExportFormat::Table && table.spans.len() > MOST_COLUMNS {
+                let spans = match by {
+                    By::Day => "days",
+                    By::Week => "weeks",
+                };
+                anyhow::bail!(
+                    "the period has {} {spans}, too many columns for a table (at most \
+                     {MOST_COLUMNS}): use a shorter period, --by week, or --format csv",
+                    table.spans.len()
+                );
+            }
             print_company_spans(&table, by, since, until, format)?;
             Ok(ExitCode::SUCCESS)
         }
@@ -1282,16 +1293,29 @@ fn print_companies(
     Ok(())
 }
 
+/// The most spans `companies --by` shows as table columns: a month by day, some 240 characters
+/// wide, is as wide as a table is of use; more is for `--format csv`.
+const MOST_COLUMNS: usize = 31;
+
 /// `companies --by`: each tracked company's stories in each span of the period, most
 /// stories first.
 struct SpanTable {
     /// The first day of each span, oldest first.
     spans: Vec<chrono::NaiveDate>,
-    /// Each company with its ticker and its stories in each span.
-    rows: Vec<(String, Option<String>, Vec<i64>)>,
+    rows: Vec<SpanTableRow>,
+}
+
+struct SpanTableRow {
+    company: String,
+    ticker: Option<String>,
+    /// In each span, in the order of [`SpanTable::spans`].
+    stories: Vec<i64>,
 }
 
 impl SpanTable {
+    /// The spans from the one holding `since` to the one before `end`, and on to the latest
+    /// that `counts` holds: with no `--until`, an entry a publisher dated ahead of now counts,
+    /// as it does in `companies` without `--by`.
     fn new(
         config: &Config,
         span: Span,
@@ -1299,10 +1323,14 @@ impl SpanTable {
         end: DateTime<Utc>,
         counts: Vec<(String, chrono::NaiveDate, i64)>,
     ) -> SpanTable {
+        let latest = counts.iter().map(|(_, start, _)| *start).max();
         let spans: Vec<_> = std::iter::successors(Some(span.start(since.date_naive())), |&start| {
-            Some(span.next(start))
+            Some(start + chrono::Days::new(span.days()))
         })
-        .take_while(|start| start.and_time(chrono::NaiveTime::MIN).and_utc() < end)
+        .take_while(|&start| {
+            start.and_time(chrono::NaiveTime::MIN).and_utc() < end
+                || latest.is_some_and(|latest| start <= latest)
+        })
         .collect();
         let mut by_company: HashMap<String, HashMap<chrono::NaiveDate, i64>> = HashMap::new();
         for (company, start, stories) in counts {
@@ -1315,18 +1343,22 @@ impl SpanTable {
             .companies
             .iter()
             .map(|company| {
-                let name = &company.rule.name;
-                let counts = by_company.get(name);
-                let stories: Vec<i64> = spans
-                    .iter()
-                    .map(|start| counts.and_then(|c| c.get(start)).copied().unwrap_or(0))
-                    .collect();
-                (name.clone(), company.ticker.clone(), stories)
+                let counts = by_company.get(&company.rule.name);
+                SpanTableRow {
+                    company: company.rule.name.clone(),
+                    ticker: company.ticker.clone(),
+                    stories: spans
+                        .iter()
+                        .map(|start| counts.and_then(|c| c.get(start)).copied().unwrap_or(0))
+                        .collect(),
+                }
             })
             .collect();
         rows.sort_by(|a, b| {
-            let total = |stories: &[i64]| stories.iter().sum::<i64>();
-            total(&b.2).cmp(&total(&a.2)).then_with(|| a.0.cmp(&b.0))
+            let total = |row: &SpanTableRow| row.stories.iter().sum::<i64>();
+            total(b)
+                .cmp(&total(a))
+                .then_with(|| a.company.cmp(&b.company))
         });
         SpanTable { spans, rows }
     }
@@ -1349,14 +1381,14 @@ fn print_company_spans(
         period: String,
         stories: i64,
     }
-    let long_rows = table.rows.iter().flat_map(|(company, ticker, stories)| {
+    let long_rows = table.rows.iter().flat_map(|row| {
         table
             .spans
             .iter()
-            .zip(stories)
+            .zip(&row.stories)
             .map(|(start, &stories)| SpanRow {
-                company,
-                ticker: ticker.as_deref(),
+                company: &row.company,
+                ticker: row.ticker.as_deref(),
                 period: start.to_string(),
                 stories,
             })
@@ -1390,12 +1422,12 @@ fn print_company_spans(
                 write!(out, "  {:>5}", start.format("%m-%d").to_string())?;
             }
             writeln!(out, "  {:>5}", "TOTAL")?;
-            for (company, _, stories) in &table.rows {
-                write!(out, "{company:<24}")?;
-                for count in stories {
+            for row in &table.rows {
+                write!(out, "{:<24}", row.company)?;
+                for count in &row.stories {
                     write!(out, "  {count:>5}")?;
                 }
-                writeln!(out, "  {:>5}", stories.iter().sum::<i64>())?;
+                writeln!(out, "  {:>5}", row.stories.iter().sum::<i64>())?;
             }
         }
     }

@@ -847,10 +847,20 @@ fn describe_chain(err: &reqwest::Error) -> String {
     parts.join(": ")
 }
 
-/// `err` and each error it was caused by, outermost first.
-fn causes(err: &reqwest::Error) -> impl Iterator<Item = &(dyn std::error::Error + 'static)> {
-    std::iter::successors(Some(err as &(dyn std::error::Error + 'static)), |cause| {
-        cause.source()
+/// `err` and each error it was caused by, outermost first. An I/O error's `source` is its
+/// inner error's source, skipping the inner error itself (rustls's, or another I/O error's
+/// kind, in hyper's and lettre's chains), so it is looked inside instead.
+fn causes<'a>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(err), |&cause| {
+        match cause
+            .downcast_ref::<io::Error>()
+            .and_then(io::Error::get_ref)
+        {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => cause.source(),
+        }
     })
 }
 

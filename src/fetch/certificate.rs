@@ -5,11 +5,12 @@
 //! reqwest and lettre hand on inside an I/O error, so they share these words.
 
 use std::error::Error;
-use std::io;
 
 use chrono::DateTime;
 use rustls::CertificateError;
 use rustls::pki_types::UnixTime;
+
+use super::causes;
 
 /// Where README says how to make this machine trust a CA.
 const README: &str = "README, \"TLS certificates\"";
@@ -26,11 +27,17 @@ pub(crate) fn refused_certificate(err: &(dyn Error + 'static)) -> Option<String>
 
 fn explain(refusal: &CertificateError) -> String {
     match refusal {
-        CertificateError::UnknownIssuer | CertificateError::BadSignature => format!(
+        CertificateError::UnknownIssuer => format!(
             "it is not signed by a CA this machine trusts (a self-signed certificate, or a \
              private or company CA); if you trust that server, add its CA to the system's roots \
-             or name it in SSL_CERT_FILE, and restart ({README})"
+             or name it in SSL_CERT_FILE, and restart the daemon ({README}){}",
+            roots_from_environment()
         ),
+        // The CA it names is trusted but did not sign it: no CA to add, whatever the user does.
+        CertificateError::BadSignature => "its signature does not verify against the CA it names \
+                                           (forged, or damaged on the way); tell the server's \
+                                           owner"
+            .to_owned(),
         CertificateError::ExpiredContext { time, not_after } => format!(
             "it expired on {}; the server's owner has to renew it (unless this machine's clock, \
              at {}, is wrong)",
@@ -51,41 +58,76 @@ fn explain(refusal: &CertificateError) -> String {
         CertificateError::NotValidForNameContext {
             expected,
             presented,
-        } => {
-            let names = presented
-                .iter()
-                .map(|name| plain_name(name))
-                .collect::<Vec<_>>();
-            let listed = if names.is_empty() {
-                "no host name".to_owned()
-            } else {
-                names.join(", ")
-            };
-            format!(
-                "it is for {listed}, not {}; use an address with a name it lists, or tell the \
-                 server's owner",
-                expected.to_str()
-            )
-        }
+        } => format!(
+            "it is for {}, not {}; use an address with a name it lists, or tell the server's \
+             owner",
+            listed_names(presented),
+            expected.to_str()
+        ),
         CertificateError::NotValidForName => "it is for another host name; use an address with \
                                               a name it lists, or tell the server's owner"
             .to_owned(),
         CertificateError::Revoked => "its CA has revoked it; tell the server's owner".to_owned(),
-        other => format!("{other} ({README})"),
+        other => other.to_string(),
     }
 }
 
-/// A name as webpki lists it (`DnsName("news.example")`, `IpAddress(192.0.2.1)`), bare.
-fn plain_name(listed: &str) -> &str {
-    listed
-        .strip_prefix("DnsName(\"")
-        .and_then(|name| name.strip_suffix("\")"))
-        .or_else(|| {
-            listed
-                .strip_prefix("IpAddress(")
-                .and_then(|name| name.strip_suffix(')'))
+/// How many of a certificate's names an error lists: a CDN's may have hundreds.
+const NAMES_SHOWN: usize = 5;
+
+/// The host names and addresses a certificate is for, as webpki lists them
+/// (`DnsName("news.example")`, `IpAddress(192.0.2.1)`), bare. The server wrote them, so only
+/// names made of what host names and addresses are made of are shown: no control or
+/// bidirectional characters reach `feeds`, `alerts` or the log.
+fn listed_names(presented: &[String]) -> String {
+    let names: Vec<&str> = presented
+        .iter()
+        .filter_map(|listed| {
+            let name = listed
+                .strip_prefix("DnsName(\"")
+                .and_then(|name| name.strip_suffix("\")"))
+                .or_else(|| {
+                    listed
+                        .strip_prefix("IpAddress(")
+                        .and_then(|name| name.strip_suffix(')'))
+                })?;
+            let plain = !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '*' | ':'));
+            plain.then_some(name)
         })
-        .unwrap_or(listed)
+        .collect();
+    match names.len() {
+        0 => "no host name".to_owned(),
+        count if count > NAMES_SHOWN => format!(
+            "{} and {} more names",
+            names[..NAMES_SHOWN].join(", "),
+            count - NAMES_SHOWN
+        ),
+        _ => names.join(", "),
+    }
+}
+
+/// Roots named in the environment, which replace the system's (rustls-native-certs reads
+/// only them): the likeliest reason a CA the user added is not trusted, or a public one no
+/// longer is.
+fn roots_from_environment() -> String {
+    ["SSL_CERT_FILE", "SSL_CERT_DIR"]
+        .into_iter()
+        .filter_map(|variable| {
+            let path = std::path::PathBuf::from(std::env::var_os(variable)?);
+            let missing = if path.exists() {
+                ""
+            } else {
+                ", which does not exist"
+            };
+            Some(format!(
+                "; {variable} is set to {}{missing}, so only the CAs there are trusted",
+                path.display()
+            ))
+        })
+        .collect()
 }
 
 fn utc(time: UnixTime) -> String {
@@ -98,23 +140,9 @@ fn utc(time: UnixTime) -> String {
         )
 }
 
-/// `err` and each error it was caused by, outermost first. An I/O error's `source` is its
-/// inner error's source, skipping the inner error itself (rustls's, in the hyper and lettre
-/// chains, under one or two I/O errors), so it is looked inside instead.
-fn causes<'a>(err: &'a (dyn Error + 'static)) -> impl Iterator<Item = &'a (dyn Error + 'static)> {
-    std::iter::successors(Some(err), |&cause| {
-        match cause
-            .downcast_ref::<io::Error>()
-            .and_then(io::Error::get_ref)
-        {
-            Some(inner) => Some(inner as &(dyn Error + 'static)),
-            None => cause.source(),
-        }
-    })
-}
-
 #[cfg(test)]
 mod tests {
+    use std::io;
     use std::time::Duration;
 
     use rustls::pki_types::ServerName;
@@ -131,6 +159,36 @@ mod tests {
 
     fn at(secs: u64) -> UnixTime {
         UnixTime::since_unix_epoch(Duration::from_secs(secs))
+    }
+
+    #[test]
+    fn a_name_mismatch_lists_at_most_five_names_and_only_what_names_are_made_of() {
+        let mut presented = vec![
+            "DnsName(\"evil.example\nfeed 2: ok\")".to_owned(),
+            "DnsName(\"\u{202E}elpmaxe.ssen\")".to_owned(),
+            "DirectoryName".to_owned(),
+            "UniformResourceIdentifier(\"https://x.example/\")".to_owned(),
+        ];
+        presented.extend((1..=7).map(|n| format!("DnsName(\"edge{n}.cdn.example\")")));
+        let refusal = CertificateError::NotValidForNameContext {
+            expected: ServerName::try_from("news.example").unwrap(),
+            presented,
+        };
+        assert_eq!(
+            refused_certificate(&wrapped(refusal)).unwrap(),
+            "TLS certificate refused: it is for edge1.cdn.example, edge2.cdn.example, \
+             edge3.cdn.example, edge4.cdn.example, edge5.cdn.example and 2 more names, not \
+             news.example; use an address with a name it lists, or tell the server's owner"
+        );
+    }
+
+    #[test]
+    fn a_bad_signature_is_not_taken_for_an_unknown_ca() {
+        let words = refused_certificate(&wrapped(CertificateError::BadSignature)).unwrap();
+        assert!(
+            words.contains("does not verify") && !words.contains("SSL_CERT_FILE"),
+            "{words}"
+        );
     }
 
     #[test]

@@ -876,9 +876,10 @@ fn retrying_alerts_without_a_notify_target_says_the_config_has_none() {
     );
 }
 
-/// Two feeds of stories about four companies, most from March 2020, one from yesterday, in
-/// an app that has polled them.
-fn companies_in_the_news() -> (FeedServer, App) {
+/// Two feeds of stories about four companies, most from March 2020, one (Apple's) from
+/// yesterday and one (Nokia's) dated tomorrow, in an app that has polled them; and the time
+/// those two are a day from.
+fn companies_in_the_news() -> (FeedServer, App, chrono::DateTime<chrono::Utc>) {
     let server = FeedServer::start();
     let item = |id: &str, title: &str, date: &str| {
         format!(
@@ -886,7 +887,10 @@ fn companies_in_the_news() -> (FeedServer, App) {
              <pubDate>{date}</pubDate>"
         )
     };
-    let yesterday = (chrono::Utc::now() - chrono::Duration::days(1)).to_rfc2822();
+    let now = chrono::Utc::now();
+    let yesterday = (now - chrono::Duration::days(1)).to_rfc2822();
+    // A publisher's clock ahead of ours, within what parsing lets through.
+    let tomorrow = (now + chrono::Duration::days(1)).to_rfc2822();
     server.feed(
         "a.xml",
         rss(&[
@@ -914,6 +918,7 @@ fn companies_in_the_news() -> (FeedServer, App) {
             ),
             &item("end", "Apple at the end", "Wed, 11 Mar 2020 00:00:00 GMT"),
             &item("today", "Apple opens a store", &yesterday),
+            &item("ahead", "Nokia tomorrow", &tomorrow),
         ]),
     );
     server.feed(
@@ -952,12 +957,12 @@ fn companies_in_the_news() -> (FeedServer, App) {
          [[company]]\nname = \"Nokia\"\n",
     );
     assert!(app.cli(&["poll"]).status.success());
-    (server, app)
+    (server, app, now)
 }
 
 #[test]
 fn companies_counts_each_companys_stories_in_a_period_against_the_one_before() {
-    let (_server, app) = companies_in_the_news();
+    let (_server, app, _) = companies_in_the_news();
     let period = ["--since", "2020-03-08", "--until", "2020-03-11"];
     let json = app.cli(&[&["companies", "--format", "json"][..], &period].concat());
     assert!(json.status.success(), "{json:?}");
@@ -1014,12 +1019,20 @@ fn companies_counts_each_companys_stories_in_a_period_against_the_one_before() {
         "{csv:?}"
     );
 
-    // Unless told, the period is the last 7 days.
+    // Unless told, the period is the last 7 days, and runs on past now.
     let recent = app.cli(&["companies", "--format", "json"]);
     let recent: serde_json::Value = serde_json::from_slice(&recent.stdout).unwrap();
-    assert_eq!(recent[0]["company"], "Apple");
-    assert_eq!(recent[0]["stories"], 1);
-    assert_eq!(recent[1]["stories"], 0, "{recent}");
+    let recent: Vec<_> = (0..3)
+        .map(|n| (recent[n]["company"].as_str(), recent[n]["stories"].as_i64()))
+        .collect();
+    assert_eq!(
+        recent,
+        [
+            (Some("Apple"), Some(1)),
+            (Some("Nokia"), Some(1)),
+            (Some("Samsung"), Some(0))
+        ]
+    );
 }
 
 /// `companies --by SPAN --format json` over `period`: each company's stories per span, in the
@@ -1050,7 +1063,7 @@ fn stories_by(app: &App, by: &str, period: &[&str]) -> (Vec<(String, Vec<i64>)>,
 
 #[test]
 fn companies_by_day_or_week_counts_each_story_once_in_the_span_it_was_first_in() {
-    let (_server, app) = companies_in_the_news();
+    let (_server, app, now) = companies_in_the_news();
     let owned = |name: &str, stories: &[i64]| (name.to_owned(), stories.to_vec());
 
     let (by_day, days) = stories_by(
@@ -1153,14 +1166,55 @@ fn companies_by_day_or_week_counts_each_story_once_in_the_span_it_was_first_in()
         "{csv:?}"
     );
 
-    // Unless told, the last 14 days up to today's, in which yesterday holds Apple's story.
-    let (recent, days) = stories_by(&app, "day", &[]);
-    let today = chrono::Utc::now().date_naive();
-    assert_eq!(days.len(), 14);
-    assert_eq!(days[13], today.to_string());
-    assert_eq!(days[0], (today - chrono::Days::new(13)).to_string());
-    assert_eq!(recent[0].0, "Apple");
-    assert_eq!(recent[0].1[12], 1, "{recent:?}");
-    let (_, weeks) = stories_by(&app, "week", &[]);
-    assert_eq!(weeks.len(), 8);
+    // Unless told, 14 whole days or 8 weeks, the last holding the period's end.
+    let until = ["--until", "2020-03-11T12:00:00Z"];
+    let (_, days) = stories_by(&app, "day", &until);
+    assert_eq!(
+        (days.len(), days[0].as_str(), days[13].as_str()),
+        (14, "2020-02-27", "2020-03-11")
+    );
+    let (_, weeks) = stories_by(&app, "week", &until);
+    assert_eq!(
+        (weeks.len(), weeks[0].as_str(), weeks[7].as_str()),
+        (8, "2020-01-20", "2020-03-09")
+    );
+
+    // With no --until, the spans run on to a story dated ahead of now, as `companies` counts it.
+    let since = (now - chrono::Duration::days(1)).date_naive();
+    let (recent, days) = stories_by(&app, "day", &["--since", &since.to_string()]);
+    let tomorrow = (now + chrono::Duration::days(1)).date_naive().to_string();
+    assert_eq!(days.last(), Some(&tomorrow), "{days:?}");
+    let stories_of = |company: &str| {
+        recent
+            .iter()
+            .find(|(name, _)| name == company)
+            .unwrap()
+            .1
+            .clone()
+    };
+    assert_eq!(stories_of("Apple").first(), Some(&1), "{recent:?}");
+    assert_eq!(stories_of("Nokia").last(), Some(&1), "{recent:?}");
+
+    // A table wider than a month of days is refused, with what to do instead.
+    let wide = app.cli(&[
+        "companies",
+        "--by",
+        "day",
+        "--since",
+        "2020-01-01",
+        "--until",
+        "2020-03-01",
+    ]);
+    assert_eq!(wide.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&wide.stderr)
+            .contains("the period has 60 days, too many columns for a table (at most 31)"),
+        "{wide:?}"
+    );
+    let (_, days) = stories_by(
+        &app,
+        "day",
+        &["--since", "2020-01-01", "--until", "2020-03-01"],
+    );
+    assert_eq!(days.len(), 60, "JSON has no such limit");
 }

@@ -1,7 +1,9 @@
 //! Feeds and webhooks over HTTPS: a real TLS server on loopback with a certificate from a
 //! throwaway CA (`helpers::TestCa`), which the binary trusts only through `SSL_CERT_FILE`.
 
-use crate::helpers::{App, FeedServer, Route, TestCa, Validity, rss};
+use crate::helpers::{
+    App, FeedServer, Route, TestCa, Validity, article_page, fetch_articles_of, html, rss,
+};
 
 const COMPANIES: &str = "\n[[company]]\nname = \"Xiaomi\"\n";
 
@@ -27,25 +29,39 @@ fn feed_errors(app: &App) -> Vec<(String, Option<String>)> {
 }
 
 #[test]
-fn an_https_feed_is_stored_flagged_and_revalidated_when_the_machine_trusts_its_ca() {
+fn an_https_feed_and_its_pages_are_stored_flagged_and_revalidated_when_the_machine_trusts_its_ca() {
     let ca = TestCa::new();
     let server = FeedServer::start_tls(ca.server_config(&["127.0.0.1"], Validity::Current));
+    let page = server.url("story");
+    server.set(
+        "story",
+        html(article_page(
+            "Results",
+            "Xiaomi reported a record quarter on Tuesday.",
+        )),
+    );
     server.feed(
         "a.xml",
         rss(&[
-            "<guid>1</guid><title>Xiaomi opens a store in Paris</title>",
+            &format!("<guid>1</guid><title>Quarterly results</title><link>{page}</link>"),
             "<guid>2</guid><title>Rain all week</title>",
         ]),
     );
     let app = App::new(&[server.url("a.xml")], COMPANIES);
-    assert!(server.url("a.xml").starts_with("https://127.0.0.1:"));
+    fetch_articles_of(&app, &server.url("a.xml"));
+    assert!(page.starts_with("https://127.0.0.1:"));
 
     for _ in 0..2 {
         let polled = app.cli_with_env(&[ca.trust()], &["poll"]);
         assert!(polled.status.success(), "{}", stderr(&polled));
     }
     assert_eq!(app.count("SELECT count(*) FROM entries"), 2);
-    assert_eq!(app.count("SELECT count(*) FROM mentions"), 1);
+    assert_eq!(
+        app.count("SELECT count(*) FROM mentions WHERE fields = 'article'"),
+        1,
+        "flagged from the page, fetched over TLS"
+    );
+    assert_eq!(server.requests("story").len(), 1);
     let requests = server.requests("a.xml");
     assert_eq!(
         requests.iter().map(|seen| seen.status).collect::<Vec<_>>(),
@@ -62,6 +78,7 @@ fn a_refused_certificate_is_a_feed_error_that_says_why_and_what_to_do_while_othe
     let stranger = TestCa::new();
     let unknown_ca =
         FeedServer::start_tls(stranger.server_config(&["127.0.0.1"], Validity::Current));
+    let unknown_ca_url = unknown_ca.url("a.xml");
     let expired = FeedServer::start_tls(ca.server_config(&["127.0.0.1"], Validity::Expired));
     let misnamed = FeedServer::start_tls(
         ca.server_config(&["feeds.example", "www.feeds.example"], Validity::Current),
@@ -125,6 +142,27 @@ fn a_refused_certificate_is_a_feed_error_that_says_why_and_what_to_do_while_othe
         stderr(&polled).contains("it expired on 2020-01-01"),
         "the log says it too: {}",
         stderr(&polled)
+    );
+
+    // Roots named in the environment replace the system's, so a wrong path is the likeliest
+    // slip; the error names it.
+    let missing = app.dir.path().join("no-such-roots.pem");
+    let missing = missing.to_str().unwrap();
+    let polled = app.cli_with_env(&[("SSL_CERT_FILE", missing)], &["poll"]);
+    assert!(polled.status.success(), "{}", stderr(&polled));
+    let errors = feed_errors(&app);
+    let (_, unknown_ca) = errors
+        .iter()
+        .find(|(url, _)| *url == unknown_ca_url)
+        .unwrap();
+    let told = format!(
+        "SSL_CERT_FILE is set to {missing}, which does not exist, so only the CAs there are trusted"
+    );
+    assert!(
+        unknown_ca
+            .as_deref()
+            .is_some_and(|error| error.contains(&told)),
+        "{unknown_ca:?}"
     );
 }
 
