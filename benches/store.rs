@@ -26,7 +26,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use feedhound::config::{CompanyConfig, FeedConfig};
 use feedhound::matcher::CompanyRule;
 use feedhound::model::{Field, Mention, ParsedEntry, ParsedFeed};
@@ -433,11 +433,6 @@ fn bench_mentions_query(entries: usize, feeds: usize, text_bytes: usize) {
     {
         println!("    {step}");
     }
-    let query = |company: Option<&str>, since: Option<DateTime<Utc>>, limit: usize| {
-        let started = Instant::now();
-        let stories = store.flagged_stories(company, since, None, limit).unwrap();
-        (started.elapsed(), stories.len())
-    };
     for (label, company, since, limit) in [
         (
             "--company Nvidia --since 7d (limit 50)",
@@ -464,14 +459,11 @@ fn bench_mentions_query(entries: usize, feeds: usize, text_bytes: usize) {
             50,
         ),
     ] {
-        let (first, found) = query(company, since, limit);
-        let mut times: Vec<Duration> = (0..9).map(|_| query(company, since, limit).0).collect();
-        times.sort();
-        println!(
-            "  flagged_stories {label:<42} {found:>5} stories: first {:7.2} ms, median of 9 {:7.2} ms",
-            first.as_secs_f64() * 1e3,
-            times[4].as_secs_f64() * 1e3
-        );
+        let (found, times) = first_and_median(|| {
+            let stories = store.flagged_stories(company, since, None, limit);
+            stories.unwrap().len()
+        });
+        println!("  flagged_stories {label:<42} {found:>5} stories: {times}");
     }
     // What `feedhound companies` reads: the period, then the one as long before it.
     for (label, days) in [
@@ -480,20 +472,12 @@ fn bench_mentions_query(entries: usize, feeds: usize, text_bytes: usize) {
     ] {
         let span = chrono::Duration::days(days);
         let since = Utc::now() - span;
-        let run = || {
-            let started = Instant::now();
+        let (companies, times) = first_and_median(|| {
             let companies = store.company_activity(since, None).unwrap().len();
             store.company_activity(since - span, Some(since)).unwrap();
-            (started.elapsed(), companies)
-        };
-        let (first, companies) = run();
-        let mut times: Vec<Duration> = (0..9).map(|_| run().0).collect();
-        times.sort();
-        println!(
-            "  companies {label:<50} {companies:>5} companies: first {:7.2} ms, median of 9 {:7.2} ms",
-            first.as_secs_f64() * 1e3,
-            times[4].as_secs_f64() * 1e3
-        );
+            companies
+        });
+        println!("  companies {label:<50} {companies:>5} companies: {times}");
     }
     // What `feedhound companies --by` reads: the period's stories per company and span.
     for (label, span, days) in [
@@ -501,19 +485,9 @@ fn bench_mentions_query(entries: usize, feeds: usize, text_bytes: usize) {
         ("--by week --since 182d", Span::Week, HISTORY_DAYS / 2),
     ] {
         let since = Utc::now() - chrono::Duration::days(days);
-        let run = || {
-            let started = Instant::now();
-            let counts = store.company_stories_by(span, since, None).unwrap().len();
-            (started.elapsed(), counts)
-        };
-        let (first, counts) = run();
-        let mut times: Vec<Duration> = (0..9).map(|_| run().0).collect();
-        times.sort();
-        println!(
-            "  companies {label:<50} {counts:>5} counts: first {:7.2} ms, median of 9 {:7.2} ms",
-            first.as_secs_f64() * 1e3,
-            times[4].as_secs_f64() * 1e3
-        );
+        let (counts, times) =
+            first_and_median(|| store.company_stories_by(span, since, None).unwrap().len());
+        println!("  companies {label:<50} {counts:>5} counts: {times}");
     }
     drop(store);
     readme_query(&path, company);
@@ -536,24 +510,33 @@ fn readme_query(path: &Path, company: &str) {
     for detail in plan.query_map([], |r| r.get::<_, String>(3)).unwrap() {
         println!("    {}", detail.unwrap());
     }
-    let run = || {
+    let (rows, times) = first_and_median(|| {
+        let mut query = conn.prepare(&sql).unwrap();
+        query.query_map([], |_| Ok(())).unwrap().count()
+    });
+    println!("  README query, {company}, this week {rows:>5} stories: {times}");
+}
+
+/// Runs `query` once, then 9 more times: how many rows the first run found, and its time and
+/// the median of the others, as "first … ms, median of 9 … ms".
+fn first_and_median(mut query: impl FnMut() -> usize) -> (usize, String) {
+    let mut timed = || {
         let started = Instant::now();
-        let rows = conn
-            .prepare(&sql)
-            .unwrap()
-            .query_map([], |_| Ok(()))
-            .unwrap()
-            .count();
-        (started.elapsed(), rows)
+        let found = query();
+        (started.elapsed(), found)
     };
-    let (first, rows) = run();
-    let mut times: Vec<Duration> = (0..9).map(|_| run().0).collect();
+    let (first, found) = timed();
+    let mut times: Vec<Duration> = (0..9).map(|_| timed().0).collect();
     times.sort();
-    println!(
-        "  README query, {company}, this week {rows:>5} stories: first {:7.2} ms, median of 9 {:7.2} ms",
-        first.as_secs_f64() * 1e3,
-        times[4].as_secs_f64() * 1e3
-    );
+    let ms = |time: Duration| time.as_secs_f64() * 1e3;
+    (
+        found,
+        format!(
+            "first {:7.2} ms, median of 9 {:7.2} ms",
+            ms(first),
+            ms(times[4])
+        ),
+    )
 }
 
 fn main() {
