@@ -460,7 +460,7 @@ fn bench_mentions_query(entries: usize, feeds: usize, text_bytes: usize) {
         ),
     ] {
         let (found, times) = first_and_median(|| {
-            let stories = store.flagged_stories(company, since, None, limit);
+            let stories = store.flagged_stories(company, since, None, None, limit);
             stories.unwrap().len()
         });
         println!("  flagged_stories {label:<42} {found:>5} stories: {times}");
@@ -473,8 +473,10 @@ fn bench_mentions_query(entries: usize, feeds: usize, text_bytes: usize) {
         let span = chrono::Duration::days(days);
         let since = Utc::now() - span;
         let (companies, times) = first_and_median(|| {
-            let companies = store.company_activity(since, None).unwrap().len();
-            store.company_activity(since - span, Some(since)).unwrap();
+            let companies = store.company_activity(since, None, None).unwrap().len();
+            store
+                .company_activity(since - span, Some(since), None)
+                .unwrap();
             companies
         });
         println!("  companies {label:<50} {companies:>5} companies: {times}");
@@ -485,8 +487,12 @@ fn bench_mentions_query(entries: usize, feeds: usize, text_bytes: usize) {
         ("--by week --since 182d", Span::Week, HISTORY_DAYS / 2),
     ] {
         let since = Utc::now() - chrono::Duration::days(days);
-        let (counts, times) =
-            first_and_median(|| store.company_stories_by(span, since, None).unwrap().len());
+        let (counts, times) = first_and_median(|| {
+            store
+                .company_stories_by(span, since, None, None)
+                .unwrap()
+                .len()
+        });
         println!("  companies {label:<50} {counts:>5} counts: {times}");
     }
     drop(store);

@@ -18,7 +18,8 @@ use crate::config::{Config, DEFAULT_CONFIG_PATH};
 use crate::matcher::{EntryText, Matcher};
 use crate::scheduler::Control;
 use crate::store::{
-    FeedRef, FlaggedStory, PruneReport, Retried, SearchHit, SearchQuery, Span, Store, VacuumReport,
+    FeedRef, FeedSet, FlaggedStory, PruneReport, Retried, SearchHit, SearchQuery, Span, Store,
+    VacuumReport,
 };
 use crate::{demo, discover, fetch, opml, scheduler, text};
 
@@ -91,6 +92,8 @@ pub enum Command {
         /// Only stories published (or first seen) before this time, written as for --since.
         #[arg(long, value_parser = time_bound)]
         until: Option<DateTime<Utc>>,
+        #[command(flatten)]
+        sources: FeedChoice,
         /// At most this many stories.
         #[arg(long)]
         limit: Option<usize>,
@@ -112,6 +115,8 @@ pub enum Command {
         /// instead; default period: the last 14 days or 8 weeks, the current one included.
         #[arg(long, value_enum)]
         by: Option<By>,
+        #[command(flatten)]
+        sources: FeedChoice,
         #[arg(long, value_enum, default_value_t = ExportFormat::Table)]
         format: ExportFormat,
     },
@@ -146,6 +151,8 @@ pub enum Command {
         /// Only entries published (or first seen) before this time, written as for --since.
         #[arg(long, value_parser = time_bound)]
         until: Option<DateTime<Utc>>,
+        #[command(flatten)]
+        sources: FeedChoice,
         /// At most this many entries.
         #[arg(long, default_value_t = 20)]
         limit: usize,
@@ -266,6 +273,55 @@ pub enum TextField {
     Article,
 }
 
+/// `--feed` and `--tag`: the feeds whose entries `mentions`, `companies` and `search` read.
+#[derive(Debug, clap::Args)]
+pub struct FeedChoice {
+    /// Only entries of this feed: its `name`, its URL, or its ID in `feedhound feeds`; repeat
+    /// it for more feeds.
+    #[arg(long = "feed", value_name = "NAME|URL|ID")]
+    feeds: Vec<String>,
+    /// Only entries of the feeds with this tag (`[[feed]] tags`, any case); repeat it for more
+    /// tags. With --feed, the feeds of both.
+    #[arg(long = "tag", value_name = "TAG")]
+    tags: Vec<String>,
+}
+
+impl FeedChoice {
+    /// The stored feeds chosen; None, for every feed, when neither option is given.
+    fn resolve(&self, config: &Config, store: &Store) -> anyhow::Result<Option<FeedSet>> {
+        if self.feeds.is_empty() && self.tags.is_empty() {
+            return Ok(None);
+        }
+        let mut configured = Vec::new();
+        for tag in &self.tags {
+            configured.extend(config.feeds_tagged(tag)?);
+        }
+        let mut ids = Vec::new();
+        for feed in &self.feeds {
+            if let Some(found) = config.feed_named(feed) {
+                configured.push(found);
+                continue;
+            }
+            let target = feed_ref(feed).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "no feed in {} is named {feed:?}: give a feed's `name`, its URL, or its ID \
+                     (the first column of `feedhound feeds`)",
+                    config.source.display()
+                )
+            })?;
+            let id = store
+                .feed_id(&target)?
+                .ok_or_else(|| anyhow::anyhow!(no_feed_with(&target, feed)))?;
+            ids.push(id);
+        }
+        for feed in configured {
+            // A feed of the config that was never polled has no entries: nothing to add.
+            ids.extend(store.feed_id(&FeedRef::Url(feed.url.clone()))?);
+        }
+        Ok(Some(FeedSet::new(ids)))
+    }
+}
+
 /// `companies --by`: the spans stories are counted in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum By {
@@ -343,14 +399,7 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
                     return Ok(ExitCode::FAILURE);
                 };
                 if !store.reset_feed(&target)? {
-                    eprintln!(
-                        "no feed has the {} {feed}; `feedhound feeds` lists them",
-                        if matches!(target, FeedRef::Id(_)) {
-                            "ID"
-                        } else {
-                            "URL"
-                        }
-                    );
+                    eprintln!("{}", no_feed_with(&target, &feed));
                     return Ok(ExitCode::FAILURE);
                 }
                 println!("reset {feed}: it is polled at the next opportunity");
@@ -373,6 +422,7 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
             company,
             since,
             until,
+            sources,
             limit,
             format,
         } => {
@@ -380,8 +430,9 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
             let config = Config::load_without_secrets(&cli.config)?;
             let company = company.map(|c| config.company_named(&c)).transpose()?;
             let store = open_unsynced(&config)?;
-            let stories =
-                store.flagged_stories(company, since, until, limit.unwrap_or(usize::MAX))?;
+            let feeds = sources.resolve(&config, &store)?;
+            let limit = limit.unwrap_or(usize::MAX);
+            let stories = store.flagged_stories(company, since, until, feeds.as_ref(), limit)?;
             print_stories(&stories, format)?;
             Ok(ExitCode::SUCCESS)
         }
@@ -389,6 +440,7 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
             since,
             until,
             by: Some(by),
+            sources,
             format,
         } => {
             let end = until.unwrap_or_else(Utc::now);
@@ -402,7 +454,8 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
             ensure_a_period(Some(since), Some(end))?;
             let config = Config::load_without_secrets(&cli.config)?;
             let store = open_unsynced(&config)?;
-            let counts = store.company_stories_by(span, since, until)?;
+            let feeds = sources.resolve(&config, &store)?;
+            let counts = store.company_stories_by(span, since, until, feeds.as_ref())?;
             let table = SpanTable::new(&config, span, since, end, counts);
             if format == ExportFormat::Table && table.spans.len() > MOST_COLUMNS {
                 let spans = match by {
@@ -422,6 +475,7 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
             since,
             until,
             by: None,
+            sources,
             format,
         } => {
             let end = until.unwrap_or_else(Utc::now);
@@ -430,8 +484,10 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
             ensure_a_period(Some(since), Some(end))?;
             let config = Config::load_without_secrets(&cli.config)?;
             let store = open_unsynced(&config)?;
-            let mut current = store.company_activity(since, until)?;
-            let mut previous = store.company_activity(since - (end - since), Some(since))?;
+            let feeds = sources.resolve(&config, &store)?;
+            let mut current = store.company_activity(since, until, feeds.as_ref())?;
+            let before = since - (end - since);
+            let mut previous = store.company_activity(before, Some(since), feeds.as_ref())?;
             let mut rows: Vec<CompanyRow> = config
                 .companies
                 .iter()
@@ -512,6 +568,7 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
             company,
             since,
             until,
+            sources,
             limit,
             format,
         } => {
@@ -521,11 +578,13 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
                 .map(|c| config.company_named(&c).map(str::to_owned))
                 .transpose()?;
             let mut store = open_unsynced(&config)?;
+            let feeds = sources.resolve(&config, &store)?;
             let hits = store.search(&SearchQuery {
                 text: query,
                 company,
                 since,
                 until,
+                feeds,
                 limit,
             })?;
             print_hits(&hits, format)?;
@@ -735,6 +794,15 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
 
 /// `feeds --reset`'s argument: an ID, or a URL, parsed as the config's are (the config's
 /// `HTTP://Example.com` is stored as `http://example.com/`, and is found by either spelling).
+/// The error for a feed ID or URL no stored feed has.
+fn no_feed_with(target: &FeedRef, arg: &str) -> String {
+    let kind = match target {
+        FeedRef::Id(_) => "ID",
+        FeedRef::Url(_) => "URL",
+    };
+    format!("no feed has the {kind} {arg}; `feedhound feeds` lists them")
+}
+
 fn feed_ref(arg: &str) -> Option<FeedRef> {
     let arg = arg.trim();
     match arg.parse::<i64>() {

@@ -5,7 +5,7 @@
 //! takes the typed [`Config`] and trusts it.
 
 use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -476,6 +476,50 @@ impl Config {
                     self.companies.iter().map(|c| c.rule.name.as_str()),
                 )
             })
+    }
+
+    /// The configured feed `name` names on the command line's `--feed`: the one with that
+    /// `name` (in any case), else the one with that URL.
+    pub fn feed_named(&self, name: &str) -> Option<&FeedConfig> {
+        let name = name.trim();
+        let lower = name.to_lowercase();
+        let by_name = self.feeds.iter().find(|feed| {
+            feed.name
+                .as_deref()
+                .is_some_and(|n| n.trim().to_lowercase() == lower)
+        });
+        by_name.or_else(|| {
+            let url = Url::parse(name).ok()?;
+            self.feeds.iter().find(|feed| feed.url == url)
+        })
+    }
+
+    /// The configured feeds tagged `tag` (in any case), for the command line's `--tag`; an
+    /// error listing the tags when none is.
+    pub fn feeds_tagged(&self, tag: &str) -> anyhow::Result<Vec<&FeedConfig>> {
+        let lower = tag.trim().to_lowercase();
+        let tagged: Vec<&FeedConfig> = self
+            .feeds
+            .iter()
+            .filter(|feed| feed.tags.iter().any(|t| t.trim().to_lowercase() == lower))
+            .collect();
+        if tagged.is_empty() {
+            let tags: BTreeSet<&str> = self
+                .feeds
+                .iter()
+                .flat_map(|feed| feed.tags.iter().map(String::as_str))
+                .collect();
+            anyhow::bail!(
+                "no feed in {} has the tag {tag:?}; its feeds' tags are: {}",
+                self.source.display(),
+                if tags.is_empty() {
+                    "none".to_string()
+                } else {
+                    tags.into_iter().collect::<Vec<_>>().join(", ")
+                }
+            );
+        }
+        Ok(tagged)
     }
 
     /// The `[[notify]]` target called `name`, for the command line's `--target` and

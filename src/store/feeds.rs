@@ -1,9 +1,9 @@
 //! The `feeds` table: configured feeds, synced from the config, and their fetch state.
 
 use chrono::{DateTime, Utc};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
-use rusqlite::params;
+use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
 use super::{Store, parse_sql_time};
@@ -28,6 +28,23 @@ struct StoredFeed {
 pub enum FeedRef {
     Id(i64),
     Url(url::Url),
+}
+
+/// The feeds a report is limited to (`--feed`, `--tag`), by id. A query takes it as one JSON
+/// array that `json_each` reads, so one prepared statement serves any number of feeds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FeedSet(BTreeSet<i64>);
+
+impl FeedSet {
+    pub fn new(ids: impl IntoIterator<Item = i64>) -> FeedSet {
+        FeedSet(ids.into_iter().collect())
+    }
+
+    /// The ids as a JSON array, for `feed_id IN (SELECT value FROM json_each(?))`.
+    pub(super) fn sql(&self) -> String {
+        let ids: Vec<String> = self.0.iter().map(i64::to_string).collect();
+        format!("[{}]", ids.join(","))
+    }
 }
 
 /// What `sync_feeds` changed.
@@ -222,6 +239,22 @@ impl Store {
             )?,
         };
         Ok(changed > 0)
+    }
+
+    /// The id of the stored feed `feed` names, None when no feed has that id or URL (the
+    /// config's, or the one it moved to).
+    pub fn feed_id(&self, feed: &FeedRef) -> anyhow::Result<Option<i64>> {
+        let found = match feed {
+            FeedRef::Id(id) => self
+                .conn
+                .query_row("SELECT id FROM feeds WHERE id = ?1", [id], |r| r.get(0)),
+            FeedRef::Url(url) => self.conn.query_row(
+                "SELECT id FROM feeds WHERE url = ?1 OR fetch_url = ?1 ORDER BY url = ?1 DESC LIMIT 1",
+                [url.as_str()],
+                |r| r.get(0),
+            ),
+        };
+        Ok(found.optional()?)
     }
 
     /// Active feeds whose next poll is at or before `now` (all active feeds when `now` is None),

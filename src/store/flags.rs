@@ -18,7 +18,7 @@ use rusqlite::{CachedStatement, Connection, OptionalExtension, params};
 use serde::Serialize;
 
 use super::titles::TitleLookup;
-use super::{Store, sql_time};
+use super::{FeedSet, Store, sql_time};
 use crate::config::CompanyConfig;
 use crate::model::{Mention, ParsedEntry};
 
@@ -326,12 +326,13 @@ impl Store {
         Ok(rematch_pending_in(&self.conn)?)
     }
 
-    /// Flagged stories, newest first, optionally for one company and since a time.
+    /// Flagged stories, newest first, optionally for one company, in a period, from some feeds.
     pub fn flagged_stories(
         &self,
         company: Option<&str>,
         since: Option<DateTime<Utc>>,
         until: Option<DateTime<Utc>>,
+        feeds: Option<&FeedSet>,
         limit: usize,
     ) -> anyhow::Result<Vec<FlaggedStory>> {
         let (since, until) = (since.map(sql_time), until.map(sql_time));
@@ -340,8 +341,9 @@ impl Store {
             .conn
             .prepare(&flagged_stories_sql(company_id.is_some(), since.is_some()))?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let feeds = feeds.map(FeedSet::sql);
         let rows = stmt
-            .query_map(params![company_id, since, limit, until], |r| {
+            .query_map(params![company_id, since, limit, until, feeds], |r| {
                 Ok(FlaggedStory {
                     story_id: r.get(0)?,
                     title: r.get(1)?,
@@ -367,7 +369,9 @@ impl Store {
     }
 
     /// Each tracked company's [`CompanyActivity`] from `since` to `until` (open when None), by
-    /// the company's name; a company without a story then has no entry. Entries are dated as
+    /// the company's name; a company without a story then has no entry. With `feeds`, counted
+    /// as if they were the only feeds: a story is new in the period when none of them named the
+    /// company in it before. Entries are dated as
     /// `mentions` dates them, and a story belongs to the period of its first entry naming the
     /// company, so that a story two feeds dated a week apart counts in one period, not two.
     /// The period's entries are read first, from the date index, seeking both bounds (CROSS JOIN
@@ -377,6 +381,7 @@ impl Store {
         &self,
         since: DateTime<Utc>,
         until: Option<DateTime<Utc>>,
+        feeds: Option<&FeedSet>,
     ) -> anyhow::Result<HashMap<String, CompanyActivity>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT c.name,
@@ -385,6 +390,7 @@ impl Store {
                         CROSS JOIN mentions em ON em.entry_id = earlier.id AND em.company_id = m.company_id
                         WHERE earlier.story_id = e.story_id
                           AND coalesce(earlier.published_at, earlier.first_seen_at) < ?1
+                          AND (?3 IS NULL OR earlier.feed_id IN (SELECT value FROM json_each(?3)))
                     ) THEN e.story_id END),
                     count(DISTINCT e.feed_id),
                     max(coalesce(e.published_at, e.first_seen_at))
@@ -393,9 +399,15 @@ impl Store {
              JOIN companies c ON c.id = m.company_id AND c.active = 1
              WHERE coalesce(e.published_at, e.first_seen_at) >= ?1
                AND coalesce(e.published_at, e.first_seen_at) < coalesce(?2, '9999-12-31 23:59:59')
+               AND (?3 IS NULL OR e.feed_id IN (SELECT value FROM json_each(?3)))
              GROUP BY c.id",
         )?;
-        let rows = stmt.query_map(params![sql_time(since), until.map(sql_time)], |r| {
+        let params = params![
+            sql_time(since),
+            until.map(sql_time),
+            feeds.map(FeedSet::sql)
+        ];
+        let rows = stmt.query_map(params, |r| {
             Ok((
                 r.get(0)?,
                 CompanyActivity {
@@ -410,13 +422,14 @@ impl Store {
 
     /// Each company's stories per span of the period from `since` to `until` (open: now), as
     /// [`Store::company_activity`] counts them: a story in the span of its first entry that
-    /// mentions the company, if that entry is in the period. Spans without a story are left
-    /// out.
+    /// mentions the company, if that entry is in the period (of `feeds`' entries alone, when
+    /// given). Spans without a story are left out.
     pub fn company_stories_by(
         &self,
         span: Span,
         since: DateTime<Utc>,
         until: Option<DateTime<Utc>>,
+        feeds: Option<&FeedSet>,
     ) -> anyhow::Result<Vec<(String, NaiveDate, i64)>> {
         // The period's entries, through the date index; then, once per story and company, the
         // story's first entry that mentions the company, through the story index.
@@ -427,6 +440,7 @@ impl Store {
                  CROSS JOIN mentions m ON m.entry_id = e.id
                  WHERE coalesce(e.published_at, e.first_seen_at) >= ?1
                    AND coalesce(e.published_at, e.first_seen_at) < coalesce(?2, '9999-12-31 23:59:59')
+                   AND (?3 IS NULL OR e.feed_id IN (SELECT value FROM json_each(?3)))
              ),
              firsts AS (
                  SELECT named.company_id, (
@@ -434,6 +448,7 @@ impl Store {
                      FROM entries s
                      CROSS JOIN mentions sm ON sm.entry_id = s.id AND sm.company_id = named.company_id
                      WHERE s.story_id = named.story_id
+                       AND (?3 IS NULL OR s.feed_id IN (SELECT value FROM json_each(?3)))
                  ) AS first_at
                  FROM named
              )
@@ -445,7 +460,12 @@ impl Store {
             start = span.start_sql()
         );
         let mut stmt = self.conn.prepare_cached(&sql)?;
-        let rows = stmt.query_map(params![sql_time(since), until.map(sql_time)], |r| {
+        let params = params![
+            sql_time(since),
+            until.map(sql_time),
+            feeds.map(FeedSet::sql)
+        ];
+        let rows = stmt.query_map(params, |r| {
             Ok((r.get(0)?, r.get::<_, String>(1)?, r.get(2)?))
         })?;
         rows.map(|row| {
@@ -470,8 +490,8 @@ impl Store {
             flagged_stories_sql(company_id.is_some(), since.is_some())
         );
         let mut stmt = self.conn.prepare(&sql)?;
-        let no_until: Option<String> = None;
-        let rows = stmt.query_map(params![company_id, since, 50, no_until], |r| {
+        let (no_until, all_feeds): (Option<String>, Option<String>) = (None, None);
+        let rows = stmt.query_map(params![company_id, since, 50, no_until, all_feeds], |r| {
             r.get::<_, String>(3)
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -534,20 +554,22 @@ impl Store {
 }
 
 /// The query behind [`Store::flagged_stories`]. Parameters: ?1 the company's id, ?2 since, ?3 the
-/// limit, ?4 until (each may be NULL but the limit). A story is in the period when one of its
-/// flagged entries is. Candidate stories come from an index that can seek (a company's
+/// limit, ?4 until, ?5 the [`FeedSet`] (each may be NULL but the limit). A story is in the period
+/// when one of its flagged entries (of those feeds) is. Candidate stories come from an index that can seek (a company's
 /// mentions, or the entries of the period); the view then presents only those stories.
 fn flagged_stories_sql(by_company: bool, since: bool) -> String {
     let candidates = match (by_company, since) {
         (true, _) => {
             "SELECT e.story_id FROM mentions m JOIN entries e ON e.id = m.entry_id
              WHERE m.company_id = ?1 AND (?2 IS NULL OR coalesce(e.published_at, e.first_seen_at) >= ?2)
-               AND (?4 IS NULL OR coalesce(e.published_at, e.first_seen_at) < ?4)"
+               AND (?4 IS NULL OR coalesce(e.published_at, e.first_seen_at) < ?4)
+               AND (?5 IS NULL OR e.feed_id IN (SELECT value FROM json_each(?5)))"
         }
         (false, true) => {
             "SELECT e.story_id FROM entries e
              WHERE ?1 IS NULL AND coalesce(e.published_at, e.first_seen_at) >= ?2
                AND (?4 IS NULL OR coalesce(e.published_at, e.first_seen_at) < ?4)
+               AND (?5 IS NULL OR e.feed_id IN (SELECT value FROM json_each(?5)))
                AND EXISTS (SELECT 1 FROM mentions m JOIN companies c ON c.id = m.company_id AND c.active = 1
                            WHERE m.entry_id = e.id)"
         }
@@ -556,7 +578,8 @@ fn flagged_stories_sql(by_company: bool, since: bool) -> String {
              JOIN companies c ON c.id = m.company_id AND c.active = 1
              JOIN entries e ON e.id = m.entry_id
              WHERE ?1 IS NULL AND ?2 IS NULL
-               AND (?4 IS NULL OR coalesce(e.published_at, e.first_seen_at) < ?4)"
+               AND (?4 IS NULL OR coalesce(e.published_at, e.first_seen_at) < ?4)
+               AND (?5 IS NULL OR e.feed_id IN (SELECT value FROM json_each(?5)))"
         }
     };
     format!(

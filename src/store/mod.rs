@@ -32,7 +32,7 @@ pub use articles::{
 };
 pub use backup::{BackupReport, RestoreReport, backup, backup_keeping, restore};
 pub use entries::{Applied, FeedResult, FetchState, RecentEntry};
-pub use feeds::{DueFeed, FeedRef, FeedStatus, SyncReport};
+pub use feeds::{DueFeed, FeedRef, FeedSet, FeedStatus, SyncReport};
 pub use flags::{
     AlertRoute, CompanyActivity, FlaggedStory, REMATCH_PENDING, RULES_FINGERPRINT, Rematched,
     Source, Span, StoredText,

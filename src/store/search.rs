@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::params;
 use serde::Serialize;
 
-use super::{Store, sql_time};
+use super::{FeedSet, Store, sql_time};
 
 /// New entries one transaction of the catch-up indexes at most (besides every edited one), so
 /// that feed results arriving meanwhile wait for one slice, not for the whole backlog (the
@@ -234,6 +234,8 @@ pub struct SearchQuery {
     pub since: Option<DateTime<Utc>>,
     /// Only entries published (or first seen) before this time.
     pub until: Option<DateTime<Utc>>,
+    /// Only entries of these feeds.
+    pub feeds: Option<FeedSet>,
     pub limit: usize,
 }
 
@@ -316,6 +318,7 @@ impl Store {
                    AND (?3 IS NULL OR EXISTS (
                         SELECT 1 FROM mentions m JOIN companies c ON c.id = m.company_id
                         WHERE m.entry_id = e.id AND c.name = ?3 COLLATE NOCASE))
+                   AND (?9 IS NULL OR e.feed_id IN (SELECT value FROM json_each(?9)))
                  ORDER BY coalesce(e.published_at, e.first_seen_at) DESC, e.id DESC
                  LIMIT ?4",
             )
@@ -331,7 +334,8 @@ impl Store {
                     HIGHLIGHT.0,
                     HIGHLIGHT.1,
                     SNIPPET_WORDS,
-                    query.until.map(sql_time)
+                    query.until.map(sql_time),
+                    query.feeds.as_ref().map(FeedSet::sql)
                 ],
                 |r| {
                     Ok(SearchHit {
@@ -399,6 +403,7 @@ mod tests {
             company: None,
             since: None,
             until: None,
+            feeds: None,
             limit: 10,
         }
     }

@@ -951,10 +951,16 @@ fn companies_in_the_news() -> (FeedServer, App, chrono::DateTime<chrono::Utc>) {
         ]),
     );
     let app = App::new(
-        &[server.url("a.xml"), server.url("b.xml")],
-        "[[company]]\nname = \"Samsung\"\nticker = \"005930.KS\"\n\n\
-         [[company]]\nname = \"Xiaomi\"\n\n[[company]]\nname = \"Apple\"\n\n\
-         [[company]]\nname = \"Nokia\"\n",
+        &[],
+        &format!(
+            "[[feed]]\nurl = \"{}\"\nname = \"Wire A\"\ntags = [\"Wires\", \"daily\"]\n\n\
+             [[feed]]\nurl = \"{}\"\ntags = [\"blogs\"]\n\n\
+             [[company]]\nname = \"Samsung\"\nticker = \"005930.KS\"\n\n\
+             [[company]]\nname = \"Xiaomi\"\n\n[[company]]\nname = \"Apple\"\n\n\
+             [[company]]\nname = \"Nokia\"\n",
+            server.url("a.xml"),
+            server.url("b.xml")
+        ),
     );
     assert!(app.cli(&["poll"]).status.success());
     (server, app, now)
@@ -1217,4 +1223,154 @@ fn companies_by_day_or_week_counts_each_story_once_in_the_span_it_was_first_in()
         &["--since", "2020-01-01", "--until", "2020-03-01"],
     );
     assert_eq!(days.len(), 60, "JSON has no such limit");
+}
+
+#[test]
+fn mentions_companies_and_search_read_only_the_feeds_named_or_tagged() {
+    let (server, app, _) = companies_in_the_news();
+    let run_json = |args: &[&str]| -> serde_json::Value {
+        let output = app.cli(&[args, &["--format", "json"]].concat());
+        assert!(output.status.success(), "{args:?}: {output:?}");
+        serde_json::from_slice(&output.stdout).unwrap()
+    };
+    let titles = |args: &[&str]| -> Vec<String> {
+        let mut titles: Vec<String> = run_json(args)
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|row| row["title"].as_str().unwrap().to_owned())
+            .collect();
+        titles.sort();
+        titles
+    };
+    let march = ["--since", "2020-03-01", "--until", "2020-03-12"];
+    let wires = titles(&[&["mentions", "--tag", "wires"][..], &march].concat());
+    assert_eq!(
+        wires,
+        [
+            "Apple at the end",
+            "Nokia at midnight",
+            "Xiaomi and Samsung cut prices",
+            "Xiaomi launches a phone",
+            "Xiaomi opens a lab",
+            "Xiaomi results",
+        ],
+        "a tag in any case"
+    );
+    assert_eq!(
+        titles(&[&["mentions", "--feed", "wire a"][..], &march].concat()),
+        wires,
+        "a feed by its name, in any case"
+    );
+    let b_url = server.url("b.xml");
+    assert_eq!(
+        titles(
+            &[
+                &["mentions", "--feed", &b_url, "--company", "Xiaomi"][..],
+                &march
+            ]
+            .concat()
+        ),
+        ["Xiaomi launches a phone", "Xiaomi opens a lab"],
+        "a feed by its URL; a story two feeds carried is in either's"
+    );
+    let everything = titles(&[&["mentions"][..], &march].concat());
+    assert_eq!(
+        titles(
+            &[
+                &["mentions", "--tag", "blogs", "--feed", "Wire A"][..],
+                &march
+            ]
+            .concat()
+        ),
+        everything,
+        "--feed and --tag add up"
+    );
+
+    // Counted as if the feeds chosen were the only ones: b.xml named Xiaomi in the lab story on
+    // the 9th, the first time that feed did, though a.xml had on the 6th.
+    let period = ["--since", "2020-03-08", "--until", "2020-03-11"];
+    let companies = run_json(&[&["companies", "--tag", "blogs"][..], &period].concat());
+    let summary: Vec<_> = companies
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            (
+                row["company"].as_str().unwrap().to_owned(),
+                row["stories"].as_i64().unwrap(),
+                row["previous_stories"].as_i64().unwrap(),
+                row["sources"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    let owned =
+        |name: &str, stories, previous, sources| (name.to_owned(), stories, previous, sources);
+    assert_eq!(
+        summary,
+        [
+            owned("Xiaomi", 2, 0, 1),
+            owned("Apple", 0, 0, 0),
+            owned("Nokia", 0, 0, 0),
+            owned("Samsung", 0, 2, 0),
+        ]
+    );
+    let (by_day, _) = stories_by(
+        &app,
+        "day",
+        &[
+            "--since",
+            "2020-03-02",
+            "--until",
+            "2020-03-12",
+            "--tag",
+            "blogs",
+        ],
+    );
+    assert_eq!(
+        by_day[..2],
+        [
+            ("Samsung".to_owned(), vec![0, 0, 1, 1, 1, 0, 0, 0, 0, 0]),
+            ("Xiaomi".to_owned(), vec![0, 0, 0, 0, 0, 0, 0, 1, 1, 0]),
+        ]
+    );
+
+    let feeds = run_json(&["feeds"]);
+    let a_id = feeds
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|feed| feed["url"] == server.url("a.xml").as_str())
+        .unwrap()["id"]
+        .to_string();
+    assert_eq!(
+        titles(&["search", "Samsung", "--feed", &a_id]),
+        ["Xiaomi and Samsung cut prices"],
+        "a feed by its ID"
+    );
+    assert_eq!(
+        titles(&["search", "Samsung", "--tag", "blogs"]),
+        [
+            "Samsung builds a fab",
+            "Samsung chips",
+            "Samsung memory prices"
+        ]
+    );
+
+    for (args, message) in [
+        (
+            &["mentions", "--tag", "radio"][..],
+            "has the tag \"radio\"; its feeds' tags are: Wires, blogs, daily",
+        ),
+        (
+            &["companies", "--feed", "Wire B"],
+            "is named \"Wire B\": give a feed's `name`, its URL, or its ID",
+        ),
+        (&["search", "x", "--feed", "999"], "no feed has the ID 999"),
+    ] {
+        let output = app.cli(args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+    }
 }

@@ -36,6 +36,7 @@ fn search(app: &App, text: &str) -> Vec<String> {
             company: None,
             since: None,
             until: None,
+            feeds: None,
             limit: 10,
         })
         .unwrap()
