@@ -31,7 +31,7 @@ use feedhound::config::{CompanyConfig, FeedConfig};
 use feedhound::matcher::CompanyRule;
 use feedhound::model::{Field, Mention, ParsedEntry, ParsedFeed};
 use feedhound::store::writer::{IdleIndexing, StoreWriter};
-use feedhound::store::{FeedResult, FetchState, Span, Store};
+use feedhound::store::{FeedResult, FeedSet, FetchState, Span, Store};
 use rusqlite::{Connection, params};
 
 /// Entries naming a company, in percent (as in the shared corpus).
@@ -421,6 +421,19 @@ fn bench_mentions_query(entries: usize, feeds: usize, text_bytes: usize) {
     }
 
     drop(by_object);
+    // What `--tag` or `--feed` picks: every tenth feed, from one that names Nvidia (the fill
+    // gives each feed a tenth of the companies, the same for feeds ten apart).
+    let tenth = FeedSet::new(
+        conn.prepare(
+            "SELECT id FROM feeds WHERE (id - (
+                 SELECT min(e.feed_id) FROM mentions m JOIN entries e ON e.id = m.entry_id
+                 WHERE m.company_id = (SELECT id FROM companies WHERE name = 'Nvidia'))) % 10 = 0",
+        )
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap),
+    );
     drop(conn);
 
     let store = Store::open(&path).unwrap();
@@ -433,49 +446,68 @@ fn bench_mentions_query(entries: usize, feeds: usize, text_bytes: usize) {
     {
         println!("    {step}");
     }
-    for (label, company, since, limit) in [
+    for (label, company, since, feeds, limit) in [
         (
             "--company Nvidia --since 7d (limit 50)",
             Some(company),
             Some(since),
+            None,
             50,
         ),
         (
             "--company Nvidia --since 7d (limit 1000)",
             Some(company),
             Some(since),
+            None,
             1000,
+        ),
+        (
+            "--company Nvidia --since 7d, 1/10 of feeds",
+            Some(company),
+            Some(since),
+            Some(&tenth),
+            50,
         ),
         (
             "--since 7d, every company (limit 50)",
             None,
             Some(since),
+            None,
+            50,
+        ),
+        (
+            "--since 7d, every company, 1/10 of feeds",
+            None,
+            Some(since),
+            Some(&tenth),
             50,
         ),
         (
             "--company Nvidia, no --since (limit 50)",
             Some(company),
             None,
+            None,
             50,
         ),
     ] {
         let (found, times) = first_and_median(|| {
-            let stories = store.flagged_stories(company, since, None, None, limit);
+            let stories = store.flagged_stories(company, since, None, feeds, limit);
             stories.unwrap().len()
         });
         println!("  flagged_stories {label:<42} {found:>5} stories: {times}");
     }
     // What `feedhound companies` reads: the period, then the one as long before it.
-    for (label, days) in [
-        ("--since 7d", SINCE_DAYS),
-        ("--since 182d", HISTORY_DAYS / 2),
+    for (label, days, feeds) in [
+        ("--since 7d", SINCE_DAYS, None),
+        ("--since 7d, 1/10 of feeds", SINCE_DAYS, Some(&tenth)),
+        ("--since 182d", HISTORY_DAYS / 2, None),
     ] {
         let span = chrono::Duration::days(days);
         let since = Utc::now() - span;
         let (companies, times) = first_and_median(|| {
-            let companies = store.company_activity(since, None, None).unwrap().len();
+            let companies = store.company_activity(since, None, feeds).unwrap().len();
             store
-                .company_activity(since - span, Some(since), None)
+                .company_activity(since - span, Some(since), feeds)
                 .unwrap();
             companies
         });

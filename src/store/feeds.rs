@@ -40,10 +40,22 @@ impl FeedSet {
         FeedSet(ids.into_iter().collect())
     }
 
-    /// The ids as a JSON array, for `feed_id IN (SELECT value FROM json_each(?))`.
+    /// The ids as a JSON array: the value of [`FeedSet::condition`]'s parameter.
     pub(super) fn sql(&self) -> String {
         let ids: Vec<String> = self.0.iter().map(i64::to_string).collect();
         format!("[{}]", ids.join(","))
+    }
+
+    /// An SQL condition that `column`, a feed id, is one of `feeds`, bound to `param` as
+    /// [`FeedSet::sql`]. The `+` keeps SQLite from reading every entry of the feeds through
+    /// their index rather than the period's or the company's (20 times slower for a tenth of
+    /// the feeds of a million entries, `benches/store.rs`). Without feeds it asks only that
+    /// `param` is NULL, a test SQLite makes once per statement, not once per row.
+    pub(super) fn condition(feeds: Option<&FeedSet>, column: &str, param: &str) -> String {
+        match feeds {
+            Some(_) => format!("+{column} IN (SELECT value FROM json_each({param}))"),
+            None => format!("{param} IS NULL"),
+        }
     }
 }
 

@@ -337,9 +337,11 @@ impl Store {
     ) -> anyhow::Result<Vec<FlaggedStory>> {
         let (since, until) = (since.map(sql_time), until.map(sql_time));
         let company_id = self.company_id(company)?;
-        let mut stmt = self
-            .conn
-            .prepare(&flagged_stories_sql(company_id.is_some(), since.is_some()))?;
+        let mut stmt = self.conn.prepare(&flagged_stories_sql(
+            company_id.is_some(),
+            since.is_some(),
+            feeds,
+        ))?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let feeds = feeds.map(FeedSet::sql);
         let rows = stmt
@@ -383,14 +385,14 @@ impl Store {
         until: Option<DateTime<Utc>>,
         feeds: Option<&FeedSet>,
     ) -> anyhow::Result<HashMap<String, CompanyActivity>> {
-        let mut stmt = self.conn.prepare_cached(
+        let sql = format!(
             "SELECT c.name,
                     count(DISTINCT CASE WHEN NOT EXISTS (
                         SELECT 1 FROM entries earlier
                         CROSS JOIN mentions em ON em.entry_id = earlier.id AND em.company_id = m.company_id
                         WHERE earlier.story_id = e.story_id
                           AND coalesce(earlier.published_at, earlier.first_seen_at) < ?1
-                          AND (?3 IS NULL OR earlier.feed_id IN (SELECT value FROM json_each(?3)))
+                          AND {earlier_in_feeds}
                     ) THEN e.story_id END),
                     count(DISTINCT e.feed_id),
                     max(coalesce(e.published_at, e.first_seen_at))
@@ -399,9 +401,12 @@ impl Store {
              JOIN companies c ON c.id = m.company_id AND c.active = 1
              WHERE coalesce(e.published_at, e.first_seen_at) >= ?1
                AND coalesce(e.published_at, e.first_seen_at) < coalesce(?2, '9999-12-31 23:59:59')
-               AND (?3 IS NULL OR e.feed_id IN (SELECT value FROM json_each(?3)))
+               AND {in_feeds}
              GROUP BY c.id",
-        )?;
+            earlier_in_feeds = FeedSet::condition(feeds, "earlier.feed_id", "?3"),
+            in_feeds = FeedSet::condition(feeds, "e.feed_id", "?3"),
+        );
+        let mut stmt = self.conn.prepare_cached(&sql)?;
         let params = params![
             sql_time(since),
             until.map(sql_time),
@@ -440,7 +445,7 @@ impl Store {
                  CROSS JOIN mentions m ON m.entry_id = e.id
                  WHERE coalesce(e.published_at, e.first_seen_at) >= ?1
                    AND coalesce(e.published_at, e.first_seen_at) < coalesce(?2, '9999-12-31 23:59:59')
-                   AND (?3 IS NULL OR e.feed_id IN (SELECT value FROM json_each(?3)))
+                   AND {in_feeds}
              ),
              firsts AS (
                  SELECT named.company_id, (
@@ -448,7 +453,7 @@ impl Store {
                      FROM entries s
                      CROSS JOIN mentions sm ON sm.entry_id = s.id AND sm.company_id = named.company_id
                      WHERE s.story_id = named.story_id
-                       AND (?3 IS NULL OR s.feed_id IN (SELECT value FROM json_each(?3)))
+                       AND {first_in_feeds}
                  ) AS first_at
                  FROM named
              )
@@ -457,7 +462,9 @@ impl Store {
              JOIN companies c ON c.id = firsts.company_id AND c.active = 1
              WHERE first_at >= ?1
              GROUP BY c.id, 2",
-            start = span.start_sql()
+            start = span.start_sql(),
+            in_feeds = FeedSet::condition(feeds, "e.feed_id", "?3"),
+            first_in_feeds = FeedSet::condition(feeds, "s.feed_id", "?3"),
         );
         let mut stmt = self.conn.prepare_cached(&sql)?;
         let params = params![
@@ -487,7 +494,7 @@ impl Store {
         let company_id = self.company_id(company)?;
         let sql = format!(
             "EXPLAIN QUERY PLAN {}",
-            flagged_stories_sql(company_id.is_some(), since.is_some())
+            flagged_stories_sql(company_id.is_some(), since.is_some(), None)
         );
         let mut stmt = self.conn.prepare(&sql)?;
         let (no_until, all_feeds): (Option<String>, Option<String>) = (None, None);
@@ -554,32 +561,40 @@ impl Store {
 }
 
 /// The query behind [`Store::flagged_stories`]. Parameters: ?1 the company's id, ?2 since, ?3 the
-/// limit, ?4 until, ?5 the [`FeedSet`] (each may be NULL but the limit). A story is in the period
-/// when one of its flagged entries (of those feeds) is. Candidate stories come from an index that can seek (a company's
-/// mentions, or the entries of the period); the view then presents only those stories.
-fn flagged_stories_sql(by_company: bool, since: bool) -> String {
+/// limit, ?4 until, ?5 `feeds` (each may be NULL but the limit). A story is in the period when
+/// one of its flagged entries (of those feeds) is. Candidate stories come from an index that can
+/// seek (a company's mentions, or the entries of the period); the view then presents only those
+/// stories.
+fn flagged_stories_sql(by_company: bool, since: bool, feeds: Option<&FeedSet>) -> String {
+    let in_feeds = FeedSet::condition(feeds, "e.feed_id", "?5");
     let candidates = match (by_company, since) {
         (true, _) => {
-            "SELECT e.story_id FROM mentions m JOIN entries e ON e.id = m.entry_id
+            format!(
+                "SELECT e.story_id FROM mentions m JOIN entries e ON e.id = m.entry_id
              WHERE m.company_id = ?1 AND (?2 IS NULL OR coalesce(e.published_at, e.first_seen_at) >= ?2)
                AND (?4 IS NULL OR coalesce(e.published_at, e.first_seen_at) < ?4)
-               AND (?5 IS NULL OR e.feed_id IN (SELECT value FROM json_each(?5)))"
+               AND {in_feeds}"
+            )
         }
         (false, true) => {
-            "SELECT e.story_id FROM entries e
+            format!(
+                "SELECT e.story_id FROM entries e
              WHERE ?1 IS NULL AND coalesce(e.published_at, e.first_seen_at) >= ?2
                AND (?4 IS NULL OR coalesce(e.published_at, e.first_seen_at) < ?4)
-               AND (?5 IS NULL OR e.feed_id IN (SELECT value FROM json_each(?5)))
+               AND {in_feeds}
                AND EXISTS (SELECT 1 FROM mentions m JOIN companies c ON c.id = m.company_id AND c.active = 1
                            WHERE m.entry_id = e.id)"
+            )
         }
         (false, false) => {
-            "SELECT e.story_id FROM mentions m
+            format!(
+                "SELECT e.story_id FROM mentions m
              JOIN companies c ON c.id = m.company_id AND c.active = 1
              JOIN entries e ON e.id = m.entry_id
              WHERE ?1 IS NULL AND ?2 IS NULL
                AND (?4 IS NULL OR coalesce(e.published_at, e.first_seen_at) < ?4)
-               AND (?5 IS NULL OR e.feed_id IN (SELECT value FROM json_each(?5)))"
+               AND {in_feeds}"
+            )
         }
     };
     format!(

@@ -304,24 +304,26 @@ impl Store {
 
     /// [`Store::search`] over what the index holds now.
     fn search_indexed(&self, query: &SearchQuery) -> Result<Vec<SearchHit>, SearchError> {
+        let sql = format!(
+            "SELECT e.id, coalesce(f.name, f.title, f.url), e.title, e.link, e.published_at,
+                    e.first_seen_at, snippet(entries_fts, -1, ?5, ?6, '…', ?7)
+             FROM entries_fts
+             JOIN entries e ON e.id = entries_fts.rowid
+             JOIN feeds f ON f.id = e.feed_id
+             WHERE entries_fts MATCH ?1
+               AND (?2 IS NULL OR coalesce(e.published_at, e.first_seen_at) >= ?2)
+               AND (?8 IS NULL OR coalesce(e.published_at, e.first_seen_at) < ?8)
+               AND (?3 IS NULL OR EXISTS (
+                    SELECT 1 FROM mentions m JOIN companies c ON c.id = m.company_id
+                    WHERE m.entry_id = e.id AND c.name = ?3 COLLATE NOCASE))
+               AND {in_feeds}
+             ORDER BY coalesce(e.published_at, e.first_seen_at) DESC, e.id DESC
+             LIMIT ?4",
+            in_feeds = FeedSet::condition(query.feeds.as_ref(), "e.feed_id", "?9"),
+        );
         let mut stmt = self
             .conn
-            .prepare_cached(
-                "SELECT e.id, coalesce(f.name, f.title, f.url), e.title, e.link, e.published_at,
-                        e.first_seen_at, snippet(entries_fts, -1, ?5, ?6, '…', ?7)
-                 FROM entries_fts
-                 JOIN entries e ON e.id = entries_fts.rowid
-                 JOIN feeds f ON f.id = e.feed_id
-                 WHERE entries_fts MATCH ?1
-                   AND (?2 IS NULL OR coalesce(e.published_at, e.first_seen_at) >= ?2)
-                   AND (?8 IS NULL OR coalesce(e.published_at, e.first_seen_at) < ?8)
-                   AND (?3 IS NULL OR EXISTS (
-                        SELECT 1 FROM mentions m JOIN companies c ON c.id = m.company_id
-                        WHERE m.entry_id = e.id AND c.name = ?3 COLLATE NOCASE))
-                   AND (?9 IS NULL OR e.feed_id IN (SELECT value FROM json_each(?9)))
-                 ORDER BY coalesce(e.published_at, e.first_seen_at) DESC, e.id DESC
-                 LIMIT ?4",
-            )
+            .prepare_cached(&sql)
             .map_err(anyhow::Error::from)?;
         let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
         let rows = stmt
