@@ -958,6 +958,9 @@ struct Adding<'a> {
 }
 
 /// `discover` output; JSON fields are only ever added.
+/// How many of the usual paths that failed alike `discover` names.
+const SHOWN_PATHS: usize = 3;
+
 fn print_discovery(
     discovery: &discover::Discovery,
     adding: Option<&Adding<'_>>,
@@ -999,11 +1002,17 @@ fn print_discovery(
         } else {
             "none of the feeds its page names could be read"
         };
-        eprintln!(
-            "No feed found at {shown}: {named}, and none of {} serves one, at the site's root or \
-             in the page's folder.",
-            discover::USUAL_PATHS.join(", ")
-        );
+        let paths = discover::USUAL_PATHS.join(", ");
+        match discovery.usual_paths_failed.len() {
+            0 => eprintln!(
+                "No feed found at {shown}: {named}, and none of {paths} serves one, at the site's \
+                 root or in the page's folder."
+            ),
+            failed => eprintln!(
+                "No feed found at {shown}: {named}, and of {paths}, at the site's root and in the \
+                 page's folder, {failed} could not be checked (below) and the others serve none."
+            ),
+        }
     } else {
         if discovery.is_feed {
             writeln!(out, "{shown} is a feed.\n")?;
@@ -1029,6 +1038,38 @@ fn print_discovery(
         writeln!(out, "\nNamed by the page, but not readable as feeds:")?;
         for unusable in &discovery.unusable {
             writeln!(out, "  {}: {}", unusable.url, unusable.reason)?;
+        }
+    }
+    if !discovery.usual_paths_failed.is_empty() {
+        writeln!(
+            out,
+            "\nUsual paths that could not be checked (a feed may be there all the same):"
+        )?;
+        // A site that turns clients away answers every path alike: one line per answer.
+        let mut by_reason: Vec<(&str, Vec<&str>)> = Vec::new();
+        for failed in &discovery.usual_paths_failed {
+            match by_reason
+                .iter_mut()
+                .find(|(reason, _)| *reason == failed.reason)
+            {
+                Some((_, urls)) => urls.push(&failed.url),
+                None => by_reason.push((&failed.reason, vec![&failed.url])),
+            }
+        }
+        for (reason, urls) in by_reason {
+            let more = match urls.len() {
+                n if n > SHOWN_PATHS => format!(" and {} more", n - SHOWN_PATHS),
+                _ => String::new(),
+            };
+            let shown = urls[..urls.len().min(SHOWN_PATHS)].join(", ");
+            writeln!(out, "  {reason}: {shown}{more}")?;
+        }
+        if discovery.found.is_empty() {
+            writeln!(
+                out,
+                "The site may turn away automated clients or be failing: look for a feed link on \
+                 its pages and run `feedhound discover` with that URL."
+            )?;
         }
     }
     if let Some(adding) = adding {

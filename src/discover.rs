@@ -23,7 +23,7 @@ use url::Url;
 
 use crate::config::{Config, FeedConfig, fetched_document};
 use crate::config_edit::{self, ConfigFile};
-use crate::fetch::{FetchSettings, Fetcher, Limits, Validators, host_key, redact};
+use crate::fetch::{FetchError, FetchSettings, Fetcher, Limits, Validators, host_key, redact};
 use crate::model::ParsedFeed;
 use crate::parse::{ParseError, parse_feed};
 
@@ -70,8 +70,12 @@ pub struct Discovery {
     /// The page names no feed that could be read, so the usual paths were tried.
     pub tried_usual_paths: bool,
     pub found: Vec<FoundFeed>,
-    /// Feeds the page names that failed; the usual paths' failures are expected and left out.
+    /// Feeds the page names that failed.
     pub unusable: Vec<Unusable>,
+    /// Usual paths that could not be checked: the server refused or failed, or what it served
+    /// did not read as a feed. A 404, a 410 or a web page there is what most sites answer, and
+    /// is left out; a 403 at each of them is a site turning away clients like this one.
+    pub usual_paths_failed: Vec<Unusable>,
 }
 
 /// Finds the feeds at `url`: the URL itself when it is one, else the feeds its page names,
@@ -104,6 +108,7 @@ pub async fn discover(config: &Config, url: &Url) -> anyhow::Result<Discovery> {
                 tried_usual_paths: false,
                 found: vec![found],
                 unusable: Vec::new(),
+                usual_paths_failed: Vec::new(),
             });
         }
         Err(ParseError::HtmlPage { feed_links }) => feed_links,
@@ -118,6 +123,7 @@ pub async fn discover(config: &Config, url: &Url) -> anyhow::Result<Discovery> {
         tried_usual_paths: false,
         found: Vec::new(),
         unusable: Vec::new(),
+        usual_paths_failed: Vec::new(),
     };
     // Each document once, and not the page itself (a page may link to itself).
     let mut tried = HashSet::from([fetched_document(url), fetched_document(&fetched.final_url)]);
@@ -146,12 +152,18 @@ pub async fn discover(config: &Config, url: &Url) -> anyhow::Result<Discovery> {
                     discovery.found.push(found);
                 }
                 Ok(_) => {}
-                // The usual paths' failures are expected, not news.
-                Err(_) if discovery.tried_usual_paths => {}
-                Err(reason) => discovery.unusable.push(Unusable {
-                    url: redact(candidate),
-                    reason,
-                }),
+                Err(NotAFeed { absent: true, .. }) if discovery.tried_usual_paths => {}
+                Err(NotAFeed { reason, .. }) => {
+                    let failed = Unusable {
+                        url: redact(candidate),
+                        reason,
+                    };
+                    if discovery.tried_usual_paths {
+                        discovery.usual_paths_failed.push(failed);
+                    } else {
+                        discovery.unusable.push(failed);
+                    }
+                }
             }
         }
     };
@@ -192,6 +204,35 @@ fn usual_candidates(page: &Url) -> Vec<Url> {
         .collect()
 }
 
+/// Why a candidate is not a feed.
+struct NotAFeed {
+    reason: String,
+    /// Nothing is there: a 404 or 410, or a web page (a site's answer to any path).
+    absent: bool,
+}
+
+impl NotAFeed {
+    fn fetch(err: &FetchError) -> NotAFeed {
+        NotAFeed {
+            reason: err.to_string(),
+            absent: matches!(
+                err,
+                FetchError::Status {
+                    status: 404 | 410,
+                    ..
+                }
+            ),
+        }
+    }
+
+    fn parse(err: &ParseError) -> NotAFeed {
+        NotAFeed {
+            reason: err.to_string(),
+            absent: matches!(err, ParseError::HtmlPage { .. }),
+        }
+    }
+}
+
 /// A candidate fetched and parsed, listed where it lives (after a permanent redirect), or why it
 /// is not a feed. On a `trusted` origin it is fetched as a feed; elsewhere through the article
 /// pages' network guard (see the module's header). Only the listing is
@@ -201,21 +242,24 @@ async fn try_feed(
     limits: &Limits,
     candidate: &Url,
     trusted: &[url::Origin],
-) -> Result<FoundFeed, String> {
+) -> Result<FoundFeed, NotAFeed> {
     let slot = limits
         .acquire(&host_key(candidate))
         .await
-        .map_err(|err| err.to_string())?;
+        .map_err(|err| NotAFeed {
+            reason: err.to_string(),
+            absent: false,
+        })?;
     let fetched = if trusted.contains(&candidate.origin()) {
         fetcher.fetch(candidate, &Validators::default(), None).await
     } else {
         fetcher.fetch_linked_feed(candidate).await
     }
-    .map_err(|err| err.to_string())?;
+    .map_err(|err| NotAFeed::fetch(&err))?;
     drop(slot);
     let body = fetched.body.unwrap_or_default();
     let feed = parse_feed(&body, fetched.content_type.as_deref(), &fetched.final_url)
-        .map_err(|err| err.to_string())?;
+        .map_err(|err| NotAFeed::parse(&err))?;
     Ok(found(
         fetched.permanent_redirect.as_ref().unwrap_or(candidate),
         &feed,
@@ -421,6 +465,7 @@ mod tests {
             tried_usual_paths: false,
             found: vec![listed("/rss", true), listed("/atom", false)],
             unusable: Vec::new(),
+            usual_paths_failed: Vec::new(),
         };
         let paths = |chosen: Vec<&FoundFeed>| -> Vec<String> {
             chosen
@@ -515,6 +560,7 @@ mod tests {
                 },
             ],
             unusable: Vec::new(),
+            usual_paths_failed: Vec::new(),
         };
         let tables = discovery.config_tables();
         let parsed: toml::Table = toml::from_str(&tables).unwrap();

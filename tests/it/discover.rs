@@ -154,6 +154,102 @@ fn the_usual_paths_are_tried_in_the_pages_folder_and_at_the_root_when_no_named_f
 }
 
 #[test]
+fn usual_paths_that_refuse_or_fail_are_reported_apart_from_those_with_nothing_there() {
+    let server = FeedServer::start();
+    server.set(
+        "news",
+        html("<html><body>No links</body></html>".to_string()),
+    );
+    let status = |status| Route {
+        status,
+        ..Route::feed("")
+    };
+    // A site that turns this client away at nearly every path, a 404 and a 500 among them.
+    for folder in ["", "news/"] {
+        for path in discover_paths() {
+            server.set(&format!("{folder}{path}"), status(403));
+        }
+    }
+    server.set("rss", status(404));
+    server.set("feed.xml", status(500));
+    server.set(
+        "news/feed.json",
+        Route {
+            content_type: "application/feed+json".into(),
+            ..Route::feed("{\"version\": \"https://jsonfeed.org/version/1.1\", \"items\": [")
+        },
+    );
+    let app = App::new(&[], "");
+
+    let output = app.cli(&["discover", &server.url("news")]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("13 could not be checked (below) and the others serve none"),
+        "{stderr}"
+    );
+    let stdout = stdout_of(&output);
+    let lines: Vec<&str> = stdout.lines().filter(|line| !line.is_empty()).collect();
+    assert_eq!(
+        lines[..2],
+        [
+            "Usual paths that could not be checked (a feed may be there all the same):",
+            &format!(
+                "  HTTP status 403 Forbidden: {}, {}, {} and 8 more",
+                server.url("feed"),
+                server.url("rss.xml"),
+                server.url("atom.xml")
+            ),
+        ],
+        "{stdout}"
+    );
+    assert!(
+        lines[2].starts_with("  HTTP status 500") && lines[2].ends_with(&server.url("feed.xml")),
+        "{stdout}"
+    );
+    assert!(
+        lines[3].ends_with(&server.url("news/feed.json")) && !lines[3].contains("HTTP status"),
+        "a feed there that does not parse: {stdout}"
+    );
+    assert!(lines[4].starts_with("The site may turn away automated clients"));
+
+    let json = app.cli(&["discover", &server.url("news"), "--format", "json"]);
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    let failed: Vec<&str> = json["usual_paths_failed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|failed| failed["url"].as_str().unwrap())
+        .collect();
+    assert_eq!(failed.len(), 13, "{failed:?}");
+    assert!(
+        !failed.contains(&server.url("rss").as_str()),
+        "a 404 is what most sites answer: {failed:?}"
+    );
+    assert_eq!(json["unusable"], serde_json::json!([]));
+
+    // A feed found elsewhere: the failures are still listed, without the advice.
+    server.feed("news/rss", rss(&["<guid>1</guid><title>One</title>"]));
+    let output = app.cli(&["discover", &server.url("news")]);
+    assert!(output.status.success());
+    let stdout = stdout_of(&output);
+    assert!(
+        stdout.contains(&server.url("news/rss"))
+            && stdout.contains("Usual paths that could not be checked")
+            && !stdout.contains("The site may turn away"),
+        "{stdout}"
+    );
+}
+
+/// The usual paths, as server routes.
+fn discover_paths() -> Vec<String> {
+    feedhound::discover::USUAL_PATHS
+        .iter()
+        .map(|path| path.trim_start_matches('/').to_owned())
+        .collect()
+}
+
+#[test]
 fn a_feed_linked_on_another_origin_is_asked_for_as_a_feed() {
     let server = FeedServer::start();
     let elsewhere = FeedServer::start();
