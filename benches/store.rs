@@ -7,11 +7,12 @@
 //!    **unchanged**, then all **changed** (edited text), through `Store::apply` (a transaction
 //!    per feed) and through the `StoreWriter` thread (results batched as in a real poll); the
 //!    search index catches up after such writes and is not in these figures;
-//! 3. `Store::flagged_stories(Some(company), since 7 days, 50)` on a database of
+//! 3. `Store::flagged_stories` (one company, since 7 days, at most 50) on a database of
 //!    `FEEDHOUND_BENCH_DB_ENTRIES` entries (default 1,000,000), filled with direct SQL in one
 //!    transaction; its query plan (`EXPLAIN QUERY PLAN`), and the database size per entry, by
 //!    table and index (SQLite's `dbstat`); what `feedhound companies` reads, with and without
-//!    `--by`; then README's one-company SQL query (`story_companies`) on the same database,
+//!    `--by`; `mentions` and `companies` kept to a tenth of the feeds (`--feed`, `--tag`); then
+//!    README's one-company SQL query (`story_companies`) on the same database,
 //!    with its plan.
 //!
 //! Environment: `FEEDHOUND_BENCH_FEEDS` (1000), `FEEDHOUND_BENCH_ENTRIES` (50),

@@ -298,26 +298,37 @@ impl FeedChoice {
         }
         let mut ids = Vec::new();
         for feed in &self.feeds {
-            if let Some(found) = config.feed_named(feed) {
-                configured.push(found);
+            let named = config.feeds_named(feed);
+            if !named.is_empty() {
+                configured.extend(named);
                 continue;
             }
             let target = feed_ref(feed).ok_or_else(|| {
                 anyhow::anyhow!(
                     "no feed in {} is named {feed:?}: give a feed's `name`, its URL, or its ID \
-                     (the first column of `feedhound feeds`)",
+                     (the first column of `feedhound feeds`, which masks secrets in URLs)",
                     config.source.display()
                 )
             })?;
-            let id = store
-                .feed_id(&target)?
-                .ok_or_else(|| anyhow::anyhow!(no_feed_with(&target, feed)))?;
-            ids.push(id);
+            let found = store.feed_ids(&target)?;
+            anyhow::ensure!(!found.is_empty(), no_feed_with(&target, feed));
+            ids.extend(found);
         }
+        let mut unsynced = Vec::new();
         for feed in configured {
-            // A feed of the config that was never polled has no entries: nothing to add.
-            ids.extend(store.feed_id(&FeedRef::Url(feed.url.clone()))?);
+            let found = store.feed_ids(&FeedRef::Url(feed.url.clone()))?;
+            if found.is_empty() {
+                unsynced.push(fetch::redact(&feed.url));
+            }
+            ids.extend(found);
         }
+        // The config's feeds reach the database when the daemon (re)loads it or `poll` runs.
+        anyhow::ensure!(
+            !ids.is_empty(),
+            "the feeds chosen are not in the database yet ({}): start the daemon or run \
+             `feedhound poll`",
+            unsynced.join(", ")
+        );
         Ok(Some(FeedSet::new(ids)))
     }
 }
@@ -792,8 +803,20 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// `feeds --reset`'s argument: an ID, or a URL, parsed as the config's are (the config's
-/// `HTTP://Example.com` is stored as `http://example.com/`, and is found by either spelling).
+/// A feed's ID, or its http or https URL, as `feeds --reset` and `--feed` take them; a URL is
+/// parsed as the config's are (the config's `HTTP://Example.com` is stored as
+/// `http://example.com/`, and is found by either spelling).
+fn feed_ref(arg: &str) -> Option<FeedRef> {
+    let arg = arg.trim();
+    match arg.parse::<i64>() {
+        Ok(id) => Some(FeedRef::Id(id)),
+        Err(_) => url::Url::parse(arg)
+            .ok()
+            .filter(|url| matches!(url.scheme(), "http" | "https"))
+            .map(FeedRef::Url),
+    }
+}
+
 /// The error for a feed ID or URL no stored feed has.
 fn no_feed_with(target: &FeedRef, arg: &str) -> String {
     let kind = match target {
@@ -801,14 +824,6 @@ fn no_feed_with(target: &FeedRef, arg: &str) -> String {
         FeedRef::Url(_) => "URL",
     };
     format!("no feed has the {kind} {arg}; `feedhound feeds` lists them")
-}
-
-fn feed_ref(arg: &str) -> Option<FeedRef> {
-    let arg = arg.trim();
-    match arg.parse::<i64>() {
-        Ok(id) => Some(FeedRef::Id(id)),
-        Err(_) => url::Url::parse(arg).ok().map(FeedRef::Url),
-    }
 }
 
 /// The targets `alerts --retry-now` is for, `target` or every configured one, each with the key

@@ -478,30 +478,38 @@ impl Config {
             })
     }
 
-    /// The configured feed `name` names on the command line's `--feed`: the one with that
-    /// `name` (in any case), else the one with that URL.
-    pub fn feed_named(&self, name: &str) -> Option<&FeedConfig> {
-        let name = name.trim();
-        let lower = name.to_lowercase();
-        let by_name = self.feeds.iter().find(|feed| {
-            feed.name
-                .as_deref()
-                .is_some_and(|n| n.trim().to_lowercase() == lower)
-        });
-        by_name.or_else(|| {
-            let url = Url::parse(name).ok()?;
-            self.feeds.iter().find(|feed| feed.url == url)
-        })
+    /// The configured feeds `name` names on the command line's `--feed`: those with that
+    /// `name` (compared as `--company` compares names: any case or spacing; names need not be
+    /// unique), else the one with that URL.
+    pub fn feeds_named(&self, name: &str) -> Vec<&FeedConfig> {
+        let wanted = comparable_name(name);
+        let by_name: Vec<&FeedConfig> = self
+            .feeds
+            .iter()
+            .filter(|feed| {
+                feed.name
+                    .as_deref()
+                    .is_some_and(|n| comparable_name(n) == wanted)
+            })
+            .collect();
+        if !by_name.is_empty() {
+            return by_name;
+        }
+        let url = Url::parse(name.trim()).ok();
+        self.feeds
+            .iter()
+            .filter(|feed| Some(&feed.url) == url.as_ref())
+            .collect()
     }
 
-    /// The configured feeds tagged `tag` (in any case), for the command line's `--tag`; an
-    /// error listing the tags when none is.
+    /// The configured feeds tagged `tag` (compared as names are), for the command line's
+    /// `--tag`; an error listing the tags when none is.
     pub fn feeds_tagged(&self, tag: &str) -> anyhow::Result<Vec<&FeedConfig>> {
-        let lower = tag.trim().to_lowercase();
+        let wanted = comparable_name(tag);
         let tagged: Vec<&FeedConfig> = self
             .feeds
             .iter()
-            .filter(|feed| feed.tags.iter().any(|t| t.trim().to_lowercase() == lower))
+            .filter(|feed| feed.tags.iter().any(|t| comparable_name(t) == wanted))
             .collect();
         if tagged.is_empty() {
             let tags: BTreeSet<&str> = self
@@ -509,15 +517,7 @@ impl Config {
                 .iter()
                 .flat_map(|feed| feed.tags.iter().map(String::as_str))
                 .collect();
-            anyhow::bail!(
-                "no feed in {} has the tag {tag:?}; its feeds' tags are: {}",
-                self.source.display(),
-                if tags.is_empty() {
-                    "none".to_string()
-                } else {
-                    tags.into_iter().collect::<Vec<_>>().join(", ")
-                }
-            );
+            return Err(self.none_named("feed tag", "feeds' tags", tag, tags.into_iter()));
         }
         Ok(tagged)
     }

@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use rusqlite::{OptionalExtension, params};
+use rusqlite::params;
 use serde::Serialize;
 
 use super::{Store, parse_sql_time};
@@ -32,7 +32,7 @@ pub enum FeedRef {
 
 /// The feeds a report is limited to (`--feed`, `--tag`), by id. A query takes it as one JSON
 /// array that `json_each` reads, so one prepared statement serves any number of feeds.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct FeedSet(BTreeSet<i64>);
 
 impl FeedSet {
@@ -41,13 +41,13 @@ impl FeedSet {
     }
 
     /// The ids as a JSON array: the value of [`FeedSet::condition`]'s parameter.
-    pub(super) fn sql(&self) -> String {
+    pub(super) fn json_ids(&self) -> String {
         let ids: Vec<String> = self.0.iter().map(i64::to_string).collect();
         format!("[{}]", ids.join(","))
     }
 
     /// An SQL condition that `column`, a feed id, is one of `feeds`, bound to `param` as
-    /// [`FeedSet::sql`]. The `+` keeps SQLite from reading every entry of the feeds through
+    /// [`FeedSet::json_ids`]. The `+` keeps SQLite from reading every entry of the feeds through
     /// their index rather than the period's or the company's (20 times slower for a tenth of
     /// the feeds of a million entries, `benches/store.rs`). Without feeds it asks only that
     /// `param` is NULL, a test SQLite makes once per statement, not once per row.
@@ -253,20 +253,19 @@ impl Store {
         Ok(changed > 0)
     }
 
-    /// The id of the stored feed `feed` names, None when no feed has that id or URL (the
-    /// config's, or the one it moved to).
-    pub fn feed_id(&self, feed: &FeedRef) -> anyhow::Result<Option<i64>> {
-        let found = match feed {
-            FeedRef::Id(id) => self
-                .conn
-                .query_row("SELECT id FROM feeds WHERE id = ?1", [id], |r| r.get(0)),
-            FeedRef::Url(url) => self.conn.query_row(
-                "SELECT id FROM feeds WHERE url = ?1 OR fetch_url = ?1 ORDER BY url = ?1 DESC LIMIT 1",
-                [url.as_str()],
-                |r| r.get(0),
+    /// The ids of the stored feeds `feed` names, as [`Store::reset_feed`] finds them: by id, or
+    /// by URL (the config's, or the one a feed moved to; two feeds may have moved to one).
+    pub fn feed_ids(&self, feed: &FeedRef) -> anyhow::Result<Vec<i64>> {
+        let (sql, key): (_, &dyn rusqlite::ToSql) = match feed {
+            FeedRef::Id(id) => ("SELECT id FROM feeds WHERE id = ?1", id),
+            FeedRef::Url(url) => (
+                "SELECT id FROM feeds WHERE url = ?1 OR fetch_url = ?1",
+                &url.as_str(),
             ),
         };
-        Ok(found.optional()?)
+        let mut stmt = self.conn.prepare(sql)?;
+        let ids = stmt.query_map([key], |r| r.get(0))?;
+        Ok(ids.collect::<Result<_, _>>()?)
     }
 
     /// Active feeds whose next poll is at or before `now` (all active feeds when `now` is None),

@@ -343,7 +343,7 @@ impl Store {
             feeds,
         ))?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let feeds = feeds.map(FeedSet::sql);
+        let feeds = feeds.map(FeedSet::json_ids);
         let rows = stmt
             .query_map(params![company_id, since, limit, until, feeds], |r| {
                 Ok(FlaggedStory {
@@ -373,9 +373,9 @@ impl Store {
     /// Each tracked company's [`CompanyActivity`] from `since` to `until` (open when None), by
     /// the company's name; a company without a story then has no entry. With `feeds`, counted
     /// as if they were the only feeds: a story is new in the period when none of them named the
-    /// company in it before. Entries are dated as
-    /// `mentions` dates them, and a story belongs to the period of its first entry naming the
-    /// company, so that a story two feeds dated a week apart counts in one period, not two.
+    /// company in it before. Entries are dated as `mentions` dates them, and a story belongs to
+    /// the period of its first entry naming the company, so that a story two feeds dated a week
+    /// apart counts in one period, not two.
     /// The period's entries are read first, from the date index, seeking both bounds (CROSS JOIN
     /// keeps that order: without statistics SQLite would read every mention of every company,
     /// whose cost grows with the whole history, not with the period).
@@ -410,7 +410,7 @@ impl Store {
         let params = params![
             sql_time(since),
             until.map(sql_time),
-            feeds.map(FeedSet::sql)
+            feeds.map(FeedSet::json_ids)
         ];
         let rows = stmt.query_map(params, |r| {
             Ok((
@@ -470,7 +470,7 @@ impl Store {
         let params = params![
             sql_time(since),
             until.map(sql_time),
-            feeds.map(FeedSet::sql)
+            feeds.map(FeedSet::json_ids)
         ];
         let rows = stmt.query_map(params, |r| {
             Ok((r.get(0)?, r.get::<_, String>(1)?, r.get(2)?))

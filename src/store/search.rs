@@ -337,7 +337,7 @@ impl Store {
                     HIGHLIGHT.1,
                     SNIPPET_WORDS,
                     query.until.map(sql_time),
-                    query.feeds.as_ref().map(FeedSet::sql)
+                    query.feeds.as_ref().map(FeedSet::json_ids)
                 ],
                 |r| {
                     Ok(SearchHit {

@@ -950,16 +950,27 @@ fn companies_in_the_news() -> (FeedServer, App, chrono::DateTime<chrono::Utc>) {
             ),
         ]),
     );
+    // Before every period the other tests count in: a source of its own for `--feed`.
+    server.feed(
+        "c.xml",
+        rss(&[&item(
+            "gadget",
+            "Nokia gadget",
+            "Sun, 01 Mar 2020 09:00:00 GMT",
+        )]),
+    );
     let app = App::new(
         &[],
         &format!(
             "[[feed]]\nurl = \"{}\"\nname = \"Wire A\"\ntags = [\"Wires\", \"daily\"]\n\n\
              [[feed]]\nurl = \"{}\"\ntags = [\"blogs\"]\n\n\
+             [[feed]]\nurl = \"{}\"\nname = \"Wire C\"\n\n\
              [[company]]\nname = \"Samsung\"\nticker = \"005930.KS\"\n\n\
              [[company]]\nname = \"Xiaomi\"\n\n[[company]]\nname = \"Apple\"\n\n\
              [[company]]\nname = \"Nokia\"\n",
             server.url("a.xml"),
-            server.url("b.xml")
+            server.url("b.xml"),
+            server.url("c.xml")
         ),
     );
     assert!(app.cli(&["poll"]).status.success());
@@ -1274,7 +1285,15 @@ fn mentions_companies_and_search_read_only_the_feeds_named_or_tagged() {
         ["Xiaomi launches a phone", "Xiaomi opens a lab"],
         "a feed by its URL; a story two feeds carried is in either's"
     );
-    let everything = titles(&[&["mentions"][..], &march].concat());
+    let mut both = titles(&[&["mentions", "--tag", "blogs"][..], &march].concat());
+    both.extend(wires);
+    both.sort();
+    both.dedup();
+    assert_eq!(
+        titles(&["mentions", "--feed", "Wire C"]),
+        ["Nokia gadget"],
+        "without a period or a company"
+    );
     assert_eq!(
         titles(
             &[
@@ -1283,8 +1302,8 @@ fn mentions_companies_and_search_read_only_the_feeds_named_or_tagged() {
             ]
             .concat()
         ),
-        everything,
-        "--feed and --tag add up"
+        both,
+        "--feed and --tag add up, and leave Wire C out"
     );
 
     // Counted as if the feeds chosen were the only ones: b.xml named Xiaomi in the lab story on
@@ -1328,10 +1347,12 @@ fn mentions_companies_and_search_read_only_the_feeds_named_or_tagged() {
         ],
     );
     assert_eq!(
-        by_day[..2],
+        by_day,
         [
             ("Samsung".to_owned(), vec![0, 0, 1, 1, 1, 0, 0, 0, 0, 0]),
             ("Xiaomi".to_owned(), vec![0, 0, 0, 0, 0, 0, 0, 1, 1, 0]),
+            ("Apple".to_owned(), vec![0; 10]),
+            ("Nokia".to_owned(), vec![0; 10]),
         ]
     );
 
@@ -1357,16 +1378,27 @@ fn mentions_companies_and_search_read_only_the_feeds_named_or_tagged() {
         ]
     );
 
+    // Added to the config, not yet read by a daemon or a poll.
+    let mut config = std::fs::read_to_string(&app.config_path).unwrap();
+    config.push_str(&format!(
+        "\n[[feed]]\nurl = \"{}\"\nname = \"Wire D\"\n",
+        server.url("d.xml")
+    ));
+    std::fs::write(&app.config_path, config).unwrap();
     for (args, message) in [
         (
             &["mentions", "--tag", "radio"][..],
-            "has the tag \"radio\"; its feeds' tags are: Wires, blogs, daily",
+            "is named \"radio\"; its feeds' tags are: Wires, blogs, daily",
         ),
         (
             &["companies", "--feed", "Wire B"],
             "is named \"Wire B\": give a feed's `name`, its URL, or its ID",
         ),
         (&["search", "x", "--feed", "999"], "no feed has the ID 999"),
+        (
+            &["mentions", "--feed", "Wire D"],
+            "the feeds chosen are not in the database yet",
+        ),
     ] {
         let output = app.cli(args);
         let stderr = String::from_utf8_lossy(&output.stderr);
