@@ -972,10 +972,10 @@ struct Adding<'a> {
     added: Vec<crate::config::FeedConfig>,
 }
 
-/// `discover` output; JSON fields are only ever added.
 /// How many of the usual paths that failed alike `discover` names.
 const SHOWN_PATHS: usize = 3;
 
+/// `discover` output; JSON fields are only ever added.
 fn print_discovery(
     discovery: &discover::Discovery,
     adding: Option<&Adding<'_>>,
