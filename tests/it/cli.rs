@@ -977,6 +977,19 @@ fn companies_in_the_news() -> (FeedServer, App, chrono::DateTime<chrono::Utc>) {
     (server, app, now)
 }
 
+/// `companies --format json` rows as (company, stories, previous_stories, sources).
+fn company_summary(rows: &serde_json::Value) -> Vec<(String, i64, i64, i64)> {
+    let row = |row: &serde_json::Value| {
+        (
+            row["company"].as_str().unwrap().to_owned(),
+            row["stories"].as_i64().unwrap(),
+            row["previous_stories"].as_i64().unwrap(),
+            row["sources"].as_i64().unwrap(),
+        )
+    };
+    rows.as_array().unwrap().iter().map(row).collect()
+}
+
 #[test]
 fn companies_counts_each_companys_stories_in_a_period_against_the_one_before() {
     let (_server, app, _) = companies_in_the_news();
@@ -984,19 +997,7 @@ fn companies_counts_each_companys_stories_in_a_period_against_the_one_before() {
     let json = app.cli(&[&["companies", "--format", "json"][..], &period].concat());
     assert!(json.status.success(), "{json:?}");
     let rows: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
-    let summary: Vec<_> = rows
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|row| {
-            (
-                row["company"].as_str().unwrap().to_owned(),
-                row["stories"].as_i64().unwrap(),
-                row["previous_stories"].as_i64().unwrap(),
-                row["sources"].as_i64().unwrap(),
-            )
-        })
-        .collect();
+    let summary = company_summary(&rows);
     let owned =
         |name: &str, stories, previous, sources| (name.to_owned(), stories, previous, sources);
     assert_eq!(
@@ -1310,19 +1311,7 @@ fn mentions_companies_and_search_read_only_the_feeds_named_or_tagged() {
     // the 9th, the first time that feed did, though a.xml had on the 6th.
     let period = ["--since", "2020-03-08", "--until", "2020-03-11"];
     let companies = run_json(&[&["companies", "--tag", "blogs"][..], &period].concat());
-    let summary: Vec<_> = companies
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|row| {
-            (
-                row["company"].as_str().unwrap().to_owned(),
-                row["stories"].as_i64().unwrap(),
-                row["previous_stories"].as_i64().unwrap(),
-                row["sources"].as_i64().unwrap(),
-            )
-        })
-        .collect();
+    let summary = company_summary(&companies);
     let owned =
         |name: &str, stories, previous, sources| (name.to_owned(), stories, previous, sources);
     assert_eq!(
