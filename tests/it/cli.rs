@@ -977,6 +977,11 @@ fn companies_in_the_news() -> (FeedServer, App, chrono::DateTime<chrono::Utc>) {
     (server, app, now)
 }
 
+/// A row of [`company_summary`].
+fn activity(name: &str, stories: i64, previous: i64, sources: i64) -> (String, i64, i64, i64) {
+    (name.to_owned(), stories, previous, sources)
+}
+
 /// `companies --format json` rows as (company, stories, previous_stories, sources).
 fn company_summary(rows: &serde_json::Value) -> Vec<(String, i64, i64, i64)> {
     let row = |row: &serde_json::Value| {
@@ -998,15 +1003,13 @@ fn companies_counts_each_companys_stories_in_a_period_against_the_one_before() {
     assert!(json.status.success(), "{json:?}");
     let rows: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     let summary = company_summary(&rows);
-    let owned =
-        |name: &str, stories, previous, sources| (name.to_owned(), stories, previous, sources);
     assert_eq!(
         summary,
         [
-            owned("Xiaomi", 2, 1, 2),
-            owned("Nokia", 1, 0, 1),
-            owned("Samsung", 1, 2, 1),
-            owned("Apple", 0, 0, 0),
+            activity("Xiaomi", 2, 1, 2),
+            activity("Nokia", 1, 0, 1),
+            activity("Samsung", 1, 2, 1),
+            activity("Apple", 0, 0, 0),
         ],
         "most stories first; the period before is as long: 2020-03-05 to 03-08; --since is in \
          the period, --until is not"
@@ -1312,15 +1315,13 @@ fn mentions_companies_and_search_read_only_the_feeds_named_or_tagged() {
     let period = ["--since", "2020-03-08", "--until", "2020-03-11"];
     let companies = run_json(&[&["companies", "--tag", "blogs"][..], &period].concat());
     let summary = company_summary(&companies);
-    let owned =
-        |name: &str, stories, previous, sources| (name.to_owned(), stories, previous, sources);
     assert_eq!(
         summary,
         [
-            owned("Xiaomi", 2, 0, 1),
-            owned("Apple", 0, 0, 0),
-            owned("Nokia", 0, 0, 0),
-            owned("Samsung", 0, 2, 0),
+            activity("Xiaomi", 2, 0, 1),
+            activity("Apple", 0, 0, 0),
+            activity("Nokia", 0, 0, 0),
+            activity("Samsung", 0, 2, 0),
         ]
     );
     let (by_day, _) = stories_by(
