@@ -28,6 +28,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use chrono_tz::Tz;
 use feedhound::config::{CompanyConfig, FeedConfig};
 use feedhound::matcher::CompanyRule;
 use feedhound::model::{Field, Mention, ParsedEntry, ParsedFeed};
@@ -515,14 +516,27 @@ fn bench_mentions_query(entries: usize, feeds: usize, text_bytes: usize) {
         println!("  companies {label:<50} {companies:>5} companies: {times}");
     }
     // What `feedhound companies --by` reads: the period's stories per company and span.
-    for (label, span, days) in [
-        ("--by day (14 days)", Span::Day, 14),
-        ("--by week --since 182d", Span::Week, HISTORY_DAYS / 2),
+    // In a zone other than UTC, each story's day is worked out in Rust (`local_date`).
+    let new_york = Tz::America__New_York;
+    for (label, span, zone, days) in [
+        ("--by day (14 days)", Span::Day, Tz::UTC, 14),
+        (
+            "--by week --since 182d",
+            Span::Week,
+            Tz::UTC,
+            HISTORY_DAYS / 2,
+        ),
+        (
+            "--by week --since 182d, America/New_York",
+            Span::Week,
+            new_york,
+            HISTORY_DAYS / 2,
+        ),
     ] {
         let since = Utc::now() - chrono::Duration::days(days);
         let (counts, times) = first_and_median(|| {
             store
-                .company_stories_by(span, since, None, None)
+                .company_stories_by(span, zone, since, None, None)
                 .unwrap()
                 .len()
         });

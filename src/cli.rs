@@ -16,6 +16,7 @@ use chrono::{DateTime, Utc};
 
 use crate::config::{Config, DEFAULT_CONFIG_PATH};
 use crate::matcher::{EntryText, Matcher};
+use crate::report_clock::{ReportClock, TimeBound};
 use crate::scheduler::Control;
 use crate::store::{
     FeedRef, FeedSet, FlaggedStory, PruneReport, Retried, SearchHit, SearchQuery, Span, Store,
@@ -85,13 +86,8 @@ pub enum Command {
         /// Only stories mentioning this company (its name or an alias).
         #[arg(long)]
         company: Option<String>,
-        /// Only stories published (or first seen) at or after this time: a span back from now
-        /// (24h, 7d) or a UTC date or time (2026-11-01, 2026-11-01T09:00:00Z).
-        #[arg(long, value_parser = time_bound)]
-        since: Option<DateTime<Utc>>,
-        /// Only stories published (or first seen) before this time, written as for --since.
-        #[arg(long, value_parser = time_bound)]
-        until: Option<DateTime<Utc>>,
+        #[command(flatten)]
+        period: Period,
         #[command(flatten)]
         sources: FeedChoice,
         /// At most this many stories.
@@ -104,15 +100,10 @@ pub enum Command {
     /// unless told), against the period of the same length before, with the feeds they came
     /// from and the latest one's date.
     Companies {
-        /// Start of the period: a span back from now (24h, 7d) or a UTC date or time
-        /// (2026-11-01, 2026-11-01T09:00:00Z); default: 7 days before its end (without --by).
-        #[arg(long, value_parser = time_bound)]
-        since: Option<DateTime<Utc>>,
-        /// End of the period (excluded), written as for --since; default: open, up to now.
-        #[arg(long, value_parser = time_bound)]
-        until: Option<DateTime<Utc>>,
-        /// Count each company's stories per UTC day or week (from Monday) of the period
-        /// instead; default period: the last 14 days or 8 weeks, the current one included.
+        #[command(flatten)]
+        period: Period,
+        /// Count each company's stories per day or week (from Monday) of the period instead;
+        /// default period: the last 14 days or 8 weeks, the current one included.
         #[arg(long, value_enum)]
         by: Option<By>,
         #[command(flatten)]
@@ -144,13 +135,8 @@ pub enum Command {
         /// Only entries mentioning this tracked company (its name or an alias).
         #[arg(long)]
         company: Option<String>,
-        /// Only entries published (or first seen) at or after this time: a span back from now
-        /// (24h, 7d) or a UTC date or time (2026-11-01, 2026-11-01T09:00:00Z).
-        #[arg(long, value_parser = time_bound)]
-        since: Option<DateTime<Utc>>,
-        /// Only entries published (or first seen) before this time, written as for --since.
-        #[arg(long, value_parser = time_bound)]
-        until: Option<DateTime<Utc>>,
+        #[command(flatten)]
+        period: Period,
         #[command(flatten)]
         sources: FeedChoice,
         /// At most this many entries.
@@ -271,6 +257,49 @@ pub enum TextField {
     Summary,
     Content,
     Article,
+}
+
+/// `--since`, `--until` and the clock they are read on, for `mentions`, `companies` and
+/// `search`.
+#[derive(Debug, clap::Args)]
+pub struct Period {
+    /// Start of the period, by each entry's publication date (else when first seen): a span
+    /// back from now (24h, 7d), a date or time (2026-11-01, 2026-11-01 09:00), or one with its
+    /// offset (2026-11-01T09:00:00+01:00).
+    #[arg(long, value_parser = TimeBound::parse)]
+    since: Option<TimeBound>,
+    /// End of the period (excluded), written as for --since.
+    #[arg(long, value_parser = TimeBound::parse)]
+    until: Option<TimeBound>,
+    /// The clock of dates and times written without an offset, of --by's days and of the
+    /// times a table prints: an IANA time zone (Europe/Berlin, America/New_York); default:
+    /// [reports] time_zone, else UTC.
+    #[arg(long, value_parser = crate::config::parse_time_zone)]
+    time_zone: Option<chrono_tz::Tz>,
+}
+
+/// A [`Period`] on its clock.
+struct Bounds {
+    clock: ReportClock,
+    since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+}
+
+impl Period {
+    /// The bounds on `--time-zone`'s clock, else the config's; an error if they are swapped.
+    fn on(&self, config: &Config) -> anyhow::Result<Bounds> {
+        let clock = self
+            .time_zone
+            .map_or(config.reports.clock, ReportClock::new);
+        let since = self.since.map(|bound| clock.instant(bound));
+        let until = self.until.map(|bound| clock.instant(bound));
+        ensure_a_period(since, until, clock)?;
+        Ok(Bounds {
+            clock,
+            since,
+            until,
+        })
+    }
 }
 
 /// `--feed` and `--tag`: the feeds whose entries `mentions`, `companies` and `search` read.
@@ -431,43 +460,50 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
         }
         Command::Mentions {
             company,
-            since,
-            until,
+            period,
             sources,
             limit,
             format,
         } => {
-            ensure_a_period(since, until)?;
             let config = Config::load_without_secrets(&cli.config)?;
+            let Bounds {
+                clock,
+                since,
+                until,
+            } = period.on(&config)?;
             let company = company.map(|c| config.company_named(&c)).transpose()?;
             let store = open_unsynced(&config)?;
             let feeds = sources.resolve(&config, &store)?;
             let limit = limit.unwrap_or(usize::MAX);
             let stories = store.flagged_stories(company, since, until, feeds.as_ref(), limit)?;
-            print_stories(&stories, format)?;
+            print_stories(&stories, clock, format)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Companies {
-            since,
-            until,
+            period,
             by: Some(by),
             sources,
             format,
         } => {
+            let config = Config::load_without_secrets(&cli.config)?;
+            let Bounds {
+                clock,
+                since,
+                until,
+            } = period.on(&config)?;
             let end = until.unwrap_or_else(Utc::now);
             let span = by.span();
             let since = since.unwrap_or_else(|| {
                 // The span holding the period's last instant, and as many whole ones before it.
-                let last = span.start((end - chrono::Duration::nanoseconds(1)).date_naive());
-                let first = last - chrono::Days::new(span.days() * (by.default_spans() - 1));
-                first.and_time(chrono::NaiveTime::MIN).and_utc()
+                let last = span.start(clock.date_of(end - chrono::Duration::nanoseconds(1)));
+                clock.start_of(last - chrono::Days::new(span.days() * (by.default_spans() - 1)))
             });
-            ensure_a_period(Some(since), Some(end))?;
-            let config = Config::load_without_secrets(&cli.config)?;
+            ensure_a_period(Some(since), Some(end), clock)?;
             let store = open_unsynced(&config)?;
             let feeds = sources.resolve(&config, &store)?;
-            let counts = store.company_stories_by(span, since, until, feeds.as_ref())?;
-            let table = SpanTable::new(&config, span, since, end, counts);
+            let counts =
+                store.company_stories_by(span, clock.zone(), since, until, feeds.as_ref())?;
+            let table = SpanTable::new(&config, span, clock, since, end, counts);
             if format == ExportFormat::Table && table.spans.len() > MOST_COLUMNS {
                 let spans = match by {
                     By::Day => "days",
@@ -479,21 +515,25 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
                     table.spans.len()
                 );
             }
-            print_company_spans(&table, by, since, until, format)?;
+            print_company_spans(&table, by, clock, since, until, format)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Companies {
-            since,
-            until,
+            period,
             by: None,
             sources,
             format,
         } => {
+            let config = Config::load_without_secrets(&cli.config)?;
+            let Bounds {
+                clock,
+                since,
+                until,
+            } = period.on(&config)?;
             let end = until.unwrap_or_else(Utc::now);
             let since = since.unwrap_or(end - chrono::Duration::days(7));
             // A --since in the future would make the period before it run backwards.
-            ensure_a_period(Some(since), Some(end))?;
-            let config = Config::load_without_secrets(&cli.config)?;
+            ensure_a_period(Some(since), Some(end), clock)?;
             let store = open_unsynced(&config)?;
             let feeds = sources.resolve(&config, &store)?;
             let mut current = store.company_activity(since, until, feeds.as_ref())?;
@@ -520,7 +560,7 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
                     .cmp(&a.stories)
                     .then_with(|| a.company.cmp(&b.company))
             });
-            print_companies(&rows, since, until, format)?;
+            print_companies(&rows, clock, since, until, format)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::TestMatch {
@@ -577,14 +617,17 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
         Command::Search {
             query,
             company,
-            since,
-            until,
+            period,
             sources,
             limit,
             format,
         } => {
-            ensure_a_period(since, until)?;
             let config = Config::load_without_secrets(&cli.config)?;
+            let Bounds {
+                clock,
+                since,
+                until,
+            } = period.on(&config)?;
             let company = company
                 .map(|c| config.company_named(&c).map(str::to_owned))
                 .transpose()?;
@@ -598,7 +641,7 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
                 feeds,
                 limit,
             })?;
-            print_hits(&hits, format)?;
+            print_hits(&hits, clock, format)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Reindex { pending } => {
@@ -874,53 +917,26 @@ fn open_unsynced(config: &Config) -> anyhow::Result<Store> {
     Store::open_with(&config.database_path(), config.storage.busy_timeout)
 }
 
-/// A `--since` or `--until`: a span back from now (`7d`), or a UTC date or time as users write
-/// it or copy it from feedhound's output (`2026-11-01`, `2026-11-01 09:00:00`,
-/// `2026-11-01T09:00:00Z`, or with any offset).
-fn time_bound(text: &str) -> Result<DateTime<Utc>, String> {
-    let text = text.trim();
-    if let Ok(span) = humantime::parse_duration(text) {
-        return chrono::Duration::from_std(span)
-            .ok()
-            .and_then(|span| Utc::now().checked_sub_signed(span))
-            .ok_or_else(|| "too long a span back from now".to_owned());
-    }
-    if let Ok(day) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-        return Ok(day.and_time(chrono::NaiveTime::MIN).and_utc());
-    }
-    for layout in ["%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"] {
-        if let Ok(time) = chrono::NaiveDateTime::parse_from_str(text, layout) {
-            return Ok(time.and_utc());
-        }
-    }
-    DateTime::parse_from_rfc3339(text)
-        .map(|time| time.with_timezone(&Utc))
-        .map_err(|_| {
-            "write a span back from now (\"24h\", \"7d\") or a UTC date or time \
-             (\"2026-11-01\", \"2026-11-01 09:00:00\", \"2026-11-01T09:00:00+01:00\")"
-                .to_owned()
-        })
-}
-
 /// An empty period is a mistake (the bounds swapped), not a question with no answer.
 fn ensure_a_period(
     since: Option<DateTime<Utc>>,
     until: Option<DateTime<Utc>>,
+    clock: ReportClock,
 ) -> anyhow::Result<()> {
     if let (Some(since), Some(until)) = (since, until)
         && until <= since
     {
         anyhow::bail!(
             "--until ({}) is not later than --since ({}); the period is empty",
-            until.format("%Y-%m-%d %H:%M:%S"),
-            since.format("%Y-%m-%d %H:%M:%S")
+            clock.show(until),
+            clock.show(since)
         );
     }
     Ok(())
 }
 
 /// `search` output; JSON fields are only ever added.
-fn print_hits(hits: &[SearchHit], format: Format) -> anyhow::Result<()> {
+fn print_hits(hits: &[SearchHit], clock: ReportClock, format: Format) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     if format == Format::Json {
         return write_json(&mut out, hits);
@@ -932,7 +948,7 @@ fn print_hits(hits: &[SearchHit], format: Format) -> anyhow::Result<()> {
         writeln!(
             out,
             "{}  {}  {}",
-            hit.published_at.as_deref().unwrap_or(&hit.first_seen_at),
+            clock.show_stored(hit.published_at.as_deref().unwrap_or(&hit.first_seen_at)),
             hit.feed,
             hit.title.as_deref().unwrap_or("(untitled)")
         )?;
@@ -1358,6 +1374,7 @@ struct CompanyRow {
 /// `companies` output. JSON and CSV are a stable interface (see README): fields are only added.
 fn print_companies(
     rows: &[CompanyRow],
+    clock: ReportClock,
     since: DateTime<Utc>,
     until: Option<DateTime<Utc>>,
     format: ExportFormat,
@@ -1388,12 +1405,12 @@ fn print_companies(
             csv.flush()?;
         }
         ExportFormat::Table => {
-            let shown = |time: DateTime<Utc>| time.format("%Y-%m-%d %H:%M:%S").to_string();
-            let end = until.map_or_else(|| "now".to_owned(), shown);
+            let end = until.map_or_else(|| "now".to_owned(), |until| clock.show(until));
             writeln!(
                 out,
-                "Stories from {} to {end}, against the period as long before it:\n",
-                shown(since)
+                "Stories from {} to {end}{}, against the period as long before it:\n",
+                clock.show(since),
+                zone_named(clock)
             )?;
             writeln!(
                 out,
@@ -1409,7 +1426,9 @@ fn print_companies(
                     row.previous_stories,
                     change(row.previous_stories, row.stories),
                     row.sources,
-                    row.latest_at.as_deref().unwrap_or("-")
+                    row.latest_at
+                        .as_deref()
+                        .map_or_else(|| "-".to_owned(), |latest| clock.show_stored(latest))
                 )?;
             }
         }
@@ -1443,17 +1462,18 @@ impl SpanTable {
     fn new(
         config: &Config,
         span: Span,
+        clock: ReportClock,
         since: DateTime<Utc>,
         end: DateTime<Utc>,
         counts: Vec<(String, chrono::NaiveDate, i64)>,
     ) -> SpanTable {
         let latest = counts.iter().map(|(_, start, _)| *start).max();
-        let spans: Vec<_> = std::iter::successors(Some(span.start(since.date_naive())), |&start| {
+        let first = span.start(clock.date_of(since));
+        let spans: Vec<_> = std::iter::successors(Some(first), |&start| {
             Some(start + chrono::Days::new(span.days()))
         })
         .take_while(|&start| {
-            start.and_time(chrono::NaiveTime::MIN).and_utc() < end
-                || latest.is_some_and(|latest| start <= latest)
+            clock.start_of(start) < end || latest.is_some_and(|latest| start <= latest)
         })
         .collect();
         let mut by_company: HashMap<String, HashMap<chrono::NaiveDate, i64>> = HashMap::new();
@@ -1493,6 +1513,7 @@ impl SpanTable {
 fn print_company_spans(
     table: &SpanTable,
     by: By,
+    clock: ReportClock,
     since: DateTime<Utc>,
     until: Option<DateTime<Utc>>,
     format: ExportFormat,
@@ -1534,13 +1555,17 @@ fn print_company_spans(
             csv.flush()?;
         }
         ExportFormat::Table => {
-            let shown = |time: DateTime<Utc>| time.format("%Y-%m-%d %H:%M:%S").to_string();
-            let end = until.map_or_else(|| "now".to_owned(), shown);
+            let end = until.map_or_else(|| "now".to_owned(), |until| clock.show(until));
+            let zone = clock.zone().name();
             let per = match by {
-                By::Day => "day (UTC)",
-                By::Week => "week (UTC, from Monday; each column its first day)",
+                By::Day => format!("day ({zone})"),
+                By::Week => format!("week ({zone}, from Monday; each column its first day)"),
             };
-            writeln!(out, "Stories per {per} from {} to {end}:\n", shown(since))?;
+            writeln!(
+                out,
+                "Stories per {per} from {} to {end}:\n",
+                clock.show(since)
+            )?;
             write!(out, "{:<24}", "COMPANY")?;
             for start in &table.spans {
                 write!(out, "  {:>5}", start.format("%m-%d").to_string())?;
@@ -1558,6 +1583,14 @@ fn print_company_spans(
     Ok(())
 }
 
+/// ` (ZONE)` after a table's period when it is not UTC, the clock its times are on.
+fn zone_named(clock: ReportClock) -> String {
+    match clock.zone() {
+        chrono_tz::Tz::UTC => String::new(),
+        zone => format!(" ({})", zone.name()),
+    }
+}
+
 /// From `before` to `now` in percent, or `new` from nothing.
 fn change(before: i64, now: i64) -> String {
     match (before, now) {
@@ -1571,7 +1604,11 @@ fn change(before: i64, now: i64) -> String {
 }
 
 /// `mentions` output. JSON and CSV are a stable interface (see README): fields are only added.
-fn print_stories(stories: &[FlaggedStory], format: ExportFormat) -> anyhow::Result<()> {
+fn print_stories(
+    stories: &[FlaggedStory],
+    clock: ReportClock,
+    format: ExportFormat,
+) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     match format {
         ExportFormat::Json => {
@@ -1611,10 +1648,12 @@ fn print_stories(stories: &[FlaggedStory], format: ExportFormat) -> anyhow::Resu
                 writeln!(
                     out,
                     "{:<19}  {:<24}  {:>7}  {}",
-                    story
-                        .published_at
-                        .as_deref()
-                        .unwrap_or(&story.first_seen_at),
+                    clock.show_stored(
+                        story
+                            .published_at
+                            .as_deref()
+                            .unwrap_or(&story.first_seen_at)
+                    ),
                     story.companies.join(", "),
                     story.sources.len(),
                     story.title.as_deref().unwrap_or("(untitled)")

@@ -34,6 +34,7 @@ pub struct Config {
     pub companies: Vec<CompanyConfig>,
     pub notify: Vec<NotifyConfig>,
     pub server: ServerConfig,
+    pub reports: ReportsConfig,
     /// The config file (when loaded from one) and the files its secrets were read from
     /// (`{ file = "PATH" }`), each stamped just before it was read: the daemon reloads when one
     /// changes, so a rotated token is read again.
@@ -102,6 +103,13 @@ pub struct PollingConfig {
     /// Article pages may be on this machine or a private network whatever feed links to them
     /// (an intranet, a VPN, a fake-IP proxy); off, only a feed there itself may link there.
     pub private_article_links: bool,
+}
+
+/// `[reports]`: how `mentions`, `companies` and `search` read and print times.
+#[derive(Debug, Clone, Default)]
+pub struct ReportsConfig {
+    /// Their clock unless `--time-zone` says otherwise (see [`crate::report_clock`]).
+    pub clock: crate::report_clock::ReportClock,
 }
 
 #[derive(Debug, Clone)]
@@ -1032,6 +1040,13 @@ struct RawConfig {
     notify: Vec<RawNotify>,
     #[serde(default)]
     server: RawServer,
+    #[serde(default)]
+    reports: RawReports,
+}
+
+#[derive(Deserialize, Default)]
+struct RawReports {
+    time_zone: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -1273,6 +1288,26 @@ pub fn parse_retain(text: &str) -> Result<Duration, String> {
     Ok(retain)
 }
 
+/// A `time_zone` or `--time-zone`: a name of the IANA database (`"Europe/Berlin"`), as it is
+/// spelt there.
+pub fn parse_time_zone(name: &str) -> Result<Tz, String> {
+    let name = name.trim();
+    if let Ok(zone) = name.parse::<Tz>() {
+        return Ok(zone);
+    }
+    Err(
+        match chrono_tz::TZ_VARIANTS
+            .iter()
+            .find(|zone| zone.name().eq_ignore_ascii_case(name))
+        {
+            Some(zone) => format!("{name:?} is spelt {:?} in the IANA database", zone.name()),
+            None => format!(
+                "{name:?} is not a time zone of the IANA database; write one such as \"Europe/Berlin\", \"America/New_York\" or \"UTC\""
+            ),
+        },
+    )
+}
+
 impl Checker {
     fn issue(
         &mut self,
@@ -1315,6 +1350,7 @@ impl Checker {
                 Some("polling") => keys_of::<RawPolling>(),
                 Some("daemon") => keys_of::<RawDaemon>(),
                 Some("server") => keys_of::<RawServer>(),
+                Some("reports") => keys_of::<RawReports>(),
                 Some("feed") => keys_of::<RawFeed>(),
                 Some("company") => keys_of::<RawCompany>(),
                 Some("notify") => keys_of::<RawNotify>(),
@@ -1355,24 +1391,11 @@ impl Checker {
         }
     }
 
-    /// A `time_zone`: a name of the IANA database (`"Europe/Berlin"`), as it is spelt there.
+    /// A `time_zone` (see [`parse_time_zone`]).
     fn time_zone(&mut self, raw: Spanned<String>, key: &str) -> Option<Tz> {
-        let span = raw.span();
-        let name = raw.get_ref().trim();
-        if let Ok(zone) = name.parse::<Tz>() {
-            return Some(zone);
-        }
-        let message = match chrono_tz::TZ_VARIANTS
-            .iter()
-            .find(|zone| zone.name().eq_ignore_ascii_case(name))
-        {
-            Some(zone) => format!("{name:?} is spelt {:?} in the IANA database", zone.name()),
-            None => format!(
-                "{name:?} is not a time zone of the IANA database; write one such as \"Europe/Berlin\", \"America/New_York\" or \"UTC\""
-            ),
-        };
-        self.issue(Some(span), key, message);
-        None
+        parse_time_zone(raw.get_ref())
+            .map_err(|message| self.issue(Some(raw.span()), key, message))
+            .ok()
     }
 
     /// A `digest`: a time of day (`"08:00"`, or TOML's `08:00:00`), one on a day or a range of
@@ -1500,6 +1523,14 @@ impl Checker {
         let feeds = self.feeds(raw.feed);
         let companies = self.companies(raw.company);
         let notify = self.notify(raw.notify, &companies);
+        let reports = ReportsConfig {
+            clock: raw
+                .reports
+                .time_zone
+                .and_then(|zone| self.time_zone(zone, "reports.time_zone"))
+                .map(crate::report_clock::ReportClock::new)
+                .unwrap_or_default(),
+        };
         Config {
             source: path.to_path_buf(),
             storage,
@@ -1509,6 +1540,7 @@ impl Checker {
             companies,
             notify,
             server,
+            reports,
             read_files: std::mem::take(&mut self.read_files),
             secrets: self.secrets,
             warnings: Vec::new(),
@@ -2709,6 +2741,25 @@ mod tests {
                 ":4: notify[1].time_zone: \"Europe/Berln\" is not a time zone of the IANA database; write one such as \"Europe/Berlin\"",
                 ":7: notify[2].time_zone: sets the clock of this target's digest times, and it has no `digest`",
                 ":11: notify[3].time_zone: \"europe/berlin\" is spelt \"Europe/Berlin\" in the IANA database",
+            ],
+        );
+    }
+
+    #[test]
+    fn the_reports_clock_is_utc_unless_reports_time_zone_names_another() {
+        let zone = |text: &str| parse(text).unwrap().reports.clock.zone();
+        assert_eq!(zone(""), chrono_tz::UTC);
+        assert_eq!(
+            zone("[reports]\ntime_zone = \"America/New_York\"\n"),
+            chrono_tz::America::New_York
+        );
+        let message =
+            error_text("[reports]\ntime_zone = \"Americas/New_York\"\ntimezone = \"UTC\"\n");
+        assert_lines_contain(
+            &message,
+            &[
+                ":2: reports.time_zone: \"Americas/New_York\" is not a time zone of the IANA database",
+                ":3: reports.timezone: unknown key `timezone`, expected one of `time_zone`",
             ],
         );
     }

@@ -31,6 +31,7 @@ pub mod notify;
 pub mod opml;
 pub mod parse;
 pub mod parse_pool;
+pub mod report_clock;
 pub mod schedule;
 pub mod scheduler;
 pub mod server;

@@ -14,6 +14,8 @@ use std::collections::{HashMap, HashSet, hash_map};
 use std::sync::Arc;
 
 use chrono::{DateTime, Datelike as _, Days, NaiveDate, Utc};
+use chrono_tz::Tz;
+use rusqlite::functions::FunctionFlags;
 use rusqlite::{CachedStatement, Connection, OptionalExtension, params};
 use serde::Serialize;
 
@@ -161,7 +163,8 @@ pub struct CompanyActivity {
     pub latest_at: Option<String>,
 }
 
-/// The spans `feedhound companies --by` counts stories in: UTC days, or weeks from Monday.
+/// The spans `feedhound companies --by` counts stories in: days, or weeks from Monday, on a
+/// report's clock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Span {
     Day,
@@ -185,14 +188,45 @@ impl Span {
         }
     }
 
-    /// [`Span::start`] in SQL, of a stored time.
+    /// [`Span::start`] in SQL, of a stored time's date on the clock of time zone `?4` (NULL:
+    /// UTC, through SQLite's own `date`).
     fn start_sql(self) -> &'static str {
         match self {
-            Span::Day => "date(first_at)",
+            Span::Day => "coalesce(local_date(first_at, ?4), date(first_at))",
             // 'weekday 0' moves on to the Sunday ending the week (or stays on it).
-            Span::Week => "date(first_at, 'weekday 0', '-6 days')",
+            Span::Week => {
+                "date(coalesce(local_date(first_at, ?4), first_at), 'weekday 0', '-6 days')"
+            }
         }
     }
+}
+
+/// Adds `local_date(time, zone)` to `conn`: the date a stored time has on the clock of `zone`
+/// (an IANA name), NULL for a NULL zone. SQLite's own `'localtime'` knows only the machine's
+/// zone, through its tzdata, which containers often lack; chrono-tz has the rules built in.
+pub(super) fn add_local_date(conn: &Connection) -> rusqlite::Result<()> {
+    conn.create_scalar_function(
+        "local_date",
+        2,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| {
+            if ctx.get_raw(1) == rusqlite::types::ValueRef::Null {
+                return Ok(None);
+            }
+            // Parsed once per statement, not once per row.
+            let zone = ctx.get_or_create_aux(
+                1,
+                |name| -> Result<Tz, Box<dyn std::error::Error + Send + Sync>> {
+                    Ok(name.as_str()?.parse::<Tz>()?)
+                },
+            )?;
+            let time = ctx.get::<Option<String>>(0)?;
+            Ok(time
+                .as_deref()
+                .and_then(super::parse_sql_time)
+                .map(|time| time.with_timezone(&*zone).date_naive().to_string()))
+        },
+    )
 }
 
 /// One entry of a story.
@@ -425,13 +459,14 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Each company's stories per span of the period from `since` to `until` (open: now), as
-    /// [`Store::company_activity`] counts them: a story in the span of its first entry that
-    /// mentions the company, if that entry is in the period (of `feeds`' entries alone, when
-    /// given). Spans without a story are left out.
+    /// Each company's stories per span (on `zone`'s clock) of the period from `since` to
+    /// `until` (open: now), as [`Store::company_activity`] counts them: a story in the span of
+    /// its first entry that mentions the company, if that entry is in the period (of `feeds`'
+    /// entries alone, when given). Spans without a story are left out.
     pub fn company_stories_by(
         &self,
         span: Span,
+        zone: Tz,
         since: DateTime<Utc>,
         until: Option<DateTime<Utc>>,
         feeds: Option<&FeedSet>,
@@ -467,10 +502,13 @@ impl Store {
             first_in_feeds = FeedSet::condition(feeds, "s.feed_id", "?3"),
         );
         let mut stmt = self.conn.prepare_cached(&sql)?;
+        // UTC through SQLite's `date`: the same day, without a call into Rust per story.
+        let zone = (zone != Tz::UTC).then(|| zone.name());
         let params = params![
             sql_time(since),
             until.map(sql_time),
-            feeds.map(FeedSet::json_ids)
+            feeds.map(FeedSet::json_ids),
+            zone
         ];
         let rows = stmt.query_map(params, |r| {
             Ok((r.get(0)?, r.get::<_, String>(1)?, r.get(2)?))
@@ -1181,16 +1219,27 @@ mod tests {
     #[test]
     fn a_span_starts_on_the_same_day_in_sql_as_in_rust() {
         let conn = Connection::open_in_memory().unwrap();
-        // Two weeks from a Wednesday, across a month's end; one second before midnight.
+        add_local_date(&conn).unwrap();
+        // Two weeks from a Wednesday, across a month's end; one second before midnight UTC,
+        // which is the next day in Tokyo.
         let first = NaiveDate::from_ymd_opt(2026, 11, 25).unwrap();
-        for span in [Span::Day, Span::Week] {
-            for offset in 0..14 {
-                let day = first + Days::new(offset);
-                let sql = format!("SELECT {} FROM (SELECT ?1 AS first_at)", span.start_sql());
-                let in_sql: String = conn
-                    .query_row(&sql, [format!("{day} 23:59:59")], |r| r.get(0))
-                    .unwrap();
-                assert_eq!(in_sql, span.start(day).to_string(), "{span:?} of {day}");
+        for (zone, days_ahead) in [(None, 0), (Some(chrono_tz::Asia::Tokyo), 1)] {
+            for span in [Span::Day, Span::Week] {
+                for offset in 0..14 {
+                    let day = first + Days::new(offset);
+                    // The zone is `?4`, as in the statement that reads spans.
+                    let sql = format!("SELECT {} FROM (SELECT ?1 AS first_at)", span.start_sql());
+                    let (no_until, no_feeds): (Option<&str>, Option<&str>) = (None, None);
+                    let time = format!("{day} 23:59:59");
+                    let params = params![time, no_until, no_feeds, zone.map(|z| z.name())];
+                    let in_sql: String = conn.query_row(&sql, params, |r| r.get(0)).unwrap();
+                    let local_day = day + Days::new(days_ahead);
+                    assert_eq!(
+                        in_sql,
+                        span.start(local_day).to_string(),
+                        "{span:?} of {day} in {zone:?}"
+                    );
+                }
             }
         }
         let sunday = NaiveDate::from_ymd_opt(2026, 11, 29).unwrap();

@@ -261,6 +261,7 @@ impl Store {
             true,
         )?;
         self.conn.set_prepared_statement_cache_capacity(64);
+        flags::add_local_date(&self.conn)?;
         Ok(())
     }
 

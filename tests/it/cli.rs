@@ -1241,6 +1241,161 @@ fn companies_by_day_or_week_counts_each_story_once_in_the_span_it_was_first_in()
 }
 
 #[test]
+fn reports_count_read_and_print_times_on_the_time_zone_given() {
+    let (_server, app, _) = companies_in_the_news();
+    let owned = |name: &str, stories: &[i64]| (name.to_owned(), stories.to_vec());
+    let days = ["--since", "2020-03-02", "--until", "2020-03-12"];
+    let new_york = [&days[..], &["--time-zone", "America/New_York"]].concat();
+
+    // Nokia's story at 00:00 UTC on Sunday the 8th is Saturday evening in New York (the
+    // clocks went forward there that night), and Apple's at 00:00 on the 11th the 10th's.
+    let (utc, _) = stories_by(&app, "day", &days);
+    let (local, spans) = stories_by(&app, "day", &new_york);
+    assert_eq!(spans.first().map(String::as_str), Some("2020-03-02"));
+    assert_eq!(spans.len(), 10, "{spans:?}");
+    assert_eq!(utc[2], owned("Apple", &[0, 0, 0, 0, 0, 0, 0, 0, 0, 1]));
+    assert_eq!(utc[3], owned("Nokia", &[0, 0, 0, 0, 0, 0, 1, 0, 0, 0]));
+    assert_eq!(
+        local,
+        [
+            owned("Samsung", &[0, 0, 1, 1, 1, 0, 0, 1, 0, 0]),
+            owned("Xiaomi", &[0, 1, 0, 0, 1, 0, 0, 1, 1, 0]),
+            owned("Apple", &[0, 0, 0, 0, 0, 0, 0, 0, 1, 0]),
+            owned("Nokia", &[0, 0, 0, 0, 0, 1, 0, 0, 0, 0]),
+        ]
+    );
+    // 22:00 in New York is 03:00 UTC the next day: the first span is the day it is in there.
+    let (_, spans) = stories_by(
+        &app,
+        "day",
+        &[
+            "--since",
+            "2020-03-02 22:00",
+            "--until",
+            "2020-03-04",
+            "--time-zone",
+            "America/New_York",
+        ],
+    );
+    assert_eq!(spans, ["2020-03-02", "2020-03-03"]);
+    // Unless told, the weeks run to the one holding the period's end on that clock: 02:00 UTC
+    // on Monday the 9th is still Sunday in New York.
+    let until = ["--until", "2020-03-09T02:00:00Z"];
+    let (_, weeks) = stories_by(&app, "week", &until);
+    assert_eq!(weeks.last().map(String::as_str), Some("2020-03-09"));
+    let (_, weeks) = stories_by(
+        &app,
+        "week",
+        &[&until[..], &["--time-zone", "America/New_York"]].concat(),
+    );
+    assert_eq!(
+        (weeks.len(), weeks[0].as_str(), weeks[7].as_str()),
+        (8, "2020-01-13", "2020-03-02")
+    );
+    let table = app.cli(&[&["companies", "--by", "day"][..], &new_york].concat());
+    assert!(
+        String::from_utf8_lossy(&table.stdout).starts_with(
+            "Stories per day (America/New_York) from 2020-03-02 00:00:00 to 2020-03-12 00:00:00:"
+        ),
+        "{table:?}"
+    );
+
+    // A date without an offset is midnight on that clock; one with an offset is as written.
+    let titles = |args: &[&str]| -> Vec<String> {
+        let output = app.cli(&[args, &["--format", "json"]].concat());
+        assert!(output.status.success(), "{args:?}: {output:?}");
+        let rows: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        let rows = rows.as_array().unwrap().iter();
+        rows.map(|row| row["title"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let the_11th = ["mentions", "--since", "2020-03-11", "--until", "2020-03-12"];
+    assert_eq!(titles(&the_11th), ["Apple at the end"]);
+    let in_new_york = [&the_11th[..], &["--time-zone", "America/New_York"]].concat();
+    assert!(titles(&in_new_york).is_empty());
+    assert_eq!(
+        titles(&[
+            "search",
+            "Apple",
+            "--since",
+            "2020-03-10T20:00:00-04:00",
+            "--until",
+            "2020-03-10 20:00:01",
+            "--time-zone",
+            "America/New_York"
+        ]),
+        ["Apple at the end"]
+    );
+
+    // Tables print times on the clock; JSON keeps them in UTC, as the database does.
+    let apple = [
+        "mentions",
+        "--company",
+        "Apple",
+        "--since",
+        "2020-03-10",
+        "--until",
+        "2020-03-11",
+        "--time-zone",
+        "America/New_York",
+    ];
+    let table = app.cli(&apple);
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table
+            .lines()
+            .nth(1)
+            .is_some_and(|line| line.starts_with("2020-03-10 20:00:00  Apple")),
+        "{table}"
+    );
+    let json = app.cli(&[&apple[..], &["--format", "json"]].concat());
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(json[0]["published_at"], "2020-03-11 00:00:00");
+    let search = app.cli(&["search", "Apple", "--time-zone", "Asia/Tokyo"]);
+    assert!(
+        String::from_utf8_lossy(&search.stdout).contains("2020-03-11 09:00:00  "),
+        "{search:?}"
+    );
+    let companies = app.cli(&[
+        "companies",
+        "--since",
+        "2020-03-10",
+        "--until",
+        "2020-03-11",
+        "--time-zone",
+        "America/New_York",
+    ]);
+    let companies = String::from_utf8_lossy(&companies.stdout);
+    assert!(
+        companies.starts_with(
+            "Stories from 2020-03-10 00:00:00 to 2020-03-11 00:00:00 (America/New_York),"
+        ) && companies
+            .lines()
+            .any(|line| line.starts_with("Apple") && line.ends_with("2020-03-10 20:00:00")),
+        "{companies}"
+    );
+
+    // `[reports] time_zone` is the clock unless --time-zone says otherwise.
+    let mut config = std::fs::read_to_string(&app.config_path).unwrap();
+    config.push_str("\n[reports]\ntime_zone = \"America/New_York\"\n");
+    std::fs::write(&app.config_path, config).unwrap();
+    assert_eq!(stories_by(&app, "day", &days).0, local);
+    assert_eq!(
+        titles(&[&the_11th[..], &["--time-zone", "UTC"]].concat()),
+        ["Apple at the end"]
+    );
+
+    // A zone misspelt is an error that says how the IANA database spells it.
+    let misspelt = app.cli(&["mentions", "--time-zone", "america/new_york"]);
+    assert_eq!(misspelt.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&misspelt.stderr)
+            .contains("\"america/new_york\" is spelt \"America/New_York\" in the IANA database"),
+        "{misspelt:?}"
+    );
+}
+
+#[test]
 fn mentions_companies_and_search_read_only_the_feeds_named_or_tagged() {
     let (server, app, _) = companies_in_the_news();
     let run_json = |args: &[&str]| -> serde_json::Value {
