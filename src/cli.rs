@@ -102,8 +102,9 @@ pub enum Command {
     Companies {
         #[command(flatten)]
         period: Period,
-        /// Count each company's stories per day or week (from Monday) of the period instead;
-        /// default period: the last 14 days or 8 weeks, the current one included.
+        /// Count each company's stories per day, week (from Monday) or month of the period
+        /// instead; default period: the last 14 days, 8 weeks or 12 months, the current one
+        /// included.
         #[arg(long, value_enum)]
         by: Option<By>,
         #[command(flatten)]
@@ -367,6 +368,7 @@ impl FeedChoice {
 pub enum By {
     Day,
     Week,
+    Month,
 }
 
 impl By {
@@ -374,15 +376,25 @@ impl By {
         match self {
             By::Day => Span::Day,
             By::Week => Span::Week,
+            By::Month => Span::Month,
         }
     }
 
-    /// How many spans the period has unless told: two weeks by day, two months by week,
-    /// as many columns as a terminal shows.
-    fn default_spans(self) -> u64 {
+    /// How many spans the period has unless told: two weeks by day, two months by week, a
+    /// year by month; as many columns as a terminal shows.
+    fn default_spans(self) -> u32 {
         match self {
             By::Day => 14,
             By::Week => 8,
+            By::Month => 12,
+        }
+    }
+
+    /// A span's column heading in a table: its first day, or the month.
+    fn heading(self, start: chrono::NaiveDate) -> String {
+        match self {
+            By::Day | By::Week => start.format("%m-%d").to_string(),
+            By::Month => start.format("%Y-%m").to_string(),
         }
     }
 }
@@ -496,7 +508,7 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
             let since = since.unwrap_or_else(|| {
                 // The span holding the period's last instant, and as many whole ones before it.
                 let last = span.start(clock.date_of(end - chrono::Duration::nanoseconds(1)));
-                clock.start_of(last - chrono::Days::new(span.days() * (by.default_spans() - 1)))
+                clock.start_of(span.before(last, by.default_spans() - 1))
             });
             ensure_a_period(Some(since), Some(end), clock)?;
             let store = open_unsynced(&config)?;
@@ -505,13 +517,14 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
                 store.company_stories_by(span, clock.zone(), since, until, feeds.as_ref())?;
             let table = SpanTable::new(&config, span, clock, since, end, counts);
             if format == ExportFormat::Table && table.spans.len() > MOST_COLUMNS {
-                let spans = match by {
-                    By::Day => "days",
-                    By::Week => "weeks",
+                let (spans, longer) = match by {
+                    By::Day => ("days", ", --by week"),
+                    By::Week => ("weeks", ", --by month"),
+                    By::Month => ("months", ""),
                 };
                 anyhow::bail!(
                     "the period has {} {spans}, too many columns for a table (at most \
-                     {MOST_COLUMNS}): use a shorter period, --by week, or --format csv",
+                     {MOST_COLUMNS}): use a shorter period{longer}, or --format csv",
                     table.spans.len()
                 );
             }
@@ -1469,13 +1482,11 @@ impl SpanTable {
     ) -> SpanTable {
         let latest = counts.iter().map(|(_, start, _)| *start).max();
         let first = span.start(clock.date_of(since));
-        let spans: Vec<_> = std::iter::successors(Some(first), |&start| {
-            Some(start + chrono::Days::new(span.days()))
-        })
-        .take_while(|&start| {
-            clock.start_of(start) < end || latest.is_some_and(|latest| start <= latest)
-        })
-        .collect();
+        let spans: Vec<_> = std::iter::successors(Some(first), |&start| Some(span.after(start, 1)))
+            .take_while(|&start| {
+                clock.start_of(start) < end || latest.is_some_and(|latest| start <= latest)
+            })
+            .collect();
         let mut by_company: HashMap<String, HashMap<chrono::NaiveDate, i64>> = HashMap::new();
         for (company, start, stories) in counts {
             by_company
@@ -1560,21 +1571,24 @@ fn print_company_spans(
             let per = match by {
                 By::Day => format!("day ({zone})"),
                 By::Week => format!("week ({zone}, from Monday; each column its first day)"),
+                By::Month => format!("month ({zone})"),
             };
             writeln!(
                 out,
                 "Stories per {per} from {} to {end}:\n",
                 clock.show(since)
             )?;
+            let headings: Vec<String> = table.spans.iter().map(|&s| by.heading(s)).collect();
+            let width = headings.iter().map(String::len).max().unwrap_or(0).max(5);
             write!(out, "{:<24}", "COMPANY")?;
-            for start in &table.spans {
-                write!(out, "  {:>5}", start.format("%m-%d").to_string())?;
+            for heading in &headings {
+                write!(out, "  {heading:>width$}")?;
             }
             writeln!(out, "  {:>5}", "TOTAL")?;
             for row in &table.rows {
                 write!(out, "{:<24}", row.company)?;
                 for count in &row.stories {
-                    write!(out, "  {count:>5}")?;
+                    write!(out, "  {count:>width$}")?;
                 }
                 writeln!(out, "  {:>5}", row.stories.iter().sum::<i64>())?;
             }

@@ -163,12 +163,13 @@ pub struct CompanyActivity {
     pub latest_at: Option<String>,
 }
 
-/// The spans `feedhound companies --by` counts stories in: days, or weeks from Monday, on a
-/// report's clock.
+/// The spans `feedhound companies --by` counts stories in: days, weeks from Monday, or
+/// calendar months, on a report's clock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Span {
     Day,
     Week,
+    Month,
 }
 
 impl Span {
@@ -177,14 +178,25 @@ impl Span {
         match self {
             Span::Day => day,
             Span::Week => day - Days::new(u64::from(day.weekday().num_days_from_monday())),
+            Span::Month => day - Days::new(u64::from(day.day0())),
         }
     }
 
-    /// How many days it has.
-    pub fn days(self) -> u64 {
+    /// The first day of the span `count` spans after the one that starts on `start`.
+    pub fn after(self, start: NaiveDate, count: u32) -> NaiveDate {
         match self {
-            Span::Day => 1,
-            Span::Week => 7,
+            Span::Day => start + Days::new(count.into()),
+            Span::Week => start + Days::new(7 * u64::from(count)),
+            Span::Month => start + chrono::Months::new(count),
+        }
+    }
+
+    /// The first day of the span `count` spans before the one that starts on `start`.
+    pub fn before(self, start: NaiveDate, count: u32) -> NaiveDate {
+        match self {
+            Span::Day => start - Days::new(count.into()),
+            Span::Week => start - Days::new(7 * u64::from(count)),
+            Span::Month => start - chrono::Months::new(count),
         }
     }
 
@@ -197,6 +209,7 @@ impl Span {
             Span::Week => {
                 "date(coalesce(local_date(first_at, ?4), first_at), 'weekday 0', '-6 days')"
             }
+            Span::Month => "date(coalesce(local_date(first_at, ?4), first_at), 'start of month')",
         }
     }
 }
@@ -1224,7 +1237,7 @@ mod tests {
         // which is the next day in Tokyo.
         let first = NaiveDate::from_ymd_opt(2026, 11, 25).unwrap();
         for (zone, days_ahead) in [(None, 0), (Some(chrono_tz::Asia::Tokyo), 1)] {
-            for span in [Span::Day, Span::Week] {
+            for span in [Span::Day, Span::Week, Span::Month] {
                 for offset in 0..14 {
                     let day = first + Days::new(offset);
                     // The zone is `?4`, as in the statement that reads spans.

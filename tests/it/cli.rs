@@ -1083,7 +1083,7 @@ fn stories_by(app: &App, by: &str, period: &[&str]) -> (Vec<(String, Vec<i64>)>,
 }
 
 #[test]
-fn companies_by_day_or_week_counts_each_story_once_in_the_span_it_was_first_in() {
+fn companies_by_day_week_or_month_counts_each_story_once_in_the_span_it_was_first_in() {
     let (_server, app, now) = companies_in_the_news();
     let owned = |name: &str, stories: &[i64]| (name.to_owned(), stories.to_vec());
 
@@ -1187,7 +1187,53 @@ fn companies_by_day_or_week_counts_each_story_once_in_the_span_it_was_first_in()
         "{csv:?}"
     );
 
-    // Unless told, 14 whole days or 8 weeks, the last holding the period's end.
+    // Calendar months: Xiaomi's story of December 2019 in the first.
+    let (by_month, months) = stories_by(
+        &app,
+        "month",
+        &["--since", "2019-12-01", "--until", "2020-04-01"],
+    );
+    assert_eq!(
+        months,
+        ["2019-12-01", "2020-01-01", "2020-02-01", "2020-03-01"]
+    );
+    assert_eq!(
+        by_month,
+        [
+            owned("Xiaomi", &[1, 0, 0, 4]),
+            owned("Samsung", &[0, 0, 0, 4]),
+            // At midnight on the 8th, and c.xml's gadget on the 1st.
+            owned("Nokia", &[0, 0, 0, 2]),
+            owned("Apple", &[0, 0, 0, 1]),
+        ]
+    );
+    let table = app.cli(&[
+        "companies",
+        "--by",
+        "month",
+        "--since",
+        "2019-12-01",
+        "--until",
+        "2020-04-01",
+    ]);
+    let table = String::from_utf8_lossy(&table.stdout);
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(
+        lines[0].starts_with("Stories per month (UTC) from 2019-12-01 00:00:00")
+            && lines[2]
+                == format!(
+                    "{:<24}  2019-12  2020-01  2020-02  2020-03  TOTAL",
+                    "COMPANY"
+                )
+            && lines[3]
+                == format!(
+                    "{:<24}        1        0        0        4      5",
+                    "Xiaomi"
+                ),
+        "{table}"
+    );
+
+    // Unless told, 14 whole days, 8 weeks or 12 months, the last holding the period's end.
     let until = ["--until", "2020-03-11T12:00:00Z"];
     let (_, days) = stories_by(&app, "day", &until);
     assert_eq!(
@@ -1198,6 +1244,11 @@ fn companies_by_day_or_week_counts_each_story_once_in_the_span_it_was_first_in()
     assert_eq!(
         (weeks.len(), weeks[0].as_str(), weeks[7].as_str()),
         (8, "2020-01-20", "2020-03-09")
+    );
+    let (_, months) = stories_by(&app, "month", &until);
+    assert_eq!(
+        (months.len(), months[0].as_str(), months[11].as_str()),
+        (12, "2019-04-01", "2020-03-01")
     );
 
     // With no --until, the spans run on to a story dated ahead of now, as `companies` counts it.
