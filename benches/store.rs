@@ -491,6 +491,14 @@ fn bench_mentions_query(entries: usize, feeds: usize, text_bytes: usize) {
             None,
             50,
         ),
+        ("every company, no --since (limit 50)", None, None, None, 50),
+        (
+            "every company, no --since, 1/10 of feeds",
+            None,
+            None,
+            Some(&tenth),
+            50,
+        ),
     ] {
         let (found, times) = first_and_median(|| {
             let stories = store.flagged_stories(company, since, None, feeds, limit);

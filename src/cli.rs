@@ -97,8 +97,8 @@ pub enum Command {
         format: ExportFormat,
     },
     /// How much each tracked company was in the news: its stories in a period (the last 7 days
-    /// unless told), against the period of the same length before, with the feeds they came
-    /// from and the latest one's date.
+    /// unless told; --until open: up to now), against the period of the same length before,
+    /// with the feeds they came from and the latest one's date.
     Companies {
         #[command(flatten)]
         period: Period,
@@ -272,9 +272,9 @@ pub struct Period {
     /// End of the period (excluded), written as for --since.
     #[arg(long, value_parser = TimeBound::parse)]
     until: Option<TimeBound>,
-    /// The clock of dates and times written without an offset, of --by's days and of the
-    /// times a table prints: an IANA time zone (Europe/Berlin, America/New_York); default:
-    /// [reports] time_zone, else UTC.
+    /// The clock of dates and times written without an offset, of the times a table prints
+    /// and of the spans `companies --by` counts: an IANA time zone (Europe/Berlin,
+    /// America/New_York); default: [reports] time_zone, else UTC.
     #[arg(long, value_parser = crate::config::parse_time_zone)]
     time_zone: Option<chrono_tz::Tz>,
 }
@@ -1482,7 +1482,7 @@ impl SpanTable {
     ) -> SpanTable {
         let latest = counts.iter().map(|(_, start, _)| *start).max();
         let first = span.start(clock.date_of(since));
-        let spans: Vec<_> = std::iter::successors(Some(first), |&start| Some(span.after(start, 1)))
+        let spans: Vec<_> = std::iter::successors(Some(first), |&start| Some(span.next(start)))
             .take_while(|&start| {
                 clock.start_of(start) < end || latest.is_some_and(|latest| start <= latest)
             })

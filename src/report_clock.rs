@@ -2,10 +2,10 @@
 //! `--time-zone`, else `[reports] time_zone`, else UTC.
 //!
 //! A date or time given to `--since` or `--until` without an offset is on it, `companies --by`
-//! counts its days and weeks, and tables print its times. The database keeps UTC, and so do
-//! JSON and CSV, so that a script reads the same whatever zone its user works in.
+//! counts its days, weeks and months, and tables print its times. The database keeps UTC, and
+//! so do the times JSON and CSV print.
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
+use chrono::{DateTime, Datelike as _, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
 
 /// A `--since` or `--until` as typed, before the report's clock is known.
@@ -28,13 +28,18 @@ impl TimeBound {
                 .map(TimeBound::At)
                 .ok_or_else(|| "too long a span back from now".to_owned());
         }
-        if let Ok(day) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-            return Ok(TimeBound::Wall(day.and_time(NaiveTime::MIN)));
-        }
-        for layout in ["%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"] {
-            if let Ok(time) = NaiveDateTime::parse_from_str(text, layout) {
-                return Ok(TimeBound::Wall(time));
+        let wall = NaiveDate::parse_from_str(text, "%Y-%m-%d")
+            .map(|day| day.and_time(NaiveTime::MIN))
+            .or_else(|_| NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S"))
+            .or_else(|_| NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S"))
+            .or_else(|_| NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M"));
+        if let Ok(wall) = wall {
+            // Days either side of it are worked out (see `instant_of`), and the database
+            // keeps four-digit years.
+            if !(1..=9999).contains(&wall.year()) {
+                return Err("write a year from 1 to 9999".to_owned());
             }
+            return Ok(TimeBound::Wall(wall));
         }
         DateTime::parse_from_rfc3339(text)
             .map(|time| TimeBound::At(time.to_utc()))
@@ -169,6 +174,10 @@ mod tests {
             TimeBound::parse("last week")
                 .unwrap_err()
                 .contains("--time-zone")
+        );
+        assert_eq!(
+            TimeBound::parse("+262142-12-31 23:00"),
+            Err("write a year from 1 to 9999".to_owned())
         );
     }
 

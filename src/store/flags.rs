@@ -182,15 +182,6 @@ impl Span {
         }
     }
 
-    /// The first day of the span `count` spans after the one that starts on `start`.
-    pub fn after(self, start: NaiveDate, count: u32) -> NaiveDate {
-        match self {
-            Span::Day => start + Days::new(count.into()),
-            Span::Week => start + Days::new(7 * u64::from(count)),
-            Span::Month => start + chrono::Months::new(count),
-        }
-    }
-
     /// The first day of the span `count` spans before the one that starts on `start`.
     pub fn before(self, start: NaiveDate, count: u32) -> NaiveDate {
         match self {
@@ -200,32 +191,41 @@ impl Span {
         }
     }
 
-    /// [`Span::start`] in SQL, of a stored time's date on the clock of time zone `?4` (NULL:
-    /// UTC, through SQLite's own `date`).
-    fn start_sql(self) -> &'static str {
+    /// [`Span::start`] in SQL, of the date stored time `first_at` has on `zone`'s clock:
+    /// through SQLite's own `date` in UTC, through `local_date` in any other zone.
+    fn start_sql(self, zone: Tz) -> String {
+        let date = match zone {
+            Tz::UTC => "first_at".to_owned(),
+            // An IANA name is letters, digits and `/_+-`: nothing to quote.
+            zone => format!("local_date(first_at, '{}')", zone.name()),
+        };
         match self {
-            Span::Day => "coalesce(local_date(first_at, ?4), date(first_at))",
+            Span::Day => format!("date({date})"),
             // 'weekday 0' moves on to the Sunday ending the week (or stays on it).
-            Span::Week => {
-                "date(coalesce(local_date(first_at, ?4), first_at), 'weekday 0', '-6 days')"
-            }
-            Span::Month => "date(coalesce(local_date(first_at, ?4), first_at), 'start of month')",
+            Span::Week => format!("date({date}, 'weekday 0', '-6 days')"),
+            Span::Month => format!("date({date}, 'start of month')"),
+        }
+    }
+
+    /// The first day of the span after the one that starts on `start`.
+    pub fn next(self, start: NaiveDate) -> NaiveDate {
+        match self {
+            Span::Day => start + Days::new(1),
+            Span::Week => start + Days::new(7),
+            Span::Month => start + chrono::Months::new(1),
         }
     }
 }
 
 /// Adds `local_date(time, zone)` to `conn`: the date a stored time has on the clock of `zone`
-/// (an IANA name), NULL for a NULL zone. SQLite's own `'localtime'` knows only the machine's
-/// zone, through its tzdata, which containers often lack; chrono-tz has the rules built in.
+/// (an IANA name). SQLite's own `'localtime'` knows only the machine's zone, through its
+/// tzdata, which containers often lack; chrono-tz has the rules built in.
 pub(super) fn add_local_date(conn: &Connection) -> rusqlite::Result<()> {
     conn.create_scalar_function(
         "local_date",
         2,
         FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
         |ctx| {
-            if ctx.get_raw(1) == rusqlite::types::ValueRef::Null {
-                return Ok(None);
-            }
             // Parsed once per statement, not once per row.
             let zone = ctx.get_or_create_aux(
                 1,
@@ -233,11 +233,13 @@ pub(super) fn add_local_date(conn: &Connection) -> rusqlite::Result<()> {
                     Ok(name.as_str()?.parse::<Tz>()?)
                 },
             )?;
-            let time = ctx.get::<Option<String>>(0)?;
-            Ok(time
-                .as_deref()
-                .and_then(super::parse_sql_time)
-                .map(|time| time.with_timezone(&*zone).date_naive().to_string()))
+            let Some(text) = ctx.get::<Option<String>>(0)? else {
+                return Ok(None);
+            };
+            let time = super::parse_sql_time(&text).ok_or_else(|| {
+                rusqlite::Error::UserFunctionError(format!("{text:?} is not a stored time").into())
+            })?;
+            Ok(Some(time.with_timezone(&*zone).date_naive().to_string()))
         },
     )
 }
@@ -510,18 +512,15 @@ impl Store {
              JOIN companies c ON c.id = firsts.company_id AND c.active = 1
              WHERE first_at >= ?1
              GROUP BY c.id, 2",
-            start = span.start_sql(),
+            start = span.start_sql(zone),
             in_feeds = FeedSet::condition(feeds, "e.feed_id", "?3"),
             first_in_feeds = FeedSet::condition(feeds, "s.feed_id", "?3"),
         );
         let mut stmt = self.conn.prepare_cached(&sql)?;
-        // UTC through SQLite's `date`: the same day, without a call into Rust per story.
-        let zone = (zone != Tz::UTC).then(|| zone.name());
         let params = params![
             sql_time(since),
             until.map(sql_time),
-            feeds.map(FeedSet::json_ids),
-            zone
+            feeds.map(FeedSet::json_ids)
         ];
         let rows = stmt.query_map(params, |r| {
             Ok((r.get(0)?, r.get::<_, String>(1)?, r.get(2)?))
@@ -1233,24 +1232,28 @@ mod tests {
     fn a_span_starts_on_the_same_day_in_sql_as_in_rust() {
         let conn = Connection::open_in_memory().unwrap();
         add_local_date(&conn).unwrap();
-        // Two weeks from a Wednesday, across a month's end; one second before midnight UTC,
-        // which is the next day in Tokyo.
+        // Two weeks from a Wednesday, across a month's end; a second before midnight UTC,
+        // already the next day in Tokyo, and a second after, still the day before in New York.
         let first = NaiveDate::from_ymd_opt(2026, 11, 25).unwrap();
-        for (zone, days_ahead) in [(None, 0), (Some(chrono_tz::Asia::Tokyo), 1)] {
+        for (zone, time_of_day, local_day) in [
+            (Tz::UTC, "23:59:59", 0),
+            (chrono_tz::Asia::Tokyo, "23:59:59", 1),
+            (chrono_tz::America::New_York, "00:00:01", -1),
+        ] {
             for span in [Span::Day, Span::Week, Span::Month] {
                 for offset in 0..14 {
                     let day = first + Days::new(offset);
-                    // The zone is `?4`, as in the statement that reads spans.
-                    let sql = format!("SELECT {} FROM (SELECT ?1 AS first_at)", span.start_sql());
-                    let (no_until, no_feeds): (Option<&str>, Option<&str>) = (None, None);
-                    let time = format!("{day} 23:59:59");
-                    let params = params![time, no_until, no_feeds, zone.map(|z| z.name())];
-                    let in_sql: String = conn.query_row(&sql, params, |r| r.get(0)).unwrap();
-                    let local_day = day + Days::new(days_ahead);
+                    let sql = format!(
+                        "SELECT {} FROM (SELECT ?1 AS first_at)",
+                        span.start_sql(zone)
+                    );
+                    let time = format!("{day} {time_of_day}");
+                    let in_sql: String = conn.query_row(&sql, [time], |r| r.get(0)).unwrap();
+                    let local = day + chrono::Duration::days(local_day);
                     assert_eq!(
                         in_sql,
-                        span.start(local_day).to_string(),
-                        "{span:?} of {day} in {zone:?}"
+                        span.start(local).to_string(),
+                        "{span:?} of {day} {time_of_day} in {zone}"
                     );
                 }
             }

@@ -1402,6 +1402,46 @@ fn reports_count_read_and_print_times_on_the_time_zone_given() {
     let json = app.cli(&[&apple[..], &["--format", "json"]].concat());
     let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(json[0]["published_at"], "2020-03-11 00:00:00");
+    let csv = app.cli(&[&apple[..], &["--format", "csv"]].concat());
+    let csv = String::from_utf8_lossy(&csv.stdout);
+    assert!(
+        csv.lines()
+            .nth(1)
+            .is_some_and(|row| row.starts_with("2020-03-11 00:00:00,")),
+        "{csv}"
+    );
+    // Calendar months on the clock: c.xml's gadget, at 09:00 UTC on 1 March, is February's in
+    // Honolulu.
+    let (months, _) = stories_by(
+        &app,
+        "month",
+        &[
+            "--since",
+            "2020-02-01",
+            "--until",
+            "2020-04-01",
+            "--time-zone",
+            "Pacific/Honolulu",
+        ],
+    );
+    let nokia = months.iter().find(|(name, _)| name == "Nokia");
+    assert_eq!(nokia, Some(&owned("Nokia", &[1, 1])), "{months:?}");
+    // A swapped period's error shows the bounds as they were written, on the clock.
+    let swapped = app.cli(&[
+        "mentions",
+        "--since",
+        "2020-03-02",
+        "--until",
+        "2020-03-01 12:00",
+        "--time-zone",
+        "Asia/Tokyo",
+    ]);
+    assert!(
+        String::from_utf8_lossy(&swapped.stderr).contains(
+            "--until (2020-03-01 12:00:00) is not later than --since (2020-03-02 00:00:00)"
+        ),
+        "{swapped:?}"
+    );
     let search = app.cli(&["search", "Apple", "--time-zone", "Asia/Tokyo"]);
     assert!(
         String::from_utf8_lossy(&search.stdout).contains("2020-03-11 09:00:00  "),
