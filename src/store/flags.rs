@@ -182,6 +182,15 @@ impl Span {
         }
     }
 
+    /// The first day of the span after the one that starts on `start`.
+    pub fn next(self, start: NaiveDate) -> NaiveDate {
+        match self {
+            Span::Day => start + Days::new(1),
+            Span::Week => start + Days::new(7),
+            Span::Month => start + chrono::Months::new(1),
+        }
+    }
+
     /// The first day of the span `count` spans before the one that starts on `start`.
     pub fn before(self, start: NaiveDate, count: u32) -> NaiveDate {
         match self {
@@ -204,15 +213,6 @@ impl Span {
             // 'weekday 0' moves on to the Sunday ending the week (or stays on it).
             Span::Week => format!("date({date}, 'weekday 0', '-6 days')"),
             Span::Month => format!("date({date}, 'start of month')"),
-        }
-    }
-
-    /// The first day of the span after the one that starts on `start`.
-    pub fn next(self, start: NaiveDate) -> NaiveDate {
-        match self {
-            Span::Day => start + Days::new(1),
-            Span::Week => start + Days::new(7),
-            Span::Month => start + chrono::Months::new(1),
         }
     }
 }
