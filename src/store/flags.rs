@@ -20,7 +20,7 @@ use rusqlite::{CachedStatement, Connection, OptionalExtension, params};
 use serde::Serialize;
 
 use super::titles::TitleLookup;
-use super::{FeedSet, Store, sql_time};
+use super::{FeedSet, Store, parse_sql_time, sql_time};
 use crate::config::CompanyConfig;
 use crate::model::{Mention, ParsedEntry};
 
@@ -384,30 +384,21 @@ impl Store {
         feeds: Option<&FeedSet>,
         limit: usize,
     ) -> anyhow::Result<Vec<FlaggedStory>> {
-        let (since, until) = (since.map(sql_time), until.map(sql_time));
-        let company_id = self.company_id(company)?;
-        let mut stmt = self.conn.prepare(&flagged_stories_sql(
-            company_id.is_some(),
-            since.is_some(),
-            feeds,
-        ))?;
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let feeds = feeds.map(FeedSet::json_ids);
-        let rows = stmt
-            .query_map(params![company_id, since, limit, until, feeds], |r| {
-                Ok(FlaggedStory {
-                    story_id: r.get(0)?,
-                    title: r.get(1)?,
-                    link: r.get(2)?,
-                    feed: r.get(3)?,
-                    published_at: r.get(4)?,
-                    first_seen_at: r.get(5)?,
-                    companies: Vec::new(),
-                    snippet: String::new(),
-                    sources: Vec::new(),
-                })
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
+        let query = FlaggedQuery {
+            company_id: self.company_id(company)?,
+            since: since.map(sql_time),
+            until: until.map(sql_time),
+            feeds: feeds.map(FeedSet::json_ids),
+            limit: i64::try_from(limit).unwrap_or(i64::MAX),
+        };
+        let rows = match query.company_id {
+            None => self.newest_flagged_stories(&query, since, until, feeds)?,
+            Some(_) => query.rows(
+                &self.conn,
+                &flagged_stories_sql(true, since.is_some(), feeds),
+                None,
+            )?,
+        };
         rows.into_iter()
             .map(|mut story| {
                 story.sources = self.story_sources(story.story_id)?;
@@ -417,6 +408,64 @@ impl Store {
                 Ok(story)
             })
             .collect()
+    }
+
+    /// [`Store::flagged_stories`] of every company, without reading every flagged story of the
+    /// period: the newest are found in a window of the latest days, widened fourfold until it
+    /// holds `limit` of them. A window holds every story dated in it (see
+    /// [`newest_flagged_sql`]), so once it holds `limit`, no story outside it is newer. Past
+    /// `since`, or past half the history, reading the whole period once costs less than
+    /// another window.
+    fn newest_flagged_stories(
+        &self,
+        query: &FlaggedQuery,
+        since: Option<DateTime<Utc>>,
+        until: Option<DateTime<Utc>>,
+        feeds: Option<&FeedSet>,
+    ) -> anyhow::Result<Vec<FlaggedStory>> {
+        let every = || {
+            let sql = flagged_stories_sql(false, since.is_some(), feeds);
+            query.rows(&self.conn, &sql, None)
+        };
+        // From the latest entry dated before `until` (or now), not the latest of all: entries a
+        // publisher dated years ahead would leave each window short of today.
+        let latest: Option<String> = self
+            .conn
+            .prepare_cached(
+                "SELECT coalesce(published_at, first_seen_at) FROM entries
+                 WHERE coalesce(published_at, first_seen_at) <= ?1
+                 ORDER BY coalesce(published_at, first_seen_at) DESC LIMIT 1",
+            )?
+            .query_row([sql_time(until.unwrap_or_else(Utc::now))], |r| r.get(0))
+            .optional()?;
+        let oldest: Option<String> = self
+            .conn
+            .prepare_cached(
+                "SELECT min((SELECT min(coalesce(published_at, first_seen_at)) FROM entries),
+                            (SELECT min(first_seen_at) FROM stories))",
+            )?
+            .query_row([], |r| r.get(0))?;
+        let (Some(latest), Some(oldest)) = (
+            latest.as_deref().and_then(parse_sql_time),
+            oldest.as_deref().and_then(parse_sql_time),
+        ) else {
+            return every();
+        };
+        let halfway = latest - (latest - oldest) / 2;
+        let floor = since.map_or(halfway, |since| since.max(halfway));
+        let window = newest_flagged_sql(feeds);
+        let mut width = chrono::Duration::days(1);
+        loop {
+            let start = latest - width;
+            if start <= floor {
+                return every();
+            }
+            let newest = query.rows(&self.conn, &window, Some(&sql_time(start)))?;
+            if newest.len() as i64 >= query.limit {
+                return Ok(newest);
+            }
+            width = width * 4;
+        }
     }
 
     /// Each tracked company's [`CompanyActivity`] from `since` to `until` (open when None), by
@@ -651,6 +700,80 @@ fn flagged_stories_sql(by_company: bool, since: bool, feeds: Option<&FeedSet>) -
         "SELECT v.story_id, v.title, v.link, v.feed, v.published_at, v.first_seen_at
          FROM flagged_stories v
          WHERE v.story_id IN ({candidates})
+         ORDER BY coalesce(v.published_at, v.first_seen_at) DESC, v.story_id DESC
+         LIMIT ?3"
+    )
+}
+
+/// What [`Store::flagged_stories`] binds to [`flagged_stories_sql`] and [`newest_flagged_sql`].
+struct FlaggedQuery {
+    company_id: Option<i64>,
+    since: Option<String>,
+    until: Option<String>,
+    feeds: Option<String>,
+    limit: i64,
+}
+
+impl FlaggedQuery {
+    /// Runs `sql`; `window` is [`newest_flagged_sql`]'s ?6.
+    fn rows(
+        &self,
+        conn: &Connection,
+        sql: &str,
+        window: Option<&str>,
+    ) -> anyhow::Result<Vec<FlaggedStory>> {
+        let mut stmt = conn.prepare_cached(sql)?;
+        let to_story = |r: &rusqlite::Row<'_>| {
+            Ok(FlaggedStory {
+                story_id: r.get(0)?,
+                title: r.get(1)?,
+                link: r.get(2)?,
+                feed: r.get(3)?,
+                published_at: r.get(4)?,
+                first_seen_at: r.get(5)?,
+                companies: Vec::new(),
+                snippet: String::new(),
+                sources: Vec::new(),
+            })
+        };
+        let FlaggedQuery {
+            company_id,
+            since,
+            until,
+            feeds,
+            limit,
+        } = self;
+        let rows = match window {
+            None => stmt.query_map(params![company_id, since, limit, until, feeds], to_story),
+            Some(start) => stmt.query_map(
+                params![company_id, since, limit, until, feeds, start],
+                to_story,
+            ),
+        }?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+/// The flagged stories of [`flagged_stories_sql`] without a company, of those dated from ?6
+/// on: a story's date is its first entry's `published_at`, else the story's `first_seen_at`,
+/// so each such story has an entry dated from ?6 on (the first) or was first seen then, and
+/// both are read from an index. UNION ALL, since SQLite merges a UNION in story order, reading
+/// both tables whole.
+fn newest_flagged_sql(feeds: Option<&FeedSet>) -> String {
+    let in_feeds = FeedSet::condition(feeds, "e.feed_id", "?5");
+    format!(
+        "SELECT v.story_id, v.title, v.link, v.feed, v.published_at, v.first_seen_at
+         FROM flagged_stories v
+         WHERE v.story_id IN (
+                   SELECT e.story_id FROM entries e WHERE coalesce(e.published_at, e.first_seen_at) >= ?6
+                   UNION ALL SELECT s.id FROM stories s WHERE s.first_seen_at >= ?6)
+           AND coalesce(v.published_at, v.first_seen_at) >= ?6
+           AND EXISTS (SELECT 1 FROM entries e JOIN mentions m ON m.entry_id = e.id
+                       JOIN companies c ON c.id = m.company_id AND c.active = 1
+                       WHERE e.story_id = v.story_id
+                         AND (?2 IS NULL OR coalesce(e.published_at, e.first_seen_at) >= ?2)
+                         AND (?4 IS NULL OR coalesce(e.published_at, e.first_seen_at) < ?4)
+                         AND {in_feeds})
          ORDER BY coalesce(v.published_at, v.first_seen_at) DESC, v.story_id DESC
          LIMIT ?3"
     )
@@ -1286,6 +1409,233 @@ mod tests {
             fields: vec![crate::model::Field::Title],
             count: 1,
             snippet: snippet.into(),
+        }
+    }
+
+    /// The newest flagged stories of every company, as `mentions` with no `--since` lists
+    /// them, worked out from the rows in Rust: each story dated by its first entry's
+    /// `published_at`, else by when it was first seen; in when an entry of `feeds` dated from
+    /// `since` to `until` names an active company.
+    fn newest_flagged_by_hand(
+        store: &Store,
+        since: Option<DateTime<Utc>>,
+        until: Option<DateTime<Utc>>,
+        feeds: Option<&[i64]>,
+        limit: usize,
+    ) -> Vec<i64> {
+        let (since, until) = (since.map(sql_time), until.map(sql_time));
+        let stories: HashMap<i64, String> = store
+            .conn
+            .prepare("SELECT id, first_seen_at FROM stories")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let mut first_published: HashMap<i64, (i64, Option<String>)> = HashMap::new();
+        let mut flagged = HashSet::new();
+        let mut entries = store
+            .conn
+            .prepare(
+                "SELECT e.id, e.story_id, e.feed_id, e.published_at,
+                        coalesce(e.published_at, e.first_seen_at),
+                        EXISTS (SELECT 1 FROM mentions m JOIN companies c ON c.id = m.company_id
+                                WHERE m.entry_id = e.id AND c.active = 1)
+                 FROM entries e",
+            )
+            .unwrap();
+        let rows = entries
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, bool>(5)?,
+                ))
+            })
+            .unwrap();
+        for row in rows {
+            let (id, story, feed, published, dated, names_a_company) = row.unwrap();
+            let first = first_published
+                .entry(story)
+                .or_insert((id, published.clone()));
+            if id < first.0 {
+                *first = (id, published);
+            }
+            if names_a_company
+                && since.as_ref().is_none_or(|since| &dated >= since)
+                && until.as_ref().is_none_or(|until| &dated < until)
+                && feeds.is_none_or(|feeds| feeds.contains(&feed))
+            {
+                flagged.insert(story);
+            }
+        }
+        let mut dated: Vec<(String, i64)> = flagged
+            .into_iter()
+            .map(|story| {
+                let published = first_published[&story].1.clone();
+                (published.unwrap_or_else(|| stories[&story].clone()), story)
+            })
+            .collect();
+        dated.sort_unstable_by(|a, b| b.cmp(a));
+        dated
+            .into_iter()
+            .take(limit)
+            .map(|(_, story)| story)
+            .collect()
+    }
+
+    #[test]
+    fn the_newest_flagged_stories_are_the_same_read_from_recent_days_as_from_all() {
+        let (_dir, mut store, feeds) = store_with_feeds(&["Wire", "Daily", "Blog"]);
+        store
+            .sync_companies(&[company("Xiaomi"), company("Nokia")], vec![])
+            .unwrap();
+        let now = Utc::now();
+        // Three years of stories, most of them recent (as a long-running database holds them):
+        // some published long before they were seen, some undated, some dated a year ahead,
+        // some copied by another feed, and some naming a company only in a copy.
+        let mut seed: u64 = 0x5eed;
+        let mut next = |below: u64| {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (seed >> 33) % below
+        };
+        let mut arrivals = Vec::new();
+        for story in 0..400 {
+            let fraction = next(1000) as f64 / 1000.0;
+            let seen = now - chrono::Duration::minutes((fraction.powi(4) * 1_576_800.0) as i64);
+            let link = format!("news.example/{story}");
+            let title = format!("Story number {story} on the handset market this season");
+            let mut copies = vec![(seen, next(3) as usize)];
+            if next(10) < 3 {
+                let later = seen + chrono::Duration::minutes(next(3000) as i64);
+                copies.push((later.min(now), (copies[0].1 + 1) % 3));
+            }
+            for (copy, (at, feed)) in copies.into_iter().enumerate() {
+                let published = match next(10) {
+                    0 => None,
+                    1 => Some(at - chrono::Duration::days(400 + next(1000) as i64)),
+                    2 => Some(at + chrono::Duration::days(next(400) as i64)),
+                    _ => Some(at - chrono::Duration::minutes(next(4000) as i64)),
+                };
+                let mention = match next(10) {
+                    0..4 => vec![xiaomi_in_title("Xiaomi")],
+                    4 => vec![Mention {
+                        company: "Nokia".into(),
+                        ..xiaomi_in_title("Nokia")
+                    }],
+                    _ => vec![],
+                };
+                let entry = ParsedEntry {
+                    published_at: published,
+                    ..arriving(&format!("{story}-{copy}"), &link, &title)
+                };
+                arrivals.push((at, feeds[feed], entry, mention));
+            }
+        }
+        arrivals.sort_by_key(|arrival| arrival.0);
+        for (at, feed, entry, mention) in arrivals {
+            let result = FeedResult::Parsed {
+                etag: None,
+                last_modified: None,
+                body_hash: entry.dedup_key.clone(),
+                feed: crate::model::ParsedFeed {
+                    entries: vec![entry],
+                    ..Default::default()
+                },
+                mentions: vec![mention],
+            };
+            store
+                .apply(feed, &super::super::FetchState::at(at, Some(200)), &result)
+                .unwrap();
+        }
+        // Nokia is no longer tracked; and a story first seen after its only entry was (a clock
+        // set back), whose entry was undated: dated now, by its story, from an old entry.
+        store.sync_companies(&[company("Xiaomi")], vec![]).unwrap();
+        let set_back = store
+            .conn
+            .execute(
+                "UPDATE stories SET first_seen_at = ?1 WHERE id = (
+                     SELECT e.story_id FROM entries e JOIN mentions m ON m.entry_id = e.id
+                     WHERE e.published_at IS NULL
+                       AND e.first_seen_at < datetime(?1, '-10 days')
+                       AND (SELECT count(*) FROM entries c WHERE c.story_id = e.story_id) = 1
+                     ORDER BY e.id LIMIT 1)",
+                [sql_time(now)],
+            )
+            .unwrap();
+        assert_eq!(set_back, 1);
+
+        let (wire, others) = (&feeds[..1], &feeds[1..]);
+        let days = |n| Some(now - chrono::Duration::days(n));
+        for (since, until) in [
+            (None, None),
+            (None, days(3)),
+            (None, days(300)),
+            (days(5), None),
+            (days(100), None),
+            (days(100), days(3)),
+        ] {
+            for feeds in [None, Some(wire), Some(others)] {
+                let feed_set = feeds.map(|ids| FeedSet::new(ids.iter().copied()));
+                for limit in [1, 5, 30, 1000] {
+                    let found: Vec<i64> = store
+                        .flagged_stories(None, since, until, feed_set.as_ref(), limit)
+                        .unwrap()
+                        .iter()
+                        .map(|story| story.story_id)
+                        .collect();
+                    let expected = newest_flagged_by_hand(&store, since, until, feeds, limit);
+                    assert!(!expected.is_empty());
+                    assert_eq!(
+                        found, expected,
+                        "since {since:?}, until {until:?}, feeds {feeds:?}, limit {limit}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_window_of_the_newest_flagged_stories_is_read_from_the_date_indexes() {
+        let (_dir, store, feeds) = store_with_feeds(&["Wire"]);
+        let wire = FeedSet::new(feeds);
+        for feeds in [None, Some(&wire)] {
+            let sql = format!("EXPLAIN QUERY PLAN {}", newest_flagged_sql(feeds));
+            let plan: Vec<String> = store
+                .conn
+                .prepare(&sql)
+                .unwrap()
+                .query_map(
+                    params![
+                        None::<i64>,
+                        None::<String>,
+                        50,
+                        None::<String>,
+                        feeds.map(FeedSet::json_ids),
+                        "2026-11-25 00:00:00"
+                    ],
+                    |r| r.get(3),
+                )
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            let plan = plan.join("\n");
+            assert!(
+                plan.contains("SEARCH e USING INDEX entries_by_age (<expr>>?)"),
+                "{plan}"
+            );
+            assert!(
+                plan.contains("stories_by_first_seen (first_seen_at>?)"),
+                "{plan}"
+            );
+            // Nothing read whole but the list of feeds.
+            let whole = |step: &str| step.starts_with("SCAN") && !step.contains("json_each");
+            assert!(!plan.lines().any(whole), "{plan}");
         }
     }
 
