@@ -501,7 +501,7 @@ fn bench_mentions_query(entries: usize, feeds: usize, text_bytes: usize) {
         ),
     ] {
         let (found, times) = first_and_median(|| {
-            let stories = store.flagged_stories(company, since, None, feeds, limit);
+            let stories = store.flagged_stories(company, since, None, feeds, Some(limit));
             stories.unwrap().len()
         });
         println!("  flagged_stories {label:<42} {found:>5} stories: {times}");

@@ -486,7 +486,6 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
             let company = company.map(|c| config.company_named(&c)).transpose()?;
             let store = open_unsynced(&config)?;
             let feeds = sources.resolve(&config, &store)?;
-            let limit = limit.unwrap_or(usize::MAX);
             let stories = store.flagged_stories(company, since, until, feeds.as_ref(), limit)?;
             print_stories(&stories, clock, format)?;
             Ok(ExitCode::SUCCESS)

@@ -181,7 +181,7 @@ pub async fn run(dir: Option<PathBuf>, shutdown: CancellationToken) -> anyhow::R
         );
     }
     println!("\nFlagged stories (each story once, however many feeds carried it):");
-    for story in store.flagged_stories(None, None, None, None, 20)? {
+    for story in store.flagged_stories(None, None, None, None, Some(20))? {
         println!(
             "  {:<17}  {} source(s)  {}",
             story.companies.join(", "),

@@ -375,29 +375,26 @@ impl Store {
         Ok(rematch_pending_in(&self.conn)?)
     }
 
-    /// Flagged stories, newest first, optionally for one company, in a period, from some feeds.
+    /// Flagged stories, newest first, optionally for one company, in a period, from some feeds;
+    /// at most `limit` (None: all).
     pub fn flagged_stories(
         &self,
         company: Option<&str>,
         since: Option<DateTime<Utc>>,
         until: Option<DateTime<Utc>>,
         feeds: Option<&FeedSet>,
-        limit: usize,
+        limit: Option<usize>,
     ) -> anyhow::Result<Vec<FlaggedStory>> {
         let query = FlaggedQuery {
             company_id: self.company_id(company)?,
-            since: since.map(sql_time),
-            until: until.map(sql_time),
-            feeds: feeds.map(FeedSet::json_ids),
-            limit: i64::try_from(limit).unwrap_or(i64::MAX),
+            since,
+            until,
+            feeds,
+            limit,
         };
-        let rows = match query.company_id {
-            None => self.newest_flagged_stories(&query, since, until, feeds)?,
-            Some(_) => query.rows(
-                &self.conn,
-                &flagged_stories_sql(true, since.is_some(), feeds),
-                None,
-            )?,
+        let rows = match self.newest_in_windows(&query)? {
+            Some(rows) => rows,
+            None => query.rows(&self.conn, &query.sql(), None)?,
         };
         rows.into_iter()
             .map(|mut story| {
@@ -410,25 +407,18 @@ impl Store {
             .collect()
     }
 
-    /// [`Store::flagged_stories`] of every company, without reading every flagged story of the
-    /// period: the newest are found in a window of the latest days, widened fourfold until it
-    /// holds `limit` of them. A window holds every story dated in it (see
-    /// [`newest_flagged_sql`]), so once it holds `limit`, no story outside it is newer. Past
-    /// `since`, or past half the history, reading the whole period once costs less than
-    /// another window.
-    fn newest_flagged_stories(
-        &self,
-        query: &FlaggedQuery,
-        since: Option<DateTime<Utc>>,
-        until: Option<DateTime<Utc>>,
-        feeds: Option<&FeedSet>,
-    ) -> anyhow::Result<Vec<FlaggedStory>> {
-        let every = || {
-            let sql = flagged_stories_sql(false, since.is_some(), feeds);
-            query.rows(&self.conn, &sql, None)
+    /// The answer to `query` when it asks for every company and a limit, read from a window of
+    /// the latest days, widened fourfold until it holds `limit` stories; None when no window
+    /// does before [`WIDEST_WINDOW`], half the stored history, or `since`, where reading the
+    /// whole period once costs less than another window. A window holds every story dated in
+    /// it (see [`newest_flagged_sql`]), so once it holds `limit`, no story outside it is newer.
+    /// (With a company, its index leads: a window would read every other company's stories.)
+    fn newest_in_windows(&self, query: &FlaggedQuery) -> anyhow::Result<Option<Vec<FlaggedStory>>> {
+        let Some(limit) = query.limit.filter(|_| query.company_id.is_none()) else {
+            return Ok(None);
         };
-        // From the latest entry dated before `until` (or now), not the latest of all: entries a
-        // publisher dated years ahead would leave each window short of today.
+        // From the latest entry dated at or before `until` (or now), not the latest of all:
+        // entries a publisher dated years ahead would leave each window short of today.
         let latest: Option<String> = self
             .conn
             .prepare_cached(
@@ -436,36 +426,34 @@ impl Store {
                  WHERE coalesce(published_at, first_seen_at) <= ?1
                  ORDER BY coalesce(published_at, first_seen_at) DESC LIMIT 1",
             )?
-            .query_row([sql_time(until.unwrap_or_else(Utc::now))], |r| r.get(0))
+            .query_row([sql_time(query.until.unwrap_or_else(Utc::now))], |r| {
+                r.get(0)
+            })
             .optional()?;
-        let oldest: Option<String> = self
+        // The database's own history, by when stories were seen: one archived item dated 2001
+        // would otherwise put half the history a decade back.
+        let first_seen: Option<String> = self
             .conn
-            .prepare_cached(
-                "SELECT min((SELECT min(coalesce(published_at, first_seen_at)) FROM entries),
-                            (SELECT min(first_seen_at) FROM stories))",
-            )?
+            .prepare_cached("SELECT min(first_seen_at) FROM stories")?
             .query_row([], |r| r.get(0))?;
-        let (Some(latest), Some(oldest)) = (
+        let (Some(latest), Some(first_seen)) = (
             latest.as_deref().and_then(parse_sql_time),
-            oldest.as_deref().and_then(parse_sql_time),
+            first_seen.as_deref().and_then(parse_sql_time),
         ) else {
-            return every();
+            return Ok(None);
         };
-        let halfway = latest - (latest - oldest) / 2;
-        let floor = since.map_or(halfway, |since| since.max(halfway));
-        let window = newest_flagged_sql(feeds);
+        let halfway = latest - (latest - first_seen) / 2;
+        let floor = query.since.map_or(halfway, |since| since.max(halfway));
+        let window = newest_flagged_sql(query.feeds);
         let mut width = chrono::Duration::days(1);
-        loop {
-            let start = latest - width;
-            if start <= floor {
-                return every();
-            }
-            let newest = query.rows(&self.conn, &window, Some(&sql_time(start)))?;
-            if newest.len() as i64 >= query.limit {
-                return Ok(newest);
+        while width <= WIDEST_WINDOW && latest - width > floor {
+            let newest = query.rows(&self.conn, &window, Some(latest - width))?;
+            if newest.len() >= limit {
+                return Ok(Some(newest));
             }
             width = width * 4;
         }
+        Ok(None)
     }
 
     /// Each tracked company's [`CompanyActivity`] from `since` to `until` (open when None), by
@@ -662,10 +650,10 @@ impl Store {
 }
 
 /// The query behind [`Store::flagged_stories`]. Parameters: ?1 the company's id, ?2 since, ?3 the
-/// limit, ?4 until, ?5 `feeds` (each may be NULL but the limit). A story is in the period when
-/// one of its flagged entries (of those feeds) is. Candidate stories come from an index that can
-/// seek (a company's mentions, or the entries of the period); the view then presents only those
-/// stories.
+/// limit (-1: none), ?4 until, ?5 `feeds` (each may be NULL but the limit). A story is in the
+/// period when one of its flagged entries (of those feeds) is. Candidate stories come from an
+/// index that can seek (a company's mentions, or the entries of the period); the view then
+/// presents only those stories.
 fn flagged_stories_sql(by_company: bool, since: bool, feeds: Option<&FeedSet>) -> String {
     let in_feeds = FeedSet::condition(feeds, "e.feed_id", "?5");
     let candidates = match (by_company, since) {
@@ -707,22 +695,32 @@ fn flagged_stories_sql(by_company: bool, since: bool, feeds: Option<&FeedSet>) -
     )
 }
 
-/// What [`Store::flagged_stories`] binds to [`flagged_stories_sql`] and [`newest_flagged_sql`].
-struct FlaggedQuery {
+/// The widest window [`Store::newest_in_windows`] reads. A window reads every story dated in
+/// it, of any feed, flagged or not; when what is asked for is rarer, the windows cost at most
+/// 85 days' reading before the whole period is read.
+const WIDEST_WINDOW: chrono::Duration = chrono::Duration::days(64);
+
+/// What [`Store::flagged_stories`] is asked.
+struct FlaggedQuery<'a> {
     company_id: Option<i64>,
-    since: Option<String>,
-    until: Option<String>,
-    feeds: Option<String>,
-    limit: i64,
+    since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+    feeds: Option<&'a FeedSet>,
+    limit: Option<usize>,
 }
 
-impl FlaggedQuery {
-    /// Runs `sql`; `window` is [`newest_flagged_sql`]'s ?6.
+impl FlaggedQuery<'_> {
+    /// The whole period's [`flagged_stories_sql`].
+    fn sql(&self) -> String {
+        flagged_stories_sql(self.company_id.is_some(), self.since.is_some(), self.feeds)
+    }
+
+    /// Runs `sql`, this or [`newest_flagged_sql`] (`window` is the latter's ?6).
     fn rows(
         &self,
         conn: &Connection,
         sql: &str,
-        window: Option<&str>,
+        window: Option<DateTime<Utc>>,
     ) -> anyhow::Result<Vec<FlaggedStory>> {
         let mut stmt = conn.prepare_cached(sql)?;
         let to_story = |r: &rusqlite::Row<'_>| {
@@ -738,17 +736,14 @@ impl FlaggedQuery {
                 sources: Vec::new(),
             })
         };
-        let FlaggedQuery {
-            company_id,
-            since,
-            until,
-            feeds,
-            limit,
-        } = self;
+        let limit = self.limit.map_or(-1, |n| i64::try_from(n).unwrap_or(-1));
+        let (since, until) = (self.since.map(sql_time), self.until.map(sql_time));
+        let feeds = self.feeds.map(FeedSet::json_ids);
+        let company = self.company_id;
         let rows = match window {
-            None => stmt.query_map(params![company_id, since, limit, until, feeds], to_story),
+            None => stmt.query_map(params![company, since, limit, until, feeds], to_story),
             Some(start) => stmt.query_map(
-                params![company_id, since, limit, until, feeds, start],
+                params![company, since, limit, until, feeds, sql_time(start)],
                 to_story,
             ),
         }?;
@@ -1414,7 +1409,7 @@ mod tests {
         }
     }
 
-    /// The newest flagged stories of every company, as `mentions` with no `--since` lists
+    /// The newest flagged stories of every company, as `mentions` without `--company` lists
     /// them, worked out from the rows in Rust: each story dated by its first entry's
     /// `published_at`, else by when it was first seen; in when an entry of `feeds` dated from
     /// `since` to `until` names an active company.
@@ -1563,6 +1558,7 @@ mod tests {
             .execute(
                 "UPDATE stories SET first_seen_at = ?1 WHERE id = (
                      SELECT e.story_id FROM entries e JOIN mentions m ON m.entry_id = e.id
+                     JOIN companies c ON c.id = m.company_id AND c.active = 1
                      WHERE e.published_at IS NULL
                        AND e.first_seen_at < datetime(?1, '-10 days')
                        AND (SELECT count(*) FROM entries c WHERE c.story_id = e.story_id) = 1
@@ -1573,10 +1569,12 @@ mod tests {
         assert_eq!(set_back, 1);
 
         let (wire, others) = (&feeds[..1], &feeds[1..]);
+        let mut from_windows = Vec::new();
         let days = |n| Some(now - chrono::Duration::days(n));
+        let until_3_days = days(3);
         for (since, until) in [
             (None, None),
-            (None, days(3)),
+            (None, until_3_days),
             (None, days(300)),
             (days(5), None),
             (days(100), None),
@@ -1584,22 +1582,45 @@ mod tests {
         ] {
             for feeds in [None, Some(wire), Some(others)] {
                 let feed_set = feeds.map(|ids| FeedSet::new(ids.iter().copied()));
-                for limit in [1, 5, 30, 1000] {
-                    let found: Vec<i64> = store
+                for limit in [Some(1), Some(5), Some(30), Some(1000), None] {
+                    let ids = |stories: &[FlaggedStory]| -> Vec<i64> {
+                        stories.iter().map(|story| story.story_id).collect()
+                    };
+                    let found = store
                         .flagged_stories(None, since, until, feed_set.as_ref(), limit)
-                        .unwrap()
-                        .iter()
-                        .map(|story| story.story_id)
-                        .collect();
-                    let expected = newest_flagged_by_hand(&store, since, until, feeds, limit);
-                    assert!(!expected.is_empty());
-                    assert_eq!(
-                        found, expected,
-                        "since {since:?}, until {until:?}, feeds {feeds:?}, limit {limit}"
+                        .unwrap();
+                    let expected = newest_flagged_by_hand(
+                        &store,
+                        since,
+                        until,
+                        feeds,
+                        limit.unwrap_or(usize::MAX),
                     );
+                    assert!(!expected.is_empty());
+                    let asked = format!(
+                        "since {since:?}, until {until:?}, feeds {feeds:?}, limit {limit:?}"
+                    );
+                    assert_eq!(ids(&found), expected, "{asked}");
+                    let query = FlaggedQuery {
+                        company_id: None,
+                        since,
+                        until,
+                        feeds: feed_set.as_ref(),
+                        limit,
+                    };
+                    if let Some(windowed) = store.newest_in_windows(&query).unwrap() {
+                        assert_eq!(ids(&windowed), expected, "{asked}");
+                        from_windows.push((since, until, feeds, limit));
+                    }
                 }
             }
         }
+        // Windows answered where the latest days hold enough, also before `until`, past the
+        // stories a publisher dated ahead.
+        assert!(
+            from_windows.contains(&(None, until_3_days, None, Some(5))),
+            "{from_windows:?}"
+        );
     }
 
     #[test]
