@@ -132,6 +132,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0021_outbox_last_failed_at",
         include_str!("../../migrations/0021_outbox_last_failed_at.sql"),
     ),
+    (
+        "0022_dated_story_and_age_indexes",
+        include_str!("../../migrations/0022_dated_story_and_age_indexes.sql"),
+    ),
 ];
 
 /// How long a write waits for another process's lock before giving up (a user running a long
@@ -447,22 +451,34 @@ mod tests {
     }
 
     #[test]
-    fn filters_by_age_seek_entries_by_age_the_one_index_over_publication_dates_left() {
+    fn filters_by_age_seek_entries_by_age_and_no_index_holds_publication_dates_alone() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("feedhound.db");
         drop(testing::database_before(&path, "0012_drop_published_index"));
         let store = Store::open(&path).unwrap();
-        let indexes_naming_published: Vec<String> = store
+        let indexes_naming_published: Vec<(String, String)> = store
             .conn
             .prepare(
-                "SELECT name FROM sqlite_master WHERE type = 'index' AND sql LIKE '%published_at%'",
+                "SELECT name, sql FROM sqlite_master
+                 WHERE type = 'index' AND sql LIKE '%published_at%' ORDER BY name",
             )
             .unwrap()
-            .query_map([], |r| r.get(0))
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
-        assert_eq!(indexes_naming_published, ["entries_by_age"]);
+        let names: Vec<&str> = indexes_naming_published
+            .iter()
+            .map(|(name, _)| name.as_str())
+            .collect();
+        assert_eq!(names, ["entries_by_age", "entries_by_story"]);
+        // Each dates entries as every query does, the undated by when they were first seen.
+        for (name, sql) in &indexes_naming_published {
+            assert!(
+                sql.contains("coalesce(published_at, first_seen_at)"),
+                "{name}: {sql}"
+            );
+        }
         let plan = store
             .flagged_stories_plan(None, Some(Utc::now() - chrono::Duration::days(7)))
             .unwrap();
