@@ -47,20 +47,23 @@ def run(dates: str, directory: str) -> list[tuple[float, ...]]:
     for pragma in ("page_size = 16384", "journal_mode = WAL", "synchronous = NORMAL",
                    "cache_size = -16384", "wal_autocheckpoint = 2048"):
         db.execute(f"PRAGMA {pragma}")
-    db.execute("CREATE TABLE entries (id INTEGER PRIMARY KEY, feed_id INTEGER, "
+    db.execute("CREATE TABLE entries (id INTEGER PRIMARY KEY, feed_id INTEGER, story_id INTEGER, "
                "published_at TEXT, first_seen_at TEXT, content TEXT)")
     if dates != "none":
-        db.execute("CREATE INDEX entries_by_age ON entries (coalesce(published_at, first_seen_at))")
+        # As migration 0022 left it: the date, then the entry's story and feed.
+        db.execute("CREATE INDEX entries_by_age ON entries "
+                   "(coalesce(published_at, first_seen_at), story_id, feed_id)")
     blocks, feed, rows, started = [], 0, 0, counters()
     while rows < ROWS:
         batch = []
         for _ in range(FEEDS_PER_TRANSACTION):
             feed += 1
-            batch += [(feed, published(feed, seq, dates), "2026-11-25 10:00:00", TEXT)
+            batch += [(feed, rows + len(batch) + 1, published(feed, seq, dates),
+                       "2026-11-25 10:00:00", TEXT)
                       for seq in range(ENTRIES_PER_FEED)]
         db.execute("BEGIN")
-        db.executemany("INSERT INTO entries (feed_id, published_at, first_seen_at, content) "
-                       "VALUES (?, ?, ?, ?)", batch)
+        db.executemany("INSERT INTO entries (feed_id, story_id, published_at, first_seen_at, "
+                       "content) VALUES (?, ?, ?, ?, ?)", batch)
         db.execute("COMMIT")
         rows += len(batch)
         if rows // BLOCK > len(blocks):

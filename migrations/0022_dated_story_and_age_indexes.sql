@@ -10,12 +10,15 @@
 --
 -- On 1,000,000 entries `companies --since 182d` read 140,000 rows for the stories of the
 -- period and as many again for their earlier entries: about a second for each of its two
--- periods, 0.3–0.5 s with these indexes (bench/RESULTS.md, session 58). The poll writes no
--- more index entries than before, only wider ones: 0.9% more bytes per entry in the file.
+-- periods, 0.3–0.5 s with these indexes (bench/RESULTS.md, session 58). A new entry writes no
+-- more index entries than before, only wider ones: the file grows 0.9% more per entry and a cold
+-- poll writes 4–8% more. An edited entry now rewrites its entries_by_story entry too, as its
+-- date is set again (to itself when the edit gives none).
 --
 -- Upgrading rebuilds both indexes over every stored entry once, at the first start (seconds
--- per million entries; the daemon starts polling after it).
-DROP INDEX entries_by_age;
+-- per million entries; the daemon starts polling after it). IF EXISTS: a user may have dropped
+-- one of them by hand.
+DROP INDEX IF EXISTS entries_by_age;
 CREATE INDEX entries_by_age ON entries (coalesce(published_at, first_seen_at), story_id, feed_id);
-DROP INDEX entries_by_story;
+DROP INDEX IF EXISTS entries_by_story;
 CREATE INDEX entries_by_story ON entries (story_id, feed_id, coalesce(published_at, first_seen_at));
