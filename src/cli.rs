@@ -955,6 +955,8 @@ fn print_hits(hits: &[SearchHit], clock: ReportClock, format: Format) -> anyhow:
     }
     if hits.is_empty() {
         writeln!(out, "no entry matches")?;
+    } else if clock.zone() != chrono_tz::Tz::UTC {
+        writeln!(out, "Times in {}:", clock.zone().name())?;
     }
     for hit in hits {
         writeln!(
@@ -1652,15 +1654,18 @@ fn print_stories(
             csv.flush()?;
         }
         ExportFormat::Table => {
+            // The clock's zone in the header unless UTC, as JSON and CSV (always UTC) need not.
+            let published = format!("PUBLISHED{}", zone_named(clock));
+            let width = published.len().max("YYYY-MM-DD HH:MM:SS".len());
             writeln!(
                 out,
-                "{:<19}  {:<24}  {:>7}  TITLE",
-                "PUBLISHED", "COMPANIES", "SOURCES"
+                "{published:<width$}  {:<24}  {:>7}  TITLE",
+                "COMPANIES", "SOURCES"
             )?;
             for story in stories {
                 writeln!(
                     out,
-                    "{:<19}  {:<24}  {:>7}  {}",
+                    "{:<width$}  {:<24}  {:>7}  {}",
                     clock.show_stored(
                         story
                             .published_at
@@ -1672,7 +1677,8 @@ fn print_stories(
                     story.title.as_deref().unwrap_or("(untitled)")
                 )?;
                 if let Some(link) = &story.link {
-                    writeln!(out, "{:<57}{link}", "")?;
+                    // Under the title.
+                    writeln!(out, "{:<indent$}{link}", "", indent = width + 37)?;
                 }
             }
         }

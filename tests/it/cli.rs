@@ -1392,11 +1392,17 @@ fn reports_count_read_and_print_times_on_the_time_zone_given() {
     ];
     let table = app.cli(&apple);
     let table = String::from_utf8_lossy(&table.stdout);
-    assert!(
-        table
-            .lines()
-            .nth(1)
-            .is_some_and(|line| line.starts_with("2020-03-10 20:00:00  Apple")),
+    let lines: Vec<&str> = table.lines().collect();
+    let header = lines[0].split_whitespace().collect::<Vec<_>>();
+    assert_eq!(header[..2], ["PUBLISHED", "(America/New_York)"], "{table}");
+    let row = lines[1].split_whitespace().collect::<Vec<_>>();
+    assert_eq!(row[..3], ["2020-03-10", "20:00:00", "Apple"], "{table}");
+    // The columns line up under the header, and the link under the title.
+    let title_at = lines[0].find("TITLE").unwrap();
+    assert_eq!(lines[1].find("Apple at the end"), Some(title_at), "{table}");
+    assert_eq!(
+        lines[2].find(|c: char| !c.is_whitespace()),
+        Some(title_at),
         "{table}"
     );
     let json = app.cli(&[&apple[..], &["--format", "json"]].concat());
@@ -1443,9 +1449,10 @@ fn reports_count_read_and_print_times_on_the_time_zone_given() {
         "{swapped:?}"
     );
     let search = app.cli(&["search", "Apple", "--time-zone", "Asia/Tokyo"]);
+    let search = String::from_utf8_lossy(&search.stdout);
     assert!(
-        String::from_utf8_lossy(&search.stdout).contains("2020-03-11 09:00:00  "),
-        "{search:?}"
+        search.starts_with("Times in Asia/Tokyo:\n") && search.contains("\n2020-03-11 09:00:00  "),
+        "{search}"
     );
     let companies = app.cli(&[
         "companies",
@@ -1474,6 +1481,17 @@ fn reports_count_read_and_print_times_on_the_time_zone_given() {
     assert_eq!(
         titles(&[&the_11th[..], &["--time-zone", "UTC"]].concat()),
         ["Apple at the end"]
+    );
+    // On UTC, the clock the database keeps, the header names no zone.
+    let utc = app.cli(&[&the_11th[..], &["--time-zone", "UTC"]].concat());
+    let utc = String::from_utf8_lossy(&utc.stdout);
+    assert!(
+        utc.starts_with(&format!("PUBLISHED{:12}COMPANIES", ""))
+            && utc
+                .lines()
+                .nth(1)
+                .is_some_and(|row| row.starts_with("2020-03-11 00:00:00  Apple ")),
+        "{utc}"
     );
 
     // A zone misspelt is an error that says how the IANA database spells it.
