@@ -1654,7 +1654,8 @@ fn print_stories(
             csv.flush()?;
         }
         ExportFormat::Table => {
-            // The clock's zone in the header unless UTC, as JSON and CSV (always UTC) need not.
+            // The times are on the clock: the header names its zone, unless UTC (as JSON and
+            // CSV always are).
             let published = format!("PUBLISHED{}", zone_named(clock));
             let width = published.len().max("YYYY-MM-DD HH:MM:SS".len());
             writeln!(
@@ -1677,8 +1678,9 @@ fn print_stories(
                     story.title.as_deref().unwrap_or("(untitled)")
                 )?;
                 if let Some(link) = &story.link {
-                    // Under the title.
-                    writeln!(out, "{:<indent$}{link}", "", indent = width + 37)?;
+                    // Under the title: past the date, companies and sources and their gaps.
+                    let indent = width + 2 + 24 + 2 + 7 + 2;
+                    writeln!(out, "{:<indent$}{link}", "")?;
                 }
             }
         }
