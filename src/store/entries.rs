@@ -776,28 +776,40 @@ impl<'tx> NewEntryStatements<'tx> {
     }
 }
 
+/// Stores an edited entry. SQLite deletes and re-inserts an index's entry for every key column an
+/// UPDATE assigns, changed or not, and an edit usually changes the text alone: the columns the
+/// indexes hold (key, links, date) are written by a second statement, only when one differs.
 fn update_entry(tx: &Connection, id: i64, now: &str, e: &ParsedEntry) -> anyhow::Result<()> {
     tx.prepare_cached(
-        "UPDATE entries SET dedup_key = ?2, guid = ?3, link = ?4, canonical_link = ?5, link_shared = ?6,
-             title = ?7, author = ?8, published_at = coalesce(?9, published_at), updated_at = ?10,
-             summary = ?11, content = ?12, content_hash = ?13, last_seen_at = ?14
+        "UPDATE entries SET guid = ?2, link = ?3, title = ?4, author = ?5, updated_at = ?6,
+             summary = ?7, content = ?8, content_hash = ?9, last_seen_at = ?10
          WHERE id = ?1",
     )?
     .execute(params![
         id,
-        e.dedup_key,
         e.guid,
         e.link,
-        e.canonical_link,
-        link_shared(e),
         e.title,
         e.author,
-        e.published_at.map(sql_time),
         e.updated_at.map(sql_time),
         e.summary,
         e.content,
         e.content_hash,
         now,
+    ])?;
+    tx.prepare_cached(
+        "UPDATE entries SET dedup_key = ?2, canonical_link = ?3, link_shared = ?4,
+             published_at = coalesce(?5, published_at)
+         WHERE id = ?1
+           AND (dedup_key IS NOT ?2 OR canonical_link IS NOT ?3 OR link_shared IS NOT ?4
+                OR published_at IS NOT coalesce(?5, published_at))",
+    )?
+    .execute(params![
+        id,
+        e.dedup_key,
+        e.canonical_link,
+        link_shared(e),
+        e.published_at.map(sql_time),
     ])?;
     Ok(())
 }
@@ -806,6 +818,7 @@ fn update_entry(tx: &Connection, id: i64, now: &str, e: &ParsedEntry) -> anyhow:
 mod tests {
     use super::*;
     use crate::store::testing::{store_document, store_with_one_feed};
+    use chrono::TimeZone;
 
     fn entry(key: &str, link: &str, hash: &str) -> ParsedEntry {
         ParsedEntry {
@@ -1461,6 +1474,84 @@ mod tests {
         assert!(
             plan.iter().any(|step| step.contains("entries_by_age")),
             "{plan:?}"
+        );
+    }
+
+    /// The names of the indexes of `entries` whose pages the WAL holds. Each index of a database
+    /// this small is its root page alone; a WAL frame's header starts with its page's number.
+    fn entry_indexes_in_wal(store: &Store, db: &std::path::Path) -> Vec<String> {
+        let wal = std::fs::read(db.with_file_name("db-wal")).unwrap();
+        let page_size = u32::from_be_bytes(wal[8..12].try_into().unwrap()) as usize;
+        let pages: HashSet<u32> = wal[32..]
+            .chunks(24 + page_size)
+            .map(|frame| u32::from_be_bytes(frame[..4].try_into().unwrap()))
+            .collect();
+        let mut statement = store
+            .conn
+            .prepare("SELECT name, rootpage FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'entries' ORDER BY name")
+            .unwrap();
+        statement
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u32>(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .filter(|(_, root)| pages.contains(root))
+            .map(|(name, _)| name)
+            .collect()
+    }
+
+    #[test]
+    fn an_edit_rewrites_the_entry_indexes_only_when_its_key_link_or_date_changes() {
+        let (dir, mut store, feed) = setup();
+        let db = dir.path().join("db");
+        let published = |day: u32| Some(Utc.with_ymd_and_hms(2026, 11, day, 10, 0, 0).unwrap());
+        let mut edit = entry("g:1", "news.example/a", "h1");
+        edit.published_at = published(20);
+        poll(&mut store, feed, vec![edit.clone()]);
+        let mut indexes_written = |edit: &ParsedEntry| {
+            let busy: i64 = store
+                .conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(busy, 0, "the WAL was not emptied");
+            assert_eq!(poll(&mut store, feed, vec![edit.clone()]).updated, 1);
+            entry_indexes_in_wal(&store, &db)
+        };
+
+        edit.title = Some("A new headline".into());
+        edit.content_hash = "h2".into();
+        assert_eq!(indexes_written(&edit), Vec::<String>::new(), "new text");
+        edit.published_at = None;
+        edit.content_hash = "h3".into();
+        assert_eq!(indexes_written(&edit), Vec::<String>::new(), "no date");
+
+        edit.published_at = published(21);
+        edit.content_hash = "h4".into();
+        let written = indexes_written(&edit);
+        let dated = ["entries_by_age", "entries_by_story"];
+        assert!(
+            dated.iter().all(|i| written.contains(&i.to_string())),
+            "new date: {written:?}"
+        );
+
+        let mut moved = entry("g:1", "news.example/b", "h5");
+        moved.published_at = published(21);
+        let written = indexes_written(&moved);
+        assert!(
+            written.contains(&"entries_by_link".into()),
+            "new link: {written:?}"
+        );
+
+        let (title, published_at, link): (String, String, String) = store
+            .conn
+            .query_row(
+                "SELECT title, published_at, canonical_link FROM entries",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!(
+            (title.as_str(), published_at.as_str(), link.as_str()),
+            ("title g:1", "2026-11-21 10:00:00", "news.example/b")
         );
     }
 
