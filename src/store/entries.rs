@@ -776,9 +776,11 @@ impl<'tx> NewEntryStatements<'tx> {
     }
 }
 
-/// Stores an edited entry. SQLite deletes and re-inserts an index's entry for every key column an
-/// UPDATE assigns, changed or not, and an edit usually changes the text alone: the columns the
-/// indexes hold (key, links, date) are written by a second statement, only when one differs.
+/// Stores an edited entry. An UPDATE that assigns a column of an index deletes and re-inserts the
+/// row's entry in that index even when the value is the same (SQLite skips only unchanged
+/// entries of expression indexes), and an edit usually changes the text alone: the indexed
+/// columns (dedup key, canonical link, `link_shared`, date) go in a second statement, which
+/// writes only when one of them differs.
 fn update_entry(tx: &Connection, id: i64, now: &str, e: &ParsedEntry) -> anyhow::Result<()> {
     tx.prepare_cached(
         "UPDATE entries SET guid = ?2, link = ?3, title = ?4, author = ?5, updated_at = ?6,
@@ -1479,8 +1481,10 @@ mod tests {
 
     /// The names of the indexes of `entries` whose pages the WAL holds. Each index of a database
     /// this small is its root page alone; a WAL frame's header starts with its page's number.
-    fn entry_indexes_in_wal(store: &Store, db: &std::path::Path) -> Vec<String> {
-        let wal = std::fs::read(db.with_file_name("db-wal")).unwrap();
+    fn entry_indexes_in_wal(store: &Store) -> Vec<String> {
+        let mut wal = store.path().as_os_str().to_owned();
+        wal.push("-wal");
+        let wal = std::fs::read(wal).unwrap();
         let page_size = u32::from_be_bytes(wal[8..12].try_into().unwrap()) as usize;
         let pages: HashSet<u32> = wal[32..]
             .chunks(24 + page_size)
@@ -1501,32 +1505,44 @@ mod tests {
 
     #[test]
     fn an_edit_rewrites_the_entry_indexes_only_when_its_key_link_or_date_changes() {
-        let (dir, mut store, feed) = setup();
-        let db = dir.path().join("db");
+        let (_dir, mut store, feed) = setup();
         let published = |day: u32| Some(Utc.with_ymd_and_hms(2026, 11, day, 10, 0, 0).unwrap());
         let mut edit = entry("g:1", "news.example/a", "h1");
         edit.published_at = published(20);
         poll(&mut store, feed, vec![edit.clone()]);
-        let mut indexes_written = |edit: &ParsedEntry| {
+        let indexes_written = |store: &mut Store, edit: &ParsedEntry| {
             let busy: i64 = store
                 .conn
                 .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
                 .unwrap();
             assert_eq!(busy, 0, "the WAL was not emptied");
-            assert_eq!(poll(&mut store, feed, vec![edit.clone()]).updated, 1);
-            entry_indexes_in_wal(&store, &db)
+            assert_eq!(poll(store, feed, vec![edit.clone()]).updated, 1);
+            entry_indexes_in_wal(store)
+        };
+        let stored = |store: &Store, column: &str| -> String {
+            let sql = format!("SELECT {column} FROM entries");
+            store.conn.query_row(&sql, [], |r| r.get(0)).unwrap()
         };
 
         edit.title = Some("A new headline".into());
         edit.content_hash = "h2".into();
-        assert_eq!(indexes_written(&edit), Vec::<String>::new(), "new text");
+        assert_eq!(
+            indexes_written(&mut store, &edit),
+            Vec::<String>::new(),
+            "new text"
+        );
         edit.published_at = None;
         edit.content_hash = "h3".into();
-        assert_eq!(indexes_written(&edit), Vec::<String>::new(), "no date");
+        assert_eq!(
+            indexes_written(&mut store, &edit),
+            Vec::<String>::new(),
+            "no date"
+        );
+        assert_eq!(stored(&store, "published_at"), "2026-11-20 10:00:00");
 
         edit.published_at = published(21);
         edit.content_hash = "h4".into();
-        let written = indexes_written(&edit);
+        let written = indexes_written(&mut store, &edit);
         let dated = ["entries_by_age", "entries_by_story"];
         assert!(
             dated.iter().all(|i| written.contains(&i.to_string())),
@@ -1535,23 +1551,23 @@ mod tests {
 
         let mut moved = entry("g:1", "news.example/b", "h5");
         moved.published_at = published(21);
-        let written = indexes_written(&moved);
+        let written = indexes_written(&mut store, &moved);
         assert!(
             written.contains(&"entries_by_link".into()),
             "new link: {written:?}"
         );
+        // Found by its link under a new guid.
+        let mut rekeyed = entry("g:2", "news.example/b", "h6");
+        rekeyed.published_at = published(21);
+        let written = indexes_written(&mut store, &rekeyed);
+        assert!(
+            written.contains(&"sqlite_autoindex_entries_1".into()),
+            "new key: {written:?}"
+        );
 
-        let (title, published_at, link): (String, String, String) = store
-            .conn
-            .query_row(
-                "SELECT title, published_at, canonical_link FROM entries",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .unwrap();
         assert_eq!(
-            (title.as_str(), published_at.as_str(), link.as_str()),
-            ("title g:1", "2026-11-21 10:00:00", "news.example/b")
+            ["title", "published_at", "canonical_link", "dedup_key"].map(|c| stored(&store, c)),
+            ["title g:2", "2026-11-21 10:00:00", "news.example/b", "g:2"]
         );
     }
 
