@@ -19,7 +19,9 @@
 //! it read and wrote per entry (`/proc/PID/io`, sockets included); the poll's own summary line
 //! is checked against what the corpus holds, so a fast wrong answer fails.
 //! Finally it starts `feedhound run` on the last database (nothing due) and reads the idle
-//! daemon's resident memory.
+//! daemon's resident memory after `FEEDHOUND_BENCH_IDLE_SECS`: by then it has indexed the last
+//! poll's entries for search, and its database writer, 10 s without a write, has given back the
+//! memory that took.
 //!
 //! With `FEEDHOUND_BENCH_SCALE_TO=K` (K larger than the feed count N), each run ends with a cold
 //! poll of K feeds (the same N first, then more of the same kind) into another fresh database, and
@@ -32,7 +34,7 @@
 //!
 //! Environment: `FEEDHOUND_BENCH_FEEDS` (default 1000), `FEEDHOUND_BENCH_ENTRIES` (50),
 //! `FEEDHOUND_BENCH_RUNS` (3), `FEEDHOUND_BENCH_CONCURRENCY` (8), `FEEDHOUND_BENCH_GZIP` (1),
-//! `FEEDHOUND_BENCH_IDLE_SECS` (3; 0 skips the daemon), `FEEDHOUND_BENCH_SCALE_TO` (off),
+//! `FEEDHOUND_BENCH_IDLE_SECS` (15; 0 skips the daemon), `FEEDHOUND_BENCH_SCALE_TO` (off),
 //! `FEEDHOUND_BENCH_PREFAULT_MIB` (0: memory the bench writes to and frees before each cold
 //! poll, for virtual machines that hand freed memory back to their host; see [`prefault`]),
 //! `FEEDHOUND_BIN` (default: the binary cargo built alongside this bench). The default takes
@@ -131,7 +133,7 @@ impl Settings {
             runs: env_or("FEEDHOUND_BENCH_RUNS", 3),
             concurrency: env_or("FEEDHOUND_BENCH_CONCURRENCY", 8),
             gzip: env_or("FEEDHOUND_BENCH_GZIP", 1u8) != 0,
-            idle_secs: env_or("FEEDHOUND_BENCH_IDLE_SECS", 3),
+            idle_secs: env_or("FEEDHOUND_BENCH_IDLE_SECS", 15),
             scale_to: env_or("FEEDHOUND_BENCH_SCALE_TO", 0),
             prefault_mib: env_or("FEEDHOUND_BENCH_PREFAULT_MIB", 0),
             binary: std::env::var_os("FEEDHOUND_BIN")

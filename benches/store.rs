@@ -32,7 +32,7 @@ use chrono_tz::Tz;
 use feedhound::config::{CompanyConfig, FeedConfig};
 use feedhound::matcher::CompanyRule;
 use feedhound::model::{Field, Mention, ParsedEntry, ParsedFeed};
-use feedhound::store::writer::{IdleIndexing, StoreWriter};
+use feedhound::store::writer::{StoreWriter, WhenIdle};
 use feedhound::store::{FeedResult, FeedSet, FetchState, Span, Store};
 use rusqlite::{Connection, params};
 
@@ -294,7 +294,7 @@ fn bench_upserts(feeds: usize, per_feed: usize, text_bytes: usize) {
 
     let (store, ids) = prepared_store(&dir.path().join("writer.db"), feeds);
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let (writer, thread) = StoreWriter::spawn(store, IdleIndexing::Off).unwrap();
+    let (writer, thread) = StoreWriter::spawn(store, WhenIdle::Wait).unwrap();
     upsert_passes("StoreWriter (batched)", &docs, |batch| {
         runtime.block_on(async {
             let mut tasks = tokio::task::JoinSet::new();

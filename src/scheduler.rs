@@ -38,7 +38,7 @@ use crate::notify::{Delivered, Notifier};
 use crate::parse;
 use crate::parse_pool::{ParsePool, PoolError};
 use crate::schedule::{self, Facts, Policy};
-use crate::store::writer::{Announcement, IdleIndexing, ResultRefused, StoreWriter};
+use crate::store::writer::{Announcement, ResultRefused, StoreWriter, WhenIdle};
 use crate::store::{
     Applied, DueFeed, FeedResult, FetchState, REMATCH_PENDING, RULES_FINGERPRINT, Rematched, Store,
 };
@@ -693,7 +693,7 @@ async fn rescan_with(
     stop: &CancellationToken,
 ) -> anyhow::Result<(usize, usize)> {
     let store = open_store(config)?;
-    let (writer, thread) = StoreWriter::spawn(store, IdleIndexing::Off)?;
+    let (writer, thread) = StoreWriter::spawn(store, WhenIdle::Wait)?;
     let matcher = build_matcher(config)?;
     let counts = rescan_if_stale(&writer, matcher, rules_fingerprint(config), force, stop).await?;
     drop(writer);
@@ -739,7 +739,7 @@ async fn poll_feeds(
         }
         None => true,
     });
-    let (writer, thread) = StoreWriter::spawn(store, IdleIndexing::Off)?;
+    let (writer, thread) = StoreWriter::spawn(store, WhenIdle::Wait)?;
     let matcher = build_matcher(config)?;
     rescan_if_stale(
         &writer,
@@ -810,7 +810,7 @@ pub async fn run(config: Config, control: Control) -> anyhow::Result<()> {
     let _lock = DaemonLock::acquire(&config.database_path(), &config.source, &control.shutdown)?;
     let mut store = Store::open_with(&config.database_path(), config.storage.busy_timeout)?;
     sync_config(&mut store, &config)?;
-    let (writer, thread) = StoreWriter::spawn(store, IdleIndexing::On)?;
+    let (writer, thread) = StoreWriter::spawn(store, WhenIdle::Maintain)?;
     let tracker = TaskTracker::new();
     let limits = Arc::new(Limits::new(&config));
     let shared = Shared::new(writer)?;
@@ -1198,7 +1198,7 @@ mod tests {
         };
         store_document(&mut store, feed, vec![entry], "doc");
         store.set_meta(RULES_FINGERPRINT, "first rules").unwrap();
-        let (writer, thread) = StoreWriter::spawn(store, IdleIndexing::Off).unwrap();
+        let (writer, thread) = StoreWriter::spawn(store, WhenIdle::Wait).unwrap();
         let matcher = Arc::new(Matcher::new(&[]).unwrap());
         let (go, stopped) = (CancellationToken::new(), CancellationToken::new());
         stopped.cancel();

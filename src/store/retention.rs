@@ -513,7 +513,7 @@ mod tests {
             .collect();
         poll(&mut store, feed, old, "b");
         let (writer, thread) =
-            StoreWriter::spawn(store, crate::store::writer::IdleIndexing::Off).unwrap();
+            StoreWriter::spawn(store, crate::store::writer::WhenIdle::Wait).unwrap();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(prune_periodically(
             writer.clone(),
@@ -557,7 +557,7 @@ mod tests {
             )
             .unwrap();
         let (writer, thread) =
-            StoreWriter::spawn(store, crate::store::writer::IdleIndexing::Off).unwrap();
+            StoreWriter::spawn(store, crate::store::writer::WhenIdle::Wait).unwrap();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(prune_periodically(
             writer.clone(),

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use feedhound::metrics::{FetchOutcome, Metrics};
 use feedhound::server::{self, Service};
-use feedhound::store::writer::{IdleIndexing, StoreWriter};
+use feedhound::store::writer::{StoreWriter, WhenIdle};
 use feedhound::store::{SearchQuery, Store};
 use tokio_util::sync::CancellationToken;
 
@@ -383,7 +383,7 @@ struct Endpoint {
 impl Endpoint {
     async fn start(app: &App, heartbeat_stale_after: Duration) -> Endpoint {
         let store = feedhound::scheduler::open_store(&app.config()).unwrap();
-        let (writer, writer_thread) = StoreWriter::spawn(store, IdleIndexing::Off).unwrap();
+        let (writer, writer_thread) = StoreWriter::spawn(store, WhenIdle::Wait).unwrap();
         let listener = server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let metrics = Arc::new(Metrics::new());
