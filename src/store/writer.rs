@@ -45,10 +45,10 @@ const HELD_BYTES: usize = 16 << 20;
 /// harness corpus's 50-entry documents, so this binds only for small documents (10 MB of 256
 /// documents of 20 entries), where it keeps the count of waiting tasks bounded too.
 const QUEUE_DEPTH: usize = 256;
-/// How long the daemon's writer goes without writing before it gives memory back. A daemon
-/// whose feeds answer every few seconds keeps its page cache; one that polls in bursts (most:
-/// a few hundred feeds every half hour) holds little between them. After a release, the next
-/// write reads the pages it needs again, from the system's file cache.
+/// How long the daemon's writer goes without storing feed results or indexing entries before
+/// it gives memory back: long beside the gaps between one poll's results (milliseconds to
+/// seconds), short beside the gaps between polls (minutes). After a release, the next write
+/// reads the pages it needs again, from the system's file cache.
 const RELEASE_AFTER: Duration = Duration::from_secs(10);
 
 type Call = Box<dyn FnOnce(&mut Store) + Send>;
@@ -71,8 +71,9 @@ struct ApplyJob {
 /// What the writer thread does while it has nothing queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WhenIdle {
-    /// The daemon's: works off the search index's backlog, and once nothing has been written
-    /// for 10 s, gives back the memory the writing left behind (SQLite's page cache, freed heap).
+    /// The daemon's: works off the search index's backlog, and once it has stored and indexed
+    /// nothing for a while (`RELEASE_AFTER`), gives back the memory that work left behind
+    /// (SQLite's page cache, freed heap).
     Maintain,
     /// A one-shot command's: its run ends with its writes, and the index catches up at the next
     /// search or in the daemon.
@@ -296,6 +297,7 @@ struct Inbox {
     queue: mpsc::Receiver<Job>,
     announcements: Arc<Announcements>,
     window: Duration,
+    /// The daemon's [`RELEASE_AFTER`].
     release_after: Duration,
     /// Drives the waits for announced results and for [`RELEASE_AFTER`]; without one (it could
     /// not be built) the writer commits whenever its queue is empty and keeps its memory.
@@ -315,7 +317,7 @@ impl Inbox {
             .enable_time()
             .build()
             .inspect_err(|err| {
-                tracing::warn!(error = %err, "the database writer commits feed results without waiting for announced ones, and keeps its memory when idle: its timer could not be set up");
+                tracing::warn!(error = %err, "the database writer commits feed results without waiting for announced ones (and the daemon's keeps its memory when idle): its timer could not be set up");
             })
             .ok();
         Inbox {
@@ -408,25 +410,28 @@ fn serve(mut store: Store, mut inbox: Inbox, when_idle: WhenIdle) -> Store {
     // feed results, which add and edit entries, and after other calls that write, as a page
     // read queues its entry for the index. Checking costs a read, no lock.
     let mut index_behind = maintain;
-    // When the writer last wrote, while it holds the memory that took. Only writes count: the
-    // daemon's scheduler reads through the writer every few seconds, for a few pages each.
-    let mut last_write = maintain.then(Instant::now);
+    // When the writer last stored feed results or indexed entries (or started: the config's
+    // parse and sync left freed heap), while it holds the memory that took. Calls do not count:
+    // the scheduler reads through the writer every 2 s, and `/healthz` writes a row each time.
+    let mut last_work = maintain.then(Instant::now);
     loop {
         let first = match inbox.queue.try_recv() {
             Ok(job) => job,
             Err(mpsc::error::TryRecvError::Disconnected) => break,
             Err(mpsc::error::TryRecvError::Empty) if index_behind => {
                 index_behind = index_a_slice(&mut store);
-                last_write = Some(Instant::now());
+                if index_behind {
+                    last_work = Some(Instant::now());
+                }
                 continue;
             }
             Err(mpsc::error::TryRecvError::Empty) => {
-                match inbox.next_job(last_write.map(|at| at + inbox.release_after)) {
+                match inbox.next_job(last_work.map(|at| at + inbox.release_after)) {
                     Waited::Arrived(job) => job,
                     Waited::Closed => break,
                     Waited::TimeUp => {
                         release_memory(&store);
-                        last_write = None;
+                        last_work = None;
                         continue;
                     }
                 }
@@ -440,13 +445,12 @@ fn serve(mut store: Store, mut inbox: Inbox, when_idle: WhenIdle) -> Store {
                 call(&mut store);
                 if store.conn.total_changes() != changes {
                     index_behind = maintain;
-                    last_write = maintain.then(Instant::now);
                 }
             }
             Job::Apply(job) => {
                 write_group(&mut store, &mut inbox, *job);
                 index_behind = maintain;
-                last_write = maintain.then(Instant::now);
+                last_work = maintain.then(Instant::now);
                 for call in inbox.held_calls.drain(..) {
                     call(&mut store);
                 }
@@ -469,6 +473,7 @@ fn release_memory(store: &Store) {
     unsafe {
         libc::malloc_trim(0);
     }
+    tracing::debug!("idle: the database writer gave its page cache and freed heap back");
 }
 
 /// One slice of the search index's catch-up; returns whether there may be more to index. A
@@ -1028,61 +1033,75 @@ mod tests {
 
     /// Bytes the writer's connection holds in its page cache, read through a call.
     async fn page_cache_bytes(writer: &StoreWriter) -> i64 {
-        writer
-            .call(|store| {
-                let (mut used, mut highwater) = (0, 0);
-                // SAFETY: the handle is the open connection this thread owns, for the call.
-                let rc = unsafe {
-                    rusqlite::ffi::sqlite3_db_status(
-                        store.conn.handle(),
-                        rusqlite::ffi::SQLITE_DBSTATUS_CACHE_USED,
-                        &mut used,
-                        &mut highwater,
-                        0,
-                    )
-                };
-                assert_eq!(rc, rusqlite::ffi::SQLITE_OK);
-                Ok(i64::from(used))
-            })
-            .await
-            .unwrap()
+        writer.call(page_cache_bytes_of).await.unwrap()
+    }
+
+    fn page_cache_bytes_of(store: &mut Store) -> anyhow::Result<i64> {
+        let (mut used, mut highwater) = (0, 0);
+        // SAFETY: the handle is the open connection this thread owns, for the call.
+        let rc = unsafe {
+            rusqlite::ffi::sqlite3_db_status(
+                store.conn.handle(),
+                rusqlite::ffi::SQLITE_DBSTATUS_CACHE_USED,
+                &mut used,
+                &mut highwater,
+                0,
+            )
+        };
+        anyhow::ensure!(rc == rusqlite::ffi::SQLITE_OK, "sqlite3_db_status: {rc}");
+        Ok(i64::from(used))
     }
 
     #[tokio::test]
-    async fn the_daemons_writer_gives_its_page_cache_back_once_it_has_not_written_for_a_while() {
-        const RELEASE_AFTER: Duration = Duration::from_millis(400);
+    async fn the_daemons_writer_frees_its_cache_while_only_called_and_a_one_shot_writer_does_not() {
+        const SHORT_RELEASE: Duration = Duration::from_millis(400);
         for when_idle in [WhenIdle::Wait, WhenIdle::Maintain] {
             let (_dir, store, feed_id) = store_with_one_feed();
             let (writer, thread) =
-                StoreWriter::spawn_with_timing(store, when_idle, GROUP_WINDOW, RELEASE_AFTER)
+                StoreWriter::spawn_with_timing(store, when_idle, GROUP_WINDOW, SHORT_RELEASE)
                     .unwrap();
-            let entries = (0..400)
-                .map(|i| ParsedEntry {
-                    dedup_key: format!("g:{i}"),
-                    title: Some(format!("Harbour crane number {i} arrives")),
-                    content: Some(format!("<p>{}</p>", "Cranes unload the ships. ".repeat(80))),
-                    content_hash: format!("h:{i}"),
-                    link_unique_in_doc: true,
-                    ..Default::default()
-                })
-                .collect();
             let mut result = document("g:0", "unused");
             if let FeedResult::Parsed { feed, .. } = &mut result {
-                feed.entries = entries;
+                feed.entries = (0..400)
+                    .map(|i| ParsedEntry {
+                        dedup_key: format!("g:{i}"),
+                        title: Some(format!("Harbour crane number {i} arrives")),
+                        content: Some(format!("<p>{}</p>", "Cranes unload the ships. ".repeat(80))),
+                        content_hash: format!("h:{i}"),
+                        link_unique_in_doc: true,
+                        ..Default::default()
+                    })
+                    .collect();
             }
+            // The cache is read by a call queued behind the result, so it runs right after the
+            // commit, however late this task is scheduled again.
+            let (release, held) = hold_writer(&writer).await;
             let state = FetchState::at(Utc::now(), Some(200));
-            assert_eq!(writer.apply(feed_id, state, result).await.unwrap().new, 400);
-            let written = page_cache_bytes(&writer).await;
+            let receipt = writer.submit(feed_id, state, result).await.unwrap();
+            let after_commit = tokio::spawn({
+                let writer = writer.clone();
+                async move { writer.call(page_cache_bytes_of).await }
+            });
+            release.send(()).unwrap();
+            held.await.unwrap().unwrap();
+            assert_eq!(receipt.committed().await.unwrap().new, 400);
+            let written = after_commit.await.unwrap().unwrap();
             assert!(written > 500_000, "{when_idle:?}: {written} bytes cached");
-            // Read calls every 50 ms, as the scheduler's (every 2 s): reads do not put it off.
-            // Watched for three times the wait, or as long as a loaded machine might need.
+            // A `/healthz` write and a read every 100 ms (the scheduler reads every 2 s):
+            // neither puts the release off. Watched for three times the wait, or as long as a
+            // loaded machine might need.
             let watch_for = match when_idle {
-                WhenIdle::Wait => RELEASE_AFTER * 3,
+                WhenIdle::Wait => SHORT_RELEASE * 3,
                 WhenIdle::Maintain => Duration::from_secs(10),
             };
             let mut cached = written;
             let watch = Instant::now();
             while watch.elapsed() < watch_for && cached > written / 10 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                writer
+                    .call(|store| store.probe_write(Duration::from_secs(1), Utc::now()))
+                    .await
+                    .unwrap();
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 cached = page_cache_bytes(&writer).await;
             }
