@@ -78,6 +78,10 @@ pub enum Command {
         /// `feeds`) or its URL.
         #[arg(long, value_name = "ID|URL")]
         reset: Option<String>,
+        /// The clock of the times the table prints: an IANA time zone (Europe/Berlin,
+        /// America/New_York); default: [reports] time_zone, else UTC. JSON stays UTC.
+        #[arg(long, value_parser = crate::config::parse_time_zone)]
+        time_zone: Option<chrono_tz::Tz>,
     },
     /// Validate the config file and print a one-line summary (exit 1 on errors).
     Check,
@@ -202,10 +206,13 @@ pub enum Command {
         target: Option<String>,
         /// Only send a test alert (`"test": true`, about no story) to this [[notify]] target,
         /// a POST or an email, to check its URL and secret or login; nothing is stored.
-        #[arg(long, value_name = "TARGET", conflicts_with_all = ["retry_now", "format"])]
+        #[arg(long, value_name = "TARGET", conflicts_with_all = ["retry_now", "format", "time_zone"])]
         send_test: Option<String>,
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
+        /// The clock of the times the table prints, as for `feeds`.
+        #[arg(long, value_parser = crate::config::parse_time_zone)]
+        time_zone: Option<chrono_tz::Tz>,
     },
     /// Find the feeds a web site offers (its page's feed links, or the usual paths such as
     /// /feed and /rss.xml), check that each parses, and print them as [[feed]] tables to add
@@ -289,9 +296,7 @@ struct Bounds {
 impl Period {
     /// The bounds on `--time-zone`'s clock, else the config's; an error if they are swapped.
     fn on(&self, config: &Config) -> anyhow::Result<Bounds> {
-        let clock = self
-            .time_zone
-            .map_or(config.reports.clock, ReportClock::new);
+        let clock = clock_of(self.time_zone, config);
         let since = self.since.map(|bound| clock.instant(bound));
         let until = self.until.map(|bound| clock.instant(bound));
         ensure_a_period(since, until, clock)?;
@@ -440,7 +445,11 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
             scheduler::run(config, control).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Feeds { format, reset } => {
+        Command::Feeds {
+            format,
+            reset,
+            time_zone,
+        } => {
             let config = Config::load_without_secrets(&cli.config)?;
             let store = open_unsynced(&config)?;
             if let Some(feed) = reset {
@@ -467,7 +476,7 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
                     page.url = fetch::redact_str(&page.url);
                 }
             }
-            print_feeds(&feeds, format)?;
+            print_feeds(&feeds, clock_of(time_zone, &config), format)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Mentions {
@@ -757,6 +766,7 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
             target,
             send_test,
             format,
+            time_zone,
         } => {
             let config = Config::load(&cli.config)?;
             if let Some(name) = send_test {
@@ -782,6 +792,8 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
             if format == Format::Json {
                 write_json(&mut out, &status)?;
             } else {
+                let clock = clock_of(time_zone, &config);
+                write_times_in(&mut out, clock)?;
                 writeln!(
                     out,
                     "{:<20}  {:>9}  {:>7}  {:>8}  {:>9}  {:<19}  LAST ERROR",
@@ -790,13 +802,14 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
                 for t in &status {
                     writeln!(
                         out,
-                        "{:<20}  {:>9}  {:>7}  {:>8}  {:>9}  {:<19.19}  {}",
+                        "{:<20}  {:>9}  {:>7}  {:>8}  {:>9}  {:<19}  {}",
                         t.target,
                         t.delivered,
                         t.pending,
                         t.retrying,
                         t.withdrawn,
-                        t.next_attempt().unwrap_or("-"),
+                        t.next_attempt()
+                            .map_or_else(|| "-".to_owned(), |at| clock.show_stored(at)),
                         t.last_error.as_deref().unwrap_or("")
                     )?;
                 }
@@ -955,8 +968,8 @@ fn print_hits(hits: &[SearchHit], clock: ReportClock, format: Format) -> anyhow:
     }
     if hits.is_empty() {
         writeln!(out, "no entry matches")?;
-    } else if clock.zone() != chrono_tz::Tz::UTC {
-        writeln!(out, "Times in {}:", clock.zone().name())?;
+    } else {
+        write_times_in(&mut out, clock)?;
     }
     for hit in hits {
         writeln!(
@@ -1266,11 +1279,16 @@ fn print_prune(
     Ok(())
 }
 
-fn print_feeds(feeds: &[crate::store::FeedStatus], format: Format) -> anyhow::Result<()> {
+fn print_feeds(
+    feeds: &[crate::store::FeedStatus],
+    clock: ReportClock,
+    format: Format,
+) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     if format == Format::Json {
         return write_json(&mut out, feeds);
     }
+    write_times_in(&mut out, clock)?;
     writeln!(
         out,
         "{:>4}  {:<11}  {:>7}  {:<19}  {:>6}  {:<23}  {:<22}  URL",
@@ -1287,11 +1305,11 @@ fn print_feeds(feeds: &[crate::store::FeedStatus], format: Format) -> anyhow::Re
             _ => "-".to_string(),
         };
         let next = if feed.state == "inactive" || feed.state == "gone" {
-            "-"
+            "-".to_owned()
         } else {
             feed.next_poll_at
                 .as_deref()
-                .map_or("now", |n| n.get(..19).unwrap_or(n))
+                .map_or_else(|| "now".to_owned(), |next| clock.show_stored(next))
         };
         writeln!(
             out,
@@ -1299,7 +1317,9 @@ fn print_feeds(feeds: &[crate::store::FeedStatus], format: Format) -> anyhow::Re
             feed.id,
             feed.state,
             feed.entries,
-            feed.last_fetch_at.as_deref().unwrap_or("-"),
+            feed.last_fetch_at
+                .as_deref()
+                .map_or_else(|| "-".to_owned(), |at| clock.show_stored(at)),
             feed.last_status.map_or("-".to_string(), |s| s.to_string()),
             next,
             interval,
@@ -1316,7 +1336,7 @@ fn print_feeds(feeds: &[crate::store::FeedStatus], format: Format) -> anyhow::Re
         if let Some(error) = &feed.last_error {
             writeln!(out, "      error: {error}")?;
         }
-        if let Some(note) = retry_after_note(feed, chrono::Utc::now()) {
+        if let Some(note) = retry_after_note(feed, chrono::Utc::now(), clock) {
             writeln!(out, "      {note}")?;
         }
         if let Some(note) = feed.article_pages.as_ref().and_then(page_troubles_note) {
@@ -1354,6 +1374,7 @@ fn page_troubles_note(pages: &crate::store::PageTroubles) -> Option<String> {
 fn retry_after_note(
     feed: &crate::store::FeedStatus,
     now: chrono::DateTime<chrono::Utc>,
+    clock: ReportClock,
 ) -> Option<String> {
     let until = feed.retry_after.as_deref()?;
     let until_time = crate::store::parse_sql_time(until).filter(|at| *at > now)?;
@@ -1361,7 +1382,7 @@ fn retry_after_note(
         .next_poll_at
         .as_deref()
         .and_then(crate::store::parse_sql_time);
-    let until = until.get(..19).unwrap_or(until);
+    let until = clock.show(until_time);
     Some(if next_poll.is_some_and(|next| next >= until_time) {
         format!("waiting: the server asked (Retry-After) not to be polled before {until}")
     } else {
@@ -1596,6 +1617,19 @@ fn print_company_spans(
         }
     }
     Ok(())
+}
+
+/// The clock a table's times are on: `--time-zone`, else `[reports] time_zone`.
+fn clock_of(time_zone: Option<chrono_tz::Tz>, config: &Config) -> ReportClock {
+    time_zone.map_or(config.reports.clock, ReportClock::new)
+}
+
+/// A line above a table that says which clock its times are on, unless UTC (the database's).
+fn write_times_in(out: &mut impl Write, clock: ReportClock) -> std::io::Result<()> {
+    match clock.zone() {
+        chrono_tz::Tz::UTC => Ok(()),
+        zone => writeln!(out, "Times in {}:", zone.name()),
+    }
 }
 
 /// ` (ZONE)` after a table's period when it is not UTC, the clock its times are on.

@@ -95,13 +95,10 @@ impl ReportClock {
             .to_string()
     }
 
-    /// A time as the database keeps it (UTC), as [`ReportClock::show`] prints it; text that
-    /// is not such a time is shown as it is.
+    /// A time as the database keeps it (UTC, schedule times to the millisecond), as
+    /// [`ReportClock::show`] prints it; text that is not such a time is shown as it is.
     pub fn show_stored(self, stored: &str) -> String {
-        match crate::store::parse_sql_time(stored) {
-            Some(instant) if self.zone != Tz::UTC => self.show(instant),
-            _ => stored.to_owned(),
-        }
+        crate::store::parse_sql_time(stored).map_or_else(|| stored.to_owned(), |at| self.show(at))
     }
 
     /// A wall time on this clock: the earlier of the two instants that have it when the clocks
@@ -235,6 +232,14 @@ mod tests {
         );
         assert_eq!(
             ReportClock::default().show_stored("2026-11-23 20:15:00"),
+            "2026-11-23 20:15:00"
+        );
+        assert_eq!(
+            tokyo.show_stored("2026-11-23 20:15:00.250"),
+            "2026-11-24 05:15:00"
+        );
+        assert_eq!(
+            ReportClock::default().show_stored("2026-11-23 20:15:00.250"),
             "2026-11-23 20:15:00"
         );
         assert_eq!(tokyo.show_stored("not a time"), "not a time");

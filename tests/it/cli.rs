@@ -1660,3 +1660,68 @@ fn mentions_companies_and_search_read_only_the_feeds_named_or_tagged() {
         assert!(stderr.contains(message), "{args:?}: {stderr}");
     }
 }
+
+/// `feeds` and `alerts` print their times on the reports' clock, as `mentions` does; their JSON
+/// stays in UTC, the database's.
+#[test]
+fn feeds_and_alerts_print_their_times_on_the_reports_clock() {
+    let server = FeedServer::start();
+    server.feed(
+        "a.xml",
+        rss(&["<guid>1</guid><title>Xiaomi opens a store</title>"]),
+    );
+    server.set("hook", Route::webhook(500));
+    let app = App::new(
+        &[server.url("a.xml")],
+        &format!(
+            "[[company]]\nname = \"Xiaomi\"\n\n[[notify]]\nname = \"desk\"\nurl = \"{}\"\nbacklog = true\n",
+            server.url("hook")
+        ),
+    );
+    assert!(app.cli(&["poll"]).status.success());
+    let json = |args: &[&str]| -> serde_json::Value {
+        serde_json::from_slice(&app.cli(args).stdout).unwrap()
+    };
+    let feeds = json(&["feeds", "--format", "json"]);
+    let fetched = feeds[0]["last_fetch_at"].as_str().unwrap().to_owned();
+    // The delivery failed: the table's next attempt is the later of the retry and the rest.
+    let alerts = json(&["alerts", "--format", "json"]);
+    let next_attempt = [&alerts[0]["next_attempt_at"], &alerts[0]["resting_until"]]
+        .into_iter()
+        .filter_map(serde_json::Value::as_str)
+        .max()
+        .unwrap_or_else(|| panic!("no next attempt: {alerts}"))
+        .to_owned();
+    let shifted = |utc: &str, hours: i64| {
+        let at = chrono::NaiveDateTime::parse_from_str(utc, "%Y-%m-%d %H:%M:%S%.f").unwrap();
+        (at + chrono::Duration::hours(hours))
+            .format("%Y-%m-%d %H:%M:%S")
+            .to_string()
+    };
+    let table = |args: &[&str]| String::from_utf8_lossy(&app.cli(args).stdout).into_owned();
+
+    let in_tokyo = table(&["feeds", "--time-zone", "Asia/Tokyo"]);
+    assert!(
+        in_tokyo.starts_with("Times in Asia/Tokyo:\n") && in_tokyo.contains(&shifted(&fetched, 9)),
+        "last fetch {fetched} UTC:\n{in_tokyo}"
+    );
+    let alerts_in_tokyo = table(&["alerts", "--time-zone", "Asia/Tokyo"]);
+    assert!(
+        alerts_in_tokyo.starts_with("Times in Asia/Tokyo:\n")
+            && alerts_in_tokyo.contains(&shifted(&next_attempt, 9)),
+        "next attempt {next_attempt} UTC:\n{alerts_in_tokyo}"
+    );
+
+    // `[reports] time_zone` is the clock unless --time-zone says otherwise; JSON stays UTC.
+    let mut config = std::fs::read_to_string(&app.config_path).unwrap();
+    config.push_str("\n[reports]\ntime_zone = \"Asia/Tokyo\"\n");
+    std::fs::write(&app.config_path, config).unwrap();
+    assert_eq!(table(&["feeds"]), in_tokyo);
+    assert_eq!(table(&["alerts"]), alerts_in_tokyo);
+    assert_eq!(json(&["feeds", "--format", "json"]), feeds);
+    let on_utc = table(&["feeds", "--time-zone", "UTC"]);
+    assert!(
+        on_utc.starts_with("  ID  STATE") && on_utc.contains(&shifted(&fetched, 0)),
+        "last fetch {fetched} UTC:\n{on_utc}"
+    );
+}
