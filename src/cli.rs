@@ -78,10 +78,8 @@ pub enum Command {
         /// `feeds`) or its URL.
         #[arg(long, value_name = "ID|URL")]
         reset: Option<String>,
-        /// The clock of the times the table prints: an IANA time zone (Europe/Berlin,
-        /// America/New_York); default: [reports] time_zone, else UTC. JSON stays UTC.
-        #[arg(long, value_parser = crate::config::parse_time_zone)]
-        time_zone: Option<chrono_tz::Tz>,
+        #[command(flatten)]
+        clock: ClockArg,
     },
     /// Validate the config file and print a one-line summary (exit 1 on errors).
     Check,
@@ -210,9 +208,8 @@ pub enum Command {
         send_test: Option<String>,
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
-        /// The clock of the times the table prints, as for `feeds`.
-        #[arg(long, value_parser = crate::config::parse_time_zone)]
-        time_zone: Option<chrono_tz::Tz>,
+        #[command(flatten)]
+        clock: ClockArg,
     },
     /// Find the feeds a web site offers (its page's feed links, or the usual paths such as
     /// /feed and /rss.xml), check that each parses, and print them as [[feed]] tables to add
@@ -279,11 +276,26 @@ pub struct Period {
     /// End of the period (excluded), written as for --since.
     #[arg(long, value_parser = TimeBound::parse)]
     until: Option<TimeBound>,
+    #[command(flatten)]
+    clock: ClockArg,
+}
+
+/// `--time-zone`, for the commands that print times.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct ClockArg {
     /// The clock of dates and times written without an offset, of the times a table prints
-    /// and of the spans `companies --by` counts: an IANA time zone (Europe/Berlin,
-    /// America/New_York); default: [reports] time_zone, else UTC.
+    /// (JSON and CSV stay UTC) and of the spans `companies --by` counts: an IANA time zone
+    /// (Europe/Berlin, America/New_York); default: [reports] time_zone, else UTC.
     #[arg(long, value_parser = crate::config::parse_time_zone)]
     time_zone: Option<chrono_tz::Tz>,
+}
+
+impl ClockArg {
+    /// `--time-zone`'s clock, else `[reports] time_zone`'s.
+    fn on(self, config: &Config) -> ReportClock {
+        self.time_zone
+            .map_or(config.reports.clock, ReportClock::new)
+    }
 }
 
 /// A [`Period`] on its clock.
@@ -296,7 +308,7 @@ struct Bounds {
 impl Period {
     /// The bounds on `--time-zone`'s clock, else the config's; an error if they are swapped.
     fn on(&self, config: &Config) -> anyhow::Result<Bounds> {
-        let clock = clock_of(self.time_zone, config);
+        let clock = self.clock.on(config);
         let since = self.since.map(|bound| clock.instant(bound));
         let until = self.until.map(|bound| clock.instant(bound));
         ensure_a_period(since, until, clock)?;
@@ -448,7 +460,7 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
         Command::Feeds {
             format,
             reset,
-            time_zone,
+            clock,
         } => {
             let config = Config::load_without_secrets(&cli.config)?;
             let store = open_unsynced(&config)?;
@@ -476,7 +488,7 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
                     page.url = fetch::redact_str(&page.url);
                 }
             }
-            print_feeds(&feeds, clock_of(time_zone, &config), format)?;
+            print_feeds(&feeds, clock.on(&config), format)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Mentions {
@@ -766,7 +778,7 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
             target,
             send_test,
             format,
-            time_zone,
+            clock,
         } => {
             let config = Config::load(&cli.config)?;
             if let Some(name) = send_test {
@@ -792,7 +804,7 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
             if format == Format::Json {
                 write_json(&mut out, &status)?;
             } else {
-                let clock = clock_of(time_zone, &config);
+                let clock = clock.on(&config);
                 write_times_in(&mut out, clock)?;
                 writeln!(
                     out,
@@ -1382,7 +1394,7 @@ fn retry_after_note(
         .next_poll_at
         .as_deref()
         .and_then(crate::store::parse_sql_time);
-    let until = clock.show(until_time);
+    let until = format!("{}{}", clock.show(until_time), zone_named(clock));
     Some(if next_poll.is_some_and(|next| next >= until_time) {
         format!("waiting: the server asked (Retry-After) not to be polled before {until}")
     } else {
@@ -1617,11 +1629,6 @@ fn print_company_spans(
         }
     }
     Ok(())
-}
-
-/// The clock a table's times are on: `--time-zone`, else `[reports] time_zone`.
-fn clock_of(time_zone: Option<chrono_tz::Tz>, config: &Config) -> ReportClock {
-    time_zone.map_or(config.reports.clock, ReportClock::new)
 }
 
 /// A line above a table that says which clock its times are on, unless UTC (the database's).

@@ -1684,7 +1684,10 @@ fn feeds_and_alerts_print_their_times_on_the_reports_clock() {
     };
     let feeds = json(&["feeds", "--format", "json"]);
     let fetched = feeds[0]["last_fetch_at"].as_str().unwrap().to_owned();
-    // The delivery failed: the table's next attempt is the later of the retry and the rest.
+    // Kept to the millisecond, printed to the second.
+    let next_poll = feeds[0]["next_poll_at"].as_str().unwrap().to_owned();
+    // The delivery failed: the table shows when it is tried next (the later of its retry and,
+    // were the target found down, the end of its rest).
     let alerts = json(&["alerts", "--format", "json"]);
     let next_attempt = [&alerts[0]["next_attempt_at"], &alerts[0]["resting_until"]]
         .into_iter()
@@ -1702,8 +1705,10 @@ fn feeds_and_alerts_print_their_times_on_the_reports_clock() {
 
     let in_tokyo = table(&["feeds", "--time-zone", "Asia/Tokyo"]);
     assert!(
-        in_tokyo.starts_with("Times in Asia/Tokyo:\n") && in_tokyo.contains(&shifted(&fetched, 9)),
-        "last fetch {fetched} UTC:\n{in_tokyo}"
+        in_tokyo.starts_with("Times in Asia/Tokyo:\n")
+            && in_tokyo.contains(&format!("  {}  ", shifted(&fetched, 9)))
+            && in_tokyo.contains(&format!("  {}  ", shifted(&next_poll, 9))),
+        "last fetch {fetched}, next poll {next_poll} UTC:\n{in_tokyo}"
     );
     let alerts_in_tokyo = table(&["alerts", "--time-zone", "Asia/Tokyo"]);
     assert!(
