@@ -11,8 +11,8 @@
 //! then written again with a savepoint per result, and the others still commit. Calls (reads,
 //! alert bookkeeping) that arrive meanwhile run after the commit, in order. In the daemon, the
 //! thread also brings the search index up to date whenever no work is queued, a slice at a time
-//! ([`super::search`]), and gives back the memory its work took once it has not written for a
-//! while.
+//! ([`super::search`]), and gives back the memory that work took once it has stored and indexed
+//! nothing for a while.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
