@@ -783,7 +783,14 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
             let config = Config::load(&cli.config)?;
             if let Some(name) = send_test {
                 config.log_warnings();
-                crate::notify::send_test_alert(&config, config.notify_named(&name)?).await?;
+                let taken =
+                    crate::notify::send_test_alert(&config, config.notify_named(&name)?).await?;
+                if let Some(refused) = taken.not_delivered_to {
+                    eprintln!(
+                        "{name}: its server took the test email, but not for {refused}; check the target's `to`"
+                    );
+                    return Ok(ExitCode::FAILURE);
+                }
                 println!("{name} accepted the test alert");
                 return Ok(ExitCode::SUCCESS);
             }
@@ -824,6 +831,13 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
                             .map_or_else(|| "-".to_owned(), |at| clock.show_stored(at)),
                         t.last_error.as_deref().unwrap_or("")
                     )?;
+                    if let (Some(refused), Some(at)) = (&t.not_delivered_to, &t.last_delivered_at) {
+                        writeln!(
+                            out,
+                            "  its latest email ({}) did not reach {refused}; check the target's `to`",
+                            clock.show_stored(at)
+                        )?;
+                    }
                 }
             }
             Ok(ExitCode::SUCCESS)

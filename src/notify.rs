@@ -66,6 +66,14 @@ struct DeliveryFailure {
     message: String,
 }
 
+/// What a target that took a POST or email said beyond taking it.
+#[derive(Debug, Default)]
+pub struct Taken {
+    /// The recipients an email server refused, each with its reply, while it took the email
+    /// for the others.
+    pub not_delivered_to: Option<String>,
+}
+
 /// Totals of one delivery round.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Delivered {
@@ -105,10 +113,15 @@ impl Senders {
     }
 
     /// One POST or email to `target`.
-    async fn send(&self, target: &NotifyConfig, sending: &Sending) -> Result<(), DeliveryFailure> {
+    async fn send(
+        &self,
+        target: &NotifyConfig,
+        sending: &Sending,
+    ) -> Result<Taken, DeliveryFailure> {
         match &target.delivery {
             Delivery::Webhook { secret, .. } => {
-                post(&self.http, target, secret.as_deref(), sending).await
+                post(&self.http, target, secret.as_deref(), sending).await?;
+                Ok(Taken::default())
             }
             Delivery::Email(email) => {
                 let mailer = self
@@ -276,22 +289,28 @@ impl Notifier {
                 while let Some((alerts, sending)) = sendings.pop_front() {
                     let count = alerts.len();
                     let stories: Vec<i64> = alerts.iter().map(|a| a.payload.story.id).collect();
-                    let failure = match sending {
-                        Ok(sending) => self.senders.send(target, &sending).await.err(),
-                        Err(message) => Some(DeliveryFailure {
+                    let sent = match sending {
+                        Ok(sending) => self.senders.send(target, &sending).await,
+                        Err(message) => Err(DeliveryFailure {
                             target_down: false,
                             retry_after: None,
                             message,
                         }),
                     };
-                    let Some(failure) = failure else {
-                        self.writer
-                            .call(move |store| store.alerts_delivered(&alerts, Utc::now()))
-                            .await?;
-                        tracing::info!(target = %target.name, ?stories, "alerts delivered");
-                        totals.delivered += count;
-                        self.target_answered(target, &mut answered).await?;
-                        continue;
+                    let failure = match sent {
+                        Ok(taken) => {
+                            let missed = taken.not_delivered_to;
+                            self.writer
+                                .call(move |store| {
+                                    store.alerts_delivered(&alerts, Utc::now(), missed.as_deref())
+                                })
+                                .await?;
+                            tracing::info!(target = %target.name, ?stories, "alerts delivered");
+                            totals.delivered += count;
+                            self.target_answered(target, &mut answered).await?;
+                            continue;
+                        }
+                        Err(failure) => failure,
                     };
                     let DeliveryFailure {
                         target_down,
@@ -416,7 +435,7 @@ impl Notifier {
 /// Sends a test alert to `target` (`feedhound alerts --send-test`), to check its URL, its
 /// secret or login and the receiver's handling without waiting for a story: a story with id 0 and no
 /// company or source, marked `"test": true`. Nothing is stored. Errs with what went wrong.
-pub async fn send_test_alert(config: &Config, target: &NotifyConfig) -> anyhow::Result<()> {
+pub async fn send_test_alert(config: &Config, target: &NotifyConfig) -> anyhow::Result<Taken> {
     let now = Utc::now();
     let payload = AlertPayload {
         // Its own each time, so a receiver that drops repeats takes every test.

@@ -7,7 +7,7 @@
 //! for every email: the target is down, and rests. After the message, a permanent refusal is
 //! about this email (its size, a filter), and the others may pass, as a webhook's 400 is. A
 //! recipient refused alone does not hold back the others: the email goes to those accepted, and
-//! the refusal is logged.
+//! the refusal is logged and recorded with the delivery (`feedhound alerts` shows it).
 //!
 //! A round's emails share one session: after an outage or a busy poll, dozens of alerts would
 //! otherwise cost dozens of connections and logins, which mail providers limit and read as abuse.
@@ -27,7 +27,7 @@ use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
 use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
 use lettre::transport::smtp::extension::ClientId;
 
-use super::{DeliveryFailure, Sending};
+use super::{DeliveryFailure, Sending, Taken};
 use crate::config::{EmailConfig, NotifyConfig, SmtpTls};
 use crate::fetch::refused_certificate;
 
@@ -113,7 +113,7 @@ impl Mailer {
         target: &NotifyConfig,
         email: &EmailConfig,
         sending: &Sending,
-    ) -> Result<(), DeliveryFailure> {
+    ) -> Result<Taken, DeliveryFailure> {
         let message = message(target, email, sending).map_err(|err| DeliveryFailure {
             target_down: false,
             retry_after: None,
@@ -178,11 +178,12 @@ impl Mailer {
             Err(failure) => return Err(down(SendFailure::Step("the email", failure))),
         }
         self.keep(session);
-        if !refused.is_empty() {
-            let refused = self.without_login(&refused.join(", "));
+        let not_delivered_to =
+            (!refused.is_empty()).then(|| self.without_login(&refused.join(", ")));
+        if let Some(refused) = &not_delivered_to {
             tracing::warn!(target = %target.name, %refused, "email sent, but not to these recipients; check the target's `to`");
         }
-        Ok(())
+        Ok(Taken { not_delivered_to })
     }
 
     /// Keeps `session`, which has had an email's answer, for the round's next email.

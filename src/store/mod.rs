@@ -136,6 +136,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0022_dated_story_and_age_indexes",
         include_str!("../../migrations/0022_dated_story_and_age_indexes.sql"),
     ),
+    (
+        "0023_outbox_not_delivered_to",
+        include_str!("../../migrations/0023_outbox_not_delivered_to.sql"),
+    ),
 ];
 
 /// How long a write waits for another process's lock before giving up (a user running a long

@@ -71,6 +71,11 @@ pub struct OutboxStatus {
     /// does again.
     pub withdrawn: i64,
     pub last_error: Option<String>,
+    /// When the target last took an alert.
+    pub last_delivered_at: Option<String>,
+    /// The recipients an email server refused when it last took an alert (and why): set while
+    /// the latest delivery missed some of them.
+    pub not_delivered_to: Option<String>,
     pub next_attempt_at: Option<String>,
     /// Until when the target rests after a round found it down: no alert is sent before.
     pub resting_until: Option<String>,
@@ -225,26 +230,34 @@ impl Store {
         Ok(companies)
     }
 
-    /// Records that the target took `alerts` (one POST's), each naming what its payload named,
-    /// in one transaction: a POST is delivered whole or not at all. A company a story names
-    /// that its alert's first attempt did not (named while the alert waited for a retry, or was
-    /// on its way) gets an alert of its own: a receiver that dropped the repeat by its key has
-    /// not seen it.
+    /// Records that the target took `alerts` (one POST's or email's), each naming what its
+    /// payload named, in one transaction: a POST is delivered whole or not at all.
+    /// `not_delivered_to`: the recipients an email server refused while it took the email for
+    /// the others. A company a story names that its alert's first attempt did not (named while
+    /// the alert waited for a retry, or was on its way) gets an alert of its own: a receiver
+    /// that dropped the repeat by its key has not seen it.
     pub fn alerts_delivered(
         &mut self,
         alerts: &[PendingAlert],
         at: DateTime<Utc>,
+        not_delivered_to: Option<&str>,
     ) -> anyhow::Result<()> {
         let tx = super::write_transaction(&mut self.conn)?;
         for alert in alerts {
             let (target, story_id): (String, i64) = tx
                 .prepare_cached(
                     "UPDATE outbox SET delivered_at = ?2, attempts = attempts + 1, last_error = NULL,
-                         last_failed_at = NULL, told = coalesce(told, ?3), withdrawn_at = NULL
+                         last_failed_at = NULL, told = coalesce(told, ?3), withdrawn_at = NULL,
+                         not_delivered_to = ?4
                      WHERE id = ?1 RETURNING target, story_id",
                 )?
                 .query_row(
-                    params![alert.id, sql_time(at), told_json(&alert.payload.companies)?],
+                    params![
+                        alert.id,
+                        sql_time(at),
+                        told_json(&alert.payload.companies)?,
+                        not_delivered_to
+                    ],
                     |r| Ok((r.get(0)?, r.get(1)?)),
                 )?;
             if let Some(route) = self.flagging.route(&target) {
@@ -464,6 +477,10 @@ impl Store {
                         AND o2.delivered_at IS NULL AND o2.withdrawn_at IS NULL
                         AND o2.last_error IS NOT NULL
                         ORDER BY o2.last_failed_at DESC, o2.id DESC LIMIT 1),
+                    max(delivered_at),
+                    (SELECT not_delivered_to FROM outbox o3 WHERE o3.target = o.target
+                        AND o3.delivered_at IS NOT NULL
+                        ORDER BY o3.delivered_at DESC, o3.id DESC LIMIT 1),
                     min(CASE WHEN delivered_at IS NULL AND withdrawn_at IS NULL
                         THEN next_attempt_at END),
                     (SELECT rest_until FROM alert_target_rests r
@@ -484,8 +501,10 @@ impl Store {
                     retrying: r.get(3)?,
                     withdrawn: r.get(4)?,
                     last_error: r.get(5)?,
-                    next_attempt_at: r.get(6)?,
-                    resting_until: r.get(7)?,
+                    last_delivered_at: r.get(6)?,
+                    not_delivered_to: r.get(7)?,
+                    next_attempt_at: r.get(8)?,
+                    resting_until: r.get(9)?,
                 })
             },
         )?;
@@ -824,7 +843,7 @@ mod tests {
             .unwrap();
         assert_eq!(status[0].last_error.as_deref(), Some("HTTP 401"));
 
-        store.alerts_delivered(alert(1), now).unwrap();
+        store.alerts_delivered(alert(1), now, None).unwrap();
         let status = store
             .outbox_status(&HashMap::new(), &HashMap::new())
             .unwrap();

@@ -319,9 +319,11 @@ fn an_email_the_server_puts_off_waits_then_goes_out_with_the_same_message_id() {
     );
 }
 
+/// A recipient refused, then the same target's next email taking every recipient: what
+/// `feedhound alerts` says of the latest delivery, in its table and in JSON.
 #[test]
 fn a_recipient_the_server_refuses_holds_back_neither_the_others_nor_the_alert() {
-    let (_feeds, smtp, app) =
+    let (feeds, smtp, app) =
         app_with_email_target(&["<guid>1</guid><title>Xiaomi posts results</title>"], "");
     smtp.refuse_command("RCPT TO:<bo@", "550 5.1.1 no such user");
     let polled = app.cli(&["poll"]);
@@ -339,6 +341,49 @@ fn a_recipient_the_server_refuses_holds_back_neither_the_others_nor_the_alert() 
             && stderr.contains("bo@example.com"),
         "{stderr}"
     );
+    let status = status_of(&app);
+    let missed = status["not_delivered_to"].as_str().unwrap_or_default();
+    assert!(
+        missed.contains("bo@example.com") && missed.contains("no such user"),
+        "{status}"
+    );
+    assert!(!missed.contains("ana@"), "{status}");
+    let table = app.cli(&["alerts"]);
+    let table = String::from_utf8_lossy(&table.stdout);
+    let delivered_at = status["last_delivered_at"].as_str().unwrap();
+    assert!(
+        table.contains(&format!(
+            "  its latest email ({delivered_at}) did not reach bo@example.com"
+        )),
+        "{table}"
+    );
+
+    let tested = app.cli(&["alerts", "--send-test", "analysts"]);
+    let said = String::from_utf8_lossy(&tested.stderr);
+    assert!(!tested.status.success(), "{said}");
+    assert!(
+        said.contains("analysts: its server took the test email, but not for bo@example.com"),
+        "{said}"
+    );
+    assert_eq!(smtp.accepted().len(), 2, "the test email went to ana");
+
+    smtp.accept_all();
+    feeds.feed(
+        "a.xml",
+        rss(&[
+            "<guid>1</guid><title>Xiaomi posts results</title>",
+            "<guid>2</guid><title>Samsung opens a plant</title>",
+        ]),
+    );
+    assert!(app.cli(&["poll"]).status.success());
+    let mails = smtp.accepted();
+    assert_eq!(mails.len(), 3);
+    assert_eq!(mails[2].rcpt_to, ["<ana@example.com>", "<bo@example.com>"]);
+    let status = status_of(&app);
+    assert!(status["not_delivered_to"].is_null(), "{status}");
+    let table = app.cli(&["alerts"]);
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(!table.contains("did not reach"), "{table}");
 }
 
 #[test]
