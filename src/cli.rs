@@ -170,6 +170,8 @@ pub enum Command {
         vacuum: bool,
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
+        #[command(flatten)]
+        clock: ClockArg,
     },
     /// Copy the database to a new file, consistently, while the daemon keeps running.
     Backup {
@@ -698,6 +700,7 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
             retain,
             vacuum,
             format,
+            clock,
         } => {
             // A dry run neither syncs the database's alert state nor deletes anything.
             let config = if dry_run {
@@ -738,7 +741,7 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
             };
             let report = store.prune(retain, chrono::Utc::now(), dry_run)?;
             let vacuumed = if vacuum { Some(store.vacuum()?) } else { None };
-            print_prune(&report, vacuumed, format)?;
+            print_prune(&report, vacuumed, format, clock.on(&config))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Backup {
@@ -1251,6 +1254,7 @@ fn print_prune(
     report: &PruneReport,
     vacuumed: Option<VacuumReport>,
     format: Format,
+    clock: ReportClock,
 ) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     if format == Format::Json {
@@ -1264,10 +1268,11 @@ fn print_prune(
     };
     writeln!(
         out,
-        "{verb} {} entries and {} stories older than {} (kept {} old entries that mention a company)",
+        "{verb} {} entries and {} stories older than {}{} (kept {} old entries that mention a company)",
         report.entries,
         report.stories,
-        report.cutoff.format("%Y-%m-%d %H:%M:%S"),
+        clock.show(report.cutoff),
+        zone_named(clock),
         report.kept_flagged
     )?;
     for feed in &report.feeds {

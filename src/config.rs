@@ -105,8 +105,8 @@ pub struct PollingConfig {
     pub private_article_links: bool,
 }
 
-/// `[reports]`: how `mentions`, `companies` and `search` read and print times, and how `feeds`
-/// and `alerts` print them.
+/// `[reports]`: how `mentions`, `companies` and `search` read and print times, and how `feeds`,
+/// `alerts` and `prune` print them.
 #[derive(Debug, Clone, Default)]
 pub struct ReportsConfig {
     /// Their clock unless `--time-zone` says otherwise (see [`crate::report_clock`]).

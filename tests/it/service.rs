@@ -213,6 +213,20 @@ async fn prune_deletes_old_unflagged_entries_skips_them_while_served_and_then_fo
         printed.contains("kept 1 old entries that mention a company"),
         "{printed}"
     );
+    // The cutoff is printed on the reports' clock, named unless UTC: Tokyo's reads 9 h later.
+    let cutoff = |printed: &str, zone: &str| {
+        let (_, after) = printed.split_once(" older than ").unwrap();
+        let (time, rest) = after.split_at(19);
+        assert!(rest.starts_with(zone), "{printed}");
+        chrono::NaiveDateTime::parse_from_str(time, "%Y-%m-%d %H:%M:%S").unwrap()
+    };
+    let in_tokyo = app.cli(&["prune", "--dry-run", "--time-zone", "Asia/Tokyo"]);
+    let in_tokyo = String::from_utf8_lossy(&in_tokyo.stdout);
+    let ahead = cutoff(&in_tokyo, " (Asia/Tokyo) ") - cutoff(&printed, " (kept");
+    assert!(
+        (ahead - chrono::Duration::hours(9)).num_seconds().abs() < 60,
+        "{printed}{in_tokyo}"
+    );
     assert_eq!(app.count("SELECT count(*) FROM entries"), 3);
 
     let real = app.cli(&["prune", "--format", "json"]);
