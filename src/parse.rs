@@ -175,6 +175,26 @@ pub fn canonical_link(link: &Url) -> String {
     canonical
 }
 
+/// `link` without the tracking parameters of its query ([`is_tracking_param`]), which say only
+/// where a click came from: the links alerts, reports and the database give are the story's
+/// own, as Miniflux gives them. The rest of the query is kept byte for byte and in order, and
+/// the fragment, which may name the item, is kept. The canonical link is the same either way.
+fn without_tracking_params(mut link: Url) -> Url {
+    let Some(query) = link.query() else {
+        return link;
+    };
+    if !query.split('&').any(is_tracking_param) {
+        return link;
+    }
+    let kept = query
+        .split('&')
+        .filter(|pair| !pair.is_empty() && !is_tracking_param(pair))
+        .collect::<Vec<_>>()
+        .join("&");
+    link.set_query(Some(kept.as_str()).filter(|kept| !kept.is_empty()));
+    link
+}
+
 /// The part of a link's `#fragment` that can tell items apart: a live blog or changelog that
 /// serves only its latest update links each one to its own anchor of one page, and for a feed
 /// without guids that anchor is all that distinguishes the updates. Empty fragments, text
@@ -1038,7 +1058,7 @@ impl Draft {
             MAX_GUID_BYTES,
         ))
         .filter(|g| !g.is_empty());
-        let link = pick_link(&entry.links, base);
+        let link = pick_link(&entry.links, base).map(without_tracking_params);
         let text = |html: &str, cap: fn(String) -> String| {
             let mut text = cap(html_to_text(html));
             // Sized for the HTML, and held until the writer commits the entry (glibc
@@ -1369,7 +1389,7 @@ mod tests {
         assert_eq!(entry.dedup_key, "g:story-1");
         assert_eq!(
             entry.link.as_deref(),
-            Some("https://www.example.com/story/1/?utm_source=rss&id=7")
+            Some("https://www.example.com/story/1/?id=7")
         );
         assert_eq!(
             entry.canonical_link.as_deref(),
@@ -1532,6 +1552,35 @@ mod tests {
             canonical("https://www.heise.de/meldung/x-123.html?wt_mc=rss.ho.beitrag.rdf"),
             "heise.de/meldung/x-123.html"
         );
+    }
+
+    #[test]
+    fn stored_links_lose_their_tracking_parameters_and_keep_the_rest() {
+        let cleaned = |s: &str| without_tracking_params(Url::parse(s).unwrap()).to_string();
+        assert_eq!(
+            cleaned("https://www.example.com/a/?utm_source=rss&id=7&&fbclid=1&p=a%20b#update-2"),
+            "https://www.example.com/a/?id=7&p=a%20b#update-2"
+        );
+        assert_eq!(
+            cleaned("https://example.com/a?utm_source=rss&utm_medium=feed"),
+            "https://example.com/a"
+        );
+        // Untouched without one, empty pairs and all: the link is the publisher's.
+        assert_eq!(
+            cleaned("https://example.com/a?b=2&&a=1&ref=home"),
+            "https://example.com/a?b=2&&a=1&ref=home"
+        );
+        for link in [
+            "https://WWW.Example.COM:443/a/b/?utm_source=x&id=7&fbclid=1#top",
+            "https://example.com/p?gclid=1&UTM_Campaign=a",
+        ] {
+            let url = Url::parse(link).unwrap();
+            assert_eq!(
+                canonical_link(&without_tracking_params(url.clone())),
+                canonical_link(&url),
+                "the canonical link, and so the dedup key, do not change"
+            );
+        }
     }
 
     #[test]

@@ -179,6 +179,16 @@ async fn a_story_syndicated_in_three_feeds_is_one_flagged_story_with_three_sourc
     assert_eq!(hooks.len(), 1, "one story, one alert");
     let payload: serde_json::Value = serde_json::from_slice(&hooks[0].body).unwrap();
     assert_eq!(payload["sources"].as_array().unwrap().len(), 3);
+    let links: Vec<&str> = payload["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|source| source["link"].as_str())
+        .collect();
+    assert!(
+        links.contains(&"https://www.news.example/xiaomi-paris/"),
+        "sent without its tracking parameter: {links:?}"
+    );
     assert_eq!(payload["companies"][0]["name"], "Xiaomi");
     assert_eq!(
         hooks[0].headers["idempotency-key"],
