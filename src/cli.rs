@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
+use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 
 use crate::config::{Config, DEFAULT_CONFIG_PATH};
 use crate::matcher::{EntryText, Matcher};
@@ -92,11 +93,12 @@ pub enum Command {
         period: Period,
         #[command(flatten)]
         sources: FeedChoice,
-        /// At most this many stories.
+        /// At most this many stories (default with --format atom: 50).
         #[arg(long)]
         limit: Option<usize>,
-        #[arg(long, value_enum, default_value_t = ExportFormat::Table)]
-        format: ExportFormat,
+        /// `atom`: an Atom feed of the stories, for a feed reader to follow.
+        #[arg(long, value_enum, default_value_t = StoriesFormat::Table)]
+        format: StoriesFormat,
     },
     /// How much each tracked company was in the news: its stories in a period (the last 7 days
     /// unless told; --until open: up to now), against the period of the same length before,
@@ -425,6 +427,31 @@ pub enum ExportFormat {
     Csv,
 }
 
+/// How `mentions` prints its stories.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StoriesFormat {
+    Table,
+    Json,
+    Csv,
+    Atom,
+}
+
+impl StoriesFormat {
+    /// The format the other commands share; None for Atom, `mentions`' own.
+    fn export(self) -> Option<ExportFormat> {
+        match self {
+            StoriesFormat::Table => Some(ExportFormat::Table),
+            StoriesFormat::Json => Some(ExportFormat::Json),
+            StoriesFormat::Csv => Some(ExportFormat::Csv),
+            StoriesFormat::Atom => None,
+        }
+    }
+}
+
+/// The stories an Atom feed holds unless `--limit` says otherwise: a reader polls it again and
+/// again, and keeps what it has seen.
+const ATOM_STORIES: usize = 50;
+
 /// Runs the chosen command. Errors are for the caller to print; the exit code says how it went.
 pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
     let shutdown = control.shutdown.clone();
@@ -509,8 +536,16 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
             let company = company.map(|c| config.company_named(&c)).transpose()?;
             let store = open_unsynced(&config)?;
             let feeds = sources.resolve(&config, &store)?;
+            let limit = limit.or((format == StoriesFormat::Atom).then_some(ATOM_STORIES));
             let stories = store.flagged_stories(company, since, until, feeds.as_ref(), limit)?;
-            print_stories(&stories, clock, format)?;
+            match format.export() {
+                Some(format) => print_stories(&stories, clock, format)?,
+                None => {
+                    let (id, title) = atom_names(company, &sources);
+                    let feed = crate::atom::feed(&id, &title, &stories, Utc::now());
+                    std::io::stdout().lock().write_all(feed.as_bytes())?;
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Companies {
@@ -1679,6 +1714,33 @@ fn change(before: i64, now: i64) -> String {
 }
 
 /// `mentions` output. JSON and CSV are a stable interface (see README): fields are only added.
+/// The id and title of `mentions --format atom`'s feed, which say what it holds: the same
+/// command gives the same id.
+fn atom_names(company: Option<&str>, sources: &FeedChoice) -> (String, String) {
+    let mut id = "urn:feedhound:mentions".to_owned();
+    let mut title = match company {
+        Some(company) => format!("feedhound: stories about {company}"),
+        None => "feedhound: flagged stories".to_owned(),
+    };
+    let escape = |part: &str| utf8_percent_encode(part, NON_ALPHANUMERIC).to_string();
+    if let Some(company) = company {
+        id.push_str(&format!(":company={}", escape(company)));
+    }
+    for feed in &sources.feeds {
+        id.push_str(&format!(":feed={}", escape(feed)));
+    }
+    for tag in &sources.tags {
+        id.push_str(&format!(":tag={}", escape(tag)));
+    }
+    if !sources.feeds.is_empty() {
+        title.push_str(&format!(" from {}", sources.feeds.join(", ")));
+    }
+    if !sources.tags.is_empty() {
+        title.push_str(&format!(" tagged {}", sources.tags.join(", ")));
+    }
+    (id, title)
+}
+
 fn print_stories(
     stories: &[FlaggedStory],
     clock: ReportClock,

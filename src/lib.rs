@@ -12,11 +12,13 @@
 //! [`store`], the only module that speaks SQL. [`model`] holds the plain data passed between
 //! them. [`articles`] fetches the pages entries link to, for feeds that only tease their stories,
 //! and hands their text to the store and the matcher. [`cli`] and [`demo`] are the user-facing
-//! commands; [`discover`] finds a site's feeds for the config; [`opml`] moves the feed list to
-//! and from other readers; [`config_edit`] adds the feeds those two bring to the user's config
-//! file; [`daemon_lock`] keeps a database to one daemon and its config.
+//! commands, and [`atom`] writes flagged stories as a feed for readers; [`discover`] finds a
+//! site's feeds for the config; [`opml`] moves the feed list to and from other readers;
+//! [`config_edit`] adds the feeds those two bring to the user's config file; [`daemon_lock`]
+//! keeps a database to one daemon and its config.
 
 pub mod articles;
+pub mod atom;
 pub mod cli;
 pub mod config;
 pub mod config_edit;

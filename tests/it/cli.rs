@@ -1730,3 +1730,82 @@ fn feeds_and_alerts_print_their_times_on_the_reports_clock() {
         "last fetch {fetched} UTC:\n{on_utc}"
     );
 }
+
+/// `mentions --format atom` is a feed any reader can follow: each flagged story once, newest
+/// first, the newest 50 unless `--limit` says otherwise, and the same id for the same question.
+#[test]
+fn mentions_as_an_atom_feed_reads_back_with_each_story_once() {
+    let server = FeedServer::start();
+    let items: Vec<String> = (1..=55)
+        .map(|n| {
+            format!(
+                "<guid>{n}</guid><title>Xiaomi story {n}</title><link>https://news.example/{n}?utm_source=rss</link>\
+                 <pubDate>{}</pubDate><description>Xiaomi &amp; partners</description>",
+                httpdate::fmt_http_date(
+                    std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_790_000_000 + n * 3600)
+                )
+            )
+        })
+        .collect();
+    server.feed(
+        "a.xml",
+        rss(&items.iter().map(String::as_str).collect::<Vec<_>>()),
+    );
+    // The same story from a second feed: one entry, with both sources.
+    server.feed(
+        "b.xml",
+        rss(&[&items[54].replace("<guid>55</guid>", "<guid>b</guid>")]),
+    );
+    let app = App::new(
+        &[server.url("a.xml"), server.url("b.xml")],
+        "[[company]]\nname = \"Xiaomi\"\naliases = [\"小米\"]\n",
+    );
+    assert!(app.cli(&["poll"]).status.success());
+    let read = |args: &[&str]| {
+        let output = app.cli(&[&["mentions", "--format", "atom"][..], args].concat());
+        assert!(output.status.success(), "{args:?}: {output:?}");
+        let url = url::Url::parse("http://127.0.0.1/mentions.atom").unwrap();
+        let parsed = feedhound::parse::parse_feed(&output.stdout, None, &url).unwrap();
+        (String::from_utf8(output.stdout).unwrap(), parsed)
+    };
+
+    let (xml, feed) = read(&[]);
+    assert_eq!(feed.title.as_deref(), Some("feedhound: flagged stories"));
+    assert_eq!(feed.entries.len(), 50, "the newest 50 by default");
+    let titles: Vec<&str> = feed
+        .entries
+        .iter()
+        .filter_map(|e| e.title.as_deref())
+        .collect();
+    assert_eq!(titles[..2], ["Xiaomi story 55", "Xiaomi story 54"]);
+    let newest = &feed.entries[0];
+    assert_eq!(newest.link.as_deref(), Some("https://news.example/55"));
+    let story_id = app.count("SELECT story_id FROM entries WHERE guid = '55'");
+    assert_eq!(
+        newest.guid.as_deref(),
+        Some(format!("urn:feedhound:story:{story_id}").as_str())
+    );
+    let (first_entry, _) = xml.split_once("</entry>").unwrap();
+    assert_eq!(
+        first_entry.matches("&lt;li&gt;").count(),
+        2,
+        "both sources listed: {first_entry}"
+    );
+    assert!(xml.contains("<category term=\"Xiaomi\"/>"), "{xml}");
+
+    let (all, feed) = read(&["--limit", "100"]);
+    assert_eq!(feed.entries.len(), 55);
+    assert_ne!(all, xml);
+    let (by_alias, feed) = read(&["--company", "小米", "--limit", "3"]);
+    assert_eq!(
+        feed.title.as_deref(),
+        Some("feedhound: stories about Xiaomi")
+    );
+    assert_eq!(feed.entries.len(), 3);
+    let (by_name, _) = read(&["--company", "xiaomi", "--limit", "3"]);
+    assert!(
+        by_alias.contains("<id>urn:feedhound:mentions:company=Xiaomi</id>"),
+        "{by_alias}"
+    );
+    assert_eq!(by_alias, by_name, "an alias asks the same question");
+}

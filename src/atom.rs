@@ -1,0 +1,217 @@
+//! Flagged stories as an Atom feed (RFC 4287), for `feedhound mentions --format atom`: a feed
+//! reader can then follow what feedhound flags, as Google Alerts and FreshRSS's shared queries
+//! let their users do.
+//!
+//! A story is one entry whatever number of feeds carried it: its id is the story's, so a
+//! reader shows it once, and lists every source in its text. Written by hand rather than with
+//! a feed-writing crate: the document is small and fixed, and every value goes through
+//! [`text`], which keeps only what XML 1.0 may hold and escapes it.
+
+use std::fmt::Write as _;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+
+use crate::store::FlaggedStory;
+use crate::store::parse_sql_time;
+
+/// The id of a story's entry. Story ids are the database's own: stable for as long as it
+/// keeps the story.
+fn entry_id(story_id: i64) -> String {
+    format!("urn:feedhound:story:{story_id}")
+}
+
+/// A feed of `stories` (newest first, as `mentions` lists them) titled `title`, with the id
+/// `id`; its time is the newest story's, else `now`.
+pub fn feed(id: &str, title: &str, stories: &[FlaggedStory], now: DateTime<Utc>) -> String {
+    let dated: Vec<DateTime<Utc>> = stories.iter().map(|story| date_of(story, now)).collect();
+    let updated = dated.iter().max().copied().unwrap_or(now);
+    let mut out = String::with_capacity(1024 + 1024 * stories.len());
+    out.push_str("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n");
+    out.push_str("<feed xmlns=\"http://www.w3.org/2005/Atom\">\n");
+    // Writing to a String cannot fail.
+    let _ = writeln!(out, "  <id>{}</id>", text(id));
+    let _ = writeln!(out, "  <title>{}</title>", text(title));
+    let _ = writeln!(out, "  <updated>{}</updated>", rfc3339(updated));
+    out.push_str("  <author><name>feedhound</name></author>\n");
+    out.push_str("  <generator>feedhound</generator>\n");
+    for (story, date) in stories.iter().zip(dated) {
+        write_entry(&mut out, story, date);
+    }
+    out.push_str("</feed>\n");
+    out
+}
+
+fn write_entry(out: &mut String, story: &FlaggedStory, date: DateTime<Utc>) {
+    let title = story.title.as_deref().unwrap_or("(untitled)");
+    out.push_str("  <entry>\n");
+    let _ = writeln!(out, "    <id>{}</id>", entry_id(story.story_id));
+    let _ = writeln!(out, "    <title>{}</title>", text(title));
+    if let Some(link) = &story.link {
+        let _ = writeln!(out, "    <link rel=\"alternate\" href=\"{}\"/>", text(link));
+    }
+    let date = rfc3339(date);
+    let _ = writeln!(out, "    <published>{date}</published>");
+    let _ = writeln!(out, "    <updated>{date}</updated>");
+    let _ = writeln!(
+        out,
+        "    <author><name>{}</name></author>",
+        text(&story.feed)
+    );
+    for company in &story.companies {
+        let _ = writeln!(out, "    <category term=\"{}\"/>", text(company));
+    }
+    let _ = writeln!(
+        out,
+        "    <summary type=\"text\">{}</summary>",
+        text(&format!(
+            "{}: {}",
+            story.companies.join(", "),
+            story.snippet
+        ))
+    );
+    let _ = writeln!(
+        out,
+        "    <content type=\"html\">{}</content>",
+        text(&content_html(story))
+    );
+    out.push_str("  </entry>\n");
+}
+
+/// The entry's text as HTML: the companies and the snippet, then every source.
+fn content_html(story: &FlaggedStory) -> String {
+    let html = |s: &str| html_escape::encode_text(s).into_owned();
+    let mut body = format!(
+        "<p><b>{}</b>: {}</p>\n<ul>\n",
+        html(&story.companies.join(", ")),
+        html(&story.snippet)
+    );
+    for source in &story.sources {
+        let title = html(source.title.as_deref().unwrap_or("(untitled)"));
+        let title = match &source.link {
+            Some(link) => format!(
+                "<a href=\"{}\">{title}</a>",
+                html_escape::encode_double_quoted_attribute(link)
+            ),
+            None => title,
+        };
+        let date = match &source.published_at {
+            Some(date) => format!("{} UTC", html(date)),
+            None => "no date".to_owned(),
+        };
+        let _ = writeln!(body, "<li>{title} ({}, {date})</li>", html(&source.feed));
+    }
+    body.push_str("</ul>");
+    body
+}
+
+/// When a story is dated: its first entry's publication, else when it was first seen.
+fn date_of(story: &FlaggedStory, now: DateTime<Utc>) -> DateTime<Utc> {
+    story
+        .published_at
+        .as_deref()
+        .or(Some(&story.first_seen_at))
+        .and_then(parse_sql_time)
+        .unwrap_or(now)
+}
+
+fn rfc3339(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// `value` as XML character data or an attribute value: without the characters XML 1.0 cannot
+/// hold (control characters but tab and line breaks, U+FFFE, U+FFFF), which would make the
+/// whole document unreadable, and escaped.
+fn text(value: &str) -> String {
+    let allowed = |c: &char| {
+        matches!(c, '\t' | '\n' | '\r')
+            || (!c.is_control() && !matches!(c, '\u{fffe}' | '\u{ffff}'))
+    };
+    let kept: String = value.chars().filter(allowed).collect();
+    quick_xml::escape::escape(kept).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Source;
+
+    fn story(id: i64, title: &str, published_at: Option<&str>) -> FlaggedStory {
+        FlaggedStory {
+            story_id: id,
+            title: Some(title.to_owned()),
+            link: Some(format!("https://news.example/{id}?a=1&b=2")),
+            feed: "Wire <A>".to_owned(),
+            published_at: published_at.map(str::to_owned),
+            first_seen_at: "2026-11-20 08:00:00".to_owned(),
+            companies: vec!["AT&T".to_owned(), "Xiaomi".to_owned()],
+            snippet: "AT&T and Xiaomi <sign> a deal".to_owned(),
+            sources: vec![Source {
+                feed: "Wire <A>".to_owned(),
+                title: Some(title.to_owned()),
+                link: Some(format!("https://news.example/{id}?a=1&b=2")),
+                published_at: published_at.map(str::to_owned),
+            }],
+        }
+    }
+
+    #[test]
+    fn the_feed_reads_back_as_atom_with_each_story_once() {
+        let now = "2026-11-26T12:00:00Z".parse().unwrap();
+        let stories = [
+            story(7, "Xiaomi & AT&T \u{1}sign", Some("2026-11-25 09:30:00")),
+            story(3, "Older", None),
+        ];
+        let xml = feed(
+            "urn:feedhound:mentions",
+            "Flagged & \"quoted\"",
+            &stories,
+            now,
+        );
+        let url = url::Url::parse("https://feedhound.invalid/mentions.atom").unwrap();
+        let parsed = crate::parse::parse_feed(xml.as_bytes(), None, &url).unwrap();
+        assert_eq!(parsed.title.as_deref(), Some("Flagged & \"quoted\""));
+        let entries = &parsed.entries;
+        assert_eq!(entries.len(), 2);
+        assert_eq!(entries[0].guid.as_deref(), Some("urn:feedhound:story:7"));
+        assert_eq!(entries[0].title.as_deref(), Some("Xiaomi & AT&T sign"));
+        assert_eq!(
+            entries[0].link.as_deref(),
+            Some("https://news.example/7?a=1&b=2")
+        );
+        assert_eq!(
+            entries[0].published_at.map(|at| at.to_rfc3339()),
+            Some("2026-11-25T09:30:00+00:00".to_owned())
+        );
+        // Without a publication date: when the story was first seen.
+        assert_eq!(
+            entries[1].published_at.map(|at| at.to_rfc3339()),
+            Some("2026-11-20T08:00:00+00:00".to_owned())
+        );
+        // Text, escaped (feedhound's own parser reads summaries as HTML, so it is checked here).
+        assert!(
+            xml.contains(
+                "<summary type=\"text\">AT&amp;T, Xiaomi: AT&amp;T and Xiaomi &lt;sign&gt; a deal</summary>"
+            ),
+            "{xml}"
+        );
+        let content = entries[0].content.as_deref().unwrap_or_default();
+        assert!(
+            content.contains("Xiaomi & AT&T sign (Wire <A>, 2026-11-25 09:30:00 UTC)"),
+            "{content}"
+        );
+        assert!(xml.contains("<updated>2026-11-25T09:30:00Z</updated>\n  <author>"));
+    }
+
+    #[test]
+    fn an_empty_feed_is_dated_now() {
+        let now = "2026-11-26T12:00:00Z".parse().unwrap();
+        let xml = feed("urn:feedhound:mentions", "Nothing yet", &[], now);
+        assert!(
+            xml.contains("<updated>2026-11-26T12:00:00Z</updated>"),
+            "{xml}"
+        );
+        let url = url::Url::parse("https://feedhound.invalid/mentions.atom").unwrap();
+        let parsed = crate::parse::parse_feed(xml.as_bytes(), None, &url).unwrap();
+        assert!(parsed.entries.is_empty());
+    }
+}
