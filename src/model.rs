@@ -31,7 +31,8 @@ pub struct ParsedEntry {
     pub dedup_key: String,
     /// The publisher's own guid/id, when the document had one (never an id the parser invented).
     pub guid: Option<String>,
-    /// The entry's link, resolved against the document's base URL.
+    /// The entry's link, resolved against the document's base URL, without click-tracking
+    /// query parameters (`utm_*`, `fbclid`…).
     pub link: Option<String>,
     /// `link` with scheme, `www.`, trailing slash, fragment and tracking parameters normalised
     /// away; two entries with the same canonical link are the same story.

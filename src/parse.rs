@@ -163,10 +163,7 @@ pub fn canonical_link(link: &Url) -> String {
     canonical.push_str(link.path().trim_end_matches('/'));
     if let Some(query) = link.query() {
         let mut first = true;
-        for pair in query
-            .split('&')
-            .filter(|pair| !pair.is_empty() && !is_tracking_param(pair))
-        {
+        for pair in query_without(query, is_tracking_param) {
             canonical.push(if first { '?' } else { '&' });
             canonical.push_str(pair);
             first = false;
@@ -175,20 +172,26 @@ pub fn canonical_link(link: &Url) -> String {
     canonical
 }
 
-/// `link` without the tracking parameters of its query ([`is_tracking_param`]), which say only
-/// where a click came from: the links alerts, reports and the database give are the story's
-/// own, as Miniflux gives them. The rest of the query is kept byte for byte and in order, and
-/// the fragment, which may name the item, is kept. The canonical link is the same either way.
+/// The pairs of `query` that are not empty and not `dropped`, byte for byte and in order.
+fn query_without(query: &str, dropped: fn(&str) -> bool) -> impl Iterator<Item = &str> {
+    query
+        .split('&')
+        .filter(move |pair| !pair.is_empty() && !dropped(pair))
+}
+
+/// `link` without the click-tracking parameters of its query ([`is_click_tracking_param`]):
+/// the links alerts, reports and the database give are the story's own, as Miniflux gives
+/// them. A link without one is left as it is; otherwise the rest of the query is kept in order
+/// (empty pairs dropped), and so is the fragment, which may name the item. The canonical link
+/// is the same either way.
 fn without_tracking_params(mut link: Url) -> Url {
     let Some(query) = link.query() else {
         return link;
     };
-    if !query.split('&').any(is_tracking_param) {
+    if !query.split('&').any(is_click_tracking_param) {
         return link;
     }
-    let kept = query
-        .split('&')
-        .filter(|pair| !pair.is_empty() && !is_tracking_param(pair))
+    let kept = query_without(query, is_click_tracking_param)
         .collect::<Vec<_>>()
         .join("&");
     link.set_query(Some(kept.as_str()).filter(|kept| !kept.is_empty()));
@@ -213,16 +216,55 @@ pub fn identity_fragment(link: &str) -> Option<&str> {
     (!names_no_item).then_some(fragment)
 }
 
-/// Query parameters that only say where a click came from. Sources: the Google Analytics /
-/// Matomo / HubSpot / Mailchimp / Webtrekk documentation and the lists kept by ClearURLs.
+/// Click ids and referrers that ad and mail platforms add to links.
+const CLICK_IDS: [&str; 15] = [
+    "fbclid", "gclid", "dclid", "gclsrc", "msclkid", "mc_cid", "mc_eid", "igshid", "yclid",
+    "ref_src", "ref_url", "twclid", "ttclid", "_ga", "_gl",
+];
+
+/// A query pair's name, in lower case.
+fn param_name(pair: &str) -> String {
+    pair.split('=').next().unwrap_or(pair).to_ascii_lowercase()
+}
+
+/// Query parameters that only say where a click came from, for the canonical link. Sources: the
+/// Google Analytics / Matomo / HubSpot / Mailchimp / Webtrekk documentation and the lists kept
+/// by ClearURLs. Its prefixes are broad (`pk_`, `wt_`): a story's identity can afford to ignore
+/// a parameter that names a page, rarely, but changing the list now would re-key stored entries.
 fn is_tracking_param(pair: &str) -> bool {
-    let key = pair.split('=').next().unwrap_or(pair).to_ascii_lowercase();
+    let key = param_name(pair);
     const PREFIXES: [&str; 6] = ["utm_", "pk_", "mtm_", "_hs", "wt_", "ga_"];
-    const EXACT: [&str; 15] = [
-        "fbclid", "gclid", "dclid", "gclsrc", "msclkid", "mc_cid", "mc_eid", "igshid", "yclid",
-        "ref_src", "ref_url", "twclid", "ttclid", "_ga", "_gl",
+    PREFIXES.iter().any(|prefix| key.starts_with(prefix)) || CLICK_IDS.contains(&key.as_str())
+}
+
+/// The tracking parameters removed from the links feedhound stores and gives: those of
+/// [`is_tracking_param`] named in full where its prefixes also catch other names (`pk_id`,
+/// `wt_id`), since a parameter wrongly removed here opens another page.
+fn is_click_tracking_param(pair: &str) -> bool {
+    let key = param_name(pair);
+    const PREFIXES: [&str; 2] = ["utm_", "mtm_"];
+    const NAMED: [&str; 17] = [
+        "pk_campaign",
+        "pk_kwd",
+        "pk_keyword",
+        "pk_source",
+        "pk_medium",
+        "pk_content",
+        "pk_cid",
+        "_hsenc",
+        "_hsmi",
+        "wt_mc",
+        "wt_zmc",
+        "ga_source",
+        "ga_medium",
+        "ga_term",
+        "ga_content",
+        "ga_campaign",
+        "ga_place",
     ];
-    PREFIXES.iter().any(|prefix| key.starts_with(prefix)) || EXACT.contains(&key.as_str())
+    PREFIXES.iter().any(|prefix| key.starts_with(prefix))
+        || CLICK_IDS.contains(&key.as_str())
+        || NAMED.contains(&key.as_str())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1569,6 +1611,11 @@ mod tests {
         assert_eq!(
             cleaned("https://example.com/a?b=2&&a=1&ref=home"),
             "https://example.com/a?b=2&&a=1&ref=home"
+        );
+        // Named in full: parameters the canonical link's prefixes catch may pick the page.
+        assert_eq!(
+            cleaned("https://example.com/a?pk_id=12&wt_id=3&_hsenc=x&pk_campaign=rss&wt_mc=feed"),
+            "https://example.com/a?pk_id=12&wt_id=3"
         );
         for link in [
             "https://WWW.Example.COM:443/a/b/?utm_source=x&id=7&fbclid=1#top",

@@ -387,6 +387,42 @@ async fn a_changed_guid_or_an_https_link_with_tracking_parameters_is_the_same_st
     );
 }
 
+/// A database from before links lost their tracking parameters: its stored link keeps them, and
+/// the same item served again is neither an edit nor a new entry, and is not rewritten.
+#[tokio::test]
+async fn an_entry_stored_with_tracking_parameters_is_unchanged_when_served_again() {
+    let server = FeedServer::start();
+    let document = rss(&[
+        "<guid>1</guid><title>Story</title><link>https://news.example/story?id=7&amp;utm_source=rss</link>",
+    ]);
+    server.feed("a.xml", document.clone());
+    let app = App::new(&[server.url("a.xml")], "");
+    app.poll().await;
+    let link = || -> String {
+        app.db()
+            .query_row("SELECT link FROM entries", [], |r| r.get(0))
+            .unwrap()
+    };
+    assert_eq!(link(), "https://news.example/story?id=7");
+    let before = "https://news.example/story?id=7&utm_source=rss";
+    app.db()
+        .execute("UPDATE entries SET link = ?1", [before])
+        .unwrap();
+    // Another document, so that it is read again, with the same item.
+    server.feed("a.xml", format!("{document}<!-- served again -->"));
+    let summary = app.poll().await;
+    assert_eq!(
+        (
+            summary.feeds_ok,
+            summary.entries_new,
+            summary.entries_updated
+        ),
+        (1, 0, 0),
+        "{summary}"
+    );
+    assert_eq!(link(), before);
+}
+
 #[tokio::test]
 async fn a_feed_removed_from_the_config_is_inactive_and_keeps_its_entries() {
     let server = FeedServer::start();
