@@ -823,9 +823,10 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
                 config.log_warnings();
                 let taken =
                     crate::notify::send_test_alert(&config, config.notify_named(&name)?).await?;
-                if let Some(refused) = taken.not_delivered_to {
+                if !taken.not_delivered_to.is_empty() {
                     eprintln!(
-                        "{name}: its server took the test email, but not for {refused}; check the target's `to`"
+                        "{name}: its server took the test email, but not for {}; check the target's `to`",
+                        crate::notify::refused_list(&taken.not_delivered_to)
                     );
                     return Ok(ExitCode::FAILURE);
                 }
@@ -872,8 +873,9 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
                     if let (Some(refused), Some(at)) = (&t.not_delivered_to, &t.last_delivered_at) {
                         writeln!(
                             out,
-                            "  its latest email ({}) did not reach {refused}; check the target's `to`",
-                            clock.show_stored(at)
+                            "  its latest email ({}) did not reach {}; check the target's `to`",
+                            clock.show_stored(at),
+                            crate::notify::refused_list(refused)
                         )?;
                     }
                 }

@@ -42,7 +42,9 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, Delivery, NotifyConfig};
 use crate::fetch::{origin_only, parse_retry_after, why_unanswered};
 use crate::store::writer::StoreWriter;
-use crate::store::{AlertPayload, AlertStory, DigestWindow, PendingAlert, TargetRest};
+use crate::store::{
+    AlertPayload, AlertStory, DigestWindow, PendingAlert, RefusedRecipient, TargetRest,
+};
 use message::Sending;
 
 /// Longest wait between two attempts: a target that was down for a day gets its alerts
@@ -69,9 +71,17 @@ struct DeliveryFailure {
 /// What a target that took a POST or email said beyond taking it.
 #[derive(Debug, Default)]
 pub struct Taken {
-    /// The recipients an email server refused, each with its reply, while it took the email
-    /// for the others.
-    pub not_delivered_to: Option<String>,
+    /// The recipients an email server refused while it took the email for the others.
+    pub not_delivered_to: Vec<RefusedRecipient>,
+}
+
+/// Refused recipients on one line: `address (reply); …`.
+pub fn refused_list(refused: &[RefusedRecipient]) -> String {
+    refused
+        .iter()
+        .map(RefusedRecipient::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Totals of one delivery round.
@@ -299,10 +309,10 @@ impl Notifier {
                     };
                     let failure = match sent {
                         Ok(taken) => {
-                            let missed = taken.not_delivered_to;
+                            let refused = taken.not_delivered_to;
                             self.writer
                                 .call(move |store| {
-                                    store.alerts_delivered(&alerts, Utc::now(), missed.as_deref())
+                                    store.alerts_delivered(&alerts, Utc::now(), &refused)
                                 })
                                 .await?;
                             tracing::info!(target = %target.name, ?stories, "alerts delivered");
@@ -434,7 +444,9 @@ impl Notifier {
 
 /// Sends a test alert to `target` (`feedhound alerts --send-test`), to check its URL, its
 /// secret or login and the receiver's handling without waiting for a story: a story with id 0 and no
-/// company or source, marked `"test": true`. Nothing is stored. Errs with what went wrong.
+/// company or source, marked `"test": true`. Nothing is stored. Errs with what went wrong when
+/// it was not taken; what a target that took it refused (an email's recipients) is for the
+/// caller to judge.
 pub async fn send_test_alert(config: &Config, target: &NotifyConfig) -> anyhow::Result<Taken> {
     let now = Utc::now();
     let payload = AlertPayload {

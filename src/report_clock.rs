@@ -1,5 +1,6 @@
 //! The clock the reports (`mentions`, `companies`, `search`) are read and written on, and the
-//! `feeds`, `alerts` and `prune` tables printed on: `--time-zone`, else `[reports] time_zone`, else UTC.
+//! `feeds`, `alerts` and `prune` tables printed on: `--time-zone`, else `[reports] time_zone`,
+//! else UTC.
 //!
 //! A date or time given to `--since` or `--until` without an offset is on it, `companies --by`
 //! counts its days, weeks and months, and tables print its times. The database keeps UTC, and

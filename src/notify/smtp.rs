@@ -27,9 +27,10 @@ use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
 use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
 use lettre::transport::smtp::extension::ClientId;
 
-use super::{DeliveryFailure, Sending, Taken};
+use super::{DeliveryFailure, Sending, Taken, refused_list};
 use crate::config::{EmailConfig, NotifyConfig, SmtpTls};
 use crate::fetch::refused_certificate;
+use crate::store::RefusedRecipient;
 
 /// Deadline for connecting, for the greeting, and for each command's answer.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
@@ -77,8 +78,7 @@ impl Session {
 /// Why an email was not taken: a step failed, or the server refused every recipient.
 enum SendFailure {
     Step(&'static str, Failure),
-    /// Each recipient, with the server's reply.
-    EveryRecipientRefused(Vec<String>),
+    EveryRecipientRefused(Vec<RefusedRecipient>),
 }
 
 impl Mailer {
@@ -178,12 +178,13 @@ impl Mailer {
             Err(failure) => return Err(down(SendFailure::Step("the email", failure))),
         }
         self.keep(session);
-        let not_delivered_to =
-            (!refused.is_empty()).then(|| self.without_login(&refused.join(", ")));
-        if let Some(refused) = &not_delivered_to {
+        if !refused.is_empty() {
+            let refused = refused_list(&refused);
             tracing::warn!(target = %target.name, %refused, "email sent, but not to these recipients; check the target's `to`");
         }
-        Ok(Taken { not_delivered_to })
+        Ok(Taken {
+            not_delivered_to: refused,
+        })
     }
 
     /// Keeps `session`, which has had an email's answer, for the round's next email.
@@ -238,12 +239,12 @@ impl Mailer {
         connection: &mut AsyncSmtpConnection,
         email: &EmailConfig,
         deadline: Duration,
-    ) -> Result<Vec<String>, SendFailure> {
+    ) -> Result<Vec<RefusedRecipient>, SendFailure> {
         let sender = Mail::new(Some(email.from.email.clone()), Vec::new());
         within(deadline, connection.command(sender))
             .await
             .map_err(|failure| SendFailure::Step("the sender", failure))?;
-        let mut refused: Vec<String> = Vec::new();
+        let mut refused = Vec::new();
         for recipient in &email.to {
             let address: &Address = &recipient.email;
             match within(
@@ -254,7 +255,11 @@ impl Mailer {
             {
                 Ok(_) => {}
                 Err(Failure::Refused(err)) if err.is_permanent() => {
-                    refused.push(format!("{address} ({err})"));
+                    // Each reply cut short on its own, so that every address is named.
+                    refused.push(RefusedRecipient {
+                        address: address.to_string(),
+                        reply: self.without_login(&err.to_string()),
+                    });
                 }
                 Err(failure) => return Err(SendFailure::Step("a recipient", failure)),
             }
@@ -290,10 +295,12 @@ impl Mailer {
             SendFailure::Step(what, Failure::Silent(limit)) => {
                 format!("{shown} did not answer {what} within {}s", limit.as_secs())
             }
-            SendFailure::EveryRecipientRefused(refused) => format!(
-                "{shown} refused every recipient: {}",
-                self.without_login(&refused.join(", "))
-            ),
+            SendFailure::EveryRecipientRefused(refused) => {
+                format!(
+                    "{shown} refused every recipient: {}",
+                    refused_list(&refused)
+                )
+            }
         }
     }
 

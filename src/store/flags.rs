@@ -2062,11 +2062,11 @@ mod tests {
             1,
             "the waiting alert stands for the edit"
         );
-        store.alerts_delivered(&due_now[..1], now, None).unwrap();
+        store.alerts_delivered(&due_now[..1], now, &[]).unwrap();
         let follow_up = due(&store, "desk");
         assert_eq!(follow_up.len(), 1, "Xiaomi was not in what went out");
         assert_eq!(follow_up[0].payload.newly_named.as_deref(), Some("Xiaomi"));
-        store.alerts_delivered(&follow_up[..1], now, None).unwrap();
+        store.alerts_delivered(&follow_up[..1], now, &[]).unwrap();
         // Dropped and named again: the target was told of both already.
         store_lab(&mut store, "v3", vec![mention("Xiaomi")]);
         store_lab(
@@ -2184,7 +2184,7 @@ mod tests {
         store_document_at(&mut store, feeds[0], vec![], "empty", now);
         store_lab(&mut store, "v1", &["Samsung"]);
         let first = due(&store, "desk");
-        store.alerts_delivered(&first[..1], now, None).unwrap();
+        store.alerts_delivered(&first[..1], now, &[]).unwrap();
         store_lab(&mut store, "v2", &["Samsung", "Xiaomi", "Apple"]);
         let edits = due(&store, "desk");
         let about = |name: &str| {
@@ -2208,7 +2208,7 @@ mod tests {
             "the alert about Xiaomi is withdrawn"
         );
         store
-            .alerts_delivered(std::slice::from_ref(apple), now, None)
+            .alerts_delivered(std::slice::from_ref(apple), now, &[])
             .unwrap();
         store
             .conn
@@ -2468,7 +2468,7 @@ mod tests {
             store.waiting_alert(on_its_way[0].id).unwrap().is_none(),
             "not read for an attempt that has not begun"
         );
-        store.alerts_delivered(&on_its_way[..1], now, None).unwrap();
+        store.alerts_delivered(&on_its_way[..1], now, &[]).unwrap();
         assert_eq!(alert_counts(&store, "desk"), (0, 0, 1));
         store_lab(&mut store, wire, "v3", vec![mention("Xiaomi")], now);
         assert!(

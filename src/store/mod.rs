@@ -39,8 +39,8 @@ pub use flags::{
 };
 pub use health::ServiceGauges;
 pub use outbox::{
-    AlertCompany, AlertPayload, AlertStory, DigestWindow, OutboxStatus, PendingAlert, Retried,
-    TargetRest,
+    AlertCompany, AlertPayload, AlertStory, DigestWindow, OutboxStatus, PendingAlert,
+    RefusedRecipient, Retried, TargetRest,
 };
 pub use retention::{PruneReport, PrunedFeed, VacuumReport};
 pub use search::{SearchError, SearchHit, SearchQuery};
@@ -137,8 +137,8 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../../migrations/0022_dated_story_and_age_indexes.sql"),
     ),
     (
-        "0023_outbox_not_delivered_to",
-        include_str!("../../migrations/0023_outbox_not_delivered_to.sql"),
+        "0023_alert_target_deliveries",
+        include_str!("../../migrations/0023_alert_target_deliveries.sql"),
     ),
 ];
 

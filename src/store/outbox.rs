@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, params};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::flags::Source;
 use super::{Store, sql_time, sql_time_precise};
@@ -71,11 +71,11 @@ pub struct OutboxStatus {
     /// does again.
     pub withdrawn: i64,
     pub last_error: Option<String>,
-    /// When the target last took an alert.
+    /// When the target last took an alert (to the millisecond).
     pub last_delivered_at: Option<String>,
-    /// The recipients an email server refused when it last took an alert (and why): set while
-    /// the latest delivery missed some of them.
-    pub not_delivered_to: Option<String>,
+    /// The recipients an email server refused when it last took an alert: set while the latest
+    /// delivery missed some of them.
+    pub not_delivered_to: Option<Vec<RefusedRecipient>>,
     pub next_attempt_at: Option<String>,
     /// Until when the target rests after a round found it down: no alert is sent before.
     pub resting_until: Option<String>,
@@ -89,6 +89,20 @@ impl OutboxStatus {
             (Some(next), Some(rest)) => Some(next.max(rest)),
             (next, _) => next.as_deref(),
         }
+    }
+}
+
+/// A recipient an email server refused while it took the email for others.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefusedRecipient {
+    pub address: String,
+    /// The server's reply, on one line.
+    pub reply: String,
+}
+
+impl std::fmt::Display for RefusedRecipient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.address, self.reply)
     }
 }
 
@@ -231,38 +245,44 @@ impl Store {
     }
 
     /// Records that the target took `alerts` (one POST's or email's), each naming what its
-    /// payload named, in one transaction: a POST is delivered whole or not at all.
-    /// `not_delivered_to`: the recipients an email server refused while it took the email for
-    /// the others. A company a story names that its alert's first attempt did not (named while
-    /// the alert waited for a retry, or was on its way) gets an alert of its own: a receiver
-    /// that dropped the repeat by its key has not seen it.
+    /// payload named, in one transaction: a POST is delivered whole or not at all. The target's
+    /// latest delivery is this one, with the recipients an email server refused (`refused`)
+    /// while it took the email for the others. A company a story names that its alert's first
+    /// attempt did not (named while the alert waited for a retry, or was on its way) gets an
+    /// alert of its own: a receiver that dropped the repeat by its key has not seen it.
     pub fn alerts_delivered(
         &mut self,
         alerts: &[PendingAlert],
         at: DateTime<Utc>,
-        not_delivered_to: Option<&str>,
+        refused: &[RefusedRecipient],
     ) -> anyhow::Result<()> {
         let tx = super::write_transaction(&mut self.conn)?;
         for alert in alerts {
             let (target, story_id): (String, i64) = tx
                 .prepare_cached(
                     "UPDATE outbox SET delivered_at = ?2, attempts = attempts + 1, last_error = NULL,
-                         last_failed_at = NULL, told = coalesce(told, ?3), withdrawn_at = NULL,
-                         not_delivered_to = ?4
+                         last_failed_at = NULL, told = coalesce(told, ?3), withdrawn_at = NULL
                      WHERE id = ?1 RETURNING target, story_id",
                 )?
                 .query_row(
-                    params![
-                        alert.id,
-                        sql_time(at),
-                        told_json(&alert.payload.companies)?,
-                        not_delivered_to
-                    ],
+                    params![alert.id, sql_time(at), told_json(&alert.payload.companies)?],
                     |r| Ok((r.get(0)?, r.get(1)?)),
                 )?;
             if let Some(route) = self.flagging.route(&target) {
                 super::flags::queue_untold(&tx, route, story_id, None, at)?;
             }
+        }
+        if let Some(alert) = alerts.first() {
+            let refused = (!refused.is_empty())
+                .then(|| serde_json::to_string(refused))
+                .transpose()?;
+            tx.prepare_cached(
+                "INSERT INTO alert_target_deliveries (target, delivered_at, not_delivered_to)
+                 VALUES (?1, ?2, ?3)
+                 ON CONFLICT (target) DO UPDATE SET
+                     delivered_at = excluded.delivered_at, not_delivered_to = excluded.not_delivered_to",
+            )?
+            .execute(params![alert.target, sql_time_precise(at), refused])?;
         }
         tx.commit()?;
         Ok(())
@@ -477,10 +497,8 @@ impl Store {
                         AND o2.delivered_at IS NULL AND o2.withdrawn_at IS NULL
                         AND o2.last_error IS NOT NULL
                         ORDER BY o2.last_failed_at DESC, o2.id DESC LIMIT 1),
-                    max(delivered_at),
-                    (SELECT not_delivered_to FROM outbox o3 WHERE o3.target = o.target
-                        AND o3.delivered_at IS NOT NULL
-                        ORDER BY o3.delivered_at DESC, o3.id DESC LIMIT 1),
+                    (SELECT delivered_at FROM alert_target_deliveries d WHERE d.target = o.target),
+                    (SELECT not_delivered_to FROM alert_target_deliveries d WHERE d.target = o.target),
                     min(CASE WHEN delivered_at IS NULL AND withdrawn_at IS NULL
                         THEN next_attempt_at END),
                     (SELECT rest_until FROM alert_target_rests r
@@ -502,7 +520,10 @@ impl Store {
                     withdrawn: r.get(4)?,
                     last_error: r.get(5)?,
                     last_delivered_at: r.get(6)?,
-                    not_delivered_to: r.get(7)?,
+                    // A hand edit that is not such a list is no refusal to report.
+                    not_delivered_to: r
+                        .get::<_, Option<String>>(7)?
+                        .and_then(|json| serde_json::from_str(&json).ok()),
                     next_attempt_at: r.get(8)?,
                     resting_until: r.get(9)?,
                 })
@@ -843,7 +864,7 @@ mod tests {
             .unwrap();
         assert_eq!(status[0].last_error.as_deref(), Some("HTTP 401"));
 
-        store.alerts_delivered(alert(1), now, None).unwrap();
+        store.alerts_delivered(alert(1), now, &[]).unwrap();
         let status = store
             .outbox_status(&HashMap::new(), &HashMap::new())
             .unwrap();
@@ -852,6 +873,56 @@ mod tests {
             Some("HTTP 503"),
             "a delivered alert's error is over, and one of unknown time comes last"
         );
+    }
+
+    /// The refusals `alerts` shows are the target's latest delivery's: a digest's alerts share
+    /// one, a later email in the same second replaces it whatever the alerts' ids, and deleting
+    /// the alerts (their stories pruned) brings no older one back.
+    #[test]
+    fn a_targets_refused_recipients_are_those_of_its_latest_delivery() {
+        let (_dir, mut store, _) = store_with_one_feed();
+        let now = Utc::now();
+        let at = sql_time(now - Duration::minutes(5));
+        store
+            .conn
+            .execute_batch(&format!(
+                "INSERT INTO stories (id, first_seen_at) VALUES (7, '{at}'), (8, '{at}'), (9, '{at}');
+                 INSERT INTO outbox (id, target, story_id, idempotency_key, created_at, next_attempt_at)
+                     VALUES (1, 'desk', 7, 'k1', '{at}', '{at}'), (2, 'desk', 8, 'k2', '{at}', '{at}'),
+                            (3, 'desk', 9, 'k3', '{at}', '{at}');"
+            ))
+            .unwrap();
+        let due = store.due_alerts(now, &["desk".into()], 10).unwrap();
+        let refused = |address: &str| RefusedRecipient {
+            address: address.to_owned(),
+            reply: "550 no such user".to_owned(),
+        };
+        let latest = |store: &Store| {
+            let status = store
+                .outbox_status(&HashMap::new(), &HashMap::new())
+                .unwrap();
+            let refused = status[0].not_delivered_to.clone().unwrap_or_default();
+            refused.into_iter().map(|r| r.address).collect::<Vec<_>>()
+        };
+        // A digest of the two newer alerts, with a refusal; then the oldest alone, in the same
+        // second, taken by every recipient.
+        let digest: Vec<PendingAlert> = due.iter().filter(|a| a.id > 1).cloned().collect();
+        store
+            .alerts_delivered(&digest, now, &[refused("bo@example.com")])
+            .unwrap();
+        assert_eq!(latest(&store), ["bo@example.com"]);
+        let oldest: Vec<PendingAlert> = due.iter().filter(|a| a.id == 1).cloned().collect();
+        store.alerts_delivered(&oldest, now, &[]).unwrap();
+        assert!(latest(&store).is_empty());
+
+        store
+            .alerts_delivered(&oldest, now, &[refused("cy@example.com")])
+            .unwrap();
+        store
+            .conn
+            .execute("DELETE FROM outbox WHERE id = 1", [])
+            .unwrap();
+        assert_eq!(latest(&store), ["cy@example.com"]);
     }
 
     #[test]

@@ -319,11 +319,9 @@ fn an_email_the_server_puts_off_waits_then_goes_out_with_the_same_message_id() {
     );
 }
 
-/// A recipient refused, then the same target's next email taking every recipient: what
-/// `feedhound alerts` says of the latest delivery, in its table and in JSON.
 #[test]
 fn a_recipient_the_server_refuses_holds_back_neither_the_others_nor_the_alert() {
-    let (feeds, smtp, app) =
+    let (_feeds, smtp, app) =
         app_with_email_target(&["<guid>1</guid><title>Xiaomi posts results</title>"], "");
     smtp.refuse_command("RCPT TO:<bo@", "550 5.1.1 no such user");
     let polled = app.cli(&["poll"]);
@@ -341,31 +339,76 @@ fn a_recipient_the_server_refuses_holds_back_neither_the_others_nor_the_alert() 
             && stderr.contains("bo@example.com"),
         "{stderr}"
     );
+}
+
+/// `feedhound alerts` names the recipients the server refused, each address in full however
+/// long the replies, until an email reaches every recipient again; `--send-test` exits 1.
+#[test]
+fn alerts_and_send_test_name_each_refused_recipient_until_an_email_reaches_all() {
+    let feeds = FeedServer::start();
+    feeds.feed(
+        "a.xml",
+        rss(&["<guid>1</guid><title>Xiaomi posts results</title>"]),
+    );
+    let smtp = SmtpServer::start();
+    let app = App::new(
+        &[feeds.url("a.xml")],
+        &format!(
+            "{COMPANIES}\n[[notify]]\nname = \"analysts\"\nurl = \"{}\"\nto = [\"ana@example.com\", \"bo@example.com\", \"cy@example.com\"]\nbacklog = true\n",
+            smtp.url("alerts%40example.com", "secret")
+        ),
+    );
+    // As long as Gmail's 5.1.1 reply: longer than one reply is kept.
+    let long = format!(
+        "550 5.1.1 no such user, {}",
+        "see the help page ".repeat(20)
+    );
+    smtp.refuse_command("RCPT TO:<bo@", &long);
+    smtp.refuse_command("RCPT TO:<cy@", "550 5.2.1 mailbox disabled, over quota");
+    assert!(app.cli(&["poll"]).status.success());
+    assert_eq!(smtp.accepted()[0].rcpt_to, ["<ana@example.com>"]);
+
     let status = status_of(&app);
-    let missed = status["not_delivered_to"].as_str().unwrap_or_default();
+    let refused = status["not_delivered_to"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{status}"));
+    let addresses: Vec<&str> = refused
+        .iter()
+        .filter_map(|r| r["address"].as_str())
+        .collect();
+    assert_eq!(addresses, ["bo@example.com", "cy@example.com"], "{status}");
     assert!(
-        missed.contains("bo@example.com") && missed.contains("no such user"),
+        refused[1]["reply"]
+            .as_str()
+            .unwrap()
+            .contains("mailbox disabled, over quota"),
         "{status}"
     );
-    assert!(!missed.contains("ana@"), "{status}");
+    let delivered_at = status["last_delivered_at"].as_str().unwrap();
     let table = app.cli(&["alerts"]);
     let table = String::from_utf8_lossy(&table.stdout);
-    let delivered_at = status["last_delivered_at"].as_str().unwrap();
+    let line = table
+        .lines()
+        .find(|line| line.starts_with("  its latest email ("))
+        .unwrap_or_else(|| panic!("{table}"));
     assert!(
-        table.contains(&format!(
-            "  its latest email ({delivered_at}) did not reach bo@example.com"
-        )),
+        line.starts_with(&format!(
+            "  its latest email ({}) did not reach bo@example.com (",
+            &delivered_at[..19]
+        )) && line.contains("5.1.1 no such user, see the help page")
+            && line.ends_with("5.2.1 mailbox disabled, over quota); check the target's `to`")
+            && line.contains("; cy@example.com ("),
         "{table}"
     );
 
     let tested = app.cli(&["alerts", "--send-test", "analysts"]);
     let said = String::from_utf8_lossy(&tested.stderr);
-    assert!(!tested.status.success(), "{said}");
+    assert_eq!(tested.status.code(), Some(1), "{said}");
     assert!(
-        said.contains("analysts: its server took the test email, but not for bo@example.com"),
+        said.contains("analysts: its server took the test email, but not for bo@example.com (")
+            && said.contains("; cy@example.com ("),
         "{said}"
     );
-    assert_eq!(smtp.accepted().len(), 2, "the test email went to ana");
 
     smtp.accept_all();
     feeds.feed(
@@ -377,10 +420,11 @@ fn a_recipient_the_server_refuses_holds_back_neither_the_others_nor_the_alert() 
     );
     assert!(app.cli(&["poll"]).status.success());
     let mails = smtp.accepted();
-    assert_eq!(mails.len(), 3);
-    assert_eq!(mails[2].rcpt_to, ["<ana@example.com>", "<bo@example.com>"]);
+    assert_eq!(mails.len(), 3, "the story, the test, the next story");
+    assert_eq!(mails[2].rcpt_to.len(), 3);
     let status = status_of(&app);
     assert!(status["not_delivered_to"].is_null(), "{status}");
+    assert!(status["last_delivered_at"].as_str().unwrap() > delivered_at);
     let table = app.cli(&["alerts"]);
     let table = String::from_utf8_lossy(&table.stdout);
     assert!(!table.contains("did not reach"), "{table}");

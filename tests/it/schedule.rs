@@ -155,7 +155,7 @@ fn feedhound_poll_leaves_out_a_feed_whose_server_asked_to_wait_but_not_for_a_yea
     // `feeds` tells the wait that holds from the one that was not believed.
     let feeds = app.cli(&["feeds"]);
     let feeds = String::from_utf8_lossy(&feeds.stdout);
-    let note_after = |feeds: &str, path: &str| {
+    let note_after = |path: &str| {
         let mut lines = feeds
             .lines()
             .skip_while(|l| l.starts_with("      ") || !l.contains(&format!("/{path}")));
@@ -166,39 +166,55 @@ fn feedhound_poll_leaves_out_a_feed_whose_server_asked_to_wait_but_not_for_a_yea
             .map(str::trim)
             .map(String::from)
     };
-    let limited = note_after(&feeds, "limited.xml").unwrap_or_default();
+    let limited = note_after("limited.xml").unwrap_or_default();
     assert!(
         limited.starts_with("waiting: the server asked (Retry-After) not to be polled before "),
         "{feeds}"
     );
-    let absurd = note_after(&feeds, "absurd.xml").unwrap_or_default();
+    let absurd = note_after("absurd.xml").unwrap_or_default();
     assert!(
         absurd.contains("not believed: more than 7 days away"),
         "{feeds}"
     );
-    assert_eq!(note_after(&feeds, "fine.xml"), None, "{feeds}");
+    assert_eq!(note_after("fine.xml"), None, "{feeds}");
+}
 
-    // On another clock, the note's time is that clock's, and names it.
+/// The Retry-After note of `feeds` is on the reports' clock, and names it.
+#[test]
+fn the_retry_after_note_of_feeds_is_on_the_reports_clock() {
+    let server = FeedServer::start();
+    let mut limited = Route::feed("slow down");
+    limited.status = 429;
+    limited.validators = false;
+    limited.headers.push(("Retry-After".into(), "3600".into()));
+    server.set("limited.xml", limited);
+    let app = App::new(&[server.url("limited.xml")], "");
+    assert!(app.cli(&["poll"]).status.success());
     let json = app.cli(&["feeds", "--format", "json"]);
     let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
-    let asked = json
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|feed| feed["url"].as_str().unwrap().ends_with("/limited.xml"))
-        .and_then(|feed| feed["retry_after"].as_str())
+    let asked = json[0]["retry_after"]
+        .as_str()
         .unwrap_or_else(|| panic!("no Retry-After kept: {json}"));
-    let in_tokyo = chrono::NaiveDateTime::parse_from_str(asked, "%Y-%m-%d %H:%M:%S%.f").unwrap()
-        + chrono::Duration::hours(9);
-    let feeds = app.cli(&["feeds", "--time-zone", "Asia/Tokyo"]);
-    let feeds = String::from_utf8_lossy(&feeds.stdout);
-    assert_eq!(
-        note_after(&feeds, "limited.xml").unwrap_or_default(),
+    let asked = chrono::NaiveDateTime::parse_from_str(asked, "%Y-%m-%d %H:%M:%S%.f").unwrap();
+    let note = |args: &[&str]| {
+        let feeds = app.cli(&[&["feeds"][..], args].concat());
+        let feeds = String::from_utf8_lossy(&feeds.stdout).into_owned();
+        feeds
+            .lines()
+            .find(|line| line.contains("(Retry-After)"))
+            .map(|line| line.trim().to_owned())
+            .unwrap_or_else(|| panic!("no Retry-After note: {feeds}"))
+    };
+    let said = |at: chrono::NaiveDateTime, zone: &str| {
         format!(
-            "waiting: the server asked (Retry-After) not to be polled before {} (Asia/Tokyo)",
-            in_tokyo.format("%Y-%m-%d %H:%M:%S")
-        ),
-        "{feeds}"
+            "waiting: the server asked (Retry-After) not to be polled before {}{zone}",
+            at.format("%Y-%m-%d %H:%M:%S")
+        )
+    };
+    assert_eq!(note(&[]), said(asked, ""));
+    assert_eq!(
+        note(&["--time-zone", "Asia/Tokyo"]),
+        said(asked + chrono::Duration::hours(9), " (Asia/Tokyo)")
     );
 }
 

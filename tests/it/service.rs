@@ -187,6 +187,30 @@ async fn a_company_taken_out_of_the_config_keeps_its_old_entries_through_a_prune
     assert_eq!(flagged[0]["title"], "Globex history", "{flagged}");
 }
 
+/// `prune` prints its cutoff on the reports' clock, naming the zone unless UTC.
+#[test]
+fn prune_prints_its_cutoff_on_the_reports_clock() {
+    let app = App::new(&[], "");
+    let cutoff = |args: &[&str], zone: &str| {
+        let pruned = app.cli(&[&["prune", "--dry-run", "--retain", "180d"][..], args].concat());
+        let printed = String::from_utf8_lossy(&pruned.stdout).into_owned();
+        let (_, after) = printed
+            .split_once(" older than ")
+            .unwrap_or_else(|| panic!("{pruned:?}"));
+        let (time, rest) = after.split_at(19);
+        assert!(rest.starts_with(zone), "{printed}");
+        chrono::NaiveDateTime::parse_from_str(time, "%Y-%m-%d %H:%M:%S").unwrap()
+    };
+    let on_utc = cutoff(&[], " (kept");
+    let in_tokyo = cutoff(&["--time-zone", "Asia/Tokyo"], " (Asia/Tokyo) (kept");
+    // Two runs a moment apart: their cutoffs differ by that moment, plus Tokyo's 9 hours.
+    let ahead = in_tokyo - on_utc - chrono::Duration::hours(9);
+    assert!(
+        ahead.num_seconds().abs() < 60,
+        "{on_utc} against {in_tokyo}"
+    );
+}
+
 #[tokio::test]
 async fn prune_deletes_old_unflagged_entries_skips_them_while_served_and_then_forgets_their_keys() {
     let server = FeedServer::start();
@@ -212,20 +236,6 @@ async fn prune_deletes_old_unflagged_entries_skips_them_while_served_and_then_fo
     assert!(
         printed.contains("kept 1 old entries that mention a company"),
         "{printed}"
-    );
-    // The cutoff is printed on the reports' clock, named unless UTC: Tokyo's reads 9 h later.
-    let cutoff = |printed: &str, zone: &str| {
-        let (_, after) = printed.split_once(" older than ").unwrap();
-        let (time, rest) = after.split_at(19);
-        assert!(rest.starts_with(zone), "{printed}");
-        chrono::NaiveDateTime::parse_from_str(time, "%Y-%m-%d %H:%M:%S").unwrap()
-    };
-    let in_tokyo = app.cli(&["prune", "--dry-run", "--time-zone", "Asia/Tokyo"]);
-    let in_tokyo = String::from_utf8_lossy(&in_tokyo.stdout);
-    let ahead = cutoff(&in_tokyo, " (Asia/Tokyo) ") - cutoff(&printed, " (kept");
-    assert!(
-        (ahead - chrono::Duration::hours(9)).num_seconds().abs() < 60,
-        "{printed}{in_tokyo}"
     );
     assert_eq!(app.count("SELECT count(*) FROM entries"), 3);
 
