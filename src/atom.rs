@@ -1,6 +1,6 @@
 //! Flagged stories as an Atom feed (RFC 4287), for `feedhound mentions --format atom`: a feed
 //! reader can then follow what feedhound flags, as Google Alerts and FreshRSS's shared queries
-//! let their users do.
+//! let their users do; the daemon serves one too (`server`, `/mentions.atom`).
 //!
 //! A story is one entry whatever number of feeds carried it: its id is the story's, so a
 //! reader shows it once, and lists every source in its text. Written by hand rather than with
@@ -10,9 +10,42 @@
 use std::fmt::Write as _;
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 
 use crate::store::FlaggedStory;
 use crate::store::parse_sql_time;
+
+/// The stories a feed holds unless asked for another number: a reader polls it again and
+/// again, and keeps what it has seen.
+pub const STORIES: usize = 50;
+
+/// The id and title of a feed of the flagged stories of `company` (its name as the config
+/// writes it) from the feeds named `feeds` or tagged `tags` (as given): the same question gives
+/// the same id.
+pub fn names(company: Option<&str>, feeds: &[String], tags: &[String]) -> (String, String) {
+    let escape = |part: &str| utf8_percent_encode(part, NON_ALPHANUMERIC).to_string();
+    let mut id = "urn:feedhound:mentions".to_owned();
+    let mut title = match company {
+        Some(company) => {
+            id.push_str(&format!(":company={}", escape(company)));
+            format!("feedhound: stories about {company}")
+        }
+        None => "feedhound: flagged stories".to_owned(),
+    };
+    for feed in feeds {
+        id.push_str(&format!(":feed={}", escape(feed)));
+    }
+    for tag in tags {
+        id.push_str(&format!(":tag={}", escape(tag)));
+    }
+    if !feeds.is_empty() {
+        title.push_str(&format!(" from {}", feeds.join(", ")));
+    }
+    if !tags.is_empty() {
+        title.push_str(&format!(" tagged {}", tags.join(", ")));
+    }
+    (id, title)
+}
 
 /// The id of a story's entry. Story ids are the database's own: stable for as long as it
 /// keeps the story.
@@ -21,8 +54,15 @@ fn entry_id(story_id: i64) -> String {
 }
 
 /// A feed of `stories` (newest first, as `mentions` lists them) titled `title`, with the id
-/// `id`; its time is the newest story's, else `now`.
-pub fn feed(id: &str, title: &str, stories: &[FlaggedStory], now: DateTime<Utc>) -> String {
+/// `id` and, when it is served, the URL it is served at; its time is the newest story's, else
+/// `now`.
+pub fn feed(
+    id: &str,
+    title: &str,
+    served_at: Option<&str>,
+    stories: &[FlaggedStory],
+    now: DateTime<Utc>,
+) -> String {
     let dated: Vec<DateTime<Utc>> = stories.iter().map(|story| date_of(story, now)).collect();
     let updated = dated.iter().max().copied().unwrap_or(now);
     let mut out = String::with_capacity(1024 + 1024 * stories.len());
@@ -32,6 +72,9 @@ pub fn feed(id: &str, title: &str, stories: &[FlaggedStory], now: DateTime<Utc>)
     let _ = writeln!(out, "  <id>{}</id>", text(id));
     let _ = writeln!(out, "  <title>{}</title>", text(title));
     let _ = writeln!(out, "  <updated>{}</updated>", rfc3339(updated));
+    if let Some(url) = served_at {
+        let _ = writeln!(out, "  <link rel=\"self\" href=\"{}\"/>", text(url));
+    }
     out.push_str("  <author><name>feedhound</name></author>\n");
     out.push_str("  <generator>feedhound</generator>\n");
     for (story, date) in stories.iter().zip(dated) {
@@ -164,6 +207,7 @@ mod tests {
         let xml = feed(
             "urn:feedhound:mentions",
             "Flagged & \"quoted\"",
+            None,
             &stories,
             now,
         );
@@ -205,7 +249,7 @@ mod tests {
     #[test]
     fn an_empty_feed_is_dated_now() {
         let now = "2026-11-26T12:00:00Z".parse().unwrap();
-        let xml = feed("urn:feedhound:mentions", "Nothing yet", &[], now);
+        let xml = feed("urn:feedhound:mentions", "Nothing yet", None, &[], now);
         assert!(
             xml.contains("<updated>2026-11-26T12:00:00Z</updated>"),
             "{xml}"

@@ -13,7 +13,6 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 
 use crate::config::{Config, DEFAULT_CONFIG_PATH};
 use crate::matcher::{EntryText, Matcher};
@@ -448,10 +447,6 @@ impl StoriesFormat {
     }
 }
 
-/// The stories an Atom feed holds unless `--limit` says otherwise: a reader polls it again and
-/// again, and keeps what it has seen.
-const ATOM_STORIES: usize = 50;
-
 /// Runs the chosen command. Errors are for the caller to print; the exit code says how it went.
 pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
     let shutdown = control.shutdown.clone();
@@ -536,13 +531,13 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
             let company = company.map(|c| config.company_named(&c)).transpose()?;
             let store = open_unsynced(&config)?;
             let feeds = sources.resolve(&config, &store)?;
-            let limit = limit.or((format == StoriesFormat::Atom).then_some(ATOM_STORIES));
+            let limit = limit.or((format == StoriesFormat::Atom).then_some(crate::atom::STORIES));
             let stories = store.flagged_stories(company, since, until, feeds.as_ref(), limit)?;
             match format.export() {
                 Some(format) => print_stories(&stories, clock, format)?,
                 None => {
-                    let (id, title) = atom_names(company, &sources);
-                    let feed = crate::atom::feed(&id, &title, &stories, Utc::now());
+                    let (id, title) = crate::atom::names(company, &sources.feeds, &sources.tags);
+                    let feed = crate::atom::feed(&id, &title, None, &stories, Utc::now());
                     std::io::stdout().lock().write_all(feed.as_bytes())?;
                 }
             }
@@ -1716,33 +1711,6 @@ fn change(before: i64, now: i64) -> String {
 }
 
 /// `mentions` output. JSON and CSV are a stable interface (see README): fields are only added.
-/// The id and title of `mentions --format atom`'s feed, which say what it holds: the same
-/// command gives the same id.
-fn atom_names(company: Option<&str>, sources: &FeedChoice) -> (String, String) {
-    let mut id = "urn:feedhound:mentions".to_owned();
-    let mut title = match company {
-        Some(company) => format!("feedhound: stories about {company}"),
-        None => "feedhound: flagged stories".to_owned(),
-    };
-    let escape = |part: &str| utf8_percent_encode(part, NON_ALPHANUMERIC).to_string();
-    if let Some(company) = company {
-        id.push_str(&format!(":company={}", escape(company)));
-    }
-    for feed in &sources.feeds {
-        id.push_str(&format!(":feed={}", escape(feed)));
-    }
-    for tag in &sources.tags {
-        id.push_str(&format!(":tag={}", escape(tag)));
-    }
-    if !sources.feeds.is_empty() {
-        title.push_str(&format!(" from {}", sources.feeds.join(", ")));
-    }
-    if !sources.tags.is_empty() {
-        title.push_str(&format!(" tagged {}", sources.tags.join(", ")));
-    }
-    (id, title)
-}
-
 fn print_stories(
     stories: &[FlaggedStory],
     clock: ReportClock,

@@ -71,7 +71,7 @@ pub struct StorageConfig {
     pub retain: Option<Duration>,
 }
 
-/// The optional `/metrics` and `/healthz` endpoint.
+/// The optional HTTP endpoint: `/metrics`, `/healthz` and `/mentions.atom`.
 #[derive(Debug, Clone, Default)]
 pub struct ServerConfig {
     /// Where to listen; None (the default) serves nothing.

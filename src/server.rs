@@ -1,8 +1,9 @@
-//! The optional HTTP endpoint (`[server] listen`): `/metrics` for Prometheus and `/healthz` for
-//! whatever restarts the daemon.
+//! The optional HTTP endpoint (`[server] listen`): `/metrics` for Prometheus, `/healthz` for
+//! whatever restarts the daemon, and `/mentions.atom`, the flagged stories as a feed (see
+//! [`crate::atom`]) for a reader to follow.
 //!
 //! Built on hyper 1 (already compiled for reqwest's client) with only its HTTP/1 server added:
-//! two read-only routes need no framework. The database is reached through the
+//! three read-only routes need no framework. The database is reached through the
 //! [`StoreWriter`], with a deadline: a writer stuck behind a lock is exactly what `/healthz`
 //! must report, and it must never make a scrape hang.
 //!
@@ -15,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use chrono::Utc;
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{CONTENT_TYPE, HeaderValue};
@@ -24,12 +26,17 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::atom;
 use crate::metrics::Metrics;
 use crate::store::writer::StoreWriter;
 
 /// A client that has not sent its request headers by then is dropped (slow or idle clients
 /// must not pile up connections).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The most stories `/mentions.atom?limit=` serves: a feed is read again and again, and a
+/// larger one costs the daemon's writer and the reader for little.
+const MOST_STORIES: usize = 500;
 
 /// When health and metrics give up on the database. Scrapers time out after 10 s by default
 /// (Prometheus `scrape_timeout`), so stay well under it.
@@ -51,12 +58,12 @@ pub struct Service {
 /// machines is worth a warning: the endpoints have no authentication.
 pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
     if !addr.ip().is_loopback() {
-        tracing::warn!(%addr, "the metrics and health endpoint listens beyond this machine, without authentication");
+        tracing::warn!(%addr, "the HTTP endpoint (metrics, health, flagged stories) listens beyond this machine, without authentication");
     }
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr} (server.listen)"))?;
-    tracing::info!(addr = %listener.local_addr().unwrap_or(addr), "serving /metrics and /healthz");
+    tracing::info!(addr = %listener.local_addr().unwrap_or(addr), "serving /metrics, /healthz and /mentions.atom");
     Ok(listener)
 }
 
@@ -123,11 +130,110 @@ impl Service {
                 Ok(()) => text(StatusCode::OK, "ok\n".into()),
                 Err(reason) => text(StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n")),
             },
+            "/mentions.atom" => self.mentions_feed(&request).await,
             _ => text(
                 StatusCode::NOT_FOUND,
-                "not found: try /metrics or /healthz\n".into(),
+                "not found: try /metrics, /healthz or /mentions.atom\n".into(),
             ),
         }
+    }
+
+    /// `/mentions.atom`, as `feedhound mentions --format atom` writes it: `company` (a tracked
+    /// company's name or alias, any case) and `limit` (1 to [`MOST_STORIES`]; default
+    /// [`atom::STORIES`]). Its ETag is its content's, so a reader asking again with it gets a
+    /// 304 until a story changes.
+    async fn mentions_feed(&self, request: &Request<Incoming>) -> Response<Full<Bytes>> {
+        let query = request.uri().query().unwrap_or_default();
+        let mut company = None;
+        let mut limit = atom::STORIES;
+        for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
+            match (key.as_ref(), value.parse::<usize>()) {
+                ("company", _) => company = Some(value.into_owned()),
+                ("limit", Ok(n)) if (1..=MOST_STORIES).contains(&n) => limit = n,
+                ("limit", _) => {
+                    return text(
+                        StatusCode::BAD_REQUEST,
+                        format!("limit takes a number from 1 to {MOST_STORIES}\n"),
+                    );
+                }
+                (other, _) => {
+                    return text(
+                        StatusCode::BAD_REQUEST,
+                        format!("unknown parameter {other:?}: use company or limit\n"),
+                    );
+                }
+            }
+        }
+        let asked = company.clone();
+        let read = tokio::time::timeout(
+            self.database_timeout,
+            self.writer.call(move |store| {
+                let company = match asked {
+                    Some(name) => match store.tracked_company(&name)? {
+                        Some(company) => Some(company),
+                        None => return Ok(None),
+                    },
+                    None => None,
+                };
+                let stories =
+                    store.flagged_stories(company.as_deref(), None, None, None, Some(limit))?;
+                Ok(Some((company, stories)))
+            }),
+        )
+        .await;
+        let (company, stories) = match read {
+            Ok(Ok(Some(found))) => found,
+            Ok(Ok(None)) => {
+                let name = company.unwrap_or_default();
+                return text(
+                    StatusCode::NOT_FOUND,
+                    format!(
+                        "no tracked company is named {name:?} (see [[company]] in the config)\n"
+                    ),
+                );
+            }
+            Ok(Err(err)) => {
+                tracing::warn!(error = %format!("{err:#}"), "cannot read the flagged stories for /mentions.atom");
+                return text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "cannot read the flagged stories; see the daemon's log\n".into(),
+                );
+            }
+            Err(_) => {
+                return text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the database did not answer in time; try again\n".into(),
+                );
+            }
+        };
+        let (id, title) = atom::names(company.as_deref(), &[], &[]);
+        let served_at = request
+            .headers()
+            .get(hyper::header::HOST)
+            .and_then(|host| host.to_str().ok())
+            .map(|host| format!("http://{host}{}", request.uri()));
+        let feed = atom::feed(&id, &title, served_at.as_deref(), &stories, Utc::now());
+        let etag = format!("\"{:016x}\"", xxhash_rust::xxh3::xxh3_64(feed.as_bytes()));
+        let unchanged = request
+            .headers()
+            .get(hyper::header::IF_NONE_MATCH)
+            .is_some_and(|asked| asked.as_bytes() == etag.as_bytes());
+        let mut response = if unchanged {
+            let mut response = Response::new(Full::new(Bytes::new()));
+            *response.status_mut() = StatusCode::NOT_MODIFIED;
+            response
+        } else {
+            let mut response = Response::new(Full::new(Bytes::from(feed)));
+            response.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/atom+xml; charset=utf-8"),
+            );
+            response
+        };
+        if let Ok(etag) = HeaderValue::from_str(&etag) {
+            response.headers_mut().insert(hyper::header::ETAG, etag);
+        }
+        response
     }
 
     async fn metrics_text(&self) -> String {

@@ -542,6 +542,24 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// The name (as the config writes it) of the tracked company whose name or alias is
+    /// `name`, in any case; None when no tracked company has it. For callers without the
+    /// config, such as the server: the config's own lookup also forgives spacing and accents.
+    pub fn tracked_company(&self, name: &str) -> anyhow::Result<Option<String>> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT name FROM companies c
+                 WHERE active = 1
+                   AND (name = ?1 COLLATE NOCASE
+                        OR EXISTS (SELECT 1 FROM json_each(c.aliases) a
+                                   WHERE a.value = ?1 COLLATE NOCASE))
+                 ORDER BY name = ?1 COLLATE NOCASE DESC, id LIMIT 1",
+            )?
+            .query_row([name], |r| r.get(0))
+            .optional()?)
+    }
+
     fn company_id(&self, company: Option<&str>) -> anyhow::Result<Option<i64>> {
         let Some(name) = company else { return Ok(None) };
         let id = self

@@ -555,6 +555,120 @@ fn parse_exposition(text: &str) -> HashMap<String, f64> {
     samples
 }
 
+/// `/mentions.atom` serves `mentions --format atom` to a feed reader: every company's stories or
+/// one's (by any of its names), a 304 while nothing changed, and a clear error for a wrong
+/// question.
+#[tokio::test]
+async fn the_endpoint_serves_the_flagged_stories_as_a_feed_a_reader_can_poll_politely() {
+    let server = FeedServer::start();
+    server.feed(
+        "a.xml",
+        rss(&[
+            &item(
+                "x1",
+                "Xiaomi opens a store",
+                "Xiaomi said so.",
+                &days_ago(2),
+            ),
+            &item(
+                "s1",
+                "Samsung ships a phone",
+                "Samsung said so.",
+                &days_ago(1),
+            ),
+            &item("w1", "Weather", "Sunny.", &days_ago(1)),
+        ]),
+    );
+    let companies =
+        "[[company]]\nname = \"Xiaomi\"\naliases = [\"小米\"]\n\n[[company]]\nname = \"Samsung\"\n";
+    let app = App::new(&[server.url("a.xml")], companies);
+    app.poll().await;
+    let endpoint = Endpoint::start(&app, Duration::from_secs(60)).await;
+    let url = |query: &str| format!("{}/mentions.atom{query}", endpoint.base);
+    let read = |body: &str| {
+        let at = url::Url::parse(&url("")).unwrap();
+        feedhound::parse::parse_feed(body.as_bytes(), None, &at).unwrap()
+    };
+
+    let response = reqwest::get(url("")).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/atom+xml; charset=utf-8"
+    );
+    let etag = response.headers()["etag"].clone();
+    let body = response.text().await.unwrap();
+    let feed = read(&body);
+    let titles: Vec<_> = feed
+        .entries
+        .iter()
+        .filter_map(|e| e.title.clone())
+        .collect();
+    assert_eq!(titles, ["Samsung ships a phone", "Xiaomi opens a store"]);
+    assert!(
+        body.contains(&format!("<link rel=\"self\" href=\"{}\"/>", url(""))),
+        "{body}"
+    );
+    // The same as the command writes, but for the link to itself.
+    let command = app.cli(&["mentions", "--format", "atom"]);
+    let command = String::from_utf8(command.stdout).unwrap();
+    assert_eq!(
+        body.lines()
+            .filter(|l| !l.contains("rel=\"self\""))
+            .collect::<Vec<_>>(),
+        command.lines().collect::<Vec<_>>()
+    );
+
+    let again = reqwest::Client::new()
+        .get(url(""))
+        .header("If-None-Match", etag.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 304);
+    assert_eq!(again.headers()["etag"], etag);
+
+    let (status, body) = endpoint
+        .get("/mentions.atom?company=%E5%B0%8F%E7%B1%B3")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let feed = read(&body);
+    assert_eq!(
+        feed.title.as_deref(),
+        Some("feedhound: stories about Xiaomi")
+    );
+    let titles: Vec<_> = feed
+        .entries
+        .iter()
+        .filter_map(|e| e.title.clone())
+        .collect();
+    assert_eq!(titles, ["Xiaomi opens a store"]);
+    let (status, body) = endpoint.get("/mentions.atom?company=samsung&limit=1").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("<id>urn:feedhound:mentions:company=Samsung</id>"),
+        "{body}"
+    );
+
+    for (query, status, said) in [
+        (
+            "?company=Nokia",
+            404,
+            "no tracked company is named \"Nokia\"",
+        ),
+        ("?limit=0", 400, "limit takes a number from 1 to 500"),
+        ("?since=7d", 400, "unknown parameter \"since\""),
+    ] {
+        let (got, body) = endpoint.get(&format!("/mentions.atom{query}")).await;
+        assert_eq!(
+            (got, body.contains(said)),
+            (status, true),
+            "{query}: {body}"
+        );
+    }
+    endpoint.stop().await;
+}
+
 #[tokio::test]
 async fn metrics_report_recorded_activity_and_database_gauges() {
     let server = FeedServer::start();
