@@ -20,8 +20,8 @@ use crate::store::parse_sql_time;
 pub const STORIES: usize = 50;
 
 /// The id and title of a feed of the flagged stories of `company` (its name as the config
-/// writes it) from the feeds named `feeds` or tagged `tags` (as given): the same question gives
-/// the same id.
+/// writes it) from the feeds named `feeds` and those tagged `tags` (as given): the same
+/// question gives the same id, whatever the case or order the feeds and tags were given in.
 pub fn names(company: Option<&str>, feeds: &[String], tags: &[String]) -> (String, String) {
     let escape = |part: &str| utf8_percent_encode(part, NON_ALPHANUMERIC).to_string();
     let mut id = "urn:feedhound:mentions".to_owned();
@@ -32,25 +32,31 @@ pub fn names(company: Option<&str>, feeds: &[String], tags: &[String]) -> (Strin
         }
         None => "feedhound: flagged stories".to_owned(),
     };
-    for feed in feeds {
-        id.push_str(&format!(":feed={}", escape(feed)));
+    for (kind, given) in [("feed", feeds), ("tag", tags)] {
+        let mut given: Vec<String> = given.iter().map(|g| g.to_lowercase()).collect();
+        given.sort();
+        given.dedup();
+        for one in given {
+            id.push_str(&format!(":{kind}={}", escape(&one)));
+        }
     }
-    for tag in tags {
-        id.push_str(&format!(":tag={}", escape(tag)));
-    }
-    if !feeds.is_empty() {
-        title.push_str(&format!(" from {}", feeds.join(", ")));
-    }
-    if !tags.is_empty() {
-        title.push_str(&format!(" tagged {}", tags.join(", ")));
+    let tagged = (!tags.is_empty()).then(|| format!("the feeds tagged {}", tags.join(", ")));
+    let sources: Vec<String> = feeds.iter().cloned().chain(tagged).collect();
+    if !sources.is_empty() {
+        title.push_str(&format!(" from {}", sources.join(", ")));
     }
     (id, title)
 }
 
-/// The id of a story's entry. Story ids are the database's own: stable for as long as it
-/// keeps the story.
-fn entry_id(story_id: i64) -> String {
-    format!("urn:feedhound:story:{story_id}")
+/// The id of a story's entry: the database's id of the story and when it was first seen, so
+/// that a story a restored or new database gives the same number is still another entry.
+fn entry_id(story: &FlaggedStory) -> String {
+    let seen: String = story
+        .first_seen_at
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect();
+    format!("urn:feedhound:story:{}:{seen}", story.story_id)
 }
 
 /// A feed of `stories` (newest first, as `mentions` lists them) titled `title`, with the id
@@ -87,7 +93,7 @@ pub fn feed(
 fn write_entry(out: &mut String, story: &FlaggedStory, date: DateTime<Utc>) {
     let title = story.title.as_deref().unwrap_or("(untitled)");
     out.push_str("  <entry>\n");
-    let _ = writeln!(out, "    <id>{}</id>", entry_id(story.story_id));
+    let _ = writeln!(out, "    <id>{}</id>", text(&entry_id(story)));
     let _ = writeln!(out, "    <title>{}</title>", text(title));
     if let Some(link) = &story.link {
         let _ = writeln!(out, "    <link rel=\"alternate\" href=\"{}\"/>", text(link));
@@ -106,11 +112,7 @@ fn write_entry(out: &mut String, story: &FlaggedStory, date: DateTime<Utc>) {
     let _ = writeln!(
         out,
         "    <summary type=\"text\">{}</summary>",
-        text(&format!(
-            "{}: {}",
-            story.companies.join(", "),
-            story.snippet
-        ))
+        text(&summary(story))
     );
     let _ = writeln!(
         out,
@@ -120,14 +122,18 @@ fn write_entry(out: &mut String, story: &FlaggedStory, date: DateTime<Utc>) {
     out.push_str("  </entry>\n");
 }
 
+/// The companies, then the snippet if there is one.
+fn summary(story: &FlaggedStory) -> String {
+    match story.snippet.as_str() {
+        "" => story.companies.join(", "),
+        snippet => format!("{}: {snippet}", story.companies.join(", ")),
+    }
+}
+
 /// The entry's text as HTML: the companies and the snippet, then every source.
 fn content_html(story: &FlaggedStory) -> String {
     let html = |s: &str| html_escape::encode_text(s).into_owned();
-    let mut body = format!(
-        "<p><b>{}</b>: {}</p>\n<ul>\n",
-        html(&story.companies.join(", ")),
-        html(&story.snippet)
-    );
+    let mut body = format!("<p>{}</p>\n<ul>\n", html(&summary(story)));
     for source in &story.sources {
         let title = html(source.title.as_deref().unwrap_or("(untitled)"));
         let title = match &source.link {
@@ -147,13 +153,14 @@ fn content_html(story: &FlaggedStory) -> String {
     body
 }
 
-/// When a story is dated: its first entry's publication, else when it was first seen.
+/// When a story is dated: its first entry's publication, else when it was first seen (`now`
+/// only for times the database cannot have written).
 fn date_of(story: &FlaggedStory, now: DateTime<Utc>) -> DateTime<Utc> {
     story
         .published_at
         .as_deref()
-        .or(Some(&story.first_seen_at))
         .and_then(parse_sql_time)
+        .or_else(|| parse_sql_time(&story.first_seen_at))
         .unwrap_or(now)
 }
 
@@ -162,12 +169,12 @@ fn rfc3339(time: DateTime<Utc>) -> String {
 }
 
 /// `value` as XML character data or an attribute value: without the characters XML 1.0 cannot
-/// hold (control characters but tab and line breaks, U+FFFE, U+FFFF), which would make the
-/// whole document unreadable, and escaped.
+/// hold (its `Char` production: C0 controls but tab and line breaks, U+FFFE and U+FFFF), which
+/// would make the whole document unreadable, and escaped.
 fn text(value: &str) -> String {
     let allowed = |c: &char| {
-        matches!(c, '\t' | '\n' | '\r')
-            || (!c.is_control() && !matches!(c, '\u{fffe}' | '\u{ffff}'))
+        matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{d7ff}' | '\u{e000}'..='\u{fffd}')
+            || *c >= '\u{10000}'
     };
     let kept: String = value.chars().filter(allowed).collect();
     quick_xml::escape::escape(kept).into_owned()
@@ -198,7 +205,7 @@ mod tests {
     }
 
     #[test]
-    fn the_feed_reads_back_as_atom_with_each_story_once() {
+    fn the_feed_reads_back_as_atom_with_its_stories_newest_first() {
         let now = "2026-11-26T12:00:00Z".parse().unwrap();
         let stories = [
             story(7, "Xiaomi & AT&T \u{1}sign", Some("2026-11-25 09:30:00")),
@@ -216,7 +223,14 @@ mod tests {
         assert_eq!(parsed.title.as_deref(), Some("Flagged & \"quoted\""));
         let entries = &parsed.entries;
         assert_eq!(entries.len(), 2);
-        assert_eq!(entries[0].guid.as_deref(), Some("urn:feedhound:story:7"));
+        assert_eq!(
+            entries[0].guid.as_deref(),
+            Some("urn:feedhound:story:7:20261120080000")
+        );
+        // What RFC 4287 requires of each entry, which a lenient reader would not miss.
+        for element in ["<id>", "<title>", "<updated>", "<author>"] {
+            assert_eq!(xml.matches(element).count(), 3, "{element} in {xml}");
+        }
         assert_eq!(entries[0].title.as_deref(), Some("Xiaomi & AT&T sign"));
         assert_eq!(
             entries[0].link.as_deref(),

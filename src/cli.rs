@@ -840,7 +840,8 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
                     Format::Table => println!("{said}\n"),
                 }
             }
-            let status = store.outbox_status(&crate::notify::url_keys(&config), &digests)?;
+            let mut status = store.outbox_status(&crate::notify::url_keys(&config), &digests)?;
+            crate::notify::keep_unfixed_refusals(&config, &mut status);
             let mut out = std::io::stdout().lock();
             if format == Format::Json {
                 write_json(&mut out, &status)?;

@@ -43,7 +43,8 @@ use crate::config::{Config, Delivery, NotifyConfig};
 use crate::fetch::{origin_only, parse_retry_after, why_unanswered};
 use crate::store::writer::StoreWriter;
 use crate::store::{
-    AlertPayload, AlertStory, DigestWindow, PendingAlert, RefusedRecipient, TargetRest,
+    AlertPayload, AlertStory, DigestWindow, OutboxStatus, PendingAlert, RefusedRecipient,
+    TargetRest,
 };
 use message::Sending;
 
@@ -75,11 +76,22 @@ pub struct Taken {
     pub not_delivered_to: Vec<RefusedRecipient>,
 }
 
-/// Refused recipients on one line: `address (reply); …`.
+/// Refused recipients on one line, the addresses of one reply together: `a, b (reply); c
+/// (other reply)`. A relay refusing twenty recipients says so once, not twenty times.
 pub fn refused_list(refused: &[RefusedRecipient]) -> String {
-    refused
+    let mut by_reply: Vec<(&str, Vec<&str>)> = Vec::new();
+    for recipient in refused {
+        match by_reply
+            .iter_mut()
+            .find(|(reply, _)| *reply == recipient.reply)
+        {
+            Some((_, addresses)) => addresses.push(&recipient.address),
+            None => by_reply.push((&recipient.reply, vec![&recipient.address])),
+        }
+    }
+    by_reply
         .iter()
-        .map(RefusedRecipient::to_string)
+        .map(|(reply, addresses)| format!("{} ({reply})", addresses.join(", ")))
         .collect::<Vec<_>>()
         .join("; ")
 }
@@ -663,6 +675,31 @@ fn url_key(target: &NotifyConfig) -> String {
     blake3::hash(identity.as_bytes()).to_hex()[..32].to_owned()
 }
 
+/// Leaves in `status` only the refused recipients that their target's `to` still lists: once
+/// the user has fixed an address (or removed the target), `feedhound alerts` no longer asks
+/// for it to be fixed, though no email has gone out since.
+pub fn keep_unfixed_refusals(config: &Config, status: &mut [OutboxStatus]) {
+    for target in status {
+        let listed: Vec<String> = config
+            .notify
+            .iter()
+            .filter(|configured| configured.name == target.target)
+            .filter_map(|configured| match &configured.delivery {
+                Delivery::Email(email) => Some(&email.to),
+                Delivery::Webhook { .. } => None,
+            })
+            .flatten()
+            .map(|recipient| recipient.email.to_string())
+            .collect();
+        if let Some(refused) = &mut target.not_delivered_to {
+            refused.retain(|r| listed.iter().any(|a| a.eq_ignore_ascii_case(&r.address)));
+            if refused.is_empty() {
+                target.not_delivered_to = None;
+            }
+        }
+    }
+}
+
 /// Each configured target's name and the key of its URL, as the store's rests are matched by.
 pub fn url_keys(config: &Config) -> HashMap<String, String> {
     config
@@ -714,6 +751,24 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn refused_recipients_of_one_reply_are_listed_together() {
+        let refused = |address: &str, reply: &str| RefusedRecipient {
+            address: address.to_owned(),
+            reply: reply.to_owned(),
+        };
+        let list = [
+            refused("a@example.com", "550 relaying denied"),
+            refused("c@example.com", "552 mailbox full"),
+            refused("b@example.com", "550 relaying denied"),
+        ];
+        assert_eq!(
+            refused_list(&list),
+            "a@example.com, b@example.com (550 relaying denied); c@example.com (552 mailbox full)"
+        );
+    }
+
     use super::*;
 
     #[test]

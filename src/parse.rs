@@ -242,30 +242,34 @@ fn is_tracking_param(pair: &str) -> bool {
 /// `wt_id`), since a parameter wrongly removed here opens another page.
 fn is_click_tracking_param(pair: &str) -> bool {
     let key = param_name(pair);
-    const PREFIXES: [&str; 2] = ["utm_", "mtm_"];
-    const NAMED: [&str; 17] = [
-        "pk_campaign",
-        "pk_kwd",
-        "pk_keyword",
-        "pk_source",
-        "pk_medium",
-        "pk_content",
-        "pk_cid",
-        "_hsenc",
-        "_hsmi",
-        "wt_mc",
-        "wt_zmc",
-        "ga_source",
-        "ga_medium",
-        "ga_term",
-        "ga_content",
-        "ga_campaign",
-        "ga_place",
-    ];
-    PREFIXES.iter().any(|prefix| key.starts_with(prefix))
+    CLICK_TRACKING_PREFIXES
+        .iter()
+        .any(|prefix| key.starts_with(prefix))
         || CLICK_IDS.contains(&key.as_str())
-        || NAMED.contains(&key.as_str())
+        || CLICK_TRACKING_NAMES.contains(&key.as_str())
 }
+
+const CLICK_TRACKING_PREFIXES: [&str; 2] = ["utm_", "mtm_"];
+/// Campaign parameters of Matomo, HubSpot, Webtrekk and Google Analytics, named in full.
+const CLICK_TRACKING_NAMES: [&str; 17] = [
+    "pk_campaign",
+    "pk_kwd",
+    "pk_keyword",
+    "pk_source",
+    "pk_medium",
+    "pk_content",
+    "pk_cid",
+    "_hsenc",
+    "_hsmi",
+    "wt_mc",
+    "wt_zmc",
+    "ga_source",
+    "ga_medium",
+    "ga_term",
+    "ga_content",
+    "ga_campaign",
+    "ga_place",
+];
 
 // ---------------------------------------------------------------------------------------------
 // 1. Bytes → UTF-8
@@ -1617,6 +1621,13 @@ mod tests {
             cleaned("https://example.com/a?pk_id=12&wt_id=3&_hsenc=x&pk_campaign=rss&wt_mc=feed"),
             "https://example.com/a?pk_id=12&wt_id=3"
         );
+        // Every name removed from stored links is one the canonical link drops too.
+        let prefixed = CLICK_TRACKING_PREFIXES.map(|prefix| format!("{prefix}x"));
+        let removed = prefixed.iter().map(String::as_str);
+        for name in removed.chain(CLICK_TRACKING_NAMES).chain(CLICK_IDS) {
+            assert!(is_click_tracking_param(name), "{name}");
+            assert!(is_tracking_param(name), "{name}");
+        }
         for link in [
             "https://WWW.Example.COM:443/a/b/?utm_source=x&id=7&fbclid=1#top",
             "https://example.com/p?gclid=1&UTM_Campaign=a",

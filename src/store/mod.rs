@@ -137,8 +137,12 @@ const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../../migrations/0022_dated_story_and_age_indexes.sql"),
     ),
     (
-        "0023_alert_target_deliveries",
-        include_str!("../../migrations/0023_alert_target_deliveries.sql"),
+        "0023_outbox_not_delivered_to",
+        include_str!("../../migrations/0023_outbox_not_delivered_to.sql"),
+    ),
+    (
+        "0024_alert_target_deliveries",
+        include_str!("../../migrations/0024_alert_target_deliveries.sql"),
     ),
 ];
 

@@ -100,12 +100,6 @@ pub struct RefusedRecipient {
     pub reply: String,
 }
 
-impl std::fmt::Display for RefusedRecipient {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} ({})", self.address, self.reply)
-    }
-}
-
 /// What `Store::retry_now` did.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Retried {
@@ -923,6 +917,43 @@ mod tests {
             .execute("DELETE FROM outbox WHERE id = 1", [])
             .unwrap();
         assert_eq!(latest(&store), ["cy@example.com"]);
+    }
+
+    /// A database migration 0023 left (refusals in an outbox column) upgrades: each target's
+    /// latest delivery time carries over, and the next delivery is recorded.
+    #[test]
+    fn a_database_with_refusals_kept_per_alert_upgrades_to_a_row_per_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let at = "2026-11-20 08:00:00";
+        crate::store::testing::database_before(&path, "0024_alert_target_deliveries")
+            .execute_batch(&format!(
+                "INSERT INTO stories (id, first_seen_at) VALUES (7, '{at}'), (8, '{at}');
+                 INSERT INTO outbox (id, target, story_id, idempotency_key, created_at,
+                                     next_attempt_at, delivered_at, not_delivered_to)
+                     VALUES (1, 'desk', 7, 'k1', '{at}', '{at}', '{at}', 'bo@example.com (550)'),
+                            (2, 'desk', 8, 'k2', '{at}', '{at}', NULL, NULL);"
+            ))
+            .unwrap();
+        let mut store = Store::open(&path).unwrap();
+        let status = |store: &Store| {
+            store
+                .outbox_status(&HashMap::new(), &HashMap::new())
+                .unwrap()
+                .remove(0)
+        };
+        let upgraded = status(&store);
+        assert_eq!(upgraded.last_delivered_at.as_deref(), Some(at));
+        assert_eq!(upgraded.not_delivered_to, None);
+
+        let now = Utc::now();
+        let due = store.due_alerts(now, &["desk".into()], 10).unwrap();
+        assert_eq!(due.len(), 1);
+        store.alerts_delivered(&due, now, &[]).unwrap();
+        assert_eq!(
+            status(&store).last_delivered_at,
+            Some(sql_time_precise(now))
+        );
     }
 
     #[test]

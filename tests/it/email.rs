@@ -342,9 +342,10 @@ fn a_recipient_the_server_refuses_holds_back_neither_the_others_nor_the_alert() 
 }
 
 /// `feedhound alerts` names the recipients the server refused, each address in full however
-/// long the replies, until an email reaches every recipient again; `--send-test` exits 1.
+/// long the replies, until the config no longer lists it or an email reaches every recipient
+/// again; `--send-test` exits 1.
 #[test]
-fn alerts_and_send_test_name_each_refused_recipient_until_an_email_reaches_all() {
+fn alerts_and_send_test_name_each_refused_recipient_until_it_is_fixed_or_reached() {
     let feeds = FeedServer::start();
     feeds.feed(
         "a.xml",
@@ -409,6 +410,16 @@ fn alerts_and_send_test_name_each_refused_recipient_until_an_email_reaches_all()
             && said.contains("; cy@example.com ("),
         "{said}"
     );
+
+    // The user fixes cy's address: only bo is still to fix.
+    let config = std::fs::read_to_string(&app.config_path).unwrap();
+    std::fs::write(&app.config_path, config.replace("cy@", "cyrus@")).unwrap();
+    let status = status_of(&app);
+    let refused = status["not_delivered_to"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{status}"));
+    assert_eq!(refused.len(), 1, "{status}");
+    assert_eq!(refused[0]["address"], "bo@example.com");
 
     smtp.accept_all();
     feeds.feed(
