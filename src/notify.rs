@@ -751,6 +751,7 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
 
     #[test]
     fn refused_recipients_of_one_reply_are_listed_together() {
@@ -768,8 +769,6 @@ mod tests {
             "a@example.com, b@example.com (550 relaying denied); c@example.com (552 mailbox full)"
         );
     }
-
-    use super::*;
 
     #[test]
     fn retry_delay_doubles_and_caps() {
