@@ -7,6 +7,7 @@
 //! a feed-writing crate: the document is small and fixed, and every value goes through
 //! [`text`], which keeps only what XML 1.0 may hold and escapes it.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -60,17 +61,11 @@ fn entry_id(story: &FlaggedStory) -> String {
 }
 
 /// A feed of `stories` (newest first, as `mentions` lists them) titled `title`, with the id
-/// `id` and, when it is served, the URL it is served at; its time is the newest story's, else
-/// `now`.
-pub fn feed(
-    id: &str,
-    title: &str,
-    served_at: Option<&str>,
-    stories: &[FlaggedStory],
-    now: DateTime<Utc>,
-) -> String {
-    let dated: Vec<DateTime<Utc>> = stories.iter().map(|story| date_of(story, now)).collect();
-    let updated = dated.iter().max().copied().unwrap_or(now);
+/// `id`, dated by its newest story. It depends on nothing else, not even the clock (an empty
+/// one is dated 1970), so that the same stories give the same document and ETag.
+pub fn feed(id: &str, title: &str, stories: &[FlaggedStory]) -> String {
+    let dated: Vec<DateTime<Utc>> = stories.iter().map(date_of).collect();
+    let updated = dated.iter().max().copied().unwrap_or(DateTime::UNIX_EPOCH);
     let mut out = String::with_capacity(1024 + 1024 * stories.len());
     out.push_str("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n");
     out.push_str("<feed xmlns=\"http://www.w3.org/2005/Atom\">\n");
@@ -78,9 +73,6 @@ pub fn feed(
     let _ = writeln!(out, "  <id>{}</id>", text(id));
     let _ = writeln!(out, "  <title>{}</title>", text(title));
     let _ = writeln!(out, "  <updated>{}</updated>", rfc3339(updated));
-    if let Some(url) = served_at {
-        let _ = writeln!(out, "  <link rel=\"self\" href=\"{}\"/>", text(url));
-    }
     out.push_str("  <author><name>feedhound</name></author>\n");
     out.push_str("  <generator>feedhound</generator>\n");
     for (story, date) in stories.iter().zip(dated) {
@@ -104,7 +96,7 @@ fn write_entry(out: &mut String, story: &FlaggedStory, date: DateTime<Utc>) {
     let _ = writeln!(
         out,
         "    <author><name>{}</name></author>",
-        text(&story.feed)
+        text(&source_name(&story.feed))
     );
     for company in &story.companies {
         let _ = writeln!(out, "    <category term=\"{}\"/>", text(company));
@@ -147,21 +139,35 @@ fn content_html(story: &FlaggedStory) -> String {
             Some(date) => format!("{} UTC", html(date)),
             None => "no date".to_owned(),
         };
-        let _ = writeln!(body, "<li>{title} ({}, {date})</li>", html(&source.feed));
+        let _ = writeln!(
+            body,
+            "<li>{title} ({}, {date})</li>",
+            html(&source_name(&source.feed))
+        );
     }
     body.push_str("</ul>");
     body
 }
 
-/// When a story is dated: its first entry's publication, else when it was first seen (`now`
+/// When a story is dated: its first entry's publication, else when it was first seen (1970
 /// only for times the database cannot have written).
-fn date_of(story: &FlaggedStory, now: DateTime<Utc>) -> DateTime<Utc> {
+fn date_of(story: &FlaggedStory) -> DateTime<Utc> {
     story
         .published_at
         .as_deref()
         .and_then(parse_sql_time)
         .or_else(|| parse_sql_time(&story.first_seen_at))
-        .unwrap_or(now)
+        .unwrap_or(DateTime::UNIX_EPOCH)
+}
+
+/// A feed as the document names it: its name or title, or for a feed with neither, its URL
+/// without the password or token it may carry (the document may be served to anyone).
+fn source_name(feed: &str) -> Cow<'_, str> {
+    if feed.starts_with("http://") || feed.starts_with("https://") {
+        Cow::Owned(crate::fetch::redact_str(feed))
+    } else {
+        Cow::Borrowed(feed)
+    }
 }
 
 fn rfc3339(time: DateTime<Utc>) -> String {
@@ -206,17 +212,19 @@ mod tests {
 
     #[test]
     fn the_feed_reads_back_as_atom_with_its_stories_newest_first() {
-        let now = "2026-11-26T12:00:00Z".parse().unwrap();
+        let mut older = story(3, "Older", None);
+        // A feed with neither name nor title is named by its URL, without its secrets.
+        older.feed = "https://me:hunter2@private.example/feed?token=abc123".to_owned();
+        older.sources[0].feed = older.feed.clone();
         let stories = [
             story(7, "Xiaomi & AT&T \u{1}sign", Some("2026-11-25 09:30:00")),
-            story(3, "Older", None),
+            older,
         ];
-        let xml = feed(
-            "urn:feedhound:mentions",
-            "Flagged & \"quoted\"",
-            None,
-            &stories,
-            now,
+        let xml = feed("urn:feedhound:mentions", "Flagged & \"quoted\"", &stories);
+        assert!(!xml.contains("hunter2") && !xml.contains("abc123"), "{xml}");
+        assert!(
+            xml.contains("<name>https://me:***@private.example/feed?token=***</name>"),
+            "{xml}"
         );
         let url = url::Url::parse("https://feedhound.invalid/mentions.atom").unwrap();
         let parsed = crate::parse::parse_feed(xml.as_bytes(), None, &url).unwrap();
@@ -261,11 +269,10 @@ mod tests {
     }
 
     #[test]
-    fn an_empty_feed_is_dated_now() {
-        let now = "2026-11-26T12:00:00Z".parse().unwrap();
-        let xml = feed("urn:feedhound:mentions", "Nothing yet", None, &[], now);
+    fn an_empty_feed_is_dated_1970_so_its_etag_holds() {
+        let xml = feed("urn:feedhound:mentions", "Nothing yet", &[]);
         assert!(
-            xml.contains("<updated>2026-11-26T12:00:00Z</updated>"),
+            xml.contains("<updated>1970-01-01T00:00:00Z</updated>"),
             "{xml}"
         );
         let url = url::Url::parse("https://feedhound.invalid/mentions.atom").unwrap();

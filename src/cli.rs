@@ -537,7 +537,7 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
                 Some(format) => print_stories(&stories, clock, format)?,
                 None => {
                     let (id, title) = crate::atom::names(company, &sources.feeds, &sources.tags);
-                    let feed = crate::atom::feed(&id, &title, None, &stories, Utc::now());
+                    let feed = crate::atom::feed(&id, &title, &stories);
                     std::io::stdout().lock().write_all(feed.as_bytes())?;
                 }
             }

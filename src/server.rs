@@ -12,22 +12,26 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use chrono::Utc;
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
-use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::header::{
+    ALLOW, CONTENT_TYPE, ETAG, HeaderMap, HeaderValue, IF_NONE_MATCH, RETRY_AFTER,
+};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::atom;
 use crate::metrics::Metrics;
+use crate::store::Store;
 use crate::store::writer::StoreWriter;
 
 /// A client that has not sent its request headers by then is dropped (slow or idle clients
@@ -35,10 +39,19 @@ use crate::store::writer::StoreWriter;
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The most stories `/mentions.atom?limit=` serves: a feed is read again and again, and a
-/// larger one costs the daemon's writer and the reader for little.
+/// larger one costs the database and the reader for little.
 const MOST_STORIES: usize = 500;
 
-/// When health and metrics give up on the database. Scrapers time out after 10 s by default
+/// `/mentions.atom` reads that run at once. Each reads on a connection of its own, beside the
+/// daemon's writer, and one with a company reads that company's whole history: a client asking
+/// in a loop must not take both cores from the poll.
+const FEED_READS: usize = 1;
+
+/// Seconds a reader turned away (another read under way, or the database slow) is asked to
+/// wait before asking again.
+const RETRY_FEED_AFTER: &str = "10";
+
+/// When the endpoints give up on the database. Scrapers time out after 10 s by default
 /// (Prometheus `scrape_timeout`), so stay well under it.
 pub const DEFAULT_DATABASE_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -47,6 +60,10 @@ pub const DEFAULT_DATABASE_TIMEOUT: Duration = Duration::from_secs(3);
 pub struct Service {
     pub metrics: Arc<Metrics>,
     pub writer: StoreWriter,
+    /// The database `/mentions.atom` reads, on a connection of its own (not the writer's: a
+    /// reader's question must not hold up the poll's writes).
+    pub database: PathBuf,
+    pub busy_timeout: Duration,
     /// `/healthz` fails once the scheduler's last heartbeat is older than this; about twice
     /// the longest the scheduler sleeps between turns.
     pub heartbeat_stale_after: Duration,
@@ -70,6 +87,7 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
 /// Serves until `shutdown`, then lets requests in progress finish.
 pub async fn run(listener: TcpListener, service: Service, shutdown: CancellationToken) {
     let service = Arc::new(service);
+    let feed_reads = Arc::new(Semaphore::new(FEED_READS));
     let connections = TaskTracker::new();
     loop {
         let stream = tokio::select! {
@@ -85,11 +103,13 @@ pub async fn run(listener: TcpListener, service: Service, shutdown: Cancellation
             },
         };
         let service = Arc::clone(&service);
+        let feed_reads = Arc::clone(&feed_reads);
         let shutdown = shutdown.clone();
         connections.spawn(async move {
             let handler = hyper::service::service_fn(move |request| {
                 let service = Arc::clone(&service);
-                async move { Ok::<_, Infallible>(service.handle(request).await) }
+                let feed_reads = Arc::clone(&feed_reads);
+                async move { Ok::<_, Infallible>(service.handle(request, feed_reads).await) }
             });
             let connection = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -104,7 +124,7 @@ pub async fn run(listener: TcpListener, service: Service, shutdown: Cancellation
                 }
             };
             if let Err(err) = result {
-                tracing::debug!(error = %err, "metrics connection ended with an error");
+                tracing::debug!(error = %err, "HTTP connection ended with an error");
             }
         });
     }
@@ -113,9 +133,17 @@ pub async fn run(listener: TcpListener, service: Service, shutdown: Cancellation
 }
 
 impl Service {
-    async fn handle(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    async fn handle(
+        &self,
+        request: Request<Incoming>,
+        feed_reads: Arc<Semaphore>,
+    ) -> Response<Full<Bytes>> {
         if request.method() != Method::GET && request.method() != Method::HEAD {
-            return text(StatusCode::METHOD_NOT_ALLOWED, "only GET\n".into());
+            let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n".into());
+            response
+                .headers_mut()
+                .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+            return response;
         }
         match request.uri().path() {
             "/metrics" => {
@@ -130,7 +158,7 @@ impl Service {
                 Ok(()) => text(StatusCode::OK, "ok\n".into()),
                 Err(reason) => text(StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n")),
             },
-            "/mentions.atom" => self.mentions_feed(&request).await,
+            "/mentions.atom" => self.mentions_feed(&request, feed_reads).await,
             _ => text(
                 StatusCode::NOT_FOUND,
                 "not found: try /metrics, /healthz or /mentions.atom\n".into(),
@@ -139,51 +167,42 @@ impl Service {
     }
 
     /// `/mentions.atom`, as `feedhound mentions --format atom` writes it: `company` (a tracked
-    /// company's name or alias, any case) and `limit` (1 to [`MOST_STORIES`]; default
-    /// [`atom::STORIES`]). Its ETag is its content's, so a reader asking again with it gets a
-    /// 304 until a story changes.
-    async fn mentions_feed(&self, request: &Request<Incoming>) -> Response<Full<Bytes>> {
-        let query = request.uri().query().unwrap_or_default();
-        let mut company = None;
-        let mut limit = atom::STORIES;
-        for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
-            match (key.as_ref(), value.parse::<usize>()) {
-                ("company", _) => company = Some(value.into_owned()),
-                ("limit", Ok(n)) if (1..=MOST_STORIES).contains(&n) => limit = n,
-                ("limit", _) => {
-                    return text(
-                        StatusCode::BAD_REQUEST,
-                        format!("limit takes a number from 1 to {MOST_STORIES}\n"),
-                    );
-                }
-                (other, _) => {
-                    return text(
-                        StatusCode::BAD_REQUEST,
-                        format!("unknown parameter {other:?}: use company or limit\n"),
-                    );
-                }
-            }
-        }
+    /// company's name or alias, see [`Store::tracked_company`]) and `limit` (1 to
+    /// [`MOST_STORIES`]; default [`atom::STORIES`]). Its ETag is its content's, so a reader
+    /// asking again with it gets a 304 until a story changes.
+    async fn mentions_feed(
+        &self,
+        request: &Request<Incoming>,
+        feed_reads: Arc<Semaphore>,
+    ) -> Response<Full<Bytes>> {
+        let (company, limit) = match feed_question(request.uri().query().unwrap_or_default()) {
+            Ok(question) => question,
+            Err(why) => return text(StatusCode::BAD_REQUEST, format!("{why}\n")),
+        };
+        let Ok(permit) = feed_reads.try_acquire_owned() else {
+            return come_back("another read of the flagged stories is under way");
+        };
+        let (database, busy_timeout) = (self.database.clone(), self.busy_timeout);
         let asked = company.clone();
-        let read = tokio::time::timeout(
-            self.database_timeout,
-            self.writer.call(move |store| {
-                let company = match asked {
-                    Some(name) => match store.tracked_company(&name)? {
-                        Some(company) => Some(company),
-                        None => return Ok(None),
-                    },
-                    None => None,
-                };
-                let stories =
-                    store.flagged_stories(company.as_deref(), None, None, None, Some(limit))?;
-                Ok(Some((company, stories)))
-            }),
-        )
-        .await;
-        let (company, stories) = match read {
-            Ok(Ok(Some(found))) => found,
-            Ok(Ok(None)) => {
+        // The permit goes with the read: one that outlives the deadline still counts.
+        let read = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let store = Store::open_with(&database, busy_timeout)?;
+            let company = match asked {
+                Some(name) => match store.tracked_company(&name)? {
+                    Some(company) => Some(company),
+                    None => return Ok(None),
+                },
+                None => None,
+            };
+            let stories =
+                store.flagged_stories(company.as_deref(), None, None, None, Some(limit))?;
+            let (id, title) = atom::names(company.as_deref(), &[], &[]);
+            anyhow::Ok(Some(atom::feed(&id, &title, &stories)))
+        });
+        let feed = match tokio::time::timeout(self.database_timeout, read).await {
+            Ok(Ok(Ok(Some(feed)))) => feed,
+            Ok(Ok(Ok(None))) => {
                 let name = company.unwrap_or_default();
                 return text(
                     StatusCode::NOT_FOUND,
@@ -192,33 +211,14 @@ impl Service {
                     ),
                 );
             }
-            Ok(Err(err)) => {
+            Ok(Ok(Err(err))) => {
                 tracing::warn!(error = %format!("{err:#}"), "cannot read the flagged stories for /mentions.atom");
-                return text(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "cannot read the flagged stories; see the daemon's log\n".into(),
-                );
+                return come_back("cannot read the flagged stories; see the daemon's log");
             }
-            Err(_) => {
-                return text(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "the database did not answer in time; try again\n".into(),
-                );
-            }
+            Ok(Err(_)) | Err(_) => return come_back("the database did not answer in time"),
         };
-        let (id, title) = atom::names(company.as_deref(), &[], &[]);
-        let served_at = request
-            .headers()
-            .get(hyper::header::HOST)
-            .and_then(|host| host.to_str().ok())
-            .map(|host| format!("http://{host}{}", request.uri()));
-        let feed = atom::feed(&id, &title, served_at.as_deref(), &stories, Utc::now());
         let etag = format!("\"{:016x}\"", xxhash_rust::xxh3::xxh3_64(feed.as_bytes()));
-        let unchanged = request
-            .headers()
-            .get(hyper::header::IF_NONE_MATCH)
-            .is_some_and(|asked| asked.as_bytes() == etag.as_bytes());
-        let mut response = if unchanged {
+        let mut response = if names_etag(request.headers(), &etag) {
             let mut response = Response::new(Full::new(Bytes::new()));
             *response.status_mut() = StatusCode::NOT_MODIFIED;
             response
@@ -231,7 +231,7 @@ impl Service {
             response
         };
         if let Ok(etag) = HeaderValue::from_str(&etag) {
-            response.headers_mut().insert(hyper::header::ETAG, etag);
+            response.headers_mut().insert(ETAG, etag);
         }
         response
     }
@@ -281,6 +281,62 @@ impl Service {
             )),
         }
     }
+}
+
+/// The `company` and `limit` of a `/mentions.atom` query, or why it cannot be answered. Each
+/// at most once; a company's name is trimmed (a `+` in a query is a space: write `%2B`).
+fn feed_question(query: &str) -> Result<(Option<String>, usize), String> {
+    let (mut company, mut limit) = (None, None);
+    for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
+        let repeated = || format!("{key} is given twice");
+        match key.as_ref() {
+            "company" => {
+                let name = value.trim();
+                if name.is_empty() {
+                    return Err("company takes a tracked company's name".into());
+                }
+                if company.replace(name.to_owned()).is_some() {
+                    return Err(repeated());
+                }
+            }
+            "limit" => {
+                let n = value
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=MOST_STORIES).contains(n))
+                    .ok_or_else(|| format!("limit takes a number from 1 to {MOST_STORIES}"))?;
+                if limit.replace(n).is_some() {
+                    return Err(repeated());
+                }
+            }
+            other => return Err(format!("unknown parameter {other:?}: use company or limit")),
+        }
+    }
+    Ok((company, limit.unwrap_or(atom::STORIES)))
+}
+
+/// Whether an `If-None-Match` of `headers` names `etag`: RFC 9110's weak comparison (a proxy
+/// that compresses marks it `W/`), over every tag listed, or `*`.
+fn names_etag(headers: &HeaderMap, etag: &str) -> bool {
+    let opaque = |tag: &str| tag.trim().trim_start_matches("W/").to_owned();
+    headers
+        .get_all(IF_NONE_MATCH)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|tag| tag.trim() == "*" || opaque(tag) == opaque(etag))
+}
+
+/// 503 with `Retry-After`, for a question that can be answered later.
+fn come_back(why: &str) -> Response<Full<Bytes>> {
+    let mut response = text(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("{why}; try again later\n"),
+    );
+    response
+        .headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from_static(RETRY_FEED_AFTER));
+    response
 }
 
 fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {

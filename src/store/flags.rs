@@ -543,8 +543,9 @@ impl Store {
     }
 
     /// The name (as the config writes it) of the tracked company whose name or alias is
-    /// `name`, in any case; None when no tracked company has it. For callers without the
-    /// config, such as the server: the config's own lookup also forgives spacing and accents.
+    /// `name`, in any ASCII case (SQLite's NOCASE); None when no tracked company has it. For
+    /// callers without the config, such as the server: the config's own lookup also forgives
+    /// spacing, accent encodings and the case of other scripts.
     pub fn tracked_company(&self, name: &str) -> anyhow::Result<Option<String>> {
         Ok(self
             .conn

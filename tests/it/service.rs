@@ -415,6 +415,8 @@ impl Endpoint {
         let service = Service {
             metrics: Arc::clone(&metrics),
             writer,
+            database: app.db_path(),
+            busy_timeout: Duration::from_secs(2),
             heartbeat_stale_after,
             database_timeout: Duration::from_secs(2),
         };
@@ -556,94 +558,95 @@ fn parse_exposition(text: &str) -> HashMap<String, f64> {
 }
 
 /// `/mentions.atom` serves `mentions --format atom` to a feed reader: every company's stories or
-/// one's (by any of its names), a 304 while nothing changed, and a clear error for a wrong
-/// question.
+/// one's (by any of its names), a 304 while nothing changed and a new ETag once a story is
+/// flagged, and a clear error for a wrong question.
 #[tokio::test]
 async fn the_endpoint_serves_the_flagged_stories_as_a_feed_a_reader_can_poll_politely() {
     let server = FeedServer::start();
-    server.feed(
-        "a.xml",
-        rss(&[
-            &item(
-                "x1",
-                "Xiaomi opens a store",
-                "Xiaomi said so.",
-                &days_ago(2),
-            ),
-            &item(
-                "s1",
-                "Samsung ships a phone",
-                "Samsung said so.",
-                &days_ago(1),
-            ),
-            &item("w1", "Weather", "Sunny.", &days_ago(1)),
-        ]),
+    let xiaomi = item(
+        "x1",
+        "Xiaomi opens a store",
+        "Xiaomi said so.",
+        &days_ago(2),
     );
+    let samsung = item(
+        "s1",
+        "Samsung ships a phone",
+        "Samsung said so.",
+        &days_ago(1),
+    );
+    let weather = item("w1", "Weather", "Sunny.", &days_ago(1));
+    server.feed("a.xml", rss(&[&xiaomi, &samsung, &weather]));
     let companies =
         "[[company]]\nname = \"Xiaomi\"\naliases = [\"小米\"]\n\n[[company]]\nname = \"Samsung\"\n";
     let app = App::new(&[server.url("a.xml")], companies);
     app.poll().await;
     let endpoint = Endpoint::start(&app, Duration::from_secs(60)).await;
-    let url = |query: &str| format!("{}/mentions.atom{query}", endpoint.base);
-    let read = |body: &str| {
-        let at = url::Url::parse(&url("")).unwrap();
-        feedhound::parse::parse_feed(body.as_bytes(), None, &at).unwrap()
+    let url = format!("{}/mentions.atom", endpoint.base);
+    let titles = |body: &str| -> Vec<String> {
+        let at = url::Url::parse(&url).unwrap();
+        let feed = feedhound::parse::parse_feed(body.as_bytes(), None, &at).unwrap();
+        feed.entries
+            .iter()
+            .filter_map(|e| e.title.clone())
+            .collect()
+    };
+    let asking = |tag: &str| {
+        reqwest::Client::new()
+            .get(&url)
+            .header("If-None-Match", tag)
+            .send()
     };
 
-    let response = reqwest::get(url("")).await.unwrap();
+    let response = reqwest::get(&url).await.unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(
         response.headers()["content-type"],
         "application/atom+xml; charset=utf-8"
     );
-    let etag = response.headers()["etag"].clone();
+    let etag = response.headers()["etag"].to_str().unwrap().to_owned();
     let body = response.text().await.unwrap();
-    let feed = read(&body);
-    let titles: Vec<_> = feed
-        .entries
-        .iter()
-        .filter_map(|e| e.title.clone())
-        .collect();
-    assert_eq!(titles, ["Samsung ships a phone", "Xiaomi opens a store"]);
-    assert!(
-        body.contains(&format!("<link rel=\"self\" href=\"{}\"/>", url(""))),
-        "{body}"
-    );
-    // The same as the command writes, but for the link to itself.
-    let command = app.cli(&["mentions", "--format", "atom"]);
-    let command = String::from_utf8(command.stdout).unwrap();
     assert_eq!(
-        body.lines()
-            .filter(|l| !l.contains("rel=\"self\""))
-            .collect::<Vec<_>>(),
-        command.lines().collect::<Vec<_>>()
+        titles(&body),
+        ["Samsung ships a phone", "Xiaomi opens a store"]
     );
+    let command = app.cli(&["mentions", "--format", "atom"]);
+    assert!(command.status.success(), "{command:?}");
+    assert_eq!(body.as_bytes(), command.stdout, "what the command writes");
 
-    let again = reqwest::Client::new()
-        .get(url(""))
-        .header("If-None-Match", etag.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(again.status(), 304);
-    assert_eq!(again.headers()["etag"], etag);
+    for (tag, status) in [
+        (etag.clone(), 304),
+        (format!("W/{etag}"), 304),
+        (format!("\"other\", {etag}"), 304),
+        ("\"other\"".to_owned(), 200),
+    ] {
+        let again = asking(&tag).await.unwrap();
+        assert_eq!(again.status(), status, "If-None-Match: {tag}");
+        assert_eq!(again.headers()["etag"], etag.as_str());
+    }
+    // A new flagged story: the document and its ETag change.
+    let car = item("x2", "Xiaomi ships a car", "Xiaomi again.", &days_ago(0));
+    server.feed("a.xml", rss(&[&xiaomi, &samsung, &weather, &car]));
+    app.poll().await;
+    let changed = asking(&etag).await.unwrap();
+    assert_eq!(changed.status(), 200);
+    assert_ne!(changed.headers()["etag"], etag.as_str());
+    let (_, body) = endpoint.get("/mentions.atom?limit=1").await;
+    assert_eq!(titles(&body), ["Xiaomi ships a car"]);
 
     let (status, body) = endpoint
         .get("/mentions.atom?company=%E5%B0%8F%E7%B1%B3")
         .await;
     assert_eq!(status, 200, "{body}");
-    let feed = read(&body);
-    assert_eq!(
-        feed.title.as_deref(),
-        Some("feedhound: stories about Xiaomi")
+    assert!(
+        body.contains("<title>feedhound: stories about Xiaomi</title>"),
+        "{body}"
     );
-    let titles: Vec<_> = feed
-        .entries
-        .iter()
-        .filter_map(|e| e.title.clone())
-        .collect();
-    assert_eq!(titles, ["Xiaomi opens a store"]);
-    let (status, body) = endpoint.get("/mentions.atom?company=samsung&limit=1").await;
+    assert_eq!(
+        titles(&body),
+        ["Xiaomi ships a car", "Xiaomi opens a store"]
+    );
+    let (status, body) = endpoint.get("/mentions.atom?company=samsung").await;
     assert_eq!(status, 200, "{body}");
     assert!(
         body.contains("<id>urn:feedhound:mentions:company=Samsung</id>"),
@@ -656,7 +659,9 @@ async fn the_endpoint_serves_the_flagged_stories_as_a_feed_a_reader_can_poll_pol
             404,
             "no tracked company is named \"Nokia\"",
         ),
+        ("?company=", 400, "company takes a tracked company's name"),
         ("?limit=0", 400, "limit takes a number from 1 to 500"),
+        ("?limit=2&limit=3", 400, "limit is given twice"),
         ("?since=7d", 400, "unknown parameter \"since\""),
     ] {
         let (got, body) = endpoint.get(&format!("/mentions.atom{query}")).await;
