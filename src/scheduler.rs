@@ -838,7 +838,6 @@ pub async fn run(config: Config, control: Control) -> anyhow::Result<()> {
             metrics: Arc::clone(metrics),
             writer: writer.clone(),
             database: config.database_path(),
-            busy_timeout: config.storage.busy_timeout,
             heartbeat_stale_after: 2 * MAX_SLEEP,
             database_timeout: server::DEFAULT_DATABASE_TIMEOUT,
         };

@@ -3,9 +3,10 @@
 //! [`crate::atom`]) for a reader to follow.
 //!
 //! Built on hyper 1 (already compiled for reqwest's client) with only its HTTP/1 server added:
-//! three read-only routes need no framework. The database is reached through the
+//! three read-only routes need no framework. Metrics and health reach the database through the
 //! [`StoreWriter`], with a deadline: a writer stuck behind a lock is exactly what `/healthz`
-//! must report, and it must never make a scrape hang.
+//! must report, and it must never make a scrape hang. `/mentions.atom` reads on a read-only
+//! connection of its own instead, so that readers never wait for or hold up the writer.
 //!
 //! `/healthz` answers 200 `ok` while both hold: the scheduler's heartbeat is fresh (see
 //! [`Metrics::heartbeat`]) and a write to the database succeeds; otherwise 503 with the reason.
@@ -42,9 +43,10 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// larger one costs the database and the reader for little.
 const MOST_STORIES: usize = 500;
 
-/// `/mentions.atom` reads that run at once. Each reads on a connection of its own, beside the
-/// daemon's writer, and one with a company reads that company's whole history: a client asking
-/// in a loop must not take both cores from the poll.
+/// `/mentions.atom` reads that run at once; more wait their turn within the deadline. Each
+/// reads on a connection of its own, beside the daemon's writer, and one with a company reads
+/// that company's whole history: readers asking together must not take the cores the poll
+/// needs (two, on the machines measured).
 const FEED_READS: usize = 1;
 
 /// Seconds a reader turned away (another read under way, or the database slow) is asked to
@@ -60,10 +62,9 @@ pub const DEFAULT_DATABASE_TIMEOUT: Duration = Duration::from_secs(3);
 pub struct Service {
     pub metrics: Arc<Metrics>,
     pub writer: StoreWriter,
-    /// The database `/mentions.atom` reads, on a connection of its own (not the writer's: a
-    /// reader's question must not hold up the poll's writes).
+    /// The database `/mentions.atom` reads, on a read-only connection of its own (not the
+    /// writer's: a reader's question must not hold up the poll's writes).
     pub database: PathBuf,
-    pub busy_timeout: Duration,
     /// `/healthz` fails once the scheduler's last heartbeat is older than this; about twice
     /// the longest the scheduler sleeps between turns.
     pub heartbeat_stale_after: Duration,
@@ -169,7 +170,9 @@ impl Service {
     /// `/mentions.atom`, as `feedhound mentions --format atom` writes it: `company` (a tracked
     /// company's name or alias, see [`Store::tracked_company`]) and `limit` (1 to
     /// [`MOST_STORIES`]; default [`atom::STORIES`]). Its ETag is its content's, so a reader
-    /// asking again with it gets a 304 until a story changes.
+    /// asking again with it gets a 304 until a story changes. Read on a read-only connection
+    /// of its own, one read at a time, and interrupted at the deadline (waiting for the turn
+    /// included), so that no reader holds the database or the next reader past it.
     async fn mentions_feed(
         &self,
         request: &Request<Incoming>,
@@ -179,28 +182,38 @@ impl Service {
             Ok(question) => question,
             Err(why) => return text(StatusCode::BAD_REQUEST, format!("{why}\n")),
         };
-        let Ok(permit) = feed_reads.try_acquire_owned() else {
-            return come_back("another read of the flagged stories is under way");
+        let deadline = tokio::time::Instant::now() + self.database_timeout;
+        let Ok(Ok(permit)) = tokio::time::timeout_at(deadline, feed_reads.acquire_owned()).await
+        else {
+            return come_back("other reads of the flagged stories are under way");
         };
-        let (database, busy_timeout) = (self.database.clone(), self.busy_timeout);
+        let store = match Store::open_reader(&self.database, self.database_timeout) {
+            Ok(store) => store,
+            Err(err) => {
+                tracing::warn!(error = %format!("{err:#}"), "cannot open the database for /mentions.atom");
+                return come_back("cannot read the flagged stories; see the daemon's log");
+            }
+        };
+        let interrupt = store.interrupt_handle();
         let asked = company.clone();
-        // The permit goes with the read: one that outlives the deadline still counts.
         let read = tokio::task::spawn_blocking(move || {
+            // Released when the read ends, interrupted or not.
             let _permit = permit;
-            let store = Store::open_with(&database, busy_timeout)?;
-            let company = match asked {
-                Some(name) => match store.tracked_company(&name)? {
-                    Some(company) => Some(company),
-                    None => return Ok(None),
-                },
-                None => None,
-            };
-            let stories =
-                store.flagged_stories(company.as_deref(), None, None, None, Some(limit))?;
-            let (id, title) = atom::names(company.as_deref(), &[], &[]);
-            anyhow::Ok(Some(atom::feed(&id, &title, &stories)))
+            store.in_one_snapshot(|store| {
+                let company = match asked {
+                    Some(name) => match store.tracked_company(&name)? {
+                        Some(company) => Some(company),
+                        None => return Ok(None),
+                    },
+                    None => None,
+                };
+                let stories =
+                    store.flagged_stories(company.as_deref(), None, None, None, Some(limit))?;
+                let (id, title) = atom::names(company.as_deref(), &[], &[]);
+                Ok(Some(atom::feed(&id, &title, &stories)))
+            })
         });
-        let feed = match tokio::time::timeout(self.database_timeout, read).await {
+        let feed = match tokio::time::timeout_at(deadline, read).await {
             Ok(Ok(Ok(Some(feed)))) => feed,
             Ok(Ok(Ok(None))) => {
                 let name = company.unwrap_or_default();
@@ -215,7 +228,14 @@ impl Service {
                 tracing::warn!(error = %format!("{err:#}"), "cannot read the flagged stories for /mentions.atom");
                 return come_back("cannot read the flagged stories; see the daemon's log");
             }
-            Ok(Err(_)) | Err(_) => return come_back("the database did not answer in time"),
+            Ok(Err(panicked)) => {
+                tracing::error!(error = %panicked, "the read for /mentions.atom panicked");
+                return come_back("cannot read the flagged stories; see the daemon's log");
+            }
+            Err(_) => {
+                interrupt.interrupt();
+                return come_back("the database did not answer in time");
+            }
         };
         let etag = format!("\"{:016x}\"", xxhash_rust::xxh3::xxh3_64(feed.as_bytes()));
         let mut response = if names_etag(request.headers(), &etag) {

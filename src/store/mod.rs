@@ -213,6 +213,55 @@ impl Store {
         Ok(store)
     }
 
+    /// A read-only connection to the existing database at `path`, for readers beside the
+    /// daemon (`/mentions.atom`): it creates, migrates and writes nothing, not even the pragmas
+    /// [`Store::open`] sets, so it never waits for the writer's lock; `wait` bounds any other
+    /// wait. The database must be at this feedhound's schema.
+    pub fn open_reader(path: &Path, wait: Duration) -> anyhow::Result<Store> {
+        use rusqlite::OpenFlags;
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .with_context(|| format!("cannot open the database {} to read", path.display()))?;
+        conn.busy_timeout(wait)?;
+        conn.set_prepared_statement_cache_capacity(64);
+        flags::add_local_date(&conn)?;
+        let store = Store {
+            conn,
+            path: path.to_path_buf(),
+            busy_timeout: wait,
+            flagging: flags::Flagging::default(),
+            titles: titles::RecentTitles::default(),
+        };
+        let version = store.schema_version()?;
+        anyhow::ensure!(
+            version == MIGRATIONS.len(),
+            "the database {} is at schema version {version}, this feedhound's is {}",
+            path.display(),
+            MIGRATIONS.len()
+        );
+        Ok(store)
+    }
+
+    /// Interrupts what this connection is running, from another thread (a reader past its
+    /// deadline).
+    pub fn interrupt_handle(&self) -> rusqlite::InterruptHandle {
+        self.conn.get_interrupt_handle()
+    }
+
+    /// Runs `read` in one read transaction, so that its statements see one state of the
+    /// database however the writer changes it meanwhile.
+    pub fn in_one_snapshot<T>(
+        &self,
+        read: impl FnOnce(&Store) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        let snapshot = self.conn.unchecked_transaction()?;
+        let result = read(self)?;
+        snapshot.commit()?;
+        Ok(result)
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
