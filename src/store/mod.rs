@@ -282,16 +282,21 @@ impl Store {
 
     fn configure(&self, busy_timeout: Duration) -> anyhow::Result<()> {
         self.conn.busy_timeout(busy_timeout)?;
-        // Only a new database takes it (before its first table); an older one keeps its size,
-        // even through `prune --vacuum`, since VACUUM cannot change it in WAL mode.
-        // At SQLite's default of 4 KiB, most pages of `entries` hold one row of about 2.3 KB
-        // and a third of the file is empty space; at 16 KiB a page holds about seven.
-        self.conn.execute_batch("PRAGMA page_size = 16384;")?;
-        // Lets retention hand freed pages back to the filesystem. It only takes effect before
-        // the first table is created (a new database) or at the next VACUUM (see
-        // `retention`); on an older database it is a harmless request.
-        self.conn
-            .execute_batch("PRAGMA auto_vacuum = INCREMENTAL;")?;
+        // Both only take effect on a new database (before its first table), and on an
+        // existing one `auto_vacuum` would still write its header: every report run beside the
+        // daemon would wait for the daemon's write lock and look to it like another writer.
+        let page_count: i64 = self.conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+        if page_count == 0 {
+            // At SQLite's default of 4 KiB, most pages of `entries` hold one row of about
+            // 2.3 KB and a third of the file is empty space; at 16 KiB a page holds about seven.
+            // An older database keeps its size, even through `prune --vacuum`, since VACUUM
+            // cannot change it in WAL mode.
+            self.conn.execute_batch("PRAGMA page_size = 16384;")?;
+            // Lets retention hand freed pages back to the filesystem; an older database takes
+            // it at its next VACUUM (see `retention`).
+            self.conn
+                .execute_batch("PRAGMA auto_vacuum = INCREMENTAL;")?;
+        }
         // WAL lets readers (sqlite3, Datasette) work while we write; NORMAL sync is durable
         // across process crashes in WAL mode and loses at most the last commits on power loss.
         let mode: String = self

@@ -14,8 +14,8 @@
 //!
 //! Space: deleted rows free pages that SQLite reuses for new rows, so the file stops growing
 //! either way. Returning them to the filesystem needs `auto_vacuum = INCREMENTAL`, which
-//! `Store::open` requests on every open but which only takes effect on a new database or after
-//! a full `VACUUM` ([`Store::vacuum`], `feedhound prune --vacuum`, once). After a prune,
+//! `Store::open` sets on a new database, and which an older one takes at a full `VACUUM`
+//! ([`Store::vacuum`], `feedhound prune --vacuum`, once). After a prune,
 //! `PRAGMA incremental_vacuum` then truncates the file by the pages freed.
 
 use std::collections::BTreeMap;

@@ -1816,3 +1816,59 @@ fn mentions_as_an_atom_feed_reads_back_with_each_story_once() {
     );
     assert_eq!(by_alias, by_name, "an alias asks the same question");
 }
+
+/// A report run beside the daemon must not queue behind its writes, nor look to it like another
+/// writer: each commit by another process makes the daemon reload its recent titles and wake
+/// every alert target.
+#[test]
+fn reading_commands_neither_wait_for_the_write_lock_nor_write() {
+    let server = FeedServer::start();
+    server.feed(
+        "a.xml",
+        rss(&["<guid>1</guid><title>Xiaomi opens a store</title>"]),
+    );
+    let app = App::new(
+        &[server.url("a.xml")],
+        "[[company]]\nname = \"Xiaomi\"\n\n[[notify]]\nname = \"team\"\nurl = \"http://127.0.0.1:9/hook\"\nbacklog = true\n",
+    );
+    let text = std::fs::read_to_string(&app.config_path).unwrap();
+    std::fs::write(
+        &app.config_path,
+        text.replacen("[storage]\n", "[storage]\nbusy_timeout = \"1s\"\n", 1),
+    )
+    .unwrap();
+    assert!(app.cli(&["poll"]).status.success());
+    // A search first adds what the poll stored to its index: that one writes.
+    assert!(app.cli(&["search", "store"]).status.success());
+
+    let watcher = app.db();
+    let version = |db: &rusqlite::Connection| -> i64 {
+        db.query_row("PRAGMA data_version", [], |r| r.get(0))
+            .unwrap()
+    };
+    let before = version(&watcher);
+    let writer = app.db();
+    writer.execute_batch("BEGIN IMMEDIATE").unwrap();
+    for (command, shows) in [
+        (&["mentions"][..], "Xiaomi opens a store"),
+        (&["companies"], "Xiaomi"),
+        (&["companies", "--by", "day"], "Xiaomi"),
+        (&["feeds"], "a.xml"),
+        (&["search", "store"], "Xiaomi opens a store"),
+        (&["alerts"], "team"),
+        (&["prune", "--dry-run", "--retain", "1d"], "entries"),
+    ] {
+        let output = app.cli(command);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success() && stdout.contains(shows),
+            "{command:?} while another process holds the write lock: {output:?}"
+        );
+    }
+    writer.execute_batch("ROLLBACK").unwrap();
+    assert_eq!(
+        version(&watcher),
+        before,
+        "a reading command committed to the database"
+    );
+}
