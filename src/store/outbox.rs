@@ -474,31 +474,40 @@ impl Store {
         })
     }
 
-    /// Delivery state per target; a target's rest shows only if `url_keys` (target name → key
-    /// of its configured URL) says it is for the URL configured now.
+    /// Delivery state per target: each configured one (the keys of `url_keys`, target name →
+    /// key of its configured URL), even before its first alert, and each that has alerts in the
+    /// outbox. A target's rest shows only if `url_keys` says it is for the URL configured now.
     pub fn outbox_status(
         &self,
         url_keys: &HashMap<String, String>,
         digests: &HashMap<String, DigestWindow>,
     ) -> anyhow::Result<Vec<OutboxStatus>> {
         let mut stmt = self.conn.prepare(
-            "SELECT target,
-                    sum(delivered_at IS NOT NULL),
-                    sum(delivered_at IS NULL AND withdrawn_at IS NULL),
-                    sum(delivered_at IS NULL AND withdrawn_at IS NULL AND attempts > 0),
-                    sum(withdrawn_at IS NOT NULL),
-                    (SELECT last_error FROM outbox o2 WHERE o2.target = o.target
-                        AND o2.delivered_at IS NULL AND o2.withdrawn_at IS NULL
-                        AND o2.last_error IS NOT NULL
-                        ORDER BY o2.last_failed_at DESC, o2.id DESC LIMIT 1),
-                    (SELECT delivered_at FROM alert_target_deliveries d WHERE d.target = o.target),
-                    (SELECT not_delivered_to FROM alert_target_deliveries d WHERE d.target = o.target),
-                    min(CASE WHEN delivered_at IS NULL AND withdrawn_at IS NULL
-                        THEN next_attempt_at END),
+            "WITH counts AS (
+                 SELECT target,
+                        sum(delivered_at IS NOT NULL) AS delivered,
+                        sum(delivered_at IS NULL AND withdrawn_at IS NULL) AS pending,
+                        sum(delivered_at IS NULL AND withdrawn_at IS NULL AND attempts > 0)
+                            AS retrying,
+                        sum(withdrawn_at IS NOT NULL) AS withdrawn,
+                        min(CASE WHEN delivered_at IS NULL AND withdrawn_at IS NULL
+                            THEN next_attempt_at END) AS next_attempt_at
+                 FROM outbox GROUP BY target),
+             targets AS (SELECT target FROM counts UNION SELECT key FROM json_each(?2))
+             SELECT t.target,
+                    coalesce(c.delivered, 0), coalesce(c.pending, 0),
+                    coalesce(c.retrying, 0), coalesce(c.withdrawn, 0),
+                    (SELECT last_error FROM outbox o WHERE o.target = t.target
+                        AND o.delivered_at IS NULL AND o.withdrawn_at IS NULL
+                        AND o.last_error IS NOT NULL
+                        ORDER BY o.last_failed_at DESC, o.id DESC LIMIT 1),
+                    (SELECT delivered_at FROM alert_target_deliveries d WHERE d.target = t.target),
+                    (SELECT not_delivered_to FROM alert_target_deliveries d WHERE d.target = t.target),
+                    c.next_attempt_at,
                     (SELECT rest_until FROM alert_target_rests r
-                        WHERE r.target = o.target AND r.rest_until > ?1
-                          AND r.url_key = (SELECT value FROM json_each(?2) WHERE key = o.target))
-             FROM outbox o GROUP BY target ORDER BY target",
+                        WHERE r.target = t.target AND r.rest_until > ?1
+                          AND r.url_key = (SELECT value FROM json_each(?2) WHERE key = t.target))
+             FROM targets t LEFT JOIN counts c USING (target) ORDER BY t.target",
         )?;
         let rows = stmt.query_map(
             params![
@@ -824,6 +833,43 @@ mod tests {
             status[0].next_attempt(),
             Some(sql_time(window.next).as_str()),
             "`feedhound alerts` shows when the digest goes"
+        );
+    }
+
+    /// A target just configured is listed before its first alert (so `feedhound alerts` shows
+    /// the config was read), and one taken out of the config keeps its history.
+    #[test]
+    fn every_configured_target_is_listed_beside_those_with_alerts() {
+        let (_dir, store, _) = store_with_one_feed();
+        let at = sql_time(Utc::now() - Duration::minutes(5));
+        store
+            .conn
+            .execute_batch(&format!(
+                "INSERT INTO stories (id, first_seen_at) VALUES (7, '{at}');
+                 INSERT INTO outbox (id, target, story_id, idempotency_key, created_at,
+                                     next_attempt_at, delivered_at)
+                     VALUES (1, 'old desk', 7, 'k1', '{at}', '{at}', '{at}'),
+                            (2, 'desk', 7, 'k2', '{at}', '{at}', NULL);"
+            ))
+            .unwrap();
+        let keys: HashMap<String, String> = [("desk", "k"), ("new desk", "n")]
+            .map(|(name, key)| (name.to_string(), key.to_string()))
+            .into();
+        let status = store.outbox_status(&keys, &HashMap::new()).unwrap();
+        let listed: Vec<(&str, i64, i64, Option<&str>)> = status
+            .iter()
+            .map(|t| {
+                let next = t.next_attempt();
+                (t.target.as_str(), t.delivered, t.pending, next)
+            })
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                ("desk", 0, 1, Some(at.as_str())),
+                ("new desk", 0, 0, None),
+                ("old desk", 1, 0, None),
+            ]
         );
     }
 
