@@ -1872,3 +1872,61 @@ fn reading_commands_neither_wait_for_the_write_lock_nor_write() {
         "a reading command committed to the database"
     );
 }
+
+/// A service runs the daemon as a user of its own; an analyst with read access to its database
+/// alone runs the reports beside it (SQLite's shared-memory index, which a reader cannot create
+/// in a folder it may not write, is the daemon's while it runs).
+#[test]
+fn a_user_who_may_only_read_the_daemons_database_gets_its_reports() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    // SAFETY: geteuid has no preconditions and touches no memory.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: only root can run the reports as another user");
+        return;
+    }
+    let server = FeedServer::start();
+    server.feed(
+        "a.xml",
+        rss(&["<guid>1</guid><title>Xiaomi opens a store</title>"]),
+    );
+    let app = App::new(&[server.url("a.xml")], "[[company]]\nname = \"Xiaomi\"\n");
+    let daemon = app.spawn_daemon();
+    crate::helpers::wait_until(
+        std::time::Duration::from_secs(30),
+        "the daemon flagged the story",
+        || app.try_count("SELECT count(*) FROM mentions") == Some(1),
+    );
+    // Everyone may read the folder and its files; only their owner, root, may write them.
+    let readable = std::fs::Permissions::from_mode(0o755);
+    std::fs::set_permissions(app.dir.path(), readable).unwrap();
+    for file in std::fs::read_dir(app.dir.path()).unwrap() {
+        let path = file.unwrap().path();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let nobody = |args: &[&str]| {
+        binary()
+            .uid(65534)
+            .gid(65534)
+            .arg("--config")
+            .arg(&app.config_path)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    for (command, shows) in [
+        (&["mentions"][..], "Xiaomi opens a store"),
+        (&["companies"], "Xiaomi"),
+        (&["feeds"], "a.xml"),
+    ] {
+        let output = nobody(command);
+        assert!(
+            output.status.success() && String::from_utf8_lossy(&output.stdout).contains(shows),
+            "{command:?} as a user who may only read: {output:?}"
+        );
+    }
+    // Its index may lack the story yet, which a reader cannot add: it answers without it.
+    let search = nobody(&["search", "store"]);
+    assert!(search.status.success(), "{search:?}");
+    drop(daemon);
+}
