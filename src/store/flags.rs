@@ -22,6 +22,7 @@ use serde::Serialize;
 use super::titles::TitleLookup;
 use super::{FeedSet, Store, parse_sql_time, sql_time};
 use crate::config::CompanyConfig;
+use crate::matcher::comparable_name;
 use crate::model::{Mention, ParsedEntry};
 
 /// Which notify targets want alerts for which companies (`None`: every company).
@@ -543,22 +544,28 @@ impl Store {
     }
 
     /// The name (as the config writes it) of the tracked company whose name or alias is
-    /// `name`, in any ASCII case (SQLite's NOCASE); None when no tracked company has it. For
-    /// callers without the config, such as the server: the config's own lookup also forgives
-    /// spacing, accent encodings and the case of other scripts.
+    /// `name`, compared as `--company` compares them (any case or spacing, either accent
+    /// encoding, see [`comparable_name`]); None when no tracked company has it. For callers
+    /// without the config, such as the server.
     pub fn tracked_company(&self, name: &str) -> anyhow::Result<Option<String>> {
-        Ok(self
+        let wanted = comparable_name(name);
+        let mut stmt = self
             .conn
-            .prepare_cached(
-                "SELECT name FROM companies c
-                 WHERE active = 1
-                   AND (name = ?1 COLLATE NOCASE
-                        OR EXISTS (SELECT 1 FROM json_each(c.aliases) a
-                                   WHERE a.value = ?1 COLLATE NOCASE))
-                 ORDER BY name = ?1 COLLATE NOCASE DESC, id LIMIT 1",
-            )?
-            .query_row([name], |r| r.get(0))
-            .optional()?)
+            .prepare_cached("SELECT name, aliases FROM companies WHERE active = 1 ORDER BY id")?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let name: String = row.get(0)?;
+            // A hand edit that is not a list of names leaves the name to go by.
+            let aliases: Vec<String> =
+                serde_json::from_str(&row.get::<_, String>(1)?).unwrap_or_default();
+            if std::iter::once(&name)
+                .chain(&aliases)
+                .any(|n| comparable_name(n) == wanted)
+            {
+                return Ok(Some(name));
+            }
+        }
+        Ok(None)
     }
 
     fn company_id(&self, company: Option<&str>) -> anyhow::Result<Option<i64>> {

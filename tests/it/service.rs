@@ -576,8 +576,8 @@ async fn the_endpoint_serves_the_flagged_stories_as_a_feed_a_reader_can_poll_pol
     );
     let weather = item("w1", "Weather", "Sunny.", &days_ago(1));
     server.feed("a.xml", rss(&[&xiaomi, &samsung, &weather]));
-    let companies =
-        "[[company]]\nname = \"Xiaomi\"\naliases = [\"小米\"]\n\n[[company]]\nname = \"Samsung\"\n";
+    let companies = "[[company]]\nname = \"Xiaomi\"\naliases = [\"小米\"]\n\n[[company]]\nname = \"Samsung\"\n\
+                     \n[[company]]\nname = \"Société Générale\"\n";
     let app = App::new(&[server.url("a.xml")], companies);
     app.poll().await;
     let endpoint = Endpoint::start(&app, Duration::from_secs(60)).await;
@@ -656,6 +656,16 @@ async fn the_endpoint_serves_the_flagged_stories_as_a_feed_a_reader_can_poll_pol
     assert_eq!(status, 200, "{body}");
     assert!(
         body.contains("<id>urn:feedhound:mentions:company=Samsung</id>"),
+        "{body}"
+    );
+
+    // As `--company` reads it: any case or spacing, and é written as e and U+0301.
+    let (status, body) = endpoint
+        .get("/mentions.atom?company=SOCI%C3%89T%C3%89%20%20ge%CC%81ne%CC%81rale")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("<title>feedhound: stories about Société Générale</title>"),
         "{body}"
     );
 
