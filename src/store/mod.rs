@@ -282,7 +282,7 @@ impl Store {
 
     fn configure(&self, busy_timeout: Duration) -> anyhow::Result<()> {
         self.conn.busy_timeout(busy_timeout)?;
-        // Both only take effect on a new database (before its first table), and on an
+        // Both only take effect on a new database (before its first page is written), and on an
         // existing one `auto_vacuum` would still write its header: every report run beside the
         // daemon would wait for the daemon's write lock and look to it like another writer.
         let page_count: i64 = self.conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;

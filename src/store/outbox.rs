@@ -849,13 +849,23 @@ mod tests {
                  INSERT INTO outbox (id, target, story_id, idempotency_key, created_at,
                                      next_attempt_at, delivered_at)
                      VALUES (1, 'old desk', 7, 'k1', '{at}', '{at}', '{at}'),
-                            (2, 'desk', 7, 'k2', '{at}', '{at}', NULL);"
+                            (2, 'desk', 7, 'k2', '{at}', '{at}', NULL);
+                 INSERT INTO alert_target_rests (target, url_key, down_rounds, rest_until, reason)
+                     VALUES ('resting desk', 'r', 1, '{rest}', 'HTTP 503');",
+                rest = sql_time(Utc::now() + Duration::minutes(5)),
             ))
             .unwrap();
-        let keys: HashMap<String, String> = [("desk", "k"), ("new desk", "n")]
-            .map(|(name, key)| (name.to_string(), key.to_string()))
-            .into();
-        let status = store.outbox_status(&keys, &HashMap::new()).unwrap();
+        let keys: HashMap<String, String> =
+            [("desk", "k"), ("new desk", "n"), ("resting desk", "r")]
+                .map(|(name, key)| (name.to_string(), key.to_string()))
+                .into();
+        // A digest target with nothing queued has no next digest to show.
+        let window = DigestWindow {
+            last: Utc::now() - Duration::hours(1),
+            next: Utc::now() + Duration::hours(23),
+        };
+        let digests: HashMap<String, DigestWindow> = [("new desk".to_string(), window)].into();
+        let status = store.outbox_status(&keys, &digests).unwrap();
         let listed: Vec<(&str, i64, i64, Option<&str>)> = status
             .iter()
             .map(|t| {
@@ -869,8 +879,10 @@ mod tests {
                 ("desk", 0, 1, Some(at.as_str())),
                 ("new desk", 0, 0, None),
                 ("old desk", 1, 0, None),
+                ("resting desk", 0, 0, None),
             ]
         );
+        assert!(status[3].resting_until.is_some(), "{status:?}");
     }
 
     #[test]

@@ -1831,25 +1831,18 @@ fn reading_commands_neither_wait_for_the_write_lock_nor_write() {
         &[server.url("a.xml")],
         "[[company]]\nname = \"Xiaomi\"\n\n[[notify]]\nname = \"team\"\nurl = \"http://127.0.0.1:9/hook\"\nbacklog = true\n",
     );
+    // Long enough that a command waiting for the lock stands out from one that does not.
+    let busy_timeout = std::time::Duration::from_secs(60);
     let text = std::fs::read_to_string(&app.config_path).unwrap();
     std::fs::write(
         &app.config_path,
-        text.replacen("[storage]\n", "[storage]\nbusy_timeout = \"1s\"\n", 1),
+        text.replacen("[storage]\n", "[storage]\nbusy_timeout = \"60s\"\n", 1),
     )
     .unwrap();
     assert!(app.cli(&["poll"]).status.success());
     // A search first adds what the poll stored to its index: that one writes.
     assert!(app.cli(&["search", "store"]).status.success());
-
-    let watcher = app.db();
-    let version = |db: &rusqlite::Connection| -> i64 {
-        db.query_row("PRAGMA data_version", [], |r| r.get(0))
-            .unwrap()
-    };
-    let before = version(&watcher);
-    let writer = app.db();
-    writer.execute_batch("BEGIN IMMEDIATE").unwrap();
-    for (command, shows) in [
+    let commands = [
         (&["mentions"][..], "Xiaomi opens a store"),
         (&["companies"], "Xiaomi"),
         (&["companies", "--by", "day"], "Xiaomi"),
@@ -1857,20 +1850,45 @@ fn reading_commands_neither_wait_for_the_write_lock_nor_write() {
         (&["search", "store"], "Xiaomi opens a store"),
         (&["alerts"], "team"),
         (&["prune", "--dry-run", "--retain", "1d"], "entries"),
-    ] {
+    ];
+    let run = |command: &[&str], shows: &str, beside: &str| {
+        let started = std::time::Instant::now();
         let output = app.cli(command);
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        assert!(
-            output.status.success() && stdout.contains(shows),
-            "{command:?} while another process holds the write lock: {output:?}"
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr),
         );
+        assert!(
+            output.status.success() && stdout.contains(shows) && !stderr.contains("WARN"),
+            "{command:?} {beside}: {output:?}"
+        );
+        assert!(
+            started.elapsed() < busy_timeout / 2,
+            "{command:?} {beside} waited for the lock"
+        );
+    };
+
+    let watcher = app.db();
+    let version = |db: &rusqlite::Connection| -> i64 {
+        db.query_row("PRAGMA data_version", [], |r| r.get(0))
+            .unwrap()
+    };
+    let before = version(&watcher);
+    for (command, shows) in commands {
+        run(command, shows, "alone");
     }
-    writer.execute_batch("ROLLBACK").unwrap();
     assert_eq!(
         version(&watcher),
         before,
         "a reading command committed to the database"
     );
+
+    let writer = app.db();
+    writer.execute_batch("BEGIN IMMEDIATE").unwrap();
+    for (command, shows) in commands {
+        run(command, shows, "while another process holds the write lock");
+    }
+    writer.execute_batch("ROLLBACK").unwrap();
 }
 
 /// A service runs the daemon as a user of its own; an analyst with read access to its database
@@ -1891,6 +1909,24 @@ fn a_user_who_may_only_read_the_daemons_database_gets_its_reports() {
         rss(&["<guid>1</guid><title>Xiaomi opens a store</title>"]),
     );
     let app = App::new(&[server.url("a.xml")], "[[company]]\nname = \"Xiaomi\"\n");
+    // The other user must pass through every folder above the temp dir and the binary, which a
+    // private TMPDIR or a target folder under /root does not let them.
+    let closed = (app.dir.path().ancestors().skip(1))
+        .chain(
+            std::path::Path::new(env!("CARGO_BIN_EXE_feedhound"))
+                .ancestors()
+                .skip(1),
+        )
+        .find(|folder| {
+            std::fs::metadata(folder).is_ok_and(|meta| meta.permissions().mode() & 0o001 == 0)
+        });
+    if let Some(folder) = closed {
+        eprintln!(
+            "skipped: {} is closed to other users, who cannot reach the database or the binary",
+            folder.display()
+        );
+        return;
+    }
     let daemon = app.spawn_daemon();
     crate::helpers::wait_until(
         std::time::Duration::from_secs(30),
