@@ -42,6 +42,19 @@ fn check_prints_a_one_line_summary_of_a_valid_config() {
     assert!(stdout.contains("1 feeds"), "{stdout}");
 }
 
+/// The first folder above one of `paths` that other users cannot pass through: a private
+/// TMPDIR (macOS, libpam-tmpdir), or a target folder under /root, keeps them from what a test
+/// sets out for them to read.
+fn folder_closed_to_others<'a>(paths: &[&'a std::path::Path]) -> Option<&'a std::path::Path> {
+    use std::os::unix::fs::PermissionsExt;
+    paths
+        .iter()
+        .flat_map(|path| path.ancestors().skip(1))
+        .find(|folder| {
+            std::fs::metadata(folder).is_ok_and(|meta| meta.permissions().mode() & 0o001 == 0)
+        })
+}
+
 #[test]
 fn credentials_written_in_a_config_everyone_can_read_are_warned_about_by_key_and_line() {
     use std::os::unix::fs::PermissionsExt;
@@ -62,12 +75,7 @@ fn credentials_written_in_a_config_everyone_can_read_are_warned_about_by_key_and
     };
     set_mode(app.dir.path(), 0o755);
     set_mode(&app.config_path, 0o644);
-    // Others must be able to pass through every folder above the temp dir too, which a private
-    // TMPDIR (macOS, libpam-tmpdir) does not let them.
-    let closed = app.dir.path().ancestors().skip(1).find(|folder| {
-        std::fs::metadata(folder).is_ok_and(|meta| meta.permissions().mode() & 0o001 == 0)
-    });
-    if let Some(folder) = closed {
+    if let Some(folder) = folder_closed_to_others(&[app.dir.path()]) {
         eprintln!(
             "skipped: {} is closed to other users, so no config under it is readable by all",
             folder.display()
@@ -1909,18 +1917,8 @@ fn a_user_who_may_only_read_the_daemons_database_gets_its_reports() {
         rss(&["<guid>1</guid><title>Xiaomi opens a store</title>"]),
     );
     let app = App::new(&[server.url("a.xml")], "[[company]]\nname = \"Xiaomi\"\n");
-    // The other user must pass through every folder above the temp dir and the binary, which a
-    // private TMPDIR or a target folder under /root does not let them.
-    let closed = (app.dir.path().ancestors().skip(1))
-        .chain(
-            std::path::Path::new(env!("CARGO_BIN_EXE_feedhound"))
-                .ancestors()
-                .skip(1),
-        )
-        .find(|folder| {
-            std::fs::metadata(folder).is_ok_and(|meta| meta.permissions().mode() & 0o001 == 0)
-        });
-    if let Some(folder) = closed {
+    let binary_path = std::path::Path::new(env!("CARGO_BIN_EXE_feedhound"));
+    if let Some(folder) = folder_closed_to_others(&[app.dir.path(), binary_path]) {
         eprintln!(
             "skipped: {} is closed to other users, who cannot reach the database or the binary",
             folder.display()
