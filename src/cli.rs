@@ -828,11 +828,16 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
                 println!("{name} accepted the test alert");
                 return Ok(ExitCode::SUCCESS);
             }
+            // The config's mistakes first: they hold whether or not there is a database.
+            let targets = if retry_now {
+                Some(retry_targets(&config, target.as_deref())?)
+            } else {
+                None
+            };
             let mut store = open_unsynced(&config)?;
             let now = chrono::Utc::now();
             let digests = crate::notify::digest_windows(&config, now);
-            if retry_now {
-                let targets = retry_targets(&config, target.as_deref())?;
+            if let Some(targets) = targets {
                 let said = retried_message(&store.retry_now(&targets, &digests, now)?);
                 match format {
                     // stdout holds the JSON document alone.
@@ -1000,8 +1005,19 @@ fn retried_message(retried: &Retried) -> String {
 /// The database as it is, without syncing it to this config: a `feeds` or `mentions` run with
 /// another (or a half-edited) config must not deactivate feeds under the running daemon. For
 /// reading, and for writes that do not depend on the config's tables (`alerts --retry-now`).
+/// A database that is not there yet is an error, not an empty one made on the spot: with a
+/// wrong `path` or `--config`, empty answers would look like a quiet week.
 fn open_unsynced(config: &Config) -> anyhow::Result<Store> {
-    Store::open_with(&config.database_path(), config.storage.busy_timeout)
+    let database = config.database_path();
+    // A path this user cannot look into is SQLite's to report.
+    if let Ok(false) = database.try_exists() {
+        anyhow::bail!(
+            "there is no database at {} yet: `feedhound poll` or `feedhound run` creates it              (if it is elsewhere, check [storage] path in {}, or --config)",
+            database.display(),
+            config.source.display()
+        );
+    }
+    Store::open_with(&database, config.storage.busy_timeout)
 }
 
 /// An empty period is a mistake (the bounds swapped), not a question with no answer.

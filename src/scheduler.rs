@@ -553,9 +553,19 @@ pub fn open_store(config: &Config) -> anyhow::Result<Store> {
 }
 
 fn sync_config(store: &mut Store, config: &Config) -> anyhow::Result<()> {
-    store.sync_companies(&config.companies, config.alert_routes())?;
-    store.forget_rests_except(&crate::notify::url_keys(config))?;
-    let sync = store.sync_feeds(&config.feeds)?;
+    let database = store.path().display().to_string();
+    let failed = |err| {
+        let failed =
+            format!("cannot write the config's feeds and companies to the database {database}");
+        store::storage_error(err, failed)
+    };
+    store
+        .sync_companies(&config.companies, config.alert_routes())
+        .map_err(failed)?;
+    store
+        .forget_rests_except(&crate::notify::url_keys(config))
+        .map_err(failed)?;
+    let sync = store.sync_feeds(&config.feeds).map_err(failed)?;
     if sync.added > 0 || sync.moved > 0 || sync.deactivated > 0 {
         tracing::info!(
             added = sync.added,

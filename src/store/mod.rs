@@ -202,13 +202,10 @@ impl Store {
             .configure(busy_timeout)
             .and_then(|()| store.migrate())
             .map_err(|err| {
-                let hint = storage_hint(&err)
-                    .map(|h| format!(" ({h})"))
-                    .unwrap_or_default();
-                err.context(format!(
-                    "cannot prepare the database {}{hint}",
-                    path.display()
-                ))
+                storage_error(
+                    err,
+                    format!("cannot prepare the database {}", path.display()),
+                )
             })?;
         Ok(store)
     }
@@ -392,6 +389,15 @@ pub(crate) fn write_transaction(
     conn: &mut Connection,
 ) -> rusqlite::Result<rusqlite::Transaction<'_>> {
     conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+}
+
+/// `err` under `failed` (what could not be done, naming the database), with what to check when
+/// it is a storage failure.
+pub fn storage_error(err: anyhow::Error, failed: String) -> anyhow::Error {
+    let hint = storage_hint(&err)
+        .map(|h| format!(" ({h})"))
+        .unwrap_or_default();
+    err.context(format!("{failed}{hint}"))
 }
 
 /// A plain-words reading of storage failures SQLite reports tersely ("disk I/O error",

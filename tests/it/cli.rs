@@ -1899,6 +1899,34 @@ fn reading_commands_neither_wait_for_the_write_lock_nor_write() {
     writer.execute_batch("ROLLBACK").unwrap();
 }
 
+/// A wrong `path` or `--config` must not read as a quiet week: a report on a database that is
+/// not there says so, and leaves no empty one behind.
+#[test]
+fn a_report_before_the_database_exists_says_where_it_looked() {
+    let app = App::new(&[], "[[company]]\nname = \"Xiaomi\"\n");
+    for command in [
+        &["mentions"][..],
+        &["companies"],
+        &["feeds"],
+        &["search", "store"],
+        &["alerts"],
+        &["prune", "--dry-run", "--retain", "1d"],
+    ] {
+        let output = app.cli(command);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            output.status.code() == Some(1)
+                && stderr.contains(&format!(
+                    "there is no database at {} yet: `feedhound poll` or `feedhound run` creates it",
+                    app.db_path().display()
+                ))
+                && stderr.contains("check [storage] path in"),
+            "{command:?}: {output:?}"
+        );
+        assert!(!app.db_path().exists(), "{command:?} created the database");
+    }
+}
+
 /// A service runs the daemon as a user of its own; an analyst with read access to its database
 /// alone runs the reports beside it (SQLite's shared-memory index, which a reader cannot create
 /// in a folder it may not write, is the daemon's while it runs).

@@ -191,6 +191,7 @@ async fn a_company_taken_out_of_the_config_keeps_its_old_entries_through_a_prune
 #[test]
 fn prune_prints_its_cutoff_on_the_reports_clock() {
     let app = App::new(&[], "");
+    assert!(app.cli(&["poll"]).status.success(), "creates the database");
     let cutoff = |args: &[&str], zone: &str| {
         let pruned = app.cli(&[&["prune", "--dry-run", "--retain", "180d"][..], args].concat());
         let printed = String::from_utf8_lossy(&pruned.stdout).into_owned();
