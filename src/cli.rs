@@ -487,7 +487,6 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
             clock,
         } => {
             let config = Config::load_without_secrets(&cli.config)?;
-            let store = open_unsynced(&config)?;
             if let Some(feed) = reset {
                 let Some(target) = feed_ref(&feed) else {
                     eprintln!(
@@ -495,6 +494,7 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
                     );
                     return Ok(ExitCode::FAILURE);
                 };
+                let store = open_unsynced(&config)?;
                 if !store.reset_feed(&target)? {
                     eprintln!("{}", no_feed_with(&target, &feed));
                     return Ok(ExitCode::FAILURE);
@@ -502,7 +502,7 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
                 println!("reset {feed}: it is polled at the next opportunity");
                 return Ok(ExitCode::SUCCESS);
             }
-            let mut feeds = store.feed_statuses()?;
+            let mut feeds = open_unsynced(&config)?.feed_statuses()?;
             for feed in &mut feeds {
                 // Feed URLs may carry credentials; this output gets pasted into tickets.
                 feed.url = fetch::redact_str(&feed.url);
@@ -711,7 +711,8 @@ pub async fn execute(cli: Cli, control: Control) -> anyhow::Result<ExitCode> {
         }
         Command::Reindex { pending } => {
             let config = Config::load_without_secrets(&cli.config)?;
-            let mut store = Store::open_with(&config.database_path(), config.storage.busy_timeout)?;
+            let database = existing_database(&config)?;
+            let mut store = Store::open_with(&database, config.storage.busy_timeout)?;
             if pending {
                 let indexed = store.catch_up_search_index()?;
                 anyhow::ensure!(
@@ -1005,19 +1006,25 @@ fn retried_message(retried: &Retried) -> String {
 /// The database as it is, without syncing it to this config: a `feeds` or `mentions` run with
 /// another (or a half-edited) config must not deactivate feeds under the running daemon. For
 /// reading, and for writes that do not depend on the config's tables (`alerts --retry-now`).
-/// A database that is not there yet is an error, not an empty one made on the spot: with a
-/// wrong `path` or `--config`, empty answers would look like a quiet week.
 fn open_unsynced(config: &Config) -> anyhow::Result<Store> {
+    Store::open_with(&existing_database(config)?, config.storage.busy_timeout)
+}
+
+/// The config's database, which must be there already: made empty on the spot, after a wrong
+/// `path` or `--config`, it would answer a report as a quiet week.
+fn existing_database(config: &Config) -> anyhow::Result<PathBuf> {
     let database = config.database_path();
     // A path this user cannot look into is SQLite's to report.
     if let Ok(false) = database.try_exists() {
         anyhow::bail!(
-            "there is no database at {} yet: `feedhound poll` or `feedhound run` creates it              (if it is elsewhere, check [storage] path in {}, or --config)",
+            "there is no database at {} yet: the daemon (`feedhound run`) creates it when it \
+             starts, as does `feedhound poll`; if it is elsewhere, check [storage] path in {} (a \
+             relative path is from that file's folder), or --config",
             database.display(),
             config.source.display()
         );
     }
-    Store::open_with(&database, config.storage.busy_timeout)
+    Ok(database)
 }
 
 /// An empty period is a mistake (the bounds swapped), not a question with no answer.

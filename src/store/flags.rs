@@ -553,19 +553,27 @@ impl Store {
             .conn
             .prepare_cached("SELECT name, aliases FROM companies WHERE active = 1 ORDER BY id")?;
         let mut rows = stmt.query([])?;
+        let mut by_alias = None;
         while let Some(row) = rows.next()? {
             let name: String = row.get(0)?;
-            // A hand edit that is not a list of names leaves the name to go by.
-            let aliases: Vec<String> =
-                serde_json::from_str(&row.get::<_, String>(1)?).unwrap_or_default();
-            if std::iter::once(&name)
-                .chain(&aliases)
-                .any(|n| comparable_name(n) == wanted)
-            {
+            if comparable_name(&name) == wanted {
                 return Ok(Some(name));
             }
+            // A hand edit may have left something other than a list of names: its names count.
+            let aliases: Vec<serde_json::Value> =
+                serde_json::from_str(&row.get::<_, String>(1)?).unwrap_or_default();
+            let is_alias = || {
+                aliases
+                    .iter()
+                    .filter_map(serde_json::Value::as_str)
+                    .any(|alias| comparable_name(alias) == wanted)
+            };
+            if by_alias.is_none() && is_alias() {
+                by_alias = Some(name);
+            }
         }
-        Ok(None)
+        // A name before an alias, should a hand edit have given another company the same one.
+        Ok(by_alias)
     }
 
     fn company_id(&self, company: Option<&str>) -> anyhow::Result<Option<i64>> {
@@ -1381,6 +1389,31 @@ mod tests {
             content_hash: key.into(),
             ..Default::default()
         }
+    }
+
+    /// The server's `?company=` reads the companies table, which hand edits may have left in
+    /// any state: a name wins over another company's alias, a company no longer tracked is no
+    /// answer, and aliases that are not all names still answer by those that are.
+    #[test]
+    fn a_tracked_company_is_found_by_name_before_alias_among_the_active_ones() {
+        let (_dir, store, _) = store_with_feeds(&["Wire"]);
+        store
+            .conn
+            .execute_batch(
+                r#"INSERT INTO companies (id, name, aliases, active) VALUES
+                       (1, 'Alphabet', '["Google"]', 1),
+                       (2, 'Google', '[]', 1),
+                       (3, 'Nokia', '["HMD"]', 0),
+                       (4, 'Société Générale', '["SocGen", 7, null]', 1),
+                       (5, 'Acme', 'not json', 1);"#,
+            )
+            .unwrap();
+        let found = |name: &str| store.tracked_company(name).unwrap();
+        assert_eq!(found("google").as_deref(), Some("Google"));
+        assert_eq!(found("Nokia"), None);
+        assert_eq!(found("hmd"), None);
+        assert_eq!(found(" SOCGEN ").as_deref(), Some("Société Générale"));
+        assert_eq!(found("ACME").as_deref(), Some("Acme"));
     }
 
     const HEADLINE: &str = "Xiaomi opens a flagship store in Paris";

@@ -1904,24 +1904,31 @@ fn reading_commands_neither_wait_for_the_write_lock_nor_write() {
 #[test]
 fn a_report_before_the_database_exists_says_where_it_looked() {
     let app = App::new(&[], "[[company]]\nname = \"Xiaomi\"\n");
+    let said = format!(
+        "feedhound: there is no database at {} yet: the daemon (`feedhound run`) creates it when \
+         it starts, as does `feedhound poll`; if it is elsewhere, check [storage] path in {} (a \
+         relative path is from that file's folder), or --config\n",
+        app.db_path().display(),
+        app.config_path.display()
+    );
     for command in [
         &["mentions"][..],
         &["companies"],
         &["feeds"],
+        &["feeds", "--reset", "1"],
         &["search", "store"],
         &["alerts"],
         &["prune", "--dry-run", "--retain", "1d"],
+        &["reindex"],
     ] {
         let output = app.cli(command);
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        assert!(
-            output.status.code() == Some(1)
-                && stderr.contains(&format!(
-                    "there is no database at {} yet: `feedhound poll` or `feedhound run` creates it",
-                    app.db_path().display()
-                ))
-                && stderr.contains("check [storage] path in"),
-            "{command:?}: {output:?}"
+        assert_eq!(
+            (
+                output.status.code(),
+                String::from_utf8_lossy(&output.stderr)
+            ),
+            (Some(1), said.as_str().into()),
+            "{command:?}"
         );
         assert!(!app.db_path().exists(), "{command:?} created the database");
     }

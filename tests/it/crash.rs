@@ -481,7 +481,10 @@ async fn a_write_lock_held_past_the_busy_timeout_fails_with_the_database_path() 
         message.contains(&app.db_path().display().to_string()),
         "{message}"
     );
-    assert!(message.contains("locked"), "{message}");
+    assert!(
+        message.contains("locked") && message.contains("longer than [storage] busy_timeout"),
+        "{message}"
+    );
     locker.execute_batch("ROLLBACK").unwrap();
     assert_eq!(app.poll().await.feeds_failed, 0);
 }
