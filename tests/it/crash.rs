@@ -489,6 +489,43 @@ async fn a_write_lock_held_past_the_busy_timeout_fails_with_the_database_path() 
     assert_eq!(app.poll().await.feeds_failed, 0);
 }
 
+/// A daemon that starts while another process holds the write lock past the busy timeout (a
+/// long `sqlite3` session) exits at once, saying which database and why, for its service
+/// manager to start it again; once the lock is gone it starts and polls.
+#[test]
+fn a_daemon_started_under_a_held_write_lock_says_why_it_cannot_start() {
+    let server = FeedServer::start();
+    server.feed("a.xml", numbered_feed(3));
+    let app = App::new(&[server.url("a.xml")], "");
+    let config = std::fs::read_to_string(&app.config_path).unwrap();
+    let config = config.replace("[storage]\n", "[storage]\nbusy_timeout = \"1s\"\n");
+    std::fs::write(&app.config_path, config).unwrap();
+    assert!(app.cli(&["poll"]).status.success());
+    let locker = app.db();
+    locker.execute_batch("BEGIN IMMEDIATE").unwrap();
+
+    let mut daemon = app.spawn_daemon();
+    let status = daemon.child.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(daemon.child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    let said = format!(
+        "cannot write the config's feeds and companies to the database {} (another process held \
+         the database lock longer than [storage] busy_timeout)",
+        app.db_path().display()
+    );
+    assert!(stderr.contains(&said), "{stderr}");
+
+    locker.execute_batch("ROLLBACK").unwrap();
+    server.feed("a.xml", numbered_feed(4));
+    assert!(app.cli(&["feeds", "--reset", "1"]).status.success());
+    let started = app.spawn_daemon();
+    wait_until(Duration::from_secs(30), "the daemon polls", || {
+        app.count("SELECT count(*) FROM entries") == 4
+    });
+    drop(started);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_result_the_database_refuses_fails_its_feed_alone_and_the_poll_still_sends_alerts() {
     let server = FeedServer::start();
