@@ -214,9 +214,25 @@ pub enum AlertFormat {
     Slack,
     /// A message for a Discord webhook: `{"content": …}` in Discord's Markdown, pinging nobody.
     Discord,
+    /// A push notification through an ntfy server (`url` is the topic's): its JSON, posted to
+    /// the server, with the story in plain text and its link opened on a tap.
+    Ntfy,
     /// A plain-text email: a subject naming the companies and the story, and a body a reader
     /// takes in at a glance.
     Email,
+}
+
+/// Where an ntfy server takes JSON (its root: the topic URL without the topic) and the topic,
+/// from the topic's `url`; None when it names no topic.
+pub fn ntfy_topic(url: &Url) -> Option<(Url, String)> {
+    let topic = url.path_segments()?.next_back().filter(|t| !t.is_empty())?;
+    let topic = percent_encoding::percent_decode_str(topic)
+        .decode_utf8()
+        .ok()?
+        .into_owned();
+    let mut root = url.clone();
+    root.path_segments_mut().ok()?.pop().push("");
+    Some((root, topic))
 }
 
 impl NotifyConfig {
@@ -1945,18 +1961,19 @@ impl Checker {
                         "json" if !is_email => Some(AlertFormat::Json),
                         "slack" if !is_email => Some(AlertFormat::Slack),
                         "discord" if !is_email => Some(AlertFormat::Discord),
+                        "ntfy" if !is_email => Some(AlertFormat::Ntfy),
                         "email" if is_email || url.is_none() => Some(AlertFormat::Email),
                         _ => None,
                     };
                     if known.is_none() {
                         let message = match format.get_ref().trim() {
-                            "json" | "slack" | "discord" => format!(
+                            "json" | "slack" | "discord" | "ntfy" => format!(
                                 "{:?} is a webhook's format, and this target's url is an SMTP server; leave `format` out for email",
                                 format.get_ref()
                             ),
                             "email" => "\"email\" needs an smtp:// or smtps:// url, the server that sends it".to_owned(),
                             _ => format!(
-                                "{:?} is not a format; use \"json\" (feedhound's payload), \"slack\" or \"discord\" for a webhook, \"email\" with an smtp:// or smtps:// url",
+                                "{:?} is not a format; use \"json\" (feedhound's payload), \"slack\", \"discord\" or \"ntfy\" for a webhook, \"email\" with an smtp:// or smtps:// url",
                                 format.get_ref()
                             ),
                         };
@@ -2011,6 +2028,14 @@ impl Checker {
                             format!("{key}.{address_key}"),
                             "is an email address, and this target's url is a webhook; email needs an smtp:// or smtps:// url",
                         );
+                    }
+                    if format == Some(AlertFormat::Ntfy) && ntfy_topic(&url).is_none() {
+                        self.issue(
+                            Some(url_span.clone()),
+                            format!("{key}.url"),
+                            "ntfy needs the topic's URL, such as https://ntfy.sh/acme-news",
+                        );
+                        continue;
                     }
                     secret
                         .zip(format)
@@ -2921,12 +2946,16 @@ mod tests {
         );
         let message = error_text(
             "[[notify]]\nurl = \"https://hooks.example/a\"\nformat = \"Slak\"\n\
-             [[notify]]\nurl = \"ftp://hooks.example/b\"\n",
+             [[notify]]\nurl = \"ftp://hooks.example/b\"\n\
+             [[notify]]\nurl = \"https://ntfy.example/\"\nformat = \"ntfy\"\n",
         );
         assert!(
             message.contains(
-                ":3: notify[1].format: \"Slak\" is not a format; use \"json\" (feedhound's payload), \"slack\" or \"discord\""
-            ) && message.contains(":5: notify[2].url"),
+                ":3: notify[1].format: \"Slak\" is not a format; use \"json\" (feedhound's payload), \"slack\", \"discord\" or \"ntfy\""
+            ) && message.contains(":5: notify[2].url")
+                && message.contains(
+                    ":7: notify[3].url: ntfy needs the topic's URL, such as https://ntfy.sh/acme-news"
+                ),
             "every problem at once: {message}"
         );
     }

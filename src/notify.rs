@@ -1,7 +1,8 @@
 //! Delivering alerts: outbox rows → webhook POSTs or emails, with retries.
 //!
 //! Each alert is a JSON POST of [`AlertPayload`], or of a chat message made from it for a Slack or
-//! Discord target (`message`), with an `Idempotency-Key` header (the same on every attempt) and,
+//! Discord target (`message`), or of an ntfy push notification (to the ntfy server's root, naming
+//! the topic), with an `Idempotency-Key` header (the same on every attempt) and,
 //! when the target has a `secret`, an `X-Feedhound-Signature: sha256=<hex>` HMAC of the body; or
 //! for an email target, a plain-text email through its SMTP server (`smtp`), whose `Message-ID`
 //! is made from the same key. A target with a `digest` gets its alerts together at set times
@@ -39,7 +40,7 @@ use sha2::Sha256;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, Delivery, NotifyConfig};
+use crate::config::{AlertFormat, Config, Delivery, NotifyConfig};
 use crate::fetch::{origin_only, parse_retry_after, why_unanswered};
 use crate::store::writer::StoreWriter;
 use crate::store::{
@@ -561,9 +562,28 @@ async fn post(
         retry_after: None,
         message,
     };
-    let body = sending.body.clone();
+    let (url, body) = match target.delivery.format() {
+        // ntfy takes JSON at its root, naming the topic; the topic's own URL would take the
+        // whole body as the message's text.
+        AlertFormat::Ntfy => {
+            // The config refuses such a url; this keeps a bug from being a panic.
+            let Some((root, topic)) = crate::config::ntfy_topic(&target.url) else {
+                let message = format!("{} names no ntfy topic", origin_only(&target.url));
+                return Err(failure(false, message));
+            };
+            let framed = serde_json::json!({
+                "topic": topic,
+                "title": sending.subject,
+                "message": String::from_utf8_lossy(&sending.body),
+                "click": sending.click,
+                "tags": ["newspaper"],
+            });
+            (root, framed.to_string().into_bytes())
+        }
+        _ => (target.url.clone(), sending.body.clone()),
+    };
     let mut request = client
-        .post(target.url.clone())
+        .post(url)
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .header("Idempotency-Key", &sending.idempotency_key);
     if let Some(secret) = secret {

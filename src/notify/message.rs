@@ -1,6 +1,6 @@
 //! What each POST or email carries: feedhound's JSON, a chat message for targets with `format =
-//! "slack"` or `"discord"`, or a plain-text email; one alert, or for a target with a `digest`,
-//! several.
+//! "slack"` or `"discord"`, a push notification's words for `"ntfy"`, or a plain-text email; one
+//! alert, or for a target with a `digest`, several.
 //!
 //! A chat webhook posts what it is given to a channel, so these targets get a message built from
 //! the payload a `json` target gets: the story's title as a link, the companies it names, where
@@ -29,12 +29,14 @@ const DIGEST_ALERTS: usize = 50;
 const SUBJECT_CHARS: usize = 250;
 
 /// One POST or email: the key a receiver drops repeats by (`Idempotency-Key`, or the email's
-/// `Message-ID`), the body, and an email's subject.
-#[derive(Debug)]
+/// `Message-ID`), the body, an email's subject or a push notification's title, and the link a
+/// tap on a push notification opens.
+#[derive(Debug, Default)]
 pub struct Sending {
     pub idempotency_key: String,
     pub body: Vec<u8>,
     pub subject: Option<String>,
+    pub click: Option<String>,
 }
 
 /// The POST or email of one alert to a target that wants `format`.
@@ -44,11 +46,12 @@ pub fn single(format: AlertFormat, payload: &AlertPayload) -> serde_json::Result
         AlertFormat::Slack => chat_body(Chat::Slack, Chat::Slack.message(payload))?,
         AlertFormat::Discord => chat_body(Chat::Discord, Chat::Discord.message(payload))?,
         AlertFormat::Email => return Ok(email::single(payload)),
+        AlertFormat::Ntfy => return Ok(push::single(payload)),
     };
     Ok(Sending {
         idempotency_key: payload.idempotency_key.clone(),
         body,
-        subject: None,
+        ..Sending::default()
     })
 }
 
@@ -59,7 +62,8 @@ pub fn alone(
     digest_target: bool,
     payload: &AlertPayload,
 ) -> serde_json::Result<Sending> {
-    if !digest_target || format == AlertFormat::Email {
+    // A person reads one alert best as one: an email, a push notification.
+    if !digest_target || matches!(format, AlertFormat::Email | AlertFormat::Ntfy) {
         return single(format, payload);
     }
     let mut posts = digest(format, &[payload])?;
@@ -95,7 +99,7 @@ pub fn digest(
                     Sending {
                         idempotency_key,
                         body,
-                        subject: None,
+                        ..Sending::default()
                     },
                 ))
             })
@@ -103,6 +107,14 @@ pub fn digest(
         AlertFormat::Email => Ok(payloads
             .chunks(DIGEST_ALERTS)
             .map(|part| (part.len(), email::digest(part, key_of(part))))
+            .collect()),
+        AlertFormat::Ntfy => Ok(push::digest(payloads)
+            .into_iter()
+            .scan(0, |at, (count, mut sending)| {
+                sending.idempotency_key = key_of(&payloads[*at..*at + count]);
+                *at += count;
+                Some((count, sending))
+            })
             .collect()),
         AlertFormat::Slack | AlertFormat::Discord => {
             let chat = if format == AlertFormat::Slack {
@@ -121,7 +133,7 @@ pub fn digest(
                         Sending {
                             idempotency_key: key_of(part),
                             body: chat_body(chat, text)?,
-                            subject: None,
+                            ..Sending::default()
                         },
                     ))
                 })
@@ -139,12 +151,6 @@ mod email {
     use crate::store::AlertPayload;
 
     pub fn single(payload: &AlertPayload) -> Sending {
-        let title = title(payload);
-        // A test alert names no company: its subject is its title alone.
-        let subject = match &payload.newly_named {
-            Some(company) => format!("Now also names {}", line(company, NAME_CHARS)),
-            None => companies(payload),
-        };
         let mut body = head(payload);
         if !payload.companies.is_empty() {
             body.push('\n');
@@ -159,14 +165,40 @@ mod email {
         body.push('\n');
         Sending {
             idempotency_key: payload.idempotency_key.clone(),
-            subject: Some(subject_of(&subject, &title)),
+            subject: Some(subject(payload)),
             body: body.into_bytes(),
+            click: None,
         }
+    }
+
+    /// One alert's subject: what was newly named, or the companies, then the title (a test
+    /// alert names no company: its title alone).
+    pub(super) fn subject(payload: &AlertPayload) -> String {
+        let about = match &payload.newly_named {
+            Some(company) => format!("Now also names {}", line(company, NAME_CHARS)),
+            None => companies(payload),
+        };
+        subject_of(&about, &title(payload))
     }
 
     /// One email of `payloads`, each story's head numbered, under a subject that counts them
     /// and names their companies, most named first.
     pub fn digest(payloads: &[&AlertPayload], idempotency_key: String) -> Sending {
+        let mut body = String::new();
+        for (number, payload) in payloads.iter().enumerate() {
+            let head = head(payload).replace('\n', "\n   ");
+            body.push_str(&format!("{}. {head}\n\n", number + 1));
+        }
+        Sending {
+            idempotency_key,
+            subject: Some(digest_subject(payloads)),
+            body: format!("{}\n", body.trim_end()).into_bytes(),
+            click: None,
+        }
+    }
+
+    /// A digest's subject: how many stories, and their companies, most named first.
+    pub(super) fn digest_subject(payloads: &[&AlertPayload]) -> String {
         let mut named: Vec<(&str, usize)> = Vec::new();
         for company in payloads.iter().flat_map(|p| &p.companies) {
             match named.iter_mut().find(|(name, _)| *name == company.name) {
@@ -181,19 +213,7 @@ mod email {
             1 => "1 story".to_owned(),
             n => format!("{n} stories"),
         };
-        let mut body = String::new();
-        for (number, payload) in payloads.iter().enumerate() {
-            let head = head(payload).replace('\n', "\n   ");
-            body.push_str(&format!("{}. {head}\n\n", number + 1));
-        }
-        Sending {
-            idempotency_key,
-            subject: Some(subject_of(
-                &count,
-                &line(&names.join(", "), COMPANIES_CHARS),
-            )),
-            body: format!("{}\n", body.trim_end()).into_bytes(),
-        }
+        subject_of(&count, &line(&names.join(", "), COMPANIES_CHARS))
     }
 
     fn subject_of(about: &str, what: &str) -> String {
@@ -219,7 +239,7 @@ mod email {
 
     /// What says which story an alert is about: the title, its link on a line of its own (mail
     /// readers make it clickable), then what was newly named, the companies, where and when.
-    fn head(payload: &AlertPayload) -> String {
+    pub(super) fn head(payload: &AlertPayload) -> String {
         let story = &payload.story;
         let mut head = vec![title(payload)];
         // A longer link is left out rather than cut, which would break it.
@@ -246,7 +266,7 @@ mod email {
 
     /// At most `most` characters of the feed's `text`, cut with "…", on one line: no control
     /// characters, nor any that would hide or reorder what follows.
-    fn line(text: &str, most: usize) -> String {
+    pub(super) fn line(text: &str, most: usize) -> String {
         let cut_at = if text.chars().count() > most {
             most - 1
         } else {
@@ -269,6 +289,105 @@ mod email {
             }
         }
         line
+    }
+}
+
+/// Push notifications through ntfy: the words of an email (plain text, which ntfy shows as
+/// written), in the size ntfy keeps as a message; a tap opens the story.
+mod push {
+    use super::email::{digest_subject, head, line, subject};
+    use super::{LINK_CHARS, NAME_CHARS, SNIPPET_CHARS, Sending};
+    use crate::store::AlertPayload;
+
+    /// The longest message ntfy keeps as one (its default `message-size-limit`): a longer one
+    /// arrives as an attachment, or is refused.
+    pub const MESSAGE_BYTES: usize = 4096;
+
+    /// One alert: the title (its companies and headline) as the notification's title; where
+    /// and when, then the text around each company's mention, as its message.
+    pub fn single(payload: &AlertPayload) -> Sending {
+        let time =
+            |when: &str| match chrono::NaiveDateTime::parse_from_str(when, "%Y-%m-%d %H:%M:%S") {
+                Ok(at) => at.format("%Y-%m-%d %H:%M UTC").to_string(),
+                Err(_) => format!("{} UTC", line(when, NAME_CHARS)),
+            };
+        let mut message = super::about(payload, line, time);
+        let left_out_line = |n: usize| match n {
+            1 => "\n(+1 more company)".to_owned(),
+            n => format!("\n(+{n} more companies)"),
+        };
+        let room = MESSAGE_BYTES - left_out_line(payload.companies.len()).len();
+        for (shown, company) in payload.companies.iter().enumerate() {
+            let line = format!(
+                "\n{}: \"{}\"",
+                line(&company.name, NAME_CHARS),
+                line(&company.snippet, SNIPPET_CHARS)
+            );
+            if message.len() + line.len() > room {
+                message.push_str(&left_out_line(payload.companies.len() - shown));
+                break;
+            }
+            message.push_str(&line);
+        }
+        Sending {
+            idempotency_key: payload.idempotency_key.clone(),
+            body: message.into_bytes(),
+            subject: Some(subject(payload)),
+            click: link(payload),
+        }
+    }
+
+    /// A digest: each story's head (title, link, where and when), numbered, in as many
+    /// notifications as [`MESSAGE_BYTES`] asks for, each with how many stories it holds. Their
+    /// keys are the caller's to set.
+    pub fn digest(payloads: &[&AlertPayload]) -> Vec<(usize, Sending)> {
+        let heads: Vec<String> = payloads
+            .iter()
+            .enumerate()
+            .map(|(number, payload)| format!("{}. {}", number + 1, head(payload)))
+            .collect();
+        let mut parts: Vec<std::ops::Range<usize>> = Vec::new();
+        let mut start = 0;
+        while start < heads.len() {
+            let mut length = 0;
+            let fits = heads[start..]
+                .iter()
+                .take_while(|head| {
+                    length += head.len() + 2;
+                    length <= MESSAGE_BYTES
+                })
+                .count()
+                .max(1);
+            parts.push(start..start + fits);
+            start += fits;
+        }
+        let total = parts.len();
+        parts
+            .into_iter()
+            .enumerate()
+            .map(|(index, part)| {
+                let stories = &payloads[part.clone()];
+                let mut title = digest_subject(stories);
+                if total > 1 {
+                    title = format!("{title} (part {} of {total})", index + 1);
+                }
+                let sending = Sending {
+                    body: heads[part].join("\n\n").into_bytes(),
+                    subject: Some(title),
+                    click: match stories {
+                        [one] => link(one),
+                        _ => None,
+                    },
+                    ..Sending::default()
+                };
+                (stories.len(), sending)
+            })
+            .collect()
+    }
+
+    /// The story's link, for a tap to open; a longer one than a message shows is left out.
+    fn link(payload: &AlertPayload) -> Option<String> {
+        (payload.story.link.clone()).filter(|link| link.len() <= LINK_CHARS)
     }
 }
 
@@ -929,5 +1048,77 @@ mod tests {
         );
         let again = digest(AlertFormat::Email, &[&one, &two, &three]).unwrap();
         assert_eq!(again[0].1.idempotency_key, sending.idempotency_key);
+    }
+
+    #[test]
+    fn a_push_notification_titles_the_story_by_its_companies_and_opens_its_link() {
+        let story = payload(
+            "Xiaomi's new tablet undercuts rivals",
+            "https://news.example/tablet",
+            &[
+                ("Samsung", "a price well below Samsung's flagship"),
+                ("Xiaomi", "The Xiaomi Pad arrives in twelve markets"),
+            ],
+        );
+        let sending = single(AlertFormat::Ntfy, &story).unwrap();
+        assert_eq!(
+            sending.subject.as_deref(),
+            Some("Samsung, Xiaomi: Xiaomi's new tablet undercuts rivals")
+        );
+        assert_eq!(
+            sending.click.as_deref(),
+            Some("https://news.example/tablet")
+        );
+        assert_eq!(
+            String::from_utf8(sending.body).unwrap(),
+            "Samsung, Xiaomi · Harbor Tech Daily and 1 more · 2026-11-23 08:15 UTC\n\
+             Samsung: \"a price well below Samsung's flagship\"\n\
+             Xiaomi: \"The Xiaomi Pad arrives in twelve markets\""
+        );
+        assert_eq!(
+            alone(AlertFormat::Ntfy, true, &story).unwrap().subject,
+            single(AlertFormat::Ntfy, &story).unwrap().subject,
+            "a digest target's alert alone is a notification of its own"
+        );
+    }
+
+    /// ntfy keeps a message of 4,096 bytes; beyond that it arrives as a file, or not at all.
+    #[test]
+    fn push_notifications_keep_within_what_ntfy_takes_as_a_message() {
+        let name = "小".repeat(150);
+        let snippet = "米".repeat(400);
+        let companies: Vec<(&str, &str)> =
+            (0..40).map(|_| (name.as_str(), snippet.as_str())).collect();
+        let story = payload(&"标".repeat(1000), "https://news.example/a", &companies);
+        let body = String::from_utf8(single(AlertFormat::Ntfy, &story).unwrap().body).unwrap();
+        assert!(body.len() <= push::MESSAGE_BYTES, "{} bytes", body.len());
+        assert!(body.ends_with(" more companies)"), "{body}");
+
+        let long = "https://news.example/".to_owned() + &"a".repeat(400);
+        let stories: Vec<AlertPayload> = (0..50)
+            .map(|n| AlertPayload {
+                idempotency_key: format!("k{n}"),
+                ..payload(&format!("{n} {}", "标".repeat(300)), &long, &companies[..3])
+            })
+            .collect();
+        let all: Vec<&AlertPayload> = stories.iter().collect();
+        let parts = digest(AlertFormat::Ntfy, &all).unwrap();
+        assert!(parts.len() > 1);
+        assert_eq!(parts.iter().map(|(count, _)| count).sum::<usize>(), 50);
+        for (index, (count, sending)) in parts.iter().enumerate() {
+            assert!(sending.body.len() <= push::MESSAGE_BYTES, "part {index}");
+            let title = sending.subject.as_deref().unwrap();
+            assert!(
+                title.starts_with(&format!("{count} stories: "))
+                    && title.ends_with(&format!("(part {} of {})", index + 1, parts.len())),
+                "{title}"
+            );
+            assert_eq!(sending.click, None, "several stories, no one link to open");
+        }
+        let keys: std::collections::HashSet<&str> = parts
+            .iter()
+            .map(|(_, sending)| sending.idempotency_key.as_str())
+            .collect();
+        assert_eq!(keys.len(), parts.len(), "each part has a key of its own");
     }
 }

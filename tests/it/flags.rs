@@ -257,6 +257,90 @@ fn a_test_alert_is_signed_like_a_real_one_stores_nothing_and_reports_a_refusal()
     );
 }
 
+/// An ntfy server takes JSON at its root, naming the topic: what a phone shows is the title,
+/// the message, and the story a tap opens. The topic works as a password, so an error names
+/// the server alone.
+#[tokio::test]
+async fn an_ntfy_target_gets_a_push_notification_that_opens_the_story() {
+    let server = FeedServer::start();
+    server.feed(
+        "a.xml",
+        rss(&[
+            "<guid>1</guid><title>Xiaomi and Samsung sign a patent deal</title>\
+               <link>https://news.example/deal?id=1</link>\
+               <description>Xiaomi and Samsung agreed to share patents.</description>",
+        ]),
+    );
+    server.set("/", Route::webhook(200));
+    let notify = format!(
+        "\n[[notify]]\nname = \"phone\"\nbacklog = true\nformat = \"ntfy\"\nurl = \"{}\"\n",
+        server
+            .url("acme-n3ws")
+            .replace("http://", "http://ana:s3cret@")
+    );
+    let app = App::new(&[server.url("a.xml")], &format!("{COMPANIES}{notify}"));
+    let summary = app.poll().await;
+    assert_eq!(
+        summary.alerts,
+        Some(Delivered {
+            delivered: 1,
+            failed: 0
+        })
+    );
+    assert!(
+        server.requests("acme-n3ws").is_empty(),
+        "the root takes JSON"
+    );
+    let pushed = &server.requests("/")[0];
+    assert_eq!(pushed.headers["content-type"], "application/json");
+    // ana:s3cret, as the URL's user information says.
+    assert_eq!(pushed.headers["authorization"], "Basic YW5hOnMzY3JldA==");
+    let push: serde_json::Value = serde_json::from_slice(&pushed.body).unwrap();
+    assert_eq!(push["topic"], "acme-n3ws");
+    assert_eq!(
+        push["title"],
+        "Xiaomi, Samsung: Xiaomi and Samsung sign a patent deal"
+    );
+    assert_eq!(push["click"], "https://news.example/deal?id=1");
+    let message = push["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("Xiaomi, Samsung · Test feed · ")
+            && message.ends_with(
+                " UTC\nXiaomi: \"Xiaomi and Samsung sign a patent deal\"\n\
+                 Samsung: \"Xiaomi and Samsung sign a patent deal\""
+            ),
+        "{message}"
+    );
+
+    let tested = app.cli(&["alerts", "--send-test", "phone"]);
+    assert!(tested.status.success(), "{tested:?}");
+    let test: serde_json::Value =
+        serde_json::from_slice(&server.requests("/").last().unwrap().body).unwrap();
+    assert_eq!(
+        (&test["topic"], &test["title"]),
+        (
+            &serde_json::json!("acme-n3ws"),
+            &serde_json::json!("feedhound test alert for phone")
+        )
+    );
+    server.set(
+        "/",
+        Route {
+            body: br#"{"code":40301,"http":403,"error":"forbidden"}"#.to_vec(),
+            ..Route::webhook(403)
+        },
+    );
+    let refused = app.cli(&["alerts", "--send-test", "phone"]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        refused.status.code() == Some(1)
+            && stderr.contains("answered HTTP 403 Forbidden: {\"code\":40301")
+            && !stderr.contains("acme-n3ws")
+            && !stderr.contains("s3cret"),
+        "{stderr}"
+    );
+}
+
 /// Slack's hooks carry their credential in the path.
 const SLACK_HOOK: &str = "services/T1/B2/s3cr3t";
 
