@@ -167,6 +167,8 @@ pub enum Delivery {
         format: AlertFormat,
         /// Key for the `X-Feedhound-Signature` HMAC-SHA256 header; never logged.
         secret: Option<String>,
+        /// For [`AlertFormat::Ntfy`]: where its JSON goes, and the topic it names.
+        ntfy: Option<NtfyTopic>,
     },
     /// An email through the SMTP server the target's `url` names.
     Email(EmailConfig),
@@ -222,17 +224,46 @@ pub enum AlertFormat {
     Email,
 }
 
-/// Where an ntfy server takes JSON (its root: the topic URL without the topic) and the topic,
-/// from the topic's `url`; None when it names no topic.
-pub fn ntfy_topic(url: &Url) -> Option<(Url, String)> {
-    let topic = url.path_segments()?.next_back().filter(|t| !t.is_empty())?;
-    let topic = percent_encoding::percent_decode_str(topic)
-        .decode_utf8()
-        .ok()?
-        .into_owned();
-    let mut root = url.clone();
-    root.path_segments_mut().ok()?.pop().push("");
-    Some((root, topic))
+/// An ntfy topic, from its URL: the server's root (the URL without the topic, its user
+/// information and query kept), which takes JSON, and the topic's name.
+#[derive(Clone, Debug)]
+pub struct NtfyTopic {
+    pub root: Url,
+    pub name: String,
+}
+
+impl NtfyTopic {
+    /// The topic `url` names, or what is wrong with it (without the name: on a public server it
+    /// is the password).
+    fn of(url: &Url) -> Result<NtfyTopic, &'static str> {
+        let mut segments: Vec<&str> = url.path_segments().map_or_else(Vec::new, Iterator::collect);
+        if segments.last() == Some(&"") {
+            segments.pop();
+        }
+        let Some((&name, before)) = segments.split_last() else {
+            return Err("ntfy needs the topic's URL, such as https://ntfy.sh/acme-news");
+        };
+        if !before.is_empty()
+            && matches!(
+                name,
+                "json" | "sse" | "raw" | "ws" | "publish" | "send" | "trigger" | "auth"
+            )
+        {
+            return Err(
+                "ends in one of ntfy's paths to subscribe or publish with; give the topic's own URL, such as https://ntfy.sh/acme-news",
+            );
+        }
+        let allowed = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
+        if name.len() > 64 || !name.bytes().all(allowed) {
+            return Err("its last part is not an ntfy topic: 1 to 64 letters, digits, `-` and `_`");
+        }
+        let mut root = url.clone();
+        root.set_path(&format!("{}/", before.join("/")));
+        Ok(NtfyTopic {
+            root,
+            name: name.to_owned(),
+        })
+    }
 }
 
 impl NotifyConfig {
@@ -2016,7 +2047,7 @@ impl Checker {
                     self.email(&url, &read_from, &url_span, target.from, target.to, &key)
                         .map(|email| (url, Delivery::Email(email)))
                 }
-                Some((url, _)) => {
+                Some((url, read_from)) => {
                     let addresses = [
                         ("from", target.from.map(|from| from.span())),
                         ("to", target.to.map(|to| to.span())),
@@ -2029,17 +2060,44 @@ impl Checker {
                             "is an email address, and this target's url is a webhook; email needs an smtp:// or smtps:// url",
                         );
                     }
-                    if format == Some(AlertFormat::Ntfy) && ntfy_topic(&url).is_none() {
-                        self.issue(
-                            Some(url_span.clone()),
-                            format!("{key}.url"),
-                            "ntfy needs the topic's URL, such as https://ntfy.sh/acme-news",
-                        );
-                        continue;
-                    }
+                    let ntfy = match format {
+                        Some(AlertFormat::Ntfy) => match NtfyTopic::of(&url) {
+                            Ok(topic) => {
+                                // On a public server the topic is the key to what it sends.
+                                if read_from.is_empty() && !url_has_credential(&url, true) {
+                                    self.note_credential_written(&format!("{key}.url"), &url_span);
+                                }
+                                if let Some(secret) = &secret_span {
+                                    self.issue(
+                                        Some(secret.clone()),
+                                        format!("{key}.secret"),
+                                        "signs webhook POSTs, which ntfy does not check; remove it, and log in to a protected topic with the url's user and password",
+                                    );
+                                }
+                                Some(topic)
+                            }
+                            Err(problem) => {
+                                self.issue(Some(url_span.clone()), format!("{key}.url"), problem);
+                                None
+                            }
+                        },
+                        _ => None,
+                    };
+                    let ntfy_fine = format != Some(AlertFormat::Ntfy)
+                        || (ntfy.is_some() && secret_span.is_none());
                     secret
                         .zip(format)
-                        .map(|(secret, format)| (url, Delivery::Webhook { format, secret }))
+                        .filter(|_| ntfy_fine)
+                        .map(|(secret, format)| {
+                            (
+                                url,
+                                Delivery::Webhook {
+                                    format,
+                                    secret,
+                                    ntfy,
+                                },
+                            )
+                        })
                 }
             };
             let (Some((url, delivery)), Some(name), Some(_), Some(digest)) =
@@ -2957,6 +3015,61 @@ mod tests {
                     ":7: notify[3].url: ntfy needs the topic's URL, such as https://ntfy.sh/acme-news"
                 ),
             "every problem at once: {message}"
+        );
+    }
+
+    /// ntfy takes JSON at its root: the topic URL without the topic, whatever else it holds.
+    #[test]
+    fn an_ntfy_targets_url_names_its_topic_and_the_root_its_json_goes_to() {
+        let topic = |url: &str| {
+            let config = parse(&format!("[[notify]]\nurl = \"{url}\"\nformat = \"ntfy\"\n"))
+                .unwrap_or_else(|err| panic!("{url}: {err}"));
+            let Delivery::Webhook {
+                ntfy: Some(topic), ..
+            } = &config.notify[0].delivery
+            else {
+                panic!("{url}: no topic")
+            };
+            (topic.root.to_string(), topic.name.clone())
+        };
+        assert_eq!(
+            topic("https://ntfy.sh/acme-news_7"),
+            ("https://ntfy.sh/".into(), "acme-news_7".into())
+        );
+        assert_eq!(
+            topic("https://ana:pw@push.example:8443/ntfy/acme/?auth=QmFzaWM"),
+            (
+                "https://ana:pw@push.example:8443/ntfy/?auth=QmFzaWM".into(),
+                "acme".into()
+            ),
+            "a server under a path, a login, a trailing slash and an auth parameter"
+        );
+        for (url, said) in [
+            ("https://ntfy.sh/", "ntfy needs the topic's URL"),
+            ("https://ntfy.sh/acme/json", "ends in one of ntfy's paths"),
+            ("https://ntfy.sh/acme.news", "is not an ntfy topic"),
+            ("https://ntfy.sh/acme%20news", "is not an ntfy topic"),
+        ] {
+            let message = error_text(&format!("[[notify]]\nurl = \"{url}\"\nformat = \"ntfy\"\n"));
+            assert!(
+                message.contains(":2: notify[1].url: ") && message.contains(said),
+                "{url}: {message}"
+            );
+        }
+        let message = error_text(
+            "[[notify]]\nurl = \"https://ntfy.sh/acme\"\nformat = \"ntfy\"\nsecret = \"k\"\n",
+        );
+        assert!(
+            message
+                .contains(":4: notify[1].secret: signs webhook POSTs, which ntfy does not check"),
+            "{message}"
+        );
+        let config =
+            parse("[[notify]]\nurl = \"https://ntfy.sh/acme\"\nformat = \"ntfy\"\n").unwrap();
+        assert_eq!(
+            config.credentials_written,
+            [(2, "notify[1].url".to_owned())],
+            "on a public server the topic is the password"
         );
     }
 

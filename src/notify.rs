@@ -40,7 +40,7 @@ use sha2::Sha256;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{AlertFormat, Config, Delivery, NotifyConfig};
+use crate::config::{Config, Delivery, NotifyConfig};
 use crate::fetch::{origin_only, parse_retry_after, why_unanswered};
 use crate::store::writer::StoreWriter;
 use crate::store::{
@@ -562,25 +562,24 @@ async fn post(
         retry_after: None,
         message,
     };
-    let (url, body) = match target.delivery.format() {
+    let ntfy = match &target.delivery {
+        Delivery::Webhook { ntfy, .. } => ntfy.as_ref(),
+        Delivery::Email(_) => None,
+    };
+    let (url, body) = match ntfy {
         // ntfy takes JSON at its root, naming the topic; the topic's own URL would take the
         // whole body as the message's text.
-        AlertFormat::Ntfy => {
-            // The config refuses such a url; this keeps a bug from being a panic.
-            let Some((root, topic)) = crate::config::ntfy_topic(&target.url) else {
-                let message = format!("{} names no ntfy topic", origin_only(&target.url));
-                return Err(failure(false, message));
-            };
+        Some(topic) => {
             let framed = serde_json::json!({
-                "topic": topic,
+                "topic": topic.name,
                 "title": sending.subject,
                 "message": String::from_utf8_lossy(&sending.body),
                 "click": sending.click,
                 "tags": ["newspaper"],
             });
-            (root, framed.to_string().into_bytes())
+            (topic.root.clone(), framed.to_string().into_bytes())
         }
-        _ => (target.url.clone(), sending.body.clone()),
+        None => (target.url.clone(), sending.body.clone()),
     };
     let mut request = client
         .post(url)
@@ -609,6 +608,11 @@ async fn post(
         .and_then(|value| parse_retry_after(value, Utc::now()));
     let reason = refusal_reason(response, &target.url)
         .await
+        // On a public ntfy server the topic is the password; an error may quote it.
+        .map(|reason| match ntfy {
+            Some(topic) => reason.replace(&topic.name, "…"),
+            None => reason,
+        })
         .map(|reason| format!(": {reason}"))
         .unwrap_or_default();
     Err(DeliveryFailure {

@@ -227,41 +227,45 @@ mod email {
         line(&subject, SUBJECT_CHARS)
     }
 
-    fn title(payload: &AlertPayload) -> String {
+    pub(super) fn title(payload: &AlertPayload) -> String {
         let title = payload.story.title.as_deref().unwrap_or("(untitled story)");
         line(title, TITLE_CHARS)
     }
 
-    fn companies(payload: &AlertPayload) -> String {
+    pub(super) fn companies(payload: &AlertPayload) -> String {
         let names: Vec<&str> = payload.companies.iter().map(|c| c.name.as_str()).collect();
         line(&names.join(", "), COMPANIES_CHARS)
     }
 
     /// What says which story an alert is about: the title, its link on a line of its own (mail
     /// readers make it clickable), then what was newly named, the companies, where and when.
-    pub(super) fn head(payload: &AlertPayload) -> String {
-        let story = &payload.story;
+    fn head(payload: &AlertPayload) -> String {
         let mut head = vec![title(payload)];
-        // A longer link is left out rather than cut, which would break it.
-        if let Some(link) = story
-            .link
-            .as_deref()
-            .filter(|link| link.len() <= LINK_CHARS)
-        {
+        if let Some(link) = shown_link(payload) {
             head.push(line(link, LINK_CHARS));
         }
         if let Some(company) = &payload.newly_named {
             head.push(format!("Now also names {}", line(company, NAME_CHARS)));
         }
-        head.push(super::about(
+        head.push(about(payload));
+        head.join("\n")
+    }
+
+    /// The line under the title: the companies, where, and when (in UTC, to the minute).
+    pub(super) fn about(payload: &AlertPayload) -> String {
+        super::about(
             payload,
             line,
             |when| match chrono::NaiveDateTime::parse_from_str(when, "%Y-%m-%d %H:%M:%S") {
                 Ok(at) => at.format("%Y-%m-%d %H:%M UTC").to_string(),
                 Err(_) => format!("{} UTC", line(when, NAME_CHARS)),
             },
-        ));
-        head.join("\n")
+        )
+    }
+
+    /// The story's link; a longer one is left out rather than cut, which would break it.
+    pub(super) fn shown_link(payload: &AlertPayload) -> Option<&str> {
+        (payload.story.link.as_deref()).filter(|link| link.len() <= LINK_CHARS)
     }
 
     /// At most `most` characters of the feed's `text`, cut with "…", on one line: no control
@@ -295,36 +299,39 @@ mod email {
 /// Push notifications through ntfy: the words of an email (plain text, which ntfy shows as
 /// written), in the size ntfy keeps as a message; a tap opens the story.
 mod push {
-    use super::email::{digest_subject, head, line, subject};
-    use super::{LINK_CHARS, NAME_CHARS, SNIPPET_CHARS, Sending};
+    use super::email::{about, companies, digest_subject, line, shown_link, subject, title};
+    use super::{NAME_CHARS, SNIPPET_CHARS, Sending, more_companies};
     use crate::store::AlertPayload;
 
-    /// The longest message ntfy keeps as one (its default `message-size-limit`): a longer one
-    /// arrives as an attachment, or is refused.
-    pub const MESSAGE_BYTES: usize = 4096;
+    /// ntfy keeps a message shorter than 4,096 bytes (its default `message-size-limit`): one
+    /// that long or longer arrives as an attachment, or is refused. Measured as JSON writes the
+    /// text, so that quotes and backslashes cannot push the whole request past the 8 KB ntfy
+    /// reads of it either.
+    pub const MESSAGE_BYTES: usize = 4095;
 
-    /// One alert: the title (its companies and headline) as the notification's title; where
-    /// and when, then the text around each company's mention, as its message.
+    /// The length of `text` in a JSON string (line breaks, quotes and backslashes escaped),
+    /// without the quotes.
+    fn json_len(text: &str) -> usize {
+        text.len()
+            + text
+                .chars()
+                .filter(|c| matches!(c, '"' | '\\' | '\n'))
+                .count()
+    }
+
+    /// One alert: its subject (the companies and the headline) as the notification's title;
+    /// where and when, then the text around each company's mention, as its message.
     pub fn single(payload: &AlertPayload) -> Sending {
-        let time =
-            |when: &str| match chrono::NaiveDateTime::parse_from_str(when, "%Y-%m-%d %H:%M:%S") {
-                Ok(at) => at.format("%Y-%m-%d %H:%M UTC").to_string(),
-                Err(_) => format!("{} UTC", line(when, NAME_CHARS)),
-            };
-        let mut message = super::about(payload, line, time);
-        let left_out_line = |n: usize| match n {
-            1 => "\n(+1 more company)".to_owned(),
-            n => format!("\n(+{n} more companies)"),
-        };
-        let room = MESSAGE_BYTES - left_out_line(payload.companies.len()).len();
+        let mut message = about(payload);
+        let room = MESSAGE_BYTES - json_len(&more_companies(payload.companies.len()));
         for (shown, company) in payload.companies.iter().enumerate() {
             let line = format!(
                 "\n{}: \"{}\"",
                 line(&company.name, NAME_CHARS),
                 line(&company.snippet, SNIPPET_CHARS)
             );
-            if message.len() + line.len() > room {
-                message.push_str(&left_out_line(payload.companies.len() - shown));
+            if json_len(&message) + json_len(&line) > room {
+                message.push_str(&more_companies(payload.companies.len() - shown));
                 break;
             }
             message.push_str(&line);
@@ -333,33 +340,44 @@ mod push {
             idempotency_key: payload.idempotency_key.clone(),
             body: message.into_bytes(),
             subject: Some(subject(payload)),
-            click: link(payload),
+            click: shown_link(payload).map(str::to_owned),
         }
     }
 
-    /// A digest: each story's head (title, link, where and when), numbered, in as many
-    /// notifications as [`MESSAGE_BYTES`] asks for, each with how many stories it holds. Their
-    /// keys are the caller's to set.
+    /// A digest: a line for each story (its title and companies) and one for its link,
+    /// numbered, in as few notifications as [`MESSAGE_BYTES`] allows (a phone buzzes for each),
+    /// each with how many stories it holds. Their keys are the caller's to set.
     pub fn digest(payloads: &[&AlertPayload]) -> Vec<(usize, Sending)> {
-        let heads: Vec<String> = payloads
+        let entries: Vec<String> = payloads
             .iter()
             .enumerate()
-            .map(|(number, payload)| format!("{}. {}", number + 1, head(payload)))
+            .map(|(number, payload)| {
+                let mut entry = format!(
+                    "{}. {} ({})",
+                    number + 1,
+                    title(payload),
+                    companies(payload)
+                );
+                if let Some(link) = shown_link(payload) {
+                    entry.push_str(&format!("\n{link}"));
+                }
+                entry
+            })
             .collect();
+        // A blank line apart: two escaped line breaks.
+        const BETWEEN: usize = 4;
         let mut parts: Vec<std::ops::Range<usize>> = Vec::new();
         let mut start = 0;
-        while start < heads.len() {
-            let mut length = 0;
-            let fits = heads[start..]
-                .iter()
-                .take_while(|head| {
-                    length += head.len() + 2;
-                    length <= MESSAGE_BYTES
-                })
-                .count()
-                .max(1);
-            parts.push(start..start + fits);
-            start += fits;
+        while start < entries.len() {
+            let mut length = json_len(&entries[start]);
+            let mut end = start + 1;
+            while end < entries.len() && length + BETWEEN + json_len(&entries[end]) <= MESSAGE_BYTES
+            {
+                length += BETWEEN + json_len(&entries[end]);
+                end += 1;
+            }
+            parts.push(start..end);
+            start = end;
         }
         let total = parts.len();
         parts
@@ -367,15 +385,16 @@ mod push {
             .enumerate()
             .map(|(index, part)| {
                 let stories = &payloads[part.clone()];
-                let mut title = digest_subject(stories);
-                if total > 1 {
-                    title = format!("{title} (part {} of {total})", index + 1);
-                }
+                // In front: a phone cuts a long title at its end.
+                let title = match total {
+                    1 => digest_subject(stories),
+                    _ => format!("{}/{total} · {}", index + 1, digest_subject(stories)),
+                };
                 let sending = Sending {
-                    body: heads[part].join("\n\n").into_bytes(),
+                    body: entries[part].join("\n\n").into_bytes(),
                     subject: Some(title),
                     click: match stories {
-                        [one] => link(one),
+                        [one] => shown_link(one).map(str::to_owned),
                         _ => None,
                     },
                     ..Sending::default()
@@ -384,10 +403,13 @@ mod push {
             })
             .collect()
     }
+}
 
-    /// The story's link, for a tap to open; a longer one than a message shows is left out.
-    fn link(payload: &AlertPayload) -> Option<String> {
-        (payload.story.link.clone()).filter(|link| link.len() <= LINK_CHARS)
+/// The line that says how many companies a message left out.
+fn more_companies(left_out: usize) -> String {
+    match left_out {
+        1 => "\n(+1 more company)".to_owned(),
+        n => format!("\n(+{n} more companies)"),
     }
 }
 
@@ -451,11 +473,7 @@ impl Chat {
     /// One alert: the story's head, then the text around each company's mention.
     fn message(self, payload: &AlertPayload) -> String {
         let mut text = self.head(payload);
-        let left_out_line = |n: usize| match n {
-            1 => "\n(+1 more company)".to_owned(),
-            n => format!("\n(+{n} more companies)"),
-        };
-        let room = self.limit() - left_out_line(payload.companies.len()).chars().count();
+        let room = self.limit() - more_companies(payload.companies.len()).chars().count();
         for (shown, company) in payload.companies.iter().enumerate() {
             let line = format!(
                 "\n{}{}: {}",
@@ -464,7 +482,7 @@ impl Chat {
                 self.text(&company.snippet, SNIPPET_CHARS)
             );
             if text.chars().count() + line.chars().count() > room {
-                text.push_str(&left_out_line(payload.companies.len() - shown));
+                text.push_str(&more_companies(payload.companies.len() - shown));
                 break;
             }
             text.push_str(&line);
@@ -1082,43 +1100,119 @@ mod tests {
         );
     }
 
-    /// ntfy keeps a message of 4,096 bytes; beyond that it arrives as a file, or not at all.
+    /// The length ntfy reads a message at, in its JSON.
+    fn in_json(body: &[u8]) -> usize {
+        serde_json::to_string(std::str::from_utf8(body).unwrap())
+            .unwrap()
+            .len()
+            - 2
+    }
+
+    /// ntfy keeps a message under 4,096 bytes; one that long arrives as a file, or not at all.
+    /// Snippets of every length from 1 to 300 characters, of text JSON escapes, put the last
+    /// company's line at every distance from the limit.
     #[test]
     fn push_notifications_keep_within_what_ntfy_takes_as_a_message() {
-        let name = "小".repeat(150);
-        let snippet = "米".repeat(400);
-        let companies: Vec<(&str, &str)> =
-            (0..40).map(|_| (name.as_str(), snippet.as_str())).collect();
-        let story = payload(&"标".repeat(1000), "https://news.example/a", &companies);
-        let body = String::from_utf8(single(AlertFormat::Ntfy, &story).unwrap().body).unwrap();
-        assert!(body.len() <= push::MESSAGE_BYTES, "{} bytes", body.len());
-        assert!(body.ends_with(" more companies)"), "{body}");
-
-        let long = "https://news.example/".to_owned() + &"a".repeat(400);
-        let stories: Vec<AlertPayload> = (0..50)
-            .map(|n| AlertPayload {
-                idempotency_key: format!("k{n}"),
-                ..payload(&format!("{n} {}", "标".repeat(300)), &long, &companies[..3])
-            })
-            .collect();
-        let all: Vec<&AlertPayload> = stories.iter().collect();
-        let parts = digest(AlertFormat::Ntfy, &all).unwrap();
-        assert!(parts.len() > 1);
-        assert_eq!(parts.iter().map(|(count, _)| count).sum::<usize>(), 50);
-        for (index, (count, sending)) in parts.iter().enumerate() {
-            assert!(sending.body.len() <= push::MESSAGE_BYTES, "part {index}");
-            let title = sending.subject.as_deref().unwrap();
+        let name = "小\"".repeat(50);
+        for length in 1..=300 {
+            let snippet: String = "米\\\"ab".chars().cycle().take(length).collect();
+            let companies: Vec<(&str, &str)> =
+                (0..40).map(|_| (name.as_str(), snippet.as_str())).collect();
+            let story = payload(&"标".repeat(1000), "https://news.example/a", &companies);
+            let body = single(AlertFormat::Ntfy, &story).unwrap().body;
             assert!(
-                title.starts_with(&format!("{count} stories: "))
-                    && title.ends_with(&format!("(part {} of {})", index + 1, parts.len())),
-                "{title}"
+                in_json(&body) <= push::MESSAGE_BYTES,
+                "{length}: {} bytes",
+                in_json(&body)
             );
-            assert_eq!(sending.click, None, "several stories, no one link to open");
+            assert!(
+                String::from_utf8(body)
+                    .unwrap()
+                    .ends_with(" more companies)")
+            );
         }
+    }
+
+    /// A digest fills each notification (a phone buzzes for each) and loses no story: each is
+    /// numbered once, in order, across the parts. Titles of lengths in many patterns put the
+    /// parts' ends at every distance from the limit.
+    #[test]
+    fn a_push_digest_numbers_every_story_once_in_as_few_notifications_as_fit() {
+        for step in 1..=40 {
+            let stories: Vec<AlertPayload> = (0..50)
+                .map(|n| AlertPayload {
+                    idempotency_key: format!("k{n}"),
+                    ..payload(
+                        &format!("Story {n} {}", "\"标".repeat(n * step % 190)),
+                        &format!("https://news.example/{n}"),
+                        &[("Xiaomi", "x"), ("Samsung", "s")],
+                    )
+                })
+                .collect();
+            check_push_digest(&stories.iter().collect::<Vec<_>>());
+        }
+    }
+
+    fn check_push_digest(all: &[&AlertPayload]) {
+        let parts = digest(AlertFormat::Ntfy, all).unwrap();
+        assert!(parts.len() > 1, "{} parts", parts.len());
+        let mut numbered = Vec::new();
+        for (index, (count, sending)) in parts.iter().enumerate() {
+            assert!(
+                in_json(&sending.body) <= push::MESSAGE_BYTES,
+                "part {index}"
+            );
+            let stories = match count {
+                1 => "1 story".to_owned(),
+                n => format!("{n} stories"),
+            };
+            assert_eq!(
+                sending.subject.as_deref().unwrap(),
+                format!("{}/{} · {stories}: Xiaomi, Samsung", index + 1, parts.len())
+            );
+            assert_eq!(
+                sending.click.is_some(),
+                *count == 1,
+                "only a story alone has a link to open"
+            );
+            let body = String::from_utf8(sending.body.clone()).unwrap();
+            let numbers: Vec<usize> = body
+                .split("\n\n")
+                .map(|entry| entry.split_once(". ").unwrap().0.parse().unwrap())
+                .collect();
+            assert_eq!(numbers.len(), *count);
+            numbered.extend(numbers);
+            if let Some((_, next)) = parts.get(index + 1) {
+                let next = String::from_utf8(next.body.clone()).unwrap();
+                let first_next = in_json(next.split("\n\n").next().unwrap().as_bytes());
+                assert!(
+                    in_json(body.as_bytes()) + 4 + first_next > push::MESSAGE_BYTES,
+                    "part {index} had room for the next story"
+                );
+            }
+        }
+        assert_eq!(numbered, (1..=50).collect::<Vec<_>>());
         let keys: std::collections::HashSet<&str> = parts
             .iter()
             .map(|(_, sending)| sending.idempotency_key.as_str())
             .collect();
         assert_eq!(keys.len(), parts.len(), "each part has a key of its own");
+    }
+
+    #[test]
+    fn a_push_digest_of_one_story_opens_it() {
+        let story = payload(
+            "Story",
+            "https://news.example/0",
+            &[("Xiaomi", "x"), ("Samsung", "s")],
+        );
+        let one = digest(AlertFormat::Ntfy, &[&story]).unwrap();
+        assert_eq!(
+            (one[0].1.subject.as_deref(), one[0].1.click.as_deref()),
+            (
+                Some("1 story: Xiaomi, Samsung"),
+                Some("https://news.example/0")
+            )
+        );
     }
 }

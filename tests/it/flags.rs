@@ -276,7 +276,7 @@ async fn an_ntfy_target_gets_a_push_notification_that_opens_the_story() {
         "\n[[notify]]\nname = \"phone\"\nbacklog = true\nformat = \"ntfy\"\nurl = \"{}\"\n",
         server
             .url("acme-n3ws")
-            .replace("http://", "http://ana:s3cret@")
+            .replace("http://", "http://:tk_s3cret@")
     );
     let app = App::new(&[server.url("a.xml")], &format!("{COMPANIES}{notify}"));
     let summary = app.poll().await;
@@ -293,8 +293,8 @@ async fn an_ntfy_target_gets_a_push_notification_that_opens_the_story() {
     );
     let pushed = &server.requests("/")[0];
     assert_eq!(pushed.headers["content-type"], "application/json");
-    // ana:s3cret, as the URL's user information says.
-    assert_eq!(pushed.headers["authorization"], "Basic YW5hOnMzY3JldA==");
+    // An access token as the password, with no user (":tk_s3cret"), as ntfy takes one.
+    assert_eq!(pushed.headers["authorization"], "Basic OnRrX3MzY3JldA==");
     let push: serde_json::Value = serde_json::from_slice(&pushed.body).unwrap();
     assert_eq!(push["topic"], "acme-n3ws");
     assert_eq!(
@@ -326,7 +326,7 @@ async fn an_ntfy_target_gets_a_push_notification_that_opens_the_story() {
     server.set(
         "/",
         Route {
-            body: br#"{"code":40301,"http":403,"error":"forbidden"}"#.to_vec(),
+            body: br#"{"code":40301,"http":403,"error":"forbidden: acme-n3ws"}"#.to_vec(),
             ..Route::webhook(403)
         },
     );
@@ -335,6 +335,7 @@ async fn an_ntfy_target_gets_a_push_notification_that_opens_the_story() {
     assert!(
         refused.status.code() == Some(1)
             && stderr.contains("answered HTTP 403 Forbidden: {\"code\":40301")
+            && stderr.contains("forbidden: …")
             && !stderr.contains("acme-n3ws")
             && !stderr.contains("s3cret"),
         "{stderr}"
