@@ -1841,12 +1841,7 @@ fn reading_commands_neither_wait_for_the_write_lock_nor_write() {
     );
     // Long enough that a command waiting for the lock stands out from one that does not.
     let busy_timeout = std::time::Duration::from_secs(60);
-    let text = std::fs::read_to_string(&app.config_path).unwrap();
-    std::fs::write(
-        &app.config_path,
-        text.replacen("[storage]\n", "[storage]\nbusy_timeout = \"60s\"\n", 1),
-    )
-    .unwrap();
+    app.set_busy_timeout("60s");
     assert!(app.cli(&["poll"]).status.success());
     // A search first adds what the poll stored to its index: that one writes.
     assert!(app.cli(&["search", "store"]).status.success());

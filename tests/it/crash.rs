@@ -465,9 +465,7 @@ async fn a_write_lock_held_past_the_busy_timeout_fails_with_the_database_path() 
     let server = FeedServer::start();
     server.feed("a.xml", numbered_feed(3));
     let app = App::new(&[server.url("a.xml")], "");
-    let config = std::fs::read_to_string(&app.config_path).unwrap();
-    let config = config.replace("[storage]\n", "[storage]\nbusy_timeout = \"1s\"\n");
-    std::fs::write(&app.config_path, config).unwrap();
+    app.set_busy_timeout("1s");
     app.poll().await;
     let locker = app.db();
     locker.execute_batch("BEGIN IMMEDIATE").unwrap();
@@ -497,9 +495,7 @@ fn a_daemon_started_under_a_held_write_lock_says_why_it_cannot_start() {
     let server = FeedServer::start();
     server.feed("a.xml", numbered_feed(3));
     let app = App::new(&[server.url("a.xml")], "");
-    let config = std::fs::read_to_string(&app.config_path).unwrap();
-    let config = config.replace("[storage]\n", "[storage]\nbusy_timeout = \"1s\"\n");
-    std::fs::write(&app.config_path, config).unwrap();
+    app.set_busy_timeout("1s");
     assert!(app.cli(&["poll"]).status.success());
     let locker = app.db();
     locker.execute_batch("BEGIN IMMEDIATE").unwrap();

@@ -542,6 +542,13 @@ impl App {
         std::fs::write(&self.config_path, text).unwrap();
     }
 
+    /// Sets `[storage] busy_timeout` (e.g. `"1s"`) in the config written.
+    pub fn set_busy_timeout(&self, timeout: &str) {
+        let text = std::fs::read_to_string(&self.config_path).unwrap();
+        let storage = format!("[storage]\nbusy_timeout = \"{timeout}\"\n");
+        std::fs::write(&self.config_path, text.replacen("[storage]\n", &storage, 1)).unwrap();
+    }
+
     pub fn config(&self) -> Config {
         Config::load(&self.config_path).expect("valid test config")
     }
