@@ -2083,8 +2083,8 @@ impl Checker {
                         },
                         _ => None,
                     };
-                    let ntfy_fine = format != Some(AlertFormat::Ntfy)
-                        || (ntfy.is_some() && secret_span.is_none());
+                    // An ntfy target without its topic is never built (the config is refused).
+                    let ntfy_fine = format != Some(AlertFormat::Ntfy) || ntfy.is_some();
                     secret
                         .zip(format)
                         .filter(|_| ntfy_fine)

@@ -323,6 +323,7 @@ mod push {
     /// where and when, then the text around each company's mention, as its message.
     pub fn single(payload: &AlertPayload) -> Sending {
         let mut message = about(payload);
+        let mut length = json_len(&message);
         let room = MESSAGE_BYTES - json_len(&more_companies(payload.companies.len()));
         for (shown, company) in payload.companies.iter().enumerate() {
             let line = format!(
@@ -330,7 +331,8 @@ mod push {
                 line(&company.name, NAME_CHARS),
                 line(&company.snippet, SNIPPET_CHARS)
             );
-            if json_len(&message) + json_len(&line) > room {
+            length += json_len(&line);
+            if length > room {
                 message.push_str(&more_companies(payload.companies.len() - shown));
                 break;
             }
