@@ -167,8 +167,8 @@ pub enum Delivery {
         format: AlertFormat,
         /// Key for the `X-Feedhound-Signature` HMAC-SHA256 header; never logged.
         secret: Option<String>,
-        /// For [`AlertFormat::Ntfy`]: where its JSON goes, and the topic it names.
-        ntfy: Option<NtfyTopic>,
+        /// Where the POSTs go, and what frames them there.
+        endpoint: Endpoint,
     },
     /// An email through the SMTP server the target's `url` names.
     Email(EmailConfig),
@@ -219,9 +219,22 @@ pub enum AlertFormat {
     /// A push notification through an ntfy server (`url` is the topic's): its JSON, posted to
     /// the server, with the story in plain text and its link opened on a tap.
     Ntfy,
+    /// A message from a Telegram bot (`url` is the Bot API's, with the chat): `sendMessage`'s
+    /// JSON, in Telegram's HTML, with a preview of the story's link.
+    Telegram,
     /// A plain-text email: a subject naming the companies and the story, and a body a reader
     /// takes in at a glance.
     Email,
+}
+
+/// Where a webhook target's POSTs go. Built with the format that needs it: [`Endpoint::Ntfy`]
+/// for every `ntfy` target, [`Endpoint::Telegram`] for every `telegram` one.
+#[derive(Clone, Debug)]
+pub enum Endpoint {
+    /// The target's `url`, which takes the body as it is.
+    Url,
+    Ntfy(NtfyTopic),
+    Telegram(TelegramChat),
 }
 
 /// An ntfy topic, from its URL: the server's root (the URL without the topic, its user
@@ -262,6 +275,108 @@ impl NtfyTopic {
         Ok(NtfyTopic {
             root,
             name: name.to_owned(),
+        })
+    }
+}
+
+/// A Telegram chat and the bot that writes to it, from a Bot API URL:
+/// `https://api.telegram.org/bot<TOKEN>/sendMessage?chat_id=<CHAT>`, or a Bot API server of
+/// one's own in place of `api.telegram.org`.
+#[derive(Clone, Debug)]
+pub struct TelegramChat {
+    /// The bot's `sendMessage` method: the URL without its query.
+    pub send_message: Url,
+    pub chat_id: TelegramChatId,
+    /// A topic of a forum group (`message_thread_id`).
+    pub thread: Option<u64>,
+}
+
+/// A chat as the Bot API takes it: its number, or a public channel's `@name`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(untagged)]
+pub enum TelegramChatId {
+    Number(i64),
+    Name(String),
+}
+
+impl TelegramChat {
+    /// The chat `url` names, or what is wrong with it (without quoting it: the path holds the
+    /// bot's token).
+    fn of(url: &Url) -> Result<TelegramChat, &'static str> {
+        const SHAPE: &str = "Telegram needs the Bot API's URL with the bot's token and the chat, such as https://api.telegram.org/bot<TOKEN>/sendMessage?chat_id=<CHAT>";
+        let mut segments: Vec<&str> = url.path_segments().map_or_else(Vec::new, Iterator::collect);
+        if segments.last() == Some(&"") {
+            segments.pop();
+        }
+        if segments.last() == Some(&"sendMessage") {
+            segments.pop();
+        }
+        // A token is the bot's number, `:`, and its key (letters, digits, `-` and `_`).
+        let is_token = |token: &str| {
+            token.split_once(':').is_some_and(|(bot, key)| {
+                !bot.is_empty()
+                    && bot.bytes().all(|b| b.is_ascii_digit())
+                    && !key.is_empty()
+                    && key
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            })
+        };
+        match segments.last() {
+            Some(last) if last.strip_prefix("bot").is_some_and(is_token) => {}
+            Some(last) if is_token(last) => {
+                return Err(
+                    "the bot's token goes after `bot` in the path, as in https://api.telegram.org/bot<TOKEN>/sendMessage?chat_id=<CHAT>",
+                );
+            }
+            _ => return Err(SHAPE),
+        }
+        let (mut chat_id, mut thread) = (None, None);
+        for (key, value) in url.query_pairs() {
+            match &*key {
+                "chat_id" if chat_id.is_none() => {
+                    let name = value
+                        .strip_prefix('@')
+                        .filter(|name| {
+                            (1..=32).contains(&name.len())
+                                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                        })
+                        .map(|_| TelegramChatId::Name(value.to_string()));
+                    chat_id = Some(
+                        value
+                            .parse()
+                            .ok()
+                            .map(TelegramChatId::Number)
+                            .or(name)
+                            .ok_or("its chat_id is neither a chat's number (-100… for a group or channel) nor a public channel's @name")?,
+                    );
+                }
+                "message_thread_id" if thread.is_none() => {
+                    thread = Some(
+                        value
+                            .parse()
+                            .ok()
+                            .filter(|&thread: &u64| thread > 0)
+                            .ok_or("its message_thread_id is not the number of a topic in a forum group")?,
+                    );
+                }
+                _ => {
+                    return Err(
+                        "its query may give one chat_id and one message_thread_id, and nothing else",
+                    );
+                }
+            }
+        }
+        let chat_id = chat_id.ok_or(
+            "names no chat: end it with ?chat_id= and the chat's number (-100… for a group or channel) or a public channel's @name",
+        )?;
+        let mut send_message = url.clone();
+        send_message.set_query(None);
+        send_message.set_path(&format!("/{}/sendMessage", segments.join("/")));
+        Ok(TelegramChat {
+            send_message,
+            chat_id,
+            thread,
         })
     }
 }
@@ -1993,18 +2108,19 @@ impl Checker {
                         "slack" if !is_email => Some(AlertFormat::Slack),
                         "discord" if !is_email => Some(AlertFormat::Discord),
                         "ntfy" if !is_email => Some(AlertFormat::Ntfy),
+                        "telegram" if !is_email => Some(AlertFormat::Telegram),
                         "email" if is_email || url.is_none() => Some(AlertFormat::Email),
                         _ => None,
                     };
                     if known.is_none() {
                         let message = match format.get_ref().trim() {
-                            "json" | "slack" | "discord" | "ntfy" => format!(
+                            "json" | "slack" | "discord" | "ntfy" | "telegram" => format!(
                                 "{:?} is a webhook's format, and this target's url is an SMTP server; leave `format` out for email",
                                 format.get_ref()
                             ),
                             "email" => "\"email\" needs an smtp:// or smtps:// url, the server that sends it".to_owned(),
                             _ => format!(
-                                "{:?} is not a format; use \"json\" (feedhound's payload), \"slack\", \"discord\" or \"ntfy\" for a webhook, \"email\" with an smtp:// or smtps:// url",
+                                "{:?} is not a format; use \"json\" (feedhound's payload), \"slack\", \"discord\", \"ntfy\" or \"telegram\" for a webhook, \"email\" with an smtp:// or smtps:// url",
                                 format.get_ref()
                             ),
                         };
@@ -2060,41 +2176,54 @@ impl Checker {
                             "is an email address, and this target's url is a webhook; email needs an smtp:// or smtps:// url",
                         );
                     }
-                    let ntfy = match format {
-                        Some(AlertFormat::Ntfy) => match NtfyTopic::of(&url) {
-                            Ok(topic) => {
-                                // On a public server the topic is the key to what it sends.
-                                if read_from.is_empty() && !url_has_credential(&url, true) {
-                                    self.note_credential_written(&format!("{key}.url"), &url_span);
-                                }
-                                if let Some(secret) = &secret_span {
-                                    self.issue(
-                                        Some(secret.clone()),
-                                        format!("{key}.secret"),
-                                        "signs webhook POSTs, which ntfy does not check; remove it, and log in to a protected topic with the url's user and password",
-                                    );
-                                }
-                                Some(topic)
-                            }
-                            Err(problem) => {
-                                self.issue(Some(url_span.clone()), format!("{key}.url"), problem);
-                                None
-                            }
-                        },
-                        _ => None,
+                    // An API's endpoint, and why a `secret` means nothing to it.
+                    let endpoint = match format {
+                        Some(AlertFormat::Ntfy) => NtfyTopic::of(&url).map(|topic| {
+                            (
+                                Endpoint::Ntfy(topic),
+                                "signs webhook POSTs, which ntfy does not check; remove it, and log in to a protected topic with the url's user and password",
+                            )
+                        }),
+                        Some(AlertFormat::Telegram) => TelegramChat::of(&url).map(|chat| {
+                            (
+                                Endpoint::Telegram(chat),
+                                "signs webhook POSTs, which Telegram does not check; remove it",
+                            )
+                        }),
+                        _ => Ok((Endpoint::Url, "")),
                     };
-                    // An ntfy target without its topic is never built (the config is refused).
-                    let ntfy_fine = format != Some(AlertFormat::Ntfy) || ntfy.is_some();
+                    let endpoint = match endpoint {
+                        Ok((Endpoint::Url, _)) => Some(Endpoint::Url),
+                        Ok((endpoint, unchecked)) => {
+                            // A public ntfy server's topic, like a bot's token, is the key to
+                            // what it sends.
+                            if read_from.is_empty() && !url_has_credential(&url, true) {
+                                self.note_credential_written(&format!("{key}.url"), &url_span);
+                            }
+                            if let Some(secret) = &secret_span {
+                                self.issue(
+                                    Some(secret.clone()),
+                                    format!("{key}.secret"),
+                                    unchecked,
+                                );
+                            }
+                            Some(endpoint)
+                        }
+                        Err(problem) => {
+                            self.issue(Some(url_span.clone()), format!("{key}.url"), problem);
+                            None
+                        }
+                    };
                     secret
                         .zip(format)
-                        .filter(|_| ntfy_fine)
-                        .map(|(secret, format)| {
+                        .zip(endpoint)
+                        .map(|((secret, format), endpoint)| {
                             (
                                 url,
                                 Delivery::Webhook {
                                     format,
                                     secret,
-                                    ntfy,
+                                    endpoint,
                                 },
                             )
                         })
@@ -3009,7 +3138,7 @@ mod tests {
         );
         assert!(
             message.contains(
-                ":3: notify[1].format: \"Slak\" is not a format; use \"json\" (feedhound's payload), \"slack\", \"discord\" or \"ntfy\""
+                ":3: notify[1].format: \"Slak\" is not a format; use \"json\" (feedhound's payload), \"slack\", \"discord\", \"ntfy\" or \"telegram\""
             ) && message.contains(":5: notify[2].url")
                 && message.contains(
                     ":7: notify[3].url: ntfy needs the topic's URL, such as https://ntfy.sh/acme-news"
@@ -3025,7 +3154,8 @@ mod tests {
             let config = parse(&format!("[[notify]]\nurl = \"{url}\"\nformat = \"ntfy\"\n"))
                 .unwrap_or_else(|err| panic!("{url}: {err}"));
             let Delivery::Webhook {
-                ntfy: Some(topic), ..
+                endpoint: Endpoint::Ntfy(topic),
+                ..
             } = &config.notify[0].delivery
             else {
                 panic!("{url}: no topic")
@@ -3070,6 +3200,115 @@ mod tests {
             config.credentials_written,
             [(2, "notify[1].url".to_owned())],
             "on a public server the topic is the password"
+        );
+    }
+
+    /// A bot's `sendMessage` URL names the chat in its query, as one would call it by hand;
+    /// the POST goes to the method without it, with the chat in its JSON.
+    #[test]
+    fn a_telegram_targets_url_names_its_bot_and_chat() {
+        const TOKEN: &str = "123456789:AAH-x_9kQ";
+        let chat = |url: &str| {
+            let config = parse(&format!(
+                "[[notify]]\nurl = \"{url}\"\nformat = \"telegram\"\n"
+            ))
+            .unwrap_or_else(|err| panic!("{url}: {err}"));
+            let Delivery::Webhook {
+                endpoint: Endpoint::Telegram(chat),
+                ..
+            } = &config.notify[0].delivery
+            else {
+                panic!("{url}: no chat")
+            };
+            (
+                chat.send_message.to_string(),
+                chat.chat_id.clone(),
+                chat.thread,
+            )
+        };
+        assert_eq!(
+            chat(&format!(
+                "https://api.telegram.org/bot{TOKEN}/sendMessage?chat_id=-1001234567890"
+            )),
+            (
+                format!("https://api.telegram.org/bot{TOKEN}/sendMessage"),
+                TelegramChatId::Number(-1001234567890),
+                None
+            )
+        );
+        assert_eq!(
+            chat(&format!(
+                "http://127.0.0.1:8081/tg/bot{TOKEN}/?chat_id=%40acme_news&message_thread_id=42"
+            )),
+            (
+                format!("http://127.0.0.1:8081/tg/bot{TOKEN}/sendMessage"),
+                TelegramChatId::Name("@acme_news".into()),
+                Some(42)
+            ),
+            "a Bot API server of one's own, under a path, a channel by name, a forum's topic"
+        );
+        for (url, said) in [
+            (
+                "https://api.telegram.org/sendMessage?chat_id=1".to_owned(),
+                "Telegram needs the Bot API's URL with the bot's token",
+            ),
+            (
+                format!("https://api.telegram.org/{TOKEN}/sendMessage?chat_id=1"),
+                "the bot's token goes after `bot` in the path",
+            ),
+            (
+                format!("https://api.telegram.org/bot{TOKEN}/sendPhoto?chat_id=1"),
+                "Telegram needs the Bot API's URL",
+            ),
+            (
+                format!("https://api.telegram.org/bot{TOKEN}/sendMessage"),
+                "names no chat: end it with ?chat_id=",
+            ),
+            (
+                format!("https://api.telegram.org/bot{TOKEN}?chat_id=acme"),
+                "its chat_id is neither a chat's number",
+            ),
+            (
+                format!("https://api.telegram.org/bot{TOKEN}?chat_id=1&message_thread_id=0"),
+                "its message_thread_id is not the number of a topic",
+            ),
+            (
+                format!("https://api.telegram.org/bot{TOKEN}?chat_id=1&parse_mode=HTML"),
+                "its query may give one chat_id and one message_thread_id, and nothing else",
+            ),
+            (
+                format!("https://api.telegram.org/bot{TOKEN}?chat_id=1&chat_id=2"),
+                "and nothing else",
+            ),
+        ] {
+            let message = error_text(&format!(
+                "[[notify]]\nurl = \"{url}\"\nformat = \"telegram\"\n"
+            ));
+            assert!(
+                message.contains(":2: notify[1].url: ")
+                    && message.contains(said)
+                    && !message.contains("AAH-x_9kQ"),
+                "{url}: {message}"
+            );
+        }
+        let url = format!("https://api.telegram.org/bot{TOKEN}?chat_id=1");
+        let message = error_text(&format!(
+            "[[notify]]\nurl = \"{url}\"\nformat = \"telegram\"\nsecret = \"k\"\n"
+        ));
+        assert!(
+            message.contains(
+                ":4: notify[1].secret: signs webhook POSTs, which Telegram does not check"
+            ),
+            "{message}"
+        );
+        let config = parse(&format!(
+            "[[notify]]\nurl = \"{url}\"\nformat = \"telegram\"\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            config.credentials_written,
+            [(2, "notify[1].url".to_owned())],
+            "the path holds the bot's token"
         );
     }
 

@@ -2,7 +2,8 @@
 //!
 //! Each alert is a JSON POST of [`AlertPayload`], or of a chat message made from it for a Slack or
 //! Discord target (`message`), or of an ntfy push notification (to the ntfy server's root, naming
-//! the topic), with an `Idempotency-Key` header (the same on every attempt) and,
+//! the topic), or of a Telegram bot's message (to its `sendMessage`, naming the chat), with an
+//! `Idempotency-Key` header (the same on every attempt) and,
 //! when the target has a `secret`, an `X-Feedhound-Signature: sha256=<hex>` HMAC of the body; or
 //! for an email target, a plain-text email through its SMTP server (`smtp`), whose `Message-ID`
 //! is made from the same key. A target with a `digest` gets its alerts together at set times
@@ -40,7 +41,7 @@ use sha2::Sha256;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, Delivery, NotifyConfig};
+use crate::config::{Config, Delivery, Endpoint, NotifyConfig};
 use crate::fetch::{origin_only, parse_retry_after, why_unanswered};
 use crate::store::writer::StoreWriter;
 use crate::store::{
@@ -562,14 +563,15 @@ async fn post(
         retry_after: None,
         message,
     };
-    let ntfy = match &target.delivery {
-        Delivery::Webhook { ntfy, .. } => ntfy.as_ref(),
-        Delivery::Email(_) => None,
+    let endpoint = match &target.delivery {
+        Delivery::Webhook { endpoint, .. } => endpoint,
+        Delivery::Email(_) => &Endpoint::Url,
     };
-    let (url, body) = match ntfy {
+    let (url, body) = match endpoint {
+        Endpoint::Url => (target.url.clone(), sending.body.clone()),
         // ntfy takes JSON at its root, naming the topic; the topic's own URL would take the
         // whole body as the message's text.
-        Some(topic) => {
+        Endpoint::Ntfy(topic) => {
             let framed = serde_json::json!({
                 "topic": topic.name,
                 "title": sending.subject,
@@ -579,7 +581,22 @@ async fn post(
             });
             (topic.root.clone(), framed.to_string().into_bytes())
         }
-        None => (target.url.clone(), sending.body.clone()),
+        Endpoint::Telegram(chat) => {
+            let preview = match &sending.click {
+                Some(link) => serde_json::json!({ "url": link }),
+                None => serde_json::json!({ "is_disabled": true }),
+            };
+            let mut framed = serde_json::json!({
+                "chat_id": chat.chat_id,
+                "text": String::from_utf8_lossy(&sending.body),
+                "parse_mode": "HTML",
+                "link_preview_options": preview,
+            });
+            if let Some(thread) = chat.thread {
+                framed["message_thread_id"] = thread.into();
+            }
+            (chat.send_message.clone(), framed.to_string().into_bytes())
+        }
     };
     let mut request = client
         .post(url)
@@ -601,20 +618,33 @@ async fn post(
         return Ok(());
     }
     let target_down = matches!(status.as_u16(), 429 | 502..=504);
-    let retry_after = response
+    let mut retry_after = response
         .headers()
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| parse_retry_after(value, Utc::now()));
-    let reason = refusal_reason(response, &target.url)
-        .await
+    let body = refusal_body(response).await;
+    let reason = match endpoint {
+        Endpoint::Telegram(_) => {
+            let refusal = TelegramRefusal::of(&body);
+            let asked = refusal.retry_after.and_then(|seconds| {
+                Utc::now().checked_add_signed(chrono::TimeDelta::try_seconds(
+                    i64::try_from(seconds).ok()?,
+                )?)
+            });
+            retry_after = retry_after.or(asked);
+            refusal
+                .description
+                .or_else(|| refusal_reason(&body, &target.url))
+        }
         // On a public ntfy server the topic is the password; an error may quote it.
-        .map(|reason| match ntfy {
-            Some(topic) => reason.replace(&topic.name, "…"),
-            None => reason,
-        })
-        .map(|reason| format!(": {reason}"))
-        .unwrap_or_default();
+        Endpoint::Ntfy(topic) => {
+            refusal_reason(&body, &target.url).map(|reason| reason.replace(&topic.name, "…"))
+        }
+        Endpoint::Url => refusal_reason(&body, &target.url),
+    }
+    .map(|reason| format!(": {reason}"))
+    .unwrap_or_default();
     Err(DeliveryFailure {
         // The statuses that carry it (RFC 9110 for 503, RFC 6585 for 429); behind a 502 or
         // 504 it is a proxy's, not the receiver's.
@@ -629,16 +659,16 @@ async fn post(
     })
 }
 
-/// The start of a refusal's body, on one line, unless it is a web page: chat services and most
-/// webhook receivers say there what they refused (Slack's `invalid_token`, `no_service`). The
-/// target's path is taken out, as an error page may echo it and it is often the credential.
-async fn refusal_reason(mut response: reqwest::Response, url: &reqwest::Url) -> Option<String> {
-    const MOST_CHARS: usize = 200;
-    const MOST_BYTES: usize = MOST_CHARS * 4;
+/// Longest reason for a refusal shown, in characters, and what is read of its body for it.
+const REASON_CHARS: usize = 200;
+const REASON_BYTES: usize = REASON_CHARS * 4;
+
+/// The start of a refusal's body: enough for its reason.
+async fn refusal_body(mut response: reqwest::Response) -> String {
     let mut bytes = Vec::new();
     // A receiver that stalls its body has said all it will: the status.
     let read = async {
-        while bytes.len() < MOST_BYTES {
+        while bytes.len() < REASON_BYTES {
             match response.chunk().await {
                 Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
                 _ => break,
@@ -646,8 +676,14 @@ async fn refusal_reason(mut response: reqwest::Response, url: &reqwest::Url) -> 
         }
     };
     let _ = tokio::time::timeout(Duration::from_secs(2), read).await;
-    bytes.truncate(MOST_BYTES);
-    let text = String::from_utf8_lossy(&bytes);
+    bytes.truncate(REASON_BYTES);
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// The start of a refusal's body, on one line, unless it is a web page: chat services and most
+/// webhook receivers say there what they refused (Slack's `invalid_token`, `no_service`). The
+/// target's path is taken out, as an error page may echo it and it is often the credential.
+fn refusal_reason(text: &str, url: &reqwest::Url) -> Option<String> {
     // Judged by the body, not its type: Slack sends its plain-word reasons as text/html.
     let start = text
         .trim_start()
@@ -657,14 +693,36 @@ async fn refusal_reason(mut response: reqwest::Response, url: &reqwest::Url) -> 
     if start.starts_with("<!doctype") || start.starts_with("<html") {
         return None;
     }
-    let mut reason = one_line(&text, MOST_BYTES);
+    let mut reason = one_line(text, REASON_BYTES);
     for secret in [url.path(), url.query().unwrap_or_default()] {
         if secret.len() > 1 {
             reason = reason.replace(secret, "…");
         }
     }
-    let reason: String = reason.chars().take(MOST_CHARS).collect();
+    let reason: String = reason.chars().take(REASON_CHARS).collect();
     (!reason.is_empty()).then_some(reason)
+}
+
+/// What the Bot API says of a request it refused: `{"ok": false, "description": "Bad Request:
+/// chat not found", "parameters": {"retry_after": 30}}`.
+struct TelegramRefusal {
+    /// On one line; None for a body that is not the Bot API's (a proxy's page, say).
+    description: Option<String>,
+    /// How long a 429 asks to wait, in seconds: the Bot API says it here.
+    retry_after: Option<u64>,
+}
+
+impl TelegramRefusal {
+    fn of(body: &str) -> TelegramRefusal {
+        let answer: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+        TelegramRefusal {
+            description: answer["description"]
+                .as_str()
+                .map(|description| one_line(description, REASON_CHARS))
+                .filter(|description| !description.is_empty()),
+            retry_after: answer["parameters"]["retry_after"].as_u64(),
+        }
+    }
 }
 
 /// A receiver's words on one line, as `alerts` and the log show them: runs of spaces, line
@@ -825,7 +883,7 @@ mod tests {
     async fn reason_for(body: String) -> Option<String> {
         let hook = reqwest::Url::parse("https://hooks.example/services/T1/s3cr3t?key=k3y").unwrap();
         let response = reqwest::Response::from(hyper::Response::new(body));
-        refusal_reason(response, &hook).await
+        refusal_reason(&refusal_body(response).await, &hook)
     }
 
     #[tokio::test]

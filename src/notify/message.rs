@@ -1,6 +1,7 @@
 //! What each POST or email carries: feedhound's JSON, a chat message for targets with `format =
-//! "slack"` or `"discord"`, a push notification's words for `"ntfy"`, or a plain-text email; one
-//! alert, or for a target with a `digest`, several.
+//! "slack"` or `"discord"`, a push notification's words for `"ntfy"`, a Telegram bot's message
+//! for `"telegram"` (`telegram`), or a plain-text email; one alert, or for a target with a
+//! `digest`, several.
 //!
 //! A chat webhook posts what it is given to a channel, so these targets get a message built from
 //! the payload a `json` target gets: the story's title as a link, the companies it names, where
@@ -9,6 +10,8 @@
 //! link behind words of its own. Each piece is cut to a size that keeps the whole message within
 //! the service's limit without cutting through markup. An email is plain text, which no mail
 //! reader renders as markup: its subject names the companies and the story, its body the rest.
+
+mod telegram;
 
 use serde_json::json;
 
@@ -30,7 +33,7 @@ const SUBJECT_CHARS: usize = 250;
 
 /// One POST or email: the key a receiver drops repeats by (`Idempotency-Key`, or the email's
 /// `Message-ID`), the body, an email's subject or a push notification's title, and the link a
-/// tap on a push notification opens.
+/// tap on a push notification opens, or a Telegram message previews.
 #[derive(Debug, Default)]
 pub struct Sending {
     pub idempotency_key: String,
@@ -47,6 +50,7 @@ pub fn single(format: AlertFormat, payload: &AlertPayload) -> serde_json::Result
         AlertFormat::Discord => chat_body(Chat::Discord, Chat::Discord.message(payload))?,
         AlertFormat::Email => return Ok(email::single(payload)),
         AlertFormat::Ntfy => return Ok(push::single(payload)),
+        AlertFormat::Telegram => return Ok(telegram::single(payload)),
     };
     Ok(Sending {
         idempotency_key: payload.idempotency_key.clone(),
@@ -108,14 +112,18 @@ pub fn digest(
             .chunks(DIGEST_ALERTS)
             .map(|part| (part.len(), email::digest(part, key_of(part))))
             .collect()),
-        AlertFormat::Ntfy => Ok(push::digest(payloads)
-            .into_iter()
-            .scan(0, |at, (count, mut sending)| {
-                sending.idempotency_key = key_of(&payloads[*at..*at + count]);
-                *at += count;
-                Some((count, sending))
-            })
-            .collect()),
+        AlertFormat::Ntfy | AlertFormat::Telegram => Ok(if format == AlertFormat::Ntfy {
+            push::digest(payloads)
+        } else {
+            telegram::digest(payloads)
+        }
+        .into_iter()
+        .scan(0, |at, (count, mut sending)| {
+            sending.idempotency_key = key_of(&payloads[*at..*at + count]);
+            *at += count;
+            Some((count, sending))
+        })
+        .collect()),
         AlertFormat::Slack | AlertFormat::Discord => {
             let chat = if format == AlertFormat::Slack {
                 Chat::Slack
@@ -1216,5 +1224,155 @@ mod tests {
                 Some("https://news.example/0")
             )
         );
+    }
+
+    /// What Telegram shows of a message in its HTML: the text without tags, entities read.
+    fn shown_by_telegram(html: &[u8]) -> String {
+        let html = std::str::from_utf8(html).unwrap();
+        let mut shown = String::new();
+        let mut rest = html;
+        while let Some(at) = rest.find('<') {
+            shown.push_str(&rest[..at]);
+            rest = &rest[at + rest[at..].find('>').unwrap() + 1..];
+        }
+        shown.push_str(rest);
+        shown
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&amp;", "&")
+    }
+
+    fn utf16_units(text: &str) -> usize {
+        text.encode_utf16().count()
+    }
+
+    #[test]
+    fn a_telegram_message_shows_the_feeds_words_as_written_and_links_the_title() {
+        let story = payload(
+            "Xiaomi & Samsung <b>sign</b> a \"deal\"",
+            "https://news.example/deal?id=1&ref=\"rss\" x",
+            &[
+                ("Samsung", "a price <i>well</i> below"),
+                ("Xiaomi", "The Xiaomi Pad & co"),
+            ],
+        );
+        let sending = single(AlertFormat::Telegram, &story).unwrap();
+        assert_eq!(
+            String::from_utf8(sending.body).unwrap(),
+            "<b><a href=\"https://news.example/deal?id=1&amp;ref=%22rss%22%20x\">\
+             Xiaomi &amp; Samsung &lt;b&gt;sign&lt;/b&gt; a \"deal\"</a></b>\n\
+             Samsung, Xiaomi · Harbor Tech Daily and 1 more · 2026-11-23 08:15 UTC\n\
+             <blockquote><b>Samsung</b>: a price &lt;i&gt;well&lt;/i&gt; below\n\
+             <b>Xiaomi</b>: The Xiaomi Pad &amp; co</blockquote>"
+        );
+        assert_eq!(
+            sending.click.as_deref(),
+            Some("https://news.example/deal?id=1&ref=\"rss\" x"),
+            "the story's link is the one previewed"
+        );
+
+        let mut renamed = payload("Deal", "javascript:alert(1)", &[("Globex", "Globex too")]);
+        renamed.newly_named = Some("Globex".into());
+        let sending = single(AlertFormat::Telegram, &renamed).unwrap();
+        assert_eq!(sending.click, None, "only a web address is previewed");
+        let body = String::from_utf8(sending.body).unwrap();
+        assert!(
+            body.starts_with("<i>Now also names Globex</i>\n<b>Deal</b>\n"),
+            "no link but a web address: {body}"
+        );
+    }
+
+    /// Telegram refuses a message of more than 4,096 characters once its markup is read. Snippets
+    /// of every length from 1 to 300 characters, of text that HTML escapes and of characters
+    /// outside the BMP (two UTF-16 units each), put the last company's line at every distance
+    /// from the limit; each message is as full as the limit lets it be.
+    #[test]
+    fn telegram_messages_keep_within_what_telegram_takes_and_fill_it() {
+        let name = "小<".repeat(50);
+        for length in 1..=300 {
+            let snippet: String = "米&𝕏ab".chars().cycle().take(length).collect();
+            let companies: Vec<(&str, &str)> =
+                (0..40).map(|_| (name.as_str(), snippet.as_str())).collect();
+            let story = payload(&"标".repeat(1000), "https://news.example/a", &companies);
+            let shown = shown_by_telegram(&single(AlertFormat::Telegram, &story).unwrap().body);
+            let units = utf16_units(&shown);
+            let next_line = utf16_units(&format!("\n{name}: {snippet}"));
+            assert!(
+                units <= telegram::MESSAGE_UNITS && units + next_line > telegram::MESSAGE_UNITS,
+                "{length}: {units} units, and the next company's line is {next_line}"
+            );
+            assert!(shown.ends_with(" more companies)"), "{length}");
+        }
+    }
+
+    /// A digest fills each message and loses no story: each comes once, in order, across the
+    /// parts. Titles of lengths in many patterns put the parts' ends at every distance from
+    /// the limit.
+    #[test]
+    fn a_telegram_digest_carries_every_story_once_in_as_few_messages_as_fit() {
+        for step in 1..=40 {
+            let stories: Vec<AlertPayload> = (0..50)
+                .map(|n| AlertPayload {
+                    idempotency_key: format!("k{n}"),
+                    ..payload(
+                        &format!("Story {n} {}", "&𝕏".repeat(n * step % 95)),
+                        &format!("https://news.example/{n}"),
+                        &[("Xiaomi", "x"), ("Samsung", "s")],
+                    )
+                })
+                .collect();
+            let all: Vec<&AlertPayload> = stories.iter().collect();
+            let parts = digest(AlertFormat::Telegram, &all).unwrap();
+            assert!(parts.len() > 1, "{step}: {} parts", parts.len());
+            let heads_of = |body: &[u8]| -> Vec<String> {
+                shown_by_telegram(body)
+                    .split("\n\n")
+                    .skip(1)
+                    .map(str::to_owned)
+                    .collect()
+            };
+            let mut carried = Vec::new();
+            for (index, (count, sending)) in parts.iter().enumerate() {
+                let shown = shown_by_telegram(&sending.body);
+                assert!(
+                    utf16_units(&shown) <= telegram::MESSAGE_UNITS,
+                    "{step}, part {index}"
+                );
+                assert!(
+                    shown.starts_with(&format!(
+                        "Digest: {count} stories · part {} of {}\n\n",
+                        index + 1,
+                        parts.len()
+                    )),
+                    "{step}, part {index}: {shown}"
+                );
+                assert_eq!(sending.click, None, "nothing previewed");
+                let heads = heads_of(&sending.body);
+                assert_eq!(heads.len(), *count);
+                carried.extend(heads.iter().map(|head| {
+                    head.strip_prefix("Story ")
+                        .unwrap()
+                        .split_once(' ')
+                        .unwrap()
+                        .0
+                        .to_owned()
+                }));
+                if let Some((_, next)) = parts.get(index + 1) {
+                    let first_next = utf16_units(&heads_of(&next.body)[0]);
+                    // The count line is allowed 48 units, and takes fewer.
+                    assert!(
+                        utf16_units(&shown) + 2 + first_next > telegram::MESSAGE_UNITS - 48 + 30,
+                        "{step}, part {index} had room for the next story"
+                    );
+                }
+            }
+            let numbers: Vec<String> = (0..50).map(|n| n.to_string()).collect();
+            assert_eq!(carried, numbers, "{step}");
+            let keys: std::collections::HashSet<&str> = parts
+                .iter()
+                .map(|(_, sending)| sending.idempotency_key.as_str())
+                .collect();
+            assert_eq!(keys.len(), parts.len(), "each part has a key of its own");
+        }
     }
 }

@@ -342,6 +342,127 @@ async fn an_ntfy_target_gets_a_push_notification_that_opens_the_story() {
     );
 }
 
+/// A Telegram bot's message: the chat the URL's query names goes in the JSON posted to the
+/// bot's `sendMessage`, the feed's words escaped in Telegram's HTML. A refusal shows the Bot
+/// API's reason without the bot's token, and a 429 rests the target as long as its body asks.
+#[tokio::test]
+async fn a_telegram_target_gets_a_bots_message_and_keeps_to_what_the_bot_api_says() {
+    const SEND: &str = "bot123456:AAH-s3cret_tok3n/sendMessage";
+    const DEAL: &str = "<guid>1</guid><title>Xiaomi &amp; Samsung sign a deal &lt;3</title>\
+                        <link>https://news.example/deal?id=1</link>";
+    let server = FeedServer::start();
+    server.feed("a.xml", rss(&[DEAL]));
+    let bot_api = |status: u16, answer: &str| Route {
+        body: answer.as_bytes().to_vec(),
+        content_type: "application/json".into(),
+        ..Route::webhook(status)
+    };
+    server.set(
+        SEND,
+        bot_api(200, r#"{"ok":true,"result":{"message_id":7}}"#),
+    );
+    let notify = format!(
+        "\n[[notify]]\nname = \"chat\"\nbacklog = true\nformat = \"telegram\"\nretry_delay = \"1s\"\nurl = \"{}\"\n",
+        server.url(&format!(
+            "{SEND}?chat_id=-1001234567890&message_thread_id=9"
+        ))
+    );
+    let app = App::new(&[server.url("a.xml")], &format!("{COMPANIES}{notify}"));
+    let summary = app.poll().await;
+    assert_eq!(
+        summary.alerts,
+        Some(Delivered {
+            delivered: 1,
+            failed: 0
+        })
+    );
+    let sent = &server.requests(SEND)[0];
+    assert_eq!(sent.headers["content-type"], "application/json");
+    let message: serde_json::Value = serde_json::from_slice(&sent.body).unwrap();
+    assert_eq!(
+        (
+            &message["chat_id"],
+            &message["message_thread_id"],
+            &message["parse_mode"],
+            &message["link_preview_options"],
+        ),
+        (
+            &serde_json::json!(-1001234567890_i64),
+            &serde_json::json!(9),
+            &serde_json::json!("HTML"),
+            &serde_json::json!({ "url": "https://news.example/deal?id=1" }),
+        )
+    );
+    let text = message["text"].as_str().unwrap();
+    assert!(
+        text.starts_with(
+            "<b><a href=\"https://news.example/deal?id=1\">\
+             Xiaomi &amp; Samsung sign a deal &lt;3</a></b>\n\
+             Xiaomi, Samsung · Test feed · "
+        ) && text
+            .contains(" UTC\n<blockquote><b>Xiaomi</b>: Xiaomi &amp; Samsung sign a deal &lt;3\n"),
+        "{text}"
+    );
+
+    let tested = app.cli(&["alerts", "--send-test", "chat"]);
+    assert!(tested.status.success(), "{tested:?}");
+    let test: serde_json::Value =
+        serde_json::from_slice(&server.requests(SEND).last().unwrap().body).unwrap();
+    assert!(
+        test["text"]
+            .as_str()
+            .unwrap()
+            .contains("feedhound test alert for chat"),
+        "{test}"
+    );
+
+    server.set(
+        SEND,
+        bot_api(
+            400,
+            r#"{"ok":false,"error_code":400,"description":"Bad Request: chat not found"}"#,
+        ),
+    );
+    let refused = app.cli(&["alerts", "--send-test", "chat"]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        refused.status.code() == Some(1)
+            && stderr.contains("answered HTTP 400 Bad Request: Bad Request: chat not found")
+            && !stderr.contains("error_code")
+            && !stderr.contains("s3cret"),
+        "{stderr}"
+    );
+
+    // Telegram says how long to wait in its answer's body.
+    server.set(
+        SEND,
+        bot_api(
+            429,
+            r#"{"ok":false,"error_code":429,"description":"Too Many Requests: retry after 120","parameters":{"retry_after":120}}"#,
+        ),
+    );
+    server.feed(
+        "a.xml",
+        rss(&[DEAL, "<guid>2</guid><title>Samsung ships a phone</title>"]),
+    );
+    let throttled = app.poll().await;
+    assert_eq!(
+        throttled.alerts,
+        Some(Delivered {
+            delivered: 0,
+            failed: 1
+        })
+    );
+    assert_eq!(
+        app.count(
+            "SELECT count(*) FROM alert_target_rests
+             WHERE rest_until > datetime('now', '+100 seconds')"
+        ),
+        1,
+        "the rest lasts as long as retry_after asked, not the 1 s of retry_delay"
+    );
+}
+
 /// Slack's hooks carry their credential in the path.
 const SLACK_HOOK: &str = "services/T1/B2/s3cr3t";
 
