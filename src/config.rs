@@ -228,8 +228,9 @@ pub enum AlertFormat {
 }
 
 /// Where a webhook target's POSTs go. Built with the format that needs it: [`Endpoint::Ntfy`]
-/// for every `ntfy` target, [`Endpoint::Telegram`] for every `telegram` one.
-#[derive(Clone, Debug)]
+/// for every `ntfy` target, [`Endpoint::Telegram`] for every `telegram` one. Not `Debug`, as
+/// [`Delivery`] is not: it holds the target's secrets.
+#[derive(Clone)]
 pub enum Endpoint {
     /// The target's `url`, which takes the body as it is.
     Url,
@@ -282,10 +283,12 @@ impl NtfyTopic {
 /// A Telegram chat and the bot that writes to it, from a Bot API URL:
 /// `https://api.telegram.org/bot<TOKEN>/sendMessage?chat_id=<CHAT>`, or a Bot API server of
 /// one's own in place of `api.telegram.org`.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct TelegramChat {
     /// The bot's `sendMessage` method: the URL without its query.
     pub send_message: Url,
+    /// The bot's token, which an error must not quote.
+    pub token: String,
     pub chat_id: TelegramChatId,
     /// A topic of a forum group (`message_thread_id`).
     pub thread: Option<u64>,
@@ -308,7 +311,11 @@ impl TelegramChat {
         if segments.last() == Some(&"") {
             segments.pop();
         }
-        if segments.last() == Some(&"sendMessage") {
+        // The Bot API reads method names in any case.
+        if segments
+            .last()
+            .is_some_and(|method| method.eq_ignore_ascii_case("sendMessage"))
+        {
             segments.pop();
         }
         // A token is the bot's number, `:`, and its key (letters, digits, `-` and `_`).
@@ -322,34 +329,43 @@ impl TelegramChat {
                         .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
             })
         };
-        match segments.last() {
-            Some(last) if last.strip_prefix("bot").is_some_and(is_token) => {}
+        let token = match segments.last() {
+            Some(last) if last.strip_prefix("bot").is_some_and(is_token) => last[3..].to_owned(),
             Some(last) if is_token(last) => {
                 return Err(
                     "the bot's token goes after `bot` in the path, as in https://api.telegram.org/bot<TOKEN>/sendMessage?chat_id=<CHAT>",
                 );
             }
             _ => return Err(SHAPE),
+        };
+        if url.scheme() == "http" && !is_loopback(url.host_str().unwrap_or_default()) {
+            return Err(
+                "would send the bot's token unencrypted: use https, or http only to a Bot API server on this machine",
+            );
         }
         let (mut chat_id, mut thread) = (None, None);
         for (key, value) in url.query_pairs() {
             match &*key {
                 "chat_id" if chat_id.is_none() => {
-                    let name = value
-                        .strip_prefix('@')
-                        .filter(|name| {
-                            (1..=32).contains(&name.len())
-                                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-                        })
-                        .map(|_| TelegramChatId::Name(value.to_string()));
-                    chat_id = Some(
-                        value
-                            .parse()
-                            .ok()
-                            .map(TelegramChatId::Number)
-                            .or(name)
-                            .ok_or("its chat_id is neither a chat's number (-100… for a group or channel) nor a public channel's @name")?,
-                    );
+                    // A username: 5 to 32 letters, digits and `_`, starting with a letter.
+                    let name = value.strip_prefix('@').filter(|name| {
+                        (5..=32).contains(&name.len())
+                            && name.starts_with(|c: char| c.is_ascii_alphabetic())
+                            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                    });
+                    let number = value
+                        .parse::<i64>()
+                        .ok()
+                        .filter(|&number| number != 0 && !value.starts_with('+'));
+                    chat_id = Some(match (number, name) {
+                        (Some(number), _) => TelegramChatId::Number(number),
+                        (None, Some(_)) => TelegramChatId::Name(value.into_owned()),
+                        (None, None) => {
+                            return Err(
+                                "its chat_id is neither a chat's number (negative for a group or channel) nor a public channel's @name",
+                            );
+                        }
+                    });
                 }
                 "message_thread_id" if thread.is_none() => {
                     thread = Some(
@@ -368,13 +384,14 @@ impl TelegramChat {
             }
         }
         let chat_id = chat_id.ok_or(
-            "names no chat: end it with ?chat_id= and the chat's number (-100… for a group or channel) or a public channel's @name",
+            "names no chat: end it with ?chat_id= and the chat's number (negative for a group or channel) or a public channel's @name",
         )?;
         let mut send_message = url.clone();
         send_message.set_query(None);
         send_message.set_path(&format!("/{}/sendMessage", segments.join("/")));
         Ok(TelegramChat {
             send_message,
+            token,
             chat_id,
             thread,
         })
@@ -931,11 +948,7 @@ fn smtp_server(url: &Url) -> Result<SmtpServer, String> {
         }
         (user, Some(password)) => Some((decode(user)?, decode(password)?)),
     };
-    let loopback = host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    if tls == SmtpTls::Plain && login.is_some() && !loopback {
+    if tls == SmtpTls::Plain && login.is_some() && !is_loopback(&host) {
         return Err(format!(
             "would send its password unencrypted to {host}; leave `tls=none` out (STARTTLS), or use smtps://"
         ));
@@ -967,6 +980,15 @@ fn mailboxes(addresses: &[String]) -> Result<Vec<lettre::message::Mailbox>, Stri
                 .map_err(|err| format!("{address:?} is not an email address ({err})"))
         })
         .collect()
+}
+
+/// Whether `host` (a name, or an IP address in brackets or not) is this machine.
+fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// A path segment that reads as a generated token rather than a name: 20 characters or more
@@ -2176,31 +2198,31 @@ impl Checker {
                             "is an email address, and this target's url is a webhook; email needs an smtp:// or smtps:// url",
                         );
                     }
-                    // An API's endpoint, and why a `secret` means nothing to it.
-                    let endpoint = match format {
-                        Some(AlertFormat::Ntfy) => NtfyTopic::of(&url).map(|topic| {
-                            (
-                                Endpoint::Ntfy(topic),
-                                "signs webhook POSTs, which ntfy does not check; remove it, and log in to a protected topic with the url's user and password",
-                            )
-                        }),
-                        Some(AlertFormat::Telegram) => TelegramChat::of(&url).map(|chat| {
-                            (
-                                Endpoint::Telegram(chat),
-                                "signs webhook POSTs, which Telegram does not check; remove it",
-                            )
-                        }),
-                        _ => Ok((Endpoint::Url, "")),
+                    // The API a format posts to, from the url.
+                    let api = match format {
+                        Some(AlertFormat::Ntfy) => Some(NtfyTopic::of(&url).map(Endpoint::Ntfy)),
+                        Some(AlertFormat::Telegram) => {
+                            Some(TelegramChat::of(&url).map(Endpoint::Telegram))
+                        }
+                        _ => None,
                     };
-                    let endpoint = match endpoint {
-                        Ok((Endpoint::Url, _)) => Some(Endpoint::Url),
-                        Ok((endpoint, unchecked)) => {
+                    let endpoint = match api {
+                        None => Some(Endpoint::Url),
+                        Some(Ok(endpoint)) => {
                             // A public ntfy server's topic, like a bot's token, is the key to
                             // what it sends.
                             if read_from.is_empty() && !url_has_credential(&url, true) {
                                 self.note_credential_written(&format!("{key}.url"), &url_span);
                             }
                             if let Some(secret) = &secret_span {
+                                let unchecked = match endpoint {
+                                    Endpoint::Ntfy(_) => {
+                                        "signs webhook POSTs, which ntfy does not check; remove it, and log in to a protected topic with the url's user and password"
+                                    }
+                                    _ => {
+                                        "signs webhook POSTs, which Telegram does not check; remove it"
+                                    }
+                                };
                                 self.issue(
                                     Some(secret.clone()),
                                     format!("{key}.secret"),
@@ -2209,7 +2231,7 @@ impl Checker {
                             }
                             Some(endpoint)
                         }
-                        Err(problem) => {
+                        Some(Err(problem)) => {
                             self.issue(Some(url_span.clone()), format!("{key}.url"), problem);
                             None
                         }
@@ -3222,6 +3244,7 @@ mod tests {
             };
             (
                 chat.send_message.to_string(),
+                chat.token.clone(),
                 chat.chat_id.clone(),
                 chat.thread,
             )
@@ -3232,6 +3255,7 @@ mod tests {
             )),
             (
                 format!("https://api.telegram.org/bot{TOKEN}/sendMessage"),
+                TOKEN.to_owned(),
                 TelegramChatId::Number(-1001234567890),
                 None
             )
@@ -3242,10 +3266,19 @@ mod tests {
             )),
             (
                 format!("http://127.0.0.1:8081/tg/bot{TOKEN}/sendMessage"),
+                TOKEN.to_owned(),
                 TelegramChatId::Name("@acme_news".into()),
                 Some(42)
             ),
             "a Bot API server of one's own, under a path, a channel by name, a forum's topic"
+        );
+        assert_eq!(
+            chat(&format!(
+                "https://api.telegram.org/bot{TOKEN}/sendmessage?chat_id=-4242"
+            ))
+            .0,
+            format!("https://api.telegram.org/bot{TOKEN}/sendMessage"),
+            "the Bot API reads a method's name in any case"
         );
         for (url, said) in [
             (
@@ -3267,6 +3300,26 @@ mod tests {
             (
                 format!("https://api.telegram.org/bot{TOKEN}?chat_id=acme"),
                 "its chat_id is neither a chat's number",
+            ),
+            (
+                format!("https://api.telegram.org/bot{TOKEN}?chat_id=%40acme"),
+                "its chat_id is neither a chat's number",
+            ),
+            (
+                format!("https://api.telegram.org/bot{TOKEN}?chat_id=%401acme_news"),
+                "its chat_id is neither a chat's number",
+            ),
+            (
+                format!("https://api.telegram.org/bot{TOKEN}?chat_id=%2B42"),
+                "its chat_id is neither a chat's number",
+            ),
+            (
+                format!("https://api.telegram.org/bot{TOKEN}?chat_id=0"),
+                "its chat_id is neither a chat's number",
+            ),
+            (
+                format!("http://api.telegram.org/bot{TOKEN}?chat_id=1"),
+                "would send the bot's token unencrypted",
             ),
             (
                 format!("https://api.telegram.org/bot{TOKEN}?chat_id=1&message_thread_id=0"),

@@ -143,8 +143,10 @@ impl Senders {
         sending: &Sending,
     ) -> Result<Taken, DeliveryFailure> {
         match &target.delivery {
-            Delivery::Webhook { secret, .. } => {
-                post(&self.http, target, secret.as_deref(), sending).await?;
+            Delivery::Webhook {
+                secret, endpoint, ..
+            } => {
+                post(&self.http, target, endpoint, secret.as_deref(), sending).await?;
                 Ok(Taken::default())
             }
             Delivery::Email(email) => {
@@ -551,10 +553,11 @@ fn digest_window(target: &NotifyConfig, now: DateTime<Utc>) -> Option<DigestWind
     target.digest.as_ref().map(|digest| digest.window(now))
 }
 
-/// One POST to `target`.
+/// One POST to `target`, through `endpoint`.
 async fn post(
     client: &reqwest::Client,
     target: &NotifyConfig,
+    endpoint: &Endpoint,
     secret: Option<&str>,
     sending: &Sending,
 ) -> Result<(), DeliveryFailure> {
@@ -563,11 +566,62 @@ async fn post(
         retry_after: None,
         message,
     };
-    let endpoint = match &target.delivery {
-        Delivery::Webhook { endpoint, .. } => endpoint,
-        Delivery::Email(_) => &Endpoint::Url,
-    };
-    let (url, body) = match endpoint {
+    let (url, body) = framed_post(target, endpoint, sending);
+    let mut request = client
+        .post(url)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .header("Idempotency-Key", &sending.idempotency_key);
+    if let Some(secret) = secret {
+        request = request.header("X-Feedhound-Signature", signature(secret, &body));
+    }
+    let response = request.body(body).send().await.map_err(|err| {
+        let message = format!(
+            "cannot reach {}: {}",
+            origin_only(&target.url),
+            why_unanswered(err)
+        );
+        failure(true, message)
+    })?;
+    let status = response.status();
+    if status.is_success() {
+        return Ok(());
+    }
+    let target_down = matches!(status.as_u16(), 429 | 502..=504);
+    let retry_after = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| parse_retry_after(value, Utc::now()));
+    let (reason, asked_seconds) = refusal(target, endpoint, &refusal_body(response).await);
+    let retry_after = retry_after.or_else(|| {
+        let seconds = chrono::TimeDelta::try_seconds(i64::try_from(asked_seconds?).ok()?)?;
+        Utc::now().checked_add_signed(seconds)
+    });
+    let reason = reason
+        .map(|reason| format!(": {reason}"))
+        .unwrap_or_default();
+    Err(DeliveryFailure {
+        // The statuses that carry it (RFC 9110 for 503, RFC 6585 for 429); behind a 502 or
+        // 504 it is a proxy's, not the receiver's.
+        retry_after: retry_after.filter(|_| matches!(status.as_u16(), 429 | 503)),
+        ..failure(
+            target_down,
+            format!(
+                "{} answered HTTP {status}{reason}",
+                origin_only(&target.url)
+            ),
+        )
+    })
+}
+
+/// Where a POST of `sending` to `target` goes, and its body: the body to the target's own URL,
+/// or framed as the API `endpoint` names takes it.
+fn framed_post(
+    target: &NotifyConfig,
+    endpoint: &Endpoint,
+    sending: &Sending,
+) -> (reqwest::Url, Vec<u8>) {
+    match endpoint {
         Endpoint::Url => (target.url.clone(), sending.body.clone()),
         // ntfy takes JSON at its root, naming the topic; the topic's own URL would take the
         // whole body as the message's text.
@@ -597,66 +651,38 @@ async fn post(
             }
             (chat.send_message.clone(), framed.to_string().into_bytes())
         }
-    };
-    let mut request = client
-        .post(url)
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .header("Idempotency-Key", &sending.idempotency_key);
-    if let Some(secret) = secret {
-        request = request.header("X-Feedhound-Signature", signature(secret, &body));
     }
-    let response = request.body(body).send().await.map_err(|err| {
-        let message = format!(
-            "cannot reach {}: {}",
-            origin_only(&target.url),
-            why_unanswered(err)
-        );
-        failure(true, message)
-    })?;
-    let status = response.status();
-    if status.is_success() {
-        return Ok(());
-    }
-    let target_down = matches!(status.as_u16(), 429 | 502..=504);
-    let mut retry_after = response
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| parse_retry_after(value, Utc::now()));
-    let body = refusal_body(response).await;
-    let reason = match endpoint {
-        Endpoint::Telegram(_) => {
-            let refusal = TelegramRefusal::of(&body);
-            let asked = refusal.retry_after.and_then(|seconds| {
-                Utc::now().checked_add_signed(chrono::TimeDelta::try_seconds(
-                    i64::try_from(seconds).ok()?,
-                )?)
-            });
-            retry_after = retry_after.or(asked);
-            refusal
-                .description
-                .or_else(|| refusal_reason(&body, &target.url))
-        }
+}
+
+/// Why a target refused a POST, from the start of its answer's `body`, with what would give
+/// the target's secret away taken out; and how many seconds it asked to wait, when it says
+/// so in the body, as the Bot API does.
+fn refusal(
+    target: &NotifyConfig,
+    endpoint: &Endpoint,
+    body: &str,
+) -> (Option<String>, Option<u64>) {
+    match endpoint {
+        Endpoint::Url => (refusal_reason(body, &target.url), None),
         // On a public ntfy server the topic is the password; an error may quote it.
         Endpoint::Ntfy(topic) => {
-            refusal_reason(&body, &target.url).map(|reason| reason.replace(&topic.name, "…"))
+            let reason = refusal_reason(body, &target.url);
+            (reason.map(|reason| reason.replace(&topic.name, "…")), None)
         }
-        Endpoint::Url => refusal_reason(&body, &target.url),
+        // `{"ok": false, "description": "Bad Request: chat not found", "parameters":
+        // {"retry_after": 30}}`; a proxy's page in front of it is read as any other.
+        Endpoint::Telegram(chat) => {
+            let answer: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+            let description = answer["description"]
+                .as_str()
+                .map(|description| one_line(description, REASON_CHARS))
+                .filter(|description| !description.is_empty());
+            let reason = description
+                .or_else(|| refusal_reason(body, &chat.send_message))
+                .map(|reason| reason.replace(&chat.token, "…"));
+            (reason, answer["parameters"]["retry_after"].as_u64())
+        }
     }
-    .map(|reason| format!(": {reason}"))
-    .unwrap_or_default();
-    Err(DeliveryFailure {
-        // The statuses that carry it (RFC 9110 for 503, RFC 6585 for 429); behind a 502 or
-        // 504 it is a proxy's, not the receiver's.
-        retry_after: retry_after.filter(|_| matches!(status.as_u16(), 429 | 503)),
-        ..failure(
-            target_down,
-            format!(
-                "{} answered HTTP {status}{reason}",
-                origin_only(&target.url)
-            ),
-        )
-    })
 }
 
 /// Longest reason for a refusal shown, in characters, and what is read of its body for it.
@@ -701,28 +727,6 @@ fn refusal_reason(text: &str, url: &reqwest::Url) -> Option<String> {
     }
     let reason: String = reason.chars().take(REASON_CHARS).collect();
     (!reason.is_empty()).then_some(reason)
-}
-
-/// What the Bot API says of a request it refused: `{"ok": false, "description": "Bad Request:
-/// chat not found", "parameters": {"retry_after": 30}}`.
-struct TelegramRefusal {
-    /// On one line; None for a body that is not the Bot API's (a proxy's page, say).
-    description: Option<String>,
-    /// How long a 429 asks to wait, in seconds: the Bot API says it here.
-    retry_after: Option<u64>,
-}
-
-impl TelegramRefusal {
-    fn of(body: &str) -> TelegramRefusal {
-        let answer: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
-        TelegramRefusal {
-            description: answer["description"]
-                .as_str()
-                .map(|description| one_line(description, REASON_CHARS))
-                .filter(|description| !description.is_empty()),
-            retry_after: answer["parameters"]["retry_after"].as_u64(),
-        }
-    }
 }
 
 /// A receiver's words on one line, as `alerts` and the log show them: runs of spaces, line

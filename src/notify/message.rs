@@ -60,14 +60,20 @@ pub fn single(format: AlertFormat, payload: &AlertPayload) -> serde_json::Result
 }
 
 /// The POST of one alert alone: for a target that takes digests, a digest of one, the shape
-/// its receiver reads. An email is for a person, who reads one alert best as one.
+/// its receiver reads; but what a person reads (an email, a push notification, a Telegram
+/// message) is best read as one alert.
 pub fn alone(
     format: AlertFormat,
     digest_target: bool,
     payload: &AlertPayload,
 ) -> serde_json::Result<Sending> {
-    // A person reads one alert best as one: an email, a push notification.
-    if !digest_target || matches!(format, AlertFormat::Email | AlertFormat::Ntfy) {
+    // A person reads one alert best as one: an email, a push notification, a bot's message.
+    if !digest_target
+        || matches!(
+            format,
+            AlertFormat::Email | AlertFormat::Ntfy | AlertFormat::Telegram
+        )
+    {
         return single(format, payload);
     }
     let mut posts = digest(format, &[payload])?;
@@ -112,10 +118,9 @@ pub fn digest(
             .chunks(DIGEST_ALERTS)
             .map(|part| (part.len(), email::digest(part, key_of(part))))
             .collect()),
-        AlertFormat::Ntfy | AlertFormat::Telegram => Ok(if format == AlertFormat::Ntfy {
-            push::digest(payloads)
-        } else {
-            telegram::digest(payloads)
+        AlertFormat::Ntfy | AlertFormat::Telegram => Ok(match format {
+            AlertFormat::Ntfy => push::digest(payloads),
+            _ => telegram::digest(payloads),
         }
         .into_iter()
         .scan(0, |at, (count, mut sending)| {
@@ -150,34 +155,12 @@ pub fn digest(
     }
 }
 
-/// Emails: plain text, so a feed's words are shown as written and need no escaping; only
-/// characters that would break a line or reorder it are taken out.
-mod email {
-    use super::{
-        COMPANIES_CHARS, LINK_CHARS, NAME_CHARS, SNIPPET_CHARS, SUBJECT_CHARS, Sending, TITLE_CHARS,
-    };
+/// The plain-text words of an alert, which emails, push notifications and Telegram messages
+/// are made of: a feed's text cut to a length and kept on one line, without characters that
+/// would break or reorder it.
+mod plain {
+    use super::{COMPANIES_CHARS, LINK_CHARS, NAME_CHARS, SUBJECT_CHARS, TITLE_CHARS, story_title};
     use crate::store::AlertPayload;
-
-    pub fn single(payload: &AlertPayload) -> Sending {
-        let mut body = head(payload);
-        if !payload.companies.is_empty() {
-            body.push('\n');
-        }
-        for company in &payload.companies {
-            body.push_str(&format!(
-                "\n{}: \"{}\"",
-                line(&company.name, NAME_CHARS),
-                line(&company.snippet, SNIPPET_CHARS)
-            ));
-        }
-        body.push('\n');
-        Sending {
-            idempotency_key: payload.idempotency_key.clone(),
-            subject: Some(subject(payload)),
-            body: body.into_bytes(),
-            click: None,
-        }
-    }
 
     /// One alert's subject: what was newly named, or the companies, then the title (a test
     /// alert names no company: its title alone).
@@ -187,22 +170,6 @@ mod email {
             None => companies(payload),
         };
         subject_of(&about, &title(payload))
-    }
-
-    /// One email of `payloads`, each story's head numbered, under a subject that counts them
-    /// and names their companies, most named first.
-    pub fn digest(payloads: &[&AlertPayload], idempotency_key: String) -> Sending {
-        let mut body = String::new();
-        for (number, payload) in payloads.iter().enumerate() {
-            let head = head(payload).replace('\n', "\n   ");
-            body.push_str(&format!("{}. {head}\n\n", number + 1));
-        }
-        Sending {
-            idempotency_key,
-            subject: Some(digest_subject(payloads)),
-            body: format!("{}\n", body.trim_end()).into_bytes(),
-            click: None,
-        }
     }
 
     /// A digest's subject: how many stories, and their companies, most named first.
@@ -236,27 +203,12 @@ mod email {
     }
 
     pub(super) fn title(payload: &AlertPayload) -> String {
-        let title = payload.story.title.as_deref().unwrap_or("(untitled story)");
-        line(title, TITLE_CHARS)
+        line(story_title(payload), TITLE_CHARS)
     }
 
     pub(super) fn companies(payload: &AlertPayload) -> String {
         let names: Vec<&str> = payload.companies.iter().map(|c| c.name.as_str()).collect();
         line(&names.join(", "), COMPANIES_CHARS)
-    }
-
-    /// What says which story an alert is about: the title, its link on a line of its own (mail
-    /// readers make it clickable), then what was newly named, the companies, where and when.
-    fn head(payload: &AlertPayload) -> String {
-        let mut head = vec![title(payload)];
-        if let Some(link) = shown_link(payload) {
-            head.push(line(link, LINK_CHARS));
-        }
-        if let Some(company) = &payload.newly_named {
-            head.push(format!("Now also names {}", line(company, NAME_CHARS)));
-        }
-        head.push(about(payload));
-        head.join("\n")
     }
 
     /// The line under the title: the companies, where, and when (in UTC, to the minute).
@@ -304,11 +256,70 @@ mod email {
     }
 }
 
+/// Emails: plain text, so a feed's words are shown as written and need no escaping; only
+/// characters that would break a line or reorder it are taken out.
+mod email {
+    use super::plain::{about, digest_subject, line, shown_link, subject, title};
+    use super::{LINK_CHARS, NAME_CHARS, SNIPPET_CHARS, Sending};
+    use crate::store::AlertPayload;
+
+    pub fn single(payload: &AlertPayload) -> Sending {
+        let mut body = head(payload);
+        if !payload.companies.is_empty() {
+            body.push('\n');
+        }
+        for company in &payload.companies {
+            body.push_str(&format!(
+                "\n{}: \"{}\"",
+                line(&company.name, NAME_CHARS),
+                line(&company.snippet, SNIPPET_CHARS)
+            ));
+        }
+        body.push('\n');
+        Sending {
+            idempotency_key: payload.idempotency_key.clone(),
+            subject: Some(subject(payload)),
+            body: body.into_bytes(),
+            click: None,
+        }
+    }
+
+    /// One email of `payloads`, each story's head numbered, under a subject that counts them
+    /// and names their companies, most named first.
+    pub fn digest(payloads: &[&AlertPayload], idempotency_key: String) -> Sending {
+        let mut body = String::new();
+        for (number, payload) in payloads.iter().enumerate() {
+            let head = head(payload).replace('\n', "\n   ");
+            body.push_str(&format!("{}. {head}\n\n", number + 1));
+        }
+        Sending {
+            idempotency_key,
+            subject: Some(digest_subject(payloads)),
+            body: format!("{}\n", body.trim_end()).into_bytes(),
+            click: None,
+        }
+    }
+
+    /// What says which story an alert is about: the title, its link on a line of its own (mail
+    /// readers make it clickable), then what was newly named, the companies, where and when.
+    fn head(payload: &AlertPayload) -> String {
+        let mut head = vec![title(payload)];
+        if let Some(link) = shown_link(payload) {
+            head.push(line(link, LINK_CHARS));
+        }
+        if let Some(company) = &payload.newly_named {
+            head.push(format!("Now also names {}", line(company, NAME_CHARS)));
+        }
+        head.push(about(payload));
+        head.join("\n")
+    }
+}
+
 /// Push notifications through ntfy: the words of an email (plain text, which ntfy shows as
 /// written), in the size ntfy keeps as a message; a tap opens the story.
 mod push {
-    use super::email::{about, companies, digest_subject, line, shown_link, subject, title};
-    use super::{NAME_CHARS, SNIPPET_CHARS, Sending, more_companies};
+    use super::plain::{about, companies, digest_subject, line, shown_link, subject, title};
+    use super::{NAME_CHARS, SNIPPET_CHARS, Sending, fitting_parts, more_companies};
     use crate::store::AlertPayload;
 
     /// ntfy keeps a message shorter than 4,096 bytes (its default `message-size-limit`): one
@@ -376,19 +387,10 @@ mod push {
             .collect();
         // A blank line apart: two escaped line breaks.
         const BETWEEN: usize = 4;
-        let mut parts: Vec<std::ops::Range<usize>> = Vec::new();
-        let mut start = 0;
-        while start < entries.len() {
-            let mut length = json_len(&entries[start]);
-            let mut end = start + 1;
-            while end < entries.len() && length + BETWEEN + json_len(&entries[end]) <= MESSAGE_BYTES
-            {
-                length += BETWEEN + json_len(&entries[end]);
-                end += 1;
-            }
-            parts.push(start..end);
-            start = end;
-        }
+        let lengths: Vec<usize> = entries.iter().map(|entry| json_len(entry)).collect();
+        let parts = fitting_parts(&lengths, |part| {
+            part.iter().sum::<usize>() + BETWEEN * (part.len() - 1) <= MESSAGE_BYTES
+        });
         let total = parts.len();
         parts
             .into_iter()
@@ -413,6 +415,41 @@ mod push {
             })
             .collect()
     }
+}
+
+/// A story's title; an empty one (`<title/>`) would leave a link with nothing to click.
+fn story_title(payload: &AlertPayload) -> &str {
+    (payload.story.title.as_deref())
+        .filter(|title| !title.trim().is_empty())
+        .unwrap_or("(untitled story)")
+}
+
+/// The line over a chat digest's stories: how many, and which part of how many it is.
+fn digest_count(stories: usize, part: usize, parts: usize) -> String {
+    let mut count = match stories {
+        1 => "Digest: 1 story".to_owned(),
+        n => format!("Digest: {n} stories"),
+    };
+    if parts > 1 {
+        count.push_str(&format!(" · part {part} of {parts}"));
+    }
+    count
+}
+
+/// `items` in consecutive parts, in order, each as long as `fits` lets it grow, and at least
+/// one item long (one that fits nowhere goes alone).
+fn fitting_parts<T>(items: &[T], fits: impl Fn(&[T]) -> bool) -> Vec<std::ops::Range<usize>> {
+    let mut parts = Vec::new();
+    let mut start = 0;
+    while start < items.len() {
+        let mut end = start + 1;
+        while end < items.len() && fits(&items[start..=end]) {
+            end += 1;
+        }
+        parts.push(start..end);
+        start = end;
+    }
+    parts
 }
 
 /// The line that says how many companies a message left out.
@@ -507,37 +544,19 @@ impl Chat {
         // 50 alerts) and bold: 38 characters, with room to spare.
         const COUNT_LINE: usize = 48;
         let heads: Vec<String> = payloads.iter().map(|p| self.head(p)).collect();
-        let mut parts: Vec<&[String]> = Vec::new();
-        let mut rest = heads.as_slice();
-        while !rest.is_empty() {
-            let mut length = COUNT_LINE;
-            let fits = rest
-                .iter()
-                .take_while(|head| {
-                    length += 2 + head.chars().count();
-                    length <= self.limit()
-                })
-                .count()
-                .max(1);
-            let (part, after) = rest.split_at(fits);
-            parts.push(part);
-            rest = after;
-        }
+        let lengths: Vec<usize> = heads.iter().map(|head| head.chars().count()).collect();
+        let parts = fitting_parts(&lengths, |part| {
+            COUNT_LINE + part.iter().map(|length| 2 + length).sum::<usize>() <= self.limit()
+        });
         let total = parts.len();
         parts
             .into_iter()
             .enumerate()
             .map(|(index, part)| {
-                let mut count = match part.len() {
-                    1 => "Digest: 1 story".to_owned(),
-                    n => format!("Digest: {n} stories"),
-                };
-                if total > 1 {
-                    count.push_str(&format!(" · part {} of {total}", index + 1));
-                }
+                let count = self.bold(&digest_count(part.len(), index + 1, total));
                 (
                     part.len(),
-                    format!("{}\n\n{}", self.bold(&count), part.join("\n\n")),
+                    format!("{count}\n\n{}", heads[part].join("\n\n")),
                 )
             })
             .collect()
@@ -554,10 +573,7 @@ impl Chat {
                 self.text(company, NAME_CHARS)
             ));
         }
-        let title = self.text(
-            story.title.as_deref().unwrap_or("(untitled story)"),
-            TITLE_CHARS,
-        );
+        let title = self.text(story_title(payload), TITLE_CHARS);
         let link = story.link.as_deref().map(|link| self.link_target(link));
         head.push(
             match link.filter(|link| link.chars().count() <= LINK_CHARS) {
@@ -669,7 +685,7 @@ mod tests {
     use super::*;
     use crate::store::{AlertCompany, AlertStory, Source};
 
-    fn payload(title: &str, link: &str, companies: &[(&str, &str)]) -> AlertPayload {
+    pub(super) fn payload(title: &str, link: &str, companies: &[(&str, &str)]) -> AlertPayload {
         AlertPayload {
             idempotency_key: "k".into(),
             story: AlertStory {
@@ -1224,155 +1240,5 @@ mod tests {
                 Some("https://news.example/0")
             )
         );
-    }
-
-    /// What Telegram shows of a message in its HTML: the text without tags, entities read.
-    fn shown_by_telegram(html: &[u8]) -> String {
-        let html = std::str::from_utf8(html).unwrap();
-        let mut shown = String::new();
-        let mut rest = html;
-        while let Some(at) = rest.find('<') {
-            shown.push_str(&rest[..at]);
-            rest = &rest[at + rest[at..].find('>').unwrap() + 1..];
-        }
-        shown.push_str(rest);
-        shown
-            .replace("&lt;", "<")
-            .replace("&gt;", ">")
-            .replace("&amp;", "&")
-    }
-
-    fn utf16_units(text: &str) -> usize {
-        text.encode_utf16().count()
-    }
-
-    #[test]
-    fn a_telegram_message_shows_the_feeds_words_as_written_and_links_the_title() {
-        let story = payload(
-            "Xiaomi & Samsung <b>sign</b> a \"deal\"",
-            "https://news.example/deal?id=1&ref=\"rss\" x",
-            &[
-                ("Samsung", "a price <i>well</i> below"),
-                ("Xiaomi", "The Xiaomi Pad & co"),
-            ],
-        );
-        let sending = single(AlertFormat::Telegram, &story).unwrap();
-        assert_eq!(
-            String::from_utf8(sending.body).unwrap(),
-            "<b><a href=\"https://news.example/deal?id=1&amp;ref=%22rss%22%20x\">\
-             Xiaomi &amp; Samsung &lt;b&gt;sign&lt;/b&gt; a \"deal\"</a></b>\n\
-             Samsung, Xiaomi · Harbor Tech Daily and 1 more · 2026-11-23 08:15 UTC\n\
-             <blockquote><b>Samsung</b>: a price &lt;i&gt;well&lt;/i&gt; below\n\
-             <b>Xiaomi</b>: The Xiaomi Pad &amp; co</blockquote>"
-        );
-        assert_eq!(
-            sending.click.as_deref(),
-            Some("https://news.example/deal?id=1&ref=\"rss\" x"),
-            "the story's link is the one previewed"
-        );
-
-        let mut renamed = payload("Deal", "javascript:alert(1)", &[("Globex", "Globex too")]);
-        renamed.newly_named = Some("Globex".into());
-        let sending = single(AlertFormat::Telegram, &renamed).unwrap();
-        assert_eq!(sending.click, None, "only a web address is previewed");
-        let body = String::from_utf8(sending.body).unwrap();
-        assert!(
-            body.starts_with("<i>Now also names Globex</i>\n<b>Deal</b>\n"),
-            "no link but a web address: {body}"
-        );
-    }
-
-    /// Telegram refuses a message of more than 4,096 characters once its markup is read. Snippets
-    /// of every length from 1 to 300 characters, of text that HTML escapes and of characters
-    /// outside the BMP (two UTF-16 units each), put the last company's line at every distance
-    /// from the limit; each message is as full as the limit lets it be.
-    #[test]
-    fn telegram_messages_keep_within_what_telegram_takes_and_fill_it() {
-        let name = "小<".repeat(50);
-        for length in 1..=300 {
-            let snippet: String = "米&𝕏ab".chars().cycle().take(length).collect();
-            let companies: Vec<(&str, &str)> =
-                (0..40).map(|_| (name.as_str(), snippet.as_str())).collect();
-            let story = payload(&"标".repeat(1000), "https://news.example/a", &companies);
-            let shown = shown_by_telegram(&single(AlertFormat::Telegram, &story).unwrap().body);
-            let units = utf16_units(&shown);
-            let next_line = utf16_units(&format!("\n{name}: {snippet}"));
-            assert!(
-                units <= telegram::MESSAGE_UNITS && units + next_line > telegram::MESSAGE_UNITS,
-                "{length}: {units} units, and the next company's line is {next_line}"
-            );
-            assert!(shown.ends_with(" more companies)"), "{length}");
-        }
-    }
-
-    /// A digest fills each message and loses no story: each comes once, in order, across the
-    /// parts. Titles of lengths in many patterns put the parts' ends at every distance from
-    /// the limit.
-    #[test]
-    fn a_telegram_digest_carries_every_story_once_in_as_few_messages_as_fit() {
-        for step in 1..=40 {
-            let stories: Vec<AlertPayload> = (0..50)
-                .map(|n| AlertPayload {
-                    idempotency_key: format!("k{n}"),
-                    ..payload(
-                        &format!("Story {n} {}", "&𝕏".repeat(n * step % 95)),
-                        &format!("https://news.example/{n}"),
-                        &[("Xiaomi", "x"), ("Samsung", "s")],
-                    )
-                })
-                .collect();
-            let all: Vec<&AlertPayload> = stories.iter().collect();
-            let parts = digest(AlertFormat::Telegram, &all).unwrap();
-            assert!(parts.len() > 1, "{step}: {} parts", parts.len());
-            let heads_of = |body: &[u8]| -> Vec<String> {
-                shown_by_telegram(body)
-                    .split("\n\n")
-                    .skip(1)
-                    .map(str::to_owned)
-                    .collect()
-            };
-            let mut carried = Vec::new();
-            for (index, (count, sending)) in parts.iter().enumerate() {
-                let shown = shown_by_telegram(&sending.body);
-                assert!(
-                    utf16_units(&shown) <= telegram::MESSAGE_UNITS,
-                    "{step}, part {index}"
-                );
-                assert!(
-                    shown.starts_with(&format!(
-                        "Digest: {count} stories · part {} of {}\n\n",
-                        index + 1,
-                        parts.len()
-                    )),
-                    "{step}, part {index}: {shown}"
-                );
-                assert_eq!(sending.click, None, "nothing previewed");
-                let heads = heads_of(&sending.body);
-                assert_eq!(heads.len(), *count);
-                carried.extend(heads.iter().map(|head| {
-                    head.strip_prefix("Story ")
-                        .unwrap()
-                        .split_once(' ')
-                        .unwrap()
-                        .0
-                        .to_owned()
-                }));
-                if let Some((_, next)) = parts.get(index + 1) {
-                    let first_next = utf16_units(&heads_of(&next.body)[0]);
-                    // The count line is allowed 48 units, and takes fewer.
-                    assert!(
-                        utf16_units(&shown) + 2 + first_next > telegram::MESSAGE_UNITS - 48 + 30,
-                        "{step}, part {index} had room for the next story"
-                    );
-                }
-            }
-            let numbers: Vec<String> = (0..50).map(|n| n.to_string()).collect();
-            assert_eq!(carried, numbers, "{step}");
-            let keys: std::collections::HashSet<&str> = parts
-                .iter()
-                .map(|(_, sending)| sending.idempotency_key.as_str())
-                .collect();
-            assert_eq!(keys.len(), parts.len(), "each part has a key of its own");
-        }
     }
 }

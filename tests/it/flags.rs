@@ -344,7 +344,8 @@ async fn an_ntfy_target_gets_a_push_notification_that_opens_the_story() {
 
 /// A Telegram bot's message: the chat the URL's query names goes in the JSON posted to the
 /// bot's `sendMessage`, the feed's words escaped in Telegram's HTML. A refusal shows the Bot
-/// API's reason without the bot's token, and a 429 rests the target as long as its body asks.
+/// API's reason, or a proxy's, without the bot's token; a 429 rests the target as long as its
+/// body asks.
 #[tokio::test]
 async fn a_telegram_target_gets_a_bots_message_and_keeps_to_what_the_bot_api_says() {
     const SEND: &str = "bot123456:AAH-s3cret_tok3n/sendMessage";
@@ -361,11 +362,13 @@ async fn a_telegram_target_gets_a_bots_message_and_keeps_to_what_the_bot_api_say
         SEND,
         bot_api(200, r#"{"ok":true,"result":{"message_id":7}}"#),
     );
+    // The URL may end at the token; the POST goes to its sendMessage.
+    let bot = SEND.trim_end_matches("/sendMessage");
     let notify = format!(
-        "\n[[notify]]\nname = \"chat\"\nbacklog = true\nformat = \"telegram\"\nretry_delay = \"1s\"\nurl = \"{}\"\n",
-        server.url(&format!(
-            "{SEND}?chat_id=-1001234567890&message_thread_id=9"
-        ))
+        "\n[[notify]]\nname = \"chat\"\nbacklog = true\nformat = \"telegram\"\nretry_delay = \"1s\"\nurl = \"{}\"\n\
+         [[notify]]\nname = \"channel\"\nformat = \"telegram\"\nurl = \"{}\"\n",
+        server.url(&format!("{bot}?chat_id=-1001234567890&message_thread_id=9")),
+        server.url(&format!("{SEND}?chat_id=%40acme_news"))
     );
     let app = App::new(&[server.url("a.xml")], &format!("{COMPANIES}{notify}"));
     let summary = app.poll().await;
@@ -404,7 +407,8 @@ async fn a_telegram_target_gets_a_bots_message_and_keeps_to_what_the_bot_api_say
         "{text}"
     );
 
-    let tested = app.cli(&["alerts", "--send-test", "chat"]);
+    // A test alert has no link to preview; this channel has no topic.
+    let tested = app.cli(&["alerts", "--send-test", "channel"]);
     assert!(tested.status.success(), "{tested:?}");
     let test: serde_json::Value =
         serde_json::from_slice(&server.requests(SEND).last().unwrap().body).unwrap();
@@ -412,7 +416,10 @@ async fn a_telegram_target_gets_a_bots_message_and_keeps_to_what_the_bot_api_say
         test["text"]
             .as_str()
             .unwrap()
-            .contains("feedhound test alert for chat"),
+            .contains("feedhound test alert for channel")
+            && test["chat_id"] == "@acme_news"
+            && test.get("message_thread_id").is_none()
+            && test["link_preview_options"] == serde_json::json!({ "is_disabled": true }),
         "{test}"
     );
 
@@ -420,15 +427,31 @@ async fn a_telegram_target_gets_a_bots_message_and_keeps_to_what_the_bot_api_say
         SEND,
         bot_api(
             400,
-            r#"{"ok":false,"error_code":400,"description":"Bad Request: chat not found"}"#,
+            r#"{"ok":false,"error_code":400,"description":"Bad Request: chat not found (bot 123456:AAH-s3cret_tok3n)"}"#,
         ),
     );
     let refused = app.cli(&["alerts", "--send-test", "chat"]);
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(
         refused.status.code() == Some(1)
-            && stderr.contains("answered HTTP 400 Bad Request: Bad Request: chat not found")
+            && stderr
+                .contains("answered HTTP 400 Bad Request: Bad Request: chat not found (bot …)")
             && !stderr.contains("error_code")
+            && !stderr.contains("s3cret"),
+        "{stderr}"
+    );
+    // A proxy in front of the Bot API may quote the path it could not forward.
+    server.set(
+        SEND,
+        Route {
+            body: format!("cannot forward POST /{SEND}").into_bytes(),
+            ..Route::webhook(502)
+        },
+    );
+    let refused = app.cli(&["alerts", "--send-test", "chat"]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("answered HTTP 502 Bad Gateway: cannot forward POST …")
             && !stderr.contains("s3cret"),
         "{stderr}"
     );
@@ -450,15 +473,16 @@ async fn a_telegram_target_gets_a_bots_message_and_keeps_to_what_the_bot_api_say
         throttled.alerts,
         Some(Delivered {
             delivered: 0,
-            failed: 1
-        })
+            failed: 2
+        }),
+        "a new story, for both chats"
     );
     assert_eq!(
         app.count(
             "SELECT count(*) FROM alert_target_rests
              WHERE rest_until > datetime('now', '+100 seconds')"
         ),
-        1,
+        2,
         "the rest lasts as long as retry_after asked, not the 1 s of retry_delay"
     );
 }
