@@ -110,7 +110,8 @@ impl Html {
 /// One alert: the story's head, then the text around each company's mention, quoted, as many
 /// as fit; the story's link is the one previewed.
 pub fn single(payload: &AlertPayload) -> Sending {
-    let mut message = head(payload);
+    let link = web_link(payload);
+    let mut message = head(payload, link.as_deref());
     // Kept for the line that counts the companies left out, and the quote's entity.
     let mut kept = Html::default();
     kept.text(&more_companies(payload.companies.len()))
@@ -151,7 +152,7 @@ pub fn single(payload: &AlertPayload) -> Sending {
     Sending {
         idempotency_key: payload.idempotency_key.clone(),
         body: message.html.into_bytes(),
-        click: web_link(payload),
+        click: link,
         ..Sending::default()
     }
 }
@@ -166,7 +167,10 @@ pub fn digest(payloads: &[&AlertPayload]) -> Vec<(usize, Sending)> {
         count.text(&digest_count(50, 50, 50));
     });
     let blank_line = LINE_BREAK.plus(LINE_BREAK);
-    let heads: Vec<Html> = payloads.iter().map(|payload| head(payload)).collect();
+    let heads: Vec<Html> = payloads
+        .iter()
+        .map(|payload| head(payload, web_link(payload).as_deref()))
+        .collect();
     let sizes: Vec<Size> = heads.iter().map(|head| head.size).collect();
     let parts = fitting_parts(&sizes, |part| {
         let stories = part.iter().fold(Size::default(), |sum, size| {
@@ -196,8 +200,8 @@ pub fn digest(payloads: &[&AlertPayload]) -> Vec<(usize, Sending)> {
 }
 
 /// What says which story an alert is about: what was newly named, the title as a link, then
-/// the companies, where and when.
-fn head(payload: &AlertPayload) -> Html {
+/// the companies, where and when. `link` is the story's [`web_link`].
+fn head(payload: &AlertPayload, link: Option<&str>) -> Html {
     let mut head = Html::default();
     if let Some(company) = &payload.newly_named {
         head.within("i", |newly| {
@@ -205,8 +209,7 @@ fn head(payload: &AlertPayload) -> Html {
         })
         .text("\n");
     }
-    let link = web_link(payload);
-    head.within("b", |bold| match &link {
+    head.within("b", |bold| match link {
         Some(link) => {
             bold.link(link, &title(payload));
         }
