@@ -222,13 +222,17 @@ pub enum AlertFormat {
     /// A message from a Telegram bot (`url` is the Bot API's, with the chat): `sendMessage`'s
     /// JSON, in Telegram's HTML, with a preview of the story's link.
     Telegram,
+    /// An Adaptive Card for Microsoft Teams (`url` is a Workflows webhook's): the feed's text
+    /// shown as written, and a button that opens the story.
+    Teams,
     /// A plain-text email: a subject naming the companies and the story, and a body a reader
     /// takes in at a glance.
     Email,
 }
 
 /// Where a webhook target's POSTs go. Built with the format that needs it: [`Endpoint::Ntfy`]
-/// for every `ntfy` target, [`Endpoint::Telegram`] for every `telegram` one. Not `Debug`, as
+/// for every `ntfy` target, [`Endpoint::Telegram`] for every `telegram` one, [`Endpoint::Teams`]
+/// for every `teams` one. Not `Debug`, as
 /// [`Delivery`] is not: it holds the target's secrets.
 #[derive(Clone)]
 pub enum Endpoint {
@@ -236,6 +240,9 @@ pub enum Endpoint {
     Url,
     Ntfy(NtfyTopic),
     Telegram(TelegramChat),
+    /// The target's `url`, a Teams webhook: it takes the card as it is, and answers as
+    /// Workflows does.
+    Teams,
 }
 
 /// An ntfy topic, from its URL: the server's root (the URL without the topic, its user
@@ -396,6 +403,30 @@ impl TelegramChat {
             thread,
         })
     }
+}
+
+/// Whether `url` can be a Teams webhook, or what is wrong with it, without quoting it: a
+/// workflow's signature, the `sig` in its query, is the password.
+fn teams_webhook(url: &Url) -> Result<(), &'static str> {
+    let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
+    // An Office 365 connector answers 200 to a card Teams refused, which would pass for
+    // delivered; Microsoft is retiring them.
+    if host.ends_with(".webhook.office.com")
+        || (matches!(
+            host.as_str(),
+            "outlook.office.com" | "outlook.office365.com"
+        ) && url.path().starts_with("/webhook"))
+    {
+        return Err(
+            "is an Office 365 connector's webhook, which answers 200 even when Teams refuses the card and is being retired; in the channel, add a workflow that starts \"When a Teams webhook request is received\" and give its URL",
+        );
+    }
+    if url.scheme() == "http" && !is_loopback(&host) {
+        return Err(
+            "would send the webhook's signature unencrypted: use the https URL Teams gives",
+        );
+    }
+    Ok(())
 }
 
 impl NotifyConfig {
@@ -2131,18 +2162,19 @@ impl Checker {
                         "discord" if !is_email => Some(AlertFormat::Discord),
                         "ntfy" if !is_email => Some(AlertFormat::Ntfy),
                         "telegram" if !is_email => Some(AlertFormat::Telegram),
+                        "teams" if !is_email => Some(AlertFormat::Teams),
                         "email" if is_email || url.is_none() => Some(AlertFormat::Email),
                         _ => None,
                     };
                     if known.is_none() {
                         let message = match format.get_ref().trim() {
-                            "json" | "slack" | "discord" | "ntfy" | "telegram" => format!(
+                            "json" | "slack" | "discord" | "ntfy" | "telegram" | "teams" => format!(
                                 "{:?} is a webhook's format, and this target's url is an SMTP server; leave `format` out for email",
                                 format.get_ref()
                             ),
                             "email" => "\"email\" needs an smtp:// or smtps:// url, the server that sends it".to_owned(),
                             _ => format!(
-                                "{:?} is not a format; use \"json\" (feedhound's payload), \"slack\", \"discord\", \"ntfy\" or \"telegram\" for a webhook, \"email\" with an smtp:// or smtps:// url",
+                                "{:?} is not a format; use \"json\" (feedhound's payload), \"slack\", \"discord\", \"ntfy\", \"telegram\" or \"teams\" for a webhook, \"email\" with an smtp:// or smtps:// url",
                                 format.get_ref()
                             ),
                         };
@@ -2198,31 +2230,31 @@ impl Checker {
                             "is an email address, and this target's url is a webhook; email needs an smtp:// or smtps:// url",
                         );
                     }
-                    // The API a format posts to, from the url.
+                    // The API a format posts to, from the url, and why a secret is no use there.
                     let api = match format {
-                        Some(AlertFormat::Ntfy) => Some(NtfyTopic::of(&url).map(Endpoint::Ntfy)),
-                        Some(AlertFormat::Telegram) => {
-                            Some(TelegramChat::of(&url).map(Endpoint::Telegram))
-                        }
+                        Some(AlertFormat::Ntfy) => Some((
+                            NtfyTopic::of(&url).map(Endpoint::Ntfy),
+                            "signs webhook POSTs, which ntfy does not check; remove it, and log in to a protected topic with the url's user and password",
+                        )),
+                        Some(AlertFormat::Telegram) => Some((
+                            TelegramChat::of(&url).map(Endpoint::Telegram),
+                            "signs webhook POSTs, which Telegram does not check; remove it",
+                        )),
+                        Some(AlertFormat::Teams) => Some((
+                            teams_webhook(&url).map(|()| Endpoint::Teams),
+                            "signs webhook POSTs, which a Teams workflow does not check; remove it (the url's signature is the password)",
+                        )),
                         _ => None,
                     };
                     let endpoint = match api {
                         None => Some(Endpoint::Url),
-                        Some(Ok(endpoint)) => {
+                        Some((Ok(endpoint), unchecked)) => {
                             // A public ntfy server's topic, like a bot's token, is the key to
                             // what it sends.
                             if read_from.is_empty() && !url_has_credential(&url, true) {
                                 self.note_credential_written(&format!("{key}.url"), &url_span);
                             }
                             if let Some(secret) = &secret_span {
-                                let unchecked = match endpoint {
-                                    Endpoint::Ntfy(_) => {
-                                        "signs webhook POSTs, which ntfy does not check; remove it, and log in to a protected topic with the url's user and password"
-                                    }
-                                    _ => {
-                                        "signs webhook POSTs, which Telegram does not check; remove it"
-                                    }
-                                };
                                 self.issue(
                                     Some(secret.clone()),
                                     format!("{key}.secret"),
@@ -2231,7 +2263,7 @@ impl Checker {
                             }
                             Some(endpoint)
                         }
-                        Some(Err(problem)) => {
+                        Some((Err(problem), _)) => {
                             self.issue(Some(url_span.clone()), format!("{key}.url"), problem);
                             None
                         }
@@ -3160,7 +3192,7 @@ mod tests {
         );
         assert!(
             message.contains(
-                ":3: notify[1].format: \"Slak\" is not a format; use \"json\" (feedhound's payload), \"slack\", \"discord\", \"ntfy\" or \"telegram\""
+                ":3: notify[1].format: \"Slak\" is not a format; use \"json\" (feedhound's payload), \"slack\", \"discord\", \"ntfy\", \"telegram\" or \"teams\" for a webhook"
             ) && message.contains(":5: notify[2].url")
                 && message.contains(
                     ":7: notify[3].url: ntfy needs the topic's URL, such as https://ntfy.sh/acme-news"
@@ -3362,6 +3394,76 @@ mod tests {
             config.credentials_written,
             [(2, "notify[1].url".to_owned())],
             "the path holds the bot's token"
+        );
+    }
+
+    /// A Teams webhook takes the card as it is posted; its signature is the password, so it
+    /// travels only encrypted, and a `secret` (which Teams does not check) is a mistake.
+    #[test]
+    fn a_teams_targets_url_is_its_webhook_and_carries_its_signature() {
+        const WORKFLOW: &str = "default4f2a.07.environment.api.powerplatform.com:443/powerautomate/automations/direct/workflows/9c1e/triggers/manual/paths/invoke?api-version=1&sp=%2Ftriggers%2Fmanual%2Frun&sv=1.0&sig=Zk9s3cr3t";
+        let config = parse(&format!(
+            "[[notify]]\nurl = \"https://{WORKFLOW}\"\nformat = \"teams\"\n"
+        ))
+        .unwrap();
+        let target = &config.notify[0];
+        assert!(matches!(
+            target.delivery,
+            Delivery::Webhook {
+                format: AlertFormat::Teams,
+                endpoint: Endpoint::Teams,
+                ..
+            }
+        ));
+        assert_eq!(
+            target.url.as_str(),
+            format!("https://{}", WORKFLOW.replace(":443", ""))
+        );
+        assert_eq!(
+            config.credentials_written,
+            [(2, "notify[1].url".to_owned())],
+            "the query's sig is the password"
+        );
+        for local in ["http://127.0.0.1:8080/hook", "http://localhost:8080/hook"] {
+            let config = parse(&format!(
+                "[[notify]]\nurl = \"{local}\"\nformat = \"teams\"\n"
+            ));
+            assert!(
+                config.is_ok(),
+                "{local}: a relay on this machine may be plain http"
+            );
+        }
+        for connector in [
+            "https://acme.webhook.office.com/webhookb2/1f0e@9a7b/IncomingWebhook/5d3c/77aa",
+            "https://outlook.office.com/webhook/1f0e@9a7b/IncomingWebhook/5d3c/77aa",
+        ] {
+            let message = error_text(&format!(
+                "[[notify]]\nurl = \"{connector}\"\nformat = \"teams\"\n"
+            ));
+            assert!(
+                message.contains(":2: notify[1].url: is an Office 365 connector's webhook, which answers 200 even when Teams refuses the card")
+                    && message.contains("\"When a Teams webhook request is received\"")
+                    && !message.contains("77aa"),
+                "{message}"
+            );
+        }
+
+        let message = error_text(&format!(
+            "[[notify]]\nurl = \"http://{WORKFLOW}\"\nformat = \"teams\"\n"
+        ));
+        assert!(
+            message.contains(":2: notify[1].url: would send the webhook's signature unencrypted")
+                && !message.contains("s3cr3t"),
+            "{message}"
+        );
+        let message = error_text(&format!(
+            "[[notify]]\nurl = \"https://{WORKFLOW}\"\nformat = \"teams\"\nsecret = \"k\"\n"
+        ));
+        assert!(
+            message.contains(
+                ":4: notify[1].secret: signs webhook POSTs, which a Teams workflow does not check"
+            ),
+            "{message}"
         );
     }
 

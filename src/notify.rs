@@ -2,9 +2,9 @@
 //!
 //! Each alert is a JSON POST of [`AlertPayload`], or of a chat message made from it for a Slack or
 //! Discord target (`message`), or of an ntfy push notification (to the ntfy server's root, naming
-//! the topic), or of a Telegram bot's message (to its `sendMessage`, naming the chat), with an
-//! `Idempotency-Key` header (the same on every attempt) and,
-//! when the target has a `secret`, an `X-Feedhound-Signature: sha256=<hex>` HMAC of the body; or
+//! the topic), or of a Telegram bot's message (to its `sendMessage`, naming the chat), or of a
+//! Teams card, with an `Idempotency-Key` header (the same on every attempt) and, when the
+//! target has a `secret`, an `X-Feedhound-Signature: sha256=<hex>` HMAC of the body; or
 //! for an email target, a plain-text email through its SMTP server (`smtp`), whose `Message-ID`
 //! is made from the same key. A target with a `digest` gets its alerts together at set times
 //! (`digest`): as few POSTs or emails as hold them, delivered or failed as a whole, and split
@@ -42,7 +42,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Delivery, Endpoint, NotifyConfig};
-use crate::fetch::{origin_only, parse_retry_after, why_unanswered};
+use crate::fetch::{looks_secret, origin_only, parse_retry_after, why_unanswered};
 use crate::store::writer::StoreWriter;
 use crate::store::{
     AlertPayload, AlertStory, DigestWindow, OutboxStatus, PendingAlert, RefusedRecipient,
@@ -57,7 +57,7 @@ const MAX_RETRY_DELAY: Duration = Duration::from_secs(3600);
 /// of its own (`smtp`).
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(15);
 /// Alerts whose ids one round reads; each payload is read just before its attempt.
-const BATCH: usize = 50;
+pub(crate) const BATCH: usize = 50;
 
 /// Why one POST or email failed.
 #[derive(Debug)]
@@ -622,7 +622,7 @@ fn framed_post(
     sending: &Sending,
 ) -> (reqwest::Url, Vec<u8>) {
     match endpoint {
-        Endpoint::Url => (target.url.clone(), sending.body.clone()),
+        Endpoint::Url | Endpoint::Teams => (target.url.clone(), sending.body.clone()),
         // ntfy takes JSON at its root, naming the topic; the topic's own URL would take the
         // whole body as the message's text.
         Endpoint::Ntfy(topic) => {
@@ -682,6 +682,22 @@ fn refusal(
                 .map(|reason| reason.replace(&chat.token, "…"));
             (reason, answer["parameters"]["retry_after"].as_u64())
         }
+        // A workflow's trigger answers `{"error": {"code": "…", "message": "…"}}`; a
+        // proxy's page, or an answer cut where it is read, is read as any other.
+        Endpoint::Teams => {
+            let answer: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+            let error = &answer["error"];
+            let said = [&error["code"], &error["message"]]
+                .iter()
+                .filter_map(|part| part.as_str())
+                .collect::<Vec<_>>()
+                .join(": ");
+            let reason = match one_line(&said, REASON_BYTES) {
+                said if said.is_empty() => refusal_reason(body, &target.url),
+                said => Some(without_url_secrets(said, &target.url)),
+            };
+            (reason, None)
+        }
     }
 }
 
@@ -719,14 +735,33 @@ fn refusal_reason(text: &str, url: &reqwest::Url) -> Option<String> {
     if start.starts_with("<!doctype") || start.starts_with("<html") {
         return None;
     }
-    let mut reason = one_line(text, REASON_BYTES);
-    for secret in [url.path(), url.query().unwrap_or_default()] {
-        if secret.len() > 1 {
-            reason = reason.replace(secret, "…");
+    let reason = without_url_secrets(one_line(text, REASON_BYTES), url);
+    (!reason.is_empty()).then_some(reason)
+}
+
+/// A receiver's `reason`, at most [`REASON_CHARS`] long, with the path and query of the
+/// target's `url` taken out, and each value of its query that names a secret (a workflow's
+/// `sig`), as written or decoded, as an error may quote it alone.
+fn without_url_secrets(mut reason: String, url: &reqwest::Url) -> String {
+    let decode = |text: &str| {
+        percent_encoding::percent_decode_str(text)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    let query = url.query().unwrap_or_default();
+    let mut secrets = vec![(url.path().to_owned(), 2), (query.to_owned(), 2)];
+    for (key, value) in query.split('&').filter_map(|pair| pair.split_once('=')) {
+        if looks_secret(&decode(key)) {
+            // A short value (`?auth=on`) would take letters out of words.
+            secrets.extend([(value.to_owned(), 8), (decode(value), 8)]);
         }
     }
-    let reason: String = reason.chars().take(REASON_CHARS).collect();
-    (!reason.is_empty()).then_some(reason)
+    for (secret, least) in secrets {
+        if secret.len() >= least {
+            reason = reason.replace(&secret, "…");
+        }
+    }
+    reason.chars().take(REASON_CHARS).collect()
 }
 
 /// A receiver's words on one line, as `alerts` and the log show them: runs of spaces, line

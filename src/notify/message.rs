@@ -1,7 +1,7 @@
 //! What each POST or email carries: feedhound's JSON, a chat message for targets with `format =
 //! "slack"` or `"discord"`, a push notification's words for `"ntfy"`, a Telegram bot's message
-//! for `"telegram"` (`telegram`), or a plain-text email; one alert, or for a target with a
-//! `digest`, several.
+//! for `"telegram"` (`telegram`), a Teams card for `"teams"` (`teams`), or a plain-text email;
+//! one alert, or for a target with a `digest`, several.
 //!
 //! A chat webhook posts what it is given to a channel, so these targets get a message built from
 //! the payload a `json` target gets: the story's title as a link, the companies it names, where
@@ -11,6 +11,7 @@
 //! the service's limit without cutting through markup. An email is plain text, which no mail
 //! reader renders as markup: its subject names the companies and the story, its body the rest.
 
+mod teams;
 mod telegram;
 
 use serde_json::json;
@@ -51,6 +52,7 @@ pub fn single(format: AlertFormat, payload: &AlertPayload) -> serde_json::Result
         AlertFormat::Email => return Ok(email::single(payload)),
         AlertFormat::Ntfy => return Ok(push::single(payload)),
         AlertFormat::Telegram => return Ok(telegram::single(payload)),
+        AlertFormat::Teams => return Ok(teams::single(payload)),
     };
     Ok(Sending {
         idempotency_key: payload.idempotency_key.clone(),
@@ -61,17 +63,18 @@ pub fn single(format: AlertFormat, payload: &AlertPayload) -> serde_json::Result
 
 /// The POST of one alert alone: for a target that takes digests, a digest of one, the shape
 /// its receiver reads; but what a person reads (an email, a push notification, a Telegram
-/// message) is best read as one alert.
+/// message, a Teams card) is best read as one alert.
 pub fn alone(
     format: AlertFormat,
     digest_target: bool,
     payload: &AlertPayload,
 ) -> serde_json::Result<Sending> {
-    // A person reads one alert best as one: an email, a push notification, a bot's message.
+    // A person reads one alert best as one: an email, a push notification, a bot's message,
+    // a card with the text around each mention.
     if !digest_target
         || matches!(
             format,
-            AlertFormat::Email | AlertFormat::Ntfy | AlertFormat::Telegram
+            AlertFormat::Email | AlertFormat::Ntfy | AlertFormat::Telegram | AlertFormat::Teams
         )
     {
         return single(format, payload);
@@ -94,6 +97,18 @@ pub fn digest(
             "digest-{}",
             &blake3::hash(keys.join("\n").as_bytes()).to_hex()[..32]
         )
+    };
+    // The parts, in order, each with the key of the alerts it carries.
+    let keyed = |parts: Vec<(usize, Sending)>| -> Vec<(usize, Sending)> {
+        let mut at = 0;
+        parts
+            .into_iter()
+            .map(|(count, mut sending)| {
+                sending.idempotency_key = key_of(&payloads[at..at + count]);
+                at += count;
+                (count, sending)
+            })
+            .collect()
     };
     match format {
         AlertFormat::Json => payloads
@@ -118,17 +133,9 @@ pub fn digest(
             .chunks(DIGEST_ALERTS)
             .map(|part| (part.len(), email::digest(part, key_of(part))))
             .collect()),
-        AlertFormat::Ntfy | AlertFormat::Telegram => Ok(match format {
-            AlertFormat::Ntfy => push::digest(payloads),
-            _ => telegram::digest(payloads),
-        }
-        .into_iter()
-        .scan(0, |at, (count, mut sending)| {
-            sending.idempotency_key = key_of(&payloads[*at..*at + count]);
-            *at += count;
-            Some((count, sending))
-        })
-        .collect()),
+        AlertFormat::Ntfy => Ok(keyed(push::digest(payloads))),
+        AlertFormat::Telegram => Ok(keyed(telegram::digest(payloads))),
+        AlertFormat::Teams => Ok(keyed(teams::digest(payloads))),
         AlertFormat::Slack | AlertFormat::Discord => {
             let chat = if format == AlertFormat::Slack {
                 Chat::Slack
@@ -226,6 +233,14 @@ mod plain {
     /// The story's link; a longer one is left out rather than cut, which would break it.
     pub(super) fn shown_link(payload: &AlertPayload) -> Option<&str> {
         (payload.story.link.as_deref()).filter(|link| link.len() <= LINK_CHARS)
+    }
+
+    /// The story's link as a button or a preview opens it: a web address with a host, written
+    /// as the URL standard writes it; none for any other link.
+    pub(super) fn web_link(payload: &AlertPayload) -> Option<String> {
+        let link = shown_link(payload)?;
+        let url = url::Url::parse(link).ok()?;
+        (matches!(url.scheme(), "http" | "https") && url.host().is_some()).then(|| url.into())
     }
 
     /// At most `most` characters of the feed's `text`, cut with "…", on one line: no control
@@ -434,6 +449,13 @@ fn digest_count(stories: usize, part: usize, parts: usize) -> String {
         count.push_str(&format!(" · part {part} of {parts}"));
     }
     count
+}
+
+/// The longest line over a digest's stories, which a part must keep room for before it is
+/// known how many parts there are: a round reads at most [`crate::notify::BATCH`] alerts.
+fn longest_digest_count() -> String {
+    let most = crate::notify::BATCH;
+    digest_count(most, most, most)
 }
 
 /// `items` in consecutive parts, in order, each as long as `fits` lets it grow, and at least

@@ -487,6 +487,96 @@ async fn a_telegram_target_gets_a_bots_message_and_keeps_to_what_the_bot_api_say
     );
 }
 
+/// A Teams card: posted as it is to the workflow's webhook, which answers 202; the feed's
+/// words in runs of text Teams shows as written, a button to the story. A refusal shows the
+/// workflow's code and message, without the signature that is the URL's password.
+#[tokio::test]
+async fn a_teams_target_gets_a_card_and_a_refusal_says_why_without_the_signature() {
+    // The query, signature and all, is the workflow's to read.
+    const INVOKE: &str = "workflows/4f2a/triggers/manual/paths/invoke\
+                          ?api-version=1&sp=%2Ftriggers%2Fmanual%2Frun&sv=1.0&sig=Zk9s3cr3t";
+    let server = FeedServer::start();
+    server.feed(
+        "a.xml",
+        rss(&["<guid>1</guid><title>Xiaomi &amp; [Samsung](https://evil.example) sign a **deal**</title>\
+               <link>https://news.example/deal?id=1</link>"]),
+    );
+    server.set(INVOKE, Route::webhook(202));
+    let notify = format!(
+        "\n[[notify]]\nname = \"channel\"\nbacklog = true\nformat = \"teams\"\nurl = \"{}\"\n",
+        server.url(INVOKE)
+    );
+    let app = App::new(&[server.url("a.xml")], &format!("{COMPANIES}{notify}"));
+    let summary = app.poll().await;
+    assert_eq!(
+        summary.alerts,
+        Some(Delivered {
+            delivered: 1,
+            failed: 0
+        })
+    );
+    let posted = &server.requests(INVOKE)[0];
+    assert_eq!(posted.headers["content-type"], "application/json");
+    let message: serde_json::Value = serde_json::from_slice(&posted.body).unwrap();
+    let card = &message["attachments"][0]["content"];
+    assert_eq!(
+        (&message["type"], &card["type"], &card["version"]),
+        (
+            &serde_json::json!("message"),
+            &serde_json::json!("AdaptiveCard"),
+            &serde_json::json!("1.4")
+        )
+    );
+    let title = &card["body"][0];
+    assert_eq!(
+        (&title["type"], &title["inlines"][0]["text"]),
+        (
+            &serde_json::json!("RichTextBlock"),
+            &serde_json::json!("Xiaomi & [Samsung](https://evil.example) sign a **deal**")
+        ),
+        "{card}"
+    );
+    assert_eq!(
+        card["actions"][0]["url"], "https://news.example/deal?id=1",
+        "{card}"
+    );
+
+    server.set(
+        INVOKE,
+        Route {
+            body: br#"{"error":{"code":"TriggerInputSchemaMismatch","message":"The input body for trigger 'manual' did not match its schema (sig Zk9s3cr3t)."}}"#.to_vec(),
+            content_type: "application/json".into(),
+            ..Route::webhook(400)
+        },
+    );
+    let refused = app.cli(&["alerts", "--send-test", "channel"]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        refused.status.code() == Some(1)
+            && stderr.contains(
+                "answered HTTP 400 Bad Request: TriggerInputSchemaMismatch: The input body for trigger 'manual' did not match its schema (sig …)."
+            )
+            && !stderr.contains("Zk9s3cr3t"),
+        "{stderr}"
+    );
+    // A proxy in front of it may quote the path and query it could not forward.
+    server.set(
+        INVOKE,
+        Route {
+            body: format!("cannot forward POST /{INVOKE}").into_bytes(),
+            ..Route::webhook(502)
+        },
+    );
+    let refused = app.cli(&["alerts", "--send-test", "channel"]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("answered HTTP 502 Bad Gateway: cannot forward POST …?…")
+            && !stderr.contains("Zk9s3cr3t")
+            && !stderr.contains("4f2a"),
+        "{stderr}"
+    );
+}
+
 /// Slack's hooks carry their credential in the path.
 const SLACK_HOOK: &str = "services/T1/B2/s3cr3t";
 

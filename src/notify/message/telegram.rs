@@ -8,8 +8,11 @@
 //! whose links are too long together, so each of these is kept as the message is written
 //! rather than measured on the HTML, whose tags and link targets are not text.
 
-use super::plain::{about, line, shown_link, title};
-use super::{NAME_CHARS, SNIPPET_CHARS, Sending, digest_count, fitting_parts, more_companies};
+use super::plain::{about, line, title, web_link};
+use super::{
+    NAME_CHARS, SNIPPET_CHARS, Sending, digest_count, fitting_parts, longest_digest_count,
+    more_companies,
+};
 use crate::store::AlertPayload;
 
 /// Most text in one message, in UTF-16 code units: Telegram counts the offsets of its markup
@@ -161,10 +164,10 @@ pub fn single(payload: &AlertPayload) -> Sending {
 /// messages as hold them, each with how many stories it carries. Nothing is previewed: which
 /// of the links would be is Telegram's guess. Their keys are the caller's to set.
 pub fn digest(payloads: &[&AlertPayload]) -> Vec<(usize, Sending)> {
-    // The longest count line (a round reads at most 50 alerts), in bold.
+    // The longest count line, in bold.
     let mut count_line = Html::default();
     count_line.within("b", |count| {
-        count.text(&digest_count(50, 50, 50));
+        count.text(&longest_digest_count());
     });
     let blank_line = LINE_BREAK.plus(LINE_BREAK);
     let heads: Vec<Html> = payloads
@@ -219,14 +222,6 @@ fn head(payload: &AlertPayload, link: Option<&str>) -> Html {
     });
     head.text("\n").text(&about(payload));
     head
-}
-
-/// The story's link as Telegram opens and previews it: a web address with a host, written as
-/// the URL standard writes it; none for any other link.
-fn web_link(payload: &AlertPayload) -> Option<String> {
-    let link = shown_link(payload)?;
-    let url = url::Url::parse(link).ok()?;
-    (matches!(url.scheme(), "http" | "https") && url.host().is_some()).then(|| url.into())
 }
 
 #[cfg(test)]
@@ -407,7 +402,7 @@ mod tests {
                 }));
                 if let Some((_, next)) = parts.get(index + 1) {
                     // The count line is given room as if it were the longest.
-                    let count_room = units(&digest_count(50, 50, 50));
+                    let count_room = units(&longest_digest_count());
                     let first_next = units(&heads_of(&next.body)[0]);
                     let next_link = stories[carried.len()].story.link.as_ref().unwrap().len();
                     let full = units(&text) - units(&count_line) + count_room + 2 + first_next
