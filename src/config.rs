@@ -232,8 +232,7 @@ pub enum AlertFormat {
 
 /// Where a webhook target's POSTs go. Built with the format that needs it: [`Endpoint::Ntfy`]
 /// for every `ntfy` target, [`Endpoint::Telegram`] for every `telegram` one, [`Endpoint::Teams`]
-/// for every `teams` one. Not `Debug`, as
-/// [`Delivery`] is not: it holds the target's secrets.
+/// for every `teams` one. Not `Debug`, as [`Delivery`] is not: it holds the target's secrets.
 #[derive(Clone)]
 pub enum Endpoint {
     /// The target's `url`, which takes the body as it is.
