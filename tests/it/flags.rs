@@ -35,6 +35,21 @@ fn flagged(app: &App) -> Vec<(String, String, i64)> {
         .unwrap()
 }
 
+/// What `feedhound alerts --send-test TARGET` says once the target answers `route` at `path`:
+/// the test alert fails, and stderr says why.
+fn test_alert_refused(
+    app: &App,
+    server: &FeedServer,
+    path: &str,
+    route: Route,
+    target: &str,
+) -> String {
+    server.set(path, route);
+    let refused = app.cli(&["alerts", "--send-test", target]);
+    assert_eq!(refused.status.code(), Some(1), "{refused:?}");
+    String::from_utf8_lossy(&refused.stderr).into_owned()
+}
+
 /// Runs the daemon in this process until the returned token is cancelled.
 fn run_daemon(
     app: &App,
@@ -247,10 +262,7 @@ fn a_test_alert_is_signed_like_a_real_one_stores_nothing_and_reports_a_refusal()
     assert_eq!(misspelt.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&misspelt.stderr).contains("its notify targets are: desk"));
 
-    server.set("hook", Route::webhook(500));
-    let refused = app.cli(&["alerts", "--send-test", "desk"]);
-    assert_eq!(refused.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&refused.stderr);
+    let stderr = test_alert_refused(&app, &server, "hook", Route::webhook(500), "desk");
     assert!(
         stderr.contains("the test alert to desk failed") && stderr.contains("answered HTTP 500"),
         "{stderr}"
@@ -323,18 +335,18 @@ async fn an_ntfy_target_gets_a_push_notification_that_opens_the_story() {
             &serde_json::json!("feedhound test alert for phone")
         )
     );
-    server.set(
+    let stderr = test_alert_refused(
+        &app,
+        &server,
         "/",
         Route {
             body: br#"{"code":40301,"http":403,"error":"forbidden: acme-n3ws"}"#.to_vec(),
             ..Route::webhook(403)
         },
+        "phone",
     );
-    let refused = app.cli(&["alerts", "--send-test", "phone"]);
-    let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(
-        refused.status.code() == Some(1)
-            && stderr.contains("answered HTTP 403 Forbidden: {\"code\":40301")
+        stderr.contains("answered HTTP 403 Forbidden: {\"code\":40301")
             && stderr.contains("forbidden: …")
             && !stderr.contains("acme-n3ws")
             && !stderr.contains("s3cret"),
@@ -423,33 +435,33 @@ async fn a_telegram_target_gets_a_bots_message_and_keeps_to_what_the_bot_api_say
         "{test}"
     );
 
-    server.set(
+    let stderr = test_alert_refused(
+        &app,
+        &server,
         SEND,
         bot_api(
             400,
             r#"{"ok":false,"error_code":400,"description":"Bad Request: chat not found (bot 123456:AAH-s3cret_tok3n)"}"#,
         ),
+        "chat",
     );
-    let refused = app.cli(&["alerts", "--send-test", "chat"]);
-    let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(
-        refused.status.code() == Some(1)
-            && stderr
-                .contains("answered HTTP 400 Bad Request: Bad Request: chat not found (bot …)")
+        stderr.contains("answered HTTP 400 Bad Request: Bad Request: chat not found (bot …)")
             && !stderr.contains("error_code")
             && !stderr.contains("s3cret"),
         "{stderr}"
     );
     // A proxy in front of the Bot API may quote the path it could not forward.
-    server.set(
+    let stderr = test_alert_refused(
+        &app,
+        &server,
         SEND,
         Route {
             body: format!("cannot forward POST /{SEND}").into_bytes(),
             ..Route::webhook(502)
         },
+        "chat",
     );
-    let refused = app.cli(&["alerts", "--send-test", "chat"]);
-    let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(
         stderr.contains("answered HTTP 502 Bad Gateway: cannot forward POST …")
             && !stderr.contains("s3cret"),
@@ -541,34 +553,35 @@ async fn a_teams_target_gets_a_card_and_a_refusal_says_why_without_the_signature
         "{card}"
     );
 
-    server.set(
+    let stderr = test_alert_refused(
+        &app,
+        &server,
         INVOKE,
         Route {
             body: br#"{"error":{"code":"TriggerInputSchemaMismatch","message":"The input body for trigger 'manual' did not match its schema (sig Zk9s3cr3t)."}}"#.to_vec(),
             content_type: "application/json".into(),
             ..Route::webhook(400)
         },
+        "channel",
     );
-    let refused = app.cli(&["alerts", "--send-test", "channel"]);
-    let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(
-        refused.status.code() == Some(1)
-            && stderr.contains(
-                "answered HTTP 400 Bad Request: TriggerInputSchemaMismatch: The input body for trigger 'manual' did not match its schema (sig …)."
-            )
-            && !stderr.contains("Zk9s3cr3t"),
+        stderr.contains(
+            "answered HTTP 400 Bad Request: TriggerInputSchemaMismatch: \
+             The input body for trigger 'manual' did not match its schema (sig …)."
+        ) && !stderr.contains("Zk9s3cr3t"),
         "{stderr}"
     );
     // A proxy in front of it may quote the path and query it could not forward.
-    server.set(
+    let stderr = test_alert_refused(
+        &app,
+        &server,
         INVOKE,
         Route {
             body: format!("cannot forward POST /{INVOKE}").into_bytes(),
             ..Route::webhook(502)
         },
+        "channel",
     );
-    let refused = app.cli(&["alerts", "--send-test", "channel"]);
-    let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(
         stderr.contains("answered HTTP 502 Bad Gateway: cannot forward POST …?…")
             && !stderr.contains("Zk9s3cr3t")
@@ -638,17 +651,17 @@ async fn slack_and_discord_targets_get_a_message_their_channel_shows_and_a_refus
     );
 
     // Slack says why in plain words, labelled text/html.
-    server.set(
+    let stderr = test_alert_refused(
+        &app,
+        &server,
         SLACK_HOOK,
         Route {
             body: b"invalid_token\n".to_vec(),
             content_type: "text/html".into(),
             ..Route::webhook(403)
         },
+        "desk",
     );
-    let refused = app.cli(&["alerts", "--send-test", "desk"]);
-    assert_eq!(refused.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(
         stderr.contains(&format!(
             "{}/… answered HTTP 403 Forbidden: invalid_token",
