@@ -738,6 +738,20 @@ mod tests {
         }
     }
 
+    /// The 50 stories of a round's digest, each with a key of its own, naming Xiaomi and
+    /// Samsung: story `n`'s title (which starts "Story n ") and link are `story(n)`.
+    pub(super) fn digest_stories(story: impl Fn(usize) -> (String, String)) -> Vec<AlertPayload> {
+        (0..50)
+            .map(|n| {
+                let (title, link) = story(n);
+                AlertPayload {
+                    idempotency_key: format!("k{n}"),
+                    ..payload(&title, &link, &[("Xiaomi", "x"), ("Samsung", "s")])
+                }
+            })
+            .collect()
+    }
+
     /// A story made of what chat Markdown escapes and cuts worst: long runs of `*`, `(`, `_`
     /// and `|`, and 40 companies whose names are 150 `*` each.
     fn hostile_story(link_chars: usize) -> AlertPayload {
@@ -1187,16 +1201,12 @@ mod tests {
     #[test]
     fn a_push_digest_numbers_every_story_once_in_as_few_notifications_as_fit() {
         for step in 1..=40 {
-            let stories: Vec<AlertPayload> = (0..50)
-                .map(|n| AlertPayload {
-                    idempotency_key: format!("k{n}"),
-                    ..payload(
-                        &format!("Story {n} {}", "\"标".repeat(n * step % 190)),
-                        &format!("https://news.example/{n}"),
-                        &[("Xiaomi", "x"), ("Samsung", "s")],
-                    )
-                })
-                .collect();
+            let stories = digest_stories(|n| {
+                (
+                    format!("Story {n} {}", "\"标".repeat(n * step % 190)),
+                    format!("https://news.example/{n}"),
+                )
+            });
             check_push_digest(&stories.iter().collect::<Vec<_>>());
         }
     }

@@ -196,7 +196,7 @@ fn message(body: Vec<Value>, actions: &[Value]) -> Value {
 mod tests {
     use super::*;
     use crate::config::AlertFormat::Teams;
-    use crate::notify::message::tests::payload;
+    use crate::notify::message::tests::{digest_stories, payload};
     use crate::notify::message::{alone, digest as digest_of, single as single_of};
 
     /// The card a POST carries, after checking the message around it.
@@ -390,16 +390,12 @@ mod tests {
     #[test]
     fn a_digest_carries_every_story_once_in_as_few_cards_as_fit() {
         for step in 1..=40 {
-            let stories: Vec<AlertPayload> = (0..50)
-                .map(|n| AlertPayload {
-                    idempotency_key: format!("k{n}"),
-                    ..payload(
-                        &format!("Story {n} {}", "\"𝕏".repeat(n * step % 95)),
-                        &format!("https://news.example/{n}?{}", "q".repeat(n * step % 400)),
-                        &[("Xiaomi", "x"), ("Samsung", "s")],
-                    )
-                })
-                .collect();
+            let stories = digest_stories(|n| {
+                (
+                    format!("Story {n} {}", "\"𝕏".repeat(n * step % 95)),
+                    format!("https://news.example/{n}?{}", "q".repeat(n * step % 400)),
+                )
+            });
             let all: Vec<&AlertPayload> = stories.iter().collect();
             let parts = digest_of(Teams, &all).unwrap();
             assert!(parts.len() > 1, "{step}: {} parts", parts.len());

@@ -227,7 +227,7 @@ fn head(payload: &AlertPayload, link: Option<&str>) -> Html {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::notify::message::tests::payload;
+    use crate::notify::message::tests::{digest_stories, payload};
     use crate::notify::message::{digest as digest_of, single as single_of};
 
     use crate::config::AlertFormat::Telegram;
@@ -350,19 +350,13 @@ mod tests {
             .iter()
             .flat_map(|kind| (1..=40).map(move |step| (kind, step)))
         {
-            let stories: Vec<AlertPayload> = (0..50)
-                .map(|n| {
-                    let (title, link) = kind(n * step);
-                    AlertPayload {
-                        idempotency_key: format!("k{n}"),
-                        ..payload(
-                            &format!("Story {n} {}", "&𝕏".repeat(title)),
-                            &format!("https://news.example/{n}?{}", "q".repeat(link)),
-                            &[("Xiaomi", "x"), ("Samsung", "s")],
-                        )
-                    }
-                })
-                .collect();
+            let stories = digest_stories(|n| {
+                let (title, link) = kind(n * step);
+                (
+                    format!("Story {n} {}", "&𝕏".repeat(title)),
+                    format!("https://news.example/{n}?{}", "q".repeat(link)),
+                )
+            });
             let all: Vec<&AlertPayload> = stories.iter().collect();
             let parts = digest_of(Telegram, &all).unwrap();
             assert!(parts.len() > 1, "{step}: {} parts", parts.len());
